@@ -1,0 +1,86 @@
+/**
+ * Host options and their defaults. Validation throws RangeError/TypeError with a sentence;
+ * this is the only place the engine throws on input (construction, not the data plane).
+ */
+import { PAGE_SIZE } from '../abi/constants.js'
+
+/** Resolves a guest frame number to the bytes of that frame (spec D15). */
+export type FrameResolver = (
+  clientId: number,
+  cmfn: bigint,
+  writable: boolean,
+) => Uint8Array | null | undefined
+
+export interface HostOptions {
+  /** The host's memory for tmem pages, in pages. Default 16384 (64 MiB). */
+  pages?: number
+  /** The same budget in bytes (rounded down to whole pages); wins over `pages` when given. */
+  bytes?: number
+  /** Free pages kept in reserve before every put (spec §4.4). Default min(256, pages >> 4). */
+  reservePages?: number
+  /** Initial compression setting of new clients (Xen boot option tmem_compress). */
+  compress?: boolean
+  /** Deduplicate ephemeral pages (Xen tmem_dedup). */
+  dedup?: boolean
+  /** Trailing-zero elimination (Xen tmem_tze). */
+  tze?: boolean
+  /** Shared pools need per-client authorisation unless global auth is on (D7). Default true. */
+  sharedAuth?: boolean
+  /** Serve v0 clients side by side with v1 clients (D3). Default false. */
+  acceptV0?: boolean
+  /** Frame resolver for embedders; used when an op carries no data buffer (D15). */
+  frameResolver?: FrameResolver
+  /** Monotonic clock for the cycle statistics, in nanoseconds. Default process.hrtime.bigint. */
+  clockNs?: () => number
+}
+
+export interface ResolvedHostOptions {
+  pages: number
+  reservePages: number
+  compress: boolean
+  dedup: boolean
+  tze: boolean
+  sharedAuth: boolean
+  acceptV0: boolean
+  frameResolver: FrameResolver | null
+  clockNs: () => number
+}
+
+/** Largest budget the 32-bit slot columns can address, with room for the NONE sentinel. */
+export const PAGES_MAX = 0x3fffffff
+
+function defaultClockNs(): number {
+  return Number(process.hrtime.bigint() & 0xfffffffffffffn)
+}
+
+export function resolveHostOptions(options: HostOptions = {}): ResolvedHostOptions {
+  let pages = options.pages ?? 16384
+  if (options.bytes !== undefined) {
+    if (!Number.isSafeInteger(options.bytes) || options.bytes < PAGE_SIZE) {
+      throw new RangeError('Host bytes must be an integer of at least one page (4096)')
+    }
+    pages = Math.floor(options.bytes / PAGE_SIZE)
+  }
+  if (!Number.isSafeInteger(pages) || pages < 1 || pages > PAGES_MAX) {
+    throw new RangeError(`Host pages must be an integer from 1 to ${PAGES_MAX}`)
+  }
+  const reservePages = options.reservePages ?? Math.min(256, pages >> 4)
+  if (!Number.isSafeInteger(reservePages) || reservePages < 0 || reservePages >= pages) {
+    throw new RangeError('Host reservePages must be an integer from 0 to pages - 1')
+  }
+  const dedup = options.dedup ?? false
+  const compress = options.compress ?? false
+  // Xen switches tze off when dedup, compression and tze are all on (spec §1.6).
+  const tze = (options.tze ?? false) && !(dedup && compress)
+  return {
+    pages,
+    reservePages,
+    compress,
+    dedup,
+    tze,
+    sharedAuth: options.sharedAuth ?? true,
+    acceptV0: options.acceptV0 ?? false,
+    frameResolver: options.frameResolver ?? null,
+    clockNs: options.clockNs ?? defaultClockNs,
+  }
+}
