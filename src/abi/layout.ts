@@ -86,6 +86,11 @@ export const OP_LAYOUT_V0: OpLayout = {
   genCmfn: 32,
 }
 
+/** Offsets of `struct tmem_handle`; the oid is three u64 words in v1 and one in v0. */
+export const HANDLE_POOL_ID = 0
+export const HANDLE_INDEX = 4
+export const HANDLE_OID = 8
+
 /** The layout table for an ABI version (0 or 1). */
 export function opLayout(version: number): OpLayout {
   return version === 0 ? OP_LAYOUT_V0 : OP_LAYOUT_V1
