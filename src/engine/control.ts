@@ -1,0 +1,328 @@
+/**
+ * TMEM_CONTROL sub-operations (spec §5.2 and §6.1): freeze/thaw/destroy, flush, list,
+ * weight/cap/compress, freeable memory, and the save/restore subops with the D4 fixes (every
+ * persistent page exactly once, oldest first; saved pool flags carry the version; unknown
+ * clients and pools give -1). Control plane: may allocate.
+ */
+import {
+  CLI_ID_NULL,
+  EFAULT,
+  EINVAL,
+  ENOMEM,
+  MAX_POOLS_PER_DOMAIN,
+  PAGE_SIZE,
+  TMEM_CLIENT_COMPRESS,
+  TMEM_CLIENT_FROZEN,
+  TMEM_POOL_PERSIST,
+  TMEM_POOL_SHARED,
+  TMEM_POOL_VERSION_SHIFT,
+  TMEM_SPEC_VERSION,
+  TMEMC_DESTROY,
+  TMEMC_FLUSH,
+  TMEMC_FREEZE,
+  TMEMC_LIST,
+  TMEMC_QUERY_FREEABLE_MB,
+  TMEMC_RESTORE_BEGIN,
+  TMEMC_RESTORE_FLUSH_PAGE,
+  TMEMC_RESTORE_PUT_PAGE,
+  TMEMC_SAVE_BEGIN,
+  TMEMC_SAVE_END,
+  TMEMC_SAVE_GET_CLIENT_CAP,
+  TMEMC_SAVE_GET_CLIENT_FLAGS,
+  TMEMC_SAVE_GET_CLIENT_WEIGHT,
+  TMEMC_SAVE_GET_MAXPOOLS,
+  TMEMC_SAVE_GET_NEXT_INV,
+  TMEMC_SAVE_GET_NEXT_PAGE,
+  TMEMC_SAVE_GET_POOL_FLAGS,
+  TMEMC_SAVE_GET_POOL_NPAGES,
+  TMEMC_SAVE_GET_POOL_UUID,
+  TMEMC_SAVE_GET_VERSION,
+  TMEMC_SET_CAP,
+  TMEMC_SET_COMPRESS,
+  TMEMC_SET_WEIGHT,
+  TMEMC_THAW,
+} from '../abi/constants.js'
+import { handleBytes } from '../abi/layout.js'
+import { copyBytes } from '../util/bytes.js'
+import type { Host } from './host.js'
+import type { Client, Pool } from './model.js'
+import { renderList } from './list.js'
+import { NONE } from './store.js'
+import { Pages } from './pages.js'
+
+const FAIL = -1
+
+export class Control {
+  readonly #host: Host
+
+  constructor(host: Host) {
+    this.#host = host
+  }
+
+  /** Runs the TMEM_CONTROL in the host's scratch. `data` is the tool buffer. */
+  run(version: 0 | 1, data: Uint8Array | null, dataOffset: number, dataLength: number): number {
+    const host = this.#host
+    const s = host.scratch
+    const cliId = s.cliId & 0xffff
+    switch (s.subop) {
+      case TMEMC_THAW:
+      case TMEMC_DESTROY:
+        return this.#forClients(cliId, (client) => this.#setFrozen(client, false))
+      case TMEMC_FREEZE:
+        return this.#forClients(cliId, (client) => this.#setFrozen(client, true))
+      case TMEMC_FLUSH:
+        return cliId === CLI_ID_NULL ? this.flush(s.arg1) : FAIL
+      case TMEMC_LIST:
+        return this.#list(cliId, s.arg1, s.arg2 !== 0, data, dataOffset, dataLength)
+      case TMEMC_SET_WEIGHT:
+        return this.#forClients(cliId, (client) => {
+          host.weightTotal += s.arg1 - client.weight
+          client.weight = s.arg1
+          return 0
+        })
+      case TMEMC_SET_CAP:
+        if (s.arg1 > 100) return -EINVAL
+        return this.#forClients(cliId, (client) => ((client.cap = s.arg1), 0))
+      case TMEMC_SET_COMPRESS:
+        return this.#forClients(cliId, (client) => this.#setCompress(client, s.arg1 !== 0))
+      case TMEMC_QUERY_FREEABLE_MB:
+        return (host.frames.freeCount + host.counters.ephemeralCount) >>> 8
+      default:
+        return this.#save(version, cliId, data, dataOffset, dataLength)
+    }
+  }
+
+  #save(version: 0 | 1, cliId: number, data: Uint8Array | null, dataOffset: number, dataLength: number): number {
+    const host = this.#host
+    const s = host.scratch
+    const client = host.clientsById[cliId]
+    switch (s.subop) {
+      case TMEMC_SAVE_BEGIN:
+        return client === undefined ? 0 : this.#saveBegin(client, s.arg1 !== 0)
+      case TMEMC_SAVE_GET_VERSION:
+        return TMEM_SPEC_VERSION
+      case TMEMC_SAVE_GET_MAXPOOLS:
+        return MAX_POOLS_PER_DOMAIN
+      case TMEMC_SAVE_GET_CLIENT_WEIGHT:
+        return client === undefined ? FAIL : clampSaved(client.weight)
+      case TMEMC_SAVE_GET_CLIENT_CAP:
+        return client === undefined ? FAIL : clampSaved(client.cap)
+      case TMEMC_SAVE_GET_CLIENT_FLAGS:
+        if (client === undefined) return FAIL
+        return (client.compress ? TMEM_CLIENT_COMPRESS : 0) | (client.wasFrozen ? TMEM_CLIENT_FROZEN : 0)
+      case TMEMC_SAVE_END:
+        if (client === undefined) return FAIL
+        client.liveMigrating = false
+        client.invalidated.length = 0
+        client.invalidatedCursor = 0
+        client.frozen = client.wasFrozen
+        return 0
+      case TMEMC_SAVE_GET_NEXT_INV:
+        if (client === undefined) return 0
+        return this.#nextInvalidation(version, client, data, dataOffset, Math.min(s.arg1, dataLength))
+      case TMEMC_RESTORE_BEGIN:
+        if (client !== undefined) return FAIL
+        host.clientFor(cliId, 1)
+        return 1
+      default:
+        return this.#poolSubop(version, client, data, dataOffset, dataLength)
+    }
+  }
+
+  #poolSubop(
+    version: 0 | 1,
+    client: Client | undefined,
+    data: Uint8Array | null,
+    dataOffset: number,
+    dataLength: number,
+  ): number {
+    const host = this.#host
+    const s = host.scratch
+    const slot = s.poolId >>> 0
+    const pool = client === undefined || slot >= MAX_POOLS_PER_DOMAIN ? null : client.pools[slot]
+    if (pool === null || pool === undefined || client === undefined) {
+      return FAIL
+    }
+    switch (s.subop) {
+      case TMEMC_SAVE_GET_POOL_FLAGS:
+        return (
+          (pool.persistent ? TMEM_POOL_PERSIST : 0) |
+          (pool.shared ? TMEM_POOL_SHARED : 0) |
+          ((pool.owner.abi === 0 ? 0 : TMEM_SPEC_VERSION) << TMEM_POOL_VERSION_SHIFT)
+        )
+      case TMEMC_SAVE_GET_POOL_NPAGES:
+        return pool.pageCount
+      case TMEMC_SAVE_GET_POOL_UUID:
+        if (data === null || dataLength < 16) return -EFAULT
+        writeU64(data, dataOffset, pool.uuidLo)
+        writeU64(data, dataOffset + 8, pool.uuidHi)
+        return 0
+      case TMEMC_SAVE_GET_NEXT_PAGE:
+        return this.#nextPage(version, client, pool, data, dataOffset, Math.min(s.arg1, dataLength))
+      case TMEMC_RESTORE_PUT_PAGE:
+        if (s.arg1 !== PAGE_SIZE || data === null || dataLength < PAGE_SIZE) return -EINVAL
+        s.index = s.arg2
+        return host.pages.put(client, pool, data, dataOffset, Pages.FILL_COPY)
+      case TMEMC_RESTORE_FLUSH_PAGE:
+        s.index = s.arg2
+        return host.pages.flushPage(pool)
+      default:
+        return FAIL
+    }
+  }
+
+  #forClients(cliId: number, action: (client: Client) => number): number {
+    const host = this.#host
+    if (cliId === CLI_ID_NULL) {
+      let rc = 0
+      for (const client of host.clientOrder) {
+        const result = action(client)
+        if (result < 0) rc = result
+      }
+      return rc
+    }
+    const client = host.clientsById[cliId]
+    return client === undefined ? FAIL : action(client)
+  }
+
+  #setFrozen(client: Client, frozen: boolean): number {
+    client.frozen = frozen
+    return 0
+  }
+
+  #setCompress(client: Client, compress: boolean): number {
+    if (compress && this.#host.options.dedup) return FAIL
+    client.compress = compress
+    return 0
+  }
+
+  /** TMEMC_FLUSH (spec §4.5, §5.5): evicts until `kb` are free, then releases free arenas. */
+  flush(kb: number): number {
+    const host = this.#host
+    const frames = host.frames
+    const wanted = Math.ceil(kb / 4)
+    host.counters.relinquishAttempts++
+    let evictions = 0
+    while (frames.freeCount < wanted && host.pages.evict(null, false)) evictions++
+    if (evictions > host.counters.relinquishEvictsMax) host.counters.relinquishEvictsMax = evictions
+    const freeBefore = frames.freeCount
+    host.counters.relinquished += frames.releaseEmptyArenas()
+    return freeBefore * 4
+  }
+
+  #list(
+    cliId: number,
+    capacity: number,
+    long: boolean,
+    data: Uint8Array | null,
+    dataOffset: number,
+    dataLength: number,
+  ): number {
+    const host = this.#host
+    if (cliId !== CLI_ID_NULL && host.clientsById[cliId] === undefined) return FAIL
+    const room = Math.min(capacity, dataLength)
+    const text = renderList(host, cliId, long, room)
+    if (text.length === 0 || data === null) return 0
+    const written = data.subarray(dataOffset, dataOffset + room)
+    for (let i = 0; i < text.length; i++) written[i] = text.charCodeAt(i)
+    written[text.length] = 0
+    return 0
+  }
+
+  #saveBegin(client: Client, live: boolean): number {
+    if (!client.hasPools()) return 0
+    client.wasFrozen = client.frozen
+    client.frozen = true
+    client.liveMigrating = live
+    client.invalidated.length = 0
+    client.invalidatedCursor = 0
+    for (const pool of client.pools) if (pool !== null) pool.saveCursor = NONE
+    return 1
+  }
+
+  /** SAVE_GET_NEXT_PAGE: the next persistent page after the cursor, oldest first (D4). */
+  #nextPage(
+    version: 0 | 1,
+    client: Client,
+    pool: Pool,
+    data: Uint8Array | null,
+    dataOffset: number,
+    room: number,
+  ): number {
+    const host = this.#host
+    const store = host.store
+    const handleSize = handleBytes(version)
+    if (!pool.persistent) return FAIL
+    if (data === null || room < PAGE_SIZE + handleSize) return -ENOMEM
+    const slot = pool.saveCursor === NONE ? pool.persistentList[0]! : store.listNext[pool.saveCursor]!
+    if (slot === NONE) return FAIL
+    pool.saveCursor = slot
+    pool.gets++
+    pool.foundGets++
+    client.succPersistentGets++
+    const object = store.slotObject[slot]!
+    writeHandle(version, data, dataOffset, pool.poolId, store.slotIndex[slot]!, store.objectOid, object * 6)
+    const frame = store.slotFrame[slot]!
+    const arena = host.frames.arenaOf(frame)
+    const at = host.frames.frameOffset(frame)
+    copyBytes(arena, at, data, dataOffset + handleSize, PAGE_SIZE)
+    return 1
+  }
+
+  #nextInvalidation(version: 0 | 1, client: Client, data: Uint8Array | null, dataOffset: number, room: number): number {
+    const handleSize = handleBytes(version)
+    if (data === null || room < handleSize) return 0
+    const entry = client.invalidated[client.invalidatedCursor]
+    if (entry === undefined) {
+      client.invalidatedCursor = 0
+      return 0
+    }
+    client.invalidatedCursor++
+    writeHandle(version, data, dataOffset, entry.poolId, entry.index, entry.oid, 0)
+    return 1
+  }
+
+  /** Records a persistent page removed while its owner is live-migrating (spec §6.1). */
+  recordInvalidation(pool: Pool, slot: number): void {
+    const store = this.#host.store
+    const object = store.slotObject[slot]!
+    pool.owner.invalidated.push({
+      poolId: pool.poolId,
+      oid: store.objectOid.slice(object * 6, object * 6 + 6),
+      index: store.slotIndex[slot]!,
+    })
+  }
+}
+
+/** Weight and cap as the save subops return them: -2 stands for 0xFFFFFFFF. */
+function clampSaved(value: number): number {
+  return value === 0xffffffff ? -2 : value
+}
+
+function writeU32(data: Uint8Array, at: number, value: number): void {
+  data[at] = value & 0xff
+  data[at + 1] = (value >>> 8) & 0xff
+  data[at + 2] = (value >>> 16) & 0xff
+  data[at + 3] = (value >>> 24) & 0xff
+}
+
+function writeU64(data: Uint8Array, at: number, value: bigint): void {
+  writeU32(data, at, Number(value & 0xffffffffn))
+  writeU32(data, at + 4, Number((value >> 32n) & 0xffffffffn))
+}
+
+/** Writes a `struct tmem_handle` (v1: 32 bytes, v0: 16 bytes) from oid words at `oid[base]`. */
+function writeHandle(
+  version: 0 | 1,
+  data: Uint8Array,
+  at: number,
+  poolId: number,
+  index: number,
+  oid: Uint32Array,
+  base: number,
+): void {
+  writeU32(data, at, poolId)
+  writeU32(data, at + 4, index)
+  const words = version === 0 ? 2 : 6
+  for (let i = 0; i < words; i++) writeU32(data, at + 8 + 4 * i, oid[base + i]!)
+}

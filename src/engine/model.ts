@@ -1,0 +1,143 @@
+/**
+ * Control-plane records of the engine: clients (Xen's `struct client`), pools
+ * (`struct tmem_pool`) and the cycle statistics of the LIST `T=` line. These are ordinary
+ * objects, created when a client or pool is created, never per page. Per-page state lives in
+ * the typed columns of `store.ts`.
+ */
+import { MAX_GLOBAL_SHARED_POOLS, MAX_POOLS_PER_DOMAIN } from '../abi/constants.js'
+import { type ListHead, newListHead, NONE } from './store.js'
+
+/** One record of the invalidated list kept while a client is live-migrating (spec §6.1). */
+export interface Invalidation {
+  poolId: number
+  oid: Uint32Array
+  index: number
+}
+
+export class Client {
+  readonly id: number
+  /** ABI version of the client's calls: 1, or 0 when the host accepts v0 clients. */
+  readonly abi: 0 | 1
+  readonly pools: (Pool | null)[] = new Array<Pool | null>(MAX_POOLS_PER_DOMAIN).fill(null)
+  weight = 0
+  cap = 0
+  compress: boolean
+  frozen = false
+  wasFrozen = false
+  liveMigrating = false
+  /** This client's ephemeral LRU (pages of the pools it owns), oldest at the head. */
+  readonly lru: ListHead = newListHead()
+  ephemeralCount = 0
+  ephemeralMax = 0
+  // LIST `C=` counters.
+  succEphemeralGets = 0
+  succPersistentPuts = 0
+  succPersistentGets = 0
+  compressedPages = 0
+  compressedBytes = 0
+  compressPoor = 0
+  compressNoMemory = 0
+  cycles = 0
+  /** Shared-pool authorisation table: (uuid_lo, uuid_hi) pairs, all-ones = empty. */
+  readonly auth = new BigUint64Array(MAX_GLOBAL_SHARED_POOLS * 2).fill(0xffffffffffffffffn)
+  readonly invalidated: Invalidation[] = []
+  invalidatedCursor = 0
+
+  constructor(id: number, abi: 0 | 1, compress: boolean) {
+    this.id = id
+    this.abi = abi
+    this.compress = compress
+  }
+
+  hasPools(): boolean {
+    return this.pools.some((pool) => pool !== null)
+  }
+}
+
+export class Pool {
+  /** Index in the host's pool table; what the object columns store. */
+  readonly gid: number
+  owner: Client
+  /** The `pool_id` field: the slot this pool occupies in its owner's table. */
+  poolId: number
+  readonly persistent: boolean
+  readonly shared: boolean
+  readonly uuidLo: bigint
+  readonly uuidHi: bigint
+  /** Slot in the host's shared-pool table, or -1 for a private pool. */
+  sharedSlot = -1
+  /** Clients sharing the pool in join order (a client that joined twice appears twice). */
+  readonly sharers: Client[] = []
+  /** Set while the pool is being destroyed: its pages are not eviction candidates (D9). */
+  destroying = false
+  readonly objects: ListHead = newListHead()
+  /** Persistent pages in put order (used by save). */
+  readonly persistentList: ListHead = newListHead()
+  /** Save cursor: the page last returned by SAVE_GET_NEXT_PAGE, NONE before the first. */
+  saveCursor = NONE
+  // LIST pool-group counters.
+  pageCount = 0
+  pageMax = 0
+  objectCount = 0
+  objectMax = 0
+  puts = 0
+  goodPuts = 0
+  dupPutsFlushed = 0
+  dupPutsReplaced = 0
+  noMemoryPuts = 0
+  gets = 0
+  foundGets = 0
+  flushes = 0
+  flushesFound = 0
+  flushObjects = 0
+  flushObjectsFound = 0
+
+  constructor(
+    gid: number,
+    owner: Client,
+    poolId: number,
+    persistent: boolean,
+    shared: boolean,
+    uuidLo: bigint,
+    uuidHi: bigint,
+  ) {
+    this.gid = gid
+    this.owner = owner
+    this.poolId = poolId
+    this.persistent = persistent
+    this.shared = shared
+    this.uuidLo = uuidLo
+    this.uuidHi = uuidHi
+  }
+}
+
+/** The categories of the LIST `T=` line, in output order. */
+export const TIME_TAGS = ['G', 'P', 'g', 'p', 'F', 'O', 'C', 'c', 'd'] as const
+export const TIME_GET = 0
+export const TIME_PUT = 1
+export const TIME_GET_FAILED = 2
+export const TIME_PUT_FAILED = 3
+export const TIME_FLUSH = 4
+export const TIME_FLUSH_OBJECT = 5
+export const TIME_COPY = 6
+export const TIME_COMPRESS = 7
+export const TIME_DECOMPRESS = 8
+
+const MIN_UNUSED = 2147483647
+
+/** Count, total, max and min of elapsed time per category (spec §5.7 `T=`). */
+export class TimeStats {
+  readonly count = new Float64Array(TIME_TAGS.length)
+  readonly total = new Float64Array(TIME_TAGS.length)
+  readonly max = new Float64Array(TIME_TAGS.length)
+  readonly min = new Float64Array(TIME_TAGS.length).fill(MIN_UNUSED)
+
+  /** Records one sample; like Xen, only samples with 0 < elapsed < 10^9 count. */
+  record(tag: number, elapsed: number): void {
+    if (!(elapsed > 0 && elapsed < 1e9)) return
+    this.count[tag]!++
+    this.total[tag]! += elapsed
+    if (elapsed > this.max[tag]!) this.max[tag] = elapsed
+    if (elapsed < this.min[tag]!) this.min[tag] = elapsed
+  }
+}

@@ -1,0 +1,399 @@
+/**
+ * The page commands of spec §3.3-3.7 and eviction (§4.3-4.4, D5, D6, D11, D12): put
+ * (with the duplicate-put coherency rule), get (destructive on private ephemeral pools),
+ * flush page, flush object, and the LRU bookkeeping they share.
+ *
+ * Eviction essay. Every ephemeral page sits on two intrusive lists: the global LRU and the
+ * LRU of the client that owns its pool, oldest at the head. A new put appends at both tails;
+ * a shared-pool hit moves the page to both tails; a duplicate put leaves it where it is. To
+ * evict, the caller's own LRU is used when the caller holds more than its weighted share of
+ * ephemeral pages (`C * T > G * W`, the documented intent, D5); otherwise, or when none of
+ * its pages is eligible, the global LRU. A page is not eligible while its object is the one
+ * the current put is writing (so a put never evicts its own object) or while its pool is
+ * being destroyed. A client cap (D6) makes a put first evict that client's own oldest page.
+ *
+ * Nothing here allocates per page: the caller's bytes are copied into frames with
+ * Buffer.prototype.copy, and every list and index is a typed array.
+ */
+import { EEMPTY, EFAULT, EFROZEN, ENOMEM, ENOSPC, PAGE_SIZE } from '../abi/constants.js'
+import { assert } from '../util/assert.js'
+import { copyBytes } from '../util/bytes.js'
+import type { Host } from './host.js'
+import type { Client, Pool } from './model.js'
+import { listAppend, listUnlink, NONE, SLOT_PERSISTENT } from './store.js'
+
+/** Failed evictions after which the minimum-reserve loop gives up (spec §4.4). */
+const RESERVE_FAILURES_MAX = 11
+
+export class Pages {
+  /** Put fills: copy the guest page, a zero page (NEW_PAGE), or a range (WRITE). */
+  static readonly FILL_COPY = 0
+  static readonly FILL_ZERO = 1
+  static readonly FILL_RANGE = 2
+
+  readonly #host: Host
+  /** The object the current put writes; its pages are not eviction candidates. */
+  #protectedObject = NONE
+
+  constructor(host: Host) {
+    this.#host = host
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Memory.
+
+  /** The minimum-reserve step before PUT and NEW_PAGE (spec §4.4). */
+  reserve(caller: Client): void {
+    const frames = this.#host.frames
+    const reserve = this.#host.options.reservePages
+    let failures = 0
+    while (frames.available < reserve) {
+      if (this.evict(caller, false)) continue
+      if (++failures >= RESERVE_FAILURES_MAX) break
+    }
+  }
+
+  /**
+   * Evicts one ephemeral page (spec §4.3 with D5). `ownOnly` restricts the choice to the
+   * caller's own LRU (the cap rule). Returns true when a page was evicted.
+   */
+  evict(caller: Client | null, ownOnly: boolean): boolean {
+    const host = this.#host
+    const store = host.store
+    host.counters.evictAttempts++
+    let slot = NONE
+    if (caller !== null && (ownOnly || this.#overQuota(caller))) {
+      slot = this.#firstEligible(store.clientNext, caller.lru[0]!)
+    }
+    if (slot === NONE && !ownOnly) slot = this.#firstEligible(store.listNext, host.globalLru[0]!)
+    if (slot === NONE) return false
+    const pool = host.pools.byGid(store.objectPool[store.slotObject[slot]!]!)
+    this.removePage(pool, slot)
+    host.counters.evicted++
+    return true
+  }
+
+  #overQuota(client: Client): boolean {
+    const total = this.#host.weightTotal
+    const weight = client.weight
+    const count = client.ephemeralCount
+    if (total === 0 || weight === 0 || count === 0) return false
+    const global = this.#host.counters.ephemeralCount
+    const left = count * total
+    const right = global * weight
+    if (left < Number.MAX_SAFE_INTEGER && right < Number.MAX_SAFE_INTEGER) return left > right
+    return BigInt(count) * BigInt(total) > BigInt(global) * BigInt(weight)
+  }
+
+  #firstEligible(next: Uint32Array, head: number): number {
+    const host = this.#host
+    const store = host.store
+    for (let slot = head; slot !== NONE; slot = next[slot]!) {
+      const object = store.slotObject[slot]!
+      if (object === this.#protectedObject) continue
+      if (host.pools.byGid(store.objectPool[object]!).destroying) continue
+      return slot
+    }
+    return NONE
+  }
+
+  /** A frame for new data, evicting as needed. NONE when nothing more can be evicted. */
+  #allocFrame(caller: Client): number {
+    const frames = this.#host.frames
+    let frame = frames.alloc()
+    while (frame === NONE) {
+      if (!this.evict(caller, false)) {
+        this.#host.counters.failedPageAllocs++
+        return NONE
+      }
+      frame = frames.alloc()
+    }
+    return frame
+  }
+
+  /** The cap rule (D6): returns false when the owner is at its cap and cannot evict its own. */
+  #makeRoomUnderCap(owner: Client): boolean {
+    const cap = owner.cap
+    if (cap === 0) return true
+    const limit = Math.floor((Math.min(cap, 100) * this.#host.options.pages) / 100)
+    while (owner.ephemeralCount >= limit) {
+      if (!this.evict(owner, true)) return false
+    }
+    return true
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Page removal, shared by flush, eviction, destruction and failed duplicate puts.
+
+  /** Removes a page completely: lists, data, index, and its object when it was the last. */
+  removePage(pool: Pool, slot: number): void {
+    const host = this.#host
+    const store = host.store
+    const object = store.slotObject[slot]!
+    const owner = pool.owner
+    if ((store.slotFlags[slot]! & SLOT_PERSISTENT) !== 0) {
+      if (pool.saveCursor === slot) pool.saveCursor = store.listPrev[slot]!
+      listUnlink(store.listPrev, store.listNext, pool.persistentList, slot)
+      if (owner.liveMigrating && !pool.destroying) host.control_.recordInvalidation(pool, slot)
+    } else {
+      listUnlink(store.listPrev, store.listNext, host.globalLru, slot)
+      listUnlink(store.clientPrev, store.clientNext, owner.lru, slot)
+      host.counters.ephemeralCount--
+      owner.ephemeralCount--
+    }
+    const frame = store.slotFrame[slot]!
+    if (frame !== NONE) host.frames.release(frame)
+    store.pageRemove(slot)
+    pool.pageCount--
+    host.counters.pageCount--
+    if (store.objectPages[object] === 0) this.#removeObject(pool, object)
+  }
+
+  #removeObject(pool: Pool, object: number): void {
+    this.#host.store.objectRemove(object, pool.objects)
+    pool.objectCount--
+    this.#host.counters.objectCount--
+  }
+
+  /** Removes every page of an object, then the object (FLUSH_OBJECT, pool destruction). */
+  removeObject(pool: Pool, object: number): void {
+    const store = this.#host.store
+    let slot = store.objectChain[object]!
+    while (slot !== NONE) {
+      const next = store.chainNext[slot]!
+      const last = next === NONE
+      this.removePage(pool, slot)
+      if (last) return
+      slot = next
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Commands.
+
+  /** PUT_PAGE / NEW_PAGE / WRITE and restore puts (spec §3.3). */
+  put(caller: Client, pool: Pool, data: Uint8Array | null, dataOffset: number, fill: number): number {
+    const host = this.#host
+    const store = host.store
+    const s = host.scratch
+    const owner = pool.owner
+    pool.puts++
+    let object = store.objectLookup(pool.gid, s.oid)
+    if (object !== NONE) {
+      const slot = store.pageLookup(object, s.index)
+      if (slot !== NONE) return this.#duplicatePut(caller, pool, slot, data, dataOffset, fill)
+    }
+    if (owner.frozen) {
+      pool.noMemoryPuts++
+      return -EFROZEN
+    }
+    if (fill !== Pages.FILL_ZERO && !this.#resolve(caller, data, dataOffset, false)) {
+      host.counters.failedCopies++
+      pool.noMemoryPuts++
+      return -EFAULT
+    }
+    if (!pool.persistent && !this.#makeRoomUnderCap(owner)) {
+      pool.noMemoryPuts++
+      return -ENOMEM
+    }
+    this.#protectedObject = object
+    const frame = this.#allocFrame(caller)
+    this.#protectedObject = NONE
+    if (frame === NONE) {
+      pool.noMemoryPuts++
+      return -ENOMEM
+    }
+    if (object === NONE) {
+      object = store.objectInsert(pool.gid, s.oid, pool.objects)
+      if (object === NONE) {
+        host.frames.release(frame)
+        host.counters.failedSubpageAllocs++
+        return -ENOMEM
+      }
+      pool.objectCount++
+      if (pool.objectCount > pool.objectMax) pool.objectMax = pool.objectCount
+      if (++host.counters.objectCount > host.counters.objectMax) host.counters.objectMax++
+    }
+    const slot = store.pageInsert(object, s.index)
+    assert(slot !== NONE, 'Pages slot capacity must cover the frame budget')
+    store.slotFrame[slot] = frame
+    store.slotBytes[slot] = PAGE_SIZE
+    this.#fillFrame(frame, fill)
+    this.#linkNewPage(pool, slot)
+    if (pool.shared) store.objectLastClient[object] = owner.id
+    pool.goodPuts++
+    if (pool.persistent) owner.succPersistentPuts++
+    else host.counters.goodEphemeralPuts++
+    return 1
+  }
+
+  #linkNewPage(pool: Pool, slot: number): void {
+    const host = this.#host
+    const store = host.store
+    const counters = host.counters
+    const owner = pool.owner
+    if (pool.persistent) {
+      store.slotFlags[slot]! |= SLOT_PERSISTENT
+      listAppend(store.listPrev, store.listNext, pool.persistentList, slot)
+    } else {
+      listAppend(store.listPrev, store.listNext, host.globalLru, slot)
+      listAppend(store.clientPrev, store.clientNext, owner.lru, slot)
+      if (++counters.ephemeralCount > counters.ephemeralMax) counters.ephemeralMax++
+      if (++owner.ephemeralCount > owner.ephemeralMax) owner.ephemeralMax++
+    }
+    if (++pool.pageCount > pool.pageMax) pool.pageMax++
+    if (++counters.pageCount > counters.pageMax) counters.pageMax++
+  }
+
+  /** The duplicate-put rule (spec §3.3.1): replace and return 1, or fail and drop the page. */
+  #duplicatePut(
+    caller: Client,
+    pool: Pool,
+    slot: number,
+    data: Uint8Array | null,
+    dataOffset: number,
+    fill: number,
+  ): number {
+    const host = this.#host
+    const store = host.store
+    const owner = pool.owner
+    let rc = 1
+    if (owner.liveMigrating) rc = -ENOSPC
+    else if (fill !== Pages.FILL_ZERO && !this.#resolve(caller, data, dataOffset, false)) {
+      host.counters.failedCopies++
+      rc = -EFAULT
+    }
+    if (rc !== 1) {
+      this.removePage(pool, slot)
+      pool.dupPutsFlushed++
+      return rc
+    }
+    this.#fillFrame(store.slotFrame[slot]!, fill)
+    if (pool.shared) store.objectLastClient[store.slotObject[slot]!] = owner.id
+    pool.dupPutsReplaced++
+    pool.goodPuts++
+    if (pool.persistent) owner.succPersistentPuts++
+    return 1
+  }
+
+  /**
+   * Resolves the caller's page into `#view`/`#viewOffset`: `data` at `dataOffset` when given,
+   * else the embedder's frame resolver (D15). Returns false for a bad frame.
+   */
+  #resolve(caller: Client, data: Uint8Array | null, dataOffset: number, writable: boolean): boolean {
+    this.#view = null
+    if (data !== null) {
+      if (!Number.isInteger(dataOffset) || dataOffset < 0 || dataOffset + PAGE_SIZE > data.length) {
+        return false
+      }
+      this.#view = data
+      this.#viewOffset = dataOffset
+      return true
+    }
+    const resolver = this.#host.options.frameResolver
+    if (resolver === null) return false
+    let frame: Uint8Array | null | undefined
+    try {
+      frame = resolver(caller.id, this.#host.scratch.cmfn, writable)
+    } catch {
+      return false
+    }
+    if (frame === null || frame === undefined || frame.length < PAGE_SIZE) return false
+    this.#view = frame
+    this.#viewOffset = 0
+    return true
+  }
+
+  /** The caller's page for the op in flight, set by `#resolve`. */
+  #view: Uint8Array | null = null
+  #viewOffset = 0
+
+  #fillFrame(frame: number, fill: number): void {
+    const frames = this.#host.frames
+    const arena = frames.arenaOf(frame)
+    const at = frames.frameOffset(frame)
+    const source = this.#view
+    const sourceOffset = this.#viewOffset
+    if (fill === Pages.FILL_COPY) {
+      assert(source !== null, 'Pages copy without a source')
+      copyBytes(source, sourceOffset, arena, at, PAGE_SIZE)
+      return
+    }
+    arena.fill(0, at, at + PAGE_SIZE)
+    if (fill === Pages.FILL_RANGE && source !== null) {
+      const s = this.#host.scratch
+      const from = sourceOffset + s.pfnOffset
+      copyBytes(source, from, arena, at + s.tmemOffset, s.len)
+    }
+  }
+
+  /** GET_PAGE / READ (spec §3.4, D11). */
+  get(caller: Client, pool: Pool, data: Uint8Array | null, dataOffset: number, range: boolean): number {
+    const host = this.#host
+    const store = host.store
+    const s = host.scratch
+    if (pool.pageCount === 0) return -EEMPTY
+    pool.gets++
+    const object = store.objectLookup(pool.gid, s.oid)
+    if (object === NONE) return 0
+    const slot = store.pageLookup(object, s.index)
+    if (slot === NONE) return 0
+    const privateEphemeral = !pool.persistent && !pool.shared
+    if (!this.#resolve(caller, data, dataOffset, true)) {
+      host.counters.failedCopies++
+      if (privateEphemeral) this.removePage(pool, slot)
+      return -EFAULT
+    }
+    const target = this.#view!
+    const targetOffset = this.#viewOffset
+    const frame = store.slotFrame[slot]!
+    const arena = host.frames.arenaOf(frame)
+    const at = host.frames.frameOffset(frame)
+    if (range) {
+      copyBytes(arena, at + s.tmemOffset, target, targetOffset + s.pfnOffset, s.len)
+    } else {
+      copyBytes(arena, at, target, targetOffset, PAGE_SIZE)
+    }
+    const owner = pool.owner
+    if (privateEphemeral) this.removePage(pool, slot)
+    else if (pool.shared && !pool.persistent) {
+      listUnlink(store.listPrev, store.listNext, host.globalLru, slot)
+      listAppend(store.listPrev, store.listNext, host.globalLru, slot)
+      listUnlink(store.clientPrev, store.clientNext, owner.lru, slot)
+      listAppend(store.clientPrev, store.clientNext, owner.lru, slot)
+      store.objectLastClient[object] = caller.id
+    }
+    pool.foundGets++
+    if (pool.persistent) owner.succPersistentGets++
+    else owner.succEphemeralGets++
+    return 1
+  }
+
+  /** FLUSH_PAGE (spec §3.5): performed even for a frozen owner, which then gets -EFROZEN. */
+  flushPage(pool: Pool): number {
+    const store = this.#host.store
+    pool.flushes++
+    const object = store.objectLookup(pool.gid, this.#host.scratch.oid)
+    if (object !== NONE) {
+      const slot = store.pageLookup(object, this.#host.scratch.index)
+      if (slot !== NONE) {
+        this.removePage(pool, slot)
+        pool.flushesFound++
+      }
+    }
+    return pool.owner.frozen ? -EFROZEN : 1
+  }
+
+  /** FLUSH_OBJECT (spec §3.6). */
+  flushObject(pool: Pool): number {
+    const store = this.#host.store
+    pool.flushObjects++
+    const object = store.objectLookup(pool.gid, this.#host.scratch.oid)
+    if (object !== NONE) {
+      this.removeObject(pool, object)
+      pool.flushObjectsFound++
+    }
+    return pool.owner.frozen ? -EFROZEN : 1
+  }
+}
+

@@ -1,0 +1,222 @@
+/**
+ * Pools: creation with the flag validation and shared-pool rules of spec §3.1 (D3, D7),
+ * destruction (§3.2, D9, D10), shared-pool authorisation (TMEM_AUTH, §5.6), and the host's
+ * pool table that the object columns point into by `gid`.
+ */
+import {
+  EINVAL,
+  ENOMEM,
+  EPERM,
+  MAX_GLOBAL_SHARED_POOLS,
+  MAX_POOLS_PER_DOMAIN,
+  TMEM_POOL_PAGESIZE_MASK,
+  TMEM_POOL_PAGESIZE_SHIFT,
+  TMEM_POOL_PERSIST,
+  TMEM_POOL_PRECOMPRESSED,
+  TMEM_POOL_RESERVED_BITS,
+  TMEM_POOL_SHARED,
+  TMEM_POOL_VERSION_MASK,
+  TMEM_POOL_VERSION_SHIFT,
+} from '../abi/constants.js'
+import { assert } from '../util/assert.js'
+import type { Host } from './host.js'
+import { type Client, Pool } from './model.js'
+import { listAppend, listUnlink, NONE } from './store.js'
+
+const ALL_ONES = 0xffffffffffffffffn
+
+export class Pools {
+  readonly #host: Host
+  readonly #byGid: (Pool | null)[] = []
+  readonly #freeGids: number[] = []
+  /** The host-wide shared pool table (spec §1.5). */
+  readonly shared: (Pool | null)[] = new Array<Pool | null>(MAX_GLOBAL_SHARED_POOLS).fill(null)
+
+  constructor(host: Host) {
+    this.#host = host
+  }
+
+  byGid(gid: number): Pool {
+    const pool = this.#byGid[gid]
+    assert(pool !== undefined && pool !== null, 'Pools unknown gid')
+    return pool
+  }
+
+  /** Every live pool, for the invariant checker and stats. */
+  all(): Pool[] {
+    return this.#byGid.filter((pool): pool is Pool => pool !== null)
+  }
+
+  /**
+   * NEW_POOL (slot -1: the lowest empty slot) or RESTORE_NEW (an explicit slot). Returns the
+   * slot, or -EPERM / -ENOMEM.
+   */
+  create(client: Client, slot: number, flags: number, uuidLo: bigint, uuidHi: bigint): number {
+    const version = (flags >>> TMEM_POOL_VERSION_SHIFT) & TMEM_POOL_VERSION_MASK
+    if (version !== this.#expectedVersion(client)) {
+      this.#diagnose(client, version)
+      return -EPERM
+    }
+    if (((flags >>> TMEM_POOL_PAGESIZE_SHIFT) & TMEM_POOL_PAGESIZE_MASK) !== 0) return -EPERM
+    if ((flags & TMEM_POOL_PRECOMPRESSED) !== 0) return -EPERM
+    if ((flags & TMEM_POOL_RESERVED_BITS) !== 0) return -EPERM
+    const persistent = (flags & TMEM_POOL_PERSIST) !== 0
+    let shared = (flags & TMEM_POOL_SHARED) !== 0
+    if (shared && persistent) return -EPERM // shared persistent pools are refused (D7)
+    if (slot < 0) {
+      slot = client.pools.indexOf(null)
+      if (slot < 0) return -EPERM
+    } else if (slot >= MAX_POOLS_PER_DOMAIN || client.pools[slot] !== null) {
+      return -EPERM
+    }
+    if (shared && uuidLo === ALL_ONES && uuidHi === ALL_ONES) shared = false
+    if (shared && !this.#authorised(client, uuidLo, uuidHi)) shared = false
+    if (shared) return this.#joinOrCreateShared(client, slot, uuidLo, uuidHi)
+    const pool = this.#newPool(client, slot, persistent, false, uuidLo, uuidHi)
+    client.pools[slot] = pool
+    return slot
+  }
+
+  /** The ABI version a client's pool flags must carry (D3). */
+  #expectedVersion(client: Client): number {
+    return client.abi === 0 && this.#host.options.acceptV0 ? 0 : 1
+  }
+
+  #diagnose(client: Client, version: number): void {
+    const report = this.#host.onDiagnostic
+    if (report === null) return
+    const expected = this.#expectedVersion(client)
+    const reason = client.abi === 0 && !this.#host.options.acceptV0
+      ? 'tmem ABI v0 client refused: this host speaks ABI v1 (start it with acceptV0 to serve v0)'
+      : `pool flags carry tmem ABI version ${version}, expected ${expected}`
+    report(client.id, reason)
+  }
+
+  #authorised(client: Client, uuidLo: bigint, uuidHi: bigint): boolean {
+    if (!this.#host.options.sharedAuth || this.#host.globalAuth) return true
+    return findAuth(client, uuidLo, uuidHi) >= 0
+  }
+
+  #joinOrCreateShared(client: Client, slot: number, uuidLo: bigint, uuidHi: bigint): number {
+    const existing = this.shared.find(
+      (pool) => pool !== null && pool.uuidLo === uuidLo && pool.uuidHi === uuidHi,
+    )
+    if (existing !== undefined && existing !== null) {
+      existing.sharers.push(client)
+      client.pools[slot] = existing
+      return slot
+    }
+    const tableSlot = this.shared.indexOf(null)
+    if (tableSlot < 0) return -EPERM
+    const pool = this.#newPool(client, slot, false, true, uuidLo, uuidHi)
+    pool.sharedSlot = tableSlot
+    pool.sharers.push(client)
+    this.shared[tableSlot] = pool
+    client.pools[slot] = pool
+    return slot
+  }
+
+  #newPool(client: Client, slot: number, persistent: boolean, shared: boolean, lo: bigint, hi: bigint): Pool {
+    const gid = this.#freeGids.pop() ?? this.#byGid.length
+    const pool = new Pool(gid, client, slot, persistent, shared, lo, hi)
+    this.#byGid[gid] = pool
+    return pool
+  }
+
+  /** TMEM_DESTROY_POOL from a guest (spec §3.2, D10). Returns 1, or 0 for no pool. */
+  destroyByGuest(client: Client, poolId: number): number {
+    const slot = poolId >>> 0
+    if (slot >= MAX_POOLS_PER_DOMAIN) return 0
+    const pool = client.pools[slot]
+    if (pool === null || pool === undefined) return 0
+    if (client.liveMigrating || pool.owner.liveMigrating) return 0
+    this.destroy(client, slot)
+    return 1
+  }
+
+  /** Clears a client's slot and flushes and destroys the pool on its behalf. */
+  destroy(client: Client, slot: number): void {
+    const pool = client.pools[slot]
+    assert(pool !== null && pool !== undefined, 'Pools destroy of an empty slot')
+    client.pools[slot] = null
+    if (pool.shared && !this.#leaveShared(client, pool)) return
+    this.#destroyPages(pool)
+    this.#byGid[pool.gid] = null
+    this.#freeGids.push(pool.gid)
+  }
+
+  /**
+   * A sharer leaves a shared pool: its objects go, ownership may pass on (D9). Returns true
+   * when nobody is left and the pool must be destroyed.
+   */
+  #leaveShared(client: Client, pool: Pool): boolean {
+    const store = this.#host.store
+    for (let object = pool.objects[0]!; object !== NONE; ) {
+      const next = store.objectPoolNext[object]!
+      if (store.objectLastClient[object] === client.id) this.#host.pages.removeObject(pool, object)
+      object = next
+    }
+    pool.sharers.splice(pool.sharers.indexOf(client), 1)
+    const heir = pool.sharers[0]
+    if (heir === undefined) {
+      this.shared[pool.sharedSlot] = null
+      return true
+    }
+    if (pool.owner === client) this.#transferOwnership(pool, heir)
+    return false
+  }
+
+  /** Moves only this pool's pages between the two clients' LRUs and counts (D9). */
+  #transferOwnership(pool: Pool, heir: Client): void {
+    const host = this.#host
+    const store = host.store
+    const previous = pool.owner
+    for (let slot = host.globalLru[0]!; slot !== NONE; slot = store.listNext[slot]!) {
+      if (store.objectPool[store.slotObject[slot]!] !== pool.gid) continue
+      listUnlink(store.clientPrev, store.clientNext, previous.lru, slot)
+      listAppend(store.clientPrev, store.clientNext, heir.lru, slot)
+      previous.ephemeralCount--
+      if (++heir.ephemeralCount > heir.ephemeralMax) heir.ephemeralMax = heir.ephemeralCount
+    }
+    pool.owner = heir
+    pool.poolId = heir.pools.indexOf(pool)
+  }
+
+  #destroyPages(pool: Pool): void {
+    const host = this.#host
+    // A dying pool's pages are not eviction candidates and not recorded as invalidations.
+    pool.destroying = true
+    while (pool.objects[0] !== NONE) host.pages.removeObject(pool, pool.objects[0]!)
+    assert(pool.pageCount === 0, 'Pools destroyed pool still has pages')
+  }
+
+  /** TMEM_AUTH (spec §5.6): 1 = authorise, 0 = revoke, other non-zero = authorise. */
+  auth(cliId: number, uuidLo: bigint, uuidHi: bigint, flag: number): number {
+    if (cliId === 0xffff) {
+      this.#host.globalAuth = flag !== 0
+      return 1
+    }
+    const client = this.#host.clientsById[cliId]
+    if (client === undefined) return -EINVAL
+    const at = findAuth(client, uuidLo, uuidHi)
+    if (flag === 0) {
+      if (at < 0) return 0
+      client.auth[at * 2] = ALL_ONES
+      client.auth[at * 2 + 1] = ALL_ONES
+      return 1
+    }
+    if (at >= 0) return 1
+    const empty = findAuth(client, ALL_ONES, ALL_ONES)
+    if (empty < 0) return -ENOMEM
+    client.auth[empty * 2] = uuidLo
+    client.auth[empty * 2 + 1] = uuidHi
+    return 1
+  }
+}
+
+function findAuth(client: Client, uuidLo: bigint, uuidHi: bigint): number {
+  for (let i = 0; i < MAX_GLOBAL_SHARED_POOLS; i++) {
+    if (client.auth[i * 2] === uuidLo && client.auth[i * 2 + 1] === uuidHi) return i
+  }
+  return -1
+}

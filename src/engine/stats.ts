@@ -1,0 +1,171 @@
+/**
+ * A JSON-able snapshot of every counter the LIST text shows, for metrics exporters, readable
+ * listings and tests. Control plane: builds fresh objects on every call.
+ */
+import type { Host } from './host.js'
+import { type Pool, TIME_TAGS } from './model.js'
+
+export interface PoolStats {
+  /** Slot in the listed client's table. */
+  slot: number
+  /** The pool's `pool_id` (the owner's slot; differs for a shared pool joined by another). */
+  poolId: number
+  ownerId: number
+  persistent: boolean
+  shared: boolean
+  /** `[uuid_lo, uuid_hi]` as lower-case hex. */
+  uuid: [string, string]
+  pages: number
+  pagesMax: number
+  objects: number
+  objectsMax: number
+  puts: number
+  goodPuts: number
+  dupPutsFlushed: number
+  dupPutsReplaced: number
+  noMemoryPuts: number
+  gets: number
+  foundGets: number
+  flushes: number
+  flushesFound: number
+  flushObjects: number
+  flushObjectsFound: number
+}
+
+export interface ClientStats {
+  id: number
+  abi: 0 | 1
+  weight: number
+  cap: number
+  compress: boolean
+  frozen: boolean
+  liveMigrating: boolean
+  ephemeralPages: number
+  ephemeralPagesMax: number
+  succEphemeralGets: number
+  succPersistentPuts: number
+  succPersistentGets: number
+  compressedPages: number
+  compressedBytes: number
+  compressPoor: number
+  compressNoMemory: number
+  cyclesNs: number
+  pools: PoolStats[]
+}
+
+export interface HostStats {
+  budgetPages: number
+  framesUsed: number
+  framesUsedMax: number
+  framesFree: number
+  ephemeralPages: number
+  ephemeralPagesMax: number
+  persistentPages: number
+  objects: number
+  objectsMax: number
+  pages: number
+  pagesMax: number
+  totalOps: number
+  erroredOps: number
+  failedCopies: number
+  failedSubpageAllocs: number
+  failedPageAllocs: number
+  evicted: number
+  evictAttempts: number
+  relinquished: number
+  goodEphemeralPuts: number
+  dedupPuts: number
+  contentDescriptors: number
+  tzeBytes: number
+  compressedBytes: number
+  freeableMb: number
+  times: Record<string, { count: number; totalNs: number; maxNs: number; minNs: number }>
+  clients: ClientStats[]
+}
+
+function poolStats(pool: Pool, slot: number): PoolStats {
+  return {
+    slot,
+    poolId: pool.poolId,
+    ownerId: pool.owner.id,
+    persistent: pool.persistent,
+    shared: pool.shared,
+    uuid: [pool.uuidLo.toString(16), pool.uuidHi.toString(16)],
+    pages: pool.pageCount,
+    pagesMax: pool.pageMax,
+    objects: pool.objectCount,
+    objectsMax: pool.objectMax,
+    puts: pool.puts,
+    goodPuts: pool.goodPuts,
+    dupPutsFlushed: pool.dupPutsFlushed,
+    dupPutsReplaced: pool.dupPutsReplaced,
+    noMemoryPuts: pool.noMemoryPuts,
+    gets: pool.gets,
+    foundGets: pool.foundGets,
+    flushes: pool.flushes,
+    flushesFound: pool.flushesFound,
+    flushObjects: pool.flushObjects,
+    flushObjectsFound: pool.flushObjectsFound,
+  }
+}
+
+export function snapshotStats(host: Host): HostStats {
+  const c = host.counters
+  const times: HostStats['times'] = {}
+  TIME_TAGS.forEach((tag, i) => {
+    times[tag] = {
+      count: host.times.count[i]!,
+      totalNs: host.times.total[i]!,
+      maxNs: host.times.max[i]!,
+      minNs: host.times.count[i] === 0 ? 0 : host.times.min[i]!,
+    }
+  })
+  return {
+    budgetPages: host.options.pages,
+    framesUsed: host.frames.used,
+    framesUsedMax: host.frames.usedMax,
+    framesFree: host.frames.freeCount,
+    ephemeralPages: c.ephemeralCount,
+    ephemeralPagesMax: c.ephemeralMax,
+    persistentPages: c.pageCount - c.ephemeralCount,
+    objects: c.objectCount,
+    objectsMax: c.objectMax,
+    pages: c.pageCount,
+    pagesMax: c.pageMax,
+    totalOps: c.totalOps,
+    erroredOps: c.erroredOps,
+    failedCopies: c.failedCopies,
+    failedSubpageAllocs: c.failedSubpageAllocs,
+    failedPageAllocs: c.failedPageAllocs,
+    evicted: c.evicted,
+    evictAttempts: c.evictAttempts,
+    relinquished: c.relinquished,
+    goodEphemeralPuts: c.goodEphemeralPuts,
+    dedupPuts: c.dedupPuts,
+    contentDescriptors: c.contentCount,
+    tzeBytes: c.tzeBytes,
+    compressedBytes: c.compressedBytes,
+    freeableMb: (host.frames.freeCount + c.ephemeralCount) >>> 8,
+    times,
+    clients: host.clientOrder.map((client) => ({
+      id: client.id,
+      abi: client.abi,
+      weight: client.weight,
+      cap: client.cap,
+      compress: client.compress,
+      frozen: client.frozen,
+      liveMigrating: client.liveMigrating,
+      ephemeralPages: client.ephemeralCount,
+      ephemeralPagesMax: client.ephemeralMax,
+      succEphemeralGets: client.succEphemeralGets,
+      succPersistentPuts: client.succPersistentPuts,
+      succPersistentGets: client.succPersistentGets,
+      compressedPages: client.compressedPages,
+      compressedBytes: client.compressedBytes,
+      compressPoor: client.compressPoor,
+      compressNoMemory: client.compressNoMemory,
+      cyclesNs: client.cycles,
+      pools: client.pools.flatMap((pool, slot) => (pool === null ? [] : [poolStats(pool, slot)])),
+    })),
+  }
+}
