@@ -3,3 +3,8 @@
  */
 export * as abi from './abi/mod.js'
 export * from './abi/types.js'
+export { Host, CLIENT_ID_MAX } from './engine/host.js'
+export type { HostOptions, FrameResolver } from './engine/options.js'
+export type { HostStats, ClientStats, PoolStats } from './engine/stats.js'
+export { GuestClient, GuestPool, type OidLike, type NewPoolOptions } from './engine/friendly.js'
+export { TmemError } from './errors.js'
