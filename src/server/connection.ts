@@ -1,0 +1,258 @@
+/**
+ * One client or control socket: frame reassembly, reply batching and backpressure. What a
+ * frame means is the dispatcher's business (`dispatch.ts`); this file moves bytes.
+ *
+ * Buffers, all allocated when the connection is accepted and never grown:
+ * - the reader's pending buffer, holding at most one frame split across socket reads;
+ * - two send buffers used in turn. Replies to every frame parsed from one read go into the
+ *   current send buffer and leave in one `socket.write`. While a buffer is being written it
+ *   is not touched; if the other is also in flight, the connection stops parsing and pauses
+ *   the socket until a write completes (backpressure: a client that does not read its replies
+ *   stops being read).
+ *
+ *   read chunk -> reader.next() -> dispatcher writes reply into send[current]
+ *                                  (room for the largest reply is checked before each frame)
+ *              -> chunk drained -> write send[current], switch to the other buffer
+ *
+ * Frames that lie whole in a chunk are handed to the dispatcher in place. Nothing on this path
+ * allocates per frame; a write makes one small view object per read.
+ */
+import type { Socket } from 'node:net'
+import { assert } from '../util/assert.js'
+import {
+  FRAME_HEADER_BYTES,
+  FrameReader,
+  type FrameRules,
+  KIND_ERROR,
+  REJECT_NONE,
+  REJECT_TRUNCATED,
+  rejectMessage,
+  writeFrameHeader,
+  writeU32LE,
+} from './frame.js'
+import type { Session, SessionHolder } from './sessions.js'
+
+export type Endpoint = 'client' | 'control'
+
+/** What the connection asks of the dispatcher. */
+export interface ConnectionHandler {
+  /**
+   * Handles the frame the reader describes. It writes its reply at `conn.sendUsed` (room for
+   * `conn.replyBytesMax` is guaranteed) and advances `sendUsed`, or calls `conn.reject`.
+   */
+  onFrame(conn: Connection, reader: FrameReader): void
+  /** A malformed frame: count it and log it (the connection then closes itself). */
+  onReject(conn: Connection, reason: number): void
+  /** The socket is gone (after a reject, a goodbye or the peer leaving). */
+  onClose(conn: Connection): void
+}
+
+export interface ConnectionSizes {
+  rules: FrameRules
+  /** Largest reply one frame can produce (header included). */
+  replyBytesMax: number
+  /** Each of the two send buffers; at least `replyBytesMax`. */
+  sendBufferBytes: number
+}
+
+/** How long a closing connection may take to flush before it is destroyed. */
+const CLOSE_LINGER_MS = 2000
+
+export class Connection implements SessionHolder {
+  readonly serial: number
+  readonly endpoint: Endpoint
+  readonly socket: Socket
+  readonly remote: string
+  readonly replyBytesMax: number
+
+  // Protocol state, owned by the dispatcher.
+  helloDone = false
+  abiVersion: 0 | 1 = 1
+  opBytes = 56
+  name = ''
+  session: Session | null = null
+  /** Control over TCP: the hello must carry the daemon's token. */
+  tokenRequired = false
+
+  /** The send buffer being filled, and how much of it is used. */
+  send: Buffer
+  sendUsed = 0
+
+  readonly #handler: ConnectionHandler
+  readonly #reader: FrameReader
+  readonly #buffers: [Buffer, Buffer]
+  readonly #inFlight: [boolean, boolean] = [false, false]
+  readonly #onWritten: [(error?: Error | null) => void, (error?: Error | null) => void]
+  /** Chunks that arrived while an earlier one was still being parsed (rare; see #onData). */
+  readonly #backlog: Buffer[] = []
+  #current: 0 | 1 = 0
+  #paused = false
+  #closing = false
+  #closed = false
+
+  constructor(
+    serial: number,
+    endpoint: Endpoint,
+    socket: Socket,
+    sizes: ConnectionSizes,
+    handler: ConnectionHandler,
+  ) {
+    assert(sizes.sendBufferBytes >= sizes.replyBytesMax, 'A send buffer holds the largest reply')
+    this.serial = serial
+    this.endpoint = endpoint
+    this.socket = socket
+    this.remote = describeRemote(socket)
+    this.replyBytesMax = sizes.replyBytesMax
+    this.#handler = handler
+    this.#reader = new FrameReader(sizes.rules, Buffer.allocUnsafe(sizes.rules.frameBytesMax))
+    this.#buffers = [
+      Buffer.allocUnsafe(sizes.sendBufferBytes),
+      Buffer.allocUnsafe(sizes.sendBufferBytes),
+    ]
+    this.send = this.#buffers[0]
+    this.#onWritten = [(error) => this.#written(0, error), (error) => this.#written(1, error)]
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk))
+    socket.on('error', () => {
+      // A reset peer: 'close' follows and does the bookkeeping.
+    })
+    socket.on('close', () => this.#onClose())
+  }
+
+  get isClosing(): boolean {
+    return this.#closing
+  }
+
+  /** A malformed frame: flush the replies already made, send an ERROR frame, close. */
+  reject(reason: number): void {
+    if (this.#closing) return
+    assert(reason !== REJECT_NONE, 'A reject has a reason')
+    this.#handler.onReject(this, reason)
+    this.closeWithError(reason, rejectMessage(reason))
+  }
+
+  /** Sends an ERROR frame (reason 0 for a non-protocol cause) after pending replies, closes. */
+  closeWithError(reason: number, message: string): void {
+    if (this.#closing) return
+    const text = Buffer.from(message.slice(0, 256), 'utf8')
+    const frame = Buffer.alloc(FRAME_HEADER_BYTES + 4 + text.length)
+    writeFrameHeader(frame, 0, KIND_ERROR, 0, 4 + text.length)
+    writeU32LE(frame, FRAME_HEADER_BYTES, reason)
+    text.copy(frame, FRAME_HEADER_BYTES + 4)
+    this.#finish(frame)
+  }
+
+  /** Flushes pending replies and ends the connection (goodbye, refused hello). */
+  end(): void {
+    if (this.#closing) return
+    this.#finish(null)
+  }
+
+  evict(reason: string): void {
+    this.session = null
+    this.closeWithError(REJECT_NONE, reason)
+  }
+
+  /** Immediate close (daemon shutdown). */
+  destroy(): void {
+    this.#closing = true
+    this.socket.destroy()
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#closing) return
+    // A paused socket should not emit, but a chunk already on its way may still arrive.
+    if (this.#paused || !this.#reader.isDrained()) {
+      this.#backlog.push(chunk)
+      return
+    }
+    this.#reader.push(chunk)
+    this.#pump()
+  }
+
+  #pump(): void {
+    const reader = this.#reader
+    while (!this.#closing) {
+      if (this.sendUsed + this.replyBytesMax > this.send.length && !this.#flush()) {
+        this.#pause()
+        return
+      }
+      if (!reader.next()) {
+        const queued = reader.error === REJECT_NONE ? this.#backlog.shift() : undefined
+        if (queued === undefined) break
+        reader.push(queued)
+        continue
+      }
+      this.#handler.onFrame(this, reader)
+    }
+    if (this.#closing) return
+    if (reader.error !== REJECT_NONE) {
+      this.reject(reader.error)
+      return
+    }
+    // The chunk is drained: one write for everything it produced. If the other buffer is
+    // still in flight, the write happens when it completes (#written).
+    this.#flush()
+    this.#resume()
+  }
+
+  /** Writes the current buffer and switches to the other; false when the other is busy. */
+  #flush(): boolean {
+    if (this.sendUsed === 0) return true
+    const next: 0 | 1 = this.#current === 0 ? 1 : 0
+    if (this.#inFlight[next]) return false
+    const index = this.#current
+    this.#inFlight[index] = true
+    this.socket.write(this.send.subarray(0, this.sendUsed), this.#onWritten[index])
+    this.#current = next
+    this.send = this.#buffers[next]
+    this.sendUsed = 0
+    return true
+  }
+
+  #written(index: 0 | 1, _error?: Error | null): void {
+    this.#inFlight[index] = false
+    if (this.#closing) return
+    if (this.#paused) this.#pump()
+    else if (this.sendUsed > 0) this.#flush()
+  }
+
+  #pause(): void {
+    if (this.#paused) return
+    this.#paused = true
+    this.socket.pause()
+  }
+
+  #resume(): void {
+    if (!this.#paused) return
+    assert(this.#reader.isDrained(), 'Resume reading only once the chunk is drained')
+    this.#paused = false
+    this.socket.resume()
+  }
+
+  #finish(lastFrame: Buffer | null): void {
+    this.#closing = true
+    // Writes are queued in order by the socket; buffers are not reused from here on.
+    if (this.sendUsed > 0) this.socket.write(this.send.subarray(0, this.sendUsed))
+    this.sendUsed = 0
+    if (lastFrame === null) this.socket.end()
+    else this.socket.end(lastFrame)
+    const linger = setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS)
+    linger.unref()
+    this.socket.once('close', () => clearTimeout(linger))
+  }
+
+  #onClose(): void {
+    if (this.#closed) return
+    this.#closed = true
+    if (!this.#closing && this.#reader.hasPartialFrame()) {
+      this.#handler.onReject(this, REJECT_TRUNCATED)
+    }
+    this.#closing = true
+    this.#handler.onClose(this)
+  }
+}
+
+function describeRemote(socket: Socket): string {
+  if (socket.remoteAddress === undefined) return 'unix'
+  return `${socket.remoteAddress}:${socket.remotePort ?? 0}`
+}

@@ -1,0 +1,350 @@
+/**
+ * The tmem daemon: listens for clients (Unix socket, optional loopback TCP) and for the
+ * control plane (a Unix socket only its owner can open, mode 0600, and optional loopback TCP
+ * guarded by a token in a file created mode 0600), and serves them from one engine `Host`.
+ *
+ * Owns: the listening servers, the set of live connections (bounded per endpoint), the session
+ * table, the optional metrics endpoint, and the files it creates (sockets, token), which it
+ * removes again at close. Every connection is a `Connection` driven by one `Dispatcher`.
+ */
+import { randomBytes } from 'node:crypto'
+import { chmodSync, existsSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs'
+import { type Server as HttpServer } from 'node:http'
+import { type Server, type Socket, connect as netConnect, createServer } from 'node:net'
+import { dirname } from 'node:path'
+import type { Logger } from 'pino'
+import { PAGE_SIZE } from '../abi/constants.js'
+import { TMEM_OP_BYTES_V1 } from '../abi/layout.js'
+import { type TcpAddress, formatAddress } from './config.js'
+import { Connection, type ConnectionSizes, type Endpoint } from './connection.js'
+import { Dispatcher } from './dispatch.js'
+import {
+  CONTROL_PAYLOAD_BYTES_MAX,
+  CONTROL_REPLY_PAYLOAD_BYTES_MAX,
+  FRAME_HEADER_BYTES,
+  FrameRules,
+  HELLO_FIXED_BYTES,
+  HELLO_PAYLOAD_BYTES_MAX,
+  KIND_CONTROL,
+  KIND_GOODBYE,
+  KIND_HELLO,
+  KIND_OP,
+  KIND_STATS,
+  OP_PAYLOAD_BYTES_MAX,
+  OP_REPLY_PAYLOAD_BYTES_MAX,
+  REJECT_NAMES,
+  REJECT_NONE,
+  HELLO_REPLY_PAYLOAD_BYTES_MAX,
+  CONTROL_OUTPUT_FIELD_BYTES,
+} from './frame.js'
+import type { HostLike } from './host-like.js'
+import { Metrics, type Sample, flattenSamples, hostSamples, serveMetrics } from './metrics.js'
+import { SessionTable } from './sessions.js'
+
+export interface DaemonConfig {
+  /** Unix socket for clients, or null for none. */
+  socketPath: string | null
+  /** Unix socket for the control plane (mode 0600), or null for none. */
+  controlSocketPath: string | null
+  /** Loopback TCP for clients. */
+  listen: TcpAddress | null
+  /** Loopback TCP for the control plane; needs `tokenFile`. */
+  controlListen: TcpAddress | null
+  /** Where the control token is written (mode 0600) when `controlListen` is set. */
+  tokenFile: string | null
+  /** Prometheus endpoint. */
+  metrics: TcpAddress | null
+  graceMs: number
+  acceptV0: boolean
+  connectionCountMax: number
+  controlConnectionCountMax: number
+}
+
+/** Where the daemon ended up listening (TCP ports resolved). */
+export interface DaemonAddresses {
+  socketPath: string | null
+  controlSocketPath: string | null
+  listen: TcpAddress | null
+  controlListen: TcpAddress | null
+  tokenFile: string | null
+  metrics: TcpAddress | null
+}
+
+/** Each of a client connection's two send buffers (about 15 page replies). */
+export const CLIENT_SEND_BUFFER_BYTES = 64 * 1024
+
+const CLIENT_RULES = new FrameRules()
+  .allow(KIND_HELLO, HELLO_FIXED_BYTES, HELLO_PAYLOAD_BYTES_MAX)
+  .allow(KIND_OP, 0, OP_PAYLOAD_BYTES_MAX)
+  // Answered with -EPERM; bounded small so a client connection never buffers a tool buffer.
+  .allow(KIND_CONTROL, 0, TMEM_OP_BYTES_V1 + CONTROL_OUTPUT_FIELD_BYTES + PAGE_SIZE)
+  .allow(KIND_STATS, 0, 0)
+  .allow(KIND_GOODBYE, 0, 0)
+
+const CONTROL_RULES = new FrameRules()
+  .allow(KIND_HELLO, HELLO_FIXED_BYTES, HELLO_PAYLOAD_BYTES_MAX)
+  .allow(KIND_OP, 0, OP_PAYLOAD_BYTES_MAX)
+  .allow(KIND_CONTROL, 0, CONTROL_PAYLOAD_BYTES_MAX)
+  .allow(KIND_STATS, 0, 0)
+  .allow(KIND_GOODBYE, 0, 0)
+
+const CLIENT_SIZES: ConnectionSizes = {
+  rules: CLIENT_RULES,
+  replyBytesMax:
+    FRAME_HEADER_BYTES + Math.max(OP_REPLY_PAYLOAD_BYTES_MAX, HELLO_REPLY_PAYLOAD_BYTES_MAX),
+  sendBufferBytes: CLIENT_SEND_BUFFER_BYTES,
+}
+
+const CONTROL_SIZES: ConnectionSizes = {
+  rules: CONTROL_RULES,
+  replyBytesMax: FRAME_HEADER_BYTES + CONTROL_REPLY_PAYLOAD_BYTES_MAX,
+  sendBufferBytes: FRAME_HEADER_BYTES + CONTROL_REPLY_PAYLOAD_BYTES_MAX,
+}
+
+export class Daemon {
+  readonly host: HostLike
+  readonly config: DaemonConfig
+  readonly sessions: SessionTable
+  readonly dispatcher: Dispatcher
+  readonly startedAtMs = Date.now()
+  readonly #log: Logger
+  readonly #connections = new Set<Connection>()
+  readonly #servers: Server[] = []
+  readonly #createdFiles: string[] = []
+  #metricsServer: HttpServer | null = null
+  #serial = 0
+  #clientConnections = 0
+  #controlConnections = 0
+  #closed = false
+  addresses: DaemonAddresses = {
+    socketPath: null,
+    controlSocketPath: null,
+    listen: null,
+    controlListen: null,
+    tokenFile: null,
+    metrics: null,
+  }
+
+  private constructor(host: HostLike, config: DaemonConfig, log: Logger, token: Buffer | null) {
+    this.host = host
+    this.config = config
+    this.#log = log
+    this.sessions = new SessionTable(host, config.graceMs, log)
+    this.dispatcher = new Dispatcher(host, this.sessions, log, {
+      acceptV0: config.acceptV0,
+      token,
+      snapshot: () => this.snapshot(),
+      onClosed: (conn) => this.#forget(conn),
+    })
+  }
+
+  /** Opens every configured endpoint; on failure, closes what was opened and throws. */
+  static async start(host: HostLike, config: DaemonConfig, log: Logger): Promise<Daemon> {
+    if (config.controlListen !== null && config.tokenFile === null) {
+      throw new RangeError('A TCP control endpoint needs a token file')
+    }
+    const token = config.controlListen === null ? null : Buffer.from(randomBytes(32).toString('hex'))
+    const daemon = new Daemon(host, config, log, token)
+    try {
+      await daemon.#open(token)
+    } catch (error) {
+      await daemon.close()
+      throw error
+    }
+    return daemon
+  }
+
+  async #open(token: Buffer | null): Promise<void> {
+    const config = this.config
+    if (config.socketPath !== null) {
+      await this.#listenUnix('client', config.socketPath, 0o660)
+      this.addresses.socketPath = config.socketPath
+    }
+    if (config.controlSocketPath !== null) {
+      await this.#listenUnix('control', config.controlSocketPath, 0o600)
+      this.addresses.controlSocketPath = config.controlSocketPath
+    }
+    if (config.listen !== null) this.addresses.listen = await this.#listenTcp('client', config.listen)
+    if (config.controlListen !== null && token !== null && config.tokenFile !== null) {
+      this.#writeToken(config.tokenFile, token)
+      this.addresses.tokenFile = config.tokenFile
+      this.addresses.controlListen = await this.#listenTcp('control', config.controlListen)
+    }
+    if (config.metrics !== null) {
+      const metrics = new Metrics(() => this.samples())
+      this.#metricsServer = await serveMetrics(metrics, config.metrics, this.#log)
+      const bound = this.#metricsServer.address()
+      const port = typeof bound === 'object' && bound !== null ? bound.port : config.metrics.port
+      this.addresses.metrics = { host: config.metrics.host, port }
+    }
+  }
+
+  /** The STATS reply: daemon counters, sessions and the engine snapshot. */
+  snapshot(): Record<string, unknown> {
+    const rejects: Record<string, number> = {}
+    REJECT_NAMES.forEach((name, reason) => {
+      if (reason !== REJECT_NONE) rejects[name] = this.dispatcher.rejectsByReason[reason] ?? 0
+    })
+    const now = Date.now()
+    return {
+      daemon: {
+        pid: process.pid,
+        uptimeMs: now - this.startedAtMs,
+        graceMs: this.config.graceMs,
+        acceptV0: this.config.acceptV0,
+        connections: this.#connections.size,
+        clientConnections: this.#clientConnections,
+        controlConnections: this.#controlConnections,
+        sessions: this.sessions.size,
+        ...this.dispatcher.counters,
+        ...this.sessions.counters,
+        framesRejectedByReason: rejects,
+      },
+      sessions: this.sessions.list().map((session) => ({
+        id: session.id,
+        name: session.name,
+        abi: session.abiVersion,
+        connected: session.holder !== null,
+        detachedMs: session.holder === null ? now - session.detachedAtMs : 0,
+      })),
+      host: this.host.stats(),
+    }
+  }
+
+  /** Metric samples: the engine's counters per client and pool, then the daemon's. */
+  samples(): Sample[] {
+    const out: Sample[] = []
+    hostSamples(this.host.stats(), (id) => this.sessions.byId(id)?.name ?? '', out)
+    const snapshot = this.snapshot()
+    const daemon = snapshot['daemon'] as Record<string, unknown>
+    flattenSamples('tmem_daemon', daemon, {}, out, new Set(['pid', 'framesRejectedByReason']))
+    const rejects = daemon['framesRejectedByReason'] as Record<string, number>
+    for (const [reason, value] of Object.entries(rejects)) {
+      out.push({
+        name: 'tmem_daemon_frames_rejected_by_reason',
+        help: 'Malformed frames by reason (each closed its connection)',
+        labels: { reason },
+        value,
+      })
+    }
+    return out
+  }
+
+  /** Stops listening, closes every connection, removes the files it created. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.dispatcher.shuttingDown = true
+    const closing = this.#servers.map(
+      (server) => new Promise<void>((resolve) => server.close(() => resolve())),
+    )
+    for (const conn of this.#connections) conn.destroy()
+    this.sessions.stopTimers()
+    if (this.#metricsServer !== null) {
+      const server = this.#metricsServer
+      server.closeAllConnections()
+      closing.push(new Promise<void>((resolve) => server.close(() => resolve())))
+    }
+    await Promise.all(closing)
+    for (const path of this.#createdFiles) {
+      try {
+        unlinkSync(path)
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+
+  #accept(endpoint: Endpoint, socket: Socket, tokenRequired: boolean): void {
+    const isControl = endpoint === 'control'
+    const count = isControl ? this.#controlConnections : this.#clientConnections
+    const max = isControl ? this.config.controlConnectionCountMax : this.config.connectionCountMax
+    if (this.#closed || count >= max) {
+      this.dispatcher.counters.connectionsRefused++
+      this.#log.warn({ endpoint, max }, 'connection refused: too many connections')
+      socket.destroy()
+      return
+    }
+    socket.setNoDelay?.(true)
+    const sizes = isControl ? CONTROL_SIZES : CLIENT_SIZES
+    const conn = new Connection(++this.#serial, endpoint, socket, sizes, this.dispatcher)
+    conn.tokenRequired = tokenRequired
+    this.#connections.add(conn)
+    if (isControl) this.#controlConnections++
+    else this.#clientConnections++
+    this.dispatcher.counters.connectionsAccepted++
+    this.#log.debug({ conn: conn.serial, endpoint, remote: conn.remote }, 'connection accepted')
+  }
+
+  #forget(conn: Connection): void {
+    if (!this.#connections.delete(conn)) return
+    if (conn.endpoint === 'control') this.#controlConnections--
+    else this.#clientConnections--
+    this.#log.debug({ conn: conn.serial, name: conn.name }, 'connection closed')
+  }
+
+  async #listenUnix(endpoint: Endpoint, path: string, mode: number): Promise<void> {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
+    if (existsSync(path)) {
+      if (await isListening(path)) {
+        throw new Error(`Another daemon is listening on ${path}`)
+      }
+      unlinkSync(path) // a stale socket left by a daemon that died
+    }
+    const server = createServer((socket) => this.#accept(endpoint, socket, false))
+    // The socket file is created by bind() inside listen(); the umask keeps it from ever
+    // being more open than `mode`, even for the instant before chmod.
+    const umask = process.umask(0o777 & ~mode)
+    let listening: Promise<void>
+    try {
+      listening = listen(server, { path })
+    } finally {
+      process.umask(umask)
+    }
+    await listening
+    chmodSync(path, mode)
+    this.#createdFiles.push(path)
+    this.#servers.push(server)
+  }
+
+  async #listenTcp(endpoint: Endpoint, address: TcpAddress): Promise<TcpAddress> {
+    const tokenRequired = endpoint === 'control'
+    const server = createServer((socket) => this.#accept(endpoint, socket, tokenRequired))
+    await listen(server, { host: address.host, port: address.port })
+    this.#servers.push(server)
+    const bound = server.address()
+    const port = typeof bound === 'object' && bound !== null ? bound.port : address.port
+    this.#log.debug({ endpoint, address: formatAddress({ host: address.host, port }) }, 'tcp')
+    return { host: address.host, port }
+  }
+
+  #writeToken(path: string, token: Buffer): void {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
+    if (existsSync(path)) unlinkSync(path)
+    writeFileSync(path, token, { mode: 0o600, flag: 'wx' })
+    chmodSync(path, 0o600)
+    this.#createdFiles.push(path)
+  }
+}
+
+function listen(server: Server, options: { path: string } | TcpAddress): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+}
+
+/** True when something accepts connections on the Unix socket at `path`. */
+function isListening(path: string): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const socket = netConnect({ path })
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+}

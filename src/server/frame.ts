@@ -1,0 +1,365 @@
+/**
+ * The tmem wire protocol's frames, shared by the daemon and the client library (this file
+ * imports only `abi/`, so a client never pulls in the engine). `docs/protocol.md` is the
+ * prose form of what is written here.
+ *
+ * Every frame is a 16-byte header followed by `payloadBytes` bytes (all integers
+ * little-endian):
+ *
+ *    0        4    5    6         8                12               16
+ *   +--------+----+----+---------+----------------+----------------+----------------
+ *   | magic  |ver |kind| flags=0 | request id     | payload bytes  | payload ...
+ *   | "TMEM" | 1  |    |         | (echoed)       | (<= kind max)  |
+ *   +--------+----+----+---------+----------------+----------------+----------------
+ *
+ * `FrameReader` reassembles frames from socket chunks. A frame that lies whole inside a chunk
+ * is parsed in place (no copy); only a frame split across chunks is copied, into one pending
+ * buffer sized at construction for the largest frame the reader accepts. A header is checked
+ * (magic, version, flags, kind allowed, payload length inside the kind's bounds) as soon as
+ * its 16 bytes are there, before any payload is buffered, so a hostile length never makes the
+ * reader wait for or hold more than one maximum frame.
+ *
+ * Hot path: `next()` allocates nothing; `push()` only keeps a reference to the chunk.
+ */
+import { PAGE_SIZE } from '../abi/constants.js'
+import { TMEM_OP_BYTES_V1 } from '../abi/layout.js'
+import { assert } from '../util/assert.js'
+
+/** `"TMEM"` read as a little-endian u32: the bytes 54 4d 45 4d. */
+export const FRAME_MAGIC = 0x4d454d54
+/** Version of the frame format (not the tmem ABI, which the hello fixes per connection). */
+export const WIRE_VERSION = 1
+export const FRAME_HEADER_BYTES = 16
+
+export const HEADER_MAGIC = 0
+export const HEADER_VERSION = 4
+export const HEADER_KIND = 5
+export const HEADER_FLAGS = 6
+export const HEADER_REQUEST_ID = 8
+export const HEADER_PAYLOAD_BYTES = 12
+
+// Frame kinds. Requests are below 0x80, replies at or above.
+export const KIND_HELLO = 0x01
+export const KIND_OP = 0x02
+export const KIND_CONTROL = 0x03
+export const KIND_STATS = 0x04
+export const KIND_GOODBYE = 0x05
+export const KIND_HELLO_REPLY = 0x81
+export const KIND_OP_REPLY = 0x82
+export const KIND_CONTROL_REPLY = 0x83
+export const KIND_STATS_REPLY = 0x84
+export const KIND_GOODBYE_REPLY = 0x85
+/** Sent by the daemon just before it closes a connection over a malformed frame. */
+export const KIND_ERROR = 0xff
+
+// Limits. Every length on the wire is checked against one of these.
+export const SECRET_BYTES = 32
+export const NAME_BYTES_MAX = 64
+export const TOKEN_BYTES_MAX = 128
+export const MESSAGE_BYTES_MAX = 512
+/** Largest tool buffer a control request may ask for or carry (LIST text, save records). */
+export const CONTROL_DATA_BYTES_MAX = 1 << 20
+/** Bytes of an rc in a reply payload. */
+export const RC_BYTES = 4
+
+export const HELLO_FIXED_BYTES = 40
+export const HELLO_PAYLOAD_BYTES_MAX = HELLO_FIXED_BYTES + NAME_BYTES_MAX + TOKEN_BYTES_MAX
+export const HELLO_REPLY_FIXED_BYTES = 48
+export const HELLO_REPLY_PAYLOAD_BYTES_MAX =
+  HELLO_REPLY_FIXED_BYTES + NAME_BYTES_MAX + MESSAGE_BYTES_MAX
+/** An op request: the v1 or v0 struct, then optionally one page. */
+export const OP_PAYLOAD_BYTES_MAX = TMEM_OP_BYTES_V1 + PAGE_SIZE
+export const OP_REPLY_PAYLOAD_BYTES_MAX = RC_BYTES + PAGE_SIZE
+/** A control request: the struct, a u32 output size, then the input data. */
+export const CONTROL_OUTPUT_FIELD_BYTES = 4
+export const CONTROL_PAYLOAD_BYTES_MAX =
+  TMEM_OP_BYTES_V1 + CONTROL_OUTPUT_FIELD_BYTES + CONTROL_DATA_BYTES_MAX
+export const CONTROL_REPLY_PAYLOAD_BYTES_MAX = RC_BYTES + CONTROL_DATA_BYTES_MAX
+export const STATS_REPLY_PAYLOAD_BYTES_MAX = RC_BYTES + CONTROL_DATA_BYTES_MAX
+export const ERROR_PAYLOAD_BYTES_MAX = 4 + MESSAGE_BYTES_MAX
+
+// Why a frame was rejected. The daemon counts each reason and names it in logs and metrics.
+export const REJECT_NONE = 0
+export const REJECT_BAD_MAGIC = 1
+export const REJECT_BAD_VERSION = 2
+export const REJECT_BAD_FLAGS = 3
+export const REJECT_UNKNOWN_KIND = 4
+export const REJECT_BAD_LENGTH = 5
+export const REJECT_HELLO_EXPECTED = 6
+export const REJECT_HELLO_REPEATED = 7
+export const REJECT_BAD_HELLO = 8
+export const REJECT_BAD_OP_SIZE = 9
+export const REJECT_BAD_CONTROL_SIZE = 10
+export const REJECT_TRUNCATED = 11
+
+/** Reason names, indexed by REJECT_* (stable: they appear in logs and metric labels). */
+export const REJECT_NAMES: readonly string[] = [
+  'none',
+  'bad_magic',
+  'bad_version',
+  'bad_flags',
+  'unknown_kind',
+  'bad_length',
+  'hello_expected',
+  'hello_repeated',
+  'bad_hello',
+  'bad_op_size',
+  'bad_control_size',
+  'truncated',
+]
+
+/** A readable sentence for a reject reason, sent in the ERROR frame and logged. */
+export function rejectMessage(reason: number): string {
+  return REJECT_MESSAGES[reason] ?? `Frame rejected (reason ${reason})`
+}
+
+const REJECT_MESSAGES: readonly string[] = [
+  'No error',
+  'Bad frame magic (expected TMEM)',
+  'Unsupported wire version',
+  'Reserved header flags are not zero',
+  'Frame kind is unknown or not allowed here',
+  'Payload length is outside the bounds of its frame kind',
+  'The first frame must be a hello',
+  'Hello sent twice on one connection',
+  'Malformed hello payload',
+  'Op payload must be the tmem_op of the connection ABI optionally followed by one page',
+  'Control payload must be the tmem_op, a u32 output size and at most the data limit',
+  'Connection closed in the middle of a frame',
+]
+
+assert(REJECT_NAMES.length === REJECT_TRUNCATED + 1, 'One name per reject reason')
+assert(REJECT_MESSAGES.length === REJECT_TRUNCATED + 1, 'One message per reject reason')
+assert(FRAME_MAGIC === 0x4d454d54, 'Magic spells TMEM')
+
+export function readU32LE(bytes: Uint8Array, offset: number): number {
+  return (
+    ((bytes[offset] ?? 0) |
+      ((bytes[offset + 1] ?? 0) << 8) |
+      ((bytes[offset + 2] ?? 0) << 16) |
+      ((bytes[offset + 3] ?? 0) << 24)) >>>
+    0
+  )
+}
+
+export function readI32LE(bytes: Uint8Array, offset: number): number {
+  return readU32LE(bytes, offset) | 0
+}
+
+export function readU16LE(bytes: Uint8Array, offset: number): number {
+  return (bytes[offset] ?? 0) | ((bytes[offset + 1] ?? 0) << 8)
+}
+
+export function writeU32LE(bytes: Uint8Array, offset: number, value: number): void {
+  bytes[offset] = value & 0xff
+  bytes[offset + 1] = (value >>> 8) & 0xff
+  bytes[offset + 2] = (value >>> 16) & 0xff
+  bytes[offset + 3] = (value >>> 24) & 0xff
+}
+
+export function writeU16LE(bytes: Uint8Array, offset: number, value: number): void {
+  bytes[offset] = value & 0xff
+  bytes[offset + 1] = (value >>> 8) & 0xff
+}
+
+/**
+ * Copies `count` bytes between two byte arrays without making a view (Buffer's native copy
+ * works on any Uint8Array).
+ */
+export function copyBytes(
+  source: Uint8Array,
+  sourceOffset: number,
+  target: Uint8Array,
+  targetOffset: number,
+  count: number,
+): void {
+  assert(sourceOffset + count <= source.length, 'Copy source range is inside the source')
+  assert(targetOffset + count <= target.length, 'Copy target range is inside the target')
+  BUFFER_COPY.call(source, target, targetOffset, sourceOffset, sourceOffset + count)
+}
+
+const BUFFER_COPY = Buffer.prototype.copy
+
+/** Writes a frame header at `offset`; the payload follows at `offset + FRAME_HEADER_BYTES`. */
+export function writeFrameHeader(
+  bytes: Uint8Array,
+  offset: number,
+  kind: number,
+  requestId: number,
+  payloadBytes: number,
+): void {
+  assert(kind > 0 && kind <= 0xff, 'Frame kind is a non-zero byte')
+  assert(payloadBytes >= 0 && payloadBytes <= 0xffffffff, 'Payload length is a u32')
+  writeU32LE(bytes, offset + HEADER_MAGIC, FRAME_MAGIC)
+  bytes[offset + HEADER_VERSION] = WIRE_VERSION
+  bytes[offset + HEADER_KIND] = kind
+  writeU16LE(bytes, offset + HEADER_FLAGS, 0)
+  writeU32LE(bytes, offset + HEADER_REQUEST_ID, requestId >>> 0)
+  writeU32LE(bytes, offset + HEADER_PAYLOAD_BYTES, payloadBytes)
+}
+
+/**
+ * Which frame kinds a reader accepts and the payload bounds of each: a table indexed by the
+ * kind byte, -1 where the kind is not allowed. Built once per endpoint.
+ */
+export class FrameRules {
+  readonly payloadBytesMin = new Int32Array(256).fill(-1)
+  readonly payloadBytesMax = new Int32Array(256).fill(-1)
+  /** Largest whole frame any allowed kind can make. */
+  frameBytesMax = FRAME_HEADER_BYTES
+
+  allow(kind: number, payloadBytesMin: number, payloadBytesMax: number): this {
+    assert(kind >= 0 && kind <= 0xff, 'Frame kind is a byte')
+    assert(payloadBytesMin >= 0, 'Payload minimum is not negative')
+    assert(payloadBytesMax >= payloadBytesMin, 'Payload maximum is at least the minimum')
+    this.payloadBytesMin[kind] = payloadBytesMin
+    this.payloadBytesMax[kind] = payloadBytesMax
+    this.frameBytesMax = Math.max(this.frameBytesMax, FRAME_HEADER_BYTES + payloadBytesMax)
+    return this
+  }
+
+  /** REJECT_NONE when the header at `offset` is acceptable, else the reason. */
+  checkHeader(bytes: Uint8Array, offset: number): number {
+    if (readU32LE(bytes, offset + HEADER_MAGIC) !== FRAME_MAGIC) return REJECT_BAD_MAGIC
+    if (bytes[offset + HEADER_VERSION] !== WIRE_VERSION) return REJECT_BAD_VERSION
+    if (readU16LE(bytes, offset + HEADER_FLAGS) !== 0) return REJECT_BAD_FLAGS
+    const kind = bytes[offset + HEADER_KIND] ?? 0
+    const min = this.payloadBytesMin[kind] ?? -1
+    if (min < 0) return REJECT_UNKNOWN_KIND
+    const payloadBytes = readU32LE(bytes, offset + HEADER_PAYLOAD_BYTES)
+    if (payloadBytes < min) return REJECT_BAD_LENGTH
+    if (payloadBytes > (this.payloadBytesMax[kind] ?? -1)) return REJECT_BAD_LENGTH
+    return REJECT_NONE
+  }
+}
+
+const EMPTY = new Uint8Array(0)
+
+/**
+ * Reassembles frames from a stream of chunks. Usage: `push(chunk)` once the previous chunk is
+ * drained, then call `next()` until it returns false. After a true return, `bytes`,
+ * `frameOffset`, `kind`, `requestId`, `payloadOffset` and `payloadBytes` describe the frame;
+ * they stay valid until the next call of `next()` or `push()`. After a false return, `error`
+ * is REJECT_NONE when more bytes are needed, else the reason the stream is malformed (the
+ * reader then stays in error).
+ */
+export class FrameReader {
+  /** Where the current frame lives: the pushed chunk, or the pending buffer. */
+  bytes: Uint8Array = EMPTY
+  frameOffset = 0
+  kind = 0
+  requestId = 0
+  payloadOffset = 0
+  payloadBytes = 0
+  error = REJECT_NONE
+
+  readonly #rules: FrameRules
+  readonly #pending: Uint8Array
+  #pendingBytes = 0
+  #chunk: Uint8Array = EMPTY
+  #chunkOffset = 0
+
+  /** `pending` may be given so that a server uses a Buffer; its length must fit any frame. */
+  constructor(rules: FrameRules, pending?: Uint8Array) {
+    this.#rules = rules
+    this.#pending = pending ?? new Uint8Array(rules.frameBytesMax)
+    assert(this.#pending.length >= rules.frameBytesMax, 'Pending buffer holds one frame')
+  }
+
+  /** True when every byte of the last pushed chunk has been taken. */
+  isDrained(): boolean {
+    return this.#chunkOffset >= this.#chunk.length
+  }
+
+  /** True when part of a frame is waiting for more bytes (a close now truncates it). */
+  hasPartialFrame(): boolean {
+    return this.#pendingBytes > 0
+  }
+
+  push(chunk: Uint8Array): void {
+    assert(this.isDrained(), 'Push only after the previous chunk is drained')
+    this.#chunk = chunk
+    this.#chunkOffset = 0
+  }
+
+  next(): boolean {
+    if (this.error !== REJECT_NONE) return false
+    if (this.#pendingBytes > 0) return this.#nextFromPending()
+    const chunk = this.#chunk
+    const start = this.#chunkOffset
+    const remaining = chunk.length - start
+    if (remaining === 0) {
+      this.#chunk = EMPTY
+      this.#chunkOffset = 0
+      return false
+    }
+    if (remaining < FRAME_HEADER_BYTES) {
+      this.#stash(remaining)
+      return false
+    }
+    const reason = this.#rules.checkHeader(chunk, start)
+    if (reason !== REJECT_NONE) {
+      this.error = reason
+      return false
+    }
+    const frameBytes = FRAME_HEADER_BYTES + readU32LE(chunk, start + HEADER_PAYLOAD_BYTES)
+    if (remaining < frameBytes) {
+      this.#stash(remaining)
+      return false
+    }
+    this.#chunkOffset = start + frameBytes
+    this.#describe(chunk, start)
+    return true
+  }
+
+  /** Completes the pending frame from the current chunk. */
+  #nextFromPending(): boolean {
+    const pending = this.#pending
+    if (this.#pendingBytes < FRAME_HEADER_BYTES) {
+      this.#take(FRAME_HEADER_BYTES - this.#pendingBytes)
+      if (this.#pendingBytes < FRAME_HEADER_BYTES) return false
+    }
+    const reason = this.#rules.checkHeader(pending, 0)
+    if (reason !== REJECT_NONE) {
+      this.error = reason
+      return false
+    }
+    const frameBytes = FRAME_HEADER_BYTES + readU32LE(pending, HEADER_PAYLOAD_BYTES)
+    assert(frameBytes <= pending.length, 'A checked frame fits the pending buffer')
+    if (this.#pendingBytes < frameBytes) {
+      this.#take(frameBytes - this.#pendingBytes)
+      if (this.#pendingBytes < frameBytes) return false
+    }
+    this.#pendingBytes = 0
+    this.#describe(pending, 0)
+    return true
+  }
+
+  /** Copies up to `wanted` bytes of the chunk onto the end of the pending frame. */
+  #take(wanted: number): void {
+    const chunk = this.#chunk
+    const start = this.#chunkOffset
+    const count = Math.min(wanted, chunk.length - start)
+    copyBytes(chunk, start, this.#pending, this.#pendingBytes, count)
+    this.#pendingBytes += count
+    this.#chunkOffset = start + count
+  }
+
+  /** Moves the chunk's tail (the start of a frame) into the pending buffer. */
+  #stash(count: number): void {
+    assert(this.#pendingBytes === 0, 'Stash starts a new pending frame')
+    assert(count <= this.#pending.length, 'A stashed partial frame fits')
+    this.#take(count)
+    this.#chunk = EMPTY
+    this.#chunkOffset = 0
+  }
+
+  #describe(bytes: Uint8Array, offset: number): void {
+    this.bytes = bytes
+    this.frameOffset = offset
+    this.kind = bytes[offset + HEADER_KIND] ?? 0
+    this.requestId = readU32LE(bytes, offset + HEADER_REQUEST_ID)
+    this.payloadOffset = offset + FRAME_HEADER_BYTES
+    this.payloadBytes = readU32LE(bytes, offset + HEADER_PAYLOAD_BYTES)
+  }
+}

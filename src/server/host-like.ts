@@ -1,0 +1,30 @@
+/**
+ * The part of the engine's `Host` (src/engine/host.ts) that the daemon calls. The daemon is
+ * written against this shape so that it owns no engine code; `src/cli/daemon.ts` hands it the
+ * real `Host`.
+ */
+export interface HostLike {
+  /** A guest hypercall from its ABI bytes; `data` is the page (read for put, written for get). */
+  opBytes(
+    clientId: number,
+    bytes: Uint8Array,
+    offset: number,
+    version: 0 | 1,
+    data: Uint8Array | null,
+    dataOffset: number,
+  ): number
+  /** The privileged entry: TMEM_CONTROL, TMEM_AUTH, TMEM_RESTORE_NEW. */
+  controlBytes(
+    bytes: Uint8Array,
+    offset: number,
+    version: 0 | 1,
+    data: Uint8Array | null,
+    dataOffset: number,
+    dataLength: number,
+  ): number
+  hasClient(clientId: number): boolean
+  /** Destroys a client as a dead domain (pools flushed and destroyed). */
+  destroyClient(clientId: number): boolean
+  /** JSON-able counter snapshot: `{ global, clients: [{ id, ..., pools: [...] }] }`. */
+  stats(): unknown
+}
