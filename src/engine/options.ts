@@ -30,7 +30,7 @@ export interface HostOptions {
   acceptV0?: boolean
   /** Frame resolver for embedders; used when an op carries no data buffer (D15). */
   frameResolver?: FrameResolver
-  /** Monotonic clock for the cycle statistics, in nanoseconds. Default process.hrtime.bigint. */
+  /** Monotonic clock for the cycle statistics, in nanoseconds. Default performance.now() x 1e6. */
   clockNs?: () => number
 }
 
@@ -49,8 +49,9 @@ export interface ResolvedHostOptions {
 /** Largest budget the 32-bit slot columns can address, with room for the NONE sentinel. */
 export const PAGES_MAX = 0x3fffffff
 
+/** Monotonic nanoseconds as a double; performance.now() allocates nothing, hrtime.bigint() does. */
 function defaultClockNs(): number {
-  return Number(process.hrtime.bigint() & 0xfffffffffffffn)
+  return performance.now() * 1e6
 }
 
 export function resolveHostOptions(options: HostOptions = {}): ResolvedHostOptions {
