@@ -280,7 +280,7 @@ export class Daemon {
     if (!this.#connections.delete(conn)) return
     if (conn.endpoint === 'control') this.#controlConnections--
     else this.#clientConnections--
-    this.#log.debug({ conn: conn.serial, name: conn.name }, 'connection closed')
+    this.#log.debug({ conn: conn.serial, clientName: conn.name }, 'connection closed')
   }
 
   async #listenUnix(endpoint: Endpoint, path: string, mode: number): Promise<void> {

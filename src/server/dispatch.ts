@@ -161,7 +161,7 @@ export class Dispatcher implements ConnectionHandler {
     this.counters.framesRejected++
     this.rejectsByReason[reason] = (this.rejectsByReason[reason] ?? 0) + 1
     this.#log.warn(
-      { conn: conn.serial, endpoint: conn.endpoint, remote: conn.remote, name: conn.name,
+      { conn: conn.serial, endpoint: conn.endpoint, remote: conn.remote, clientName: conn.name,
         reason: REJECT_NAMES[reason] ?? reason },
       `frame rejected: ${rejectMessage(reason)}`,
     )
@@ -302,7 +302,7 @@ export class Dispatcher implements ConnectionHandler {
         return
       }
       conn.name = hello.name === '' ? 'control' : hello.name
-      this.#log.info({ conn: conn.serial, remote: conn.remote, name: conn.name }, 'control hello')
+      this.#log.info({ conn: conn.serial, remote: conn.remote, clientName: conn.name }, 'control hello')
       this.#writeHello(conn, requestId, {
         status: HELLO_OK, abiVersion: version, clientId: 0, graceMs: 0, secret: null,
         flags: HELLO_FLAG_CONTROL, name: conn.name, message: '',
@@ -323,7 +323,7 @@ export class Dispatcher implements ConnectionHandler {
       flags |= HELLO_FLAG_ABI_REFUSED
       message = V0_REFUSED_MESSAGE
       this.counters.v0Refused++
-      this.#log.warn({ client: session.id, name: session.name, remote: conn.remote },
+      this.#log.warn({ client: session.id, clientName: session.name, remote: conn.remote },
         'v0 client connected; the daemon does not serve ABI v0 (no --accept-v0)')
     }
     this.#writeHello(conn, requestId, {

@@ -162,6 +162,16 @@ export function writeU16LE(bytes: Uint8Array, offset: number, value: number): vo
   bytes[offset + 1] = (value >>> 8) & 0xff
 }
 
+type CopyFunction = (
+  this: Uint8Array,
+  target: Uint8Array,
+  targetStart: number,
+  sourceStart: number,
+  sourceEnd: number,
+) => number
+
+const BUFFER_COPY = (Buffer.prototype as unknown as { copy: CopyFunction }).copy
+
 /**
  * Copies `count` bytes between two byte arrays without making a view (Buffer's native copy
  * works on any Uint8Array).
@@ -177,8 +187,6 @@ export function copyBytes(
   assert(targetOffset + count <= target.length, 'Copy target range is inside the target')
   BUFFER_COPY.call(source, target, targetOffset, sourceOffset, sourceOffset + count)
 }
-
-const BUFFER_COPY = Buffer.prototype.copy
 
 /** Writes a frame header at `offset`; the payload follows at `offset + FRAME_HEADER_BYTES`. */
 export function writeFrameHeader(

@@ -25,6 +25,6 @@ export interface HostLike {
   hasClient(clientId: number): boolean
   /** Destroys a client as a dead domain (pools flushed and destroyed). */
   destroyClient(clientId: number): boolean
-  /** JSON-able counter snapshot: `{ global, clients: [{ id, ..., pools: [...] }] }`. */
+  /** JSON-able counter snapshot: host-wide numbers and `clients: [{ id, ..., pools: [...] }]`. */
   stats(): unknown
 }

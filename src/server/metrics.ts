@@ -1,11 +1,11 @@
 /**
  * The opt-in Prometheus endpoint (`--metrics 127.0.0.1:PORT`, GET /metrics). At each scrape
- * it reads one snapshot: the engine's LIST counters (`host.stats()`: global, per client, per
+ * it reads one snapshot: the engine's LIST counters (`host.stats()`: host-wide, per client, per
  * pool) and the daemon's own counters (connections, frames, rejects by reason, sessions), and
  * publishes every numeric field as a gauge:
  *
- *   tmem_<global field>                              e.g. tmem_total_ops
- *   tmem_client_<field>{client="1",name="web-1"}    e.g. tmem_client_eph_pages
+ *   tmem_<host-wide field>                           e.g. tmem_total_ops
+ *   tmem_client_<field>{client="1",name="web-1"}    e.g. tmem_client_ephemeral_pages
  *   tmem_pool_<field>{client="1",name="web-1",pool="0"}
  *   tmem_daemon_<counter>                            e.g. tmem_daemon_frames_rejected
  *   tmem_daemon_frames_rejected_by_reason{reason="bad_magic"}
@@ -127,20 +127,24 @@ export function flattenSamples(
   }
 }
 
+const HOST_SKIP = new Set(['clients'])
 const CLIENT_SKIP = new Set(['id', 'pools', 'name'])
-const POOL_SKIP = new Set(['slot', 'id', 'poolId', 'uuid'])
+const POOL_SKIP = new Set(['slot', 'uuid'])
 
-/** Samples for the engine snapshot `{ global, clients: [{ id, ..., pools: [{ slot, ... }] }] }`. */
+/**
+ * Samples for the engine snapshot (`host.stats()`): its top-level numbers are host-wide, and
+ * `clients: [{ id, ..., pools: [{ slot, ... }] }]` holds the per-client and per-pool counters.
+ */
 export function hostSamples(
   stats: unknown,
   nameOf: (clientId: number) => string,
   out: Sample[],
 ): void {
   if (typeof stats !== 'object' || stats === null) return
-  const snapshot = stats as { global?: unknown; clients?: unknown }
-  flattenSamples('tmem', snapshot.global, {}, out)
-  if (!Array.isArray(snapshot.clients)) return
-  for (const client of snapshot.clients as unknown[]) {
+  flattenSamples('tmem', stats, {}, out, HOST_SKIP)
+  const clients = (stats as { clients?: unknown }).clients
+  if (!Array.isArray(clients)) return
+  for (const client of clients as unknown[]) {
     if (typeof client !== 'object' || client === null) continue
     const record = client as { id?: unknown; pools?: unknown }
     const id = typeof record.id === 'number' ? record.id : -1
@@ -149,8 +153,7 @@ export function hostSamples(
     if (!Array.isArray(record.pools)) continue
     for (const pool of record.pools as unknown[]) {
       if (typeof pool !== 'object' || pool === null) continue
-      const poolRecord = pool as { slot?: unknown; poolId?: unknown; id?: unknown }
-      const slot = poolRecord.slot ?? poolRecord.poolId ?? poolRecord.id
+      const slot = (pool as { slot?: unknown }).slot
       const poolLabels = { ...clientLabels, pool: String(slot) }
       flattenSamples('tmem_pool', pool, poolLabels, out, POOL_SKIP)
     }

@@ -150,7 +150,7 @@ export class SessionTable {
     }
     session.graceTimer = setTimeout(() => this.#end(session, 'expired'), this.#graceMs)
     session.graceTimer.unref()
-    this.#log.info({ client: session.id, name: session.name, graceMs: this.#graceMs }, 'detached')
+    this.#log.info({ client: session.id, clientName: session.name, graceMs: this.#graceMs }, 'detached')
   }
 
   /** The client said goodbye: destroy it now. */
@@ -187,7 +187,7 @@ export class SessionTable {
     this.#byId.set(id, session)
     this.#byName.set(name, session)
     this.counters.sessionsCreated++
-    this.#log.info({ client: id, name, abi: abiVersion }, 'client created')
+    this.#log.info({ client: id, clientName: name, abi: abiVersion }, 'client created')
     return { status: HELLO_OK, session, resumed: false, message: '' }
   }
 
@@ -202,7 +202,7 @@ export class SessionTable {
       previous.evict(`Client ${session.name} reconnected on another connection`)
     }
     this.counters.sessionsResumed++
-    this.#log.info({ client: session.id, name: session.name }, 'client resumed')
+    this.#log.info({ client: session.id, clientName: session.name }, 'client resumed')
     return { status: HELLO_OK, session, resumed: true, message: '' }
   }
 
@@ -215,7 +215,7 @@ export class SessionTable {
     const destroyed = this.#host.hasClient(session.id) && this.#host.destroyClient(session.id)
     if (why === 'expired') this.counters.sessionsExpired++
     else this.counters.sessionsReleased++
-    this.#log.info({ client: session.id, name: session.name, destroyed }, `client ${why}`)
+    this.#log.info({ client: session.id, clientName: session.name, destroyed }, `client ${why}`)
   }
 
   /** First free id at or after the rotating cursor, or 0 when none is free. */

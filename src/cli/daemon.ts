@@ -1,0 +1,276 @@
+/**
+ * `tmem daemon` (and `npm start`): options and environment -> engine Host + Daemon, the
+ * startup summary on stdout, structured logs (pino, JSON) on stderr, and graceful shutdown on
+ * SIGINT/SIGTERM. Everything has an embedded default, so `tmem daemon` alone serves clients.
+ */
+import { readFileSync } from 'node:fs'
+import { type Command, Option } from 'commander'
+import { pino, type Logger } from 'pino'
+import { Host } from '../engine/host.js'
+import {
+  defaultControlSocketPath,
+  defaultMemoryBytes,
+  defaultSocketPath,
+  defaultTokenFile,
+  formatAddress,
+  formatBytes,
+  parseDuration,
+  parseLoopbackAddress,
+  parseSize,
+} from '../server/config.js'
+import { Daemon, type DaemonConfig } from '../server/daemon.js'
+import { EXIT_FAILED, UsageError } from './exit.js'
+
+type FlagOption = 'acceptV0' | 'compress' | 'dedup' | 'tze' | 'globalSharedAuth'
+
+/** Boolean options read from the environment as 1/true/yes or 0/false/no. */
+const FLAG_ENV: Readonly<Record<FlagOption, string>> = {
+  acceptV0: 'TMEM_ACCEPT_V0',
+  compress: 'TMEM_COMPRESS',
+  dedup: 'TMEM_DEDUP',
+  tze: 'TMEM_TZE',
+  globalSharedAuth: 'TMEM_GLOBAL_SHARED_AUTH',
+}
+
+interface DaemonCliOptions {
+  memory?: string
+  socket?: string
+  controlSocket?: string
+  listen?: string
+  controlListen?: string
+  tokenFile?: string
+  grace: string
+  metrics?: string
+  maxConnections: string
+  maxControlConnections: string
+  logLevel: string
+  acceptV0?: boolean
+  compress?: boolean
+  dedup?: boolean
+  tze?: boolean
+  globalSharedAuth?: boolean
+}
+
+/** Adds the `daemon` command to the `tmem` program. */
+export function registerDaemonCommand(program: Command): void {
+  program
+    .command('daemon')
+    .description('Run the tmem host: serve clients and the control plane until SIGINT/SIGTERM')
+    .addOption(
+      new Option(
+        '--memory <size>',
+        'memory for pages, e.g. 512M, 2G (binary units; default: a quarter of RAM, at most 1G, ' +
+          `here ${formatBytes(defaultMemoryBytes())})`,
+      ).env('TMEM_MEMORY'),
+    )
+    .addOption(
+      new Option(
+        '--socket <path>',
+        `Unix socket for clients, "none" for no socket (default: ${defaultSocketPath()})`,
+      ).env('TMEM_SOCKET'),
+    )
+    .addOption(
+      new Option(
+        '--control-socket <path>',
+        `control Unix socket, mode 0600, "none" for no socket (default: ${defaultControlSocketPath()})`,
+      ).env('TMEM_CONTROL_SOCKET'),
+    )
+    .addOption(
+      new Option('--listen <host:port>', 'also serve clients on loopback TCP (port 0: any free)')
+        .env('TMEM_LISTEN'),
+    )
+    .addOption(
+      new Option('--control-listen <host:port>', 'control on loopback TCP, guarded by a token')
+        .env('TMEM_CONTROL_LISTEN'),
+    )
+    .addOption(
+      new Option(
+        '--token-file <path>',
+        `where the control token is written, mode 0600 (default: ${defaultTokenFile()})`,
+      ).env('TMEM_TOKEN_FILE'),
+    )
+    .addOption(
+      new Option('--grace <duration>', 'how long a dropped client keeps its pools: 30s, 2m, 0')
+        .env('TMEM_GRACE')
+        .default('30s'),
+    )
+    .addOption(
+      new Option('--accept-v0', 'serve tmem ABI v0 clients too (env TMEM_ACCEPT_V0=1)'),
+    )
+    .addOption(
+      new Option('--metrics <host:port>', 'Prometheus endpoint on loopback (GET /metrics)')
+        .env('TMEM_METRICS'),
+    )
+    .addOption(new Option('--compress', 'compress new clients\' pages (env TMEM_COMPRESS=1)'))
+    .addOption(new Option('--dedup', 'deduplicate ephemeral pages (env TMEM_DEDUP=1)'))
+    .addOption(new Option('--tze', 'trailing-zero elimination (env TMEM_TZE=1)'))
+    .addOption(
+      new Option('--global-shared-auth', 'any client may join a shared pool by UUID ' +
+        '(env TMEM_GLOBAL_SHARED_AUTH=1)'),
+    )
+    .addOption(
+      new Option('--max-connections <n>', 'client connections at once')
+        .env('TMEM_MAX_CONNECTIONS')
+        .default('1024'),
+    )
+    .addOption(
+      new Option('--max-control-connections <n>', 'control connections at once')
+        .env('TMEM_MAX_CONTROL_CONNECTIONS')
+        .default('16'),
+    )
+    .addOption(
+      new Option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace, silent')
+        .env('TMEM_LOG_LEVEL')
+        .default('info'),
+    )
+    .addHelpText('after', DAEMON_HELP_FOOTER)
+    .action(async (options: DaemonCliOptions) => {
+      await runDaemon(options)
+    })
+}
+
+const DAEMON_HELP_FOOTER = `
+Every option can also come from the environment variable shown (the command line wins).
+Logs are JSON lines on stderr; the addresses the daemon listens on are printed on stdout.
+Clients connect with the client library (connect({ path })) and the control plane with
+connectControl({ path }) or, over TCP, connectControl({ host, port, tokenFile }).`
+
+/** Resolves options and environment into the engine's and the daemon's configuration. */
+export function resolveDaemonOptions(options: DaemonCliOptions, env: NodeJS.ProcessEnv = process.env) {
+  const flags = (key: FlagOption): boolean => options[key] === true || envFlag(env, FLAG_ENV[key])
+  const memoryBytes = options.memory === undefined ? defaultMemoryBytes() : usage(() => parseSize(options.memory ?? ''))
+  const controlListen = optionalAddress(options.controlListen)
+  const config: DaemonConfig = {
+    socketPath: pathOrNone(options.socket, defaultSocketPath(env)),
+    controlSocketPath: pathOrNone(options.controlSocket, defaultControlSocketPath(env)),
+    listen: optionalAddress(options.listen),
+    controlListen,
+    tokenFile: controlListen === null ? null : (options.tokenFile ?? defaultTokenFile(env)),
+    metrics: optionalAddress(options.metrics),
+    graceMs: usage(() => parseDuration(options.grace)),
+    acceptV0: flags('acceptV0'),
+    connectionCountMax: positiveInteger(options.maxConnections, '--max-connections'),
+    controlConnectionCountMax: positiveInteger(options.maxControlConnections, '--max-control-connections'),
+  }
+  if (config.socketPath === null && config.listen === null) {
+    throw new UsageError('The daemon needs a client endpoint: --socket or --listen')
+  }
+  return {
+    config,
+    memoryBytes,
+    host: {
+      bytes: memoryBytes,
+      acceptV0: config.acceptV0,
+      compress: flags('compress'),
+      dedup: flags('dedup'),
+      tze: flags('tze'),
+      sharedAuth: !flags('globalSharedAuth'),
+    },
+  }
+}
+
+/** Starts the daemon and keeps the process alive until a signal stops it. */
+export async function runDaemon(options: DaemonCliOptions): Promise<void> {
+  const resolved = resolveDaemonOptions(options)
+  const log = pino({ name: 'tmem', level: options.logLevel }, pino.destination({ dest: 2, sync: true }))
+  const host = new Host(resolved.host)
+  host.onDiagnostic = (clientId, message) => log.warn({ client: clientId }, message)
+  let daemon: Daemon
+  try {
+    daemon = await Daemon.start(host, resolved.config, log)
+  } catch (error) {
+    log.fatal({ err: error }, 'daemon failed to start')
+    process.stderr.write(`tmem daemon: ${(error as Error).message}\n`)
+    process.exitCode = EXIT_FAILED
+    return
+  }
+  printSummary(daemon, resolved.memoryBytes)
+  log.info({ addresses: daemon.addresses, pages: host.options.pages }, 'ready')
+  installShutdown(daemon, log)
+}
+
+function printSummary(daemon: Daemon, memoryBytes: number): void {
+  const a = daemon.addresses
+  const config = daemon.config
+  const lines = [
+    `tmem daemon ${packageVersion()}: memory ${formatBytes(memoryBytes)} ` +
+      `(${memoryBytes / 4096} pages), grace ${config.graceMs / 1000}s, ABI v1` +
+      (config.acceptV0 ? ' and v0' : ' (v0 refused)'),
+  ]
+  if (a.socketPath !== null) lines.push(`  clients  unix:${a.socketPath}`)
+  if (a.listen !== null) lines.push(`  clients  tcp:${formatAddress(a.listen)}`)
+  if (a.controlSocketPath !== null) lines.push(`  control  unix:${a.controlSocketPath} (mode 0600)`)
+  if (a.controlListen !== null) {
+    lines.push(`  control  tcp:${formatAddress(a.controlListen)} (token in ${a.tokenFile ?? '?'})`)
+  }
+  if (a.metrics !== null) lines.push(`  metrics  http://${formatAddress(a.metrics)}/metrics`)
+  lines.push(`tmem daemon ready (pid ${process.pid})`)
+  process.stdout.write(`${lines.join('\n')}\n`)
+}
+
+function installShutdown(daemon: Daemon, log: Logger): void {
+  let stopping = false
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now')
+      process.exit(EXIT_FAILED)
+    }
+    stopping = true
+    log.info({ signal }, 'shutting down')
+    daemon.close().then(
+      () => {
+        log.info('stopped')
+        process.exit(0)
+      },
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed')
+        process.exit(EXIT_FAILED)
+      },
+    )
+  }
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+}
+
+function envFlag(env: NodeJS.ProcessEnv, name: string): boolean {
+  const value = (env[name] ?? '').trim().toLowerCase()
+  if (value === '' || value === '0' || value === 'false' || value === 'no' || value === 'off') return false
+  if (value === '1' || value === 'true' || value === 'yes' || value === 'on') return true
+  throw new UsageError(`${name} must be 1/true/yes or 0/false/no, got ${JSON.stringify(env[name])}`)
+}
+
+function pathOrNone(value: string | undefined, fallback: string): string | null {
+  if (value === undefined) return fallback
+  if (value === 'none' || value === '') return null
+  return value
+}
+
+function optionalAddress(value: string | undefined) {
+  return value === undefined || value === '' ? null : usage(() => parseLoopbackAddress(value))
+}
+
+function positiveInteger(value: string, name: string): number {
+  const number = Number(value)
+  if (!Number.isInteger(number) || number < 1) throw new UsageError(`${name} must be a positive integer`)
+  return number
+}
+
+/** Runs a parser, turning its RangeError into a usage error (exit 2). */
+function usage<T>(parse: () => T): T {
+  try {
+    return parse()
+  } catch (error) {
+    if (error instanceof RangeError) throw new UsageError(error.message)
+    throw error
+  }
+}
+
+function packageVersion(): string {
+  try {
+    const text = readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')
+    return (JSON.parse(text) as { version?: string }).version ?? '?'
+  } catch {
+    return '?'
+  }
+}
+

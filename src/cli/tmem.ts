@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+/**
+ * The `tmem` command. Each verb registers itself from the COMMANDS table below: `daemon` runs
+ * the host; the xl-style verbs (list, freeze, thaw, destroy, flush, set, shared-auth,
+ * freeable) are added to the same table, each in its own file under src/cli/, built on the
+ * control client (`connectControl`).
+ *
+ * Exit codes (src/cli/exit.ts): 0 ok, 1 the op failed, 2 usage, 3 daemon unreachable.
+ */
+import { realpathSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { Command, CommanderError } from 'commander'
+import { TmemConnectionError, TmemError } from '../client/errors.js'
+import { registerDaemonCommand } from './daemon.js'
+import { EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, UsageError } from './exit.js'
+
+/** One verb: adds its subcommand (options, help, action) to the program. */
+export interface CommandSpec {
+  name: string
+  register: (program: Command) => void
+}
+
+/** Every verb of `tmem`, in help order. Add new verbs here. */
+export const COMMANDS: readonly CommandSpec[] = [{ name: 'daemon', register: registerDaemonCommand }]
+
+export function buildProgram(): Command {
+  const program = new Command('tmem')
+    .description('Transcendent Memory (tmem) host and control tool')
+    .showHelpAfterError()
+    .exitOverride()
+  for (const command of COMMANDS) command.register(program)
+  return program
+}
+
+/** Runs `tmem` with `argv` (as process.argv) and resolves with the exit code. */
+export async function main(argv: string[] = process.argv): Promise<number> {
+  const program = buildProgram()
+  try {
+    await program.parseAsync(argv)
+    return typeof process.exitCode === 'number' ? process.exitCode : 0
+  } catch (error) {
+    return exitCodeFor(error)
+  }
+}
+
+/** Maps an error to the exit code and prints its message. */
+export function exitCodeFor(error: unknown): number {
+  if (error instanceof CommanderError) {
+    // Commander printed the message already; help and version exit 0.
+    return error.exitCode === 0 ? 0 : EXIT_USAGE
+  }
+  if (error instanceof UsageError) {
+    process.stderr.write(`tmem: ${error.message}\n`)
+    return EXIT_USAGE
+  }
+  if (error instanceof TmemConnectionError) {
+    process.stderr.write(`tmem: ${error.message} (${error.code})\n`)
+    return EXIT_UNREACHABLE
+  }
+  if (error instanceof TmemError) {
+    process.stderr.write(`tmem: ${error.message}\n`)
+    return EXIT_FAILED
+  }
+  process.stderr.write(`tmem: ${error instanceof Error ? error.message : String(error)}\n`)
+  return EXIT_FAILED
+}
+
+/** True when this file is the process entry (not imported by a test or another verb). */
+function isEntry(): boolean {
+  const entry = process.argv[1]
+  if (entry === undefined) return false
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url))
+  } catch {
+    return false
+  }
+}
+
+if (isEntry()) {
+  const code = await main()
+  if (code !== 0) process.exitCode = code
+}

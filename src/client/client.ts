@@ -1,0 +1,341 @@
+/**
+ * The tmem client library: a guest of the daemon. `connect()` returns a `TmemClient` with the
+ * raw hypercall (`op`) and a pool API that pipelines (`newPool`, `put`, `get`, `flushPage`,
+ * `flushObject`, `destroyPool`). Return codes follow STYLE §5.6: a negative rc rejects with a
+ * `TmemError` whose `code` is the errno name; a miss is a value (`get` resolves null).
+ *
+ * The pool API writes its ops straight into the request frame at the offsets of
+ * `abi/layout.ts` (the same bytes `abi.encodeOp` produces, which test/client checks), so a put
+ * costs one frame buffer and no intermediate objects.
+ */
+import { EventEmitter } from 'node:events'
+import {
+  EEMPTY,
+  PAGE_SIZE,
+  TMEM_DESTROY_POOL,
+  TMEM_FLUSH_OBJECT,
+  TMEM_FLUSH_PAGE,
+  TMEM_GET_PAGE,
+  TMEM_NEW_PAGE,
+  TMEM_NEW_POOL,
+  TMEM_PUT_PAGE,
+  TMEM_READ,
+  TMEM_WRITE,
+} from '../abi/constants.js'
+import { type AbiVersion, encodeOpInto, poolFlags, uuidFromString } from '../abi/codec.js'
+import { OP_CMD, OP_POOL_ID, opLayout } from '../abi/layout.js'
+import type { TmemOp } from '../abi/types.js'
+import {
+  FRAME_HEADER_BYTES,
+  KIND_OP,
+  RC_BYTES,
+  readI32LE,
+  writeFrameHeader,
+  writeU32LE,
+} from '../server/frame.js'
+import { HELLO_FLAG_ABI_REFUSED, HELLO_FLAG_RESUMED } from '../server/hello.js'
+import { rcError } from './errors.js'
+import { type ConnectTarget, type ReplyView, Transport, clientRules } from './transport.js'
+
+export type { ConnectTarget } from './transport.js'
+
+/** An object id: a number or bigint (word 0 then up), or the three 64-bit words. */
+export type OidInput = number | bigint | readonly [bigint | number, bigint | number, bigint | number]
+
+export interface ConnectOptions {
+  /** The client's name (`web-1`); the daemon names it `client-<id>` when empty. */
+  name?: string
+  /** The tmem ABI of this connection's ops; 1 unless you are a v0 guest. */
+  abi?: AbiVersion
+  /** A secret from an earlier connection (hex or 32 bytes) to take back its client and pools. */
+  secret?: string | Uint8Array
+  /** Reconnect transparently within the grace period when the connection drops. Default true. */
+  reconnect?: boolean
+}
+
+export interface NewPoolOptions {
+  persistent?: boolean
+  shared?: boolean
+  /** The shared pool's UUID (`xxxxxxxx-xxxx-...` or `[uuid_lo, uuid_hi]`). */
+  uuid?: string | readonly [bigint, bigint]
+}
+
+/** What a raw op returns: the rc and, for a get or read that hit, the page. */
+export interface OpResult {
+  rc: number
+  page: Uint8Array | null
+}
+
+/** Commands that may be re-sent after a reconnect: running them twice changes nothing. */
+function isReplayable(cmd: number): boolean {
+  return cmd === TMEM_PUT_PAGE || cmd === TMEM_GET_PAGE || cmd === TMEM_FLUSH_PAGE ||
+    cmd === TMEM_FLUSH_OBJECT || cmd === TMEM_NEW_PAGE || cmd === TMEM_READ || cmd === TMEM_WRITE
+}
+
+/**
+ * Connects to a tmem daemon as a client.
+ *
+ * @example
+ * ```ts
+ * const client = await connect({ path: '/run/user/1000/tmem/tmem.sock' }, { name: 'web-1' })
+ * const pool = await client.newPool({ persistent: true })
+ * await client.put(pool, 42n, 0, page)
+ * const back = await client.get(pool, 42n, 0) // Uint8Array, or null on a miss
+ * await client.close()
+ * ```
+ */
+export async function connect(
+  target: ConnectTarget,
+  options: ConnectOptions = {},
+): Promise<TmemClient> {
+  const abi = options.abi ?? 1
+  if (abi !== 0 && abi !== 1) throw new RangeError('The ABI version must be 0 or 1')
+  const transport = new Transport(target, {
+    abiVersion: abi,
+    name: options.name ?? '',
+    secret: parseSecret(options.secret),
+    token: '',
+    reconnect: options.reconnect ?? true,
+    rules: clientRules(),
+  })
+  await transport.open()
+  return new TmemClient(transport, abi)
+}
+
+export class TmemClient extends EventEmitter {
+  readonly abi: AbiVersion
+  readonly #transport: Transport
+  readonly #layout: ReturnType<typeof opLayout>
+  readonly #opBytes: number
+
+  /** Use `connect()`. */
+  constructor(transport: Transport, abi: AbiVersion) {
+    super()
+    this.abi = abi
+    this.#transport = transport
+    this.#layout = opLayout(abi)
+    this.#opBytes = this.#layout.bytes
+    transport.on('disconnect', () => this.emit('disconnect'))
+    transport.on('reconnect', () => this.emit('reconnect'))
+    transport.on('close', (error: Error) => this.emit('close', error))
+  }
+
+  /** The client id the daemon gave this client (Xen's domain id). */
+  get clientId(): number {
+    return this.#transport.hello?.clientId ?? 0
+  }
+
+  get name(): string {
+    return this.#transport.hello?.name ?? ''
+  }
+
+  /** The secret that lets a new connection take this client back (hex). Keep it private. */
+  get secret(): string {
+    return Buffer.from(this.#transport.secret ?? new Uint8Array(0)).toString('hex')
+  }
+
+  /** How long the daemon keeps this client after the connection drops, in ms. */
+  get graceMs(): number {
+    return this.#transport.hello?.graceMs ?? 0
+  }
+
+  /** True when this connection resumed an existing client (its pools are back). */
+  get resumed(): boolean {
+    return ((this.#transport.hello?.flags ?? 0) & HELLO_FLAG_RESUMED) !== 0
+  }
+
+  /** True when the daemon does not serve this ABI version (v0 without --accept-v0). */
+  get abiRefused(): boolean {
+    return ((this.#transport.hello?.flags ?? 0) & HELLO_FLAG_ABI_REFUSED) !== 0
+  }
+
+  /** The daemon's hello message (why an ABI is refused), or ''. */
+  get notice(): string {
+    return this.#transport.hello?.message ?? ''
+  }
+
+  /**
+   * The hypercall over the wire: sends the op in its exact ABI layout (with `page` for put and
+   * write, or as the starting frame of a read) and resolves with the rc as the engine returned
+   * it, and the page for a get or read that hit. Never rejects on an rc; only on transport
+   * failure.
+   */
+  op(op: TmemOp, page?: Uint8Array | null): Promise<OpResult> {
+    const withPage = page !== undefined && page !== null
+    if (withPage && page.length !== PAGE_SIZE) throw new RangeError('A page is 4096 bytes')
+    const payloadBytes = this.#opBytes + (withPage ? PAGE_SIZE : 0)
+    const frame = Buffer.alloc(FRAME_HEADER_BYTES + payloadBytes)
+    writeFrameHeader(frame, 0, KIND_OP, 0, payloadBytes)
+    encodeOpInto(op, this.abi, frame, FRAME_HEADER_BYTES)
+    if (withPage) frame.set(page, FRAME_HEADER_BYTES + this.#opBytes)
+    return this.#send(frame, op.cmd, (reply) => ({ rc: replyRc(reply), page: replyPage(reply) }))
+  }
+
+  /** Creates a pool; resolves with its id (0..15). Rejects with EPERM, ENOMEM, ... */
+  async newPool(options: NewPoolOptions = {}): Promise<number> {
+    const uuid =
+      options.uuid === undefined
+        ? ([0n, 0n] as const)
+        : typeof options.uuid === 'string'
+          ? uuidFromString(options.uuid)
+          : options.uuid
+    const flags = poolFlags({
+      persistent: options.persistent ?? false,
+      shared: options.shared ?? false,
+      version: this.abi === 0 ? 0 : 1,
+    })
+    const op: TmemOp = { cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [uuid[0], uuid[1]], flags, arg1: 0 } }
+    const { rc } = await this.op(op)
+    if (rc < 0) throw rcError(rc, TMEM_NEW_POOL)
+    return rc
+  }
+
+  /** Stores a 4096-byte page; resolves true when stored. Rejects with EFROZEN, ENOMEM, ... */
+  put(poolId: number, oid: OidInput, index: number, page: Uint8Array): Promise<boolean> {
+    if (page.length !== PAGE_SIZE) throw new RangeError('A page is 4096 bytes')
+    const frame = this.#genFrame(TMEM_PUT_PAGE, poolId, oid, index, true)
+    frame.set(page, FRAME_HEADER_BYTES + this.#opBytes)
+    return this.#send(frame, TMEM_PUT_PAGE, (reply) => {
+      const rc = replyRc(reply)
+      if (rc < 0) throw rcError(rc, TMEM_PUT_PAGE, poolId)
+      return rc === 1
+    })
+  }
+
+  /**
+   * Reads a page back; resolves with it (in `into` when given), or null on a miss (rc 0, or
+   * -EEMPTY: the pool holds no page). Rejects with ENODEV, EFAULT, ...
+   */
+  get(poolId: number, oid: OidInput, index: number, into?: Uint8Array): Promise<Uint8Array | null> {
+    if (into !== undefined && into.length < PAGE_SIZE) throw new RangeError('A page is 4096 bytes')
+    const frame = this.#genFrame(TMEM_GET_PAGE, poolId, oid, index, false)
+    return this.#send(frame, TMEM_GET_PAGE, (reply) => {
+      const rc = replyRc(reply)
+      if (rc === 0 || rc === -EEMPTY) return null
+      if (rc < 0) throw rcError(rc, TMEM_GET_PAGE, poolId)
+      return replyPage(reply, into)
+    })
+  }
+
+  /** Removes one page (found or not). Rejects with EFROZEN (the flush was still done), ... */
+  flushPage(poolId: number, oid: OidInput, index: number): Promise<void> {
+    const frame = this.#genFrame(TMEM_FLUSH_PAGE, poolId, oid, index, false)
+    return this.#send(frame, TMEM_FLUSH_PAGE, (reply) => {
+      const rc = replyRc(reply)
+      if (rc < 0) throw rcError(rc, TMEM_FLUSH_PAGE, poolId)
+    })
+  }
+
+  /** Removes every page of an object. Rejects with EFROZEN (the flush was still done), ... */
+  flushObject(poolId: number, oid: OidInput): Promise<void> {
+    const frame = this.#genFrame(TMEM_FLUSH_OBJECT, poolId, oid, 0, false)
+    return this.#send(frame, TMEM_FLUSH_OBJECT, (reply) => {
+      const rc = replyRc(reply)
+      if (rc < 0) throw rcError(rc, TMEM_FLUSH_OBJECT, poolId)
+    })
+  }
+
+  /** Destroys a pool and its pages; resolves false when there was no such pool. */
+  destroyPool(poolId: number): Promise<boolean> {
+    const frame = this.#genFrame(TMEM_DESTROY_POOL, poolId, 0, 0, false)
+    return this.#send(frame, TMEM_DESTROY_POOL, (reply) => {
+      const rc = replyRc(reply)
+      if (rc < 0) throw rcError(rc, TMEM_DESTROY_POOL, poolId)
+      return rc === 1
+    })
+  }
+
+  /** Drops the connection but keeps the client: a connect with `secret` within grace resumes it. */
+  disconnect(): Promise<void> {
+    this.#transport.destroy()
+    return Promise.resolve()
+  }
+
+  /** Ends the client: the daemon destroys its pools now, as for a domain that shut down. */
+  close(): Promise<void> {
+    return this.#transport.goodbye()
+  }
+
+  #send<T>(frame: Uint8Array, cmd: number, decode: (reply: ReplyView) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#transport.request(
+        frame,
+        isReplayable(cmd),
+        (reply) => {
+          try {
+            resolve(decode(reply))
+          } catch (error) {
+            reject(error instanceof Error ? error : new Error(String(error)))
+          }
+        },
+        reject,
+      )
+    })
+  }
+
+  /** A request frame holding a `gen`-arm op: header, cmd, pool id, oid words, index. */
+  #genFrame(cmd: number, poolId: number, oid: OidInput, index: number, withPage: boolean): Buffer {
+    if (!Number.isInteger(poolId) || poolId < -0x80000000 || poolId > 0x7fffffff) {
+      throw new RangeError('Pool id must be a 32-bit integer')
+    }
+    if (!Number.isInteger(index) || index < 0 || index > 0xffffffff) {
+      throw new RangeError('Index must be a u32')
+    }
+    const payloadBytes = this.#opBytes + (withPage ? PAGE_SIZE : 0)
+    const frame = Buffer.alloc(FRAME_HEADER_BYTES + payloadBytes)
+    writeFrameHeader(frame, 0, KIND_OP, 0, payloadBytes)
+    const at = FRAME_HEADER_BYTES
+    writeU32LE(frame, at + OP_CMD, cmd)
+    writeU32LE(frame, at + OP_POOL_ID, poolId >>> 0)
+    writeOid(frame, at + this.#layout.genOid, this.#layout.oidWords, oid)
+    writeU32LE(frame, at + this.#layout.genIndex, index)
+    return frame
+  }
+}
+
+const U64_MASK = (1n << 64n) - 1n
+
+/** Writes an oid as `words` little-endian u64 words (3 in v1, 1 in v0). */
+function writeOid(frame: Buffer, offset: number, words: number, oid: OidInput): void {
+  if (typeof oid === 'number') {
+    if (!Number.isSafeInteger(oid) || oid < 0) throw new RangeError('A numeric oid is a safe u53')
+    writeU32LE(frame, offset, oid % 0x1_0000_0000)
+    writeU32LE(frame, offset + 4, Math.floor(oid / 0x1_0000_0000))
+    return
+  }
+  const parts: readonly (bigint | number)[] =
+    typeof oid === 'bigint' ? [oid & U64_MASK, (oid >> 64n) & U64_MASK, oid >> 128n] : oid
+  if (typeof oid === 'bigint' && (oid < 0n || oid >> 192n !== 0n)) {
+    throw new RangeError('An oid is a 192-bit unsigned value')
+  }
+  for (let word = 0; word < 3; word++) {
+    const value = BigInt(parts[word] ?? 0)
+    if (value < 0n || value > U64_MASK) throw new RangeError('Each oid word is a u64')
+    if (word >= words) {
+      if (value !== 0n) throw new RangeError('A v0 oid has only one 64-bit word')
+      continue
+    }
+    frame.writeBigUInt64LE(value, offset + 8 * word)
+  }
+}
+
+function replyRc(reply: ReplyView): number {
+  return readI32LE(reply.bytes, reply.payloadOffset)
+}
+
+/** Copies the reply's page out (the reply bytes are reused after the callback). */
+function replyPage(reply: ReplyView, into?: Uint8Array): Uint8Array | null {
+  if (reply.payloadBytes < RC_BYTES + PAGE_SIZE) return null
+  const start = reply.payloadOffset + RC_BYTES
+  const target = into ?? new Uint8Array(PAGE_SIZE)
+  target.set(reply.bytes.subarray(start, start + PAGE_SIZE))
+  return target
+}
+
+/** A secret given as hex or bytes; must be 32 bytes. */
+export function parseSecret(secret: string | Uint8Array | undefined): Uint8Array | null {
+  if (secret === undefined) return null
+  const bytes = typeof secret === 'string' ? Buffer.from(secret, 'hex') : secret
+  if (bytes.length !== 32) throw new RangeError('A secret is 32 bytes (64 hex digits)')
+  return bytes
+}

@@ -1,0 +1,203 @@
+/**
+ * The control client: the toolstack's (dom0's) side of the daemon, over the control endpoint
+ * (the 0600 Unix socket, or loopback TCP with the token from the daemon's token file). It sends
+ * TMEM_CONTROL, TMEM_AUTH and TMEM_RESTORE_NEW in their ABI layout with a tool buffer, and
+ * reads daemon stats. The CLI verbs and save/restore are built on it.
+ */
+import { readFileSync } from 'node:fs'
+import {
+  TMEMC_LIST,
+  TMEMC_SAVE_GET_NEXT_INV,
+  TMEMC_SAVE_GET_NEXT_PAGE,
+  TMEMC_SAVE_GET_POOL_UUID,
+  TMEM_CONTROL,
+  CLI_ID_NULL,
+} from '../abi/constants.js'
+import { type AbiVersion, encodeOpInto } from '../abi/codec.js'
+import { opLayout } from '../abi/layout.js'
+import type { TmemOp } from '../abi/types.js'
+import {
+  CONTROL_DATA_BYTES_MAX,
+  CONTROL_OUTPUT_FIELD_BYTES,
+  FRAME_HEADER_BYTES,
+  KIND_CONTROL,
+  KIND_STATS,
+  RC_BYTES,
+  readI32LE,
+  writeFrameHeader,
+  writeU32LE,
+} from '../server/frame.js'
+import { rcError } from './errors.js'
+import { type ReplyView, Transport, controlRules } from './transport.js'
+
+/** The control endpoint: a Unix socket, or loopback TCP with a token (or the token file). */
+export type ControlTarget =
+  | { path: string }
+  | { host: string; port: number; token?: string; tokenFile?: string }
+
+export interface ControlConnectOptions {
+  /** A name for the daemon's logs. */
+  name?: string
+  abi?: AbiVersion
+}
+
+/** A control op's rc and the tool buffer as the engine left it. */
+export interface ControlResult {
+  rc: number
+  data: Uint8Array
+}
+
+/** Default LIST buffer: room for the long form of a few hundred clients. */
+export const LIST_BUFFER_BYTES = 256 * 1024
+
+/**
+ * Connects to the daemon's control endpoint.
+ *
+ * @example
+ * ```ts
+ * const control = await connectControl({ path: '/run/user/1000/tmem/control.sock' })
+ * console.log(await control.list(0xffff, true)) // the exact Xen TMEMC_LIST text
+ * await control.close()
+ * ```
+ */
+export async function connectControl(
+  target: ControlTarget,
+  options: ControlConnectOptions = {},
+): Promise<TmemControlClient> {
+  const abi = options.abi ?? 1
+  let token = ''
+  if (!('path' in target)) {
+    token = target.token ?? (target.tokenFile === undefined ? '' : readToken(target.tokenFile))
+  }
+  const dialTarget = 'path' in target ? { path: target.path } : { host: target.host, port: target.port }
+  const transport = new Transport(dialTarget, {
+    abiVersion: abi,
+    name: options.name ?? '',
+    secret: null,
+    token,
+    reconnect: false,
+    rules: controlRules(RC_BYTES + CONTROL_DATA_BYTES_MAX),
+  })
+  await transport.open()
+  return new TmemControlClient(transport, abi)
+}
+
+function readToken(path: string): string {
+  return readFileSync(path, 'utf8').trim()
+}
+
+export class TmemControlClient {
+  readonly abi: AbiVersion
+  readonly #transport: Transport
+
+  /** Use `connectControl()`. */
+  constructor(transport: Transport, abi: AbiVersion) {
+    this.abi = abi
+    this.#transport = transport
+  }
+
+  /**
+   * Runs a privileged op (TMEM_CONTROL, TMEM_AUTH, TMEM_RESTORE_NEW). `data` is the tool
+   * buffer's input (RESTORE_PUT_PAGE's page); `outputBytes` how much of the buffer comes back,
+   * by default what the subop writes: LIST, SAVE_GET_NEXT_PAGE and SAVE_GET_NEXT_INV `arg1`
+   * bytes, SAVE_GET_POOL_UUID 16. Resolves with the rc as the engine returned it.
+   */
+  control(op: TmemOp, data?: Uint8Array | null, outputBytes?: number): Promise<ControlResult> {
+    const output = outputBytes ?? defaultOutputBytes(op)
+    const input = data ?? new Uint8Array(0)
+    if (!Number.isInteger(output) || output < 0 || output > CONTROL_DATA_BYTES_MAX) {
+      throw new RangeError(`Output size must be 0 to ${CONTROL_DATA_BYTES_MAX} bytes`)
+    }
+    if (input.length > CONTROL_DATA_BYTES_MAX) {
+      throw new RangeError(`Control data is at most ${CONTROL_DATA_BYTES_MAX} bytes`)
+    }
+    const opBytes = opLayout(this.abi).bytes
+    const payloadBytes = opBytes + CONTROL_OUTPUT_FIELD_BYTES + input.length
+    const frame = Buffer.alloc(FRAME_HEADER_BYTES + payloadBytes)
+    writeFrameHeader(frame, 0, KIND_CONTROL, 0, payloadBytes)
+    encodeOpInto(op, this.abi, frame, FRAME_HEADER_BYTES)
+    writeU32LE(frame, FRAME_HEADER_BYTES + opBytes, output)
+    frame.set(input, FRAME_HEADER_BYTES + opBytes + CONTROL_OUTPUT_FIELD_BYTES)
+    return this.#send(frame, (reply) => {
+      const start = reply.payloadOffset + RC_BYTES
+      return {
+        rc: readI32LE(reply.bytes, reply.payloadOffset),
+        data: Uint8Array.from(reply.bytes.subarray(start, reply.payloadOffset + reply.payloadBytes)),
+      }
+    })
+  }
+
+  /**
+   * TMEMC_LIST: the exact Xen text (spec §5.7) for one client, or all (0xFFFF). Rejects with a
+   * TmemError when the engine returns a negative rc (an unknown client).
+   */
+  async list(cliId: number = CLI_ID_NULL, long = false, bufferBytes = LIST_BUFFER_BYTES): Promise<string> {
+    const op: TmemOp = {
+      cmd: TMEM_CONTROL,
+      poolId: 0,
+      ctrl: { subop: TMEMC_LIST, cliId, arg1: bufferBytes, arg2: long ? 1 : 0, oid: [0n, 0n, 0n], buf: 0n },
+    }
+    const { rc, data } = await this.control(op)
+    if (rc < 0) throw rcError(rc, TMEM_CONTROL)
+    const end = data.indexOf(0)
+    return Buffer.from(data.subarray(0, end < 0 ? data.length : end)).toString('latin1')
+  }
+
+  /**
+   * The daemon's stats: `{ daemon: {counters...}, sessions: [{ id, name, connected, ... }],
+   * host: <engine stats> }`.
+   */
+  stats(): Promise<DaemonStats> {
+    const frame = Buffer.alloc(FRAME_HEADER_BYTES)
+    writeFrameHeader(frame, 0, KIND_STATS, 0, 0)
+    return this.#send(frame, (reply) => {
+      const rc = readI32LE(reply.bytes, reply.payloadOffset)
+      if (rc < 0) throw rcError(rc, TMEM_CONTROL)
+      const start = reply.payloadOffset + RC_BYTES
+      const text = Buffer.from(reply.bytes.subarray(start, reply.payloadOffset + reply.payloadBytes))
+      return JSON.parse(text.toString('utf8')) as DaemonStats
+    })
+  }
+
+  close(): Promise<void> {
+    return this.#transport.goodbye()
+  }
+
+  #send<T>(frame: Uint8Array, decode: (reply: ReplyView) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#transport.request(
+        frame,
+        false,
+        (reply) => {
+          try {
+            resolve(decode(reply))
+          } catch (error) {
+            reject(error instanceof Error ? error : new Error(String(error)))
+          }
+        },
+        reject,
+      )
+    })
+  }
+}
+
+/** The STATS reply. `host` is the engine's `stats()` snapshot as it is. */
+export interface DaemonStats {
+  daemon: Record<string, unknown> & {
+    framesRejected: number
+    framesReceived: number
+    framesRejectedByReason: Record<string, number>
+  }
+  sessions: { id: number; name: string; abi: number; connected: boolean; detachedMs: number }[]
+  host: unknown
+}
+
+function defaultOutputBytes(op: TmemOp): number {
+  if (op.cmd !== TMEM_CONTROL || !('ctrl' in op)) return 0
+  const { subop, arg1 } = op.ctrl
+  if (subop === TMEMC_LIST || subop === TMEMC_SAVE_GET_NEXT_PAGE || subop === TMEMC_SAVE_GET_NEXT_INV) {
+    return Math.min(arg1, CONTROL_DATA_BYTES_MAX)
+  }
+  if (subop === TMEMC_SAVE_GET_POOL_UUID) return 16
+  return 0
+}

@@ -1,0 +1,23 @@
+/**
+ * The client library's public surface (re-exported by src/index.ts): the guest client, the
+ * control client and their errors.
+ */
+export {
+  TmemClient,
+  connect,
+  type ConnectOptions,
+  type ConnectTarget,
+  type NewPoolOptions,
+  type OidInput,
+  type OpResult,
+} from './client.js'
+export {
+  TmemControlClient,
+  connectControl,
+  LIST_BUFFER_BYTES,
+  type ControlConnectOptions,
+  type ControlResult,
+  type ControlTarget,
+  type DaemonStats,
+} from './control.js'
+export { TmemConnectionError, TmemError, TmemProtocolError } from './errors.js'
