@@ -8,3 +8,22 @@ export type { HostOptions, FrameResolver } from './engine/options.js'
 export type { HostStats, ClientStats, PoolStats } from './engine/stats.js'
 export { GuestClient, GuestPool, type OidLike, type NewPoolOptions } from './engine/friendly.js'
 export { TmemError } from './errors.js'
+export {
+  connect,
+  connectControl,
+  LIST_BUFFER_BYTES,
+  TmemClient,
+  TmemConnectionError,
+  TmemControlClient,
+  TmemProtocolError,
+  type ConnectOptions,
+  type ConnectTarget,
+  type ControlConnectOptions,
+  type ControlResult,
+  type ControlTarget,
+  type DaemonStats,
+  type NewPoolOptions as ClientNewPoolOptions,
+  type OidInput,
+  type OpResult,
+} from './client/mod.js'
+export { Daemon, type DaemonAddresses, type DaemonConfig } from './server/daemon.js'
