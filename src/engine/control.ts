@@ -43,7 +43,6 @@ import {
   TMEMC_THAW,
 } from '../abi/constants.js'
 import { handleBytes } from '../abi/layout.js'
-import { copyBytes } from '../util/bytes.js'
 import type { Host } from './host.js'
 import type { Client, Pool } from './model.js'
 import { renderList } from './list.js'
@@ -262,10 +261,10 @@ export class Control {
     client.succPersistentGets++
     const object = store.slotObject[slot]!
     writeHandle(version, data, dataOffset, pool.poolId, store.slotIndex[slot]!, store.objectOid, object * 6)
-    const frame = store.slotFrame[slot]!
-    const arena = host.frames.arenaOf(frame)
-    const at = host.frames.frameOffset(frame)
-    copyBytes(arena, at, data, dataOffset + handleSize, PAGE_SIZE)
+    if (!host.pages.loadInto(slot, data, dataOffset + handleSize)) {
+      host.counters.corruptPages++
+      return -EFAULT
+    }
     return 1
   }
 

@@ -49,6 +49,9 @@ import {
 } from '../abi/layout.js'
 import type { TmemOp } from '../abi/types.js'
 import { Frames } from './frames.js'
+import { createCodec } from './codecs.js'
+import { Contents } from './dedup.js'
+import { Payloads } from './payload.js'
 import { Client, TIME_GET, TIME_GET_FAILED, TIME_PUT, TIME_PUT_FAILED, TimeStats } from './model.js'
 import { type HostOptions, type ResolvedHostOptions, resolveHostOptions } from './options.js'
 import { newListHead, Store } from './store.js'
@@ -92,6 +95,8 @@ export class GlobalCounters {
   dedupPuts = 0
   tzeBytes = 0
   compressedBytes = 0
+  /** Stored pages that failed their check on read (never served). Not a LIST key. */
+  corruptPages = 0
 }
 
 /**
@@ -128,6 +133,10 @@ export class Host {
   /** @internal Clients in creation order. */ readonly clientOrder: Client[] = []
   /** @internal */ readonly scratch = new OpScratch()
   /** @internal */ readonly pages: Pages
+  /** @internal Payload storage: frames, sub-page chunks, the codec. */
+  readonly payloads: Payloads
+  /** @internal Dedup content descriptors, when dedup is on. */
+  readonly contents: Contents | null
   /** @internal */ readonly pools: Pools
   /** @internal */ readonly control_: Control
   /** @internal Sum of all client weights. */ weightTotal = 0
@@ -139,7 +148,9 @@ export class Host {
   constructor(options: HostOptions = {}) {
     this.options = resolveHostOptions(options)
     this.frames = new Frames(this.options.pages)
-    this.store = new Store(this.options.pages, this.options.pages)
+    this.store = new Store(this.options.descriptors, this.options.descriptors)
+    this.payloads = new Payloads(this.frames, createCodec(this.options.codec))
+    this.contents = this.options.dedup ? new Contents(this.options.descriptors) : null
     this.pages = new Pages(this)
     this.pools = new Pools(this)
     this.control_ = new Control(this)

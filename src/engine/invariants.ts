@@ -8,7 +8,15 @@ import { PAGE_SIZE } from '../abi/constants.js'
 import { AssertionError } from '../util/assert.js'
 import type { Host } from './host.js'
 import type { Pool } from './model.js'
-import { type ListHead, NONE, SLOT_PERSISTENT, SLOT_USED } from './store.js'
+import {
+  type ListHead,
+  NONE,
+  SLOT_CONTENT,
+  SLOT_FILLED,
+  SLOT_KIND_MASK,
+  SLOT_PERSISTENT,
+  SLOT_USED,
+} from './store.js'
 
 function check(condition: boolean, message: string): asserts condition {
   if (!condition) throw new AssertionError(`Invariant broken: ${message}`)
@@ -29,6 +37,8 @@ function walkList(prev: Uint32Array, next: Uint32Array, head: ListHead, limit: n
 }
 
 export function checkInvariants(host: Host): void {
+  contentRefs.clear()
+  chunkCounts.clear()
   const store = host.store
   const counters = host.counters
   const pools = host.pools.all()
@@ -65,7 +75,17 @@ export function checkInvariants(host: Host): void {
   }
   check(ephemeralTotal === counters.ephemeralCount, 'client LRUs add up to the global LRU')
   check(host.weightTotal === host.clientOrder.reduce((sum, c) => sum + c.weight, 0), 'weight total')
+  checkContents(host, seenFrames)
   checkFrames(host, seenFrames)
+}
+
+/** Each live content descriptor's own payload. */
+function checkContents(host: Host, seenFrames: Set<number>): void {
+  const contents = host.contents
+  if (contents === null) return
+  for (const id of contentRefs.keys()) {
+    checkStored(host, contents.frame[id]!, contents.offset[id]!, contents.bytes[id]!, contents.kind[id]!, seenFrames, `content ${id}`)
+  }
 }
 
 function checkPool(host: Host, pool: Pool, seenSlots: Set<number>, seenFrames: Set<number>): { pages: number; objects: number } {
@@ -91,12 +111,7 @@ function checkPool(host: Host, pool: Pool, seenSlots: Set<number>, seenFrames: S
       check(store.pageLookup(object, store.slotIndex[slot]!) === slot, `slot ${slot} findable`)
       const persistent = (store.slotFlags[slot]! & SLOT_PERSISTENT) !== 0
       check(persistent === pool.persistent, `slot ${slot} persistence matches its pool`)
-      const frame = store.slotFrame[slot]!
-      check(store.slotBytes[slot]! <= PAGE_SIZE, `slot ${slot} stored size`)
-      if (frame !== NONE) {
-        check(!seenFrames.has(frame), `frame ${frame} used by two slots`)
-        seenFrames.add(frame)
-      }
+      checkPayload(host, slot, seenFrames)
       count++
       check(count <= capacity, `object ${object} chain has a cycle`)
       before = slot
@@ -114,9 +129,71 @@ function checkPool(host: Host, pool: Pool, seenSlots: Set<number>, seenFrames: S
   return { pages, objects: objects.length }
 }
 
+/**
+ * A slot's payload: a plain frame used by no one else, a chunk in a class frame that passes
+ * its check (so corrupt compressed storage is caught here), or a content descriptor.
+ */
+function checkPayload(host: Host, slot: number, seenFrames: Set<number>): void {
+  const store = host.store
+  const flags = store.slotFlags[slot]!
+  const frame = store.slotFrame[slot]!
+  if ((flags & SLOT_CONTENT) !== 0) {
+    const contents = host.contents
+    check(contents !== null, `slot ${slot} is deduplicated without dedup`)
+    check(contents.refs[frame]! > 0, `slot ${slot} points at a dead content descriptor`)
+    contentRefs.set(frame, (contentRefs.get(frame) ?? 0) + 1)
+    return
+  }
+  checkStored(host, frame, store.slotOffset[slot]!, store.slotBytes[slot]!, flags & SLOT_KIND_MASK, seenFrames, `slot ${slot}`)
+}
+
+/** Content references seen during one walk (reset by checkInvariants). */
+const contentRefs = new Map<number, number>()
+
+function checkStored(
+  host: Host,
+  frame: number,
+  offset: number,
+  bytes: number,
+  kind: number,
+  seenFrames: Set<number>,
+  name: string,
+): void {
+  const payloads = host.payloads
+  check(bytes <= PAGE_SIZE, `${name} stored size`)
+  if (kind === SLOT_FILLED) {
+    check(bytes === 0, `${name} fill word with bytes`)
+    return
+  }
+  if (kind === 0) {
+    check(bytes === PAGE_SIZE, `${name} plain page size`)
+    check(payloads.subpages.frameClass[frame] === 0, `${name} plain page in a class frame`)
+    check(!seenFrames.has(frame), `frame ${frame} used by two slots`)
+    seenFrames.add(frame)
+    return
+  }
+  check(payloads.subpages.frameClass[frame] !== 0, `${name} chunk outside a class frame`)
+  chunkCounts.set(frame, (chunkCounts.get(frame) ?? 0) + 1)
+  check(payloads.expand(frame, offset, bytes, kind), `${name} stored payload fails its check (corrupt)`)
+}
+
+/** Chunks seen per class frame during one walk. */
+const chunkCounts = new Map<number, number>()
+
 function checkFrames(host: Host, seenFrames: Set<number>): void {
   const frames = host.frames
-  check(frames.used === seenFrames.size, 'frames in use equal frames referenced by pages')
+  const subpages = host.payloads.subpages
+  for (const [frame, count] of chunkCounts) {
+    check(subpages.usedIn(frame) === count, `class frame ${frame} chunk count`)
+  }
+  const contents = host.contents
+  if (contents !== null) {
+    check(contentRefs.size === contents.count, 'live content descriptors equal referenced ones')
+    for (const [id, refs] of contentRefs) {
+      check(contents.refs[id] === refs, `content ${id} reference count`)
+    }
+  }
+  check(frames.used === seenFrames.size + subpages.classFrames, 'frames in use equal plain pages plus class frames')
   check(frames.used <= frames.budget, 'frames within budget')
   const free = new Set<number>()
   frames.forEachFree((frame) => {

@@ -3,6 +3,7 @@
  * this is the only place the engine throws on input (construction, not the data plane).
  */
 import { PAGE_SIZE } from '../abi/constants.js'
+import type { CodecName } from './codecs.js'
 
 /** Resolves a guest frame number to the bytes of that frame (spec D15). */
 export type FrameResolver = (
@@ -20,6 +21,13 @@ export interface HostOptions {
   reservePages?: number
   /** Initial compression setting of new clients (Xen boot option tmem_compress). */
   compress?: boolean
+  /** Page codec for compressing clients: default the best installed (zstd, lz4, zlib). */
+  codec?: CodecName
+  /**
+   * Most pages the host can hold (page descriptors). Default: `pages`, or 4 x `pages` when
+   * compress, dedup or tze is on (they keep more pages than frames).
+   */
+  descriptors?: number
   /** Deduplicate ephemeral pages (Xen tmem_dedup). */
   dedup?: boolean
   /** Trailing-zero elimination (Xen tmem_tze). */
@@ -36,6 +44,8 @@ export interface HostOptions {
 
 export interface ResolvedHostOptions {
   pages: number
+  descriptors: number
+  codec: CodecName | undefined
   reservePages: number
   compress: boolean
   dedup: boolean
@@ -73,8 +83,15 @@ export function resolveHostOptions(options: HostOptions = {}): ResolvedHostOptio
   const compress = options.compress ?? false
   // Xen switches tze off when dedup, compression and tze are all on (spec §1.6).
   const tze = (options.tze ?? false) && !(dedup && compress)
+  const dense = compress || dedup || (options.tze ?? false)
+  const descriptors = options.descriptors ?? (dense ? pages * 4 : pages)
+  if (!Number.isSafeInteger(descriptors) || descriptors < 1 || descriptors > PAGES_MAX * 2) {
+    throw new RangeError(`Host descriptors must be an integer from 1 to ${PAGES_MAX * 2}`)
+  }
   return {
     pages,
+    descriptors,
+    codec: options.codec,
     reservePages,
     compress,
     dedup,

@@ -12,6 +12,13 @@
  * the current put is writing (so a put never evicts its own object) or while its pool is
  * being destroyed. A client cap (D6) makes a put first evict that client's own oldest page.
  *
+ * With dedup on, a page whose content is shared by more than one page gets a second chance:
+ * the first time eviction reaches it, it moves to the LRU tails instead (spec §4.3).
+ *
+ * Storage: a plain put copies the caller's page straight into a frame. When the owner
+ * compresses, or the host runs tze or dedup, the page goes through `payload.ts` (and
+ * `dedup.ts`) instead, which may keep it compressed, trimmed, as a fill word, or shared.
+ *
  * Nothing here allocates per page: the caller's bytes are copied into frames with
  * Buffer.prototype.copy, and every list and index is a typed array.
  */
@@ -20,7 +27,20 @@ import { assert } from '../util/assert.js'
 import { copyBytes } from '../util/bytes.js'
 import type { Host } from './host.js'
 import type { Client, Pool } from './model.js'
-import { listAppend, listUnlink, NONE, SLOT_PERSISTENT } from './store.js'
+import { STORED } from './payload.js'
+import {
+  listAppend,
+  listUnlink,
+  NONE,
+  SLOT_COMPRESSED,
+  SLOT_CONTENT,
+  SLOT_FILLED,
+  SLOT_KIND_MASK,
+  SLOT_PERSISTENT,
+  SLOT_SECOND_CHANCE,
+  SLOT_TZE,
+  SLOT_USED,
+} from './store.js'
 
 /** Failed evictions after which the minimum-reserve loop gives up (spec §4.4). */
 const RESERVE_FAILURES_MAX = 11
@@ -88,13 +108,35 @@ export class Pages {
   #firstEligible(next: Uint32Array, head: number): number {
     const host = this.#host
     const store = host.store
-    for (let slot = head; slot !== NONE; slot = next[slot]!) {
+    let slot = head
+    while (slot !== NONE) {
+      const following = next[slot]!
       const object = store.slotObject[slot]!
-      if (object === this.#protectedObject) continue
-      if (host.pools.byGid(store.objectPool[object]!).destroying) continue
-      return slot
+      const pool = host.pools.byGid(store.objectPool[object]!)
+      if (object !== this.#protectedObject && !pool.destroying) {
+        if (!this.#takesSecondChance(pool, slot)) return slot
+      }
+      slot = following
     }
     return NONE
+  }
+
+  /** Dedup second chance: a shared content's page moves to the LRU tails once (spec §4.3). */
+  #takesSecondChance(pool: Pool, slot: number): boolean {
+    const host = this.#host
+    const store = host.store
+    const flags = store.slotFlags[slot]!
+    const contents = host.contents
+    if ((flags & SLOT_CONTENT) === 0 || (flags & SLOT_SECOND_CHANCE) !== 0 || contents === null) {
+      return false
+    }
+    if (contents.refs[store.slotFrame[slot]!]! < 2) return false
+    store.slotFlags[slot] = flags | SLOT_SECOND_CHANCE
+    listUnlink(store.listPrev, store.listNext, host.globalLru, slot)
+    listAppend(store.listPrev, store.listNext, host.globalLru, slot)
+    listUnlink(store.clientPrev, store.clientNext, pool.owner.lru, slot)
+    listAppend(store.clientPrev, store.clientNext, pool.owner.lru, slot)
+    return true
   }
 
   /** A frame for new data, evicting as needed. NONE when nothing more can be evicted. */
@@ -141,8 +183,7 @@ export class Pages {
       host.counters.ephemeralCount--
       owner.ephemeralCount--
     }
-    const frame = store.slotFrame[slot]!
-    if (frame !== NONE) host.frames.release(frame)
+    this.#releasePayload(owner, slot)
     store.pageRemove(slot)
     pool.pageCount--
     host.counters.pageCount--
@@ -192,33 +233,34 @@ export class Pages {
       pool.noMemoryPuts++
       return -EFAULT
     }
-    if (!pool.persistent && !this.#makeRoomUnderCap(owner)) {
-      pool.noMemoryPuts++
-      return -ENOMEM
-    }
+    // The object being written is protected from the cap's evictions too (D5): evicting its
+    // last page would free the object this put is about to insert into.
     this.#protectedObject = object
-    const frame = this.#allocFrame(caller)
-    this.#protectedObject = NONE
-    if (frame === NONE) {
+    if (!pool.persistent && !this.#makeRoomUnderCap(owner)) {
+      this.#protectedObject = NONE
       pool.noMemoryPuts++
       return -ENOMEM
     }
-    if (object === NONE) {
+    this.#caller = caller
+    const stored =
+      this.#ensureDescriptors(caller) &&
+      (this.#isDense(pool) ? this.#storeDense(pool, fill) : this.#storePlain(caller, fill))
+    this.#protectedObject = NONE
+    if (!stored) {
+      pool.noMemoryPuts++
+      return -ENOMEM
+    }
+    const created = object === NONE
+    if (created) {
       object = store.objectInsert(pool.gid, s.oid, pool.objects)
-      if (object === NONE) {
-        host.frames.release(frame)
-        host.counters.failedSubpageAllocs++
-        return -ENOMEM
-      }
+      if (object === NONE) return this.#failAfterStore(pool, NONE)
       pool.objectCount++
       if (pool.objectCount > pool.objectMax) pool.objectMax = pool.objectCount
       if (++host.counters.objectCount > host.counters.objectMax) host.counters.objectMax++
     }
     const slot = store.pageInsert(object, s.index)
-    assert(slot !== NONE, 'Pages slot capacity must cover the frame budget')
-    store.slotFrame[slot] = frame
-    store.slotBytes[slot] = PAGE_SIZE
-    this.#fillFrame(frame, fill)
+    if (slot === NONE) return this.#failAfterStore(pool, created ? object : NONE)
+    this.#applyResult(slot, SLOT_USED)
     this.#linkNewPage(pool, slot)
     if (pool.shared) store.objectLastClient[object] = owner.id
     pool.goodPuts++
@@ -268,7 +310,11 @@ export class Pages {
       pool.dupPutsFlushed++
       return rc
     }
-    this.#fillFrame(store.slotFrame[slot]!, fill)
+    if (!this.#replacePayload(caller, pool, slot, fill)) {
+      this.removePage(pool, slot)
+      pool.dupPutsFlushed++
+      return -ENOSPC
+    }
     if (pool.shared) store.objectLastClient[store.slotObject[slot]!] = owner.id
     pool.dupPutsReplaced++
     pool.goodPuts++
@@ -327,6 +373,213 @@ export class Pages {
     }
   }
 
+
+  // ---------------------------------------------------------------------------------------
+  // Payloads.
+
+  /** The client whose put is in flight (eviction runs on its behalf). */
+  #caller: Client | null = null
+  /** Eviction callback for the payload store, bound once. */
+  readonly #evictForPut = (): boolean => this.evict(this.#caller, false)
+  // Where the payload of the put in flight was stored.
+  #resultFrame = NONE
+  #resultOffset = 0
+  #resultBytes = 0
+  #resultFlags = 0
+
+  /**
+   * Makes sure a page descriptor and an object record are free, evicting ephemeral pages
+   * when they are not (they run out before frames when pages are stored compressed).
+   */
+  #ensureDescriptors(caller: Client): boolean {
+    const store = this.#host.store
+    while (store.slots.inUse >= store.slots.capacity || store.objects.inUse >= store.objects.capacity) {
+      if (!this.evict(caller, false)) {
+        this.#host.counters.failedSubpageAllocs++
+        return false
+      }
+    }
+    return true
+  }
+
+  #isDense(pool: Pool): boolean {
+    const options = this.#host.options
+    return pool.owner.compress || options.tze || (options.dedup && !pool.persistent)
+  }
+
+  #storePlain(caller: Client, fill: number): boolean {
+    const frame = this.#allocFrame(caller)
+    if (frame === NONE) return false
+    this.#fillFrame(frame, fill)
+    this.#setResult(frame, 0, PAGE_SIZE, 0)
+    return true
+  }
+
+  /** Stores through the density path: dedup, fill word, compression, tze (spec §4.7). */
+  #storeDense(pool: Pool, fill: number): boolean {
+    const host = this.#host
+    const payloads = host.payloads
+    const owner = pool.owner
+    this.#fillScratch(fill)
+    const contents = host.contents
+    if (contents !== null && !pool.persistent) {
+      const fingerprint = payloads.fingerprint()
+      let id = contents.find(fingerprint, payloads)
+      if (id !== NONE) {
+        contents.refs[id]!++
+        host.counters.dedupPuts++
+        this.#setResult(id, 0, 0, SLOT_CONTENT)
+        return true
+      }
+      if (payloads.store(owner.compress, host.options.tze, this.#evictForPut) !== STORED) {
+        if (owner.compress) owner.compressNoMemory++
+        return false
+      }
+      if (payloads.poor) owner.compressPoor++
+      id = contents.add(fingerprint, payloads)
+      if (id === NONE) {
+        payloads.release(payloads.frame, payloads.offset, payloads.kind)
+        host.counters.failedSubpageAllocs++
+        return false
+      }
+      this.#countContent(id, 1)
+      this.#setResult(id, 0, 0, SLOT_CONTENT)
+      return true
+    }
+    if (payloads.store(owner.compress, host.options.tze, this.#evictForPut) !== STORED) {
+      if (owner.compress) owner.compressNoMemory++
+      return false
+    }
+    if (payloads.poor) owner.compressPoor++
+    if (payloads.compressedBytes > 0) {
+      owner.compressedPages++
+      owner.compressedBytes += payloads.compressedBytes
+    }
+    this.#setResult(payloads.frame, payloads.offset, payloads.bytes, payloads.kind)
+    return true
+  }
+
+  /** Copies the caller's page (or zeros, or a range) into the payload scratch page. */
+  #fillScratch(fill: number): void {
+    const page = this.#host.payloads.page
+    if (fill === Pages.FILL_COPY) {
+      assert(this.#view !== null, 'Pages copy without a source')
+      copyBytes(this.#view, this.#viewOffset, page, 0, PAGE_SIZE)
+      return
+    }
+    page.fill(0)
+    if (fill === Pages.FILL_RANGE && this.#view !== null) {
+      const s = this.#host.scratch
+      copyBytes(this.#view, this.#viewOffset + s.pfnOffset, page, s.tmemOffset, s.len)
+    }
+  }
+
+  /** Adds (+1) or removes (-1) a content descriptor's bytes from `Gz`/`Zt`. */
+  #countContent(id: number, sign: number): void {
+    const host = this.#host
+    const contents = host.contents!
+    const kind = contents.kind[id]!
+    const bytes = contents.bytes[id]! - 4
+    if (kind === SLOT_COMPRESSED) host.counters.compressedBytes += sign * bytes
+    else if (kind === SLOT_TZE) host.counters.tzeBytes += sign * bytes
+    host.counters.contentCount = contents.count
+    host.counters.contentMax = contents.countMax
+  }
+
+  #setResult(frame: number, offset: number, bytes: number, flags: number): void {
+    this.#resultFrame = frame
+    this.#resultOffset = offset
+    this.#resultBytes = bytes
+    this.#resultFlags = flags
+  }
+
+  /** Writes the stored payload into a slot, keeping the slot's other flags. */
+  #applyResult(slot: number, keep: number): void {
+    const store = this.#host.store
+    store.slotFrame[slot] = this.#resultFrame
+    store.slotOffset[slot] = this.#resultOffset
+    store.slotBytes[slot] = this.#resultBytes
+    store.slotFlags[slot] = (store.slotFlags[slot]! & keep) | this.#resultFlags
+  }
+
+  /** A put stored its payload but found no object or slot: undo and fail with -ENOMEM. */
+  #failAfterStore(pool: Pool, createdObject: number): number {
+    const host = this.#host
+    host.counters.failedSubpageAllocs++
+    pool.noMemoryPuts++
+    this.#releaseStored(pool.owner, this.#resultFrame, this.#resultOffset, this.#resultBytes, this.#resultFlags)
+    if (createdObject !== NONE) this.#removeObject(pool, createdObject)
+    return -ENOMEM
+  }
+
+  /** Releases a slot's payload (its content reference when deduplicated). */
+  #releasePayload(owner: Client, slot: number): void {
+    const store = this.#host.store
+    this.#releaseStored(owner, store.slotFrame[slot]!, store.slotOffset[slot]!, store.slotBytes[slot]!, store.slotFlags[slot]!)
+  }
+
+  #releaseStored(owner: Client, frame: number, offset: number, bytes: number, flags: number): void {
+    const host = this.#host
+    if ((flags & SLOT_CONTENT) !== 0) {
+      const contents = host.contents!
+      const kind = contents.kind[frame]!
+      const stored = contents.bytes[frame]!
+      if (contents.release(frame, host.payloads)) {
+        const sign = -1
+        if (kind === SLOT_COMPRESSED) host.counters.compressedBytes += sign * (stored - 4)
+        else if (kind === SLOT_TZE) host.counters.tzeBytes += sign * (stored - 4)
+        host.counters.contentCount = contents.count
+      }
+      return
+    }
+    const kind = flags & SLOT_KIND_MASK
+    if (kind === SLOT_COMPRESSED) {
+      owner.compressedPages--
+      owner.compressedBytes -= bytes - 4
+    }
+    host.payloads.release(frame, offset, kind)
+  }
+
+  /**
+   * A duplicate put's new data: in place for a plain page on the plain path, else the old
+   * payload is released and the new one stored. False when there was no room.
+   */
+  #replacePayload(caller: Client, pool: Pool, slot: number, fill: number): boolean {
+    const store = this.#host.store
+    const flags = store.slotFlags[slot]!
+    const dense = this.#isDense(pool)
+    if (!dense && (flags & (SLOT_KIND_MASK | SLOT_CONTENT)) === 0) {
+      this.#fillFrame(store.slotFrame[slot]!, fill)
+      return true
+    }
+    this.#releasePayload(pool.owner, slot)
+    // Until the new payload is in, the slot holds none (a fill word releases nothing).
+    store.slotFlags[slot] = (flags & ~(SLOT_KIND_MASK | SLOT_CONTENT | SLOT_SECOND_CHANCE)) | SLOT_FILLED
+    store.slotFrame[slot] = 0
+    store.slotBytes[slot] = 0
+    this.#protectedObject = store.slotObject[slot]!
+    this.#caller = caller
+    const stored = dense ? this.#storeDense(pool, fill) : this.#storePlain(caller, fill)
+    this.#protectedObject = NONE
+    if (!stored) return false
+    this.#applyResult(slot, SLOT_PERSISTENT | SLOT_USED)
+    return true
+  }
+
+  /** Writes a slot's page into `target[targetOffset]`; false when storage fails its check. */
+  loadInto(slot: number, target: Uint8Array, targetOffset: number): boolean {
+    const host = this.#host
+    const store = host.store
+    const flags = store.slotFlags[slot]!
+    const payloads = host.payloads
+    if ((flags & SLOT_CONTENT) !== 0) {
+      const contents = host.contents!
+      const id = store.slotFrame[slot]!
+      return payloads.load(contents.frame[id]!, contents.offset[id]!, contents.bytes[id]!, contents.kind[id]!, target, targetOffset)
+    }
+    return payloads.load(store.slotFrame[slot]!, store.slotOffset[slot]!, store.slotBytes[slot]!, flags & SLOT_KIND_MASK, target, targetOffset)
+  }
+
   /** GET_PAGE / READ (spec §3.4, D11). */
   get(caller: Client, pool: Pool, data: Uint8Array | null, dataOffset: number, range: boolean): number {
     const host = this.#host
@@ -346,14 +599,15 @@ export class Pages {
     }
     const target = this.#view!
     const targetOffset = this.#viewOffset
-    const frame = store.slotFrame[slot]!
-    const arena = host.frames.arenaOf(frame)
-    const at = host.frames.frameOffset(frame)
-    if (range) {
-      copyBytes(arena, at + s.tmemOffset, target, targetOffset + s.pfnOffset, s.len)
-    } else {
-      copyBytes(arena, at, target, targetOffset, PAGE_SIZE)
+    const page = host.payloads.page
+    if (!(range ? this.loadInto(slot, page, 0) : this.loadInto(slot, target, targetOffset))) {
+      // The stored page failed its check: never serve it (ephemeral: drop it, a miss).
+      host.counters.corruptPages++
+      if (pool.persistent) return -EFAULT
+      this.removePage(pool, slot)
+      return 0
     }
+    if (range) copyBytes(page, s.tmemOffset, target, targetOffset + s.pfnOffset, s.len)
     const owner = pool.owner
     if (privateEphemeral) this.removePage(pool, slot)
     else if (pool.shared && !pool.persistent) {

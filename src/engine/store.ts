@@ -26,6 +26,14 @@ export const SLOT_USED = 1
 export const SLOT_PERSISTENT = 2
 /** Dedup second chance already given (spec §4.3). */
 export const SLOT_SECOND_CHANCE = 4
+/** Payload kinds (at most one set; none = a plain frame of 4096 bytes). */
+export const SLOT_COMPRESSED = 8
+export const SLOT_TZE = 16
+/** Same-filled page: no payload; the frame column holds the 32-bit fill word. */
+export const SLOT_FILLED = 32
+/** Deduplicated: the frame column holds a content descriptor id (see dedup.ts). */
+export const SLOT_CONTENT = 64
+export const SLOT_KIND_MASK = SLOT_COMPRESSED | SLOT_TZE | SLOT_FILLED
 
 /** Head and tail of an intrusive list: a 2-element Uint32Array, [head, tail]. */
 export type ListHead = Uint32Array
@@ -105,6 +113,8 @@ export class Store {
   readonly slotFrame: Uint32Array
   /** Bytes of page payload actually stored (4096 plain; less when compressed or tze). */
   readonly slotBytes: Uint16Array
+  /** Offset of a sub-page payload inside its frame. */
+  readonly slotOffset: Uint16Array
   readonly slotFlags: Uint8Array
   readonly listPrev: Uint32Array
   readonly listNext: Uint32Array
@@ -144,6 +154,7 @@ export class Store {
     this.slotIndex = new Uint32Array(slotCapacity)
     this.slotFrame = new Uint32Array(slotCapacity)
     this.slotBytes = new Uint16Array(slotCapacity)
+    this.slotOffset = new Uint16Array(slotCapacity)
     this.slotFlags = new Uint8Array(slotCapacity)
     this.listPrev = new Uint32Array(slotCapacity)
     this.listNext = new Uint32Array(slotCapacity)
@@ -239,7 +250,7 @@ export class Store {
   objectRemove(object: number, poolObjects: ListHead): void {
     assert(this.objectPages[object] === 0, 'Store object removed with pages')
     assert(this.objectChain[object] === NONE, 'Store object removed with a chain')
-    this.#tableDelete(this.#objectTable, this.#objectMask, object, this.#objectHome)
+    tableDelete(this.#objectTable, this.#objectMask, object, this.#objectHome)
     listUnlink(this.objectPoolPrev, this.objectPoolNext, poolObjects, object)
     this.objects.release(object)
   }
@@ -281,6 +292,7 @@ export class Store {
     this.slotIndex[slot] = index
     this.slotFrame[slot] = NONE
     this.slotBytes[slot] = 0
+    this.slotOffset[slot] = 0
     this.slotFlags[slot] = SLOT_USED
     this.listPrev[slot] = NONE
     this.listNext[slot] = NONE
@@ -313,7 +325,7 @@ export class Store {
     assert((this.slotFlags[slot]! & SLOT_USED) !== 0, 'Store removing a free slot')
     assert(this.listPrev[slot] === NONE && this.listNext[slot] === NONE, 'Store slot still listed')
     const object = this.slotObject[slot]!
-    this.#tableDelete(this.#pageTable, this.#pageMask, slot, this.#pageHome)
+    tableDelete(this.#pageTable, this.#pageMask, slot, this.#pageHome)
     const before = this.chainPrev[slot]!
     const after = this.chainNext[slot]!
     if (before === NONE) this.objectChain[object] = after
@@ -325,33 +337,38 @@ export class Store {
     this.slotFrame[slot] = NONE
     this.slots.release(slot)
   }
+}
 
-  /**
-   * Deletes `id` from a linear-probing table starting at its home bucket, then shifts later
-   * members of the cluster back so that every entry stays reachable from its home bucket.
-   */
-  #tableDelete(table: Uint32Array, mask: number, id: number, homeOf: (id: number) => number): void {
-    let at = homeOf(id)
-    let probes = 0
-    while (table[at] !== id + 1) {
-      assert(table[at] !== 0, 'Store table delete of a missing entry')
-      at = (at + 1) & mask
-      probes++
-      assert(probes <= mask, 'Store table delete ran around the table')
-    }
-    let hole = at
-    let next = (at + 1) & mask
-    while (table[next] !== 0) {
-      const entryHome = homeOf(table[next]! - 1)
-      // Move the entry into the hole unless its home lies cyclically in (hole, next].
-      const distanceToHole = (hole - entryHome) & mask
-      const distanceToNext = (next - entryHome) & mask
-      if (distanceToHole < distanceToNext) {
-        table[hole] = table[next]!
-        hole = next
-      }
-      next = (next + 1) & mask
-    }
-    table[hole] = 0
+/**
+ * Deletes `id` from a linear-probing table starting at its home bucket, then shifts later
+ * members of the cluster back so that every entry stays reachable from its home bucket.
+ */
+export function tableDelete(
+  table: Uint32Array,
+  mask: number,
+  id: number,
+  homeOf: (id: number) => number,
+): void {
+  let at = homeOf(id)
+  let probes = 0
+  while (table[at] !== id + 1) {
+    assert(table[at] !== 0, 'Store table delete of a missing entry')
+    at = (at + 1) & mask
+    probes++
+    assert(probes <= mask, 'Store table delete ran around the table')
   }
+  let hole = at
+  let next = (at + 1) & mask
+  while (table[next] !== 0) {
+    const entryHome = homeOf(table[next]! - 1)
+    // Move the entry into the hole unless its home lies cyclically in (hole, next].
+    const distanceToHole = (hole - entryHome) & mask
+    const distanceToNext = (next - entryHome) & mask
+    if (distanceToHole < distanceToNext) {
+      table[hole] = table[next]!
+      hole = next
+    }
+    next = (next + 1) & mask
+  }
+  table[hole] = 0
 }

@@ -1,0 +1,195 @@
+/**
+ * Page codecs and the page fingerprint, behind one interface that writes into caller
+ * buffers. Native packages are optional dependencies, detected when this module loads:
+ *
+ *  - zstd level 1 (`zstd-napi`): the dense choice, ratio 3.6-5.4 on process memory;
+ *  - lz4 block mode (`lz4`): the fast one, ratio 2.3-3.5;
+ *  - deflate (`node:zlib`, raw, level 1): the fallback when neither native package built.
+ *    It allocates a Buffer per call (zlib has no into-buffer API); the native two do not.
+ *
+ * The fingerprint is xxh32 (`@node-rs/xxhash`, or the copy inside `lz4`), else a JS hash
+ * over the page's 32-bit words. It is a 32-bit number, so computing it allocates nothing;
+ * dedup confirms every fingerprint match with a byte compare.
+ */
+import { createRequire } from 'node:module'
+import { deflateRawSync, inflateRawSync, constants as zlibConstants } from 'node:zlib'
+import { PAGE_SIZE } from '../abi/constants.js'
+import { copyBytes } from '../util/bytes.js'
+
+const require = createRequire(import.meta.url)
+
+export type CodecName = 'zstd' | 'lz4' | 'zlib'
+
+/**
+ * A page codec. `compress` reads the whole 4096-byte `page` (a view of exactly one page)
+ * and writes into `out` from offset 0, returning the size, or 0 when the result would not
+ * fit. `decompress` reads `input[start..end]` and writes exactly one page into `page`,
+ * returning the number of bytes produced (anything but 4096 means corrupt input).
+ */
+export interface PageCodec {
+  readonly name: CodecName
+  compress(page: Uint8Array, out: Uint8Array): number
+  decompress(input: Uint8Array, start: number, end: number, page: Uint8Array): number
+}
+
+interface ZstdContext {
+  setParameter(parameter: number, value: number): void
+  compress2(dst: Uint8Array, src: Uint8Array): number
+}
+
+interface ZstdDecompressContext {
+  decompress(dst: Uint8Array, src: Uint8Array): number
+}
+
+interface ZstdBinding {
+  CCtx: new () => ZstdContext
+  DCtx: new () => ZstdDecompressContext
+  CParameter: Record<string, number>
+}
+
+interface Lz4Binding {
+  encodeBlock(input: Uint8Array, output: Uint8Array, start?: number, end?: number): number
+  decodeBlock(input: Uint8Array, output: Uint8Array, start?: number, end?: number): number
+}
+
+function tryRequire<T>(name: string): T | null {
+  try {
+    return require(name) as T
+  } catch {
+    return null
+  }
+}
+
+const zstdBinding = tryRequire<ZstdBinding>('zstd-napi/binding')
+const lz4Binding = tryRequire<Lz4Binding>('lz4')
+const xxhash = tryRequire<{ xxh32(input: Uint8Array, seed?: number): number }>('@node-rs/xxhash')
+
+/** Which codecs this installation can use, best first. */
+export function availableCodecs(): CodecName[] {
+  const names: CodecName[] = []
+  if (zstdBinding !== null) names.push('zstd')
+  if (lz4Binding !== null) names.push('lz4')
+  names.push('zlib')
+  return names
+}
+
+/** Views of lengths 0..PAGE_SIZE*2 over one scratch buffer, so zstd needs no view per call. */
+class SizedViews {
+  readonly bytes: Uint8Array
+  readonly #views: (Uint8Array | undefined)[] = []
+
+  constructor(size: number) {
+    this.bytes = new Uint8Array(size)
+  }
+
+  /** A view of the first `length` bytes, made once per length and then reused. */
+  view(length: number): Uint8Array {
+    let view = this.#views[length]
+    if (view === undefined) {
+      view = this.bytes.subarray(0, length)
+      this.#views[length] = view
+    }
+    return view
+  }
+}
+
+class ZstdCodec implements PageCodec {
+  readonly name = 'zstd' as const
+  readonly #compressor: ZstdContext
+  readonly #decompressor: ZstdDecompressContext
+  readonly #input = new SizedViews(PAGE_SIZE * 2)
+
+  constructor(binding: ZstdBinding, level: number) {
+    this.#compressor = new binding.CCtx()
+    const levelParameter = binding.CParameter['compressionLevel']
+    if (levelParameter !== undefined) this.#compressor.setParameter(levelParameter, level)
+    this.#decompressor = new binding.DCtx()
+  }
+
+  compress(page: Uint8Array, out: Uint8Array): number {
+    try {
+      return this.#compressor.compress2(out, page)
+    } catch {
+      return 0
+    }
+  }
+
+  decompress(input: Uint8Array, start: number, end: number, page: Uint8Array): number {
+    const length = end - start
+    if (length <= 0 || length > this.#input.bytes.length) return -1
+    copyBytes(input, start, this.#input.bytes, 0, length)
+    try {
+      return this.#decompressor.decompress(page, this.#input.view(length))
+    } catch {
+      return -1
+    }
+  }
+}
+
+class Lz4Codec implements PageCodec {
+  readonly name = 'lz4' as const
+  readonly #binding: Lz4Binding
+
+  constructor(binding: Lz4Binding) {
+    this.#binding = binding
+  }
+
+  compress(page: Uint8Array, out: Uint8Array): number {
+    return this.#binding.encodeBlock(page, out, 0, out.length)
+  }
+
+  decompress(input: Uint8Array, start: number, end: number, page: Uint8Array): number {
+    return this.#binding.decodeBlock(input, page, start, end)
+  }
+}
+
+class ZlibCodec implements PageCodec {
+  readonly name = 'zlib' as const
+
+  compress(page: Uint8Array, out: Uint8Array): number {
+    const result = deflateRawSync(page, { level: 1, strategy: zlibConstants.Z_DEFAULT_STRATEGY })
+    if (result.length > out.length) return 0
+    out.set(result)
+    return result.length
+  }
+
+  decompress(input: Uint8Array, start: number, end: number, page: Uint8Array): number {
+    try {
+      const result = inflateRawSync(input.subarray(start, end), { maxOutputLength: PAGE_SIZE + 1 })
+      if (result.length !== PAGE_SIZE) return result.length
+      page.set(result)
+      return PAGE_SIZE
+    } catch {
+      return -1
+    }
+  }
+}
+
+/** A codec by name, or the best available when `name` is undefined; null if unavailable. */
+export function createCodec(name?: CodecName): PageCodec | null {
+  const chosen = name ?? availableCodecs()[0]
+  if (chosen === 'zstd') return zstdBinding === null ? null : new ZstdCodec(zstdBinding, 1)
+  if (chosen === 'lz4') return lz4Binding === null ? null : new Lz4Codec(lz4Binding)
+  return new ZlibCodec()
+}
+
+/** xxh32 of one page (a view of exactly PAGE_SIZE bytes), or the JS fallback. */
+export function fingerprintPage(page: Uint8Array, words: Int32Array): number {
+  if (xxhash !== null) return xxhash.xxh32(page, 0) >>> 0
+  return fingerprintWords(words)
+}
+
+/** The JS fallback: a multiplicative hash over the page's 1024 words. */
+export function fingerprintWords(words: Int32Array): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < words.length; i++) {
+    h = Math.imul(h ^ words[i]!, 0x01000193)
+    h ^= h >>> 15
+  }
+  return h >>> 0
+}
+
+/** Which fingerprint implementation is in use, for the benchmark and the docs. */
+export function fingerprintName(): string {
+  return xxhash !== null ? 'xxh32 (@node-rs/xxhash)' : 'js-fnv'
+}
