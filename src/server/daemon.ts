@@ -70,6 +70,9 @@ export interface DaemonAddresses {
   metrics: TcpAddress | null
 }
 
+/** A connection that has not said hello by then is closed (it holds a connection slot). */
+export const HELLO_TIMEOUT_MS = 10_000
+
 /** Each of a client connection's two send buffers (about 15 page replies). */
 export const CLIENT_SEND_BUFFER_BYTES = 64 * 1024
 
@@ -274,6 +277,11 @@ export class Daemon {
     else this.#clientConnections++
     this.dispatcher.counters.connectionsAccepted++
     this.#log.debug({ conn: conn.serial, endpoint, remote: conn.remote }, 'connection accepted')
+    const helloTimer = setTimeout(() => {
+      if (!conn.helloDone) conn.closeWithError(0, 'No hello within 10 s')
+    }, HELLO_TIMEOUT_MS)
+    helloTimer.unref()
+    socket.once('close', () => clearTimeout(helloTimer))
   }
 
   #forget(conn: Connection): void {
