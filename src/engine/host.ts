@@ -52,7 +52,16 @@ import { Frames } from './frames.js'
 import { createCodec } from './codecs.js'
 import { Contents } from './dedup.js'
 import { Payloads } from './payload.js'
-import { Client, TIME_GET, TIME_GET_FAILED, TIME_PUT, TIME_PUT_FAILED, TimeStats } from './model.js'
+import {
+  Client,
+  TIME_FLUSH,
+  TIME_FLUSH_OBJECT,
+  TIME_GET,
+  TIME_GET_FAILED,
+  TIME_PUT,
+  TIME_PUT_FAILED,
+  TimeStats,
+} from './model.js'
 import { type HostOptions, type ResolvedHostOptions, resolveHostOptions } from './options.js'
 import { newListHead, Store } from './store.js'
 import { Pages } from './pages.js'
@@ -296,8 +305,14 @@ export class Host {
     switch (s.cmd) {
       case TMEM_NEW_POOL:
         return this.#fail(this.pools.create(client, -1, s.flags, s.uuidLo, s.uuidHi))
-      case TMEM_DESTROY_POOL:
-        return this.#fail(this.pools.destroyByGuest(client, s.poolId))
+      case TMEM_DESTROY_POOL: {
+        // Timed as a flush, whatever the result (spec §3.0 step 9).
+        const clock = this.options.clockNs
+        const start = clock()
+        const rc = this.pools.destroyByGuest(client, s.poolId)
+        this.#time(client, TIME_FLUSH, clock() - start)
+        return this.#fail(rc)
+      }
       case TMEM_PUT_PAGE:
       case TMEM_NEW_PAGE:
       case TMEM_WRITE:
@@ -342,10 +357,18 @@ export class Host {
       case TMEM_READ:
         if (!this.#rangeValid()) return -EINVAL
         return pages.get(client, pool, data, dataOffset, true)
-      case TMEM_FLUSH_PAGE:
-        return pages.flushPage(pool)
-      default:
-        return pages.flushObject(pool)
+      case TMEM_FLUSH_PAGE: {
+        const start = clock()
+        const rc = pages.flushPage(pool)
+        this.#time(client, TIME_FLUSH, clock() - start)
+        return rc
+      }
+      default: {
+        const start = clock()
+        const rc = pages.flushObject(pool)
+        this.#time(client, TIME_FLUSH_OBJECT, clock() - start)
+        return rc
+      }
     }
   }
 
