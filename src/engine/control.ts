@@ -85,7 +85,7 @@ export class Control {
       case TMEMC_SET_COMPRESS:
         return this.#forClients(cliId, (client) => this.#setCompress(client, s.arg1 !== 0))
       case TMEMC_QUERY_FREEABLE_MB:
-        return (host.frames.freeCount + host.counters.ephemeralCount) >>> 8
+        return (host.frames.freeList + host.counters.ephemeralCount) >>> 8
       default:
         return this.#save(version, cliId, data, dataOffset, dataLength)
     }
@@ -195,16 +195,20 @@ export class Control {
     return 0
   }
 
-  /** TMEMC_FLUSH (spec §4.5, §5.5): evicts until `kb` are free, then releases free arenas. */
+  /**
+   * TMEMC_FLUSH (spec §4.5, §5.5): evicts until the free list holds `kb` (rounded up to
+   * pages), then hands the whole free list back to the host and releases empty arenas.
+   * Returns the free list's size before the hand-back, in KiB.
+   */
   flush(kb: number): number {
     const host = this.#host
     const frames = host.frames
     const wanted = Math.ceil(kb / 4)
     host.counters.relinquishAttempts++
     let evictions = 0
-    while (frames.freeCount < wanted && host.pages.evict(null, false)) evictions++
+    while (frames.freeList < wanted && host.pages.evict(null, false)) evictions++
     if (evictions > host.counters.relinquishEvictsMax) host.counters.relinquishEvictsMax = evictions
-    const freeBefore = frames.freeCount
+    const freeBefore = frames.handBackFreeList()
     host.counters.relinquished += frames.releaseEmptyArenas()
     return freeBefore * 4
   }

@@ -29,6 +29,13 @@ export class Frames {
   readonly arenas: (Buffer | null)[]
   readonly #free: Uint32Array
   #freeCount = 0
+  /**
+   * Xen's tmem free list (spec §4.1, the `Ta` counter): frames that held tmem data and were
+   * freed, not yet taken again nor handed back to the host. Arena frames never used count as
+   * host memory, not as free list. The free list is taken first, so these are always the top
+   * `#freeListed` entries of the free stack.
+   */
+  #freeListed = 0
 
   constructor(budget: number) {
     assert(Number.isInteger(budget) && budget > 0, 'Frames budget must be a positive integer')
@@ -38,9 +45,21 @@ export class Frames {
     this.#free = new Uint32Array(arenaCount * ARENA_FRAMES)
   }
 
-  /** Frames on the free list (the `Ta` counter): allocated arena space not holding data. */
+  /** Free frames of the allocated arenas (free list plus never-used arena space). */
   get freeCount(): number {
     return this.#freeCount
+  }
+
+  /** Frames on tmem's free list (the `Ta` counter, spec §4.1, §4.5). */
+  get freeList(): number {
+    return this.#freeListed
+  }
+
+  /** Hands the free list back to the host (TMEMC_FLUSH); returns how many frames it held. */
+  handBackFreeList(): number {
+    const count = this.#freeListed
+    this.#freeListed = 0
+    return count
   }
 
   /** Frames that can still be taken before the budget is exhausted. */
@@ -54,6 +73,7 @@ export class Frames {
     if (this.#freeCount === 0) this.#addArena()
     assert(this.#freeCount > 0, 'Frames free stack empty after adding an arena')
     const frame = this.#free[--this.#freeCount]!
+    if (this.#freeListed > 0) this.#freeListed--
     this.used++
     if (this.used > this.usedMax) this.usedMax = this.used
     return frame
@@ -64,6 +84,7 @@ export class Frames {
     assert(frame !== FRAME_NONE, 'Frames release of FRAME_NONE')
     assert(this.used > 0, 'Frames release with nothing used')
     this.#free[this.#freeCount++] = frame
+    this.#freeListed++
     this.used--
   }
 
@@ -84,6 +105,8 @@ export class Frames {
    */
   releaseEmptyArenas(): number {
     if (this.#freeCount === 0) return 0
+    // Rebuilding the stack would break the free-list order: hand the free list back first.
+    this.#freeListed = 0
     const freePerArena = new Uint32Array(this.arenas.length)
     for (let i = 0; i < this.#freeCount; i++) freePerArena[this.#free[i]! >>> ARENA_SHIFT]!++
     let released = 0

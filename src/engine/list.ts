@@ -50,7 +50,7 @@ function globalLine(host: Host, long: boolean): string {
   const frames = host.frames
   const short =
     `G=Tt:${c.totalOps},Te:${c.erroredOps},Cf:${c.failedCopies},Af:${c.failedSubpageAllocs},` +
-    `Pf:${c.failedPageAllocs},Ta:${frames.freeCount},Lm:0,Et:${c.evicted},Ea:${c.evictAttempts},` +
+    `Pf:${c.failedPageAllocs},Ta:${frames.freeList},Lm:0,Et:${c.evicted},Ea:${c.evictAttempts},` +
     `Rt:${c.relinquished},Ra:${c.relinquishAttempts},Rx:${c.relinquishEvictsMax},Fp:0`
   const longGroup =
     `Ec:${c.ephemeralCount},Em:${c.ephemeralMax},Oc:${c.objectCount},Om:${c.objectMax},` +

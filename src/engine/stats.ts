@@ -145,7 +145,7 @@ export function snapshotStats(host: Host): HostStats {
     contentDescriptors: c.contentCount,
     tzeBytes: c.tzeBytes,
     compressedBytes: c.compressedBytes,
-    freeableMb: (host.frames.freeCount + c.ephemeralCount) >>> 8,
+    freeableMb: (host.frames.freeList + c.ephemeralCount) >>> 8,
     times,
     clients: host.clientOrder.map((client) => ({
       id: client.id,
