@@ -118,6 +118,22 @@ void describe('conformance: minimum reserve (spec §4.4, default reservePages)',
     assert.equal(present(h, 1, 0, 2), true)
   })
 
+  void test('the reserve loop gives up after the 11th failed eviction (Ea), then the put goes on', () => {
+    const h = new Harness({ pages: 8, reservePages: 4 })
+    assert.equal(h.newPool(1, F.PRIVATE_PERS), 0)
+    for (let i = 1; i <= 5; i++) assert.equal(h.put(1, 0, i, 0, page(i)), 1)
+    assert.equal(lineValue(h.list(), 'G=', 'Ea'), 0)
+    // 3 free < 4 and nothing is evictable: 11 failed attempts, then the put is served.
+    assert.equal(h.put(1, 0, 6, 0, page(6)), 1)
+    assert.equal(lineValue(h.list(), 'G=', 'Ea'), 11)
+    assert.equal(h.put(1, 0, 7, 0, page(7)), 1)
+    assert.equal(h.put(1, 0, 8, 0, page(8)), 1)
+    const text = h.list()
+    assert.equal(lineValue(text, 'G=', 'Ea'), 33)
+    assert.equal(lineValue(text, 'G=', 'Et'), 0)
+    assert.equal(h.put(1, 0, 9, 0, page(9)), E.NOMEM)
+  })
+
   void test('the reserve is 256 pages on a large host', () => {
     const h = new Harness({ pages: 8192 })
     assert.equal(h.newPool(1, F.PRIVATE_EPH), 0)

@@ -185,6 +185,14 @@ void describe('conformance: LIST text (spec §5.7)', () => {
     assert.equal(buffer[expected.length + 1], 0xaa)
   })
 
+  void test('cli_id 0xFFFFFFFF is narrowed to 0xFFFF (all clients)', () => {
+    const { h, calls } = scenario()
+    const buffer = new Uint8Array(8192)
+    assert.equal(h.ctrl(SUB.LIST, { cliId: 0xffffffff, arg1: 8192, arg2: 0 }, buffer), 0)
+    const expected = whole(sections(calls + 1, false))
+    assert.equal(Buffer.from(buffer.subarray(0, expected.length)).toString('latin1'), expected)
+  })
+
   void test('any non-zero arg2 selects the long form', () => {
     const { h, calls } = scenario()
     const buffer = new Uint8Array(8192)

@@ -169,6 +169,15 @@ void describe('conformance: duplicate put (spec §3.3.1, Appendix B 6)', () => {
     h.check()
   })
 
+  void test('live migration is checked before the frame: duplicate without a frame → -ENOSPC, no Cf', () => {
+    const h = threeKinds()
+    assert.equal(h.put(1, 1, 9, 4, page(1)), 1)
+    assert.equal(h.ctrl(SUB.SAVE_BEGIN, { cliId: 1, arg1: 1 }), 1)
+    assert.equal(h.put(1, 1, 9, 4, null), E.NOSPC)
+    assert.equal(lineValue(h.list(), 'G=', 'Cf'), 0)
+    assert.equal(poolStat(h, 1, 1, 'pd'), 1)
+  })
+
   void test('a duplicate put does not refresh LRU position (spec §4.2)', () => {
     const h = new Harness({ pages: 3, reservePages: 0 })
     assert.equal(h.newPool(1, F.PRIVATE_EPH), 0)
@@ -213,6 +222,14 @@ void describe('conformance: frozen client (spec §5.3, §3.5, §3.6, Appendix B 
     assert.equal(h.put(1, 1, 3, 0, page(4)), 1)
     assert.equal(h.flushPage(1, 1, 3, 0), 1)
     h.check()
+  })
+
+  void test('frozen beats a bad frame: a new put without a frame → -EFROZEN, Cf unchanged', () => {
+    const h = threeKinds()
+    assert.equal(h.ctrl(SUB.FREEZE, { cliId: 1 }), 0)
+    assert.equal(h.put(1, 1, 1, 0, null), E.FROZEN)
+    assert.equal(lineValue(h.list(), 'G=', 'Cf'), 0)
+    assert.equal(poolStat(h, 1, 1, 'px'), 1)
   })
 
   void test('frozen state is the pool owner\'s: a sharer\'s put into a frozen owner\'s pool → -EFROZEN', () => {
