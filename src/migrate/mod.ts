@@ -1,0 +1,46 @@
+/**
+ * Save and restore of tmem clients as the Xen v1 stream (spec §6, D4). Re-exports only;
+ * docs/save-restore.md is the guide.
+ */
+export { type ControlChannel, type ControlHost, CLI_ID_MAX, hostChannel } from './channel.js'
+export {
+  MigrateError,
+  RestoreError,
+  type RestoreErrorCode,
+  type RestoreErrorDetail,
+  SaveError,
+  type SaveErrorCode,
+  type SaveErrorDetail,
+  SaveStreamError,
+  type SaveStreamErrorCode,
+  type StreamPlace,
+} from './errors.js'
+export {
+  HEADER_BYTES,
+  MARKER_TMEM,
+  MARKER_TMEM_EXTRA,
+  POOL_RECORD_BYTES,
+  invalidationRecordBytes,
+  oidBytes,
+  pageRecordBytes,
+  type StreamHeader,
+  type StreamInvalidation,
+  type StreamPage,
+  type StreamPool,
+} from './format.js'
+export type { StreamPoolSummary, StreamSummary, StreamVisitor, WalkOptions } from './parse.js'
+export type { Progress, ProgressCallback, ProgressOptions, ProgressPhase } from './progress.js'
+export { type RestoreOptions, type RestoreResult, inspectSaveStream, restoreClient } from './restore.js'
+export {
+  type InvalidationsOptions,
+  type InvalidationsResult,
+  type SaveOptions,
+  type SaveResult,
+  type SaveToFileResult,
+  saveClient,
+  saveClientToFile,
+  saveEnd,
+  saveInvalidations,
+} from './save.js'
+export { type FileSink, type MemorySink, type StreamSink, memorySink, openFileSink, writableSink } from './sink.js'
+export type { RestoreSource } from './source.js'
