@@ -135,3 +135,17 @@ export function rcName(rc: number): string {
   if (rc >= 0) return 'OK'
   return ERRNO_NAMES[-rc] ?? `E${-rc}`
 }
+
+// tmem extensions for live migration (not in Xen; control subops 40-42 are unassigned there,
+// where they return -1). See docs/migration.md. A page record batch is a run of records:
+//   tmem_handle (32 bytes, v1) | u32 kind (1 = page follows, 0 = page absent) | u32 0 | page
+/** SAVE_BEGIN `arg1` value for pre-copy: the client keeps running and every change is logged. */
+export const TMEM_SAVE_PRECOPY = 2
+/** Next persistent pages of a pool (cursor as SAVE_GET_NEXT_PAGE) as a page record batch. */
+export const TMEMC_SAVE_GET_PAGES = 40
+/** Drains the change log of a pre-copy save as a page record batch (current content or absent). */
+export const TMEMC_SAVE_GET_CHANGES = 41
+/** Applies a page record batch to a client: kind 1 puts (as RESTORE_PUT_PAGE), kind 0 flushes. */
+export const TMEMC_RESTORE_PAGES = 42
+/** Bytes of a page record header (handle + kind + padding). */
+export const PAGE_RECORD_HEADER_BYTES = 40

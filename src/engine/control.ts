@@ -16,6 +16,7 @@ import {
   TMEM_POOL_PERSIST,
   TMEM_POOL_SHARED,
   TMEM_POOL_VERSION_SHIFT,
+  TMEM_SAVE_PRECOPY,
   TMEM_SPEC_VERSION,
   TMEMC_DESTROY,
   TMEMC_FLUSH,
@@ -46,6 +47,7 @@ import { handleBytes } from '../abi/layout.js'
 import type { Host } from './host.js'
 import type { Client, Pool } from './model.js'
 import { renderList } from './list.js'
+import { Migration } from './migration.js'
 import { NONE } from './store.js'
 import { Pages } from './pages.js'
 
@@ -53,9 +55,11 @@ const FAIL = -1
 
 export class Control {
   readonly #host: Host
+  readonly #migration: Migration
 
   constructor(host: Host) {
     this.#host = host
+    this.#migration = new Migration(host)
   }
 
   /** Runs the TMEM_CONTROL in the host's scratch. `data` is the tool buffer. */
@@ -97,7 +101,7 @@ export class Control {
     const client = host.clientsById[cliId]
     switch (s.subop) {
       case TMEMC_SAVE_BEGIN:
-        return client === undefined ? 0 : this.#saveBegin(client, s.arg1 !== 0)
+        return client === undefined ? 0 : this.#saveBegin(client, s.arg1)
       case TMEMC_SAVE_GET_VERSION:
         return TMEM_SPEC_VERSION
       case TMEMC_SAVE_GET_MAXPOOLS:
@@ -112,6 +116,7 @@ export class Control {
       case TMEMC_SAVE_END:
         if (client === undefined) return FAIL
         client.liveMigrating = false
+        client.precopy = false
         client.invalidated.length = 0
         client.invalidatedCursor = 0
         client.frozen = client.wasFrozen
@@ -124,6 +129,7 @@ export class Control {
         host.clientFor(cliId, 1)
         return 1
       default:
+        if (Migration.handles(s.subop)) return this.#migration.run(client, data, dataOffset, dataLength)
         return this.#poolSubop(version, client, data, dataOffset, dataLength)
     }
   }
@@ -232,11 +238,13 @@ export class Control {
     return 0
   }
 
-  #saveBegin(client: Client, live: boolean): number {
+  /** SAVE_BEGIN: arg1 0 = plain save, other = live; TMEM_SAVE_PRECOPY = live without freezing. */
+  #saveBegin(client: Client, mode: number): number {
     if (!client.hasPools()) return 0
     client.wasFrozen = client.frozen
-    client.frozen = true
-    client.liveMigrating = live
+    client.precopy = mode === TMEM_SAVE_PRECOPY
+    client.frozen = client.precopy ? client.frozen : true
+    client.liveMigrating = mode !== 0
     client.invalidated.length = 0
     client.invalidatedCursor = 0
     for (const pool of client.pools) if (pool !== null) pool.saveCursor = NONE
@@ -285,7 +293,10 @@ export class Control {
     return 1
   }
 
-  /** Records a persistent page removed while its owner is live-migrating (spec §6.1). */
+  /**
+   * Records a persistent page removed while its owner is live-migrating (spec §6.1), or, in a
+   * pre-copy save, any persistent page put or replaced.
+   */
   recordInvalidation(pool: Pool, slot: number): void {
     const store = this.#host.store
     const object = store.slotObject[slot]!

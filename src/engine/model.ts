@@ -25,6 +25,8 @@ export class Client {
   frozen = false
   wasFrozen = false
   liveMigrating = false
+  /** Pre-copy save (tmem extension): not frozen; puts and removals go to the change log. */
+  precopy = false
   /** This client's ephemeral LRU (pages of the pools it owns), oldest at the head. */
   readonly lru: ListHead = newListHead()
   ephemeralCount = 0

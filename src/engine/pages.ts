@@ -266,6 +266,7 @@ export class Pages {
     pool.goodPuts++
     if (pool.persistent) owner.succPersistentPuts++
     else host.counters.goodEphemeralPuts++
+    if (owner.precopy && pool.persistent) host.control_.recordInvalidation(pool, slot)
     return 1
   }
 
@@ -300,7 +301,7 @@ export class Pages {
     const store = host.store
     const owner = pool.owner
     let rc = 1
-    if (owner.liveMigrating) rc = -ENOSPC
+    if (owner.liveMigrating && !owner.precopy) rc = -ENOSPC
     else if (fill !== Pages.FILL_ZERO && !this.#resolve(caller, data, dataOffset, false)) {
       host.counters.failedCopies++
       rc = -EFAULT
@@ -319,6 +320,7 @@ export class Pages {
     pool.dupPutsReplaced++
     pool.goodPuts++
     if (pool.persistent) owner.succPersistentPuts++
+    if (owner.precopy && pool.persistent) host.control_.recordInvalidation(pool, slot)
     return 1
   }
 
