@@ -115,6 +115,10 @@ export class Pages {
       const pool = host.pools.byGid(store.objectPool[object]!)
       if (object !== this.#protectedObject && !pool.destroying) {
         if (!this.#takesSecondChance(pool, slot)) return slot
+        // A page moved to the tail comes round again later in this scan, unless it already
+        // was the tail: look at it again now, or an eviction with an evictable page left
+        // would fail (and a cap or persistent put with it, D6, D12).
+        if (following === NONE) continue
       }
       slot = following
     }
