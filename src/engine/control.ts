@@ -125,7 +125,9 @@ export class Control {
         if (client === undefined) return 0
         return this.#nextInvalidation(version, client, data, dataOffset, Math.min(s.arg1, dataLength))
       case TMEMC_RESTORE_BEGIN:
-        if (client !== undefined) return FAIL
+        // 0xFFFF means "all clients" to every control subop: a client with that id could
+        // never be named again, so it is not created.
+        if (client !== undefined || cliId === CLI_ID_NULL) return FAIL
         host.clientFor(cliId, 1)
         return 1
       default:
