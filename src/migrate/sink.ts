@@ -86,7 +86,8 @@ export class ChunkWriter {
 
 /** Collects a stream in memory. */
 export interface MemorySink {
-  sink: StreamSink
+  /** Never returns a promise. */
+  sink: (chunk: Uint8Array) => void
   /** The bytes so far, as one array. */
   bytes(): Uint8Array
 }
