@@ -46,6 +46,7 @@ import { SaveError } from './errors.js'
 import { END_WORD, MARKER_TMEM, MARKER_TMEM_EXTRA, POOL_RECORD_BYTES, pageRecordBytes } from './format.js'
 import { ProgressMeter, type ProgressOptions } from './progress.js'
 import { ChunkWriter, type StreamSink, openFileSink } from './sink.js'
+import { copyBytes } from '../util/bytes.js'
 
 export interface SaveOptions extends ProgressOptions {
   /**
@@ -196,11 +197,11 @@ async function writeSection(
     writer.u32(plan.pages)
     writer.bytes(plan.uuid, 0, 16)
     for (let n = 0; n < plan.pages; n++) {
-      const rc = await ctrl.run(TMEMC_SAVE_GET_NEXT_PAGE, plan.poolId, PAGE_BUFFER_BYTES, 0, buffer)
+      if (!writer.fits(recordBytes)) await writer.room(recordBytes)
+      const rc = await nextPage(ctrl, plan.poolId, writer, buffer)
       if (rc === 0) continue
       if (rc === -1) {
         // The pool's list ended early (pages removed during a live save): the terminator.
-        if (!writer.fits(OID_BYTES)) await writer.room(OID_BYTES)
         writer.fill(0xff, OID_BYTES)
         endedEarly.push(plan.poolId)
         break
@@ -208,14 +209,13 @@ async function writeSection(
       if (rc < 0) {
         throw new SaveError('ESAVE', { cliId, step: 'TMEMC_SAVE_GET_NEXT_PAGE', rc, poolId: plan.poolId }, `TMEMC_SAVE_GET_NEXT_PAGE returned ${rcName(rc)} (${rc}) for pool ${plan.poolId}`)
       }
-      if (allOnes(buffer, HANDLE_OID, OID_BYTES)) {
-        const index = u32(buffer, HANDLE_INDEX)
+      const chunk = writer.chunk
+      const at = writer.cursor
+      if (allOnes(chunk, at, OID_BYTES)) {
+        const index = u32(chunk, at + OID_BYTES)
         throw new SaveError('EALLONESOID', { cliId, step: 'TMEMC_SAVE_GET_NEXT_PAGE', poolId: plan.poolId, index }, `persistent page (pool ${plan.poolId}, OID all ones, index ${index}) cannot be saved: the v1 stream reads that OID as the end of the pool's pages (spec §10 item 14); flush it or give it another OID`)
       }
-      if (!writer.fits(recordBytes)) await writer.room(recordBytes)
-      writer.bytes(buffer, HANDLE_OID, OID_BYTES)
-      writer.bytes(buffer, HANDLE_INDEX, 4)
-      writer.bytes(buffer, TMEM_HANDLE_BYTES_V1, PAGE_SIZE)
+      writer.advance(recordBytes)
       pages++
       meter.pages = pages
       meter.bytes = writer.written
@@ -225,6 +225,42 @@ async function writeSection(
   await writer.room(4)
   writer.u32(END_WORD)
   return { pools: plans.length, pages, endedEarly }
+}
+
+/**
+ * SAVE_GET_NEXT_PAGE, leaving a page record (OID, index, page) at the writer's cursor when it
+ * returns 1 (the cursor is not advanced). The caller has made room for the record.
+ *
+ * The host writes a tmem_handle (pool id, index, OID) then the page; the record wants OID,
+ * index, page. Handing the host the chunk 4 bytes before the cursor puts the page where the
+ * record wants it, so only the 28 header bytes move and the page is copied once. The 4 bytes
+ * before the cursor (the previous record's tail) are put back. At the very start of a chunk
+ * there is nothing before the cursor, and the handle goes through a scratch buffer instead.
+ */
+async function nextPage(ctrl: Ctrl, poolId: number, writer: ChunkWriter, scratch: Uint8Array): Promise<number> {
+  const at = writer.cursor
+  if (at < 4) {
+    const rc = await ctrl.run(TMEMC_SAVE_GET_NEXT_PAGE, poolId, PAGE_BUFFER_BYTES, 0, scratch)
+    if (rc === 1) {
+      const chunk = writer.chunk
+      copyBytes(scratch, HANDLE_OID, chunk, at, OID_BYTES)
+      copyBytes(scratch, HANDLE_INDEX, chunk, at + OID_BYTES, 4)
+      copyBytes(scratch, TMEM_HANDLE_BYTES_V1, chunk, at + OID_BYTES + 4, PAGE_SIZE)
+    }
+    return rc
+  }
+  const chunk = writer.chunk
+  const tail = u32(chunk, at - 4)
+  const view = chunk.subarray(at - 4, at - 4 + PAGE_BUFFER_BYTES)
+  const rc = await ctrl.run(TMEMC_SAVE_GET_NEXT_PAGE, poolId, PAGE_BUFFER_BYTES, 0, view)
+  if (rc === 1) {
+    // Now: [at-4] pool id, [at] index, [at+4] OID, [at+28] page.
+    const index = u32(chunk, at)
+    chunk.copyWithin(at, at + 4, at + 4 + OID_BYTES)
+    putU32(chunk, at + OID_BYTES, index)
+  }
+  putU32(chunk, at - 4, tail)
+  return rc
 }
 
 /** Flags, page count and UUID of every pool slot, before any byte is written. */
@@ -369,6 +405,13 @@ export async function saveClientToFile(
 
 function u32(bytes: Uint8Array, at: number): number {
   return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
+}
+
+function putU32(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value & 0xff
+  bytes[at + 1] = (value >>> 8) & 0xff
+  bytes[at + 2] = (value >>> 16) & 0xff
+  bytes[at + 3] = (value >>> 24) & 0xff
 }
 
 function allOnes(bytes: Uint8Array, at: number, length: number): boolean {

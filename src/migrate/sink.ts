@@ -60,6 +60,22 @@ export class ChunkWriter {
     this.written += 4
   }
 
+  /** The chunk being filled; bytes from `cursor` on are free. */
+  get chunk(): Uint8Array {
+    return this.#chunk
+  }
+
+  /** Where the next byte goes in `chunk`. */
+  get cursor(): number {
+    return this.#at
+  }
+
+  /** Counts `length` bytes that the caller wrote into `chunk` at `cursor` itself. */
+  advance(length: number): void {
+    this.#at += length
+    this.written += length
+  }
+
   /** Copies `length` bytes of `source` from `offset`. */
   bytes(source: Uint8Array, offset: number, length: number): void {
     copyBytes(source, offset, this.#chunk, this.#at, length)

@@ -245,6 +245,26 @@ void describe('files, streams and progress', () => {
     }
   })
 
+  void test('the bytes do not depend on the chunk size the sink sees', async () => {
+    const host = newHost()
+    const guest = new Guest(host, 4)
+    guest.newPool(F.PRIVATE_PERS)
+    guest.newPool(F.SHARED_EPH, [9n, 9n])
+    guest.newPool(F.PRIVATE_PERS)
+    for (let i = 0; i < 40; i++) guest.put(i % 3 === 1 ? 0 : i % 3, [BigInt(i), 1n, 2n], i, page(i))
+    const reference = hexOf(await saveBytes(host, 4))
+    for (const chunkBytes of [8192, 8193, 12345, 65536]) {
+      const chunks: number[] = []
+      const memory = memorySink()
+      await saveClient(hostChannel(host), 4, (chunk) => {
+        chunks.push(chunk.length)
+        memory.sink(chunk)
+      }, { chunkBytes })
+      assert.equal(hexOf(memory.bytes()), reference, `chunkBytes ${chunkBytes}`)
+      assert.ok(chunks.every((length) => length <= chunkBytes))
+    }
+  })
+
   void test('a file torn in the middle is rejected before the target is touched', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tmem-save-'))
     try {
