@@ -8,6 +8,8 @@
  *   compressed  a chunk: [u32 xxh32][codec]   4 + codec output  (<= SUBPAGE_BYTES_MAX)
  *   tze         a chunk: [u32 xxh32][prefix]  4 + bytes before the trailing zero words
  *
+ * Zero and same-filled pages are detected on every dense path (compression, tze or dedup).
+ *
  * A chunk payload carries the fingerprint of the whole original page, checked on every read:
  * corrupt compressed storage is reported, never served as data. A page that does not shrink
  * to half a page or less is stored plain; for compression that counts as poor (`cn`).
@@ -87,7 +89,9 @@ export class Payloads {
   store(compress: boolean, tze: boolean, evict: () => boolean): number {
     this.compressedBytes = 0
     this.poor = false
-    if (tze && this.#sameFilled()) {
+    // Zero and same-filled pages need no payload on any dense path (as zswap's same-filled
+    // pages), not only with tze: the issue asks 0 bytes for a zero page with compression too.
+    if (this.#sameFilled()) {
       this.#result(this.#words[0]! >>> 0, 0, 0, SLOT_FILLED)
       return STORED
     }

@@ -21,7 +21,7 @@ import {
 import { assert } from '../util/assert.js'
 import type { Host } from './host.js'
 import { type Client, Pool } from './model.js'
-import { listAppend, listUnlink, NONE } from './store.js'
+import { listAppend, listUnlink, NONE, SLOT_COMPRESSED, SLOT_CONTENT, SLOT_KIND_MASK } from './store.js'
 
 const ALL_ONES = 0xffffffffffffffffn
 
@@ -166,7 +166,10 @@ export class Pools {
     return false
   }
 
-  /** Moves only this pool's pages between the two clients' LRUs and counts (D9). */
+  /**
+   * Moves only this pool's pages between the two clients' LRUs and counts (D9), including the
+   * compressed pages and bytes (`cp`/`cb`), which are released against the new owner later.
+   */
   #transferOwnership(pool: Pool, heir: Client): void {
     const host = this.#host
     const store = host.store
@@ -177,6 +180,14 @@ export class Pools {
       listAppend(store.clientPrev, store.clientNext, heir.lru, slot)
       previous.ephemeralCount--
       if (++heir.ephemeralCount > heir.ephemeralMax) heir.ephemeralMax = heir.ephemeralCount
+      if ((store.slotFlags[slot]! & (SLOT_KIND_MASK | SLOT_CONTENT)) === SLOT_COMPRESSED) {
+        // The stored bytes include the 4-byte page check; `cb` counts codec bytes only.
+        const bytes = store.slotBytes[slot]! - 4
+        previous.compressedPages--
+        previous.compressedBytes -= bytes
+        heir.compressedPages++
+        heir.compressedBytes += bytes
+      }
     }
     pool.owner = heir
     pool.poolId = heir.pools.indexOf(pool)
