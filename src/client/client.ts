@@ -164,7 +164,7 @@ export class TmemClient extends EventEmitter {
     const withPage = page !== undefined && page !== null
     if (withPage && page.length !== PAGE_SIZE) throw new RangeError('A page is 4096 bytes')
     const payloadBytes = this.#opBytes + (withPage ? PAGE_SIZE : 0)
-    const frame = Buffer.alloc(FRAME_HEADER_BYTES + payloadBytes)
+    const frame = requestFrame(FRAME_HEADER_BYTES + payloadBytes, FRAME_HEADER_BYTES + this.#opBytes)
     writeFrameHeader(frame, 0, KIND_OP, 0, payloadBytes)
     encodeOpInto(op, this.abi, frame, FRAME_HEADER_BYTES)
     if (withPage) frame.set(page, FRAME_HEADER_BYTES + this.#opBytes)
@@ -282,7 +282,8 @@ export class TmemClient extends EventEmitter {
       throw new RangeError('Index must be a u32')
     }
     const payloadBytes = this.#opBytes + (withPage ? PAGE_SIZE : 0)
-    const frame = Buffer.alloc(FRAME_HEADER_BYTES + payloadBytes)
+    // A put's page area is overwritten whole by the caller; only header and op start zeroed.
+    const frame = requestFrame(FRAME_HEADER_BYTES + payloadBytes, FRAME_HEADER_BYTES + this.#opBytes)
     writeFrameHeader(frame, 0, KIND_OP, 0, payloadBytes)
     const at = FRAME_HEADER_BYTES
     writeU32LE(frame, at + OP_CMD, cmd)
@@ -294,6 +295,31 @@ export class TmemClient extends EventEmitter {
 }
 
 const U64_MASK = (1n << 64n) - 1n
+
+/**
+ * Request frames are carved from shared slabs, as `Buffer.allocUnsafe` does for small buffers
+ * (but frames of a put, 4168 bytes, are too big for Node's pool): a frame then costs a view
+ * instead of an ArrayBuffer of its own, which `Buffer.alloc` zero-filled per request and which
+ * was the client's largest cost after the socket write. A frame stays valid as long as it is
+ * referenced (a pending request keeps it for a replay); the GC frees a slab once none of its
+ * frames is.
+ */
+const FRAME_SLAB_BYTES = 256 * 1024
+let frameSlab = Buffer.allocUnsafeSlow(FRAME_SLAB_BYTES)
+let frameSlabUsed = 0
+
+/** A `bytes`-long frame whose first `zeroBytes` are zero; the rest is the caller's to fill. */
+function requestFrame(bytes: number, zeroBytes: number): Buffer {
+  if (bytes > FRAME_SLAB_BYTES / 4) return Buffer.alloc(bytes)
+  if (frameSlabUsed + bytes > FRAME_SLAB_BYTES) {
+    frameSlab = Buffer.allocUnsafeSlow(FRAME_SLAB_BYTES)
+    frameSlabUsed = 0
+  }
+  const frame = frameSlab.subarray(frameSlabUsed, frameSlabUsed + bytes)
+  frameSlabUsed += (bytes + 7) & ~7
+  frame.fill(0, 0, zeroBytes)
+  return frame
+}
 
 /** Writes an oid as `words` little-endian u64 words (3 in v1, 1 in v0). */
 function writeOid(frame: Buffer, offset: number, words: number, oid: OidInput): void {
