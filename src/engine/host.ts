@@ -76,6 +76,23 @@ export const CLIENT_ID_MAX = 0xfffe
 
 const U32 = 0x100000000
 
+/**
+ * Stands in for a data argument that is not a Uint8Array (a JS caller's mistake): too short
+ * for any page or record, so it fails exactly as a short buffer does (-EFAULT where used).
+ */
+const UNUSABLE_BUFFER = new Uint8Array(0)
+
+/** The caller's data argument: a buffer, none (null or undefined), or UNUSABLE_BUFFER. */
+function bufferArgument(data: unknown): Uint8Array | null {
+  if (data === null || data === undefined) return null
+  return data instanceof Uint8Array ? data : UNUSABLE_BUFFER
+}
+
+/** Whether `version` is an ABI version this host speaks (0 or 1). */
+function isAbiVersion(version: unknown): version is 0 | 1 {
+  return version === 0 || version === 1
+}
+
 function readU32(bytes: Uint8Array, at: number): number {
   return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
 }
@@ -175,9 +192,10 @@ export class Host {
    */
   op(clientId: number, op: TmemOp, data?: Uint8Array | null, version: 0 | 1 = 1): number {
     this.counters.totalOps++
+    if (!isAbiVersion(version)) return this.#fail(-EINVAL)
     const rc = this.#fillScratch(op, version)
     if (rc !== 0) return this.#fail(rc)
-    return this.#guest(clientId, version, data ?? null, 0)
+    return this.#guest(clientId, version, bufferArgument(data), 0)
   }
 
   /**
@@ -194,8 +212,9 @@ export class Host {
     dataOffset: number,
   ): number {
     this.counters.totalOps++
+    if (!isAbiVersion(version)) return this.#fail(-EINVAL)
     if (!this.#readScratch(bytes, offset, version)) return this.#fail(-EFAULT)
-    return this.#guest(clientId, version, data, dataOffset)
+    return this.#guest(clientId, version, bufferArgument(data), dataOffset)
   }
 
   /**
@@ -206,7 +225,7 @@ export class Host {
     this.counters.totalOps++
     const rc = this.#fillScratch(op, 1)
     if (rc !== 0) return this.#fail(rc)
-    const buffer = data ?? null
+    const buffer = bufferArgument(data)
     return this.#privileged(1, buffer, 0, buffer === null ? 0 : buffer.length)
   }
 
@@ -220,11 +239,11 @@ export class Host {
     dataLength: number,
   ): number {
     this.counters.totalOps++
+    if (!isAbiVersion(version)) return this.#fail(-EINVAL)
     if (!this.#readScratch(bytes, offset, version)) return this.#fail(-EFAULT)
-    if (data !== null && (dataOffset < 0 || dataLength < 0 || dataOffset + dataLength > data.length)) {
-      return this.#fail(-EFAULT)
-    }
-    return this.#privileged(version, data, dataOffset, data === null ? 0 : dataLength)
+    const buffer = bufferArgument(data)
+    if (buffer !== null && !isRange(buffer, dataOffset, dataLength)) return this.#fail(-EFAULT)
+    return this.#privileged(version, buffer, dataOffset, buffer === null ? 0 : dataLength)
   }
 
   // ---------------------------------------------------------------------------------------
@@ -414,7 +433,8 @@ export class Host {
 
   #readScratch(bytes: Uint8Array, offset: number, version: 0 | 1): boolean {
     const layout = opLayout(version)
-    if (!Number.isInteger(offset) || offset < 0 || offset + layout.bytes > bytes.length) return false
+    if (!(bytes instanceof Uint8Array) || !Number.isInteger(offset) || offset < 0) return false
+    if (offset + layout.bytes > bytes.length) return false
     const s = this.scratch
     s.cmd = readU32(bytes, offset + OP_CMD)
     s.poolId = readU32(bytes, offset + OP_POOL_ID) | 0
@@ -493,6 +513,12 @@ export class Host {
       words[2 * i + 1] = Number(value >> 32n)
     }
   }
+}
+
+/** Whether `[offset, offset + length)` are whole numbers that lie inside `buffer`. */
+function isRange(buffer: Uint8Array, offset: number, length: number): boolean {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) return false
+  return offset >= 0 && length >= 0 && offset + length <= buffer.length
 }
 
 function u32(value: number): number {
