@@ -31,7 +31,9 @@
  * The zero-page payload (bytes and frames one zero page costs) is measured per configuration.
  * Results print as markdown and are appended to bench/results.md with date, commit, Node and
  * CPU. Run: `npm run bench:density` (or `node dist/bench/density.bench.js [--runs N]
- * [--pages N] [--quick] [--no-append] [--only CONFIG] [--data SET]`).
+ * [--repeat N] [--pages N] [--quick] [--no-append] [--only CONFIG] [--data SET]`): every cell
+ * is measured in `--repeat` rounds (default 3) of `--runs` timed passes (default 5), and the
+ * rates reported are medians, because the machine may be shared with other work.
  */
 import { spawn } from 'node:child_process'
 import { execFileSync } from 'node:child_process'
@@ -478,7 +480,8 @@ function row(r: Result): string {
   const kinds = [`P${k.plain}`, k.compressed > 0 ? `C${k.compressed}` : '', k.tze > 0 ? `T${k.tze}` : '', k.filled > 0 ? `F${k.filled}` : '', k.shared > 0 ? `S${k.shared}` : '']
     .filter((s) => s !== '')
     .join(' ')
-  return `| ${r.config} | ${r.data} | ${r.pages} | ${ratio} | ${perPage.toFixed(0)} | ${m.frames} | ${kinds} | ${rate(r.putPerSecond)} | ${rate(r.getPerSecond)} | ${rate(r.putPerCpuSecond)} | ${rate(r.getPerCpuSecond)} | ${rate(r.coldPutPerSecond)} |`
+  const waste = m.frames === 0 ? 0 : 1 - m.payloadBytes / (m.frames * PAGE_SIZE)
+  return `| ${r.config} | ${r.data} | ${r.pages} | ${ratio} | ${perPage.toFixed(0)} | ${m.frames} | ${(waste * 100).toFixed(1)} % | ${kinds} | ${rate(r.putPerSecond)} | ${rate(r.getPerSecond)} | ${rate(r.putPerCpuSecond)} | ${rate(r.getPerCpuSecond)} | ${rate(r.coldPutPerSecond)} |`
 }
 
 function bytesPerPage(r: Result): number {
@@ -504,6 +507,8 @@ interface Target {
   goal: string
   measured: string
   met: boolean
+  /** Missed on wall-clock time, met per CPU second (the machine was busy). */
+  cpuOnly?: boolean
 }
 
 function targets(results: Result[], zero: Map<string, { payload: number; frames: number }>): Target[] {
@@ -518,13 +523,22 @@ function targets(results: Result[], zero: Map<string, { payload: number; frames:
     if (config === 'plain') continue
     list.push({ what: `zero page payload, ${config}`, goal: '0 B', measured: `${cost.payload} B, ${cost.frames} frames`, met: cost.payload === 0 && cost.frames === 0 })
   }
+  // Rates: met on wall-clock time; on a shared machine the CPU-time rate says what one thread
+  // does when it has the core to itself.
+  const rateTarget = (what: string, goal: number, wall: number, cpu: number): Target => ({
+    what,
+    goal: `>= ${rate(goal)}/s`,
+    measured: `${rate(wall)}/s (${rate(cpu)}/cpu-s)`,
+    met: wall >= goal,
+    cpuOnly: wall < goal && cpu >= goal,
+  })
   for (const data of ['anon', 'libs', 'text']) {
     const dedup = find('dedup', data)
-    if (dedup !== undefined) list.push({ what: `puts/s with dedup on, ${data}`, goal: '>= 0.7 M/s', measured: rate(dedup.putPerSecond) + '/s', met: dedup.putPerSecond >= 0.7e6 })
+    if (dedup !== undefined) list.push(rateTarget(`puts with dedup on, ${data}`, 0.7e6, dedup.putPerSecond, dedup.putPerCpuSecond))
   }
   if (zstdAnon !== undefined) {
-    list.push({ what: 'puts/s with zstd, anon', goal: '>= 60 k/s', measured: rate(zstdAnon.putPerSecond) + '/s', met: zstdAnon.putPerSecond >= 60e3 })
-    list.push({ what: 'gets/s with zstd, anon', goal: '>= 120 k/s', measured: rate(zstdAnon.getPerSecond) + '/s', met: zstdAnon.getPerSecond >= 120e3 })
+    list.push(rateTarget('puts with zstd, anon', 60e3, zstdAnon.putPerSecond, zstdAnon.putPerCpuSecond))
+    list.push(rateTarget('gets with zstd, anon', 120e3, zstdAnon.getPerSecond, zstdAnon.getPerCpuSecond))
   }
   return list
 }
@@ -537,6 +551,7 @@ async function main(): Promise<void> {
   }
   const quick = args.includes('--quick')
   const runs = Number(option('--runs') ?? (quick ? 1 : 5))
+  const repeat = Number(option('--repeat') ?? (quick ? 1 : 3))
   const maxPages = Number(option('--pages') ?? (quick ? 2048 : 16384))
   const only = option('--only')
   const onlyData = option('--data')
@@ -549,34 +564,50 @@ async function main(): Promise<void> {
   const chosen = list.filter((c) => only === undefined || c.name === only)
   const results: Result[] = []
   const zero = new Map<string, { payload: number; frames: number }>()
-  for (const config of chosen) {
-    zero.set(config.name, zeroPageCost(config))
-    for (const set of sets) {
-      results.push(measure(config, set, runs))
-      process.stderr.write(`${config.name}/${set.name} `)
+  // Each cell is measured `repeat` times on a fresh host, in rounds over all cells, so that a
+  // burst of other work on a shared machine hits one round, not one cell; rates are the median.
+  const rounds: Result[][] = []
+  for (let round = 0; round < repeat; round++) {
+    const cells: Result[] = []
+    for (const config of chosen) {
+      if (round === 0) zero.set(config.name, zeroPageCost(config))
+      for (const set of sets) cells.push(measure(config, set, runs))
     }
+    rounds.push(cells)
+    process.stderr.write(`round ${round + 1} of ${repeat} done\n`)
   }
+  rounds[0]!.forEach((first, i) => {
+    const all = rounds.map((cells) => cells[i]!)
+    results.push({
+      ...first,
+      putPerSecond: median(all.map((r) => r.putPerSecond)),
+      getPerSecond: median(all.map((r) => r.getPerSecond)),
+      putPerCpuSecond: median(all.map((r) => r.putPerCpuSecond)),
+      getPerCpuSecond: median(all.map((r) => r.getPerCpuSecond)),
+      coldPutPerSecond: median(all.map((r) => r.coldPutPerSecond)),
+    })
+  })
   process.stderr.write('\n')
 
   const lines: string[] = []
   lines.push(`### Density benchmark, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`)
   lines.push('')
   lines.push(`- commit ${gitHead()}, Node ${process.version}, ${cpuModel()}; fingerprint ${fingerprintName()}`)
-  lines.push(`- one thread, in-process \`host.opBytes()\`, private ephemeral pool, median of ${runs} timed passes after a verifying first fill; ${((Date.now() - started) / 1000).toFixed(0)} s`)
+  lines.push(`- one thread, in-process \`host.opBytes()\`, private ephemeral pool, each cell measured in ${repeat} rounds of (a verifying first fill, then ${runs} timed passes): median of the rounds' medians; ${((Date.now() - started) / 1000).toFixed(0)} s`)
   for (const set of sets) lines.push(`- ${set.name}: ${set.describe}`)
   if (skipped.length > 0) lines.push(`- skipped: ${skipped.join(', ')}`)
   lines.push('')
-  lines.push('| config | data | pages | ratio | bytes/page | frames | kinds | put/s | get/s | put/cpu-s | get/cpu-s | first-fill put/s |')
-  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|')
+  lines.push('| config | data | pages | ratio | bytes/page | frames | waste | kinds | put/s | get/s | put/cpu-s | get/cpu-s | first-fill put/s |')
+  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
   for (const r of results) lines.push(row(r))
   lines.push('')
-  lines.push('Kinds: P plain frames, C compressed chunks, T tze chunks, F fill words (zero/same-filled), S pages sharing another page\'s content (dedup). Ratio = 4096 x pages / payload bytes; bytes/page = (frames x 4096 + metadata) / pages.')
+  lines.push('Kinds: P plain frames, C compressed chunks, T tze chunks, F fill words (zero/same-filled), S pages sharing another page\'s content (dedup). Ratio = 4096 x pages / payload bytes; bytes/page = (frames x 4096 + metadata) / pages; waste = share of the frames not holding payload (the unused rest of size-class chunks and class frames). put/s and get/s are wall-clock rates, put/cpu-s and get/cpu-s the same passes per CPU second of this process (all its threads), less sensitive to other work on the machine.')
   lines.push('')
   const checks = targets(results, zero)
   if (checks.length > 0) {
     lines.push('| target | goal | measured | |')
     lines.push('|---|---|---|---|')
-    for (const t of checks) lines.push(`| ${t.what} | ${t.goal} | ${t.measured} | ${t.met ? 'met' : '**missed**'} |`)
+    for (const t of checks) lines.push(`| ${t.what} | ${t.goal} | ${t.measured} | ${t.met ? 'met' : t.cpuOnly === true ? 'met per CPU second, **missed** on wall clock' : '**missed**'} |`)
     lines.push('')
   }
   const text = lines.join('\n')

@@ -248,7 +248,7 @@ export class Pages {
     this.#caller = caller
     const stored =
       this.#ensureDescriptors(caller) &&
-      (this.#isDense(pool) ? this.#storeDense(pool, fill) : this.#storePlain(caller, fill))
+      (this.#isDense(pool) ? this.#storeDense(pool, fill, true) : this.#storePlain(caller, fill))
     this.#protectedObject = NONE
     if (!stored) {
       pool.noMemoryPuts++
@@ -421,8 +421,12 @@ export class Pages {
     return true
   }
 
-  /** Stores through the density path: dedup, fill word, compression, tze (spec §4.7). */
-  #storeDense(pool: Pool, fill: number): boolean {
+  /**
+   * Stores through the density path: dedup, fill word, compression, tze (spec §4.7). `fresh`
+   * is false for a duplicate put, which counts neither `cn` nor `cm` (spec §7.2: non-duplicate
+   * puts only).
+   */
+  #storeDense(pool: Pool, fill: number, fresh: boolean): boolean {
     const host = this.#host
     const payloads = host.payloads
     const owner = pool.owner
@@ -438,10 +442,10 @@ export class Pages {
         return true
       }
       if (payloads.store(owner.compress, host.options.tze, this.#evictForPut) !== STORED) {
-        if (owner.compress) owner.compressNoMemory++
+        if (owner.compress && fresh) owner.compressNoMemory++
         return false
       }
-      if (payloads.poor) owner.compressPoor++
+      if (payloads.poor && fresh) owner.compressPoor++
       id = contents.add(fingerprint, payloads)
       if (id === NONE) {
         payloads.release(payloads.frame, payloads.offset, payloads.kind)
@@ -453,10 +457,10 @@ export class Pages {
       return true
     }
     if (payloads.store(owner.compress, host.options.tze, this.#evictForPut) !== STORED) {
-      if (owner.compress) owner.compressNoMemory++
+      if (owner.compress && fresh) owner.compressNoMemory++
       return false
     }
-    if (payloads.poor) owner.compressPoor++
+    if (payloads.poor && fresh) owner.compressPoor++
     if (payloads.compressedBytes > 0) {
       owner.compressedPages++
       owner.compressedBytes += payloads.compressedBytes
@@ -565,7 +569,7 @@ export class Pages {
     store.slotBytes[slot] = 0
     this.#protectedObject = store.slotObject[slot]!
     this.#caller = caller
-    const stored = dense ? this.#storeDense(pool, fill) : this.#storePlain(caller, fill)
+    const stored = dense ? this.#storeDense(pool, fill, false) : this.#storePlain(caller, fill)
     this.#protectedObject = NONE
     if (!stored) return false
     this.#applyResult(slot, SLOT_PERSISTENT | SLOT_USED)

@@ -275,6 +275,7 @@ void describe('density: LIST and stats counters (spec §5.7, §7)', () => {
     assert.equal(b.put(1, pool, 1, 0, page('text', 1)), 1)
     assert.equal(b.put(1, pool, 1, 0, page('random', 2)), 1)
     assert.equal(b.stat('C=', 'cp'), 0)
+    assert.equal(b.stat('C=', 'cn'), 0, 'cn counts non-duplicate puts only (spec §7.2)')
     assertPage(b.get(1, pool, 1, 0).data, page('random', 2), 'replaced by random')
     assert.equal(b.put(1, pool, 1, 0, page('heap', 3)), 1)
     assert.equal(b.stat('C=', 'cp'), 1)
