@@ -78,6 +78,8 @@ export interface HostStats {
   contentDescriptors: number
   tzeBytes: number
   compressedBytes: number
+  /** Stored pages that failed their check when read (never served; not a LIST key). */
+  corruptPages: number
   freeableMb: number
   times: Record<string, { count: number; totalNs: number; maxNs: number; minNs: number }>
   clients: ClientStats[]
@@ -145,6 +147,7 @@ export function snapshotStats(host: Host): HostStats {
     contentDescriptors: c.contentCount,
     tzeBytes: c.tzeBytes,
     compressedBytes: c.compressedBytes,
+    corruptPages: c.corruptPages,
     freeableMb: (host.frames.freeList + c.ephemeralCount) >>> 8,
     times,
     clients: host.clientOrder.map((client) => ({

@@ -174,6 +174,7 @@ void describe('density: corrupt chunks are caught, never served', () => {
         assert.ok(record.subarray(32).every((x) => x === SENTINEL), 'the save record carries page bytes')
         assert.equal(b.ctrl(SUB.saveEnd, 1), 0)
         assert.equal(b.host.counters.corruptPages, 5)
+        assert.equal(b.host.stats().corruptPages, 5)
         // The healthy neighbour is still served.
         assertPage(b.get(1, pers, 1, 1).data, page('text', 99), 'neighbour')
         // Flushing the corrupt page leaves a clean host.
