@@ -35,7 +35,7 @@ import {
 } from '../server/frame.js'
 import { HELLO_FLAG_ABI_REFUSED, HELLO_FLAG_RESUMED } from '../server/hello.js'
 import { rcError } from './errors.js'
-import { type ConnectTarget, type ReplyView, Transport, clientRules } from './transport.js'
+import { type ConnectTarget, type ReplyView, Transport, clientRules, describeConnectTarget } from './transport.js'
 
 export type { ConnectTarget } from './transport.js'
 
@@ -117,7 +117,16 @@ export class TmemClient extends EventEmitter {
     this.#opBytes = this.#layout.bytes
     transport.on('disconnect', () => this.emit('disconnect'))
     transport.on('reconnect', () => this.emit('reconnect'))
+    transport.on('moved', (address: string) => this.emit('moved', address))
     transport.on('close', (error: Error) => this.emit('close', error))
+  }
+
+  /**
+   * The daemon this client talks to, `unix:/path` or `tcp:host:port`. It changes when the
+   * control plane migrates the client to another daemon (event `moved`).
+   */
+  get address(): string {
+    return describeConnectTarget(this.#transport.target)
   }
 
   /** The client id the daemon gave this client (Xen's domain id). */

@@ -27,7 +27,13 @@ import {
   writeFrameHeader,
   writeU32LE,
 } from '../server/frame.js'
-import { rcError } from './errors.js'
+import {
+  type SessionMessage,
+  type SessionReply,
+  decodeSessionReply,
+  encodeSessionRequest,
+} from '../server/session-frame.js'
+import { TmemProtocolError, rcError } from './errors.js'
 import { type ReplyView, Transport, controlRules } from './transport.js'
 
 /** The control endpoint: a Unix socket, or loopback TCP with a token (or the token file). */
@@ -124,6 +130,50 @@ export class TmemControlClient {
         rc: readI32LE(reply.bytes, reply.payloadOffset),
         data: Uint8Array.from(reply.bytes.subarray(start, reply.payloadOffset + reply.payloadBytes)),
       }
+    })
+  }
+
+  /**
+   * Like `control`, but hands the reply's tool buffer to `consume` in place (valid only during
+   * the call) instead of copying it: for moving page batches without a copy.
+   */
+  controlWith<T>(
+    op: TmemOp,
+    data: Uint8Array | null,
+    outputBytes: number,
+    consume: (rc: number, bytes: Uint8Array, offset: number, length: number) => T,
+  ): Promise<T> {
+    const input = data ?? new Uint8Array(0)
+    if (!Number.isInteger(outputBytes) || outputBytes < 0 || outputBytes > CONTROL_DATA_BYTES_MAX) {
+      throw new RangeError(`Output size must be 0 to ${CONTROL_DATA_BYTES_MAX} bytes`)
+    }
+    if (input.length > CONTROL_DATA_BYTES_MAX) {
+      throw new RangeError(`Control data is at most ${CONTROL_DATA_BYTES_MAX} bytes`)
+    }
+    const opBytes = opLayout(this.abi).bytes
+    const payloadBytes = opBytes + CONTROL_OUTPUT_FIELD_BYTES + input.length
+    const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payloadBytes)
+    frame.fill(0, 0, FRAME_HEADER_BYTES + opBytes)
+    writeFrameHeader(frame, 0, KIND_CONTROL, 0, payloadBytes)
+    encodeOpInto(op, this.abi, frame, FRAME_HEADER_BYTES)
+    writeU32LE(frame, FRAME_HEADER_BYTES + opBytes, outputBytes)
+    frame.set(input, FRAME_HEADER_BYTES + opBytes + CONTROL_OUTPUT_FIELD_BYTES)
+    return this.#send(frame, (reply) => {
+      const start = reply.payloadOffset + RC_BYTES
+      return consume(readI32LE(reply.bytes, reply.payloadOffset), reply.bytes, start, reply.payloadBytes - RC_BYTES)
+    })
+  }
+
+  /**
+   * A SESSION request (docs/protocol.md, "Session control"): the daemon-level requests of live
+   * migration (look up, bind, activate, destroy, moved, unfence). Resolves with the rc and the
+   * session the daemon describes; never rejects on an rc.
+   */
+  session(message: SessionMessage): Promise<SessionReply> {
+    return this.#send(encodeSessionRequest(0, message), (reply) => {
+      const decoded = decodeSessionReply(reply.bytes, reply.payloadOffset, reply.payloadBytes)
+      if (decoded === null) throw new TmemProtocolError('Malformed session reply')
+      return decoded
     })
   }
 

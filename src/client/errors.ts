@@ -51,4 +51,5 @@ export const HELLO_ERROR_CODES: readonly string[] = [
   'EBADNAME',
   'ESHUTDOWN',
   'ESESSION',
+  'EMOVED',
 ]

@@ -12,6 +12,14 @@
  * for a reply whose command is idempotent (put, get, flush, read, write), in the original order;
  * the others (new pool, destroy pool, control) fail with ECONNRESET, since they may already
  * have run. Requests issued while reconnecting wait and go out after the hello.
+ *
+ * Following a migration (docs/migration.md): a MOVED notice names the daemon the client now
+ * lives on and the secret to use there; the old daemon ran none of the requests still waiting
+ * (it sends the notice after the replies of everything it ran, then closes), so ALL of them are
+ * re-sent to the new daemon after its hello, idempotent or not. A hello answered HELLO_MOVED
+ * (a reconnect after the client moved) is followed the same way. Until the new daemon takes
+ * the client, the old one is kept as a fallback: if the migration fails, the client resumes
+ * there with its old secret.
  */
 import { EventEmitter } from 'node:events'
 import { type Socket, connect as netConnect } from 'node:net'
@@ -35,6 +43,7 @@ import {
 } from '../server/frame.js'
 import {
   HELLO_FLAG_RESUMED,
+  HELLO_MOVED,
   HELLO_OK,
   HELLO_SESSION_EXPIRED,
   HELLO_BAD_SECRET,
@@ -42,6 +51,16 @@ import {
   decodeHelloReply,
   encodeHello,
 } from '../server/hello.js'
+import {
+  KIND_MOVED,
+  KIND_SESSION_REPLY,
+  MOVED_FIXED_BYTES,
+  MOVED_PAYLOAD_BYTES_MAX,
+  SESSION_REPLY_PAYLOAD_BYTES_MAX,
+  decodeMoved,
+  formatClientAddress,
+  parseClientAddress,
+} from '../server/session-frame.js'
 import { HELLO_ERROR_CODES, TmemConnectionError, TmemError, TmemProtocolError } from './errors.js'
 
 /** Where the daemon is: its Unix socket, or a loopback TCP address. */
@@ -77,6 +96,28 @@ type State = 'connecting' | 'ready' | 'reconnecting' | 'closed'
 
 const RECONNECT_DELAY_FIRST_MS = 25
 const RECONNECT_DELAY_MAX_MS = 1000
+/** Redirects followed in a row without a pause (a loop between two daemons is paced after). */
+const REDIRECTS_IN_A_ROW_MAX = 4
+/** Least time a client keeps trying to reach the daemon it moved to. */
+const FOLLOW_TIME_MIN_MS = 10_000
+
+/** A daemon to dial and the secret to show it. */
+interface Place {
+  target: ConnectTarget
+  secret: Uint8Array | null
+}
+
+/** The hello was answered HELLO_MOVED: where to go instead. */
+class MovedRedirect extends TmemConnectionError {
+  readonly place: Place
+  readonly graceMs: number
+
+  constructor(place: Place, graceMs: number, message: string) {
+    super('EMOVED', message)
+    this.place = place
+    this.graceMs = graceMs
+  }
+}
 
 /** Reply rules of a client (guest) connection. */
 export function clientRules(): FrameRules {
@@ -88,6 +129,7 @@ export function controlRules(replyPayloadBytesMax: number): FrameRules {
   return baseRules()
     .allow(KIND_CONTROL_REPLY, RC_BYTES, replyPayloadBytesMax)
     .allow(KIND_STATS_REPLY, RC_BYTES, replyPayloadBytesMax)
+    .allow(KIND_SESSION_REPLY, RC_BYTES, SESSION_REPLY_PAYLOAD_BYTES_MAX)
 }
 
 function baseRules(): FrameRules {
@@ -96,11 +138,12 @@ function baseRules(): FrameRules {
     .allow(KIND_OP_REPLY, RC_BYTES, RC_BYTES + 4096)
     .allow(KIND_GOODBYE_REPLY, 0, 0)
     .allow(KIND_ERROR, 4, ERROR_PAYLOAD_BYTES_MAX)
+    .allow(KIND_MOVED, MOVED_FIXED_BYTES, MOVED_PAYLOAD_BYTES_MAX)
 }
 
 export class Transport extends EventEmitter {
-  readonly target: ConnectTarget
   readonly options: TransportOptions
+  #target: ConnectTarget
   hello: HelloReply | null = null
   #state: State = 'connecting'
   #socket: Socket | null = null
@@ -115,10 +158,14 @@ export class Transport extends EventEmitter {
   #closedError: Error | null = null
   #helloWaiter: { resolve: (reply: HelloReply) => void; reject: (error: Error) => void } | null =
     null
+  /** Set by a MOVED notice: the connection that is closing was fenced by the old daemon. */
+  #movedGraceMs: number | null = null
+  /** While following a move: the daemon the client came from, tried if the new one fails. */
+  #fallback: Place | null = null
 
   constructor(target: ConnectTarget, options: TransportOptions) {
     super()
-    this.target = target
+    this.#target = target
     this.options = options
     this.#secret = options.secret
     this.#reader = new FrameReader(options.rules)
@@ -128,16 +175,33 @@ export class Transport extends EventEmitter {
     return this.#state
   }
 
+  /** The daemon this transport talks to (it changes when the client is migrated). */
+  get target(): ConnectTarget {
+    return this.#target
+  }
+
   get secret(): Uint8Array | null {
     return this.#secret
   }
 
-  /** Dials and says hello; rejects with a TmemConnectionError when refused or unreachable. */
+  /**
+   * Dials and says hello; rejects with a TmemConnectionError when refused or unreachable. A
+   * hello answered HELLO_MOVED (the client was migrated while away) is followed.
+   */
   async open(): Promise<HelloReply> {
-    const reply = await this.#dialAndHello()
-    this.#state = 'ready'
-    this.#scheduleFlush()
-    return reply
+    for (let redirects = 0; ; redirects++) {
+      try {
+        const reply = await this.#dialAndHello()
+        this.#state = 'ready'
+        this.#scheduleFlush()
+        return reply
+      } catch (error) {
+        if (!(error instanceof MovedRedirect) || redirects >= REDIRECTS_IN_A_ROW_MAX) throw error
+        this.#target = error.place.target
+        this.#secret = error.place.secret
+        this.emit('moved', formatClientAddress(this.#target))
+      }
+    }
   }
 
   /**
@@ -212,7 +276,7 @@ export class Transport extends EventEmitter {
   }
 
   async #dialAndHello(): Promise<HelloReply> {
-    const socket = await dial(this.target)
+    const socket = await dial(this.#target)
     this.#socket = socket
     this.#reader = new FrameReader(this.options.rules)
     this.#closeReason = null
@@ -234,6 +298,12 @@ export class Transport extends EventEmitter {
     })
     if (reply.status !== HELLO_OK) {
       socket.destroy()
+      if (reply.status === HELLO_MOVED) {
+        const target = parseClientAddress(reply.message)
+        if (target !== null && reply.secret !== null) {
+          throw new MovedRedirect({ target, secret: reply.secret }, reply.graceMs, `The client moved to ${reply.message}`)
+        }
+      }
       const code = HELLO_ERROR_CODES[reply.status] ?? 'EREFUSED'
       throw new TmemConnectionError(code, `The daemon refused the connection: ${reply.message}`)
     }
@@ -270,6 +340,10 @@ export class Transport extends EventEmitter {
       waiter.resolve(reply)
       return
     }
+    if (kind === KIND_MOVED) {
+      this.#onMoved(reader)
+      return
+    }
     if (kind === KIND_ERROR) {
       const reason = readU32LE(reader.bytes, reader.payloadOffset)
       const text = Buffer.from(
@@ -291,6 +365,25 @@ export class Transport extends EventEmitter {
     pending.onReply(reader)
   }
 
+  /**
+   * MOVED: the client now lives on another daemon. The old one closes next; the close starts
+   * the reconnect, to the new place, with the old one as the fallback.
+   */
+  #onMoved(reader: FrameReader): void {
+    const notice = decodeMoved(reader.bytes, reader.payloadOffset, reader.payloadBytes)
+    const target = notice === null ? null : parseClientAddress(notice.address)
+    if (notice === null || target === null) {
+      this.#closeReason = new TmemProtocolError('Malformed MOVED notice')
+      this.#socket?.destroy()
+      return
+    }
+    this.#fallback = { target: this.#target, secret: this.#secret }
+    this.#target = target
+    this.#secret = notice.secret
+    this.#movedGraceMs = notice.graceMs
+    this.emit('moved', notice.address)
+  }
+
   #onClose(socket: Socket): void {
     if (socket !== this.#socket) return
     this.#socket = null
@@ -304,6 +397,10 @@ export class Transport extends EventEmitter {
     }
     if (this.#state === 'closed' || this.#state === 'connecting') return
     if (this.#state === 'reconnecting') return
+    if (this.#movedGraceMs !== null && this.#closeReason === null) {
+      this.#startReconnect(true)
+      return
+    }
     const canResume =
       this.options.reconnect &&
       this.#secret !== null &&
@@ -314,14 +411,15 @@ export class Transport extends EventEmitter {
       this.#fail(reason)
       return
     }
-    this.#startReconnect()
+    this.#startReconnect(false)
   }
 
-  #startReconnect(): void {
+  /** `moved`: the old daemon ran none of the waiting requests, so every one is re-sent. */
+  #startReconnect(moved: boolean): void {
     this.#state = 'reconnecting'
     for (const [id, pending] of this.#pending) {
       if (!pending.sent) continue
-      if (pending.replayable) {
+      if (pending.replayable || moved) {
         pending.sent = false
         continue
       }
@@ -331,14 +429,20 @@ export class Transport extends EventEmitter {
       )
     }
     this.emit('disconnect')
-    const deadline = Date.now() + (this.hello?.graceMs ?? 0)
-    void this.#reconnectLoop(deadline)
+    let graceMs = this.hello?.graceMs ?? 0
+    if (moved) graceMs = Math.max(graceMs, this.#movedGraceMs ?? 0, FOLLOW_TIME_MIN_MS)
+    this.#movedGraceMs = null
+    void this.#reconnectLoop(Date.now() + graceMs, moved)
   }
 
-  async #reconnectLoop(deadline: number): Promise<void> {
+  async #reconnectLoop(deadline: number, moved: boolean): Promise<void> {
     let delay = RECONNECT_DELAY_FIRST_MS
+    // A move is followed at once: the new daemon is waiting for the hello.
+    let pause = !moved
+    let redirects = 0
     while (this.#state === 'reconnecting') {
-      await sleep(delay)
+      if (pause) await sleep(delay)
+      pause = true
       if (this.#state !== 'reconnecting') return
       try {
         const reply = await this.#dialAndHello()
@@ -347,14 +451,37 @@ export class Transport extends EventEmitter {
           return
         }
         this.#state = 'ready'
+        this.#fallback = null
         this.#outbox = [...this.#pending.keys()]
         this.emit('reconnect')
         this.#scheduleFlush()
         return
       } catch (error) {
+        if (error instanceof MovedRedirect) {
+          // Moved (again): go there, keeping where we were as the fallback.
+          this.#fallback = { target: this.#target, secret: this.#secret }
+          this.#target = error.place.target
+          this.#secret = error.place.secret
+          deadline = Math.max(deadline, Date.now() + Math.max(error.graceMs, FOLLOW_TIME_MIN_MS))
+          this.emit('moved', formatClientAddress(this.#target))
+          redirects++
+          if (redirects <= REDIRECTS_IN_A_ROW_MAX) pause = false
+          continue
+        }
+        redirects = 0
         const code = error instanceof TmemError ? error.code : ''
         const final = code === HELLO_ERROR_CODES[HELLO_SESSION_EXPIRED] ||
           code === HELLO_ERROR_CODES[HELLO_BAD_SECRET] || error instanceof TmemProtocolError
+        const fallback = this.#fallback
+        if (fallback !== null && Date.now() + delay <= deadline) {
+          // Following a move: try the other daemon (a failed migration leaves the client on
+          // the old one). A refusal that is final here drops this place for good.
+          this.#fallback = final ? null : { target: this.#target, secret: this.#secret }
+          this.#target = fallback.target
+          this.#secret = fallback.secret
+          delay = Math.min(delay * 2, RECONNECT_DELAY_MAX_MS)
+          continue
+        }
         if (final || Date.now() + delay > deadline) {
           this.#fail(
             final && error instanceof Error
@@ -384,6 +511,11 @@ export class Transport extends EventEmitter {
     for (const request of pending) request.onError(error)
     this.emit('close', error)
   }
+}
+
+/** Where a client connects, as the daemon writes it in MOVED (`unix:/path`, `tcp:host:port`). */
+export function describeConnectTarget(target: ConnectTarget): string {
+  return formatClientAddress(target)
 }
 
 function dial(target: ConnectTarget): Promise<Socket> {

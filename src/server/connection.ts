@@ -30,7 +30,8 @@ import {
   writeFrameHeader,
   writeU32LE,
 } from './frame.js'
-import type { Session, SessionHolder } from './sessions.js'
+import { encodeMoved } from './session-frame.js'
+import type { MovedTo, Session, SessionHolder } from './sessions.js'
 
 export type Endpoint = 'client' | 'control'
 
@@ -120,6 +121,32 @@ export class Connection implements SessionHolder {
 
   get isClosing(): boolean {
     return this.#closing
+  }
+
+  get isOpen(): boolean {
+    return !this.#closing
+  }
+
+  /**
+   * Writes one whole frame made outside a frame handler (a hello answered late), after the
+   * replies already made. False when the connection is closing or has no room right now.
+   */
+  sendFrame(frame: Uint8Array): boolean {
+    if (this.#closing) return false
+    if (this.sendUsed + frame.length > this.send.length && !this.#flush()) return false
+    if (this.sendUsed + frame.length > this.send.length) return false
+    this.send.set(frame, this.sendUsed)
+    this.sendUsed += frame.length
+    if (!this.#paused) this.#flush()
+    return true
+  }
+
+  /** The client moved to another daemon: the MOVED notice after pending replies, then close. */
+  notifyMoved(notice: MovedTo): void {
+    this.session = null
+    if (this.#closing) return
+    const frame = encodeMoved(notice)
+    this.#finish(Buffer.from(frame.buffer, frame.byteOffset, frame.length))
   }
 
   /** A malformed frame: flush the replies already made, send an ERROR frame, close. */

@@ -39,6 +39,7 @@ import {
 } from './frame.js'
 import type { HostLike } from './host-like.js'
 import { Metrics, type Sample, flattenSamples, hostSamples, serveMetrics } from './metrics.js'
+import { KIND_SESSION, SESSION_FIXED_BYTES, SESSION_PAYLOAD_BYTES_MAX, formatClientAddress } from './session-frame.js'
 import { SessionTable } from './sessions.js'
 
 export interface DaemonConfig {
@@ -83,6 +84,7 @@ const CLIENT_RULES = new FrameRules()
   .allow(KIND_CONTROL, 0, TMEM_OP_BYTES_V1 + CONTROL_OUTPUT_FIELD_BYTES + PAGE_SIZE)
   .allow(KIND_STATS, 0, 0)
   .allow(KIND_GOODBYE, 0, 0)
+  .allow(KIND_SESSION, 0, SESSION_PAYLOAD_BYTES_MAX)
 
 const CONTROL_RULES = new FrameRules()
   .allow(KIND_HELLO, HELLO_FIXED_BYTES, HELLO_PAYLOAD_BYTES_MAX)
@@ -90,6 +92,7 @@ const CONTROL_RULES = new FrameRules()
   .allow(KIND_CONTROL, 0, CONTROL_PAYLOAD_BYTES_MAX)
   .allow(KIND_STATS, 0, 0)
   .allow(KIND_GOODBYE, 0, 0)
+  .allow(KIND_SESSION, SESSION_FIXED_BYTES, SESSION_PAYLOAD_BYTES_MAX)
 
 const CLIENT_SIZES: ConnectionSizes = {
   rules: CLIENT_RULES,
@@ -195,6 +198,10 @@ export class Daemon {
         uptimeMs: now - this.startedAtMs,
         graceMs: this.config.graceMs,
         acceptV0: this.config.acceptV0,
+        // What live migration needs to know about a target (docs/migration.md).
+        abis: this.config.acceptV0 ? [0, 1] : [1],
+        migration: 1,
+        clientAddresses: this.#clientAddresses(),
         connections: this.#connections.size,
         clientConnections: this.#clientConnections,
         controlConnections: this.#controlConnections,
@@ -209,9 +216,19 @@ export class Daemon {
         abi: session.abiVersion,
         connected: session.holder !== null,
         detachedMs: session.holder === null ? now - session.detachedAtMs : 0,
+        pending: session.pending,
+        moved: session.movedTo !== null,
       })),
       host: this.host.stats(),
     }
+  }
+
+  /** Where clients connect, as MOVED notices write it (`unix:/path`, `tcp:host:port`). */
+  #clientAddresses(): string[] {
+    const out: string[] = []
+    if (this.addresses.socketPath !== null) out.push(formatClientAddress({ path: this.addresses.socketPath }))
+    if (this.addresses.listen !== null) out.push(formatClientAddress(this.addresses.listen))
+    return out
   }
 
   /** Metric samples: the engine's counters per client and pool, then the daemon's. */

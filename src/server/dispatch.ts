@@ -13,8 +13,20 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
-import { EPERM, ENOMEM, PAGE_SIZE, TMEM_GET_PAGE, TMEM_READ } from '../abi/constants.js'
-import { opBytes } from '../abi/layout.js'
+import {
+  EPERM,
+  ENOMEM,
+  PAGE_SIZE,
+  TMEMC_RESTORE_BEGIN,
+  TMEMC_SAVE_BEGIN,
+  TMEMC_SAVE_END,
+  TMEM_CONTROL,
+  TMEM_FLUSH_PAGE,
+  TMEM_GET_PAGE,
+  TMEM_READ,
+} from '../abi/constants.js'
+import { encodeOp } from '../abi/codec.js'
+import { OP_CTRL_CLI_ID, OP_CTRL_SUBOP, opBytes } from '../abi/layout.js'
 import type { Connection, ConnectionHandler } from './connection.js'
 import {
   CONTROL_DATA_BYTES_MAX,
@@ -52,6 +64,7 @@ import {
   HELLO_FLAG_ABI_REFUSED,
   HELLO_FLAG_CONTROL,
   HELLO_FLAG_RESUMED,
+  HELLO_MOVED,
   HELLO_OK,
   HELLO_SHUTTING_DOWN,
   HELLO_STATUS_NAMES,
@@ -60,7 +73,37 @@ import {
   encodeHelloReplyInto,
 } from './hello.js'
 import type { HostLike } from './host-like.js'
-import type { SessionTable } from './sessions.js'
+import {
+  BIND_HOLD,
+  BIND_PENDING,
+  KIND_SESSION,
+  KIND_SESSION_REPLY,
+  SESSION_ACTIVATE,
+  SESSION_BIND,
+  SESSION_COMMAND_NAMES,
+  SESSION_CREATE,
+  SESSION_DESTROY,
+  SESSION_EEXIST,
+  SESSION_EINVAL,
+  SESSION_ENOENT,
+  SESSION_ENOSPC,
+  SESSION_EPERM,
+  SESSION_FREE_ID,
+  SESSION_LOOKUP,
+  SESSION_MOVED,
+  SESSION_UNFENCE,
+  STATE_CONNECTED,
+  STATE_ENGINE,
+  STATE_MOVED,
+  STATE_PENDING,
+  STATE_SESSION,
+  STATE_TCP,
+  type SessionMessage,
+  decodeSession,
+  emptySession,
+  encodeSessionInto,
+} from './session-frame.js'
+import type { OpenResult, Session, SessionTable } from './sessions.js'
 
 /** Daemon-level counters (the engine counts the ops themselves). */
 export interface DaemonCounters {
@@ -77,6 +120,10 @@ export interface DaemonCounters {
   controlDenied: number
   /** v0 hellos accepted as connections while v0 is not served. */
   v0Refused: number
+  /** SESSION frames run (live migration's control requests). */
+  sessionCommands: number
+  /** Saves a control connection began and left open when it closed: ended with SAVE_END. */
+  savesAbandoned: number
 }
 
 export function newCounters(): DaemonCounters {
@@ -90,6 +137,8 @@ export function newCounters(): DaemonCounters {
     controlsExecuted: 0,
     controlDenied: 0,
     v0Refused: 0,
+    sessionCommands: 0,
+    savesAbandoned: 0,
   }
 }
 
@@ -117,6 +166,8 @@ export class Dispatcher implements ConnectionHandler {
   readonly #sessions: SessionTable
   readonly #log: Logger
   readonly #options: DispatcherOptions
+  /** Client ids whose save a control connection began and has not ended (SAVE_BEGIN). */
+  readonly #savesBegun = new WeakMap<Connection, Set<number>>()
 
   constructor(host: HostLike, sessions: SessionTable, log: Logger, options: DispatcherOptions) {
     this.#host = host
@@ -146,6 +197,10 @@ export class Dispatcher implements ConnectionHandler {
         if (conn.endpoint === 'control') this.#stats(conn, reader)
         else this.#deny(conn, reader, KIND_STATS_REPLY)
         return
+      case KIND_SESSION:
+        if (conn.endpoint === 'control') this.#session(conn, reader)
+        else this.#deny(conn, reader, KIND_SESSION_REPLY)
+        return
       case KIND_GOODBYE:
         this.#goodbye(conn, reader)
         return
@@ -172,7 +227,25 @@ export class Dispatcher implements ConnectionHandler {
     const session = conn.session
     conn.session = null
     if (session !== null) this.#sessions.detach(session, conn)
+    this.#endAbandonedSaves(conn)
     this.#options.onClosed(conn)
+  }
+
+  /**
+   * A control connection that began a save (a migration, `tmem save`) and went away without
+   * SAVE_END: end it, so the client is not left frozen or in pre-copy for ever.
+   */
+  #endAbandonedSaves(conn: Connection): void {
+    const begun = this.#savesBegun.get(conn)
+    if (begun === undefined) return
+    this.#savesBegun.delete(conn)
+    for (const cliId of begun) {
+      if (!this.#host.hasClient(cliId)) continue
+      const op = encodeOp({ cmd: TMEM_CONTROL, poolId: 0, ctrl: { subop: TMEMC_SAVE_END, cliId, arg1: 0, arg2: 0, oid: [0n, 0n, 0n], buf: 0n } })
+      this.#host.controlBytes(op, 0, 1, null, 0, 0)
+      this.counters.savesAbandoned++
+      this.#log.warn({ client: cliId, conn: conn.serial }, 'control connection closed during a save: SAVE_END')
+    }
   }
 
   /** A guest op: the struct, then the page for put/write. Allocates nothing. */
@@ -241,9 +314,147 @@ export class Dispatcher implements ConnectionHandler {
     const data = dataLength > 0 ? send : null
     const rc = this.#host.controlBytes(bytes, opAt, conn.abiVersion, data, dataAt, dataLength)
     this.counters.controlsExecuted++
+    if (readU32LE(bytes, opAt) === TMEM_CONTROL) this.#trackSave(conn, bytes, opAt, rc)
     writeFrameHeader(send, at, KIND_CONTROL_REPLY, reader.requestId, RC_BYTES + outputBytes)
     writeU32LE(send, at + FRAME_HEADER_BYTES, rc)
     conn.sendUsed = dataAt + outputBytes
+  }
+
+  /** Remembers which saves this control connection has open (see #endAbandonedSaves). */
+  #trackSave(conn: Connection, bytes: Uint8Array, opAt: number, rc: number): void {
+    const subop = readU32LE(bytes, opAt + OP_CTRL_SUBOP)
+    if (subop !== TMEMC_SAVE_BEGIN && subop !== TMEMC_SAVE_END) return
+    const cliId = readU32LE(bytes, opAt + OP_CTRL_CLI_ID) & 0xffff
+    let begun = this.#savesBegun.get(conn)
+    if (subop === TMEMC_SAVE_BEGIN && rc === 1) {
+      if (begun === undefined) this.#savesBegun.set(conn, (begun = new Set()))
+      begun.add(cliId)
+    } else if (subop === TMEMC_SAVE_END) {
+      begun?.delete(cliId)
+    }
+  }
+
+  /** SESSION (control endpoint): the daemon-level requests of live migration. */
+  #session(conn: Connection, reader: FrameReader): void {
+    this.counters.sessionCommands++
+    const request = decodeSession(reader.bytes, reader.payloadOffset, reader.payloadBytes)
+    let rc: number
+    let session: Session | null = null
+    let reply: SessionMessage | null = null
+    if (request === null) {
+      rc = SESSION_EINVAL
+    } else {
+      const result = this.#runSession(request)
+      rc = result.rc
+      session = result.session
+      reply = result.reply ?? null
+      this.#log.info({ conn: conn.serial, cmd: SESSION_COMMAND_NAMES[request.cmd] ?? request.cmd,
+        client: request.clientId, clientName: request.name, rc }, 'session command')
+    }
+    const out = reply ?? (session === null ? emptySession(request?.cmd ?? 0) : this.#describe(session, request?.cmd ?? 0))
+    if (reply === null && session === null && request !== null) {
+      out.clientId = request.clientId
+      out.name = request.name
+      if (request.clientId !== 0 && this.#host.hasClient(request.clientId)) out.flags = STATE_ENGINE
+    }
+    const send = conn.send
+    const at = conn.sendUsed
+    writeU32LE(send, at + FRAME_HEADER_BYTES, rc)
+    const bodyBytes = encodeSessionInto(send, at + FRAME_HEADER_BYTES + RC_BYTES, out)
+    writeFrameHeader(send, at, KIND_SESSION_REPLY, reader.requestId, RC_BYTES + bodyBytes)
+    conn.sendUsed = at + FRAME_HEADER_BYTES + RC_BYTES + bodyBytes
+  }
+
+  #runSession(request: SessionMessage): { rc: number; session: Session | null; reply?: SessionMessage } {
+    const sessions = this.#sessions
+    const find = (): Session | undefined =>
+      request.name !== '' ? sessions.byName(request.name) : sessions.byId(request.clientId)
+    switch (request.cmd) {
+      case SESSION_LOOKUP: {
+        const session = find()
+        if (session !== undefined) return { rc: session.id, session }
+        if (request.name === '' && request.clientId !== 0 && this.#host.hasClient(request.clientId)) {
+          return { rc: request.clientId, session: null }
+        }
+        return { rc: SESSION_ENOENT, session: null }
+      }
+      case SESSION_FREE_ID: {
+        const id = sessions.freeId()
+        return { rc: id === 0 ? SESSION_ENOSPC : id, session: null, reply: { ...emptySession(request.cmd), clientId: id } }
+      }
+      case SESSION_CREATE:
+        return { rc: this.#createClient(request.clientId, request.abi), session: null }
+      case SESSION_BIND: {
+        if (request.abi !== 0 && request.abi !== 1) return { rc: SESSION_EINVAL, session: null }
+        const result = sessions.bind(request.name, request.clientId, request.abi, request.secret, {
+          pending: (request.flags & BIND_PENDING) !== 0,
+          hold: (request.flags & BIND_HOLD) !== 0,
+        })
+        if (result.session === null) return result
+        return { ...result, reply: { ...this.#describe(result.session, request.cmd), secret: result.session.secret } }
+      }
+      case SESSION_ACTIVATE: {
+        const session = find()
+        return session === undefined ? { rc: SESSION_ENOENT, session: null } : { rc: sessions.activate(session), session }
+      }
+      case SESSION_DESTROY: {
+        const id = request.name !== '' ? (sessions.byName(request.name)?.id ?? 0) : request.clientId
+        if (id === 0) return { rc: 0, session: null }
+        return { rc: sessions.destroy(id), session: null }
+      }
+      case SESSION_MOVED: {
+        const session = find()
+        if (session === undefined) return { rc: SESSION_ENOENT, session: null }
+        if (request.secret === null || request.address === '') return { rc: SESSION_EINVAL, session }
+        const rc = sessions.moved(session, { address: request.address, secret: request.secret, graceMs: request.graceMs })
+        return { rc, session }
+      }
+      case SESSION_UNFENCE: {
+        const session = find()
+        return session === undefined ? { rc: SESSION_ENOENT, session: null } : { rc: sessions.unfence(session), session }
+      }
+      default:
+        return { rc: SESSION_EINVAL, session: null }
+    }
+  }
+
+  /**
+   * SESSION CREATE: an engine client with this id and ABI. v1 is RESTORE_BEGIN; a v0 client
+   * (only with --accept-v0) is created by a harmless v0 guest op, since a client keeps the
+   * ABI of its first call and RESTORE_BEGIN makes v1 clients.
+   */
+  #createClient(id: number, abi: number): number {
+    if (id <= 0 || id >= 0xffff || (abi !== 0 && abi !== 1)) return SESSION_EINVAL
+    if (this.#host.hasClient(id) || this.#sessions.byId(id) !== undefined) return SESSION_EEXIST
+    if (abi === 0 && !this.#options.acceptV0) return SESSION_EPERM
+    if (abi === 1) {
+      const op = encodeOp({ cmd: TMEM_CONTROL, poolId: 0, ctrl: { subop: TMEMC_RESTORE_BEGIN, cliId: id, arg1: 0, arg2: 0, oid: [0n, 0n, 0n], buf: 0n } })
+      const rc = this.#host.controlBytes(op, 0, 1, null, 0, 0)
+      return rc === 1 ? id : SESSION_EEXIST
+    }
+    const op = encodeOp({ cmd: TMEM_FLUSH_PAGE, poolId: 0, gen: { oid: [0n, 0n, 0n], index: 0, cmfn: 0n, tmemOffset: 0, pfnOffset: 0, len: 0 } }, 0)
+    this.#host.opBytes(id, op, 0, 0, null, 0)
+    return this.#host.hasClient(id) ? id : SESSION_EPERM
+  }
+
+  #describe(session: Session, cmd: number): SessionMessage {
+    const holder = session.holder
+    let flags = STATE_SESSION
+    if (this.#host.hasClient(session.id)) flags |= STATE_ENGINE
+    if (holder !== null) flags |= STATE_CONNECTED
+    if (holder !== null && holder.remote !== 'unix') flags |= STATE_TCP
+    if (session.pending) flags |= STATE_PENDING
+    if (session.movedTo !== null) flags |= STATE_MOVED
+    return {
+      cmd,
+      abi: session.abiVersion,
+      clientId: session.id,
+      flags,
+      graceMs: this.#sessions.graceMs,
+      name: session.name,
+      address: session.movedTo?.address ?? '',
+      secret: null,
+    }
   }
 
   /** A well-formed request on the wrong endpoint: -EPERM, nothing done. */
@@ -310,7 +521,36 @@ export class Dispatcher implements ConnectionHandler {
       return
     }
     const opened = this.#sessions.open(hello.name, hello.secret, version, conn)
+    if (opened.held === true && opened.session !== null) {
+      // A migration's target: answered when the control plane activates the session.
+      this.#sessions.wait(opened.session, { holder: conn, answer: (result) => this.#answerHeld(conn, requestId, version, result) })
+      return
+    }
+    this.#answerOpen(conn, requestId, version, opened)
+  }
+
+  #answerHeld(conn: Connection, requestId: number, version: 0 | 1, opened: OpenResult): void {
+    const at = conn.sendUsed
+    this.#answerOpen(conn, requestId, version, opened)
+    // #answerOpen wrote into the send buffer outside a frame handler: send it now.
+    const frame = Uint8Array.from(conn.send.subarray(at, conn.sendUsed))
+    conn.sendUsed = at
+    if (!conn.sendFrame(frame)) conn.closeWithError(0, 'Could not answer the hello')
+  }
+
+  #answerOpen(conn: Connection, requestId: number, version: 0 | 1, opened: OpenResult): void {
     const session = opened.session
+    if (opened.redirect !== undefined) {
+      // HELLO_MOVED: the message is the new address, the secret the one to use there.
+      this.counters.connectionsRefused++
+      this.#log.info({ conn: conn.serial, remote: conn.remote, to: opened.redirect.address }, 'hello redirected: client moved')
+      this.#writeHello(conn, requestId, {
+        status: HELLO_MOVED, abiVersion: version, clientId: 0, graceMs: opened.redirect.graceMs,
+        secret: opened.redirect.secret, flags: 0, name: '', message: opened.redirect.address,
+      })
+      conn.end()
+      return
+    }
     if (session === null) {
       this.#refuse(conn, requestId, opened.status, opened.message)
       return

@@ -45,6 +45,11 @@ export const HELLO_NO_ROOM = 5
 export const HELLO_BAD_NAME = 6
 export const HELLO_SHUTTING_DOWN = 7
 export const HELLO_SESSION_EXPIRED = 8
+/**
+ * The client moved to another daemon (live migration): the reply's message is the new
+ * address (`unix:/path` or `tcp:host:port`) and its secret field the secret to use there.
+ */
+export const HELLO_MOVED = 9
 
 /** Stable names of the hello statuses (the client's error codes are derived from them). */
 export const HELLO_STATUS_NAMES: readonly string[] = [
@@ -57,6 +62,7 @@ export const HELLO_STATUS_NAMES: readonly string[] = [
   'BAD_NAME',
   'SHUTTING_DOWN',
   'SESSION_EXPIRED',
+  'MOVED',
 ]
 
 // Hello reply flags.

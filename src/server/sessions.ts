@@ -13,6 +13,17 @@
  *   grace ends        -> host.destroyClient(id), as a dead domain; the name and id are free
  *   goodbye           -> released at once, the same way
  *
+ * Live migration (docs/migration.md) adds, driven by the SESSION control frame:
+ *   bind (target)     -> a name and secret for an engine client the control plane restored;
+ *                        `pending`: hellos with the secret wait unanswered until activate()
+ *   moved (source)    -> the connection gets a MOVED notice and is closed; ops stop running;
+ *                        hellos with the old secret are redirected (HELLO_MOVED) to the target
+ *   unfence (source)  -> a failed migration: the client may resume here again
+ *   destroy           -> engine client and session gone; a moved client's name is kept for
+ *                        the grace period so that a late reconnect is still redirected
+ * A pending or moved session that the control plane forgets ends by itself after
+ * `moveTimeoutMs` (a pending one is destroyed, a moved one unfenced).
+ *
  * Control plane: allocates freely; not on the per-page path.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto'
@@ -23,6 +34,7 @@ import {
   HELLO_BAD_ABI,
   HELLO_BAD_NAME,
   HELLO_BAD_SECRET,
+  HELLO_MOVED,
   HELLO_NAME_IN_USE,
   HELLO_NO_ROOM,
   HELLO_OK,
@@ -36,6 +48,28 @@ import type { HostLike } from './host-like.js'
 export interface SessionHolder {
   /** Closes the connection because another one took the session over. */
   evict(reason: string): void
+  /** Sends the MOVED notice after the replies already made, then closes; no more ops run. */
+  notifyMoved(notice: MovedTo): void
+  /** False once the connection is gone (a hello waiting for activate() is then dropped). */
+  readonly isOpen: boolean
+  /** `unix`, or the TCP peer address. */
+  readonly remote: string
+}
+
+/** Where a moved client went. */
+export interface MovedTo {
+  address: string
+  /** The client's secret on the new daemon. */
+  secret: Uint8Array
+  /** The new daemon's grace period. */
+  graceMs: number
+}
+
+/** A hello waiting for a pending session to be activated. */
+export interface SessionWaiter {
+  holder: SessionHolder
+  /** Called once with the outcome (resumed, or refused because the session went away). */
+  answer(result: OpenResult): void
 }
 
 export interface Session {
@@ -47,6 +81,15 @@ export interface Session {
   graceTimer: NodeJS.Timeout | null
   /** Date.now() when the session lost its connection; 0 while connected. */
   detachedAtMs: number
+  /** Bound for a migration and not yet activated: hellos wait in `waiters`. */
+  pending: boolean
+  waiters: SessionWaiter[]
+  /** Set while the client is being moved away: hellos are redirected there. */
+  movedTo: MovedTo | null
+  /** Ends a pending or moved session the control plane forgot. */
+  moveTimer: NodeJS.Timeout | null
+  /** Restored from a file: no grace timer until the first connection. */
+  hold: boolean
 }
 
 export interface OpenResult {
@@ -54,6 +97,10 @@ export interface OpenResult {
   session: Session | null
   resumed: boolean
   message: string
+  /** HELLO_MOVED: where the client went and its secret there. */
+  redirect?: MovedTo
+  /** The session is pending: the hello waits for activate() (see SessionTable.wait). */
+  held?: boolean
 }
 
 export interface SessionCounters {
@@ -62,10 +109,29 @@ export interface SessionCounters {
   sessionsTakenOver: number
   sessionsExpired: number
   sessionsReleased: number
+  sessionsBound: number
+  sessionsMovedAway: number
+  sessionsDestroyed: number
 }
 
 /** The largest client id the daemon hands out (0xFFFF is "all clients"). */
 export const CLIENT_ID_MAX = CLI_ID_NULL - 1
+
+/** Least time a pending or moved session waits for the control plane to finish a migration. */
+export const MOVE_TIMEOUT_MS_MIN = 30_000
+
+/** Result of a session control command: an rc (>= 0 ok, else -errno) and the session. */
+export interface SessionResult {
+  rc: number
+  session: Session | null
+}
+
+interface Tombstone {
+  /** The secret the client had here. */
+  secret: Buffer
+  movedTo: MovedTo
+  timer: NodeJS.Timeout
+}
 
 export class SessionTable {
   readonly counters: SessionCounters = {
@@ -74,12 +140,17 @@ export class SessionTable {
     sessionsTakenOver: 0,
     sessionsExpired: 0,
     sessionsReleased: 0,
+    sessionsBound: 0,
+    sessionsMovedAway: 0,
+    sessionsDestroyed: 0,
   }
   readonly #host: HostLike
   readonly #graceMs: number
   readonly #log: Logger
   readonly #byName = new Map<string, Session>()
   readonly #byId = new Map<number, Session>()
+  /** Names of clients that moved away, for redirecting late reconnects. */
+  readonly #tombstones = new Map<string, Tombstone>()
   #nextId = 1
 
   constructor(host: HostLike, graceMs: number, log: Logger) {
@@ -106,6 +177,14 @@ export class SessionTable {
     return this.#byId.get(id)
   }
 
+  byName(name: string): Session | undefined {
+    return this.#byName.get(name)
+  }
+
+  get moveTimeoutMs(): number {
+    return Math.max(this.#graceMs, MOVE_TIMEOUT_MS_MIN)
+  }
+
   /**
    * Binds a connection to a session: a new one for an unknown name (when no secret is given),
    * or the existing one when the secret matches (taking it over from a connection that is
@@ -123,6 +202,10 @@ export class SessionTable {
     const existing = requestedName === '' ? undefined : this.#byName.get(requestedName)
     if (existing === undefined) {
       if (secret !== null) {
+        const tombstone = this.#tombstones.get(requestedName)
+        if (tombstone !== undefined && sameSecret(tombstone.secret, secret)) {
+          return redirect(requestedName, tombstone.movedTo)
+        }
         return refuse(HELLO_SESSION_EXPIRED, 'No session of that name: its grace period ended')
       }
       return this.#create(requestedName, abiVersion, holder)
@@ -136,7 +219,125 @@ export class SessionTable {
     if (existing.abiVersion !== abiVersion) {
       return refuse(HELLO_BAD_ABI, `Client ${existing.name} speaks ABI v${existing.abiVersion}`)
     }
+    if (existing.movedTo !== null) return redirect(existing.name, existing.movedTo)
+    if (existing.pending) return { status: HELLO_OK, session: existing, resumed: true, message: '', held: true }
     return this.#resume(existing, holder)
+  }
+
+  /** Queues a hello that open() reported as held until the session is activated. */
+  wait(session: Session, waiter: SessionWaiter): void {
+    session.waiters.push(waiter)
+  }
+
+  /** A client id no session and no engine client uses, or 0 when none is free. */
+  freeId(): number {
+    return this.#freeId()
+  }
+
+  /**
+   * Names engine client `id` (restored by the control plane) `name`, with `secret` (or a new
+   * one). `pending`: hellos wait until activate(); `hold`: no grace timer until the first
+   * connection; neither: detached at once, the grace period runs.
+   */
+  bind(
+    name: string,
+    id: number,
+    abiVersion: 0 | 1,
+    secret: Uint8Array | null,
+    options: { pending: boolean; hold: boolean },
+  ): SessionResult {
+    if (!NAME_PATTERN.test(name) || id <= 0 || id > CLIENT_ID_MAX) return { rc: -22, session: null }
+    if (this.#byName.has(name) || this.#byId.has(id)) return { rc: -17, session: null }
+    if (!this.#host.hasClient(id)) return { rc: -2, session: null }
+    if (secret !== null && secret.length !== SECRET_BYTES) return { rc: -22, session: null }
+    this.#dropTombstone(name)
+    const session: Session = {
+      id,
+      name,
+      secret: secret === null ? randomBytes(SECRET_BYTES) : Buffer.from(secret),
+      abiVersion,
+      holder: null,
+      graceTimer: null,
+      detachedAtMs: Date.now(),
+      pending: options.pending,
+      waiters: [],
+      movedTo: null,
+      moveTimer: null,
+      hold: options.hold && !options.pending,
+    }
+    this.#byId.set(id, session)
+    this.#byName.set(name, session)
+    this.counters.sessionsBound++
+    if (session.pending) this.#startMoveTimer(session)
+    else if (!session.hold) this.#startGrace(session)
+    this.#log.info({ client: id, clientName: name, pending: session.pending, hold: session.hold }, 'client bound')
+    return { rc: id, session }
+  }
+
+  /** Ends a pending session's wait: the waiting hellos resume it (the last one keeps it). */
+  activate(session: Session): number {
+    if (!session.pending) return -16
+    session.pending = false
+    this.#stopMoveTimer(session)
+    const waiters = session.waiters.splice(0)
+    for (const waiter of waiters) {
+      if (!waiter.holder.isOpen) continue
+      waiter.answer(this.#resume(session, waiter.holder))
+    }
+    if (session.holder === null) this.#startGrace(session)
+    this.#log.info({ client: session.id, clientName: session.name, resumed: session.holder !== null }, 'client activated')
+    return 0
+  }
+
+  /**
+   * The client moved to `to`: its connection (if any) gets the MOVED notice and closes, and
+   * until destroy() or unfence() its hellos are redirected there.
+   */
+  moved(session: Session, to: MovedTo): number {
+    if (session.pending) return -16
+    session.movedTo = { address: to.address, secret: Uint8Array.from(to.secret), graceMs: to.graceMs }
+    if (session.graceTimer !== null) clearTimeout(session.graceTimer)
+    session.graceTimer = null
+    const holder = session.holder
+    session.holder = null
+    if (session.detachedAtMs === 0) session.detachedAtMs = Date.now()
+    this.#startMoveTimer(session)
+    this.counters.sessionsMovedAway++
+    holder?.notifyMoved(session.movedTo)
+    this.#log.info({ client: session.id, clientName: session.name, to: to.address, notified: holder !== null }, 'client moved')
+    return holder === null ? 0 : 1
+  }
+
+  /** A migration failed after moved(): the client may resume here with its old secret. */
+  unfence(session: Session): number {
+    if (session.movedTo === null) return 0
+    session.movedTo = null
+    this.#stopMoveTimer(session)
+    if (session.holder === null) this.#startGrace(session)
+    this.#log.info({ client: session.id, clientName: session.name }, 'client unfenced')
+    return 1
+  }
+
+  /**
+   * Destroys client `id`: its session (connection closed, waiting hellos refused) and its
+   * engine client. A moved client's name is remembered for the grace period so a late
+   * reconnect is redirected. Returns 1, or 0 when there was nothing to destroy.
+   */
+  destroy(id: number): number {
+    const session = this.#byId.get(id)
+    if (session === undefined) {
+      if (!this.#host.hasClient(id)) return 0
+      this.#host.destroyClient(id)
+      this.counters.sessionsDestroyed++
+      this.#log.info({ client: id }, 'client destroyed by the control plane')
+      return 1
+    }
+    if (session.movedTo !== null) this.#addTombstone(session)
+    const holder = session.holder
+    session.holder = null
+    holder?.evict(`Client ${session.name} was destroyed by the control plane`)
+    this.#end(session, 'destroyed')
+    return 1
   }
 
   /** The connection holding `session` is gone: start the grace period. */
@@ -144,13 +345,54 @@ export class SessionTable {
     if (session.holder !== holder) return
     session.holder = null
     session.detachedAtMs = Date.now()
+    this.#startGrace(session)
+    this.#log.info({ client: session.id, clientName: session.name, graceMs: this.#graceMs }, 'detached')
+  }
+
+  #startGrace(session: Session): void {
     if (this.#graceMs === 0) {
       this.#end(session, 'expired')
       return
     }
+    if (session.graceTimer !== null) clearTimeout(session.graceTimer)
     session.graceTimer = setTimeout(() => this.#end(session, 'expired'), this.#graceMs)
     session.graceTimer.unref()
-    this.#log.info({ client: session.id, clientName: session.name, graceMs: this.#graceMs }, 'detached')
+  }
+
+  #startMoveTimer(session: Session): void {
+    this.#stopMoveTimer(session)
+    session.moveTimer = setTimeout(() => {
+      session.moveTimer = null
+      if (session.pending) {
+        this.#log.warn({ client: session.id, clientName: session.name }, 'migration never activated the client: destroyed')
+        this.#end(session, 'destroyed')
+      } else if (session.movedTo !== null) {
+        this.#log.warn({ client: session.id, clientName: session.name }, 'migration never finished: client unfenced')
+        this.unfence(session)
+      }
+    }, this.moveTimeoutMs)
+    session.moveTimer.unref()
+  }
+
+  #stopMoveTimer(session: Session): void {
+    if (session.moveTimer !== null) clearTimeout(session.moveTimer)
+    session.moveTimer = null
+  }
+
+  #addTombstone(session: Session): void {
+    const movedTo = session.movedTo
+    if (movedTo === null || this.#graceMs === 0) return
+    this.#dropTombstone(session.name)
+    const timer = setTimeout(() => this.#tombstones.delete(session.name), Math.max(this.#graceMs, movedTo.graceMs))
+    timer.unref()
+    this.#tombstones.set(session.name, { secret: session.secret, movedTo, timer })
+  }
+
+  #dropTombstone(name: string): void {
+    const tombstone = this.#tombstones.get(name)
+    if (tombstone === undefined) return
+    clearTimeout(tombstone.timer)
+    this.#tombstones.delete(name)
   }
 
   /** The client said goodbye: destroy it now. */
@@ -165,7 +407,10 @@ export class SessionTable {
     for (const session of this.#byId.values()) {
       if (session.graceTimer !== null) clearTimeout(session.graceTimer)
       session.graceTimer = null
+      this.#stopMoveTimer(session)
     }
+    for (const tombstone of this.#tombstones.values()) clearTimeout(tombstone.timer)
+    this.#tombstones.clear()
   }
 
   #create(requestedName: string, abiVersion: 0 | 1, holder: SessionHolder): OpenResult {
@@ -183,6 +428,11 @@ export class SessionTable {
       holder,
       graceTimer: null,
       detachedAtMs: 0,
+      pending: false,
+      waiters: [],
+      movedTo: null,
+      moveTimer: null,
+      hold: false,
     }
     this.#byId.set(id, session)
     this.#byName.set(name, session)
@@ -195,6 +445,7 @@ export class SessionTable {
     if (session.graceTimer !== null) clearTimeout(session.graceTimer)
     session.graceTimer = null
     session.detachedAtMs = 0
+    session.hold = false
     const previous = session.holder
     session.holder = holder
     if (previous !== null) {
@@ -206,15 +457,21 @@ export class SessionTable {
     return { status: HELLO_OK, session, resumed: true, message: '' }
   }
 
-  #end(session: Session, why: 'expired' | 'released'): void {
+  #end(session: Session, why: 'expired' | 'released' | 'destroyed'): void {
     if (session.graceTimer !== null) clearTimeout(session.graceTimer)
     session.graceTimer = null
+    this.#stopMoveTimer(session)
     if (this.#byId.get(session.id) !== session) return
     this.#byId.delete(session.id)
     this.#byName.delete(session.name)
     const destroyed = this.#host.hasClient(session.id) && this.#host.destroyClient(session.id)
     if (why === 'expired') this.counters.sessionsExpired++
-    else this.counters.sessionsReleased++
+    else if (why === 'released') this.counters.sessionsReleased++
+    else this.counters.sessionsDestroyed++
+    const waiters = session.waiters.splice(0)
+    for (const waiter of waiters) {
+      if (waiter.holder.isOpen) waiter.answer(refuse(HELLO_SESSION_EXPIRED, `Client ${session.name} was not moved here after all`))
+    }
     this.#log.info({ client: session.id, clientName: session.name, destroyed }, `client ${why}`)
   }
 
@@ -231,6 +488,10 @@ export class SessionTable {
 
 function refuse(status: number, message: string): OpenResult {
   return { status, session: null, resumed: false, message }
+}
+
+function redirect(name: string, movedTo: MovedTo): OpenResult {
+  return { ...refuse(HELLO_MOVED, `Client ${name} moved to ${movedTo.address}`), redirect: movedTo }
 }
 
 function sameSecret(expected: Buffer, given: Uint8Array): boolean {
