@@ -48,8 +48,8 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 
 const { values: args } = parseArgs({
   options: {
-    trials: { type: 'string', default: '3' },
-    'trial-ms': { type: 'string', default: '1500' },
+    trials: { type: 'string', default: '7' },
+    'trial-ms': { type: 'string', default: '700' },
     'warmup-ms': { type: 'string', default: '300' },
     keys: { type: 'string', default: '100000' },
     'memory-pages': { type: 'string', default: '200000' },
@@ -71,8 +71,8 @@ const { values: args } = parseArgs({
 
 if (args.help) {
   console.log(`Usage: npm run bench:peers -- [options]
-  --trials N             timed trials per case and server (default 3; the median is reported)
-  --trial-ms MS          length of a trial (default 1500)
+  --trials N             timed trials per case and server (default 7; the median is reported)
+  --trial-ms MS          length of a trial (default 700)
   --warmup-ms MS         untimed warm-up before each case and op (default 300)
   --keys N               key space (default 100000)
   --memory-pages N       pages loaded for the memory figure (default 200000)
@@ -250,27 +250,37 @@ async function main(): Promise<void> {
   if (bad.length > 0) process.exitCode = 1
 }
 
-/** Loads `memoryPages` pages into a fresh server over one connection, 64 in flight. */
+/**
+ * Loads `memoryPages` pages into a fresh server over one connection, 64 in flight, reading RSS
+ * when empty and after each quarter. The figure of the issue is (RSS loaded - RSS empty) /
+ * pages - 4096; the marginal cost is the least-squares slope over the four loaded points, which
+ * leaves out one-time growth (a runtime's heap, hash tables touched at random).
+ */
 async function memoryPhase(server: RunningServer, driver: Driver, corpus: Corpus): Promise<MemoryResult> {
   const conn = await driver.open(0)
   await sleep(300)
   const baselineRss = rssBytes(server.pid)
-  const half = Math.floor(memoryPages / 2)
-  await loadRange(conn, corpus, 0, half)
-  await sleep(500)
-  const halfRss = rssBytes(server.pid)
-  await loadRange(conn, corpus, half, memoryPages)
-  await sleep(500)
-  const fullRss = rssBytes(server.pid)
+  const points: [number, number][] = []
+  for (let quarter = 1; quarter <= 4; quarter++) {
+    const to = Math.floor((memoryPages * quarter) / 4)
+    await loadRange(conn, corpus, points.length === 0 ? 0 : points[points.length - 1]![0], to)
+    await sleep(400)
+    points.push([to, rssBytes(server.pid)])
+  }
   await conn.close()
+  const fullRss = points[3]![1]
+  const meanX = points.reduce((sum, [x]) => sum + x, 0) / points.length
+  const meanY = points.reduce((sum, [, y]) => sum + y, 0) / points.length
+  const slope = points.reduce((sum, [x, y]) => sum + (x - meanX) * (y - meanY), 0) /
+    points.reduce((sum, [x]) => sum + (x - meanX) ** 2, 0)
   return {
     server: server.kind,
     pages: memoryPages,
     baselineRss,
-    halfRss,
+    halfRss: points[1]![1],
     fullRss,
     perPage: (fullRss - baselineRss) / memoryPages - 4096,
-    slopePerPage: (fullRss - halfRss) / (memoryPages - half) - 4096,
+    slopePerPage: slope - 4096,
   }
 }
 
@@ -303,10 +313,14 @@ async function runCase(spec: CaseSpec, contenders: Contender[], order: Uint32Arr
       await trial(s.conns, spec.depth, op, s.workload, corpus, warmupMs, s.contender.server.pid)
       results.set(s.contender.server.kind, [])
     }
-    for (let t = 0; t < trials; t++) {
+    // Unpipelined rates swing with where the scheduler puts the two processes (one core or
+    // two): twice the trials, half as long, so each server sees the same mix of both.
+    const rounds = spec.depth === 1 ? trials * 2 : trials
+    const roundMs = spec.depth === 1 ? Math.max(100, Math.round(trialMs / 2)) : trialMs
+    for (let t = 0; t < rounds; t++) {
       for (let i = 0; i < sessions.length; i++) {
         const s = sessions[(i + t) % sessions.length]!
-        const result = await trial(s.conns, spec.depth, op, s.workload, corpus, trialMs, s.contender.server.pid)
+        const result = await trial(s.conns, spec.depth, op, s.workload, corpus, roundMs, s.contender.server.pid)
         results.get(s.contender.server.kind)!.push(result)
       }
     }

@@ -42,7 +42,7 @@ export interface MemoryResult {
   fullRss: number
   /** (RSS after all pages - RSS before) / pages - 4096: the issue's measure. */
   perPage: number
-  /** (RSS at all pages - RSS at half) / (pages / 2) - 4096: the marginal cost of a page. */
+  /** Least-squares slope of RSS over the four quarter points, minus 4096: a page's marginal cost. */
   slopePerPage: number
 }
 
@@ -166,7 +166,7 @@ export function consoleTable(report: RunReport): string {
     out.push('', 'memory, bytes of RSS per stored page beyond 4096 (200,000 pages):')
     for (const m of report.memory) {
       out.push(`  ${pad(m.server, 10)} ${pad(fmtBytes(m.perPage), 7, true)} B   ` +
-        `(marginal 100k->200k: ${fmtBytes(m.slopePerPage)} B; RSS ${mib(m.baselineRss)} -> ${mib(m.fullRss)} MiB)`)
+        `(marginal, slope over 50k..200k: ${fmtBytes(m.slopePerPage)} B; RSS ${mib(m.baselineRss)} -> ${mib(m.fullRss)} MiB)`)
     }
   }
   out.push('', 'goals:')
@@ -220,7 +220,7 @@ export function markdownSection(report: RunReport, notes: string): string {
   }
   if (report.memory.length > 0) {
     lines.push('', 'Memory: RSS (VmRSS) per stored page beyond 4096 bytes, 200,000 pages loaded into a fresh server:', '')
-    lines.push('| server | B/page beyond 4096 | marginal 100k to 200k | RSS empty | RSS loaded |', '|---|--:|--:|--:|--:|')
+    lines.push('| server | B/page beyond 4096 | marginal (slope 50k..200k) | RSS empty | RSS loaded |', '|---|--:|--:|--:|--:|')
     for (const m of report.memory) {
       lines.push(`| ${m.server} | ${fmtBytes(m.perPage)} | ${fmtBytes(m.slopePerPage)} | ${mib(m.baselineRss)} MiB | ${mib(m.fullRss)} MiB |`)
     }
@@ -229,6 +229,12 @@ export function markdownSection(report: RunReport, notes: string): string {
   for (const goal of report.goals) {
     lines.push(`- ${goal.met === null ? 'not measured' : goal.met ? 'met' : '**missed**'}: ${goal.text} (measured ${goal.measured})`)
   }
+  lines.push('', '<details><summary>ops/s of every trial, in the order run</summary>', '')
+  for (const row of report.rows) {
+    const cells = present.map((s) => `${s} ${row.cells[s]?.trials.join(' / ') ?? '-'}`).join('; ')
+    lines.push(`- ${row.spec.label}, ${row.op}: ${cells}`)
+  }
+  lines.push('', '</details>')
   if (notes.trim() !== '') lines.push('', notes.trim())
   lines.push('')
   return lines.join('\n')
