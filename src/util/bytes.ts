@@ -1,7 +1,10 @@
 /**
- * Byte copies without allocation. `Buffer.prototype.copy` is a native memcpy that accepts any
- * Uint8Array as source and target, where `target.set(source.subarray(...))` would allocate a
- * view per call.
+ * Byte copies through `Buffer.prototype.copy`, which accepts any Uint8Array as source and
+ * target. It allocates nothing only when the copy reads the whole source (source start 0,
+ * length = source length): on Node 20 any other source range is wrapped in a new view per
+ * call, as `target.set(source.subarray(...))` would be. The target offset costs nothing. So
+ * on the data plane, copy out of a frame through `Frames.frameView`, not the arena.
+ * (test/engine/no-alloc.test.ts counts the collections.)
  */
 
 type CopyFunction = (
