@@ -10,15 +10,25 @@
  * trials, a watchdog that stops every server it started and exits, and nothing left running.
  */
 import { execFileSync, spawnSync } from 'node:child_process'
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
-import { cpus } from 'node:os'
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { type Corpus, buildCorpus, keyOrder } from './corpus.js'
 import { type Conn, type Driver, type PeerClients, driverFor } from './drivers.js'
 import { type Op, type TrialResult, Workload, preload, summarize, trial } from './load.js'
-import { topFrames } from './profile.js'
+import { categories, topFrames } from './profile.js'
 import {
   CASES,
   type CaseSpec,
@@ -58,7 +68,7 @@ const { values: args } = parseArgs({
     only: { type: 'string', default: SERVERS.join(',') },
     'peer-clients': { type: 'string', default: 'raw' },
     profile: { type: 'string' },
-    append: { type: 'boolean' },
+    'no-profile': { type: 'boolean', default: false },
     'no-append': { type: 'boolean', default: false },
     'no-memory': { type: 'boolean', default: false },
     'no-redis-benchmark': { type: 'boolean', default: false },
@@ -79,8 +89,8 @@ if (args.help) {
   --cases LIST           1x1,1x64,8x16 (default all)
   --only LIST            tmem,redis,memcached (default all that are installed)
   --peer-clients raw|npm load generators for Redis/memcached (default raw; npm = ioredis + memjs)
-  --profile DIR          write a CPU profile of the tmem daemon to DIR and list its top frames
-                         (a profiled run is not appended to results.md unless --append)
+  --profile DIR          keep the tmem daemon's CPU profile (node --cpu-prof, always taken) in DIR
+  --no-profile           run the daemon without the profiler
   --no-memory            skip the memory figure
   --no-redis-benchmark   skip the redis-benchmark reference
   --no-append            do not append to bench/results.md
@@ -103,8 +113,9 @@ const cases = CASES.filter((c) => caseIds.includes(c.id))
 if (cases.length !== caseIds.length) fail(`--cases takes ${CASES.map((c) => c.id).join(',')}`)
 const wanted = args.only.split(',').map((s) => s.trim()) as ServerKind[]
 if (wanted.some((k) => !SERVERS.includes(k))) fail(`--only takes ${SERVERS.join(',')}`)
-const profileDir = args.profile
-const append = args['no-append'] ? false : args.append ?? profileDir === undefined
+const keepProfile = args.profile !== undefined
+const profileDir = args['no-profile'] ? undefined : args.profile ?? mkdtempSync(join(tmpdir(), 'tmem-peers-prof-'))
+const append = !args['no-append']
 
 const WATCHDOG_MS = 10 * 60 * 1000
 const watchdog = setTimeout(() => {
@@ -225,15 +236,14 @@ async function main(): Promise<void> {
     Object.entries(row.cells).filter(([, s]) => s.badReads > 0).map(([k, s]) => `${k} ${row.spec.id} ${row.op}: ${s.badReads}`))
   if (bad.length > 0) log(`bench:peers: reads that did not return the page: ${bad.join('; ')}`)
 
+  let profileNotes = ''
   if (profileDir !== undefined) {
     const profile = newestProfile(profileDir)
     if (profile !== null) {
-      const { frames, idleShare, seconds } = topFrames(profile, 25)
-      console.log(`tmem daemon CPU profile (${profile}, ${seconds.toFixed(1)} s, idle ${(idleShare * 100).toFixed(0)} %), top self time:`)
-      for (const frame of frames) {
-        console.log(`  ${(frame.share * 100).toFixed(1).padStart(5)} %  ${frame.name}  ${frame.where}`)
-      }
+      profileNotes = profileSummary(profile, report)
+      console.log(profileNotes)
     }
+    if (!keepProfile) rmSync(profileDir, { recursive: true, force: true })
   }
 
   if (!quick) {
@@ -244,7 +254,7 @@ async function main(): Promise<void> {
     if (!existsSync(args.results)) {
       writeFileSync(args.results, '# Benchmark results\n\nRuns are appended by the benchmarks (`npm run bench:peers`, ...); newest last.\n\n')
     }
-    appendFileSync(args.results, `\n${markdownSection(report, '')}`)
+    appendFileSync(args.results, `\n${markdownSection(report, profileNotes)}`)
     log(`bench:peers: appended to ${args.results}`)
   }
   if (bad.length > 0) process.exitCode = 1
@@ -373,6 +383,27 @@ function gitCommit(): string {
   } catch {
     return 'unknown'
   }
+}
+
+/** Where the daemon's CPU went during the run: busy time by category, then the top frames. */
+function profileSummary(path: string, report: RunReport): string {
+  const { frames, idleShare, seconds } = topFrames(path, 40)
+  const busy = frames.filter((frame) => frame.name !== '(idle)')
+  const lines = [
+    `Profile of the tmem daemon during this run (\`node --cpu-prof\`, ${seconds.toFixed(0)} s, idle ` +
+      `${(idleShare * 100).toFixed(0)} % of the samples). Busy time by category:`,
+    '',
+    ...categories(path).map((c) => `- ${(c.share * 100).toFixed(1)} % ${c.name}`),
+    '',
+    'Top frames by self time (share of busy time):',
+    '',
+    ...busy.slice(0, 15).map((f) =>
+      `- ${((f.share / Math.max(1e-9, 1 - idleShare)) * 100).toFixed(1)} % \`${f.name}\`${f.where === '' ? '' : ` ${f.where}`}`),
+  ]
+  if (report.goals.some((goal) => goal.met === false)) {
+    lines.unshift('Some goals were missed; see the profile below for where the daemon spends its time.', '')
+  }
+  return lines.join('\n')
 }
 
 function newestProfile(dir: string): string | null {

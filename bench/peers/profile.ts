@@ -52,3 +52,42 @@ export function topFrames(path: string, count: number): { frames: Frame[]; idleS
     seconds: (profile.endTime - profile.startTime) / 1e6,
   }
 }
+
+export interface Category {
+  name: string
+  share: number
+}
+
+/** Busy time (idle left out) by where it goes: kernel I/O, copies, engine, wire layer, GC. */
+export function categories(path: string): Category[] {
+  const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile
+  const totals = new Map<string, number>()
+  let busy = 0
+  for (const node of profile.nodes) {
+    const hits = node.hitCount ?? 0
+    if (hits === 0) continue
+    const { functionName, url } = node.callFrame
+    if (functionName === '(idle)') continue
+    busy += hits
+    const name = categoryOf(functionName, url)
+    totals.set(name, (totals.get(name) ?? 0) + hits)
+  }
+  return [...totals.entries()]
+    .map(([name, hits]) => ({ name, share: busy === 0 ? 0 : hits / busy }))
+    .sort((a, b) => b.share - a.share)
+}
+
+function categoryOf(functionName: string, url: string): string {
+  if (/^(writeBuffer|writev|writeUtf8String|writeLatin1String)$/.test(functionName)) {
+    return 'socket write syscalls (writeBuffer/writev)'
+  }
+  if (functionName === '_copyActual' || functionName === 'copy' || functionName === '_copy') {
+    return 'page copies (Buffer copy: request to frame, frame to reply)'
+  }
+  if (functionName === '(garbage collector)') return 'garbage collector'
+  if (url.includes('/src/engine/')) return 'engine (src/engine)'
+  if (url.includes('/src/server/')) return 'wire layer (src/server: frames, connection, dispatch)'
+  if (functionName === '(program)') return '(program): native code outside JS, event loop, syscalls not attributed'
+  if (url.startsWith('node:') || url === '') return 'Node runtime (streams, event loop, other natives)'
+  return 'other'
+}

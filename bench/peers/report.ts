@@ -289,7 +289,8 @@ export function ratioSvg(report: RunReport): string {
       const y = y0 + 4 + p * (barH + 3)
       if (value === null) return
       parts.push(`<rect x="${left}" y="${y}" width="${Math.max(1, x(value) - left)}" height="${barH}" fill="${COLORS[peer]}" opacity="0.85"/>`)
-      parts.push(`<text x="${Math.min(x(value), left + plot - 30) + 4}" y="${y + barH - 3}" font-size="11">${value.toFixed(2)}x</text>`)
+      parts.push(`<text x="${Math.min(x(value), left + plot - 30) + 4}" y="${y + barH - 3}" font-size="11" ` +
+        `stroke="#fff" stroke-width="3" paint-order="stroke">${value.toFixed(2)}x</text>`)
       const goal = goalsFor(row, peer)
       if (goal !== null) {
         const gx = x(goal)
