@@ -8,8 +8,7 @@
  *   frame number:  [ arena (high bits) | frame in arena (low 14 bits) ]
  *
  * Invariants: `used + freeCount == arenaFrames`; a frame is on the free stack
- * iff it is not used; `used <= budget`. Never allocates after construction except an arena
- * and, the first time each frame is read, that frame's view (`frameView`).
+ * iff it is not used; `used <= budget`. Never allocates after construction except an arena.
  */
 import { PAGE_SIZE } from '../abi/constants.js'
 import { assert } from '../util/assert.js'
@@ -30,8 +29,6 @@ export class Frames {
   readonly arenas: (Buffer | null)[]
   readonly #free: Uint32Array
   #freeCount = 0
-  /** Per arena, the view of each frame made so far (see `frameView`); null with the arena. */
-  readonly #views: ((Uint8Array | undefined)[] | null)[]
   /**
    * Xen's tmem free list (spec §4.1, the `Ta` counter): frames that held tmem data and were
    * freed, not yet taken again nor handed back to the host. Arena frames never used count as
@@ -45,7 +42,6 @@ export class Frames {
     this.budget = budget
     const arenaCount = Math.ceil(budget / ARENA_FRAMES)
     this.arenas = new Array<Buffer | null>(arenaCount).fill(null)
-    this.#views = new Array<(Uint8Array | undefined)[] | null>(arenaCount).fill(null)
     this.#free = new Uint32Array(arenaCount * ARENA_FRAMES)
   }
 
@@ -104,24 +100,6 @@ export class Frames {
   }
 
   /**
-   * The 4096 bytes of `frame` as a view of their own, made on first use and kept until the
-   * arena is released. Copying out of it allocates nothing: on Node 20,
-   * Buffer.prototype.copy from an arena at a non-zero offset makes a view per call.
-   */
-  frameView(frame: number): Uint8Array {
-    const views = this.#views[frame >>> ARENA_SHIFT]
-    assert(views !== undefined && views !== null, 'Frames view of a frame in a missing arena')
-    const index = frame & (ARENA_FRAMES - 1)
-    let view = views[index]
-    if (view === undefined) {
-      const arena = this.arenaOf(frame)
-      view = new Uint8Array(arena.buffer, arena.byteOffset + index * PAGE_SIZE, PAGE_SIZE)
-      views[index] = view
-    }
-    return view
-  }
-
-  /**
    * Hands every arena whose frames are all free back to the system. Control plane: rebuilds
    * the free stack. Returns the number of frames released.
    */
@@ -136,7 +114,6 @@ export class Frames {
       const size = this.#arenaSize(a)
       if (this.arenas[a] !== null && freePerArena[a] === size) {
         this.arenas[a] = null
-        this.#views[a] = null
         this.arenaFrames -= size
         released += size
       }
@@ -161,7 +138,6 @@ export class Frames {
     assert(index >= 0, 'Frames no arena slot left below the budget')
     const size = this.#arenaSize(index)
     this.arenas[index] = Buffer.from(new ArrayBuffer(size * PAGE_SIZE))
-    this.#views[index] = new Array<Uint8Array | undefined>(size)
     this.arenaFrames += size
     // Push high frames first so that low frame numbers are handed out first.
     const base = index << ARENA_SHIFT

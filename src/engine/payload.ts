@@ -149,8 +149,7 @@ export class Payloads {
    */
   load(frame: number, offset: number, bytes: number, kind: number, target: Uint8Array, targetOffset: number): boolean {
     if (kind === 0) {
-      // From the frame's own view: copying out of the arena at an offset allocates a view.
-      copyBytes(this.frames.frameView(frame), 0, target, targetOffset, PAGE_SIZE)
+      copyBytes(this.frames.arenaOf(frame), this.frames.frameOffset(frame), target, targetOffset, PAGE_SIZE)
       return true
     }
     if (!this.expand(frame, offset, bytes, kind)) return false
