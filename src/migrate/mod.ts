@@ -1,6 +1,6 @@
 /**
- * Save and restore of tmem clients as the Xen v1 stream (spec §6, D4). Re-exports only;
- * docs/save-restore.md is the guide.
+ * Save and restore of tmem clients as the Xen v1 stream (spec §6, D4), and live migration
+ * between daemons. Re-exports only; docs/save-restore.md and docs/migration.md are the guides.
  */
 export { type ControlChannel, type ControlHost, CLI_ID_MAX, hostChannel } from './channel.js'
 export {
@@ -44,3 +44,13 @@ export {
 } from './save.js'
 export { type FileSink, type MemorySink, type StreamSink, memorySink, openFileSink, writableSink } from './sink.js'
 export type { RestoreSource } from './source.js'
+export {
+  type MigrateOptions,
+  type MigratePhase,
+  type MigrateProgress,
+  type MigrateResult,
+  MigrationError,
+  type MigrationErrorCode,
+  migrateClient,
+} from './live.js'
+export { type NetworkChannelOptions, networkChannel } from './net.js'
