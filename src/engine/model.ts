@@ -134,11 +134,18 @@ export class TimeStats {
   readonly max = new Float64Array(TIME_TAGS.length)
   readonly min = new Float64Array(TIME_TAGS.length).fill(MIN_UNUSED)
 
-  /** Records one sample; like Xen, only samples with 0 < elapsed < 10^9 count. */
-  record(tag: number, elapsed: number): void {
-    if (!(elapsed > 0 && elapsed < 1e9)) return
+  /**
+   * Records one timed op; like Xen, only samples with 0 < elapsed < 10^9 count. `weight` is
+   * the sampling rate: the op stands for that many ops, whose count the caller keeps.
+   */
+  record(tag: number, elapsed: number, weight: number): void {
+    if (!(elapsed > 0 && elapsed < 1e9)) {
+      // Unsampled ops are counted blindly; keep a sampled op's count consistent with them.
+      if (weight > 1) this.count[tag]!++
+      return
+    }
     this.count[tag]!++
-    this.total[tag]! += elapsed
+    this.total[tag]! += elapsed * weight
     if (elapsed > this.max[tag]!) this.max[tag] = elapsed
     if (elapsed < this.min[tag]!) this.min[tag] = elapsed
   }
