@@ -494,9 +494,12 @@ function cpuModel(): string {
   return `${line?.split(':')[1]?.trim() ?? 'unknown'} (${cores} cores)`
 }
 
+/** The commit measured: HEAD when the run starts, `-dirty` when the code it measures differs from it. */
 function gitHead(): string {
   try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src/engine', 'src/abi', 'src/util', 'bench/density.bench.ts'], { encoding: 'utf8' }).trim() !== ''
+    return dirty ? `${head}-dirty` : head
   } catch {
     return 'unknown'
   }
@@ -557,6 +560,7 @@ async function main(): Promise<void> {
   const onlyData = option('--data')
 
   const started = Date.now()
+  const commit = gitHead()
   const anon = await gatherAnon(maxPages)
   const sets = [anon, gatherLibs(maxPages >> 1), gatherText(maxPages >> 1), zeroSet(maxPages >> 3), halfSet(anon, maxPages >> 2)]
     .filter((set) => onlyData === undefined || set.name === onlyData)
@@ -592,7 +596,7 @@ async function main(): Promise<void> {
   const lines: string[] = []
   lines.push(`### Density benchmark, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`)
   lines.push('')
-  lines.push(`- commit ${gitHead()}, Node ${process.version}, ${cpuModel()}; fingerprint ${fingerprintName()}`)
+  lines.push(`- commit ${commit}, Node ${process.version}, ${cpuModel()}; fingerprint ${fingerprintName()}`)
   lines.push(`- one thread, in-process \`host.opBytes()\`, private ephemeral pool, each cell measured in ${repeat} rounds of (a verifying first fill, then ${runs} timed passes): median of the rounds' medians; ${((Date.now() - started) / 1000).toFixed(0)} s`)
   for (const set of sets) lines.push(`- ${set.name}: ${set.describe}`)
   if (skipped.length > 0) lines.push(`- skipped: ${skipped.join(', ')}`)
