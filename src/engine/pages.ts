@@ -27,7 +27,7 @@ import { assert } from '../util/assert.js'
 import { copyBytes } from '../util/bytes.js'
 import type { Host } from './host.js'
 import type { Client, Pool } from './model.js'
-import { STORED } from './payload.js'
+import { CHECK_BYTES, STORED } from './payload.js'
 import {
   listAppend,
   listUnlink,
@@ -489,7 +489,7 @@ export class Pages {
     const host = this.#host
     const contents = host.contents!
     const kind = contents.kind[id]!
-    const bytes = contents.bytes[id]! - 4
+    const bytes = contents.bytes[id]! - CHECK_BYTES
     if (kind === SLOT_COMPRESSED) host.counters.compressedBytes += sign * bytes
     else if (kind === SLOT_TZE) host.counters.tzeBytes += sign * bytes
     host.counters.contentCount = contents.count
@@ -536,8 +536,8 @@ export class Pages {
       const stored = contents.bytes[frame]!
       if (contents.release(frame, host.payloads)) {
         const sign = -1
-        if (kind === SLOT_COMPRESSED) host.counters.compressedBytes += sign * (stored - 4)
-        else if (kind === SLOT_TZE) host.counters.tzeBytes += sign * (stored - 4)
+        if (kind === SLOT_COMPRESSED) host.counters.compressedBytes += sign * (stored - CHECK_BYTES)
+        else if (kind === SLOT_TZE) host.counters.tzeBytes += sign * (stored - CHECK_BYTES)
         host.counters.contentCount = contents.count
       }
       return
@@ -545,7 +545,7 @@ export class Pages {
     const kind = flags & SLOT_KIND_MASK
     if (kind === SLOT_COMPRESSED) {
       owner.compressedPages--
-      owner.compressedBytes -= bytes - 4
+      owner.compressedBytes -= bytes - CHECK_BYTES
     }
     host.payloads.release(frame, offset, kind)
   }

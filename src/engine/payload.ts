@@ -5,8 +5,8 @@
  *   plain       a whole frame                 4096
  *   filled      nowhere (fill word in the     0    (zero and same-filled pages)
  *               slot's frame column)
- *   compressed  a chunk: [u32 xxh32][codec]   4 + codec output  (<= SUBPAGE_BYTES_MAX)
- *   tze         a chunk: [u32 xxh32][prefix]  4 + bytes before the trailing zero words
+ *   compressed  a chunk: [u32 xxh32][u32 0][codec]   8 + codec output  (<= SUBPAGE_BYTES_MAX)
+ *   tze         a chunk: [u32 xxh32][u32 0][prefix]  8 + bytes before the trailing zero words
  *
  * Zero and same-filled pages are detected on every dense path (compression, tze or dedup).
  *
@@ -25,7 +25,12 @@ import type { Frames } from './frames.js'
 import { NONE, SLOT_COMPRESSED, SLOT_FILLED, SLOT_TZE } from './store.js'
 import { SUBPAGE_BYTES_MAX, Subpages } from './subpages.js'
 
-const CHECK_BYTES = 4
+/**
+ * Bytes before a chunk's payload: the u32 check, then 4 zero bytes, so that the payload starts
+ * 8-byte aligned (chunks are 8-byte aligned) and copies in and out of it take copyBytes' wide
+ * path instead of its byte loop (about 6x faster for a 1 KiB chunk).
+ */
+export const CHECK_BYTES = 8
 /** Payload result codes of `store`. */
 export const STORED = 0
 export const STORE_NO_MEMORY = 1
@@ -130,6 +135,7 @@ export class Payloads {
     const arena = this.frames.arenaOf(frame)
     const at = this.frames.frameOffset(frame) + this.subpages.offset
     arena.writeUInt32LE(check, at)
+    arena.writeUInt32LE(0, at + 4)
     copyBytes(source, 0, arena, at + CHECK_BYTES, length)
     this.#result(frame, this.subpages.offset, size, kind)
     return true

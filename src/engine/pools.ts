@@ -21,6 +21,7 @@ import {
 import { assert } from '../util/assert.js'
 import type { Host } from './host.js'
 import { type Client, Pool } from './model.js'
+import { CHECK_BYTES } from './payload.js'
 import { listAppend, listUnlink, NONE, SLOT_COMPRESSED, SLOT_CONTENT, SLOT_KIND_MASK } from './store.js'
 
 const ALL_ONES = 0xffffffffffffffffn
@@ -181,8 +182,8 @@ export class Pools {
       previous.ephemeralCount--
       if (++heir.ephemeralCount > heir.ephemeralMax) heir.ephemeralMax = heir.ephemeralCount
       if ((store.slotFlags[slot]! & (SLOT_KIND_MASK | SLOT_CONTENT)) === SLOT_COMPRESSED) {
-        // The stored bytes include the 4-byte page check; `cb` counts codec bytes only.
-        const bytes = store.slotBytes[slot]! - 4
+        // The stored bytes include the chunk's check; `cb` counts codec bytes only.
+        const bytes = store.slotBytes[slot]! - CHECK_BYTES
         previous.compressedPages--
         previous.compressedBytes -= bytes
         heir.compressedPages++

@@ -17,6 +17,7 @@ import { Host } from '../../src/engine/host.js'
 import type { HostOptions } from '../../src/engine/options.js'
 import { availableCodecs, createCodec, type CodecName } from '../../src/engine/codecs.js'
 import { checkInvariants } from '../../src/engine/invariants.js'
+import { CHECK_BYTES } from '../../src/engine/payload.js'
 import type { Pool } from '../../src/engine/model.js'
 import type { TmemOp } from '../../src/abi/types.js'
 import { makeContent, PAGE_BYTES, type ContentKind } from '../helpers/density-pages.js'
@@ -118,11 +119,11 @@ function assertPage(actual: Uint8Array, expected: Uint8Array, what: string): voi
   assert.ok(Buffer.compare(actual, expected) === 0, `${what}: bytes differ`)
 }
 
-/** Flips one byte of a stored chunk: `at` bytes after its 4-byte check (negative: in the check). */
+/** Flips one byte of a stored chunk: `at` bytes into its payload (negative: in the u32 check). */
 function corrupt(b: Bench, client: number, poolSlot: number, object: number, index: number, at: number): PayloadKind {
   const payload = b.payload(client, poolSlot, object, index)
   assert.ok(payload.arena !== null && payload.kind !== 'plain', `page is ${payload.kind}, not a chunk`)
-  const where = payload.at + 4 + Math.min(at, payload.bytes - 5)
+  const where = at < 0 ? payload.at + 4 + at : payload.at + CHECK_BYTES + Math.min(at, payload.bytes - CHECK_BYTES - 1)
   payload.arena[where] = payload.arena[where]! ^ 0x41
   return payload.kind
 }
@@ -219,8 +220,8 @@ void describe('density: LIST and stats counters (spec §5.7, §7)', () => {
       assert.equal(b.put(1, pool, 1, 0, text), 1)
       const cb1 = b.stat('C=', 'cb')
       assert.equal(b.stat('C=', 'cp'), 1)
-      assert.ok(cb1 > 0 && cb1 < 2044, `cb ${cb1}`)
-      assert.equal(b.payload(1, pool, 1, 0).bytes, cb1 + 4, 'the chunk is the codec bytes plus the check')
+      assert.ok(cb1 > 0 && cb1 <= 2048 - CHECK_BYTES, `cb ${cb1}`)
+      assert.equal(b.payload(1, pool, 1, 0).bytes, cb1 + CHECK_BYTES, 'the chunk is the codec bytes plus the check')
       assert.equal(b.put(1, pool, 1, 1, page('heap', 2)), 1)
       assert.equal(b.stat('C=', 'cp'), 2)
       const cb2 = b.stat('C=', 'cb')

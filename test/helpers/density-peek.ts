@@ -7,6 +7,7 @@
 import type { Host } from '../../src/engine/host.js'
 import type { Pool } from '../../src/engine/model.js'
 import { AssertionError } from '../../src/util/assert.js'
+import { CHECK_BYTES } from '../../src/engine/payload.js'
 import { NONE, SLOT_COMPRESSED, SLOT_CONTENT, SLOT_FILLED, SLOT_KIND_MASK, SLOT_TZE } from '../../src/engine/store.js'
 
 export type PayloadKind = 'plain' | 'filled' | 'compressed' | 'tze'
@@ -18,7 +19,7 @@ export interface StoredPayload {
   frame: number
   offset: number
   bytes: number
-  /** Absolute byte offset of the payload in `arena` (chunk: its 4-byte check comes first). */
+  /** Absolute byte offset of the payload in `arena` (chunk: its CHECK_BYTES header comes first). */
   at: number
   arena: Buffer | null
 }
@@ -85,7 +86,7 @@ export function checkDensityCounters(host: Host): void {
         liveContents.add(store.slotFrame[slot]!)
       } else if ((flags & SLOT_KIND_MASK) === SLOT_COMPRESSED) {
         mine.pages++
-        mine.bytes += store.slotBytes[slot]! - 4
+        mine.bytes += store.slotBytes[slot]! - CHECK_BYTES
       }
     }
   }
@@ -104,8 +105,8 @@ export function checkDensityCounters(host: Host): void {
   let compressed = 0
   if (contents !== null) {
     for (const id of liveContents) {
-      if (contents.kind[id] === SLOT_TZE) tze += contents.bytes[id]! - 4
-      if (contents.kind[id] === SLOT_COMPRESSED) compressed += contents.bytes[id]! - 4
+      if (contents.kind[id] === SLOT_TZE) tze += contents.bytes[id]! - CHECK_BYTES
+      if (contents.kind[id] === SLOT_COMPRESSED) compressed += contents.bytes[id]! - CHECK_BYTES
     }
   }
   if (counters.contentCount !== liveContents.size) {
