@@ -29,6 +29,14 @@ import { CONTROL_DATA_BYTES_MAX } from '../server/frame.js'
 import { SESSION_DESTROY, emptySession } from '../server/session-frame.js'
 import type { ControlChannel } from './channel.js'
 
+type CopyFunction = (this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number) => number
+const BUFFER_COPY = (Buffer.prototype as unknown as { copy: CopyFunction }).copy
+
+/** A native copy between any two byte arrays. */
+function copyInto(source: Uint8Array, from: number, target: Uint8Array, to: number, length: number): void {
+  BUFFER_COPY.call(source, target, to, from, from + length)
+}
+
 export interface NetworkChannelOptions {
   /** Serve SAVE_GET_NEXT_PAGE from SAVE_GET_PAGES batches. Default true. */
   prefetch?: boolean
@@ -76,38 +84,61 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
     return reply.rc
   }
 
-  /** SAVE_GET_NEXT_PAGE from a batch: the handle (the record's first 32 bytes) and the page. */
-  const nextPage = async (op: CtrlOp, data: Uint8Array): Promise<number> => {
+  /** SAVE_GET_PAGES for `poolId`: the records copied out, or the rc (0: no more pages). */
+  const fetchBatch = (op: CtrlOp, poolId: number): Promise<Batch | number> => {
+    const fetchOp: TmemOp = { cmd: TMEM_CONTROL, poolId, ctrl: { ...op.ctrl, subop: TMEMC_SAVE_GET_PAGES, arg1: batchBytes, arg2: 0 } }
+    const fetched = client.controlWith(fetchOp, null, batchBytes, (rc, bytes, offset): Batch | number =>
+      rc <= 0 ? rc : { poolId, bytes: bytes.slice(offset, offset + rc * RECORD_BYTES), count: rc, next: 0 })
+    fetched.catch(() => undefined) // awaited later, or dropped with its batch
+    return fetched
+  }
+
+  /** The next batch of `poolId`, and the one after it already asked for (double buffering). */
+  let ahead: { poolId: number; batch: Promise<Batch | number> } | null = null
+
+  const refill = async (op: CtrlOp, data: Uint8Array): Promise<number> => {
     const poolId = op.poolId
-    if (batch === null || batch.poolId !== poolId || batch.next >= batch.count) {
-      const fetchOp: TmemOp = { cmd: TMEM_CONTROL, poolId, ctrl: { ...op.ctrl, subop: TMEMC_SAVE_GET_PAGES, arg1: batchBytes, arg2: 0 } }
-      const fetched = await client.controlWith(fetchOp, null, batchBytes, (rc, bytes, offset) => {
-        if (rc <= 0) return { rc, copy: null }
-        return { rc, copy: bytes.slice(offset, offset + rc * RECORD_BYTES) }
-      })
-      if (fetched.rc === 0) {
-        batch = null
-        return -1 // no more pages: what SAVE_GET_NEXT_PAGE says at the end of the list
-      }
-      if (fetched.rc < 0 || fetched.copy === null) {
-        batch = null
-        return fetched.rc
-      }
-      batch = { poolId, bytes: fetched.copy, count: fetched.rc, next: 0 }
+    const next = ahead !== null && ahead.poolId === poolId ? ahead.batch : fetchBatch(op, poolId)
+    ahead = null
+    const got = await next
+    if (typeof got === 'number') {
+      batch = null
+      return got === 0 ? -1 : got // 0: no more pages, which SAVE_GET_NEXT_PAGE says with -1
     }
-    if (data.length < TMEM_HANDLE_BYTES_V1 + PAGE_SIZE) return -12
-    const at = batch.next * RECORD_BYTES
-    batch.next++
-    data.set(batch.bytes.subarray(at, at + TMEM_HANDLE_BYTES_V1), 0)
-    data.set(batch.bytes.subarray(at + PAGE_RECORD_HEADER_BYTES, at + RECORD_BYTES), TMEM_HANDLE_BYTES_V1)
+    batch = got
+    if (got.count * RECORD_BYTES + RECORD_BYTES <= batchBytes) {
+      // A short batch: the pool's list ended; nothing to ask for ahead.
+    } else {
+      ahead = { poolId, batch: fetchBatch(op, poolId) }
+    }
+    return take(data)
+  }
+
+  /** SAVE_GET_NEXT_PAGE from the batch: the handle (the record's first 32 bytes) and the page. */
+  const take = (data: Uint8Array): number => {
+    const current = batch!
+    const at = current.next * RECORD_BYTES
+    current.next++
+    copyInto(current.bytes, at, data, 0, TMEM_HANDLE_BYTES_V1)
+    copyInto(current.bytes, at + PAGE_RECORD_HEADER_BYTES, data, TMEM_HANDLE_BYTES_V1, PAGE_SIZE)
     return 1
+  }
+
+  const nextPage = (op: CtrlOp, data: Uint8Array): Promise<number> | number => {
+    if (data.length < TMEM_HANDLE_BYTES_V1 + PAGE_SIZE) return -12
+    if (batch !== null && batch.poolId === op.poolId && batch.next < batch.count) return take(data)
+    if (ahead !== null && ahead.poolId !== op.poolId) ahead = null
+    return refill(op, data)
   }
 
   return {
     control(op, data) {
       if ('ctrl' in op && op.cmd === TMEM_CONTROL) {
         const subop = op.ctrl.subop
-        if (subop === TMEMC_SAVE_BEGIN || subop === TMEMC_SAVE_END) batch = null
+        if (subop === TMEMC_SAVE_BEGIN || subop === TMEMC_SAVE_END) {
+          batch = null
+          ahead = null
+        }
         if (prefetch && subop === TMEMC_SAVE_GET_NEXT_PAGE && data != null && op.ctrl.arg1 >= TMEM_HANDLE_BYTES_V1 + PAGE_SIZE) {
           return nextPage(op, data)
         }

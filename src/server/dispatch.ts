@@ -105,6 +105,10 @@ import {
 } from './session-frame.js'
 import type { OpenResult, Session, SessionTable } from './sessions.js'
 
+type CopyFunction = (this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number) => number
+/** Buffer.prototype.copy: a native memcpy for any Uint8Array (control plane only). */
+const BUFFER_COPY = (Buffer.prototype as unknown as { copy: CopyFunction }).copy
+
 /** Daemon-level counters (the engine counts the ops themselves). */
 export interface DaemonCounters {
   connectionsAccepted: number
@@ -168,6 +172,7 @@ export class Dispatcher implements ConnectionHandler {
   readonly #options: DispatcherOptions
   /** Client ids whose save a control connection began and has not ended (SAVE_BEGIN). */
   readonly #savesBegun = new WeakMap<Connection, Set<number>>()
+  #tool: Buffer | null = null
 
   constructor(host: HostLike, sessions: SessionTable, log: Logger, options: DispatcherOptions) {
     this.#host = host
@@ -309,15 +314,30 @@ export class Dispatcher implements ConnectionHandler {
     const at = conn.sendUsed
     const dataAt = at + FRAME_HEADER_BYTES + RC_BYTES
     const dataLength = Math.max(outputBytes, inputBytes)
-    send.fill(0, dataAt, dataAt + dataLength)
-    if (inputBytes > 0) copyBytes(bytes, opAt + fixedBytes, send, dataAt, inputBytes)
-    const data = dataLength > 0 ? send : null
-    const rc = this.#host.controlBytes(bytes, opAt, conn.abiVersion, data, dataAt, dataLength)
+    // The engine works on an 8-byte-aligned tool buffer, not in the reply: page records there
+    // (SAVE_GET_PAGES, RESTORE_PAGES) then lie aligned, and the engine copies their pages as
+    // words instead of byte by byte (4 GB/s against 0.3 GB/s). Moving the tool buffer in and
+    // out costs a native memcpy each.
+    const tool = dataLength > 0 ? this.#toolBuffer(dataLength) : null
+    if (tool !== null) {
+      if (inputBytes > 0) BUFFER_COPY.call(bytes, tool, 0, opAt + fixedBytes, opAt + fixedBytes + inputBytes)
+      tool.fill(0, inputBytes, dataLength)
+    }
+    const rc = this.#host.controlBytes(bytes, opAt, conn.abiVersion, tool, 0, dataLength)
+    if (tool !== null && outputBytes > 0) BUFFER_COPY.call(tool, send, dataAt, 0, outputBytes)
     this.counters.controlsExecuted++
     if (readU32LE(bytes, opAt) === TMEM_CONTROL) this.#trackSave(conn, bytes, opAt, rc)
     writeFrameHeader(send, at, KIND_CONTROL_REPLY, reader.requestId, RC_BYTES + outputBytes)
     writeU32LE(send, at + FRAME_HEADER_BYTES, rc)
     conn.sendUsed = dataAt + outputBytes
+  }
+
+  /** The shared tool buffer (one engine call at a time), at least `bytes` long, offset 0. */
+  #toolBuffer(bytes: number): Buffer {
+    if (this.#tool === null || this.#tool.length < bytes) {
+      this.#tool = Buffer.allocUnsafeSlow(Math.max(bytes, PAGE_SIZE + 64))
+    }
+    return this.#tool
   }
 
   /** Remembers which saves this control connection has open (see #endAbandonedSaves). */
