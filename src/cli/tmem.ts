@@ -12,7 +12,12 @@ import { fileURLToPath } from 'node:url'
 import { Command, CommanderError } from 'commander'
 import { TmemConnectionError, TmemError } from '../client/errors.js'
 import { registerDaemonCommand } from './daemon.js'
-import { EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, UsageError } from './exit.js'
+import { EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, OpFailedError, UnreachableError, UsageError } from './exit.js'
+import { registerFlushCommand, registerFreeableCommand } from './flush.js'
+import { registerDestroyCommand, registerFreezeCommand, registerThawCommand } from './freeze.js'
+import { registerListCommand } from './list.js'
+import { registerSetCommand } from './set.js'
+import { registerSharedAuthCommand } from './shared-auth.js'
 
 /** One verb: adds its subcommand (options, help, action) to the program. */
 export interface CommandSpec {
@@ -20,8 +25,23 @@ export interface CommandSpec {
   register: (program: Command) => void
 }
 
-/** Every verb of `tmem`, in help order. Add new verbs here. */
-export const COMMANDS: readonly CommandSpec[] = [{ name: 'daemon', register: registerDaemonCommand }]
+/**
+ * Every verb of `tmem`, in help order. Add new verbs here. The control verbs share
+ * src/cli/args.ts (where the daemon is, `withControl`, exit 3) and src/cli/clients.ts
+ * (`[-a | CLIENT]`, names to ids, failure messages); `save`, `restore` and `migrate` go after
+ * `freeable`, built the same way on src/migrate/.
+ */
+export const COMMANDS: readonly CommandSpec[] = [
+  { name: 'daemon', register: registerDaemonCommand },
+  { name: 'list', register: registerListCommand },
+  { name: 'freeze', register: registerFreezeCommand },
+  { name: 'thaw', register: registerThawCommand },
+  { name: 'destroy', register: registerDestroyCommand },
+  { name: 'flush', register: registerFlushCommand },
+  { name: 'set', register: registerSetCommand },
+  { name: 'shared-auth', register: registerSharedAuthCommand },
+  { name: 'freeable', register: registerFreeableCommand },
+]
 
 export function buildProgram(): Command {
   const program = new Command('tmem')
@@ -53,6 +73,14 @@ export function exitCodeFor(error: unknown): number {
     process.stderr.write(`tmem: ${error.message}\n`)
     return EXIT_USAGE
   }
+  if (error instanceof OpFailedError) {
+    process.stderr.write(`tmem: ${error.message}\n`)
+    return EXIT_FAILED
+  }
+  if (error instanceof UnreachableError) {
+    process.stderr.write(`tmem: ${error.message}\n`)
+    return EXIT_UNREACHABLE
+  }
   if (error instanceof TmemConnectionError) {
     process.stderr.write(`tmem: ${error.message} (${error.code})\n`)
     return EXIT_UNREACHABLE
@@ -79,4 +107,7 @@ function isEntry(): boolean {
 if (isEntry()) {
   const code = await main()
   if (code !== 0) process.exitCode = code
+  // A daemon that accepted but never answered can leave a socket holding the event loop: exit
+  // anyway once everything else is done (the timer does not keep the process alive itself).
+  if (code === EXIT_UNREACHABLE) setTimeout(() => process.exit(code), 100).unref()
 }

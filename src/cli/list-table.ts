@@ -1,0 +1,173 @@
+/**
+ * The readable forms of `tmem list`: a host summary, a client table and a pool table built from
+ * the daemon's STATS (the engine's `host.stats()` plus the daemon's session names), and the
+ * `--json` form for scripts. Pure functions of a STATS reply, so they are easy to test.
+ *
+ * Derived figures follow Xen's `xen-tmem-list-parse` (spec §5.7): get hit rate `gs/gt`,
+ * compression `cb/(cp·4096)`, dedup `Gd/Ep` and `1 − Sc/Ec`, tze `1 − Zt/(Sc·4096)`.
+ * A shared pool's counters belong to the pool, not to one sharer: a client's hit rate counts
+ * only the pools it owns, so a shared pool is not counted twice.
+ */
+import { PAGE_SIZE } from '../abi/constants.js'
+import type { DaemonStats } from '../client/control.js'
+import type { ClientStats, HostStats, PoolStats } from '../engine/stats.js'
+import { formatBytes } from '../server/config.js'
+import { hostStats } from './clients.js'
+
+/** `host.stats()` with each client's session name (null when it has none, e.g. restored). */
+export type NamedHostStats = Omit<HostStats, 'clients'> & { clients: (ClientStats & { name: string | null })[] }
+
+/** The `--json` document: the engine's stats, clients named, only `cliId`'s when given. */
+export function listJson(stats: DaemonStats, cliId: number | null): NamedHostStats {
+  const host = hostStats(stats)
+  const clients = host.clients
+    .filter((client) => cliId === null || client.id === cliId)
+    .map((client) => ({ ...client, name: sessionName(stats, client.id) }))
+  return { ...host, clients }
+}
+
+/** The readable table: host summary (all clients only), clients, then pools. */
+export function listTable(stats: DaemonStats, cliId: number | null): string {
+  const host = hostStats(stats)
+  const clients = host.clients.filter((client) => cliId === null || client.id === cliId)
+  const out: string[] = []
+  if (cliId === null) out.push(...hostSummary(host), '')
+  if (clients.length === 0) {
+    out.push('no clients')
+    return `${out.join('\n')}\n`
+  }
+  out.push(...columns([CLIENT_HEADER, ...clients.map((client) => clientRow(stats, client))]))
+  const pools = clients.flatMap((client) => client.pools.map((pool) => poolRow(client, pool)))
+  out.push('')
+  out.push(...(pools.length === 0 ? ['no pools'] : columns([POOL_HEADER, ...pools])))
+  return `${out.join('\n')}\n`
+}
+
+function hostSummary(host: HostStats): string[] {
+  const pools = host.clients.reduce((sum, client) => sum + client.pools.filter((p) => p.ownerId === client.id).length, 0)
+  const used = host.framesUsed
+  return [
+    `tmem host: ${formatBytes(host.budgetPages * PAGE_SIZE)} budget (${count(host.budgetPages)} pages), ` +
+      `${plural(host.clients.length, 'client')}, ${plural(pools, 'pool')}, ` +
+      `${count(host.totalOps)} ops (${count(host.erroredOps)} failed)`,
+    `memory:  ${formatBytes(used * PAGE_SIZE)} used of ${formatBytes(host.budgetPages * PAGE_SIZE)} ` +
+      `(${count(used)} pages, ${percent(used, host.budgetPages)}), ` +
+      `${count(host.framesFree)} pages free, ${host.freeableMb} MiB freeable`,
+    `pages:   ${count(host.ephemeralPages)} ephemeral, ${count(host.persistentPages)} persistent, ` +
+      `${count(host.objects)} objects; ${count(host.evicted)} evicted`,
+    `savings: ${savings(host)}`,
+  ]
+}
+
+function savings(host: HostStats): string {
+  const parts: string[] = []
+  const compressedPages = host.clients.reduce((sum, client) => sum + client.compressedPages, 0)
+  const compressedBytes = host.clients.reduce((sum, client) => sum + client.compressedBytes, 0)
+  const poor = host.clients.reduce((sum, client) => sum + client.compressPoor, 0)
+  if (compressedPages > 0) {
+    const raw = compressedPages * PAGE_SIZE
+    parts.push(
+      `compression ${plural(compressedPages, 'page')} in ${formatBytes(compressedBytes)} ` +
+        `(${percent(raw - compressedBytes, raw)} saved${poor > 0 ? `, ${count(poor)} poor` : ''})`,
+    )
+  } else if (poor > 0) {
+    parts.push(`compression: ${count(poor)} pages did not shrink enough`)
+  }
+  if (host.dedupPuts > 0 || (host.contentDescriptors > 0 && host.contentDescriptors < host.ephemeralPages)) {
+    parts.push(
+      `dedup ${count(host.dedupPuts)} of ${count(host.goodEphemeralPuts)} ephemeral puts ` +
+        `(${percent(host.dedupPuts, host.goodEphemeralPuts)}), ${count(host.ephemeralPages)} pages in ` +
+        `${count(host.contentDescriptors)} frames (${percent(host.ephemeralPages - host.contentDescriptors, host.ephemeralPages)} saved)`,
+    )
+  }
+  if (host.tzeBytes > 0 && host.contentDescriptors > 0) {
+    const raw = host.contentDescriptors * PAGE_SIZE
+    parts.push(`tze ${formatBytes(host.tzeBytes)} kept of ${formatBytes(raw)} (${percent(raw - host.tzeBytes, raw)} saved)`)
+  }
+  return parts.length === 0 ? 'none (compression, dedup and tze off or unused)' : parts.join('; ')
+}
+
+const CLIENT_HEADER = ['ID', 'NAME', 'STATE', 'WEIGHT', 'CAP', 'COMPRESS', 'POOLS', 'EPHEMERAL', 'PERSISTENT', 'MEMORY', 'GETS', 'HIT']
+
+function clientRow(stats: DaemonStats, client: ClientStats): string[] {
+  const owned = client.pools.filter((pool) => pool.ownerId === client.id)
+  const persistent = owned.filter((pool) => pool.persistent).reduce((sum, pool) => sum + pool.pages, 0)
+  const gets = owned.reduce((sum, pool) => sum + pool.gets, 0)
+  const found = owned.reduce((sum, pool) => sum + pool.foundGets, 0)
+  return [
+    String(client.id),
+    sessionName(stats, client.id) ?? '-',
+    clientState(stats, client),
+    String(client.weight),
+    client.cap === 0 ? '-' : `${client.cap}%`,
+    client.compress ? 'on' : 'off',
+    String(client.pools.length),
+    count(client.ephemeralPages),
+    count(persistent),
+    formatBytes((client.ephemeralPages + persistent) * PAGE_SIZE).replace(' ', ''),
+    count(gets),
+    gets === 0 ? '-' : percent(found, gets),
+  ]
+}
+
+function clientState(stats: DaemonStats, client: ClientStats): string {
+  const session = stats.sessions.find((candidate) => candidate.id === client.id)
+  const states = [
+    session === undefined ? 'no-session' : session.connected ? 'connected' : `detached-${Math.round(session.detachedMs / 1000)}s`,
+  ]
+  if (client.frozen) states.push('frozen')
+  if (client.liveMigrating) states.push('migrating')
+  return states.join(',')
+}
+
+const POOL_HEADER = ['ID', 'POOL', 'KIND', 'PAGES', 'OBJECTS', 'PUTS', 'GETS', 'HIT', 'FLUSHES', 'SHARED']
+
+function poolRow(client: ClientStats, pool: PoolStats): string[] {
+  const kind = `${pool.persistent ? 'persistent' : 'ephemeral'}${pool.shared ? ',shared' : ''}`
+  const shared = pool.shared
+    ? `${uuidText(pool.uuid)}${pool.ownerId === client.id ? '' : ` (owner ${pool.ownerId}, pool ${pool.poolId})`}`
+    : ''
+  return [
+    String(client.id),
+    String(pool.slot),
+    kind,
+    count(pool.pages),
+    count(pool.objects),
+    count(pool.puts),
+    count(pool.gets),
+    pool.gets === 0 ? '-' : percent(pool.foundGets, pool.gets),
+    count(pool.flushes + pool.flushObjects),
+    shared,
+  ]
+}
+
+/** A pool's `[lo, hi]` hex as the tools' UUID string (hi first). */
+function uuidText(uuid: [string, string]): string {
+  const hex = uuid[1].padStart(16, '0') + uuid[0].padStart(16, '0')
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+}
+
+function sessionName(stats: DaemonStats, id: number): string | null {
+  return stats.sessions.find((session) => session.id === id)?.name ?? null
+}
+
+/** Left-aligned columns, two spaces apart, no trailing spaces; cells have no spaces (awk). */
+function columns(rows: string[][]): string[] {
+  const widths: number[] = []
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)))
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd())
+}
+
+function count(value: number): string {
+  return String(value)
+}
+
+function plural(value: number, noun: string): string {
+  return `${value} ${noun}${value === 1 ? '' : 's'}`
+}
+
+function percent(part: number, whole: number): string {
+  if (whole <= 0) return '0%'
+  const value = (part * 100) / whole
+  return `${value >= 10 || value === 0 ? Math.round(value) : value.toFixed(1)}%`
+}

@@ -1,0 +1,108 @@
+/**
+ * `tmem list [-l] [--xen] [--json] [-a | CLIENT]` (xl tmem-list).
+ *
+ * - `-l` prints the exact Xen TMEMC_LIST text, long form (spec §5.7), as `xl tmem-list -l` did,
+ *   so Xen's `xen-tmem-list-parse` and scripts written for it read it unchanged.
+ * - `--xen` without `-l` prints the short form (what `xl tmem-list` printed).
+ * - plain `list` prints a readable summary and tables (list-table.ts) from the daemon's STATS.
+ * - `--json` prints `host.stats()` (clients named) for scripts.
+ *
+ * Without `-a` or CLIENT, list shows every client. The LIST buffer starts at 256 KiB (xl used
+ * 32 KiB) and grows to the 1 MiB the protocol allows when the text comes close to filling it:
+ * LIST drops lines that do not fit rather than failing.
+ */
+import type { Command } from 'commander'
+import { CLI_ID_NULL } from '../abi/constants.js'
+import { CONTROL_DATA_BYTES_MAX } from '../server/frame.js'
+import { LIST_BUFFER_BYTES, type TmemControlClient } from '../client/control.js'
+import { TmemError } from '../client/errors.js'
+import { addControlOptions, withControl } from './args.js'
+import {
+  addClientSelection,
+  type ClientSelection,
+  engineClient,
+  opFailed,
+  parseClientArg,
+  selectClient,
+} from './clients.js'
+import { UsageError } from './exit.js'
+import { listJson, listTable } from './list-table.js'
+
+interface ListOptions {
+  all?: boolean
+  long?: boolean
+  xen?: boolean
+  json?: boolean
+}
+
+/** A LIST line is formatted in a 1024-byte scratch buffer (spec §5.7): no line is longer. */
+const LIST_LINE_BYTES_MAX = 1024
+
+export function registerListCommand(program: Command): void {
+  const command = program
+    .command('list')
+    .description('List clients and pools: a readable table, the Xen LIST text (-l), or JSON (--json)')
+  addClientSelection(command, 'every client (the default)')
+    .option('-l, --long', 'the exact Xen TMEMC_LIST text, long form (xl tmem-list -l)')
+    .option('--xen', 'the Xen TMEMC_LIST text; short form unless -l (xl tmem-list)')
+    .option('--json', 'host.stats() as JSON, each client with its name, for scripts')
+  addControlOptions(command)
+    .addHelpText('after', LIST_HELP)
+    .action(async (client: string | undefined, options: ListOptions, self: Command) => {
+      const arg = parseClientArg(options.all, client, { kind: 'all' })
+      const xen = options.long === true || options.xen === true
+      if (xen && options.json === true) throw new UsageError('Give -l/--xen or --json, not both')
+      const text = await withControl(self, async (control) => {
+        const { selection, stats } = await selectClient(control, arg, 'list')
+        if (xen) return listText(control, selection, options.long === true)
+        const cliId = selection.cliId === CLI_ID_NULL ? null : selection.cliId
+        if (cliId !== null && engineClient(stats, cliId) === undefined) throw opFailed('list', -1, selection, stats)
+        return options.json === true ? `${JSON.stringify(listJson(stats, cliId), null, 2)}\n` : listTable(stats, cliId)
+      })
+      process.stdout.write(text)
+    })
+}
+
+/** TMEMC_LIST with a buffer that grows until the text cannot have been cut. */
+async function listText(control: TmemControlClient, selection: ClientSelection, long: boolean): Promise<string> {
+  let bytes = LIST_BUFFER_BYTES
+  for (;;) {
+    let text: string
+    try {
+      text = await control.list(selection.cliId, long, bytes)
+    } catch (error) {
+      if (error instanceof TmemError && error.errno < 0) {
+        throw opFailed('list', error.errno, selection, await control.stats())
+      }
+      throw error
+    }
+    if (text.length + LIST_LINE_BYTES_MAX < bytes || bytes >= CONTROL_DATA_BYTES_MAX) return text
+    bytes = Math.min(bytes * 4, CONTROL_DATA_BYTES_MAX)
+  }
+}
+
+const LIST_HELP = `
+Forms:
+  tmem list            summary of the host, a client table and a pool table
+  tmem list -l         the Xen LIST text, long form: G= S= C= P= T= lines (spec 5.7)
+  tmem list --xen      the Xen LIST text, short form
+  tmem list --json     the engine's stats as JSON (clients carry their name)
+CLIENT is a client id or the name the client gave (tmem list shows both). For one
+client, -l prints only its C= and P= lines, as Xen does.
+
+Where the daemon is (the same options and variables as tmem daemon, so the defaults
+find a default npm start daemon):
+  --control-socket PATH            TMEM_CONTROL_SOCKET (default below)
+  --control-listen HOST:PORT       TMEM_CONTROL_LISTEN, with --token-file / TMEM_TOKEN_FILE
+The command line wins over the environment and a socket wins over TCP.
+
+Examples:
+  $ tmem list
+  $ tmem list -l
+  G=Tt:12,Te:0,Cf:0,Af:0,Pf:0,Ta:0,Lm:0,Et:0,Ea:0,Rt:0,Ra:0,Rx:0,Fp:0,Ec:2,...
+  C=CI:1,ww:0,ca:0,co:0,fr:0,Tc:81230,Ge:1,Pp:1,Gp:0,Ec:2,Em:2,cp:0,cb:0,cn:0,cm:0
+  P=CI:1,PI:0,PT:EP,U0:0,U1:0,Pc:2,Pm:2,Oc:1,Om:1,Nc:0,Nm:0,ps:2,pt:2,...
+  $ tmem list web-1 --json | jq '.clients[0].ephemeralPages'
+  $ tmem list --control-listen 127.0.0.1:7301 --token-file /run/user/1000/tmem/control.token
+
+Exit codes: 0 listed, 1 failed (unknown client: EPERM (-1)), 2 usage, 3 daemon unreachable.`
