@@ -48,6 +48,7 @@ import type { Host } from './host.js'
 import type { Client, Pool } from './model.js'
 import { renderList } from './list.js'
 import { Migration } from './migration.js'
+import { writeU32LE } from '../util/le.js'
 import { NONE } from './store.js'
 import { Pages } from './pages.js'
 
@@ -315,16 +316,9 @@ function clampSaved(value: number): number {
   return value === 0xffffffff ? -2 : value
 }
 
-function writeU32(data: Uint8Array, at: number, value: number): void {
-  data[at] = value & 0xff
-  data[at + 1] = (value >>> 8) & 0xff
-  data[at + 2] = (value >>> 16) & 0xff
-  data[at + 3] = (value >>> 24) & 0xff
-}
-
 function writeU64(data: Uint8Array, at: number, value: bigint): void {
-  writeU32(data, at, Number(value & 0xffffffffn))
-  writeU32(data, at + 4, Number((value >> 32n) & 0xffffffffn))
+  writeU32LE(data, at, Number(value & 0xffffffffn))
+  writeU32LE(data, at + 4, Number((value >> 32n) & 0xffffffffn))
 }
 
 /** Writes a `struct tmem_handle` (v1: 32 bytes, v0: 16 bytes) from oid words at `oid[base]`. */
@@ -337,8 +331,8 @@ function writeHandle(
   oid: Uint32Array,
   base: number,
 ): void {
-  writeU32(data, at, poolId)
-  writeU32(data, at + 4, index)
+  writeU32LE(data, at, poolId)
+  writeU32LE(data, at + 4, index)
   const words = version === 0 ? 2 : 6
-  for (let i = 0; i < words; i++) writeU32(data, at + 8 + 4 * i, oid[base + i]!)
+  for (let i = 0; i < words; i++) writeU32LE(data, at + 8 + 4 * i, oid[base + i]!)
 }

@@ -48,6 +48,7 @@ import {
   opLayout,
 } from '../abi/layout.js'
 import type { TmemOp } from '../abi/types.js'
+import { readU32LE } from '../util/le.js'
 import { Frames } from './frames.js'
 import { createCodec } from './codecs.js'
 import { Contents } from './dedup.js'
@@ -93,9 +94,6 @@ function isAbiVersion(version: unknown): version is 0 | 1 {
   return version === 0 || version === 1
 }
 
-function readU32(bytes: Uint8Array, at: number): number {
-  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
-}
 
 /** Global counters of the LIST `G=` line (spec §7.1). */
 export class GlobalCounters {
@@ -449,31 +447,31 @@ export class Host {
     if (!(bytes instanceof Uint8Array) || !Number.isInteger(offset) || offset < 0) return false
     if (offset + layout.bytes > bytes.length) return false
     const s = this.scratch
-    s.cmd = readU32(bytes, offset + OP_CMD)
-    s.poolId = readU32(bytes, offset + OP_POOL_ID) | 0
+    s.cmd = readU32LE(bytes, offset + OP_CMD)
+    s.poolId = readU32LE(bytes, offset + OP_POOL_ID) | 0
     if (s.cmd === TMEM_CONTROL) {
-      s.subop = readU32(bytes, offset + OP_CTRL_SUBOP)
-      s.cliId = readU32(bytes, offset + OP_CTRL_CLI_ID)
-      s.arg1 = readU32(bytes, offset + OP_CTRL_ARG1)
-      s.arg2 = readU32(bytes, offset + OP_CTRL_ARG2)
+      s.subop = readU32LE(bytes, offset + OP_CTRL_SUBOP)
+      s.cliId = readU32LE(bytes, offset + OP_CTRL_CLI_ID)
+      s.arg1 = readU32LE(bytes, offset + OP_CTRL_ARG1)
+      s.arg2 = readU32LE(bytes, offset + OP_CTRL_ARG2)
       this.#readOid(bytes, offset + layout.ctrlOid, layout.oidWords)
     } else if (s.cmd === TMEM_NEW_POOL || s.cmd === TMEM_AUTH || s.cmd === TMEM_RESTORE_NEW) {
-      s.uuidLo = BigInt(readU32(bytes, offset + OP_CREAT_UUID0)) |
-        (BigInt(readU32(bytes, offset + OP_CREAT_UUID0 + 4)) << 32n)
-      s.uuidHi = BigInt(readU32(bytes, offset + OP_CREAT_UUID0 + 8)) |
-        (BigInt(readU32(bytes, offset + OP_CREAT_UUID0 + 12)) << 32n)
-      s.flags = readU32(bytes, offset + OP_CREAT_FLAGS)
-      s.arg1 = readU32(bytes, offset + OP_CREAT_ARG1)
+      s.uuidLo = BigInt(readU32LE(bytes, offset + OP_CREAT_UUID0)) |
+        (BigInt(readU32LE(bytes, offset + OP_CREAT_UUID0 + 4)) << 32n)
+      s.uuidHi = BigInt(readU32LE(bytes, offset + OP_CREAT_UUID0 + 8)) |
+        (BigInt(readU32LE(bytes, offset + OP_CREAT_UUID0 + 12)) << 32n)
+      s.flags = readU32LE(bytes, offset + OP_CREAT_FLAGS)
+      s.arg1 = readU32LE(bytes, offset + OP_CREAT_ARG1)
     } else {
       this.#readOid(bytes, offset + layout.genOid, layout.oidWords)
-      s.index = readU32(bytes, offset + layout.genIndex)
-      s.tmemOffset = readU32(bytes, offset + layout.genTmemOffset)
-      s.pfnOffset = readU32(bytes, offset + layout.genPfnOffset)
-      s.len = readU32(bytes, offset + layout.genLen)
+      s.index = readU32LE(bytes, offset + layout.genIndex)
+      s.tmemOffset = readU32LE(bytes, offset + layout.genTmemOffset)
+      s.pfnOffset = readU32LE(bytes, offset + layout.genPfnOffset)
+      s.len = readU32LE(bytes, offset + layout.genLen)
       s.cmfn = 0n
       if (this.options.frameResolver !== null) {
-        s.cmfn = BigInt(readU32(bytes, offset + layout.genCmfn)) |
-          (BigInt(readU32(bytes, offset + layout.genCmfn + 4)) << 32n)
+        s.cmfn = BigInt(readU32LE(bytes, offset + layout.genCmfn)) |
+          (BigInt(readU32LE(bytes, offset + layout.genCmfn + 4)) << 32n)
       }
     }
     return true
@@ -481,7 +479,7 @@ export class Host {
 
   #readOid(bytes: Uint8Array, at: number, words: number): void {
     const oid = this.scratch.oid
-    for (let i = 0; i < 6; i++) oid[i] = i < words * 2 ? readU32(bytes, at + 4 * i) : 0
+    for (let i = 0; i < 6; i++) oid[i] = i < words * 2 ? readU32LE(bytes, at + 4 * i) : 0
   }
 
   /** Fills the scratch from a decoded op; returns 0, or -EFAULT for a malformed op object. */

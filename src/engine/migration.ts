@@ -32,20 +32,10 @@ import {
 import type { Host } from './host.js'
 import type { Client, Pool } from './model.js'
 import { Pages } from './pages.js'
+import { readU32LE, writeU32LE } from '../util/le.js'
 import { NONE } from './store.js'
 
 const FAIL = -1
-
-function readU32(data: Uint8Array, at: number): number {
-  return (data[at]! | (data[at + 1]! << 8) | (data[at + 2]! << 16) | (data[at + 3]! << 24)) >>> 0
-}
-
-function writeU32(data: Uint8Array, at: number, value: number): void {
-  data[at] = value & 0xff
-  data[at + 1] = (value >>> 8) & 0xff
-  data[at + 2] = (value >>> 16) & 0xff
-  data[at + 3] = (value >>> 24) & 0xff
-}
 
 export class Migration {
   readonly #host: Host
@@ -152,14 +142,14 @@ export class Migration {
     let count = 0
     let at = dataOffset
     while (at + PAGE_RECORD_HEADER_BYTES <= end) {
-      const poolId = readU32(data, at)
-      const kind = readU32(data, at + 32)
-      if (kind > 1 || readU32(data, at + 36) !== 0) return -EINVAL
+      const poolId = readU32LE(data, at)
+      const kind = readU32LE(data, at + 32)
+      if (kind > 1 || readU32LE(data, at + 36) !== 0) return -EINVAL
       if (kind === 1 && at + PAGE_RECORD_HEADER_BYTES + PAGE_SIZE > end) return -EINVAL
       const pool = poolId < MAX_POOLS_PER_DOMAIN ? client.pools[poolId] : null
       if (pool === null || pool === undefined) return FAIL
-      s.index = readU32(data, at + 4)
-      for (let i = 0; i < 6; i++) s.oid[i] = readU32(data, at + 8 + 4 * i)
+      s.index = readU32LE(data, at + 4)
+      for (let i = 0; i < 6; i++) s.oid[i] = readU32LE(data, at + 8 + 4 * i)
       const rc = kind === 1
         ? host.pages.put(client, pool, data, at + PAGE_RECORD_HEADER_BYTES, Pages.FILL_COPY)
         : host.pages.flushPage(pool)
@@ -180,9 +170,9 @@ function writeHeader(
   base: number,
   kind: number,
 ): void {
-  writeU32(data, at, poolId)
-  writeU32(data, at + 4, index)
-  for (let i = 0; i < 6; i++) writeU32(data, at + 8 + 4 * i, oid[base + i]!)
-  writeU32(data, at + 32, kind)
-  writeU32(data, at + 36, 0)
+  writeU32LE(data, at, poolId)
+  writeU32LE(data, at + 4, index)
+  for (let i = 0; i < 6; i++) writeU32LE(data, at + 8 + 4 * i, oid[base + i]!)
+  writeU32LE(data, at + 32, kind)
+  writeU32LE(data, at + 36, 0)
 }

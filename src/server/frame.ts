@@ -24,6 +24,8 @@
 import { PAGE_SIZE } from '../abi/constants.js'
 import { TMEM_OP_BYTES_V1 } from '../abi/layout.js'
 import { assert } from '../util/assert.js'
+import { copyBytes as copyRange } from '../util/bytes.js'
+import { readU16LE, readU32LE, writeU16LE, writeU32LE } from '../util/le.js'
 
 /** `"TMEM"` read as a little-endian u32: the bytes 54 4d 45 4d. */
 export const FRAME_MAGIC = 0x4d454d54
@@ -132,50 +134,9 @@ assert(REJECT_NAMES.length === REJECT_TRUNCATED + 1, 'One name per reject reason
 assert(REJECT_MESSAGES.length === REJECT_TRUNCATED + 1, 'One message per reject reason')
 assert(FRAME_MAGIC === 0x4d454d54, 'Magic spells TMEM')
 
-export function readU32LE(bytes: Uint8Array, offset: number): number {
-  return (
-    ((bytes[offset] ?? 0) |
-      ((bytes[offset + 1] ?? 0) << 8) |
-      ((bytes[offset + 2] ?? 0) << 16) |
-      ((bytes[offset + 3] ?? 0) << 24)) >>>
-    0
-  )
-}
+export { readU32LE, readI32LE, readU16LE, writeU32LE, writeU16LE } from '../util/le.js'
 
-export function readI32LE(bytes: Uint8Array, offset: number): number {
-  return readU32LE(bytes, offset) | 0
-}
-
-export function readU16LE(bytes: Uint8Array, offset: number): number {
-  return (bytes[offset] ?? 0) | ((bytes[offset + 1] ?? 0) << 8)
-}
-
-export function writeU32LE(bytes: Uint8Array, offset: number, value: number): void {
-  bytes[offset] = value & 0xff
-  bytes[offset + 1] = (value >>> 8) & 0xff
-  bytes[offset + 2] = (value >>> 16) & 0xff
-  bytes[offset + 3] = (value >>> 24) & 0xff
-}
-
-export function writeU16LE(bytes: Uint8Array, offset: number, value: number): void {
-  bytes[offset] = value & 0xff
-  bytes[offset + 1] = (value >>> 8) & 0xff
-}
-
-type CopyFunction = (
-  this: Uint8Array,
-  target: Uint8Array,
-  targetStart: number,
-  sourceStart: number,
-  sourceEnd: number,
-) => number
-
-const BUFFER_COPY = (Buffer.prototype as unknown as { copy: CopyFunction }).copy
-
-/**
- * Copies `count` bytes between two byte arrays without making a view (Buffer's native copy
- * works on any Uint8Array).
- */
+/** Copies `count` bytes between two byte arrays (allocation-free, see util/bytes.ts). */
 export function copyBytes(
   source: Uint8Array,
   sourceOffset: number,
@@ -185,7 +146,7 @@ export function copyBytes(
 ): void {
   assert(sourceOffset + count <= source.length, 'Copy source range is inside the source')
   assert(targetOffset + count <= target.length, 'Copy target range is inside the target')
-  BUFFER_COPY.call(source, target, targetOffset, sourceOffset, sourceOffset + count)
+  copyRange(source, sourceOffset, target, targetOffset, count)
 }
 
 /** Writes a frame header at `offset`; the payload follows at `offset + FRAME_HEADER_BYTES`. */
