@@ -6,7 +6,9 @@
  * Derived figures follow Xen's `xen-tmem-list-parse` (spec §5.7): get hit rate `gs/gt`,
  * compression `cb/(cp·4096)`, dedup `Gd/Ep` and `1 − Sc/Ec`, tze `1 − Zt/(Sc·4096)`.
  * A shared pool's counters belong to the pool, not to one sharer: a client's hit rate counts
- * only the pools it owns, so a shared pool is not counted twice.
+ * only the pools it owns, so a shared pool is not counted twice. A client's SIZE is its pages
+ * times 4 KiB, before compression (the engine keeps stored bytes per host, not per client);
+ * cp/cb are cumulative, as in Xen, so the compression figure is the ratio achieved so far.
  */
 import { PAGE_SIZE } from '../abi/constants.js'
 import type { DaemonStats } from '../client/control.js'
@@ -67,7 +69,7 @@ function savings(host: HostStats): string {
   if (compressedPages > 0) {
     const raw = compressedPages * PAGE_SIZE
     parts.push(
-      `compression ${plural(compressedPages, 'page')} in ${formatBytes(compressedBytes)} ` +
+      `compression ${plural(compressedPages, 'page')} compressed so far to ${formatBytes(compressedBytes)} ` +
         `(${percent(raw - compressedBytes, raw)} saved${poor > 0 ? `, ${count(poor)} poor` : ''})`,
     )
   } else if (poor > 0) {
@@ -87,7 +89,7 @@ function savings(host: HostStats): string {
   return parts.length === 0 ? 'none (compression, dedup and tze off or unused)' : parts.join('; ')
 }
 
-const CLIENT_HEADER = ['ID', 'NAME', 'STATE', 'WEIGHT', 'CAP', 'COMPRESS', 'POOLS', 'EPHEMERAL', 'PERSISTENT', 'MEMORY', 'GETS', 'HIT']
+const CLIENT_HEADER = ['ID', 'NAME', 'STATE', 'WEIGHT', 'CAP', 'COMPRESS', 'POOLS', 'EPHEMERAL', 'PERSISTENT', 'SIZE', 'GETS', 'HIT']
 
 function clientRow(stats: DaemonStats, client: ClientStats): string[] {
   const owned = client.pools.filter((pool) => pool.ownerId === client.id)
@@ -151,7 +153,7 @@ function sessionName(stats: DaemonStats, id: number): string | null {
   return stats.sessions.find((session) => session.id === id)?.name ?? null
 }
 
-/** Left-aligned columns, two spaces apart, no trailing spaces; cells have no spaces (awk). */
+/** Left-aligned columns, two spaces apart, no trailing spaces. Only the last column (SHARED) has spaces, so awk can split the rest. */
 function columns(rows: string[][]): string[] {
   const widths: number[] = []
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)))

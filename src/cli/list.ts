@@ -92,9 +92,10 @@ client, -l prints only its C= and P= lines, as Xen does.
 
 Where the daemon is (the same options and variables as tmem daemon, so the defaults
 find a default npm start daemon):
-  --control-socket PATH            TMEM_CONTROL_SOCKET (default below)
+  --control-socket PATH            TMEM_CONTROL_SOCKET (default above)
   --control-listen HOST:PORT       TMEM_CONTROL_LISTEN, with --token-file / TMEM_TOKEN_FILE
-The command line wins over the environment and a socket wins over TCP.
+The command line wins over the environment; given the same way, a socket wins over
+TCP. "none" (as for the daemon) means no socket.
 
 Examples:
   $ tmem list
