@@ -77,7 +77,9 @@ export function resolveControlTarget(command: Command, env: NodeJS.ProcessEnv = 
     if (address.port === 0) throw new UsageError(`Control address ${listen} has port 0: give the port the daemon printed`)
     return { ...address, tokenFile: options.tokenFile ?? defaultTokenFile(env) }
   }
-  if (socket === 'none') throw new UsageError('No control endpoint: the control socket is "none" and no --control-listen was given')
+  if (socket === 'none' || socket === '') {
+    throw new UsageError('No control endpoint: the control socket is "none" and no --control-listen was given')
+  }
   return { path: defaultControlSocketPath(env) }
 }
 
