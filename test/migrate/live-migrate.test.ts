@@ -243,3 +243,26 @@ void test('target killed mid-copy: the source keeps every page and the writer ke
     await Promise.all([a.stop(), b.stop()])
   }
 })
+
+void test('a client that was away during the migration is redirected when it comes back', async () => {
+  const [a, b] = await daemonPair()
+  try {
+    const first = await connect({ path: a.socketPath }, { name: 'sleeper' })
+    const pool = await first.newPool({ persistent: true })
+    for (let i = 0; i < 50; i++) await first.put(pool, 5, i, page(i))
+    const secret = first.secret
+    await first.disconnect() // the process went away; the client waits out its grace period
+    const result = await migrateClient({ source: { path: a.controlPath }, target: { path: b.controlPath }, client: 'sleeper' })
+    assert.equal(result.notified, false)
+
+    // The process comes back to the old daemon with its old secret and is sent on.
+    const back = await connect({ path: a.socketPath }, { name: 'sleeper', secret })
+    assert.equal(back.resumed, true)
+    assert.equal(back.address, `unix:${b.socketPath}`)
+    assert.notEqual(back.secret, secret, 'the new daemon gave the client its own secret')
+    for (let i = 0; i < 50; i++) assert.deepEqual(await back.get(pool, 5, i), page(i))
+    await back.close()
+  } finally {
+    await Promise.all([a.stop(), b.stop()])
+  }
+})
