@@ -184,9 +184,10 @@ export async function runDaemon(options: DaemonCliOptions): Promise<void> {
     process.exitCode = EXIT_FAILED
     return
   }
+  // Signals are handled before "ready" is printed: a supervisor may stop us right after it.
+  installShutdown(daemon, log)
   printSummary(daemon, resolved.memoryBytes)
   log.info({ addresses: daemon.addresses, pages: host.options.pages }, 'ready')
-  installShutdown(daemon, log)
 }
 
 function printSummary(daemon: Daemon, memoryBytes: number): void {
