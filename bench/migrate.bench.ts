@@ -11,7 +11,7 @@
  * control plane that relays the page batches, and the writer).
  */
 import { execSync } from 'node:child_process'
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Session } from 'node:inspector/promises'
@@ -100,6 +100,46 @@ async function profiled<T>(name: string, run: () => Promise<T>): Promise<T> {
 
 const gbps = (bytes: number, ms: number): string => `${(bytes / (ms / 1000) / 1e9).toFixed(2)} GB/s`
 
+/** CPU time (user + system) of a process so far, in ms, from /proc (Linux); null elsewhere. */
+function cpuMs(pid: number | undefined): number | null {
+  if (pid === undefined) return null
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  } catch {
+    return null
+  }
+}
+
+/**
+ * CPU spent by the source daemon, the target daemon and this process (the relay) while `run`
+ * runs. The machine is shared (other benchmarks may run), so besides the wall-clock rate the
+ * table shows the rate per CPU-second of the busiest process: what the pipeline would do
+ * with a core per process.
+ */
+async function withCpu<T>(source: DaemonHandle, target: DaemonHandle | null, run: () => Promise<T>): Promise<{ value: T; cpu: string; busiestMs: number }> {
+  const sourceBefore = cpuMs(source.process.pid)
+  const targetBefore = target === null ? null : cpuMs(target.process.pid)
+  const self = process.cpuUsage()
+  const value = await run()
+  const relay = process.cpuUsage(self)
+  const relayMs = (relay.user + relay.system) / 1000
+  const sourceAfter = cpuMs(source.process.pid)
+  const targetAfter = target === null ? null : cpuMs(target.process.pid)
+  const sourceMs = sourceBefore === null || sourceAfter === null ? null : sourceAfter - sourceBefore
+  const targetMs = targetBefore === null || targetAfter === null ? null : targetAfter - targetBefore
+  const parts = [`source ${sourceMs ?? '?'}`, ...(target === null ? [] : [`target ${targetMs ?? '?'}`]), `relay ${relayMs.toFixed(0)}`]
+  return { value, cpu: parts.join(', '), busiestMs: Math.max(sourceMs ?? 0, targetMs ?? 0, relayMs) }
+}
+
+function loadAverage(): string {
+  try {
+    return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+  } catch {
+    return '?'
+  }
+}
+
 async function main(): Promise<void> {
   const memory = `${MIB + 256}M`
   const [a, b] = await Promise.all([
@@ -114,6 +154,7 @@ async function main(): Promise<void> {
     lines.push(line)
   }
   try {
+    log(`load average at start: ${loadAverage()}`)
     const client = await connect({ path: a.socketPath }, { name: 'bench' })
     const pool = await client.newPool({ persistent: true })
     let started = performance.now()
@@ -124,36 +165,44 @@ async function main(): Promise<void> {
     const control = await connectControl({ path: a.controlPath })
     let streamed = 0
     started = performance.now()
-    const toNull = await profiled('save', () => saveClient(networkChannel(control), client.clientId, (chunk) => {
+    const save = await withCpu(a, null, () => profiled('save', () => saveClient(networkChannel(control), client.clientId, (chunk) => {
       streamed += chunk.length
-    }))
+    })))
+    const toNull = save.value
     const saveMs = performance.now() - started
-    log(`| save, stream discarded | ${toNull.pages} | ${(streamed / 1e9).toFixed(2)} GB | ${(saveMs / 1000).toFixed(2)} s | ${gbps(streamed, saveMs)} | |`)
+    log(`| save, stream discarded | ${toNull.pages} | ${(streamed / 1e9).toFixed(2)} GB | ${(saveMs / 1000).toFixed(2)} s | ${gbps(streamed, saveMs)} | | ${save.cpu} | ${gbps(streamed, save.busiestMs)} |`)
     const file = join(dir, 'client.tmem')
     started = performance.now()
     const toFile = await saveClientToFile(networkChannel(control), client.clientId, file)
     const fileMs = performance.now() - started
-    log(`| save to a file (${tmpdir()}) | ${toFile.pages} | ${(toFile.bytes / 1e9).toFixed(2)} GB | ${(fileMs / 1000).toFixed(2)} s | ${gbps(toFile.bytes, fileMs)} | |`)
+    log(`| save to a file (${tmpdir()}) | ${toFile.pages} | ${(toFile.bytes / 1e9).toFixed(2)} GB | ${(fileMs / 1000).toFixed(2)} s | ${gbps(toFile.bytes, fileMs)} | | | |`)
     rmSync(file, { force: true })
     await control.close()
 
     // Migrate A -> B, the client idle.
-    const idle: MigrateResult = await profiled('migrate-idle', () => migrateClient({
+    const idleRun = await withCpu(a, b, () => profiled('migrate-idle', () => migrateClient({
       source: { path: a.controlPath }, target: { path: b.controlPath }, client: 'bench',
-    }))
-    log(`| migrate, client idle | ${idle.pages} | ${(idle.bytes / 1e9).toFixed(2)} GB | ${(idle.elapsedMs / 1000).toFixed(2)} s | ${gbps(idle.bytes, idle.elapsedMs)} | ${idle.frozenWindowMs.toFixed(1)} ms (${idle.frozenPages} records), ${idle.rounds} rounds |`)
+    })))
+    const idle: MigrateResult = idleRun.value
+    log(`| migrate A->B (target memory touched for the first time), client idle | ${idle.pages} | ${(idle.bytes / 1e9).toFixed(2)} GB | ${(idle.elapsedMs / 1000).toFixed(2)} s | ${gbps(idle.bytes, idle.elapsedMs)} | ${idle.frozenWindowMs.toFixed(1)} ms (${idle.frozenPages} records), ${idle.rounds} rounds | ${idleRun.cpu} | ${gbps(idle.bytes, idleRun.busiestMs)} |`)
     if (client.address !== `unix:${b.socketPath}`) throw new Error('the client did not follow')
 
     // Migrate B -> A back, with a writer replacing pages all along.
     const writer = startWriter(client, pool, 4)
     await new Promise((resolve) => setTimeout(resolve, 200))
-    const busy = await profiled('migrate-writer', () => migrateClient({
+    const busyRun = await withCpu(b, a, () => profiled('migrate-writer', () => migrateClient({
       source: { path: b.controlPath }, target: { path: a.controlPath }, client: 'bench',
-    }))
+    })))
+    const busy = busyRun.value
     await new Promise((resolve) => setTimeout(resolve, 200))
     const written = await writer.stop()
-    log(`| migrate, 4-lane writer | ${busy.pages} | ${(busy.bytes / 1e9).toFixed(2)} GB | ${(busy.elapsedMs / 1000).toFixed(2)} s | ${gbps(busy.bytes, busy.elapsedMs)} | ${busy.frozenWindowMs.toFixed(1)} ms (${busy.frozenPages} records), ${busy.rounds} rounds; writer ${written.ops} puts, ${written.efrozen} EFROZEN, slowest put ${written.maxLatencyMs.toFixed(1)} ms |`)
+    log(`| migrate B->A, 4-lane writer | ${busy.pages} | ${(busy.bytes / 1e9).toFixed(2)} GB | ${(busy.elapsedMs / 1000).toFixed(2)} s | ${gbps(busy.bytes, busy.elapsedMs)} | ${busy.frozenWindowMs.toFixed(1)} ms (${busy.frozenPages} records), ${busy.rounds} rounds; writer ${written.ops} puts, ${written.efrozen} EFROZEN, slowest put ${written.maxLatencyMs.toFixed(1)} ms | ${busyRun.cpu} (relay includes the writer) | ${gbps(busy.bytes, busyRun.busiestMs)} |`)
     if (client.address !== `unix:${a.socketPath}`) throw new Error('the client did not follow back')
+
+    // Migrate A -> B again, the client idle: both daemons' memory is touched by now.
+    const warmRun = await withCpu(a, b, () => migrateClient({ source: { path: a.controlPath }, target: { path: b.controlPath }, client: 'bench' }))
+    const warm = warmRun.value
+    log(`| migrate A->B again (target memory touched before), client idle | ${warm.pages} | ${(warm.bytes / 1e9).toFixed(2)} GB | ${(warm.elapsedMs / 1000).toFixed(2)} s | ${gbps(warm.bytes, warm.elapsedMs)} | ${warm.frozenWindowMs.toFixed(1)} ms (${warm.frozenPages} records), ${warm.rounds} rounds | ${warmRun.cpu} | ${gbps(warm.bytes, warmRun.busiestMs)} |`)
     await client.close()
   } finally {
     await Promise.all(daemons.map((daemon) => daemon.stop()))
@@ -175,9 +224,10 @@ async function main(): Promise<void> {
     `- commit ${commit}, Node ${process.version}, ${cpu}`,
     `- ${MIB} MiB of persistent pages (random bytes) in one pool; two daemon processes on Unix sockets; this process relays the batches (1 MiB control frames, 4 in flight) and runs the writer`,
     '- goals: save and migrate >= 1 GB/s, frozen window <= 100 ms',
+    `- ${lines.find((line) => line.startsWith('load average')) ?? ''} (the machine is shared; "CPU ms" is each process's user+system time during the run, "rate/busiest CPU" the bytes per CPU-second of the busiest process)`,
     '',
-    '| what | records | bytes | time | rate | frozen window |',
-    '|---|---|---|---|---|---|',
+    '| what | records | bytes | time | rate | frozen window | CPU ms | rate/busiest CPU |',
+    '|---|---|---|---|---|---|---|---|',
     ...lines.filter((line) => line.startsWith('|')),
     '',
   ].join('\n')
