@@ -16,6 +16,8 @@ import { EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, OpFailedError, UnreachableEr
 import { registerFlushCommand, registerFreeableCommand } from './flush.js'
 import { registerDestroyCommand, registerFreezeCommand, registerThawCommand } from './freeze.js'
 import { registerListCommand } from './list.js'
+import { registerMigrateCommand } from './migrate.js'
+import { registerRestoreCommand, registerSaveCommand } from './save.js'
 import { registerSetCommand } from './set.js'
 import { registerSharedAuthCommand } from './shared-auth.js'
 
@@ -41,6 +43,9 @@ export const COMMANDS: readonly CommandSpec[] = [
   { name: 'set', register: registerSetCommand },
   { name: 'shared-auth', register: registerSharedAuthCommand },
   { name: 'freeable', register: registerFreeableCommand },
+  { name: 'save', register: registerSaveCommand },
+  { name: 'restore', register: registerRestoreCommand },
+  { name: 'migrate', register: registerMigrateCommand },
 ]
 
 export function buildProgram(): Command {
