@@ -7,9 +7,8 @@
  *  - deflate (`node:zlib`, raw, level 1): the fallback when neither native package built.
  *    It allocates a Buffer per call (zlib has no into-buffer API); the native two do not.
  *
- * The fingerprint is xxh32 (`@node-rs/xxhash`, or the copy inside `lz4`), else a JS hash
- * over the page's 32-bit words. It is a 32-bit number, so computing it allocates nothing;
- * dedup confirms every fingerprint match with a byte compare.
+ * The fingerprint is a JS hash over the page's 32-bit words (see `fingerprintPage` for why
+ * not a native xxhash); dedup confirms every fingerprint match with a byte compare.
  */
 import { createRequire } from 'node:module'
 import { deflateRawSync, inflateRawSync, constants as zlibConstants } from 'node:zlib'
@@ -62,7 +61,6 @@ function tryRequire<T>(name: string): T | null {
 
 const zstdBinding = tryRequire<ZstdBinding>('zstd-napi/binding')
 const lz4Binding = tryRequire<Lz4Binding>('lz4')
-const xxhash = tryRequire<{ xxh32(input: Uint8Array, seed?: number): number }>('@node-rs/xxhash')
 
 /** Which codecs this installation can use, best first. */
 export function availableCodecs(): CodecName[] {
@@ -173,23 +171,35 @@ export function createCodec(name?: CodecName): PageCodec | null {
   return new ZlibCodec()
 }
 
-/** xxh32 of one page (a view of exactly PAGE_SIZE bytes), or the JS fallback. */
-export function fingerprintPage(page: Uint8Array, words: Int32Array): number {
-  if (xxhash !== null) return xxhash.xxh32(page, 0) >>> 0
-  return fingerprintWords(words)
-}
-
-/** The JS fallback: a multiplicative hash over the page's 1024 words. */
-export function fingerprintWords(words: Int32Array): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < words.length; i++) {
-    h = Math.imul(h ^ words[i]!, 0x01000193)
-    h ^= h >>> 15
+/**
+ * The 32-bit fingerprint of one page, from its 1024 words: four independent multiply-xor
+ * lanes (so the CPU overlaps them), folded at the end. It is a hash-table key and a chunk
+ * check, not a cryptographic digest: dedup confirms every match with a byte compare.
+ * Measured here against xxh32 from `@node-rs/xxhash`: about 0.4 us per page against 1.5 us,
+ * and it allocates nothing, where a native call returning a u32 above 2^31 makes a
+ * HeapNumber (16 collections per million calls). `page` is unused; kept for the signature.
+ */
+export function fingerprintPage(_page: Uint8Array, words: Int32Array): number {
+  let a = 0x9e3779b1 | 0
+  let b = 0x85ebca77 | 0
+  let c = 0xc2b2ae3d | 0
+  let d = 0x27d4eb2f | 0
+  for (let i = 0; i < words.length; i += 4) {
+    a = Math.imul(a ^ words[i]!, 0x01000193)
+    b = Math.imul(b ^ words[i + 1]!, 0x01000193)
+    c = Math.imul(c ^ words[i + 2]!, 0x01000193)
+    d = Math.imul(d ^ words[i + 3]!, 0x01000193)
+    a ^= a >>> 15
+    b ^= b >>> 15
+    c ^= c >>> 15
+    d ^= d >>> 15
   }
+  let h = Math.imul(a ^ (b >>> 7), 0x9e3779b1) ^ Math.imul(c ^ (d >>> 13), 0x85ebca77)
+  h ^= h >>> 15
   return h >>> 0
 }
 
 /** Which fingerprint implementation is in use, for the benchmark and the docs. */
 export function fingerprintName(): string {
-  return xxhash !== null ? 'xxh32 (@node-rs/xxhash)' : 'js-fnv'
+  return 'js 4-lane multiply-xor (32-bit)'
 }
