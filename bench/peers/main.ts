@@ -378,6 +378,9 @@ function loadAverage(): string {
 }
 
 function gitCommit(): string {
+  // Set when the run is made from an export of a commit (no .git beside it).
+  const given = process.env.BENCH_COMMIT
+  if (given !== undefined && given !== '') return given
   try {
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()
   } catch {
