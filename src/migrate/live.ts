@@ -261,6 +261,8 @@ class Migration {
   #targetCreated = false
   #moved = false
   readonly #pools = new Map<number, PoolInfo>()
+  /** RESTORE_PAGES batches sent to the target and not yet answered. */
+  readonly #applying = new Set<Promise<void>>()
 
   constructor(source: TmemControlClient, target: TmemControlClient, options: MigrateOptions) {
     this.#source = source
@@ -520,13 +522,14 @@ class Migration {
       const result = await this.#source.controlWith(op, null, this.#batchBytes, (rc, bytes, offset) => {
         if (rc <= 0) return rc
         const length = rc * RECORD_BYTES
-        applied.push(handled(this.#apply(bytes.subarray(offset, offset + length), rc)))
+        applied.push(this.#startApply(bytes.subarray(offset, offset + length), rc))
         return rc
       })
       if (result < 0) throw new Error(`SAVE_GET_PAGES of pool ${pool.slot} returned ${rcName(result)} (${result})`)
       if (result < this.#perBatch) ended = true
     }
     while (issued < fetches && !ended) {
+      await this.#applyRoom()
       while (inFlight.size < this.#depth && issued < fetches && !ended) {
         issued++
         const request = handled(fetchOne().finally(() => inFlight.delete(request)))
@@ -568,7 +571,7 @@ class Migration {
           blocked = true
           held.push({ records: records.slice(), count: rc })
         } else {
-          applied.push(handled(this.#apply(records, rc)))
+          applied.push(this.#startApply(records, rc))
         }
         moved += rc
         return rc
@@ -576,6 +579,7 @@ class Migration {
       if (rc < 0) throw new Error(`SAVE_GET_CHANGES returned ${rcName(rc)} (${rc})`)
     }
     while (!caughtUp && moved < limit) {
+      await this.#applyRoom()
       while (inFlight.size < this.#depth && !caughtUp && moved + inFlight.size * this.#perBatch < limit) {
         const request = handled(fetchOne().finally(() => inFlight.delete(request)))
         inFlight.add(request)
@@ -589,6 +593,25 @@ class Migration {
       for (const batch of held) await this.#apply(batch.records, batch.count)
     }
     return moved
+  }
+
+  /**
+   * Starts RESTORE_PAGES of a batch (its frame is built now, so `records` may be a view of a
+   * reply buffer). The returned promise is marked handled; await it later.
+   */
+  #startApply(records: Uint8Array, count: number): Promise<void> {
+    const applying = handled(this.#apply(records, count).finally(() => this.#applying.delete(applying)))
+    this.#applying.add(applying)
+    return applying
+  }
+
+  /**
+   * Back-pressure from the target: no new fetch while `depth` batches wait for the target.
+   * Without it a slow target (one touching fresh memory) lets the relay queue hundreds of
+   * megabytes of frames and spend its time collecting them.
+   */
+  async #applyRoom(): Promise<void> {
+    while (this.#applying.size >= this.#depth) await Promise.race(this.#applying)
   }
 
   /** RESTORE_PAGES of `count` records on the target. */
