@@ -291,7 +291,7 @@ class Migration {
     const lookup = typeof wanted === 'number'
       ? await this.#sessionOn(this.#source, { ...emptySession(SESSION_LOOKUP), clientId: wanted })
       : await this.#sessionOn(this.#source, { ...emptySession(SESSION_LOOKUP), name: wanted })
-    if (lookup.rc < 0 || (lookup.flags & STATE_ENGINE) === 0 && (lookup.flags & STATE_SESSION) === 0) {
+    if (lookup.rc < 0 || (lookup.flags & (STATE_ENGINE | STATE_SESSION)) === 0) {
       throw new MigrationError('ENOCLIENT', 'preflight', `Cannot migrate: the source has no client ${JSON.stringify(wanted)}; nothing was moved`)
     }
     const hasSession = (lookup.flags & STATE_SESSION) !== 0
