@@ -167,10 +167,9 @@ async function main(): Promise<void> {
   log(`bench:peers: ${corpus.describe}`)
   const order = keyOrder(keyCount, 0x5eed)
 
-  if (profileDir !== undefined) mkdirSync(profileDir, { recursive: true })
   const contenders: Contender[] = []
   for (const kind of kinds) {
-    const server = await startServer(kind, profileDir === undefined ? {} : { cpuProfileDir: profileDir })
+    const server = await startServer(kind)
     contenders.push({ server, driver: driverFor(kind, server.port, peerClients) })
     log(`bench:peers: ${kind} pid ${server.pid} on ${HOST}:${server.port} (${server.version})`)
   }
@@ -203,6 +202,19 @@ async function main(): Promise<void> {
   }
 
   for (const { server } of contenders) await server.stop()
+
+  // The profile is taken in a pass of its own, after the measurement: the sampling profiler
+  // costs the daemon about 1 us of CPU per operation, which the measured figures must not carry.
+  let profilePath: string | null = null
+  if (profileDir !== undefined) {
+    mkdirSync(profileDir, { recursive: true })
+    log('bench:peers: profile pass: a fresh tmem daemon under node --cpu-prof, each case once')
+    const server = await startServer('tmem', { cpuProfileDir: profileDir })
+    const profiled: Contender = { server, driver: driverFor('tmem', server.port, peerClients) }
+    for (const spec of cases) await runCase(spec, [profiled], order, corpus, 1)
+    await server.stop()
+    profilePath = newestProfile(profileDir)
+  }
   clearTimeout(watchdog)
 
   const report: RunReport = {
@@ -237,14 +249,11 @@ async function main(): Promise<void> {
   if (bad.length > 0) log(`bench:peers: reads that did not return the page: ${bad.join('; ')}`)
 
   let profileNotes = ''
-  if (profileDir !== undefined) {
-    const profile = newestProfile(profileDir)
-    if (profile !== null) {
-      profileNotes = profileSummary(profile, report)
-      console.log(profileNotes)
-    }
-    if (!keepProfile) rmSync(profileDir, { recursive: true, force: true })
+  if (profilePath !== null) {
+    profileNotes = profileSummary(profilePath, report)
+    console.log(profileNotes)
   }
+  if (profileDir !== undefined && !keepProfile) rmSync(profileDir, { recursive: true, force: true })
 
   if (!quick) {
     writeFileSync(args.svg, ratioSvg(report))
@@ -306,7 +315,13 @@ async function loadRange(conn: Conn, corpus: Corpus, from: number, to: number): 
   )
 }
 
-async function runCase(spec: CaseSpec, contenders: Contender[], order: Uint32Array, corpus: Corpus): Promise<Row[]> {
+async function runCase(
+  spec: CaseSpec,
+  contenders: Contender[],
+  order: Uint32Array,
+  corpus: Corpus,
+  trialCount = trials,
+): Promise<Row[]> {
   const sessions: { contender: Contender; conns: Conn[]; workload: Workload }[] = []
   for (const contender of contenders) {
     const conns: Conn[] = []
@@ -325,7 +340,7 @@ async function runCase(spec: CaseSpec, contenders: Contender[], order: Uint32Arr
     }
     // Unpipelined rates swing with where the scheduler puts the two processes (one core or
     // two): twice the trials, half as long, so each server sees the same mix of both.
-    const rounds = spec.depth === 1 ? trials * 2 : trials
+    const rounds = spec.depth === 1 ? trialCount * 2 : trialCount
     const roundMs = spec.depth === 1 ? Math.max(100, Math.round(trialMs / 2)) : trialMs
     for (let t = 0; t < rounds; t++) {
       for (let i = 0; i < sessions.length; i++) {
@@ -393,7 +408,8 @@ function profileSummary(path: string, report: RunReport): string {
   const { frames, idleShare, seconds } = topFrames(path, 40)
   const busy = frames.filter((frame) => frame.name !== '(idle)')
   const lines = [
-    `Profile of the tmem daemon during this run (\`node --cpu-prof\`, ${seconds.toFixed(0)} s, idle ` +
+    `Profile of the tmem daemon under this run's cases (a separate pass right after the measurement, ` +
+      `each case once, so that the measured figures carry no profiler cost; \`node --cpu-prof\`, ${seconds.toFixed(0)} s, idle ` +
       `${(idleShare * 100).toFixed(0)} % of the samples). Busy time by category:`,
     '',
     ...categories(path).map((c) => `- ${(c.share * 100).toFixed(1)} % ${c.name}`),

@@ -81,8 +81,9 @@ function categoryOf(functionName: string, url: string): string {
   if (/^(writeBuffer|writev|writeUtf8String|writeLatin1String)$/.test(functionName)) {
     return 'socket write syscalls (writeBuffer/writev)'
   }
-  if (functionName === '_copyActual' || functionName === 'copy' || functionName === '_copy') {
-    return 'page copies (Buffer copy: request to frame, frame to reply)'
+  if (functionName === '_copyActual' || functionName === 'copy' || functionName === '_copy' ||
+    url.includes('/src/util/bytes')) {
+    return 'page copies (request to frame, frame to reply: util/bytes copyBytes, Buffer copy)'
   }
   if (functionName === '(garbage collector)') return 'garbage collector'
   if (url.includes('/src/engine/')) return 'engine (src/engine)'
