@@ -187,7 +187,7 @@ export function markdownSection(report: RunReport, notes: string): string {
   const present = SERVERS.filter((s) => report.rows.some((row) => row.cells[s] !== undefined))
   const peers = PEERS.filter((p) => present.includes(p))
   const lines: string[] = []
-  lines.push(`## Peers: tmem vs Redis vs memcached (${report.date})`, '')
+  lines.push(`### Peers: tmem vs Redis vs memcached (${report.date})`, '')
   lines.push(`- commit \`${report.commit}\`, Node ${report.node}, CPU ${report.cpu}`)
   lines.push(`- load average before/after: ${report.loadBefore} / ${report.loadAfter}`)
   lines.push(`- ${report.settings}`)
