@@ -19,7 +19,7 @@
  */
 import { PAGE_SIZE } from '../abi/constants.js'
 import { assert } from '../util/assert.js'
-import { copyBytes } from '../util/bytes.js'
+import { copyBytes, registerCopyBuffer } from '../util/bytes.js'
 import { type PageCodec, fingerprintPage } from './codecs.js'
 import type { Frames } from './frames.js'
 import { NONE, SLOT_COMPRESSED, SLOT_FILLED, SLOT_TZE } from './store.js'
@@ -60,6 +60,8 @@ export class Payloads {
     this.subpages = new Subpages(frames)
     this.codec = codec
     const scratch = new ArrayBuffer(PAGE_SIZE * 2)
+    registerCopyBuffer(scratch)
+    registerCopyBuffer(this.#out.buffer)
     this.page = Buffer.from(scratch, 0, PAGE_SIZE)
     this.compare = Buffer.from(scratch, PAGE_SIZE, PAGE_SIZE)
     this.#words = new Int32Array(scratch, 0, PAGE_SIZE / 4)

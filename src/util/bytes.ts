@@ -35,14 +35,21 @@ const cachedBuffers: (ArrayBufferLike | null)[] = [null, null, null, null]
 const cachedViews: (Float64Array | null)[] = [null, null, null, null]
 let cacheNext = 0
 
-/** The Float64Array over the whole of `buffer` (made on first use, then cached). */
-function wideView(buffer: ArrayBufferLike): Float64Array {
+/**
+ * The Float64Array over the whole of `buffer`, cached. It is made on first use only when
+ * `create` is set: copies make views for their targets (arenas, scratch pages, a caller's or
+ * a connection's long-lived buffers) but not for sources seen for the first time, such as a
+ * socket's freshly received chunk, which would otherwise each pin a view in the WeakMap
+ * until a full collection.
+ */
+function wideView(buffer: ArrayBufferLike, create: boolean): Float64Array | null {
   if (cachedBuffers[0] === buffer) return cachedViews[0]!
   if (cachedBuffers[1] === buffer) return cachedViews[1]!
   if (cachedBuffers[2] === buffer) return cachedViews[2]!
   if (cachedBuffers[3] === buffer) return cachedViews[3]!
   let view = wideViews.get(buffer)
   if (view === undefined) {
+    if (!create) return null
     view = new Float64Array(buffer, 0, Math.floor(buffer.byteLength / 8))
     wideViews.set(buffer, view)
   }
@@ -50,6 +57,14 @@ function wideView(buffer: ArrayBufferLike): Float64Array {
   cachedViews[cacheNext] = view
   cacheNext = (cacheNext + 1) & 3
   return view
+}
+
+/**
+ * Declares a long-lived buffer (an arena, a scratch page, a connection buffer) so that copies
+ * out of it take the allocation-free wide path from the first one on.
+ */
+export function registerCopyBuffer(buffer: ArrayBufferLike): void {
+  if (!wideViews.has(buffer)) wideViews.set(buffer, new Float64Array(buffer, 0, Math.floor(buffer.byteLength / 8)))
 }
 
 /** Copies `length` bytes from `source[sourceStart]` to `target[targetStart]`. */
@@ -83,9 +98,14 @@ export function copyBytes(
     bufferCopy.call(source, target, targetStart, sourceStart, sourceStart + length)
     return
   }
+  const targetWide = wideView(target.buffer, true)!
+  const sourceWide = wideView(source.buffer, false)
+  if (sourceWide === null) {
+    // A source never written through copyBytes (a socket chunk): the native copy.
+    bufferCopy.call(source, target, targetStart, sourceStart, sourceStart + length)
+    return
+  }
   const words = length >>> 3
-  const sourceWide = wideView(source.buffer)
-  const targetWide = wideView(target.buffer)
   let s = from >>> 3
   let t = to >>> 3
   const end = s + (words & ~7)
