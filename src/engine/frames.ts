@@ -139,7 +139,7 @@ export class Frames {
     assert(index >= 0, 'Frames no arena slot left below the budget')
     const size = this.#arenaSize(index)
     this.arenas[index] = Buffer.from(new ArrayBuffer(size * PAGE_SIZE))
-    registerCopyBuffer(this.arenas[index]!.buffer)
+    registerCopyBuffer(this.arenas[index].buffer)
     this.arenaFrames += size
     // Push high frames first so that low frame numbers are handed out first.
     const base = index << ARENA_SHIFT
