@@ -76,6 +76,9 @@ import {
 } from '../server/session-frame.js'
 import { MigrateError } from './errors.js'
 
+/** Longest drain after MOVED before the migration gives up and rolls back. */
+const FINAL_DRAIN_MS = 10_000
+
 export type MigratePhase = 'preflight' | 'shell' | 'precopy' | 'changes' | 'frozen' | 'switch' | 'done'
 
 export interface MigrateProgress {
@@ -422,8 +425,10 @@ class Migration {
       this.#moved = true
       notified = moved.rc === 1
     }
-    // Everything the client changed up to MOVED; nothing is added after it.
-    if (this.#saveBegun) await this.#drainChanges(Number.POSITIVE_INFINITY)
+    // Everything the client changed up to MOVED; nothing should be added after it. The drain
+    // is bounded in time all the same: if the log keeps filling (a client still running ops
+    // on the source), the migration fails and rolls back instead of draining for ever.
+    if (this.#saveBegun) await this.#finalDrain()
     await this.#syncPools()
     if (wasFrozen) await this.#set(TMEMC_FREEZE, 0, 'freeze')
     if (plan.hasSession && this.#name !== null) {
@@ -593,6 +598,16 @@ class Migration {
       for (const batch of held) await this.#apply(batch.records, batch.count)
     }
     return moved
+  }
+
+  /** The drain after MOVED, bounded by FINAL_DRAIN_MS; throws when the log never empties. */
+  async #finalDrain(): Promise<void> {
+    const step = this.#perBatch * this.#depth * 16
+    const deadline = Date.now() + FINAL_DRAIN_MS
+    do {
+      if ((await this.#drainChanges(step)) < step) return
+    } while (Date.now() < deadline)
+    throw new Error(`the change log did not empty within ${FINAL_DRAIN_MS} ms after MOVED`)
   }
 
   /**
