@@ -12,13 +12,8 @@ import { connect, connectControl } from '../../src/client/mod.js'
 import { migrateClient, MigrationError } from '../../src/migrate/mod.js'
 import { PAGE, Writer, fill, checkAgainstModel, daemonPair } from './live-helpers.js'
 
-// TODO(#5): under parallel load (two test files at once on 2 cores) a live migration with a
-// writer intermittently stalls and never finishes; alone it passes. Until that race is found
-// these run and report as todo (a failure shows, CI is not blocked); the timeout turns a
-// stall into a reported failure instead of a hang.
-const KNOWN_RACE = 'intermittent stall of live migration under parallel load (issue 5)'
 
-void test('target killed mid-copy: the source keeps every page and the writer keeps working', { timeout: 90_000, todo: KNOWN_RACE }, async () => {
+void test('target killed mid-copy: the source keeps every page and the writer keeps working', { timeout: 90_000 }, async () => {
   const [a, b] = await daemonPair()
   try {
     const client = await connect({ path: a.socketPath }, { name: 'survivor' })
