@@ -109,28 +109,10 @@ export class TmemControlClient {
    * bytes, SAVE_GET_POOL_UUID 16. Resolves with the rc as the engine returned it.
    */
   control(op: TmemOp, data?: Uint8Array | null, outputBytes?: number): Promise<ControlResult> {
-    const output = outputBytes ?? defaultOutputBytes(op)
-    const input = data ?? new Uint8Array(0)
-    if (!Number.isInteger(output) || output < 0 || output > CONTROL_DATA_BYTES_MAX) {
-      throw new RangeError(`Output size must be 0 to ${CONTROL_DATA_BYTES_MAX} bytes`)
-    }
-    if (input.length > CONTROL_DATA_BYTES_MAX) {
-      throw new RangeError(`Control data is at most ${CONTROL_DATA_BYTES_MAX} bytes`)
-    }
-    const opBytes = opLayout(this.abi).bytes
-    const payloadBytes = opBytes + CONTROL_OUTPUT_FIELD_BYTES + input.length
-    const frame = Buffer.alloc(FRAME_HEADER_BYTES + payloadBytes)
-    writeFrameHeader(frame, 0, KIND_CONTROL, 0, payloadBytes)
-    encodeOpInto(op, this.abi, frame, FRAME_HEADER_BYTES)
-    writeU32LE(frame, FRAME_HEADER_BYTES + opBytes, output)
-    frame.set(input, FRAME_HEADER_BYTES + opBytes + CONTROL_OUTPUT_FIELD_BYTES)
-    return this.#send(frame, (reply) => {
-      const start = reply.payloadOffset + RC_BYTES
-      return {
-        rc: readI32LE(reply.bytes, reply.payloadOffset),
-        data: Uint8Array.from(reply.bytes.subarray(start, reply.payloadOffset + reply.payloadBytes)),
-      }
-    })
+    return this.controlWith(op, data ?? null, outputBytes ?? defaultOutputBytes(op), (rc, bytes, offset, length) => ({
+      rc,
+      data: Uint8Array.from(bytes.subarray(offset, offset + length)),
+    }))
   }
 
   /**
