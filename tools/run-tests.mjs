@@ -15,17 +15,9 @@ function walk(dir, out) {
 }
 
 const filters = process.argv.slice(2)
-// Live migration under a writer between daemon processes stalls intermittently (a known race,
-// issue 5); those files run only when asked for by name (`npm run test:live`), so that a stall
-// cannot hang the whole suite. Everything else about migration runs every time.
-const QUARANTINED = /live-migrate-writer/
 const files = walk('dist/test', [])
   .filter((file) => filters.length === 0 || filters.some((f) => file.includes(f)))
-  .filter((file) => filters.length > 0 || !QUARANTINED.test(file))
   .sort()
-if (filters.length === 0) {
-  console.log('run-tests: quarantined (run with npm run test:live): live-migrate-writer.test.js')
-}
 if (files.length === 0) {
   console.error('run-tests: no test files matched')
   process.exit(1)

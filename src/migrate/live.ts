@@ -75,6 +75,7 @@ import {
   emptySession,
 } from '../server/session-frame.js'
 import { MigrateError } from './errors.js'
+import { pipeline } from './pipeline.js'
 
 /** Longest drain after MOVED before the migration gives up and rolls back. */
 const FINAL_DRAIN_MS = 10_000
@@ -521,7 +522,6 @@ class Migration {
     let issued = 0
     let ended = false
     const applied: Promise<void>[] = []
-    const inFlight = new Set<Promise<void>>()
     const op = ctrlOp(TMEMC_SAVE_GET_PAGES, this.#sourceId, pool.slot, this.#batchBytes)
     const fetchOne = async (): Promise<void> => {
       const result = await this.#source.controlWith(op, null, this.#batchBytes, (rc, bytes, offset) => {
@@ -533,16 +533,10 @@ class Migration {
       if (result < 0) throw new Error(`SAVE_GET_PAGES of pool ${pool.slot} returned ${rcName(result)} (${result})`)
       if (result < this.#perBatch) ended = true
     }
-    while (issued < fetches && !ended) {
-      await this.#applyRoom()
-      while (inFlight.size < this.#depth && issued < fetches && !ended) {
-        issued++
-        const request = handled(fetchOne().finally(() => inFlight.delete(request)))
-        inFlight.add(request)
-      }
-      await Promise.race(inFlight)
-    }
-    await Promise.all(inFlight)
+    await pipeline(this.#depth, () => this.#applyRoom(), () => issued < fetches && !ended, () => {
+      issued++
+      return fetchOne()
+    })
     await Promise.all(applied)
   }
 
@@ -560,7 +554,6 @@ class Migration {
     let blocked = false
     const held: { records: Uint8Array; count: number }[] = []
     const applied: Promise<void>[] = []
-    const inFlight = new Set<Promise<void>>()
     const op = ctrlOp(TMEMC_SAVE_GET_CHANGES, this.#sourceId, 0, this.#batchBytes)
     const fetchOne = async (): Promise<void> => {
       const rc = await this.#source.controlWith(op, null, this.#batchBytes, (rc, bytes, offset, length) => {
@@ -583,15 +576,7 @@ class Migration {
       })
       if (rc < 0) throw new Error(`SAVE_GET_CHANGES returned ${rcName(rc)} (${rc})`)
     }
-    while (!caughtUp && moved < limit) {
-      await this.#applyRoom()
-      while (inFlight.size < this.#depth && !caughtUp && moved + inFlight.size * this.#perBatch < limit) {
-        const request = handled(fetchOne().finally(() => inFlight.delete(request)))
-        inFlight.add(request)
-      }
-      await Promise.race(inFlight)
-    }
-    await Promise.all(inFlight)
+    await pipeline(this.#depth, () => this.#applyRoom(), (inFlight) => !caughtUp && moved + inFlight * this.#perBatch < limit, fetchOne)
     await Promise.all(applied)
     if (held.length > 0) {
       await this.#syncPools()
