@@ -6,6 +6,7 @@
  *
  *   MIB=256 npm run bench:migrate      a smaller client (default 1024 MiB)
  *   PROFILE=1 npm run bench:migrate    also CPU-profile the migrating process (bench/profiles/)
+ *                                      and both daemons (bench/profiles/daemons/)
  *
  * Three processes share the machine: the source daemon, the target daemon and this one (the
  * control plane that relays the page batches, and the writer).
@@ -142,9 +143,11 @@ function loadAverage(): string {
 
 async function main(): Promise<void> {
   const memory = `${MIB + 256}M`
+  // PROFILE=1: the daemons write their own CPU profiles when they exit (they cover the fill too).
+  const nodeArgs = PROFILE ? ['--cpu-prof', '--cpu-prof-dir=bench/profiles/daemons'] : []
   const [a, b] = await Promise.all([
-    startDaemon({ args: ['--memory', memory, '--log-level', 'warn'] }),
-    startDaemon({ args: ['--memory', memory, '--log-level', 'warn'] }),
+    startDaemon({ args: ['--memory', memory, '--log-level', 'warn'], nodeArgs }),
+    startDaemon({ args: ['--memory', memory, '--log-level', 'warn'], nodeArgs }),
   ])
   const daemons: DaemonHandle[] = [a, b]
   const dir = mkdtempSync(join(tmpdir(), 'tmem-bench-'))

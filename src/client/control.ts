@@ -83,6 +83,7 @@ export async function connectControl(
     token,
     reconnect: false,
     rules: controlRules(RC_BYTES + CONTROL_DATA_BYTES_MAX),
+    readInPlace: true,
   })
   await transport.open()
   return new TmemControlClient(transport, abi)

@@ -90,6 +90,12 @@ export interface TransportOptions {
   reconnect: boolean
   /** Largest reply payloads this transport accepts, by kind. */
   rules: FrameRules
+  /**
+   * Read replies straight into the frame reader's buffer (Node's `onread`): no chunk per
+   * read and no copy to put a large reply together. Control connections use it for the
+   * 1 MiB page batches of save and migration.
+   */
+  readInPlace?: boolean
 }
 
 type State = 'connecting' | 'ready' | 'reconnecting' | 'closed'
@@ -276,12 +282,28 @@ export class Transport extends EventEmitter {
   }
 
   async #dialAndHello(): Promise<HelloReply> {
-    const socket = await dial(this.#target)
+    const rules = this.options.rules
+    const inPlace = this.options.readInPlace === true
+    const reader = inPlace
+      ? new FrameReader(rules, new Uint8Array(FrameReader.inPlaceBytes(rules)))
+      : new FrameReader(rules)
+    let dialed: Socket | null = null
+    const socket = await dial(this.#target, inPlace
+      ? {
+        buffer: () => reader.readTarget(),
+        callback: (count) => {
+          reader.commit(count)
+          if (dialed !== null) this.#parse(dialed)
+          return true
+        },
+      }
+      : null)
+    dialed = socket
     this.#socket = socket
-    this.#reader = new FrameReader(this.options.rules)
+    this.#reader = reader
     this.#closeReason = null
     socket.setNoDelay?.(true)
-    socket.on('data', (chunk: Buffer) => this.#onData(socket, chunk))
+    if (!inPlace) socket.on('data', (chunk: Buffer) => this.#onData(socket, chunk))
     socket.on('error', () => {
       // 'close' follows.
     })
@@ -314,8 +336,14 @@ export class Transport extends EventEmitter {
 
   #onData(socket: Socket, chunk: Buffer): void {
     if (socket !== this.#socket) return
+    this.#reader.push(chunk)
+    this.#parse(socket)
+  }
+
+  /** Hands every whole frame the reader has to #onFrame. */
+  #parse(socket: Socket): void {
+    if (socket !== this.#socket) return
     const reader = this.#reader
-    reader.push(chunk)
     while (reader.next()) {
       this.#onFrame(reader)
       if (socket !== this.#socket) return
@@ -518,10 +546,19 @@ export function describeConnectTarget(target: ConnectTarget): string {
   return formatClientAddress(target)
 }
 
-function dial(target: ConnectTarget): Promise<Socket> {
+/** Node's `onread` option: reads go into `buffer()`, `callback` is told how many bytes came. */
+interface ReadInPlace {
+  buffer: () => Uint8Array
+  callback: (count: number, buffer: Uint8Array) => boolean
+}
+
+function dial(target: ConnectTarget, onread: ReadInPlace | null): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
+    const reading = onread === null ? {} : { onread }
     const socket =
-      'path' in target ? netConnect({ path: target.path }) : netConnect({ host: target.host, port: target.port })
+      'path' in target
+        ? netConnect({ path: target.path, ...reading })
+        : netConnect({ host: target.host, port: target.port, ...reading })
     const onError = (error: NodeJS.ErrnoException): void => {
       socket.destroy()
       const code = typeof error.code === 'string' ? error.code : 'ECONNREFUSED'

@@ -16,8 +16,14 @@
  *
  * Frames that lie whole in a chunk are handed to the dispatcher in place. Nothing on this path
  * allocates per frame; a write makes one small view object per read.
+ *
+ * Control connections read in place (`readInPlace`): the socket reads straight into the frame
+ * reader's buffer (Node's `onread` option), so a 1 MiB RESTORE_PAGES frame arrives without
+ * 64 KiB chunk allocations and without being copied together. `net.Server` cannot give an
+ * accepted socket that option, so the connection adopts the accepted socket's handle into a
+ * new socket that has it (`adoptInPlace`); where that is not possible it reads chunks.
  */
-import type { Socket } from 'node:net'
+import { Socket } from 'node:net'
 import { assert } from '../util/assert.js'
 import {
   FRAME_HEADER_BYTES,
@@ -54,6 +60,8 @@ export interface ConnectionSizes {
   replyBytesMax: number
   /** Each of the two send buffers; at least `replyBytesMax`. */
   sendBufferBytes: number
+  /** Read into the frame reader's buffer instead of taking the socket's chunks. */
+  readInPlace?: boolean
 }
 
 /** How long a closing connection may take to flush before it is destroyed. */
@@ -65,6 +73,8 @@ export class Connection implements SessionHolder {
   readonly socket: Socket
   readonly remote: string
   readonly replyBytesMax: number
+  /** The socket reads straight into the frame reader's buffer. */
+  readonly readsInPlace: boolean
 
   // Protocol state, owned by the dispatcher.
   helloDone = false
@@ -91,28 +101,40 @@ export class Connection implements SessionHolder {
   #closing = false
   #closed = false
 
+  /** `accepted` is the socket the server gave; `socket` may be another one over its handle. */
   constructor(
     serial: number,
     endpoint: Endpoint,
-    socket: Socket,
+    accepted: Socket,
     sizes: ConnectionSizes,
     handler: ConnectionHandler,
   ) {
     assert(sizes.sendBufferBytes >= sizes.replyBytesMax, 'A send buffer holds the largest reply')
     this.serial = serial
     this.endpoint = endpoint
-    this.socket = socket
-    this.remote = describeRemote(socket)
     this.replyBytesMax = sizes.replyBytesMax
     this.#handler = handler
-    this.#reader = new FrameReader(sizes.rules, Buffer.allocUnsafe(sizes.rules.frameBytesMax))
+    const inPlace = sizes.readInPlace === true
+    const readerBytes = inPlace ? FrameReader.inPlaceBytes(sizes.rules) : sizes.rules.frameBytesMax
+    const reader = new FrameReader(sizes.rules, Buffer.allocUnsafe(readerBytes))
+    this.#reader = reader
+    const adopted = inPlace
+      ? adoptInPlace(accepted, () => reader.readTarget(), (count) => this.#onRead(count))
+      : null
+    this.socket = adopted ?? accepted
+    this.readsInPlace = adopted !== null
+    this.remote = describeRemote(this.socket)
     this.#buffers = [
       Buffer.allocUnsafe(sizes.sendBufferBytes),
       Buffer.allocUnsafe(sizes.sendBufferBytes),
     ]
     this.send = this.#buffers[0]
     this.#onWritten = [(error) => this.#written(0, error), (error) => this.#written(1, error)]
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk))
+    const socket = this.socket
+    if (adopted === null) {
+      socket.on('data', (chunk: Buffer) => this.#onData(chunk))
+      socket.resume() // the server accepts paused (pauseOnConnect)
+    }
     socket.on('error', () => {
       // A reset peer: 'close' follows and does the bookkeeping.
     })
@@ -183,6 +205,16 @@ export class Connection implements SessionHolder {
   destroy(): void {
     this.#closing = true
     this.socket.destroy()
+  }
+
+  /** In-place mode: `count` bytes were read into the reader. False pauses the socket. */
+  #onRead(count: number): boolean {
+    this.#reader.commit(count)
+    if (this.#closing) return false
+    // Paused: the bytes wait in the reader; #written resumes parsing them.
+    if (this.#paused) return false
+    this.#pump()
+    return !this.#paused
   }
 
   #onData(chunk: Buffer): void {
@@ -277,6 +309,35 @@ export class Connection implements SessionHolder {
     this.#closing = true
     this.#handler.onClose(this)
   }
+}
+
+/**
+ * A socket over `accepted`'s handle that reads into `target()` and reports each read to
+ * `onRead` (Node's `onread` option, which `net.Server` cannot give an accepted socket). The
+ * accepted socket is left without a handle and destroyed when the new one closes, so the
+ * server's connection count stays right. Null when the handle cannot be taken (then the
+ * caller reads the accepted socket's chunks).
+ */
+function adoptInPlace(accepted: Socket, target: () => Uint8Array, onRead: (count: number) => boolean): Socket | null {
+  const holder = accepted as unknown as { _handle?: object | null }
+  const handle = holder._handle
+  if (handle === null || handle === undefined || accepted.readableLength > 0) return null
+  holder._handle = null
+  let socket: Socket
+  try {
+    socket = new Socket({
+      handle,
+      readable: true,
+      writable: true,
+      onread: { buffer: target, callback: onRead },
+    } as ConstructorParameters<typeof Socket>[0] & { handle: object })
+  } catch {
+    holder._handle = handle
+    return null
+  }
+  socket.once('close', () => accepted.destroy())
+  socket.resume()
+  return socket
 }
 
 function describeRemote(socket: Socket): string {

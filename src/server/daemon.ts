@@ -105,6 +105,7 @@ const CONTROL_SIZES: ConnectionSizes = {
   rules: CONTROL_RULES,
   replyBytesMax: FRAME_HEADER_BYTES + CONTROL_REPLY_PAYLOAD_BYTES_MAX,
   sendBufferBytes: FRAME_HEADER_BYTES + CONTROL_REPLY_PAYLOAD_BYTES_MAX,
+  readInPlace: true,
 }
 
 export class Daemon {
@@ -285,9 +286,9 @@ export class Daemon {
       socket.destroy()
       return
     }
-    socket.setNoDelay?.(true)
     const sizes = isControl ? CONTROL_SIZES : CLIENT_SIZES
     const conn = new Connection(++this.#serial, endpoint, socket, sizes, this.dispatcher)
+    conn.socket.setNoDelay?.(true)
     conn.tokenRequired = tokenRequired
     this.#connections.add(conn)
     if (isControl) this.#controlConnections++
@@ -298,7 +299,7 @@ export class Daemon {
       if (!conn.helloDone) conn.closeWithError(0, 'No hello within 10 s')
     }, HELLO_TIMEOUT_MS)
     helloTimer.unref()
-    socket.once('close', () => clearTimeout(helloTimer))
+    conn.socket.once('close', () => clearTimeout(helloTimer))
   }
 
   #forget(conn: Connection): void {
@@ -316,7 +317,8 @@ export class Daemon {
       }
       unlinkSync(path) // a stale socket left by a daemon that died
     }
-    const server = createServer((socket) => this.#accept(endpoint, socket, false))
+    // Paused until the connection takes it: a control connection adopts the handle before any read.
+    const server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(endpoint, socket, false))
     // The socket file is created by bind() inside listen(); the umask keeps it from ever
     // being more open than `mode`, even for the instant before chmod.
     const umask = process.umask(0o777 & ~mode)
@@ -334,7 +336,7 @@ export class Daemon {
 
   async #listenTcp(endpoint: Endpoint, address: TcpAddress): Promise<TcpAddress> {
     const tokenRequired = endpoint === 'control'
-    const server = createServer((socket) => this.#accept(endpoint, socket, tokenRequired))
+    const server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(endpoint, socket, tokenRequired))
     await listen(server, { host: address.host, port: address.port })
     this.#servers.push(server)
     const bound = server.address()

@@ -204,16 +204,29 @@ export class FrameRules {
 
 const EMPTY = new Uint8Array(0)
 
+/** Largest single socket read in in-place mode. */
+export const READ_IN_PLACE_BYTES = 64 * 1024
+
 /**
- * Reassembles frames from a stream of chunks. Usage: `push(chunk)` once the previous chunk is
- * drained, then call `next()` until it returns false. After a true return, `bytes`,
- * `frameOffset`, `kind`, `requestId`, `payloadOffset` and `payloadBytes` describe the frame;
- * they stay valid until the next call of `next()` or `push()`. After a false return, `error`
+ * Reassembles frames from a byte stream, in one of two modes:
+ *
+ * - **Chunks** (`push`): the socket's own buffers are pushed one at a time, once the previous
+ *   one is drained. A frame lying whole in a chunk is described in place; one split across
+ *   chunks is copied into the reader's buffer.
+ * - **In place** (`readTarget` / `commit`, with a socket's `onread` option): the socket reads
+ *   straight into the reader's buffer, so nothing is copied and no chunk is allocated. A frame
+ *   of a megabyte arrives in place, read by read. The buffer holds the largest frame plus two
+ *   reads; the unparsed tail moves to the front only when the room behind it runs short, or
+ *   when the frame it starts would not fit where it is.
+ *
+ * Then call `next()` until it returns false. After a true return, `bytes`, `frameOffset`,
+ * `kind`, `requestId`, `payloadOffset` and `payloadBytes` describe the frame; they stay valid
+ * until the next call of `next()`, `push()` or `readTarget()`. After a false return, `error`
  * is REJECT_NONE when more bytes are needed, else the reason the stream is malformed (the
  * reader then stays in error).
  */
 export class FrameReader {
-  /** Where the current frame lives: the pushed chunk, or the pending buffer. */
+  /** Where the current frame lives: the pushed chunk, or the reader's buffer. */
   bytes: Uint8Array = EMPTY
   frameOffset = 0
   kind = 0
@@ -223,16 +236,26 @@ export class FrameReader {
   error = REJECT_NONE
 
   readonly #rules: FrameRules
-  readonly #pending: Uint8Array
-  #pendingBytes = 0
+  /** Bytes not yet parsed live in #buffer[#start, #end). */
+  readonly #buffer: Uint8Array
+  #start = 0
+  #end = 0
   #chunk: Uint8Array = EMPTY
   #chunkOffset = 0
 
-  /** `pending` may be given so that a server uses a Buffer; its length must fit any frame. */
-  constructor(rules: FrameRules, pending?: Uint8Array) {
+  /**
+   * `buffer` may be given so that a server uses a Buffer. It must hold the largest frame, and
+   * for in-place reading (`inPlaceBytes(rules)`) two reads more.
+   */
+  constructor(rules: FrameRules, buffer?: Uint8Array) {
     this.#rules = rules
-    this.#pending = pending ?? new Uint8Array(rules.frameBytesMax)
-    assert(this.#pending.length >= rules.frameBytesMax, 'Pending buffer holds one frame')
+    this.#buffer = buffer ?? new Uint8Array(rules.frameBytesMax)
+    assert(this.#buffer.length >= rules.frameBytesMax, 'The reader buffer holds one frame')
+  }
+
+  /** Buffer size for in-place reading under `rules`. */
+  static inPlaceBytes(rules: FrameRules): number {
+    return rules.frameBytesMax + 2 * READ_IN_PLACE_BYTES
   }
 
   /** True when every byte of the last pushed chunk has been taken. */
@@ -242,7 +265,7 @@ export class FrameReader {
 
   /** True when part of a frame is waiting for more bytes (a close now truncates it). */
   hasPartialFrame(): boolean {
-    return this.#pendingBytes > 0
+    return this.#end > this.#start
   }
 
   push(chunk: Uint8Array): void {
@@ -251,9 +274,39 @@ export class FrameReader {
     this.#chunkOffset = 0
   }
 
+  /**
+   * In-place mode: where the next socket read should put its bytes (at most
+   * READ_IN_PLACE_BYTES). Invalidates the frame last described. Call it only between reads,
+   * and `commit` what the read wrote before asking again.
+   *
+   * Why the room is always at least one read: after a read, the unparsed bytes are at most a
+   * partial frame plus that read (reading resumes only once every whole frame is parsed), so
+   * moving them to the front leaves two reads' room minus one.
+   */
+  readTarget(): Uint8Array {
+    const buffer = this.#buffer
+    assert(buffer.length >= this.#rules.frameBytesMax + 2 * READ_IN_PLACE_BYTES, 'In-place reading has room for two reads')
+    if (this.#start === this.#end) {
+      this.#start = 0
+      this.#end = 0
+    } else if (buffer.length - this.#end < READ_IN_PLACE_BYTES || this.#start + this.#partialFrameBytes() > buffer.length) {
+      buffer.copyWithin(0, this.#start, this.#end)
+      this.#end -= this.#start
+      this.#start = 0
+    }
+    assert(buffer.length - this.#end >= READ_IN_PLACE_BYTES, 'A read always has room')
+    return buffer.subarray(this.#end, this.#end + READ_IN_PLACE_BYTES)
+  }
+
+  /** In-place mode: `count` bytes were read into the last `readTarget()`. */
+  commit(count: number): void {
+    assert(count >= 0 && this.#end + count <= this.#buffer.length, 'A read stays inside its target')
+    this.#end += count
+  }
+
   next(): boolean {
     if (this.error !== REJECT_NONE) return false
-    if (this.#pendingBytes > 0) return this.#nextFromPending()
+    if (this.#end > this.#start) return this.#nextFromBuffer()
     const chunk = this.#chunk
     const start = this.#chunkOffset
     const remaining = chunk.length - start
@@ -281,43 +334,62 @@ export class FrameReader {
     return true
   }
 
-  /** Completes the pending frame from the current chunk. */
-  #nextFromPending(): boolean {
-    const pending = this.#pending
-    if (this.#pendingBytes < FRAME_HEADER_BYTES) {
-      this.#take(FRAME_HEADER_BYTES - this.#pendingBytes)
-      if (this.#pendingBytes < FRAME_HEADER_BYTES) return false
+  /**
+   * The next frame from the reader's buffer, completed from the pushed chunk if there is one
+   * (in-place mode has none: the bytes are already there).
+   */
+  #nextFromBuffer(): boolean {
+    const buffer = this.#buffer
+    if (this.#end - this.#start < FRAME_HEADER_BYTES) {
+      this.#take(FRAME_HEADER_BYTES - (this.#end - this.#start))
+      if (this.#end - this.#start < FRAME_HEADER_BYTES) return false
     }
-    const reason = this.#rules.checkHeader(pending, 0)
+    const start = this.#start
+    const reason = this.#rules.checkHeader(buffer, start)
     if (reason !== REJECT_NONE) {
       this.error = reason
       return false
     }
-    const frameBytes = FRAME_HEADER_BYTES + readU32LE(pending, HEADER_PAYLOAD_BYTES)
-    assert(frameBytes <= pending.length, 'A checked frame fits the pending buffer')
-    if (this.#pendingBytes < frameBytes) {
-      this.#take(frameBytes - this.#pendingBytes)
-      if (this.#pendingBytes < frameBytes) return false
+    const frameBytes = FRAME_HEADER_BYTES + readU32LE(buffer, start + HEADER_PAYLOAD_BYTES)
+    if (this.#end - start < frameBytes) {
+      // Chunk mode buffers a frame from the front; in place, one that does not fit where it
+      // is moves to the front at the next readTarget().
+      assert(this.#chunk === EMPTY || start + frameBytes <= buffer.length, 'A checked frame fits the reader buffer')
+      this.#take(frameBytes - (this.#end - start))
+      if (this.#end - start < frameBytes) return false
     }
-    this.#pendingBytes = 0
-    this.#describe(pending, 0)
+    this.#start = start + frameBytes
+    this.#describe(buffer, start)
     return true
   }
 
-  /** Copies up to `wanted` bytes of the chunk onto the end of the pending frame. */
+  /**
+   * Length of the frame starting at #start when its header is in and valid, else 0 (a bad
+   * header is reported by the next `next()`).
+   */
+  #partialFrameBytes(): number {
+    if (this.#end - this.#start < FRAME_HEADER_BYTES) return 0
+    if (this.#rules.checkHeader(this.#buffer, this.#start) !== REJECT_NONE) return 0
+    return FRAME_HEADER_BYTES + readU32LE(this.#buffer, this.#start + HEADER_PAYLOAD_BYTES)
+  }
+
+  /** Copies up to `wanted` bytes of the chunk onto the end of the buffered frame. */
   #take(wanted: number): void {
     const chunk = this.#chunk
     const start = this.#chunkOffset
     const count = Math.min(wanted, chunk.length - start)
-    copyBytes(chunk, start, this.#pending, this.#pendingBytes, count)
-    this.#pendingBytes += count
+    if (count === 0) return
+    copyBytes(chunk, start, this.#buffer, this.#end, count)
+    this.#end += count
     this.#chunkOffset = start + count
   }
 
-  /** Moves the chunk's tail (the start of a frame) into the pending buffer. */
+  /** Moves the chunk's tail (the start of a frame) to the front of the reader's buffer. */
   #stash(count: number): void {
-    assert(this.#pendingBytes === 0, 'Stash starts a new pending frame')
-    assert(count <= this.#pending.length, 'A stashed partial frame fits')
+    assert(this.#end === this.#start, 'Stash starts a new buffered frame')
+    assert(count <= this.#buffer.length, 'A stashed partial frame fits')
+    this.#start = 0
+    this.#end = 0
     this.#take(count)
     this.#chunk = EMPTY
     this.#chunkOffset = 0

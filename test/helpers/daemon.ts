@@ -36,6 +36,8 @@ export interface DaemonHandle {
 export interface StartOptions {
   /** Extra command line arguments, after the socket and memory ones. */
   args?: string[]
+  /** Node options before the script (`--cpu-prof`, which NODE_OPTIONS does not take). */
+  nodeArgs?: string[]
   env?: NodeJS.ProcessEnv
 }
 
@@ -45,6 +47,7 @@ export async function startDaemon(options: StartOptions = {}): Promise<DaemonHan
   const socketPath = join(dir, 'c.sock')
   const controlPath = join(dir, 'k.sock')
   const args = [
+    ...(options.nodeArgs ?? []),
     TMEM_BIN,
     'daemon',
     '--socket', socketPath,

@@ -211,3 +211,123 @@ void describe('FrameReader', () => {
     assert.throws(() => new FrameReader(r, new Uint8Array(100)))
   })
 })
+
+describe('in-place reading (readTarget / commit, as with a socket onread buffer)', () => {
+  const BIG = 300 * 1024 // frames larger than one read, so that they arrive read by read
+  const bigRules = (): FrameRules => new FrameRules().allow(KIND_CONTROL, 0, BIG).allow(KIND_OP, 0, 64)
+
+  /** A frame built byte by byte (header as in naiveFrame, payload appended without spread). */
+  function bigFrame(kind: number, requestId: number, payload: Uint8Array): Uint8Array {
+    const header = naiveFrame(kind, requestId, [])
+    const out = new Uint8Array(FRAME_HEADER_BYTES + payload.length)
+    out.set(header)
+    out[12] = payload.length & 0xff
+    out[13] = (payload.length >>> 8) & 0xff
+    out[14] = (payload.length >>> 16) & 0xff
+    out[15] = (payload.length >>> 24) & 0xff
+    out.set(payload, FRAME_HEADER_BYTES)
+    return out
+  }
+
+  interface Seen { kind: number; requestId: number; payload: Uint8Array }
+
+  /**
+   * Feeds `stream` the way a socket with `onread` does: each read lands in the target the
+   * reader handed out before it; after a read some frames are parsed (`parseAfterRead`, maybe
+   * none: the connection paused), the next target is asked for at once (Node asks right
+   * after the callback), and every whole frame is parsed before the next read (reading
+   * resumes only then).
+   */
+  function feed(reader: FrameReader, stream: Uint8Array, reads: number[], parseAfterRead: number[]): Seen[] {
+    const seen: Seen[] = []
+    const parse = (limit: number): void => {
+      for (let i = 0; i < limit && reader.next(); i++) {
+        const payload = reader.bytes.slice(reader.payloadOffset, reader.payloadOffset + reader.payloadBytes)
+        seen.push({ kind: reader.kind, requestId: reader.requestId, payload })
+      }
+    }
+    let target = reader.readTarget()
+    let at = 0
+    let step = 0
+    while (at < stream.length) {
+      const wanted = reads[step % reads.length]!
+      const count = Math.min(wanted, target.length, stream.length - at)
+      target.set(stream.subarray(at, at + count))
+      reader.commit(count)
+      at += count
+      parse(parseAfterRead[step % parseAfterRead.length]!)
+      target = reader.readTarget()
+      parse(Infinity)
+      step++
+    }
+    return seen
+  }
+
+  test('random frames, random read sizes and pauses: every frame comes out whole and in order', async () => {
+    const fc = (await import('fast-check')).default
+    await fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            big: fc.boolean(),
+            length: fc.integer({ min: 0, max: BIG }),
+            small: fc.integer({ min: 0, max: 64 }),
+            id: fc.integer({ min: 0, max: 0xffffffff }),
+          }),
+          { minLength: 1, maxLength: 12 },
+        ),
+        fc.array(fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 70_000 })), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.oneof(fc.constant(Infinity), fc.integer({ min: 0, max: 2 })), { minLength: 1, maxLength: 4 }),
+        (specs, reads, parseAfterRead) => {
+          const frames = specs.map((spec, i) => {
+            const kind = spec.big ? KIND_CONTROL : KIND_OP
+            return { kind, requestId: spec.id, payload: filled(spec.big ? spec.length : spec.small, i) }
+          })
+          const parts = frames.map((f) => bigFrame(f.kind, f.requestId, f.payload))
+          const stream = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0))
+          let at = 0
+          for (const part of parts) {
+            stream.set(part, at)
+            at += part.length
+          }
+          const reader = new FrameReader(bigRules(), new Uint8Array(FrameReader.inPlaceBytes(bigRules())))
+          const seen = feed(reader, stream, reads, parseAfterRead)
+          assert.equal(reader.error, REJECT_NONE)
+          assert.equal(seen.length, frames.length)
+          for (let i = 0; i < frames.length; i++) {
+            assert.equal(seen[i]!.kind, frames[i]!.kind)
+            assert.equal(seen[i]!.requestId, frames[i]!.requestId)
+            assert.deepEqual(seen[i]!.payload, frames[i]!.payload)
+          }
+          assert.equal(reader.hasPartialFrame(), false)
+        },
+      ),
+      { numRuns: 150 },
+    )
+  })
+
+  test('a bad header after good frames is reported; the good ones came out first', () => {
+    const good = bigFrame(KIND_CONTROL, 7, filled(100_000, 1))
+    const bad = naiveFrame(KIND_CONTROL, 8, [1, 2, 3], 1, 0)
+    bad[0] = 0x58 // not "TMEM"
+    const stream = new Uint8Array(good.length + bad.length)
+    stream.set(good)
+    stream.set(bad, good.length)
+    const reader = new FrameReader(bigRules(), new Uint8Array(FrameReader.inPlaceBytes(bigRules())))
+    const seen = feed(reader, stream, [65536], [Infinity])
+    assert.equal(seen.length, 1)
+    assert.equal(seen[0]!.requestId, 7)
+    assert.equal(reader.error, REJECT_BAD_MAGIC)
+  })
+
+  test('a frame longer than its kind allows is refused from its header, before its payload', () => {
+    const header = naiveFrame(KIND_OP, 1, [])
+    header[12] = 65 // payload of 65 bytes where 64 is the most
+    const reader = new FrameReader(bigRules(), new Uint8Array(FrameReader.inPlaceBytes(bigRules())))
+    const target = reader.readTarget()
+    target.set(header)
+    reader.commit(header.length)
+    assert.equal(reader.next(), false)
+    assert.equal(reader.error, REJECT_BAD_LENGTH)
+  })
+})
