@@ -8,6 +8,7 @@
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import fc from 'fast-check'
 import {
   FRAME_HEADER_BYTES,
   FrameReader,
@@ -212,7 +213,7 @@ void describe('FrameReader', () => {
   })
 })
 
-describe('in-place reading (readTarget / commit, as with a socket onread buffer)', () => {
+void describe('in-place reading (readTarget / commit, as with a socket onread buffer)', () => {
   const BIG = 300 * 1024 // frames larger than one read, so that they arrive read by read
   const bigRules = (): FrameRules => new FrameRules().allow(KIND_CONTROL, 0, BIG).allow(KIND_OP, 0, 64)
 
@@ -263,9 +264,8 @@ describe('in-place reading (readTarget / commit, as with a socket onread buffer)
     return seen
   }
 
-  test('random frames, random read sizes and pauses: every frame comes out whole and in order', async () => {
-    const fc = (await import('fast-check')).default
-    await fc.assert(
+  void test('random frames, random read sizes and pauses: every frame comes out whole and in order', () => {
+    fc.assert(
       fc.property(
         fc.array(
           fc.record({
@@ -306,7 +306,7 @@ describe('in-place reading (readTarget / commit, as with a socket onread buffer)
     )
   })
 
-  test('a bad header after good frames is reported; the good ones came out first', () => {
+  void test('a bad header after good frames is reported; the good ones came out first', () => {
     const good = bigFrame(KIND_CONTROL, 7, filled(100_000, 1))
     const bad = naiveFrame(KIND_CONTROL, 8, [1, 2, 3], 1, 0)
     bad[0] = 0x58 // not "TMEM"
@@ -320,7 +320,7 @@ describe('in-place reading (readTarget / commit, as with a socket onread buffer)
     assert.equal(reader.error, REJECT_BAD_MAGIC)
   })
 
-  test('a frame longer than its kind allows is refused from its header, before its payload', () => {
+  void test('a frame longer than its kind allows is refused from its header, before its payload', () => {
     const header = naiveFrame(KIND_OP, 1, [])
     header[12] = 65 // payload of 65 bytes where 64 is the most
     const reader = new FrameReader(bigRules(), new Uint8Array(FrameReader.inPlaceBytes(bigRules())))
