@@ -206,6 +206,11 @@ async function main(): Promise<void> {
     const warmRun = await withCpu(a, b, () => migrateClient({ source: { path: a.controlPath }, target: { path: b.controlPath }, client: 'bench' }))
     const warm = warmRun.value
     log(`| migrate A->B again (target memory touched before), client idle | ${warm.pages} | ${(warm.bytes / 1e9).toFixed(2)} GB | ${(warm.elapsedMs / 1000).toFixed(2)} s | ${gbps(warm.bytes, warm.elapsedMs)} | ${warm.frozenWindowMs.toFixed(1)} ms (${warm.frozenPages} records), ${warm.rounds} rounds | ${warmRun.cpu} | ${gbps(warm.bytes, warmRun.busiestMs)} |`)
+
+    // The same, every page relayed through this process (push: false), for comparison.
+    const relayRun = await withCpu(b, a, () => migrateClient({ source: { path: b.controlPath }, target: { path: a.controlPath }, client: 'bench', push: false }))
+    const relay = relayRun.value
+    log(`| migrate B->A again, relayed through this process (push off), client idle | ${relay.pages} | ${(relay.bytes / 1e9).toFixed(2)} GB | ${(relay.elapsedMs / 1000).toFixed(2)} s | ${gbps(relay.bytes, relay.elapsedMs)} | ${relay.frozenWindowMs.toFixed(1)} ms (${relay.frozenPages} records), ${relay.rounds} rounds | ${relayRun.cpu} | ${gbps(relay.bytes, relayRun.busiestMs)} |`)
     await client.close()
   } finally {
     await Promise.all(daemons.map((daemon) => daemon.stop()))
@@ -225,7 +230,7 @@ async function main(): Promise<void> {
     `### Save and live migration, ${date} UTC`,
     '',
     `- commit ${commit}, Node ${process.version}, ${cpu}`,
-    `- ${MIB} MiB of persistent pages (random bytes) in one pool; two daemon processes on Unix sockets; this process relays the batches (1 MiB control frames, 4 in flight) and runs the writer`,
+    `- ${MIB} MiB of persistent pages (random bytes) in one pool; two daemon processes on Unix sockets; the source daemon pushes the pre-copy straight to the target (SESSION PUSH, 1 MiB RESTORE_PAGES frames, 4 in flight) unless the row says relayed; this process drives the migration, relays the change rounds and runs the writer`,
     '- goals: save and migrate >= 1 GB/s, frozen window <= 100 ms',
     `- ${lines.find((line) => line.startsWith('load average')) ?? ''} (the machine is shared; "CPU ms" is each process's user+system time during the run, "rate/busiest CPU" the bytes per CPU-second of the busiest process)`,
     '',

@@ -19,6 +19,8 @@
  * Any failure before ACTIVATE rolls back: source UNFENCE and SAVE_END (the client keeps all its
  * pages and runs on), target DESTROY of the half-made client when the target is reachable.
  */
+import { readFileSync } from 'node:fs'
+import { resolve as resolvePath } from 'node:path'
 import {
   CLI_ID_NULL,
   MAX_POOLS_PER_DOMAIN,
@@ -66,6 +68,9 @@ import {
   SESSION_FREE_ID,
   SESSION_LOOKUP,
   SESSION_MOVED,
+  SESSION_PUSH,
+  SESSION_ECONNREFUSED,
+  SESSION_EINVAL,
   SESSION_UNFENCE,
   STATE_ENGINE,
   STATE_SESSION,
@@ -73,12 +78,15 @@ import {
   type SessionMessage,
   type SessionReply,
   emptySession,
+  formatClientAddress,
 } from '../server/session-frame.js'
 import { MigrateError } from './errors.js'
 import { pipeline } from './pipeline.js'
 
 /** Longest drain after MOVED before the migration gives up and rolls back. */
 const FINAL_DRAIN_MS = 10_000
+/** Pages per SESSION PUSH request; progress is reported between two. */
+const PUSH_SLICE_PAGES = 32_768
 
 export type MigratePhase = 'preflight' | 'shell' | 'precopy' | 'changes' | 'frozen' | 'switch' | 'done'
 
@@ -122,6 +130,12 @@ export interface MigrateOptions {
   batchBytes?: number
   /** Batches in flight during the pre-copy pass. Default 4. */
   depth?: number
+  /**
+   * Let the source daemon send the pre-copy pages straight to the target (SESSION PUSH)
+   * instead of relaying them through this process. Default true; it needs `target` as an
+   * address (not a connection), and falls back to the relay when the source cannot push.
+   */
+  push?: boolean
 }
 
 export interface MigrateResult {
@@ -146,6 +160,8 @@ export interface MigrateResult {
   frozen: boolean
   /** The client's connection was told where it went (false: it was not connected). */
   notified: boolean
+  /** Pre-copy pages the source daemon pushed straight to the target (the rest were relayed). */
+  pushedPages: number
   /** Where the client connects now. */
   address: string
 }
@@ -267,6 +283,9 @@ class Migration {
   readonly #pools = new Map<number, PoolInfo>()
   /** RESTORE_PAGES batches sent to the target and not yet answered. */
   readonly #applying = new Set<Promise<void>>()
+  /** Where the source daemon can reach the target's control endpoint (PUSH), or null: relay. */
+  #pushTo: PushTarget | null
+  #pushedPages = 0
 
   constructor(source: TmemControlClient, target: TmemControlClient, options: MigrateOptions) {
     this.#source = source
@@ -276,6 +295,7 @@ class Migration {
     if (this.#batchBytes < RECORD_BYTES) throw new RangeError(`batchBytes must hold one page record (${RECORD_BYTES} bytes)`)
     this.#perBatch = Math.floor(this.#batchBytes / RECORD_BYTES)
     this.#depth = Math.max(1, options.depth ?? 4)
+    this.#pushTo = options.push === false ? null : pushTarget(options.target)
   }
 
   async run(): Promise<MigrateResult> {
@@ -465,6 +485,7 @@ class Migration {
       frozen: wasFrozen,
       notified,
       address: plan.address,
+      pushedPages: this.#pushedPages,
     }
   }
 
@@ -518,7 +539,48 @@ class Migration {
    * Bounded by the pool's page count at the start: pages put since are in the change log.
    */
   async #precopyPool(pool: PoolInfo): Promise<void> {
-    const fetches = Math.ceil(pool.pages / this.#perBatch)
+    let pages = pool.pages
+    if (this.#pushTo !== null) {
+      const pushed = await this.#pushPool(pool)
+      if (pushed.ended) return
+      pages -= pushed.pages
+      if (pages <= 0) return
+    }
+    await this.#relayPool(pool, pages)
+  }
+
+  /**
+   * Pre-copy by SESSION PUSH, in slices of PUSH_SLICE_PAGES. When the source cannot push
+   * (an older daemon: EINVAL; the target not reachable from the source: ECONNREFUSED), and
+   * nothing was sent by that request, the relay takes over from the same save cursor.
+   */
+  async #pushPool(pool: PoolInfo): Promise<{ pages: number; ended: boolean }> {
+    const to = this.#pushTo!
+    let pages = 0
+    while (pages < pool.pages) {
+      const slice = Math.min(PUSH_SLICE_PAGES, pool.pages - pages)
+      const reply = await this.#sessionOn(this.#source, {
+        ...emptySession(SESSION_PUSH), clientId: this.#sourceId, flags: pool.slot, graceMs: slice,
+        address: to.address, secret: to.secret, peerId: this.#targetId,
+      })
+      if (reply.rc === SESSION_EINVAL || reply.rc === SESSION_ECONNREFUSED) {
+        this.#pushTo = null
+        return { pages, ended: false }
+      }
+      if (reply.rc < 0) throw new Error(`PUSH of pool ${pool.slot} from the source to the target returned ${rcText(reply.rc)}`)
+      pages += reply.rc
+      this.#pushedPages += reply.rc
+      this.#pages += reply.rc
+      this.#bytes += reply.rc * RECORD_BYTES
+      this.#report(false)
+      if (reply.rc < slice) return { pages, ended: true }
+    }
+    return { pages, ended: false }
+  }
+
+  /** Pre-copy relayed through this process: SAVE_GET_PAGES from the source, RESTORE_PAGES to the target. */
+  async #relayPool(pool: PoolInfo, pagesMax: number): Promise<void> {
+    const fetches = Math.ceil(pagesMax / this.#perBatch)
     let issued = 0
     let ended = false
     const applied: Promise<void>[] = []
@@ -759,4 +821,29 @@ function rcText(rc: number): string {
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
+}
+
+interface PushTarget {
+  address: string
+  secret: Uint8Array | null
+}
+
+/**
+ * The target's control endpoint as the source daemon would dial it: an absolute socket path,
+ * or TCP with the token (64 hex digits, carried as 32 bytes). Null when it cannot be named
+ * (a connection object was given, or an unusual token): then pages are relayed.
+ */
+function pushTarget(target: TmemControlClient | ControlTarget): PushTarget | null {
+  if ('control' in target) return null
+  if ('path' in target) return { address: formatClientAddress({ path: resolvePath(target.path) }), secret: null }
+  let token = target.token ?? ''
+  if (target.token === undefined && target.tokenFile !== undefined) {
+    try {
+      token = readFileSync(target.tokenFile, 'utf8').trim()
+    } catch {
+      return null
+    }
+  }
+  if (!/^[0-9a-fA-F]{64}$/.test(token)) return null
+  return { address: formatClientAddress({ host: target.host, port: target.port }), secret: Buffer.from(token, 'hex') }
 }

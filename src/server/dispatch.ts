@@ -16,8 +16,10 @@ import type { Logger } from 'pino'
 import {
   EPERM,
   ENOMEM,
+  MAX_POOLS_PER_DOMAIN,
   PAGE_SIZE,
   TMEMC_RESTORE_BEGIN,
+  TMEMC_RESTORE_PAGES,
   TMEMC_SAVE_BEGIN,
   TMEMC_SAVE_END,
   TMEM_CONTROL,
@@ -91,6 +93,7 @@ import {
   SESSION_FREE_ID,
   SESSION_LOOKUP,
   SESSION_MOVED,
+  SESSION_PUSH,
   SESSION_UNFENCE,
   STATE_CONNECTED,
   STATE_ENGINE,
@@ -102,7 +105,10 @@ import {
   decodeSession,
   emptySession,
   encodeSessionInto,
+  parseClientAddress,
+  sessionBytes,
 } from './session-frame.js'
+import { type PushSignal, pushPool } from './push.js'
 import type { OpenResult, Session, SessionTable } from './sessions.js'
 
 type CopyFunction = (this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number) => number
@@ -128,6 +134,8 @@ export interface DaemonCounters {
   sessionCommands: number
   /** Saves a control connection began and left open when it closed: ended with SAVE_END. */
   savesAbandoned: number
+  /** Pages this daemon sent straight to another daemon (SESSION PUSH of live migration). */
+  pushedPages: number
 }
 
 export function newCounters(): DaemonCounters {
@@ -143,6 +151,7 @@ export function newCounters(): DaemonCounters {
     v0Refused: 0,
     sessionCommands: 0,
     savesAbandoned: 0,
+    pushedPages: 0,
   }
 }
 
@@ -172,6 +181,8 @@ export class Dispatcher implements ConnectionHandler {
   readonly #options: DispatcherOptions
   /** Client ids whose save a control connection began and has not ended (SAVE_BEGIN). */
   readonly #savesBegun = new WeakMap<Connection, Set<number>>()
+  /** PUSH requests running for each control connection (stopped when it closes). */
+  readonly #pushes = new WeakMap<Connection, Set<PushSignal>>()
   #tool: Buffer | null = null
 
   constructor(host: HostLike, sessions: SessionTable, log: Logger, options: DispatcherOptions) {
@@ -232,6 +243,7 @@ export class Dispatcher implements ConnectionHandler {
     const session = conn.session
     conn.session = null
     if (session !== null) this.#sessions.detach(session, conn)
+    for (const push of this.#pushes.get(conn) ?? []) push.aborted = true
     this.#endAbandonedSaves(conn)
     this.#options.onClosed(conn)
   }
@@ -313,6 +325,16 @@ export class Dispatcher implements ConnectionHandler {
     const send = conn.send
     const at = conn.sendUsed
     const dataAt = at + FRAME_HEADER_BYTES + RC_BYTES
+    if (outputBytes === 0 && inputBytes > 0 && isRestorePages(conn, bytes, opAt)) {
+      // A batch the engine only reads: it reads it where it arrived (the pages are copied
+      // once, into the arenas, whatever their alignment; see util/bytes.ts).
+      const rc = this.#host.controlBytes(bytes, opAt, 1, bytes, opAt + fixedBytes, inputBytes)
+      this.counters.controlsExecuted++
+      writeFrameHeader(send, at, KIND_CONTROL_REPLY, reader.requestId, RC_BYTES)
+      writeU32LE(send, at + FRAME_HEADER_BYTES, rc)
+      conn.sendUsed = dataAt
+      return
+    }
     const dataLength = Math.max(outputBytes, inputBytes)
     // The engine works on an 8-byte-aligned tool buffer, not in the reply: page records there
     // (SAVE_GET_PAGES, RESTORE_PAGES) then lie aligned, and the engine copies their pages as
@@ -361,6 +383,10 @@ export class Dispatcher implements ConnectionHandler {
     let rc: number
     let session: Session | null = null
     let reply: SessionMessage | null = null
+    if (request !== null && request.cmd === SESSION_PUSH) {
+      this.#push(conn, reader.requestId, request)
+      return
+    }
     if (request === null) {
       rc = SESSION_EINVAL
     } else {
@@ -383,6 +409,53 @@ export class Dispatcher implements ConnectionHandler {
     const bodyBytes = encodeSessionInto(send, at + FRAME_HEADER_BYTES + RC_BYTES, out)
     writeFrameHeader(send, at, KIND_SESSION_REPLY, reader.requestId, RC_BYTES + bodyBytes)
     conn.sendUsed = at + FRAME_HEADER_BYTES + RC_BYTES + bodyBytes
+  }
+
+  /**
+   * SESSION PUSH (push.ts): the one SESSION command that takes time. It runs beside the
+   * connection's other requests and is answered when done; the connection closing stops it.
+   */
+  #push(conn: Connection, requestId: number, request: SessionMessage): void {
+    const target = parseClientAddress(request.address)
+    const peerId = request.peerId ?? 0
+    const invalid = target === null || request.flags >= MAX_POOLS_PER_DOMAIN || request.graceMs === 0 ||
+      peerId === 0 || peerId >= 0xffff
+    const reply = (rc: number): void => this.#sendLate(conn, encodeSessionReplyFrame(requestId, rc, { ...emptySession(SESSION_PUSH), clientId: request.clientId, flags: request.flags }))
+    if (invalid) {
+      reply(SESSION_EINVAL)
+      return
+    }
+    if (!this.#host.hasClient(request.clientId)) {
+      reply(SESSION_ENOENT)
+      return
+    }
+    const signal: PushSignal = { aborted: false }
+    let running = this.#pushes.get(conn)
+    if (running === undefined) this.#pushes.set(conn, (running = new Set()))
+    running.add(signal)
+    const started = performance.now()
+    void pushPool(this.#host, {
+      sourceId: request.clientId,
+      poolId: request.flags,
+      targetId: peerId,
+      pagesMax: request.graceMs,
+      target,
+      token: request.secret === null ? '' : Buffer.from(request.secret).toString('hex'),
+    }, signal).then((outcome) => {
+      running.delete(signal)
+      this.counters.pushedPages += Math.max(0, outcome.rc)
+      const fields = { conn: conn.serial, client: request.clientId, pool: request.flags, to: request.address, rc: outcome.rc, ms: Math.round(performance.now() - started) }
+      if (outcome.rc < 0) this.#log.warn({ ...fields, detail: outcome.detail }, 'push failed')
+      else this.#log.info(fields, 'push done')
+      reply(outcome.rc)
+    })
+  }
+
+  /** A reply made outside a frame handler: sent now, or as soon as the connection has room. */
+  #sendLate(conn: Connection, frame: Uint8Array): void {
+    if (!conn.isOpen) return
+    if (conn.sendFrame(frame)) return
+    setTimeout(() => this.#sendLate(conn, frame), 1)
   }
 
   #runSession(request: SessionMessage): { rc: number; session: Session | null; reply?: SessionMessage } {
@@ -623,4 +696,20 @@ export class Dispatcher implements ConnectionHandler {
     const bytes = Buffer.from(given, 'utf8')
     return bytes.length === token.length && timingSafeEqual(bytes, token)
   }
+}
+
+/** A whole SESSION_REPLY frame. */
+function encodeSessionReplyFrame(requestId: number, rc: number, message: SessionMessage): Uint8Array {
+  const payloadBytes = RC_BYTES + sessionBytes(message)
+  const frame = new Uint8Array(FRAME_HEADER_BYTES + payloadBytes)
+  writeFrameHeader(frame, 0, KIND_SESSION_REPLY, requestId, payloadBytes)
+  writeU32LE(frame, FRAME_HEADER_BYTES, rc)
+  encodeSessionInto(frame, FRAME_HEADER_BYTES + RC_BYTES, message)
+  return frame
+}
+
+/** A v1 TMEM_CONTROL RESTORE_PAGES: its input is only read by the engine. */
+function isRestorePages(conn: Connection, bytes: Uint8Array, opAt: number): boolean {
+  return conn.abiVersion === 1 && readU32LE(bytes, opAt) === TMEM_CONTROL &&
+    readU32LE(bytes, opAt + OP_CTRL_SUBOP) === TMEMC_RESTORE_PAGES
 }

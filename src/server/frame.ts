@@ -205,7 +205,7 @@ export class FrameRules {
 const EMPTY = new Uint8Array(0)
 
 /** Largest single socket read in in-place mode. */
-export const READ_IN_PLACE_BYTES = 64 * 1024
+export const READ_IN_PLACE_BYTES = 256 * 1024
 
 /**
  * Reassembles frames from a byte stream, in one of two modes:

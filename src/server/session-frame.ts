@@ -7,11 +7,14 @@
  * SESSION (0x06, control endpoint only) and SESSION_REPLY (0x86) share one layout; the reply
  * starts with an i32 rc and then describes the session the command acted on:
  *
- *    0     1     2          4        6        7     8          10    12         16          48
- *   +-----+-----+----------+--------+--------+-----+----------+-----+----------+-----------+------+---------+
- *   | cmd | abi | client id| flags  | name   | 0   | address  | 0   | grace ms | secret    | name | address |
- *   |     |     | (u16)    | (u16)  | bytes  |     | bytes u16| u16 | (u32)    | (32)      |      |         |
- *   +-----+-----+----------+--------+--------+-----+----------+-----+----------+-----------+------+---------+
+ *    0     1     2          4        6        7     8          10      12         16          48
+ *   +-----+-----+----------+--------+--------+-----+----------+-------+----------+-----------+------+---------+
+ *   | cmd | abi | client id| flags  | name   | 0   | address  | peer  | grace ms | secret    | name | address |
+ *   |     |     | (u16)    | (u16)  | bytes  |     | bytes u16| id u16| (u32)    | (32)      |      |         |
+ *   +-----+-----+----------+--------+--------+-----+----------+-------+----------+-----------+------+---------+
+ *
+ * `peer id` is the client's id on the other daemon, used by PUSH only and zero in every other
+ * command (a daemon refuses it set elsewhere, as any reserved field).
  *
  * MOVED (0x87) is a notice from the daemon to a client connection (request id 0), written
  * after the replies to every request the daemon ran for it; the daemon then closes:
@@ -64,6 +67,13 @@ export const SESSION_DESTROY = 6
 export const SESSION_MOVED = 7
 /** Undo MOVED (a migration that failed): the client may resume here with its old secret. */
 export const SESSION_UNFENCE = 8
+/**
+ * Send pages of pool `flags` of client `client id` (which must be in a SAVE_BEGIN) straight to
+ * the daemon whose control endpoint is `address` (its token in `secret` for TCP), as
+ * RESTORE_PAGES of its client `peer id`: at most `grace ms` pages, from the pool's save
+ * cursor on. rc = pages sent; the reply comes when they are all applied there.
+ */
+export const SESSION_PUSH = 9
 
 export const SESSION_COMMAND_NAMES: Readonly<Record<number, string>> = {
   [SESSION_LOOKUP]: 'LOOKUP',
@@ -74,6 +84,7 @@ export const SESSION_COMMAND_NAMES: Readonly<Record<number, string>> = {
   [SESSION_DESTROY]: 'DESTROY',
   [SESSION_MOVED]: 'MOVED',
   [SESSION_UNFENCE]: 'UNFENCE',
+  [SESSION_PUSH]: 'PUSH',
 }
 
 // Request flags (BIND).
@@ -98,6 +109,10 @@ export const SESSION_EBUSY = -16
 export const SESSION_EEXIST = -17
 export const SESSION_EINVAL = -22
 export const SESSION_ENOSPC = -28
+/** PUSH: the other daemon could not be reached, or refused the connection. */
+export const SESSION_ECONNREFUSED = -111
+/** PUSH: the other daemon failed part-way (its connection dropped, or it refused a batch). */
+export const SESSION_EIO = -5
 
 export interface SessionMessage {
   cmd: number
@@ -109,6 +124,8 @@ export interface SessionMessage {
   address: string
   /** 32 bytes, or null (all zero on the wire). */
   secret: Uint8Array | null
+  /** PUSH: the client's id on the other daemon (absent: 0). */
+  peerId?: number
 }
 
 export interface SessionReply extends SessionMessage {
@@ -138,6 +155,7 @@ export function encodeSessionInto(target: Uint8Array, offset: number, message: S
   writeU16LE(target, offset + 4, message.flags)
   target[offset + 6] = name.length
   writeU16LE(target, offset + 8, address.length)
+  writeU16LE(target, offset + 10, message.peerId ?? 0)
   writeU32LE(target, offset + 12, message.graceMs >>> 0)
   if (message.secret !== null) target.set(message.secret, offset + 16)
   target.set(name, offset + SESSION_FIXED_BYTES)
@@ -150,13 +168,15 @@ export function decodeSession(bytes: Uint8Array, offset: number, length: number)
   if (length < SESSION_FIXED_BYTES) return null
   const nameBytes = bytes[offset + 6] ?? 0
   const addressBytes = readU16LE(bytes, offset + 8)
-  if (bytes[offset + 7] !== 0 || readU16LE(bytes, offset + 10) !== 0) return null
+  const cmd = bytes[offset] ?? 0
+  const peerId = readU16LE(bytes, offset + 10)
+  if (bytes[offset + 7] !== 0 || (peerId !== 0 && cmd !== SESSION_PUSH)) return null
   if (nameBytes > NAME_BYTES_MAX || addressBytes > ADDRESS_BYTES_MAX) return null
   if (SESSION_FIXED_BYTES + nameBytes + addressBytes !== length) return null
   const secret = bytes.slice(offset + 16, offset + 16 + SECRET_BYTES)
   const nameAt = offset + SESSION_FIXED_BYTES
   return {
-    cmd: bytes[offset] ?? 0,
+    cmd,
     abi: bytes[offset + 1] ?? 0,
     clientId: readU16LE(bytes, offset + 2),
     flags: readU16LE(bytes, offset + 4),
@@ -164,6 +184,7 @@ export function decodeSession(bytes: Uint8Array, offset: number, length: number)
     name: utf8(bytes, nameAt, nameBytes),
     address: utf8(bytes, nameAt + nameBytes, addressBytes),
     secret: secret.every((byte) => byte === 0) ? null : secret,
+    ...(peerId === 0 ? {} : { peerId }),
   }
 }
 

@@ -50,6 +50,7 @@ void test('live migration under a writer: every last put arrives, no flush reapp
     assert.ok(result.pagesAtStart >= 1000, `${result.pagesAtStart} pages at start`)
     assert.ok(result.pages >= result.pagesAtStart)
     assert.ok(result.notified)
+    assert.ok(result.pushedPages > 0, 'the source pushed the pre-copy straight to the target')
     assert.ok(result.frozenWindowMs < 2000, `frozen for ${result.frozenWindowMs} ms`)
     assert.ok(reports.some((r) => r.phase === 'precopy'))
     assert.ok(reports.at(-1)?.done)
