@@ -22,6 +22,8 @@ interface MigrateCliOptions {
   to?: string
   toTokenFile?: string
   clientAddress?: string
+  /** False with --no-push. */
+  push?: boolean
   quiet?: boolean
 }
 
@@ -47,6 +49,7 @@ export function registerMigrateCommand(program: Command): void {
     .requiredOption('--to <address>', "the target daemon's control socket path, or loopback host:port")
     .option('--to-token-file <path>', "the target's control token file (host:port targets)")
     .option('--client-address <address>', 'where clients reach the target (unix:/path or tcp:host:port); default: what it reports')
+    .option('--no-push', "relay every page through this command instead of letting the source daemon send the pre-copy to the target itself")
     .option('-q, --quiet', 'no progress on stderr')
   addControlOptions(command)
     .addHelpText('after', `
@@ -67,6 +70,10 @@ Examples:
   migrated client 1 (web-1) to unix:/run/user/1000/tmem-b/tmem.sock as client 1: 262150 records, 1.01 GiB in 1.0 s (1.08 GB/s), 2 rounds, frozen 4.1 ms
   $ tmem migrate 7 --to 127.0.0.1:7001 --to-token-file /run/tmem-b/control.token
 
+The source daemon sends the pre-copy straight to the target's control endpoint (SESSION
+PUSH), so it must reach --to as given (same machine, same socket path). When it cannot, the
+pages are relayed through this command; --no-push always relays.
+
 The source daemon is found as for every control verb: --control-socket, --control-listen
 with --token-file, or TMEM_CONTROL_SOCKET / TMEM_CONTROL_LISTEN / TMEM_TOKEN_FILE.
 --timeout bounds the whole migration (default: none).
@@ -86,6 +93,7 @@ Exit codes: 0 migrated, 1 refused or failed (rolled back), 2 usage, 3 a daemon u
             target,
             client: arg.kind === 'id' ? arg.id : arg.kind === 'name' ? arg.name : '',
             ...(options.clientAddress === undefined ? {} : { targetClientAddress: options.clientAddress }),
+            push: options.push !== false,
             onProgress: (progress: MigrateProgress) => reporter.report({
               phase: progress.phase,
               pages: progress.pages,
@@ -102,7 +110,7 @@ Exit codes: 0 migrated, 1 refused or failed (rolled back), 2 usage, 3 a daemon u
           const notice = result.name === null ? '' : result.notified ? '' : '; the client was not connected: it is redirected when it reconnects'
           return `migrated ${label} to ${where} as client ${result.targetId}: ${result.pages} records, ${formatBytes(result.bytes)} ` +
             `in ${(result.elapsedMs / 1000).toFixed(1)} s (${formatRate(result.bytesPerSecond)}), ${result.rounds} rounds, ` +
-            `frozen ${result.frozenWindowMs.toFixed(1)} ms${notice}`
+            `frozen ${result.frozenWindowMs.toFixed(1)} ms, ${result.pushedPages > 0 ? `${result.pushedPages} pages pushed by the source` : 'relayed'}${notice}`
         } catch (error) {
           reporter.end()
           if (error instanceof MigrationError) {

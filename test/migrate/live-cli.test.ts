@@ -175,6 +175,8 @@ void describe('migration refusals and the CLI verbs', { timeout: 40_000 }, () =>
       const moved = ok(await runTmem(['migrate', 'tcp-guest', '--to', `127.0.0.1:${tb.controlTcpPort}`, '--to-token-file', tb.tokenFile],
         { controlPath: ta.controlPath }))
       assert.match(moved, new RegExp(`to tcp:127\\.0\\.0\\.1:${tb.tcpPort} as client`))
+      // The source daemon dialled the target's TCP control endpoint itself, with the token.
+      assert.match(moved, /100 pages pushed by the source/)
       assert.equal(client.address, `tcp:127.0.0.1:${tb.tcpPort}`)
       for (let i = 0; i < 100; i += 10) assert.deepEqual(await client.get(pool, 4, i), page(i))
       await client.close()
@@ -188,10 +190,15 @@ void describe('migration refusals and the CLI verbs', { timeout: 40_000 }, () =>
     const pool = await client.newPool({ persistent: true })
     for (let i = 0; i < 500; i++) await client.put(pool, 3, i, page(i))
     const result = ok(await runTmem(['migrate', 'mover', '--to', b.controlPath], { controlPath: a.controlPath }))
-    assert.match(result, /^migrated client \d+ \(mover\) to unix:\S+ as client \d+: \d+ records, .* frozen [\d.]+ ms/)
+    assert.match(result, /^migrated client \d+ \(mover\) to unix:\S+ as client \d+: \d+ records, .* frozen [\d.]+ ms, 500 pages pushed by the source\n?$/)
     for (let i = 0; i < 500; i += 50) assert.deepEqual(await client.get(pool, 3, i), page(i))
     assert.equal(client.address, `unix:${b.socketPath}`)
     await client.put(pool, 3, 500, page(500))
+    // And back, with --no-push: every page relayed through the command.
+    const back = ok(await runTmem(['migrate', 'mover', '--to', a.controlPath, '--no-push'], { controlPath: b.controlPath }))
+    assert.match(back, /, relayed\n?$/)
+    assert.equal(client.address, `unix:${a.socketPath}`)
+    for (let i = 0; i <= 500; i += 50) assert.deepEqual(await client.get(pool, 3, i), page(i))
     await client.close()
   })
 })
