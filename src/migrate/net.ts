@@ -70,6 +70,11 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
   const batchBytes = Math.min(options.batchBytes ?? CONTROL_DATA_BYTES_MAX, CONTROL_DATA_BYTES_MAX)
   if (batchBytes < RECORD_BYTES) throw new RangeError(`A batch holds at least one page record (${RECORD_BYTES} bytes)`)
   let batch: Batch | null = null
+  /** Batch buffers done with, for the next batches (at most two are alive: one read, one ahead). */
+  const spare: Uint8Array[] = []
+  const retire = (done: Batch | null): void => {
+    if (done !== null && spare.length < 2) spare.push(done.bytes)
+  }
 
   const send = async (op: TmemOp, data: Uint8Array | null | undefined): Promise<number> => {
     const subop = 'ctrl' in op && op.cmd === TMEM_CONTROL ? op.ctrl.subop : -1
@@ -87,8 +92,14 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
   /** SAVE_GET_PAGES for `poolId`: the records copied out, or the rc (0: no more pages). */
   const fetchBatch = (op: CtrlOp, poolId: number): Promise<Batch | number> => {
     const fetchOp: TmemOp = { cmd: TMEM_CONTROL, poolId, ctrl: { ...op.ctrl, subop: TMEMC_SAVE_GET_PAGES, arg1: batchBytes, arg2: 0 } }
-    const fetched = client.controlWith(fetchOp, null, batchBytes, (rc, bytes, offset): Batch | number =>
-      rc <= 0 ? rc : { poolId, bytes: bytes.slice(offset, offset + rc * RECORD_BYTES), count: rc, next: 0 })
+    const fetched = client.controlWith(fetchOp, null, batchBytes, (rc, bytes, offset): Batch | number => {
+      if (rc <= 0) return rc
+      // The reply is valid only now: copy it into a spare batch buffer.
+      const length = rc * RECORD_BYTES
+      const copy = spare.pop() ?? Buffer.allocUnsafeSlow(batchBytes)
+      copyInto(bytes, offset, copy, 0, length)
+      return { poolId, bytes: copy, count: rc, next: 0 }
+    })
     fetched.catch(() => undefined) // awaited later, or dropped with its batch
     return fetched
   }
@@ -98,6 +109,9 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
 
   const refill = async (op: CtrlOp, data: Uint8Array): Promise<number> => {
     const poolId = op.poolId
+    // The current batch is used up (or of another pool): its buffer serves a later batch.
+    retire(batch)
+    batch = null
     const next = ahead !== null && ahead.poolId === poolId ? ahead.batch : fetchBatch(op, poolId)
     ahead = null
     const got = await next
@@ -136,6 +150,7 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
       if ('ctrl' in op && op.cmd === TMEM_CONTROL) {
         const subop = op.ctrl.subop
         if (subop === TMEMC_SAVE_BEGIN || subop === TMEMC_SAVE_END) {
+          retire(batch)
           batch = null
           ahead = null
         }

@@ -94,7 +94,8 @@ export class ChunkWriter {
   async flush(): Promise<void> {
     if (this.#at === 0) return
     const full = this.#chunk.subarray(0, this.#at)
-    this.#chunk = new Uint8Array(this.#chunkBytes)
+    // Not zeroed: only the bytes written are ever handed on (every record is written whole).
+    this.#chunk = Buffer.allocUnsafeSlow(this.#chunkBytes)
     this.#at = 0
     await this.#sink(full)
   }
