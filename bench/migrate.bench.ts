@@ -18,7 +18,7 @@ import { join } from 'node:path'
 import { Session } from 'node:inspector/promises'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { connect, connectControl, type TmemClient } from '../src/client/mod.js'
-import { migrateClient, networkChannel, saveClient, saveClientToFile, type MigrateResult } from '../src/migrate/mod.js'
+import { migrateClient, networkChannel, restoreClient, saveClient, saveClientToFile, type MigrateResult } from '../src/migrate/mod.js'
 import { startDaemon, type DaemonHandle } from '../test/helpers/daemon.js'
 
 const PAGE = 4096
@@ -179,7 +179,6 @@ async function main(): Promise<void> {
     const toFile = await saveClientToFile(networkChannel(control), client.clientId, file)
     const fileMs = performance.now() - started
     log(`| save to a file (${tmpdir()}) | ${toFile.pages} | ${(toFile.bytes / 1e9).toFixed(2)} GB | ${(fileMs / 1000).toFixed(2)} s | ${gbps(toFile.bytes, fileMs)} | | | |`)
-    rmSync(file, { force: true })
     await control.close()
 
     // Migrate A -> B, the client idle.
@@ -211,6 +210,17 @@ async function main(): Promise<void> {
     const relayRun = await withCpu(b, a, () => migrateClient({ source: { path: b.controlPath }, target: { path: a.controlPath }, client: 'bench', push: false }))
     const relay = relayRun.value
     log(`| migrate B->A again, relayed through this process (push off), client idle | ${relay.pages} | ${(relay.bytes / 1e9).toFixed(2)} GB | ${(relay.elapsedMs / 1000).toFixed(2)} s | ${gbps(relay.bytes, relay.elapsedMs)} | ${relay.frozenWindowMs.toFixed(1)} ms (${relay.frozenPages} records), ${relay.rounds} rounds | ${relayRun.cpu} | ${gbps(relay.bytes, relayRun.busiestMs)} |`)
+
+    // Restore the saved file into B (whose memory is warm by now) as a new client, then drop it.
+    const controlB = await connectControl({ path: b.controlPath })
+    const channel = networkChannel(controlB)
+    started = performance.now()
+    const restoreRun = await withCpu(b, null, () => restoreClient(channel, 4000, file))
+    const restoreMs = performance.now() - started
+    log(`| restore the file into B (batched RESTORE_PAGES) | ${restoreRun.value.pages} | ${(toFile.bytes / 1e9).toFixed(2)} GB | ${(restoreMs / 1000).toFixed(2)} s | ${gbps(toFile.bytes, restoreMs)} | | ${restoreRun.cpu.replace('source', 'daemon')} | ${gbps(toFile.bytes, restoreRun.busiestMs)} |`)
+    await channel.destroyClient(4000)
+    await controlB.close()
+    rmSync(file, { force: true })
     await client.close()
   } finally {
     await Promise.all(daemons.map((daemon) => daemon.stop()))

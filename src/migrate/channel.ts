@@ -27,6 +27,30 @@ export interface ControlChannel {
    * that the target refused half-way. Returns false when there was no such client.
    */
   destroyClient?(cliId: number): Promise<boolean> | boolean
+  /**
+   * Optional: a channel that answers some calls before they ran (the network channel batches
+   * RESTORE_PUT_PAGE) runs them all now; it rejects with a ChannelStepError if one failed.
+   * The restorer calls it before it reports success.
+   */
+  settle?(): Promise<void>
+}
+
+/**
+ * A step a channel ran later than it answered it (a batch of RESTORE_PUT_PAGE) and that
+ * failed: thrown by the channel's next call, or by `settle`.
+ */
+export class ChannelStepError extends Error {
+  override readonly name = 'ChannelStepError'
+  readonly step: string
+  readonly rc: number
+  readonly poolId: number
+
+  constructor(step: string, rc: number, poolId: number, message: string) {
+    super(message)
+    this.step = step
+    this.rc = rc
+    this.poolId = poolId
+  }
 }
 
 /** The part of the engine's `Host` a host channel needs. */

@@ -9,6 +9,12 @@
  *   SAVE_GET_PAGES (about 250 pages per round trip), which walk the same per-pool cursor in
  *   the same order, so the stream is byte for byte what the page-by-page walk would give.
  *   A batch is dropped at SAVE_BEGIN, SAVE_END and whenever the saver moves to another pool.
+ * - batched restore: a RESTORE_PUT_PAGE is answered 1 at once and its page record joins a
+ *   RESTORE_PAGES batch (the engine runs the same put for each record), sent when full, up to
+ *   RESTORE_DEPTH batches in flight. Any other call waits for every batch to be answered
+ *   first, and so does `settle()`; a batch that failed makes that call (or the next put)
+ *   throw a ChannelStepError naming the pages, and the restorer rolls back as for any
+ *   refused step. `destroyClient` drops what was not sent.
  */
 import {
   PAGE_RECORD_HEADER_BYTES,
@@ -21,13 +27,14 @@ import {
   TMEMC_SAVE_GET_NEXT_PAGE,
   TMEMC_SAVE_GET_PAGES,
   TMEM_CONTROL,
+  rcName,
 } from '../abi/constants.js'
 import { TMEM_HANDLE_BYTES_V1 } from '../abi/layout.js'
 import type { CtrlOp, TmemOp } from '../abi/types.js'
 import type { TmemControlClient } from '../client/control.js'
 import { CONTROL_DATA_BYTES_MAX } from '../server/frame.js'
 import { SESSION_DESTROY, emptySession } from '../server/session-frame.js'
-import type { ControlChannel } from './channel.js'
+import { ChannelStepError, type ControlChannel } from './channel.js'
 
 type CopyFunction = (this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number) => number
 const BUFFER_COPY = (Buffer.prototype as unknown as { copy: CopyFunction }).copy
@@ -40,12 +47,19 @@ function copyInto(source: Uint8Array, from: number, target: Uint8Array, to: numb
 export interface NetworkChannelOptions {
   /** Serve SAVE_GET_NEXT_PAGE from SAVE_GET_PAGES batches. Default true. */
   prefetch?: boolean
+  /**
+   * Send RESTORE_PUT_PAGE calls as RESTORE_PAGES batches, several in flight, answering each
+   * call before it ran (see the module comment). Default true.
+   */
+  batchRestore?: boolean
   /** Bytes asked for per batch. Default 1 MiB (the control frame limit). */
   batchBytes?: number
 }
 
 /** A page record: 40-byte header (handle, kind, 0) and the page. */
 const RECORD_BYTES = PAGE_RECORD_HEADER_BYTES + PAGE_SIZE
+/** Restore batches in flight. */
+const RESTORE_DEPTH = 4
 
 interface Batch {
   poolId: number
@@ -138,6 +152,8 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
     return 1
   }
 
+  const restore = options.batchRestore === false ? null : new RestoreBatcher(client, batchBytes)
+
   const nextPage = (op: CtrlOp, data: Uint8Array): Promise<number> | number => {
     if (data.length < TMEM_HANDLE_BYTES_V1 + PAGE_SIZE) return -12
     if (batch !== null && batch.poolId === op.poolId && batch.next < batch.count) return take(data)
@@ -145,10 +161,9 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
     return refill(op, data)
   }
 
-  return {
-    control(op, data) {
-      if ('ctrl' in op && op.cmd === TMEM_CONTROL) {
-        const subop = op.ctrl.subop
+  const run = (op: TmemOp, data: Uint8Array | null | undefined): Promise<number> | number => {
+    if ('ctrl' in op && op.cmd === TMEM_CONTROL) {
+      const subop = op.ctrl.subop
         if (subop === TMEMC_SAVE_BEGIN || subop === TMEMC_SAVE_END) {
           retire(batch)
           batch = null
@@ -157,12 +172,112 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
         if (prefetch && subop === TMEMC_SAVE_GET_NEXT_PAGE && data != null && op.ctrl.arg1 >= TMEM_HANDLE_BYTES_V1 + PAGE_SIZE) {
           return nextPage(op, data)
         }
+    }
+    return send(op, data)
+  }
+
+  return {
+    control(op, data) {
+      if (restore === null) return run(op, data)
+      if ('ctrl' in op && op.cmd === TMEM_CONTROL && op.ctrl.subop === TMEMC_RESTORE_PUT_PAGE &&
+        op.ctrl.arg1 === PAGE_SIZE && data != null && data.length >= PAGE_SIZE) {
+        return restore.put(op, data)
       }
-      return send(op, data)
+      if (!restore.idle) return restore.settle().then(() => run(op, data))
+      return run(op, data)
     },
+    settle: () => restore?.settle() ?? Promise.resolve(),
     async destroyClient(cliId) {
+      await restore?.drop()
       const reply = await client.session({ ...emptySession(SESSION_DESTROY), clientId: cliId })
       return reply.rc === 1
     },
+  }
+}
+
+/** RESTORE_PUT_PAGE calls gathered into RESTORE_PAGES batches (see the module comment). */
+class RestoreBatcher {
+  readonly #client: TmemControlClient
+  readonly #records: Uint8Array
+  readonly #perBatch: number
+  #count = 0
+  #cliId = 0
+  /** Pages handed over so far (puts answered), for the error message. */
+  #pages = 0
+  readonly #inFlight = new Set<Promise<void>>()
+  #failure: ChannelStepError | null = null
+
+  constructor(client: TmemControlClient, batchBytes: number) {
+    this.#client = client
+    this.#perBatch = Math.floor(batchBytes / RECORD_BYTES)
+    this.#records = new Uint8Array(this.#perBatch * RECORD_BYTES)
+  }
+
+  /** No batch gathering or in flight. */
+  get idle(): boolean {
+    return this.#count === 0 && this.#inFlight.size === 0 && this.#failure === null
+  }
+
+  put(op: CtrlOp, page: Uint8Array): Promise<number> | number {
+    if (this.#failure !== null) throw this.#failure
+    if (this.#count > 0 && op.ctrl.cliId !== this.#cliId) return this.settle().then(() => this.put(op, page))
+    this.#cliId = op.ctrl.cliId
+    const at = this.#count * RECORD_BYTES
+    const records = this.#records
+    const view = new DataView(records.buffer, records.byteOffset + at, PAGE_RECORD_HEADER_BYTES)
+    view.setUint32(0, op.poolId, true)
+    view.setUint32(4, op.ctrl.arg2, true) // RESTORE_PUT_PAGE carries the index in arg2
+    view.setBigUint64(8, op.ctrl.oid[0], true)
+    view.setBigUint64(16, op.ctrl.oid[1], true)
+    view.setBigUint64(24, op.ctrl.oid[2], true)
+    view.setUint32(32, 1, true) // a put
+    view.setUint32(36, 0, true)
+    copyInto(page, 0, records, at + PAGE_RECORD_HEADER_BYTES, PAGE_SIZE)
+    this.#count++
+    this.#pages++
+    if (this.#count < this.#perBatch) return 1
+    this.#send()
+    if (this.#inFlight.size < RESTORE_DEPTH) return 1
+    return Promise.race(this.#inFlight).then(() => {
+      if (this.#failure !== null) throw this.#failure
+      return 1
+    })
+  }
+
+  /** Sends what is gathered and waits for every batch; throws the first failure. */
+  async settle(): Promise<void> {
+    this.#send()
+    while (this.#inFlight.size > 0) await Promise.all(this.#inFlight)
+    if (this.#failure !== null) throw this.#failure
+  }
+
+  /** Forgets what was not sent and waits for what was (the client is about to go). */
+  async drop(): Promise<void> {
+    this.#count = 0
+    while (this.#inFlight.size > 0) await Promise.all(this.#inFlight)
+    this.#failure = null
+  }
+
+  #send(): void {
+    const count = this.#count
+    if (count === 0) return
+    this.#count = 0
+    const bytes = count * RECORD_BYTES
+    const first = this.#pages - count + 1
+    const poolId = this.#records[0]! | (this.#records[1]! << 8)
+    const op: TmemOp = { cmd: TMEM_CONTROL, poolId: 0, ctrl: { subop: TMEMC_RESTORE_PAGES, cliId: this.#cliId, arg1: bytes, arg2: 0, oid: [0n, 0n, 0n], buf: 0n } }
+    // controlWith copies the records into its frame: the buffer is free again at once.
+    const sent: Promise<void> = this.#client.controlWith(op, this.#records.subarray(0, bytes), 0, (rc) => rc).then((rc) => {
+      if (rc !== count && this.#failure === null) {
+        this.#failure = new ChannelStepError('TMEMC_RESTORE_PAGES', rc, poolId,
+          `RESTORE_PAGES of the stream's pages ${first} to ${first + count - 1} (one batch of RESTORE_PUT_PAGE) returned ${rcName(rc)} (${rc})`)
+      }
+    }, (error: unknown) => {
+      if (this.#failure === null) {
+        this.#failure = new ChannelStepError('TMEMC_RESTORE_PAGES', -5, poolId,
+          `RESTORE_PAGES of the stream's pages ${first} to ${first + count - 1} failed: ${error instanceof Error ? error.message : String(error)}`)
+      }
+    }).finally(() => this.#inFlight.delete(sent))
+    this.#inFlight.add(sent)
   }
 }

@@ -35,7 +35,7 @@ import {
   rcName,
 } from '../abi/constants.js'
 import type { Oid } from '../abi/types.js'
-import { type ControlChannel, Ctrl, authOp, checkCliId, restoreNewOp } from './channel.js'
+import { ChannelStepError, type ControlChannel, Ctrl, authOp, checkCliId, restoreNewOp } from './channel.js'
 import { RestoreError, type RestoreErrorDetail } from './errors.js'
 import type { StreamHeader, StreamInvalidation, StreamPage, StreamPool } from './format.js'
 import { type StreamSummary, type WalkOptions, walkStream } from './parse.js'
@@ -251,6 +251,7 @@ class Applier {
   /** FREEZE after the data is in, if the client was saved frozen. */
   async finish(): Promise<void> {
     this.#place = {}
+    await this.#channel.settle?.()
     if ((this.#summary.header.clientFlags & TMEM_CLIENT_FROZEN) === 0) return
     await this.#set(TMEMC_FREEZE, 'TMEMC_FREEZE', 0, 'the target refused to freeze the client')
   }
@@ -259,6 +260,9 @@ class Applier {
   async rollback(error: unknown): Promise<RestoreError> {
     const cleanup = this.#begun ? await this.#undo() : 'none'
     if (error instanceof StepFailure) return new RestoreError('ERESTORE', { ...error.detail, cleanup }, error.problem)
+    if (error instanceof ChannelStepError) {
+      return new RestoreError('ERESTORE', { cliId: this.#cliId, step: error.step, rc: error.rc, poolId: error.poolId, cleanup, cause: error }, error.message)
+    }
     const text = error instanceof Error ? error.message : String(error)
     return new RestoreError('ERESTORE', { cliId: this.#cliId, step: 'read stream (second pass)', cleanup, cause: error, ...this.#place }, `reading the stream a second time failed: ${text}`)
   }

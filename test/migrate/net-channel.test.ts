@@ -1,15 +1,20 @@
 /**
- * Save over a daemon's control connection (`networkChannel`), whose prefetch answers the
- * saver's page-by-page SAVE_GET_NEXT_PAGE from SAVE_GET_PAGES batches and reuses their
- * buffers. Two oracles: the pages the test put (read back from the stream by a walk written
+ * Save and restore over a daemon's control connection (`networkChannel`).
+ *
+ * Save: the channel's prefetch answers the saver's page-by-page SAVE_GET_NEXT_PAGE from
+ * SAVE_GET_PAGES batches and reuses their buffers. Two oracles: the pages the test put (read back from the stream by a walk written
  * here from the spec's §6.2 layout), and the in-process save of the same history on an
  * engine `Host`, which asks the engine page by page and must give the same bytes after the
  * client header. Batches as small as 7 pages make many refills and pool switches.
+ *
+ * Restore: the channel sends RESTORE_PUT_PAGE calls as pipelined RESTORE_PAGES batches. The
+ * restored client, saved again, must give the stream that was restored; a target too small
+ * for it must refuse a batch, and the restore must then leave no client behind.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect, connectControl } from '../../src/client/mod.js'
-import { memorySink, networkChannel, saveClient } from '../../src/migrate/mod.js'
+import { type TmemClient, connect, connectControl } from '../../src/client/mod.js'
+import { RestoreError, memorySink, networkChannel, restoreClient, saveClient } from '../../src/migrate/mod.js'
 import { startDaemon } from '../helpers/daemon.js'
 import { F, Guest, PAGE, newHost, page, saveBytes } from './helpers.js'
 
@@ -56,14 +61,21 @@ function walk(stream: Uint8Array): Map<string, number> {
   return pages
 }
 
+/** Replays the history through the client library; returns the client. */
+async function replay(socketPath: string, name: string): Promise<TmemClient> {
+  const { pools, puts, flushes } = history()
+  const client = await connect({ path: socketPath }, { name })
+  for (const flags of pools) await client.newPool({ persistent: (flags & 1) === 1 })
+  for (const p of puts) await client.put(p.pool, p.oid, p.index, page(p.seed))
+  for (const f of flushes) await client.flushPage(f.pool, f.oid, f.index)
+  return client
+}
+
 void test('a save over the control connection carries every persistent page once, as the in-process save does', { timeout: 60_000 }, async () => {
   const daemon = await startDaemon()
   try {
     const { pools, puts, flushes } = history()
-    const client = await connect({ path: daemon.socketPath }, { name: 'saved' })
-    for (const flags of pools) await client.newPool({ persistent: (flags & 1) === 1 })
-    for (const p of puts) await client.put(p.pool, p.oid, p.index, page(p.seed))
-    for (const f of flushes) await client.flushPage(f.pool, f.oid, f.index)
+    const client = await replay(daemon.socketPath, 'saved')
 
     const host = newHost()
     const guest = new Guest(host, 1)
@@ -89,5 +101,56 @@ void test('a save over the control connection carries every persistent page once
     await client.close()
   } finally {
     await daemon.stop()
+  }
+})
+
+void test('a restore over the control connection, batched, gives back the stream it restored', { timeout: 60_000 }, async () => {
+  const [a, b] = await Promise.all([startDaemon(), startDaemon()])
+  try {
+    const client = await replay(a.socketPath, 'original')
+    const controlA = await connectControl({ path: a.controlPath })
+    const saved = memorySink()
+    await saveClient(networkChannel(controlA), client.clientId, saved.sink)
+    const stream = saved.bytes()
+
+    const controlB = await connectControl({ path: b.controlPath })
+    // Batches of 5 pages: many batches, several in flight, the last one partial.
+    const result = await restoreClient(networkChannel(controlB, { batchBytes: 5 * (40 + PAGE) }), 42, stream)
+    assert.equal(result.pages, walk(stream).size)
+    const again = memorySink()
+    await saveClient(networkChannel(controlB), 42, again.sink)
+    assert.deepEqual(again.bytes(), stream)
+    assert.equal(((await controlB.stats()).host as { persistentPages: number }).persistentPages, result.pages)
+    await controlA.close()
+    await controlB.close()
+    await client.close()
+  } finally {
+    await Promise.all([a.stop(), b.stop()])
+  }
+})
+
+void test('a batched restore the target cannot hold fails on a batch and leaves no client', { timeout: 60_000 }, async () => {
+  // 1 MiB of memory is 256 page frames; the stream has 892 pages (compression is off).
+  const [a, b] = await Promise.all([startDaemon(), startDaemon({ args: ['--memory', '1M'] })])
+  try {
+    const client = await replay(a.socketPath, 'too-big')
+    const controlA = await connectControl({ path: a.controlPath })
+    const saved = memorySink()
+    await saveClient(networkChannel(controlA), client.clientId, saved.sink)
+    const controlB = await connectControl({ path: b.controlPath })
+    const error = await restoreClient(networkChannel(controlB, { batchBytes: 16 * (40 + PAGE) }), 42, saved.bytes())
+      .then(() => null, (caught: unknown) => caught)
+    assert.ok(error instanceof RestoreError, `got ${String(error)}`)
+    assert.equal(error.step, 'TMEMC_RESTORE_PAGES')
+    assert.ok(error.rc !== undefined && error.rc < 0)
+    assert.equal(error.cleanup, 'destroyed')
+    assert.match(error.message, /RESTORE_PAGES of the stream's pages \d+ to \d+/)
+    const clients = ((await controlB.stats()).host as { clients: unknown[] }).clients
+    assert.deepEqual(clients, [], 'the half-restored client is gone')
+    await controlA.close()
+    await controlB.close()
+    await client.close()
+  } finally {
+    await Promise.all([a.stop(), b.stop()])
   }
 })
