@@ -451,11 +451,15 @@ export class Dispatcher implements ConnectionHandler {
     })
   }
 
-  /** A reply made outside a frame handler: sent now, or as soon as the connection has room. */
-  #sendLate(conn: Connection, frame: Uint8Array): void {
+  /**
+   * A reply made outside a frame handler: sent now, or once the connection has room (its
+   * send buffers are both in flight while a tool does not read). Retried with backoff up to
+   * every 100 ms, for as long as the connection is open.
+   */
+  #sendLate(conn: Connection, frame: Uint8Array, delayMs = 1): void {
     if (!conn.isOpen) return
     if (conn.sendFrame(frame)) return
-    setTimeout(() => this.#sendLate(conn, frame), 1)
+    setTimeout(() => this.#sendLate(conn, frame, Math.min(delayMs * 2, 100)), delayMs)
   }
 
   #runSession(request: SessionMessage): { rc: number; session: Session | null; reply?: SessionMessage } {
