@@ -73,8 +73,6 @@ export class Connection implements SessionHolder {
   readonly socket: Socket
   readonly remote: string
   readonly replyBytesMax: number
-  /** The socket reads straight into the frame reader's buffer. */
-  readonly readsInPlace: boolean
 
   // Protocol state, owned by the dispatcher.
   helloDone = false
@@ -122,7 +120,6 @@ export class Connection implements SessionHolder {
       ? adoptInPlace(accepted, () => reader.readTarget(), (count) => this.#onRead(count))
       : null
     this.socket = adopted ?? accepted
-    this.readsInPlace = adopted !== null
     this.remote = describeRemote(this.socket)
     this.#buffers = [
       Buffer.allocUnsafe(sizes.sendBufferBytes),
