@@ -45,7 +45,7 @@ import {
   opLayout,
   type OpLayout,
 } from './layout.js'
-import type { CreatArm, CtrlArm, GenArm, Oid, TmemHandle, TmemOp } from './types.js'
+import type { CreatArm, CtrlArm, CtrlOp, GenArm, Oid, TmemHandle, TmemOp } from './types.js'
 
 /** An ABI version this codec speaks: 1 (192-bit oids) or 0 (64-bit oids). */
 export type AbiVersion = 0 | 1
@@ -83,6 +83,11 @@ export function opArm(cmd: number): OpArm {
  * bytes.length // 56
  * ```
  */
+/** A TMEM_CONTROL op: `subop` on client `cliId` (pool, arg1, arg2 as the subop reads them; OID zero). */
+export function controlOp(subop: number, cliId: number, poolId = 0, arg1 = 0, arg2 = 0): CtrlOp {
+  return { cmd: TMEM_CONTROL, poolId, ctrl: { subop, cliId, arg1, arg2, oid: [0n, 0n, 0n], buf: 0n } }
+}
+
 export function encodeOp(op: TmemOp, version: AbiVersion = 1): Uint8Array {
   checkVersion(version)
   const bytes = new Uint8Array(opLayout(version).bytes)

@@ -5,8 +5,7 @@
  * op is sent with the id. Also: failure messages that say why an id was refused.
  */
 import type { Command } from 'commander'
-import { CLI_ID_NULL, TMEM_CONTROL, rcName } from '../abi/constants.js'
-import type { TmemOp } from '../abi/types.js'
+import { CLI_ID_NULL, rcName } from '../abi/constants.js'
 import type { DaemonStats, TmemControlClient } from '../client/control.js'
 import type { ClientStats, HostStats } from '../engine/stats.js'
 import { OpFailedError, UsageError } from './exit.js'
@@ -107,6 +106,3 @@ export function opFailed(verb: string, rc: number, selection: ClientSelection, s
 }
 
 /** A TMEM_CONTROL op for `subop` on `cliId`. */
-export function ctrlOp(subop: number, cliId: number, arg1 = 0, arg2 = 0): TmemOp {
-  return { cmd: TMEM_CONTROL, poolId: 0, ctrl: { subop, cliId, arg1, arg2, oid: [0n, 0n, 0n], buf: 0n } }
-}

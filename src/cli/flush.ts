@@ -10,7 +10,7 @@
 import type { Command } from 'commander'
 import { CLI_ID_NULL, PAGE_SIZE, TMEMC_FLUSH, TMEMC_QUERY_FREEABLE_MB, rcName } from '../abi/constants.js'
 import { addControlOptions, parseU32, withControl } from './args.js'
-import { ctrlOp } from './clients.js'
+import { controlOp } from '../abi/codec.js'
 import { OpFailedError } from './exit.js'
 
 const CONNECTION_HELP = `
@@ -34,7 +34,7 @@ Examples:
 ${CONNECTION_HELP}`)
     .action(async (options: { kb: number }, self: Command) => {
       const kib = await withControl(self, async (control) => {
-        const { rc } = await control.control(ctrlOp(TMEMC_FLUSH, CLI_ID_NULL, options.kb))
+        const { rc } = await control.control(controlOp(TMEMC_FLUSH, CLI_ID_NULL, 0, options.kb))
         if (rc < 0) throw new OpFailedError(`flush failed: ${rcName(rc)} (${rc})`, rcName(rc), rc)
         return rc
       })
@@ -57,7 +57,7 @@ Examples:
 ${CONNECTION_HELP}`)
     .action(async (_options: unknown, self: Command) => {
       const mib = await withControl(self, async (control) => {
-        const { rc } = await control.control(ctrlOp(TMEMC_QUERY_FREEABLE_MB, CLI_ID_NULL))
+        const { rc } = await control.control(controlOp(TMEMC_QUERY_FREEABLE_MB, CLI_ID_NULL))
         if (rc < 0) throw new OpFailedError(`freeable failed: ${rcName(rc)} (${rc})`, rcName(rc), rc)
         return rc
       })

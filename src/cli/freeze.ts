@@ -11,7 +11,8 @@
 import type { Command } from 'commander'
 import { TMEMC_DESTROY, TMEMC_FREEZE, TMEMC_THAW } from '../abi/constants.js'
 import { addControlOptions, withControl } from './args.js'
-import { addClientSelection, type ClientSelection, ctrlOp, opFailed, parseClientArg, selectClient } from './clients.js'
+import { controlOp } from '../abi/codec.js'
+import { addClientSelection, type ClientSelection, opFailed, parseClientArg, selectClient } from './clients.js'
 
 interface StateVerb {
   name: 'freeze' | 'thaw' | 'destroy'
@@ -84,7 +85,7 @@ function registerStateVerb(program: Command, verb: StateVerb): void {
       const arg = parseClientArg(options.all, client)
       const line = await withControl(self, async (control) => {
         const { selection, stats } = await selectClient(control, arg, verb.name)
-        const { rc } = await control.control(ctrlOp(verb.subop, selection.cliId))
+        const { rc } = await control.control(controlOp(verb.subop, selection.cliId))
         if (rc < 0) throw opFailed(verb.name, rc, selection, stats)
         return verb.done(selection)
       })

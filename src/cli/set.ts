@@ -13,7 +13,8 @@
 import type { Command } from 'commander'
 import { TMEMC_SET_CAP, TMEMC_SET_COMPRESS, TMEMC_SET_WEIGHT } from '../abi/constants.js'
 import { addControlOptions, parseOnOff, parseU32, withControl } from './args.js'
-import { addClientSelection, ctrlOp, opFailed, parseClientArg, selectClient } from './clients.js'
+import { controlOp } from '../abi/codec.js'
+import { addClientSelection, opFailed, parseClientArg, selectClient } from './clients.js'
 import { UsageError } from './exit.js'
 
 interface SetOptions {
@@ -62,7 +63,7 @@ Exit codes: 0 done, 1 an op failed (unknown client: EPERM (-1); cap over 100: EI
       const line = await withControl(self, async (control) => {
         const { selection, stats } = await selectClient(control, arg, 'set')
         for (const step of steps) {
-          const { rc } = await control.control(ctrlOp(step.subop, selection.cliId, step.value))
+          const { rc } = await control.control(controlOp(step.subop, selection.cliId, 0, step.value))
           if (rc < 0) throw opFailed(`set ${step.flag}`, rc, selection, stats)
         }
         return `set ${selection.label}: ${steps.map((step) => step.text).join(', ')}`

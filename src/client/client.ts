@@ -266,20 +266,7 @@ export class TmemClient extends EventEmitter {
   }
 
   #send<T>(frame: Uint8Array, cmd: number, decode: (reply: ReplyView) => T): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.#transport.request(
-        frame,
-        isReplayable(cmd),
-        (reply) => {
-          try {
-            resolve(decode(reply))
-          } catch (error) {
-            reject(error instanceof Error ? error : new Error(String(error)))
-          }
-        },
-        reject,
-      )
-    })
+    return this.#transport.ask(frame, isReplayable(cmd), decode)
   }
 
   /** A request frame holding a `gen`-arm op: header, cmd, pool id, oid words, index. */

@@ -197,20 +197,7 @@ export class TmemControlClient {
   }
 
   #send<T>(frame: Uint8Array, decode: (reply: ReplyView) => T): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.#transport.request(
-        frame,
-        false,
-        (reply) => {
-          try {
-            resolve(decode(reply))
-          } catch (error) {
-            reject(error instanceof Error ? error : new Error(String(error)))
-          }
-        },
-        reject,
-      )
-    })
+    return this.#transport.ask(frame, false, decode)
   }
 }
 

@@ -234,6 +234,27 @@ export class Transport extends EventEmitter {
     this.#scheduleFlush()
   }
 
+  /**
+   * `request` as a promise: resolves with what `decode` makes of the reply (while the reply
+   * is valid), rejects with the transport's error or with what `decode` throws.
+   */
+  ask<T>(frame: Uint8Array, replayable: boolean, decode: (reply: ReplyView) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.request(
+        frame,
+        replayable,
+        (reply) => {
+          try {
+            resolve(decode(reply))
+          } catch (error) {
+            reject(error instanceof Error ? error : new Error(String(error)))
+          }
+        },
+        reject,
+      )
+    })
+  }
+
   /** Says goodbye (the daemon destroys a client's pools now), then closes. */
   async goodbye(): Promise<void> {
     if (this.#state !== 'ready') {

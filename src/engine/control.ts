@@ -48,6 +48,7 @@ import type { Host } from './host.js'
 import type { Client, Pool } from './model.js'
 import { renderList } from './list.js'
 import { Migration } from './migration.js'
+import { writeHandle } from './handle.js'
 import { writeU32LE } from '../util/le.js'
 import { NONE } from './store.js'
 import { Pages } from './pages.js'
@@ -321,18 +322,3 @@ function writeU64(data: Uint8Array, at: number, value: bigint): void {
   writeU32LE(data, at + 4, Number((value >> 32n) & 0xffffffffn))
 }
 
-/** Writes a `struct tmem_handle` (v1: 32 bytes, v0: 16 bytes) from oid words at `oid[base]`. */
-function writeHandle(
-  version: 0 | 1,
-  data: Uint8Array,
-  at: number,
-  poolId: number,
-  index: number,
-  oid: Uint32Array,
-  base: number,
-): void {
-  writeU32LE(data, at, poolId)
-  writeU32LE(data, at + 4, index)
-  const words = version === 0 ? 2 : 6
-  for (let i = 0; i < words; i++) writeU32LE(data, at + 8 + 4 * i, oid[base + i]!)
-}

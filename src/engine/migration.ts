@@ -34,6 +34,7 @@ import type { Client, Pool } from './model.js'
 import { Pages } from './pages.js'
 import { readU32LE, writeU32LE } from '../util/le.js'
 import { NONE } from './store.js'
+import { writeHandle } from './handle.js'
 
 const FAIL = -1
 
@@ -161,6 +162,7 @@ export class Migration {
   }
 }
 
+/** A page record's head: the v1 handle, then `kind` (1 page follows, 0 flush) and a zero word. */
 function writeHeader(
   data: Uint8Array,
   at: number,
@@ -170,9 +172,7 @@ function writeHeader(
   base: number,
   kind: number,
 ): void {
-  writeU32LE(data, at, poolId)
-  writeU32LE(data, at + 4, index)
-  for (let i = 0; i < 6; i++) writeU32LE(data, at + 8 + 4 * i, oid[base + i]!)
+  writeHandle(1, data, at, poolId, index, oid, base)
   writeU32LE(data, at + 32, kind)
   writeU32LE(data, at + 36, 0)
 }

@@ -441,11 +441,7 @@ export class Pages {
         this.#setResult(id, 0, 0, SLOT_CONTENT)
         return true
       }
-      if (payloads.store(owner.compress, host.options.tze, this.#evictForPut) !== STORED) {
-        if (owner.compress && fresh) owner.compressNoMemory++
-        return false
-      }
-      if (payloads.poor && fresh) owner.compressPoor++
+      if (!this.#storePayload(owner, fresh)) return false
       id = contents.add(fingerprint, payloads)
       if (id === NONE) {
         payloads.release(payloads.frame, payloads.offset, payloads.kind)
@@ -456,16 +452,26 @@ export class Pages {
       this.#setResult(id, 0, 0, SLOT_CONTENT)
       return true
     }
-    if (payloads.store(owner.compress, host.options.tze, this.#evictForPut) !== STORED) {
-      if (owner.compress && fresh) owner.compressNoMemory++
-      return false
-    }
-    if (payloads.poor && fresh) owner.compressPoor++
+    if (!this.#storePayload(owner, fresh)) return false
     if (payloads.compressedBytes > 0) {
       owner.compressedPages++
       owner.compressedBytes += payloads.compressedBytes
     }
     this.#setResult(payloads.frame, payloads.offset, payloads.bytes, payloads.kind)
+    return true
+  }
+
+  /**
+   * Stores the scratch page as a payload (fill word, compressed chunk, tze chunk or plain
+   * frame), counting a fresh put's `cn` (no memory to compress into) and `cm` (poor ratio).
+   */
+  #storePayload(owner: Client, fresh: boolean): boolean {
+    const payloads = this.#host.payloads
+    if (payloads.store(owner.compress, this.#host.options.tze, this.#evictForPut) !== STORED) {
+      if (owner.compress && fresh) owner.compressNoMemory++
+      return false
+    }
+    if (payloads.poor && fresh) owner.compressPoor++
     return true
   }
 

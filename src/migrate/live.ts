@@ -21,15 +21,14 @@
  */
 import { readFileSync } from 'node:fs'
 import { resolve as resolvePath } from 'node:path'
+import { readU32LE } from '../util/le.js'
 import {
-  CLI_ID_NULL,
   MAX_POOLS_PER_DOMAIN,
   PAGE_RECORD_HEADER_BYTES,
   PAGE_SIZE,
   TMEM_AUTH,
   TMEM_CLIENT_COMPRESS,
   TMEM_CLIENT_FROZEN,
-  TMEM_CONTROL,
   TMEM_POOL_PERSIST,
   TMEM_POOL_SHARED,
   TMEM_POOL_VERSION_MASK,
@@ -54,7 +53,7 @@ import {
   TMEMC_SET_WEIGHT,
   rcName,
 } from '../abi/constants.js'
-import type { TmemOp } from '../abi/types.js'
+import { controlOp } from '../abi/codec.js'
 import { type ControlTarget, type DaemonStats, type TmemControlClient, connectControl } from '../client/control.js'
 import { TmemConnectionError } from '../client/errors.js'
 import { CONTROL_DATA_BYTES_MAX } from '../server/frame.js'
@@ -526,7 +525,7 @@ class Migration {
   }
 
   async #poolUuid(slot: number): Promise<[bigint, bigint]> {
-    const op = ctrlOp(TMEMC_SAVE_GET_POOL_UUID, this.#sourceId, slot)
+    const op = controlOp(TMEMC_SAVE_GET_POOL_UUID, this.#sourceId, slot)
     const { rc, data } = await this.#source.control(op, null, 16)
     if (rc < 0) throw new Error(`SAVE_GET_POOL_UUID of pool ${slot} returned ${rc}`)
     const view = Buffer.from(data.buffer, data.byteOffset, 16)
@@ -584,7 +583,7 @@ class Migration {
     let issued = 0
     let ended = false
     const applied: Promise<void>[] = []
-    const op = ctrlOp(TMEMC_SAVE_GET_PAGES, this.#sourceId, pool.slot, this.#batchBytes)
+    const op = controlOp(TMEMC_SAVE_GET_PAGES, this.#sourceId, pool.slot, this.#batchBytes)
     const fetchOne = async (): Promise<void> => {
       const result = await this.#source.controlWith(op, null, this.#batchBytes, (rc, bytes, offset) => {
         if (rc <= 0) return rc
@@ -616,7 +615,7 @@ class Migration {
     let blocked = false
     const held: { records: Uint8Array; count: number }[] = []
     const applied: Promise<void>[] = []
-    const op = ctrlOp(TMEMC_SAVE_GET_CHANGES, this.#sourceId, 0, this.#batchBytes)
+    const op = controlOp(TMEMC_SAVE_GET_CHANGES, this.#sourceId, 0, this.#batchBytes)
     const fetchOne = async (): Promise<void> => {
       const rc = await this.#source.controlWith(op, null, this.#batchBytes, (rc, bytes, offset, length) => {
         if (rc <= 0) {
@@ -678,7 +677,7 @@ class Migration {
 
   /** RESTORE_PAGES of `count` records on the target. */
   async #apply(records: Uint8Array, count: number): Promise<void> {
-    const op = ctrlOp(TMEMC_RESTORE_PAGES, this.#targetId, 0, records.length)
+    const op = controlOp(TMEMC_RESTORE_PAGES, this.#targetId, 0, records.length)
     const rc = await this.#target.controlWith(op, records, 0, (value) => value)
     if (rc !== count) throw new Error(`RESTORE_PAGES on the target returned ${rcName(rc)} (${rc}) for ${count} records`)
     this.#pages += count
@@ -692,7 +691,7 @@ class Migration {
   }
 
   async #ctrl(control: TmemControlClient, subop: number, cliId: number, poolId = 0, arg1 = 0): Promise<number> {
-    const { rc } = await control.control(ctrlOp(subop, cliId, poolId, arg1))
+    const { rc } = await control.control(controlOp(subop, cliId, poolId, arg1))
     return rc
   }
 
@@ -777,8 +776,8 @@ function walkRecords(
   const end = offset + length
   for (let i = 0; i < count; i++) {
     if (at + PAGE_RECORD_HEADER_BYTES > end) return { length: -1, pages, unknownPool }
-    const poolId = u32(bytes, at)
-    const kind = u32(bytes, at + 32)
+    const poolId = readU32LE(bytes, at)
+    const kind = readU32LE(bytes, at + 32)
     if (!pools.has(poolId)) unknownPool = true
     if (kind === 1) {
       pages++
@@ -801,18 +800,10 @@ function pickAddress(addresses: unknown, tcp: boolean): string | null {
   return preferred ?? list[0] ?? null
 }
 
-function ctrlOp(subop: number, cliId: number, poolId = 0, arg1 = 0): TmemOp {
-  return { cmd: TMEM_CONTROL, poolId, ctrl: { subop, cliId: cliId & CLI_ID_NULL, arg1: arg1 >>> 0, arg2: 0, oid: [0n, 0n, 0n], buf: 0n } }
-}
-
 /** Marks a promise as handled (it is awaited later), so an early rejection is not fatal. */
 function handled<T>(promise: Promise<T>): Promise<T> {
   promise.catch(() => undefined)
   return promise
-}
-
-function u32(bytes: Uint8Array, at: number): number {
-  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
 }
 
 function rcText(rc: number): string {

@@ -29,20 +29,16 @@ import {
   TMEM_CONTROL,
   rcName,
 } from '../abi/constants.js'
+import { controlOp, encodeHandleInto } from '../abi/codec.js'
 import { TMEM_HANDLE_BYTES_V1 } from '../abi/layout.js'
+import { nativeCopy } from '../util/bytes.js'
+import { readU32LE, writeU32LE } from '../util/le.js'
 import type { CtrlOp, TmemOp } from '../abi/types.js'
 import type { TmemControlClient } from '../client/control.js'
 import { CONTROL_DATA_BYTES_MAX } from '../server/frame.js'
 import { SESSION_DESTROY, emptySession } from '../server/session-frame.js'
 import { ChannelStepError, type ControlChannel } from './channel.js'
 
-type CopyFunction = (this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number) => number
-const BUFFER_COPY = (Buffer.prototype as unknown as { copy: CopyFunction }).copy
-
-/** A native copy between any two byte arrays. */
-function copyInto(source: Uint8Array, from: number, target: Uint8Array, to: number, length: number): void {
-  BUFFER_COPY.call(source, target, to, from, from + length)
-}
 
 export interface NetworkChannelOptions {
   /** Serve SAVE_GET_NEXT_PAGE from SAVE_GET_PAGES batches. Default true. */
@@ -111,7 +107,7 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
       // The reply is valid only now: copy it into a spare batch buffer.
       const length = rc * RECORD_BYTES
       const copy = spare.pop() ?? Buffer.allocUnsafeSlow(batchBytes)
-      copyInto(bytes, offset, copy, 0, length)
+      nativeCopy(bytes, offset, copy, 0, length)
       return { poolId, bytes: copy, count: rc, next: 0 }
     })
     fetched.catch(() => undefined) // awaited later, or dropped with its batch
@@ -147,8 +143,8 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
     const current = batch!
     const at = current.next * RECORD_BYTES
     current.next++
-    copyInto(current.bytes, at, data, 0, TMEM_HANDLE_BYTES_V1)
-    copyInto(current.bytes, at + PAGE_RECORD_HEADER_BYTES, data, TMEM_HANDLE_BYTES_V1, PAGE_SIZE)
+    nativeCopy(current.bytes, at, data, 0, TMEM_HANDLE_BYTES_V1)
+    nativeCopy(current.bytes, at + PAGE_RECORD_HEADER_BYTES, data, TMEM_HANDLE_BYTES_V1, PAGE_SIZE)
     return 1
   }
 
@@ -224,15 +220,11 @@ class RestoreBatcher {
     this.#cliId = op.ctrl.cliId
     const at = this.#count * RECORD_BYTES
     const records = this.#records
-    const view = new DataView(records.buffer, records.byteOffset + at, PAGE_RECORD_HEADER_BYTES)
-    view.setUint32(0, op.poolId, true)
-    view.setUint32(4, op.ctrl.arg2, true) // RESTORE_PUT_PAGE carries the index in arg2
-    view.setBigUint64(8, op.ctrl.oid[0], true)
-    view.setBigUint64(16, op.ctrl.oid[1], true)
-    view.setBigUint64(24, op.ctrl.oid[2], true)
-    view.setUint32(32, 1, true) // a put
-    view.setUint32(36, 0, true)
-    copyInto(page, 0, records, at + PAGE_RECORD_HEADER_BYTES, PAGE_SIZE)
+    // The record: the v1 handle (RESTORE_PUT_PAGE carries the index in arg2), kind 1 (a put), 0.
+    encodeHandleInto({ poolId: op.poolId, index: op.ctrl.arg2, oid: op.ctrl.oid }, 1, records, at)
+    writeU32LE(records, at + TMEM_HANDLE_BYTES_V1, 1)
+    writeU32LE(records, at + TMEM_HANDLE_BYTES_V1 + 4, 0)
+    nativeCopy(page, 0, records, at + PAGE_RECORD_HEADER_BYTES, PAGE_SIZE)
     this.#count++
     this.#pages++
     if (this.#count < this.#perBatch) return 1
@@ -264,8 +256,8 @@ class RestoreBatcher {
     this.#count = 0
     const bytes = count * RECORD_BYTES
     const first = this.#pages - count + 1
-    const poolId = this.#records[0]! | (this.#records[1]! << 8)
-    const op: TmemOp = { cmd: TMEM_CONTROL, poolId: 0, ctrl: { subop: TMEMC_RESTORE_PAGES, cliId: this.#cliId, arg1: bytes, arg2: 0, oid: [0n, 0n, 0n], buf: 0n } }
+    const poolId = readU32LE(this.#records, 0)
+    const op = controlOp(TMEMC_RESTORE_PAGES, this.#cliId, 0, bytes)
     // controlWith copies the records into its frame: the buffer is free again at once.
     const sent: Promise<void> = this.#client.controlWith(op, this.#records.subarray(0, bytes), 0, (rc) => rc).then((rc) => {
       if (rc !== count && this.#failure === null) {

@@ -12,6 +12,7 @@
  * has no (OID, index) twice. After the end of the pools comes the end of the stream, or a
  * -6 section whose records name pools of the stream and which ends the stream.
  */
+import { readI32LE, readU32LE } from '../util/le.js'
 import {
   MAX_POOLS_PER_DOMAIN,
   TMEM_POOL_PAGESIZE_MASK,
@@ -119,32 +120,32 @@ class Walk {
 
   async #header(): Promise<StreamHeader> {
     const markerBytes = await this.#take(4, { offset: 0 }, 'the -5 marker of the tmem section')
-    const marker = s32(markerBytes, 0)
+    const marker = readI32LE(markerBytes, 0)
     if (marker !== MARKER_TMEM) {
       this.#fail('EBADMARKER', { offset: 0 }, `expected the tmem marker -5 (fb ff ff ff), found ${marker} (${hex(markerBytes, 0, 4)})`)
     }
     const bytes = await this.#take(28, { offset: 4 }, 'the 28-byte header')
-    const version = u32(bytes, 0)
+    const version = readU32LE(bytes, 0)
     if (version !== 0 && version !== 1) {
       this.#fail('EBADVERSION', { offset: 4 }, `stream version ${version}; only 0 and 1 exist`)
     }
     this.#version = version
-    const maxPools = u32(bytes, 4)
+    const maxPools = readU32LE(bytes, 4)
     if (maxPools > MAX_POOLS_PER_DOMAIN) {
       this.#fail('EBADHEADER', { offset: 8 }, `max_pools ${maxPools} exceeds ${MAX_POOLS_PER_DOMAIN}`)
     }
-    if (u32(bytes, 8) !== END_WORD) {
-      this.#fail('EBADHEADER', { offset: 12 }, `expected the separator -1 after max_pools, found ${u32(bytes, 8)}`)
+    if (readU32LE(bytes, 8) !== END_WORD) {
+      this.#fail('EBADHEADER', { offset: 12 }, `expected the separator -1 after max_pools, found ${readU32LE(bytes, 8)}`)
     }
-    const clientFlags = u32(bytes, 12)
+    const clientFlags = readU32LE(bytes, 12)
     if ((clientFlags & ~CLIENT_FLAGS_KNOWN) !== 0) {
       this.#fail('EBADHEADER', { offset: 16 }, `client flags 0x${clientFlags.toString(16)} have bits other than COMPRESS (1) and FROZEN (2)`)
     }
-    const weight = u32(bytes, 16)
-    const cap = u32(bytes, 20)
+    const weight = readU32LE(bytes, 16)
+    const cap = readU32LE(bytes, 20)
     if (cap > 100) this.#fail('EBADHEADER', { offset: 24 }, `cap ${cap} is not a percentage (0 to 100)`)
-    if (u32(bytes, 24) !== END_WORD) {
-      this.#fail('EBADHEADER', { offset: 28 }, `expected the separator -1 after cap, found ${u32(bytes, 24)}`)
+    if (readU32LE(bytes, 24) !== END_WORD) {
+      this.#fail('EBADHEADER', { offset: 28 }, `expected the separator -1 after cap, found ${readU32LE(bytes, 24)}`)
     }
     return { version, maxPools, clientFlags, weight, cap }
   }
@@ -158,7 +159,7 @@ class Walk {
     for (;;) {
       const offset = this.#reader.position
       const first = await this.#take(4, { offset }, 'a pool record or the end-of-pools word -1')
-      const poolId = u32(first, 0)
+      const poolId = readU32LE(first, 0)
       if (poolId === END_WORD) return pools
       const place = { offset, poolId }
       if (poolId >= header.maxPools) {
@@ -167,8 +168,8 @@ class Walk {
       if (seen.has(poolId)) this.#fail('EBADPOOL', place, `pool id ${poolId} appears twice`)
       seen.add(poolId)
       const rest = await this.#take(POOL_RECORD_BYTES - 4, place, 'the pool record')
-      const flags = u32(rest, 0)
-      const declaredPages = u32(rest, 4)
+      const flags = readU32LE(rest, 0)
+      const declaredPages = readU32LE(rest, 4)
       const uuid: [bigint, bigint] = [u64(rest, 8), u64(rest, 16)]
       const pool = this.#checkPool(place, flags, declaredPages, uuid)
       await this.#visitor.pool?.(pool)
@@ -218,7 +219,7 @@ class Walk {
       const oid = visit ? readOid(oidView, this.#version) : null
       const key = keys === null ? null : latin1(oidView, 0, oidSize)
       const rest = await this.#take(4 + PAGE_SIZE, place, `page record ${page} of the ${pool.declaredPages} that n_pages announces`)
-      const index = u32(rest, 0)
+      const index = readU32LE(rest, 0)
       if (keys !== null) {
         const full = `${key}${latin1(rest, 0, 4)}`
         if (keys.has(full)) {
@@ -252,7 +253,7 @@ class Walk {
       return null
     }
     const markerBytes = await this.#take(4, { offset }, 'the -6 marker of the invalidation section')
-    const marker = s32(markerBytes, 0)
+    const marker = readI32LE(markerBytes, 0)
     if (marker !== MARKER_TMEM_EXTRA) {
       this.#fail('EBADMARKER', { offset }, `after the end of the pools expected the end of the stream or the marker -6 (fa ff ff ff), found ${marker} (${hex(markerBytes, 0, 4)})`)
     }
@@ -262,7 +263,7 @@ class Walk {
       const at = reader.position
       const place: StreamPlace = { offset: at, invalidation: number }
       const first = await this.#take(4, place, 'an invalidation record or the end word -1')
-      const poolId = u32(first, 0)
+      const poolId = readU32LE(first, 0)
       if (poolId === END_WORD) break
       place.poolId = poolId
       if (!poolIds.has(poolId)) {
@@ -271,7 +272,7 @@ class Walk {
       const rest = await this.#take(oidSize + 4, place, 'the invalidation record')
       if (visitor.invalidation !== undefined) {
         const oid = readOid(rest, this.#version)
-        await visitor.invalidation({ poolId, oid, index: u32(rest, oidSize), number, offset: at })
+        await visitor.invalidation({ poolId, oid, index: readU32LE(rest, oidSize), number, offset: at })
       }
     }
     const end = reader.position
@@ -303,16 +304,8 @@ function countFrom(end: number, start: number, oidSize: number): number {
   return (end - start - 8) / (oidSize + 8)
 }
 
-function u32(bytes: Uint8Array, at: number): number {
-  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
-}
-
-function s32(bytes: Uint8Array, at: number): number {
-  return u32(bytes, at) | 0
-}
-
 function u64(bytes: Uint8Array, at: number): bigint {
-  return BigInt(u32(bytes, at)) | (BigInt(u32(bytes, at + 4)) << 32n)
+  return BigInt(readU32LE(bytes, at)) | (BigInt(readU32LE(bytes, at + 4)) << 32n)
 }
 
 function readOid(bytes: Uint8Array, version: 0 | 1): Oid {

@@ -17,6 +17,7 @@
  * - A save subop that fails (other than the documented -1 "no pool" and "no more pages")
  *   fails the save instead of writing a record from garbage.
  */
+import { readU32LE, writeU32LE } from '../util/le.js'
 import {
   MAX_POOLS_PER_DOMAIN,
   PAGE_SIZE,
@@ -212,7 +213,7 @@ async function writeSection(
       const chunk = writer.chunk
       const at = writer.cursor
       if (allOnes(chunk, at, OID_BYTES)) {
-        const index = u32(chunk, at + OID_BYTES)
+        const index = readU32LE(chunk, at + OID_BYTES)
         throw new SaveError('EALLONESOID', { cliId, step: 'TMEMC_SAVE_GET_NEXT_PAGE', poolId: plan.poolId, index }, `persistent page (pool ${plan.poolId}, OID all ones, index ${index}) cannot be saved: the v1 stream reads that OID as the end of the pool's pages (spec §10 item 14); flush it or give it another OID`)
       }
       writer.advance(recordBytes)
@@ -250,16 +251,16 @@ async function nextPage(ctrl: Ctrl, poolId: number, writer: ChunkWriter, scratch
     return rc
   }
   const chunk = writer.chunk
-  const tail = u32(chunk, at - 4)
+  const tail = readU32LE(chunk, at - 4)
   const view = chunk.subarray(at - 4, at - 4 + PAGE_BUFFER_BYTES)
   const rc = await ctrl.run(TMEMC_SAVE_GET_NEXT_PAGE, poolId, PAGE_BUFFER_BYTES, 0, view)
   if (rc === 1) {
     // Now: [at-4] pool id, [at] index, [at+4] OID, [at+28] page.
-    const index = u32(chunk, at)
+    const index = readU32LE(chunk, at)
     chunk.copyWithin(at, at + 4, at + 4 + OID_BYTES)
-    putU32(chunk, at + OID_BYTES, index)
+    writeU32LE(chunk, at + OID_BYTES, index)
   }
-  putU32(chunk, at - 4, tail)
+  writeU32LE(chunk, at - 4, tail)
   return rc
 }
 
@@ -401,17 +402,6 @@ export async function saveClientToFile(
     await file.abort()
     throw error
   }
-}
-
-function u32(bytes: Uint8Array, at: number): number {
-  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
-}
-
-function putU32(bytes: Uint8Array, at: number, value: number): void {
-  bytes[at] = value & 0xff
-  bytes[at + 1] = (value >>> 8) & 0xff
-  bytes[at + 2] = (value >>> 16) & 0xff
-  bytes[at + 3] = (value >>> 24) & 0xff
 }
 
 function allOnes(bytes: Uint8Array, at: number, length: number): boolean {

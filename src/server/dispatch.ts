@@ -19,7 +19,6 @@ import {
   MAX_POOLS_PER_DOMAIN,
   PAGE_SIZE,
   TMEMC_RESTORE_BEGIN,
-  TMEMC_RESTORE_PAGES,
   TMEMC_SAVE_BEGIN,
   TMEMC_SAVE_END,
   TMEM_CONTROL,
@@ -27,7 +26,8 @@ import {
   TMEM_GET_PAGE,
   TMEM_READ,
 } from '../abi/constants.js'
-import { encodeOp } from '../abi/codec.js'
+import { controlOp, encodeOp } from '../abi/codec.js'
+import { nativeCopy } from '../util/bytes.js'
 import { OP_CTRL_CLI_ID, OP_CTRL_SUBOP, opBytes } from '../abi/layout.js'
 import type { Connection, ConnectionHandler } from './connection.js'
 import {
@@ -111,9 +111,6 @@ import {
 import { type PushSignal, pushPool } from './push.js'
 import type { OpenResult, Session, SessionTable } from './sessions.js'
 
-type CopyFunction = (this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number) => number
-/** Buffer.prototype.copy: a native memcpy for any Uint8Array (control plane only). */
-const BUFFER_COPY = (Buffer.prototype as unknown as { copy: CopyFunction }).copy
 
 /** Daemon-level counters (the engine counts the ops themselves). */
 export interface DaemonCounters {
@@ -258,7 +255,7 @@ export class Dispatcher implements ConnectionHandler {
     this.#savesBegun.delete(conn)
     for (const cliId of begun) {
       if (!this.#host.hasClient(cliId)) continue
-      const op = encodeOp({ cmd: TMEM_CONTROL, poolId: 0, ctrl: { subop: TMEMC_SAVE_END, cliId, arg1: 0, arg2: 0, oid: [0n, 0n, 0n], buf: 0n } })
+      const op = encodeOp(controlOp(TMEMC_SAVE_END, cliId))
       this.#host.controlBytes(op, 0, 1, null, 0, 0)
       this.counters.savesAbandoned++
       this.#log.warn({ client: cliId, conn: conn.serial }, 'control connection closed during a save: SAVE_END')
@@ -325,28 +322,26 @@ export class Dispatcher implements ConnectionHandler {
     const send = conn.send
     const at = conn.sendUsed
     const dataAt = at + FRAME_HEADER_BYTES + RC_BYTES
-    if (outputBytes === 0 && inputBytes > 0 && isRestorePages(conn, bytes, opAt)) {
-      // A batch the engine only reads: it reads it where it arrived (the pages are copied
-      // once, into the arenas, whatever their alignment; see util/bytes.ts).
-      const rc = this.#host.controlBytes(bytes, opAt, 1, bytes, opAt + fixedBytes, inputBytes)
-      this.counters.controlsExecuted++
-      writeFrameHeader(send, at, KIND_CONTROL_REPLY, reader.requestId, RC_BYTES)
-      writeU32LE(send, at + FRAME_HEADER_BYTES, rc)
-      conn.sendUsed = dataAt
-      return
-    }
     const dataLength = Math.max(outputBytes, inputBytes)
-    // The engine works on an 8-byte-aligned tool buffer, not in the reply: page records there
-    // (SAVE_GET_PAGES, RESTORE_PAGES) then lie aligned, and the engine copies their pages as
-    // words instead of byte by byte (4 GB/s against 0.3 GB/s). Moving the tool buffer in and
-    // out costs a native memcpy each.
-    const tool = dataLength > 0 ? this.#toolBuffer(dataLength) : null
-    if (tool !== null) {
-      if (inputBytes > 0) BUFFER_COPY.call(bytes, tool, 0, opAt + fixedBytes, opAt + fixedBytes + inputBytes)
-      tool.fill(0, inputBytes, dataLength)
+    let data: Uint8Array | null = null
+    let dataOffset = 0
+    if (outputBytes === 0) {
+      // Nothing comes back (RESTORE_PAGES, RESTORE_PUT_PAGE): the engine reads the input where
+      // it arrived, and whatever it might write there is dropped with the frame.
+      if (inputBytes > 0) {
+        data = bytes
+        dataOffset = opAt + fixedBytes
+      }
+    } else {
+      // Output is made in an 8-byte-aligned tool buffer, not in the reply (whose data starts
+      // at 4 mod 8): page records there lie aligned, so the engine copies their pages on
+      // copyBytes' allocation-free wide path instead of with a view per page.
+      data = this.#toolBuffer(dataLength)
+      if (inputBytes > 0) nativeCopy(bytes, opAt + fixedBytes, data, 0, inputBytes)
+      data.fill(0, inputBytes, dataLength)
     }
-    const rc = this.#host.controlBytes(bytes, opAt, conn.abiVersion, tool, 0, dataLength)
-    if (tool !== null && outputBytes > 0) BUFFER_COPY.call(tool, send, dataAt, 0, outputBytes)
+    const rc = this.#host.controlBytes(bytes, opAt, conn.abiVersion, data, dataOffset, dataLength)
+    if (data !== null && outputBytes > 0) nativeCopy(data, 0, send, dataAt, outputBytes)
     this.counters.controlsExecuted++
     if (readU32LE(bytes, opAt) === TMEM_CONTROL) this.#trackSave(conn, bytes, opAt, rc)
     writeFrameHeader(send, at, KIND_CONTROL_REPLY, reader.requestId, RC_BYTES + outputBytes)
@@ -525,7 +520,7 @@ export class Dispatcher implements ConnectionHandler {
     if (this.#host.hasClient(id) || this.#sessions.byId(id) !== undefined) return SESSION_EEXIST
     if (abi === 0 && !this.#options.acceptV0) return SESSION_EPERM
     if (abi === 1) {
-      const op = encodeOp({ cmd: TMEM_CONTROL, poolId: 0, ctrl: { subop: TMEMC_RESTORE_BEGIN, cliId: id, arg1: 0, arg2: 0, oid: [0n, 0n, 0n], buf: 0n } })
+      const op = encodeOp(controlOp(TMEMC_RESTORE_BEGIN, id))
       const rc = this.#host.controlBytes(op, 0, 1, null, 0, 0)
       return rc === 1 ? id : SESSION_EEXIST
     }
@@ -710,10 +705,4 @@ function encodeSessionReplyFrame(requestId: number, rc: number, message: Session
   writeU32LE(frame, FRAME_HEADER_BYTES, rc)
   encodeSessionInto(frame, FRAME_HEADER_BYTES + RC_BYTES, message)
   return frame
-}
-
-/** A v1 TMEM_CONTROL RESTORE_PAGES: its input is only read by the engine. */
-function isRestorePages(conn: Connection, bytes: Uint8Array, opAt: number): boolean {
-  return conn.abiVersion === 1 && readU32LE(bytes, opAt) === TMEM_CONTROL &&
-    readU32LE(bytes, opAt + OP_CTRL_SUBOP) === TMEMC_RESTORE_PAGES
 }

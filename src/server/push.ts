@@ -14,11 +14,11 @@
 import {
   PAGE_RECORD_HEADER_BYTES,
   PAGE_SIZE,
-  TMEM_CONTROL,
   TMEMC_RESTORE_PAGES,
   TMEMC_SAVE_GET_PAGES,
 } from '../abi/constants.js'
-import { encodeOpInto } from '../abi/codec.js'
+import { controlOp, encodeOpInto } from '../abi/codec.js'
+import { TMEM_OP_BYTES_V1 } from '../abi/layout.js'
 import { type ConnectTarget, Transport, controlRules } from '../client/transport.js'
 import type { CtrlOp } from '../abi/types.js'
 import {
@@ -38,7 +38,7 @@ import { SESSION_ECONNREFUSED, SESSION_EIO } from './session-frame.js'
 /** Frames in flight to the target. */
 export const PUSH_DEPTH = 4
 const RECORD_BYTES = PAGE_RECORD_HEADER_BYTES + PAGE_SIZE
-const OP_BYTES = 56
+const OP_BYTES = TMEM_OP_BYTES_V1
 const DATA_AT = FRAME_HEADER_BYTES + OP_BYTES + CONTROL_OUTPUT_FIELD_BYTES
 const PAGES_PER_FRAME = Math.floor(CONTROL_DATA_BYTES_MAX / RECORD_BYTES)
 
@@ -199,10 +199,6 @@ class Push {
   #waitForReply(): Promise<void> {
     return new Promise((resolve) => (this.#wake = resolve))
   }
-}
-
-function controlOp(subop: number, cliId: number, poolId: number, arg1: number): CtrlOp {
-  return { cmd: TMEM_CONTROL, poolId, ctrl: { subop, cliId, arg1, arg2: 0, oid: [0n, 0n, 0n], buf: 0n } }
 }
 
 function errorText(error: unknown): string {

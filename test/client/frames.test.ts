@@ -25,6 +25,12 @@ class RecordingTransport extends EventEmitter {
   request(frame: Uint8Array): void {
     this.frames.push(frame)
   }
+
+  /** The client's promise form of `request`: records the frame; no reply ever comes. */
+  ask(frame: Uint8Array): Promise<never> {
+    this.frames.push(frame)
+    return new Promise<never>(() => undefined)
+  }
 }
 
 function genOp(cmd: number, poolId: number, oid: Oid, index: number) {
