@@ -1,0 +1,296 @@
+/**
+ * The two rings of a shared-memory region (`shm-region.ts` draws the layout), one class per
+ * role:
+ *
+ *   client                                   daemon
+ *   SubmissionProducer --- submission ring --> SubmissionConsumer
+ *   CompletionConsumer <-- completion ring --- CompletionProducer
+ *
+ * Each side owns one cursor of each ring and keeps it in a private field; it publishes it
+ * with `Atomics.store` and never reads it back from the region. The other side's cursor is
+ * read with `Atomics.load` and checked: a ring can never hold more than its size, so a cursor
+ * that says otherwise is corruption (a bug or a hostile peer), counted in `errors`, and the
+ * ring is reported broken (-1) instead of being read. Slots are `cursor & (entries - 1)` of a
+ * private cursor, so no value in the region can move a read or write out of the ring.
+ *
+ * The consumer of the submission ring copies each entry out once (`take`), and every check
+ * after that reads the private copy (no double fetch: the client may rewrite the slot at any
+ * time). A turn takes at most `SHM_OPS_PER_TURN_MAX` entries, so a peer that keeps refilling
+ * a ring cannot hold the consumer in a loop; the daemon yields to its event loop between turns.
+ *
+ * Atomics work on an Int32Array over any ArrayBuffer; the region's is an external buffer
+ * (not a SharedArrayBuffer: N-API cannot make one over a mapping), on which V8 emits the same
+ * sequentially consistent instructions. Hot path: nothing here allocates.
+ *
+ * `start` is where a ring's cursors begin: 0, as a fresh header holds them (tests start both
+ * sides near 2^32 to cross the wrap).
+ */
+import { type OpLayout } from '../abi/layout.js'
+import { assert } from '../util/assert.js'
+import { copyBytes } from '../util/bytes.js'
+import { readU32LE, writeU32LE } from '../util/le.js'
+import {
+  CQE_BYTES,
+  CQE_RC,
+  CQE_REQUEST_ID,
+  SHM_WORD_CQ_HEAD,
+  SHM_WORD_CQ_TAIL,
+  SHM_WORD_SQ_HEAD,
+  SHM_WORD_SQ_TAIL,
+  SQE_BYTES,
+  SQE_REQUEST_ID,
+  SQE_RESERVED,
+  type ShmGeometry,
+} from './shm-region.js'
+
+/**
+ * Most entries a consumer takes in one turn before it yields (to its event loop, and so to
+ * every other connection of the daemon). 256 ops are about 0.2 ms of engine work.
+ */
+export const SHM_OPS_PER_TURN_MAX = 256
+
+/** Returned by `begin`/`room` when the peer's cursor is impossible: the ring is broken. */
+export const RING_BROKEN = -1
+
+/** Faults found in the peer's half of the region. */
+export interface RingErrors {
+  /** A cursor of the other side said the ring held more than it can. */
+  badCursor: number
+}
+
+/** Views of one mapped region shared by the ring endpoints. */
+export interface ShmViews {
+  /** The whole region. */
+  readonly bytes: Uint8Array
+  /** The same memory as i32 words, for Atomics on the cursors and flags. */
+  readonly words: Int32Array
+}
+
+/** Makes the byte and word views of a region (its length a multiple of 4). */
+export function shmViews(buffer: ArrayBuffer, regionBytes: number): ShmViews {
+  assert(buffer.byteLength >= regionBytes && regionBytes % 4 === 0, 'Region views out of range')
+  return { bytes: new Uint8Array(buffer, 0, regionBytes), words: new Int32Array(buffer, 0, regionBytes / 4) }
+}
+
+/** Entries between two free-running u32 cursors. */
+function distance(tail: number, head: number): number {
+  return (tail - head) >>> 0
+}
+
+/** Daemon side of the submission ring: copies ops out, one turn at a time. */
+export class SubmissionConsumer {
+  readonly errors: RingErrors = { badCursor: 0 }
+  readonly #views: ShmViews
+  readonly #offset: number
+  readonly #mask: number
+  readonly #entries: number
+  #head = 0
+  #left = 0
+
+  constructor(views: ShmViews, geometry: ShmGeometry, start = 0) {
+    this.#views = views
+    this.#head = start >>> 0
+    this.#offset = geometry.sqOffset
+    this.#entries = geometry.sqEntries
+    this.#mask = geometry.sqEntries - 1
+  }
+
+  /** True when the ring looks non-empty (or broken: the caller then finds out in `begin`). */
+  hasWork(): boolean {
+    return Atomics.load(this.#views.words, SHM_WORD_SQ_TAIL) >>> 0 !== this.#head
+  }
+
+  /**
+   * Starts a turn: how many entries `take` may copy out now, at most `room` (the completion
+   * ring's free slots) and `SHM_OPS_PER_TURN_MAX`; RING_BROKEN when the tail is impossible.
+   */
+  begin(room: number): number {
+    const queued = distance(Atomics.load(this.#views.words, SHM_WORD_SQ_TAIL), this.#head)
+    if (queued > this.#entries) {
+      this.errors.badCursor++
+      this.#left = 0
+      return RING_BROKEN
+    }
+    this.#left = Math.min(queued, room, SHM_OPS_PER_TURN_MAX)
+    return this.#left
+  }
+
+  /** Copies the next entry (64 bytes) into `into` at 0 and consumes it. */
+  take(into: Uint8Array): void {
+    assert(this.#left > 0, 'Take past the turn')
+    assert(into.length >= SQE_BYTES, 'Entry copy too small')
+    copyBytes(this.#views.bytes, this.#offset + (this.#head & this.#mask) * SQE_BYTES, into, 0, SQE_BYTES)
+    this.#head = (this.#head + 1) >>> 0
+    this.#left--
+  }
+
+  /** Publishes the head: the client may reuse the slots taken. */
+  end(): void {
+    this.#left = 0
+    Atomics.store(this.#views.words, SHM_WORD_SQ_HEAD, this.#head | 0)
+  }
+}
+
+/** Daemon side of the completion ring. */
+export class CompletionProducer {
+  readonly errors: RingErrors = { badCursor: 0 }
+  readonly #views: ShmViews
+  readonly #offset: number
+  readonly #mask: number
+  readonly #entries: number
+  #tail = 0
+
+  constructor(views: ShmViews, geometry: ShmGeometry, start = 0) {
+    this.#views = views
+    this.#tail = start >>> 0
+    this.#offset = geometry.cqOffset
+    this.#entries = geometry.cqEntries
+    this.#mask = geometry.cqEntries - 1
+  }
+
+  /** Free slots; RING_BROKEN when the client's head is impossible. */
+  room(): number {
+    const used = distance(this.#tail, Atomics.load(this.#views.words, SHM_WORD_CQ_HEAD))
+    if (used > this.#entries) {
+      this.errors.badCursor++
+      return RING_BROKEN
+    }
+    return this.#entries - used
+  }
+
+  /** Writes one completion (the caller checked `room`); visible after `publish`. */
+  post(requestId: number, rc: number): void {
+    const at = this.#offset + (this.#tail & this.#mask) * CQE_BYTES
+    writeU32LE(this.#views.bytes, at + CQE_REQUEST_ID, requestId)
+    writeU32LE(this.#views.bytes, at + CQE_RC, rc >>> 0)
+    this.#tail = (this.#tail + 1) >>> 0
+  }
+
+  publish(): void {
+    Atomics.store(this.#views.words, SHM_WORD_CQ_TAIL, this.#tail | 0)
+  }
+}
+
+/** Client side of the submission ring: ops are written straight into their slots. */
+export class SubmissionProducer {
+  readonly errors: RingErrors = { badCursor: 0 }
+  readonly #views: ShmViews
+  readonly #offset: number
+  readonly #mask: number
+  readonly #entries: number
+  #tail = 0
+
+  constructor(views: ShmViews, geometry: ShmGeometry, start = 0) {
+    this.#views = views
+    this.#tail = start >>> 0
+    this.#offset = geometry.sqOffset
+    this.#entries = geometry.sqEntries
+    this.#mask = geometry.sqEntries - 1
+  }
+
+  /** Free slots; RING_BROKEN when the daemon's head is impossible. */
+  room(): number {
+    const used = distance(this.#tail, Atomics.load(this.#views.words, SHM_WORD_SQ_HEAD))
+    if (used > this.#entries) {
+      this.errors.badCursor++
+      return RING_BROKEN
+    }
+    return this.#entries - used
+  }
+
+  /**
+   * Byte offset (in the region) of the next slot, zeroed, for the caller to write the op into;
+   * `push` then seals it with the request id. The caller checked `room`.
+   */
+  next(): number {
+    const at = this.#offset + (this.#tail & this.#mask) * SQE_BYTES
+    this.#views.bytes.fill(0, at, at + SQE_BYTES)
+    return at
+  }
+
+  /** Completes the slot `next` returned with `requestId`; visible after `publish`. */
+  push(requestId: number): void {
+    const at = this.#offset + (this.#tail & this.#mask) * SQE_BYTES
+    writeU32LE(this.#views.bytes, at + SQE_REQUEST_ID, requestId)
+    this.#tail = (this.#tail + 1) >>> 0
+  }
+
+  publish(): void {
+    Atomics.store(this.#views.words, SHM_WORD_SQ_TAIL, this.#tail | 0)
+  }
+}
+
+/** Client side of the completion ring. */
+export class CompletionConsumer {
+  readonly errors: RingErrors = { badCursor: 0 }
+  /** The entry `take` read last. */
+  requestId = 0
+  rc = 0
+  readonly #views: ShmViews
+  readonly #offset: number
+  readonly #mask: number
+  readonly #entries: number
+  #head = 0
+  #left = 0
+
+  constructor(views: ShmViews, geometry: ShmGeometry, start = 0) {
+    this.#views = views
+    this.#head = start >>> 0
+    this.#offset = geometry.cqOffset
+    this.#entries = geometry.cqEntries
+    this.#mask = geometry.cqEntries - 1
+  }
+
+  hasWork(): boolean {
+    return Atomics.load(this.#views.words, SHM_WORD_CQ_TAIL) >>> 0 !== this.#head
+  }
+
+  /** Completions to read this turn (at most SHM_OPS_PER_TURN_MAX); RING_BROKEN if impossible. */
+  begin(): number {
+    const queued = distance(Atomics.load(this.#views.words, SHM_WORD_CQ_TAIL), this.#head)
+    if (queued > this.#entries) {
+      this.errors.badCursor++
+      this.#left = 0
+      return RING_BROKEN
+    }
+    this.#left = Math.min(queued, SHM_OPS_PER_TURN_MAX)
+    return this.#left
+  }
+
+  /** Reads the next completion into `requestId` and `rc`. */
+  take(): void {
+    assert(this.#left > 0, 'Take past the turn')
+    const at = this.#offset + (this.#head & this.#mask) * CQE_BYTES
+    this.requestId = readU32LE(this.#views.bytes, at + CQE_REQUEST_ID)
+    this.rc = readU32LE(this.#views.bytes, at + CQE_RC) | 0
+    this.#head = (this.#head + 1) >>> 0
+    this.#left--
+  }
+
+  /** Publishes the head: the daemon may reuse the slots read. */
+  end(): void {
+    this.#left = 0
+    Atomics.store(this.#views.words, SHM_WORD_CQ_HEAD, this.#head | 0)
+  }
+}
+
+/** The request id of an entry copied out by `SubmissionConsumer.take`. */
+export function sqeRequestId(entry: Uint8Array): number {
+  return readU32LE(entry, SQE_REQUEST_ID)
+}
+
+/** True when the entry's reserved word is zero, as a well-formed client leaves it. */
+export function sqeReservedClear(entry: Uint8Array): boolean {
+  return readU32LE(entry, SQE_RESERVED) === 0
+}
+
+/**
+ * The frame an op (copied out of the ring) names with its `cmfn`, or -1 when that is not a
+ * frame of the region: the high word must be 0 and the low word below `frameCount`.
+ */
+export function sqeFrame(entry: Uint8Array, layout: OpLayout, geometry: ShmGeometry): number {
+  const low = readU32LE(entry, layout.genCmfn)
+  const high = readU32LE(entry, layout.genCmfn + 4)
+  if (high !== 0 || low >= geometry.frameCount) return -1
+  return low
+}

@@ -1,0 +1,119 @@
+/**
+ * The daemon's end of a shared-memory region, short of the engine: one turn copies a bounded
+ * number of ops out of the submission ring, checks each copy, hands it to `execute` with the
+ * frame it names, and posts the rc on the completion ring. The server layer supplies
+ * `execute` (the engine's `opBytes` with the client's id) and the doorbell.
+ *
+ * Checks on each entry, all made on the private copy (the client may rewrite the ring at any
+ * time, so nothing is read from it twice):
+ *  - the reserved word must be 0, else rc -EINVAL and the op is not run;
+ *  - a page command (PUT_PAGE, GET_PAGE, NEW_PAGE, READ, WRITE) must name a frame of the
+ *    region with its cmfn, else rc -EFAULT (Xen's answer to a bad guest frame) and the op is
+ *    not run; other commands get no frame (-1) whatever their cmfn says.
+ *
+ * A turn never takes more entries than the completion ring has room for, so a client that
+ * stops reading completions stops being served (and costs nothing: the turn finds no room,
+ * the side sleeps). A cursor that cannot be right makes the turn return RING_BROKEN.
+ */
+import {
+  EFAULT,
+  EINVAL,
+  TMEM_GET_PAGE,
+  TMEM_NEW_PAGE,
+  TMEM_PUT_PAGE,
+  TMEM_READ,
+  TMEM_WRITE,
+} from '../abi/constants.js'
+import { type OpLayout, opLayout } from '../abi/layout.js'
+import { readU32LE } from '../util/le.js'
+import { PAGE_SIZE } from '../abi/constants.js'
+import { SQE_BYTES, type ShmGeometry } from './shm-region.js'
+import {
+  CompletionProducer,
+  RING_BROKEN,
+  type ShmViews,
+  SubmissionConsumer,
+  sqeFrame,
+  sqeRequestId,
+  sqeReservedClear,
+} from './shm-ring.js'
+
+/**
+ * Runs one op copied out of the ring: `entry[0..opBytes)` is the `tmem_op`, `frameAt` the byte
+ * offset of its page in the region (the caller's `bytes` view), or -1 for none. Returns the rc.
+ */
+export type ShmExecute = (entry: Uint8Array, frameAt: number) => number
+
+/** Faults a turn found in the client's entries (operating errors: answered, not fatal). */
+export interface ShmServeCounters {
+  /** Ops run. */
+  ops: number
+  /** Entries refused: reserved bits set. */
+  badReserved: number
+  /** Page ops refused: the cmfn is not a frame of the region. */
+  badFrame: number
+}
+
+function isPageCommand(cmd: number): boolean {
+  return cmd === TMEM_PUT_PAGE || cmd === TMEM_GET_PAGE || cmd === TMEM_NEW_PAGE ||
+    cmd === TMEM_READ || cmd === TMEM_WRITE
+}
+
+/** The daemon's side of one region: submission consumer, completion producer, the checks. */
+export class ShmServeRing {
+  readonly counters: ShmServeCounters = { ops: 0, badReserved: 0, badFrame: 0 }
+  readonly submissions: SubmissionConsumer
+  readonly completions: CompletionProducer
+  readonly #geometry: ShmGeometry
+  readonly #layout: OpLayout
+  readonly #execute: ShmExecute
+  /** The private copy of the entry being served; allocated once. */
+  readonly #entry = new Uint8Array(SQE_BYTES)
+
+  constructor(views: ShmViews, geometry: ShmGeometry, execute: ShmExecute, start = 0) {
+    this.#geometry = geometry
+    this.#layout = opLayout(geometry.abi)
+    this.#execute = execute
+    this.submissions = new SubmissionConsumer(views, geometry, start)
+    this.completions = new CompletionProducer(views, geometry, start)
+  }
+
+  /** True when a turn would run something: entries queued and room for their completions. */
+  hasWork(): boolean {
+    return this.submissions.hasWork() && this.completions.room() !== 0
+  }
+
+  /** Serves one turn; returns the entries served, or RING_BROKEN. */
+  turn(): number {
+    const room = this.completions.room()
+    if (room === RING_BROKEN) return RING_BROKEN
+    const count = this.submissions.begin(room)
+    if (count === RING_BROKEN) return RING_BROKEN
+    const entry = this.#entry
+    for (let i = 0; i < count; i++) {
+      this.submissions.take(entry)
+      this.completions.post(sqeRequestId(entry), this.#serve(entry))
+    }
+    this.submissions.end()
+    if (count > 0) this.completions.publish()
+    return count
+  }
+
+  #serve(entry: Uint8Array): number {
+    if (!sqeReservedClear(entry)) {
+      this.counters.badReserved++
+      return -EINVAL
+    }
+    let frameAt = -1
+    if (isPageCommand(readU32LE(entry, 0))) {
+      const frame = sqeFrame(entry, this.#layout, this.#geometry)
+      if (frame < 0) {
+        this.counters.badFrame++
+        return -EFAULT
+      }
+      frameAt = this.#geometry.framesOffset + frame * PAGE_SIZE
+    }
+    this.counters.ops++
+    return this.#execute(entry, frameAt)
+  }
+}
