@@ -21,6 +21,7 @@
  *    64 sqTail (client)   128 sqHead (daemon)   192 cqTail (daemon)   256 cqHead (client)
  *   320 daemonSleeping (daemon sets 1; the client clears it and kicks)
  *   384 clientSleeping (client sets 1; the daemon clears it and kicks)
+ *   (a fresh header has both flags 1: each side starts asleep; cursors start at 0)
  *
  * Submission entry (64 bytes): the `tmem_op` exactly as `abi.encodeOp` writes it (56 bytes v1;
  * v0's 40 bytes then 16 zero bytes), the request id (u32, at 56) and a reserved u32 (at 60, 0).
@@ -144,6 +145,9 @@ export function writeShmHeader(region: Uint8Array, geometry: ShmGeometry): void 
   writeU32LE(region, SHM_HEADER_CQ_OFFSET, geometry.cqOffset)
   writeU32LE(region, SHM_HEADER_FRAMES_OFFSET, geometry.framesOffset)
   writeU32LE(region, SHM_HEADER_REGION_BYTES, geometry.regionBytes)
+  // Both sides start asleep: the first publish on either ring kicks the other.
+  writeU32LE(region, SHM_DAEMON_SLEEPING, 1)
+  writeU32LE(region, SHM_CLIENT_SLEEPING, 1)
 }
 
 /**

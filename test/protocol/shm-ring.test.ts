@@ -231,7 +231,9 @@ void test('the header is laid out byte by byte as docs/protocol.md draws it', ()
     .at(0).raw(0x54, 0x53, 0x48, 0x4d) // "TSHM"
     .at(4).u32le(1).at(8).u32le(1).at(12).u32le(16).at(16).u32le(32).at(20).u32le(3)
     .at(24).u32le(4096).at(28).u32le(5120).at(32).u32le(8192).at(36).u32le(8192 + 3 * 4096)
-    .zeros(SHM_HEADER_BYTES - 40)
+    .zeros(320 - 40).at(320).u32le(1) // the daemon starts asleep
+    .zeros(60).at(384).u32le(1) // and so does the client
+    .zeros(SHM_HEADER_BYTES - 388)
     .done(SHM_HEADER_BYTES)
   assert.deepEqual(views.bytes.subarray(0, SHM_HEADER_BYTES), expected)
   assert.equal(checkShmHeader(views.bytes, geometry), null)

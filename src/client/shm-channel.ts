@@ -1,0 +1,319 @@
+/**
+ * The client's end of a shared-memory region (`src/protocol/shm-region.ts`): ops go into the
+ * submission ring in their ABI layout with `cmfn` naming one of the client's frames in the
+ * region, and come back as (request id, rc) on the completion ring. No socket write per op,
+ * and the page is copied once each way: the caller's page into the frame for a put, the frame
+ * into the caller's buffer for a get (the daemon copies between the frame and its pool).
+ *
+ * In flight: at most `slots` ops (the smaller ring's size), each holding a slot of the
+ * tables below and, for a page op, a frame (a free stack of frame numbers). The request id of
+ * an op is its slot plus a generation in the bits above, so a completion for a slot that is
+ * not in flight (a confused or hostile daemon) is caught, not matched to the wrong op.
+ *
+ * Ops that find no room wait in a FIFO of pumps (`ShmPump`), which keeps the order ops were
+ * issued in: a pump submits as many of its ops as fit and stays at the head until done.
+ *
+ * When the connection drops, `detach` reads the completions the daemon posted and hands back
+ * every op still in flight (its op bytes and page, kept on this side) and every queued pump,
+ * for the client to re-send over the socket.
+ */
+import { PAGE_SIZE } from '../abi/constants.js'
+import { type OpLayout, opLayout } from '../abi/layout.js'
+import { assert } from '../util/assert.js'
+import { copyBytes } from '../util/bytes.js'
+import { ShmDoorbell, ShmPoller } from '../protocol/shm-doorbell.js'
+import {
+  SHM_WORD_CLIENT_SLEEPING,
+  SHM_WORD_DAEMON_SLEEPING,
+  SQE_BYTES,
+  type ShmGeometry,
+} from '../protocol/shm-region.js'
+import {
+  CompletionConsumer,
+  RING_BROKEN,
+  type ShmViews,
+  SubmissionProducer,
+} from '../protocol/shm-ring.js'
+
+/** Who hears how an op ended; `tag` is the caller's number for the op (a batch index). */
+export interface ShmWaiter {
+  /** The op finished with `rc`; a get's page is `bytes[pageAt..+4096]` during the call. */
+  shmDone(tag: number, rc: number, bytes: Uint8Array, pageAt: number): void
+  /** The op cannot finish: the connection failed and the op may not be sent again. */
+  shmFailed(tag: number, error: Error): void
+}
+
+/**
+ * Sends one op another way (over the socket): `op[opAt..]` the op, `page[pageAt..]` a put's
+ * page or null; the outcome goes to `waiter` with `tag`.
+ */
+export type ShmResend = (
+  op: Uint8Array,
+  opAt: number,
+  page: Uint8Array | null,
+  pageAt: number,
+  waiter: ShmWaiter,
+  tag: number,
+) => void
+
+/** A source of ops waiting for room; `pump` submits what fits and says whether it is done. */
+export interface ShmPump {
+  pump(channel: ShmChannel): boolean
+  /** The channel is gone: send every op not yet submitted through `resend`, in order. */
+  drain(resend: ShmResend): void
+}
+
+/** An op still in flight when the channel was detached, for the socket to carry instead. */
+export interface ShmOrphan {
+  /** The op bytes as submitted (cmfn included), a copy. */
+  op: Uint8Array
+  /** The page of a put (a copy of the frame), or null. */
+  page: Uint8Array | null
+  waiter: ShmWaiter
+  tag: number
+}
+
+/** Bits of a request id below the generation: slots are at most 4096. */
+const SLOT_BITS = 12
+const SLOT_MASK = (1 << SLOT_BITS) - 1
+
+export class ShmChannel {
+  readonly geometry: ShmGeometry
+  readonly views: ShmViews
+  /** Completions that named no op in flight; the client treats any as a broken daemon. */
+  badCompletions = 0
+  readonly #layout: OpLayout
+  readonly #sq: SubmissionProducer
+  readonly #cq: CompletionConsumer
+  readonly #doorbell: ShmDoorbell
+  readonly #poller: ShmPoller
+  readonly #kickDaemon: () => void
+  readonly #onBroken: (why: string) => void
+  readonly #slots: number
+  readonly #slotGeneration: Uint32Array
+  readonly #slotFrame: Int32Array
+  readonly #slotTag: Float64Array
+  readonly #slotSequence: Float64Array
+  readonly #slotWaiter: (ShmWaiter | null)[]
+  readonly #slotOps: Uint8Array
+  readonly #freeSlots: Uint32Array
+  #freeSlotCount: number
+  readonly #freeFrames: Uint32Array
+  #freeFrameCount: number
+  readonly #queue: ShmPump[] = []
+  #sequence = 0
+  #published = true
+  #detached = false
+
+  constructor(
+    views: ShmViews,
+    geometry: ShmGeometry,
+    kickDaemon: () => void,
+    onBroken: (why: string) => void,
+  ) {
+    this.views = views
+    this.geometry = geometry
+    this.#layout = opLayout(geometry.abi)
+    this.#sq = new SubmissionProducer(views, geometry)
+    this.#cq = new CompletionConsumer(views, geometry)
+    this.#kickDaemon = kickDaemon
+    this.#onBroken = onBroken
+    this.#doorbell = new ShmDoorbell(views.words, SHM_WORD_CLIENT_SLEEPING, SHM_WORD_DAEMON_SLEEPING)
+    this.#poller = new ShmPoller(this.#doorbell, { turn: () => this.#turn(), hasWork: () => this.#cq.hasWork() })
+    const slots = Math.min(geometry.sqEntries, geometry.cqEntries)
+    assert(slots <= SLOT_MASK + 1, 'Too many slots for the request id')
+    this.#slots = slots
+    this.#slotGeneration = new Uint32Array(slots)
+    this.#slotFrame = new Int32Array(slots)
+    this.#slotTag = new Float64Array(slots)
+    this.#slotSequence = new Float64Array(slots)
+    this.#slotWaiter = new Array<ShmWaiter | null>(slots).fill(null)
+    this.#slotOps = new Uint8Array(slots * SQE_BYTES)
+    this.#freeSlots = new Uint32Array(slots)
+    for (let i = 0; i < slots; i++) this.#freeSlots[i] = slots - 1 - i
+    this.#freeSlotCount = slots
+    this.#freeFrames = new Uint32Array(geometry.frameCount)
+    for (let i = 0; i < geometry.frameCount; i++) this.#freeFrames[i] = geometry.frameCount - 1 - i
+    this.#freeFrameCount = geometry.frameCount
+  }
+
+  get detached(): boolean {
+    return this.#detached
+  }
+
+  /** Ops in flight. */
+  get inFlight(): number {
+    return this.#slots - this.#freeSlotCount
+  }
+
+  /** The daemon kicked: completions are waiting. */
+  kicked(): void {
+    this.#poller.kick()
+  }
+
+  /**
+   * Submits one op if there is room now and no pump is waiting (which keeps the order):
+   * `op[opAt..+opBytes]` is the op (its cmfn is set here), `page` the page of a put (copied
+   * into the frame) or null, `needsFrame` whether it names a frame (put, get, read, write).
+   * False: no room; queue a pump instead.
+   */
+  trySubmit(
+    op: Uint8Array,
+    opAt: number,
+    page: Uint8Array | null,
+    pageAt: number,
+    needsFrame: boolean,
+    waiter: ShmWaiter,
+    tag: number,
+  ): boolean {
+    if (this.#detached || this.#queue.length > 0) return false
+    return this.submitNow(op, opAt, page, pageAt, needsFrame, waiter, tag)
+  }
+
+  /** `trySubmit` for pumps, which run at the head of the queue. */
+  submitNow(
+    op: Uint8Array,
+    opAt: number,
+    page: Uint8Array | null,
+    pageAt: number,
+    needsFrame: boolean,
+    waiter: ShmWaiter,
+    tag: number,
+  ): boolean {
+    if (this.#detached || this.#freeSlotCount === 0) return false
+    if (needsFrame && this.#freeFrameCount === 0) return false
+    const room = this.#sq.room()
+    if (room === RING_BROKEN) {
+      this.#broken('the daemon published an impossible submission head')
+      return false
+    }
+    if (room === 0) return false
+    const slot = this.#freeSlots[--this.#freeSlotCount]!
+    const frame = needsFrame ? this.#freeFrames[--this.#freeFrameCount]! : -1
+    const bytes = this.views.bytes
+    const at = this.#sq.next()
+    copyBytes(op, opAt, bytes, at, this.#layout.bytes)
+    const cmfnAt = at + this.#layout.genCmfn
+    bytes.fill(0, cmfnAt, cmfnAt + 8)
+    if (frame >= 0) {
+      bytes[cmfnAt] = frame & 0xff
+      bytes[cmfnAt + 1] = frame >>> 8
+      if (page !== null) copyBytes(page, pageAt, bytes, this.#frameAt(frame), PAGE_SIZE)
+    }
+    copyBytes(bytes, at, this.#slotOps, slot * SQE_BYTES, SQE_BYTES)
+    this.#slotFrame[slot] = frame
+    this.#slotTag[slot] = tag
+    this.#slotWaiter[slot] = waiter
+    this.#slotSequence[slot] = this.#sequence++
+    this.#sq.push(((this.#slotGeneration[slot]! << SLOT_BITS) | slot) >>> 0)
+    this.#published = false
+    this.#schedulePublish()
+    return true
+  }
+
+  /** Queues a pump behind the others; it runs as completions free room. */
+  enqueue(pump: ShmPump): void {
+    if (this.#detached) return
+    if (this.#queue.length === 0 && pump.pump(this)) return
+    this.#queue.push(pump)
+  }
+
+  /**
+   * Stops using the region: reads the completions already posted, then hands back the ops
+   * still in flight (in the order they were submitted) and the pumps still queued.
+   */
+  detach(): { orphans: ShmOrphan[]; pumps: ShmPump[] } {
+    if (this.#detached) return { orphans: [], pumps: [] }
+    this.#drainCompletions(Number.MAX_SAFE_INTEGER)
+    this.#detached = true
+    this.#poller.stop()
+    const inFlight: number[] = []
+    for (let slot = 0; slot < this.#slots; slot++) if (this.#slotWaiter[slot] !== null) inFlight.push(slot)
+    inFlight.sort((a, b) => this.#slotSequence[a]! - this.#slotSequence[b]!)
+    const orphans = inFlight.map((slot) => this.#orphan(slot))
+    const pumps = this.#queue.splice(0)
+    return { orphans, pumps }
+  }
+
+  #orphan(slot: number): ShmOrphan {
+    const frame = this.#slotFrame[slot]!
+    const op = this.#slotOps.slice(slot * SQE_BYTES, slot * SQE_BYTES + this.#layout.bytes)
+    const page = frame >= 0 ? this.views.bytes.slice(this.#frameAt(frame), this.#frameAt(frame) + PAGE_SIZE) : null
+    const orphan = { op, page, waiter: this.#slotWaiter[slot]!, tag: this.#slotTag[slot]! }
+    this.#slotWaiter[slot] = null
+    return orphan
+  }
+
+  #frameAt(frame: number): number {
+    return this.geometry.framesOffset + frame * PAGE_SIZE
+  }
+
+  #schedulePublish(): void {
+    this.#poller.kick()
+  }
+
+  /** Publishes submissions (and kicks a sleeping daemon); called once per turn. */
+  #publish(): void {
+    if (this.#published) return
+    this.#published = true
+    this.#sq.publish()
+    if (this.#doorbell.peerNeedsKick()) this.#kickDaemon()
+  }
+
+  /** One poller turn: publish what was submitted, read completions, run queued pumps. */
+  #turn(): number {
+    if (this.#detached) return 0
+    this.#publish()
+    const handled = this.#drainCompletions(1)
+    if (handled < 0) return RING_BROKEN
+    while (this.#queue.length > 0 && this.#queue[0]!.pump(this)) this.#queue.shift()
+    this.#publish()
+    return handled
+  }
+
+  /** Reads up to `turns` turns of completions; returns how many, or RING_BROKEN. */
+  #drainCompletions(turns: number): number {
+    let handled = 0
+    for (let turn = 0; turn < turns; turn++) {
+      const count = this.#cq.begin()
+      if (count === RING_BROKEN) {
+        this.#broken('the daemon published an impossible completion tail')
+        return RING_BROKEN
+      }
+      if (count === 0) break
+      for (let i = 0; i < count; i++) {
+        this.#cq.take()
+        this.#complete(this.#cq.requestId, this.#cq.rc)
+      }
+      this.#cq.end()
+      handled += count
+      if (this.#doorbell.peerNeedsKick()) this.#kickDaemon()
+    }
+    return handled
+  }
+
+  #complete(requestId: number, rc: number): void {
+    const slot = requestId & SLOT_MASK
+    const waiter = slot < this.#slots ? this.#slotWaiter[slot] : null
+    if (waiter === null || waiter === undefined || requestId >>> SLOT_BITS !== this.#slotGeneration[slot]) {
+      this.badCompletions++
+      this.#broken(`a completion for request ${requestId}, which is not in flight`)
+      return
+    }
+    const frame = this.#slotFrame[slot]!
+    const tag = this.#slotTag[slot]!
+    this.#slotWaiter[slot] = null
+    this.#slotGeneration[slot] = (this.#slotGeneration[slot] + 1) & 0xfffff
+    this.#freeSlots[this.#freeSlotCount++] = slot
+    try {
+      waiter.shmDone(tag, rc, this.views.bytes, frame >= 0 ? this.#frameAt(frame) : -1)
+    } finally {
+      if (frame >= 0) this.#freeFrames[this.#freeFrameCount++] = frame
+    }
+  }
+
+  #broken(why: string): void {
+    if (this.#detached) return
+    this.#onBroken(why)
+  }
+}

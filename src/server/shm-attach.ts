@@ -1,0 +1,168 @@
+/**
+ * The daemon's shared-memory regions (issue 12; the layout: src/protocol/shm-region.ts; the
+ * socket frames: src/protocol/shm-frame.ts; the prose: docs/protocol.md, "Shared memory").
+ *
+ * One region per client connection, made on the client's ATTACH: a memfd of the size its
+ * rings and frames need, sealed so nobody can shrink it under a mapping, mapped here, its
+ * header written. The client opens `/proc/<daemon pid>/fd/<fd>` (which works for the same
+ * user only: the file is the daemon's, mode 0600 by the memfd rules) and maps it; on MAPPED
+ * the daemon closes its descriptor, and from then the region has no name anywhere: it lives
+ * as long as the two mappings.
+ *
+ * Serving: a `ShmServeRing` turn per event-loop turn while work comes (`ShmPoller`), each op
+ * run by `host.opBytes` with the op bytes copied out of the ring and the frame as the page, so
+ * a put's page is copied once (frame to pool) and a get's once (pool to frame). A kick from
+ * the client (an SHM_KICK frame) wakes the poller; the daemon kicks a sleeping client with an
+ * SHM_KICK notice. A ring whose cursors turn impossible closes the connection, like a
+ * malformed frame; it harms no other client, whose regions and pages are their own.
+ *
+ * Limits: `framesMax` frames per region (default 4096, 16 MiB) and `bytesMax` for all regions
+ * together (default 256 MiB); an ATTACH beyond them gets -ENOSPC, outside the protocol's limits
+ * -EINVAL.
+ */
+import { closeSync } from 'node:fs'
+import { EINVAL, ENOMEM, ENOSPC } from '../abi/constants.js'
+import { ShmDoorbell, ShmPoller } from '../protocol/shm-doorbell.js'
+import {
+  SHM_FRAMES_MAX,
+  SHM_WORD_CLIENT_SLEEPING,
+  SHM_WORD_DAEMON_SLEEPING,
+  type ShmGeometry,
+  shmGeometry,
+  writeShmHeader,
+} from '../protocol/shm-region.js'
+import { shmViews } from '../protocol/shm-ring.js'
+import { ShmServeRing } from '../protocol/shm-serve.js'
+import type { ShmRequest } from '../protocol/shm-frame.js'
+import { registerCopyBuffer } from '../util/bytes.js'
+import type { ShmNative } from '../util/shm-native.js'
+import type { HostLike } from './host-like.js'
+
+export const SHM_DAEMON_FRAMES_MAX = 4096
+export const SHM_DAEMON_BYTES_MAX = 256 * 1024 * 1024
+
+/** The daemon-wide budget of region bytes. */
+export class ShmBudget {
+  readonly framesMax: number
+  readonly bytesMax: number
+  used = 0
+  regions = 0
+
+  constructor(framesMax = SHM_DAEMON_FRAMES_MAX, bytesMax = SHM_DAEMON_BYTES_MAX) {
+    this.framesMax = Math.min(framesMax, SHM_FRAMES_MAX)
+    this.bytesMax = bytesMax
+  }
+}
+
+/** What the attachment needs from its connection. */
+export interface ShmOwner {
+  /** The engine client id the connection serves now, or -1 when it serves none any more. */
+  clientId(): number
+  readonly abiVersion: 0 | 1
+  /** Sends the SHM_KICK notice (false when the connection cannot take it now). */
+  kickClient(): void
+  /** The ring is broken: close the connection with this reason. */
+  broken(why: string): void
+}
+
+export class ShmAttachment {
+  readonly geometry: ShmGeometry
+  readonly serve: ShmServeRing
+  readonly #native: ShmNative
+  readonly #budget: ShmBudget
+  readonly #buffer: ArrayBuffer
+  readonly #poller: ShmPoller
+  readonly #doorbell: ShmDoorbell
+  #fd: number
+  #closed = false
+
+  /**
+   * Makes a region for `request` (an ATTACH); returns it, or a negative rc: -EINVAL for sizes
+   * outside the protocol's limits, -ENOSPC over the daemon's, -ENOMEM when the system said no.
+   */
+  static create(native: ShmNative, budget: ShmBudget, host: HostLike, owner: ShmOwner, request: ShmRequest): ShmAttachment | number {
+    let geometry: ShmGeometry
+    try {
+      geometry = shmGeometry(owner.abiVersion, request.sqEntries, request.cqEntries, request.frameCount)
+    } catch {
+      return -EINVAL
+    }
+    if (geometry.frameCount > budget.framesMax || budget.used + geometry.regionBytes > budget.bytesMax) return -ENOSPC
+    let fd = -1
+    try {
+      fd = native.memfd(`tmem-client-${owner.clientId()}`, geometry.regionBytes)
+      const buffer = native.map(fd, geometry.regionBytes)
+      return new ShmAttachment(native, budget, host, owner, geometry, fd, buffer)
+    } catch {
+      if (fd >= 0) closeSync(fd)
+      return -ENOMEM
+    }
+  }
+
+  private constructor(
+    native: ShmNative,
+    budget: ShmBudget,
+    host: HostLike,
+    owner: ShmOwner,
+    geometry: ShmGeometry,
+    fd: number,
+    buffer: ArrayBuffer,
+  ) {
+    this.#native = native
+    this.#budget = budget
+    this.geometry = geometry
+    this.#fd = fd
+    this.#buffer = buffer
+    const views = shmViews(buffer, geometry.regionBytes)
+    registerCopyBuffer(buffer)
+    writeShmHeader(views.bytes, geometry)
+    budget.used += geometry.regionBytes
+    budget.regions++
+    const abi = owner.abiVersion
+    this.serve = new ShmServeRing(views, geometry, (entry, frameAt) => {
+      const id = owner.clientId()
+      if (id < 0) return -EINVAL
+      return host.opBytes(id, entry, 0, abi, frameAt < 0 ? null : views.bytes, frameAt)
+    })
+    this.#doorbell = new ShmDoorbell(views.words, SHM_WORD_DAEMON_SLEEPING, SHM_WORD_CLIENT_SLEEPING)
+    this.#poller = new ShmPoller(this.#doorbell, {
+      turn: () => {
+        // A connection that serves no client any more (moved, taken over) runs nothing: ops
+        // left in the ring were not run here, and the client sends them where it went.
+        if (owner.clientId() < 0) return 0
+        const served = this.serve.turn()
+        if (served > 0 && this.#doorbell.peerNeedsKick()) owner.kickClient()
+        return served
+      },
+      hasWork: () => owner.clientId() >= 0 && this.serve.hasWork(),
+    }, { onBroken: () => owner.broken('the client\'s shared-memory ring has impossible cursors') })
+  }
+
+  /** The descriptor the client opens (through /proc), until it says MAPPED; -1 after. */
+  get fd(): number {
+    return this.#fd
+  }
+
+  /** The client mapped the region: close our descriptor (the mapping stays). */
+  mapped(): void {
+    if (this.#fd < 0) return
+    closeSync(this.#fd)
+    this.#fd = -1
+  }
+
+  /** The client rang: serve. */
+  kicked(): void {
+    if (!this.#closed) this.#poller.kick()
+  }
+
+  /** Stops serving and unmaps (the connection closed, or the client detached). */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#poller.stop()
+    this.mapped()
+    this.#native.unmap(this.#buffer)
+    this.#budget.used -= this.geometry.regionBytes
+    this.#budget.regions--
+  }
+}
