@@ -66,7 +66,7 @@ function pair(sizes: { sq: number; cq: number; frames: number }): Pair {
   const made = ShmAttachment.create(native, budget, host, owner, {
     cmd: SHM_ATTACH, sqEntries: sizes.sq, cqEntries: sizes.cq, frameCount: sizes.frames,
   })
-  assert.ok(made instanceof ShmAttachment, `attach failed: ${String(made)}`)
+  assert.ok(made instanceof ShmAttachment, `attach failed: rc ${typeof made === 'number' ? made : 0}`)
   const attachment = made
   const geometry = shmGeometry(1, sizes.sq, sizes.cq, sizes.frames)
   const fd = openSync(`/proc/self/fd/${attachment.fd}`, 'r+')
@@ -99,7 +99,7 @@ function pair(sizes: { sq: number; cq: number; frames: number }): Pair {
 }
 
 void test('ops through a shared region match a Map model of a persistent pool', { skip }, async () => {
-  const { host, channel, attachment, budget, run } = pair({ sq: 8, cq: 8, frames: 4 })
+  const { channel, attachment, budget, run } = pair({ sq: 8, cq: 8, frames: 4 })
   const flags = poolFlags({ persistent: true, version: 1 })
   const created = await run({ cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n], flags, arg1: 0 } }, null)
   assert.ok(created.rc >= 0, `new pool rc ${created.rc}`)
