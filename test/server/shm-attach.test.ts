@@ -47,7 +47,7 @@ interface Pair {
   channel: ShmChannel
   attachment: ShmAttachment
   budget: ShmBudget
-  run(op: TmemOp, put: Uint8Array | null): Promise<{ rc: number; page: Uint8Array | null }>
+  run: (op: TmemOp, put: Uint8Array | null) => Promise<{ rc: number; page: Uint8Array | null }>
 }
 
 function pair(sizes: { sq: number; cq: number; frames: number }): Pair {
