@@ -26,15 +26,16 @@ import {
   readI32LE,
   writeFrameHeader,
   writeU32LE,
-} from '../server/frame.js'
+} from '../protocol/frame.js'
 import {
   type SessionMessage,
   type SessionReply,
   decodeSessionReply,
   encodeSessionRequest,
-} from '../server/session-frame.js'
+} from '../protocol/session-frame.js'
 import { TmemProtocolError, rcError } from './errors.js'
-import { type ReplyView, Transport, controlRules } from './transport.js'
+import { type ReplyView, controlRules } from '../protocol/link.js'
+import { Transport } from './transport.js'
 
 /** The control endpoint: a Unix socket, or loopback TCP with a token (or the token file). */
 export type ControlTarget =

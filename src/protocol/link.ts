@@ -1,25 +1,19 @@
 /**
- * The client side of one daemon connection: dial, hello, pipelined requests matched to replies
- * by request id, and transparent reconnection within the daemon's grace period.
+ * One connection to a daemon, from the dialing side: dial, hello, pipelined requests matched
+ * to replies by request id. Both ends use it: the client library (whose `Transport` adds
+ * reconnection and following a migration, src/client/transport.ts) and the daemon itself when
+ * it pushes pages to another daemon (src/server/push.ts).
  *
  * Requests are encoded into their own frame buffers when issued and written in batches: every
  * request issued in the same tick leaves in one corked write. Any number may be in flight; the
  * socket's own buffering and the daemon's backpressure pace them.
  *
- * Reconnection (client connections with a secret): when the socket drops without close() or
- * disconnect(), the transport redials with backoff until the grace period the daemon announced
- * has passed, re-hellos with the secret, and on success re-sends every request still waiting
- * for a reply whose command is idempotent (put, get, flush, read, write), in the original order;
- * the others (new pool, destroy pool, control) fail with ECONNRESET, since they may already
- * have run. Requests issued while reconnecting wait and go out after the hello.
+ * A `Link` alone does not reconnect: when the socket drops, every request still waiting fails
+ * and the link is closed. A subclass decides otherwise through `onDrop` and `onMovedNotice`,
+ * and re-sends what is waiting with `prepareReplay` and `markReady`.
  *
- * Following a migration (docs/migration.md): a MOVED notice names the daemon the client now
- * lives on and the secret to use there; the old daemon ran none of the requests still waiting
- * (it sends the notice after the replies of everything it ran, then closes), so ALL of them are
- * re-sent to the new daemon after its hello, idempotent or not. A hello answered HELLO_MOVED
- * (a reconnect after the client moved) is followed the same way. Until the new daemon takes
- * the client, the old one is kept as a fallback: if the migration fails, the client resumes
- * there with its old secret.
+ * Errors are made by `LinkOptions.errors`, so that the client library raises its own typed
+ * errors while this layer imports nothing but the wire format.
  */
 import { EventEmitter } from 'node:events'
 import { type Socket, connect as netConnect } from 'node:net'
@@ -40,28 +34,17 @@ import {
   RC_BYTES,
   readU32LE,
   writeFrameHeader,
-} from '../server/frame.js'
-import {
-  HELLO_FLAG_RESUMED,
-  HELLO_MOVED,
-  HELLO_OK,
-  HELLO_SESSION_EXPIRED,
-  HELLO_BAD_SECRET,
-  type HelloReply,
-  decodeHelloReply,
-  encodeHello,
-} from '../server/hello.js'
+} from './frame.js'
+import { HELLO_ERROR_CODES, HELLO_OK, type HelloReply, decodeHelloReply, encodeHello } from './hello.js'
 import {
   KIND_MOVED,
   KIND_SESSION_REPLY,
   MOVED_FIXED_BYTES,
   MOVED_PAYLOAD_BYTES_MAX,
+  type MovedNotice,
   SESSION_REPLY_PAYLOAD_BYTES_MAX,
   decodeMoved,
-  formatClientAddress,
-  parseClientAddress,
-} from '../server/session-frame.js'
-import { HELLO_ERROR_CODES, TmemConnectionError, TmemError, TmemProtocolError } from './errors.js'
+} from './session-frame.js'
 
 /** Where the daemon is: its Unix socket, or a loopback TCP address. */
 export type ConnectTarget = { path: string } | { host: string; port: number }
@@ -74,6 +57,48 @@ export interface ReplyView {
   payloadBytes: number
 }
 
+/** How a link makes the errors it raises. */
+export interface LinkErrors {
+  /** The connection failed, was refused at hello, or closed (`ECLOSED`, `ECONNRESET`, ...). */
+  connection(code: string, message: string): Error
+  /** The daemon broke the protocol (a malformed frame, a reply to no request). */
+  protocol(message: string): Error
+}
+
+/** The errors of a link made without `LinkOptions.errors`. */
+export class LinkError extends Error {
+  override readonly name = 'LinkError'
+  readonly code: string
+
+  constructor(code: string, message: string) {
+    super(message)
+    this.code = code
+  }
+}
+
+const PLAIN_ERRORS: LinkErrors = {
+  connection: (code, message) => new LinkError(code, message),
+  protocol: (message) => new LinkError('EPROTO', message),
+}
+
+export interface LinkOptions {
+  abiVersion: 0 | 1
+  name: string
+  secret: Uint8Array | null
+  token: string
+  /** Largest reply payloads this link accepts, by kind. */
+  rules: FrameRules
+  /**
+   * Read replies straight into the frame reader's buffer (Node's `onread`): no chunk per
+   * read and no copy to put a large reply together. Control connections use it for the
+   * 1 MiB page batches of save and migration.
+   */
+  readInPlace?: boolean
+  errors?: LinkErrors
+}
+
+export type LinkState = 'connecting' | 'ready' | 'reconnecting' | 'closed'
+
 interface Pending {
   frame: Uint8Array
   replayable: boolean
@@ -82,55 +107,12 @@ interface Pending {
   onError: (error: Error) => void
 }
 
-export interface TransportOptions {
-  abiVersion: 0 | 1
-  name: string
-  secret: Uint8Array | null
-  token: string
-  reconnect: boolean
-  /** Largest reply payloads this transport accepts, by kind. */
-  rules: FrameRules
-  /**
-   * Read replies straight into the frame reader's buffer (Node's `onread`): no chunk per
-   * read and no copy to put a large reply together. Control connections use it for the
-   * 1 MiB page batches of save and migration.
-   */
-  readInPlace?: boolean
-}
-
-type State = 'connecting' | 'ready' | 'reconnecting' | 'closed'
-
-const RECONNECT_DELAY_FIRST_MS = 25
-const RECONNECT_DELAY_MAX_MS = 1000
-/** Redirects followed in a row without a pause (a loop between two daemons is paced after). */
-const REDIRECTS_IN_A_ROW_MAX = 4
-/** Least time a client keeps trying to reach the daemon it moved to. */
-const FOLLOW_TIME_MIN_MS = 10_000
-
-/** A daemon to dial and the secret to show it. */
-interface Place {
-  target: ConnectTarget
-  secret: Uint8Array | null
-}
-
-/** The hello was answered HELLO_MOVED: where to go instead. */
-class MovedRedirect extends TmemConnectionError {
-  readonly place: Place
-  readonly graceMs: number
-
-  constructor(place: Place, graceMs: number, message: string) {
-    super('EMOVED', message)
-    this.place = place
-    this.graceMs = graceMs
-  }
-}
-
 /** Reply rules of a client (guest) connection. */
 export function clientRules(): FrameRules {
   return baseRules()
 }
 
-/** Reply rules of a control connection: tool buffers up to the daemon's limit. */
+/** Reply rules of a control connection: tool buffers up to `replyPayloadBytesMax`. */
 export function controlRules(replyPayloadBytesMax: number): FrameRules {
   return baseRules()
     .allow(KIND_CONTROL_REPLY, RC_BYTES, replyPayloadBytesMax)
@@ -147,11 +129,12 @@ function baseRules(): FrameRules {
     .allow(KIND_MOVED, MOVED_FIXED_BYTES, MOVED_PAYLOAD_BYTES_MAX)
 }
 
-export class Transport extends EventEmitter {
-  readonly options: TransportOptions
-  #target: ConnectTarget
+export class Link extends EventEmitter {
+  readonly options: LinkOptions
   hello: HelloReply | null = null
-  #state: State = 'connecting'
+  protected readonly errors: LinkErrors
+  #target: ConnectTarget
+  #state: LinkState = 'connecting'
   #socket: Socket | null = null
   #reader: FrameReader
   #nextId = 1
@@ -159,29 +142,26 @@ export class Transport extends EventEmitter {
   #outbox: number[] = []
   #flushScheduled = false
   #secret: Uint8Array | null
-  /** Set by an ERROR frame: why the daemon is closing this connection. */
+  /** Set by an ERROR frame or a protocol breach: why this socket is closing. */
   #closeReason: Error | null = null
   #closedError: Error | null = null
   #helloWaiter: { resolve: (reply: HelloReply) => void; reject: (error: Error) => void } | null =
     null
-  /** Set by a MOVED notice: the connection that is closing was fenced by the old daemon. */
-  #movedGraceMs: number | null = null
-  /** While following a move: the daemon the client came from, tried if the new one fails. */
-  #fallback: Place | null = null
 
-  constructor(target: ConnectTarget, options: TransportOptions) {
+  constructor(target: ConnectTarget, options: LinkOptions) {
     super()
     this.#target = target
     this.options = options
+    this.errors = options.errors ?? PLAIN_ERRORS
     this.#secret = options.secret
     this.#reader = new FrameReader(options.rules)
   }
 
-  get state(): State {
+  get state(): LinkState {
     return this.#state
   }
 
-  /** The daemon this transport talks to (it changes when the client is migrated). */
+  /** The daemon this link talks to (a subclass changes it to follow a client's move). */
   get target(): ConnectTarget {
     return this.#target
   }
@@ -190,29 +170,16 @@ export class Transport extends EventEmitter {
     return this.#secret
   }
 
-  /**
-   * Dials and says hello; rejects with a TmemConnectionError when refused or unreachable. A
-   * hello answered HELLO_MOVED (the client was migrated while away) is followed.
-   */
+  /** Dials and says hello; rejects when refused or unreachable. */
   async open(): Promise<HelloReply> {
-    for (let redirects = 0; ; redirects++) {
-      try {
-        const reply = await this.#dialAndHello()
-        this.#state = 'ready'
-        this.#scheduleFlush()
-        return reply
-      } catch (error) {
-        if (!(error instanceof MovedRedirect) || redirects >= REDIRECTS_IN_A_ROW_MAX) throw error
-        this.#target = error.place.target
-        this.#secret = error.place.secret
-        this.emit('moved', formatClientAddress(this.#target))
-      }
-    }
+    const reply = await this.connectOnce()
+    this.markReady(false)
+    return reply
   }
 
   /**
    * Sends a request frame (header at 0, request id filled in here) and calls back with its
-   * reply. `replayable` requests are re-sent after a reconnect.
+   * reply. `replayable` requests may be re-sent by a subclass after a reconnect.
    */
   request(
     frame: Uint8Array,
@@ -221,7 +188,7 @@ export class Transport extends EventEmitter {
     onError: (error: Error) => void,
   ): void {
     if (this.#state === 'closed') {
-      onError(this.#closedError ?? new TmemConnectionError('ECLOSED', 'The connection is closed'))
+      onError(this.#closedError ?? this.errors.connection('ECLOSED', 'The connection is closed'))
       return
     }
     const id = this.#takeId()
@@ -236,7 +203,7 @@ export class Transport extends EventEmitter {
 
   /**
    * `request` as a promise: resolves with what `decode` makes of the reply (while the reply
-   * is valid), rejects with the transport's error or with what `decode` throws.
+   * is valid), rejects with the link's error or with what `decode` throws.
    */
   ask<T>(frame: Uint8Array, replayable: boolean, decode: (reply: ReplyView) => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -271,7 +238,92 @@ export class Transport extends EventEmitter {
 
   /** Closes the socket at once; requests still waiting fail with ECLOSED. No reconnect. */
   destroy(): void {
-    this.#fail(new TmemConnectionError('ECLOSED', 'The connection was closed by the client'))
+    this.fail(this.errors.connection('ECLOSED', 'The connection was closed by the client'))
+  }
+
+  /**
+   * One dial and hello to the current target. A refusal rejects with `refusal(reply)`; on
+   * success the reply is kept in `hello` and its secret replaces the link's.
+   */
+  protected async connectOnce(): Promise<HelloReply> {
+    const reply = await this.#dialAndHello()
+    if (reply.status !== HELLO_OK) {
+      this.#socket?.destroy()
+      throw this.refusal(reply)
+    }
+    this.hello = reply
+    if (reply.secret !== null) this.#secret = reply.secret
+    return reply
+  }
+
+  /** The error for a hello the daemon refused. */
+  protected refusal(reply: HelloReply): Error {
+    const code = HELLO_ERROR_CODES[reply.status] ?? 'EREFUSED'
+    return this.errors.connection(code, `The daemon refused the connection: ${reply.message}`)
+  }
+
+  /** Where the next `connectOnce` goes, and the secret it shows there. */
+  protected moveTo(target: ConnectTarget, secret: Uint8Array | null): void {
+    this.#target = target
+    this.#secret = secret
+  }
+
+  protected setReconnecting(): void {
+    this.#state = 'reconnecting'
+  }
+
+  /** Ready after a hello: requests go out; `replayAll` re-sends every one still waiting. */
+  protected markReady(replayAll: boolean): void {
+    this.#state = 'ready'
+    if (replayAll) this.#outbox = [...this.#pending.keys()]
+    this.#scheduleFlush()
+  }
+
+  /**
+   * The socket dropped and a reconnect follows: requests already sent fail with `error`
+   * unless they are replayable or `all` is true; the others are sent again by `markReady`.
+   */
+  protected prepareReplay(all: boolean, error: Error): void {
+    for (const [id, pending] of this.#pending) {
+      if (!pending.sent) continue
+      if (pending.replayable || all) {
+        pending.sent = false
+        continue
+      }
+      this.#pending.delete(id)
+      pending.onError(error)
+    }
+  }
+
+  /**
+   * The socket of a ready link closed. `clean`: the daemon closed it without an ERROR frame or
+   * a protocol breach. A plain link fails every waiting request and closes.
+   */
+  protected onDrop(reason: Error, _clean: boolean): void {
+    this.fail(reason)
+  }
+
+  /** A MOVED notice, for a link that follows clients; a plain link treats it as a breach. */
+  protected onMovedNotice(_notice: MovedNotice): boolean {
+    return false
+  }
+
+  /** Closes for good: the socket, the hello still waiting and every request fail with `error`. */
+  protected fail(error: Error): void {
+    if (this.#state === 'closed') return
+    this.#state = 'closed'
+    this.#closedError = error
+    const socket = this.#socket
+    this.#socket = null
+    socket?.destroy()
+    const waiter = this.#helloWaiter
+    this.#helloWaiter = null
+    waiter?.reject(error)
+    const pending = [...this.#pending.values()]
+    this.#pending.clear()
+    this.#outbox = []
+    for (const request of pending) request.onError(error)
+    this.emit('close', error)
   }
 
   #takeId(): number {
@@ -302,6 +354,7 @@ export class Transport extends EventEmitter {
     socket.uncork()
   }
 
+  /** Dials the target and sends the hello; resolves with whatever the daemon answers. */
   async #dialAndHello(): Promise<HelloReply> {
     const rules = this.options.rules
     const inPlace = this.options.readInPlace === true
@@ -309,7 +362,7 @@ export class Transport extends EventEmitter {
       ? new FrameReader(rules, new Uint8Array(FrameReader.inPlaceBytes(rules)))
       : new FrameReader(rules)
     let dialed: Socket | null = null
-    const socket = await dial(this.#target, inPlace
+    const socket = await dial(this.#target, this.errors, inPlace
       ? {
         buffer: () => reader.readTarget(),
         callback: (count) => {
@@ -335,24 +388,10 @@ export class Transport extends EventEmitter {
       secret: this.#secret,
       token: this.options.token,
     })
-    const reply = await new Promise<HelloReply>((resolve, reject) => {
+    return new Promise<HelloReply>((resolve, reject) => {
       this.#helloWaiter = { resolve, reject }
       socket.write(helloFrame)
     })
-    if (reply.status !== HELLO_OK) {
-      socket.destroy()
-      if (reply.status === HELLO_MOVED) {
-        const target = parseClientAddress(reply.message)
-        if (target !== null && reply.secret !== null) {
-          throw new MovedRedirect({ target, secret: reply.secret }, reply.graceMs, `The client moved to ${reply.message}`)
-        }
-      }
-      const code = HELLO_ERROR_CODES[reply.status] ?? 'EREFUSED'
-      throw new TmemConnectionError(code, `The daemon refused the connection: ${reply.message}`)
-    }
-    this.hello = reply
-    if (reply.secret !== null) this.#secret = reply.secret
-    return reply
   }
 
   #onData(socket: Socket, chunk: Buffer): void {
@@ -370,7 +409,7 @@ export class Transport extends EventEmitter {
       if (socket !== this.#socket) return
     }
     if (reader.error !== 0) {
-      this.#closeReason = new TmemProtocolError(`Malformed frame from the daemon (${reader.error})`)
+      this.#closeReason = this.errors.protocol(`Malformed frame from the daemon (${reader.error})`)
       socket.destroy()
     }
   }
@@ -382,15 +421,15 @@ export class Transport extends EventEmitter {
       this.#helloWaiter = null
       const reply = decodeHelloReply(reader.bytes, reader.payloadOffset, reader.payloadBytes)
       if (waiter === null || reply === null) {
-        this.#closeReason = new TmemProtocolError('Unexpected or malformed hello reply')
-        this.#socket?.destroy()
+        this.#breach('Unexpected or malformed hello reply')
         return
       }
       waiter.resolve(reply)
       return
     }
     if (kind === KIND_MOVED) {
-      this.#onMoved(reader)
+      const notice = decodeMoved(reader.bytes, reader.payloadOffset, reader.payloadBytes)
+      if (notice === null || !this.onMovedNotice(notice)) this.#breach('Malformed MOVED notice')
       return
     }
     if (kind === KIND_ERROR) {
@@ -400,37 +439,23 @@ export class Transport extends EventEmitter {
       ).toString('utf8')
       this.#closeReason =
         reason === 0
-          ? new TmemConnectionError('ECLOSED', `The daemon closed the connection: ${text}`)
-          : new TmemProtocolError(`The daemon rejected a frame: ${text}`)
+          ? this.errors.connection('ECLOSED', `The daemon closed the connection: ${text}`)
+          : this.errors.protocol(`The daemon rejected a frame: ${text}`)
       return
     }
     const pending = this.#pending.get(reader.requestId)
     if (pending === undefined) {
-      this.#closeReason = new TmemProtocolError(`Reply to unknown request ${reader.requestId}`)
-      this.#socket?.destroy()
+      this.#breach(`Reply to unknown request ${reader.requestId}`)
       return
     }
     this.#pending.delete(reader.requestId)
     pending.onReply(reader)
   }
 
-  /**
-   * MOVED: the client now lives on another daemon. The old one closes next; the close starts
-   * the reconnect, to the new place, with the old one as the fallback.
-   */
-  #onMoved(reader: FrameReader): void {
-    const notice = decodeMoved(reader.bytes, reader.payloadOffset, reader.payloadBytes)
-    const target = notice === null ? null : parseClientAddress(notice.address)
-    if (notice === null || target === null) {
-      this.#closeReason = new TmemProtocolError('Malformed MOVED notice')
-      this.#socket?.destroy()
-      return
-    }
-    this.#fallback = { target: this.#target, secret: this.#secret }
-    this.#target = target
-    this.#secret = notice.secret
-    this.#movedGraceMs = notice.graceMs
-    this.emit('moved', notice.address)
+  /** The daemon broke the protocol: close, and say so. */
+  #breach(message: string): void {
+    this.#closeReason = this.errors.protocol(message)
+    this.#socket?.destroy()
   }
 
   #onClose(socket: Socket): void {
@@ -439,132 +464,14 @@ export class Transport extends EventEmitter {
     const waiter = this.#helloWaiter
     this.#helloWaiter = null
     const reason =
-      this.#closeReason ?? new TmemConnectionError('ECONNRESET', 'The daemon closed the connection')
+      this.#closeReason ?? this.errors.connection('ECONNRESET', 'The daemon closed the connection')
     if (waiter !== null) {
       waiter.reject(reason)
       return
     }
-    if (this.#state === 'closed' || this.#state === 'connecting') return
-    if (this.#state === 'reconnecting') return
-    if (this.#movedGraceMs !== null && this.#closeReason === null) {
-      this.#startReconnect(true)
-      return
-    }
-    const canResume =
-      this.options.reconnect &&
-      this.#secret !== null &&
-      (this.hello?.graceMs ?? 0) > 0 &&
-      !(reason instanceof TmemProtocolError) &&
-      this.#closeReason === null
-    if (!canResume) {
-      this.#fail(reason)
-      return
-    }
-    this.#startReconnect(false)
+    if (this.#state !== 'ready') return
+    this.onDrop(reason, this.#closeReason === null)
   }
-
-  /** `moved`: the old daemon ran none of the waiting requests, so every one is re-sent. */
-  #startReconnect(moved: boolean): void {
-    this.#state = 'reconnecting'
-    for (const [id, pending] of this.#pending) {
-      if (!pending.sent) continue
-      if (pending.replayable || moved) {
-        pending.sent = false
-        continue
-      }
-      this.#pending.delete(id)
-      pending.onError(
-        new TmemConnectionError('ECONNRESET', 'The connection dropped before the reply came'),
-      )
-    }
-    this.emit('disconnect')
-    let graceMs = this.hello?.graceMs ?? 0
-    if (moved) graceMs = Math.max(graceMs, this.#movedGraceMs ?? 0, FOLLOW_TIME_MIN_MS)
-    this.#movedGraceMs = null
-    void this.#reconnectLoop(Date.now() + graceMs, moved)
-  }
-
-  async #reconnectLoop(deadline: number, moved: boolean): Promise<void> {
-    let delay = RECONNECT_DELAY_FIRST_MS
-    // A move is followed at once: the new daemon is waiting for the hello.
-    let pause = !moved
-    let redirects = 0
-    while (this.#state === 'reconnecting') {
-      if (pause) await sleep(delay)
-      pause = true
-      if (this.#state !== 'reconnecting') return
-      try {
-        const reply = await this.#dialAndHello()
-        if ((reply.flags & HELLO_FLAG_RESUMED) === 0) {
-          this.#fail(new TmemConnectionError('ESESSION', 'The daemon did not resume the session'))
-          return
-        }
-        this.#state = 'ready'
-        this.#fallback = null
-        this.#outbox = [...this.#pending.keys()]
-        this.emit('reconnect')
-        this.#scheduleFlush()
-        return
-      } catch (error) {
-        if (error instanceof MovedRedirect) {
-          // Moved (again): go there, keeping where we were as the fallback.
-          this.#fallback = { target: this.#target, secret: this.#secret }
-          this.#target = error.place.target
-          this.#secret = error.place.secret
-          deadline = Math.max(deadline, Date.now() + Math.max(error.graceMs, FOLLOW_TIME_MIN_MS))
-          this.emit('moved', formatClientAddress(this.#target))
-          redirects++
-          if (redirects <= REDIRECTS_IN_A_ROW_MAX) pause = false
-          continue
-        }
-        redirects = 0
-        const code = error instanceof TmemError ? error.code : ''
-        const final = code === HELLO_ERROR_CODES[HELLO_SESSION_EXPIRED] ||
-          code === HELLO_ERROR_CODES[HELLO_BAD_SECRET] || error instanceof TmemProtocolError
-        const fallback = this.#fallback
-        if (fallback !== null && Date.now() + delay <= deadline) {
-          // Following a move: try the other daemon (a failed migration leaves the client on
-          // the old one). A refusal that is final here drops this place for good.
-          this.#fallback = final ? null : { target: this.#target, secret: this.#secret }
-          this.#target = fallback.target
-          this.#secret = fallback.secret
-          delay = Math.min(delay * 2, RECONNECT_DELAY_MAX_MS)
-          continue
-        }
-        if (final || Date.now() + delay > deadline) {
-          this.#fail(
-            final && error instanceof Error
-              ? error
-              : new TmemConnectionError('ESESSION', 'Could not reconnect within the grace period'),
-          )
-          return
-        }
-        delay = Math.min(delay * 2, RECONNECT_DELAY_MAX_MS)
-      }
-    }
-  }
-
-  #fail(error: Error): void {
-    if (this.#state === 'closed') return
-    this.#state = 'closed'
-    this.#closedError = error
-    const socket = this.#socket
-    this.#socket = null
-    socket?.destroy()
-    const waiter = this.#helloWaiter
-    this.#helloWaiter = null
-    waiter?.reject(error)
-    const pending = [...this.#pending.values()]
-    this.#pending.clear()
-    this.#outbox = []
-    for (const request of pending) request.onError(error)
-    this.emit('close', error)
-  }
-}
-
-/** Where a client connects, as the daemon writes it in MOVED (`unix:/path`, `tcp:host:port`). */
-export function describeConnectTarget(target: ConnectTarget): string {
-  return formatClientAddress(target)
 }
 
 /** Node's `onread` option: reads go into `buffer()`, `callback` is told how many bytes came. */
@@ -573,7 +480,7 @@ interface ReadInPlace {
   callback: (count: number, buffer: Uint8Array) => boolean
 }
 
-function dial(target: ConnectTarget, onread: ReadInPlace | null): Promise<Socket> {
+function dial(target: ConnectTarget, errors: LinkErrors, onread: ReadInPlace | null): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
     const reading = onread === null ? {} : { onread }
     const socket =
@@ -583,7 +490,7 @@ function dial(target: ConnectTarget, onread: ReadInPlace | null): Promise<Socket
     const onError = (error: NodeJS.ErrnoException): void => {
       socket.destroy()
       const code = typeof error.code === 'string' ? error.code : 'ECONNREFUSED'
-      reject(new TmemConnectionError(code, `Cannot reach the tmem daemon: ${error.message}`))
+      reject(errors.connection(code, `Cannot reach the tmem daemon: ${error.message}`))
     }
     socket.once('error', onError)
     socket.once('connect', () => {
@@ -591,8 +498,4 @@ function dial(target: ConnectTarget, onread: ReadInPlace | null): Promise<Socket
       resolve(socket)
     })
   })
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }

@@ -35,8 +35,8 @@ import {
   rejectMessage,
   writeFrameHeader,
   writeU32LE,
-} from './frame.js'
-import { encodeMoved } from './session-frame.js'
+} from '../protocol/frame.js'
+import { encodeMoved } from '../protocol/session-frame.js'
 import type { MovedTo, Session, SessionHolder } from './sessions.js'
 
 export type Endpoint = 'client' | 'control'

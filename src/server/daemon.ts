@@ -36,10 +36,10 @@ import {
   REJECT_NONE,
   HELLO_REPLY_PAYLOAD_BYTES_MAX,
   CONTROL_OUTPUT_FIELD_BYTES,
-} from './frame.js'
+} from '../protocol/frame.js'
 import type { HostLike } from './host-like.js'
 import { Metrics, type Sample, flattenSamples, hostSamples, serveMetrics } from './metrics.js'
-import { KIND_SESSION, SESSION_FIXED_BYTES, SESSION_PAYLOAD_BYTES_MAX, formatClientAddress } from './session-frame.js'
+import { KIND_SESSION, SESSION_FIXED_BYTES, SESSION_PAYLOAD_BYTES_MAX, formatClientAddress } from '../protocol/session-frame.js'
 import { SessionTable } from './sessions.js'
 
 export interface DaemonConfig {

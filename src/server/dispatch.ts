@@ -59,7 +59,7 @@ import {
   rejectMessage,
   writeFrameHeader,
   writeU32LE,
-} from './frame.js'
+} from '../protocol/frame.js'
 import {
   HELLO_BAD_ABI,
   HELLO_BAD_TOKEN,
@@ -73,7 +73,7 @@ import {
   type HelloReply,
   decodeHello,
   encodeHelloReplyInto,
-} from './hello.js'
+} from '../protocol/hello.js'
 import type { HostLike } from './host-like.js'
 import {
   BIND_HOLD,
@@ -107,7 +107,7 @@ import {
   encodeSessionInto,
   parseClientAddress,
   sessionBytes,
-} from './session-frame.js'
+} from '../protocol/session-frame.js'
 import { type PushSignal, pushPool } from './push.js'
 import type { OpenResult, Session, SessionTable } from './sessions.js'
 

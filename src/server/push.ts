@@ -19,7 +19,7 @@ import {
 } from '../abi/constants.js'
 import { controlOp, encodeOpInto } from '../abi/codec.js'
 import { TMEM_OP_BYTES_V1 } from '../abi/layout.js'
-import { type ConnectTarget, Transport, controlRules } from '../client/transport.js'
+import { type ConnectTarget, Link, controlRules } from '../protocol/link.js'
 import type { CtrlOp } from '../abi/types.js'
 import {
   CONTROL_DATA_BYTES_MAX,
@@ -31,9 +31,9 @@ import {
   readI32LE,
   writeFrameHeader,
   writeU32LE,
-} from './frame.js'
+} from '../protocol/frame.js'
 import type { HostLike } from './host-like.js'
-import { SESSION_ECONNREFUSED, SESSION_EIO } from './session-frame.js'
+import { SESSION_ECONNREFUSED, SESSION_EIO } from '../protocol/session-frame.js'
 
 /** Frames in flight to the target. */
 export const PUSH_DEPTH = 4
@@ -70,23 +70,22 @@ export interface PushSignal {
  * once every frame sent has been answered (or with the first failure); never rejects.
  */
 export async function pushPool(host: HostLike, request: PushRequest, signal: PushSignal): Promise<PushOutcome> {
-  const transport = new Transport(request.target, {
+  const link = new Link(request.target, {
     abiVersion: 1,
     name: 'tmem-push',
     secret: null,
     token: request.token,
-    reconnect: false,
     rules: controlRules(RC_BYTES),
   })
   try {
-    await transport.open()
+    await link.open()
   } catch (error) {
     return { rc: SESSION_ECONNREFUSED, detail: `cannot reach the target: ${errorText(error)}` }
   }
   try {
-    return await new Push(host, request, signal, transport).run()
+    return await new Push(host, request, signal, link).run()
   } finally {
-    await transport.goodbye().catch(() => undefined)
+    await link.goodbye().catch(() => undefined)
   }
 }
 
@@ -94,7 +93,7 @@ class Push {
   readonly #host: HostLike
   readonly #request: PushRequest
   readonly #signal: PushSignal
-  readonly #transport: Transport
+  readonly #link: Link
   /** SAVE_GET_PAGES, its `arg1` (bytes asked) rewritten per batch. */
   readonly #getOp: Uint8Array
   readonly #getOpValue: CtrlOp
@@ -106,11 +105,11 @@ class Push {
   #pushed = 0
   #failure: PushOutcome | null = null
 
-  constructor(host: HostLike, request: PushRequest, signal: PushSignal, transport: Transport) {
+  constructor(host: HostLike, request: PushRequest, signal: PushSignal, link: Link) {
     this.#host = host
     this.#request = request
     this.#signal = signal
-    this.#transport = transport
+    this.#link = link
     const frames = Math.min(PUSH_DEPTH, Math.ceil(request.pagesMax / PAGES_PER_FRAME))
     for (let i = 0; i < frames; i++) this.#free.push(new Uint8Array(DATA_AT + PAGES_PER_FRAME * RECORD_BYTES))
     this.#getOpValue = controlOp(TMEMC_SAVE_GET_PAGES, request.sourceId, request.poolId, 0)
@@ -167,7 +166,7 @@ class Push {
     writeU32LE(frame, FRAME_HEADER_BYTES + OP_BYTES, 0)
     this.#inFlight++
     this.#pagesInFlight += pages
-    this.#transport.request(
+    this.#link.request(
       frame.subarray(0, FRAME_HEADER_BYTES + payloadBytes),
       false,
       (reply) => {

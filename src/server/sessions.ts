@@ -40,8 +40,8 @@ import {
   HELLO_OK,
   HELLO_SESSION_EXPIRED,
   NAME_PATTERN,
-} from './hello.js'
-import { SECRET_BYTES } from './frame.js'
+} from '../protocol/hello.js'
+import { SECRET_BYTES } from '../protocol/frame.js'
 import type { HostLike } from './host-like.js'
 
 /** What a session needs from the connection that holds it. */

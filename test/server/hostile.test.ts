@@ -30,8 +30,8 @@ import {
   readI32LE,
   readU32LE,
   writeFrameHeader,
-} from '../../src/server/frame.js'
-import { encodeHello } from '../../src/server/hello.js'
+} from '../../src/protocol/frame.js'
+import { encodeHello } from '../../src/protocol/hello.js'
 import { type DaemonHandle, startDaemon, waitFor } from '../helpers/daemon.js'
 
 const SEED = Number(process.env['TMEM_SEED'] ?? Date.now() % 0x7fffffff)
