@@ -54,7 +54,8 @@ import {
   rcName,
 } from '../abi/constants.js'
 import { controlOp } from '../abi/codec.js'
-import { type ControlTarget, type DaemonStats, type TmemControlClient, connectControl } from '../client/control.js'
+import { type ControlTarget, type TmemControlClient, connectControl } from '../client/control.js'
+import type { DaemonStats } from '../protocol/stats.js'
 import { TmemConnectionError } from '../client/errors.js'
 import { CONTROL_DATA_BYTES_MAX } from '../protocol/frame.js'
 import {

@@ -74,6 +74,7 @@ import {
   decodeHello,
   encodeHelloReplyInto,
 } from '../protocol/hello.js'
+import { type DaemonStats, encodeStats } from '../protocol/stats.js'
 import type { HostLike } from './host-like.js'
 import {
   BIND_HOLD,
@@ -161,7 +162,7 @@ export interface DispatcherOptions {
   /** The control token (TCP control endpoint), or null when there is none. */
   token: Buffer | null
   /** The stats reply body; called on STATS from the control endpoint. */
-  snapshot: () => unknown
+  snapshot: () => DaemonStats
   /** A connection is gone. */
   onClosed: (conn: Connection) => void
 }
@@ -556,7 +557,7 @@ export class Dispatcher implements ConnectionHandler {
   }
 
   #stats(conn: Connection, reader: FrameReader): void {
-    const json = JSON.stringify(this.#options.snapshot())
+    const json = encodeStats(this.#options.snapshot())
     const send = conn.send
     const at = conn.sendUsed
     const textAt = at + FRAME_HEADER_BYTES + RC_BYTES
