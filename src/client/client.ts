@@ -35,11 +35,12 @@ import {
 } from '../protocol/frame.js'
 import { HELLO_FLAG_ABI_REFUSED, HELLO_FLAG_RESUMED } from '../protocol/hello.js'
 import { rcError } from './errors.js'
-import { type ConnectTarget, type ReplyView, clientRules } from '../protocol/link.js'
+import { type ConnectTarget, clientRules } from '../protocol/dial.js'
+import type { ReplyView } from '../protocol/link.js'
 import { formatClientAddress } from '../protocol/session-frame.js'
 import { Transport } from './transport.js'
 
-export type { ConnectTarget } from '../protocol/link.js'
+export type { ConnectTarget } from '../protocol/dial.js'
 
 /** An object id: a number or bigint (word 0 then up), or the three 64-bit words. */
 export type OidInput = number | bigint | readonly [bigint | number, bigint | number, bigint | number]

@@ -35,7 +35,8 @@ import {
 } from '../protocol/session-frame.js'
 import { type DaemonStats, decodeStats } from '../protocol/stats.js'
 import { TmemProtocolError, rcError } from './errors.js'
-import { type ReplyView, controlRules } from '../protocol/link.js'
+import { controlRules } from '../protocol/dial.js'
+import type { ReplyView } from '../protocol/link.js'
 import { Transport } from './transport.js'
 
 /** The control endpoint: a Unix socket, or loopback TCP with a token (or the token file). */

@@ -12,7 +12,7 @@
  *   malformed frame, or sent one.
  */
 import { TmemError } from '../errors.js'
-import type { LinkErrors } from '../protocol/link.js'
+import type { LinkErrors } from '../protocol/dial.js'
 
 export { TmemError }
 

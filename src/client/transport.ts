@@ -26,7 +26,8 @@ import {
   HELLO_SESSION_EXPIRED,
   type HelloReply,
 } from '../protocol/hello.js'
-import { type ConnectTarget, Link, type LinkOptions } from '../protocol/link.js'
+import type { ConnectTarget } from '../protocol/dial.js'
+import { Link, type LinkOptions } from '../protocol/link.js'
 import { type MovedNotice, formatClientAddress, parseClientAddress } from '../protocol/session-frame.js'
 import { CLIENT_LINK_ERRORS, TmemConnectionError, TmemError, TmemProtocolError } from './errors.js'
 

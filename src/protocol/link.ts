@@ -16,38 +16,11 @@
  * errors while this layer imports nothing but the wire format.
  */
 import { EventEmitter } from 'node:events'
-import { type Socket, connect as netConnect } from 'node:net'
-import {
-  ERROR_PAYLOAD_BYTES_MAX,
-  FrameReader,
-  FrameRules,
-  HELLO_REPLY_FIXED_BYTES,
-  HELLO_REPLY_PAYLOAD_BYTES_MAX,
-  KIND_CONTROL_REPLY,
-  KIND_ERROR,
-  KIND_GOODBYE,
-  KIND_GOODBYE_REPLY,
-  KIND_HELLO_REPLY,
-  KIND_OP_REPLY,
-  KIND_STATS_REPLY,
-  FRAME_HEADER_BYTES,
-  RC_BYTES,
-  readU32LE,
-  writeFrameHeader,
-} from './frame.js'
+import type { Socket } from 'node:net'
+import { type ConnectTarget, type LinkErrors, PLAIN_ERRORS, dial } from './dial.js'
+import { FrameReader, type FrameRules, KIND_ERROR, KIND_GOODBYE, KIND_HELLO_REPLY, FRAME_HEADER_BYTES, readU32LE, writeFrameHeader } from './frame.js'
 import { HELLO_ERROR_CODES, HELLO_OK, type HelloReply, decodeHelloReply, encodeHello } from './hello.js'
-import {
-  KIND_MOVED,
-  KIND_SESSION_REPLY,
-  MOVED_FIXED_BYTES,
-  MOVED_PAYLOAD_BYTES_MAX,
-  type MovedNotice,
-  SESSION_REPLY_PAYLOAD_BYTES_MAX,
-  decodeMoved,
-} from './session-frame.js'
-
-/** Where the daemon is: its Unix socket, or a loopback TCP address. */
-export type ConnectTarget = { path: string } | { host: string; port: number }
+import { KIND_MOVED, type MovedNotice, decodeMoved } from './session-frame.js'
 
 /** A reply frame, valid only during the callback (copy what you keep). */
 export interface ReplyView {
@@ -55,30 +28,6 @@ export interface ReplyView {
   bytes: Uint8Array
   payloadOffset: number
   payloadBytes: number
-}
-
-/** How a link makes the errors it raises. */
-export interface LinkErrors {
-  /** The connection failed, was refused at hello, or closed (`ECLOSED`, `ECONNRESET`, ...). */
-  connection(code: string, message: string): Error
-  /** The daemon broke the protocol (a malformed frame, a reply to no request). */
-  protocol(message: string): Error
-}
-
-/** The errors of a link made without `LinkOptions.errors`. */
-export class LinkError extends Error {
-  override readonly name = 'LinkError'
-  readonly code: string
-
-  constructor(code: string, message: string) {
-    super(message)
-    this.code = code
-  }
-}
-
-const PLAIN_ERRORS: LinkErrors = {
-  connection: (code, message) => new LinkError(code, message),
-  protocol: (message) => new LinkError('EPROTO', message),
 }
 
 export interface LinkOptions {
@@ -105,28 +54,6 @@ interface Pending {
   sent: boolean
   onReply: (reply: ReplyView) => void
   onError: (error: Error) => void
-}
-
-/** Reply rules of a client (guest) connection. */
-export function clientRules(): FrameRules {
-  return baseRules()
-}
-
-/** Reply rules of a control connection: tool buffers up to `replyPayloadBytesMax`. */
-export function controlRules(replyPayloadBytesMax: number): FrameRules {
-  return baseRules()
-    .allow(KIND_CONTROL_REPLY, RC_BYTES, replyPayloadBytesMax)
-    .allow(KIND_STATS_REPLY, RC_BYTES, replyPayloadBytesMax)
-    .allow(KIND_SESSION_REPLY, RC_BYTES, SESSION_REPLY_PAYLOAD_BYTES_MAX)
-}
-
-function baseRules(): FrameRules {
-  return new FrameRules()
-    .allow(KIND_HELLO_REPLY, HELLO_REPLY_FIXED_BYTES, HELLO_REPLY_PAYLOAD_BYTES_MAX)
-    .allow(KIND_OP_REPLY, RC_BYTES, RC_BYTES + 4096)
-    .allow(KIND_GOODBYE_REPLY, 0, 0)
-    .allow(KIND_ERROR, 4, ERROR_PAYLOAD_BYTES_MAX)
-    .allow(KIND_MOVED, MOVED_FIXED_BYTES, MOVED_PAYLOAD_BYTES_MAX)
 }
 
 export class Link extends EventEmitter {
@@ -472,30 +399,4 @@ export class Link extends EventEmitter {
     if (this.#state !== 'ready') return
     this.onDrop(reason, this.#closeReason === null)
   }
-}
-
-/** Node's `onread` option: reads go into `buffer()`, `callback` is told how many bytes came. */
-interface ReadInPlace {
-  buffer: () => Uint8Array
-  callback: (count: number, buffer: Uint8Array) => boolean
-}
-
-function dial(target: ConnectTarget, errors: LinkErrors, onread: ReadInPlace | null): Promise<Socket> {
-  return new Promise<Socket>((resolve, reject) => {
-    const reading = onread === null ? {} : { onread }
-    const socket =
-      'path' in target
-        ? netConnect({ path: target.path, ...reading })
-        : netConnect({ host: target.host, port: target.port, ...reading })
-    const onError = (error: NodeJS.ErrnoException): void => {
-      socket.destroy()
-      const code = typeof error.code === 'string' ? error.code : 'ECONNREFUSED'
-      reject(errors.connection(code, `Cannot reach the tmem daemon: ${error.message}`))
-    }
-    socket.once('error', onError)
-    socket.once('connect', () => {
-      socket.off('error', onError)
-      resolve(socket)
-    })
-  })
 }

@@ -37,7 +37,7 @@ import {
   writeU32LE,
 } from '../protocol/frame.js'
 import { encodeMoved } from '../protocol/session-frame.js'
-import type { MovedTo, Session, SessionHolder } from './sessions.js'
+import type { MovedTo, Session, SessionHolder } from './session.js'
 
 export type Endpoint = 'client' | 'control'
 

@@ -9,9 +9,12 @@
  *   frame = header (16) | tmem_op RESTORE_PAGES (56) | u32 output 0 | page records ...
  *                                                                    ^ SAVE_GET_PAGES writes here
  *
- * The daemon connects to the target as any control tool does (hello, token for TCP).
+ * The daemon connects to the target as any control tool does (hello, token for TCP), over a
+ * protocol `Link`. `Pushes` serves the SESSION PUSH requests that start them.
  */
+import type { Logger } from 'pino'
 import {
+  MAX_POOLS_PER_DOMAIN,
   PAGE_RECORD_HEADER_BYTES,
   PAGE_SIZE,
   TMEMC_RESTORE_PAGES,
@@ -19,7 +22,8 @@ import {
 } from '../abi/constants.js'
 import { controlOp, encodeOpInto } from '../abi/codec.js'
 import { TMEM_OP_BYTES_V1 } from '../abi/layout.js'
-import { type ConnectTarget, Link, controlRules } from '../protocol/link.js'
+import { type ConnectTarget, controlRules } from '../protocol/dial.js'
+import { Link } from '../protocol/link.js'
 import type { CtrlOp } from '../abi/types.js'
 import {
   CONTROL_DATA_BYTES_MAX,
@@ -33,7 +37,21 @@ import {
   writeU32LE,
 } from '../protocol/frame.js'
 import type { HostLike } from './host-like.js'
-import { SESSION_ECONNREFUSED, SESSION_EIO } from '../protocol/session-frame.js'
+import {
+  KIND_SESSION_REPLY,
+  SESSION_ECONNREFUSED,
+  SESSION_EINVAL,
+  SESSION_EIO,
+  SESSION_ENOENT,
+  SESSION_PUSH,
+  type SessionMessage,
+  emptySession,
+  encodeSessionInto,
+  parseClientAddress,
+  sessionBytes,
+} from '../protocol/session-frame.js'
+import type { Connection } from './connection.js'
+import type { DaemonCounters } from './counters.js'
 
 /** Frames in flight to the target. */
 export const PUSH_DEPTH = 4
@@ -87,6 +105,87 @@ export async function pushPool(host: HostLike, request: PushRequest, signal: Pus
   } finally {
     await link.goodbye().catch(() => undefined)
   }
+}
+
+/**
+ * SESSION PUSH requests as they run: the one SESSION command that takes time. Each runs beside
+ * its connection's other requests and is answered when done; the connection closing stops it.
+ */
+export class Pushes {
+  readonly #host: HostLike
+  readonly #log: Logger
+  readonly #counters: DaemonCounters
+  /** PUSH requests running for each control connection. */
+  readonly #running = new WeakMap<Connection, Set<PushSignal>>()
+
+  constructor(host: HostLike, log: Logger, counters: DaemonCounters) {
+    this.#host = host
+    this.#log = log
+    this.#counters = counters
+  }
+
+  /** Checks a PUSH request and starts it; the reply is sent when it ends. */
+  start(conn: Connection, requestId: number, request: SessionMessage): void {
+    const target = parseClientAddress(request.address)
+    const peerId = request.peerId ?? 0
+    const invalid = target === null || request.flags >= MAX_POOLS_PER_DOMAIN || request.graceMs === 0 ||
+      peerId === 0 || peerId >= 0xffff
+    const reply = (rc: number): void => sendLate(conn, encodeSessionReplyFrame(requestId, rc, { ...emptySession(SESSION_PUSH), clientId: request.clientId, flags: request.flags }))
+    if (invalid) {
+      reply(SESSION_EINVAL)
+      return
+    }
+    if (!this.#host.hasClient(request.clientId)) {
+      reply(SESSION_ENOENT)
+      return
+    }
+    const signal: PushSignal = { aborted: false }
+    let running = this.#running.get(conn)
+    if (running === undefined) this.#running.set(conn, (running = new Set()))
+    running.add(signal)
+    const started = performance.now()
+    void pushPool(this.#host, {
+      sourceId: request.clientId,
+      poolId: request.flags,
+      targetId: peerId,
+      pagesMax: request.graceMs,
+      target,
+      token: request.secret === null ? '' : Buffer.from(request.secret).toString('hex'),
+    }, signal).then((outcome) => {
+      running.delete(signal)
+      this.#counters.pushedPages += Math.max(0, outcome.rc)
+      const fields = { conn: conn.serial, client: request.clientId, pool: request.flags, to: request.address, rc: outcome.rc, ms: Math.round(performance.now() - started) }
+      if (outcome.rc < 0) this.#log.warn({ ...fields, detail: outcome.detail }, 'push failed')
+      else this.#log.info(fields, 'push done')
+      reply(outcome.rc)
+    })
+  }
+
+  /** The connection is gone: its pushes stop at their next batch. */
+  stop(conn: Connection): void {
+    for (const push of this.#running.get(conn) ?? []) push.aborted = true
+  }
+}
+
+/**
+ * A reply made outside a frame handler: sent now, or once the connection has room (its
+ * send buffers are both in flight while a tool does not read). Retried with backoff up to
+ * every 100 ms, for as long as the connection is open.
+ */
+function sendLate(conn: Connection, frame: Uint8Array, delayMs = 1): void {
+  if (!conn.isOpen) return
+  if (conn.sendFrame(frame)) return
+  setTimeout(() => sendLate(conn, frame, Math.min(delayMs * 2, 100)), delayMs)
+}
+
+/** A whole SESSION_REPLY frame. */
+function encodeSessionReplyFrame(requestId: number, rc: number, message: SessionMessage): Uint8Array {
+  const payloadBytes = RC_BYTES + sessionBytes(message)
+  const frame = new Uint8Array(FRAME_HEADER_BYTES + payloadBytes)
+  writeFrameHeader(frame, 0, KIND_SESSION_REPLY, requestId, payloadBytes)
+  writeU32LE(frame, FRAME_HEADER_BYTES, rc)
+  encodeSessionInto(frame, FRAME_HEADER_BYTES + RC_BYTES, message)
+  return frame
 }
 
 class Push {
