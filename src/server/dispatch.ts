@@ -1,6 +1,8 @@
 /**
  * THE switch: frame kind x endpoint -> engine call. Every frame a connection parses comes
- * here, and its reply is written straight into the connection's send buffer.
+ * here, and its reply is written straight into the connection's send buffer. SESSION frames
+ * (live migration) are handed to session-commands.ts; this file keeps the hot op path, the
+ * control and stats requests, and the hello.
  *
  * Privilege (spec D2): a client connection only ever passes its own client id (fixed by the
  * hello) to `host.opBytes`, so it cannot touch another client's private pools; control
