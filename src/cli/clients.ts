@@ -6,8 +6,8 @@
  */
 import type { Command } from 'commander'
 import { CLI_ID_NULL, rcName } from '../abi/constants.js'
-import type { DaemonStats, TmemControlClient } from '../client/control.js'
-import type { ClientStats, HostStats } from '../engine/stats.js'
+import type { TmemControlClient } from '../client/control.js'
+import type { ClientStats, DaemonStats, HostStats } from '../protocol/stats.js'
 import { OpFailedError, UsageError } from './exit.js'
 
 /** What the command line asked for, before the daemon was asked anything. */
@@ -82,9 +82,9 @@ export function clientLabel(id: number, name: string | null): string {
   return name === null ? `client ${id}` : `client ${id} (${name})`
 }
 
-/** The engine's stats from a STATS reply (`host` is typed unknown on the wire). */
+/** The engine's stats from a STATS reply (checked when the reply was decoded). */
 export function hostStats(stats: DaemonStats): HostStats {
-  return stats.host as HostStats
+  return stats.host
 }
 
 export function engineClient(stats: DaemonStats, id: number): ClientStats | undefined {

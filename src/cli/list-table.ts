@@ -11,8 +11,7 @@
  * cp/cb are cumulative, as in Xen, so the compression figure is the ratio achieved so far.
  */
 import { PAGE_SIZE } from '../abi/constants.js'
-import type { DaemonStats } from '../client/control.js'
-import type { ClientStats, HostStats, PoolStats } from '../engine/stats.js'
+import type { ClientStats, DaemonStats, HostStats, PoolStats } from '../protocol/stats.js'
 import { formatBytes } from '../server/config.js'
 import { hostStats } from './clients.js'
 

@@ -13,7 +13,7 @@
  */
 import type { Command } from 'commander'
 import { CLI_ID_NULL } from '../abi/constants.js'
-import { CONTROL_DATA_BYTES_MAX } from '../server/frame.js'
+import { CONTROL_DATA_BYTES_MAX } from '../protocol/frame.js'
 import { LIST_BUFFER_BYTES, type TmemControlClient } from '../client/control.js'
 import { TmemError } from '../client/errors.js'
 import { addControlOptions, withControl } from './args.js'

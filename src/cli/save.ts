@@ -26,7 +26,7 @@ import {
   SESSION_FREE_ID,
   SESSION_LOOKUP,
   emptySession,
-} from '../server/session-frame.js'
+} from '../protocol/session-frame.js'
 import { parseSecret } from '../client/client.js'
 import { addControlOptions, withControl } from './args.js'
 import { clientLabel, parseClientArg, selectClient } from './clients.js'

@@ -32,12 +32,15 @@ import {
   readI32LE,
   writeFrameHeader,
   writeU32LE,
-} from '../server/frame.js'
-import { HELLO_FLAG_ABI_REFUSED, HELLO_FLAG_RESUMED } from '../server/hello.js'
+} from '../protocol/frame.js'
+import { HELLO_FLAG_ABI_REFUSED, HELLO_FLAG_RESUMED } from '../protocol/hello.js'
 import { rcError } from './errors.js'
-import { type ConnectTarget, type ReplyView, Transport, clientRules, describeConnectTarget } from './transport.js'
+import { type ConnectTarget, clientRules } from '../protocol/dial.js'
+import type { ReplyView } from '../protocol/link.js'
+import { formatClientAddress } from '../protocol/session-frame.js'
+import { Transport } from './transport.js'
 
-export type { ConnectTarget } from './transport.js'
+export type { ConnectTarget } from '../protocol/dial.js'
 
 /** An object id: a number or bigint (word 0 then up), or the three 64-bit words. */
 export type OidInput = number | bigint | readonly [bigint | number, bigint | number, bigint | number]
@@ -126,7 +129,7 @@ export class TmemClient extends EventEmitter {
    * control plane migrates the client to another daemon (event `moved`).
    */
   get address(): string {
-    return describeConnectTarget(this.#transport.target)
+    return formatClientAddress(this.#transport.target)
   }
 
   /** The client id the daemon gave this client (Xen's domain id). */

@@ -26,15 +26,18 @@ import {
   readI32LE,
   writeFrameHeader,
   writeU32LE,
-} from '../server/frame.js'
+} from '../protocol/frame.js'
 import {
   type SessionMessage,
   type SessionReply,
   decodeSessionReply,
   encodeSessionRequest,
-} from '../server/session-frame.js'
+} from '../protocol/session-frame.js'
+import { type DaemonStats, decodeStats } from '../protocol/stats.js'
 import { TmemProtocolError, rcError } from './errors.js'
-import { type ReplyView, Transport, controlRules } from './transport.js'
+import { controlRules } from '../protocol/dial.js'
+import type { ReplyView } from '../protocol/link.js'
+import { Transport } from './transport.js'
 
 /** The control endpoint: a Unix socket, or loopback TCP with a token (or the token file). */
 export type ControlTarget =
@@ -177,8 +180,9 @@ export class TmemControlClient {
   }
 
   /**
-   * The daemon's stats: `{ daemon: {counters...}, sessions: [{ id, name, connected, ... }],
-   * host: <engine stats> }`.
+   * The daemon's stats (protocol/stats.ts): `{ daemon: {counters...}, sessions: [{ id, name,
+   * connected, ... }], host: <engine stats> }`, checked field by field: a reply that is not
+   * what the types say rejects with a TmemProtocolError.
    */
   stats(): Promise<DaemonStats> {
     const frame = Buffer.alloc(FRAME_HEADER_BYTES)
@@ -186,9 +190,11 @@ export class TmemControlClient {
     return this.#send(frame, (reply) => {
       const rc = readI32LE(reply.bytes, reply.payloadOffset)
       if (rc < 0) throw rcError(rc, TMEM_CONTROL)
-      const start = reply.payloadOffset + RC_BYTES
-      const text = Buffer.from(reply.bytes.subarray(start, reply.payloadOffset + reply.payloadBytes))
-      return JSON.parse(text.toString('utf8')) as DaemonStats
+      try {
+        return decodeStats(reply.bytes, reply.payloadOffset + RC_BYTES, reply.payloadBytes - RC_BYTES)
+      } catch (error) {
+        throw new TmemProtocolError(`Malformed stats reply: ${error instanceof Error ? error.message : String(error)}`)
+      }
     })
   }
 
@@ -199,17 +205,6 @@ export class TmemControlClient {
   #send<T>(frame: Uint8Array, decode: (reply: ReplyView) => T): Promise<T> {
     return this.#transport.ask(frame, false, decode)
   }
-}
-
-/** The STATS reply. `host` is the engine's `stats()` snapshot as it is. */
-export interface DaemonStats {
-  daemon: Record<string, unknown> & {
-    framesRejected: number
-    framesReceived: number
-    framesRejectedByReason: Record<string, number>
-  }
-  sessions: { id: number; name: string; abi: number; connected: boolean; detachedMs: number }[]
-  host: unknown
 }
 
 function defaultOutputBytes(op: TmemOp): number {

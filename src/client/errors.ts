@@ -12,6 +12,7 @@
  *   malformed frame, or sent one.
  */
 import { TmemError } from '../errors.js'
+import type { LinkErrors } from '../protocol/dial.js'
 
 export { TmemError }
 
@@ -40,16 +41,8 @@ export function rcError(rc: number, cmd: number, poolId?: number): TmemError {
   return new TmemError(rc, cmd, poolId === undefined ? undefined : `pool ${poolId}`)
 }
 
-/** Client error codes for refused hellos, indexed by the HELLO_* status. */
-export const HELLO_ERROR_CODES: readonly string[] = [
-  'OK',
-  'EABI',
-  'ENAMEINUSE',
-  'EBADSECRET',
-  'EBADTOKEN',
-  'ENOROOM',
-  'EBADNAME',
-  'ESHUTDOWN',
-  'ESESSION',
-  'EMOVED',
-]
+/** How a connection of the client library makes its errors (see protocol/link.ts). */
+export const CLIENT_LINK_ERRORS: LinkErrors = {
+  connection: (code, message) => new TmemConnectionError(code, message),
+  protocol: (message) => new TmemProtocolError(message),
+}

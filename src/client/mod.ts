@@ -18,6 +18,6 @@ export {
   type ControlConnectOptions,
   type ControlResult,
   type ControlTarget,
-  type DaemonStats,
 } from './control.js'
+export type { ClientStats, DaemonStats, HostStats, PoolStats, SessionStats } from '../protocol/stats.js'
 export { TmemConnectionError, TmemError, TmemProtocolError } from './errors.js'

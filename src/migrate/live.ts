@@ -54,9 +54,10 @@ import {
   rcName,
 } from '../abi/constants.js'
 import { controlOp } from '../abi/codec.js'
-import { type ControlTarget, type DaemonStats, type TmemControlClient, connectControl } from '../client/control.js'
+import { type ControlTarget, type TmemControlClient, connectControl } from '../client/control.js'
+import type { DaemonStats } from '../protocol/stats.js'
 import { TmemConnectionError } from '../client/errors.js'
-import { CONTROL_DATA_BYTES_MAX } from '../server/frame.js'
+import { CONTROL_DATA_BYTES_MAX } from '../protocol/frame.js'
 import {
   BIND_PENDING,
   SESSION_ACTIVATE,
@@ -78,7 +79,7 @@ import {
   type SessionReply,
   emptySession,
   formatClientAddress,
-} from '../server/session-frame.js'
+} from '../protocol/session-frame.js'
 import { MigrateError } from './errors.js'
 import { pipeline } from './pipeline.js'
 

@@ -35,8 +35,8 @@ import { nativeCopy } from '../util/bytes.js'
 import { readU32LE, writeU32LE } from '../util/le.js'
 import type { CtrlOp, TmemOp } from '../abi/types.js'
 import type { TmemControlClient } from '../client/control.js'
-import { CONTROL_DATA_BYTES_MAX } from '../server/frame.js'
-import { SESSION_DESTROY, emptySession } from '../server/session-frame.js'
+import { CONTROL_DATA_BYTES_MAX } from '../protocol/frame.js'
+import { SESSION_DESTROY, emptySession } from '../protocol/session-frame.js'
 import { ChannelStepError, type ControlChannel } from './channel.js'
 
 

@@ -35,9 +35,9 @@ import {
   rejectMessage,
   writeFrameHeader,
   writeU32LE,
-} from './frame.js'
-import { encodeMoved } from './session-frame.js'
-import type { MovedTo, Session, SessionHolder } from './sessions.js'
+} from '../protocol/frame.js'
+import { encodeMoved } from '../protocol/session-frame.js'
+import type { MovedTo, Session, SessionHolder } from './session.js'
 
 export type Endpoint = 'client' | 'control'
 

@@ -36,10 +36,11 @@ import {
   REJECT_NONE,
   HELLO_REPLY_PAYLOAD_BYTES_MAX,
   CONTROL_OUTPUT_FIELD_BYTES,
-} from './frame.js'
+} from '../protocol/frame.js'
+import type { DaemonStats } from '../protocol/stats.js'
 import type { HostLike } from './host-like.js'
 import { Metrics, type Sample, flattenSamples, hostSamples, serveMetrics } from './metrics.js'
-import { KIND_SESSION, SESSION_FIXED_BYTES, SESSION_PAYLOAD_BYTES_MAX, formatClientAddress } from './session-frame.js'
+import { KIND_SESSION, SESSION_FIXED_BYTES, SESSION_PAYLOAD_BYTES_MAX, formatClientAddress } from '../protocol/session-frame.js'
 import { SessionTable } from './sessions.js'
 
 export interface DaemonConfig {
@@ -187,7 +188,7 @@ export class Daemon {
   }
 
   /** The STATS reply: daemon counters, sessions and the engine snapshot. */
-  snapshot(): Record<string, unknown> {
+  snapshot(): DaemonStats {
     const rejects: Record<string, number> = {}
     REJECT_NAMES.forEach((name, reason) => {
       if (reason !== REJECT_NONE) rejects[name] = this.dispatcher.rejectsByReason[reason] ?? 0
@@ -237,10 +238,8 @@ export class Daemon {
     const out: Sample[] = []
     hostSamples(this.host.stats(), (id) => this.sessions.byId(id)?.name ?? '', out)
     const snapshot = this.snapshot()
-    const daemon = snapshot['daemon'] as Record<string, unknown>
-    flattenSamples('tmem_daemon', daemon, {}, out, new Set(['pid', 'framesRejectedByReason']))
-    const rejects = daemon['framesRejectedByReason'] as Record<string, number>
-    for (const [reason, value] of Object.entries(rejects)) {
+    flattenSamples('tmem_daemon', snapshot.daemon, {}, out, new Set(['pid', 'framesRejectedByReason']))
+    for (const [reason, value] of Object.entries(snapshot.daemon.framesRejectedByReason)) {
       out.push({
         name: 'tmem_daemon_frames_rejected_by_reason',
         help: 'Malformed frames by reason (each closed its connection)',

@@ -1,6 +1,8 @@
 /**
  * THE switch: frame kind x endpoint -> engine call. Every frame a connection parses comes
- * here, and its reply is written straight into the connection's send buffer.
+ * here, and its reply is written straight into the connection's send buffer. SESSION frames
+ * (live migration) are handed to session-commands.ts; this file keeps the hot op path, the
+ * control and stats requests, and the hello.
  *
  * Privilege (spec D2): a client connection only ever passes its own client id (fixed by the
  * hello) to `host.opBytes`, so it cannot touch another client's private pools; control
@@ -16,13 +18,10 @@ import type { Logger } from 'pino'
 import {
   EPERM,
   ENOMEM,
-  MAX_POOLS_PER_DOMAIN,
   PAGE_SIZE,
-  TMEMC_RESTORE_BEGIN,
   TMEMC_SAVE_BEGIN,
   TMEMC_SAVE_END,
   TMEM_CONTROL,
-  TMEM_FLUSH_PAGE,
   TMEM_GET_PAGE,
   TMEM_READ,
 } from '../abi/constants.js'
@@ -59,7 +58,7 @@ import {
   rejectMessage,
   writeFrameHeader,
   writeU32LE,
-} from './frame.js'
+} from '../protocol/frame.js'
 import {
   HELLO_BAD_ABI,
   HELLO_BAD_TOKEN,
@@ -73,85 +72,14 @@ import {
   type HelloReply,
   decodeHello,
   encodeHelloReplyInto,
-} from './hello.js'
+} from '../protocol/hello.js'
+import { type DaemonStats, encodeStats } from '../protocol/stats.js'
 import type { HostLike } from './host-like.js'
-import {
-  BIND_HOLD,
-  BIND_PENDING,
-  KIND_SESSION,
-  KIND_SESSION_REPLY,
-  SESSION_ACTIVATE,
-  SESSION_BIND,
-  SESSION_COMMAND_NAMES,
-  SESSION_CREATE,
-  SESSION_DESTROY,
-  SESSION_EEXIST,
-  SESSION_EINVAL,
-  SESSION_ENOENT,
-  SESSION_ENOSPC,
-  SESSION_EPERM,
-  SESSION_FREE_ID,
-  SESSION_LOOKUP,
-  SESSION_MOVED,
-  SESSION_PUSH,
-  SESSION_UNFENCE,
-  STATE_CONNECTED,
-  STATE_ENGINE,
-  STATE_MOVED,
-  STATE_PENDING,
-  STATE_SESSION,
-  STATE_TCP,
-  type SessionMessage,
-  decodeSession,
-  emptySession,
-  encodeSessionInto,
-  parseClientAddress,
-  sessionBytes,
-} from './session-frame.js'
-import { type PushSignal, pushPool } from './push.js'
-import type { OpenResult, Session, SessionTable } from './sessions.js'
-
-
-/** Daemon-level counters (the engine counts the ops themselves). */
-export interface DaemonCounters {
-  connectionsAccepted: number
-  connectionsClosed: number
-  /** Refused at accept (over the connection cap) or at hello. */
-  connectionsRefused: number
-  framesReceived: number
-  /** Malformed frames; each closed its connection. */
-  framesRejected: number
-  opsExecuted: number
-  controlsExecuted: number
-  /** CONTROL frames on the client endpoint, OP frames and STATS on the wrong endpoint. */
-  controlDenied: number
-  /** v0 hellos accepted as connections while v0 is not served. */
-  v0Refused: number
-  /** SESSION frames run (live migration's control requests). */
-  sessionCommands: number
-  /** Saves a control connection began and left open when it closed: ended with SAVE_END. */
-  savesAbandoned: number
-  /** Pages this daemon sent straight to another daemon (SESSION PUSH of live migration). */
-  pushedPages: number
-}
-
-export function newCounters(): DaemonCounters {
-  return {
-    connectionsAccepted: 0,
-    connectionsClosed: 0,
-    connectionsRefused: 0,
-    framesReceived: 0,
-    framesRejected: 0,
-    opsExecuted: 0,
-    controlsExecuted: 0,
-    controlDenied: 0,
-    v0Refused: 0,
-    sessionCommands: 0,
-    savesAbandoned: 0,
-    pushedPages: 0,
-  }
-}
-
+import { KIND_SESSION, KIND_SESSION_REPLY } from '../protocol/session-frame.js'
+import { type DaemonCounters, newCounters } from './counters.js'
+import { SessionCommands } from './session-commands.js'
+import type { OpenResult } from './session.js'
+import type { SessionTable } from './sessions.js'
 export const V0_REFUSED_MESSAGE =
   'This daemon serves tmem ABI v1 and the connection asked for v0: TMEM_NEW_POOL will return ' +
   '-EPERM (unsupported spec version). Start the daemon with --accept-v0 to serve v0 clients'
@@ -161,7 +89,7 @@ export interface DispatcherOptions {
   /** The control token (TCP control endpoint), or null when there is none. */
   token: Buffer | null
   /** The stats reply body; called on STATS from the control endpoint. */
-  snapshot: () => unknown
+  snapshot: () => DaemonStats
   /** A connection is gone. */
   onClosed: (conn: Connection) => void
 }
@@ -178,8 +106,7 @@ export class Dispatcher implements ConnectionHandler {
   readonly #options: DispatcherOptions
   /** Client ids whose save a control connection began and has not ended (SAVE_BEGIN). */
   readonly #savesBegun = new WeakMap<Connection, Set<number>>()
-  /** PUSH requests running for each control connection (stopped when it closes). */
-  readonly #pushes = new WeakMap<Connection, Set<PushSignal>>()
+  readonly #sessionCommands: SessionCommands
   #tool: Buffer | null = null
 
   constructor(host: HostLike, sessions: SessionTable, log: Logger, options: DispatcherOptions) {
@@ -187,6 +114,7 @@ export class Dispatcher implements ConnectionHandler {
     this.#sessions = sessions
     this.#log = log
     this.#options = options
+    this.#sessionCommands = new SessionCommands(host, sessions, log, this.counters, options.acceptV0)
   }
 
   onFrame(conn: Connection, reader: FrameReader): void {
@@ -211,7 +139,7 @@ export class Dispatcher implements ConnectionHandler {
         else this.#deny(conn, reader, KIND_STATS_REPLY)
         return
       case KIND_SESSION:
-        if (conn.endpoint === 'control') this.#session(conn, reader)
+        if (conn.endpoint === 'control') this.#sessionCommands.onFrame(conn, reader)
         else this.#deny(conn, reader, KIND_SESSION_REPLY)
         return
       case KIND_GOODBYE:
@@ -240,7 +168,7 @@ export class Dispatcher implements ConnectionHandler {
     const session = conn.session
     conn.session = null
     if (session !== null) this.#sessions.detach(session, conn)
-    for (const push of this.#pushes.get(conn) ?? []) push.aborted = true
+    this.#sessionCommands.onClose(conn)
     this.#endAbandonedSaves(conn)
     this.#options.onClosed(conn)
   }
@@ -371,184 +299,6 @@ export class Dispatcher implements ConnectionHandler {
     }
   }
 
-  /** SESSION (control endpoint): the daemon-level requests of live migration. */
-  #session(conn: Connection, reader: FrameReader): void {
-    this.counters.sessionCommands++
-    const request = decodeSession(reader.bytes, reader.payloadOffset, reader.payloadBytes)
-    let rc: number
-    let session: Session | null = null
-    let reply: SessionMessage | null = null
-    if (request !== null && request.cmd === SESSION_PUSH) {
-      this.#push(conn, reader.requestId, request)
-      return
-    }
-    if (request === null) {
-      rc = SESSION_EINVAL
-    } else {
-      const result = this.#runSession(request)
-      rc = result.rc
-      session = result.session
-      reply = result.reply ?? null
-      this.#log.info({ conn: conn.serial, cmd: SESSION_COMMAND_NAMES[request.cmd] ?? request.cmd,
-        client: request.clientId, clientName: request.name, rc }, 'session command')
-    }
-    const out = reply ?? (session === null ? emptySession(request?.cmd ?? 0) : this.#describe(session, request?.cmd ?? 0))
-    if (reply === null && session === null && request !== null) {
-      out.clientId = request.clientId
-      out.name = request.name
-      if (request.clientId !== 0 && this.#host.hasClient(request.clientId)) out.flags = STATE_ENGINE
-    }
-    const send = conn.send
-    const at = conn.sendUsed
-    writeU32LE(send, at + FRAME_HEADER_BYTES, rc)
-    const bodyBytes = encodeSessionInto(send, at + FRAME_HEADER_BYTES + RC_BYTES, out)
-    writeFrameHeader(send, at, KIND_SESSION_REPLY, reader.requestId, RC_BYTES + bodyBytes)
-    conn.sendUsed = at + FRAME_HEADER_BYTES + RC_BYTES + bodyBytes
-  }
-
-  /**
-   * SESSION PUSH (push.ts): the one SESSION command that takes time. It runs beside the
-   * connection's other requests and is answered when done; the connection closing stops it.
-   */
-  #push(conn: Connection, requestId: number, request: SessionMessage): void {
-    const target = parseClientAddress(request.address)
-    const peerId = request.peerId ?? 0
-    const invalid = target === null || request.flags >= MAX_POOLS_PER_DOMAIN || request.graceMs === 0 ||
-      peerId === 0 || peerId >= 0xffff
-    const reply = (rc: number): void => this.#sendLate(conn, encodeSessionReplyFrame(requestId, rc, { ...emptySession(SESSION_PUSH), clientId: request.clientId, flags: request.flags }))
-    if (invalid) {
-      reply(SESSION_EINVAL)
-      return
-    }
-    if (!this.#host.hasClient(request.clientId)) {
-      reply(SESSION_ENOENT)
-      return
-    }
-    const signal: PushSignal = { aborted: false }
-    let running = this.#pushes.get(conn)
-    if (running === undefined) this.#pushes.set(conn, (running = new Set()))
-    running.add(signal)
-    const started = performance.now()
-    void pushPool(this.#host, {
-      sourceId: request.clientId,
-      poolId: request.flags,
-      targetId: peerId,
-      pagesMax: request.graceMs,
-      target,
-      token: request.secret === null ? '' : Buffer.from(request.secret).toString('hex'),
-    }, signal).then((outcome) => {
-      running.delete(signal)
-      this.counters.pushedPages += Math.max(0, outcome.rc)
-      const fields = { conn: conn.serial, client: request.clientId, pool: request.flags, to: request.address, rc: outcome.rc, ms: Math.round(performance.now() - started) }
-      if (outcome.rc < 0) this.#log.warn({ ...fields, detail: outcome.detail }, 'push failed')
-      else this.#log.info(fields, 'push done')
-      reply(outcome.rc)
-    })
-  }
-
-  /**
-   * A reply made outside a frame handler: sent now, or once the connection has room (its
-   * send buffers are both in flight while a tool does not read). Retried with backoff up to
-   * every 100 ms, for as long as the connection is open.
-   */
-  #sendLate(conn: Connection, frame: Uint8Array, delayMs = 1): void {
-    if (!conn.isOpen) return
-    if (conn.sendFrame(frame)) return
-    setTimeout(() => this.#sendLate(conn, frame, Math.min(delayMs * 2, 100)), delayMs)
-  }
-
-  #runSession(request: SessionMessage): { rc: number; session: Session | null; reply?: SessionMessage } {
-    const sessions = this.#sessions
-    const find = (): Session | undefined =>
-      request.name !== '' ? sessions.byName(request.name) : sessions.byId(request.clientId)
-    switch (request.cmd) {
-      case SESSION_LOOKUP: {
-        const session = find()
-        if (session !== undefined) return { rc: session.id, session }
-        if (request.name === '' && request.clientId !== 0 && this.#host.hasClient(request.clientId)) {
-          return { rc: request.clientId, session: null }
-        }
-        return { rc: SESSION_ENOENT, session: null }
-      }
-      case SESSION_FREE_ID: {
-        const id = sessions.freeId()
-        return { rc: id === 0 ? SESSION_ENOSPC : id, session: null, reply: { ...emptySession(request.cmd), clientId: id } }
-      }
-      case SESSION_CREATE:
-        return { rc: this.#createClient(request.clientId, request.abi), session: null }
-      case SESSION_BIND: {
-        if (request.abi !== 0 && request.abi !== 1) return { rc: SESSION_EINVAL, session: null }
-        const result = sessions.bind(request.name, request.clientId, request.abi, request.secret, {
-          pending: (request.flags & BIND_PENDING) !== 0,
-          hold: (request.flags & BIND_HOLD) !== 0,
-        })
-        if (result.session === null) return result
-        return { ...result, reply: { ...this.#describe(result.session, request.cmd), secret: result.session.secret } }
-      }
-      case SESSION_ACTIVATE: {
-        const session = find()
-        return session === undefined ? { rc: SESSION_ENOENT, session: null } : { rc: sessions.activate(session), session }
-      }
-      case SESSION_DESTROY: {
-        const id = request.name !== '' ? (sessions.byName(request.name)?.id ?? 0) : request.clientId
-        if (id === 0) return { rc: 0, session: null }
-        return { rc: sessions.destroy(id), session: null }
-      }
-      case SESSION_MOVED: {
-        const session = find()
-        if (session === undefined) return { rc: SESSION_ENOENT, session: null }
-        if (request.secret === null || request.address === '') return { rc: SESSION_EINVAL, session }
-        const rc = sessions.moved(session, { address: request.address, secret: request.secret, graceMs: request.graceMs })
-        return { rc, session }
-      }
-      case SESSION_UNFENCE: {
-        const session = find()
-        return session === undefined ? { rc: SESSION_ENOENT, session: null } : { rc: sessions.unfence(session), session }
-      }
-      default:
-        return { rc: SESSION_EINVAL, session: null }
-    }
-  }
-
-  /**
-   * SESSION CREATE: an engine client with this id and ABI. v1 is RESTORE_BEGIN; a v0 client
-   * (only with --accept-v0) is created by a harmless v0 guest op, since a client keeps the
-   * ABI of its first call and RESTORE_BEGIN makes v1 clients.
-   */
-  #createClient(id: number, abi: number): number {
-    if (id <= 0 || id >= 0xffff || (abi !== 0 && abi !== 1)) return SESSION_EINVAL
-    if (this.#host.hasClient(id) || this.#sessions.byId(id) !== undefined) return SESSION_EEXIST
-    if (abi === 0 && !this.#options.acceptV0) return SESSION_EPERM
-    if (abi === 1) {
-      const op = encodeOp(controlOp(TMEMC_RESTORE_BEGIN, id))
-      const rc = this.#host.controlBytes(op, 0, 1, null, 0, 0)
-      return rc === 1 ? id : SESSION_EEXIST
-    }
-    const op = encodeOp({ cmd: TMEM_FLUSH_PAGE, poolId: 0, gen: { oid: [0n, 0n, 0n], index: 0, cmfn: 0n, tmemOffset: 0, pfnOffset: 0, len: 0 } }, 0)
-    this.#host.opBytes(id, op, 0, 0, null, 0)
-    return this.#host.hasClient(id) ? id : SESSION_EPERM
-  }
-
-  #describe(session: Session, cmd: number): SessionMessage {
-    const holder = session.holder
-    let flags = STATE_SESSION
-    if (this.#host.hasClient(session.id)) flags |= STATE_ENGINE
-    if (holder !== null) flags |= STATE_CONNECTED
-    if (holder !== null && holder.remote !== 'unix') flags |= STATE_TCP
-    if (session.pending) flags |= STATE_PENDING
-    if (session.movedTo !== null) flags |= STATE_MOVED
-    return {
-      cmd,
-      abi: session.abiVersion,
-      clientId: session.id,
-      flags,
-      graceMs: this.#sessions.graceMs,
-      name: session.name,
-      address: session.movedTo?.address ?? '',
-      secret: null,
-    }
-  }
-
   /** A well-formed request on the wrong endpoint: -EPERM, nothing done. */
   #deny(conn: Connection, reader: FrameReader, replyKind: number): void {
     this.counters.controlDenied++
@@ -556,7 +306,7 @@ export class Dispatcher implements ConnectionHandler {
   }
 
   #stats(conn: Connection, reader: FrameReader): void {
-    const json = JSON.stringify(this.#options.snapshot())
+    const json = encodeStats(this.#options.snapshot())
     const send = conn.send
     const at = conn.sendUsed
     const textAt = at + FRAME_HEADER_BYTES + RC_BYTES
@@ -695,14 +445,4 @@ export class Dispatcher implements ConnectionHandler {
     const bytes = Buffer.from(given, 'utf8')
     return bytes.length === token.length && timingSafeEqual(bytes, token)
   }
-}
-
-/** A whole SESSION_REPLY frame. */
-function encodeSessionReplyFrame(requestId: number, rc: number, message: SessionMessage): Uint8Array {
-  const payloadBytes = RC_BYTES + sessionBytes(message)
-  const frame = new Uint8Array(FRAME_HEADER_BYTES + payloadBytes)
-  writeFrameHeader(frame, 0, KIND_SESSION_REPLY, requestId, payloadBytes)
-  writeU32LE(frame, FRAME_HEADER_BYTES, rc)
-  encodeSessionInto(frame, FRAME_HEADER_BYTES + RC_BYTES, message)
-  return frame
 }

@@ -3,6 +3,8 @@
  * written against this shape so that it owns no engine code; `src/cli/daemon.ts` hands it the
  * real `Host`.
  */
+import type { HostStats } from '../protocol/stats.js'
+
 export interface HostLike {
   /** A guest hypercall from its ABI bytes; `data` is the page (read for put, written for get). */
   opBytes(
@@ -26,5 +28,5 @@ export interface HostLike {
   /** Destroys a client as a dead domain (pools flushed and destroyed). */
   destroyClient(clientId: number): boolean
   /** JSON-able counter snapshot: host-wide numbers and `clients: [{ id, ..., pools: [...] }]`. */
-  stats(): unknown
+  stats(): HostStats
 }

@@ -9,9 +9,12 @@
  *   frame = header (16) | tmem_op RESTORE_PAGES (56) | u32 output 0 | page records ...
  *                                                                    ^ SAVE_GET_PAGES writes here
  *
- * The daemon connects to the target as any control tool does (hello, token for TCP).
+ * The daemon connects to the target as any control tool does (hello, token for TCP), over a
+ * protocol `Link`. `Pushes` serves the SESSION PUSH requests that start them.
  */
+import type { Logger } from 'pino'
 import {
+  MAX_POOLS_PER_DOMAIN,
   PAGE_RECORD_HEADER_BYTES,
   PAGE_SIZE,
   TMEMC_RESTORE_PAGES,
@@ -19,7 +22,8 @@ import {
 } from '../abi/constants.js'
 import { controlOp, encodeOpInto } from '../abi/codec.js'
 import { TMEM_OP_BYTES_V1 } from '../abi/layout.js'
-import { type ConnectTarget, Transport, controlRules } from '../client/transport.js'
+import { type ConnectTarget, controlRules } from '../protocol/dial.js'
+import { Link } from '../protocol/link.js'
 import type { CtrlOp } from '../abi/types.js'
 import {
   CONTROL_DATA_BYTES_MAX,
@@ -31,9 +35,23 @@ import {
   readI32LE,
   writeFrameHeader,
   writeU32LE,
-} from './frame.js'
+} from '../protocol/frame.js'
 import type { HostLike } from './host-like.js'
-import { SESSION_ECONNREFUSED, SESSION_EIO } from './session-frame.js'
+import {
+  KIND_SESSION_REPLY,
+  SESSION_ECONNREFUSED,
+  SESSION_EINVAL,
+  SESSION_EIO,
+  SESSION_ENOENT,
+  SESSION_PUSH,
+  type SessionMessage,
+  emptySession,
+  encodeSessionInto,
+  parseClientAddress,
+  sessionBytes,
+} from '../protocol/session-frame.js'
+import type { Connection } from './connection.js'
+import type { DaemonCounters } from './counters.js'
 
 /** Frames in flight to the target. */
 export const PUSH_DEPTH = 4
@@ -70,31 +88,111 @@ export interface PushSignal {
  * once every frame sent has been answered (or with the first failure); never rejects.
  */
 export async function pushPool(host: HostLike, request: PushRequest, signal: PushSignal): Promise<PushOutcome> {
-  const transport = new Transport(request.target, {
+  const link = new Link(request.target, {
     abiVersion: 1,
     name: 'tmem-push',
     secret: null,
     token: request.token,
-    reconnect: false,
     rules: controlRules(RC_BYTES),
   })
   try {
-    await transport.open()
+    await link.open()
   } catch (error) {
     return { rc: SESSION_ECONNREFUSED, detail: `cannot reach the target: ${errorText(error)}` }
   }
   try {
-    return await new Push(host, request, signal, transport).run()
+    return await new Push(host, request, signal, link).run()
   } finally {
-    await transport.goodbye().catch(() => undefined)
+    await link.goodbye().catch(() => undefined)
   }
+}
+
+/**
+ * SESSION PUSH requests as they run: the one SESSION command that takes time. Each runs beside
+ * its connection's other requests and is answered when done; the connection closing stops it.
+ */
+export class Pushes {
+  readonly #host: HostLike
+  readonly #log: Logger
+  readonly #counters: DaemonCounters
+  /** PUSH requests running for each control connection. */
+  readonly #running = new WeakMap<Connection, Set<PushSignal>>()
+
+  constructor(host: HostLike, log: Logger, counters: DaemonCounters) {
+    this.#host = host
+    this.#log = log
+    this.#counters = counters
+  }
+
+  /** Checks a PUSH request and starts it; the reply is sent when it ends. */
+  start(conn: Connection, requestId: number, request: SessionMessage): void {
+    const target = parseClientAddress(request.address)
+    const peerId = request.peerId ?? 0
+    const invalid = target === null || request.flags >= MAX_POOLS_PER_DOMAIN || request.graceMs === 0 ||
+      peerId === 0 || peerId >= 0xffff
+    const reply = (rc: number): void => sendLate(conn, encodeSessionReplyFrame(requestId, rc, { ...emptySession(SESSION_PUSH), clientId: request.clientId, flags: request.flags }))
+    if (invalid) {
+      reply(SESSION_EINVAL)
+      return
+    }
+    if (!this.#host.hasClient(request.clientId)) {
+      reply(SESSION_ENOENT)
+      return
+    }
+    const signal: PushSignal = { aborted: false }
+    let running = this.#running.get(conn)
+    if (running === undefined) this.#running.set(conn, (running = new Set()))
+    running.add(signal)
+    const started = performance.now()
+    void pushPool(this.#host, {
+      sourceId: request.clientId,
+      poolId: request.flags,
+      targetId: peerId,
+      pagesMax: request.graceMs,
+      target,
+      token: request.secret === null ? '' : Buffer.from(request.secret).toString('hex'),
+    }, signal).then((outcome) => {
+      running.delete(signal)
+      this.#counters.pushedPages += Math.max(0, outcome.rc)
+      const fields = { conn: conn.serial, client: request.clientId, pool: request.flags, to: request.address, rc: outcome.rc, ms: Math.round(performance.now() - started) }
+      if (outcome.rc < 0) this.#log.warn({ ...fields, detail: outcome.detail }, 'push failed')
+      else this.#log.info(fields, 'push done')
+      reply(outcome.rc)
+    })
+  }
+
+  /** The connection is gone: its pushes stop at their next batch. */
+  stop(conn: Connection): void {
+    for (const push of this.#running.get(conn) ?? []) push.aborted = true
+  }
+}
+
+/**
+ * A reply made outside a frame handler: sent now, or once the connection has room (its
+ * send buffers are both in flight while a tool does not read). Retried with backoff up to
+ * every 100 ms, for as long as the connection is open.
+ */
+function sendLate(conn: Connection, frame: Uint8Array, delayMs = 1): void {
+  if (!conn.isOpen) return
+  if (conn.sendFrame(frame)) return
+  setTimeout(() => sendLate(conn, frame, Math.min(delayMs * 2, 100)), delayMs)
+}
+
+/** A whole SESSION_REPLY frame. */
+function encodeSessionReplyFrame(requestId: number, rc: number, message: SessionMessage): Uint8Array {
+  const payloadBytes = RC_BYTES + sessionBytes(message)
+  const frame = new Uint8Array(FRAME_HEADER_BYTES + payloadBytes)
+  writeFrameHeader(frame, 0, KIND_SESSION_REPLY, requestId, payloadBytes)
+  writeU32LE(frame, FRAME_HEADER_BYTES, rc)
+  encodeSessionInto(frame, FRAME_HEADER_BYTES + RC_BYTES, message)
+  return frame
 }
 
 class Push {
   readonly #host: HostLike
   readonly #request: PushRequest
   readonly #signal: PushSignal
-  readonly #transport: Transport
+  readonly #link: Link
   /** SAVE_GET_PAGES, its `arg1` (bytes asked) rewritten per batch. */
   readonly #getOp: Uint8Array
   readonly #getOpValue: CtrlOp
@@ -106,11 +204,11 @@ class Push {
   #pushed = 0
   #failure: PushOutcome | null = null
 
-  constructor(host: HostLike, request: PushRequest, signal: PushSignal, transport: Transport) {
+  constructor(host: HostLike, request: PushRequest, signal: PushSignal, link: Link) {
     this.#host = host
     this.#request = request
     this.#signal = signal
-    this.#transport = transport
+    this.#link = link
     const frames = Math.min(PUSH_DEPTH, Math.ceil(request.pagesMax / PAGES_PER_FRAME))
     for (let i = 0; i < frames; i++) this.#free.push(new Uint8Array(DATA_AT + PAGES_PER_FRAME * RECORD_BYTES))
     this.#getOpValue = controlOp(TMEMC_SAVE_GET_PAGES, request.sourceId, request.poolId, 0)
@@ -167,7 +265,7 @@ class Push {
     writeU32LE(frame, FRAME_HEADER_BYTES + OP_BYTES, 0)
     this.#inFlight++
     this.#pagesInFlight += pages
-    this.#transport.request(
+    this.#link.request(
       frame.subarray(0, FRAME_HEADER_BYTES + payloadBytes),
       false,
       (reply) => {

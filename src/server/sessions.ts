@@ -40,91 +40,17 @@ import {
   HELLO_OK,
   HELLO_SESSION_EXPIRED,
   NAME_PATTERN,
-} from './hello.js'
-import { SECRET_BYTES } from './frame.js'
+} from '../protocol/hello.js'
+import { SECRET_BYTES } from '../protocol/frame.js'
 import type { HostLike } from './host-like.js'
 
-/** What a session needs from the connection that holds it. */
-export interface SessionHolder {
-  /** Closes the connection because another one took the session over. */
-  evict(reason: string): void
-  /** Sends the MOVED notice after the replies already made, then closes; no more ops run. */
-  notifyMoved(notice: MovedTo): void
-  /** False once the connection is gone (a hello waiting for activate() is then dropped). */
-  readonly isOpen: boolean
-  /** `unix`, or the TCP peer address. */
-  readonly remote: string
-}
-
-/** Where a moved client went. */
-export interface MovedTo {
-  address: string
-  /** The client's secret on the new daemon. */
-  secret: Uint8Array
-  /** The new daemon's grace period. */
-  graceMs: number
-}
-
-/** A hello waiting for a pending session to be activated. */
-export interface SessionWaiter {
-  holder: SessionHolder
-  /** Called once with the outcome (resumed, or refused because the session went away). */
-  answer(result: OpenResult): void
-}
-
-export interface Session {
-  readonly id: number
-  readonly name: string
-  readonly secret: Buffer
-  readonly abiVersion: 0 | 1
-  holder: SessionHolder | null
-  graceTimer: NodeJS.Timeout | null
-  /** Date.now() when the session lost its connection; 0 while connected. */
-  detachedAtMs: number
-  /** Bound for a migration and not yet activated: hellos wait in `waiters`. */
-  pending: boolean
-  waiters: SessionWaiter[]
-  /** Set while the client is being moved away: hellos are redirected there. */
-  movedTo: MovedTo | null
-  /** Ends a pending or moved session the control plane forgot. */
-  moveTimer: NodeJS.Timeout | null
-  /** Restored from a file: no grace timer until the first connection. */
-  hold: boolean
-}
-
-export interface OpenResult {
-  status: number
-  session: Session | null
-  resumed: boolean
-  message: string
-  /** HELLO_MOVED: where the client went and its secret there. */
-  redirect?: MovedTo
-  /** The session is pending: the hello waits for activate() (see SessionTable.wait). */
-  held?: boolean
-}
-
-export interface SessionCounters {
-  sessionsCreated: number
-  sessionsResumed: number
-  sessionsTakenOver: number
-  sessionsExpired: number
-  sessionsReleased: number
-  sessionsBound: number
-  sessionsMovedAway: number
-  sessionsDestroyed: number
-}
+import type { MovedTo, OpenResult, Session, SessionCounters, SessionHolder, SessionResult, SessionWaiter } from './session.js'
 
 /** The largest client id the daemon hands out (0xFFFF is "all clients"). */
 export const CLIENT_ID_MAX = CLI_ID_NULL - 1
 
 /** Least time a pending or moved session waits for the control plane to finish a migration. */
 export const MOVE_TIMEOUT_MS_MIN = 30_000
-
-/** Result of a session control command: an rc (>= 0 ok, else -errno) and the session. */
-export interface SessionResult {
-  rc: number
-  session: Session | null
-}
 
 interface Tombstone {
   /** The secret the client had here. */

@@ -11,8 +11,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect, type TmemClient } from '../../src/client/client.js'
-import { connectControl, type DaemonStats, type TmemControlClient } from '../../src/client/control.js'
-import type { ClientStats, HostStats } from '../../src/engine/stats.js'
+import { connectControl, type TmemControlClient } from '../../src/client/control.js'
+import type { ClientStats, DaemonStats, HostStats } from '../../src/protocol/stats.js'
 import { runTmem } from '../helpers/cli.js'
 import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
 import { xenLines, xenNumber, xenValue } from '../helpers/xen-list.js'
@@ -22,7 +22,7 @@ function page(seed: number): Uint8Array {
 }
 
 function host(stats: DaemonStats): HostStats {
-  return stats.host as HostStats
+  return stats.host
 }
 
 function engineClient(stats: DaemonStats, id: number): ClientStats {

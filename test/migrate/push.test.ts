@@ -19,7 +19,7 @@ import {
   TMEMC_SAVE_BEGIN,
 } from '../../src/abi/constants.js'
 import type { TmemOp } from '../../src/abi/types.js'
-import { SESSION_PUSH, emptySession, type SessionMessage } from '../../src/server/session-frame.js'
+import { SESSION_PUSH, emptySession, type SessionMessage } from '../../src/protocol/session-frame.js'
 import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
 import { PAGE, Writer, checkAgainstModel, daemonPair, fill, page } from './live-helpers.js'
 

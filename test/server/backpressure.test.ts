@@ -19,8 +19,8 @@ import {
   KIND_OP_REPLY,
   readI32LE,
   writeFrameHeader,
-} from '../../src/server/frame.js'
-import { encodeHello } from '../../src/server/hello.js'
+} from '../../src/protocol/frame.js'
+import { encodeHello } from '../../src/protocol/hello.js'
 import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
 
 let daemon: DaemonHandle

@@ -1,5 +1,5 @@
 /**
- * Unit tests of the hello exchange encoding (src/server/hello.ts), checked against bytes laid
+ * Unit tests of the hello exchange encoding (src/protocol/hello.ts), checked against bytes laid
  * out by hand from docs/protocol.md, and of the daemon's option parsers (src/server/config.ts).
  */
 import { describe, test } from 'node:test'
@@ -12,7 +12,7 @@ import {
   HELLO_FLAG_RESUMED,
   HELLO_OK,
   helloReplyPayloadBytes,
-} from '../../src/server/hello.js'
+} from '../../src/protocol/hello.js'
 import {
   defaultMemoryBytes,
   defaultRuntimeDir,

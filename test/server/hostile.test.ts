@@ -15,7 +15,8 @@ import { encodeOp } from '../../src/abi/codec.js'
 import { EPERM, ENODEV, ENOSYS, TMEM_CONTROL, TMEM_GET_PAGE, TMEM_PUT_PAGE, TMEMC_FREEZE } from '../../src/abi/constants.js'
 import type { TmemOp } from '../../src/abi/types.js'
 import { connect, type TmemClient } from '../../src/client/client.js'
-import { connectControl, type DaemonStats, type TmemControlClient } from '../../src/client/control.js'
+import { connectControl, type TmemControlClient } from '../../src/client/control.js'
+import type { DaemonStats } from '../../src/protocol/stats.js'
 import {
   FrameReader,
   FrameRules,
@@ -30,8 +31,8 @@ import {
   readI32LE,
   readU32LE,
   writeFrameHeader,
-} from '../../src/server/frame.js'
-import { encodeHello } from '../../src/server/hello.js'
+} from '../../src/protocol/frame.js'
+import { encodeHello } from '../../src/protocol/hello.js'
 import { type DaemonHandle, startDaemon, waitFor } from '../helpers/daemon.js'
 
 const SEED = Number(process.env['TMEM_SEED'] ?? Date.now() % 0x7fffffff)

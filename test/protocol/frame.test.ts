@@ -1,5 +1,5 @@
 /**
- * Unit tests of the wire framing (src/server/frame.ts) against an independent oracle: frames
+ * Unit tests of the wire framing (src/protocol/frame.ts) against an independent oracle: frames
  * are built here byte by byte from the layout in docs/protocol.md, never with the module's own
  * writer. Every frame kind is fed to a FrameReader split at every byte offset, and two or three
  * frames coalesced are fed split at every offset and one byte at a time; each must come out
@@ -31,7 +31,7 @@ import {
   REJECT_NONE,
   REJECT_UNKNOWN_KIND,
   writeFrameHeader,
-} from '../../src/server/frame.js'
+} from '../../src/protocol/frame.js'
 
 /** A frame built by hand: "TMEM", version 1, kind, flags 0, request id, length, payload. */
 function naiveFrame(kind: number, requestId: number, payload: number[] | Uint8Array, version = 1, flags = 0): Uint8Array {

@@ -65,6 +65,23 @@ export const HELLO_STATUS_NAMES: readonly string[] = [
   'MOVED',
 ]
 
+/**
+ * The error codes a dialing side raises for refused hellos, indexed by the HELLO_* status
+ * (documented in docs/protocol.md; the client library's `TmemConnectionError.code`).
+ */
+export const HELLO_ERROR_CODES: readonly string[] = [
+  'OK',
+  'EABI',
+  'ENAMEINUSE',
+  'EBADSECRET',
+  'EBADTOKEN',
+  'ENOROOM',
+  'EBADNAME',
+  'ESHUTDOWN',
+  'ESESSION',
+  'EMOVED',
+]
+
 // Hello reply flags.
 /** The connection resumed an existing client: its pools are back. */
 export const HELLO_FLAG_RESUMED = 0x1

@@ -1,0 +1,235 @@
+/**
+ * The STATS reply (docs/protocol.md, "Stats"): after the rc, UTF-8 JSON of three parts —
+ *
+ *   { daemon: { pid, uptimeMs, graceMs, ..., counters }, sessions: [{ id, name, ... }],
+ *     host: { budgetPages, ..., clients: [{ id, ..., pools: [{ slot, ... }] }] } }
+ *
+ * `host` is the engine's `stats()` snapshot as it is (src/engine/stats.ts makes it), `daemon`
+ * the daemon's own counters and `sessions` its client names.
+ *
+ * Each shape below is written once, as a checker; the types are derived from the checkers, so
+ * `decodeStats` validates exactly what the types promise. A field that is missing or of the
+ * wrong type fails the decode with a TypeError naming its path (`host.clients[2].pages`);
+ * fields a newer daemon adds are kept as they are, unchecked. Control plane: allocates.
+ */
+
+/** Reads `value` as a T, or throws a TypeError naming `path`. */
+type Check<T> = (value: unknown, path: string) => T
+
+type Checked<S extends Record<string, Check<unknown>>> = { [K in keyof S]: ReturnType<S[K]> }
+
+function wrong(path: string, what: string): never {
+  throw new TypeError(`STATS reply: ${path} is not ${what}`)
+}
+
+const num: Check<number> = (value, path) => (typeof value === 'number' ? value : wrong(path, 'a number'))
+const bool: Check<boolean> = (value, path) => (typeof value === 'boolean' ? value : wrong(path, 'a boolean'))
+const str: Check<string> = (value, path) => (typeof value === 'string' ? value : wrong(path, 'a string'))
+
+function list<T>(item: Check<T>): Check<T[]> {
+  return (value, path) => {
+    if (!Array.isArray(value)) return wrong(path, 'an array')
+    return (value as unknown[]).map((element, i) => item(element, `${path}[${i}]`))
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function record<T>(item: Check<T>): Check<Record<string, T>> {
+  return (value, path) => {
+    if (!isObject(value)) return wrong(path, 'an object')
+    const out: Record<string, T> = {}
+    for (const [key, element] of Object.entries(value)) out[key] = item(element, `${path}.${key}`)
+    return out
+  }
+}
+
+/** An object with (at least) the fields of `shape`; other fields pass through unchecked. */
+function object<S extends Record<string, Check<unknown>>>(shape: S): Check<Checked<S>> {
+  return (value, path) => {
+    if (!isObject(value)) return wrong(path, 'an object')
+    const out: Record<string, unknown> = { ...value }
+    for (const [key, check] of Object.entries(shape)) out[key] = check(value[key], `${path}.${key}`)
+    return out as Checked<S>
+  }
+}
+
+const uuidHalves: Check<[string, string]> = (value, path) => {
+  const halves = list(str)(value, path)
+  return halves.length === 2 ? [halves[0] ?? '', halves[1] ?? ''] : wrong(path, 'two hex strings')
+}
+
+const abiVersion: Check<0 | 1> = (value, path) => (value === 0 || value === 1 ? value : wrong(path, 'an ABI version (0 or 1)'))
+
+const checkPool = object({
+  /** Slot in the listed client's table. */
+  slot: num,
+  /** The pool's `pool_id` (the owner's slot; differs for a shared pool joined by another). */
+  poolId: num,
+  ownerId: num,
+  persistent: bool,
+  shared: bool,
+  /** `[uuid_lo, uuid_hi]` as lower-case hex. */
+  uuid: uuidHalves,
+  pages: num,
+  pagesMax: num,
+  objects: num,
+  objectsMax: num,
+  puts: num,
+  goodPuts: num,
+  dupPutsFlushed: num,
+  dupPutsReplaced: num,
+  noMemoryPuts: num,
+  gets: num,
+  foundGets: num,
+  flushes: num,
+  flushesFound: num,
+  flushObjects: num,
+  flushObjectsFound: num,
+})
+
+const checkClient = object({
+  id: num,
+  abi: abiVersion,
+  weight: num,
+  cap: num,
+  compress: bool,
+  frozen: bool,
+  liveMigrating: bool,
+  ephemeralPages: num,
+  ephemeralPagesMax: num,
+  succEphemeralGets: num,
+  succPersistentPuts: num,
+  succPersistentGets: num,
+  compressedPages: num,
+  compressedBytes: num,
+  compressPoor: num,
+  compressNoMemory: num,
+  cyclesNs: num,
+  pools: list(checkPool),
+})
+
+const checkHost = object({
+  budgetPages: num,
+  framesUsed: num,
+  framesUsedMax: num,
+  framesFree: num,
+  ephemeralPages: num,
+  ephemeralPagesMax: num,
+  persistentPages: num,
+  objects: num,
+  objectsMax: num,
+  pages: num,
+  pagesMax: num,
+  totalOps: num,
+  erroredOps: num,
+  failedCopies: num,
+  failedSubpageAllocs: num,
+  failedPageAllocs: num,
+  evicted: num,
+  evictAttempts: num,
+  relinquished: num,
+  goodEphemeralPuts: num,
+  dedupPuts: num,
+  contentDescriptors: num,
+  tzeBytes: num,
+  compressedBytes: num,
+  /** Stored pages that failed their check when read (never served; not a LIST key). */
+  corruptPages: num,
+  freeableMb: num,
+  times: record(object({ count: num, totalNs: num, maxNs: num, minNs: num })),
+  clients: list(checkClient),
+})
+
+const checkDaemon = object({
+  pid: num,
+  uptimeMs: num,
+  graceMs: num,
+  acceptV0: bool,
+  /** The tmem ABI versions served to clients; what live migration checks on a target. */
+  abis: list(num),
+  /** 1: the daemon serves SESSION requests (live migration). */
+  migration: num,
+  /** Where clients connect, as MOVED writes it (`unix:/path`, `tcp:host:port`). */
+  clientAddresses: list(str),
+  connections: num,
+  clientConnections: num,
+  controlConnections: num,
+  /** Sessions held (named clients). */
+  sessions: num,
+  connectionsAccepted: num,
+  connectionsClosed: num,
+  /** Refused at accept (over the connection cap) or at hello. */
+  connectionsRefused: num,
+  framesReceived: num,
+  /** Malformed frames; each closed its connection. */
+  framesRejected: num,
+  opsExecuted: num,
+  controlsExecuted: num,
+  /** CONTROL frames on the client endpoint, OP frames and STATS on the wrong endpoint. */
+  controlDenied: num,
+  /** v0 hellos accepted as connections while v0 is not served. */
+  v0Refused: num,
+  /** SESSION frames run (live migration's control requests). */
+  sessionCommands: num,
+  /** Saves a control connection began and left open when it closed: ended with SAVE_END. */
+  savesAbandoned: num,
+  /** Pages this daemon sent straight to another daemon (SESSION PUSH of live migration). */
+  pushedPages: num,
+  sessionsCreated: num,
+  sessionsResumed: num,
+  sessionsTakenOver: num,
+  sessionsExpired: num,
+  sessionsReleased: num,
+  sessionsBound: num,
+  sessionsMovedAway: num,
+  sessionsDestroyed: num,
+  /** Rejected frames by reason name (frame.ts REJECT_NAMES, without `none`). */
+  framesRejectedByReason: record(num),
+})
+
+const checkSession = object({
+  id: num,
+  name: str,
+  abi: num,
+  connected: bool,
+  /** How long the client has been away (0 while connected). */
+  detachedMs: num,
+  /** Bound by a migration and waiting for activate. */
+  pending: bool,
+  /** Moved to another daemon; hellos here are redirected. */
+  moved: bool,
+})
+
+const checkStats = object({
+  daemon: checkDaemon,
+  sessions: list(checkSession),
+  host: checkHost,
+})
+
+export type PoolStats = ReturnType<typeof checkPool>
+export type ClientStats = ReturnType<typeof checkClient>
+/** The engine's `stats()` snapshot. */
+export type HostStats = ReturnType<typeof checkHost>
+/** The daemon's own part of STATS: what it is, and its counters. */
+export type DaemonSection = ReturnType<typeof checkDaemon>
+export type SessionStats = ReturnType<typeof checkSession>
+/** The whole STATS reply body. */
+export type DaemonStats = ReturnType<typeof checkStats>
+
+/**
+ * Reads the JSON body of a STATS reply (`bytes[offset, offset + length)`). Throws a
+ * SyntaxError when it is not JSON, a TypeError naming the first field that is missing or of
+ * the wrong type.
+ */
+export function decodeStats(bytes: Uint8Array, offset: number, length: number): DaemonStats {
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset + offset, length).toString('utf8')
+  return checkStats(JSON.parse(text) as unknown, 'stats')
+}
+
+/** The JSON body of a STATS reply. */
+export function encodeStats(stats: DaemonStats): string {
+  return JSON.stringify(stats)
+}
