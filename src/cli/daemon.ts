@@ -45,6 +45,8 @@ interface DaemonCliOptions {
   maxControlConnections: string
   logLevel: string
   acceptV0?: boolean
+  /** False with --no-shm. */
+  shm?: boolean
   compress?: boolean
   dedup?: boolean
   tze?: boolean
@@ -97,6 +99,7 @@ export function registerDaemonCommand(program: Command): void {
     .addOption(
       new Option('--accept-v0', 'serve tmem ABI v0 clients too (env TMEM_ACCEPT_V0=1)'),
     )
+    .addOption(new Option('--no-shm', 'do not offer shared-memory regions to local clients'))
     .addOption(
       new Option('--metrics <host:port>', 'Prometheus endpoint on loopback (GET /metrics)')
         .env('TMEM_METRICS'),
@@ -149,6 +152,7 @@ export function resolveDaemonOptions(options: DaemonCliOptions, env: NodeJS.Proc
     metrics: optionalAddress(options.metrics),
     graceMs: usage(() => parseDuration(options.grace)),
     acceptV0: flags('acceptV0'),
+    sharedMemory: options.shm !== false,
     connectionCountMax: positiveInteger(options.maxConnections, '--max-connections'),
     controlConnectionCountMax: positiveInteger(options.maxControlConnections, '--max-control-connections'),
   }

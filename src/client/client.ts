@@ -39,6 +39,10 @@ import { type ConnectTarget, clientRules } from '../protocol/dial.js'
 import type { ReplyView } from '../protocol/link.js'
 import { formatClientAddress } from '../protocol/session-frame.js'
 import { Transport } from './transport.js'
+import type { SharedMemoryOptions } from './shm-attach.js'
+import { RESULT_PAGE, RESULT_RAW, RESULT_STORED, RESULT_VOID, ShmBatch, shmCall } from './shm-ops.js'
+import { ShmRoute } from './shm-route.js'
+import { requestFrame, writeOid } from './request-bytes.js'
 
 export type { ConnectTarget } from '../protocol/dial.js'
 
@@ -54,6 +58,12 @@ export interface ConnectOptions {
   secret?: string | Uint8Array
   /** Reconnect transparently within the grace period when the connection drops. Default true. */
   reconnect?: boolean
+  /**
+   * Send ops through a region of memory shared with the daemon (Unix sockets only; needs the
+   * native addon and a daemon that offers it). Default true: used where available, else the
+   * socket, with the same API and errors. `client.sharedMemory` says which and why.
+   */
+  sharedMemory?: boolean | SharedMemoryOptions
 }
 
 export interface NewPoolOptions {
@@ -102,7 +112,13 @@ export async function connect(
     rules: clientRules(),
   })
   await transport.open()
-  return new TmemClient(transport, abi)
+  const shared = options.sharedMemory ?? true
+  let route: ShmRoute | null = null
+  if (shared !== false && 'path' in target) {
+    route = new ShmRoute(transport, abi, shared === true ? {} : shared)
+    await route.attach()
+  }
+  return new TmemClient(transport, abi, route)
 }
 
 export class TmemClient extends EventEmitter {
@@ -110,12 +126,16 @@ export class TmemClient extends EventEmitter {
   readonly #transport: Transport
   readonly #layout: ReturnType<typeof opLayout>
   readonly #opBytes: number
+  readonly #shm: ShmRoute | null
+  /** The op of a shared-memory call is encoded here, then copied into the ring. */
+  readonly #scratch = Buffer.alloc(64)
 
   /** Use `connect()`. */
-  constructor(transport: Transport, abi: AbiVersion) {
+  constructor(transport: Transport, abi: AbiVersion, shm: ShmRoute | null = null) {
     super()
     this.abi = abi
     this.#transport = transport
+    this.#shm = shm
     this.#layout = opLayout(abi)
     this.#opBytes = this.#layout.bytes
     transport.on('disconnect', () => this.emit('disconnect'))
@@ -130,6 +150,12 @@ export class TmemClient extends EventEmitter {
    */
   get address(): string {
     return formatClientAddress(this.#transport.target)
+  }
+
+  /** Whether ops go through shared memory, and if not, why (`unavailable: ...`). */
+  get sharedMemory(): { active: boolean; reason: string } {
+    if (this.#shm === null) return { active: false, reason: 'unavailable: not asked for, or not a Unix socket' }
+    return { active: this.#shm.channel !== null, reason: this.#shm.channel !== null ? '' : this.#shm.reason }
   }
 
   /** The client id the daemon gave this client (Xen's domain id). */
@@ -175,6 +201,11 @@ export class TmemClient extends EventEmitter {
   op(op: TmemOp, page?: Uint8Array | null): Promise<OpResult> {
     const withPage = page !== undefined && page !== null
     if (withPage && page.length !== PAGE_SIZE) throw new RangeError('A page is 4096 bytes')
+    const channel = this.#shm?.channel ?? null
+    if (channel !== null) {
+      encodeOpInto(op, this.abi, this.#scratch, 0)
+      return shmCall(channel, this.#scratch, withPage ? page : null, RESULT_RAW, op.cmd, op.poolId)
+    }
     const payloadBytes = this.#opBytes + (withPage ? PAGE_SIZE : 0)
     const frame = requestFrame(FRAME_HEADER_BYTES + payloadBytes, FRAME_HEADER_BYTES + this.#opBytes)
     writeFrameHeader(frame, 0, KIND_OP, 0, payloadBytes)
@@ -205,6 +236,11 @@ export class TmemClient extends EventEmitter {
   /** Stores a 4096-byte page; resolves true when stored. Rejects with EFROZEN, ENOMEM, ... */
   put(poolId: number, oid: OidInput, index: number, page: Uint8Array): Promise<boolean> {
     if (page.length !== PAGE_SIZE) throw new RangeError('A page is 4096 bytes')
+    const channel = this.#shm?.channel ?? null
+    if (channel !== null) {
+      this.#writeGen(this.#scratch, 0, TMEM_PUT_PAGE, poolId, oid, index)
+      return shmCall(channel, this.#scratch, page, RESULT_STORED, TMEM_PUT_PAGE, poolId)
+    }
     const frame = this.#genFrame(TMEM_PUT_PAGE, poolId, oid, index, true)
     frame.set(page, FRAME_HEADER_BYTES + this.#opBytes)
     return this.#send(frame, TMEM_PUT_PAGE, (reply) => {
@@ -220,6 +256,11 @@ export class TmemClient extends EventEmitter {
    */
   get(poolId: number, oid: OidInput, index: number, into?: Uint8Array): Promise<Uint8Array | null> {
     if (into !== undefined && into.length < PAGE_SIZE) throw new RangeError('A page is 4096 bytes')
+    const channel = this.#shm?.channel ?? null
+    if (channel !== null) {
+      this.#writeGen(this.#scratch, 0, TMEM_GET_PAGE, poolId, oid, index)
+      return shmCall(channel, this.#scratch, null, RESULT_PAGE, TMEM_GET_PAGE, poolId, into)
+    }
     const frame = this.#genFrame(TMEM_GET_PAGE, poolId, oid, index, false)
     return this.#send(frame, TMEM_GET_PAGE, (reply) => {
       const rc = replyRc(reply)
@@ -231,6 +272,11 @@ export class TmemClient extends EventEmitter {
 
   /** Removes one page (found or not). Rejects with EFROZEN (the flush was still done), ... */
   flushPage(poolId: number, oid: OidInput, index: number): Promise<void> {
+    const channel = this.#shm?.channel ?? null
+    if (channel !== null) {
+      this.#writeGen(this.#scratch, 0, TMEM_FLUSH_PAGE, poolId, oid, index)
+      return shmCall(channel, this.#scratch, null, RESULT_VOID, TMEM_FLUSH_PAGE, poolId)
+    }
     const frame = this.#genFrame(TMEM_FLUSH_PAGE, poolId, oid, index, false)
     return this.#send(frame, TMEM_FLUSH_PAGE, (reply) => {
       const rc = replyRc(reply)
@@ -240,6 +286,11 @@ export class TmemClient extends EventEmitter {
 
   /** Removes every page of an object. Rejects with EFROZEN (the flush was still done), ... */
   flushObject(poolId: number, oid: OidInput): Promise<void> {
+    const channel = this.#shm?.channel ?? null
+    if (channel !== null) {
+      this.#writeGen(this.#scratch, 0, TMEM_FLUSH_OBJECT, poolId, oid, 0)
+      return shmCall(channel, this.#scratch, null, RESULT_VOID, TMEM_FLUSH_OBJECT, poolId)
+    }
     const frame = this.#genFrame(TMEM_FLUSH_OBJECT, poolId, oid, 0, false)
     return this.#send(frame, TMEM_FLUSH_OBJECT, (reply) => {
       const rc = replyRc(reply)
@@ -249,6 +300,11 @@ export class TmemClient extends EventEmitter {
 
   /** Destroys a pool and its pages; resolves false when there was no such pool. */
   destroyPool(poolId: number): Promise<boolean> {
+    const channel = this.#shm?.channel ?? null
+    if (channel !== null) {
+      this.#writeGen(this.#scratch, 0, TMEM_DESTROY_POOL, poolId, 0, 0)
+      return shmCall(channel, this.#scratch, null, RESULT_STORED, TMEM_DESTROY_POOL, poolId)
+    }
     const frame = this.#genFrame(TMEM_DESTROY_POOL, poolId, 0, 0, false)
     return this.#send(frame, TMEM_DESTROY_POOL, (reply) => {
       const rc = replyRc(reply)
@@ -263,8 +319,45 @@ export class TmemClient extends EventEmitter {
     return Promise.resolve()
   }
 
+  /**
+   * Stores many pages of one pool: resolves with, for each entry, whether it was stored.
+   * Over shared memory the whole batch fills the ring with no promise per page. Rejects with
+   * the first error (EFROZEN, ENOMEM, ...) once every entry has finished.
+   */
+  putMany(poolId: number, entries: readonly { oid: OidInput; index: number; page: Uint8Array }[]): Promise<boolean[]> {
+    for (const entry of entries) if (entry.page.length !== PAGE_SIZE) throw new RangeError('A page is 4096 bytes')
+    const channel = this.#shm?.channel ?? null
+    if (channel === null) return Promise.all(entries.map((e) => this.put(poolId, e.oid, e.index, e.page)))
+    const pages = entries.map((entry) => entry.page)
+    return new Promise<boolean[]>((resolve, reject) => {
+      channel.enqueue(new ShmBatch<boolean>(TMEM_PUT_PAGE, poolId, entries.length, (target, i) => {
+        const entry = entries[i]!
+        this.#writeGen(target, 0, TMEM_PUT_PAGE, poolId, entry.oid, entry.index)
+      }, pages, null, { resolve, reject }))
+    })
+  }
+
+  /**
+   * Reads many pages of one pool: resolves with each page (in `into`, entry i at i x 4096,
+   * when given) or null on a miss. Rejects with the first error once every entry finished.
+   */
+  getMany(poolId: number, keys: readonly { oid: OidInput; index: number }[], into?: Uint8Array): Promise<(Uint8Array | null)[]> {
+    if (into !== undefined && into.length < keys.length * PAGE_SIZE) throw new RangeError('into holds fewer pages than keys')
+    const channel = this.#shm?.channel ?? null
+    if (channel === null) {
+      return Promise.all(keys.map((k, i) => this.get(poolId, k.oid, k.index, into?.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE))))
+    }
+    return new Promise<(Uint8Array | null)[]>((resolve, reject) => {
+      channel.enqueue(new ShmBatch<Uint8Array | null>(TMEM_GET_PAGE, poolId, keys.length, (target, i) => {
+        const key = keys[i]!
+        this.#writeGen(target, 0, TMEM_GET_PAGE, poolId, key.oid, key.index)
+      }, null, into ?? null, { resolve, reject }))
+    })
+  }
+
   /** Ends the client: the daemon destroys its pools now, as for a domain that shut down. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.#shm?.drain()
     return this.#transport.goodbye()
   }
 
@@ -274,73 +367,27 @@ export class TmemClient extends EventEmitter {
 
   /** A request frame holding a `gen`-arm op: header, cmd, pool id, oid words, index. */
   #genFrame(cmd: number, poolId: number, oid: OidInput, index: number, withPage: boolean): Buffer {
+    const payloadBytes = this.#opBytes + (withPage ? PAGE_SIZE : 0)
+    // A put's page area is overwritten whole by the caller; only header and op start zeroed.
+    const frame = requestFrame(FRAME_HEADER_BYTES + payloadBytes, FRAME_HEADER_BYTES + this.#opBytes)
+    writeFrameHeader(frame, 0, KIND_OP, 0, payloadBytes)
+    this.#writeGen(frame, FRAME_HEADER_BYTES, cmd, poolId, oid, index)
+    return frame
+  }
+
+  /** Writes a `gen`-arm op at `target[at]` (zeroed there): cmd, pool id, oid words, index. */
+  #writeGen(target: Uint8Array, at: number, cmd: number, poolId: number, oid: OidInput, index: number): void {
     if (!Number.isInteger(poolId) || poolId < -0x80000000 || poolId > 0x7fffffff) {
       throw new RangeError('Pool id must be a 32-bit integer')
     }
     if (!Number.isInteger(index) || index < 0 || index > 0xffffffff) {
       throw new RangeError('Index must be a u32')
     }
-    const payloadBytes = this.#opBytes + (withPage ? PAGE_SIZE : 0)
-    // A put's page area is overwritten whole by the caller; only header and op start zeroed.
-    const frame = requestFrame(FRAME_HEADER_BYTES + payloadBytes, FRAME_HEADER_BYTES + this.#opBytes)
-    writeFrameHeader(frame, 0, KIND_OP, 0, payloadBytes)
-    const at = FRAME_HEADER_BYTES
-    writeU32LE(frame, at + OP_CMD, cmd)
-    writeU32LE(frame, at + OP_POOL_ID, poolId >>> 0)
-    writeOid(frame, at + this.#layout.genOid, this.#layout.oidWords, oid)
-    writeU32LE(frame, at + this.#layout.genIndex, index)
-    return frame
-  }
-}
-
-const U64_MASK = (1n << 64n) - 1n
-
-/**
- * Request frames are carved from shared slabs, as `Buffer.allocUnsafe` does for small buffers
- * (but frames of a put, 4168 bytes, are too big for Node's pool): a frame then costs a view
- * instead of an ArrayBuffer of its own, which `Buffer.alloc` zero-filled per request and which
- * was the client's largest cost after the socket write. A frame stays valid as long as it is
- * referenced (a pending request keeps it for a replay); the GC frees a slab once none of its
- * frames is.
- */
-const FRAME_SLAB_BYTES = 256 * 1024
-let frameSlab = Buffer.allocUnsafeSlow(FRAME_SLAB_BYTES)
-let frameSlabUsed = 0
-
-/** A `bytes`-long frame whose first `zeroBytes` are zero; the rest is the caller's to fill. */
-function requestFrame(bytes: number, zeroBytes: number): Buffer {
-  if (bytes > FRAME_SLAB_BYTES / 4) return Buffer.alloc(bytes)
-  if (frameSlabUsed + bytes > FRAME_SLAB_BYTES) {
-    frameSlab = Buffer.allocUnsafeSlow(FRAME_SLAB_BYTES)
-    frameSlabUsed = 0
-  }
-  const frame = frameSlab.subarray(frameSlabUsed, frameSlabUsed + bytes)
-  frameSlabUsed += (bytes + 7) & ~7
-  frame.fill(0, 0, zeroBytes)
-  return frame
-}
-
-/** Writes an oid as `words` little-endian u64 words (3 in v1, 1 in v0). */
-function writeOid(frame: Buffer, offset: number, words: number, oid: OidInput): void {
-  if (typeof oid === 'number') {
-    if (!Number.isSafeInteger(oid) || oid < 0) throw new RangeError('A numeric oid is a safe u53')
-    writeU32LE(frame, offset, oid % 0x1_0000_0000)
-    writeU32LE(frame, offset + 4, Math.floor(oid / 0x1_0000_0000))
-    return
-  }
-  const parts: readonly (bigint | number)[] =
-    typeof oid === 'bigint' ? [oid & U64_MASK, (oid >> 64n) & U64_MASK, oid >> 128n] : oid
-  if (typeof oid === 'bigint' && (oid < 0n || oid >> 192n !== 0n)) {
-    throw new RangeError('An oid is a 192-bit unsigned value')
-  }
-  for (let word = 0; word < 3; word++) {
-    const value = BigInt(parts[word] ?? 0)
-    if (value < 0n || value > U64_MASK) throw new RangeError('Each oid word is a u64')
-    if (word >= words) {
-      if (value !== 0n) throw new RangeError('A v0 oid has only one 64-bit word')
-      continue
-    }
-    frame.writeBigUInt64LE(value, offset + 8 * word)
+    target.fill(0, at, at + this.#opBytes)
+    writeU32LE(target, at + OP_CMD, cmd)
+    writeU32LE(target, at + OP_POOL_ID, poolId >>> 0)
+    writeOid(target, at + this.#layout.genOid, this.#layout.oidWords, oid)
+    writeU32LE(target, at + this.#layout.genIndex, index)
   }
 }
 

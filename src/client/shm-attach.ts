@@ -20,7 +20,7 @@ import {
 } from '../protocol/shm-frame.js'
 import { type ShmGeometry, checkShmHeader, shmGeometry } from '../protocol/shm-region.js'
 import { shmViews } from '../protocol/shm-ring.js'
-import { FRAME_HEADER_BYTES, writeFrameHeader } from '../server/frame.js'
+import { FRAME_HEADER_BYTES, writeFrameHeader } from '../protocol/frame.js'
 import { shmNative } from '../util/shm-native.js'
 import { ShmChannel } from './shm-channel.js'
 

@@ -29,6 +29,7 @@ import {
 import type { ConnectTarget } from '../protocol/dial.js'
 import { Link, type LinkOptions } from '../protocol/link.js'
 import { type MovedNotice, formatClientAddress, parseClientAddress } from '../protocol/session-frame.js'
+import { KIND_SHM_KICK_NOTICE } from '../protocol/shm-frame.js'
 import { CLIENT_LINK_ERRORS, TmemConnectionError, TmemError, TmemProtocolError } from './errors.js'
 
 export interface TransportOptions extends Omit<LinkOptions, 'errors'> {
@@ -115,6 +116,13 @@ export class Transport extends Link {
     return true
   }
 
+  /** The daemon rang the client's shared-memory doorbell. */
+  protected override onNotice(kind: number): boolean {
+    if (kind !== KIND_SHM_KICK_NOTICE) return false
+    this.emit('shm-kick')
+    return true
+  }
+
   protected override onDrop(reason: Error, clean: boolean): void {
     if (this.#movedGraceMs !== null && clean) {
       this.#startReconnect(true)
@@ -136,6 +144,7 @@ export class Transport extends Link {
       moved,
       new TmemConnectionError('ECONNRESET', 'The connection dropped before the reply came'),
     )
+    this.emit('drop', moved)
     this.emit('disconnect')
     let graceMs = this.hello?.graceMs ?? 0
     if (moved) graceMs = Math.max(graceMs, this.#movedGraceMs ?? 0, FOLLOW_TIME_MIN_MS)

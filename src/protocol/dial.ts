@@ -2,6 +2,7 @@
  * The dialing side's pieces of a connection (used by link.ts): where a daemon is, how a
  * connection makes its errors, which replies it accepts, and the dial itself.
  */
+import { KIND_SHM_KICK_NOTICE, KIND_SHM_REPLY, SHM_REPLY_PAYLOAD_BYTES } from './shm-frame.js'
 import { type Socket, connect as netConnect } from 'node:net'
 import {
   ERROR_PAYLOAD_BYTES_MAX,
@@ -55,6 +56,8 @@ export const PLAIN_ERRORS: LinkErrors = {
 /** Reply rules of a client (guest) connection. */
 export function clientRules(): FrameRules {
   return baseRules()
+    .allow(KIND_SHM_REPLY, SHM_REPLY_PAYLOAD_BYTES, SHM_REPLY_PAYLOAD_BYTES)
+    .allow(KIND_SHM_KICK_NOTICE, 0, 0)
 }
 
 /** Reply rules of a control connection: tool buffers up to `replyPayloadBytesMax`. */

@@ -230,6 +230,26 @@ export class Link extends EventEmitter {
     this.fail(reason)
   }
 
+  /** A notice frame (request id 0) of `kind`; true when the subclass took it. */
+  protected onNotice(_kind: number): boolean {
+    return false
+  }
+
+  /**
+   * Writes a frame that gets no reply (a doorbell) now, after the requests already written;
+   * false when the link is not ready.
+   */
+  notice(frame: Uint8Array): boolean {
+    if (this.#state !== 'ready' || this.#socket === null) return false
+    this.#socket.write(frame)
+    return true
+  }
+
+  /** The peer broke the protocol outside the frames (a shared ring): close, and say so. */
+  breach(message: string): void {
+    this.#breach(message)
+  }
+
   /** A MOVED notice, for a link that follows clients; a plain link treats it as a breach. */
   protected onMovedNotice(_notice: MovedNotice): boolean {
     return false
@@ -370,6 +390,7 @@ export class Link extends EventEmitter {
           : this.errors.protocol(`The daemon rejected a frame: ${text}`)
       return
     }
+    if (reader.requestId === 0 && this.onNotice(kind)) return
     const pending = this.#pending.get(reader.requestId)
     if (pending === undefined) {
       this.#breach(`Reply to unknown request ${reader.requestId}`)

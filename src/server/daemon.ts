@@ -7,6 +7,7 @@
  * table, the optional metrics endpoint, and the files it creates (sockets, token), which it
  * removes again at close. Every connection is a `Connection` driven by one `Dispatcher`.
  */
+import { KIND_SHM, KIND_SHM_KICK, SHM_PAYLOAD_BYTES } from '../protocol/shm-frame.js'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs'
 import { type Server as HttpServer } from 'node:http'
@@ -58,6 +59,8 @@ export interface DaemonConfig {
   metrics: TcpAddress | null
   graceMs: number
   acceptV0: boolean
+  /** Offer shared-memory regions to clients on the Unix socket (default true). */
+  sharedMemory?: boolean
   connectionCountMax: number
   controlConnectionCountMax: number
 }
@@ -86,6 +89,8 @@ const CLIENT_RULES = new FrameRules()
   .allow(KIND_STATS, 0, 0)
   .allow(KIND_GOODBYE, 0, 0)
   .allow(KIND_SESSION, 0, SESSION_PAYLOAD_BYTES_MAX)
+  .allow(KIND_SHM, SHM_PAYLOAD_BYTES, SHM_PAYLOAD_BYTES)
+  .allow(KIND_SHM_KICK, 0, 0)
 
 const CONTROL_RULES = new FrameRules()
   .allow(KIND_HELLO, HELLO_FIXED_BYTES, HELLO_PAYLOAD_BYTES_MAX)
@@ -143,6 +148,7 @@ export class Daemon {
       token,
       snapshot: () => this.snapshot(),
       onClosed: (conn) => this.#forget(conn),
+      sharedMemory: config.sharedMemory ?? true,
     })
   }
 

@@ -15,16 +15,7 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
-import {
-  EPERM,
-  ENOMEM,
-  PAGE_SIZE,
-  TMEMC_SAVE_BEGIN,
-  TMEMC_SAVE_END,
-  TMEM_CONTROL,
-  TMEM_GET_PAGE,
-  TMEM_READ,
-} from '../abi/constants.js'
+import { EPERM, ENOMEM, PAGE_SIZE, TMEMC_SAVE_BEGIN, TMEMC_SAVE_END, TMEM_CONTROL, TMEM_GET_PAGE, TMEM_READ } from '../abi/constants.js'
 import { controlOp, encodeOp } from '../abi/codec.js'
 import { nativeCopy } from '../util/bytes.js'
 import { OP_CTRL_CLI_ID, OP_CTRL_SUBOP, opBytes } from '../abi/layout.js'
@@ -80,6 +71,7 @@ import { type DaemonCounters, newCounters } from './counters.js'
 import { SessionCommands } from './session-commands.js'
 import type { OpenResult } from './session.js'
 import type { SessionTable } from './sessions.js'
+import { ShmService } from './shm-service.js'
 export const V0_REFUSED_MESSAGE =
   'This daemon serves tmem ABI v1 and the connection asked for v0: TMEM_NEW_POOL will return ' +
   '-EPERM (unsupported spec version). Start the daemon with --accept-v0 to serve v0 clients'
@@ -92,6 +84,8 @@ export interface DispatcherOptions {
   snapshot: () => DaemonStats
   /** A connection is gone. */
   onClosed: (conn: Connection) => void
+  /** Offer shared-memory regions to local clients (default true; `--no-shm` says false). */
+  sharedMemory?: boolean
 }
 
 export class Dispatcher implements ConnectionHandler {
@@ -99,6 +93,7 @@ export class Dispatcher implements ConnectionHandler {
   /** Rejected frames by REJECT_* reason. */
   readonly rejectsByReason: number[] = REJECT_NAMES.map(() => 0)
   shuttingDown = false
+  readonly shm: ShmService
 
   readonly #host: HostLike
   readonly #sessions: SessionTable
@@ -115,6 +110,7 @@ export class Dispatcher implements ConnectionHandler {
     this.#log = log
     this.#options = options
     this.#sessionCommands = new SessionCommands(host, sessions, log, this.counters, options.acceptV0)
+    this.shm = new ShmService(host, options.sharedMemory ?? true)
   }
 
   onFrame(conn: Connection, reader: FrameReader): void {
@@ -149,7 +145,7 @@ export class Dispatcher implements ConnectionHandler {
         conn.reject(REJECT_HELLO_REPEATED)
         return
       default:
-        conn.reject(REJECT_UNKNOWN_KIND)
+        if (conn.endpoint !== 'client' || !this.shm.onFrame(conn, reader)) conn.reject(REJECT_UNKNOWN_KIND)
     }
   }
 
@@ -169,6 +165,7 @@ export class Dispatcher implements ConnectionHandler {
     conn.session = null
     if (session !== null) this.#sessions.detach(session, conn)
     this.#sessionCommands.onClose(conn)
+    this.shm.onClose(conn)
     this.#endAbandonedSaves(conn)
     this.#options.onClosed(conn)
   }
@@ -399,7 +396,7 @@ export class Dispatcher implements ConnectionHandler {
     }
     conn.session = session
     conn.name = session.name
-    let flags = opened.resumed ? HELLO_FLAG_RESUMED : 0
+    let flags = (opened.resumed ? HELLO_FLAG_RESUMED : 0) | this.shm.helloFlag(conn)
     let message = ''
     if (version === 0 && !this.#options.acceptV0) {
       flags |= HELLO_FLAG_ABI_REFUSED
