@@ -45,8 +45,11 @@ class OneOp implements ShmWaiter, ShmPump {
 
   /** Keeps copies of the op and page to submit later. */
   hold(op: Uint8Array, page: Uint8Array | null): void {
-    this.#op = op.slice(0, TMEM_OP_BYTES_V1)
-    this.#page = page === null ? null : page.slice(0, PAGE_SIZE)
+    // Copies, not views: `op` is the client's scratch and a Buffer's slice() would share it.
+    this.#op = new Uint8Array(TMEM_OP_BYTES_V1)
+    this.#op.set(op.subarray(0, TMEM_OP_BYTES_V1))
+    this.#page = page === null ? null : new Uint8Array(PAGE_SIZE)
+    if (page !== null) this.#page!.set(page.subarray(0, PAGE_SIZE))
   }
 
   pump(channel: ShmChannel): boolean {
