@@ -6,7 +6,7 @@
  */
 import { PAGE_SIZE } from '../abi/constants.js'
 import { AssertionError } from '../util/assert.js'
-import type { Host } from './host.js'
+import type { Core } from './core.js'
 import type { Pool } from './model.js'
 import {
   type ListHead,
@@ -36,7 +36,9 @@ function walkList(prev: Uint32Array, next: Uint32Array, head: ListHead, limit: n
   return members
 }
 
-export function checkInvariants(host: Host): void {
+/** Checks every invariant of `engine`'s core (a `Host` or anything else holding a core). */
+export function checkInvariants(engine: { readonly core: Core }): void {
+  const host = engine.core
   contentRefs.clear()
   chunkCounts.clear()
   const store = host.store
@@ -80,7 +82,7 @@ export function checkInvariants(host: Host): void {
 }
 
 /** Each live content descriptor's own payload. */
-function checkContents(host: Host, seenFrames: Set<number>): void {
+function checkContents(host: Core, seenFrames: Set<number>): void {
   const contents = host.contents
   if (contents === null) return
   for (const id of contentRefs.keys()) {
@@ -88,7 +90,7 @@ function checkContents(host: Host, seenFrames: Set<number>): void {
   }
 }
 
-function checkPool(host: Host, pool: Pool, seenSlots: Set<number>, seenFrames: Set<number>): { pages: number; objects: number } {
+function checkPool(host: Core, pool: Pool, seenSlots: Set<number>, seenFrames: Set<number>): { pages: number; objects: number } {
   const store = host.store
   const capacity = store.slots.capacity
   const objects = walkList(store.objectPoolPrev, store.objectPoolNext, pool.objects, store.objects.capacity, `pool ${pool.gid} objects`)
@@ -133,7 +135,7 @@ function checkPool(host: Host, pool: Pool, seenSlots: Set<number>, seenFrames: S
  * A slot's payload: a plain frame used by no one else, a chunk in a class frame that passes
  * its check (so corrupt compressed storage is caught here), or a content descriptor.
  */
-function checkPayload(host: Host, slot: number, seenFrames: Set<number>): void {
+function checkPayload(host: Core, slot: number, seenFrames: Set<number>): void {
   const store = host.store
   const flags = store.slotFlags[slot]!
   const frame = store.slotFrame[slot]!
@@ -151,7 +153,7 @@ function checkPayload(host: Host, slot: number, seenFrames: Set<number>): void {
 const contentRefs = new Map<number, number>()
 
 function checkStored(
-  host: Host,
+  host: Core,
   frame: number,
   offset: number,
   bytes: number,
@@ -180,7 +182,7 @@ function checkStored(
 /** Chunks seen per class frame during one walk. */
 const chunkCounts = new Map<number, number>()
 
-function checkFrames(host: Host, seenFrames: Set<number>): void {
+function checkFrames(host: Core, seenFrames: Set<number>): void {
   const frames = host.frames
   const subpages = host.payloads.subpages
   for (const [frame, count] of chunkCounts) {
