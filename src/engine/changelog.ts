@@ -3,8 +3,7 @@
  * own, not Xen's; see docs/migration.md). `ChangeLog` is the core's `ChangeHook`: the control
  * plane installs it when a live save begins, and the core then reports every persistent page
  * of a migrating client that is put, replaced or removed; each report becomes an entry
- * (pool id, oid, index) in that client's log (`client.invalidated`).
- *
+ * (pool id, oid, index) in that client's log (`client.invalidated`). The subops:
  *
  *  - SAVE_BEGIN with arg1 = TMEM_SAVE_PRECOPY starts a pre-copy save: the client is NOT
  *    frozen and duplicate puts are allowed, but every persistent page put, replaced or

@@ -117,7 +117,7 @@ export class Core {
     const store = this.store
     const owner = pool.owner
     pool.puts++
-    let object = store.objectLookup(pool.gid, oid)
+    const object = store.objectLookup(pool.gid, oid)
     if (object !== NONE) {
       const slot = store.pageLookup(object, index)
       if (slot !== NONE) return this.#duplicatePut(caller, pool, slot, data, dataOffset, fill, window)

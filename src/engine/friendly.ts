@@ -1,9 +1,10 @@
 /**
  * The friendly layer for embedders: a guest's view of the host with pools as objects and
  * oids as numbers, bigints or [bigint, bigint, bigint]. Each call builds a decoded op and
- * goes through `host.op()` (any `GuestHypercall`), so it behaves exactly like the hypercall; negative return codes
- * become a thrown TmemError with a stable `code`, and a miss is a value (null or false).
- * It allocates per call; the zero-allocation path is `host.opBytes()`.
+ * goes through `host.op()` (of any `GuestHypercall`), so it behaves exactly like the
+ * hypercall; negative return codes become a thrown TmemError with a stable `code`, and a miss
+ * is a value (null or false). It allocates per call; the zero-allocation path is
+ * `host.opBytes()`.
  */
 import {
   PAGE_SIZE,
