@@ -1,9 +1,10 @@
 /**
  * The friendly layer for embedders: a guest's view of the host with pools as objects and
  * oids as numbers, bigints or [bigint, bigint, bigint]. Each call builds a decoded op and
- * goes through `host.op()`, so it behaves exactly like the hypercall; negative return codes
- * become a thrown TmemError with a stable `code`, and a miss is a value (null or false).
- * It allocates per call; the zero-allocation path is `host.opBytes()`.
+ * goes through `host.op()` (of any `GuestHypercall`), so it behaves exactly like the
+ * hypercall; negative return codes become a thrown TmemError with a stable `code`, and a miss
+ * is a value (null or false). It allocates per call; the zero-allocation path is
+ * `host.opBytes()`.
  */
 import {
   PAGE_SIZE,
@@ -19,7 +20,15 @@ import {
 } from '../abi/constants.js'
 import type { Oid, TmemOp } from '../abi/types.js'
 import { TmemError } from '../errors.js'
-import type { Host } from './host.js'
+
+/**
+ * What the friendly layer needs of a host: the decoded-op hypercall. `Host` is one; the
+ * friendly layer depends on this shape only, so that `host.ts` can hand out clients without
+ * an import circle.
+ */
+export interface GuestHypercall {
+  op(clientId: number, op: TmemOp, data?: Uint8Array | null, version?: 0 | 1): number
+}
 
 /** An object id: a number or bigint (becomes `[x, 0n, 0n]`) or all three words. */
 export type OidLike = number | bigint | readonly [bigint, bigint, bigint]
@@ -38,11 +47,11 @@ export function toOid(oid: OidLike): Oid {
 }
 
 export class GuestClient {
-  readonly host: Host
+  readonly host: GuestHypercall
   readonly id: number
   readonly version: 0 | 1
 
-  constructor(host: Host, id: number, version: 0 | 1) {
+  constructor(host: GuestHypercall, id: number, version: 0 | 1) {
     this.host = host
     this.id = id
     this.version = version

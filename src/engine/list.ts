@@ -6,20 +6,20 @@
  * (`Nc`, `Nm`) are always 0: this engine indexes pages in a hash table, not radix trees.
  */
 import { CLI_ID_NULL } from '../abi/constants.js'
-import type { Host } from './host.js'
+import type { Core } from './core.js'
 import { type Client, type Pool, TIME_TAGS } from './model.js'
 
-export function renderList(host: Host, cliId: number, long: boolean, capacity: number): string {
+export function renderList(core: Core, cliId: number, long: boolean, capacity: number): string {
   const out = new LineSink(capacity)
   if (cliId === CLI_ID_NULL) {
-    out.add(globalLine(host, long))
-    for (const pool of host.pools.shared) {
+    out.add(globalLine(core, long))
+    for (const pool of core.pools.shared) {
       if (pool !== null && !out.add(sharedLine(pool, long))) break
     }
-    for (const client of host.clientOrder) clientLines(out, client, long)
-    out.add(timeLine(host))
+    for (const client of core.clientOrder) clientLines(out, client, long)
+    out.add(timeLine(core))
   } else {
-    const client = host.clientsById[cliId]
+    const client = core.clientsById[cliId]
     if (client !== undefined) clientLines(out, client, long)
   }
   return out.text
@@ -45,9 +45,9 @@ function join(short: string, longGroup: string, long: boolean): string {
   return long ? `${short},${longGroup}\n` : `${short}\n`
 }
 
-function globalLine(host: Host, long: boolean): string {
-  const c = host.counters
-  const frames = host.frames
+function globalLine(core: Core, long: boolean): string {
+  const c = core.counters
+  const frames = core.frames
   const short =
     `G=Tt:${c.totalOps},Te:${c.erroredOps},Cf:${c.failedCopies},Af:${c.failedSubpageAllocs},` +
     `Pf:${c.failedPageAllocs},Ta:${frames.freeList},Lm:0,Et:${c.evicted},Ea:${c.evictAttempts},` +
@@ -100,8 +100,8 @@ function clientLines(out: LineSink, client: Client, long: boolean): void {
   }
 }
 
-function timeLine(host: Host): string {
-  const t = host.times
+function timeLine(core: Core): string {
+  const t = core.times
   const items = TIME_TAGS.map((tag, i) => {
     const count = t.count[i]!
     return (

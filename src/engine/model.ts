@@ -5,6 +5,7 @@
  * the typed columns of `store.ts`.
  */
 import { MAX_GLOBAL_SHARED_POOLS, MAX_POOLS_PER_DOMAIN } from '../abi/constants.js'
+import { assert } from '../util/assert.js'
 import { type ListHead, newListHead, NONE } from './store.js'
 
 /** One record of the invalidated list kept while a client is live-migrating (spec §6.1). */
@@ -110,6 +111,44 @@ export class Pool {
     this.shared = shared
     this.uuidLo = uuidLo
     this.uuidHi = uuidHi
+  }
+}
+
+/**
+ * The host's pool table: every live pool by `gid` (what the object columns store), the free
+ * gids, and the host-wide shared-pool table (spec §1.5). Owned by the core; `pools.ts`
+ * creates and destroys the pools in it.
+ */
+export class PoolTable {
+  readonly #byGid: (Pool | null)[] = []
+  readonly #freeGids: number[] = []
+  /** The host-wide shared pool table (spec §1.5). */
+  readonly shared: (Pool | null)[] = new Array<Pool | null>(MAX_GLOBAL_SHARED_POOLS).fill(null)
+
+  byGid(gid: number): Pool {
+    const pool = this.#byGid[gid]
+    assert(pool !== undefined && pool !== null, 'PoolTable unknown gid')
+    return pool
+  }
+
+  /** Every live pool, for the invariant checker and stats. */
+  all(): Pool[] {
+    return this.#byGid.filter((pool): pool is Pool => pool !== null)
+  }
+
+  /** A new pool record under the lowest free gid. */
+  add(client: Client, slot: number, persistent: boolean, shared: boolean, lo: bigint, hi: bigint): Pool {
+    const gid = this.#freeGids.pop() ?? this.#byGid.length
+    const pool = new Pool(gid, client, slot, persistent, shared, lo, hi)
+    this.#byGid[gid] = pool
+    return pool
+  }
+
+  /** Forgets a destroyed pool; its gid is reused. */
+  remove(pool: Pool): void {
+    assert(this.#byGid[pool.gid] === pool, 'PoolTable removes a pool it does not hold')
+    this.#byGid[pool.gid] = null
+    this.#freeGids.push(pool.gid)
   }
 }
 
