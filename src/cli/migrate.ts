@@ -9,12 +9,12 @@
  */
 import type { Command } from 'commander'
 import type { ControlTarget } from '../client/control.js'
-import { migrateClient, MigrationError, type MigrateProgress } from '../migrate/live.js'
+import { migrateClient, type MigrateProgress } from '../migrate/live.js'
 import { parseLoopbackAddress } from '../server/config.js'
 import { parseClientAddress } from '../server/session-frame.js'
 import { addControlOptions, usageOf, withControl } from './args.js'
 import { parseClientArg } from './clients.js'
-import { OpFailedError, UnreachableError, UsageError } from './exit.js'
+import { UsageError } from './exit.js'
 import { formatBytes, formatRate, progressReporter } from './progress.js'
 import { noTimeoutByDefault } from './save.js'
 
@@ -113,10 +113,7 @@ Exit codes: 0 migrated, 1 refused or failed (rolled back), 2 usage, 3 a daemon u
             `frozen ${result.frozenWindowMs.toFixed(1)} ms, ${result.pushedPages > 0 ? `${result.pushedPages} pages pushed by the source` : 'relayed'}${notice}`
         } catch (error) {
           reporter.end()
-          if (error instanceof MigrationError) {
-            if (error.code === 'EUNREACHABLE') throw new UnreachableError(error.message, error.code)
-            throw new OpFailedError(error.message, error.code)
-          }
+          // A MigrationError maps to its exit code in exitCodeOf (EUNREACHABLE 3, else 1).
           throw error
         }
       })

@@ -20,4 +20,4 @@ export {
   type ControlTarget,
   type DaemonStats,
 } from './control.js'
-export { TmemConnectionError, TmemError, TmemProtocolError } from './errors.js'
+export { TmemConnectionError, TmemError, TmemOpError, TmemProtocolError } from './errors.js'

@@ -415,7 +415,12 @@ export class Dispatcher implements ConnectionHandler {
     const peerId = request.peerId ?? 0
     const invalid = target === null || request.flags >= MAX_POOLS_PER_DOMAIN || request.graceMs === 0 ||
       peerId === 0 || peerId >= 0xffff
-    const reply = (rc: number): void => this.#sendLate(conn, encodeSessionReplyFrame(requestId, rc, { ...emptySession(SESSION_PUSH), clientId: request.clientId, flags: request.flags }))
+    // A failure names its cause: `address` = the reason, `grace ms` = the target's errno when
+    // it refused a batch (docs/migration.md, "Push").
+    const reply = (rc: number, failure?: { detail: string; peerRc?: number }): void => this.#sendLate(conn, encodeSessionReplyFrame(requestId, rc, {
+      ...emptySession(SESSION_PUSH), clientId: request.clientId, flags: request.flags,
+      ...(failure === undefined ? {} : { address: failure.detail.slice(0, 200), graceMs: -(failure.peerRc ?? 0) }),
+    }))
     if (invalid) {
       reply(SESSION_EINVAL)
       return
@@ -442,7 +447,7 @@ export class Dispatcher implements ConnectionHandler {
       const fields = { conn: conn.serial, client: request.clientId, pool: request.flags, to: request.address, rc: outcome.rc, ms: Math.round(performance.now() - started) }
       if (outcome.rc < 0) this.#log.warn({ ...fields, detail: outcome.detail }, 'push failed')
       else this.#log.info(fields, 'push done')
-      reply(outcome.rc)
+      reply(outcome.rc, outcome.rc < 0 ? outcome : undefined)
     })
   }
 

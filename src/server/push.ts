@@ -56,8 +56,10 @@ export interface PushRequest {
 export interface PushOutcome {
   /** Pages sent and applied, or a negative errno (SESSION_ECONNREFUSED, SESSION_EIO, an engine rc). */
   rc: number
-  /** What went wrong, for the log (empty on success). */
+  /** What went wrong, for the log and the reply (empty on success). */
   detail: string
+  /** The target's negative rc when it refused a batch (ENOMEM on a full target), else 0. */
+  peerRc?: number
 }
 
 /** Set `aborted` to stop a push at the next batch (the requesting connection went away). */
@@ -174,7 +176,7 @@ class Push {
         const rc = reply.kind === KIND_CONTROL_REPLY ? readI32LE(reply.bytes, reply.payloadOffset) : SESSION_EIO
         this.#settle(frame, pages)
         if (rc === pages) this.#pushed += pages
-        else this.#fail({ rc: SESSION_EIO, detail: `RESTORE_PAGES on the target returned ${rc} for ${pages} records` })
+        else this.#fail({ rc: SESSION_EIO, peerRc: Math.min(rc, 0), detail: `RESTORE_PAGES on the target returned ${rc} for ${pages} records` })
       },
       (error) => {
         this.#settle(frame, pages)
