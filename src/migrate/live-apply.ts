@@ -10,7 +10,7 @@ import { type Migration, handled } from './live-state.js'
 /** RESTORE_PAGES of `count` records on the target. */
 export async function apply(m: Migration, records: Uint8Array, count: number): Promise<void> {
   const op = controlOp(TMEMC_RESTORE_PAGES, m.targetId, 0, records.length)
-  const rc = await m.target.controlWith(op, records, 0, (value) => value)
+  const rc = await m.opWith('target', op, records, 0, (value) => value)
   if (rc !== count) throw new MigrationStepError('target', 'RESTORE_PAGES', rc, `${count} records`)
   m.pages += count
   m.bytes += records.length

@@ -42,7 +42,7 @@ export async function drainChanges(m: Migration, limit: number): Promise<number>
   const applied: Promise<void>[] = []
   const op = controlOp(TMEMC_SAVE_GET_CHANGES, m.sourceId, 0, m.batchBytes)
   const fetchOne = async (): Promise<void> => {
-    const rc = await m.source.controlWith(op, null, m.batchBytes, (rc, bytes, offset, length) => {
+    const rc = await m.opWith('source', op, null, m.batchBytes, (rc, bytes, offset, length) => {
       if (rc <= 0) {
         if (rc === 0) caughtUp = true
         return rc

@@ -55,7 +55,7 @@ async function pushPool(m: Migration, to: PushTarget, pool: PoolInfo): Promise<{
     const reply = await m.session('source', {
       ...emptySession(SESSION_PUSH), clientId: m.sourceId, flags: pool.slot, graceMs: slice,
       address: to.address, secret: to.secret, peerId: m.targetId,
-    })
+    }, false) // no answer in time: most likely the target, so the source stays usable for the rollback
     if (reply.rc === SESSION_EINVAL || reply.rc === SESSION_ECONNREFUSED) {
       m.pushTo = null
       return { pages, ended: false }
@@ -93,7 +93,7 @@ async function relayPool(m: Migration, pool: PoolInfo, pagesMax: number): Promis
   const applied: Promise<void>[] = []
   const op = controlOp(TMEMC_SAVE_GET_PAGES, m.sourceId, pool.slot, m.batchBytes)
   const fetchOne = async (): Promise<void> => {
-    const result = await m.source.controlWith(op, null, m.batchBytes, (rc, bytes, offset) => {
+    const result = await m.opWith('source', op, null, m.batchBytes, (rc, bytes, offset) => {
       if (rc > 0) applied.push(startApply(m, bytes.subarray(offset, offset + rc * RECORD_BYTES), rc))
       return rc
     })

@@ -58,7 +58,7 @@ function refusal(code: 'ENOCLIENT' | 'ENOTSUPP' | 'EABI' | 'EEXIST', problem: st
 async function targetDaemon(m: Migration): Promise<Record<string, unknown>> {
   let stats: DaemonStats
   try {
-    stats = await m.target.stats()
+    stats = await m.targetStats()
   } catch (error) {
     throw new MigrationError('EUNREACHABLE', 'preflight', `Cannot migrate: the target daemon does not answer (${errorText(error)})${NOTHING_MOVED}`, { cause: error })
   }

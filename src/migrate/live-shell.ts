@@ -93,10 +93,10 @@ async function copyPool(m: Migration, slot: number, poolFlags: number): Promise<
   const pages = persistent ? Math.max(0, await m.ctrl('source', TMEMC_SAVE_GET_POOL_NPAGES, m.sourceId, slot)) : 0
   const hex = `0x${(poolFlags >>> 0).toString(16)}`
   if (shared) {
-    const auth = await m.target.control({ cmd: TMEM_AUTH, poolId: 0, creat: { uuid, flags: 1, arg1: m.targetId } })
+    const auth = await m.op('target', { cmd: TMEM_AUTH, poolId: 0, creat: { uuid, flags: 1, arg1: m.targetId } })
     if (auth.rc < 0) throw new MigrationStepError('target', 'TMEM_AUTH', auth.rc, `shared pool ${slot}`)
   }
-  const created = await m.target.control({ cmd: TMEM_RESTORE_NEW, poolId: slot, creat: { uuid, flags: poolFlags >>> 0, arg1: m.targetId } })
+  const created = await m.op('target', { cmd: TMEM_RESTORE_NEW, poolId: slot, creat: { uuid, flags: poolFlags >>> 0, arg1: m.targetId } })
   if (created.rc !== slot) throw new MigrationStepError('target', 'TMEM_RESTORE_NEW', created.rc, `pool ${slot}, flags ${hex}`)
   const check = await m.ctrl('target', TMEMC_SAVE_GET_POOL_FLAGS, m.targetId, slot)
   const kind = TMEM_POOL_PERSIST | TMEM_POOL_SHARED
@@ -107,7 +107,7 @@ async function copyPool(m: Migration, slot: number, poolFlags: number): Promise<
 }
 
 async function poolUuid(m: Migration, slot: number): Promise<[bigint, bigint]> {
-  const { rc, data } = await m.source.control(controlOp(TMEMC_SAVE_GET_POOL_UUID, m.sourceId, slot), null, 16)
+  const { rc, data } = await m.op('source', controlOp(TMEMC_SAVE_GET_POOL_UUID, m.sourceId, slot), null, 16)
   if (rc < 0) throw new MigrationStepError('source', 'SAVE_GET_POOL_UUID', rc, `pool ${slot}`)
   const view = Buffer.from(data.buffer, data.byteOffset, 16)
   return [view.readBigUInt64LE(0), view.readBigUInt64LE(8)]

@@ -5,10 +5,18 @@
  */
 import { PAGE_RECORD_HEADER_BYTES, PAGE_SIZE } from '../abi/constants.js'
 import { controlOp } from '../abi/codec.js'
-import type { ControlTarget, TmemControlClient } from '../client/control.js'
-import { type MigratePhase, MigrationStepError, type MigrationSide } from '../errors/mod.js'
+import type { ControlResult, ControlTarget, DaemonStats, TmemControlClient } from '../client/control.js'
+import type { TmemOp } from '../abi/types.js'
+import { type MigratePhase, MigrationStepError, type MigrationSide, TmemConnectionError } from '../errors/mod.js'
 import { CONTROL_DATA_BYTES_MAX } from '../server/frame.js'
 import type { SessionMessage, SessionReply } from '../server/session-frame.js'
+
+/**
+ * Default deadline of each request a migration makes to a daemon, and of each connection's
+ * hello and goodbye (docs/migration.md, "Deadlines"). A PUSH slice (32768 pages, 128 MiB) must
+ * be applied within it too: 4 MB/s at the least.
+ */
+export const REQUEST_TIMEOUT_MS = 30_000
 
 /** Bytes of one page record (header and page). */
 export const RECORD_BYTES = PAGE_RECORD_HEADER_BYTES + PAGE_SIZE
@@ -59,6 +67,13 @@ export interface MigrateOptions {
    * address (not a connection), and falls back to the relay when the source cannot push.
    */
   push?: boolean
+  /**
+   * Longest wait for the answer to any one request to either daemon (and for each
+   * connection's hello and goodbye), in ms. A daemon that does not answer in time fails the
+   * migration with causeCode ETIMEDOUT, and the migration rolls back. Default 30 000
+   * (REQUEST_TIMEOUT_MS); 0 for no deadline.
+   */
+  requestTimeoutMs?: number
 }
 
 /** What preflight found out: how the client moves. */
@@ -96,6 +111,10 @@ export class Migration {
   /** Page records per full batch. */
   readonly perBatch: number
   readonly depth: number
+  /** Deadline of each request, in ms (0: none). */
+  readonly requestTimeoutMs: number
+  /** Connections dropped because they did not answer in time. */
+  readonly stalled = new Set<TmemControlClient>()
   phase: MigratePhase = 'preflight'
   plan: MigrationPlan = { abi: 1, address: '', hasSession: false, targetGraceMs: 0 }
   round = 0
@@ -133,15 +152,42 @@ export class Migration {
     this.perBatch = Math.floor(this.batchBytes / RECORD_BYTES)
     this.depth = Math.max(1, options.depth ?? 4)
     this.pushTo = options.push === false ? null : pushTo
+    this.requestTimeoutMs = requestTimeout(options)
   }
 
   control(side: MigrationSide): TmemControlClient {
     return side === 'source' ? this.source : this.target
   }
 
+  /**
+   * Runs one request on `side` within the deadline. Past it the promise rejects with a
+   * TmemConnectionError ETIMEDOUT and, with `drop`, the connection is dropped: a late answer
+   * would only confuse, and the rollback's requests then fail at once instead of waiting too.
+   */
+  async within<T>(side: MigrationSide, what: string, request: Promise<T>, drop = true): Promise<T> {
+    const ms = this.requestTimeoutMs
+    if (ms === 0) return request
+    const control = this.control(side)
+    let timer: NodeJS.Timeout | undefined
+    const expired = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => {
+        reject(new TmemConnectionError('ETIMEDOUT', `the ${side} daemon did not answer ${what} within ${ms} ms`))
+        if (drop) {
+          this.stalled.add(control)
+          control.destroy()
+        }
+      }, ms)
+    })
+    try {
+      return await Promise.race([request, expired])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
   /** A control subop on one side; resolves with its rc. */
   async ctrl(side: MigrationSide, subop: number, cliId: number, poolId = 0, arg1 = 0): Promise<number> {
-    const { rc } = await this.control(side).control(controlOp(subop, cliId, poolId, arg1))
+    const { rc } = await this.op(side, controlOp(subop, cliId, poolId, arg1))
     return rc
   }
 
@@ -152,9 +198,30 @@ export class Migration {
     return rc
   }
 
+  /** A privileged op (TMEM_CONTROL, TMEM_AUTH, TMEM_RESTORE_NEW) on one side, within the deadline. */
+  op(side: MigrationSide, op: TmemOp, data: Uint8Array | null = null, outputBytes?: number): Promise<ControlResult> {
+    return this.within(side, opName(op), this.control(side).control(op, data, outputBytes))
+  }
+
+  /** `controlWith` on one side (the reply's buffer handed over in place), within the deadline. */
+  opWith<T>(
+    side: MigrationSide,
+    op: TmemOp,
+    data: Uint8Array | null,
+    outputBytes: number,
+    consume: (rc: number, bytes: Uint8Array, offset: number, length: number) => T,
+  ): Promise<T> {
+    return this.within(side, opName(op), this.control(side).controlWith(op, data, outputBytes, consume))
+  }
+
   /** A SESSION request on one side; resolves with the reply, whatever its rc. */
-  session(side: MigrationSide, message: SessionMessage): Promise<SessionReply> {
-    return this.control(side).session(message)
+  session(side: MigrationSide, message: SessionMessage, drop = true): Promise<SessionReply> {
+    return this.within(side, `SESSION request ${message.cmd}`, this.control(side).session(message), drop)
+  }
+
+  /** The target's STATS, within the deadline. */
+  targetStats(): Promise<DaemonStats> {
+    return this.within('target', 'STATS', this.target.stats())
   }
 
   /** Reports progress (at most every `progressIntervalMs`, and always when `done`). */
@@ -189,4 +256,15 @@ export function handled<T>(promise: Promise<T>): Promise<T> {
 
 export function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
+}
+
+/** The deadline of a migration's requests: the option, else REQUEST_TIMEOUT_MS. */
+export function requestTimeout(options: MigrateOptions): number {
+  const ms = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS
+  if (!Number.isFinite(ms) || ms < 0) throw new RangeError('requestTimeoutMs must be 0 (no deadline) or a positive number of ms')
+  return ms
+}
+
+function opName(op: TmemOp): string {
+  return 'ctrl' in op ? `control subop ${op.ctrl.subop}` : `command ${op.cmd}`
 }

@@ -22,10 +22,10 @@ import { precopy, pushTarget } from './live-precopy.js'
 import { preflight } from './live-preflight.js'
 import { rollback } from './live-rollback.js'
 import { shell } from './live-shell.js'
-import { type MigrateOptions, Migration } from './live-state.js'
+import { type MigrateOptions, Migration, requestTimeout } from './live-state.js'
 import { destroySource, switchOver } from './live-switch.js'
 
-export type { MigrateOptions, MigrateProgress } from './live-state.js'
+export { type MigrateOptions, type MigrateProgress, REQUEST_TIMEOUT_MS } from './live-state.js'
 export { type MigratePhase, MigrationError, type MigrationErrorCode, MigrationStepError } from '../errors/mod.js'
 
 export interface MigrateResult {
@@ -81,14 +81,32 @@ const PHASES: readonly { phase: MigratePhase; run: (m: Migration) => Promise<voi
  * ```
  */
 export async function migrateClient(options: MigrateOptions): Promise<MigrateResult> {
+  const timeoutMs = requestTimeout(options)
   const opened: TmemControlClient[] = []
+  let m: Migration | null = null
   try {
-    const source = await open(options.source, 'source', opened)
-    const target = await open(options.target, 'target', opened)
-    return await run(new Migration(source, target, options, pushTarget(options.target)))
+    const source = await open(options.source, 'source', opened, timeoutMs)
+    const target = await open(options.target, 'target', opened, timeoutMs)
+    m = new Migration(source, target, options, pushTarget(options.target))
+    return await run(m)
   } finally {
-    for (const control of opened) await control.close().catch(() => undefined)
+    for (const control of opened) await closeWithin(control, m?.stalled.has(control) === true ? -1 : timeoutMs)
   }
+}
+
+/** Goodbye within `timeoutMs` (0: no limit), else the connection is dropped; -1: dropped now. */
+async function closeWithin(control: TmemControlClient, timeoutMs: number): Promise<void> {
+  if (timeoutMs < 0) {
+    control.destroy()
+    return
+  }
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<void>((resolve) => {
+    if (timeoutMs > 0) timer = setTimeout(resolve, timeoutMs)
+  })
+  await Promise.race([control.close().catch(() => undefined), expired])
+  clearTimeout(timer)
+  control.destroy()
 }
 
 async function run(m: Migration): Promise<MigrateResult> {
@@ -134,10 +152,11 @@ async function open(
   given: TmemControlClient | ControlTarget,
   which: 'source' | 'target',
   opened: TmemControlClient[],
+  timeoutMs: number,
 ): Promise<TmemControlClient> {
   if ('control' in given) return given
   try {
-    const control = await connectControl(given, { name: `tmem-migrate-${which}` })
+    const control = await connectControl(given, { name: `tmem-migrate-${which}`, timeoutMs })
     opened.push(control)
     return control
   } catch (error) {
