@@ -3,13 +3,39 @@
  * through it. The phases (live-*.ts) are functions of a `Migration`; each records in it what
  * it has done, so that rollback (live-rollback.ts) knows what to undo.
  */
-import { PAGE_RECORD_HEADER_BYTES, PAGE_SIZE } from '../abi/constants.js'
+import {
+  PAGE_RECORD_HEADER_BYTES,
+  PAGE_SIZE,
+  TMEMC_FREEZE,
+  TMEMC_RESTORE_BEGIN,
+  TMEMC_RESTORE_PAGES,
+  TMEMC_SAVE_BEGIN,
+  TMEMC_SAVE_END,
+  TMEMC_SAVE_GET_CHANGES,
+  TMEMC_SAVE_GET_PAGES,
+  TMEMC_SAVE_GET_POOL_FLAGS,
+  TMEMC_SAVE_GET_POOL_NPAGES,
+  TMEMC_SAVE_GET_POOL_UUID,
+  cmdName,
+} from '../abi/constants.js'
 import { controlOp } from '../abi/codec.js'
 import type { ControlResult, ControlTarget, DaemonStats, TmemControlClient } from '../client/control.js'
 import type { TmemOp } from '../abi/types.js'
 import { type MigratePhase, MigrationStepError, type MigrationSide, TmemConnectionError } from '../errors/mod.js'
 import { CONTROL_DATA_BYTES_MAX } from '../server/frame.js'
-import type { SessionMessage, SessionReply } from '../server/session-frame.js'
+import {
+  SESSION_ACTIVATE,
+  SESSION_BIND,
+  SESSION_CREATE,
+  SESSION_DESTROY,
+  SESSION_FREE_ID,
+  SESSION_LOOKUP,
+  SESSION_MOVED,
+  SESSION_PUSH,
+  SESSION_UNFENCE,
+  type SessionMessage,
+  type SessionReply,
+} from '../server/session-frame.js'
 
 /**
  * Default deadline of each request a migration makes to a daemon, and of each connection's
@@ -216,7 +242,7 @@ export class Migration {
 
   /** A SESSION request on one side; resolves with the reply, whatever its rc. */
   session(side: MigrationSide, message: SessionMessage, drop = true): Promise<SessionReply> {
-    return this.within(side, `SESSION request ${message.cmd}`, this.control(side).session(message), drop)
+    return this.within(side, `SESSION ${SESSION_NAMES[message.cmd] ?? message.cmd}`, this.control(side).session(message), drop)
   }
 
   /** The target's STATS, within the deadline. */
@@ -265,6 +291,33 @@ export function requestTimeout(options: MigrateOptions): number {
   return ms
 }
 
+/** The request's name for a deadline message: a control subop's, else the command's. */
 function opName(op: TmemOp): string {
-  return 'ctrl' in op ? `control subop ${op.ctrl.subop}` : `command ${op.cmd}`
+  return 'ctrl' in op ? SUBOP_NAMES[op.ctrl.subop] ?? `control subop ${op.ctrl.subop}` : cmdName(op.cmd)
+}
+
+/** Names of the control subops a migration sends (abi/constants.ts has no table of them). */
+const SUBOP_NAMES: Readonly<Record<number, string>> = {
+  [TMEMC_FREEZE]: 'FREEZE',
+  [TMEMC_RESTORE_BEGIN]: 'RESTORE_BEGIN',
+  [TMEMC_RESTORE_PAGES]: 'RESTORE_PAGES',
+  [TMEMC_SAVE_BEGIN]: 'SAVE_BEGIN',
+  [TMEMC_SAVE_END]: 'SAVE_END',
+  [TMEMC_SAVE_GET_CHANGES]: 'SAVE_GET_CHANGES',
+  [TMEMC_SAVE_GET_PAGES]: 'SAVE_GET_PAGES',
+  [TMEMC_SAVE_GET_POOL_FLAGS]: 'SAVE_GET_POOL_FLAGS',
+  [TMEMC_SAVE_GET_POOL_NPAGES]: 'SAVE_GET_POOL_NPAGES',
+  [TMEMC_SAVE_GET_POOL_UUID]: 'SAVE_GET_POOL_UUID',
+}
+
+const SESSION_NAMES: Readonly<Record<number, string>> = {
+  [SESSION_LOOKUP]: 'LOOKUP',
+  [SESSION_FREE_ID]: 'FREE_ID',
+  [SESSION_CREATE]: 'CREATE',
+  [SESSION_BIND]: 'BIND',
+  [SESSION_ACTIVATE]: 'ACTIVATE',
+  [SESSION_DESTROY]: 'DESTROY',
+  [SESSION_MOVED]: 'MOVED',
+  [SESSION_UNFENCE]: 'UNFENCE',
+  [SESSION_PUSH]: 'PUSH',
 }
