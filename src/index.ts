@@ -7,15 +7,25 @@ export { Host, CLIENT_ID_MAX } from './engine/host.js'
 export type { HostOptions, FrameResolver } from './engine/options.js'
 export type { HostStats, ClientStats, PoolStats } from './engine/stats.js'
 export { GuestClient, GuestPool, type OidLike, type NewPoolOptions } from './engine/friendly.js'
-export { TmemError } from './errors.js'
+export {
+  MigrationError,
+  MigrationStepError,
+  RestoreError,
+  SaveError,
+  SaveRestoreError,
+  SaveStreamError,
+  TmemConnectionError,
+  TmemError,
+  TmemOpError,
+  TmemProtocolError,
+  type MigrationErrorCode,
+} from './errors/mod.js'
 export {
   connect,
   connectControl,
   LIST_BUFFER_BYTES,
   TmemClient,
-  TmemConnectionError,
   TmemControlClient,
-  TmemProtocolError,
   type ConnectOptions,
   type ConnectTarget,
   type ControlConnectOptions,
@@ -31,19 +41,14 @@ export {
   hostChannel,
   inspectSaveStream,
   memorySink,
-  MigrateError,
   migrateClient,
-  MigrationError,
   networkChannel,
   openFileSink,
-  RestoreError,
   restoreClient,
   saveClient,
   saveClientToFile,
   saveEnd,
-  SaveError,
   saveInvalidations,
-  SaveStreamError,
   writableSink,
   type ControlChannel,
   type InvalidationsOptions,

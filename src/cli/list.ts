@@ -15,7 +15,7 @@ import type { Command } from 'commander'
 import { CLI_ID_NULL } from '../abi/constants.js'
 import { CONTROL_DATA_BYTES_MAX } from '../protocol/frame.js'
 import { LIST_BUFFER_BYTES, type TmemControlClient } from '../client/control.js'
-import { TmemError } from '../client/errors.js'
+import { TmemOpError } from '../errors/mod.js'
 import { addControlOptions, withControl } from './args.js'
 import {
   addClientSelection,
@@ -71,7 +71,7 @@ async function listText(control: TmemControlClient, selection: ClientSelection, 
     try {
       text = await control.list(selection.cliId, long, bytes)
     } catch (error) {
-      if (error instanceof TmemError && error.errno < 0) {
+      if (error instanceof TmemOpError && error.errno < 0) {
         throw opFailed('list', error.errno, selection, await control.stats())
       }
       throw error

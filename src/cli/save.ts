@@ -15,7 +15,7 @@
 import type { Command } from 'commander'
 import type { TmemControlClient } from '../client/control.js'
 import { networkChannel } from '../migrate/net.js'
-import { MigrateError } from '../migrate/errors.js'
+import { SaveRestoreError } from '../errors/mod.js'
 import { restoreClient } from '../migrate/restore.js'
 import { saveClientToFile } from '../migrate/save.js'
 import type { Progress } from '../migrate/progress.js'
@@ -70,7 +70,7 @@ function reportProgress(reporter: ReturnType<typeof progressReporter>): (progres
 
 /** A library error as an exit-1 failure with its code. */
 function failed(verb: string, error: unknown): unknown {
-  if (error instanceof MigrateError) return new OpFailedError(`${verb} failed: ${error.message}`, error.code)
+  if (error instanceof SaveRestoreError) return new OpFailedError(`${verb} failed: ${error.message}`, error.code)
   return error
 }
 

@@ -2,7 +2,7 @@
  * The friendly layer for embedders: a guest's view of the host with pools as objects and
  * oids as numbers, bigints or [bigint, bigint, bigint]. Each call builds a decoded op and
  * goes through `host.op()` (of any `GuestHypercall`), so it behaves exactly like the
- * hypercall; negative return codes become a thrown TmemError with a stable `code`, and a miss
+ * hypercall; negative return codes become a thrown TmemOpError with a stable `code`, and a miss
  * is a value (null or false). It allocates per call; the zero-allocation path is
  * `host.opBytes()`.
  */
@@ -19,7 +19,7 @@ import {
   TMEM_PUT_PAGE,
 } from '../abi/constants.js'
 import type { Oid, TmemOp } from '../abi/types.js'
-import { TmemError } from '../errors.js'
+import { TmemOpError } from '../errors/mod.js'
 
 /**
  * What the friendly layer needs of a host: the decoded-op hypercall. `Host` is one; the
@@ -57,7 +57,7 @@ export class GuestClient {
     this.version = version
   }
 
-  /** Creates a pool (TMEM_NEW_POOL) and returns it; throws TmemError on failure. */
+  /** Creates a pool (TMEM_NEW_POOL) and returns it; throws TmemOpError on failure. */
   newPool(options: NewPoolOptions = {}): GuestPool {
     const flags =
       (options.persistent === true ? TMEM_POOL_PERSIST : 0) |
@@ -66,7 +66,7 @@ export class GuestClient {
     const uuid = options.uuid ?? [0n, 0n]
     const op: TmemOp = { cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [uuid[0], uuid[1]], flags, arg1: 0 } }
     const rc = this.host.op(this.id, op, null, this.version)
-    if (rc < 0) throw new TmemError(rc, TMEM_NEW_POOL)
+    if (rc < 0) throw new TmemOpError(rc, TMEM_NEW_POOL)
     return new GuestPool(this, rc)
   }
 
@@ -96,7 +96,7 @@ export class GuestPool {
   #call(cmd: number, oid: OidLike, index: number, data: Uint8Array | null): number {
     const client = this.client
     const rc = client.host.op(client.id, this.#gen(cmd, oid, index), data, client.version)
-    if (rc < 0) throw new TmemError(rc, cmd)
+    if (rc < 0) throw new TmemOpError(rc, cmd)
     return rc
   }
 
@@ -114,7 +114,7 @@ export class GuestPool {
     const rc = client.host.op(client.id, this.#gen(TMEM_GET_PAGE, oid, index), into, client.version)
     if (rc === 1) return into
     if (rc === 0 || rc === -1001) return null
-    throw new TmemError(rc, TMEM_GET_PAGE)
+    throw new TmemOpError(rc, TMEM_GET_PAGE)
   }
 
   flushPage(oid: OidLike, index: number): void {

@@ -4,17 +4,17 @@
  */
 export { type ControlChannel, type ControlHost, CLI_ID_MAX, hostChannel } from './channel.js'
 export {
-  MigrateError,
   RestoreError,
   type RestoreErrorCode,
   type RestoreErrorDetail,
   SaveError,
+  SaveRestoreError,
   type SaveErrorCode,
   type SaveErrorDetail,
   SaveStreamError,
   type SaveStreamErrorCode,
   type StreamPlace,
-} from './errors.js'
+} from '../errors/mod.js'
 export {
   HEADER_BYTES,
   MARKER_TMEM,
@@ -51,6 +51,7 @@ export {
   type MigrateResult,
   MigrationError,
   type MigrationErrorCode,
+  MigrationStepError,
   migrateClient,
 } from './live.js'
 export { type NetworkChannelOptions, networkChannel } from './net.js'

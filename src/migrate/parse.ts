@@ -27,7 +27,7 @@ import {
   PAGE_SIZE,
 } from '../abi/constants.js'
 import type { Oid } from '../abi/types.js'
-import { SaveStreamError, type SaveStreamErrorCode, type StreamPlace } from './errors.js'
+import { SaveStreamError, type SaveStreamErrorCode, type StreamPlace } from '../errors/mod.js'
 import {
   CLIENT_FLAGS_KNOWN,
   END_WORD,

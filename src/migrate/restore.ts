@@ -36,7 +36,7 @@ import {
 } from '../abi/constants.js'
 import type { Oid } from '../abi/types.js'
 import { ChannelStepError, type ControlChannel, Ctrl, authOp, checkCliId, restoreNewOp } from './channel.js'
-import { RestoreError, type RestoreErrorDetail } from './errors.js'
+import { RestoreError, type RestoreErrorDetail } from '../errors/mod.js'
 import type { StreamHeader, StreamInvalidation, StreamPage, StreamPool } from './format.js'
 import { type StreamSummary, type WalkOptions, walkStream } from './parse.js'
 import { ProgressMeter, type ProgressOptions } from './progress.js'

@@ -43,7 +43,7 @@ import {
 } from '../abi/constants.js'
 import { TMEM_HANDLE_BYTES_V1 } from '../abi/layout.js'
 import { type ControlChannel, Ctrl, checkCliId } from './channel.js'
-import { SaveError } from './errors.js'
+import { SaveError } from '../errors/mod.js'
 import { END_WORD, MARKER_TMEM, MARKER_TMEM_EXTRA, POOL_RECORD_BYTES, pageRecordBytes } from './format.js'
 import { ProgressMeter, type ProgressOptions } from './progress.js'
 import { ChunkWriter, type StreamSink, openFileSink } from './sink.js'

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict'
 import { Host } from '../../src/engine/host.js'
 import { EVICT_SCAN_MAX } from '../../src/engine/evict.js'
 import { checkInvariants } from '../../src/engine/invariants.js'
-import { TmemError } from '../../src/errors.js'
+import { TmemError } from '../../src/errors/mod.js'
 
 const X = 1n
 const Y = 2n
