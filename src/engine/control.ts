@@ -1,6 +1,6 @@
 /**
- * TMEM_CONTROL sub-operations (spec §5.2 and §6.1): freeze/thaw/destroy, flush, list,
- * weight/cap/compress, freeable memory, and the save/restore subops with the D4 fixes (every
+ * TMEM_CONTROL sub-operations (docs/semantics.md "Control subops", "Save subops"): freeze/thaw/destroy, flush, list,
+ * weight/cap/compress, freeable memory, and the save/restore subops with the docs/semantics.md "Decision: save stream fixes" fixes (every
  * persistent page exactly once, oldest first; saved pool flags carry the version; unknown
  * clients and pools give -1). Control plane: may allocate.
  */
@@ -206,7 +206,7 @@ export class Control {
   }
 
   /**
-   * TMEMC_FLUSH (spec §4.5, §5.5): evicts until the free list holds `kb` (rounded up to
+   * TMEMC_FLUSH (docs/semantics.md "Flush and freeable memory"): evicts until the free list holds `kb` (rounded up to
    * pages), then hands the whole free list back to the host and releases empty arenas.
    * Returns the free list's size before the hand-back, in KiB.
    */
@@ -255,7 +255,7 @@ export class Control {
     return 1
   }
 
-  /** SAVE_GET_NEXT_PAGE: the next persistent page after the cursor, oldest first (D4). */
+  /** SAVE_GET_NEXT_PAGE: the next persistent page after the cursor, oldest first (docs/semantics.md "Decision: save stream fixes"). */
   #nextPage(
     version: 0 | 1,
     client: Client,
@@ -298,7 +298,7 @@ export class Control {
   }
 
   /**
-   * Records a persistent page removed while its owner is live-migrating (spec §6.1), or, in a
+   * Records a persistent page removed while its owner is live-migrating (docs/semantics.md "Save subops"), or, in a
    * pre-copy save, any persistent page put or replaced.
    */
   recordInvalidation(pool: Pool, slot: number): void {

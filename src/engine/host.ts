@@ -8,7 +8,7 @@
  * copy page bytes with Buffer.prototype.copy between the caller's buffer and a frame. No
  * object, view or closure is created per page.
  *
- * Memory (spec §4, D5, D6, D12): the host has a budget of frames. Ephemeral pages are on a
+ * Memory (docs/semantics.md "Memory", "Decision: eviction quota", "Decision: cap", "Decision: memory budget"): the host has a budget of frames. Ephemeral pages are on a
  * global LRU and their owner's LRU; persistent pages are never evicted. Before a put the
  * minimum-reserve step evicts while fewer than `reservePages` frames are free. When a frame
  * is needed and none is free, eviction makes room; a persistent put that still finds no room
@@ -95,7 +95,7 @@ function isAbiVersion(version: unknown): version is 0 | 1 {
 }
 
 
-/** Global counters of the LIST `G=` line (spec §7.1). */
+/** Global counters of the LIST `G=` line (docs/semantics.md "Statistics"). */
 export class GlobalCounters {
   totalOps = 0
   erroredOps = 0
@@ -269,7 +269,7 @@ export class Host {
     return true
   }
 
-  /** The exact TMEMC_LIST text (spec §5.7). `cliId` 0xFFFF lists every client. */
+  /** The exact TMEMC_LIST text (docs/semantics.md "LIST"). `cliId` 0xFFFF lists every client. */
   listText(cliId = 0xffff, long = false): string {
     return renderList(this, cliId, long, Number.MAX_SAFE_INTEGER)
   }
@@ -313,7 +313,7 @@ export class Host {
     if (!Number.isInteger(clientId) || clientId < 0 || clientId > CLIENT_ID_MAX) {
       return this.#fail(-EINVAL)
     }
-    // Privileged commands never create a client for the caller (spec §3.0 step 5, D2).
+    // Privileged commands never create a client for the caller (docs/semantics.md "Dispatch" step 5, docs/semantics.md "Decision: who is who").
     if (s.cmd === TMEM_CONTROL || s.cmd === TMEM_AUTH || s.cmd === TMEM_RESTORE_NEW) {
       return this.#fail(-EPERM)
     }
@@ -323,7 +323,7 @@ export class Host {
       case TMEM_NEW_POOL:
         return this.#fail(this.pools.create(client, -1, s.flags, s.uuidLo, s.uuidHi))
       case TMEM_DESTROY_POOL: {
-        // Timed as a flush, whatever the result (spec §3.0 step 9).
+        // Timed as a flush, whatever the result (docs/semantics.md "Dispatch" step 9).
         const start = this.#startTimer()
         const rc = this.pools.destroyByGuest(client, s.poolId)
         this.#time(client, TIME_FLUSH, start)
@@ -338,7 +338,7 @@ export class Host {
       case TMEM_FLUSH_OBJECT:
         return this.#fail(this.#pageCommand(client, data, dataOffset))
       default:
-        // TMEM_XCHG and unknown commands (D8).
+        // TMEM_XCHG and unknown commands (docs/semantics.md "Decision: legacy and unknown commands").
         return this.#fail(-ENOSYS)
     }
   }
@@ -400,7 +400,7 @@ export class Host {
     return this.options.clockNs()
   }
 
-  /** Records an op against the `T=` line and the caller's `Tc` (spec §5.7). */
+  /** Records an op against the `T=` line and the caller's `Tc` (docs/semantics.md "LIST"). */
   #time(client: Client, tag: number, start: number): void {
     if (start < 0) {
       this.times.count[tag]!++
@@ -412,7 +412,7 @@ export class Host {
     if (elapsed > 0 && elapsed < 1e9) client.cycles += elapsed * weight
   }
 
-  /** The 2012 range rule for READ/WRITE (D8). */
+  /** The 2012 range rule for READ/WRITE (docs/semantics.md "Decision: legacy and unknown commands"). */
   #rangeValid(): boolean {
     const s = this.scratch
     if (s.tmemOffset > PAGE_SIZE || s.pfnOffset > PAGE_SIZE || s.len > PAGE_SIZE) return false

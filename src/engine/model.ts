@@ -7,7 +7,7 @@
 import { MAX_GLOBAL_SHARED_POOLS, MAX_POOLS_PER_DOMAIN } from '../abi/constants.js'
 import { type ListHead, newListHead, NONE } from './store.js'
 
-/** One record of the invalidated list kept while a client is live-migrating (spec §6.1). */
+/** One record of the invalidated list kept while a client is live-migrating (docs/semantics.md "Save subops"). */
 export interface Invalidation {
   poolId: number
   oid: Uint32Array
@@ -70,7 +70,7 @@ export class Pool {
   sharedSlot = -1
   /** Clients sharing the pool in join order (a client that joined twice appears twice). */
   readonly sharers: Client[] = []
-  /** Set while the pool is being destroyed: its pages are not eviction candidates (D9). */
+  /** Set while the pool is being destroyed: its pages are not eviction candidates (docs/semantics.md "Decision: dying pools and ownership"). */
   destroying = false
   readonly objects: ListHead = newListHead()
   /** Persistent pages in put order (used by save). */
@@ -127,7 +127,7 @@ export const TIME_DECOMPRESS = 8
 
 const MIN_UNUSED = 2147483647
 
-/** Count, total, max and min of elapsed time per category (spec §5.7 `T=`). */
+/** Count, total, max and min of elapsed time per category (docs/semantics.md "LIST" `T=`). */
 export class TimeStats {
   readonly count = new Float64Array(TIME_TAGS.length)
   readonly total = new Float64Array(TIME_TAGS.length)

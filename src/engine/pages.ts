@@ -1,5 +1,5 @@
 /**
- * The page commands of spec §3.3-3.7 and eviction (§4.3-4.4, D5, D6, D11, D12): put
+ * The page commands of docs/semantics.md "Guest commands" and eviction (docs/semantics.md "Eviction", "Minimum reserve", "Decision: eviction quota", "Decision: cap", "Decision: get with a bad frame", "Decision: memory budget"): put
  * (with the duplicate-put coherency rule), get (destructive on private ephemeral pools),
  * flush page, flush object, and the LRU bookkeeping they share.
  *
@@ -7,13 +7,13 @@
  * LRU of the client that owns its pool, oldest at the head. A new put appends at both tails;
  * a shared-pool hit moves the page to both tails; a duplicate put leaves it where it is. To
  * evict, the caller's own LRU is used when the caller holds more than its weighted share of
- * ephemeral pages (`C * T > G * W`, the documented intent, D5); otherwise, or when none of
+ * ephemeral pages (`C * T > G * W`, the documented intent, docs/semantics.md "Decision: eviction quota"); otherwise, or when none of
  * its pages is eligible, the global LRU. A page is not eligible while its object is the one
  * the current put is writing (so a put never evicts its own object) or while its pool is
- * being destroyed. A client cap (D6) makes a put first evict that client's own oldest page.
+ * being destroyed. A client cap (docs/semantics.md "Decision: cap") makes a put first evict that client's own oldest page.
  *
  * With dedup on, a page whose content is shared by more than one page gets a second chance:
- * the first time eviction reaches it, it moves to the LRU tails instead (spec §4.3).
+ * the first time eviction reaches it, it moves to the LRU tails instead (docs/semantics.md "Eviction").
  *
  * Storage: a plain put copies the caller's page straight into a frame. When the owner
  * compresses, or the host runs tze or dedup, the page goes through `payload.ts` (and
@@ -42,7 +42,7 @@ import {
   SLOT_USED,
 } from './store.js'
 
-/** Failed evictions after which the minimum-reserve loop gives up (spec §4.4). */
+/** Failed evictions after which the minimum-reserve loop gives up (docs/semantics.md "Minimum reserve"). */
 const RESERVE_FAILURES_MAX = 11
 
 export class Pages {
@@ -62,7 +62,7 @@ export class Pages {
   // ---------------------------------------------------------------------------------------
   // Memory.
 
-  /** The minimum-reserve step before PUT and NEW_PAGE (spec §4.4). */
+  /** The minimum-reserve step before PUT and NEW_PAGE (docs/semantics.md "Minimum reserve"). */
   reserve(caller: Client): void {
     const frames = this.#host.frames
     const reserve = this.#host.options.reservePages
@@ -74,7 +74,7 @@ export class Pages {
   }
 
   /**
-   * Evicts one ephemeral page (spec §4.3 with D5). `ownOnly` restricts the choice to the
+   * Evicts one ephemeral page (docs/semantics.md "Eviction", "Decision: eviction quota"). `ownOnly` restricts the choice to the
    * caller's own LRU (the cap rule). Returns true when a page was evicted.
    */
   evict(caller: Client | null, ownOnly: boolean): boolean {
@@ -117,7 +117,7 @@ export class Pages {
         if (!this.#takesSecondChance(pool, slot)) return slot
         // A page moved to the tail comes round again later in this scan, unless it already
         // was the tail: look at it again now, or an eviction with an evictable page left
-        // would fail (and a cap or persistent put with it, D6, D12).
+        // would fail (and a cap or persistent put with it, docs/semantics.md "Decision: cap", "Decision: memory budget").
         if (following === NONE) continue
       }
       slot = following
@@ -125,7 +125,7 @@ export class Pages {
     return NONE
   }
 
-  /** Dedup second chance: a shared content's page moves to the LRU tails once (spec §4.3). */
+  /** Dedup second chance: a shared content's page moves to the LRU tails once (docs/semantics.md "Eviction"). */
   #takesSecondChance(pool: Pool, slot: number): boolean {
     const host = this.#host
     const store = host.store
@@ -157,7 +157,7 @@ export class Pages {
     return frame
   }
 
-  /** The cap rule (D6): returns false when the owner is at its cap and cannot evict its own. */
+  /** The cap rule (docs/semantics.md "Decision: cap"): returns false when the owner is at its cap and cannot evict its own. */
   #makeRoomUnderCap(owner: Client): boolean {
     const cap = owner.cap
     if (cap === 0) return true
@@ -216,7 +216,7 @@ export class Pages {
   // ---------------------------------------------------------------------------------------
   // Commands.
 
-  /** PUT_PAGE / NEW_PAGE / WRITE and restore puts (spec §3.3). */
+  /** PUT_PAGE / NEW_PAGE / WRITE and restore puts (docs/semantics.md "Put"). */
   put(caller: Client, pool: Pool, data: Uint8Array | null, dataOffset: number, fill: number): number {
     const host = this.#host
     const store = host.store
@@ -237,7 +237,7 @@ export class Pages {
       pool.noMemoryPuts++
       return -EFAULT
     }
-    // The object being written is protected from the cap's evictions too (D5): evicting its
+    // The object being written is protected from the cap's evictions too (docs/semantics.md "Decision: eviction quota"): evicting its
     // last page would free the object this put is about to insert into.
     this.#protectedObject = object
     if (!pool.persistent && !this.#makeRoomUnderCap(owner)) {
@@ -292,7 +292,7 @@ export class Pages {
     if (++counters.pageCount > counters.pageMax) counters.pageMax++
   }
 
-  /** The duplicate-put rule (spec §3.3.1): replace and return 1, or fail and drop the page. */
+  /** The duplicate-put rule (docs/semantics.md "Duplicate put"): replace and return 1, or fail and drop the page. */
   #duplicatePut(
     caller: Client,
     pool: Pool,
@@ -330,7 +330,7 @@ export class Pages {
 
   /**
    * Resolves the caller's page into `#view`/`#viewOffset`: `data` at `dataOffset` when given,
-   * else the embedder's frame resolver (D15). Returns false for a bad frame.
+   * else the embedder's frame resolver (docs/semantics.md "Decision: guest frames"). Returns false for a bad frame.
    */
   #resolve(caller: Client, data: Uint8Array | null, dataOffset: number, writable: boolean): boolean {
     this.#view = null
@@ -422,8 +422,8 @@ export class Pages {
   }
 
   /**
-   * Stores through the density path: dedup, fill word, compression, tze (spec §4.7). `fresh`
-   * is false for a duplicate put, which counts neither `cn` nor `cm` (spec §7.2: non-duplicate
+   * Stores through the density path: dedup, fill word, compression, tze (docs/semantics.md "Space savers"). `fresh`
+   * is false for a duplicate put, which counts neither `cn` nor `cm` (docs/semantics.md "Statistics": non-duplicate
    * puts only).
    */
   #storeDense(pool: Pool, fill: number, fresh: boolean): boolean {
@@ -596,7 +596,7 @@ export class Pages {
     return payloads.load(store.slotFrame[slot]!, store.slotOffset[slot]!, store.slotBytes[slot]!, flags & SLOT_KIND_MASK, target, targetOffset)
   }
 
-  /** GET_PAGE / READ (spec §3.4, D11). */
+  /** GET_PAGE / READ (docs/semantics.md "Get", "Decision: get with a bad frame"). */
   get(caller: Client, pool: Pool, data: Uint8Array | null, dataOffset: number, range: boolean): number {
     const host = this.#host
     const store = host.store
@@ -639,7 +639,7 @@ export class Pages {
     return 1
   }
 
-  /** FLUSH_PAGE (spec §3.5): performed even for a frozen owner, which then gets -EFROZEN. */
+  /** FLUSH_PAGE (docs/semantics.md "Flush page"): performed even for a frozen owner, which then gets -EFROZEN. */
   flushPage(pool: Pool): number {
     const store = this.#host.store
     pool.flushes++
@@ -654,7 +654,7 @@ export class Pages {
     return pool.owner.frozen ? -EFROZEN : 1
   }
 
-  /** FLUSH_OBJECT (spec §3.6). */
+  /** FLUSH_OBJECT (docs/semantics.md "Flush object"). */
   flushObject(pool: Pool): number {
     const store = this.#host.store
     pool.flushObjects++

@@ -2,7 +2,7 @@
  * THE switch: frame kind x endpoint -> engine call. Every frame a connection parses comes
  * here, and its reply is written straight into the connection's send buffer.
  *
- * Privilege (spec D2): a client connection only ever passes its own client id (fixed by the
+ * Privilege (docs/semantics.md "Decision: who is who"): a client connection only ever passes its own client id (fixed by the
  * hello) to `host.opBytes`, so it cannot touch another client's private pools; control
  * commands sent as guest ops get -EPERM from the engine itself. CONTROL frames are served only
  * on the control endpoint; elsewhere (and OP frames on the control endpoint) they get -EPERM.
