@@ -47,7 +47,7 @@ void test('target killed mid-copy: the source keeps every page and the writer ke
     assert.match(error.message, /keeps running on the source/)
 
     // The writer never noticed (no EFROZEN: the source was never frozen) and keeps going.
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    await writer.reached(writer.ops + 200)
     await writer.stop()
     assert.deepEqual(writer.errors, [])
     assert.equal(writer.frozenSeen, 0)

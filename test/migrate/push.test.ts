@@ -21,7 +21,7 @@ import {
 import type { TmemOp } from '../../src/abi/types.js'
 import { SESSION_PUSH, emptySession, type SessionMessage } from '../../src/server/session-frame.js'
 import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
-import { PAGE, Writer, checkAgainstModel, daemonPair, fill, page } from './live-helpers.js'
+import { PAGE, Writer, checkAgainstModel, cuttingRelay, daemonPair, fill, page } from './live-helpers.js'
 
 // Return codes as docs/protocol.md lists them for PUSH, retyped here on purpose.
 const EINVAL = -22
@@ -135,18 +135,18 @@ void test('PUSH refusals: bad fields, unknown client, unreachable target, target
 })
 
 void test('PUSH to a target killed part-way fails with EIO and the source keeps every page', { timeout: 60_000 }, async (t) => {
-  const s = await setup(20_000, '160M')
+  const s = await setup(3000)
+  // The PUSH reaches B through a relay that passes its first megabyte (a quarter of the
+  // pages) and then kills B: the push is cut part-way by its own bytes, not by a timer.
+  const relay = await cuttingRelay(s.a.dir, s.b.controlPath, 1 << 20, () => s.b.process.kill('SIGKILL'))
   try {
-    const pushing = push(s, { graceMs: 20_000 })
-    await new Promise((resolve) => setTimeout(resolve, 15))
-    s.b.process.kill('SIGKILL')
-    const rc = await pushing
+    const rc = await push(s, { graceMs: 3000, address: `unix:${relay.path}` })
     t.diagnostic(`PUSH returned ${rc}`)
-    // Killed 15 ms in, the push is between batches (EIO); on a very slow machine it may not
-    // have connected yet (ECONNREFUSED). It cannot have finished 80 MB by then.
-    assert.ok(rc === EIO || rc === ECONNREFUSED, `rc ${rc}`)
-    assert.equal(await persistentPages(s.source), 20_000)
+    await relay.cutDone
+    assert.equal(rc, EIO)
+    assert.equal(await persistentPages(s.source), 3000)
   } finally {
+    await relay.close()
     await s.close()
   }
 })
@@ -196,31 +196,34 @@ void test('a target given as a connection object is relayed (the source cannot b
 })
 
 void test('a migration whose PUSH fails part-way rolls back: the source keeps every page and runs on', { timeout: 60_000 }, async () => {
-  const args = ['--memory', '160M']
-  const [a, b] = await Promise.all([startDaemon({ args }), startDaemon({ args })])
+  const [a, b] = await daemonPair()
+  // The target is reached through a relay that kills it once one connection (the source's
+  // PUSH; the migrator's own control traffic is a few kilobytes) has carried a megabyte.
+  const relay = await cuttingRelay(a.dir, b.controlPath, 1 << 20, () => b.process.kill('SIGKILL'))
   try {
     const client = await connect({ path: a.socketPath }, { name: 'kept' })
     const pools = [await client.newPool({ persistent: true })]
     const writer = new Writer(client, pools)
-    await fill(writer, 20_000)
+    await fill(writer, 3000)
+    const phases: string[] = []
     const error = await migrateClient({
-      source: { path: a.controlPath }, target: { path: b.controlPath }, client: 'kept',
-      // The last report before the pre-copy: the target dies while the source pushes.
-      onProgress: (progress) => {
-        if (progress.phase === 'shell') setTimeout(() => b.process.kill('SIGKILL'), 10)
-      },
+      source: { path: a.controlPath }, target: { path: relay.path }, client: 'kept',
+      onProgress: (progress) => phases.push(progress.phase),
       progressIntervalMs: 0,
     }).then(() => null, (caught: unknown) => caught)
+    await relay.cutDone
     assert.ok(error instanceof MigrationError, `got ${String(error)}`)
     assert.equal(error.code, 'EMIGRATE')
     assert.equal(error.phase, 'precopy')
     assert.match(error.message, /PUSH of pool 0/)
     assert.equal(error.sourceIntact, true)
+    assert.ok(!phases.includes('changes'), `phases ${phases.join(', ')}`)
     assert.equal(client.address, `unix:${a.socketPath}`)
     await checkAgainstModel(client, writer)
     await writer.put({ pool: pools[0]!, oid: 5, index: 5 })
     await client.close()
   } finally {
+    await relay.close()
     await Promise.all([a.stop(), b.stop()])
   }
 })
