@@ -23,7 +23,7 @@ import {
 import { startDaemon } from '../helpers/daemon.js'
 import { NaiveBytes } from '../helpers/naive-bytes.js'
 import { CMD, ctrl, F, Guest, gen, newHost, page } from './helpers.js'
-import { page as livePage } from './live-helpers.js'
+import { HANG_GUARD_MS, page as livePage } from './live-helpers.js'
 
 const EPERM = -1
 const EINVAL = -22
@@ -115,7 +115,7 @@ async function helloStatus(path: string, abi: number): Promise<{ kind: number; s
   return { kind: reply[5]!, status: reply[16]! }
 }
 
-void describe('ABI version matrix: daemons', { timeout: 60_000 }, () => {
+void describe('ABI version matrix: daemons', { timeout: HANG_GUARD_MS }, () => {
   void test('a HELLO naming ABI 2 is refused with BAD_ABI, also by a daemon that accepts v0', async () => {
     const daemon = await startDaemon({ args: ['--accept-v0'] })
     try {

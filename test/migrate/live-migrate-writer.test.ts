@@ -10,11 +10,11 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect, connectControl } from '../../src/client/mod.js'
 import { migrateClient, type MigrateProgress } from '../../src/migrate/mod.js'
-import { PAGE, page, Writer, fill, checkAgainstModel, daemonPair } from './live-helpers.js'
+import { HANG_GUARD_MS, PAGE, page, Writer, fill, checkAgainstModel, daemonPair } from './live-helpers.js'
 
-// The timeout turns a stall into a reported failure instead of a hang. The stall this test
+// The hang guard turns a stall into a reported failure instead of a hang. The stall this test
 // used to hit (issue 5) has its own deterministic test in pipeline.test.ts.
-void test('live migration under a writer: every last put arrives, no flush reappears, the client follows', { timeout: 90_000 }, async (t) => {
+void test('live migration under a writer: every last put arrives, no flush reappears, the client follows', { timeout: HANG_GUARD_MS }, async (t) => {
   const [a, b] = await daemonPair()
   try {
     const client = await connect({ path: a.socketPath }, { name: 'writer-1' })

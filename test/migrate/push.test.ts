@@ -21,7 +21,7 @@ import {
 import type { TmemOp } from '../../src/abi/types.js'
 import { SESSION_PUSH, emptySession, type SessionMessage } from '../../src/server/session-frame.js'
 import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
-import { PAGE, Writer, checkAgainstModel, cuttingRelay, daemonPair, fill, page } from './live-helpers.js'
+import { HANG_GUARD_MS, PAGE, Writer, checkAgainstModel, cuttingRelay, daemonPair, fill, page } from './live-helpers.js'
 
 // Return codes as docs/protocol.md lists them for PUSH, retyped here on purpose.
 const EINVAL = -22
@@ -95,7 +95,7 @@ async function persistentPages(control: TmemControlClient): Promise<number> {
   return ((await control.stats()).host as { persistentPages: number }).persistentPages
 }
 
-void test('PUSH sends at most the pages asked for, from the save cursor on, and says how many', { timeout: 60_000 }, async () => {
+void test('PUSH sends at most the pages asked for, from the save cursor on, and says how many', { timeout: HANG_GUARD_MS }, async () => {
   const s = await setup(700)
   try {
     assert.equal(await push(s, { graceMs: 300 }), 300)
@@ -112,7 +112,7 @@ void test('PUSH sends at most the pages asked for, from the save cursor on, and 
   }
 })
 
-void test('PUSH refusals: bad fields, unknown client, unreachable target, target without the client', { timeout: 60_000 }, async () => {
+void test('PUSH refusals: bad fields, unknown client, unreachable target, target without the client', { timeout: HANG_GUARD_MS }, async () => {
   const s = await setup(50)
   try {
     assert.equal(await push(s, { peerId: 0 }), EINVAL, 'no peer id')
@@ -134,7 +134,7 @@ void test('PUSH refusals: bad fields, unknown client, unreachable target, target
   }
 })
 
-void test('PUSH to a target killed part-way fails with EIO and the source keeps every page', { timeout: 60_000 }, async (t) => {
+void test('PUSH to a target killed part-way fails with EIO and the source keeps every page', { timeout: HANG_GUARD_MS }, async (t) => {
   const s = await setup(3000)
   // The PUSH reaches B through a relay that passes its first megabyte (a quarter of the
   // pages) and then kills B: the push is cut part-way by its own bytes, not by a timer.
@@ -151,7 +151,7 @@ void test('PUSH to a target killed part-way fails with EIO and the source keeps 
   }
 })
 
-void test('migration with push and with the relay both move every page; push did the pre-copy', { timeout: 90_000 }, async () => {
+void test('migration with push and with the relay both move every page; push did the pre-copy', { timeout: HANG_GUARD_MS }, async () => {
   for (const mode of [true, false]) {
     const [a, b] = await daemonPair()
     try {
@@ -176,7 +176,7 @@ void test('migration with push and with the relay both move every page; push did
   }
 })
 
-void test('a target given as a connection object is relayed (the source cannot be told where it is)', { timeout: 60_000 }, async () => {
+void test('a target given as a connection object is relayed (the source cannot be told where it is)', { timeout: HANG_GUARD_MS }, async () => {
   const [a, b] = await daemonPair()
   try {
     const client = await connect({ path: a.socketPath }, { name: 'relayed' })
@@ -195,7 +195,7 @@ void test('a target given as a connection object is relayed (the source cannot b
   }
 })
 
-void test('a migration whose PUSH fails part-way rolls back: the source keeps every page and runs on', { timeout: 60_000 }, async () => {
+void test('a migration whose PUSH fails part-way rolls back: the source keeps every page and runs on', { timeout: HANG_GUARD_MS }, async () => {
   const [a, b] = await daemonPair()
   // The target is reached through a relay that kills it once one connection (the source's
   // PUSH; the migrator's own control traffic is a few kilobytes) has carried a megabyte.
