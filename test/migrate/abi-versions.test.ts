@@ -8,7 +8,10 @@
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createConnection } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { connect } from '../../src/client/mod.js'
 import type { Host, TmemOp } from '../../src/index.js'
 import {
@@ -20,6 +23,7 @@ import {
   saveClient,
   saveInvalidations,
 } from '../../src/migrate/mod.js'
+import { runTmem } from '../helpers/cli.js'
 import { startDaemon } from '../helpers/daemon.js'
 import { NaiveBytes } from '../helpers/naive-bytes.js'
 import { CMD, ctrl, F, Guest, gen, newHost, page } from './helpers.js'
@@ -68,6 +72,20 @@ void describe('ABI version matrix: engine and streams', () => {
     assert.equal(v0op(host, 4, gen(CMD.GET, 1, [0x42n, 0n, 0n], 3), new Uint8Array(4096)), EINVAL)
     // Its pool flags carry version 1 now, as a v1 stream would write them.
     assert.equal(host.control(ctrl(16, 4, 1)), F.PRIVATE_PERS)
+  })
+
+  void test('a v1 image restored on an acceptV0 host gives a v1 client', async () => {
+    const source = newHost()
+    const guest = new Guest(source, 6)
+    assert.equal(guest.newPool(F.PRIVATE_PERS), 0)
+    assert.equal(guest.put(0, [1n, 2n, 3n], 4, page(4)), 1)
+    const memory = memorySink()
+    await saveClient(hostChannel(source), 6, memory.sink)
+    const target = newHost({ acceptV0: true })
+    const result = await restoreClient(hostChannel(target), 6, memory.bytes())
+    assert.equal(result.streamVersion, 1)
+    assert.equal(target.stats().clients.find((c) => c.id === 6)?.abi, 1)
+    assert.deepEqual(new Guest(target, 6).get(0, [1n, 2n, 3n], 4), page(4))
   })
 
   void test('a v0 client saved live from an acceptV0 host: a v1 stream with 32-byte invalidations, restored on a default host', async () => {
@@ -126,7 +144,7 @@ void describe('ABI version matrix: daemons', { timeout: HANG_GUARD_MS }, () => {
     }
   })
 
-  void test('a v1 client moves from a daemon that accepts v0 to one that does not', async () => {
+  void test('a v1 client moves from a daemon that accepts v0 to one that does not, and back', async () => {
     const [plain, both] = await Promise.all([startDaemon(), startDaemon({ args: ['--accept-v0'] })])
     try {
       const client = await connect({ path: both.socketPath }, { name: 'modern' })
@@ -136,9 +154,42 @@ void describe('ABI version matrix: daemons', { timeout: HANG_GUARD_MS }, () => {
       assert.equal(result.abi, 1)
       assert.equal(client.address, `unix:${plain.socketPath}`)
       for (let i = 0; i < 10; i++) assert.deepEqual(await client.get(pool, 1n << 80n, i), livePage(i))
+      // And back, to the daemon that accepts v0: still a v1 client.
+      const back = await migrateClient({ source: { path: plain.controlPath }, target: { path: both.controlPath }, client: 'modern' })
+      assert.equal(back.abi, 1)
+      assert.equal(client.address, `unix:${both.socketPath}`)
+      for (let i = 0; i < 10; i++) assert.deepEqual(await client.get(pool, 1n << 80n, i), livePage(i))
       await client.close()
     } finally {
       await Promise.all([both.stop(), plain.stop()])
+    }
+  })
+
+  void test('a v0 client saved to a file comes back as a v1 client: its v0 hello is refused, a v1 one resumes it', async () => {
+    const [source, target] = await Promise.all([startDaemon({ args: ['--accept-v0'] }), startDaemon({ args: ['--accept-v0'] })])
+    const dir = mkdtempSync(join(tmpdir(), 'tmem-abi-'))
+    try {
+      const old = await connect({ path: source.socketPath }, { name: 'old-guest', abi: 0 })
+      const pool = await old.newPool({ persistent: true })
+      for (let i = 0; i < 5; i++) await old.put(pool, 0x5150n, i, livePage(i))
+      const file = join(dir, 'old.tmem')
+      const saved = await runTmem(['save', 'old-guest', file], { controlPath: source.controlPath, killAfterMs: HANG_GUARD_MS })
+      assert.equal(saved.code, 0, saved.stderr)
+      const restored = await runTmem(['restore', 'old-copy', file], { controlPath: target.controlPath, killAfterMs: HANG_GUARD_MS })
+      assert.equal(restored.code, 0, restored.stderr)
+      assert.match(restored.stdout, /from a v1 stream/)
+      const secret = /^secret: ([0-9a-f]{64})$/m.exec(restored.stdout)?.[1]
+      assert.ok(secret, restored.stdout)
+      // The image is v1 (docs/semantics.md "Decision: save stream fixes"), so is the client.
+      await assert.rejects(connect({ path: target.socketPath }, { name: 'old-copy', secret, abi: 0 }), { code: 'EABI' })
+      const copy = await connect({ path: target.socketPath }, { name: 'old-copy', secret })
+      assert.equal(copy.resumed, true)
+      for (let i = 0; i < 5; i++) assert.deepEqual(await copy.get(pool, 0x5150n, i), livePage(i))
+      await copy.close()
+      await old.close()
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+      await Promise.all([source.stop(), target.stop()])
     }
   })
 })
