@@ -27,7 +27,7 @@ import { runTmem } from '../helpers/cli.js'
 import { startDaemon } from '../helpers/daemon.js'
 import { NaiveBytes } from '../helpers/naive-bytes.js'
 import { CMD, ctrl, F, Guest, gen, newHost, page } from './helpers.js'
-import { HANG_GUARD_MS, page as livePage } from './live-helpers.js'
+import { HANG_GUARD_MS, daemonPair, page as livePage } from './live-helpers.js'
 
 const EPERM = -1
 const EINVAL = -22
@@ -145,7 +145,7 @@ void describe('ABI version matrix: daemons', { timeout: HANG_GUARD_MS }, () => {
   })
 
   void test('a v1 client moves from a daemon that accepts v0 to one that does not, and back', async () => {
-    const [plain, both] = await Promise.all([startDaemon(), startDaemon({ args: ['--accept-v0'] })])
+    const [plain, both] = await daemonPair({}, { args: ['--accept-v0'] })
     try {
       const client = await connect({ path: both.socketPath }, { name: 'modern' })
       const pool = await client.newPool({ persistent: true })
@@ -166,7 +166,7 @@ void describe('ABI version matrix: daemons', { timeout: HANG_GUARD_MS }, () => {
   })
 
   void test('a v0 client saved to a file comes back as a v1 client: its v0 hello is refused, a v1 one resumes it', async () => {
-    const [source, target] = await Promise.all([startDaemon({ args: ['--accept-v0'] }), startDaemon({ args: ['--accept-v0'] })])
+    const [source, target] = await daemonPair({ args: ['--accept-v0'] })
     const dir = mkdtempSync(join(tmpdir(), 'tmem-abi-'))
     try {
       const old = await connect({ path: source.socketPath }, { name: 'old-guest', abi: 0 })

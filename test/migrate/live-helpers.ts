@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { createServer, createConnection, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import type { TmemClient } from '../../src/client/mod.js'
-import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
+import { type DaemonHandle, type StartOptions, startDaemon } from '../helpers/daemon.js'
 
 export const PAGE = 4096
 
@@ -145,29 +145,31 @@ export async function checkAgainstModel(client: TmemClient, writer: Writer): Pro
   await Promise.all(checks)
 }
 
-export async function daemonPair(): Promise<[DaemonHandle, DaemonHandle]> {
-  return Promise.all([startDaemon(), startDaemon()])
+/** Two daemons; if one fails to start, the other is stopped (a leaked child would keep the test file from ending). */
+export async function daemonPair(first: StartOptions = {}, second: StartOptions = first): Promise<[DaemonHandle, DaemonHandle]> {
+  const started = await Promise.allSettled([startDaemon(first), startDaemon(second)])
+  if (started[0].status === 'fulfilled' && started[1].status === 'fulfilled') return [started[0].value, started[1].value]
+  for (const result of started) if (result.status === 'fulfilled') await result.value.stop()
+  throw started[0].status === 'rejected' ? started[0].reason : (started[1] as PromiseRejectedResult).reason
 }
 
 
 /**
  * A Unix-socket relay in front of a daemon's socket that plays "the target died part-way":
  * it forwards every connection both ways until one connection has sent `limit` bytes towards
- * the daemon, then forwards nothing more in that direction and calls `cut()` once (the test
- * kills the daemon there). When the daemon's side closes, the relay closes the other side.
- * `cutDone` resolves after `cut()` ran. The cut is an event of the byte stream, not of time:
- * whatever the machine's speed, the target has had exactly `limit` bytes of that connection.
+ * the daemon, then forwards nothing more towards it and calls `cut()` once (the test kills
+ * the daemon there). When the daemon's side closes, the relay closes the other side. `cut`
+ * says whether that happened. The cut is an event of the byte stream, not of time: whatever
+ * the machine's speed, the target has had exactly `limit` bytes of that connection.
  */
 export interface CuttingRelay {
   path: string
-  cutDone: Promise<void>
+  readonly cut: boolean
   close(): Promise<void>
 }
 
 export async function cuttingRelay(dir: string, targetPath: string, limit: number, cut: () => void): Promise<CuttingRelay> {
   const path = join(dir, 'relay.sock')
-  let signal!: () => void
-  const cutDone = new Promise<void>((resolve) => (signal = resolve))
   let cutting = false
   const sockets = new Set<Socket>()
   const server: Server = createServer((inbound) => {
@@ -186,7 +188,6 @@ export async function cuttingRelay(dir: string, targetPath: string, limit: numbe
       sent = limit
       cutting = true
       cut()
-      signal()
     })
     outbound.on('data', (chunk: Buffer) => inbound.write(chunk))
     const closeBoth = (): void => {
@@ -199,7 +200,9 @@ export async function cuttingRelay(dir: string, targetPath: string, limit: numbe
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, resolve))
   return {
     path,
-    cutDone,
+    get cut() {
+      return cutting
+    },
     async close() {
       for (const socket of sockets) socket.destroy()
       await new Promise<void>((resolve) => server.close(() => resolve()))

@@ -20,8 +20,8 @@ import {
 } from '../../src/abi/constants.js'
 import type { TmemOp } from '../../src/abi/types.js'
 import { SESSION_PUSH, emptySession, type SessionMessage } from '../../src/server/session-frame.js'
-import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
-import { HANG_GUARD_MS, PAGE, Writer, checkAgainstModel, cuttingRelay, daemonPair, fill, page } from './live-helpers.js'
+import type { DaemonHandle } from '../helpers/daemon.js'
+import { type CuttingRelay, HANG_GUARD_MS, PAGE, Writer, checkAgainstModel, cuttingRelay, daemonPair, fill, page } from './live-helpers.js'
 
 // Return codes as docs/protocol.md lists them for PUSH, retyped here on purpose.
 const EINVAL = -22
@@ -46,7 +46,7 @@ interface Setup {
 /** `pages` persistent pages in pool 0 of a client on A, pre-copy begun; a restore shell on B. */
 async function setup(pages: number, memory = '64M'): Promise<Setup> {
   const args = ['--memory', memory]
-  const [a, b] = await Promise.all([startDaemon({ args }), startDaemon({ args })])
+  const [a, b] = await daemonPair({ args })
   try {
     return await prepare(a, b, pages)
   } catch (error) {
@@ -138,15 +138,16 @@ void test('PUSH to a target killed part-way fails with EIO and the source keeps 
   const s = await setup(3000)
   // The PUSH reaches B through a relay that passes its first megabyte (a quarter of the
   // pages) and then kills B: the push is cut part-way by its own bytes, not by a timer.
-  const relay = await cuttingRelay(s.a.dir, s.b.controlPath, 1 << 20, () => s.b.process.kill('SIGKILL'))
+  let relay: CuttingRelay | null = null
   try {
+    relay = await cuttingRelay(s.a.dir, s.b.controlPath, 1 << 20, () => s.b.process.kill('SIGKILL'))
     const rc = await push(s, { graceMs: 3000, address: `unix:${relay.path}` })
     t.diagnostic(`PUSH returned ${rc}`)
-    await relay.cutDone
+    assert.ok(relay.cut, 'the relay cut the push part-way')
     assert.equal(rc, EIO)
     assert.equal(await persistentPages(s.source), 3000)
   } finally {
-    await relay.close()
+    await relay?.close()
     await s.close()
   }
 })
@@ -199,8 +200,9 @@ void test('a migration whose PUSH fails part-way rolls back: the source keeps ev
   const [a, b] = await daemonPair()
   // The target is reached through a relay that kills it once one connection (the source's
   // PUSH; the migrator's own control traffic is a few kilobytes) has carried a megabyte.
-  const relay = await cuttingRelay(a.dir, b.controlPath, 1 << 20, () => b.process.kill('SIGKILL'))
+  let relay: CuttingRelay | null = null
   try {
+    relay = await cuttingRelay(a.dir, b.controlPath, 1 << 20, () => b.process.kill('SIGKILL'))
     const client = await connect({ path: a.socketPath }, { name: 'kept' })
     const pools = [await client.newPool({ persistent: true })]
     const writer = new Writer(client, pools)
@@ -211,7 +213,7 @@ void test('a migration whose PUSH fails part-way rolls back: the source keeps ev
       onProgress: (progress) => phases.push(progress.phase),
       progressIntervalMs: 0,
     }).then(() => null, (caught: unknown) => caught)
-    await relay.cutDone
+    assert.ok(relay.cut, 'the relay cut the push part-way')
     assert.ok(error instanceof MigrationError, `got ${String(error)}`)
     assert.equal(error.code, 'EMIGRATE')
     assert.equal(error.phase, 'precopy')
@@ -223,7 +225,7 @@ void test('a migration whose PUSH fails part-way rolls back: the source keeps ev
     await writer.put({ pool: pools[0]!, oid: 5, index: 5 })
     await client.close()
   } finally {
-    await relay.close()
+    await relay?.close()
     await Promise.all([a.stop(), b.stop()])
   }
 })
