@@ -3,7 +3,7 @@
  * the daemon's STATS (the engine's `host.stats()` plus the daemon's session names), and the
  * `--json` form for scripts. Pure functions of a STATS reply, so they are easy to test.
  *
- * Derived figures follow Xen's `xen-tmem-list-parse` (spec §5.7): get hit rate `gs/gt`,
+ * Derived figures follow Xen's `xen-tmem-list-parse` (docs/semantics.md "LIST"): get hit rate `gs/gt`,
  * compression `cb/(cp·4096)`, dedup `Gd/Ep` and `1 − Sc/Ec`, tze `1 − Zt/(Sc·4096)`.
  * A shared pool's counters belong to the pool, not to one sharer: a client's hit rate counts
  * only the pools it owns, so a shared pool is not counted twice. A client's SIZE is its pages

@@ -189,7 +189,7 @@ export class TmemControlClient {
   }
 
   /**
-   * TMEMC_LIST: the exact Xen text (spec §5.7) for one client, or all (0xFFFF). Rejects with a
+   * TMEMC_LIST: the exact Xen text (docs/semantics.md "LIST") for one client, or all (0xFFFF). Rejects with a
    * TmemError when the engine returns a negative rc (an unknown client).
    */
   async list(cliId: number = CLI_ID_NULL, long = false, bufferBytes = LIST_BUFFER_BYTES): Promise<string> {

@@ -8,7 +8,7 @@
  *  - SAVE_BEGIN with arg1 = TMEM_SAVE_PRECOPY starts a pre-copy save: the client is NOT
  *    frozen and duplicate puts are allowed, but every persistent page put, replaced or
  *    removed is logged (pool id, oid, index) in the client's change log (the invalidated
- *    list of spec §6.1, widened to puts).
+ *    list of docs/semantics.md "Save subops", widened to puts).
  *  - SAVE_GET_PAGES copies the next persistent pages of a pool, oldest first, as many as fit.
  *  - SAVE_GET_CHANGES drains the change log with each handle's current content (or "absent").
  *  - RESTORE_PAGES applies such a batch on the target.
@@ -55,7 +55,7 @@ export class ChangeLog implements ChangeHook {
     this.#core = core
   }
 
-  /** Logs a persistent page of a migrating client as changed (spec §6.1; puts for pre-copy). */
+  /** Logs a persistent page of a migrating client as changed (docs/semantics.md "Save subops"; puts for pre-copy). */
   pageChanged(pool: Pool, oid: Uint32Array, base: number, index: number): void {
     pool.owner.invalidated.push({ poolId: pool.poolId, oid: oid.slice(base, base + 6), index })
   }

@@ -1,6 +1,6 @@
 /**
- * TMEM_CONTROL sub-operations (spec §5.2 and §6.1): freeze/thaw/destroy, flush, list,
- * weight/cap/compress, freeable memory, and the save/restore subops with the D4 fixes (every
+ * TMEM_CONTROL sub-operations (docs/semantics.md "Control subops", "Save subops"): freeze/thaw/destroy, flush, list,
+ * weight/cap/compress, freeable memory, and the save/restore subops with the docs/semantics.md "Decision: save stream fixes" fixes (every
  * persistent page exactly once, oldest first; saved pool flags carry the version; unknown
  * clients and pools give -1). Control plane: may allocate.
  */
@@ -202,7 +202,7 @@ export class Control {
   }
 
   /**
-   * TMEMC_FLUSH (spec §4.5, §5.5): evicts until the free list holds `kb` (rounded up to
+   * TMEMC_FLUSH (docs/semantics.md "Flush and freeable memory"): evicts until the free list holds `kb` (rounded up to
    * pages), then hands the whole free list back to the host and releases empty arenas.
    * Returns the free list's size before the hand-back, in KiB.
    */
@@ -246,7 +246,7 @@ export class Control {
     client.precopy = mode === TMEM_SAVE_PRECOPY
     client.frozen = client.precopy ? client.frozen : true
     client.liveMigrating = mode !== 0
-    // A live save logs the client's persistent page changes from here on (spec §6.1).
+    // A live save logs the client's persistent page changes from here on (docs/semantics.md "Save subops").
     if (client.liveMigrating) this.#core.changeLog = this.#changeLog
     client.invalidated.length = 0
     client.invalidatedCursor = 0
@@ -254,7 +254,7 @@ export class Control {
     return 1
   }
 
-  /** SAVE_GET_NEXT_PAGE: the next persistent page after the cursor, oldest first (D4). */
+  /** SAVE_GET_NEXT_PAGE: the next persistent page after the cursor, oldest first (docs/semantics.md "Decision: save stream fixes"). */
   #nextPage(
     version: 0 | 1,
     client: Client,

@@ -1,6 +1,6 @@
 /**
  * The engine core: the one owner of the page store, the frames and payloads, the LRU heads,
- * the client and pool tables and the counters, and the page commands of spec §3.3-3.7 on them:
+ * the client and pool tables and the counters, and the page commands of docs/semantics.md "Guest commands" on them:
  * put (with the duplicate-put coherency rule), get (destructive on private ephemeral pools),
  * flush page and flush object, and the page removal they share with eviction and pool
  * destruction.
@@ -17,7 +17,7 @@
  *          ├─ Placement (placement.ts: plain frame or payload store, release)
  *          └─ changeLog (a ChangeHook set by whoever runs a live migration)
  *
- * Memory (spec §4, D5, D6, D12): the host has a budget of frames. Ephemeral pages are on a
+ * Memory (docs/semantics.md "Memory", "Decision: eviction quota", "Decision: cap", "Decision: memory budget"): the host has a budget of frames. Ephemeral pages are on a
  * global LRU and their owner's LRU; persistent pages are never evicted. When a frame is needed
  * and none is free, eviction makes room; a persistent put that still finds no room returns
  * -ENOMEM.
@@ -39,7 +39,7 @@ export { FILL_COPY, FILL_RANGE, FILL_ZERO, type Fill, type PageWindow } from './
 
 /**
  * The core's hook for live migration: told about every persistent page put, replaced or
- * removed while its owner is being migrated (spec §6.1, widened to puts for pre-copy). The
+ * removed while its owner is being migrated (docs/semantics.md "Save subops", widened to puts for pre-copy). The
  * page is named by pool, the oid words at `oid[base..base+6]`, and its index.
  */
 export interface ChangeHook {
@@ -101,7 +101,7 @@ export class Core {
   // Commands.
 
   /**
-   * PUT_PAGE / NEW_PAGE / WRITE and restore puts (spec §3.3): page (`oid`, `index`) of `pool`
+   * PUT_PAGE / NEW_PAGE / WRITE and restore puts (docs/semantics.md "Put"): page (`oid`, `index`) of `pool`
    * from `data[dataOffset..]` (or the frame `window.cmfn` resolves to when `data` is null).
    */
   put(
@@ -133,7 +133,7 @@ export class Core {
       return -EFAULT
     }
     const sourceOffset = data === null ? 0 : dataOffset
-    // The object being written is spared by the cap's evictions too (D5): evicting its last
+    // The object being written is spared by the cap's evictions too (docs/semantics.md "Decision: eviction quota"): evicting its last
     // page would free the object this put is about to insert into.
     if (!pool.persistent && !this.eviction.makeRoomUnderCap(owner, object)) {
       pool.noMemoryPuts++
@@ -191,7 +191,7 @@ export class Core {
     if (++counters.pageCount > counters.pageMax) counters.pageMax++
   }
 
-  /** The duplicate-put rule (spec §3.3.1): replace and return 1, or fail and drop the page. */
+  /** The duplicate-put rule (docs/semantics.md "Duplicate put"): replace and return 1, or fail and drop the page. */
   #duplicatePut(
     caller: Client,
     pool: Pool,
@@ -231,7 +231,7 @@ export class Core {
 
   /**
    * The caller's page: `data` when given (null when `dataOffset` does not leave a whole page
-   * in it), else the embedder's frame resolver for frame `cmfn` (D15), null for a bad frame.
+   * in it), else the embedder's frame resolver for frame `cmfn` (docs/semantics.md "Decision: guest frames"), null for a bad frame.
    */
   #resolve(caller: Client, data: Uint8Array | null, dataOffset: number, cmfn: bigint, writable: boolean): Uint8Array | null {
     if (data !== null) {
@@ -259,7 +259,7 @@ export class Core {
     return -ENOMEM
   }
 
-  /** GET_PAGE / READ (spec §3.4, D11): page (`oid`, `index`) of `pool` into `data[dataOffset..]`. */
+  /** GET_PAGE / READ (docs/semantics.md "Get", "Decision: get with a bad frame"): page (`oid`, `index`) of `pool` into `data[dataOffset..]`. */
   get(
     caller: Client,
     pool: Pool,
@@ -315,7 +315,7 @@ export class Core {
     listAppend(store.clientPrev, store.clientNext, owner.lru, slot)
   }
 
-  /** FLUSH_PAGE (spec §3.5): performed even for a frozen owner, which then gets -EFROZEN. */
+  /** FLUSH_PAGE (docs/semantics.md "Flush page"): performed even for a frozen owner, which then gets -EFROZEN. */
   flushPage(pool: Pool, oid: Uint32Array, index: number): number {
     const store = this.store
     pool.flushes++
@@ -330,7 +330,7 @@ export class Core {
     return pool.owner.frozen ? -EFROZEN : 1
   }
 
-  /** FLUSH_OBJECT (spec §3.6). */
+  /** FLUSH_OBJECT (docs/semantics.md "Flush object"). */
   flushObject(pool: Pool, oid: Uint32Array): number {
     pool.flushObjects++
     const object = this.store.objectLookup(pool.gid, oid)

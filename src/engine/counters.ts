@@ -1,5 +1,5 @@
 /**
- * The host-wide counters of the LIST `G=` line (spec §7.1). The core owns one instance and is
+ * The host-wide counters of the LIST `G=` line (docs/semantics.md "Statistics"). The core owns one instance and is
  * the only writer on the data plane; control, list and stats read it.
  */
 export class GlobalCounters {

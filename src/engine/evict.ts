@@ -1,17 +1,17 @@
 /**
- * Eviction of ephemeral pages (spec §4.3-4.4, D5, D6, D12).
+ * Eviction of ephemeral pages (docs/semantics.md "Eviction", "Minimum reserve", "Decision: eviction quota", "Decision: cap", "Decision: memory budget").
  *
  * Every ephemeral page sits on two intrusive lists: the global LRU and the LRU of the client
  * that owns its pool, oldest at the head. A new put appends at both tails; a shared-pool hit
  * moves the page to both tails; a duplicate put leaves it where it is. To evict, the caller's
  * own LRU is used when the caller holds more than its weighted share of ephemeral pages
- * (`C * T > G * W`, the documented intent, D5); otherwise, or when none of its pages is
+ * (`C * T > G * W`, the documented intent, docs/semantics.md "Decision: eviction quota"); otherwise, or when none of its pages is
  * eligible, the global LRU. A page is not eligible while its object is the one the current
  * put is writing (so a put never evicts its own object) or while its pool is being destroyed.
- * A client cap (D6) makes a put first evict that client's own oldest page.
+ * A client cap (docs/semantics.md "Decision: cap") makes a put first evict that client's own oldest page.
  *
  * With dedup on, a page whose content is shared by more than one page gets a second chance:
- * the first time eviction reaches it, it moves to the LRU tails instead (spec §4.3).
+ * the first time eviction reaches it, it moves to the LRU tails instead (docs/semantics.md "Eviction").
  *
  * Bound: one scan inspects at most EVICT_SCAN_MAX pages. Only pages of the object in flight,
  * of a dying pool, or taking their second chance are skipped, so the bound is reached only
@@ -30,7 +30,7 @@ import type { ResolvedHostOptions } from './options.js'
 import { type ListHead, listAppend, listUnlink, NONE, SLOT_CONTENT, SLOT_SECOND_CHANCE, type Store } from './store.js'
 import { assert } from '../util/assert.js'
 
-/** Failed evictions after which the minimum-reserve loop gives up (spec §4.4). */
+/** Failed evictions after which the minimum-reserve loop gives up (docs/semantics.md "Minimum reserve"). */
 export const RESERVE_FAILURES_MAX = 11
 
 /**
@@ -67,7 +67,7 @@ export class Eviction {
     this.#state = state
   }
 
-  /** The minimum-reserve step before PUT and NEW_PAGE (spec §4.4). */
+  /** The minimum-reserve step before PUT and NEW_PAGE (docs/semantics.md "Minimum reserve"). */
   reserve(caller: Client): void {
     const frames = this.#state.frames
     const reserve = this.#state.options.reservePages
@@ -79,7 +79,7 @@ export class Eviction {
   }
 
   /**
-   * Evicts one ephemeral page (spec §4.3 with D5). `ownOnly` restricts the choice to the
+   * Evicts one ephemeral page (docs/semantics.md "Eviction", "Decision: eviction quota"). `ownOnly` restricts the choice to the
    * caller's own LRU (the cap rule); pages of object `spared` are skipped. Returns true when a
    * page was evicted.
    */
@@ -124,7 +124,7 @@ export class Eviction {
     return frame
   }
 
-  /** The cap rule (D6): returns false when the owner is at its cap and cannot evict its own. */
+  /** The cap rule (docs/semantics.md "Decision: cap"): returns false when the owner is at its cap and cannot evict its own. */
   makeRoomUnderCap(owner: Client, spared: number): boolean {
     const cap = owner.cap
     if (cap === 0) return true
@@ -175,7 +175,7 @@ export class Eviction {
         if (!this.#takesSecondChance(pool, slot)) return slot
         // A page moved to the tail comes round again later in this scan, unless it already
         // was the tail: look at it again now, or an eviction with an evictable page left
-        // would fail (and a cap or persistent put with it, D6, D12).
+        // would fail (and a cap or persistent put with it, docs/semantics.md "Decision: cap", "Decision: memory budget").
         if (following === NONE) continue
       }
       slot = following
@@ -183,7 +183,7 @@ export class Eviction {
     return NONE
   }
 
-  /** Dedup second chance: a shared content's page moves to the LRU tails once (spec §4.3). */
+  /** Dedup second chance: a shared content's page moves to the LRU tails once (docs/semantics.md "Eviction"). */
   #takesSecondChance(pool: Pool, slot: number): boolean {
     const state = this.#state
     const store = state.store

@@ -12,7 +12,7 @@
  * and the caller's buffer to the core as arguments. No object, view or closure is created per
  * page.
  *
- * Before a PUT or NEW_PAGE the minimum-reserve step (spec §4.4) evicts while fewer than
+ * Before a PUT or NEW_PAGE the minimum-reserve step (docs/semantics.md "Minimum reserve") evicts while fewer than
  * `reservePages` frames are free.
  */
 import {
@@ -189,7 +189,7 @@ export class Host {
     return true
   }
 
-  /** The exact TMEMC_LIST text (spec §5.7). `cliId` 0xFFFF lists every client. */
+  /** The exact TMEMC_LIST text (docs/semantics.md "LIST"). `cliId` 0xFFFF lists every client. */
   listText(cliId = 0xffff, long = false): string {
     return renderList(this.core, cliId, long, Number.MAX_SAFE_INTEGER)
   }
@@ -222,7 +222,7 @@ export class Host {
     if (!Number.isInteger(clientId) || clientId < 0 || clientId > CLIENT_ID_MAX) {
       return this.#fail(-EINVAL)
     }
-    // Privileged commands never create a client for the caller (spec §3.0 step 5, D2).
+    // Privileged commands never create a client for the caller (docs/semantics.md "Dispatch" step 5, docs/semantics.md "Decision: who is who").
     if (s.cmd === TMEM_CONTROL || s.cmd === TMEM_AUTH || s.cmd === TMEM_RESTORE_NEW) {
       return this.#fail(-EPERM)
     }
@@ -232,7 +232,7 @@ export class Host {
       case TMEM_NEW_POOL:
         return this.#fail(this.#pools.create(client, -1, s.flags, s.uuidLo, s.uuidHi))
       case TMEM_DESTROY_POOL: {
-        // Timed as a flush, whatever the result (spec §3.0 step 9).
+        // Timed as a flush, whatever the result (docs/semantics.md "Dispatch" step 9).
         const start = this.#startTimer()
         const rc = this.#pools.destroyByGuest(client, s.poolId)
         this.#time(client, TIME_FLUSH, start)
@@ -247,12 +247,12 @@ export class Host {
       case TMEM_FLUSH_OBJECT:
         return this.#fail(this.#pageCommand(s, client, data, dataOffset))
       default:
-        // TMEM_XCHG and unknown commands (D8).
+        // TMEM_XCHG and unknown commands (docs/semantics.md "Decision: legacy and unknown commands").
         return this.#fail(-ENOSYS)
     }
   }
 
-  /** A page command of op `s` for `client`, timed (spec §3.3-3.7, §5.7 `T=`). */
+  /** A page command of op `s` for `client`, timed (docs/semantics.md "Guest commands", "LIST" `T=`). */
   #pageCommand(s: OpScratch, client: Client, data: Uint8Array | null, dataOffset: number): number {
     const slot = s.poolId >>> 0
     const pool = slot < MAX_POOLS_PER_DOMAIN ? client.pools[slot] : null
@@ -309,7 +309,7 @@ export class Host {
     return this.options.clockNs()
   }
 
-  /** Records an op against the `T=` line and the caller's `Tc` (spec §5.7). */
+  /** Records an op against the `T=` line and the caller's `Tc` (docs/semantics.md "LIST"). */
   #time(client: Client, tag: number, start: number): void {
     const times = this.core.times
     if (start < 0) {
@@ -340,7 +340,7 @@ export class Host {
   }
 }
 
-/** The 2012 range rule for READ/WRITE (D8). */
+/** The 2012 range rule for READ/WRITE (docs/semantics.md "Decision: legacy and unknown commands"). */
 function rangeValid(s: OpScratch): boolean {
   if (s.tmemOffset > PAGE_SIZE || s.pfnOffset > PAGE_SIZE || s.len > PAGE_SIZE) return false
   if (s.len !== 0 && (s.tmemOffset + s.len > PAGE_SIZE || s.pfnOffset + s.len > PAGE_SIZE)) {

@@ -1,5 +1,5 @@
 /**
- * TMEMC_LIST text (spec §5.7, D14): the exact Xen format, every line well formed. Lines are
+ * TMEMC_LIST text (docs/semantics.md "LIST", "Decision: LIST format"): the exact Xen format, every line well formed. Lines are
  * tagged `G=`, `S=`, `C=`, `P=`, `T=`; items are `key:value`, comma separated; the long form
  * appends a second group. A line is emitted only if it fits in the room left in the caller's
  * buffer (with its NUL); a line that does not fit ends its section. Radix-tree node counts

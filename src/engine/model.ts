@@ -8,7 +8,7 @@ import { MAX_GLOBAL_SHARED_POOLS, MAX_POOLS_PER_DOMAIN } from '../abi/constants.
 import { assert } from '../util/assert.js'
 import { type ListHead, newListHead, NONE } from './store.js'
 
-/** One record of the invalidated list kept while a client is live-migrating (spec §6.1). */
+/** One record of the invalidated list kept while a client is live-migrating (docs/semantics.md "Save subops"). */
 export interface Invalidation {
   poolId: number
   oid: Uint32Array
@@ -71,7 +71,7 @@ export class Pool {
   sharedSlot = -1
   /** Clients sharing the pool in join order (a client that joined twice appears twice). */
   readonly sharers: Client[] = []
-  /** Set while the pool is being destroyed: its pages are not eviction candidates (D9). */
+  /** Set while the pool is being destroyed: its pages are not eviction candidates (docs/semantics.md "Decision: dying pools and ownership"). */
   destroying = false
   readonly objects: ListHead = newListHead()
   /** Persistent pages in put order (used by save). */
@@ -116,13 +116,13 @@ export class Pool {
 
 /**
  * The host's pool table: every live pool by `gid` (what the object columns store), the free
- * gids, and the host-wide shared-pool table (spec §1.5). Owned by the core; `pools.ts`
+ * gids, and the host-wide shared-pool table (docs/semantics.md "Data model"). Owned by the core; `pools.ts`
  * creates and destroys the pools in it.
  */
 export class PoolTable {
   readonly #byGid: (Pool | null)[] = []
   readonly #freeGids: number[] = []
-  /** The host-wide shared pool table (spec §1.5). */
+  /** The host-wide shared pool table (docs/semantics.md "Data model"). */
   readonly shared: (Pool | null)[] = new Array<Pool | null>(MAX_GLOBAL_SHARED_POOLS).fill(null)
 
   byGid(gid: number): Pool {
@@ -166,7 +166,7 @@ export const TIME_DECOMPRESS = 8
 
 const MIN_UNUSED = 2147483647
 
-/** Count, total, max and min of elapsed time per category (spec §5.7 `T=`). */
+/** Count, total, max and min of elapsed time per category (docs/semantics.md "LIST" `T=`). */
 export class TimeStats {
   readonly count = new Float64Array(TIME_TAGS.length)
   readonly total = new Float64Array(TIME_TAGS.length)

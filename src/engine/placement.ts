@@ -42,7 +42,7 @@ export type Fill = typeof FILL_COPY | typeof FILL_ZERO | typeof FILL_RANGE
 
 /**
  * The caller's side of a page op beyond its buffer: the guest frame number the frame resolver
- * takes when the op carries no buffer (D15), and the READ/WRITE window (spec §3.3, §3.4).
+ * takes when the op carries no buffer (docs/semantics.md "Decision: guest frames"), and the READ/WRITE window (docs/semantics.md "Put", "Get").
  * `OpScratch` is one; restore paths pass theirs.
  */
 export interface PageWindow {
@@ -94,7 +94,7 @@ export class Placement {
 
   /**
    * Stores a new page for `caller` into `out`, evicting (never object `spared`) as needed.
-   * `fresh` is false for a duplicate put, which counts neither `cn` nor `cm` (spec §7.2).
+   * `fresh` is false for a duplicate put, which counts neither `cn` nor `cm` (docs/semantics.md "Statistics").
    * False when there was no room.
    */
   store(
@@ -197,7 +197,7 @@ export class Placement {
     payloads.release(frame, offset, kind)
   }
 
-  /** The density path: dedup, fill word, compression, tze (spec §4.7). */
+  /** The density path: dedup, fill word, compression, tze (docs/semantics.md "Space savers"). */
   #storeDense(caller: Client, pool: Pool, spared: number, fresh: boolean, out: StoredPage): boolean {
     const { payloads, contents, counters } = this.#state
     const owner = pool.owner

@@ -1,6 +1,6 @@
 /**
- * Pools: creation with the flag validation and shared-pool rules of spec §3.1 (D3, D7),
- * destruction (§3.2, D9, D10) and shared-pool authorisation (TMEM_AUTH, §5.6). The pool
+ * Pools: creation with the flag validation and shared-pool rules of docs/semantics.md "New pool" (docs/semantics.md "Decision: v0 clients", "Decision: shared pools"),
+ * destruction (docs/semantics.md "Destroy pool", "Decision: dying pools and ownership", "Decision: destroy during migration") and shared-pool authorisation (TMEM_AUTH, docs/semantics.md "Shared-pool authorisation"). The pool
  * records live in the core's `PoolTable`; this file decides who may create, join and destroy
  * them. Control plane: may allocate.
  */
@@ -49,7 +49,7 @@ export class Pools {
     if ((flags & TMEM_POOL_RESERVED_BITS) !== 0) return -EPERM
     const persistent = (flags & TMEM_POOL_PERSIST) !== 0
     let shared = (flags & TMEM_POOL_SHARED) !== 0
-    if (shared && persistent) return -EPERM // shared persistent pools are refused (D7)
+    if (shared && persistent) return -EPERM // shared persistent pools are refused (docs/semantics.md "Decision: shared pools")
     if (slot < 0) {
       slot = client.pools.indexOf(null)
       if (slot < 0) return -EPERM
@@ -64,7 +64,7 @@ export class Pools {
     return slot
   }
 
-  /** The ABI version a client's pool flags must carry (D3). */
+  /** The ABI version a client's pool flags must carry (docs/semantics.md "Decision: v0 clients"). */
   #expectedVersion(client: Client): number {
     return client.abi === 0 && this.#core.options.acceptV0 ? 0 : 1
   }
@@ -104,7 +104,7 @@ export class Pools {
     return slot
   }
 
-  /** TMEM_DESTROY_POOL from a guest (spec §3.2, D10). Returns 1, or 0 for no pool. */
+  /** TMEM_DESTROY_POOL from a guest (docs/semantics.md "Destroy pool", "Decision: destroy during migration"). Returns 1, or 0 for no pool. */
   destroyByGuest(client: Client, poolId: number): number {
     const slot = poolId >>> 0
     if (slot >= MAX_POOLS_PER_DOMAIN) return 0
@@ -126,7 +126,7 @@ export class Pools {
   }
 
   /**
-   * A sharer leaves a shared pool: its objects go, ownership may pass on (D9). Returns true
+   * A sharer leaves a shared pool: its objects go, ownership may pass on (docs/semantics.md "Decision: dying pools and ownership"). Returns true
    * when nobody is left and the pool must be destroyed.
    */
   #leaveShared(client: Client, pool: Pool): boolean {
@@ -148,7 +148,7 @@ export class Pools {
   }
 
   /**
-   * Moves only this pool's pages between the two clients' LRUs and counts (D9), including the
+   * Moves only this pool's pages between the two clients' LRUs and counts (docs/semantics.md "Decision: dying pools and ownership"), including the
    * compressed pages and bytes (`cp`/`cb`), which are released against the new owner later.
    */
   #transferOwnership(pool: Pool, heir: Client): void {
@@ -182,7 +182,7 @@ export class Pools {
     assert(pool.pageCount === 0, 'Pools destroyed pool still has pages')
   }
 
-  /** TMEM_AUTH (spec §5.6): 1 = authorise, 0 = revoke, other non-zero = authorise. */
+  /** TMEM_AUTH (docs/semantics.md "Shared-pool authorisation"): 1 = authorise, 0 = revoke, other non-zero = authorise. */
   auth(cliId: number, uuidLo: bigint, uuidHi: bigint, flag: number): number {
     if (cliId === 0xffff) {
       this.#core.globalAuth = flag !== 0

@@ -1,5 +1,5 @@
 /**
- * Save and restore of tmem clients as the Xen v1 stream (spec §6, D4), and live migration
+ * Save and restore of tmem clients as the Xen v1 stream (docs/semantics.md "Save and restore", "Decision: save stream fixes"), and live migration
  * between daemons. Re-exports only; docs/save-restore.md and docs/migration.md are the guides.
  */
 export { type ControlChannel, type ControlHost, CLI_ID_MAX, hostChannel } from './channel.js'

@@ -1,6 +1,6 @@
 /**
- * Save: drives the save subops of a host (spec §6.1) and writes the Xen v1 tmem stream of
- * spec §6.2 byte for byte, with the D4 fixes: every persistent page exactly once, oldest
+ * Save: drives the save subops of a host (docs/semantics.md "Save subops") and writes the Xen v1 tmem stream of
+ * docs/semantics.md "Save stream" byte for byte, with the docs/semantics.md "Decision: save stream fixes" fixes: every persistent page exactly once, oldest
  * first; pool flags with the version bits; a page with the all-ones OID fails the save with a
  * named error instead of writing a record that reads back as the page terminator.
  *
@@ -95,7 +95,7 @@ export interface SaveToFileResult extends SaveResult {
 
 /** The tool buffer of SAVE_GET_NEXT_PAGE: a v1 tmem_handle, then the page. */
 const PAGE_BUFFER_BYTES = TMEM_HANDLE_BYTES_V1 + PAGE_SIZE
-// Offsets in a v1 tmem_handle (spec §2.8).
+// Offsets in a v1 tmem_handle (docs/semantics.md "Op layout").
 const HANDLE_POOL_ID = 0
 const HANDLE_INDEX = 4
 const HANDLE_OID = 8
@@ -170,7 +170,7 @@ async function writeSection(
     throw new SaveError('ESAVE', { cliId, step: 'TMEMC_SAVE_GET_MAXPOOLS', rc: maxPools }, `the host reports ${maxPools} pools per client; a stream carries at most ${MAX_POOLS_PER_DOMAIN}`)
   }
   const clientFlags = await query(TMEMC_SAVE_GET_CLIENT_FLAGS, 'TMEMC_SAVE_GET_CLIENT_FLAGS')
-  // Weight and cap 0xFFFFFFFF come back as -2 (spec §6.1) and are written as such, as Xen does.
+  // Weight and cap 0xFFFFFFFF come back as -2 (docs/semantics.md "Save subops") and are written as such, as Xen does.
   const weight = await query(TMEMC_SAVE_GET_CLIENT_WEIGHT, 'TMEMC_SAVE_GET_CLIENT_WEIGHT')
   const cap = await query(TMEMC_SAVE_GET_CLIENT_CAP, 'TMEMC_SAVE_GET_CLIENT_CAP')
 
@@ -296,7 +296,7 @@ async function planPools(ctrl: Ctrl, cliId: number, maxPools: number): Promise<P
 }
 
 /**
- * Writes the invalidation section of a live save (spec §6.3): marker -6, one record (u32
+ * Writes the invalidation section of a live save (docs/semantics.md "Live save"): marker -6, one record (u32
  * pool id, 24-byte OID, u32 index) per page the client removed since SAVE_BEGIN, and -1.
  * Then, unless `end: false`, SAVE_END ends the live save (the client gets its frozen state
  * back). On failure SAVE_END is called as well.

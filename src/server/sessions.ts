@@ -1,5 +1,5 @@
 /**
- * Who is who (spec D2): the daemon, never the client, decides which tmem client (Xen's
+ * Who is who (docs/semantics.md "Decision: who is who"): the daemon, never the client, decides which tmem client (Xen's
  * domain id) a connection is. A session binds a client name to a client id and a secret; the
  * secret is handed out at the first hello and proves a reconnecting process is the same client.
  *
