@@ -17,7 +17,8 @@ import type { TmemControlClient } from '../client/control.js'
 import { networkChannel } from '../migrate/net.js'
 import { MigrateError } from '../migrate/errors.js'
 import { restoreClient } from '../migrate/restore.js'
-import { saveClientToFile } from '../migrate/save.js'
+import { saveClientToSink } from '../migrate/save.js'
+import { openFileSink, writableFileSink } from '../migrate/sink.js'
 import type { Progress } from '../migrate/progress.js'
 import {
   BIND_HOLD,
@@ -79,13 +80,18 @@ export function registerSaveCommand(program: Command): void {
     .command('save')
     .description("Save a client's tmem state to FILE (the Xen v1 save stream)")
     .argument('<client>', 'client id (a number) or client name')
-    .argument('<file>', 'where to write the stream (written atomically)')
+    .argument('<file>', 'where to write the stream: a file (written atomically), a FIFO or device, or - for stdout')
     .option('--live', 'Xen live save: the client keeps running; pages it removes meanwhile go in the -6 section')
     .option('-q, --quiet', 'no progress on stderr')
   addControlOptions(command)
     .addHelpText('after', `
 Every persistent page is written exactly once; ephemeral pools are recorded empty, as in
 Xen. The client is frozen during a plain save and gets its state back afterwards.
+
+FILE keeps its kind: a regular file (or a new one) appears only when the whole stream is
+written (a temporary file beside it is renamed over it); a FIFO or character device is
+written in place; a symlink's target is written and the link kept; - writes to stdout (the
+summary line then goes to stderr). A directory or socket is refused.
 
 Examples:
   $ tmem save web-1 /var/lib/tmem/web-1.tmem
@@ -99,7 +105,8 @@ Examples:
       const reporter = progressReporter(options.quiet === true)
       const line = await withControl(self, async (control) => {
         const { selection } = await selectClient(control, arg, 'save')
-        const result = await saveClientToFile(networkChannel(control), selection.cliId, file, {
+        const sink = file === '-' ? writableFileSink(process.stdout) : await openFileSink(file)
+        const result = await saveClientToSink(networkChannel(control), selection.cliId, sink, {
           live: options.live === true,
           onProgress: reportProgress(reporter),
         }).catch((error: unknown) => {
@@ -114,7 +121,7 @@ Examples:
         return `saved ${selection.label}: ${result.pools} pools, ${result.pages} pages${invalidations}, ` +
           `${formatBytes(result.bytes)} to ${file} in ${seconds.toFixed(1)} s (${formatRate(result.bytes / Math.max(seconds, 1e-6))})`
       })
-      process.stdout.write(`${line}\n`)
+      ;(file === '-' ? process.stderr : process.stdout).write(`${line}\n`)
     })
 }
 
