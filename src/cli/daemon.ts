@@ -43,6 +43,7 @@ interface DaemonCliOptions {
   metrics?: string
   maxConnections: string
   maxControlConnections: string
+  tcpHelloTimeout: string
   logLevel: string
   acceptV0?: boolean
   compress?: boolean
@@ -109,14 +110,19 @@ export function registerDaemonCommand(program: Command): void {
         '(env TMEM_GLOBAL_SHARED_AUTH=1)'),
     )
     .addOption(
-      new Option('--max-connections <n>', 'client connections at once')
+      new Option('--max-connections <n>', 'client connections at once, per client listener (socket, TCP)')
         .env('TMEM_MAX_CONNECTIONS')
         .default('1024'),
     )
     .addOption(
-      new Option('--max-control-connections <n>', 'control connections at once')
+      new Option('--max-control-connections <n>', 'control connections at once, per control listener (socket, TCP)')
         .env('TMEM_MAX_CONTROL_CONNECTIONS')
         .default('16'),
+    )
+    .addOption(
+      new Option('--tcp-hello-timeout <duration>', 'a TCP connection that has not said hello by then is closed')
+        .env('TMEM_TCP_HELLO_TIMEOUT')
+        .default('2s'),
     )
     .addOption(
       new Option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace, silent')
@@ -151,6 +157,7 @@ export function resolveDaemonOptions(options: DaemonCliOptions, env: NodeJS.Proc
     acceptV0: flags('acceptV0'),
     connectionCountMax: positiveInteger(options.maxConnections, '--max-connections'),
     controlConnectionCountMax: positiveInteger(options.maxControlConnections, '--max-control-connections'),
+    tcpHelloTimeoutMs: positiveDuration(options.tcpHelloTimeout, '--tcp-hello-timeout'),
   }
   if (config.socketPath === null && config.listen === null) {
     throw new UsageError('The daemon needs a client endpoint: --socket or --listen')
@@ -254,6 +261,12 @@ function positiveInteger(value: string, name: string): number {
   const number = Number(value)
   if (!Number.isInteger(number) || number < 1) throw new UsageError(`${name} must be a positive integer`)
   return number
+}
+
+function positiveDuration(value: string, name: string): number {
+  const ms = usage(() => parseDuration(value))
+  if (ms < 1) throw new UsageError(`${name} must be longer than 0`)
+  return ms
 }
 
 /** Runs a parser, turning its RangeError into a usage error (exit 2). */
