@@ -19,6 +19,7 @@ import {
   parseSize,
 } from '../server/config.js'
 import { Daemon, type DaemonConfig } from '../server/daemon.js'
+import { CLIENTS_PER_ENDPOINT_MAX, DETACHED_CLIENTS_MAX, FRAME_IDLE_TIMEOUT_MS } from '../server/client-limits.js'
 import { EXIT_FAILED, UsageError } from './exit.js'
 
 type FlagOption = 'acceptV0' | 'compress' | 'dedup' | 'tze' | 'globalSharedAuth'
@@ -44,6 +45,9 @@ interface DaemonCliOptions {
   maxConnections: string
   maxControlConnections: string
   tcpHelloTimeout: string
+  maxClientsPerEndpoint: string
+  maxDetachedClients: string
+  frameIdleTimeout: string
   logLevel: string
   acceptV0?: boolean
   compress?: boolean
@@ -125,6 +129,21 @@ export function registerDaemonCommand(program: Command): void {
         .default('2s'),
     )
     .addOption(
+      new Option('--max-clients-per-endpoint <n>', 'clients made through the Unix socket, and through TCP, each (attached or in grace)')
+        .env('TMEM_MAX_CLIENTS_PER_ENDPOINT')
+        .default(String(CLIENTS_PER_ENDPOINT_MAX)),
+    )
+    .addOption(
+      new Option('--max-detached-clients <n>', 'clients in their grace period; past this the oldest detached is reaped')
+        .env('TMEM_MAX_DETACHED_CLIENTS')
+        .default(String(DETACHED_CLIENTS_MAX)),
+    )
+    .addOption(
+      new Option('--frame-idle-timeout <duration>', 'a connection with a frame half sent and nothing more is closed after this (up to twice)')
+        .env('TMEM_FRAME_IDLE_TIMEOUT')
+        .default(`${FRAME_IDLE_TIMEOUT_MS / 1000}s`),
+    )
+    .addOption(
       new Option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace, silent')
         .env('TMEM_LOG_LEVEL')
         .default('info'),
@@ -158,6 +177,9 @@ export function resolveDaemonOptions(options: DaemonCliOptions, env: NodeJS.Proc
     connectionCountMax: positiveInteger(options.maxConnections, '--max-connections'),
     controlConnectionCountMax: positiveInteger(options.maxControlConnections, '--max-control-connections'),
     tcpHelloTimeoutMs: positiveDuration(options.tcpHelloTimeout, '--tcp-hello-timeout'),
+    clientsPerEndpointMax: positiveInteger(options.maxClientsPerEndpoint, '--max-clients-per-endpoint'),
+    detachedClientsMax: positiveInteger(options.maxDetachedClients, '--max-detached-clients'),
+    frameIdleTimeoutMs: positiveDuration(options.frameIdleTimeout, '--frame-idle-timeout'),
   }
   if (config.socketPath === null && config.listen === null) {
     throw new UsageError('The daemon needs a client endpoint: --socket or --listen')

@@ -43,6 +43,7 @@ import type { HostLike } from './host-like.js'
 import { Metrics, type Sample, flattenSamples, hostSamples, serveMetrics } from './metrics.js'
 import { KIND_SESSION, SESSION_FIXED_BYTES, SESSION_PAYLOAD_BYTES_MAX, formatClientAddress } from './session-frame.js'
 import { SessionTable } from './sessions.js'
+import { FRAME_IDLE_TIMEOUT_MS } from './client-limits.js'
 
 export interface DaemonConfig {
   /** Unix socket for clients, or null for none. */
@@ -65,6 +66,11 @@ export interface DaemonConfig {
   controlConnectionCountMax: number
   /** How long a TCP connection may take to say hello. Default `TCP_HELLO_TIMEOUT_MS`. */
   tcpHelloTimeoutMs?: number
+  /** Client limits (client-limits.ts); defaults there. */
+  clientsPerEndpointMax?: number
+  detachedClientsMax?: number
+  /** A frame left half sent for this long (up to twice) closes its connection. */
+  frameIdleTimeoutMs?: number
 }
 
 /** Where the daemon ended up listening (TCP ports resolved). */
@@ -139,6 +145,7 @@ export class Daemon {
   readonly #servers: Server[] = []
   readonly #createdFiles: string[] = []
   #metricsServer: HttpServer | null = null
+  #idleSweep: NodeJS.Timeout | null = null
   #serial = 0
   #clientConnections = 0
   #controlConnections = 0
@@ -156,7 +163,11 @@ export class Daemon {
     this.host = host
     this.config = config
     this.#log = log
-    this.sessions = new SessionTable(host, config.graceMs, log)
+    const limits = {
+      ...(config.clientsPerEndpointMax === undefined ? {} : { clientsPerEndpointMax: config.clientsPerEndpointMax }),
+      ...(config.detachedClientsMax === undefined ? {} : { detachedClientsMax: config.detachedClientsMax }),
+    }
+    this.sessions = new SessionTable(host, config.graceMs, log, limits)
     this.dispatcher = new Dispatcher(host, this.sessions, log, {
       acceptV0: config.acceptV0,
       token,
@@ -183,6 +194,8 @@ export class Daemon {
 
   async #open(token: Buffer | null): Promise<void> {
     const config = this.config
+    this.#idleSweep = setInterval(() => this.#sweepIdle(), config.frameIdleTimeoutMs ?? FRAME_IDLE_TIMEOUT_MS)
+    this.#idleSweep.unref()
     if (config.socketPath !== null) {
       await this.#listenUnix('client', config.socketPath, 0o660)
       this.addresses.socketPath = config.socketPath
@@ -227,6 +240,7 @@ export class Daemon {
         clientConnections: this.#clientConnections,
         controlConnections: this.#controlConnections,
         sessions: this.sessions.size,
+        limits: this.sessions.limits,
         ...this.dispatcher.counters,
         ...this.sessions.counters,
         framesRejectedByReason: rejects,
@@ -271,10 +285,20 @@ export class Daemon {
     return out
   }
 
+  /** Closes the connections found stalled mid-frame by this sweep and the one before. */
+  #sweepIdle(): void {
+    for (const conn of this.#connections.keys()) {
+      if (!conn.stalledMidFrame()) continue
+      this.#log.warn({ conn: conn.serial, clientName: conn.name, remote: conn.remote }, 'closed: a frame half sent and nothing more')
+      conn.closeWithError(0, 'A frame was left half sent for too long')
+    }
+  }
+
   /** Stops listening, closes every connection, removes the files it created. */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    if (this.#idleSweep !== null) clearInterval(this.#idleSweep)
     this.dispatcher.shuttingDown = true
     const closing = this.#servers.map(
       (server) => new Promise<void>((resolve) => server.close(() => resolve())),
