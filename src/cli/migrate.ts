@@ -16,7 +16,7 @@ import { addControlOptions, usageOf, withControl } from './args.js'
 import { parseClientArg } from './clients.js'
 import { OpFailedError, UnreachableError, UsageError } from './exit.js'
 import { formatBytes, formatRate, progressReporter } from './progress.js'
-import { noTimeoutByDefault } from './save.js'
+import { helpTimeoutNone, noTimeoutByDefault } from './save.js'
 
 interface MigrateCliOptions {
   to?: string
@@ -51,7 +51,7 @@ export function registerMigrateCommand(program: Command): void {
     .option('--client-address <address>', 'where clients reach the target (unix:/path or tcp:host:port); default: what it reports')
     .option('--no-push', "relay every page through this command instead of letting the source daemon send the pre-copy to the target itself")
     .option('-q, --quiet', 'no progress on stderr')
-  addControlOptions(command)
+  helpTimeoutNone(addControlOptions(command))
     .addHelpText('after', `
 The client keeps working while its persistent pages are copied; pages it puts, replaces or
 flushes meanwhile are copied again or flushed on the target. Then a short frozen window

@@ -55,6 +55,13 @@ export function noTimeoutByDefault(command: Command): void {
   if (command.getOptionValueSource('timeout') === 'default') command.setOptionValueWithSource('timeout', '0', 'default')
 }
 
+/** Makes `--help` of a long verb say what it does: --timeout defaults to none, not 10s. */
+export function helpTimeoutNone(command: Command): Command {
+  command.options.find((option) => option.long === '--timeout')?.default('0', 'none')
+  command.setOptionValueWithSource('timeout', '0', 'default')
+  return command
+}
+
 /** A save/restore progress report as a stderr line. */
 function reportProgress(reporter: ReturnType<typeof progressReporter>): (progress: Progress) => void {
   return (progress) => {
@@ -83,7 +90,7 @@ export function registerSaveCommand(program: Command): void {
     .argument('<file>', 'where to write the stream: a file (written atomically), a FIFO or device, or - for stdout')
     .option('--live', 'Xen live save: the client keeps running; pages it removes meanwhile go in the -6 section')
     .option('-q, --quiet', 'no progress on stderr')
-  addControlOptions(command)
+  helpTimeoutNone(addControlOptions(command))
     .addHelpText('after', `
 Every persistent page is written exactly once; ephemeral pools are recorded empty, as in
 Xen. The client is frozen during a plain save and gets its state back afterwards.
@@ -133,7 +140,7 @@ export function registerRestoreCommand(program: Command): void {
     .argument('<file>', 'a save stream (Xen v1, or v0 which is upgraded)')
     .option('--secret <hex>', 'the secret the client will use (64 hex digits); default: a new one, printed')
     .option('-q, --quiet', 'no progress on stderr')
-  addControlOptions(command)
+  helpTimeoutNone(addControlOptions(command))
     .addHelpText('after', `
 With a name, the daemon picks a free client id, restores the stream there and binds the
 name to it with a secret (--secret, or a new one printed on the last line). A client process

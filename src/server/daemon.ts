@@ -253,6 +253,8 @@ export class Daemon {
         detachedMs: session.holder === null ? now - session.detachedAtMs : 0,
         pending: session.pending,
         moved: session.movedTo !== null,
+        // Restored and kept with no grace timer until its first connection.
+        held: session.hold,
       })),
       host: this.host.stats(),
     }
