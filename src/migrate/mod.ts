@@ -55,6 +55,15 @@ export {
 } from './sink.js'
 export type { RestoreSource } from './source.js'
 export {
+  DigestMismatchError,
+  digestingSink,
+  digestPath,
+  fileDigest,
+  verifyDigest,
+  type VerifyResult,
+  writeDigest,
+} from './digest.js'
+export {
   type MigrateOptions,
   type MigratePhase,
   type MigrateProgress,
