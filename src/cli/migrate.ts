@@ -16,7 +16,7 @@ import { addControlOptions, usageOf, withControl } from './args.js'
 import { parseClientArg } from './clients.js'
 import { UsageError } from './exit.js'
 import { formatBytes, formatRate, progressReporter } from './progress.js'
-import { noTimeoutByDefault } from './save.js'
+import { helpTimeoutNone, noTimeoutByDefault } from './save.js'
 
 interface MigrateCliOptions {
   to?: string
@@ -53,7 +53,7 @@ export function registerMigrateCommand(program: Command): void {
     .option('--no-push', "relay every page through this command instead of letting the source daemon send the pre-copy to the target itself")
     .option('--request-timeout <duration>', 'longest wait for any one answer from either daemon (0: none)', '30s')
     .option('-q, --quiet', 'no progress on stderr')
-  addControlOptions(command)
+  helpTimeoutNone(addControlOptions(command))
     .addHelpText('after', `
 The client keeps working while its persistent pages are copied; pages it puts, replaces or
 flushes meanwhile are copied again or flushed on the target. Then a short frozen window

@@ -83,7 +83,7 @@ function sharedLine(pool: Pool, long: boolean): string {
 
 function clientLines(out: LineSink, client: Client, long: boolean): void {
   const short =
-    `C=CI:${client.id},ww:${client.weight},ca:${client.cap},co:${client.compress ? 1 : 0},` +
+    `C=CI:${client.id},ww:${client.weight | 0},ca:${client.cap},co:${client.compress ? 1 : 0},` +
     `fr:${client.frozen ? 1 : 0},Tc:${Math.round(client.cycles)},Ge:${client.succEphemeralGets},` +
     `Pp:${client.succPersistentPuts},Gp:${client.succPersistentGets}`
   const longGroup =

@@ -39,11 +39,30 @@ export {
   type SaveToFileResult,
   saveClient,
   saveClientToFile,
+  saveClientToSink,
   saveEnd,
   saveInvalidations,
 } from './save.js'
-export { type FileSink, type MemorySink, type StreamSink, memorySink, openFileSink, writableSink } from './sink.js'
+export {
+  type FileSink,
+  type MemorySink,
+  type StreamSink,
+  memorySink,
+  openFileSink,
+  SAVE_SYMLINK_HOPS_MAX,
+  writableFileSink,
+  writableSink,
+} from './sink.js'
 export type { RestoreSource } from './source.js'
+export {
+  DigestMismatchError,
+  digestingSink,
+  digestPath,
+  fileDigest,
+  verifyDigest,
+  type VerifyResult,
+  writeDigest,
+} from './digest.js'
 export {
   type MigrateOptions,
   type MigratePhase,

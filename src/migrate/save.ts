@@ -46,7 +46,7 @@ import { type ControlChannel, Ctrl, checkCliId } from './channel.js'
 import { SaveError } from '../errors/mod.js'
 import { END_WORD, MARKER_TMEM, MARKER_TMEM_EXTRA, POOL_RECORD_BYTES, pageRecordBytes } from './format.js'
 import { ProgressMeter, type ProgressOptions } from './progress.js'
-import { ChunkWriter, type StreamSink, openFileSink } from './sink.js'
+import { ChunkWriter, type FileSink, type StreamSink, openFileSink } from './sink.js'
 import { copyBytes } from '../util/bytes.js'
 
 export interface SaveOptions extends ProgressOptions {
@@ -370,8 +370,9 @@ async function abortSave(ctrl: Ctrl): Promise<void> {
 }
 
 /**
- * Saves client `cliId` to the file `path`, atomically: the file appears only when the whole
- * stream is written (and is left alone when nothing was saved or the save failed). With
+ * Saves client `cliId` to `path` (see `openFileSink`): a regular file appears only when the
+ * whole stream is written (and is left alone when nothing was saved or the save failed); a
+ * FIFO or character device is written in place; a symlink's target is written. With
  * `live: true` it writes the tmem section while the client runs, then the -6 section, then
  * ends the save.
  */
@@ -382,7 +383,20 @@ export async function saveClientToFile(
   options: SaveOptions = {},
 ): Promise<SaveToFileResult> {
   checkCliId(cliId)
-  const file = await openFileSink(path)
+  return saveClientToSink(channel, cliId, await openFileSink(path), options)
+}
+
+/**
+ * `saveClientToFile` into a sink already opened (`openFileSink`, or `writableFileSink` for
+ * stdout): commits it after a whole save, aborts it after a failed or empty one.
+ */
+export async function saveClientToSink(
+  channel: ControlChannel,
+  cliId: number,
+  file: FileSink,
+  options: SaveOptions = {},
+): Promise<SaveToFileResult> {
+  checkCliId(cliId)
   try {
     const result = await saveClient(channel, cliId, file.sink, options)
     if (!result.saved) {
