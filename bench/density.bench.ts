@@ -286,13 +286,13 @@ interface Memory {
 }
 
 function memoryOf(host: Host): Memory {
-  const store = host.store
-  const contents = host.contents
+  const store = host.core.store
+  const contents = host.core.contents
   const kinds = { plain: 0, compressed: 0, tze: 0, filled: 0, shared: 0 }
   let payloadBytes = 0
   let compressedBytes = 0
   const seenContents = new Set<number>()
-  for (const pool of host.pools.all()) {
+  for (const pool of host.core.pools.all()) {
     for (let object = pool.objects[0]!; object !== NONE; object = store.objectPoolNext[object]!) {
       for (let slot = store.objectChain[object]!; slot !== NONE; slot = store.chainNext[slot]!) {
         const flags = store.slotFlags[slot]!
@@ -322,8 +322,8 @@ function memoryOf(host: Host): Memory {
     store.slots.inUse * META.slot +
     store.objects.inUse * META.object +
     (contents === null ? 0 : contents.count * META.content) +
-    host.frames.used * META.frame
-  return { frames: host.frames.used, payloadBytes, metadata, kinds, compressedBytes }
+    host.core.frames.used * META.frame
+  return { frames: host.core.frames.used, payloadBytes, metadata, kinds, compressedBytes }
 }
 
 interface Result {

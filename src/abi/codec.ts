@@ -1,6 +1,6 @@
 /**
  * The codec of the public ABI: `struct tmem_op` and `struct tmem_handle` to and from bytes
- * (v1 and v0, spec §2.6-2.8), pool flag words (§2.3) and the Xen tools' UUID strings (§5.6).
+ * (v1 and v0, docs/semantics.md "Op layout"), pool flag words (docs/semantics.md "Pool flags") and the Xen tools' UUID strings (docs/semantics.md "Shared-pool authorisation").
  *
  * Invariants:
  * - Encoding writes every byte of the struct: fields little-endian (stated at every DataView
@@ -227,7 +227,7 @@ export interface PoolFlagFields {
 }
 
 /**
- * Builds a pool flag word (spec §2.3). `poolFlags({})` is 0x01000000 (private ephemeral),
+ * Builds a pool flag word (docs/semantics.md "Pool flags"). `poolFlags({})` is 0x01000000 (private ephemeral),
  * `poolFlags({ persistent: true })` 0x01000001, `poolFlags({ shared: true })` 0x01000002.
  *
  * @throws {RangeError} When `version` is not in 0..255 or `pageSizeField` not in 0..15.
@@ -259,7 +259,7 @@ export function parsePoolFlags(flags: number): PoolFlagFields {
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 /**
- * Reads a UUID string the way the Xen tools do (spec §5.6, after the 2017 fix): 32 hex digits
+ * Reads a UUID string the way the Xen tools do (docs/semantics.md "Shared-pool authorisation", after the 2017 fix): 32 hex digits
  * with dashes at 8, 13, 18 and 23; the first 16 digits are `uuid_hi`, the last 16 `uuid_lo`,
  * most significant first, `a-f`/`A-F` worth 10-15. The old 1-character form is refused.
  *

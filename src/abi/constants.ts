@@ -1,5 +1,5 @@
 /**
- * The tmem ABI as data: every constant of spec §2 under Xen's own names, so that C and
+ * The tmem ABI as data: every constant of docs/semantics.md "The ABI" under Xen's own names, so that C and
  * TypeScript grep alike. Nothing here allocates or imports; the rest of the package reads
  * these values and never spells a magic number of its own.
  *
@@ -13,7 +13,7 @@ export const PAGE_SHIFT = 12
 /** The ABI this host speaks natively; v0 is served only with the `acceptV0` option. */
 export const TMEM_SPEC_VERSION = 1
 
-// Commands (`struct tmem_op.cmd`), spec §2.1.
+// Commands (`struct tmem_op.cmd`), docs/semantics.md "Commands".
 export const TMEM_CONTROL = 0
 export const TMEM_NEW_POOL = 1
 export const TMEM_DESTROY_POOL = 2
@@ -28,7 +28,7 @@ export const TMEM_XCHG = 10
 export const TMEM_AUTH = 101
 export const TMEM_RESTORE_NEW = 102
 
-// Control sub-operations (`u.ctrl.subop` with cmd TMEM_CONTROL), spec §2.2.
+// Control sub-operations (`u.ctrl.subop` with cmd TMEM_CONTROL), docs/semantics.md "Control subops".
 export const TMEMC_THAW = 0
 export const TMEMC_FREEZE = 1
 export const TMEMC_FLUSH = 2
@@ -54,7 +54,7 @@ export const TMEMC_RESTORE_BEGIN = 30
 export const TMEMC_RESTORE_PUT_PAGE = 32
 export const TMEMC_RESTORE_FLUSH_PAGE = 33
 
-// Pool flags (`u.creat.flags`), spec §2.3. The bit picture:
+// Pool flags (`u.creat.flags`), docs/semantics.md "Pool flags". The bit picture:
 //
 //   31        24 23                       8 7    4  3  2  1  0
 //  +------------+--------------------------+-------+--+--+--+--+
@@ -70,11 +70,11 @@ export const TMEM_POOL_VERSION_SHIFT = 24
 export const TMEM_POOL_VERSION_MASK = 0xff
 export const TMEM_POOL_RESERVED_BITS = 0x00ffff00
 
-// Client flags (save stream only), spec §2.4.
+// Client flags (save stream only), docs/semantics.md "Client flags".
 export const TMEM_CLIENT_COMPRESS = 0x1
 export const TMEM_CLIENT_FROZEN = 0x2
 
-// Errno values (returned negated), spec §2.5.
+// Errno values (returned negated), docs/semantics.md "Return codes".
 export const EPERM = 1
 export const ENOMEM = 12
 export const EFAULT = 14
@@ -105,7 +105,7 @@ export const MAX_GLOBAL_SHARED_POOLS = 16
 /** `(domid_t)-1`: "no client" or "all clients" in control ops. */
 export const CLI_ID_NULL = 0xffff
 
-// Save stream markers, spec §6.2 and §6.3.
+// Save stream markers, docs/semantics.md "Save stream", "Live save".
 export const XC_SAVE_ID_TMEM = -5
 export const XC_SAVE_ID_TMEM_EXTRA = -6
 

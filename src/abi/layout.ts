@@ -1,6 +1,6 @@
 /**
  * Byte layouts of `struct tmem_op` (v1: 56 bytes, v0: 40 bytes) and `struct tmem_handle`
- * (v1: 32 bytes, v0: 16 bytes) for x86_64, little-endian, natural C alignment (spec §2.6-2.8).
+ * (v1: 32 bytes, v0: 16 bytes) for x86_64, little-endian, natural C alignment (docs/semantics.md "Op layout").
  * Field keys keep the C names. The engine reads ops straight from these offsets with a
  * DataView, so a VMM can hand it a guest's op bytes untranslated.
  *

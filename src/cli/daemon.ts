@@ -19,6 +19,7 @@ import {
   parseSize,
 } from '../server/config.js'
 import { Daemon, type DaemonConfig } from '../server/daemon.js'
+import { CLIENTS_PER_ENDPOINT_MAX, DETACHED_CLIENTS_MAX, FRAME_IDLE_TIMEOUT_MS } from '../server/client-limits.js'
 import { EXIT_FAILED, UsageError } from './exit.js'
 
 type FlagOption = 'acceptV0' | 'compress' | 'dedup' | 'tze' | 'globalSharedAuth'
@@ -43,6 +44,10 @@ interface DaemonCliOptions {
   metrics?: string
   maxConnections: string
   maxControlConnections: string
+  tcpHelloTimeout: string
+  maxClientsPerEndpoint: string
+  maxDetachedClients: string
+  frameIdleTimeout: string
   logLevel: string
   acceptV0?: boolean
   /** False with --no-shm. */
@@ -112,14 +117,34 @@ export function registerDaemonCommand(program: Command): void {
         '(env TMEM_GLOBAL_SHARED_AUTH=1)'),
     )
     .addOption(
-      new Option('--max-connections <n>', 'client connections at once')
+      new Option('--max-connections <n>', 'client connections at once, per client listener (socket, TCP)')
         .env('TMEM_MAX_CONNECTIONS')
         .default('1024'),
     )
     .addOption(
-      new Option('--max-control-connections <n>', 'control connections at once')
+      new Option('--max-control-connections <n>', 'control connections at once, per control listener (socket, TCP)')
         .env('TMEM_MAX_CONTROL_CONNECTIONS')
         .default('16'),
+    )
+    .addOption(
+      new Option('--tcp-hello-timeout <duration>', 'a TCP connection that has not said hello by then is closed')
+        .env('TMEM_TCP_HELLO_TIMEOUT')
+        .default('2s'),
+    )
+    .addOption(
+      new Option('--max-clients-per-endpoint <n>', 'clients made through the Unix socket, and through TCP, each (attached or in grace)')
+        .env('TMEM_MAX_CLIENTS_PER_ENDPOINT')
+        .default(String(CLIENTS_PER_ENDPOINT_MAX)),
+    )
+    .addOption(
+      new Option('--max-detached-clients <n>', 'clients in their grace period; past this the oldest detached is reaped')
+        .env('TMEM_MAX_DETACHED_CLIENTS')
+        .default(String(DETACHED_CLIENTS_MAX)),
+    )
+    .addOption(
+      new Option('--frame-idle-timeout <duration>', 'a connection with a frame half sent and nothing more is closed after this (up to twice)')
+        .env('TMEM_FRAME_IDLE_TIMEOUT')
+        .default(`${FRAME_IDLE_TIMEOUT_MS / 1000}s`),
     )
     .addOption(
       new Option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace, silent')
@@ -155,6 +180,10 @@ export function resolveDaemonOptions(options: DaemonCliOptions, env: NodeJS.Proc
     sharedMemory: options.shm !== false,
     connectionCountMax: positiveInteger(options.maxConnections, '--max-connections'),
     controlConnectionCountMax: positiveInteger(options.maxControlConnections, '--max-control-connections'),
+    tcpHelloTimeoutMs: positiveDuration(options.tcpHelloTimeout, '--tcp-hello-timeout'),
+    clientsPerEndpointMax: positiveInteger(options.maxClientsPerEndpoint, '--max-clients-per-endpoint'),
+    detachedClientsMax: positiveInteger(options.maxDetachedClients, '--max-detached-clients'),
+    frameIdleTimeoutMs: positiveDuration(options.frameIdleTimeout, '--frame-idle-timeout'),
   }
   if (config.socketPath === null && config.listen === null) {
     throw new UsageError('The daemon needs a client endpoint: --socket or --listen')
@@ -258,6 +287,12 @@ function positiveInteger(value: string, name: string): number {
   const number = Number(value)
   if (!Number.isInteger(number) || number < 1) throw new UsageError(`${name} must be a positive integer`)
   return number
+}
+
+function positiveDuration(value: string, name: string): number {
+  const ms = usage(() => parseDuration(value))
+  if (ms < 1) throw new UsageError(`${name} must be longer than 0`)
+  return ms
 }
 
 /** Runs a parser, turning its RangeError into a usage error (exit 2). */

@@ -1,6 +1,6 @@
 /**
  * `tmem flush --kb N` (xm tmem-flush) and `tmem freeable` (xl tmem-freeable): the two halves
- * of Xen's "reclaim memory for a new guest" sequence (spec §4.5, §5.3, §5.5).
+ * of Xen's "reclaim memory for a new guest" sequence (docs/semantics.md "Flush and freeable memory", "Freeze and thaw").
  *
  * TMEMC_FLUSH evicts ephemeral pages until tmem's free list holds N KiB, then hands the whole
  * free list back to the host, and returns the KiB handed back. Xen supports it only for all

@@ -1,8 +1,8 @@
 /**
  * `tmem freeze`, `tmem thaw` and `tmem destroy` (xl tmem-freeze, tmem-thaw, tmem-destroy):
- * TMEMC_FREEZE, TMEMC_THAW and TMEMC_DESTROY on one client or all (spec §5.2, §5.3).
+ * TMEMC_FREEZE, TMEMC_THAW and TMEMC_DESTROY on one client or all (docs/semantics.md "Control subops", "Freeze and thaw").
  *
- * TMEMC_DESTROY keeps Xen's meaning: it only thaws the client(s) (spec §5.2, §10 item 3; Xen
+ * TMEMC_DESTROY keeps Xen's meaning: it only thaws the client(s) (docs/semantics.md "Control subops"; Xen
  * logged "destroyed" and never destroyed anything). We keep the subop as the ABI defines it so
  * tools written for Xen get what they got there, and say so in the help and the output. Really
  * destroying a client in this daemon happens when the client says goodbye (`close()`) or when

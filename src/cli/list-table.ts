@@ -3,7 +3,7 @@
  * the daemon's STATS (the engine's `host.stats()` plus the daemon's session names), and the
  * `--json` form for scripts. Pure functions of a STATS reply, so they are easy to test.
  *
- * Derived figures follow Xen's `xen-tmem-list-parse` (spec §5.7): get hit rate `gs/gt`,
+ * Derived figures follow Xen's `xen-tmem-list-parse` (docs/semantics.md "LIST"): get hit rate `gs/gt`,
  * compression `cb/(cp·4096)`, dedup `Gd/Ep` and `1 − Sc/Ec`, tze `1 − Zt/(Sc·4096)`.
  * A shared pool's counters belong to the pool, not to one sharer: a client's hit rate counts
  * only the pools it owns, so a shared pool is not counted twice. A client's SIZE is its pages
@@ -53,7 +53,7 @@ function hostSummary(host: HostStats): string[] {
       `${count(host.totalOps)} ops (${count(host.erroredOps)} failed)`,
     `memory:  ${formatBytes(used * PAGE_SIZE)} used of ${formatBytes(host.budgetPages * PAGE_SIZE)} ` +
       `(${count(used)} pages, ${percent(used, host.budgetPages)}), ` +
-      `${count(host.framesFree)} pages free, ${host.freeableMb} MiB freeable`,
+      `${count(Math.max(0, host.budgetPages - used))} pages free, ${host.freeableMb} MiB freeable`,
     `pages:   ${count(host.ephemeralPages)} ephemeral, ${count(host.persistentPages)} persistent, ` +
       `${count(host.objects)} objects; ${count(host.evicted)} evicted`,
     `savings: ${savings(host)}`,
@@ -111,11 +111,28 @@ function clientRow(stats: DaemonStats, client: ClientStats): string[] {
   ]
 }
 
+/** What the STATS reply says of a session beyond the typed fields (daemon.ts snapshot()). */
+interface SessionFlags {
+  pending?: boolean
+  moved?: boolean
+  held?: boolean
+}
+
+function sessionState(session: DaemonStats['sessions'][number] | undefined): string {
+  if (session === undefined) return 'no-session'
+  if (session.connected) return 'connected'
+  const flags = session as SessionFlags
+  // Kept without a grace timer (restored, waiting for its process), or waiting on a migration:
+  // the time since it lost its connection would read as a countdown that is not running.
+  if (flags.held === true) return 'restored'
+  if (flags.pending === true) return 'incoming'
+  if (flags.moved === true) return 'moved'
+  return `detached-${Math.round(session.detachedMs / 1000)}s`
+}
+
 function clientState(stats: DaemonStats, client: ClientStats): string {
   const session = stats.sessions.find((candidate) => candidate.id === client.id)
-  const states = [
-    session === undefined ? 'no-session' : session.connected ? 'connected' : `detached-${Math.round(session.detachedMs / 1000)}s`,
-  ]
+  const states = [sessionState(session)]
   if (client.frozen) states.push('frozen')
   if (client.liveMigrating) states.push('migrating')
   return states.join(',')

@@ -1,7 +1,7 @@
 /**
  * `tmem list [-l] [--xen] [--json] [-a | CLIENT]` (xl tmem-list).
  *
- * - `-l` prints the exact Xen TMEMC_LIST text, long form (spec §5.7), as `xl tmem-list -l` did,
+ * - `-l` prints the exact Xen TMEMC_LIST text, long form (docs/semantics.md "LIST"), as `xl tmem-list -l` did,
  *   so Xen's `xen-tmem-list-parse` and scripts written for it read it unchanged.
  * - `--xen` without `-l` prints the short form (what `xl tmem-list` printed).
  * - plain `list` prints a readable summary and tables (list-table.ts) from the daemon's STATS.
@@ -15,7 +15,7 @@ import type { Command } from 'commander'
 import { CLI_ID_NULL } from '../abi/constants.js'
 import { CONTROL_DATA_BYTES_MAX } from '../protocol/frame.js'
 import { LIST_BUFFER_BYTES, type TmemControlClient } from '../client/control.js'
-import { TmemError } from '../client/errors.js'
+import { TmemOpError } from '../errors/mod.js'
 import { addControlOptions, withControl } from './args.js'
 import {
   addClientSelection,
@@ -35,7 +35,7 @@ interface ListOptions {
   json?: boolean
 }
 
-/** A LIST line is formatted in a 1024-byte scratch buffer (spec §5.7): no line is longer. */
+/** A LIST line is formatted in a 1024-byte scratch buffer (docs/semantics.md "LIST"): no line is longer. */
 const LIST_LINE_BYTES_MAX = 1024
 
 export function registerListCommand(program: Command): void {
@@ -71,7 +71,7 @@ async function listText(control: TmemControlClient, selection: ClientSelection, 
     try {
       text = await control.list(selection.cliId, long, bytes)
     } catch (error) {
-      if (error instanceof TmemError && error.errno < 0) {
+      if (error instanceof TmemOpError && error.errno < 0) {
         throw opFailed('list', error.errno, selection, await control.stats())
       }
       throw error

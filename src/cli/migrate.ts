@@ -9,14 +9,14 @@
  */
 import type { Command } from 'commander'
 import type { ControlTarget } from '../client/control.js'
-import { migrateClient, MigrationError, type MigrateProgress } from '../migrate/live.js'
-import { parseLoopbackAddress } from '../server/config.js'
+import { migrateClient, type MigrateProgress } from '../migrate/live.js'
+import { parseDuration, parseLoopbackAddress } from '../server/config.js'
 import { parseClientAddress } from '../protocol/session-frame.js'
 import { addControlOptions, usageOf, withControl } from './args.js'
 import { parseClientArg } from './clients.js'
-import { OpFailedError, UnreachableError, UsageError } from './exit.js'
+import { UsageError } from './exit.js'
 import { formatBytes, formatRate, progressReporter } from './progress.js'
-import { noTimeoutByDefault } from './save.js'
+import { helpTimeoutNone, noTimeoutByDefault } from './save.js'
 
 interface MigrateCliOptions {
   to?: string
@@ -25,6 +25,7 @@ interface MigrateCliOptions {
   /** False with --no-push. */
   push?: boolean
   quiet?: boolean
+  requestTimeout?: string
 }
 
 /** `--to`: a path (has a `/`, or is not host:port) or a loopback `host:port`. */
@@ -50,8 +51,9 @@ export function registerMigrateCommand(program: Command): void {
     .option('--to-token-file <path>', "the target's control token file (host:port targets)")
     .option('--client-address <address>', 'where clients reach the target (unix:/path or tcp:host:port); default: what it reports')
     .option('--no-push', "relay every page through this command instead of letting the source daemon send the pre-copy to the target itself")
+    .option('--request-timeout <duration>', 'longest wait for any one answer from either daemon (0: none)', '30s')
     .option('-q, --quiet', 'no progress on stderr')
-  addControlOptions(command)
+  helpTimeoutNone(addControlOptions(command))
     .addHelpText('after', `
 The client keeps working while its persistent pages are copied; pages it puts, replaces or
 flushes meanwhile are copied again or flushed on the target. Then a short frozen window
@@ -76,7 +78,11 @@ pages are relayed through this command; --no-push always relays.
 
 The source daemon is found as for every control verb: --control-socket, --control-listen
 with --token-file, or TMEM_CONTROL_SOCKET / TMEM_CONTROL_LISTEN / TMEM_TOKEN_FILE.
---timeout bounds the whole migration (default: none).
+--timeout bounds the whole migration (default: none). --request-timeout (default 30s) bounds
+each request to either daemon: when a daemon stops answering (killed, stopped, hung), the
+migration fails with ETIMEDOUT and rolls back within three request timeouts (the request
+that got no answer, then the rollback's requests, each bounded alike: 90 s with the
+default); the client keeps running on the source.
 Exit codes: 0 migrated, 1 refused or failed (rolled back), 2 usage, 3 a daemon unreachable.`)
     .action(async (client: string, options: MigrateCliOptions, self: Command) => {
       const arg = parseClientArg(undefined, client)
@@ -84,6 +90,7 @@ Exit codes: 0 migrated, 1 refused or failed (rolled back), 2 usage, 3 a daemon u
       if (options.clientAddress !== undefined && parseClientAddress(options.clientAddress) === null) {
         throw new UsageError('--client-address must be unix:/path or tcp:host:port')
       }
+      const requestTimeoutMs = usageOf(() => parseDuration(options.requestTimeout ?? '30s'))
       noTimeoutByDefault(self)
       const reporter = progressReporter(options.quiet === true)
       const line = await withControl(self, async (source) => {
@@ -94,6 +101,7 @@ Exit codes: 0 migrated, 1 refused or failed (rolled back), 2 usage, 3 a daemon u
             client: arg.kind === 'id' ? arg.id : arg.kind === 'name' ? arg.name : '',
             ...(options.clientAddress === undefined ? {} : { targetClientAddress: options.clientAddress }),
             push: options.push !== false,
+            requestTimeoutMs,
             onProgress: (progress: MigrateProgress) => reporter.report({
               phase: progress.phase,
               pages: progress.pages,
@@ -113,10 +121,7 @@ Exit codes: 0 migrated, 1 refused or failed (rolled back), 2 usage, 3 a daemon u
             `frozen ${result.frozenWindowMs.toFixed(1)} ms, ${result.pushedPages > 0 ? `${result.pushedPages} pages pushed by the source` : 'relayed'}${notice}`
         } catch (error) {
           reporter.end()
-          if (error instanceof MigrationError) {
-            if (error.code === 'EUNREACHABLE') throw new UnreachableError(error.message, error.code)
-            throw new OpFailedError(error.message, error.code)
-          }
+          // A MigrationError maps to its exit code in exitCodeOf (EUNREACHABLE 3, else 1).
           throw error
         }
       })

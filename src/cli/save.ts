@@ -15,9 +15,11 @@
 import type { Command } from 'commander'
 import type { TmemControlClient } from '../client/control.js'
 import { networkChannel } from '../migrate/net.js'
-import { MigrateError } from '../migrate/errors.js'
+import { SaveRestoreError } from '../errors/mod.js'
 import { restoreClient } from '../migrate/restore.js'
-import { saveClientToFile } from '../migrate/save.js'
+import { saveClientToSink } from '../migrate/save.js'
+import { openFileSink, writableFileSink } from '../migrate/sink.js'
+import { DigestMismatchError, digestingSink, digestPath, verifyDigest, writeDigest } from '../migrate/digest.js'
 import type { Progress } from '../migrate/progress.js'
 import {
   BIND_HOLD,
@@ -47,11 +49,19 @@ interface SaveCliOptions {
 interface RestoreCliOptions {
   secret?: string
   quiet?: boolean
+  verify?: boolean
 }
 
 /** Long verbs have no overall timeout unless --timeout is given. */
 export function noTimeoutByDefault(command: Command): void {
   if (command.getOptionValueSource('timeout') === 'default') command.setOptionValueWithSource('timeout', '0', 'default')
+}
+
+/** Makes `--help` of a long verb say what it does: --timeout defaults to none, not 10s. */
+export function helpTimeoutNone(command: Command): Command {
+  command.options.find((option) => option.long === '--timeout')?.default('0', 'none')
+  command.setOptionValueWithSource('timeout', '0', 'default')
+  return command
 }
 
 /** A save/restore progress report as a stderr line. */
@@ -70,7 +80,7 @@ function reportProgress(reporter: ReturnType<typeof progressReporter>): (progres
 
 /** A library error as an exit-1 failure with its code. */
 function failed(verb: string, error: unknown): unknown {
-  if (error instanceof MigrateError) return new OpFailedError(`${verb} failed: ${error.message}`, error.code)
+  if (error instanceof SaveRestoreError) return new OpFailedError(`${verb} failed: ${error.message}`, error.code)
   return error
 }
 
@@ -79,13 +89,19 @@ export function registerSaveCommand(program: Command): void {
     .command('save')
     .description("Save a client's tmem state to FILE (the Xen v1 save stream)")
     .argument('<client>', 'client id (a number) or client name')
-    .argument('<file>', 'where to write the stream (written atomically)')
+    .argument('<file>', 'where to write the stream: a file (written atomically), a FIFO or device, or - for stdout')
     .option('--live', 'Xen live save: the client keeps running; pages it removes meanwhile go in the -6 section')
     .option('-q, --quiet', 'no progress on stderr')
-  addControlOptions(command)
+  helpTimeoutNone(addControlOptions(command))
     .addHelpText('after', `
 Every persistent page is written exactly once; ephemeral pools are recorded empty, as in
 Xen. The client is frozen during a plain save and gets its state back afterwards.
+
+FILE keeps its kind: a regular file (or a new one) appears only when the whole stream is
+written (a temporary file beside it is renamed over it); a FIFO or character device is
+written in place; a symlink's target is written and the link kept; - writes to stdout (the
+summary line then goes to stderr). A directory or socket is refused. Beside a file, the save
+writes FILE.sha256 (the stream's SHA-256, sha256sum format) for tmem restore --verify.
 
 Examples:
   $ tmem save web-1 /var/lib/tmem/web-1.tmem
@@ -99,7 +115,10 @@ Examples:
       const reporter = progressReporter(options.quiet === true)
       const line = await withControl(self, async (control) => {
         const { selection } = await selectClient(control, arg, 'save')
-        const result = await saveClientToFile(networkChannel(control), selection.cliId, file, {
+        const opened = file === '-' ? writableFileSink(process.stdout) : await openFileSink(file)
+        // A file gets a SHA-256 sidecar (our extension); a FIFO, device or stdout does not.
+        const hashed = opened.streaming ? null : digestingSink(opened)
+        const result = await saveClientToSink(networkChannel(control), selection.cliId, hashed?.file ?? opened, {
           live: options.live === true,
           onProgress: reportProgress(reporter),
         }).catch((error: unknown) => {
@@ -109,12 +128,13 @@ Examples:
         if (!result.saved) {
           throw new OpFailedError(`save failed: ${selection.label} has no tmem pools, so there is nothing to save (no file written)`, 'ENOTMEM')
         }
+        const digest = hashed === null ? '' : `, SHA-256 in ${await writeDigest(file, hashed.hex())}`
         const seconds = result.elapsedMs / 1000
         const invalidations = result.invalidations === null ? '' : `, ${result.invalidations} invalidations`
         return `saved ${selection.label}: ${result.pools} pools, ${result.pages} pages${invalidations}, ` +
-          `${formatBytes(result.bytes)} to ${file} in ${seconds.toFixed(1)} s (${formatRate(result.bytes / Math.max(seconds, 1e-6))})`
+          `${formatBytes(result.bytes)} to ${file} in ${seconds.toFixed(1)} s (${formatRate(result.bytes / Math.max(seconds, 1e-6))})${digest}`
       })
-      process.stdout.write(`${line}\n`)
+      ;(file === '-' ? process.stderr : process.stdout).write(`${line}\n`)
     })
 }
 
@@ -125,8 +145,9 @@ export function registerRestoreCommand(program: Command): void {
     .argument('<client>', 'the name the restored client gets, or a client id (no name)')
     .argument('<file>', 'a save stream (Xen v1, or v0 which is upgraded)')
     .option('--secret <hex>', 'the secret the client will use (64 hex digits); default: a new one, printed')
+    .option('--verify', 'check FILE against FILE.sha256 (written by tmem save) before restoring; a mismatch restores nothing')
     .option('-q, --quiet', 'no progress on stderr')
-  addControlOptions(command)
+  helpTimeoutNone(addControlOptions(command))
     .addHelpText('after', `
 With a name, the daemon picks a free client id, restores the stream there and binds the
 name to it with a secret (--secret, or a new one printed on the last line). A client process
@@ -153,11 +174,23 @@ Examples:
       }
       if (arg.kind === 'id' && secret !== null) throw new UsageError('--secret goes with a client name, not an id')
       noTimeoutByDefault(self)
+      if (options.verify === true) await verifyBeforeRestore(file)
       const reporter = progressReporter(options.quiet === true)
       const lines = await withControl(self, (control) => restore(control, arg.kind === 'name' ? arg.name : null,
         arg.kind === 'id' ? arg.id : null, file, secret, reporter))
       process.stdout.write(lines)
     })
+}
+
+/** `--verify`: FILE against FILE.sha256, before the daemon is even contacted. */
+async function verifyBeforeRestore(file: string): Promise<void> {
+  try {
+    const checked = await verifyDigest(file)
+    if (checked.status === 'absent') process.stderr.write(`restore: no ${digestPath(file)} beside ${file}; restoring unchecked\n`)
+  } catch (error) {
+    if (error instanceof DigestMismatchError) throw new OpFailedError(`restore failed: ${error.message}`, error.code)
+    throw error
+  }
 }
 
 async function restore(

@@ -1,12 +1,12 @@
 /**
  * `tmem set [-a | CLIENT] -w WEIGHT -c CAP -p COMPRESS` (xl tmem-set): TMEMC_SET_WEIGHT,
- * TMEMC_SET_CAP and TMEMC_SET_COMPRESS, value in arg1 (spec §5.2, §5.4). The subops are sent
+ * TMEMC_SET_CAP and TMEMC_SET_COMPRESS, value in arg1 (docs/semantics.md "Control subops", "Client settings"). The subops are sent
  * in that order and the first failure stops the rest, so a refused cap leaves the weight set
  * and the compress flag untouched (the message names which one failed).
  *
- * Meaning in this host: weight sets the client's share of ephemeral pages (D5: a client over
+ * Meaning in this host: weight sets the client's share of ephemeral pages (docs/semantics.md "Decision: eviction quota": a client over
  * its weighted share evicts its own pages first); cap is the largest percentage (1-100) of the
- * host's pages its ephemeral pages may hold, 0 = none (D6, enforced, where Xen ignored it;
+ * host's pages its ephemeral pages may hold, 0 = none (docs/semantics.md "Decision: cap", enforced, where Xen ignored it;
  * above 100 the engine answers EINVAL); compress turns per-client page compression on or off
  * (refused with EPERM (-1) while the host deduplicates).
  */

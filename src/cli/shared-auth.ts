@@ -1,5 +1,5 @@
 /**
- * `tmem shared-auth [-a | CLIENT] -u UUID -A 0|1` (xl tmem-shared-auth): TMEM_AUTH (spec §5.6).
+ * `tmem shared-auth [-a | CLIENT] -u UUID -A 0|1` (xl tmem-shared-auth): TMEM_AUTH (docs/semantics.md "Shared-pool authorisation").
  * 1 authorises the client to create or join the shared pool with that UUID, 0 revokes it.
  * (xl's help text said "0=auth,1=deauth"; the hypervisor always meant 1 = authorise, and so do
  * we.) With -a the op sets the host-wide "global auth" flag instead: any client may join any

@@ -10,9 +10,8 @@
 import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError } from 'commander'
-import { TmemConnectionError, TmemError } from '../client/errors.js'
 import { registerDaemonCommand } from './daemon.js'
-import { EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, OpFailedError, UnreachableError, UsageError } from './exit.js'
+import { EXIT_UNREACHABLE, EXIT_USAGE, exitCodeOf, messageOf } from './exit.js'
 import { registerFlushCommand, registerFreeableCommand } from './flush.js'
 import { registerDestroyCommand, registerFreezeCommand, registerThawCommand } from './freeze.js'
 import { registerListCommand } from './list.js'
@@ -68,34 +67,14 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   }
 }
 
-/** Maps an error to the exit code and prints its message. */
+/** Maps an error to the exit code (cli/exit.ts, docs/errors.md) and prints its message. */
 export function exitCodeFor(error: unknown): number {
   if (error instanceof CommanderError) {
     // Commander printed the message already; help and version exit 0.
     return error.exitCode === 0 ? 0 : EXIT_USAGE
   }
-  if (error instanceof UsageError) {
-    process.stderr.write(`tmem: ${error.message}\n`)
-    return EXIT_USAGE
-  }
-  if (error instanceof OpFailedError) {
-    process.stderr.write(`tmem: ${error.message}\n`)
-    return EXIT_FAILED
-  }
-  if (error instanceof UnreachableError) {
-    process.stderr.write(`tmem: ${error.message}\n`)
-    return EXIT_UNREACHABLE
-  }
-  if (error instanceof TmemConnectionError) {
-    process.stderr.write(`tmem: ${error.message} (${error.code})\n`)
-    return EXIT_UNREACHABLE
-  }
-  if (error instanceof TmemError) {
-    process.stderr.write(`tmem: ${error.message}\n`)
-    return EXIT_FAILED
-  }
-  process.stderr.write(`tmem: ${error instanceof Error ? error.message : String(error)}\n`)
-  return EXIT_FAILED
+  process.stderr.write(`tmem: ${messageOf(error)}\n`)
+  return exitCodeOf(error)
 }
 
 /** True when this file is the process entry (not imported by a test or another verb). */

@@ -34,7 +34,7 @@ import {
   encodeSessionRequest,
 } from '../protocol/session-frame.js'
 import { type DaemonStats, decodeStats } from '../protocol/stats.js'
-import { TmemProtocolError, rcError } from './errors.js'
+import { TmemConnectionError, TmemProtocolError, rcError } from './errors.js'
 import { controlRules } from '../protocol/dial.js'
 import type { ReplyView } from '../protocol/link.js'
 import { Transport } from './transport.js'
@@ -48,6 +48,11 @@ export interface ControlConnectOptions {
   /** A name for the daemon's logs. */
   name?: string
   abi?: AbiVersion
+  /**
+   * Longest wait for the connection and hello, in ms; past it the dial is dropped and the
+   * promise rejects with a TmemConnectionError `ETIMEDOUT`. Default: no limit.
+   */
+  timeoutMs?: number
 }
 
 /** A control op's rc and the tool buffer as the engine left it. */
@@ -88,8 +93,28 @@ export async function connectControl(
     rules: controlRules(RC_BYTES + CONTROL_DATA_BYTES_MAX),
     readInPlace: true,
   })
-  await transport.open()
+  await openWithin(transport, options.timeoutMs ?? 0)
   return new TmemControlClient(transport, abi)
+}
+
+/** `transport.open()`, dropped with ETIMEDOUT after `timeoutMs` (0: no limit). */
+async function openWithin(transport: Transport, timeoutMs: number): Promise<void> {
+  if (timeoutMs <= 0) {
+    await transport.open()
+    return
+  }
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      reject(new TmemConnectionError('ETIMEDOUT', `The daemon did not answer the hello within ${timeoutMs} ms`))
+      transport.destroy()
+    }, timeoutMs)
+  })
+  try {
+    await Promise.race([transport.open(), expired])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 function readToken(path: string): string {
@@ -164,7 +189,7 @@ export class TmemControlClient {
   }
 
   /**
-   * TMEMC_LIST: the exact Xen text (spec §5.7) for one client, or all (0xFFFF). Rejects with a
+   * TMEMC_LIST: the exact Xen text (docs/semantics.md "LIST") for one client, or all (0xFFFF). Rejects with a
    * TmemError when the engine returns a negative rc (an unknown client).
    */
   async list(cliId: number = CLI_ID_NULL, long = false, bufferBytes = LIST_BUFFER_BYTES): Promise<string> {
@@ -200,6 +225,11 @@ export class TmemControlClient {
 
   close(): Promise<void> {
     return this.#transport.goodbye()
+  }
+
+  /** Drops the connection at once, without a goodbye; requests still waiting fail with ECLOSED. */
+  destroy(): void {
+    this.#transport.destroy()
   }
 
   #send<T>(frame: Uint8Array, decode: (reply: ReplyView) => T): Promise<T> {

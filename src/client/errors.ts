@@ -1,44 +1,24 @@
 /**
- * The client's typed errors (STYLE §5.6). Applications branch on `code`, a stable string
- * documented in docs/protocol.md; messages are for people. Every error the client raises is a
- * `TmemError` (the package's shared class, src/errors.ts):
+ * The client's errors (docs/errors.md). The classes are the package's error family
+ * (src/errors/); this file adds the client's helpers. Every error the client raises is a
+ * `TmemError`; applications branch on `code`:
  *
- * - the daemon ran the op and it returned a negative rc: `code` is the errno name (`EFROZEN`,
- *   `ENOMEM`, `ENODEV`, ...), `errno` the rc itself (-1000 for EFROZEN);
- * - `TmemConnectionError` (errno 0): the transport failed or the daemon refused the hello:
- *   `ECONNRESET`, `ECLOSED`, `ECONNREFUSED`/`ENOENT`, `ESESSION`, `ENAMEINUSE`, `EBADSECRET`,
- *   `EBADTOKEN`, `EABI`, `EBADNAME`, `ENOROOM`, `ESHUTDOWN`;
- * - `TmemProtocolError` (errno 0, code `EPROTO`): the daemon closed the connection over a
+ * - `TmemOpError`: the daemon ran the op and it returned a negative rc: `code` is the errno
+ *   name (`EFROZEN`, `ENOMEM`, `ENODEV`, ...), `errno` the rc itself (-1000 for EFROZEN);
+ * - `TmemConnectionError` (no errno): the transport failed or the daemon refused the hello:
+ *   `ECONNRESET`, `ECLOSED`, `ETIMEDOUT`, `ECONNREFUSED`/`ENOENT`, `ESESSION`, `ENAMEINUSE`,
+ *   `EBADSECRET`, `EBADTOKEN`, `EABI`, `EBADNAME`, `ENOROOM`, `ESHUTDOWN`, `EMOVED`;
+ * - `TmemProtocolError` (no errno, code `EPROTO`): the daemon closed the connection over a
  *   malformed frame, or sent one.
  */
-import { TmemError } from '../errors.js'
+import { TmemConnectionError, TmemError, TmemOpError, TmemProtocolError } from '../errors/mod.js'
 import type { LinkErrors } from '../protocol/dial.js'
 
-export { TmemError }
-
-export class TmemConnectionError extends TmemError {
-  override readonly code: string
-
-  constructor(code: string, message: string) {
-    super(0, '')
-    this.code = code
-    this.message = message
-  }
-}
-
-export class TmemProtocolError extends TmemError {
-  override readonly code: string
-
-  constructor(message: string) {
-    super(0, '')
-    this.code = 'EPROTO'
-    this.message = message
-  }
-}
+export { TmemConnectionError, TmemError, TmemOpError, TmemProtocolError }
 
 /** The error for a negative rc returned by `cmd`, naming the pool when there was one. */
-export function rcError(rc: number, cmd: number, poolId?: number): TmemError {
-  return new TmemError(rc, cmd, poolId === undefined ? undefined : `pool ${poolId}`)
+export function rcError(rc: number, cmd: number, poolId?: number): TmemOpError {
+  return new TmemOpError(rc, cmd, poolId === undefined ? undefined : `pool ${poolId}`)
 }
 
 /** How a connection of the client library makes its errors (see protocol/link.ts). */

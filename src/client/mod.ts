@@ -20,4 +20,4 @@ export {
   type ControlTarget,
 } from './control.js'
 export type { ClientStats, DaemonStats, HostStats, PoolStats, SessionStats } from '../protocol/stats.js'
-export { TmemConnectionError, TmemError, TmemProtocolError } from './errors.js'
+export { TmemConnectionError, TmemError, TmemOpError, TmemProtocolError } from './errors.js'

@@ -1,6 +1,6 @@
 /**
- * TMEM_CONTROL sub-operations (spec §5.2 and §6.1): freeze/thaw/destroy, flush, list,
- * weight/cap/compress, freeable memory, and the save/restore subops with the D4 fixes (every
+ * TMEM_CONTROL sub-operations (docs/semantics.md "Control subops", "Save subops"): freeze/thaw/destroy, flush, list,
+ * weight/cap/compress, freeable memory, and the save/restore subops with the docs/semantics.md "Decision: save stream fixes" fixes (every
  * persistent page exactly once, oldest first; saved pool flags carry the version; unknown
  * clients and pools give -1). Control plane: may allocate.
  */
@@ -44,30 +44,29 @@ import {
   TMEMC_THAW,
 } from '../abi/constants.js'
 import { handleBytes } from '../abi/layout.js'
-import type { Host } from './host.js'
-import type { Client, Pool } from './model.js'
-import { renderList } from './list.js'
-import { Migration } from './migration.js'
+import { ChangeLog } from './changelog.js'
+import { type Core, FILL_COPY } from './core.js'
 import { writeHandle } from './handle.js'
-import { writeU32LE } from '../util/le.js'
+import { renderList } from './list.js'
+import type { Client, Pool } from './model.js'
+import type { OpScratch } from './op-scratch.js'
 import { NONE } from './store.js'
-import { Pages } from './pages.js'
+import { writeU32LE } from '../util/le.js'
 
 const FAIL = -1
 
 export class Control {
-  readonly #host: Host
-  readonly #migration: Migration
+  readonly #core: Core
+  readonly #changeLog: ChangeLog
 
-  constructor(host: Host) {
-    this.#host = host
-    this.#migration = new Migration(host)
+  constructor(core: Core) {
+    this.#core = core
+    this.#changeLog = new ChangeLog(core)
   }
 
-  /** Runs the TMEM_CONTROL in the host's scratch. `data` is the tool buffer. */
-  run(version: 0 | 1, data: Uint8Array | null, dataOffset: number, dataLength: number): number {
-    const host = this.#host
-    const s = host.scratch
+  /** Runs the TMEM_CONTROL op `s`. `data` is the tool buffer. */
+  run(s: OpScratch, version: 0 | 1, data: Uint8Array | null, dataOffset: number, dataLength: number): number {
+    const core = this.#core
     const cliId = s.cliId & 0xffff
     switch (s.subop) {
       case TMEMC_THAW:
@@ -81,7 +80,7 @@ export class Control {
         return this.#list(cliId, s.arg1, s.arg2 !== 0, data, dataOffset, dataLength)
       case TMEMC_SET_WEIGHT:
         return this.#forClients(cliId, (client) => {
-          host.weightTotal += s.arg1 - client.weight
+          core.weightTotal += s.arg1 - client.weight
           client.weight = s.arg1
           return 0
         })
@@ -91,16 +90,15 @@ export class Control {
       case TMEMC_SET_COMPRESS:
         return this.#forClients(cliId, (client) => this.#setCompress(client, s.arg1 !== 0))
       case TMEMC_QUERY_FREEABLE_MB:
-        return (host.frames.freeList + host.counters.ephemeralCount) >>> 8
+        return (core.frames.freeList + core.counters.ephemeralCount) >>> 8
       default:
-        return this.#save(version, cliId, data, dataOffset, dataLength)
+        return this.#save(s, version, cliId, data, dataOffset, dataLength)
     }
   }
 
-  #save(version: 0 | 1, cliId: number, data: Uint8Array | null, dataOffset: number, dataLength: number): number {
-    const host = this.#host
-    const s = host.scratch
-    const client = host.clientsById[cliId]
+  #save(s: OpScratch, version: 0 | 1, cliId: number, data: Uint8Array | null, dataOffset: number, dataLength: number): number {
+    const core = this.#core
+    const client = core.clientsById[cliId]
     switch (s.subop) {
       case TMEMC_SAVE_BEGIN:
         return client === undefined ? 0 : this.#saveBegin(client, s.arg1)
@@ -130,23 +128,23 @@ export class Control {
         // 0xFFFF means "all clients" to every control subop: a client with that id could
         // never be named again, so it is not created.
         if (client !== undefined || cliId === CLI_ID_NULL) return FAIL
-        host.clientFor(cliId, 1)
+        core.clientFor(cliId, 1)
         return 1
       default:
-        if (Migration.handles(s.subop)) return this.#migration.run(client, data, dataOffset, dataLength)
-        return this.#poolSubop(version, client, data, dataOffset, dataLength)
+        if (ChangeLog.handles(s.subop)) return this.#changeLog.run(s, client, data, dataOffset, dataLength)
+        return this.#poolSubop(s, version, client, data, dataOffset, dataLength)
     }
   }
 
   #poolSubop(
+    s: OpScratch,
     version: 0 | 1,
     client: Client | undefined,
     data: Uint8Array | null,
     dataOffset: number,
     dataLength: number,
   ): number {
-    const host = this.#host
-    const s = host.scratch
+    const core = this.#core
     const slot = s.poolId >>> 0
     const pool = client === undefined || slot >= MAX_POOLS_PER_DOMAIN ? null : client.pools[slot]
     if (pool === null || pool === undefined || client === undefined) {
@@ -170,27 +168,25 @@ export class Control {
         return this.#nextPage(version, client, pool, data, dataOffset, Math.min(s.arg1, dataLength))
       case TMEMC_RESTORE_PUT_PAGE:
         if (s.arg1 !== PAGE_SIZE || data === null || dataLength < PAGE_SIZE) return -EINVAL
-        s.index = s.arg2
-        return host.pages.put(client, pool, data, dataOffset, Pages.FILL_COPY)
+        return core.put(client, pool, s.oid, s.arg2, data, dataOffset, FILL_COPY, s)
       case TMEMC_RESTORE_FLUSH_PAGE:
-        s.index = s.arg2
-        return host.pages.flushPage(pool)
+        return core.flushPage(pool, s.oid, s.arg2)
       default:
         return FAIL
     }
   }
 
   #forClients(cliId: number, action: (client: Client) => number): number {
-    const host = this.#host
+    const core = this.#core
     if (cliId === CLI_ID_NULL) {
       let rc = 0
-      for (const client of host.clientOrder) {
+      for (const client of core.clientOrder) {
         const result = action(client)
         if (result < 0) rc = result
       }
       return rc
     }
-    const client = host.clientsById[cliId]
+    const client = core.clientsById[cliId]
     return client === undefined ? FAIL : action(client)
   }
 
@@ -200,26 +196,27 @@ export class Control {
   }
 
   #setCompress(client: Client, compress: boolean): number {
-    if (compress && this.#host.options.dedup) return FAIL
+    if (compress && this.#core.options.dedup) return FAIL
     client.compress = compress
     return 0
   }
 
   /**
-   * TMEMC_FLUSH (spec §4.5, §5.5): evicts until the free list holds `kb` (rounded up to
+   * TMEMC_FLUSH (docs/semantics.md "Flush and freeable memory"): evicts until the free list holds `kb` (rounded up to
    * pages), then hands the whole free list back to the host and releases empty arenas.
    * Returns the free list's size before the hand-back, in KiB.
    */
   flush(kb: number): number {
-    const host = this.#host
-    const frames = host.frames
+    const core = this.#core
+    const frames = core.frames
+    const counters = core.counters
     const wanted = Math.ceil(kb / 4)
-    host.counters.relinquishAttempts++
+    counters.relinquishAttempts++
     let evictions = 0
-    while (frames.freeList < wanted && host.pages.evict(null, false)) evictions++
-    if (evictions > host.counters.relinquishEvictsMax) host.counters.relinquishEvictsMax = evictions
+    while (frames.freeList < wanted && core.eviction.evict(null, false, NONE)) evictions++
+    if (evictions > counters.relinquishEvictsMax) counters.relinquishEvictsMax = evictions
     const freeBefore = frames.handBackFreeList()
-    host.counters.relinquished += frames.releaseEmptyArenas()
+    counters.relinquished += frames.releaseEmptyArenas()
     return freeBefore * 4
   }
 
@@ -231,10 +228,10 @@ export class Control {
     dataOffset: number,
     dataLength: number,
   ): number {
-    const host = this.#host
-    if (cliId !== CLI_ID_NULL && host.clientsById[cliId] === undefined) return FAIL
+    const core = this.#core
+    if (cliId !== CLI_ID_NULL && core.clientsById[cliId] === undefined) return FAIL
     const room = Math.min(capacity, dataLength)
-    const text = renderList(host, cliId, long, room)
+    const text = renderList(core, cliId, long, room)
     if (text.length === 0 || data === null) return 0
     const written = data.subarray(dataOffset, dataOffset + room)
     for (let i = 0; i < text.length; i++) written[i] = text.charCodeAt(i)
@@ -249,13 +246,15 @@ export class Control {
     client.precopy = mode === TMEM_SAVE_PRECOPY
     client.frozen = client.precopy ? client.frozen : true
     client.liveMigrating = mode !== 0
+    // A live save logs the client's persistent page changes from here on (docs/semantics.md "Save subops").
+    if (client.liveMigrating) this.#core.changeLog = this.#changeLog
     client.invalidated.length = 0
     client.invalidatedCursor = 0
     for (const pool of client.pools) if (pool !== null) pool.saveCursor = NONE
     return 1
   }
 
-  /** SAVE_GET_NEXT_PAGE: the next persistent page after the cursor, oldest first (D4). */
+  /** SAVE_GET_NEXT_PAGE: the next persistent page after the cursor, oldest first (docs/semantics.md "Decision: save stream fixes"). */
   #nextPage(
     version: 0 | 1,
     client: Client,
@@ -264,8 +263,8 @@ export class Control {
     dataOffset: number,
     room: number,
   ): number {
-    const host = this.#host
-    const store = host.store
+    const core = this.#core
+    const store = core.store
     const handleSize = handleBytes(version)
     if (!pool.persistent) return FAIL
     if (data === null || room < PAGE_SIZE + handleSize) return -ENOMEM
@@ -277,8 +276,8 @@ export class Control {
     client.succPersistentGets++
     const object = store.slotObject[slot]!
     writeHandle(version, data, dataOffset, pool.poolId, store.slotIndex[slot]!, store.objectOid, object * 6)
-    if (!host.pages.loadInto(slot, data, dataOffset + handleSize)) {
-      host.counters.corruptPages++
+    if (!core.loadInto(slot, data, dataOffset + handleSize)) {
+      core.counters.corruptPages++
       return -EFAULT
     }
     return 1
@@ -295,20 +294,6 @@ export class Control {
     client.invalidatedCursor++
     writeHandle(version, data, dataOffset, entry.poolId, entry.index, entry.oid, 0)
     return 1
-  }
-
-  /**
-   * Records a persistent page removed while its owner is live-migrating (spec §6.1), or, in a
-   * pre-copy save, any persistent page put or replaced.
-   */
-  recordInvalidation(pool: Pool, slot: number): void {
-    const store = this.#host.store
-    const object = store.slotObject[slot]!
-    pool.owner.invalidated.push({
-      poolId: pool.poolId,
-      oid: store.objectOid.slice(object * 6, object * 6 + 6),
-      index: store.slotIndex[slot]!,
-    })
   }
 }
 

@@ -1,12 +1,12 @@
 /**
- * Deduplication of ephemeral pages (spec §4.7, Xen's page content descriptors, "pcd"): pages
+ * Deduplication of ephemeral pages (docs/semantics.md "Space savers", Xen's page content descriptors, "pcd"): pages
  * with identical bytes share one stored payload. A content descriptor holds the payload's
  * place and kind, a reference count and the page's 32-bit fingerprint. Lookup goes through an
  * open-addressing table keyed by fingerprint; every fingerprint match is confirmed with a
  * full byte compare before it is shared, so a fingerprint collision can never mix pages.
  *
  * Eviction gives a page whose content is shared by more than one page a second chance
- * (spec §4.3): it is moved to the LRU tails once before it may go.
+ * (docs/semantics.md "Eviction"): it is moved to the LRU tails once before it may go.
  */
 import { assert } from '../util/assert.js'
 import type { Payloads } from './payload.js'

@@ -31,7 +31,7 @@ export class Frames {
   readonly #free: Uint32Array
   #freeCount = 0
   /**
-   * Xen's tmem free list (spec §4.1, the `Ta` counter): frames that held tmem data and were
+   * Xen's tmem free list (docs/semantics.md "Memory", the `Ta` counter): frames that held tmem data and were
    * freed, not yet taken again nor handed back to the host. Arena frames never used count as
    * host memory, not as free list. The free list is taken first, so these are always the top
    * `#freeListed` entries of the free stack.
@@ -51,7 +51,7 @@ export class Frames {
     return this.#freeCount
   }
 
-  /** Frames on tmem's free list (the `Ta` counter, spec §4.1, §4.5). */
+  /** Frames on tmem's free list (the `Ta` counter, docs/semantics.md "Memory", "Flush and freeable memory"). */
   get freeList(): number {
     return this.#freeListed
   }

@@ -1,9 +1,10 @@
 /**
  * The friendly layer for embedders: a guest's view of the host with pools as objects and
  * oids as numbers, bigints or [bigint, bigint, bigint]. Each call builds a decoded op and
- * goes through `host.op()`, so it behaves exactly like the hypercall; negative return codes
- * become a thrown TmemError with a stable `code`, and a miss is a value (null or false).
- * It allocates per call; the zero-allocation path is `host.opBytes()`.
+ * goes through `host.op()` (of any `GuestHypercall`), so it behaves exactly like the
+ * hypercall; negative return codes become a thrown TmemOpError with a stable `code`, and a miss
+ * is a value (null or false). It allocates per call; the zero-allocation path is
+ * `host.opBytes()`.
  */
 import {
   PAGE_SIZE,
@@ -18,8 +19,16 @@ import {
   TMEM_PUT_PAGE,
 } from '../abi/constants.js'
 import type { Oid, TmemOp } from '../abi/types.js'
-import { TmemError } from '../errors.js'
-import type { Host } from './host.js'
+import { TmemOpError } from '../errors/mod.js'
+
+/**
+ * What the friendly layer needs of a host: the decoded-op hypercall. `Host` is one; the
+ * friendly layer depends on this shape only, so that `host.ts` can hand out clients without
+ * an import circle.
+ */
+export interface GuestHypercall {
+  op(clientId: number, op: TmemOp, data?: Uint8Array | null, version?: 0 | 1): number
+}
 
 /** An object id: a number or bigint (becomes `[x, 0n, 0n]`) or all three words. */
 export type OidLike = number | bigint | readonly [bigint, bigint, bigint]
@@ -38,17 +47,17 @@ export function toOid(oid: OidLike): Oid {
 }
 
 export class GuestClient {
-  readonly host: Host
+  readonly host: GuestHypercall
   readonly id: number
   readonly version: 0 | 1
 
-  constructor(host: Host, id: number, version: 0 | 1) {
+  constructor(host: GuestHypercall, id: number, version: 0 | 1) {
     this.host = host
     this.id = id
     this.version = version
   }
 
-  /** Creates a pool (TMEM_NEW_POOL) and returns it; throws TmemError on failure. */
+  /** Creates a pool (TMEM_NEW_POOL) and returns it; throws TmemOpError on failure. */
   newPool(options: NewPoolOptions = {}): GuestPool {
     const flags =
       (options.persistent === true ? TMEM_POOL_PERSIST : 0) |
@@ -57,7 +66,7 @@ export class GuestClient {
     const uuid = options.uuid ?? [0n, 0n]
     const op: TmemOp = { cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [uuid[0], uuid[1]], flags, arg1: 0 } }
     const rc = this.host.op(this.id, op, null, this.version)
-    if (rc < 0) throw new TmemError(rc, TMEM_NEW_POOL)
+    if (rc < 0) throw new TmemOpError(rc, TMEM_NEW_POOL)
     return new GuestPool(this, rc)
   }
 
@@ -87,7 +96,7 @@ export class GuestPool {
   #call(cmd: number, oid: OidLike, index: number, data: Uint8Array | null): number {
     const client = this.client
     const rc = client.host.op(client.id, this.#gen(cmd, oid, index), data, client.version)
-    if (rc < 0) throw new TmemError(rc, cmd)
+    if (rc < 0) throw new TmemOpError(rc, cmd)
     return rc
   }
 
@@ -105,7 +114,7 @@ export class GuestPool {
     const rc = client.host.op(client.id, this.#gen(TMEM_GET_PAGE, oid, index), into, client.version)
     if (rc === 1) return into
     if (rc === 0 || rc === -1001) return null
-    throw new TmemError(rc, TMEM_GET_PAGE)
+    throw new TmemOpError(rc, TMEM_GET_PAGE)
   }
 
   flushPage(oid: OidLike, index: number): void {

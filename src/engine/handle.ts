@@ -1,7 +1,7 @@
 /**
- * The `struct tmem_handle` the save subops write (spec §2.8), from the engine's OID words:
+ * The `struct tmem_handle` the save subops write (docs/semantics.md "Op layout"), from the engine's OID words:
  * SAVE_GET_NEXT_PAGE and SAVE_GET_NEXT_INV (control.ts), and the head of each page record of
- * SAVE_GET_PAGES and SAVE_GET_CHANGES (migration.ts). Allocation-free, unlike the codec's
+ * SAVE_GET_PAGES and SAVE_GET_CHANGES (changelog.ts). Allocation-free, unlike the codec's
  * `encodeHandleInto`, which takes bigints.
  */
 import { writeU32LE } from '../util/le.js'

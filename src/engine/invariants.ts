@@ -6,7 +6,7 @@
  */
 import { PAGE_SIZE } from '../abi/constants.js'
 import { AssertionError } from '../util/assert.js'
-import type { Host } from './host.js'
+import type { Core } from './core.js'
 import type { Pool } from './model.js'
 import {
   type ListHead,
@@ -36,19 +36,21 @@ function walkList(prev: Uint32Array, next: Uint32Array, head: ListHead, limit: n
   return members
 }
 
-export function checkInvariants(host: Host): void {
+/** Checks every invariant of `engine`'s core (a `Host` or anything else holding a core). */
+export function checkInvariants(engine: { readonly core: Core }): void {
+  const core = engine.core
   contentRefs.clear()
   chunkCounts.clear()
-  const store = host.store
-  const counters = host.counters
-  const pools = host.pools.all()
+  const store = core.store
+  const counters = core.counters
+  const pools = core.pools.all()
   const capacity = store.slots.capacity
   const seenSlots = new Set<number>()
   const seenFrames = new Set<number>()
   let pageTotal = 0
   let objectTotal = 0
   for (const pool of pools) {
-    const counts = checkPool(host, pool, seenSlots, seenFrames)
+    const counts = checkPool(core, pool, seenSlots, seenFrames)
     pageTotal += counts.pages
     objectTotal += counts.objects
   }
@@ -60,36 +62,39 @@ export function checkInvariants(host: Host): void {
     const used = (store.slotFlags[slot]! & SLOT_USED) !== 0
     check(used === seenSlots.has(slot), `slot ${slot} used flag matches reachability`)
   }
-  const global = walkList(store.listPrev, store.listNext, host.globalLru, capacity, 'global LRU')
+  const global = walkList(store.listPrev, store.listNext, core.globalLru, capacity, 'global LRU')
   check(global.length === counters.ephemeralCount, 'global LRU length equals ephemeral count')
   let ephemeralTotal = 0
-  for (const client of host.clientOrder) {
+  for (const client of core.clientOrder) {
     const own = walkList(store.clientPrev, store.clientNext, client.lru, capacity, `client ${client.id} LRU`)
     check(own.length === client.ephemeralCount, `client ${client.id} LRU length`)
     for (const slot of own) {
-      const pool = host.pools.byGid(store.objectPool[store.slotObject[slot]!]!)
+      const pool = core.pools.byGid(store.objectPool[store.slotObject[slot]!]!)
       check(pool.owner === client, `client ${client.id} LRU holds a page of a pool it does not own`)
     }
     ephemeralTotal += own.length
-    check(host.clientsById[client.id] === client, `client ${client.id} is indexed`)
+    check(core.clientsById[client.id] === client, `client ${client.id} is indexed`)
   }
   check(ephemeralTotal === counters.ephemeralCount, 'client LRUs add up to the global LRU')
-  check(host.weightTotal === host.clientOrder.reduce((sum, c) => sum + c.weight, 0), 'weight total')
-  checkContents(host, seenFrames)
-  checkFrames(host, seenFrames)
+  for (const client of core.clientOrder) {
+    check(!client.liveMigrating || core.changeLog !== null, `client ${client.id} migrates with no change log`)
+  }
+  check(core.weightTotal === core.clientOrder.reduce((sum, c) => sum + c.weight, 0), 'weight total')
+  checkContents(core, seenFrames)
+  checkFrames(core, seenFrames)
 }
 
 /** Each live content descriptor's own payload. */
-function checkContents(host: Host, seenFrames: Set<number>): void {
-  const contents = host.contents
+function checkContents(core: Core, seenFrames: Set<number>): void {
+  const contents = core.contents
   if (contents === null) return
   for (const id of contentRefs.keys()) {
-    checkStored(host, contents.frame[id]!, contents.offset[id]!, contents.bytes[id]!, contents.kind[id]!, seenFrames, `content ${id}`)
+    checkStored(core, contents.frame[id]!, contents.offset[id]!, contents.bytes[id]!, contents.kind[id]!, seenFrames, `content ${id}`)
   }
 }
 
-function checkPool(host: Host, pool: Pool, seenSlots: Set<number>, seenFrames: Set<number>): { pages: number; objects: number } {
-  const store = host.store
+function checkPool(core: Core, pool: Pool, seenSlots: Set<number>, seenFrames: Set<number>): { pages: number; objects: number } {
+  const store = core.store
   const capacity = store.slots.capacity
   const objects = walkList(store.objectPoolPrev, store.objectPoolNext, pool.objects, store.objects.capacity, `pool ${pool.gid} objects`)
   check(objects.length === pool.objectCount, `pool ${pool.gid} object count`)
@@ -111,7 +116,7 @@ function checkPool(host: Host, pool: Pool, seenSlots: Set<number>, seenFrames: S
       check(store.pageLookup(object, store.slotIndex[slot]!) === slot, `slot ${slot} findable`)
       const persistent = (store.slotFlags[slot]! & SLOT_PERSISTENT) !== 0
       check(persistent === pool.persistent, `slot ${slot} persistence matches its pool`)
-      checkPayload(host, slot, seenFrames)
+      checkPayload(core, slot, seenFrames)
       count++
       check(count <= capacity, `object ${object} chain has a cycle`)
       before = slot
@@ -133,25 +138,25 @@ function checkPool(host: Host, pool: Pool, seenSlots: Set<number>, seenFrames: S
  * A slot's payload: a plain frame used by no one else, a chunk in a class frame that passes
  * its check (so corrupt compressed storage is caught here), or a content descriptor.
  */
-function checkPayload(host: Host, slot: number, seenFrames: Set<number>): void {
-  const store = host.store
+function checkPayload(core: Core, slot: number, seenFrames: Set<number>): void {
+  const store = core.store
   const flags = store.slotFlags[slot]!
   const frame = store.slotFrame[slot]!
   if ((flags & SLOT_CONTENT) !== 0) {
-    const contents = host.contents
+    const contents = core.contents
     check(contents !== null, `slot ${slot} is deduplicated without dedup`)
     check(contents.refs[frame]! > 0, `slot ${slot} points at a dead content descriptor`)
     contentRefs.set(frame, (contentRefs.get(frame) ?? 0) + 1)
     return
   }
-  checkStored(host, frame, store.slotOffset[slot]!, store.slotBytes[slot]!, flags & SLOT_KIND_MASK, seenFrames, `slot ${slot}`)
+  checkStored(core, frame, store.slotOffset[slot]!, store.slotBytes[slot]!, flags & SLOT_KIND_MASK, seenFrames, `slot ${slot}`)
 }
 
 /** Content references seen during one walk (reset by checkInvariants). */
 const contentRefs = new Map<number, number>()
 
 function checkStored(
-  host: Host,
+  core: Core,
   frame: number,
   offset: number,
   bytes: number,
@@ -159,7 +164,7 @@ function checkStored(
   seenFrames: Set<number>,
   name: string,
 ): void {
-  const payloads = host.payloads
+  const payloads = core.payloads
   check(bytes <= PAGE_SIZE, `${name} stored size`)
   if (kind === SLOT_FILLED) {
     check(bytes === 0, `${name} fill word with bytes`)
@@ -180,13 +185,13 @@ function checkStored(
 /** Chunks seen per class frame during one walk. */
 const chunkCounts = new Map<number, number>()
 
-function checkFrames(host: Host, seenFrames: Set<number>): void {
-  const frames = host.frames
-  const subpages = host.payloads.subpages
+function checkFrames(core: Core, seenFrames: Set<number>): void {
+  const frames = core.frames
+  const subpages = core.payloads.subpages
   for (const [frame, count] of chunkCounts) {
     check(subpages.usedIn(frame) === count, `class frame ${frame} chunk count`)
   }
-  const contents = host.contents
+  const contents = core.contents
   if (contents !== null) {
     check(contentRefs.size === contents.count, 'live content descriptors equal referenced ones')
     for (const [id, refs] of contentRefs) {

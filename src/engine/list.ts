@@ -1,25 +1,25 @@
 /**
- * TMEMC_LIST text (spec §5.7, D14): the exact Xen format, every line well formed. Lines are
+ * TMEMC_LIST text (docs/semantics.md "LIST", "Decision: LIST format"): the exact Xen format, every line well formed. Lines are
  * tagged `G=`, `S=`, `C=`, `P=`, `T=`; items are `key:value`, comma separated; the long form
  * appends a second group. A line is emitted only if it fits in the room left in the caller's
  * buffer (with its NUL); a line that does not fit ends its section. Radix-tree node counts
  * (`Nc`, `Nm`) are always 0: this engine indexes pages in a hash table, not radix trees.
  */
 import { CLI_ID_NULL } from '../abi/constants.js'
-import type { Host } from './host.js'
+import type { Core } from './core.js'
 import { type Client, type Pool, TIME_TAGS } from './model.js'
 
-export function renderList(host: Host, cliId: number, long: boolean, capacity: number): string {
+export function renderList(core: Core, cliId: number, long: boolean, capacity: number): string {
   const out = new LineSink(capacity)
   if (cliId === CLI_ID_NULL) {
-    out.add(globalLine(host, long))
-    for (const pool of host.pools.shared) {
+    out.add(globalLine(core, long))
+    for (const pool of core.pools.shared) {
       if (pool !== null && !out.add(sharedLine(pool, long))) break
     }
-    for (const client of host.clientOrder) clientLines(out, client, long)
-    out.add(timeLine(host))
+    for (const client of core.clientOrder) clientLines(out, client, long)
+    out.add(timeLine(core))
   } else {
-    const client = host.clientsById[cliId]
+    const client = core.clientsById[cliId]
     if (client !== undefined) clientLines(out, client, long)
   }
   return out.text
@@ -45,9 +45,9 @@ function join(short: string, longGroup: string, long: boolean): string {
   return long ? `${short},${longGroup}\n` : `${short}\n`
 }
 
-function globalLine(host: Host, long: boolean): string {
-  const c = host.counters
-  const frames = host.frames
+function globalLine(core: Core, long: boolean): string {
+  const c = core.counters
+  const frames = core.frames
   const short =
     `G=Tt:${c.totalOps},Te:${c.erroredOps},Cf:${c.failedCopies},Af:${c.failedSubpageAllocs},` +
     `Pf:${c.failedPageAllocs},Ta:${frames.freeList},Lm:0,Et:${c.evicted},Ea:${c.evictAttempts},` +
@@ -83,7 +83,7 @@ function sharedLine(pool: Pool, long: boolean): string {
 
 function clientLines(out: LineSink, client: Client, long: boolean): void {
   const short =
-    `C=CI:${client.id},ww:${client.weight},ca:${client.cap},co:${client.compress ? 1 : 0},` +
+    `C=CI:${client.id},ww:${client.weight | 0},ca:${client.cap},co:${client.compress ? 1 : 0},` +
     `fr:${client.frozen ? 1 : 0},Tc:${Math.round(client.cycles)},Ge:${client.succEphemeralGets},` +
     `Pp:${client.succPersistentPuts},Gp:${client.succPersistentGets}`
   const longGroup =
@@ -100,8 +100,8 @@ function clientLines(out: LineSink, client: Client, long: boolean): void {
   }
 }
 
-function timeLine(host: Host): string {
-  const t = host.times
+function timeLine(core: Core): string {
+  const t = core.times
   const items = TIME_TAGS.map((tag, i) => {
     const count = t.count[i]!
     return (

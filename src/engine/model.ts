@@ -5,9 +5,10 @@
  * the typed columns of `store.ts`.
  */
 import { MAX_GLOBAL_SHARED_POOLS, MAX_POOLS_PER_DOMAIN } from '../abi/constants.js'
+import { assert } from '../util/assert.js'
 import { type ListHead, newListHead, NONE } from './store.js'
 
-/** One record of the invalidated list kept while a client is live-migrating (spec §6.1). */
+/** One record of the invalidated list kept while a client is live-migrating (docs/semantics.md "Save subops"). */
 export interface Invalidation {
   poolId: number
   oid: Uint32Array
@@ -70,7 +71,7 @@ export class Pool {
   sharedSlot = -1
   /** Clients sharing the pool in join order (a client that joined twice appears twice). */
   readonly sharers: Client[] = []
-  /** Set while the pool is being destroyed: its pages are not eviction candidates (D9). */
+  /** Set while the pool is being destroyed: its pages are not eviction candidates (docs/semantics.md "Decision: dying pools and ownership"). */
   destroying = false
   readonly objects: ListHead = newListHead()
   /** Persistent pages in put order (used by save). */
@@ -113,6 +114,44 @@ export class Pool {
   }
 }
 
+/**
+ * The host's pool table: every live pool by `gid` (what the object columns store), the free
+ * gids, and the host-wide shared-pool table (docs/semantics.md "Data model"). Owned by the core; `pools.ts`
+ * creates and destroys the pools in it.
+ */
+export class PoolTable {
+  readonly #byGid: (Pool | null)[] = []
+  readonly #freeGids: number[] = []
+  /** The host-wide shared pool table (docs/semantics.md "Data model"). */
+  readonly shared: (Pool | null)[] = new Array<Pool | null>(MAX_GLOBAL_SHARED_POOLS).fill(null)
+
+  byGid(gid: number): Pool {
+    const pool = this.#byGid[gid]
+    assert(pool !== undefined && pool !== null, 'PoolTable unknown gid')
+    return pool
+  }
+
+  /** Every live pool, for the invariant checker and stats. */
+  all(): Pool[] {
+    return this.#byGid.filter((pool): pool is Pool => pool !== null)
+  }
+
+  /** A new pool record under the lowest free gid. */
+  add(client: Client, slot: number, persistent: boolean, shared: boolean, lo: bigint, hi: bigint): Pool {
+    const gid = this.#freeGids.pop() ?? this.#byGid.length
+    const pool = new Pool(gid, client, slot, persistent, shared, lo, hi)
+    this.#byGid[gid] = pool
+    return pool
+  }
+
+  /** Forgets a destroyed pool; its gid is reused. */
+  remove(pool: Pool): void {
+    assert(this.#byGid[pool.gid] === pool, 'PoolTable removes a pool it does not hold')
+    this.#byGid[pool.gid] = null
+    this.#freeGids.push(pool.gid)
+  }
+}
+
 /** The categories of the LIST `T=` line, in output order. */
 export const TIME_TAGS = ['G', 'P', 'g', 'p', 'F', 'O', 'C', 'c', 'd'] as const
 export const TIME_GET = 0
@@ -127,7 +166,7 @@ export const TIME_DECOMPRESS = 8
 
 const MIN_UNUSED = 2147483647
 
-/** Count, total, max and min of elapsed time per category (spec §5.7 `T=`). */
+/** Count, total, max and min of elapsed time per category (docs/semantics.md "LIST" `T=`). */
 export class TimeStats {
   readonly count = new Float64Array(TIME_TAGS.length)
   readonly total = new Float64Array(TIME_TAGS.length)

@@ -5,7 +5,7 @@
 import { PAGE_SIZE } from '../abi/constants.js'
 import type { CodecName } from './codecs.js'
 
-/** Resolves a guest frame number to the bytes of that frame (spec D15). */
+/** Resolves a guest frame number to the bytes of that frame (docs/semantics.md "Decision: guest frames"). */
 export type FrameResolver = (
   clientId: number,
   cmfn: bigint,
@@ -17,7 +17,7 @@ export interface HostOptions {
   pages?: number
   /** The same budget in bytes (rounded down to whole pages); wins over `pages` when given. */
   bytes?: number
-  /** Free pages kept in reserve before every put (spec §4.4). Default min(256, pages >> 4). */
+  /** Free pages kept in reserve before every put (docs/semantics.md "Minimum reserve"). Default min(256, pages >> 4). */
   reservePages?: number
   /** Initial compression setting of new clients (Xen boot option tmem_compress). */
   compress?: boolean
@@ -32,11 +32,11 @@ export interface HostOptions {
   dedup?: boolean
   /** Trailing-zero elimination (Xen tmem_tze). */
   tze?: boolean
-  /** Shared pools need per-client authorisation unless global auth is on (D7). Default true. */
+  /** Shared pools need per-client authorisation unless global auth is on (docs/semantics.md "Decision: shared pools"). Default true. */
   sharedAuth?: boolean
-  /** Serve v0 clients side by side with v1 clients (D3). Default false. */
+  /** Serve v0 clients side by side with v1 clients (docs/semantics.md "Decision: v0 clients"). Default false. */
   acceptV0?: boolean
-  /** Frame resolver for embedders; used when an op carries no data buffer (D15). */
+  /** Frame resolver for embedders; used when an op carries no data buffer (docs/semantics.md "Decision: guest frames"). */
   frameResolver?: FrameResolver
   /** Monotonic clock for the cycle statistics, in nanoseconds. Default performance.now() x 1e6. */
   clockNs?: () => number
@@ -88,7 +88,7 @@ export function resolveHostOptions(options: HostOptions = {}): ResolvedHostOptio
   }
   const dedup = options.dedup ?? false
   const compress = options.compress ?? false
-  // Xen switches tze off when dedup, compression and tze are all on (spec §1.6).
+  // Xen switches tze off when dedup, compression and tze are all on (docs/semantics.md "Host options").
   const tze = (options.tze ?? false) && !(dedup && compress)
   const dense = compress || dedup || (options.tze ?? false)
   const descriptors = options.descriptors ?? (dense ? pages * 4 : pages)

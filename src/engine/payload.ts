@@ -1,5 +1,5 @@
 /**
- * Page payloads: how one page's bytes are kept, and the space savers of spec §4.7 and D13.
+ * Page payloads: how one page's bytes are kept, and the space savers of docs/semantics.md "Space savers", "Decision: compression".
  *
  *   kind        where                         stored bytes
  *   plain       a whole frame                 4096

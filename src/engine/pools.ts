@@ -1,7 +1,8 @@
 /**
- * Pools: creation with the flag validation and shared-pool rules of spec §3.1 (D3, D7),
- * destruction (§3.2, D9, D10), shared-pool authorisation (TMEM_AUTH, §5.6), and the host's
- * pool table that the object columns point into by `gid`.
+ * Pools: creation with the flag validation and shared-pool rules of docs/semantics.md "New pool" (docs/semantics.md "Decision: v0 clients", "Decision: shared pools"),
+ * destruction (docs/semantics.md "Destroy pool", "Decision: dying pools and ownership", "Decision: destroy during migration") and shared-pool authorisation (TMEM_AUTH, docs/semantics.md "Shared-pool authorisation"). The pool
+ * records live in the core's `PoolTable`; this file decides who may create, join and destroy
+ * them. Control plane: may allocate.
  */
 import {
   EINVAL,
@@ -19,33 +20,18 @@ import {
   TMEM_POOL_VERSION_SHIFT,
 } from '../abi/constants.js'
 import { assert } from '../util/assert.js'
-import type { Host } from './host.js'
-import { type Client, Pool } from './model.js'
+import type { Core } from './core.js'
+import type { Client, Pool } from './model.js'
 import { CHECK_BYTES } from './payload.js'
 import { listAppend, listUnlink, NONE, SLOT_COMPRESSED, SLOT_CONTENT, SLOT_KIND_MASK } from './store.js'
 
 const ALL_ONES = 0xffffffffffffffffn
 
 export class Pools {
-  readonly #host: Host
-  readonly #byGid: (Pool | null)[] = []
-  readonly #freeGids: number[] = []
-  /** The host-wide shared pool table (spec §1.5). */
-  readonly shared: (Pool | null)[] = new Array<Pool | null>(MAX_GLOBAL_SHARED_POOLS).fill(null)
+  readonly #core: Core
 
-  constructor(host: Host) {
-    this.#host = host
-  }
-
-  byGid(gid: number): Pool {
-    const pool = this.#byGid[gid]
-    assert(pool !== undefined && pool !== null, 'Pools unknown gid')
-    return pool
-  }
-
-  /** Every live pool, for the invariant checker and stats. */
-  all(): Pool[] {
-    return this.#byGid.filter((pool): pool is Pool => pool !== null)
+  constructor(core: Core) {
+    this.#core = core
   }
 
   /**
@@ -63,7 +49,7 @@ export class Pools {
     if ((flags & TMEM_POOL_RESERVED_BITS) !== 0) return -EPERM
     const persistent = (flags & TMEM_POOL_PERSIST) !== 0
     let shared = (flags & TMEM_POOL_SHARED) !== 0
-    if (shared && persistent) return -EPERM // shared persistent pools are refused (D7)
+    if (shared && persistent) return -EPERM // shared persistent pools are refused (docs/semantics.md "Decision: shared pools")
     if (slot < 0) {
       slot = client.pools.indexOf(null)
       if (slot < 0) return -EPERM
@@ -73,33 +59,34 @@ export class Pools {
     if (shared && uuidLo === ALL_ONES && uuidHi === ALL_ONES) shared = false
     if (shared && !this.#authorised(client, uuidLo, uuidHi)) shared = false
     if (shared) return this.#joinOrCreateShared(client, slot, uuidLo, uuidHi)
-    const pool = this.#newPool(client, slot, persistent, false, uuidLo, uuidHi)
+    const pool = this.#core.pools.add(client, slot, persistent, false, uuidLo, uuidHi)
     client.pools[slot] = pool
     return slot
   }
 
-  /** The ABI version a client's pool flags must carry (D3). */
+  /** The ABI version a client's pool flags must carry (docs/semantics.md "Decision: v0 clients"). */
   #expectedVersion(client: Client): number {
-    return client.abi === 0 && this.#host.options.acceptV0 ? 0 : 1
+    return client.abi === 0 && this.#core.options.acceptV0 ? 0 : 1
   }
 
   #diagnose(client: Client, version: number): void {
-    const report = this.#host.onDiagnostic
+    const report = this.#core.onDiagnostic
     if (report === null) return
     const expected = this.#expectedVersion(client)
-    const reason = client.abi === 0 && !this.#host.options.acceptV0
+    const reason = client.abi === 0 && !this.#core.options.acceptV0
       ? 'tmem ABI v0 client refused: this host speaks ABI v1 (start it with acceptV0 to serve v0)'
       : `pool flags carry tmem ABI version ${version}, expected ${expected}`
     report(client.id, reason)
   }
 
   #authorised(client: Client, uuidLo: bigint, uuidHi: bigint): boolean {
-    if (!this.#host.options.sharedAuth || this.#host.globalAuth) return true
+    if (!this.#core.options.sharedAuth || this.#core.globalAuth) return true
     return findAuth(client, uuidLo, uuidHi) >= 0
   }
 
   #joinOrCreateShared(client: Client, slot: number, uuidLo: bigint, uuidHi: bigint): number {
-    const existing = this.shared.find(
+    const table = this.#core.pools.shared
+    const existing = table.find(
       (pool) => pool !== null && pool.uuidLo === uuidLo && pool.uuidHi === uuidHi,
     )
     if (existing !== undefined && existing !== null) {
@@ -107,24 +94,17 @@ export class Pools {
       client.pools[slot] = existing
       return slot
     }
-    const tableSlot = this.shared.indexOf(null)
+    const tableSlot = table.indexOf(null)
     if (tableSlot < 0) return -EPERM
-    const pool = this.#newPool(client, slot, false, true, uuidLo, uuidHi)
+    const pool = this.#core.pools.add(client, slot, false, true, uuidLo, uuidHi)
     pool.sharedSlot = tableSlot
     pool.sharers.push(client)
-    this.shared[tableSlot] = pool
+    table[tableSlot] = pool
     client.pools[slot] = pool
     return slot
   }
 
-  #newPool(client: Client, slot: number, persistent: boolean, shared: boolean, lo: bigint, hi: bigint): Pool {
-    const gid = this.#freeGids.pop() ?? this.#byGid.length
-    const pool = new Pool(gid, client, slot, persistent, shared, lo, hi)
-    this.#byGid[gid] = pool
-    return pool
-  }
-
-  /** TMEM_DESTROY_POOL from a guest (spec §3.2, D10). Returns 1, or 0 for no pool. */
+  /** TMEM_DESTROY_POOL from a guest (docs/semantics.md "Destroy pool", "Decision: destroy during migration"). Returns 1, or 0 for no pool. */
   destroyByGuest(client: Client, poolId: number): number {
     const slot = poolId >>> 0
     if (slot >= MAX_POOLS_PER_DOMAIN) return 0
@@ -142,25 +122,25 @@ export class Pools {
     client.pools[slot] = null
     if (pool.shared && !this.#leaveShared(client, pool)) return
     this.#destroyPages(pool)
-    this.#byGid[pool.gid] = null
-    this.#freeGids.push(pool.gid)
+    this.#core.pools.remove(pool)
   }
 
   /**
-   * A sharer leaves a shared pool: its objects go, ownership may pass on (D9). Returns true
+   * A sharer leaves a shared pool: its objects go, ownership may pass on (docs/semantics.md "Decision: dying pools and ownership"). Returns true
    * when nobody is left and the pool must be destroyed.
    */
   #leaveShared(client: Client, pool: Pool): boolean {
-    const store = this.#host.store
+    const core = this.#core
+    const store = core.store
     for (let object = pool.objects[0]!; object !== NONE; ) {
       const next = store.objectPoolNext[object]!
-      if (store.objectLastClient[object] === client.id) this.#host.pages.removeObject(pool, object)
+      if (store.objectLastClient[object] === client.id) core.removeObject(pool, object)
       object = next
     }
     pool.sharers.splice(pool.sharers.indexOf(client), 1)
     const heir = pool.sharers[0]
     if (heir === undefined) {
-      this.shared[pool.sharedSlot] = null
+      core.pools.shared[pool.sharedSlot] = null
       return true
     }
     if (pool.owner === client) this.#transferOwnership(pool, heir)
@@ -168,14 +148,14 @@ export class Pools {
   }
 
   /**
-   * Moves only this pool's pages between the two clients' LRUs and counts (D9), including the
+   * Moves only this pool's pages between the two clients' LRUs and counts (docs/semantics.md "Decision: dying pools and ownership"), including the
    * compressed pages and bytes (`cp`/`cb`), which are released against the new owner later.
    */
   #transferOwnership(pool: Pool, heir: Client): void {
-    const host = this.#host
-    const store = host.store
+    const core = this.#core
+    const store = core.store
     const previous = pool.owner
-    for (let slot = host.globalLru[0]!; slot !== NONE; slot = store.listNext[slot]!) {
+    for (let slot = core.globalLru[0]!; slot !== NONE; slot = store.listNext[slot]!) {
       if (store.objectPool[store.slotObject[slot]!] !== pool.gid) continue
       listUnlink(store.clientPrev, store.clientNext, previous.lru, slot)
       listAppend(store.clientPrev, store.clientNext, heir.lru, slot)
@@ -195,20 +175,20 @@ export class Pools {
   }
 
   #destroyPages(pool: Pool): void {
-    const host = this.#host
+    const core = this.#core
     // A dying pool's pages are not eviction candidates and not recorded as invalidations.
     pool.destroying = true
-    while (pool.objects[0] !== NONE) host.pages.removeObject(pool, pool.objects[0]!)
+    while (pool.objects[0] !== NONE) core.removeObject(pool, pool.objects[0]!)
     assert(pool.pageCount === 0, 'Pools destroyed pool still has pages')
   }
 
-  /** TMEM_AUTH (spec §5.6): 1 = authorise, 0 = revoke, other non-zero = authorise. */
+  /** TMEM_AUTH (docs/semantics.md "Shared-pool authorisation"): 1 = authorise, 0 = revoke, other non-zero = authorise. */
   auth(cliId: number, uuidLo: bigint, uuidHi: bigint, flag: number): number {
     if (cliId === 0xffff) {
-      this.#host.globalAuth = flag !== 0
+      this.#core.globalAuth = flag !== 0
       return 1
     }
-    const client = this.#host.clientsById[cliId]
+    const client = this.#core.clientsById[cliId]
     if (client === undefined) return -EINVAL
     const at = findAuth(client, uuidLo, uuidHi)
     if (flag === 0) {

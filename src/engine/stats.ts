@@ -2,7 +2,7 @@
  * A JSON-able snapshot of every counter the LIST text shows, for metrics exporters, readable
  * listings and tests. Control plane: builds fresh objects on every call.
  */
-import type { Host } from './host.js'
+import type { Core } from './core.js'
 import { type Pool, TIME_TAGS } from './model.js'
 
 export interface PoolStats {
@@ -111,22 +111,22 @@ function poolStats(pool: Pool, slot: number): PoolStats {
   }
 }
 
-export function snapshotStats(host: Host): HostStats {
-  const c = host.counters
+export function snapshotStats(core: Core): HostStats {
+  const c = core.counters
   const times: HostStats['times'] = {}
   TIME_TAGS.forEach((tag, i) => {
     times[tag] = {
-      count: host.times.count[i]!,
-      totalNs: host.times.total[i]!,
-      maxNs: host.times.max[i]!,
-      minNs: host.times.count[i] === 0 ? 0 : host.times.min[i]!,
+      count: core.times.count[i]!,
+      totalNs: core.times.total[i]!,
+      maxNs: core.times.max[i]!,
+      minNs: core.times.count[i] === 0 ? 0 : core.times.min[i]!,
     }
   })
   return {
-    budgetPages: host.options.pages,
-    framesUsed: host.frames.used,
-    framesUsedMax: host.frames.usedMax,
-    framesFree: host.frames.freeCount,
+    budgetPages: core.options.pages,
+    framesUsed: core.frames.used,
+    framesUsedMax: core.frames.usedMax,
+    framesFree: core.frames.freeCount,
     ephemeralPages: c.ephemeralCount,
     ephemeralPagesMax: c.ephemeralMax,
     persistentPages: c.pageCount - c.ephemeralCount,
@@ -148,9 +148,9 @@ export function snapshotStats(host: Host): HostStats {
     tzeBytes: c.tzeBytes,
     compressedBytes: c.compressedBytes,
     corruptPages: c.corruptPages,
-    freeableMb: (host.frames.freeList + c.ephemeralCount) >>> 8,
+    freeableMb: (core.frames.freeList + c.ephemeralCount) >>> 8,
     times,
-    clients: host.clientOrder.map((client) => ({
+    clients: core.clientOrder.map((client) => ({
       id: client.id,
       abi: client.abi,
       weight: client.weight,

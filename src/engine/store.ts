@@ -24,7 +24,7 @@ export const NONE = 0xffffffff
 /** Flags of a slot. */
 export const SLOT_USED = 1
 export const SLOT_PERSISTENT = 2
-/** Dedup second chance already given (spec §4.3). */
+/** Dedup second chance already given (docs/semantics.md "Eviction"). */
 export const SLOT_SECOND_CHANCE = 4
 /** Payload kinds (at most one set; none = a plain frame of 4096 bytes). */
 export const SLOT_COMPRESSED = 8

@@ -8,7 +8,7 @@
  * lines (see docs/save-restore.md): copy the reply's buffer back into `data`, return `rc`.
  *
  * The optional `destroyClient` is what makes a failed restore atomic: no control subop can
- * remove a client again (TMEMC_DESTROY only thaws, spec §5.2), so a channel without it
+ * remove a client again (TMEMC_DESTROY only thaws, docs/semantics.md "Control subops"), so a channel without it
  * leaves an emptied client behind when the target refuses a restore half-way.
  */
 import { TMEM_AUTH, TMEM_CONTROL, TMEM_RESTORE_NEW } from '../abi/constants.js'

@@ -1,5 +1,5 @@
 /**
- * The Xen tmem save stream (spec §6.2, §6.3): sizes of its records in v1 and v0, and the
+ * The Xen tmem save stream (docs/semantics.md "Save stream", "Live save"): sizes of its records in v1 and v0, and the
  * decoded forms the reader hands out. All integers are little-endian. docs/save-restore.md
  * draws the byte boxes.
  */
@@ -33,7 +33,7 @@ export function invalidationRecordBytes(version: 0 | 1): number {
   return 4 + oidBytes(version) + 4
 }
 
-/** Client flags a stream may carry (spec §2.4): COMPRESS (1) and FROZEN (2). */
+/** Client flags a stream may carry (docs/semantics.md "Client flags"): COMPRESS (1) and FROZEN (2). */
 export const CLIENT_FLAGS_KNOWN = 0x3
 
 /** The header of a tmem section. */

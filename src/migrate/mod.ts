@@ -1,20 +1,20 @@
 /**
- * Save and restore of tmem clients as the Xen v1 stream (spec §6, D4), and live migration
+ * Save and restore of tmem clients as the Xen v1 stream (docs/semantics.md "Save and restore", "Decision: save stream fixes"), and live migration
  * between daemons. Re-exports only; docs/save-restore.md and docs/migration.md are the guides.
  */
 export { type ControlChannel, type ControlHost, CLI_ID_MAX, hostChannel } from './channel.js'
 export {
-  MigrateError,
   RestoreError,
   type RestoreErrorCode,
   type RestoreErrorDetail,
   SaveError,
+  SaveRestoreError,
   type SaveErrorCode,
   type SaveErrorDetail,
   SaveStreamError,
   type SaveStreamErrorCode,
   type StreamPlace,
-} from './errors.js'
+} from '../errors/mod.js'
 export {
   HEADER_BYTES,
   MARKER_TMEM,
@@ -39,11 +39,30 @@ export {
   type SaveToFileResult,
   saveClient,
   saveClientToFile,
+  saveClientToSink,
   saveEnd,
   saveInvalidations,
 } from './save.js'
-export { type FileSink, type MemorySink, type StreamSink, memorySink, openFileSink, writableSink } from './sink.js'
+export {
+  type FileSink,
+  type MemorySink,
+  type StreamSink,
+  memorySink,
+  openFileSink,
+  SAVE_SYMLINK_HOPS_MAX,
+  writableFileSink,
+  writableSink,
+} from './sink.js'
 export type { RestoreSource } from './source.js'
+export {
+  DigestMismatchError,
+  digestingSink,
+  digestPath,
+  fileDigest,
+  verifyDigest,
+  type VerifyResult,
+  writeDigest,
+} from './digest.js'
 export {
   type MigrateOptions,
   type MigratePhase,
@@ -51,6 +70,7 @@ export {
   type MigrateResult,
   MigrationError,
   type MigrationErrorCode,
+  MigrationStepError,
   migrateClient,
 } from './live.js'
 export { type NetworkChannelOptions, networkChannel } from './net.js'

@@ -1,11 +1,11 @@
 /**
- * The save stream reader: walks a whole stream (spec §6.2, §6.3; v1 and v0), checks every
+ * The save stream reader: walks a whole stream (docs/semantics.md "Save stream", "Live save"; v1 and v0), checks every
  * record, and calls a visitor per header, pool, page and invalidation. Restore walks a
  * stream twice with it: once with no visitor to check everything, once to apply.
  *
- * Rules beyond Xen's own reader (D4, §10 item 20): the marker must be -5; version 0 or 1;
+ * Rules beyond Xen's own reader (docs/semantics.md "Decision: save stream fixes", "Restore"): the marker must be -5; version 0 or 1;
  * max_pools <= 16; both header separators -1; client flags only COMPRESS and FROZEN; cap
- * <= 100 (D6). A pool id must be below max_pools and appear once; its flags must be ones a
+ * <= 100 (docs/semantics.md "Decision: cap"). A pool id must be below max_pools and appear once; its flags must be ones a
  * host accepts (no reserved bits, no precompression, 4 KiB pages, not shared and persistent
  * at once), with version 1 in a v1 stream (0 is also read: Xen's 2010-2012 saver left the
  * version out) and version 0 in a v0 stream; an ephemeral pool carries no pages; one pool
@@ -27,7 +27,7 @@ import {
   PAGE_SIZE,
 } from '../abi/constants.js'
 import type { Oid } from '../abi/types.js'
-import { SaveStreamError, type SaveStreamErrorCode, type StreamPlace } from './errors.js'
+import { SaveStreamError, type SaveStreamErrorCode, type StreamPlace } from '../errors/mod.js'
 import {
   CLIENT_FLAGS_KNOWN,
   END_WORD,

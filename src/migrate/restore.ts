@@ -1,5 +1,5 @@
 /**
- * Restore: re-creates a saved client on a host from a tmem stream (spec §6.4 with the D4
+ * Restore: re-creates a saved client on a host from a tmem stream (docs/semantics.md "Restore" with the docs/semantics.md "Decision: save stream fixes"
  * fixes), v1 or v0 (upgraded to v1: pool flags get version 1, OIDs become [object, 0, 0]).
  *
  * All or nothing, in two passes:
@@ -10,7 +10,7 @@
  *    TMEM_AUTH (shared pools) and TMEM_RESTORE_NEW into the same slot with the same flags
  *    and UUID, RESTORE_PUT_PAGE for each page, RESTORE_FLUSH_PAGE for each invalidation, and
  *    FREEZE last if the client was saved frozen (Xen froze first, so every page failed with
- *    -EFROZEN; spec §10 item 13).
+ *    -EFROZEN; docs/semantics.md "Restore").
  * If the target refuses a step of pass 2 (no memory for a page, say), the client is removed
  * again with the channel's `destroyClient` and a RestoreError says so. A channel without
  * `destroyClient` cannot remove a client (no control subop does: TMEMC_DESTROY only thaws),
@@ -36,7 +36,7 @@ import {
 } from '../abi/constants.js'
 import type { Oid } from '../abi/types.js'
 import { ChannelStepError, type ControlChannel, Ctrl, authOp, checkCliId, restoreNewOp } from './channel.js'
-import { RestoreError, type RestoreErrorDetail } from './errors.js'
+import { RestoreError, type RestoreErrorDetail } from '../errors/mod.js'
 import type { StreamHeader, StreamInvalidation, StreamPage, StreamPool } from './format.js'
 import { type StreamSummary, type WalkOptions, walkStream } from './parse.js'
 import { ProgressMeter, type ProgressOptions } from './progress.js'
@@ -49,7 +49,7 @@ export interface RestoreOptions extends ProgressOptions {
   checkDuplicates?: boolean
   /**
    * Authorise the client (TMEM_AUTH) for each shared pool's UUID before re-creating it, so
-   * that a host requiring shared-pool authorisation (D7) re-creates it shared. The source
+   * that a host requiring shared-pool authorisation (docs/semantics.md "Decision: shared pools") re-creates it shared. The source
    * client had that authorisation, or its pool would not be shared. Default true.
    */
   authorizeShared?: boolean

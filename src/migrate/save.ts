@@ -1,6 +1,6 @@
 /**
- * Save: drives the save subops of a host (spec §6.1) and writes the Xen v1 tmem stream of
- * spec §6.2 byte for byte, with the D4 fixes: every persistent page exactly once, oldest
+ * Save: drives the save subops of a host (docs/semantics.md "Save subops") and writes the Xen v1 tmem stream of
+ * docs/semantics.md "Save stream" byte for byte, with the docs/semantics.md "Decision: save stream fixes" fixes: every persistent page exactly once, oldest
  * first; pool flags with the version bits; a page with the all-ones OID fails the save with a
  * named error instead of writing a record that reads back as the page terminator.
  *
@@ -43,10 +43,10 @@ import {
 } from '../abi/constants.js'
 import { TMEM_HANDLE_BYTES_V1 } from '../abi/layout.js'
 import { type ControlChannel, Ctrl, checkCliId } from './channel.js'
-import { SaveError } from './errors.js'
+import { SaveError } from '../errors/mod.js'
 import { END_WORD, MARKER_TMEM, MARKER_TMEM_EXTRA, POOL_RECORD_BYTES, pageRecordBytes } from './format.js'
 import { ProgressMeter, type ProgressOptions } from './progress.js'
-import { ChunkWriter, type StreamSink, openFileSink } from './sink.js'
+import { ChunkWriter, type FileSink, type StreamSink, openFileSink } from './sink.js'
 import { copyBytes } from '../util/bytes.js'
 
 export interface SaveOptions extends ProgressOptions {
@@ -95,7 +95,7 @@ export interface SaveToFileResult extends SaveResult {
 
 /** The tool buffer of SAVE_GET_NEXT_PAGE: a v1 tmem_handle, then the page. */
 const PAGE_BUFFER_BYTES = TMEM_HANDLE_BYTES_V1 + PAGE_SIZE
-// Offsets in a v1 tmem_handle (spec §2.8).
+// Offsets in a v1 tmem_handle (docs/semantics.md "Op layout").
 const HANDLE_POOL_ID = 0
 const HANDLE_INDEX = 4
 const HANDLE_OID = 8
@@ -170,7 +170,7 @@ async function writeSection(
     throw new SaveError('ESAVE', { cliId, step: 'TMEMC_SAVE_GET_MAXPOOLS', rc: maxPools }, `the host reports ${maxPools} pools per client; a stream carries at most ${MAX_POOLS_PER_DOMAIN}`)
   }
   const clientFlags = await query(TMEMC_SAVE_GET_CLIENT_FLAGS, 'TMEMC_SAVE_GET_CLIENT_FLAGS')
-  // Weight and cap 0xFFFFFFFF come back as -2 (spec §6.1) and are written as such, as Xen does.
+  // Weight and cap 0xFFFFFFFF come back as -2 (docs/semantics.md "Save subops") and are written as such, as Xen does.
   const weight = await query(TMEMC_SAVE_GET_CLIENT_WEIGHT, 'TMEMC_SAVE_GET_CLIENT_WEIGHT')
   const cap = await query(TMEMC_SAVE_GET_CLIENT_CAP, 'TMEMC_SAVE_GET_CLIENT_CAP')
 
@@ -296,7 +296,7 @@ async function planPools(ctrl: Ctrl, cliId: number, maxPools: number): Promise<P
 }
 
 /**
- * Writes the invalidation section of a live save (spec §6.3): marker -6, one record (u32
+ * Writes the invalidation section of a live save (docs/semantics.md "Live save"): marker -6, one record (u32
  * pool id, 24-byte OID, u32 index) per page the client removed since SAVE_BEGIN, and -1.
  * Then, unless `end: false`, SAVE_END ends the live save (the client gets its frozen state
  * back). On failure SAVE_END is called as well.
@@ -370,8 +370,9 @@ async function abortSave(ctrl: Ctrl): Promise<void> {
 }
 
 /**
- * Saves client `cliId` to the file `path`, atomically: the file appears only when the whole
- * stream is written (and is left alone when nothing was saved or the save failed). With
+ * Saves client `cliId` to `path` (see `openFileSink`): a regular file appears only when the
+ * whole stream is written (and is left alone when nothing was saved or the save failed); a
+ * FIFO or character device is written in place; a symlink's target is written. With
  * `live: true` it writes the tmem section while the client runs, then the -6 section, then
  * ends the save.
  */
@@ -382,7 +383,20 @@ export async function saveClientToFile(
   options: SaveOptions = {},
 ): Promise<SaveToFileResult> {
   checkCliId(cliId)
-  const file = await openFileSink(path)
+  return saveClientToSink(channel, cliId, await openFileSink(path), options)
+}
+
+/**
+ * `saveClientToFile` into a sink already opened (`openFileSink`, or `writableFileSink` for
+ * stdout): commits it after a whole save, aborts it after a failed or empty one.
+ */
+export async function saveClientToSink(
+  channel: ControlChannel,
+  cliId: number,
+  file: FileSink,
+  options: SaveOptions = {},
+): Promise<SaveToFileResult> {
+  checkCliId(cliId)
   try {
     const result = await saveClient(channel, cliId, file.sink, options)
     if (!result.saved) {

@@ -4,11 +4,15 @@
  * chunk is handed over: the saver never writes into it again, so a sink may keep it.
  *
  * Helpers: `memorySink()` collects the stream in memory, `writableSink(stream)` writes to a
- * Node writable (file, socket) honouring its back-pressure, and `openFileSink(path)` writes
- * a file atomically (a temporary file renamed into place by `commit()`).
+ * Node writable (file, socket) honouring its back-pressure, `openFileSink(path)` writes to
+ * whatever is at a path without changing its kind (a regular file atomically, a FIFO or a
+ * character device by streaming into it, a symlink by writing its target), and
+ * `writableFileSink(stream)` gives a Node writable (stdout) the same commit/abort shape.
  */
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises'
+import { type Stats, constants as fsConstants } from 'node:fs'
+import { lstat, open, readlink, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises'
 import { once } from 'node:events'
+import { basename, dirname, join, resolve as resolvePath } from 'node:path'
 import type { Writable } from 'node:stream'
 import { copyBytes } from '../util/bytes.js'
 
@@ -140,23 +144,121 @@ export function writableSink(stream: Writable): StreamSink {
   }
 }
 
-/** A file being written; it appears at its path only on `commit()`. */
+/** Where a save goes: a file that appears on `commit()`, or a FIFO/device streamed into. */
 export interface FileSink {
   sink: StreamSink
-  /** The temporary path the bytes go to until `commit()`. */
+  /**
+   * Where the bytes go until `commit()`: a temporary file beside the target for an atomic
+   * write, else the node itself (a FIFO or character device is written in place).
+   */
   readonly tempPath: string
-  /** Flushes to disk, closes and renames the file into place. */
+  /** True when the bytes go straight to the target (nothing is renamed, nothing undone). */
+  readonly streaming: boolean
+  /** Atomic: flushes to disk, closes and renames the file into place. Streaming: closes. */
   commit(): Promise<void>
-  /** Closes and removes the temporary file; the target path is not touched. */
+  /**
+   * Atomic: closes and removes the temporary file; the target path is not touched. Streaming:
+   * closes (the reader sees a stream that ends early, which restore reports as ETRUNCATED).
+   */
   abort(): Promise<void>
 }
 
+/** Symlinks followed at most while resolving a save target (as the kernel's MAXSYMLINKS). */
+export const SAVE_SYMLINK_HOPS_MAX = 40
+
+/** What a path names, once symlinks are followed. */
+interface SaveTarget {
+  /** The final path, no symlink left in its last component. */
+  path: string
+  /** 'atomic': a regular file or nothing (a new file is renamed into place); 'stream': written in place. */
+  how: 'atomic' | 'stream'
+}
+
+function pathError(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code })
+}
+
+function errnoOf(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | null)?.code
+}
+
+/** How to write a node of these stats, or an error saying why it cannot be a save target. */
+function targetHow(path: string, stats: Stats): SaveTarget['how'] {
+  if (stats.isFile()) return 'atomic'
+  if (stats.isFIFO() || stats.isCharacterDevice()) return 'stream'
+  if (stats.isDirectory()) throw pathError('EISDIR', `${path} is a directory, not a file to save to`)
+  throw pathError('EINVAL', `${path} is neither a regular file, a FIFO nor a character device; not saving to it`)
+}
+
 /**
- * Opens `path` for an atomic write: bytes go to `path.<pid>.<n>.partial`, which `commit()`
- * renames to `path` (replacing a file there) and `abort()` removes.
+ * Follows symlinks from `path` to the node a save should write. A symlink whose target does
+ * not exist yet resolves to that target (the new file is created there, the link kept).
+ */
+async function resolveSaveTarget(path: string): Promise<SaveTarget> {
+  let at = path
+  for (let hop = 0; hop <= SAVE_SYMLINK_HOPS_MAX; hop++) {
+    let stats: Stats
+    try {
+      stats = await lstat(at)
+    } catch (error) {
+      if (errnoOf(error) === 'ENOENT') return { path: at, how: 'atomic' }
+      throw error
+    }
+    if (!stats.isSymbolicLink()) return { path: at, how: targetHow(at, stats) }
+    try {
+      const real = await realpath(at)
+      return { path: real, how: targetHow(real, await stat(real)) }
+    } catch (error) {
+      if (errnoOf(error) !== 'ENOENT') throw error
+    }
+    // A dangling link: step to its target, relative to the link's real directory.
+    at = resolvePath(await realpath(dirname(at)), await readlink(at))
+  }
+  throw pathError('ELOOP', `${path}: more than ${SAVE_SYMLINK_HOPS_MAX} symlinks to follow`)
+}
+
+/**
+ * Opens `path` for a save without changing the kind of what is there. A regular file, or no
+ * file, is written atomically: bytes go to `<name>.<pid>.<n>.partial` beside it, which
+ * `commit()` renames over it and `abort()` removes. A FIFO or a character device is opened and
+ * written in place (no rename: a device stays a device, and its write errors, such as ENOSPC
+ * from /dev/full, fail the save). A symlink is followed and its target written as above; the
+ * link stays. A directory or any other kind of node is refused (EISDIR, EINVAL).
  */
 export async function openFileSink(path: string): Promise<FileSink> {
-  const tempPath = `${path}.${process.pid}.${++tempCounter}.partial`
+  const target = await resolveSaveTarget(path)
+  return target.how === 'stream' ? openStreamingSink(target.path) : openAtomicSink(target.path)
+}
+
+function handleSink(handle: FileHandle): StreamSink {
+  return async (chunk) => {
+    let at = 0
+    while (at < chunk.length) {
+      const { bytesWritten } = await handle.write(chunk, at, chunk.length - at)
+      at += bytesWritten
+    }
+  }
+}
+
+/** A FIFO or character device, opened without O_CREAT/O_TRUNC and checked again once open. */
+async function openStreamingSink(path: string): Promise<FileSink> {
+  const handle = await open(path, fsConstants.O_WRONLY)
+  const stats = await handle.stat()
+  if (!stats.isFIFO() && !stats.isCharacterDevice()) {
+    await handle.close()
+    throw pathError('EAGAIN', `${path} changed while the save was opening it; not saving to it`)
+  }
+  let closed = false
+  const close = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    await handle.close()
+  }
+  return { tempPath: path, streaming: true, sink: handleSink(handle), commit: close, abort: close }
+}
+
+async function openAtomicSink(path: string): Promise<FileSink> {
+  const tempPath = join(dirname(path), `${basename(path)}.${process.pid}.${++tempCounter}.partial`)
   const handle: FileHandle = await open(tempPath, 'wx', 0o600)
   let closed = false
   const close = async (): Promise<void> => {
@@ -166,13 +268,8 @@ export async function openFileSink(path: string): Promise<FileSink> {
   }
   return {
     tempPath,
-    sink: async (chunk) => {
-      let at = 0
-      while (at < chunk.length) {
-        const { bytesWritten } = await handle.write(chunk, at, chunk.length - at)
-        at += bytesWritten
-      }
-    },
+    streaming: false,
+    sink: handleSink(handle),
     commit: async () => {
       await handle.sync()
       await close()
@@ -184,6 +281,45 @@ export async function openFileSink(path: string): Promise<FileSink> {
       } finally {
         await unlink(tempPath).catch(() => undefined)
       }
+    },
+  }
+}
+
+/**
+ * A Node writable (such as process.stdout for `tmem save CLIENT -`) as a FileSink: streamed,
+ * `commit()` resolves once everything written has been handed to the system, and an error on
+ * the writable (EPIPE) fails the next write or the commit instead of going unhandled.
+ */
+export function writableFileSink(stream: Writable): FileSink {
+  let failure: Error | null = null
+  const onError = (error: Error): void => {
+    failure ??= error
+  }
+  stream.on('error', onError)
+  const write = writableSink(stream)
+  const done = (): void => {
+    stream.off('error', onError)
+  }
+  return {
+    tempPath: '-',
+    streaming: true,
+    sink: async (chunk) => {
+      if (failure !== null) throw failure
+      await write(chunk)
+    },
+    commit: async () => {
+      try {
+        if (failure !== null) throw failure
+        await new Promise<void>((resolve, reject) => {
+          stream.write(new Uint8Array(0), (error) => (error ? reject(error) : resolve()))
+        })
+      } finally {
+        done()
+      }
+    },
+    abort: () => {
+      done()
+      return Promise.resolve()
     },
   }
 }

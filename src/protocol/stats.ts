@@ -186,6 +186,10 @@ const checkDaemon = object({
   sessionsBound: num,
   sessionsMovedAway: num,
   sessionsDestroyed: num,
+  /** Detached clients ended early to stay within the client limits. */
+  sessionsReaped: num,
+  /** The client limits in force, and how many clients are detached now. */
+  limits: object({ clientsPerEndpointMax: num, detachedClientsMax: num, detached: num }),
   /** Rejected frames by reason name (frame.ts REJECT_NAMES, without `none`). */
   framesRejectedByReason: record(num),
 })

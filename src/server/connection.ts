@@ -95,6 +95,9 @@ export class Connection implements SessionHolder {
   /** Chunks that arrived while an earlier one was still being parsed (rare; see #onData). */
   readonly #backlog: Buffer[] = []
   #current: 0 | 1 = 0
+  /** Frames handled so far, and its value when the last sweep found a frame half read. */
+  #frames = 0
+  #stallMark = -1
   #paused = false
   #closing = false
   #closed = false
@@ -204,6 +207,22 @@ export class Connection implements SessionHolder {
     this.socket.destroy()
   }
 
+  /**
+   * The daemon's idle sweep: true when this connection has said hello, is reading (not paused
+   * by backpressure), holds a frame half read, and has completed no frame since the previous
+   * sweep also found it so: a peer that sends part of a frame and then nothing (or a byte now
+   * and then) to hold its slot.
+   */
+  stalledMidFrame(): boolean {
+    if (this.#closing || this.#paused || !this.helloDone || !this.#reader.hasPartialFrame()) {
+      this.#stallMark = -1
+      return false
+    }
+    if (this.#stallMark === this.#frames) return true
+    this.#stallMark = this.#frames
+    return false
+  }
+
   /** In-place mode: `count` bytes were read into the reader. False pauses the socket. */
   #onRead(count: number): boolean {
     this.#reader.commit(count)
@@ -238,6 +257,7 @@ export class Connection implements SessionHolder {
         reader.push(queued)
         continue
       }
+      this.#frames++
       this.#handler.onFrame(this, reader)
     }
     if (this.#closing) return

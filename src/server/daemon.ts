@@ -3,7 +3,9 @@
  * control plane (a Unix socket only its owner can open, mode 0600, and optional loopback TCP
  * guarded by a token in a file created mode 0600), and serves them from one engine `Host`.
  *
- * Owns: the listening servers, the set of live connections (bounded per endpoint), the session
+ * Owns: the listening servers, the set of live connections (bounded per listener: the Unix and
+ * TCP listeners of one kind have separate slot budgets, so a TCP peer that fills its slots
+ * cannot lock the owner out of the 0600 control socket), the session
  * table, the optional metrics endpoint, and the files it creates (sockets, token), which it
  * removes again at close. Every connection is a `Connection` driven by one `Dispatcher`.
  */
@@ -43,6 +45,7 @@ import type { HostLike } from './host-like.js'
 import { Metrics, type Sample, flattenSamples, hostSamples, serveMetrics } from './metrics.js'
 import { KIND_SESSION, SESSION_FIXED_BYTES, SESSION_PAYLOAD_BYTES_MAX, formatClientAddress } from '../protocol/session-frame.js'
 import { SessionTable } from './sessions.js'
+import { FRAME_IDLE_TIMEOUT_MS } from './client-limits.js'
 
 export interface DaemonConfig {
   /** Unix socket for clients, or null for none. */
@@ -61,8 +64,17 @@ export interface DaemonConfig {
   acceptV0: boolean
   /** Offer shared-memory regions to clients on the Unix socket (default true). */
   sharedMemory?: boolean
+  /** Client connections at once, per client listener (Unix socket, TCP). */
   connectionCountMax: number
+  /** Control connections at once, per control listener (Unix socket, TCP). */
   controlConnectionCountMax: number
+  /** How long a TCP connection may take to say hello. Default `TCP_HELLO_TIMEOUT_MS`. */
+  tcpHelloTimeoutMs?: number
+  /** Client limits (client-limits.ts); defaults there. */
+  clientsPerEndpointMax?: number
+  detachedClientsMax?: number
+  /** A frame left half sent for this long (up to twice) closes its connection. */
+  frameIdleTimeoutMs?: number
 }
 
 /** Where the daemon ended up listening (TCP ports resolved). */
@@ -75,8 +87,22 @@ export interface DaemonAddresses {
   metrics: TcpAddress | null
 }
 
-/** A connection that has not said hello by then is closed (it holds a connection slot). */
+/** A Unix-socket connection that has not said hello by then is closed (it holds a slot). */
 export const HELLO_TIMEOUT_MS = 10_000
+/**
+ * The same for loopback TCP, where any local user (and anything that can reach loopback) may
+ * connect without a login: shorter, so an idle peer holds a TCP slot for less long.
+ */
+export const TCP_HELLO_TIMEOUT_MS = 2_000
+
+/** The connection slots of one listener. */
+interface Slots {
+  /** `client unix`, `control tcp`, ... for logs. */
+  readonly label: string
+  readonly max: number
+  readonly helloTimeoutMs: number
+  count: number
+}
 
 /** Each of a client connection's two send buffers (about 15 page replies). */
 export const CLIENT_SEND_BUFFER_BYTES = 64 * 1024
@@ -121,10 +147,11 @@ export class Daemon {
   readonly dispatcher: Dispatcher
   readonly startedAtMs = Date.now()
   readonly #log: Logger
-  readonly #connections = new Set<Connection>()
+  readonly #connections = new Map<Connection, Slots>()
   readonly #servers: Server[] = []
   readonly #createdFiles: string[] = []
   #metricsServer: HttpServer | null = null
+  #idleSweep: NodeJS.Timeout | null = null
   #serial = 0
   #clientConnections = 0
   #controlConnections = 0
@@ -142,7 +169,11 @@ export class Daemon {
     this.host = host
     this.config = config
     this.#log = log
-    this.sessions = new SessionTable(host, config.graceMs, log)
+    const limits = {
+      ...(config.clientsPerEndpointMax === undefined ? {} : { clientsPerEndpointMax: config.clientsPerEndpointMax }),
+      ...(config.detachedClientsMax === undefined ? {} : { detachedClientsMax: config.detachedClientsMax }),
+    }
+    this.sessions = new SessionTable(host, config.graceMs, log, limits)
     this.dispatcher = new Dispatcher(host, this.sessions, log, {
       acceptV0: config.acceptV0,
       token,
@@ -170,6 +201,8 @@ export class Daemon {
 
   async #open(token: Buffer | null): Promise<void> {
     const config = this.config
+    this.#idleSweep = setInterval(() => this.#sweepIdle(), config.frameIdleTimeoutMs ?? FRAME_IDLE_TIMEOUT_MS)
+    this.#idleSweep.unref()
     if (config.socketPath !== null) {
       await this.#listenUnix('client', config.socketPath, 0o660)
       this.addresses.socketPath = config.socketPath
@@ -214,6 +247,7 @@ export class Daemon {
         clientConnections: this.#clientConnections,
         controlConnections: this.#controlConnections,
         sessions: this.sessions.size,
+        limits: this.sessions.limits,
         ...this.dispatcher.counters,
         ...this.sessions.counters,
         framesRejectedByReason: rejects,
@@ -226,6 +260,8 @@ export class Daemon {
         detachedMs: session.holder === null ? now - session.detachedAtMs : 0,
         pending: session.pending,
         moved: session.movedTo !== null,
+        // Restored and kept with no grace timer until its first connection.
+        held: session.hold,
       })),
       host: this.host.stats(),
     }
@@ -256,15 +292,25 @@ export class Daemon {
     return out
   }
 
+  /** Closes the connections found stalled mid-frame by this sweep and the one before. */
+  #sweepIdle(): void {
+    for (const conn of this.#connections.keys()) {
+      if (!conn.stalledMidFrame()) continue
+      this.#log.warn({ conn: conn.serial, clientName: conn.name, remote: conn.remote }, 'closed: a frame half sent and nothing more')
+      conn.closeWithError(0, 'A frame was left half sent for too long')
+    }
+  }
+
   /** Stops listening, closes every connection, removes the files it created. */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    if (this.#idleSweep !== null) clearInterval(this.#idleSweep)
     this.dispatcher.shuttingDown = true
     const closing = this.#servers.map(
       (server) => new Promise<void>((resolve) => server.close(() => resolve())),
     )
-    for (const conn of this.#connections) conn.destroy()
+    for (const conn of this.#connections.keys()) conn.destroy()
     this.sessions.stopTimers()
     if (this.#metricsServer !== null) {
       const server = this.#metricsServer
@@ -281,13 +327,17 @@ export class Daemon {
     }
   }
 
-  #accept(endpoint: Endpoint, socket: Socket, tokenRequired: boolean): void {
+  #slots(endpoint: Endpoint, transport: 'unix' | 'tcp'): Slots {
+    const max = endpoint === 'control' ? this.config.controlConnectionCountMax : this.config.connectionCountMax
+    const helloTimeoutMs = transport === 'tcp' ? (this.config.tcpHelloTimeoutMs ?? TCP_HELLO_TIMEOUT_MS) : HELLO_TIMEOUT_MS
+    return { label: `${endpoint} ${transport}`, max, helloTimeoutMs, count: 0 }
+  }
+
+  #accept(endpoint: Endpoint, socket: Socket, tokenRequired: boolean, slots: Slots): void {
     const isControl = endpoint === 'control'
-    const count = isControl ? this.#controlConnections : this.#clientConnections
-    const max = isControl ? this.config.controlConnectionCountMax : this.config.connectionCountMax
-    if (this.#closed || count >= max) {
+    if (this.#closed || slots.count >= slots.max) {
       this.dispatcher.counters.connectionsRefused++
-      this.#log.warn({ endpoint, max }, 'connection refused: too many connections')
+      this.#log.warn({ endpoint, listener: slots.label, max: slots.max }, 'connection refused: too many connections')
       socket.destroy()
       return
     }
@@ -295,20 +345,24 @@ export class Daemon {
     const conn = new Connection(++this.#serial, endpoint, socket, sizes, this.dispatcher)
     conn.socket.setNoDelay?.(true)
     conn.tokenRequired = tokenRequired
-    this.#connections.add(conn)
+    this.#connections.set(conn, slots)
+    slots.count++
     if (isControl) this.#controlConnections++
     else this.#clientConnections++
     this.dispatcher.counters.connectionsAccepted++
     this.#log.debug({ conn: conn.serial, endpoint, remote: conn.remote }, 'connection accepted')
     const helloTimer = setTimeout(() => {
-      if (!conn.helloDone) conn.closeWithError(0, 'No hello within 10 s')
-    }, HELLO_TIMEOUT_MS)
+      if (!conn.helloDone) conn.closeWithError(0, `No hello within ${slots.helloTimeoutMs} ms`)
+    }, slots.helloTimeoutMs)
     helloTimer.unref()
     conn.socket.once('close', () => clearTimeout(helloTimer))
   }
 
   #forget(conn: Connection): void {
-    if (!this.#connections.delete(conn)) return
+    const slots = this.#connections.get(conn)
+    if (slots === undefined) return
+    this.#connections.delete(conn)
+    slots.count--
     if (conn.endpoint === 'control') this.#controlConnections--
     else this.#clientConnections--
     this.#log.debug({ conn: conn.serial, clientName: conn.name }, 'connection closed')
@@ -323,7 +377,8 @@ export class Daemon {
       unlinkSync(path) // a stale socket left by a daemon that died
     }
     // Paused until the connection takes it: a control connection adopts the handle before any read.
-    const server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(endpoint, socket, false))
+    const slots = this.#slots(endpoint, 'unix')
+    const server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(endpoint, socket, false, slots))
     // The socket file is created by bind() inside listen(); the umask keeps it from ever
     // being more open than `mode`, even for the instant before chmod.
     const umask = process.umask(0o777 & ~mode)
@@ -341,7 +396,8 @@ export class Daemon {
 
   async #listenTcp(endpoint: Endpoint, address: TcpAddress): Promise<TcpAddress> {
     const tokenRequired = endpoint === 'control'
-    const server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(endpoint, socket, tokenRequired))
+    const slots = this.#slots(endpoint, 'tcp')
+    const server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(endpoint, socket, tokenRequired, slots))
     await listen(server, { host: address.host, port: address.port })
     this.#servers.push(server)
     const bound = server.address()

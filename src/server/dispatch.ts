@@ -4,7 +4,7 @@
  * (live migration) are handed to session-commands.ts; this file keeps the hot op path, the
  * control and stats requests, and the hello.
  *
- * Privilege (spec D2): a client connection only ever passes its own client id (fixed by the
+ * Privilege (docs/semantics.md "Decision: who is who"): a client connection only ever passes its own client id (fixed by the
  * hello) to `host.opBytes`, so it cannot touch another client's private pools; control
  * commands sent as guest ops get -EPERM from the engine itself. CONTROL frames are served only
  * on the control endpoint; elsewhere (and OP frames on the control endpoint) they get -EPERM.

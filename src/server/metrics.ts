@@ -12,6 +12,16 @@
  *
  * Field names are taken from the snapshot as they are (camelCase to snake_case), so a counter
  * the engine adds shows up without a change here. Booleans become 0/1. Control plane: allocates.
+ *
+ * Bounds (any client can make clients and pools, and the endpoint needs no login):
+ * - Only the `METRICS_LABELLED_CLIENTS_MAX` clients holding the most pages (ties: lower client
+ *   id) get `tmem_client_*` and `tmem_pool_*` series; every other client is counted in the
+ *   host-wide aggregates (`tmem_clients`, `tmem_pools`, `tmem_clients_unlabelled`, and the
+ *   engine's own host-wide totals). So a scrape has a bounded number of series whatever the
+ *   number of clients.
+ * - Scrapes are shared: one that arrives while another is being built, or within
+ *   `METRICS_REUSE_MS` of the last, gets the same text; the snapshot is taken at most once per
+ *   that interval however often the endpoint is hit.
  */
 import { createServer, type Server } from 'node:http'
 import type { Logger } from 'pino'
@@ -19,6 +29,11 @@ import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { TcpAddress } from './config.js'
 
 type Labels = Record<string, string>
+
+/** Clients with their own labelled series at a scrape: the top this many by pages held. */
+export const METRICS_LABELLED_CLIENTS_MAX = 16
+/** A scrape within this long of the last one gets the same text (no new snapshot). */
+export const METRICS_REUSE_MS = 1000
 
 /** One value to publish. */
 export interface Sample {
@@ -32,14 +47,29 @@ export class Metrics {
   readonly registry = new Registry()
   readonly #gauges = new Map<string, Gauge>()
   readonly #collect: () => Sample[]
+  readonly #reuseMs: number
+  #last: { atMs: number; text: Promise<string> } | null = null
 
-  constructor(collect: () => Sample[]) {
+  constructor(collect: () => Sample[], reuseMs = METRICS_REUSE_MS) {
     this.#collect = collect
+    this.#reuseMs = reuseMs
     collectDefaultMetrics({ register: this.registry, prefix: 'tmem_process_' })
   }
 
-  /** The exposition text for one scrape. */
-  async render(): Promise<string> {
+  /** The exposition text for one scrape (shared with scrapes close to it, see above). */
+  render(): Promise<string> {
+    const now = Date.now()
+    const last = this.#last
+    if (last !== null && now - last.atMs < this.#reuseMs) return last.text
+    const text = this.#build()
+    this.#last = { atMs: now, text }
+    text.catch(() => {
+      if (this.#last?.text === text) this.#last = null
+    })
+    return text
+  }
+
+  async #build(): Promise<string> {
     for (const gauge of this.#gauges.values()) gauge.reset()
     for (const sample of this.#collect()) this.#gauge(sample).set(sample.labels, sample.value)
     return this.registry.metrics()
@@ -131,27 +161,83 @@ const HOST_SKIP = new Set(['clients'])
 const CLIENT_SKIP = new Set(['id', 'pools', 'name'])
 const POOL_SKIP = new Set(['slot', 'uuid'])
 
+interface ClientRecord {
+  id?: unknown
+  pools?: unknown
+}
+
+/** Pages a client holds: the sum of its pools' `pages`. */
+function clientPages(client: ClientRecord): number {
+  if (!Array.isArray(client.pools)) return 0
+  let pages = 0
+  for (const pool of client.pools as unknown[]) {
+    const value = (pool as { pages?: unknown } | null)?.pages
+    if (typeof value === 'number' && Number.isFinite(value)) pages += value
+  }
+  return pages
+}
+
+function clientId(client: ClientRecord): number {
+  return typeof client.id === 'number' ? client.id : -1
+}
+
+/**
+ * The `max` clients holding the most pages (ties: the lower id first), in that order. One pass
+ * keeping a sorted list of at most `max`: O(clients × max) compares, nothing per other client.
+ */
+export function topClients(clients: readonly unknown[], max: number): ClientRecord[] {
+  const top: { client: ClientRecord; pages: number; id: number }[] = []
+  const before = (a: { pages: number; id: number }, b: { pages: number; id: number }): boolean =>
+    a.pages > b.pages || (a.pages === b.pages && a.id < b.id)
+  for (const entry of clients) {
+    if (typeof entry !== 'object' || entry === null || max <= 0) continue
+    const client = entry as ClientRecord
+    const item = { client, pages: clientPages(client), id: clientId(client) }
+    if (top.length === max && !before(item, top[max - 1]!)) continue
+    let at = top.length
+    while (at > 0 && before(item, top[at - 1]!)) at--
+    top.splice(at, 0, item)
+    if (top.length > max) top.pop()
+  }
+  return top.map((item) => item.client)
+}
+
 /**
  * Samples for the engine snapshot (`host.stats()`): its top-level numbers are host-wide, and
- * `clients: [{ id, ..., pools: [{ slot, ... }] }]` holds the per-client and per-pool counters.
+ * `clients: [{ id, ..., pools: [{ slot, ... }] }]` holds the per-client and per-pool counters,
+ * of which only the top `labelledMax` clients by pages get series (with their pools); the
+ * rest are counted in `tmem_clients`, `tmem_pools` and `tmem_clients_unlabelled`.
  */
 export function hostSamples(
   stats: unknown,
   nameOf: (clientId: number) => string,
   out: Sample[],
+  labelledMax = METRICS_LABELLED_CLIENTS_MAX,
 ): void {
   if (typeof stats !== 'object' || stats === null) return
   flattenSamples('tmem', stats, {}, out, HOST_SKIP)
   const clients = (stats as { clients?: unknown }).clients
   if (!Array.isArray(clients)) return
+  let pools = 0
   for (const client of clients as unknown[]) {
-    if (typeof client !== 'object' || client === null) continue
-    const record = client as { id?: unknown; pools?: unknown }
-    const id = typeof record.id === 'number' ? record.id : -1
+    const list = (client as ClientRecord | null)?.pools
+    if (Array.isArray(list)) pools += list.length
+  }
+  const top = topClients(clients as unknown[], labelledMax)
+  out.push({ name: 'tmem_clients', help: 'Clients the engine knows', labels: {}, value: clients.length })
+  out.push({ name: 'tmem_pools', help: 'Pools of all clients', labels: {}, value: pools })
+  out.push({
+    name: 'tmem_clients_unlabelled',
+    help: `Clients without their own series (only the ${labelledMax} holding the most pages have them)`,
+    labels: {},
+    value: clients.length - top.length,
+  })
+  for (const client of top) {
+    const id = clientId(client)
     const clientLabels = { client: String(id), name: nameOf(id) }
     flattenSamples('tmem_client', client, clientLabels, out, CLIENT_SKIP)
-    if (!Array.isArray(record.pools)) continue
-    for (const pool of record.pools as unknown[]) {
+    if (!Array.isArray(client.pools)) continue
+    for (const pool of client.pools as unknown[]) {
       if (typeof pool !== 'object' || pool === null) continue
       const slot = (pool as { slot?: unknown }).slot
       const poolLabels = { ...clientLabels, pool: String(slot) }

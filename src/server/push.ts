@@ -74,8 +74,10 @@ export interface PushRequest {
 export interface PushOutcome {
   /** Pages sent and applied, or a negative errno (SESSION_ECONNREFUSED, SESSION_EIO, an engine rc). */
   rc: number
-  /** What went wrong, for the log (empty on success). */
+  /** What went wrong, for the log and the reply (empty on success). */
   detail: string
+  /** The target's negative rc when it refused a batch (ENOMEM on a full target), else 0. */
+  peerRc?: number
 }
 
 /** Set `aborted` to stop a push at the next batch (the requesting connection went away). */
@@ -130,7 +132,12 @@ export class Pushes {
     const peerId = request.peerId ?? 0
     const invalid = target === null || request.flags >= MAX_POOLS_PER_DOMAIN || request.graceMs === 0 ||
       peerId === 0 || peerId >= 0xffff
-    const reply = (rc: number): void => sendLate(conn, encodeSessionReplyFrame(requestId, rc, { ...emptySession(SESSION_PUSH), clientId: request.clientId, flags: request.flags }))
+    // A failure names its cause: `address` = the reason, `grace ms` = the target's errno when
+    // it refused a batch (docs/migration.md, "Push").
+    const reply = (rc: number, failure?: { detail: string; peerRc?: number }): void => sendLate(conn, encodeSessionReplyFrame(requestId, rc, {
+      ...emptySession(SESSION_PUSH), clientId: request.clientId, flags: request.flags,
+      ...(failure === undefined ? {} : { address: failure.detail.slice(0, 200), graceMs: -(failure.peerRc ?? 0) }),
+    }))
     if (invalid) {
       reply(SESSION_EINVAL)
       return
@@ -157,7 +164,7 @@ export class Pushes {
       const fields = { conn: conn.serial, client: request.clientId, pool: request.flags, to: request.address, rc: outcome.rc, ms: Math.round(performance.now() - started) }
       if (outcome.rc < 0) this.#log.warn({ ...fields, detail: outcome.detail }, 'push failed')
       else this.#log.info(fields, 'push done')
-      reply(outcome.rc)
+      reply(outcome.rc, outcome.rc < 0 ? outcome : undefined)
     })
   }
 
@@ -272,7 +279,7 @@ class Push {
         const rc = reply.kind === KIND_CONTROL_REPLY ? readI32LE(reply.bytes, reply.payloadOffset) : SESSION_EIO
         this.#settle(frame, pages)
         if (rc === pages) this.#pushed += pages
-        else this.#fail({ rc: SESSION_EIO, detail: `RESTORE_PAGES on the target returned ${rc} for ${pages} records` })
+        else this.#fail({ rc: SESSION_EIO, peerRc: Math.min(rc, 0), detail: `RESTORE_PAGES on the target returned ${rc} for ${pages} records` })
       },
       (error) => {
         this.#settle(frame, pages)

@@ -71,6 +71,8 @@ export interface SessionCounters {
   sessionsBound: number
   sessionsMovedAway: number
   sessionsDestroyed: number
+  /** Detached clients ended before their grace ran out, to stay within the limits. */
+  sessionsReaped: number
 }
 
 /** Result of a session control command: an rc (>= 0 ok, else -errno) and the session. */

@@ -1,5 +1,5 @@
 /**
- * Who is who (spec D2): the daemon, never the client, decides which tmem client (Xen's
+ * Who is who (docs/semantics.md "Decision: who is who"): the daemon, never the client, decides which tmem client (Xen's
  * domain id) a connection is. A session binds a client name to a client id and a secret; the
  * secret is handed out at the first hello and proves a reconnecting process is the same client.
  *
@@ -24,6 +24,9 @@
  * A pending or moved session that the control plane forgets ends by itself after
  * `moveTimeoutMs` (a pending one is destroyed, a moved one unfenced).
  *
+ * Limits (client-limits.ts): clients per endpoint, and detached clients, the oldest of which
+ * is reaped first when there are too many or a hello finds no room.
+ *
  * Control plane: allocates freely; not on the per-page path.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto'
@@ -43,6 +46,7 @@ import {
 } from '../protocol/hello.js'
 import { SECRET_BYTES } from '../protocol/frame.js'
 import type { HostLike } from './host-like.js'
+import { ClientQuota, type ClientLimits, endpointOf } from './client-limits.js'
 
 import type { MovedTo, OpenResult, Session, SessionCounters, SessionHolder, SessionResult, SessionWaiter } from './session.js'
 
@@ -69,6 +73,7 @@ export class SessionTable {
     sessionsBound: 0,
     sessionsMovedAway: 0,
     sessionsDestroyed: 0,
+    sessionsReaped: 0,
   }
   readonly #host: HostLike
   readonly #graceMs: number
@@ -77,13 +82,20 @@ export class SessionTable {
   readonly #byId = new Map<number, Session>()
   /** Names of clients that moved away, for redirecting late reconnects. */
   readonly #tombstones = new Map<string, Tombstone>()
+  readonly #quota: ClientQuota<Session>
   #nextId = 1
 
-  constructor(host: HostLike, graceMs: number, log: Logger) {
+  constructor(host: HostLike, graceMs: number, log: Logger, limits: Partial<ClientLimits> = {}) {
     assert(Number.isInteger(graceMs) && graceMs >= 0, 'Grace is a non-negative integer')
     this.#host = host
     this.#graceMs = graceMs
     this.#log = log
+    this.#quota = new ClientQuota(limits)
+  }
+
+  /** The limits in force, and how many clients wait in their grace period. */
+  get limits(): ClientLimits & { detached: number } {
+    return { ...this.#quota.limits, detached: this.#quota.detachedCount }
   }
 
   get graceMs(): number {
@@ -224,6 +236,7 @@ export class SessionTable {
     session.movedTo = { address: to.address, secret: Uint8Array.from(to.secret), graceMs: to.graceMs }
     if (session.graceTimer !== null) clearTimeout(session.graceTimer)
     session.graceTimer = null
+    this.#quota.attached(session)
     const holder = session.holder
     session.holder = null
     if (session.detachedAtMs === 0) session.detachedAtMs = Date.now()
@@ -283,6 +296,17 @@ export class SessionTable {
     if (session.graceTimer !== null) clearTimeout(session.graceTimer)
     session.graceTimer = setTimeout(() => this.#end(session, 'expired'), this.#graceMs)
     session.graceTimer.unref()
+    this.#quota.detached(session)
+    this.#reap(this.#quota.overflow())
+  }
+
+  /** Ends a detached client early to make room; false when there is none to end. */
+  #reap(session: Session | null): boolean {
+    if (session === null) return false
+    this.counters.sessionsReaped++
+    this.#log.warn({ client: session.id, clientName: session.name }, 'detached client reaped to make room')
+    this.#end(session, 'expired')
+    return true
   }
 
   #startMoveTimer(session: Session): void {
@@ -337,10 +361,17 @@ export class SessionTable {
     }
     for (const tombstone of this.#tombstones.values()) clearTimeout(tombstone.timer)
     this.#tombstones.clear()
+    this.#quota.clear()
   }
 
   #create(requestedName: string, abiVersion: 0 | 1, holder: SessionHolder): OpenResult {
-    const id = this.#freeId()
+    const endpoint = endpointOf(holder.remote)
+    if (!this.#quota.hasRoom(endpoint) && !this.#reap(this.#quota.oldestDetached(endpoint))) {
+      const max = this.#quota.limits.clientsPerEndpointMax
+      return refuse(HELLO_NO_ROOM, `Too many clients through the ${endpoint} endpoint (at most ${max}, none detached)`)
+    }
+    let id = this.#freeId()
+    if (id === 0 && this.#reap(this.#quota.oldestDetached(null))) id = this.#freeId()
     if (id === 0) return refuse(HELLO_NO_ROOM, 'Every client id is in use')
     const name = requestedName === '' ? `client-${id}` : requestedName
     if (this.#byName.has(name)) {
@@ -362,6 +393,7 @@ export class SessionTable {
     }
     this.#byId.set(id, session)
     this.#byName.set(name, session)
+    this.#quota.made(session, endpoint)
     this.counters.sessionsCreated++
     this.#log.info({ client: id, clientName: name, abi: abiVersion }, 'client created')
     return { status: HELLO_OK, session, resumed: false, message: '' }
@@ -370,6 +402,7 @@ export class SessionTable {
   #resume(session: Session, holder: SessionHolder): OpenResult {
     if (session.graceTimer !== null) clearTimeout(session.graceTimer)
     session.graceTimer = null
+    this.#quota.attached(session)
     session.detachedAtMs = 0
     session.hold = false
     const previous = session.holder
@@ -390,6 +423,7 @@ export class SessionTable {
     if (this.#byId.get(session.id) !== session) return
     this.#byId.delete(session.id)
     this.#byName.delete(session.name)
+    this.#quota.ended(session)
     const destroyed = this.#host.hasClient(session.id) && this.#host.destroyClient(session.id)
     if (why === 'expired') this.counters.sessionsExpired++
     else if (why === 'released') this.counters.sessionsReleased++

@@ -92,7 +92,7 @@ function setUp(reserveDefault: boolean): Fixture {
 
 /** The reference client still holds exactly its pages (cheap: a count after every call). */
 function referenceCountIntact(host: Host): void {
-  const client = host.clientsById[REFERENCE]
+  const client = host.core.clientsById[REFERENCE]
   assert.ok(client !== undefined, 'the reference client is gone')
   const pool = client.pools[0]
   assert.ok(pool !== null && pool !== undefined, 'the reference pool is gone')
@@ -319,7 +319,7 @@ function avoidReference(call: Call): Call {
 /** Control ops may name any client, except that they must not flush the reference pages. */
 function touchesReference(host: Host, call: Call): boolean {
   if (call.entry !== 'control' && call.entry !== 'controlBytes') return false
-  const client = host.clientsById[REFERENCE]
+  const client = host.core.clientsById[REFERENCE]
   return client === undefined || client.pools[0]?.pageCount !== REFERENCE_PAGES
 }
 

@@ -202,7 +202,7 @@ const scratch = new Uint8Array(PAGE_BYTES)
  * through the engine's own reader, which also verifies chunk checks. Tallies payload kinds.
  */
 function compareContentsDense(host: Host, pairs: Map<ModelPool, Pool>, kinds?: Map<PayloadKind | 'shared', number>): void {
-  const store = host.store
+  const store = host.core.store
   for (const [mine, theirs] of pairs) {
     const name = `pool ${mine.serial} (${mine.kind})`
     for (let object = theirs.objects[0]!; object !== NONE; object = store.objectPoolNext[object]!) {
@@ -222,7 +222,7 @@ function compareContentsDense(host: Host, pairs: Map<ModelPool, Pool>, kinds?: M
           if (payload.shared) kinds.set('shared', (kinds.get('shared') ?? 0) + 1)
         }
         scratch.fill(0x5a)
-        if (!host.pages.loadInto(slot, scratch, 0)) {
+        if (!host.core.loadInto(slot, scratch, 0)) {
           throw new ModelMismatch(`engine state: ${name} page ${key}/${index} (${payload.kind}) fails its check`)
         }
         if (Buffer.compare(scratch, page) !== 0) {
@@ -373,7 +373,7 @@ class Run {
   /** TMEMC_SET_COMPRESS (spec §4.7, §5.4): refused (-1) for every client while dedup is on. */
   setCompress(cli: number, on: boolean): void {
     this.model.setCompress(cli, on, this.control(this.ctrl(SUBOP.setCompress, cli, on ? 1 : 0)))
-    for (const client of this.host.clientOrder) {
+    for (const client of this.host.core.clientOrder) {
       if (client.compress && this.mode.options.dedup === true) throw new ModelMismatch(`client ${client.id} compresses while dedup is on`)
     }
   }
@@ -414,7 +414,7 @@ class Run {
   pairs(): Map<ModelPool, Pool> {
     const pairs = new Map<ModelPool, Pool>()
     for (const [id, mine] of this.model.clients) {
-      const theirs = this.host.clientsById[id]
+      const theirs = this.host.core.clientsById[id]
       if (theirs === undefined) throw new ModelMismatch(`client ${id} exists in the model only`)
       for (let slot = 0; slot < 16; slot++) {
         const a = mine.pools[slot] ?? null

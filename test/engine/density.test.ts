@@ -85,7 +85,7 @@ class Bench {
   }
 
   pool(client: number, slot: number): Pool {
-    const pool = this.host.clientsById[client]?.pools[slot]
+    const pool = this.host.core.clientsById[client]?.pools[slot]
     assert.ok(pool !== null && pool !== undefined, `client ${client} has no pool ${slot}`)
     return pool
   }
@@ -174,7 +174,7 @@ void describe('density: corrupt chunks are caught, never served', () => {
         assert.equal(b.ctrl(SUB.saveNextPage, 1, record.length, 0, pers, record), EFAULT)
         assert.ok(record.subarray(32).every((x) => x === SENTINEL), 'the save record carries page bytes')
         assert.equal(b.ctrl(SUB.saveEnd, 1), 0)
-        assert.equal(b.host.counters.corruptPages, 5)
+        assert.equal(b.host.core.counters.corruptPages, 5)
         assert.equal(b.host.stats().corruptPages, 5)
         // The healthy neighbour is still served.
         assertPage(b.get(1, pers, 1, 1).data, page('text', 99), 'neighbour')
@@ -227,16 +227,16 @@ void describe('density: LIST and stats counters (spec §5.7, §7)', () => {
       const cb2 = b.stat('C=', 'cb')
       assert.ok(cb2 > cb1)
       // A random page does not shrink: stored plain, counted poor, not compressed.
-      const frames = b.host.frames.used
+      const frames = b.host.core.frames.used
       assert.equal(b.put(1, pool, 1, 2, page('random', 3)), 1)
       assert.equal(b.stat('C=', 'cn'), 1)
       assert.equal(b.stat('C=', 'cp'), 2)
-      assert.equal(b.host.frames.used, frames + 1)
+      assert.equal(b.host.core.frames.used, frames + 1)
       assert.equal(b.payload(1, pool, 1, 2).kind, 'plain')
       // Zero and same-filled pages: no payload, no frame, not compressed.
-      const before = b.host.frames.used
+      const before = b.host.core.frames.used
       for (let i = 0; i < 8; i++) assert.equal(b.put(1, pool, 2, i, i % 2 === 0 ? page('zero', 0) : page('filled', i)), 1)
-      assert.equal(b.host.frames.used, before)
+      assert.equal(b.host.core.frames.used, before)
       assert.equal(b.payload(1, pool, 2, 0).kind, 'filled')
       assert.equal(b.payload(1, pool, 2, 0).bytes, 0)
       assert.equal(b.stat('C=', 'cp'), 2)
@@ -300,16 +300,16 @@ void describe('density: LIST and stats counters (spec §5.7, §7)', () => {
     for (let i = 0; i < 3; i++) assert.equal(b.put(1, p1, 1, i, dup), 1)
     assert.equal(b.put(2, p2, 1, 0, dup), 1) // across clients too
     assert.equal(b.put(1, p1, 1, 9, page('random', 5)), 1)
-    const framesBefore = b.host.frames.used
+    const framesBefore = b.host.core.frames.used
     assert.equal(b.put(1, pers, 1, 0, dup), 1) // persistent pages are never deduplicated
-    assert.equal(b.host.frames.used, framesBefore + 1)
+    assert.equal(b.host.core.frames.used, framesBefore + 1)
     assert.equal(b.payload(1, pers, 1, 0).shared, false)
     assert.equal(b.stat('G=', 'Gd'), 3)
     assert.equal(b.stat('G=', 'Sc'), 2)
     assert.equal(b.stat('G=', 'Sm'), 2)
     assert.equal(b.stat('G=', 'Ep'), 5)
     assert.equal(b.stat('G=', 'Gz'), 0, 'no compression with dedup on: SET_COMPRESS is refused')
-    assert.equal(b.host.frames.used, 3, 'one frame per distinct content, one for the persistent page')
+    assert.equal(b.host.core.frames.used, 3, 'one frame per distinct content, one for the persistent page')
     b.check()
     // Every sharer reads the original bytes; the content goes with its last reference.
     for (let i = 0; i < 3; i++) assertPage(b.get(1, p1, 1, i).data, dup, `sharer ${i}`)
@@ -331,9 +331,9 @@ void describe('density: LIST and stats counters (spec §5.7, §7)', () => {
     assert.equal(b.stat('G=', 'Zt'), 1000)
     assert.equal(b.put(1, pool, 1, 2, tzePage(1001, 2)), 1)
     assert.equal(b.stat('G=', 'Zt'), 1000 + 1008)
-    const frames = b.host.frames.used
+    const frames = b.host.core.frames.used
     for (let i = 0; i < 4; i++) assert.equal(b.put(1, pool, 2, i, page('zero', 0)), 1)
-    assert.equal(b.host.frames.used, frames)
+    assert.equal(b.host.core.frames.used, frames)
     assert.equal(b.payload(1, pool, 2, 0).kind, 'filled')
     assert.equal(b.stat('G=', 'Sc'), 3)
     assert.equal(b.stat('G=', 'Gd'), 4)
@@ -440,7 +440,7 @@ void describe('density: codecs and feature detection', () => {
     assert.ok(CODECS.includes('zlib'))
     assert.equal(CODECS[CODECS.length - 1], 'zlib', 'zlib is the last resort')
     const b = new Bench({ compress: true, codec: 'zlib' })
-    assert.equal(b.host.payloads.codec?.name, 'zlib')
+    assert.equal(b.host.core.payloads.codec?.name, 'zlib')
     const pool = b.newPool(1, FLAGS.persistent)
     const pages = (['text', 'heap', 'random', 'zero', 'filled', 'tze', 'tzeLong', 'dup'] as ContentKind[]).map((kind, i) => page(kind, i))
     pages.forEach((p, i) => assert.equal(b.put(1, pool, 1, i, p), 1))
@@ -527,15 +527,15 @@ void describe('density: dedup second chance (spec §4.3)', () => {
     assert.equal(b.put(1, pool, 2, 0, page('random', 1)), 1)
     assert.equal(b.put(1, pool, 3, 0, dup), 1) // shares with 1/0
     assert.equal(b.put(1, pool, 4, 0, page('random', 2)), 1) // 3 frames used
-    assert.equal(b.host.frames.used, 3)
+    assert.equal(b.host.core.frames.used, 3)
     // The next put needs a frame: 1/0 is at the head but shared, so it gets its second
     // chance and 2/0 goes instead.
     assert.equal(b.put(1, pool, 5, 0, page('random', 3)), 1)
     b.check()
-    assert.equal(b.host.counters.evicted, 1)
+    assert.equal(b.host.core.counters.evicted, 1)
     assert.equal(b.get(1, pool, 2, 0).rc, 0, 'the single page was evicted')
     const slot = b.slot(1, pool, 1, 0)
-    assert.ok((b.host.store.slotFlags[slot]! & 4) !== 0, 'second chance recorded on the shared page')
+    assert.ok((b.host.core.store.slotFlags[slot]! & 4) !== 0, 'second chance recorded on the shared page')
     assert.equal(poolSlots(b.host, b.pool(1, pool)).length, 4)
     b.check()
   })

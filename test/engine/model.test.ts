@@ -673,7 +673,7 @@ function runScenario(scenario: Scenario): void {
   }
   totals.runs++
   totals.steps += steps.length
-  totals.evicted += run.host.counters.evicted
+  totals.evicted += run.host.core.counters.evicted
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ function measure(options: HostOptions, rounds: number): Measurement {
   gc()
   gc()
   const heapBefore = process.memoryUsage().heapUsed
-  const evictedBefore = loop.host.counters.evicted
+  const evictedBefore = loop.host.core.counters.evicted
   const hitsBefore = loop.hits
   // GCProfiler records every collection between start and stop, synchronously (a
   // PerformanceObserver would deliver its entries only some ticks later).
@@ -142,7 +142,7 @@ function measure(options: HostOptions, rounds: number): Measurement {
   return {
     heapGrowth: process.memoryUsage().heapUsed - heapBefore,
     collections,
-    evicted: loop.host.counters.evicted - evictedBefore,
+    evicted: loop.host.core.counters.evicted - evictedBefore,
     hits: loop.hits - hitsBefore,
   }
 }

@@ -32,7 +32,7 @@ function kindName(kind: number): PayloadKind {
 }
 
 export function storedPayload(host: Host, slot: number): StoredPayload {
-  const store = host.store
+  const store = host.core.store
   const flags = store.slotFlags[slot]!
   let frame = store.slotFrame[slot]!
   let offset = store.slotOffset[slot]!
@@ -40,7 +40,7 @@ export function storedPayload(host: Host, slot: number): StoredPayload {
   let kind = flags & SLOT_KIND_MASK
   const shared = (flags & SLOT_CONTENT) !== 0
   if (shared) {
-    const contents = host.contents!
+    const contents = host.core.contents!
     const id = frame
     frame = contents.frame[id]!
     offset = contents.offset[id]!
@@ -48,19 +48,19 @@ export function storedPayload(host: Host, slot: number): StoredPayload {
     kind = contents.kind[id]!
   }
   if (kind === SLOT_FILLED) return { kind: 'filled', shared, frame, offset, bytes, at: -1, arena: null }
-  const arena = host.frames.arenaOf(frame)
-  return { kind: kindName(kind), shared, frame, offset, bytes, at: host.frames.frameOffset(frame) + offset, arena }
+  const arena = host.core.frames.arenaOf(frame)
+  return { kind: kindName(kind), shared, frame, offset, bytes, at: host.core.frames.frameOffset(frame) + offset, arena }
 }
 
 /** The slot of (pool, oid, index), or NONE. */
 export function findSlot(host: Host, pool: Pool, oid: Uint32Array, index: number): number {
-  const object = host.store.objectLookup(pool.gid, oid)
-  return object === NONE ? NONE : host.store.pageLookup(object, index)
+  const object = host.core.store.objectLookup(pool.gid, oid)
+  return object === NONE ? NONE : host.core.store.pageLookup(object, index)
 }
 
 /** Every slot of a pool, in object order. */
 export function poolSlots(host: Host, pool: Pool): number[] {
-  const store = host.store
+  const store = host.core.store
   const slots: number[] = []
   for (let object = pool.objects[0]!; object !== NONE; object = store.objectPoolNext[object]!) {
     for (let slot = store.objectChain[object]!; slot !== NONE; slot = store.chainNext[slot]!) slots.push(slot)
@@ -74,10 +74,10 @@ export function poolSlots(host: Host, pool: Pool): number[] {
  * content descriptors), `Zt` and `Gz` (tze and compressed bytes of content descriptors).
  */
 export function checkDensityCounters(host: Host): void {
-  const store = host.store
+  const store = host.core.store
   const owned = new Map<number, { pages: number; bytes: number }>()
   const liveContents = new Set<number>()
-  for (const pool of host.pools.all()) {
+  for (const pool of host.core.pools.all()) {
     const mine = owned.get(pool.owner.id) ?? { pages: 0, bytes: 0 }
     owned.set(pool.owner.id, mine)
     for (const slot of poolSlots(host, pool)) {
@@ -90,7 +90,7 @@ export function checkDensityCounters(host: Host): void {
       }
     }
   }
-  for (const client of host.clientOrder) {
+  for (const client of host.core.clientOrder) {
     const mine = owned.get(client.id) ?? { pages: 0, bytes: 0 }
     if (client.compressedPages !== mine.pages || client.compressedBytes !== mine.bytes) {
       throw new AssertionError(
@@ -99,8 +99,8 @@ export function checkDensityCounters(host: Host): void {
       )
     }
   }
-  const counters = host.counters
-  const contents = host.contents
+  const counters = host.core.counters
+  const contents = host.core.contents
   let tze = 0
   let compressed = 0
   if (contents !== null) {

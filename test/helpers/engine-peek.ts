@@ -29,7 +29,7 @@ export function compareStructure(host: Host, model: ModelHost, clientIds: readon
   const engineSeen = new Map<Pool, ModelPool>()
   for (const id of clientIds) {
     const mine = model.clients.get(id)
-    const theirs = host.clientsById[id]
+    const theirs = host.core.clientsById[id]
     if ((mine === undefined) !== (theirs === undefined)) {
       fail(`client ${id} exists in the ${mine === undefined ? 'engine' : 'model'} only`)
     }
@@ -50,7 +50,7 @@ export function compareStructure(host: Host, model: ModelHost, clientIds: readon
     }
   }
   for (const [mine, theirs] of pairs) comparePool(mine, theirs)
-  const engineShared = host.pools.shared.filter((pool): pool is Pool => pool !== null)
+  const engineShared = host.core.pools.shared.filter((pool): pool is Pool => pool !== null)
   const modelShared = model.sharedTable.filter((pool): pool is ModelPool => pool !== null)
   if (engineShared.length !== modelShared.length) {
     fail(`${engineShared.length} shared pools in the host table, model ${modelShared.length}`)
@@ -76,7 +76,7 @@ function comparePool(mine: ModelPool, theirs: Pool): void {
 
 /** Every engine page is a model page with the same bytes (see the module comment). */
 export function compareContents(host: Host, pairs: Map<ModelPool, Pool>): void {
-  const store = host.store
+  const store = host.core.store
   const loaded = new Uint8Array(PAGE_BYTES)
   for (const [mine, theirs] of pairs) {
     const name = `pool ${mine.serial} (${mine.kind})`
@@ -95,7 +95,7 @@ export function compareContents(host: Host, pairs: Map<ModelPool, Pool>): void {
         const page = modelObject.pages.get(index)
         if (page === undefined) fail(`${name} holds ${key}/${index}, which the model does not`)
         // Through the engine's own loader: the payload may be compressed, trimmed or shared.
-        if (!host.pages.loadInto(slot, loaded, 0)) fail(`${name} page ${key}/${index} fails its check`)
+        if (!host.core.loadInto(slot, loaded, 0)) fail(`${name} page ${key}/${index} fails its check`)
         if (Buffer.compare(loaded, page) !== 0) {
           fail(`${name} page ${key}/${index} holds other bytes than the model`)
         }

@@ -12,10 +12,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect, connectControl, type TmemClient } from '../../src/client/mod.js'
 import { MigrationError, migrateClient } from '../../src/migrate/mod.js'
-import { type CliResult, runTmem } from '../helpers/cli.js'
+import { type CliResult, type RunOptions, runTmem as runTmemWithKill } from '../helpers/cli.js'
 import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
+import { HANG_GUARD_MS } from './live-helpers.js'
 
 const PAGE = 4096
+
+/** The CLI, with the hang guard instead of the helper's 15 s kill (a slow run is not a failure). */
+function runTmem(args: string[], options: RunOptions = {}): Promise<CliResult> {
+  return runTmemWithKill(args, { killAfterMs: HANG_GUARD_MS, ...options })
+}
 
 function page(tag: number): Uint8Array {
   const bytes = new Uint8Array(PAGE).fill(tag & 0xff)
@@ -47,7 +53,7 @@ async function assertUntouched(controlPath: string, client: TmemClient, pool: nu
   await client.put(pool, 1, pages, page(pages))
 }
 
-void describe('migration refusals and the CLI verbs', { timeout: 40_000 }, () => {
+void describe('migration refusals and the CLI verbs', { timeout: HANG_GUARD_MS }, () => {
   let a: DaemonHandle
   let b: DaemonHandle
   let dir: string

@@ -10,10 +10,10 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect } from '../../src/client/mod.js'
 import { migrateClient } from '../../src/migrate/mod.js'
-import { page, daemonPair } from './live-helpers.js'
+import { HANG_GUARD_MS, page, daemonPair } from './live-helpers.js'
 
 
-void test('a client that was away during the migration is redirected when it comes back', { timeout: 90_000 }, async () => {
+void test('a client that was away during the migration is redirected when it comes back', { timeout: HANG_GUARD_MS }, async () => {
   const [a, b] = await daemonPair()
   try {
     const first = await connect({ path: a.socketPath }, { name: 'sleeper' })

@@ -10,10 +10,10 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect, connectControl } from '../../src/client/mod.js'
 import { migrateClient, MigrationError } from '../../src/migrate/mod.js'
-import { PAGE, Writer, fill, checkAgainstModel, daemonPair } from './live-helpers.js'
+import { HANG_GUARD_MS, PAGE, Writer, fill, checkAgainstModel, daemonPair } from './live-helpers.js'
 
 
-void test('target killed mid-copy: the source keeps every page and the writer keeps working', { timeout: 90_000 }, async () => {
+void test('target killed mid-copy: the source keeps every page and the writer keeps working', { timeout: HANG_GUARD_MS }, async () => {
   const [a, b] = await daemonPair()
   try {
     const client = await connect({ path: a.socketPath }, { name: 'survivor' })
@@ -47,7 +47,7 @@ void test('target killed mid-copy: the source keeps every page and the writer ke
     assert.match(error.message, /keeps running on the source/)
 
     // The writer never noticed (no EFROZEN: the source was never frozen) and keeps going.
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    await writer.reached(writer.ops + 200)
     await writer.stop()
     assert.deepEqual(writer.errors, [])
     assert.equal(writer.frozenSeen, 0)

@@ -10,11 +10,11 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect, connectControl } from '../../src/client/mod.js'
 import { migrateClient, type MigrateProgress } from '../../src/migrate/mod.js'
-import { PAGE, page, Writer, fill, checkAgainstModel, daemonPair } from './live-helpers.js'
+import { HANG_GUARD_MS, PAGE, page, Writer, fill, checkAgainstModel, daemonPair } from './live-helpers.js'
 
-// The timeout turns a stall into a reported failure instead of a hang. The stall this test
+// The hang guard turns a stall into a reported failure instead of a hang. The stall this test
 // used to hit (issue 5) has its own deterministic test in pipeline.test.ts.
-void test('live migration under a writer: every last put arrives, no flush reappears, the client follows', { timeout: 90_000 }, async (t) => {
+void test('live migration under a writer: every last put arrives, no flush reappears, the client follows', { timeout: HANG_GUARD_MS }, async (t) => {
   const [a, b] = await daemonPair()
   try {
     const client = await connect({ path: a.socketPath }, { name: 'writer-1' })
@@ -23,11 +23,11 @@ void test('live migration under a writer: every last put arrives, no flush reapp
     await client.put(ephemeral, 1, 1, page(1))
     const writer = new Writer(client, pools)
     await fill(writer, 3000)
-    let moved = ''
-    client.on('moved', (address: string) => (moved = address))
+    const moved = new Promise<string>((resolve) => client.once('moved', resolve))
 
     writer.start(4)
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    await writer.reached(200) // the writer is running before the migration starts
+    const opsAtStart = writer.ops
     const reports: MigrateProgress[] = []
     const result = await migrateClient({
       source: { path: a.controlPath },
@@ -37,11 +37,13 @@ void test('live migration under a writer: every last put arrives, no flush reapp
       progressIntervalMs: 0,
       batchBytes: 64 * (40 + PAGE), // small batches: many round trips while the writer runs
     })
-    // Later ops land on the target.
-    await new Promise((resolve) => setTimeout(resolve, 150))
+    const opsDuring = writer.ops - opsAtStart
+    // The client follows (the MOVED notice), and the writer goes on there for 200 more ops,
+    // which the statistics of both daemons below show landed on the target.
+    assert.equal(await moved, `unix:${b.socketPath}`)
+    await writer.reached(writer.ops + 200)
     await writer.stop()
     assert.deepEqual(writer.errors, [])
-    const opsAfter = writer.ops
     await writer.put({ pool: pools[0]!, oid: 99_999, index: 1 })
 
     t.diagnostic(`${result.pagesAtStart} pages at start, ${result.pages} records moved in ${result.rounds} rounds, ` +
@@ -51,12 +53,13 @@ void test('live migration under a writer: every last put arrives, no flush reapp
     assert.ok(result.pages >= result.pagesAtStart)
     assert.ok(result.notified)
     assert.ok(result.pushedPages > 0, 'the source pushed the pre-copy straight to the target')
-    assert.ok(result.frozenWindowMs < 2000, `frozen for ${result.frozenWindowMs} ms`)
+    // The frozen window carries only what the writer changed after the last round (one
+    // change-log record per op; up to one op per lane in flight at either end), not a copy
+    // of the client. Its length in ms is only reported: a threshold would test the machine.
+    assert.ok(result.frozenPages <= opsDuring + 8, `${result.frozenPages} records frozen, ${opsDuring} writer ops`)
     assert.ok(reports.some((r) => r.phase === 'precopy'))
     assert.ok(reports.at(-1)?.done)
-    assert.equal(moved, `unix:${b.socketPath}`)
     assert.equal(client.address, `unix:${b.socketPath}`)
-    assert.ok(opsAfter > 0)
 
     await checkAgainstModel(client, writer)
     // The ephemeral pool came along (empty, as Xen's save records ephemeral pools).

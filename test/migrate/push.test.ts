@@ -20,8 +20,8 @@ import {
 } from '../../src/abi/constants.js'
 import type { TmemOp } from '../../src/abi/types.js'
 import { SESSION_PUSH, emptySession, type SessionMessage } from '../../src/protocol/session-frame.js'
-import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
-import { PAGE, Writer, checkAgainstModel, daemonPair, fill, page } from './live-helpers.js'
+import type { DaemonHandle } from '../helpers/daemon.js'
+import { type CuttingRelay, HANG_GUARD_MS, PAGE, Writer, checkAgainstModel, cuttingRelay, daemonPair, fill, page } from './live-helpers.js'
 
 // Return codes as docs/protocol.md lists them for PUSH, retyped here on purpose.
 const EINVAL = -22
@@ -46,7 +46,7 @@ interface Setup {
 /** `pages` persistent pages in pool 0 of a client on A, pre-copy begun; a restore shell on B. */
 async function setup(pages: number, memory = '64M'): Promise<Setup> {
   const args = ['--memory', memory]
-  const [a, b] = await Promise.all([startDaemon({ args }), startDaemon({ args })])
+  const [a, b] = await daemonPair({ args })
   try {
     return await prepare(a, b, pages)
   } catch (error) {
@@ -95,7 +95,7 @@ async function persistentPages(control: TmemControlClient): Promise<number> {
   return ((await control.stats()).host as { persistentPages: number }).persistentPages
 }
 
-void test('PUSH sends at most the pages asked for, from the save cursor on, and says how many', { timeout: 60_000 }, async () => {
+void test('PUSH sends at most the pages asked for, from the save cursor on, and says how many', { timeout: HANG_GUARD_MS }, async () => {
   const s = await setup(700)
   try {
     assert.equal(await push(s, { graceMs: 300 }), 300)
@@ -112,7 +112,7 @@ void test('PUSH sends at most the pages asked for, from the save cursor on, and 
   }
 })
 
-void test('PUSH refusals: bad fields, unknown client, unreachable target, target without the client', { timeout: 60_000 }, async () => {
+void test('PUSH refusals: bad fields, unknown client, unreachable target, target without the client', { timeout: HANG_GUARD_MS }, async () => {
   const s = await setup(50)
   try {
     assert.equal(await push(s, { peerId: 0 }), EINVAL, 'no peer id')
@@ -134,24 +134,25 @@ void test('PUSH refusals: bad fields, unknown client, unreachable target, target
   }
 })
 
-void test('PUSH to a target killed part-way fails with EIO and the source keeps every page', { timeout: 60_000 }, async (t) => {
-  const s = await setup(20_000, '160M')
+void test('PUSH to a target killed part-way fails with EIO and the source keeps every page', { timeout: HANG_GUARD_MS }, async (t) => {
+  const s = await setup(3000)
+  // The PUSH reaches B through a relay that passes its first megabyte (a quarter of the
+  // pages) and then kills B: the push is cut part-way by its own bytes, not by a timer.
+  let relay: CuttingRelay | null = null
   try {
-    const pushing = push(s, { graceMs: 20_000 })
-    await new Promise((resolve) => setTimeout(resolve, 15))
-    s.b.process.kill('SIGKILL')
-    const rc = await pushing
+    relay = await cuttingRelay(s.a.dir, s.b.controlPath, 1 << 20, () => s.b.process.kill('SIGKILL'))
+    const rc = await push(s, { graceMs: 3000, address: `unix:${relay.path}` })
     t.diagnostic(`PUSH returned ${rc}`)
-    // Killed 15 ms in, the push is between batches (EIO); on a very slow machine it may not
-    // have connected yet (ECONNREFUSED). It cannot have finished 80 MB by then.
-    assert.ok(rc === EIO || rc === ECONNREFUSED, `rc ${rc}`)
-    assert.equal(await persistentPages(s.source), 20_000)
+    assert.ok(relay.cut, 'the relay cut the push part-way')
+    assert.equal(rc, EIO)
+    assert.equal(await persistentPages(s.source), 3000)
   } finally {
+    await relay?.close()
     await s.close()
   }
 })
 
-void test('migration with push and with the relay both move every page; push did the pre-copy', { timeout: 90_000 }, async () => {
+void test('migration with push and with the relay both move every page; push did the pre-copy', { timeout: HANG_GUARD_MS }, async () => {
   for (const mode of [true, false]) {
     const [a, b] = await daemonPair()
     try {
@@ -176,7 +177,7 @@ void test('migration with push and with the relay both move every page; push did
   }
 })
 
-void test('a target given as a connection object is relayed (the source cannot be told where it is)', { timeout: 60_000 }, async () => {
+void test('a target given as a connection object is relayed (the source cannot be told where it is)', { timeout: HANG_GUARD_MS }, async () => {
   const [a, b] = await daemonPair()
   try {
     const client = await connect({ path: a.socketPath }, { name: 'relayed' })
@@ -195,32 +196,36 @@ void test('a target given as a connection object is relayed (the source cannot b
   }
 })
 
-void test('a migration whose PUSH fails part-way rolls back: the source keeps every page and runs on', { timeout: 60_000 }, async () => {
-  const args = ['--memory', '160M']
-  const [a, b] = await Promise.all([startDaemon({ args }), startDaemon({ args })])
+void test('a migration whose PUSH fails part-way rolls back: the source keeps every page and runs on', { timeout: HANG_GUARD_MS }, async () => {
+  const [a, b] = await daemonPair()
+  // The target is reached through a relay that kills it once one connection (the source's
+  // PUSH; the migrator's own control traffic is a few kilobytes) has carried a megabyte.
+  let relay: CuttingRelay | null = null
   try {
+    relay = await cuttingRelay(a.dir, b.controlPath, 1 << 20, () => b.process.kill('SIGKILL'))
     const client = await connect({ path: a.socketPath }, { name: 'kept' })
     const pools = [await client.newPool({ persistent: true })]
     const writer = new Writer(client, pools)
-    await fill(writer, 20_000)
+    await fill(writer, 3000)
+    const phases: string[] = []
     const error = await migrateClient({
-      source: { path: a.controlPath }, target: { path: b.controlPath }, client: 'kept',
-      // The last report before the pre-copy: the target dies while the source pushes.
-      onProgress: (progress) => {
-        if (progress.phase === 'shell') setTimeout(() => b.process.kill('SIGKILL'), 10)
-      },
+      source: { path: a.controlPath }, target: { path: relay.path }, client: 'kept',
+      onProgress: (progress) => phases.push(progress.phase),
       progressIntervalMs: 0,
     }).then(() => null, (caught: unknown) => caught)
+    assert.ok(relay.cut, 'the relay cut the push part-way')
     assert.ok(error instanceof MigrationError, `got ${String(error)}`)
     assert.equal(error.code, 'EMIGRATE')
     assert.equal(error.phase, 'precopy')
     assert.match(error.message, /PUSH of pool 0/)
     assert.equal(error.sourceIntact, true)
+    assert.ok(!phases.includes('changes'), `phases ${phases.join(', ')}`)
     assert.equal(client.address, `unix:${a.socketPath}`)
     await checkAgainstModel(client, writer)
     await writer.put({ pool: pools[0]!, oid: 5, index: 5 })
     await client.close()
   } finally {
+    await relay?.close()
     await Promise.all([a.stop(), b.stop()])
   }
 })

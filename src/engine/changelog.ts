@@ -1,10 +1,14 @@
 /**
- * Live-migration extensions to the control plane (tmem's own, not Xen's; see docs/migration.md):
+ * The change log of live migration, and the control subops that move pages in batches (tmem's
+ * own, not Xen's; see docs/migration.md). `ChangeLog` is the core's `ChangeHook`: the control
+ * plane installs it when a live save begins, and the core then reports every persistent page
+ * of a migrating client that is put, replaced or removed; each report becomes an entry
+ * (pool id, oid, index) in that client's log (`client.invalidated`). The subops:
  *
  *  - SAVE_BEGIN with arg1 = TMEM_SAVE_PRECOPY starts a pre-copy save: the client is NOT
  *    frozen and duplicate puts are allowed, but every persistent page put, replaced or
  *    removed is logged (pool id, oid, index) in the client's change log (the invalidated
- *    list of spec §6.1, widened to puts).
+ *    list of docs/semantics.md "Save subops", widened to puts).
  *  - SAVE_GET_PAGES copies the next persistent pages of a pool, oldest first, as many as fit.
  *  - SAVE_GET_CHANGES drains the change log with each handle's current content (or "absent").
  *  - RESTORE_PAGES applies such a batch on the target.
@@ -29,20 +33,31 @@ import {
   TMEMC_SAVE_GET_CHANGES,
   TMEMC_SAVE_GET_PAGES,
 } from '../abi/constants.js'
-import type { Host } from './host.js'
+import type { ChangeHook, Core } from './core.js'
 import type { Client, Pool } from './model.js'
-import { Pages } from './pages.js'
+import type { OpScratch } from './op-scratch.js'
+import { FILL_COPY } from './placement.js'
 import { readU32LE, writeU32LE } from '../util/le.js'
 import { NONE } from './store.js'
 import { writeHandle } from './handle.js'
 
 const FAIL = -1
 
-export class Migration {
-  readonly #host: Host
+/** Restore puts copy whole pages from the batch: no window, no guest frame. */
+const NO_WINDOW = { cmfn: 0n, tmemOffset: 0, pfnOffset: 0, len: 0 } as const
 
-  constructor(host: Host) {
-    this.#host = host
+export class ChangeLog implements ChangeHook {
+  readonly #core: Core
+  /** Oid words of the record being read; reused. */
+  readonly #oid = new Uint32Array(6)
+
+  constructor(core: Core) {
+    this.#core = core
+  }
+
+  /** Logs a persistent page of a migrating client as changed (docs/semantics.md "Save subops"; puts for pre-copy). */
+  pageChanged(pool: Pool, oid: Uint32Array, base: number, index: number): void {
+    pool.owner.invalidated.push({ poolId: pool.poolId, oid: oid.slice(base, base + 6), index })
   }
 
   /** Is `subop` one of the extension subops handled here? */
@@ -50,8 +65,8 @@ export class Migration {
     return subop === TMEMC_SAVE_GET_PAGES || subop === TMEMC_SAVE_GET_CHANGES || subop === TMEMC_RESTORE_PAGES
   }
 
-  run(client: Client | undefined, data: Uint8Array | null, dataOffset: number, dataLength: number): number {
-    const s = this.#host.scratch
+  /** Runs the extension subop of op `s` for `client`; `data` is the tool buffer. */
+  run(s: OpScratch, client: Client | undefined, data: Uint8Array | null, dataOffset: number, dataLength: number): number {
     if (client === undefined) return FAIL
     const room = Math.min(s.arg1, dataLength)
     if (data === null) return -EINVAL
@@ -70,7 +85,7 @@ export class Migration {
   }
 
   #getPages(client: Client, pool: Pool, data: Uint8Array, dataOffset: number, room: number): number {
-    const store = this.#host.store
+    const store = this.#core.store
     const recordBytes = PAGE_RECORD_HEADER_BYTES + PAGE_SIZE
     if (room < recordBytes) return -ENOMEM
     let count = 0
@@ -90,22 +105,21 @@ export class Migration {
   }
 
   #writeRecord(pool: Pool, slot: number, data: Uint8Array, at: number): boolean {
-    const host = this.#host
-    const store = host.store
+    const core = this.#core
+    const store = core.store
     const object = store.slotObject[slot]!
     writeHeader(data, at, pool.poolId, store.slotIndex[slot]!, store.objectOid, object * 6, 1)
-    if (host.pages.loadInto(slot, data, at + PAGE_RECORD_HEADER_BYTES)) return true
-    host.counters.corruptPages++
+    if (core.loadInto(slot, data, at + PAGE_RECORD_HEADER_BYTES)) return true
+    core.counters.corruptPages++
     return false
   }
 
   /** Drains change-log entries, each with the handle's current page or "absent". */
   #getChanges(client: Client, data: Uint8Array, dataOffset: number, room: number): number {
-    const host = this.#host
-    const store = host.store
+    const store = this.#core.store
     const recordBytes = PAGE_RECORD_HEADER_BYTES + PAGE_SIZE
     if (room < recordBytes) return -ENOMEM
-    const oid = host.scratch.oid
+    const oid = this.#oid
     let count = 0
     let at = dataOffset
     while (at + recordBytes <= dataOffset + room) {
@@ -137,8 +151,8 @@ export class Migration {
 
   /** Applies a batch: puts as RESTORE_PUT_PAGE, flushes as RESTORE_FLUSH_PAGE. */
   #restorePages(client: Client, data: Uint8Array, dataOffset: number, room: number): number {
-    const host = this.#host
-    const s = host.scratch
+    const core = this.#core
+    const oid = this.#oid
     const end = dataOffset + room
     let count = 0
     let at = dataOffset
@@ -149,11 +163,11 @@ export class Migration {
       if (kind === 1 && at + PAGE_RECORD_HEADER_BYTES + PAGE_SIZE > end) return -EINVAL
       const pool = poolId < MAX_POOLS_PER_DOMAIN ? client.pools[poolId] : null
       if (pool === null || pool === undefined) return FAIL
-      s.index = readU32LE(data, at + 4)
-      for (let i = 0; i < 6; i++) s.oid[i] = readU32LE(data, at + 8 + 4 * i)
+      const index = readU32LE(data, at + 4)
+      for (let i = 0; i < 6; i++) oid[i] = readU32LE(data, at + 8 + 4 * i)
       const rc = kind === 1
-        ? host.pages.put(client, pool, data, at + PAGE_RECORD_HEADER_BYTES, Pages.FILL_COPY)
-        : host.pages.flushPage(pool)
+        ? core.put(client, pool, oid, index, data, at + PAGE_RECORD_HEADER_BYTES, FILL_COPY, NO_WINDOW)
+        : core.flushPage(pool, oid, index)
       if (rc < 0) return rc
       at += PAGE_RECORD_HEADER_BYTES + (kind === 1 ? PAGE_SIZE : 0)
       count++

@@ -1,5 +1,5 @@
 /**
- * Named errors of save and restore. Each has a stable string `code` to branch on and a
+ * Named errors of save and restore (part of the TmemError family, docs/errors.md). Each has a stable string `code` to branch on and a
  * message for people that says where the problem is (byte offset, pool id, page number).
  *
  * - `SaveStreamError`: the stream itself is bad (truncated, wrong marker or version, an
@@ -9,15 +9,14 @@
  * - `SaveError`: the source could not be saved (a page whose OID is all ones, a save subop
  *   that failed). The client's frozen state has been put back with SAVE_END.
  */
+import { TmemError, type TmemErrorOptions } from './base.js'
 
-/** Common base of the three error classes, for a single `instanceof` check. */
-export class MigrateError extends Error {
-  /** Stable code, such as 'ETRUNCATED'. */
-  readonly code: string
+/** Common base of the three save/restore error classes, for a single `instanceof` check. */
+export class SaveRestoreError extends TmemError {
+  override readonly name: string = 'SaveRestoreError'
 
-  constructor(code: string, message: string) {
-    super(message)
-    this.code = code
+  constructor(code: string, message: string, options: TmemErrorOptions = {}) {
+    super(code, message, options)
   }
 }
 
@@ -49,8 +48,8 @@ export interface StreamPlace {
   invalidation?: number
 }
 
-export class SaveStreamError extends MigrateError {
-  override readonly name = 'SaveStreamError'
+export class SaveStreamError extends SaveRestoreError {
+  override readonly name: string = 'SaveStreamError'
   declare readonly code: SaveStreamErrorCode
   /** Byte offset of the field or record at fault. */
   readonly offset: number
@@ -100,8 +99,8 @@ export interface RestoreErrorDetail {
   cause?: unknown
 }
 
-export class RestoreError extends MigrateError {
-  override readonly name = 'RestoreError'
+export class RestoreError extends SaveRestoreError {
+  override readonly name: string = 'RestoreError'
   declare readonly code: RestoreErrorCode
   readonly cliId: number
   readonly step: string
@@ -112,7 +111,7 @@ export class RestoreError extends MigrateError {
   readonly cleanup: 'none' | 'destroyed' | 'left'
 
   constructor(code: RestoreErrorCode, detail: RestoreErrorDetail, problem: string) {
-    super(code, `Restore of tmem client ${detail.cliId} failed (${code}): ${problem}${cleanupText(detail.cleanup)}`)
+    super(code, `Restore of tmem client ${detail.cliId} failed (${code}): ${problem}${cleanupText(detail.cleanup)}`, errnoOf(detail))
     this.cliId = detail.cliId
     this.step = detail.step
     this.rc = detail.rc
@@ -120,7 +119,6 @@ export class RestoreError extends MigrateError {
     this.page = detail.page
     this.offset = detail.offset
     this.cleanup = detail.cleanup
-    if (detail.cause !== undefined) this.cause = detail.cause
   }
 }
 
@@ -151,8 +149,8 @@ export interface SaveErrorDetail {
   cause?: unknown
 }
 
-export class SaveError extends MigrateError {
-  override readonly name = 'SaveError'
+export class SaveError extends SaveRestoreError {
+  override readonly name: string = 'SaveError'
   declare readonly code: SaveErrorCode
   readonly cliId: number
   readonly step: string
@@ -161,12 +159,19 @@ export class SaveError extends MigrateError {
   readonly index: number | undefined
 
   constructor(code: SaveErrorCode, detail: SaveErrorDetail, problem: string) {
-    super(code, `Save of tmem client ${detail.cliId} failed (${code}): ${problem}`)
+    super(code, `Save of tmem client ${detail.cliId} failed (${code}): ${problem}`, errnoOf(detail))
     this.cliId = detail.cliId
     this.step = detail.step
     this.rc = detail.rc
     this.poolId = detail.poolId
     this.index = detail.index
-    if (detail.cause !== undefined) this.cause = detail.cause
   }
+}
+
+/** The errno and cause options of a detail: a negative rc is the error's errno. */
+function errnoOf(detail: { rc?: number; cause?: unknown }): TmemErrorOptions {
+  const options: TmemErrorOptions = {}
+  if (detail.rc !== undefined && detail.rc < 0) options.errno = detail.rc
+  if (detail.cause !== undefined) options.cause = detail.cause
+  return options
 }
