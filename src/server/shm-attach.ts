@@ -59,7 +59,7 @@ export interface ShmOwner {
   /** The engine client id the connection serves now, or -1 when it serves none any more. */
   clientId(): number
   readonly abiVersion: 0 | 1
-  /** Sends the SHM_KICK notice (false when the connection cannot take it now). */
+  /** Sends the SHM_KICK notice to the client. */
   kickClient(): void
   /** The ring is broken: close the connection with this reason. */
   broken(why: string): void
