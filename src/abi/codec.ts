@@ -12,21 +12,8 @@
  * This is control-plane code: it allocates its results and uses `bigint` for 64-bit words. The
  * engine's data plane reads guest op bytes in place through the offsets of `layout.ts`.
  */
-import {
-  TMEM_AUTH,
-  TMEM_CONTROL,
-  TMEM_NEW_POOL,
-  TMEM_POOL_PAGESIZE_MASK,
-  TMEM_POOL_PAGESIZE_SHIFT,
-  TMEM_POOL_PERSIST,
-  TMEM_POOL_PRECOMPRESSED,
-  TMEM_POOL_RESERVED_BITS,
-  TMEM_POOL_SHARED,
-  TMEM_POOL_VERSION_MASK,
-  TMEM_POOL_VERSION_SHIFT,
-  TMEM_RESTORE_NEW,
-  TMEM_SPEC_VERSION,
-} from './constants.js'
+import { TMEM_AUTH, TMEM_CONTROL, TMEM_NEW_POOL, TMEM_RESTORE_NEW } from './constants.js'
+import { checkS32, checkU32, checkU64 } from './check.js'
 import {
   HANDLE_INDEX,
   HANDLE_OID,
@@ -53,10 +40,14 @@ export type AbiVersion = 0 | 1
 /** The union arm of `struct tmem_op` that a command uses. */
 export type OpArm = 'creat' | 'ctrl' | 'gen'
 
-const U32_MAX = 0xffff_ffff
-const S32_MIN = -0x8000_0000
-const S32_MAX = 0x7fff_ffff
-const U64_MAX = 0xffff_ffff_ffff_ffffn
+export {
+  type PoolFlagFields,
+  type PoolFlagOptions,
+  parsePoolFlags,
+  poolFlags,
+  uuidFromString,
+  uuidToString,
+} from './flags.js'
 
 /**
  * The union arm a command uses: `ctrl` for TMEM_CONTROL, `creat` for NEW_POOL, AUTH and
@@ -203,86 +194,6 @@ export function decodeHandle(bytes: Uint8Array, version: AbiVersion = 1, offset 
     index: view.getUint32(HANDLE_INDEX, true),
     oid: readOid(view, HANDLE_OID, version === 1 ? 3 : 1),
   }
-}
-
-/** Inputs of `poolFlags`. */
-export interface PoolFlagOptions {
-  persistent?: boolean
-  shared?: boolean
-  /** Bits 24-31; TMEM_SPEC_VERSION (1) unless given. A v0 guest leaves them 0. */
-  version?: number
-  /** Bits 4-7: log2(page size) - 12. Only 0 (4 KiB) is accepted by a host. */
-  pageSizeField?: number
-}
-
-/** Every field of a pool flag word, as `parsePoolFlags` reads it. */
-export interface PoolFlagFields {
-  persistent: boolean
-  shared: boolean
-  precompressed: boolean
-  pageSizeField: number
-  /** The word masked with TMEM_POOL_RESERVED_BITS (not shifted); non-zero is refused. */
-  reserved: number
-  version: number
-}
-
-/**
- * Builds a pool flag word (docs/semantics.md "Pool flags"). `poolFlags({})` is 0x01000000 (private ephemeral),
- * `poolFlags({ persistent: true })` 0x01000001, `poolFlags({ shared: true })` 0x01000002.
- *
- * @throws {RangeError} When `version` is not in 0..255 or `pageSizeField` not in 0..15.
- */
-export function poolFlags(options: PoolFlagOptions = {}): number {
-  const version = options.version ?? TMEM_SPEC_VERSION
-  const pageSizeField = options.pageSizeField ?? 0
-  checkInteger(version, 0, TMEM_POOL_VERSION_MASK, 'version')
-  checkInteger(pageSizeField, 0, TMEM_POOL_PAGESIZE_MASK, 'pageSizeField')
-  let flags = (version << TMEM_POOL_VERSION_SHIFT) | (pageSizeField << TMEM_POOL_PAGESIZE_SHIFT)
-  if (options.persistent === true) flags |= TMEM_POOL_PERSIST
-  if (options.shared === true) flags |= TMEM_POOL_SHARED
-  return flags >>> 0
-}
-
-/** Splits a pool flag word into its fields; throws RangeError unless it is a u32. */
-export function parsePoolFlags(flags: number): PoolFlagFields {
-  checkU32(flags, 'flags')
-  return {
-    persistent: (flags & TMEM_POOL_PERSIST) !== 0,
-    shared: (flags & TMEM_POOL_SHARED) !== 0,
-    precompressed: (flags & TMEM_POOL_PRECOMPRESSED) !== 0,
-    pageSizeField: (flags >>> TMEM_POOL_PAGESIZE_SHIFT) & TMEM_POOL_PAGESIZE_MASK,
-    reserved: (flags & TMEM_POOL_RESERVED_BITS) >>> 0,
-    version: (flags >>> TMEM_POOL_VERSION_SHIFT) & TMEM_POOL_VERSION_MASK,
-  }
-}
-
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-
-/**
- * Reads a UUID string the way the Xen tools do (docs/semantics.md "Shared-pool authorisation", after the 2017 fix): 32 hex digits
- * with dashes at 8, 13, 18 and 23; the first 16 digits are `uuid_hi`, the last 16 `uuid_lo`,
- * most significant first, `a-f`/`A-F` worth 10-15. The old 1-character form is refused.
- *
- * @returns `[uuid_lo, uuid_hi]`, the order of `creat.uuid`.
- * @throws {RangeError} When the string is not of that shape.
- */
-export function uuidFromString(text: string): [bigint, bigint] {
-  if (!UUID_PATTERN.test(text)) {
-    throw new RangeError(
-      `UUID must be xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx in hex, got ${JSON.stringify(text)}`,
-    )
-  }
-  const digits = text.replaceAll('-', '')
-  return [BigInt(`0x${digits.slice(16)}`), BigInt(`0x${digits.slice(0, 16)}`)]
-}
-
-/** Writes `[uuid_lo, uuid_hi]` as the Xen tools' lowercase string; inverse of uuidFromString. */
-export function uuidToString(uuid: readonly [bigint, bigint]): string {
-  checkU64(uuid[0], 'uuid[0]')
-  checkU64(uuid[1], 'uuid[1]')
-  const hex = uuid[1].toString(16).padStart(16, '0') + uuid[0].toString(16).padStart(16, '0')
-  const groups = [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20)]
-  return `${groups.join('-')}-${hex.slice(20)}`
 }
 
 // Arms: pick, check, write, read.
@@ -434,28 +345,6 @@ function checkRoom(length: number, offset: number, size: number, what: string): 
   if (length < offset + size) {
     const left = Math.max(0, length - offset)
     throw new RangeError(`${what} needs ${size} bytes at offset ${offset} but ${left} remain`)
-  }
-}
-
-function checkInteger(value: unknown, min: number, max: number, name: string): void {
-  if (typeof value !== 'number') throw new TypeError(`Field ${name} must be a number`)
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`Field ${name} must be an integer from ${min} to ${max}, got ${value}`)
-  }
-}
-
-function checkU32(value: unknown, name: string): void {
-  checkInteger(value, 0, U32_MAX, name)
-}
-
-function checkS32(value: unknown, name: string): void {
-  checkInteger(value, S32_MIN, S32_MAX, name)
-}
-
-function checkU64(value: unknown, name: string): void {
-  if (typeof value !== 'bigint') throw new TypeError(`Field ${name} must be a bigint`)
-  if (value < 0n || value > U64_MAX) {
-    throw new RangeError(`Field ${name} must be an integer from 0 to 2^64-1, got ${value}`)
   }
 }
 

@@ -65,6 +65,23 @@ interface Batch {
 }
 
 /**
+ * One control op over the connection: the page travels as the input of RESTORE_PUT_PAGE and
+ * RESTORE_PAGES, and the tool buffer of SAVE_GET_PAGES/CHANGES comes back into `data`.
+ */
+async function sendControl(client: TmemControlClient, op: TmemOp, data: Uint8Array | null | undefined): Promise<number> {
+  const subop = 'ctrl' in op && op.cmd === TMEM_CONTROL ? op.ctrl.subop : -1
+  const arg1 = 'ctrl' in op ? op.ctrl.arg1 : 0
+  let input: Uint8Array | null = null
+  let output: number | undefined
+  if (subop === TMEMC_RESTORE_PUT_PAGE) input = data ?? null
+  else if (subop === TMEMC_RESTORE_PAGES) input = data?.subarray(0, Math.min(arg1, data.length)) ?? null
+  else if (subop === TMEMC_SAVE_GET_PAGES || subop === TMEMC_SAVE_GET_CHANGES) output = Math.min(arg1, CONTROL_DATA_BYTES_MAX, data?.length ?? 0)
+  const reply = await client.control(op, input, output)
+  if (data != null && reply.data.length > 0) data.set(reply.data.subarray(0, Math.min(data.length, reply.data.length)))
+  return reply.rc
+}
+
+/**
  * A ControlChannel for save and restore over a control connection.
  *
  * @example
@@ -84,19 +101,6 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
   const spare: Uint8Array[] = []
   const retire = (done: Batch | null): void => {
     if (done !== null && spare.length < 2) spare.push(done.bytes)
-  }
-
-  const send = async (op: TmemOp, data: Uint8Array | null | undefined): Promise<number> => {
-    const subop = 'ctrl' in op && op.cmd === TMEM_CONTROL ? op.ctrl.subop : -1
-    const arg1 = 'ctrl' in op ? op.ctrl.arg1 : 0
-    let input: Uint8Array | null = null
-    let output: number | undefined
-    if (subop === TMEMC_RESTORE_PUT_PAGE) input = data ?? null
-    else if (subop === TMEMC_RESTORE_PAGES) input = data?.subarray(0, Math.min(arg1, data.length)) ?? null
-    else if (subop === TMEMC_SAVE_GET_PAGES || subop === TMEMC_SAVE_GET_CHANGES) output = Math.min(arg1, CONTROL_DATA_BYTES_MAX, data?.length ?? 0)
-    const reply = await client.control(op, input, output)
-    if (data != null && reply.data.length > 0) data.set(reply.data.subarray(0, Math.min(data.length, reply.data.length)))
-    return reply.rc
   }
 
   /** SAVE_GET_PAGES for `poolId`: the records copied out, or the rc (0: no more pages). */
@@ -169,7 +173,7 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
           return nextPage(op, data)
         }
     }
-    return send(op, data)
+    return sendControl(client, op, data)
   }
 
   return {

@@ -2,6 +2,8 @@
  * What a session is (sessions.ts keeps the table of them): the record the daemon holds for
  * one named client, what it needs from the connection holding it, and what opening one gives.
  */
+import { timingSafeEqual } from 'node:crypto'
+import { HELLO_MOVED } from '../protocol/hello.js'
 
 /** What a session needs from the connection that holds it. */
 export interface SessionHolder {
@@ -79,4 +81,34 @@ export interface SessionCounters {
 export interface SessionResult {
   rc: number
   session: Session | null
+}
+
+/** Every session counter at zero. */
+export function newSessionCounters(): SessionCounters {
+  return {
+    sessionsCreated: 0,
+    sessionsResumed: 0,
+    sessionsTakenOver: 0,
+    sessionsExpired: 0,
+    sessionsReleased: 0,
+    sessionsBound: 0,
+    sessionsMovedAway: 0,
+    sessionsDestroyed: 0,
+    sessionsReaped: 0,
+  }
+}
+
+/** A hello refused with `status`. */
+export function refuse(status: number, message: string): OpenResult {
+  return { status, session: null, resumed: false, message }
+}
+
+/** A hello told where its client went. */
+export function redirect(name: string, movedTo: MovedTo): OpenResult {
+  return { ...refuse(HELLO_MOVED, `Client ${name} moved to ${movedTo.address}`), redirect: movedTo }
+}
+
+/** Compares secrets in constant time. */
+export function sameSecret(expected: Buffer, given: Uint8Array): boolean {
+  return given.length === expected.length && timingSafeEqual(expected, given)
 }

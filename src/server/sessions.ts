@@ -29,7 +29,7 @@
  *
  * Control plane: allocates freely; not on the per-page path.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import { CLI_ID_NULL } from '../abi/constants.js'
 import { assert } from '../util/assert.js'
@@ -37,7 +37,6 @@ import {
   HELLO_BAD_ABI,
   HELLO_BAD_NAME,
   HELLO_BAD_SECRET,
-  HELLO_MOVED,
   HELLO_NAME_IN_USE,
   HELLO_NO_ROOM,
   HELLO_OK,
@@ -48,7 +47,19 @@ import { SECRET_BYTES } from '../protocol/frame.js'
 import type { HostLike } from './host-like.js'
 import { ClientQuota, type ClientLimits, endpointOf } from './client-limits.js'
 
-import type { MovedTo, OpenResult, Session, SessionCounters, SessionHolder, SessionResult, SessionWaiter } from './session.js'
+import {
+  type MovedTo,
+  type OpenResult,
+  type Session,
+  type SessionCounters,
+  type SessionHolder,
+  type SessionResult,
+  type SessionWaiter,
+  newSessionCounters,
+  redirect,
+  refuse,
+  sameSecret,
+} from './session.js'
 
 /** The largest client id the daemon hands out (0xFFFF is "all clients"). */
 export const CLIENT_ID_MAX = CLI_ID_NULL - 1
@@ -64,17 +75,7 @@ interface Tombstone {
 }
 
 export class SessionTable {
-  readonly counters: SessionCounters = {
-    sessionsCreated: 0,
-    sessionsResumed: 0,
-    sessionsTakenOver: 0,
-    sessionsExpired: 0,
-    sessionsReleased: 0,
-    sessionsBound: 0,
-    sessionsMovedAway: 0,
-    sessionsDestroyed: 0,
-    sessionsReaped: 0,
-  }
+  readonly counters: SessionCounters = newSessionCounters()
   readonly #host: HostLike
   readonly #graceMs: number
   readonly #log: Logger
@@ -444,16 +445,4 @@ export class SessionTable {
     }
     return 0
   }
-}
-
-function refuse(status: number, message: string): OpenResult {
-  return { status, session: null, resumed: false, message }
-}
-
-function redirect(name: string, movedTo: MovedTo): OpenResult {
-  return { ...refuse(HELLO_MOVED, `Client ${name} moved to ${movedTo.address}`), redirect: movedTo }
-}
-
-function sameSecret(expected: Buffer, given: Uint8Array): boolean {
-  return given.length === expected.length && timingSafeEqual(expected, given)
 }

@@ -14,6 +14,7 @@ import type { ClientStats, HostStats } from '../../src/engine/stats.js'
 import { type CliResult, runTmem } from '../helpers/cli.js'
 import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
 import { xenLines, xenNumber, xenSharers, xenValue } from '../helpers/xen-list.js'
+import { HANG_GUARD_MS } from '../helpers/hang.js'
 
 const UUID = '11223344-5566-7788-99aa-bbccddeeff00'
 
@@ -27,7 +28,7 @@ function ok(result: CliResult): string {
   return result.stdout
 }
 
-void describe('tmem control verbs', { timeout: 30_000 }, () => {
+void describe('tmem control verbs', { timeout: HANG_GUARD_MS }, () => {
   let daemon: DaemonHandle
   let control: TmemControlClient
   let web: TmemClient

@@ -16,6 +16,7 @@ import type { ClientStats, DaemonStats, HostStats } from '../../src/protocol/sta
 import { runTmem } from '../helpers/cli.js'
 import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
 import { xenLines, xenNumber, xenValue } from '../helpers/xen-list.js'
+import { HANG_GUARD_MS } from '../helpers/hang.js'
 
 function page(seed: number): Uint8Array {
   return new Uint8Array(4096).fill(seed & 0xff)
@@ -31,7 +32,7 @@ function engineClient(stats: DaemonStats, id: number): ClientStats {
   return found
 }
 
-void describe('tmem list', { timeout: 30_000 }, () => {
+void describe('tmem list', { timeout: HANG_GUARD_MS }, () => {
   let runtime: string
   let daemon: DaemonHandle
   let controlPath: string

@@ -11,11 +11,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runTmem } from '../helpers/cli.js'
 import { startDaemon } from '../helpers/daemon.js'
+import { HANG_GUARD_MS } from '../helpers/hang.js'
 
 const VERBS = ['list', 'freeze', 'thaw', 'destroy', 'flush', 'set', 'shared-auth', 'freeable']
 const UUID = '11223344-5566-7788-99aa-bbccddeeff00'
 
-void describe('tmem usage and reachability', { timeout: 30_000 }, () => {
+void describe('tmem usage and reachability', { timeout: HANG_GUARD_MS }, () => {
   let dir: string
   let missing: string
 

@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process'
 import { TMEM_BIN } from './daemon.js'
+import { CLI_HANG_GUARD_MS } from './hang.js'
 
 export interface CliResult {
   /** Exit code, or the signal name if the child was killed. */
@@ -39,7 +40,7 @@ export function runTmem(args: string[], options: RunOptions = {}): Promise<CliRe
   let stderr = ''
   child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text))
   child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text))
-  const killer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs ?? 15_000)
+  const killer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs ?? CLI_HANG_GUARD_MS)
   return new Promise((resolve) => {
     child.once('close', (code, signal) => {
       clearTimeout(killer)

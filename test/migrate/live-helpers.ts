@@ -12,12 +12,7 @@ import { type DaemonHandle, type StartOptions, startDaemon } from '../helpers/da
 
 export const PAGE = 4096
 
-/**
- * The only time in these tests, and not a limit on the behaviour: it turns a hang (a stalled
- * migration, a lost reply) into a failure instead of a run that never ends. Ten minutes is far
- * beyond any of these tests on a loaded machine; nothing waits for it to pass.
- */
-export const HANG_GUARD_MS = 600_000
+export { HANG_GUARD_MS } from '../helpers/hang.js'
 
 export function page(tag: number): Uint8Array {
   const bytes = new Uint8Array(PAGE)
