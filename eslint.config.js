@@ -3,6 +3,7 @@
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 import { readFileSync } from 'node:fs'
+import { URL } from 'node:url'
 
 // The layer order (tools/layers.json): a folder may import only folders of a lower rank.
 const RANKS = JSON.parse(readFileSync(new URL('./tools/layers.json', import.meta.url), 'utf8')).ranks
