@@ -223,3 +223,18 @@ void describe(`client over shared memory (seed ${SEED})`, { skip, timeout: 120_0
     assert.equal(daemon.process.exitCode, null, 'the daemon is still running')
   })
 })
+
+void test('a v0 client uses a region too: 40-byte ops, the cmfn at offset 32', { skip, timeout: 60_000 }, async () => {
+  const daemon = await startDaemon({ args: ['--log-level', 'error', '--accept-v0'] })
+  try {
+    const client = await connect({ path: daemon.socketPath }, { name: 'old-guest', abi: 0 })
+    assert.deepEqual(client.sharedMemory, { active: true, reason: '' })
+    const pool = await client.newPool({ persistent: true })
+    assert.deepEqual(await client.putMany(pool, [1, 2, 3].map((i) => ({ oid: 7n, index: i, page: page(i) }))), [true, true, true])
+    assert.deepEqual(await client.get(pool, 7n, 2), page(2))
+    assert.deepEqual(await client.getMany(pool, [{ oid: 7n, index: 3 }, { oid: 7n, index: 4 }]), [page(3), null])
+    await client.close()
+  } finally {
+    await daemon.stop()
+  }
+})
