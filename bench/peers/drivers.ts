@@ -38,10 +38,12 @@ export interface Driver {
   open(index: number): Promise<Conn>
 }
 
-export function driverFor(kind: ServerKind, port: number, peerClients: PeerClients): Driver {
+export function driverFor(kind: ServerKind, port: number, peerClients: PeerClients, path = ''): Driver {
   switch (kind) {
     case 'tmem':
-      return { label: 'tmem client library (src/client)', open: (i) => TmemConn.open(port, i) }
+      return { label: 'tmem client library (src/client)', open: (i) => TmemConn.open({ host: HOST, port }, i) }
+    case 'tmem-shm':
+      return { label: 'tmem client library over shared memory (Unix socket)', open: (i) => TmemConn.open({ path }, i) }
     case 'redis':
       return peerClients === 'raw'
         ? { label: 'raw RESP SET/GET driver', open: () => RawConn.open(port, REDIS) }
@@ -65,8 +67,9 @@ class TmemConn implements Conn {
     this.#pool = pool
   }
 
-  static async open(port: number, index: number): Promise<TmemConn> {
-    const client = await tmemConnect({ host: HOST, port }, { name: `bench-${process.pid}-${index}`, reconnect: false })
+  static async open(target: { host: string; port: number } | { path: string }, index: number): Promise<TmemConn> {
+    const client = await tmemConnect(target, { name: `bench-${process.pid}-${index}`, reconnect: false })
+    if ('path' in target && !client.sharedMemory.active) throw new Error(`tmem-shm: ${client.sharedMemory.reason}`)
     // Persistent: a get leaves the page in place, so every read of the key space hits.
     const pool = await client.newPool({ persistent: true })
     return new TmemConn(client, pool)

@@ -152,8 +152,10 @@ interface Contender {
 }
 
 async function main(): Promise<void> {
-  const binaries: Record<ServerKind, string> = { tmem: process.execPath, redis: 'redis-server', memcached: 'memcached' }
-  const missing = wanted.filter((kind) => kind !== 'tmem' && which(binaries[kind]) === null)
+  const binaries: Record<ServerKind, string> = {
+    tmem: process.execPath, 'tmem-shm': process.execPath, redis: 'redis-server', memcached: 'memcached',
+  }
+  const missing = wanted.filter((kind) => binaries[kind] !== process.execPath && which(binaries[kind]) === null)
   if (missing.length > 0) {
     log(`bench:peers: ${missing.map((k) => binaries[k]).join(' and ')} not found; benchmarking without ` +
       `${missing.join(' and ')}. To compare, install them (Debian/Ubuntu, as root):\n  ${INSTALL_HINT}`)
@@ -170,7 +172,7 @@ async function main(): Promise<void> {
   const contenders: Contender[] = []
   for (const kind of kinds) {
     const server = await startServer(kind)
-    contenders.push({ server, driver: driverFor(kind, server.port, peerClients) })
+    contenders.push({ server, driver: driverFor(kind, server.port, peerClients, server.path) })
     log(`bench:peers: ${kind} pid ${server.pid} on ${HOST}:${server.port} (${server.version})`)
   }
 

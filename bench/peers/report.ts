@@ -6,7 +6,7 @@ import type { Summary } from './load.js'
 import type { ServerKind } from './servers.js'
 
 export const PEERS: readonly ServerKind[] = ['redis', 'memcached']
-export const SERVERS: readonly ServerKind[] = ['tmem', 'redis', 'memcached']
+export const SERVERS: readonly ServerKind[] = ['tmem', 'tmem-shm', 'redis', 'memcached']
 
 export interface CaseSpec {
   id: string
@@ -244,7 +244,7 @@ function escapeXml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 }
 
-const COLORS: Record<string, string> = { redis: '#d62728', memcached: '#1f77b4', tmem: '#2ca02c' }
+const COLORS: Record<string, string> = { redis: '#d62728', memcached: '#1f77b4', tmem: '#2ca02c', 'tmem-shm': '#9467bd' }
 
 /** A horizontal bar chart of tmem/peer throughput ratios, and the memory overhead per page. */
 export function ratioSvg(report: RunReport): string {

@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-export type ServerKind = 'tmem' | 'redis' | 'memcached'
+/** `tmem-shm`: the same daemon, its client on the Unix socket with a shared-memory region. */
+export type ServerKind = 'tmem' | 'tmem-shm' | 'redis' | 'memcached'
 
 export const HOST = '127.0.0.1'
 export const INSTALL_HINT = 'apt-get install -y redis-server redis-tools memcached'
@@ -25,6 +26,8 @@ export interface RunningServer {
   kind: ServerKind
   pid: number
   port: number
+  /** tmem-shm: the daemon's Unix socket, which its clients use. */
+  path?: string
   /** The command line, for the report. */
   command: string
   /** The server's version line. */
@@ -84,13 +87,15 @@ export async function startServer(
   let version: string
   switch (kind) {
     case 'tmem':
+    case 'tmem-shm':
       binary = process.execPath
       args = [
         ...(options.cpuProfileDir === undefined
           ? []
           : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir]),
         TMEM_BIN, 'daemon',
-        '--socket', 'none', '--control-socket', 'none',
+        '--socket', kind === 'tmem' ? 'none' : join(scratch, 'tmem.sock'), '--control-socket', 'none',
+        // tmem-shm listens on TCP too, only so that readiness is checked as for the others.
         '--listen', `${HOST}:${port}`,
         // Enough for the 200,000-page memory case, no density options: plain storage.
         '--memory', '1G',
@@ -146,7 +151,8 @@ export async function startServer(
     kind,
     pid,
     port,
-    command: [kind === 'tmem' ? 'node' : binary, ...args.map((a) => (a === '' ? "''" : a))]
+    ...(kind === 'tmem-shm' ? { path: join(scratch, 'tmem.sock') } : {}),
+    command: [binary === process.execPath ? 'node' : binary, ...args.map((a) => (a === '' ? "''" : a))]
       .join(' ')
       .replace(TMEM_BIN, 'dist/src/cli/tmem.js'),
     version,
