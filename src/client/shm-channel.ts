@@ -248,8 +248,22 @@ export class ShmChannel {
     return this.geometry.framesOffset + frame * PAGE_SIZE
   }
 
+  /**
+   * Publishes at the end of this tick (every op issued in it in one publish and at most one
+   * kick), and wakes the completion poller.
+   */
   #schedulePublish(): void {
+    if (!this.#publishScheduled) {
+      this.#publishScheduled = true
+      queueMicrotask(this.#publishNow)
+    }
     this.#poller.kick()
+  }
+
+  #publishScheduled = false
+  readonly #publishNow = (): void => {
+    this.#publishScheduled = false
+    if (!this.#detached) this.#publish()
   }
 
   /** Publishes submissions (and kicks a sleeping daemon); called once per turn. */

@@ -18,7 +18,9 @@
  * Under load neither side sleeps at once: after the last entry it found, a side keeps polling
  * its ring (one look per event-loop turn, via setImmediate, so other connections are served
  * in between) for `SHM_POLL_MICROSECONDS`; only then does it set its flag. A peer that keeps
- * submitting within that time never pays for a kick. The flag is a hint written by the other
+ * submitting within that time never pays for a kick. "Under load" is more than one entry
+ * since the side last woke: a lone op (one request, one reply) is better served by sleeping at
+ * once than by spinning, which costs the CPU the peer needs to answer (bench:peers 1x1). The flag is a hint written by the other
  * side too, so a hostile peer can only cost itself kicks or wake-ups: never another client's.
  */
 import { assert } from '../util/assert.js'
@@ -99,6 +101,8 @@ export class ShmPoller {
   #scheduled = false
   #stopped = false
   #lastWork = 0
+  /** Entries served since the side last woke: polling pays only when more than one came. */
+  #sinceWake = 0
   readonly #run = (): void => this.#loop()
 
   constructor(doorbell: ShmDoorbell, turns: ShmTurns, options: ShmPollerOptions = {}) {
@@ -119,6 +123,7 @@ export class ShmPoller {
   kick(): void {
     if (this.#stopped) return
     this.#doorbell.awake()
+    if (!this.#scheduled) this.#sinceWake = 0
     this.#lastWork = this.#now()
     this.#schedule()
   }
@@ -145,7 +150,9 @@ export class ShmPoller {
     }
     const now = this.#now()
     if (handled > 0) this.#lastWork = now
-    if (now - this.#lastWork < this.#pollMicroseconds || this.#turns.hasWork()) {
+    this.#sinceWake += handled
+    const underLoad = this.#sinceWake > 1 && now - this.#lastWork < this.#pollMicroseconds
+    if (underLoad || this.#turns.hasWork()) {
       this.#schedule()
       return
     }
