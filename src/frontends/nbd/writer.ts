@@ -2,7 +2,7 @@
  * The send side of one NBD connection: replies are written straight into reusable 256 KiB
  * chunks (a READ's pages land there from the engine's GET, no copy in between) and handed to
  * the socket in one write per chunk and input batch. A chunk goes back to the free list when
- * every write of it is done; at most `FREE_CHUNKS_MAX` are kept.
+ * every write of it is done; at most `FREE_CHUNKS_MAX` (4 MiB) are kept.
  *
  *   pending: [chunk A (full, unsent)] [chunk B (full, unsent)]   current: chunk C
  *                                                                 |sent..|start......used|
@@ -15,7 +15,7 @@ import type { Socket } from 'node:net'
 import { assert } from '../../util/assert.js'
 
 export const CHUNK_BYTES = 256 * 1024
-const FREE_CHUNKS_MAX = 8
+const FREE_CHUNKS_MAX = 16
 
 interface Chunk {
   buf: Buffer
@@ -112,6 +112,13 @@ export class ReplyWriter {
       this.used += n
       left -= n
     }
+  }
+
+  /** Bytes written and not yet handed to the socket. */
+  get unsentBytes(): number {
+    let bytes = this.used - this.#start
+    for (const entry of this.#pending) bytes += entry.end - entry.start
+    return bytes
   }
 
   mark(): WriterMark {
