@@ -274,3 +274,42 @@ void describe('transmission', { timeout: 20_000 }, () => {
     await victim.closed
   })
 })
+
+void describe('hostile input', { timeout: 30_000 }, () => {
+  const SEED = Number(process.env['TMEM_SEED'] ?? Date.now() % 0x7fffffff)
+  let state = SEED || 1
+  const next = (): number => {
+    state ^= state << 13
+    state ^= state >>> 17
+    state ^= state << 5
+    return state >>> 0
+  }
+  const noise = (length: number): Buffer => Buffer.from(Array.from({ length }, () => next() & 255))
+
+  void test(`random bytes in every phase close only their own connection (seed ${SEED}, TMEM_SEED replays)`, async () => {
+    const victim = await openExport(socketPath, 'disk', true)
+    const c0 = 9000
+    victim.write(request(1, 0, c0, 0, 4096, Buffer.alloc(4096, 0x5e)))
+    await expectBytes(victim, simpleReply(0, c0), 'victim write')
+    for (let round = 0; round < 30; round++) {
+      const phase = round % 3
+      const client = phase === 2 ? await openExport(socketPath, 'ro', next() % 2 === 0) : await RawClient.open(socketPath)
+      if (phase === 1) await client.handshake()
+      if (phase === 2 && next() % 2 === 0) {
+        // Requests with the right magic and random fields; the read-only export keeps it harmless.
+        for (let i = 0; i < 20; i++) {
+          const type = next() % 10
+          const length = next() % 3 === 0 ? next() : next() % 70_000
+          const payload = type === 1 && length <= 70_000 ? noise(length) : undefined
+          client.write(request(type, next() & 0xffff, i, next() % (128 * 1024), length, payload))
+        }
+      }
+      client.write(noise(1 + (next() % 300)))
+      client.close()
+    }
+    const c1 = 9001
+    victim.write(request(0, 0, c1, 0, 4096))
+    await expectBytes(victim, chunk(1, 1, c1, new NaiveBE().u64(0).raw(Buffer.alloc(4096, 0x5e))), 'victim reads its page')
+    victim.close()
+  })
+})
