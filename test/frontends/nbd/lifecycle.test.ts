@@ -73,6 +73,34 @@ void describe('export lifecycle', { timeout: 20_000 }, () => {
     b.close()
   })
 
+  void test('multi-conn: a write acknowledged on one connection is read on another at once', async () => {
+    const a = await openExport(socketPath, 'sw', false)
+    const b = await openExport(socketPath, 'sw', false)
+    const page = Buffer.alloc(4096, 0x6b)
+    let c = ++cookie
+    a.write(request(1, 0, c, 12288, 4096, page))
+    await expectBytes(a, simpleReply(0, c), 'write on a')
+    c = ++cookie
+    b.write(request(0, 0, c, 12288, 4096))
+    await expectBytes(b, simpleReply(0, c, page), 'read on b')
+    c = ++cookie
+    b.write(request(3, 0, c, 0, 0))
+    await expectBytes(b, simpleReply(0, c), 'flush')
+    a.close()
+    b.close()
+  })
+
+  void test('CACHE fills a cache export\'s pool from its file', async () => {
+    const client = await openExport(socketPath, 'ca', false)
+    const before = host.stats().clients.find((e) => e.id === idOf('nbd:ca'))?.ephemeralPages ?? -1
+    const c = ++cookie
+    client.write(request(5, 0, c, 128 * 1024, 64 * 1024))
+    await expectBytes(client, simpleReply(0, c), 'cache')
+    const after = host.stats().clients.find((e) => e.id === idOf('nbd:ca'))?.ephemeralPages ?? -1
+    assert.equal(after - before, 16, 'sixteen pages read ahead')
+    client.close()
+  })
+
   void test('destroying a swap export\'s client makes it answer EIO, not zeros', async () => {
     assert.equal(sessions.destroy(idOf('nbd:sw')), 1)
     const b = await openExport(socketPath, 'sw', false)
