@@ -156,6 +156,7 @@ void describe('real NBD clients on swap exports', { timeout: 120_000 }, () => {
         'offset_increment=8M',
         'verify=crc32c',
         'verify_fatal=1',
+        'verify_state_save=0',
         'do_verify=1',
         `iodepth=${iodepth}`,
         `numjobs=${numjobs}`,
