@@ -98,9 +98,10 @@ export function findGuestKernel(): GuestKernel | string {
 
 /**
  * The guest's memory test: maps `MiB` (argv[1]) of anonymous memory, writes each 64-bit word's
- * own byte offset into it, reads everything back and prints one line,
- * `MEMTEST PASS|FAIL mib=N errors=N`. The offset pattern catches a page that comes back from
- * swap in the wrong place, and compresses like ordinary program data does (well, not random).
+ * own byte offset into it, prints /proc/swaps once everything is written (`MEMTEST filled,
+ * swaps: ...`), reads everything back and prints `MEMTEST PASS|FAIL mib=N errors=N`. The
+ * offset pattern catches a page that comes back from swap in the wrong place; it is regular
+ * data, so it compresses well (zstd makes a page of it about 460 bytes).
  */
 export const MEMTEST_SOURCE = `#include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +113,10 @@ int main(int argc, char **argv) {
   volatile uint64_t *p = mmap(0, words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) { puts("MEMTEST FAIL mmap"); return 2; }
   for (size_t i = 0; i < words; i++) p[i] = i * 8;
+  char line[256];
+  FILE *swaps = fopen("/proc/swaps", "r");
+  while (swaps && fgets(line, sizeof line, swaps)) printf("MEMTEST filled, swaps: %s", line);
+  if (swaps) fclose(swaps);
   size_t errors = 0;
   for (size_t i = 0; i < words; i++) if (p[i] != i * 8) errors++;
   printf("MEMTEST %s mib=%zu errors=%zu\\n", errors ? "FAIL" : "PASS", mib, errors);

@@ -158,3 +158,36 @@ export async function qemuAvailable(): Promise<true | string> {
     child.once('exit', (code) => resolve(code === 0 ? true : `qemu-system-x86_64 --version exited ${code}`))
   })
 }
+
+/** What the guest reported on its console, parsed; null fields were not printed. */
+export interface GuestReport {
+  memTotalKiB: number | null
+  /** The swap area's size by /proc/swaps, in KiB (the device less its header page). */
+  swapKiB: number | null
+  /** Swap in use once the memory test had written everything, in KiB. */
+  filledUsedKiB: number | null
+  memtest: { pass: boolean; mib: number; errors: number } | null
+  pswpin: number | null
+  pswpout: number | null
+  dmesgErrors: number | null
+  done: boolean
+}
+
+function numberAfter(text: string, pattern: RegExp): number | null {
+  const match = pattern.exec(text)
+  return match?.[1] === undefined ? null : Number(match[1])
+}
+
+export function parseGuestConsole(text: string): GuestReport {
+  const memtest = /MEMTEST (PASS|FAIL) mib=(\d+) errors=(\d+)/.exec(text)
+  return {
+    memTotalKiB: numberAfter(text, /GUEST booted .* memtotal=MemTotal: (\d+) kB/),
+    swapKiB: numberAfter(text, /GUEST swapon \/dev\/vda \S+ (\d+) /),
+    filledUsedKiB: numberAfter(text, /MEMTEST filled, swaps: \/dev\/vda\s+\S+\s+\d+\s+(\d+)/),
+    memtest: memtest ? { pass: memtest[1] === 'PASS', mib: Number(memtest[2]), errors: Number(memtest[3]) } : null,
+    pswpin: numberAfter(text, /GUEST vmstat .*pswpin (\d+)/),
+    pswpout: numberAfter(text, /GUEST vmstat .*pswpout (\d+)/),
+    dmesgErrors: numberAfter(text, /GUEST dmesg-errors (\d+)/),
+    done: text.includes('GUEST done'),
+  }
+}
