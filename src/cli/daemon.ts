@@ -19,6 +19,7 @@ import {
   parseSize,
 } from '../server/config.js'
 import { Daemon, type DaemonConfig } from '../server/daemon.js'
+import { type ExportSpec, type NbdConfig, NbdServer, parseExportSpec } from '../frontends/nbd/mod.js'
 import { EXIT_FAILED, UsageError } from './exit.js'
 
 type FlagOption = 'acceptV0' | 'compress' | 'dedup' | 'tze' | 'globalSharedAuth'
@@ -49,6 +50,9 @@ interface DaemonCliOptions {
   dedup?: boolean
   tze?: boolean
   globalSharedAuth?: boolean
+  nbdSocket?: string
+  nbdListen?: string
+  export?: string[]
 }
 
 /** Adds the `daemon` command to the `tmem` program. */
@@ -123,6 +127,19 @@ export function registerDaemonCommand(program: Command): void {
         .env('TMEM_LOG_LEVEL')
         .default('info'),
     )
+    .addOption(
+      new Option('--nbd-socket <path>', 'serve the NBD exports on this Unix socket').env('TMEM_NBD_SOCKET'),
+    )
+    .addOption(
+      new Option('--nbd-listen <host:port>', 'serve the NBD exports on loopback TCP').env('TMEM_NBD_LISTEN'),
+    )
+    .addOption(
+      new Option(
+        '--export <spec>',
+        'an NBD export (repeatable): name=NAME,size=SIZE[,mode=swap|cache][,backing=FILE]' +
+          '[,shared=UUID][,readonly] (docs/nbd.md)',
+      ).argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
+    )
     .addHelpText('after', DAEMON_HELP_FOOTER)
     .action(async (options: DaemonCliOptions) => {
       await runDaemon(options)
@@ -157,6 +174,7 @@ export function resolveDaemonOptions(options: DaemonCliOptions, env: NodeJS.Proc
   }
   return {
     config,
+    nbd: resolveNbdOptions(options, config.connectionCountMax),
     memoryBytes,
     host: {
       bytes: memoryBytes,
@@ -169,6 +187,22 @@ export function resolveDaemonOptions(options: DaemonCliOptions, env: NodeJS.Proc
   }
 }
 
+/** The NBD frontend's configuration, or null when no NBD listener is asked for. */
+function resolveNbdOptions(options: DaemonCliOptions, connectionCountMax: number): NbdConfig | null {
+  const socketPath = options.nbdSocket === undefined || options.nbdSocket === 'none' || options.nbdSocket === ''
+    ? null : options.nbdSocket
+  const listen = optionalAddress(options.nbdListen)
+  const exports: ExportSpec[] = (options.export ?? []).map((text) => usage(() => parseExportSpec(text)))
+  const names = new Set(exports.map((spec) => spec.name))
+  if (names.size !== exports.length) throw new UsageError('Two --export options have the same name')
+  if (socketPath === null && listen === null) {
+    if (exports.length > 0) throw new UsageError('--export needs --nbd-socket or --nbd-listen')
+    return null
+  }
+  if (exports.length === 0) throw new UsageError('--nbd-socket and --nbd-listen need at least one --export')
+  return { socketPath, listen, exports, connectionCountMax }
+}
+
 /** Starts the daemon and keeps the process alive until a signal stops it. */
 export async function runDaemon(options: DaemonCliOptions): Promise<void> {
   const resolved = resolveDaemonOptions(options)
@@ -176,8 +210,15 @@ export async function runDaemon(options: DaemonCliOptions): Promise<void> {
   const host = new Host(resolved.host)
   host.onDiagnostic = (clientId, message) => log.warn({ client: clientId }, message)
   let daemon: Daemon
+  let nbd: NbdServer | null = null
   try {
     daemon = await Daemon.start(host, resolved.config, log)
+    try {
+      if (resolved.nbd !== null) nbd = await NbdServer.start(host, daemon.sessions, log, resolved.nbd)
+    } catch (error) {
+      await daemon.close()
+      throw error
+    }
   } catch (error) {
     log.fatal({ err: error }, 'daemon failed to start')
     process.stderr.write(`tmem daemon: ${(error as Error).message}\n`)
@@ -185,12 +226,12 @@ export async function runDaemon(options: DaemonCliOptions): Promise<void> {
     return
   }
   // Signals are handled before "ready" is printed: a supervisor may stop us right after it.
-  installShutdown(daemon, log)
-  printSummary(daemon, resolved.memoryBytes)
+  installShutdown(daemon, log, nbd)
+  printSummary(daemon, resolved.memoryBytes, nbd)
   log.info({ addresses: daemon.addresses, pages: host.options.pages }, 'ready')
 }
 
-function printSummary(daemon: Daemon, memoryBytes: number): void {
+function printSummary(daemon: Daemon, memoryBytes: number, nbd: NbdServer | null): void {
   const a = daemon.addresses
   const config = daemon.config
   const lines = [
@@ -205,11 +246,17 @@ function printSummary(daemon: Daemon, memoryBytes: number): void {
     lines.push(`  control  tcp:${formatAddress(a.controlListen)} (token in ${a.tokenFile ?? '?'})`)
   }
   if (a.metrics !== null) lines.push(`  metrics  http://${formatAddress(a.metrics)}/metrics`)
+  if (nbd !== null) {
+    const names = nbd.list().map((entry) => `${String(entry['name'])} (${String(entry['mode'])} ${formatBytes(Number(entry['size']))})`).join(', ')
+    if (nbd.addresses.socketPath !== null) lines.push(`  nbd      unix:${nbd.addresses.socketPath}`)
+    if (nbd.addresses.listen !== null) lines.push(`  nbd      tcp:${formatAddress(nbd.addresses.listen)}`)
+    lines.push(`  exports  ${names}`)
+  }
   lines.push(`tmem daemon ready (pid ${process.pid})`)
   process.stdout.write(`${lines.join('\n')}\n`)
 }
 
-function installShutdown(daemon: Daemon, log: Logger): void {
+function installShutdown(daemon: Daemon, log: Logger, nbd: NbdServer | null): void {
   let stopping = false
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -218,7 +265,8 @@ function installShutdown(daemon: Daemon, log: Logger): void {
     }
     stopping = true
     log.info({ signal }, 'shutting down')
-    daemon.close().then(
+    const closing = nbd === null ? Promise.resolve() : nbd.close()
+    closing.then(() => daemon.close()).then(
       () => {
         log.info('stopped')
         process.exit(0)
