@@ -64,7 +64,12 @@ function unpackKernel(pkg: string, dir: string): void {
     for (const file of walk(unpacked, [])) {
       if (file.endsWith('.xz')) run('xz', ['-d', file])
     }
-    renameSync(unpacked, dir)
+    try {
+      renameSync(unpacked, dir)
+    } catch (error) {
+      // Another process unpacked the same kernel first: theirs is as good.
+      if (!existsSync(dir)) throw error
+    }
   } finally {
     rmSync(work, { recursive: true, force: true })
   }
@@ -132,8 +137,10 @@ export function buildMemtest(): string {
   const binary = join(dir, 'memtest')
   if (existsSync(binary)) return binary
   mkdirSync(dir, { recursive: true })
-  writeFileSync(join(dir, 'memtest.c'), MEMTEST_SOURCE)
-  run('gcc', ['-static', '-O2', '-o', `${binary}.tmp`, 'memtest.c'], dir)
-  renameSync(`${binary}.tmp`, binary)
+  const source = join(dir, `memtest-${process.pid}.c`)
+  writeFileSync(source, MEMTEST_SOURCE)
+  run('gcc', ['-static', '-O2', '-o', `${binary}.${process.pid}`, source], dir)
+  renameSync(`${binary}.${process.pid}`, binary)
+  rmSync(source)
   return binary
 }
