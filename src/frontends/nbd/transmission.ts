@@ -113,16 +113,16 @@ export class Transmission {
         this.#read(req)
         break
       case NBD_CMD_FLUSH:
-        this.#simple(req, this.#exp.sync())
+        this.#status(req, this.#exp.sync())
         break
       case NBD_CMD_TRIM:
-        this.#simple(req, this.#trim(req))
+        this.#status(req, this.#trim(req))
         break
       case NBD_CMD_CACHE:
-        this.#simple(req, this.#cache(req))
+        this.#status(req, this.#cache(req))
         break
       case NBD_CMD_WRITE_ZEROES:
-        this.#simple(req, this.#zeroes(req))
+        this.#status(req, this.#zeroes(req))
         break
       case NBD_CMD_BLOCK_STATUS:
         this.#blockStatus(req)
@@ -178,6 +178,12 @@ export class Transmission {
     buf.writeUInt32BE(req.cookieLo, w.used + 12)
     buf.writeUInt32BE(length, w.used + 16)
     w.used += 20
+  }
+
+  /** A reply without data: success as a simple reply (allowed either way), or the error. */
+  #status(req: Request, error: number): void {
+    if (error === 0) this.#simple(req, 0)
+    else this.#error(req, error)
   }
 
   /** An error: a structured ERROR chunk where structured replies are on, else a simple reply. */
