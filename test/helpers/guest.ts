@@ -150,6 +150,25 @@ export function initramfsFile(kernel: GuestKernel, memtest: string, memtestMiB: 
   return path
 }
 
+/** Whether /bin/busybox is a static binary (the guest has no libc to load it with). */
+export function staticBusybox(): true | string {
+  let elf: Buffer
+  try {
+    elf = readFileSync('/bin/busybox')
+  } catch {
+    return 'there is no /bin/busybox (install busybox-static)'
+  }
+  if (elf.length < 64 || elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2) return '/bin/busybox is not a 64-bit ELF file'
+  // A program header of type PT_INTERP (3) names the dynamic loader: not static.
+  const phoff = Number(elf.readBigUInt64LE(0x20))
+  const phentsize = elf.readUInt16LE(0x36)
+  const phnum = elf.readUInt16LE(0x38)
+  for (let i = 0; i < phnum; i++) {
+    if (elf.readUInt32LE(phoff + i * phentsize) === 3) return '/bin/busybox is dynamically linked (install busybox-static)'
+  }
+  return true
+}
+
 /** Whether `qemu-system-x86_64` runs here (a string says why not). */
 export async function qemuAvailable(): Promise<true | string> {
   const child = spawn('qemu-system-x86_64', ['--version'], { stdio: 'ignore' })

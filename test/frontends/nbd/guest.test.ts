@@ -6,8 +6,8 @@
  * fewer pages than the guest could not keep in RAM, no more than it wrote out) and show the
  * pages held compressed.
  *
- * Skips, saying why, only where qemu-system-x86_64 or Debian's kernel package cannot be had, or
- * where this build has no NBD server.
+ * Skips, saying why, only where qemu-system-x86_64, a static busybox or Debian's kernel package
+ * cannot be had, or where this build has no NBD server.
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runTmem } from '../../helpers/cli.js'
 import { buildMemtest, findGuestKernel } from '../../helpers/guest-kernel.js'
-import { initramfsFile, parseGuestConsole, qemuAvailable, runGuest, type GuestRun } from '../../helpers/guest.js'
+import { initramfsFile, parseGuestConsole, qemuAvailable, runGuest, staticBusybox, type GuestRun } from '../../helpers/guest.js'
 import { type NbdServer, startTmemExport, tmemNbdAvailable } from '../../helpers/nbd-servers.js'
 
 const MIB = 1024 * 1024
@@ -30,6 +30,8 @@ const GUEST_DEADLINE_MS = 420_000
 async function skipReason(): Promise<string | null> {
   const qemu = await qemuAvailable()
   if (qemu !== true) return qemu
+  const busybox = staticBusybox()
+  if (busybox !== true) return busybox
   const nbd = await tmemNbdAvailable()
   if (nbd !== true) return nbd
   const kernel = findGuestKernel()
