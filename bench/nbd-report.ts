@@ -224,7 +224,7 @@ export function ratioSvg(report: NbdReport): string {
   })
   const legendY = top + chartH + 34
   parts.push(`<line x1="${left}" y1="${legendY - 11}" x2="${left}" y2="${legendY + 2}" stroke="#000" stroke-width="3"/>`)
-  parts.push(`<text x="${left + 8}" y="${legendY}" font-size="12">goal (guest swap: wall time at most 1.1x nbdkit's)</text>`)
+  parts.push(`<text x="${left + 8}" y="${legendY}" font-size="12">goal: fio 0.9x at depth 1, 1.0x otherwise; guest swap speed = nbdkit's wall time / ours, goal 1/1.1</text>`)
   const height = legendY + 16
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
     `font-family="sans-serif">\n<rect width="100%" height="100%" fill="#fff"/>\n${parts.join('\n')}\n</svg>\n`

@@ -94,12 +94,14 @@ async function guestPart(): Promise<GuestTrial[]> {
 
 async function main(): Promise<void> {
   const loadBefore = load()
+  // The commit measured is the one checked out when the run starts (dist/ was built from it).
+  const commit = process.env['BENCH_COMMIT'] ?? tryRun('git', ['rev-parse', '--short', 'HEAD'])
   log(`bench:nbd: ${RUNS} runs, fio ${FIO_SECONDS} s per job; load average ${loadBefore}; ${cpus().length} CPUs`)
   const fio = process.env['FIO'] === '0' ? [] : await fioPart()
   const guest = process.env['GUEST'] === '0' ? [] : await guestPart()
   const report: NbdReport = {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-    commit: process.env['BENCH_COMMIT'] ?? tryRun('git', ['rev-parse', '--short', 'HEAD']),
+    commit,
     node: process.version,
     cpu: `${cpus()[0]?.model ?? 'unknown'} x ${cpus().length}`,
     load: `${loadBefore} before, ${load()} after`,
