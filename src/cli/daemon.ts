@@ -136,9 +136,14 @@ export function registerDaemonCommand(program: Command): void {
     .addOption(
       new Option(
         '--export <spec>',
-        'an NBD export (repeatable): name=NAME,size=SIZE[,mode=swap|cache][,backing=FILE]' +
-          '[,shared=UUID][,readonly] (docs/nbd.md)',
-      ).argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
+        'an NBD export (repeatable; in the environment several separated by ";"): ' +
+          'name=NAME,size=SIZE[,mode=swap|cache][,backing=FILE][,shared=UUID][,readonly] (docs/nbd.md)',
+      )
+        .env('TMEM_NBD_EXPORTS')
+        .argParser((value: string, previous: string[] | undefined) => [
+          ...(previous ?? []),
+          ...value.split(';').filter((spec) => spec.trim() !== ''),
+        ]),
     )
     .addHelpText('after', DAEMON_HELP_FOOTER)
     .action(async (options: DaemonCliOptions) => {

@@ -31,6 +31,9 @@ import { ReplyWriter } from './writer.js'
 /** Queued send bytes above which input pauses (two largest reads and then some). */
 export const SEND_BYTES_HIGH = 80 * 1024 * 1024
 
+/** Unsent reply bytes that make a flush before the input batch ends. */
+const FLUSH_BYTES = 4 * 1024 * 1024
+
 /** A connection that has not chosen an export by then is closed. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000
 
@@ -136,6 +139,9 @@ export class NbdConnection {
         break
       }
       pos = this.#step(data, pos)
+      // Replies of one batch go out together, but never more than a few MiB at a time: the
+      // socket's queue is what the pause above looks at.
+      if (this.#w.unsentBytes >= FLUSH_BYTES) this.#w.flush()
     }
     if (this.#state !== State.Closed) this.#w.flush()
   }
@@ -144,13 +150,13 @@ export class NbdConnection {
   #step(data: Buffer, pos: number): number {
     switch (this.#state) {
       case State.ClientFlags:
-        return this.#header(data, pos, 4, () => this.#clientFlags())
+        return this.#header(data, pos, 4)
       case State.OptionHeader:
-        return this.#header(data, pos, 16, () => this.#optionHeader())
+        return this.#header(data, pos, 16)
       case State.OptionData:
         return this.#optionBytes(data, pos)
       case State.RequestHeader:
-        return this.#header(data, pos, NBD_REQUEST_BYTES, () => this.#requestHeader())
+        return this.#header(data, pos, NBD_REQUEST_BYTES)
       case State.WritePayload: {
         const transmission = this.#transmission
         if (transmission === null) return data.length
@@ -163,15 +169,16 @@ export class NbdConnection {
     }
   }
 
-  /** Gathers a fixed-size header into #head, then runs `done`. */
-  #header(data: Buffer, pos: number, size: number, done: () => void): number {
+  /** Gathers a fixed-size header into #head, then acts on it by state. */
+  #header(data: Buffer, pos: number, size: number): number {
     const n = Math.min(size - this.#headUsed, data.length - pos)
     data.copy(this.#head, this.#headUsed, pos, pos + n)
     this.#headUsed += n
-    if (this.#headUsed === size) {
-      this.#headUsed = 0
-      done()
-    }
+    if (this.#headUsed < size) return pos + n
+    this.#headUsed = 0
+    if (this.#state === State.RequestHeader) this.#requestHeader()
+    else if (this.#state === State.OptionHeader) this.#optionHeader()
+    else this.#clientFlags()
     return pos + n
   }
 

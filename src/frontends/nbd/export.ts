@@ -36,6 +36,7 @@ import { OP_CMD, OP_LAYOUT_V1, TMEM_OP_BYTES_V1 } from '../../abi/layout.js'
 import type { Oid } from '../../abi/types.js'
 import { writeU32LE } from '../../util/le.js'
 import { assert } from '../../util/assert.js'
+import { registerCopyBuffer } from '../../util/bytes.js'
 import type { HostLike } from '../../server/host-like.js'
 import type { MovedTo, Session, SessionHolder, SessionTable } from '../../server/sessions.js'
 import { NBD_EIO, NBD_ENOSPC, NBD_STATE_HOLE, NBD_STATE_ZERO } from './constants.js'
@@ -44,6 +45,7 @@ import { PageBitmap } from './bitmap.js'
 import type { ExportView } from './handshake.js'
 
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE)
+registerCopyBuffer(ZERO_PAGE.buffer)
 
 export class Export implements SessionHolder, ExportView {
   readonly spec: ExportSpec

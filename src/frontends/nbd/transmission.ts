@@ -13,6 +13,7 @@
  */
 import { PAGE_SIZE } from '../../abi/constants.js'
 import { assert } from '../../util/assert.js'
+import { registerCopyBuffer } from '../../util/bytes.js'
 import type { Export } from './export.js'
 import type { ReplyWriter } from './writer.js'
 import {
@@ -45,6 +46,15 @@ import {
   NBD_STRUCTURED_REPLY_MAGIC,
 } from './constants.js'
 
+/**
+ * Copies a piece of a page byte by byte: for the pieces of unaligned requests, where a native
+ * copy would cost a view object per call on Node 20 (see src/util/bytes.ts).
+ */
+export function copySmall(source: Uint8Array, from: number, target: Uint8Array, to: number, n: number): void {
+  assert(n <= PAGE_SIZE, 'A piece of one page')
+  for (let i = 0; i < n; i++) target[to + i] = source[from + i]!
+}
+
 /** One request header, decoded into a reused object. */
 export interface Request {
   flags: number
@@ -73,6 +83,7 @@ export class Transmission {
   readonly #structured: boolean
   readonly #metaAllocation: boolean
   readonly #scratch = new Uint8Array(PAGE_SIZE)
+  readonly #scratchWords = new Int32Array(this.#scratch.buffer)
   /** A WRITE's page being gathered: bytes [#gatherStart, #gatherEnd) of page #gatherPage. */
   readonly #gather = new Uint8Array(PAGE_SIZE)
   #gatherPage = -1
@@ -89,6 +100,9 @@ export class Transmission {
     this.#exp = exp
     this.#structured = structured
     this.#metaAllocation = metaAllocation
+    // The engine copies pages in and out of these: keep those copies off the view path.
+    registerCopyBuffer(this.#scratch.buffer)
+    registerCopyBuffer(this.#gather.buffer)
   }
 
   /** True while a WRITE payload is being read. */
@@ -203,7 +217,7 @@ export class Transmission {
 
   #read(req: Request): void {
     const w = this.#w
-    const mark = w.mark()
+    w.mark()
     if (this.#structured) {
       this.#chunkHeader(req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, 8 + req.length)
       w.u64(req.offset)
@@ -216,27 +230,23 @@ export class Transmission {
       const page = Math.floor(at / PAGE_SIZE)
       const inPage = at - page * PAGE_SIZE
       const n = Math.min(PAGE_SIZE - inPage, end - at)
+      // A whole page lands in the reply in place where the engine's copy stays on its
+      // aligned path (simple replies); otherwise it goes through the aligned scratch page.
       if (n === PAGE_SIZE) w.ensure(PAGE_SIZE)
-      // A whole page lands in the reply in place; a part goes through the scratch page.
-      const error = n === PAGE_SIZE
+      const direct = n === PAGE_SIZE && (w.used & 7) === 0
+      const error = direct
         ? this.#exp.readPage(page, w.buf, w.used)
         : this.#exp.readPage(page, this.#scratch, 0)
       if (error !== 0) {
-        w.rollback(mark)
+        w.rollback()
         this.#error(req, error)
         return
       }
-      if (n === PAGE_SIZE) w.used += PAGE_SIZE
+      if (direct) w.used += PAGE_SIZE
+      else if (n === PAGE_SIZE) w.page(this.#scratchWords, this.#scratch)
       else w.bytes(this.#scratch, inPage, inPage + n)
       at += n
     }
-  }
-
-  /** Pages wholly inside [offset, offset + length). */
-  #wholePages(req: Request): [number, number] {
-    const first = Math.ceil(req.offset / PAGE_SIZE)
-    const end = Math.floor((req.offset + req.length) / PAGE_SIZE)
-    return [first, Math.max(first, end)]
   }
 
   #trim(req: Request): number {
@@ -245,8 +255,9 @@ export class Transmission {
     if (exp.spec.mode === 'swap') {
       if (req.offset === 0 && req.length === exp.size) exp.discardAll()
       else {
-        const [first, end] = this.#wholePages(req)
-        for (let page = first; page < end; page++) exp.discardPage(page)
+        // Only pages wholly inside the range.
+        const end = Math.floor((req.offset + req.length) / PAGE_SIZE)
+        for (let page = Math.ceil(req.offset / PAGE_SIZE); page < end; page++) exp.discardPage(page)
       }
     }
     return (req.flags & NBD_CMD_FLAG_FUA) !== 0 ? exp.sync() : 0
@@ -361,7 +372,7 @@ export class Transmission {
       this.#gatherPage = page
       this.#gatherStart = inPage
     }
-    this.#gather.set(data.subarray(pos, pos + n), inPage)
+    copySmall(data, pos, this.#gather, inPage, n)
     this.#gatherEnd = inPage + n
     if (this.#gatherEnd === PAGE_SIZE || this.#writeLeft === n) {
       const start = this.#gatherStart
@@ -380,7 +391,7 @@ export class Transmission {
     const error = this.#exp.readPage(page, scratch, 0)
     if (error !== 0) return error
     if (source === null) scratch.fill(0, inPage, inPage + n)
-    else scratch.set(source.subarray(from, from + n), inPage)
+    else copySmall(source, from, scratch, inPage, n)
     return this.#exp.writePage(page, scratch, 0)
   }
 

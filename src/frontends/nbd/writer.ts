@@ -2,7 +2,7 @@
  * The send side of one NBD connection: replies are written straight into reusable 256 KiB
  * chunks (a READ's pages land there from the engine's GET, no copy in between) and handed to
  * the socket in one write per chunk and input batch. A chunk goes back to the free list when
- * every write of it is done; at most `FREE_CHUNKS_MAX` are kept.
+ * every write of it is done; at most `FREE_CHUNKS_MAX` (4 MiB) are kept.
  *
  *   pending: [chunk A (full, unsent)] [chunk B (full, unsent)]   current: chunk C
  *                                                                 |sent..|start......used|
@@ -13,24 +13,22 @@
  */
 import type { Socket } from 'node:net'
 import { assert } from '../../util/assert.js'
+import { registerCopyBuffer } from '../../util/bytes.js'
 
 export const CHUNK_BYTES = 256 * 1024
-const FREE_CHUNKS_MAX = 8
+const FREE_CHUNKS_MAX = 16
+const SMALL_COPY_BYTES = 4096
 
 interface Chunk {
   buf: Buffer
+  /** The same bytes as 32-bit words, for page copies at 4-byte aligned offsets. */
+  words: Int32Array
   /** Writes of this chunk the socket has not finished. */
   inflight: number
   /** No longer the current chunk: free once inflight is 0. */
   retired: boolean
 }
 
-export interface WriterMark {
-  pending: number
-  chunk: Chunk
-  start: number
-  used: number
-}
 
 export class ReplyWriter {
   readonly #socket: Socket
@@ -43,6 +41,10 @@ export class ReplyWriter {
   used = 0
   /** Bytes handed to the socket and not yet written out. */
   inflightBytes = 0
+  #markPending = 0
+  #markChunk: Chunk | null = null
+  #markStart = 0
+  #markUsed = 0
 
   constructor(socket: Socket) {
     this.#socket = socket
@@ -97,10 +99,35 @@ export class ReplyWriter {
     while (at < end) {
       this.ensure(1)
       const n = Math.min(end - at, CHUNK_BYTES - this.used)
-      this.buf.set(source.subarray(at, at + n), this.used)
+      const buf = this.buf
+      if (n <= SMALL_COPY_BYTES) {
+        // Byte by byte: a partial page of a READ, without a view object per copy.
+        for (let i = 0; i < n; i++) buf[this.used + i] = source[at + i]!
+      } else {
+        buf.set(source.subarray(at, at + n), this.used)
+      }
       this.used += n
       at += n
     }
+  }
+
+  /**
+   * Appends a 4096-byte page held as 32-bit words (an aligned scratch page): word by word at
+   * a 4-byte aligned position, else byte by byte. Never a view object.
+   */
+  page(words: Int32Array, bytes: Uint8Array): void {
+    assert(words.length === 1024 && bytes.length === 4096, 'A page as words and bytes')
+    this.ensure(4096)
+    const at = this.used
+    if ((at & 3) === 0) {
+      const target = this.#current.words
+      const base = at >>> 2
+      for (let i = 0; i < 1024; i++) target[base + i] = words[i]!
+    } else {
+      const target = this.#current.buf
+      for (let i = 0; i < 4096; i++) target[at + i] = bytes[i]!
+    }
+    this.used = at + 4096
   }
 
   zeros(count: number): void {
@@ -114,25 +141,49 @@ export class ReplyWriter {
     }
   }
 
-  mark(): WriterMark {
-    return { pending: this.#pending.length, chunk: this.#current, start: this.#start, used: this.used }
+  /** Bytes written and not yet handed to the socket. */
+  get unsentBytes(): number {
+    let bytes = this.used - this.#start
+    for (const entry of this.#pending) bytes += entry.end - entry.start
+    return bytes
   }
 
-  /** Takes back everything written since `mark` (no flush() in between: nothing was sent). */
-  rollback(mark: WriterMark): void {
-    while (this.#pending.length > mark.pending) {
+  /** Remembers this point for rollback() (one mark at a time; no allocation). */
+  mark(): void {
+    this.#markPending = this.#pending.length
+    this.#markChunk = this.#current
+    this.#markStart = this.#start
+    this.#markUsed = this.used
+  }
+
+  /** Takes back everything written since mark() (no flush() in between: nothing was sent). */
+  rollback(): void {
+    const chunk = this.#markChunk
+    assert(chunk !== null, 'rollback() after mark()')
+    while (this.#pending.length > this.#markPending) {
       const entry = this.#pending.pop()
       if (entry === undefined) break
-      if (entry.chunk !== mark.chunk) this.#recycle(entry.chunk)
+      if (entry.chunk !== chunk) this.#recycle(entry.chunk)
     }
-    if (this.#current !== mark.chunk) {
+    if (this.#current !== chunk) {
       this.#current.retired = true
       this.#recycle(this.#current)
-      this.#current = mark.chunk
-      mark.chunk.retired = false
-      this.#start = mark.start
+      this.#current = chunk
+      chunk.retired = false
+      this.#start = this.#markStart
     }
-    this.used = mark.used
+    this.used = this.#markUsed
+    this.#markChunk = null
+  }
+
+  /** Drops everything written since the last flush() without sending it. */
+  discardUnsent(): void {
+    for (const entry of this.#pending) {
+      if (entry.chunk !== this.#current) this.#recycle(entry.chunk)
+    }
+    this.#pending.length = 0
+    this.used = this.#start
+    this.#markChunk = null
   }
 
   /** Sends everything written so far. */
@@ -141,6 +192,7 @@ export class ReplyWriter {
     this.#pending.length = 0
     this.#send(this.#current, this.#start, this.used)
     this.#start = this.used
+    this.#markChunk = null
   }
 
   #send(chunk: Chunk, start: number, end: number): void {
@@ -159,7 +211,14 @@ export class ReplyWriter {
   }
 
   #take(): Chunk {
-    const chunk = this.#free.pop() ?? { buf: Buffer.allocUnsafe(CHUNK_BYTES), inflight: 0, retired: false }
+    let chunk = this.#free.pop()
+    if (chunk === undefined) {
+      // Its own ArrayBuffer (above Buffer's pool size), registered so that the engine's page
+      // copies into it take the allocation-free path (src/util/bytes.ts).
+      const buf = Buffer.allocUnsafeSlow(CHUNK_BYTES)
+      registerCopyBuffer(buf.buffer)
+      chunk = { buf, words: new Int32Array(buf.buffer, 0, CHUNK_BYTES / 4), inflight: 0, retired: false }
+    }
     chunk.retired = false
     return chunk
   }

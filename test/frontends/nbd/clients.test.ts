@@ -28,6 +28,7 @@ before(async () => {
     args: [
       '--memory', '160M', '--log-level', 'warn',
       '--nbd-socket', socket,
+      '--nbd-listen', '127.0.0.1:0',
       '--export', 'name=disk,size=16M',
       '--export', 'name=img,size=8M',
       '--export', 'name=copy,size=8M',
@@ -71,6 +72,10 @@ void describe('real NBD clients on swap exports', { timeout: 120_000 }, () => {
     assert.deepEqual(disk['contexts'], ['base:allocation'])
     const list = JSON.parse(ok('nbdinfo', ['--list', '--json', uri(socket, '')]).stdout) as { exports: { 'export-name': string }[] }
     assert.deepEqual(list.exports.map((e) => e['export-name']), ['disk', 'img', 'copy', 'fio'])
+    const port = /nbd {6}tcp:127\.0\.0\.1:(\d+)/.exec(daemon.stdout())?.[1]
+    assert.ok(port !== undefined, daemon.stdout())
+    const tcp = JSON.parse(ok('nbdinfo', ['--json', `nbd://127.0.0.1:${port}/copy`]).stdout) as { exports: Record<string, unknown>[] }
+    assert.equal(tcp.exports[0]?.['export-size'], 8 * MiB, 'the same exports over loopback TCP')
   })
 
   void test('qemu-io: patterns, unaligned writes, discard, write -z; nbdinfo --map follows', { skip: missing('qemu-io', 'nbdinfo') }, () => {

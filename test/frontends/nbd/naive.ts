@@ -5,6 +5,7 @@
  * cannot hide itself in the expected bytes. Magics are spelled as the ASCII or hex proto.md
  * gives them.
  */
+import assert from 'node:assert/strict'
 import { type Socket, connect } from 'node:net'
 
 export class NaiveBE {
@@ -146,4 +147,41 @@ export class RawClient {
   close(): void {
     this.socket.destroy()
   }
+}
+
+export async function expectBytes(client: RawClient, expected: Buffer, what: string): Promise<void> {
+  const got = await client.read(expected.length)
+  assert.deepEqual(got.toString('hex'), expected.toString('hex'), what)
+}
+
+/** The payload of INFO/GO: name, then the information requests. */
+export function goPayload(name: string, infos: number[] = []): NaiveBE {
+  const b = new NaiveBE().u32(name.length).ascii(name).u16(infos.length)
+  for (const info of infos) b.u16(info)
+  return b
+}
+
+/** The payload of LIST/SET_META_CONTEXT: name, then the queries. */
+export function metaPayload(name: string, queries: string[]): NaiveBE {
+  const b = new NaiveBE().u32(name.length).ascii(name).u32(queries.length)
+  for (const query of queries) b.u32(query.length).ascii(query)
+  return b
+}
+
+/** A connection in transmission on `name`; structured replies and base:allocation if asked. */
+export async function openExport(socketPath: string, name: string, structured: boolean): Promise<RawClient> {
+  const client = await RawClient.open(socketPath)
+  await client.handshake()
+  if (structured) {
+    client.write(option(8))
+    await expectBytes(client, optionReply(8, 1), 'STRUCTURED_REPLY ack')
+    client.write(option(10, metaPayload(name, ['base:allocation'])))
+    const context = new NaiveBE().u32(1).ascii('base:allocation')
+    await expectBytes(client, Buffer.concat([optionReply(10, 4, context), optionReply(10, 1)]), 'SET_META_CONTEXT')
+  }
+  client.write(option(7, goPayload(name)))
+  await client.read(20 + 12) // INFO_EXPORT (checked in protocol.test.ts)
+  await client.read(20 + 14) // INFO_BLOCK_SIZE
+  await expectBytes(client, optionReply(7, 1), 'GO ack')
+  return client
 }

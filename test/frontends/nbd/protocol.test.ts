@@ -13,7 +13,7 @@ import { pino } from 'pino'
 import { Host } from '../../../src/engine/host.js'
 import { SessionTable } from '../../../src/server/sessions.js'
 import { NbdServer, parseExportSpec } from '../../../src/frontends/nbd/mod.js'
-import { NaiveBE, RawClient, chunk, option, optionReply, request, simpleReply } from './naive.js'
+import { NaiveBE, RawClient, chunk, expectBytes, goPayload, metaPayload, openExport, option, optionReply, request, simpleReply } from './naive.js'
 
 const MiB = 1024 * 1024
 const DISK_BYTES = MiB
@@ -45,41 +45,6 @@ after(async () => {
   await server.close()
   rmSync(dir, { recursive: true, force: true })
 })
-
-async function expectBytes(client: RawClient, expected: Buffer, what: string): Promise<void> {
-  const got = await client.read(expected.length)
-  assert.deepEqual(got.toString('hex'), expected.toString('hex'), what)
-}
-
-function goPayload(name: string, infos: number[] = []): NaiveBE {
-  const b = new NaiveBE().u32(name.length).ascii(name).u16(infos.length)
-  for (const info of infos) b.u16(info)
-  return b
-}
-
-function metaPayload(name: string, queries: string[]): NaiveBE {
-  const b = new NaiveBE().u32(name.length).ascii(name).u32(queries.length)
-  for (const query of queries) b.u32(query.length).ascii(query)
-  return b
-}
-
-/** A connection in transmission on `name`; structured replies and base:allocation if asked. */
-async function open(name: string, structured: boolean): Promise<RawClient> {
-  const client = await RawClient.open(socketPath)
-  await client.handshake()
-  if (structured) {
-    client.write(option(8))
-    await expectBytes(client, optionReply(8, 1), 'STRUCTURED_REPLY ack')
-    client.write(option(10, metaPayload(name, ['base:allocation'])))
-    const context = new NaiveBE().u32(1).ascii('base:allocation')
-    await expectBytes(client, Buffer.concat([optionReply(10, 4, context), optionReply(10, 1)]), 'SET_META_CONTEXT')
-  }
-  client.write(option(7, goPayload(name)))
-  await client.read(20 + 12) // INFO_EXPORT (checked in its own test)
-  await client.read(20 + 14) // INFO_BLOCK_SIZE
-  await expectBytes(client, optionReply(7, 1), 'GO ack')
-  return client
-}
 
 void describe('handshake', { timeout: 20_000 }, () => {
   void test('greeting: NBDMAGIC, IHAVEOPT, fixed newstyle and no zeroes', async () => {
@@ -187,7 +152,7 @@ void describe('transmission', { timeout: 20_000 }, () => {
   }
 
   void test('unaligned, sub-page and multi-page writes read back as the model says', async () => {
-    const client = await open('disk', true)
+    const client = await openExport(socketPath, 'disk', true)
     await write(client, 7, Buffer.from([0x5a]))
     await write(client, 4090, Buffer.alloc(20, 0x11))
     await write(client, 8192, Buffer.alloc(3 * 4096, 0x22))
@@ -219,7 +184,7 @@ void describe('transmission', { timeout: 20_000 }, () => {
   })
 
   void test('TRIM and WRITE_ZEROES zero pages; BLOCK_STATUS reports holes exactly there', async () => {
-    const client = await open('disk', true)
+    const client = await openExport(socketPath, 'disk', true)
     await write(client, 200 * 4096, Buffer.alloc(8 * 4096, 0x33))
     let c = ++cookie
     client.write(request(4, 0, c, 201 * 4096, 2 * 4096)) // TRIM pages 201-202
@@ -254,7 +219,7 @@ void describe('transmission', { timeout: 20_000 }, () => {
   })
 
   void test('every bad request gets its error and the connection goes on', async () => {
-    const client = await open('disk', true)
+    const client = await openExport(socketPath, 'disk', true)
     let c = ++cookie
     await expectError(client, request(0, 0, c, DISK_BYTES - 4, 8), c, 22, 'read past the end: EINVAL')
     c = ++cookie
@@ -278,7 +243,7 @@ void describe('transmission', { timeout: 20_000 }, () => {
   })
 
   void test('a read-only export refuses writes with EPERM; no meta context means BLOCK_STATUS EINVAL', async () => {
-    const client = await open('ro', false)
+    const client = await openExport(socketPath, 'ro', false)
     let c = ++cookie
     client.write(request(1, 0, c, 0, 4096, Buffer.alloc(4096, 1)))
     await expectBytes(client, simpleReply(1, c), 'write: EPERM')
@@ -298,8 +263,8 @@ void describe('transmission', { timeout: 20_000 }, () => {
   })
 
   void test('a malformed request closes only its own connection', async () => {
-    const victim = await open('disk', false)
-    const hostile = await open('disk', true)
+    const victim = await openExport(socketPath, 'disk', false)
+    const hostile = await openExport(socketPath, 'disk', true)
     hostile.write(Buffer.alloc(28, 0xee))
     await hostile.closed
     const c = ++cookie
@@ -307,5 +272,44 @@ void describe('transmission', { timeout: 20_000 }, () => {
     await expectBytes(victim, simpleReply(0, c, model.subarray(0, 8192)), 'the other connection still reads')
     victim.write(request(2, 0, ++cookie, 0, 0))
     await victim.closed
+  })
+})
+
+void describe('hostile input', { timeout: 30_000 }, () => {
+  const SEED = Number(process.env['TMEM_SEED'] ?? Date.now() % 0x7fffffff)
+  let state = SEED || 1
+  const next = (): number => {
+    state ^= state << 13
+    state ^= state >>> 17
+    state ^= state << 5
+    return state >>> 0
+  }
+  const noise = (length: number): Buffer => Buffer.from(Array.from({ length }, () => next() & 255))
+
+  void test(`random bytes in every phase close only their own connection (seed ${SEED}, TMEM_SEED replays)`, async () => {
+    const victim = await openExport(socketPath, 'disk', true)
+    const c0 = 9000
+    victim.write(request(1, 0, c0, 0, 4096, Buffer.alloc(4096, 0x5e)))
+    await expectBytes(victim, simpleReply(0, c0), 'victim write')
+    for (let round = 0; round < 30; round++) {
+      const phase = round % 3
+      const client = phase === 2 ? await openExport(socketPath, 'ro', next() % 2 === 0) : await RawClient.open(socketPath)
+      if (phase === 1) await client.handshake()
+      if (phase === 2 && next() % 2 === 0) {
+        // Requests with the right magic and random fields; the read-only export keeps it harmless.
+        for (let i = 0; i < 20; i++) {
+          const type = next() % 10
+          const length = next() % 3 === 0 ? next() : next() % 70_000
+          const payload = type === 1 && length <= 70_000 ? noise(length) : undefined
+          client.write(request(type, next() & 0xffff, i, next() % (128 * 1024), length, payload))
+        }
+      }
+      client.write(noise(1 + (next() % 300)))
+      client.close()
+    }
+    const c1 = 9001
+    victim.write(request(0, 0, c1, 0, 4096))
+    await expectBytes(victim, chunk(1, 1, c1, new NaiveBE().u64(0).raw(Buffer.alloc(4096, 0x5e))), 'victim reads its page')
+    victim.close()
   })
 })
