@@ -119,7 +119,8 @@ function guestLines(report: NbdReport): string[][] {
 
 export function consoleReport(report: NbdReport): string {
   const goals = evaluateGoals(report).map((g) => `  [${g.met === null ? '?' : g.met ? 'x' : ' '}] ${g.text}: ${g.measured}`)
-  return [table(fioLines(report, (s) => s)), '', table(guestLines(report)), '', 'goals:', ...goals].join('\n')
+  const guest = report.guest.length > 0 ? [table(guestLines(report)), ''] : []
+  return [table(fioLines(report, (s) => s)), '', ...guest, 'goals:', ...goals].join('\n')
 }
 
 function markdownTable(lines: string[][]): string[] {
@@ -134,7 +135,7 @@ export function markdownSection(report: NbdReport, notes: string): string {
   for (const version of report.versions) lines.push(`- ${version}`)
   lines.push(`- ${report.settings}`, '')
   lines.push(...markdownTable(fioLines(report, (s) => `**${s}**`)), '')
-  lines.push(...markdownTable(guestLines(report)), '')
+  if (report.guest.length > 0) lines.push(...markdownTable(guestLines(report)), '')
   lines.push('Goals (same run):', '')
   for (const g of evaluateGoals(report)) lines.push(`- ${g.met === null ? 'not measured' : g.met ? 'met' : '**missed**'}: ${g.text} (measured ${g.measured})`)
   lines.push('', '<details><summary>every trial, in the order run</summary>', '')
