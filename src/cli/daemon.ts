@@ -19,7 +19,8 @@ import {
   parseSize,
 } from '../server/config.js'
 import { Daemon, type DaemonConfig } from '../server/daemon.js'
-import { type ExportSpec, type NbdConfig, NbdServer, parseExportSpec } from '../frontends/nbd/mod.js'
+import type { NbdConfig, NbdServer } from '../frontends/nbd/mod.js'
+import { type ExportSpec, parseExportSpec } from '../frontends/nbd/spec.js'
 import { EXIT_FAILED, UsageError } from './exit.js'
 
 type FlagOption = 'acceptV0' | 'compress' | 'dedup' | 'tze' | 'globalSharedAuth'
@@ -219,7 +220,11 @@ export async function runDaemon(options: DaemonCliOptions): Promise<void> {
   try {
     daemon = await Daemon.start(host, resolved.config, log)
     try {
-      if (resolved.nbd !== null) nbd = await NbdServer.start(host, daemon.sessions, log, resolved.nbd)
+      // Loaded only here: the other verbs of the CLI never pay for the NBD server's modules.
+      if (resolved.nbd !== null) {
+        const { NbdServer: Server } = await import('../frontends/nbd/mod.js')
+        nbd = await Server.start(host, daemon.sessions, log, resolved.nbd)
+      }
     } catch (error) {
       await daemon.close()
       throw error
