@@ -19,7 +19,13 @@ import {
   parseSize,
 } from '../server/config.js'
 import { Daemon, type DaemonConfig } from '../server/daemon.js'
-import { CLIENTS_PER_ENDPOINT_MAX, DETACHED_CLIENTS_MAX, FRAME_IDLE_TIMEOUT_MS } from '../server/client-limits.js'
+import {
+  CLIENTS_PER_ENDPOINT_MAX,
+  DETACHED_CLIENTS_MAX,
+  FRAME_IDLE_TIMEOUT_MS,
+} from '../server/client-limits.js'
+import type { NbdConfig, NbdServer } from '../frontends/nbd/mod.js'
+import { type ExportSpec, parseExportSpec } from '../frontends/nbd/spec.js'
 import { EXIT_FAILED, UsageError } from './exit.js'
 
 type FlagOption = 'acceptV0' | 'compress' | 'dedup' | 'tze' | 'globalSharedAuth'
@@ -56,105 +62,126 @@ interface DaemonCliOptions {
   dedup?: boolean
   tze?: boolean
   globalSharedAuth?: boolean
+  nbdSocket?: string
+  nbdListen?: string
+  export?: string[]
 }
 
 /** Adds the `daemon` command to the `tmem` program. */
 export function registerDaemonCommand(program: Command): void {
-  program
+  const command = program
     .command('daemon')
     .description('Run the tmem host: serve clients and the control plane until SIGINT/SIGTERM')
-    .addOption(
-      new Option(
-        '--memory <size>',
-        'memory for pages, e.g. 512M, 2G (binary units; default: a quarter of RAM, at most 1G, ' +
-          `here ${formatBytes(defaultMemoryBytes())})`,
-      ).env('TMEM_MEMORY'),
-    )
-    .addOption(
-      new Option(
-        '--socket <path>',
-        `Unix socket for clients, "none" for no socket (default: ${defaultSocketPath()})`,
-      ).env('TMEM_SOCKET'),
-    )
-    .addOption(
-      new Option(
-        '--control-socket <path>',
-        `control Unix socket, mode 0600, "none" for no socket (default: ${defaultControlSocketPath()})`,
-      ).env('TMEM_CONTROL_SOCKET'),
-    )
-    .addOption(
-      new Option('--listen <host:port>', 'also serve clients on loopback TCP (port 0: any free)')
-        .env('TMEM_LISTEN'),
-    )
-    .addOption(
-      new Option('--control-listen <host:port>', 'control on loopback TCP, guarded by a token')
-        .env('TMEM_CONTROL_LISTEN'),
-    )
-    .addOption(
-      new Option(
-        '--token-file <path>',
-        `where the control token is written, mode 0600 (default: ${defaultTokenFile()})`,
-      ).env('TMEM_TOKEN_FILE'),
-    )
-    .addOption(
-      new Option('--grace <duration>', 'how long a dropped client keeps its pools: 30s, 2m, 0')
-        .env('TMEM_GRACE')
-        .default('30s'),
-    )
-    .addOption(
-      new Option('--accept-v0', 'serve tmem ABI v0 clients too (env TMEM_ACCEPT_V0=1)'),
-    )
-    .addOption(new Option('--no-shm', 'do not offer shared-memory regions to local clients'))
-    .addOption(
-      new Option('--metrics <host:port>', 'Prometheus endpoint on loopback (GET /metrics)')
-        .env('TMEM_METRICS'),
-    )
-    .addOption(new Option('--compress', 'compress new clients\' pages (env TMEM_COMPRESS=1)'))
-    .addOption(new Option('--dedup', 'deduplicate ephemeral pages (env TMEM_DEDUP=1)'))
-    .addOption(new Option('--tze', 'trailing-zero elimination (env TMEM_TZE=1)'))
-    .addOption(
-      new Option('--global-shared-auth', 'any client may join a shared pool by UUID ' +
-        '(env TMEM_GLOBAL_SHARED_AUTH=1)'),
-    )
-    .addOption(
-      new Option('--max-connections <n>', 'client connections at once, per client listener (socket, TCP)')
-        .env('TMEM_MAX_CONNECTIONS')
-        .default('1024'),
-    )
-    .addOption(
-      new Option('--max-control-connections <n>', 'control connections at once, per control listener (socket, TCP)')
-        .env('TMEM_MAX_CONTROL_CONNECTIONS')
-        .default('16'),
-    )
-    .addOption(
-      new Option('--tcp-hello-timeout <duration>', 'a TCP connection that has not said hello by then is closed')
-        .env('TMEM_TCP_HELLO_TIMEOUT')
-        .default('2s'),
-    )
-    .addOption(
-      new Option('--max-clients-per-endpoint <n>', 'clients made through the Unix socket, and through TCP, each (attached or in grace)')
-        .env('TMEM_MAX_CLIENTS_PER_ENDPOINT')
-        .default(String(CLIENTS_PER_ENDPOINT_MAX)),
-    )
-    .addOption(
-      new Option('--max-detached-clients <n>', 'clients in their grace period; past this the oldest detached is reaped')
-        .env('TMEM_MAX_DETACHED_CLIENTS')
-        .default(String(DETACHED_CLIENTS_MAX)),
-    )
-    .addOption(
-      new Option('--frame-idle-timeout <duration>', 'a connection with a frame half sent and nothing more is closed after this (up to twice)')
-        .env('TMEM_FRAME_IDLE_TIMEOUT')
-        .default(`${FRAME_IDLE_TIMEOUT_MS / 1000}s`),
-    )
-    .addOption(
-      new Option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace, silent')
-        .env('TMEM_LOG_LEVEL')
-        .default('info'),
-    )
     .addHelpText('after', DAEMON_HELP_FOOTER)
     .action(async (options: DaemonCliOptions) => {
       await runDaemon(options)
     })
+  for (const option of [...serviceOptions(), ...limitOptions()]) command.addOption(option)
+}
+
+/** What the daemon serves, where, and with which savers. */
+function serviceOptions(): Option[] {
+  return [
+    new Option(
+      '--memory <size>',
+      'memory for pages, e.g. 512M, 2G (binary units; default: a quarter of RAM, at most 1G, ' +
+        `here ${formatBytes(defaultMemoryBytes())})`,
+    ).env('TMEM_MEMORY'),
+    new Option(
+      '--socket <path>',
+      `Unix socket for clients, "none" for no socket (default: ${defaultSocketPath()})`,
+    ).env('TMEM_SOCKET'),
+    new Option(
+      '--control-socket <path>',
+      `control Unix socket, mode 0600, "none" for no socket (default: ${defaultControlSocketPath()})`,
+    ).env('TMEM_CONTROL_SOCKET'),
+    new Option('--listen <host:port>', 'also serve clients on loopback TCP (port 0: any free)').env(
+      'TMEM_LISTEN',
+    ),
+    new Option('--control-listen <host:port>', 'control on loopback TCP, guarded by a token').env(
+      'TMEM_CONTROL_LISTEN',
+    ),
+    new Option(
+      '--token-file <path>',
+      `where the control token is written, mode 0600 (default: ${defaultTokenFile()})`,
+    ).env('TMEM_TOKEN_FILE'),
+    new Option('--grace <duration>', 'how long a dropped client keeps its pools: 30s, 2m, 0')
+      .env('TMEM_GRACE')
+      .default('30s'),
+    new Option('--accept-v0', 'serve tmem ABI v0 clients too (env TMEM_ACCEPT_V0=1)'),
+    new Option('--no-shm', 'do not offer shared-memory regions to local clients'),
+    new Option('--metrics <host:port>', 'Prometheus endpoint on loopback (GET /metrics)').env(
+      'TMEM_METRICS',
+    ),
+    new Option('--compress', "compress new clients' pages (env TMEM_COMPRESS=1)"),
+    new Option('--dedup', 'deduplicate ephemeral pages (env TMEM_DEDUP=1)'),
+    new Option('--tze', 'trailing-zero elimination (env TMEM_TZE=1)'),
+    new Option(
+      '--global-shared-auth',
+      'any client may join a shared pool by UUID ' + '(env TMEM_GLOBAL_SHARED_AUTH=1)',
+    ),
+  ]
+}
+
+/** Bounds on connections and clients, logging, and the NBD frontend. */
+function limitOptions(): Option[] {
+  return [
+    new Option(
+      '--max-connections <n>',
+      'client connections at once, per client listener (socket, TCP)',
+    )
+      .env('TMEM_MAX_CONNECTIONS')
+      .default('1024'),
+    new Option(
+      '--max-control-connections <n>',
+      'control connections at once, per control listener (socket, TCP)',
+    )
+      .env('TMEM_MAX_CONTROL_CONNECTIONS')
+      .default('16'),
+    new Option(
+      '--tcp-hello-timeout <duration>',
+      'a TCP connection that has not said hello by then is closed',
+    )
+      .env('TMEM_TCP_HELLO_TIMEOUT')
+      .default('2s'),
+    new Option(
+      '--max-clients-per-endpoint <n>',
+      'clients made through the Unix socket, and through TCP, each (attached or in grace)',
+    )
+      .env('TMEM_MAX_CLIENTS_PER_ENDPOINT')
+      .default(String(CLIENTS_PER_ENDPOINT_MAX)),
+    new Option(
+      '--max-detached-clients <n>',
+      'clients in their grace period; past this the oldest detached is reaped',
+    )
+      .env('TMEM_MAX_DETACHED_CLIENTS')
+      .default(String(DETACHED_CLIENTS_MAX)),
+    new Option(
+      '--frame-idle-timeout <duration>',
+      'a connection with a frame half sent and nothing more is closed after this (up to twice)',
+    )
+      .env('TMEM_FRAME_IDLE_TIMEOUT')
+      .default(`${FRAME_IDLE_TIMEOUT_MS / 1000}s`),
+    new Option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace, silent')
+      .env('TMEM_LOG_LEVEL')
+      .default('info'),
+    new Option('--nbd-socket <path>', 'serve the NBD exports on this Unix socket').env(
+      'TMEM_NBD_SOCKET',
+    ),
+    new Option('--nbd-listen <host:port>', 'serve the NBD exports on loopback TCP').env(
+      'TMEM_NBD_LISTEN',
+    ),
+    new Option(
+      '--export <spec>',
+      'an NBD export (repeatable; in the environment several separated by ";"): ' +
+        'name=NAME,size=SIZE[,mode=swap|cache][,backing=FILE][,shared=UUID][,readonly] (docs/nbd.md)',
+    )
+      .env('TMEM_NBD_EXPORTS')
+      .argParser((value: string, previous: string[] | undefined) => [
+        ...(previous ?? []),
+        ...value.split(';').filter((spec) => spec.trim() !== ''),
+      ]),
+  ]
 }
 
 const DAEMON_HELP_FOOTER = `
@@ -164,9 +191,15 @@ Clients connect with the client library (connect({ path })) and the control plan
 connectControl({ path }) or, over TCP, connectControl({ host, port, tokenFile }).`
 
 /** Resolves options and environment into the engine's and the daemon's configuration. */
-export function resolveDaemonOptions(options: DaemonCliOptions, env: NodeJS.ProcessEnv = process.env) {
+export function resolveDaemonOptions(
+  options: DaemonCliOptions,
+  env: NodeJS.ProcessEnv = process.env,
+) {
   const flags = (key: FlagOption): boolean => options[key] === true || envFlag(env, FLAG_ENV[key])
-  const memoryBytes = options.memory === undefined ? defaultMemoryBytes() : usage(() => parseSize(options.memory ?? ''))
+  const memoryBytes =
+    options.memory === undefined
+      ? defaultMemoryBytes()
+      : usage(() => parseSize(options.memory ?? ''))
   const controlListen = optionalAddress(options.controlListen)
   const config: DaemonConfig = {
     socketPath: pathOrNone(options.socket, defaultSocketPath(env)),
@@ -179,9 +212,15 @@ export function resolveDaemonOptions(options: DaemonCliOptions, env: NodeJS.Proc
     acceptV0: flags('acceptV0'),
     sharedMemory: options.shm !== false,
     connectionCountMax: positiveInteger(options.maxConnections, '--max-connections'),
-    controlConnectionCountMax: positiveInteger(options.maxControlConnections, '--max-control-connections'),
+    controlConnectionCountMax: positiveInteger(
+      options.maxControlConnections,
+      '--max-control-connections',
+    ),
     tcpHelloTimeoutMs: positiveDuration(options.tcpHelloTimeout, '--tcp-hello-timeout'),
-    clientsPerEndpointMax: positiveInteger(options.maxClientsPerEndpoint, '--max-clients-per-endpoint'),
+    clientsPerEndpointMax: positiveInteger(
+      options.maxClientsPerEndpoint,
+      '--max-clients-per-endpoint',
+    ),
     detachedClientsMax: positiveInteger(options.maxDetachedClients, '--max-detached-clients'),
     frameIdleTimeoutMs: positiveDuration(options.frameIdleTimeout, '--frame-idle-timeout'),
   }
@@ -190,6 +229,7 @@ export function resolveDaemonOptions(options: DaemonCliOptions, env: NodeJS.Proc
   }
   return {
     config,
+    nbd: resolveNbdOptions(options, config.connectionCountMax),
     memoryBytes,
     host: {
       bytes: memoryBytes,
@@ -202,15 +242,53 @@ export function resolveDaemonOptions(options: DaemonCliOptions, env: NodeJS.Proc
   }
 }
 
+/** The NBD frontend's configuration, or null when no NBD listener is asked for. */
+function resolveNbdOptions(
+  options: DaemonCliOptions,
+  connectionCountMax: number,
+): NbdConfig | null {
+  const socketPath =
+    options.nbdSocket === undefined || options.nbdSocket === 'none' || options.nbdSocket === ''
+      ? null
+      : options.nbdSocket
+  const listen = optionalAddress(options.nbdListen)
+  const exports: ExportSpec[] = (options.export ?? []).map((text) =>
+    usage(() => parseExportSpec(text)),
+  )
+  const names = new Set(exports.map((spec) => spec.name))
+  if (names.size !== exports.length) throw new UsageError('Two --export options have the same name')
+  if (socketPath === null && listen === null) {
+    if (exports.length > 0) throw new UsageError('--export needs --nbd-socket or --nbd-listen')
+    return null
+  }
+  if (exports.length === 0)
+    throw new UsageError('--nbd-socket and --nbd-listen need at least one --export')
+  return { socketPath, listen, exports, connectionCountMax }
+}
+
 /** Starts the daemon and keeps the process alive until a signal stops it. */
 export async function runDaemon(options: DaemonCliOptions): Promise<void> {
   const resolved = resolveDaemonOptions(options)
-  const log = pino({ name: 'tmem', level: options.logLevel }, pino.destination({ dest: 2, sync: true }))
+  const log = pino(
+    { name: 'tmem', level: options.logLevel },
+    pino.destination({ dest: 2, sync: true }),
+  )
   const host = new Host(resolved.host)
   host.onDiagnostic = (clientId, message) => log.warn({ client: clientId }, message)
   let daemon: Daemon
+  let nbd: NbdServer | null = null
   try {
     daemon = await Daemon.start(host, resolved.config, log)
+    try {
+      // Loaded only here: the other verbs of the CLI never pay for the NBD server's modules.
+      if (resolved.nbd !== null) {
+        const { NbdServer: Server } = await import('../frontends/nbd/mod.js')
+        nbd = await Server.start(host, daemon.sessions, log, resolved.nbd)
+      }
+    } catch (error) {
+      await daemon.close()
+      throw error
+    }
   } catch (error) {
     log.fatal({ err: error }, 'daemon failed to start')
     process.stderr.write(`tmem daemon: ${(error as Error).message}\n`)
@@ -218,12 +296,12 @@ export async function runDaemon(options: DaemonCliOptions): Promise<void> {
     return
   }
   // Signals are handled before "ready" is printed: a supervisor may stop us right after it.
-  installShutdown(daemon, log)
-  printSummary(daemon, resolved.memoryBytes)
+  installShutdown(daemon, log, nbd)
+  printSummary(daemon, resolved.memoryBytes, nbd)
   log.info({ addresses: daemon.addresses, pages: host.options.pages }, 'ready')
 }
 
-function printSummary(daemon: Daemon, memoryBytes: number): void {
+function printSummary(daemon: Daemon, memoryBytes: number, nbd: NbdServer | null): void {
   const a = daemon.addresses
   const config = daemon.config
   const lines = [
@@ -238,11 +316,24 @@ function printSummary(daemon: Daemon, memoryBytes: number): void {
     lines.push(`  control  tcp:${formatAddress(a.controlListen)} (token in ${a.tokenFile ?? '?'})`)
   }
   if (a.metrics !== null) lines.push(`  metrics  http://${formatAddress(a.metrics)}/metrics`)
+  if (nbd !== null) {
+    const names = nbd
+      .list()
+      .map(
+        (entry) =>
+          `${String(entry['name'])} (${String(entry['mode'])} ${formatBytes(Number(entry['size']))})`,
+      )
+      .join(', ')
+    if (nbd.addresses.socketPath !== null) lines.push(`  nbd      unix:${nbd.addresses.socketPath}`)
+    if (nbd.addresses.listen !== null)
+      lines.push(`  nbd      tcp:${formatAddress(nbd.addresses.listen)}`)
+    lines.push(`  exports  ${names}`)
+  }
   lines.push(`tmem daemon ready (pid ${process.pid})`)
   process.stdout.write(`${lines.join('\n')}\n`)
 }
 
-function installShutdown(daemon: Daemon, log: Logger): void {
+function installShutdown(daemon: Daemon, log: Logger, nbd: NbdServer | null): void {
   let stopping = false
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -251,16 +342,19 @@ function installShutdown(daemon: Daemon, log: Logger): void {
     }
     stopping = true
     log.info({ signal }, 'shutting down')
-    daemon.close().then(
-      () => {
-        log.info('stopped')
-        process.exit(0)
-      },
-      (error: unknown) => {
-        log.error({ err: error }, 'shutdown failed')
-        process.exit(EXIT_FAILED)
-      },
-    )
+    const closing = nbd === null ? Promise.resolve() : nbd.close()
+    closing
+      .then(() => daemon.close())
+      .then(
+        () => {
+          log.info('stopped')
+          process.exit(0)
+        },
+        (error: unknown) => {
+          log.error({ err: error }, 'shutdown failed')
+          process.exit(EXIT_FAILED)
+        },
+      )
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
@@ -268,7 +362,8 @@ function installShutdown(daemon: Daemon, log: Logger): void {
 
 function envFlag(env: NodeJS.ProcessEnv, name: string): boolean {
   const value = (env[name] ?? '').trim().toLowerCase()
-  if (value === '' || value === '0' || value === 'false' || value === 'no' || value === 'off') return false
+  if (value === '' || value === '0' || value === 'false' || value === 'no' || value === 'off')
+    return false
   if (value === '1' || value === 'true' || value === 'yes' || value === 'on') return true
   throw new UsageError(`${name} must be 1/true/yes or 0/false/no, got ${JSON.stringify(env[name])}`)
 }
@@ -285,7 +380,8 @@ function optionalAddress(value: string | undefined) {
 
 function positiveInteger(value: string, name: string): number {
   const number = Number(value)
-  if (!Number.isInteger(number) || number < 1) throw new UsageError(`${name} must be a positive integer`)
+  if (!Number.isInteger(number) || number < 1)
+    throw new UsageError(`${name} must be a positive integer`)
   return number
 }
 
@@ -313,4 +409,3 @@ function packageVersion(): string {
     return '?'
   }
 }
-

@@ -89,6 +89,11 @@ function isEntry(): boolean {
 }
 
 if (isEntry()) {
+  // A reader that closes early (`tmem list -l | head`) is not an error: stop quietly.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+    throw error
+  })
   const code = await main()
   if (code !== 0) process.exitCode = code
   // A daemon that accepted but never answered can leave a socket holding the event loop: exit

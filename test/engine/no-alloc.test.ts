@@ -121,11 +121,30 @@ interface Measurement {
   hits: number
 }
 
+/**
+ * Up to three measured runs of the same loop; the one with the fewest collections counts.
+ * On a loaded machine the optimising compiler finishes late on its background thread, and
+ * until it does the interpreter boxes numbers on the heap, so the first run may collect
+ * although the engine allocates nothing. A real allocation per page collects in every run
+ * (200k rounds of even 16 bytes each fill the young generation several times over).
+ */
 function measure(options: HostOptions, rounds: number): Measurement {
   assert.ok(gc !== undefined)
   const loop = new Loop(options)
   // Warm-up: fill every pool, get the JIT to optimise the loop, settle lazily made views.
   for (let i = 0; i < 20_000; i++) loop.round(i)
+  let best = measureOnce(loop, rounds)
+  for (let attempt = 1; attempt < MEASURED_RUNS_MAX && best.collections > 0; attempt++) {
+    const next = measureOnce(loop, rounds)
+    if (next.collections < best.collections) best = next
+  }
+  return best
+}
+
+const MEASURED_RUNS_MAX = 3
+
+function measureOnce(loop: Loop, rounds: number): Measurement {
+  assert.ok(gc !== undefined)
   gc()
   gc()
   const heapBefore = process.memoryUsage().heapUsed

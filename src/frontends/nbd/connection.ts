@@ -1,0 +1,276 @@
+/**
+ * One NBD client connection: the byte stream cut into the handshake's pieces and then into
+ * requests, fed to `handleOption` and `Transmission`. The input states:
+ *
+ *   flags (4) -> option header (16) -> option data (bounded; larger is skipped) -> ...
+ *             -> request header (28) -> [WRITE payload, streamed] -> request header ...
+ *
+ * Anything malformed (a wrong magic, unknown client flags, too many options, no export chosen
+ * in time) closes this connection and no other. Replies of one input batch go out in one
+ * socket write; while the socket has more than `SEND_BYTES_HIGH` queued, input stops being
+ * read, so a client that never reads its replies cannot grow our memory.
+ */
+import type { Socket } from 'node:net'
+import type { Logger } from 'pino'
+import {
+  NBD_CMD_WRITE,
+  NBD_FLAG_C_FIXED_NEWSTYLE,
+  NBD_FLAG_C_NO_ZEROES,
+  NBD_IHAVEOPT_HI,
+  NBD_IHAVEOPT_LO,
+  NBD_OPTION_BYTES_MAX,
+  NBD_OPTION_COUNT_MAX,
+  NBD_REQUEST_BYTES,
+  NBD_REQUEST_MAGIC,
+} from './constants.js'
+import type { Export } from './export.js'
+import { type ExportLookup, type OptionState, handleOption, refuseTooBig, writeGreeting } from './handshake.js'
+import { type Request, Transmission } from './transmission.js'
+import { ReplyWriter } from './writer.js'
+
+/** Queued send bytes above which input pauses (two largest reads and then some). */
+export const SEND_BYTES_HIGH = 80 * 1024 * 1024
+
+/** Unsent reply bytes that make a flush before the input batch ends. */
+const FLUSH_BYTES = 4 * 1024 * 1024
+
+/** A connection that has not chosen an export by then is closed. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000
+
+const enum State {
+  ClientFlags,
+  OptionHeader,
+  OptionData,
+  RequestHeader,
+  WritePayload,
+  Closed,
+}
+
+/** The exports by name, as the server holds them. */
+export interface ExportTable extends ExportLookup {
+  exportOf(name: string): Export | undefined
+}
+
+export class NbdConnection {
+  readonly serial: number
+  readonly socket: Socket
+  readonly #log: Logger
+  readonly #exports: ExportTable
+  readonly #w: ReplyWriter
+  readonly #head = Buffer.alloc(NBD_REQUEST_BYTES)
+  #headUsed = 0
+  #state = State.ClientFlags
+  readonly #options: OptionState = { noZeroes: false, structured: false, metaExport: null }
+  #optionCount = 0
+  #option = 0
+  #optionData: Buffer | null = null
+  #optionUsed = 0
+  #optionLength = 0
+  #transmission: Transmission | null = null
+  readonly #request: Request = { flags: 0, type: 0, cookieHi: 0, cookieLo: 0, offset: 0, length: 0 }
+  /** Input not yet processed while the send side drains. */
+  #stash: Buffer | null = null
+  #timer: NodeJS.Timeout | null
+  exportName: string | null = null
+
+  constructor(serial: number, socket: Socket, exports: ExportTable, log: Logger) {
+    this.serial = serial
+    this.socket = socket
+    this.#exports = exports
+    this.#log = log
+    this.#w = new ReplyWriter(socket)
+    this.#timer = setTimeout(() => this.#fail('no export chosen within 10 s'), HANDSHAKE_TIMEOUT_MS)
+    this.#timer.unref()
+    socket.on('data', (data: Buffer) => this.#input(data))
+    socket.on('drain', () => this.#resume())
+    socket.on('error', () => socket.destroy())
+    socket.on('close', () => this.#closed())
+    writeGreeting(this.#w)
+    this.#w.flush()
+    socket.resume()
+  }
+
+  get closed(): boolean {
+    return this.#state === State.Closed
+  }
+
+  close(): void {
+    this.#state = State.Closed
+    this.socket.destroy()
+  }
+
+  #closed(): void {
+    this.#state = State.Closed
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    this.#stash = null
+  }
+
+  #fail(reason: string): void {
+    if (this.#state === State.Closed) return
+    this.#log.warn({ conn: this.serial, export: this.exportName, reason }, 'nbd connection closed')
+    this.close()
+  }
+
+  #input(data: Buffer): void {
+    if (this.#stash !== null) {
+      // Only reachable if a data event slips in after pause(): keep order.
+      this.#stash = Buffer.concat([this.#stash, data])
+      return
+    }
+    this.#process(data)
+  }
+
+  #resume(): void {
+    const stash = this.#stash
+    if (stash === null || this.#state === State.Closed) return
+    this.#stash = null
+    this.#process(stash)
+    if (this.#stash === null) this.socket.resume()
+  }
+
+  #process(data: Buffer): void {
+    let pos = 0
+    while (pos < data.length && this.#state !== State.Closed) {
+      if (this.#state === State.RequestHeader && this.#headUsed === 0 &&
+        this.socket.writableLength > SEND_BYTES_HIGH) {
+        this.#stash = data.subarray(pos)
+        this.socket.pause()
+        break
+      }
+      pos = this.#step(data, pos)
+      // Replies of one batch go out together, but never more than a few MiB at a time: the
+      // socket's queue is what the pause above looks at.
+      if (this.#w.unsentBytes >= FLUSH_BYTES) this.#w.flush()
+    }
+    if (this.#state !== State.Closed) this.#w.flush()
+  }
+
+  /** Consumes input from `pos` for the current state; returns the new position. */
+  #step(data: Buffer, pos: number): number {
+    switch (this.#state) {
+      case State.ClientFlags:
+        return this.#header(data, pos, 4)
+      case State.OptionHeader:
+        return this.#header(data, pos, 16)
+      case State.OptionData:
+        return this.#optionBytes(data, pos)
+      case State.RequestHeader:
+        return this.#header(data, pos, NBD_REQUEST_BYTES)
+      case State.WritePayload: {
+        const transmission = this.#transmission
+        if (transmission === null) return data.length
+        const next = transmission.writeData(data, pos, data.length)
+        if (!transmission.writing) this.#state = State.RequestHeader
+        return next
+      }
+      case State.Closed:
+        return data.length
+    }
+  }
+
+  /** Gathers a fixed-size header into #head, then acts on it by state. */
+  #header(data: Buffer, pos: number, size: number): number {
+    const n = Math.min(size - this.#headUsed, data.length - pos)
+    data.copy(this.#head, this.#headUsed, pos, pos + n)
+    this.#headUsed += n
+    if (this.#headUsed < size) return pos + n
+    this.#headUsed = 0
+    if (this.#state === State.RequestHeader) this.#requestHeader()
+    else if (this.#state === State.OptionHeader) this.#optionHeader()
+    else this.#clientFlags()
+    return pos + n
+  }
+
+  #clientFlags(): void {
+    const flags = this.#head.readUInt32BE(0)
+    if ((flags & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) !== 0) {
+      this.#fail(`unknown client flags 0x${flags.toString(16)}`)
+      return
+    }
+    this.#options.noZeroes = (flags & NBD_FLAG_C_NO_ZEROES) !== 0
+    this.#state = State.OptionHeader
+  }
+
+  #optionHeader(): void {
+    const head = this.#head
+    if (head.readUInt32BE(0) !== NBD_IHAVEOPT_HI || head.readUInt32BE(4) !== NBD_IHAVEOPT_LO) {
+      this.#fail('option without the IHAVEOPT magic')
+      return
+    }
+    if (++this.#optionCount > NBD_OPTION_COUNT_MAX) {
+      this.#fail(`more than ${NBD_OPTION_COUNT_MAX} options`)
+      return
+    }
+    this.#option = head.readUInt32BE(8)
+    this.#optionLength = head.readUInt32BE(12)
+    this.#optionUsed = 0
+    this.#optionData = this.#optionLength <= NBD_OPTION_BYTES_MAX ? Buffer.alloc(this.#optionLength) : null
+    this.#state = State.OptionData
+    if (this.#optionLength === 0) this.#optionDone()
+  }
+
+  #optionBytes(data: Buffer, pos: number): number {
+    const n = Math.min(this.#optionLength - this.#optionUsed, data.length - pos)
+    if (this.#optionData !== null) data.copy(this.#optionData, this.#optionUsed, pos, pos + n)
+    this.#optionUsed += n
+    if (this.#optionUsed === this.#optionLength) this.#optionDone()
+    return pos + n
+  }
+
+  #optionDone(): void {
+    const payload = this.#optionData
+    this.#optionData = null
+    this.#state = State.OptionHeader
+    const outcome = payload === null
+      ? refuseTooBig(this.#w, this.#option)
+      : handleOption(this.#w, this.#options, this.#exports, this.#option, payload)
+    if (outcome.kind === 'close') {
+      this.#w.flush()
+      this.socket.end()
+      this.#state = State.Closed
+      return
+    }
+    if (outcome.kind === 'go') this.#go(outcome.export.name)
+  }
+
+  #go(name: string): void {
+    const exp = this.#exports.exportOf(name)
+    if (exp === undefined) {
+      this.#fail(`export ${name} went away`)
+      return
+    }
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    this.exportName = name
+    const meta = this.#options.metaExport === name
+    this.#transmission = new Transmission(this.#w, exp, this.#options.structured, meta)
+    this.#state = State.RequestHeader
+    this.#log.debug({ conn: this.serial, export: name, structured: this.#options.structured }, 'nbd transmission')
+  }
+
+  #requestHeader(): void {
+    const head = this.#head
+    const transmission = this.#transmission
+    if (head.readUInt32BE(0) !== NBD_REQUEST_MAGIC || transmission === null) {
+      this.#fail('request without the request magic')
+      return
+    }
+    const req = this.#request
+    req.flags = head.readUInt16BE(4)
+    req.type = head.readUInt16BE(6)
+    req.cookieHi = head.readUInt32BE(8)
+    req.cookieLo = head.readUInt32BE(12)
+    req.offset = head.readUInt32BE(16) * 2 ** 32 + head.readUInt32BE(20)
+    req.length = head.readUInt32BE(24)
+    const outcome = transmission.request(req)
+    if (outcome === 'disc') {
+      this.#w.flush()
+      this.socket.end()
+      this.#state = State.Closed
+    } else if (outcome === 'payload') {
+      this.#state = State.WritePayload
+    }
+    if (req.type === NBD_CMD_WRITE && outcome === 'done') this.#state = State.RequestHeader
+  }
+}

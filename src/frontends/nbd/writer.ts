@@ -1,0 +1,232 @@
+/**
+ * The send side of one NBD connection: replies are written straight into reusable 256 KiB
+ * chunks (a READ's pages land there from the engine's GET, no copy in between) and handed to
+ * the socket in one write per chunk and input batch. A chunk goes back to the free list when
+ * every write of it is done; at most `FREE_CHUNKS_MAX` (4 MiB) are kept.
+ *
+ *   pending: [chunk A (full, unsent)] [chunk B (full, unsent)]   current: chunk C
+ *                                                                 |sent..|start......used|
+ *
+ * A reply that fails half-way is taken back with mark()/rollback(): nothing is sent before
+ * flush(), so a simple reply's header never goes out ahead of an error it did not foresee.
+ * Integers are big-endian (NBD's byte order).
+ */
+import type { Socket } from 'node:net'
+import { assert } from '../../util/assert.js'
+import { registerCopyBuffer } from '../../util/bytes.js'
+
+export const CHUNK_BYTES = 256 * 1024
+const FREE_CHUNKS_MAX = 16
+const SMALL_COPY_BYTES = 4096
+
+interface Chunk {
+  buf: Buffer
+  /** The same bytes as 32-bit words, for page copies at 4-byte aligned offsets. */
+  words: Int32Array
+  /** Writes of this chunk the socket has not finished. */
+  inflight: number
+  /** No longer the current chunk: free once inflight is 0. */
+  retired: boolean
+}
+
+
+export class ReplyWriter {
+  readonly #socket: Socket
+  readonly #free: Chunk[] = []
+  /** Full chunks waiting for flush(), with their unsent range [start, end). */
+  readonly #pending: { chunk: Chunk; start: number; end: number }[] = []
+  #current: Chunk
+  /** Unsent bytes of the current chunk begin here. */
+  #start = 0
+  used = 0
+  /** Bytes handed to the socket and not yet written out. */
+  inflightBytes = 0
+  #markPending = 0
+  #markChunk: Chunk | null = null
+  #markStart = 0
+  #markUsed = 0
+
+  constructor(socket: Socket) {
+    this.#socket = socket
+    this.#current = this.#take()
+  }
+
+  /** The current chunk's buffer; valid at [used, used + n) after ensure(n). */
+  get buf(): Buffer {
+    return this.#current.buf
+  }
+
+  /** Makes room for `n` contiguous bytes at `used` (n ≤ CHUNK_BYTES). */
+  ensure(n: number): void {
+    assert(n <= CHUNK_BYTES, 'A reply piece fits one chunk')
+    if (this.used + n <= CHUNK_BYTES) return
+    const old = this.#current
+    this.#pending.push({ chunk: old, start: this.#start, end: this.used })
+    old.retired = true
+    this.#current = this.#take()
+    this.#start = 0
+    this.used = 0
+  }
+
+  u8(value: number): void {
+    this.ensure(1)
+    this.buf[this.used++] = value
+  }
+
+  u16(value: number): void {
+    this.ensure(2)
+    this.buf.writeUInt16BE(value, this.used)
+    this.used += 2
+  }
+
+  u32(value: number): void {
+    this.ensure(4)
+    this.buf.writeUInt32BE(value >>> 0, this.used)
+    this.used += 4
+  }
+
+  /** A u64 that is a safe integer (sizes, offsets). */
+  u64(value: number): void {
+    this.ensure(8)
+    this.buf.writeUInt32BE(Math.floor(value / 2 ** 32), this.used)
+    this.buf.writeUInt32BE(value >>> 0, this.used + 4)
+    this.used += 8
+  }
+
+  /** Copies bytes (up to a chunk's worth at a time). */
+  bytes(source: Uint8Array, start = 0, end = source.length): void {
+    let at = start
+    while (at < end) {
+      this.ensure(1)
+      const n = Math.min(end - at, CHUNK_BYTES - this.used)
+      const buf = this.buf
+      if (n <= SMALL_COPY_BYTES) {
+        // Byte by byte: a partial page of a READ, without a view object per copy.
+        for (let i = 0; i < n; i++) buf[this.used + i] = source[at + i]!
+      } else {
+        buf.set(source.subarray(at, at + n), this.used)
+      }
+      this.used += n
+      at += n
+    }
+  }
+
+  /**
+   * Appends a 4096-byte page held as 32-bit words (an aligned scratch page): word by word at
+   * a 4-byte aligned position, else byte by byte. Never a view object.
+   */
+  page(words: Int32Array, bytes: Uint8Array): void {
+    assert(words.length === 1024 && bytes.length === 4096, 'A page as words and bytes')
+    this.ensure(4096)
+    const at = this.used
+    if ((at & 3) === 0) {
+      const target = this.#current.words
+      const base = at >>> 2
+      for (let i = 0; i < 1024; i++) target[base + i] = words[i]!
+    } else {
+      const target = this.#current.buf
+      for (let i = 0; i < 4096; i++) target[at + i] = bytes[i]!
+    }
+    this.used = at + 4096
+  }
+
+  zeros(count: number): void {
+    let left = count
+    while (left > 0) {
+      this.ensure(1)
+      const n = Math.min(left, CHUNK_BYTES - this.used)
+      this.buf.fill(0, this.used, this.used + n)
+      this.used += n
+      left -= n
+    }
+  }
+
+  /** Bytes written and not yet handed to the socket. */
+  get unsentBytes(): number {
+    let bytes = this.used - this.#start
+    for (const entry of this.#pending) bytes += entry.end - entry.start
+    return bytes
+  }
+
+  /** Remembers this point for rollback() (one mark at a time; no allocation). */
+  mark(): void {
+    this.#markPending = this.#pending.length
+    this.#markChunk = this.#current
+    this.#markStart = this.#start
+    this.#markUsed = this.used
+  }
+
+  /** Takes back everything written since mark() (no flush() in between: nothing was sent). */
+  rollback(): void {
+    const chunk = this.#markChunk
+    assert(chunk !== null, 'rollback() after mark()')
+    while (this.#pending.length > this.#markPending) {
+      const entry = this.#pending.pop()
+      if (entry === undefined) break
+      if (entry.chunk !== chunk) this.#recycle(entry.chunk)
+    }
+    if (this.#current !== chunk) {
+      this.#current.retired = true
+      this.#recycle(this.#current)
+      this.#current = chunk
+      chunk.retired = false
+      this.#start = this.#markStart
+    }
+    this.used = this.#markUsed
+    this.#markChunk = null
+  }
+
+  /** Drops everything written since the last flush() without sending it. */
+  discardUnsent(): void {
+    for (const entry of this.#pending) {
+      if (entry.chunk !== this.#current) this.#recycle(entry.chunk)
+    }
+    this.#pending.length = 0
+    this.used = this.#start
+    this.#markChunk = null
+  }
+
+  /** Sends everything written so far. */
+  flush(): void {
+    for (const entry of this.#pending) this.#send(entry.chunk, entry.start, entry.end)
+    this.#pending.length = 0
+    this.#send(this.#current, this.#start, this.used)
+    this.#start = this.used
+    this.#markChunk = null
+  }
+
+  #send(chunk: Chunk, start: number, end: number): void {
+    if (end > start && !this.#socket.destroyed) {
+      chunk.inflight++
+      const bytes = end - start
+      this.inflightBytes += bytes
+      this.#socket.write(chunk.buf.subarray(start, end), () => {
+        chunk.inflight--
+        this.inflightBytes -= bytes
+        this.#recycle(chunk)
+      })
+    } else {
+      this.#recycle(chunk)
+    }
+  }
+
+  #take(): Chunk {
+    let chunk = this.#free.pop()
+    if (chunk === undefined) {
+      // Its own ArrayBuffer (above Buffer's pool size), registered so that the engine's page
+      // copies into it take the allocation-free path (src/util/bytes.ts).
+      const buf = Buffer.allocUnsafeSlow(CHUNK_BYTES)
+      registerCopyBuffer(buf.buffer)
+      chunk = { buf, words: new Int32Array(buf.buffer, 0, CHUNK_BYTES / 4), inflight: 0, retired: false }
+    }
+    chunk.retired = false
+    return chunk
+  }
+
+  #recycle(chunk: Chunk): void {
+    if (!chunk.retired || chunk.inflight > 0 || chunk === this.#current) return
+    chunk.retired = false
+    chunk.inflight = 0
+    if (this.#free.length < FREE_CHUNKS_MAX) this.#free.push(chunk)
+  }
+}
