@@ -26,7 +26,7 @@ import {
   TMEM_READ,
 } from '../abi/constants.js'
 import { controlOp, encodeOp } from '../abi/codec.js'
-import { nativeCopy } from '../util/bytes.js'
+import { copyBytes, nativeCopy } from '../util/bytes.js'
 import { OP_CTRL_CLI_ID, OP_CTRL_SUBOP, opBytes } from '../abi/layout.js'
 import type { Connection, ConnectionHandler } from './connection.js'
 import {
@@ -53,7 +53,6 @@ import {
   REJECT_NAMES,
   REJECT_UNKNOWN_KIND,
   STATS_REPLY_PAYLOAD_BYTES_MAX,
-  copyBytes,
   readU32LE,
   rejectMessage,
   writeFrameHeader,
