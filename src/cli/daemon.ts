@@ -13,12 +13,12 @@ import {
   defaultSocketPath,
   defaultTokenFile,
   formatAddress,
-  formatBytes,
   parseDuration,
   parseLoopbackAddress,
   parseSize,
 } from '../server/config.js'
 import { Daemon, type DaemonConfig } from '../server/daemon.js'
+import { formatBytes } from '../util/units.js'
 import {
   CLIENTS_PER_ENDPOINT_MAX,
   DETACHED_CLIENTS_MAX,

@@ -12,7 +12,7 @@
  */
 import { PAGE_SIZE } from '../abi/constants.js'
 import type { ClientStats, DaemonStats, HostStats, PoolStats } from '../protocol/stats.js'
-import { formatBytes } from '../server/config.js'
+import { formatBytes } from '../util/units.js'
 import { hostStats } from './clients.js'
 
 /** `host.stats()` with each client's session name (null when it has none, e.g. restored). */

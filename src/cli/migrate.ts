@@ -15,7 +15,8 @@ import { parseClientAddress } from '../protocol/session-frame.js'
 import { addControlOptions, usageOf, withControl } from './args.js'
 import { parseClientArg } from './clients.js'
 import { UsageError } from './exit.js'
-import { formatBytes, formatRate, progressReporter } from './progress.js'
+import { progressReporter } from './progress.js'
+import { formatBytes, formatRate } from '../util/units.js'
 import { helpTimeoutNone, noTimeoutByDefault } from './save.js'
 
 interface MigrateCliOptions {
@@ -116,7 +117,7 @@ Exit codes: 0 migrated, 1 refused or failed (rolled back), 2 usage, 3 a daemon u
           const label = result.name === null ? `client ${result.sourceId}` : `client ${result.sourceId} (${result.name})`
           const where = result.address === '' ? 'the target' : result.address
           const notice = result.name === null ? '' : result.notified ? '' : '; the client was not connected: it is redirected when it reconnects'
-          return `migrated ${label} to ${where} as client ${result.targetId}: ${result.pages} records, ${formatBytes(result.bytes)} ` +
+          return `migrated ${label} to ${where} as client ${result.targetId}: ${result.pages} records, ${formatBytes(result.bytes, 'figures')} ` +
             `in ${(result.elapsedMs / 1000).toFixed(1)} s (${formatRate(result.bytesPerSecond)}), ${result.rounds} rounds, ` +
             `frozen ${result.frozenWindowMs.toFixed(1)} ms, ${result.pushedPages > 0 ? `${result.pushedPages} pages pushed by the source` : 'relayed'}${notice}`
         } catch (error) {

@@ -3,6 +3,7 @@
  * On a terminal one line is rewritten in place; otherwise a line is printed at most once a
  * second, plus the last one, so logs stay short.
  */
+import { formatBytes, formatRate } from '../util/units.js'
 
 export interface ProgressLine {
   /** `save`, `restore`, `precopy`, ... */
@@ -14,25 +15,6 @@ export interface ProgressLine {
   done: boolean
   /** Anything else worth showing (`round 2`). */
   extra?: string
-}
-
-/** 1536 -> `1.5 KiB`, 1073741824 -> `1.00 GiB`. */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let value = bytes
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return unit === 0 ? `${value} B` : `${value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2)} ${units[unit]}`
-}
-
-/** Bytes per second as `123 MB/s` (decimal, as throughput usually is). */
-export function formatRate(bytesPerSecond: number): string {
-  if (bytesPerSecond >= 1e9) return `${(bytesPerSecond / 1e9).toFixed(2)} GB/s`
-  if (bytesPerSecond >= 1e6) return `${(bytesPerSecond / 1e6).toFixed(0)} MB/s`
-  return `${(bytesPerSecond / 1e3).toFixed(0)} kB/s`
 }
 
 /** A reporter for `--progress`-style output; `quiet` prints nothing. */
@@ -52,7 +34,7 @@ export function progressReporter(quiet: boolean, stream: NodeJS.WriteStream = pr
       lastPrint = now
       const total = line.pagesTotal === null ? '' : `/${line.pagesTotal}`
       const extra = line.extra === undefined ? '' : `, ${line.extra}`
-      const text = `${line.phase}: ${line.pages}${total} pages, ${formatBytes(line.bytes)}, ${formatRate(line.bytesPerSecond)}${extra}`
+      const text = `${line.phase}: ${line.pages}${total} pages, ${formatBytes(line.bytes, 'figures')}, ${formatRate(line.bytesPerSecond)}${extra}`
       if (tty) {
         stream.write(`\r\x1b[K${text}`)
         open = true

@@ -33,7 +33,8 @@ import { parseSecret } from '../client/client.js'
 import { addControlOptions, withControl } from './args.js'
 import { clientLabel, parseClientArg, selectClient } from './clients.js'
 import { OpFailedError, UsageError } from './exit.js'
-import { formatBytes, formatRate, progressReporter } from './progress.js'
+import { progressReporter } from './progress.js'
+import { formatBytes, formatRate } from '../util/units.js'
 
 const CONNECTION_HELP = `
 The daemon is found as for every control verb: --control-socket, --control-listen with
@@ -132,7 +133,7 @@ Examples:
         const seconds = result.elapsedMs / 1000
         const invalidations = result.invalidations === null ? '' : `, ${result.invalidations} invalidations`
         return `saved ${selection.label}: ${result.pools} pools, ${result.pages} pages${invalidations}, ` +
-          `${formatBytes(result.bytes)} to ${file} in ${seconds.toFixed(1)} s (${formatRate(result.bytes / Math.max(seconds, 1e-6))})${digest}`
+          `${formatBytes(result.bytes, 'figures')} to ${file} in ${seconds.toFixed(1)} s (${formatRate(result.bytes / Math.max(seconds, 1e-6))})${digest}`
       })
       ;(file === '-' ? process.stderr : process.stdout).write(`${line}\n`)
     })

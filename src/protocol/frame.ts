@@ -24,7 +24,7 @@
 import { PAGE_SIZE } from '../abi/constants.js'
 import { TMEM_OP_BYTES_V1 } from '../abi/layout.js'
 import { assert } from '../util/assert.js'
-import { copyBytes as copyRange } from '../util/bytes.js'
+import { copyBytes } from '../util/bytes.js'
 import { readU16LE, readU32LE, writeU16LE, writeU32LE } from '../util/le.js'
 
 /** `"TMEM"` read as a little-endian u32: the bytes 54 4d 45 4d. */
@@ -135,19 +135,6 @@ assert(REJECT_MESSAGES.length === REJECT_TRUNCATED + 1, 'One message per reject 
 assert(FRAME_MAGIC === 0x4d454d54, 'Magic spells TMEM')
 
 export { readU32LE, readI32LE, readU16LE, writeU32LE, writeU16LE } from '../util/le.js'
-
-/** Copies `count` bytes between two byte arrays (allocation-free, see util/bytes.ts). */
-export function copyBytes(
-  source: Uint8Array,
-  sourceOffset: number,
-  target: Uint8Array,
-  targetOffset: number,
-  count: number,
-): void {
-  assert(sourceOffset + count <= source.length, 'Copy source range is inside the source')
-  assert(targetOffset + count <= target.length, 'Copy target range is inside the target')
-  copyRange(source, sourceOffset, target, targetOffset, count)
-}
 
 /** Writes a frame header at `offset`; the payload follows at `offset + FRAME_HEADER_BYTES`. */
 export function writeFrameHeader(

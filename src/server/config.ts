@@ -117,15 +117,3 @@ export function defaultMemoryBytes(totalBytes: number = totalmem()): number {
   return Math.max(PAGE_SIZE, Math.floor(share / PAGE_SIZE) * PAGE_SIZE)
 }
 
-/** Human form of a byte count: `64 MiB`, `1.5 GiB`. */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let value = bytes
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  const text = Number.isInteger(value) ? String(value) : value.toFixed(1)
-  return `${text} ${units[unit] ?? 'B'}`
-}

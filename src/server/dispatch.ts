@@ -17,7 +17,7 @@ import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
 import { EPERM, ENOMEM, PAGE_SIZE, TMEMC_SAVE_BEGIN, TMEMC_SAVE_END, TMEM_CONTROL, TMEM_GET_PAGE, TMEM_READ } from '../abi/constants.js'
 import { controlOp, encodeOp } from '../abi/codec.js'
-import { nativeCopy } from '../util/bytes.js'
+import { copyBytes, nativeCopy } from '../util/bytes.js'
 import { OP_CTRL_CLI_ID, OP_CTRL_SUBOP, opBytes } from '../abi/layout.js'
 import type { Connection, ConnectionHandler } from './connection.js'
 import {
@@ -44,7 +44,6 @@ import {
   REJECT_NAMES,
   REJECT_UNKNOWN_KIND,
   STATS_REPLY_PAYLOAD_BYTES_MAX,
-  copyBytes,
   readU32LE,
   rejectMessage,
   writeFrameHeader,
