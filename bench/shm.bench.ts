@@ -24,8 +24,22 @@ const TMEM = fileURLToPath(new URL('../src/cli/tmem.js', import.meta.url))
 
 async function startDaemon(dir: string): Promise<{ socket: string; stop: () => Promise<void> }> {
   const socket = join(dir, 'c.sock')
-  const child = spawn(process.execPath, [TMEM, 'daemon', '--socket', socket, '--control-socket', join(dir, 'k.sock'),
-    '--memory', '512M', '--log-level', 'error'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(
+    process.execPath,
+    [
+      TMEM,
+      'daemon',
+      '--socket',
+      socket,
+      '--control-socket',
+      join(dir, 'k.sock'),
+      '--memory',
+      '512M',
+      '--log-level',
+      'error',
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
   await new Promise<void>((resolve, reject) => {
     let out = ''
     child.stdout.setEncoding('utf8').on('data', (text: string) => {
@@ -36,10 +50,11 @@ async function startDaemon(dir: string): Promise<{ socket: string; stop: () => P
   })
   return {
     socket,
-    stop: () => new Promise<void>((resolve) => {
-      child.once('exit', () => resolve())
-      child.kill('SIGTERM')
-    }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.once('exit', () => resolve())
+        child.kill('SIGTERM')
+      }),
   }
 }
 
@@ -85,30 +100,44 @@ async function main(): Promise<void> {
   try {
     const clients = {
       socket: await connect({ path: daemon.socket }, { name: 'bench-socket', sharedMemory: false }),
-      shm: await connect({ path: daemon.socket }, { name: 'bench-shm', sharedMemory: { entries: 256, frames: 256 } }),
+      shm: await connect(
+        { path: daemon.socket },
+        { name: 'bench-shm', sharedMemory: { entries: 256, frames: 256 } },
+      ),
     }
-    if (!clients.shm.sharedMemory.active) throw new Error(`shared memory ${clients.shm.sharedMemory.reason}`)
-    const pools = { socket: await clients.socket.newPool({ persistent: true }), shm: await clients.shm.newPool({ persistent: true }) }
+    if (!clients.shm.sharedMemory.active)
+      throw new Error(`shared memory ${clients.shm.sharedMemory.reason}`)
+    const pools = {
+      socket: await clients.socket.newPool({ persistent: true }),
+      shm: await clients.shm.newPool({ persistent: true }),
+    }
     const cases = [
-      ['put, 64 in flight', singles, false], ['get, 64 in flight', singles, true],
-      ['putMany x 256', batches, false], ['getMany x 256', batches, true],
+      ['put, 64 in flight', singles, false],
+      ['get, 64 in flight', singles, true],
+      ['putMany x 256', batches, false],
+      ['getMany x 256', batches, true],
     ] as const
     const results: Record<string, { socket: number[]; shm: number[] }> = {}
     for (let trial = 0; trial < TRIALS; trial++) {
       for (const [name, run, get] of cases) {
         const cell = (results[name] ??= { socket: [], shm: [] })
         const order = trial % 2 === 0 ? (['socket', 'shm'] as const) : (['shm', 'socket'] as const)
-        for (const transport of order) cell[transport].push(await run(clients[transport], pools[transport], get))
+        for (const transport of order)
+          cell[transport].push(await run(clients[transport], pools[transport], get))
       }
     }
-    console.log(`tmem shared memory vs socket, ${PAGES} pages x ${TRIALS} trials, Node ${process.version}, ${cpus()[0]?.model ?? '?'} (${cpus().length} cores)`)
+    console.log(
+      `tmem shared memory vs socket, ${PAGES} pages x ${TRIALS} trials, Node ${process.version}, ${cpus()[0]?.model ?? '?'} (${cpus().length} cores)`,
+    )
     console.log('| case | socket (ops/s) | shm (ops/s) | shm / socket |')
     console.log('|---|---|---|---|')
     for (const [name] of cases) {
       const cell = results[name]!
       const socket = median(cell.socket)
       const shm = median(cell.shm)
-      console.log(`| ${name} | ${Math.round(socket / 1000)} k | ${Math.round(shm / 1000)} k | ${(shm / socket).toFixed(2)} |`)
+      console.log(
+        `| ${name} | ${Math.round(socket / 1000)} k | ${Math.round(shm / 1000)} k | ${(shm / socket).toFixed(2)} |`,
+      )
     }
     await clients.socket.close()
     await clients.shm.close()

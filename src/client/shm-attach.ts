@@ -40,10 +40,15 @@ export interface ShmAttachLink {
   /** Flags of the hello reply on this connection. */
   helloFlags(): number
   /** A request with a reply; `decode` sees the reply's payload. */
-  ask<T>(frame: Uint8Array, replayable: boolean, decode: (reply: { bytes: Uint8Array; payloadOffset: number; payloadBytes: number }) => T): Promise<T>
+  ask<T>(
+    frame: Uint8Array,
+    replayable: boolean,
+    decode: (reply: { bytes: Uint8Array; payloadOffset: number; payloadBytes: number }) => T,
+  ): Promise<T>
 }
 
-export type ShmAttachResult = { channel: ShmChannel; reason: '' } | { channel: null; reason: string }
+export type ShmAttachResult =
+  { channel: ShmChannel; reason: '' } | { channel: null; reason: string }
 
 function shmFrame(cmd: number, geometry: ShmGeometry | null): Uint8Array {
   const frame = new Uint8Array(FRAME_HEADER_BYTES + SHM_PAYLOAD_BYTES)
@@ -79,12 +84,16 @@ export async function attachSharedMemory(
   const native = shmNative()
   if (!native.available) return { channel: null, reason: native.reason }
   if ((link.helloFlags() & HELLO_FLAG_SHM) === 0) {
-    return { channel: null, reason: 'unavailable: the daemon does not offer shared memory on this connection' }
+    return {
+      channel: null,
+      reason: 'unavailable: the daemon does not offer shared memory on this connection',
+    }
   }
   const entries = options.entries ?? SHM_CLIENT_ENTRIES_DEFAULT
   const geometry = shmGeometry(abi, entries, entries, options.frames ?? SHM_CLIENT_FRAMES_DEFAULT)
   const reply = await askShm(link, SHM_ATTACH, geometry)
-  if (reply.rc < 0) return { channel: null, reason: `unavailable: the daemon refused the region (rc ${reply.rc})` }
+  if (reply.rc < 0)
+    return { channel: null, reason: `unavailable: the daemon refused the region (rc ${reply.rc})` }
   let buffer: ArrayBuffer | null = null
   let why = ''
   try {

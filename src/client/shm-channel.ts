@@ -118,8 +118,15 @@ export class ShmChannel {
     this.#cq = new CompletionConsumer(views, geometry)
     this.#kickDaemon = kickDaemon
     this.#onBroken = onBroken
-    this.#doorbell = new ShmDoorbell(views.words, SHM_WORD_CLIENT_SLEEPING, SHM_WORD_DAEMON_SLEEPING)
-    this.#poller = new ShmPoller(this.#doorbell, { turn: () => this.#turn(), hasWork: () => this.#cq.hasWork() })
+    this.#doorbell = new ShmDoorbell(
+      views.words,
+      SHM_WORD_CLIENT_SLEEPING,
+      SHM_WORD_DAEMON_SLEEPING,
+    )
+    this.#poller = new ShmPoller(this.#doorbell, {
+      turn: () => this.#turn(),
+      hasWork: () => this.#cq.hasWork(),
+    })
     const slots = Math.min(geometry.sqEntries, geometry.cqEntries)
     assert(slots <= SLOT_MASK + 1, 'Too many slots for the request id')
     this.#slots = slots
@@ -228,7 +235,8 @@ export class ShmChannel {
     this.#detached = true
     this.#poller.stop()
     const inFlight: number[] = []
-    for (let slot = 0; slot < this.#slots; slot++) if (this.#slotWaiter[slot] !== null) inFlight.push(slot)
+    for (let slot = 0; slot < this.#slots; slot++)
+      if (this.#slotWaiter[slot] !== null) inFlight.push(slot)
     inFlight.sort((a, b) => this.#slotSequence[a]! - this.#slotSequence[b]!)
     const orphans = inFlight.map((slot) => this.#orphan(slot))
     const pumps = this.#queue.splice(0)
@@ -238,7 +246,10 @@ export class ShmChannel {
   #orphan(slot: number): ShmOrphan {
     const frame = this.#slotFrame[slot]!
     const op = this.#slotOps.slice(slot * SQE_BYTES, slot * SQE_BYTES + this.#layout.bytes)
-    const page = frame >= 0 ? this.views.bytes.slice(this.#frameAt(frame), this.#frameAt(frame) + PAGE_SIZE) : null
+    const page =
+      frame >= 0
+        ? this.views.bytes.slice(this.#frameAt(frame), this.#frameAt(frame) + PAGE_SIZE)
+        : null
     const orphan = { op, page, waiter: this.#slotWaiter[slot]!, tag: this.#slotTag[slot]! }
     this.#slotWaiter[slot] = null
     return orphan
@@ -309,7 +320,11 @@ export class ShmChannel {
   #complete(requestId: number, rc: number): void {
     const slot = requestId & SLOT_MASK
     const waiter = slot < this.#slots ? this.#slotWaiter[slot] : null
-    if (waiter === null || waiter === undefined || requestId >>> SLOT_BITS !== this.#slotGeneration[slot]) {
+    if (
+      waiter === null ||
+      waiter === undefined ||
+      requestId >>> SLOT_BITS !== this.#slotGeneration[slot]
+    ) {
       this.badCompletions++
       this.#broken(`a completion for request ${requestId}, which is not in flight`)
       return

@@ -4,7 +4,15 @@
  * object and one promise for the whole batch. Outcomes are decoded exactly as the socket
  * path decodes replies (`client.ts`), so the API and its errors are the same either way.
  */
-import { EEMPTY, PAGE_SIZE, TMEM_GET_PAGE, TMEM_NEW_PAGE, TMEM_PUT_PAGE, TMEM_READ, TMEM_WRITE } from '../abi/constants.js'
+import {
+  EEMPTY,
+  PAGE_SIZE,
+  TMEM_GET_PAGE,
+  TMEM_NEW_PAGE,
+  TMEM_PUT_PAGE,
+  TMEM_READ,
+  TMEM_WRITE,
+} from '../abi/constants.js'
 import { TMEM_OP_BYTES_V1 } from '../abi/layout.js'
 import { copyBytes } from '../util/bytes.js'
 import { rcError } from './errors.js'
@@ -19,8 +27,13 @@ export const RESULT_POOL = 4
 
 /** True for the commands whose op names a frame. */
 export function needsFrame(cmd: number): boolean {
-  return cmd === TMEM_PUT_PAGE || cmd === TMEM_GET_PAGE || cmd === TMEM_READ || cmd === TMEM_WRITE ||
+  return (
+    cmd === TMEM_PUT_PAGE ||
+    cmd === TMEM_GET_PAGE ||
+    cmd === TMEM_READ ||
+    cmd === TMEM_WRITE ||
     cmd === TMEM_NEW_PAGE
+  )
 }
 
 /** One op's waiter, and its pump when it had to wait for room. */
@@ -34,7 +47,14 @@ class OneOp implements ShmWaiter, ShmPump {
   #op: Uint8Array | null = null
   #page: Uint8Array | null = null
 
-  constructor(resolve: (value: unknown) => void, reject: (error: Error) => void, result: number, cmd: number, poolId: number, into: Uint8Array | undefined) {
+  constructor(
+    resolve: (value: unknown) => void,
+    reject: (error: Error) => void,
+    result: number,
+    cmd: number,
+    poolId: number,
+    into: Uint8Array | undefined,
+  ) {
     this.#resolve = resolve
     this.#reject = reject
     this.#result = result
@@ -62,7 +82,9 @@ class OneOp implements ShmWaiter, ShmPump {
 
   shmDone(_tag: number, rc: number, bytes: Uint8Array, pageAt: number): void {
     try {
-      this.#resolve(decodeResult(this.#result, rc, this.#cmd, this.#poolId, bytes, pageAt, this.#into))
+      this.#resolve(
+        decodeResult(this.#result, rc, this.#cmd, this.#poolId, bytes, pageAt, this.#into),
+      )
     } catch (error) {
       this.#reject(error as Error)
     }
@@ -73,7 +95,15 @@ class OneOp implements ShmWaiter, ShmPump {
   }
 }
 
-function decodeResult(result: number, rc: number, cmd: number, poolId: number, bytes: Uint8Array, pageAt: number, into: Uint8Array | undefined): unknown {
+function decodeResult(
+  result: number,
+  rc: number,
+  cmd: number,
+  poolId: number,
+  bytes: Uint8Array,
+  pageAt: number,
+  into: Uint8Array | undefined,
+): unknown {
   switch (result) {
     case RESULT_RAW: {
       const hit = rc === 1 && pageAt >= 0 && (cmd === TMEM_GET_PAGE || cmd === TMEM_READ)
@@ -189,7 +219,10 @@ export class ShmBatch<T> implements ShmWaiter, ShmPump {
       if (rc < 0) this.#error ??= rcError(rc, this.#cmd, this.#poolId)
       this.results[tag] = (rc === 1) as T
     } else if (rc === 1 && pageAt >= 0) {
-      const into = this.#into === null ? undefined : this.#into.subarray(tag * PAGE_SIZE, (tag + 1) * PAGE_SIZE)
+      const into =
+        this.#into === null
+          ? undefined
+          : this.#into.subarray(tag * PAGE_SIZE, (tag + 1) * PAGE_SIZE)
       this.results[tag] = copyPage(bytes, pageAt, into) as T
     } else {
       if (rc < 0 && rc !== -EEMPTY) this.#error ??= rcError(rc, this.#cmd, this.#poolId)

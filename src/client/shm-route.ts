@@ -12,7 +12,14 @@
  *  - the connection closes for good: they fail with the connection's error.
  */
 import { PAGE_SIZE as PAGE_SIZE_BYTES } from '../abi/constants.js'
-import { FRAME_HEADER_BYTES, KIND_OP, RC_BYTES, readI32LE, readU32LE, writeFrameHeader } from '../protocol/frame.js'
+import {
+  FRAME_HEADER_BYTES,
+  KIND_OP,
+  RC_BYTES,
+  readI32LE,
+  readU32LE,
+  writeFrameHeader,
+} from '../protocol/frame.js'
 import { KIND_SHM_KICK } from '../protocol/shm-frame.js'
 import type { ReplyView } from '../protocol/link.js'
 import { TmemConnectionError } from './errors.js'
@@ -54,7 +61,9 @@ export class ShmRoute {
 
   /** Attaches a region if the daemon offers one; resolves once settled (never rejects). */
   attach(): Promise<void> {
-    this.#attaching ??= this.#attachOnce().finally(() => { this.#attaching = null })
+    this.#attaching ??= this.#attachOnce().finally(() => {
+      this.#attaching = null
+    })
     return this.#attaching
   }
 
@@ -62,7 +71,8 @@ export class ShmRoute {
   async drain(): Promise<void> {
     const channel = this.#channel
     if (channel === null) return
-    while (channel.inFlight > 0 && !channel.detached) await new Promise((resolve) => setImmediate(resolve))
+    while (channel.inFlight > 0 && !channel.detached)
+      await new Promise((resolve) => setImmediate(resolve))
   }
 
   async #attachOnce(): Promise<void> {
@@ -107,7 +117,10 @@ export class ShmRoute {
     }
     const cmd = readU32LE(orphan.op, 0)
     if (how === 'replay' && !replayable(cmd)) {
-      orphan.waiter.shmFailed(orphan.tag, new TmemConnectionError('ECONNRESET', 'The connection dropped before the reply came'))
+      orphan.waiter.shmFailed(
+        orphan.tag,
+        new TmemConnectionError('ECONNRESET', 'The connection dropped before the reply came'),
+      )
       return
     }
     this.#send(orphan.op, 0, orphan.page, 0, orphan.waiter, orphan.tag)
@@ -122,7 +135,14 @@ export class ShmRoute {
   }
 
   /** Sends one op over the socket; its reply goes to `waiter` as a completion would. */
-  #send(op: Uint8Array, opAt: number, page: Uint8Array | null, pageAt: number, waiter: ShmWaiter, tag: number): void {
+  #send(
+    op: Uint8Array,
+    opAt: number,
+    page: Uint8Array | null,
+    pageAt: number,
+    waiter: ShmWaiter,
+    tag: number,
+  ): void {
     const opBytes = this.#abi === 0 ? 40 : 56
     const payloadBytes = opBytes + (page === null ? 0 : PAGE_SIZE_BYTES)
     const frame = new Uint8Array(FRAME_HEADER_BYTES + payloadBytes)
@@ -130,7 +150,8 @@ export class ShmRoute {
     frame.set(op.subarray(opAt, opAt + opBytes), FRAME_HEADER_BYTES)
     // The op named a frame of the old region; over the socket the page travels with it.
     frame.fill(0, FRAME_HEADER_BYTES + opBytes - 8, FRAME_HEADER_BYTES + opBytes)
-    if (page !== null) frame.set(page.subarray(pageAt, pageAt + PAGE_SIZE_BYTES), FRAME_HEADER_BYTES + opBytes)
+    if (page !== null)
+      frame.set(page.subarray(pageAt, pageAt + PAGE_SIZE_BYTES), FRAME_HEADER_BYTES + opBytes)
     this.#transport.request(
       frame,
       replayable(readU32LE(op, opAt)),

@@ -56,7 +56,11 @@ export interface ShmReply {
 }
 
 /** Writes an SHM payload at `offset`. */
-export function encodeShmRequestInto(target: Uint8Array, offset: number, request: ShmRequest): void {
+export function encodeShmRequestInto(
+  target: Uint8Array,
+  offset: number,
+  request: ShmRequest,
+): void {
   target.fill(0, offset, offset + SHM_PAYLOAD_BYTES)
   target[offset] = request.cmd
   writeU32LE(target, offset + 4, request.sqEntries)
@@ -65,7 +69,11 @@ export function encodeShmRequestInto(target: Uint8Array, offset: number, request
 }
 
 /** Reads an SHM payload; null when malformed (length, reserved bytes, unknown cmd). */
-export function decodeShmRequest(bytes: Uint8Array, offset: number, payloadBytes: number): ShmRequest | null {
+export function decodeShmRequest(
+  bytes: Uint8Array,
+  offset: number,
+  payloadBytes: number,
+): ShmRequest | null {
   if (payloadBytes !== SHM_PAYLOAD_BYTES) return null
   if (bytes[offset + 1] !== 0 || bytes[offset + 2] !== 0 || bytes[offset + 3] !== 0) return null
   const cmd = bytes[offset] ?? 0
@@ -86,7 +94,15 @@ export function encodeShmReplyInto(target: Uint8Array, offset: number, reply: Sh
 }
 
 /** Reads an SHM_REPLY payload; null when its length is wrong. */
-export function decodeShmReply(bytes: Uint8Array, offset: number, payloadBytes: number): ShmReply | null {
+export function decodeShmReply(
+  bytes: Uint8Array,
+  offset: number,
+  payloadBytes: number,
+): ShmReply | null {
   if (payloadBytes !== SHM_REPLY_PAYLOAD_BYTES) return null
-  return { rc: readI32LE(bytes, offset), pid: readU32LE(bytes, offset + 4), fd: readU32LE(bytes, offset + 8) }
+  return {
+    rc: readI32LE(bytes, offset),
+    pid: readU32LE(bytes, offset + 4),
+    fd: readU32LE(bytes, offset + 8),
+  }
 }

@@ -88,7 +88,8 @@ export const SHM_RING_ENTRIES_MIN = 8
 export const SHM_FRAMES_MAX = 16384
 /** Largest region: header, the largest rings, the most frames. */
 export const SHM_REGION_BYTES_MAX =
-  SHM_HEADER_BYTES + pageAlign(SQE_BYTES * SHM_RING_ENTRIES_MAX + CQE_BYTES * SHM_RING_ENTRIES_MAX) +
+  SHM_HEADER_BYTES +
+  pageAlign(SQE_BYTES * SHM_RING_ENTRIES_MAX + CQE_BYTES * SHM_RING_ENTRIES_MAX) +
   SHM_FRAMES_MAX * PAGE_SIZE
 
 /** Where everything lies in a region; each side keeps its own copy and never re-reads it. */
@@ -108,17 +109,28 @@ function pageAlign(bytes: number): number {
 }
 
 function isRingSize(entries: number): boolean {
-  return Number.isInteger(entries) && entries >= SHM_RING_ENTRIES_MIN &&
-    entries <= SHM_RING_ENTRIES_MAX && (entries & (entries - 1)) === 0
+  return (
+    Number.isInteger(entries) &&
+    entries >= SHM_RING_ENTRIES_MIN &&
+    entries <= SHM_RING_ENTRIES_MAX &&
+    (entries & (entries - 1)) === 0
+  )
 }
 
 /**
  * The geometry for rings of `sqEntries`/`cqEntries` and `frameCount` frames. Throws a
  * RangeError (a sentence) when a size is outside the limits above.
  */
-export function shmGeometry(abi: 0 | 1, sqEntries: number, cqEntries: number, frameCount: number): ShmGeometry {
+export function shmGeometry(
+  abi: 0 | 1,
+  sqEntries: number,
+  cqEntries: number,
+  frameCount: number,
+): ShmGeometry {
   if (!isRingSize(sqEntries) || !isRingSize(cqEntries)) {
-    throw new RangeError(`Ring entries must be powers of two from ${SHM_RING_ENTRIES_MIN} to ${SHM_RING_ENTRIES_MAX}`)
+    throw new RangeError(
+      `Ring entries must be powers of two from ${SHM_RING_ENTRIES_MIN} to ${SHM_RING_ENTRIES_MAX}`,
+    )
   }
   if (!Number.isInteger(frameCount) || frameCount < 1 || frameCount > SHM_FRAMES_MAX) {
     throw new RangeError(`Frame count must be an integer from 1 to ${SHM_FRAMES_MAX}`)
@@ -169,7 +181,8 @@ export function checkShmHeader(region: Uint8Array, expected: ShmGeometry): strin
     [SHM_HEADER_REGION_BYTES, expected.regionBytes],
   ]
   for (const [offset, value] of fields) {
-    if (readU32LE(region, offset) !== value) return `header field at ${offset} disagrees with the hello`
+    if (readU32LE(region, offset) !== value)
+      return `header field at ${offset} disagrees with the hello`
   }
   return null
 }

@@ -69,7 +69,10 @@ export interface ShmViews {
 /** Makes the byte and word views of a region (its length a multiple of 4). */
 export function shmViews(buffer: ArrayBuffer, regionBytes: number): ShmViews {
   assert(buffer.byteLength >= regionBytes && regionBytes % 4 === 0, 'Region views out of range')
-  return { bytes: new Uint8Array(buffer, 0, regionBytes), words: new Int32Array(buffer, 0, regionBytes / 4) }
+  return {
+    bytes: new Uint8Array(buffer, 0, regionBytes),
+    words: new Int32Array(buffer, 0, regionBytes / 4),
+  }
 }
 
 /** Entries between two free-running u32 cursors. */
@@ -119,7 +122,13 @@ export class SubmissionConsumer {
   take(into: Uint8Array): void {
     assert(this.#left > 0, 'Take past the turn')
     assert(into.length >= SQE_BYTES, 'Entry copy too small')
-    copyBytes(this.#views.bytes, this.#offset + (this.#head & this.#mask) * SQE_BYTES, into, 0, SQE_BYTES)
+    copyBytes(
+      this.#views.bytes,
+      this.#offset + (this.#head & this.#mask) * SQE_BYTES,
+      into,
+      0,
+      SQE_BYTES,
+    )
     this.#head = (this.#head + 1) >>> 0
     this.#left--
   }

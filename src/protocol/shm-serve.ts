@@ -55,8 +55,13 @@ export interface ShmServeCounters {
 }
 
 function isPageCommand(cmd: number): boolean {
-  return cmd === TMEM_PUT_PAGE || cmd === TMEM_GET_PAGE || cmd === TMEM_NEW_PAGE ||
-    cmd === TMEM_READ || cmd === TMEM_WRITE
+  return (
+    cmd === TMEM_PUT_PAGE ||
+    cmd === TMEM_GET_PAGE ||
+    cmd === TMEM_NEW_PAGE ||
+    cmd === TMEM_READ ||
+    cmd === TMEM_WRITE
+  )
 }
 
 /** The daemon's side of one region: submission consumer, completion producer, the checks. */

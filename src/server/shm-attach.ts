@@ -80,14 +80,29 @@ export class ShmAttachment {
    * Makes a region for `request` (an ATTACH); returns it, or a negative rc: -EINVAL for sizes
    * outside the protocol's limits, -ENOSPC over the daemon's, -ENOMEM when the system said no.
    */
-  static create(native: ShmNative, budget: ShmBudget, host: HostLike, owner: ShmOwner, request: ShmRequest): ShmAttachment | number {
+  static create(
+    native: ShmNative,
+    budget: ShmBudget,
+    host: HostLike,
+    owner: ShmOwner,
+    request: ShmRequest,
+  ): ShmAttachment | number {
     let geometry: ShmGeometry
     try {
-      geometry = shmGeometry(owner.abiVersion, request.sqEntries, request.cqEntries, request.frameCount)
+      geometry = shmGeometry(
+        owner.abiVersion,
+        request.sqEntries,
+        request.cqEntries,
+        request.frameCount,
+      )
     } catch {
       return -EINVAL
     }
-    if (geometry.frameCount > budget.framesMax || budget.used + geometry.regionBytes > budget.bytesMax) return -ENOSPC
+    if (
+      geometry.frameCount > budget.framesMax ||
+      budget.used + geometry.regionBytes > budget.bytesMax
+    )
+      return -ENOSPC
     let fd = -1
     try {
       fd = native.memfd(`tmem-client-${owner.clientId()}`, geometry.regionBytes)
@@ -124,18 +139,26 @@ export class ShmAttachment {
       if (id < 0) return -EINVAL
       return host.opBytes(id, entry, 0, abi, frameAt < 0 ? null : views.bytes, frameAt)
     })
-    this.#doorbell = new ShmDoorbell(views.words, SHM_WORD_DAEMON_SLEEPING, SHM_WORD_CLIENT_SLEEPING)
-    this.#poller = new ShmPoller(this.#doorbell, {
-      turn: () => {
-        // A connection that serves no client any more (moved, taken over) runs nothing: ops
-        // left in the ring were not run here, and the client sends them where it went.
-        if (owner.clientId() < 0) return 0
-        const served = this.serve.turn()
-        if (served > 0 && this.#doorbell.peerNeedsKick()) owner.kickClient()
-        return served
+    this.#doorbell = new ShmDoorbell(
+      views.words,
+      SHM_WORD_DAEMON_SLEEPING,
+      SHM_WORD_CLIENT_SLEEPING,
+    )
+    this.#poller = new ShmPoller(
+      this.#doorbell,
+      {
+        turn: () => {
+          // A connection that serves no client any more (moved, taken over) runs nothing: ops
+          // left in the ring were not run here, and the client sends them where it went.
+          if (owner.clientId() < 0) return 0
+          const served = this.serve.turn()
+          if (served > 0 && this.#doorbell.peerNeedsKick()) owner.kickClient()
+          return served
+        },
+        hasWork: () => owner.clientId() >= 0 && this.serve.hasWork(),
       },
-      hasWork: () => owner.clientId() >= 0 && this.serve.hasWork(),
-    }, { onBroken: () => owner.broken('the client\'s shared-memory ring has impossible cursors') })
+      { onBroken: () => owner.broken("the client's shared-memory ring has impossible cursors") },
+    )
   }
 
   /** The descriptor the client opens (through /proc), until it says MAPPED; -1 after. */

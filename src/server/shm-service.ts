@@ -8,7 +8,12 @@
  * or before it has a session, gets rc -EPERM; bad sizes -EINVAL; over the limits -ENOSPC.
  */
 import { EINVAL, EPERM } from '../abi/constants.js'
-import { FRAME_HEADER_BYTES, type FrameReader, REJECT_NONE, writeFrameHeader } from '../protocol/frame.js'
+import {
+  FRAME_HEADER_BYTES,
+  type FrameReader,
+  REJECT_NONE,
+  writeFrameHeader,
+} from '../protocol/frame.js'
 import {
   HELLO_FLAG_SHM,
   KIND_SHM,
@@ -41,7 +46,13 @@ export interface ShmCounters {
 
 export class ShmService {
   readonly budget: ShmBudget
-  readonly counters: ShmCounters = { regionsAttached: 0, regionsRefused: 0, regionsBroken: 0, kicksSent: 0, kicksReceived: 0 }
+  readonly counters: ShmCounters = {
+    regionsAttached: 0,
+    regionsRefused: 0,
+    regionsBroken: 0,
+    kicksSent: 0,
+    kicksReceived: 0,
+  }
   /** Why regions are not offered ('' when they are). */
   readonly unavailable: string
   readonly #native: ShmNative | null
@@ -58,7 +69,9 @@ export class ShmService {
 
   /** The hello flag for `conn`: HELLO_FLAG_SHM on a Unix client connection, else 0. */
   helloFlag(conn: Connection): number {
-    return this.#native !== null && conn.endpoint === 'client' && conn.remote === 'unix' ? HELLO_FLAG_SHM : 0
+    return this.#native !== null && conn.endpoint === 'client' && conn.remote === 'unix'
+      ? HELLO_FLAG_SHM
+      : 0
   }
 
   /** Ops served through regions so far (live regions only). */
@@ -80,7 +93,8 @@ export class ShmService {
     let rc = -EINVAL
     let attached: ShmAttachment | null = null
     if (request === null) rc = -EINVAL
-    else if (this.#native === null || this.helloFlag(conn) === 0 || conn.session === null) rc = -EPERM
+    else if (this.#native === null || this.helloFlag(conn) === 0 || conn.session === null)
+      rc = -EPERM
     else if (request.cmd === SHM_ATTACH) {
       const made = this.#regions.has(conn) ? -EINVAL : this.#attach(conn, request)
       if (typeof made === 'number') rc = made
@@ -105,22 +119,31 @@ export class ShmService {
     this.#drop(conn)
   }
 
-  #attach(conn: Connection, request: { cmd: number; sqEntries: number; cqEntries: number; frameCount: number }): ShmAttachment | number {
-    const made = ShmAttachment.create(this.#native!, this.budget, this.#host, {
-      clientId: () => conn.session?.id ?? -1,
-      abiVersion: conn.abiVersion,
-      kickClient: () => {
-        this.counters.kicksSent++
-        // Both send buffers busy (rare: this connection carries no replies in bulk): once more
-        // on the next turn, when a write has completed.
-        if (!conn.sendFrame(KICK_NOTICE)) setImmediate(() => conn.sendFrame(KICK_NOTICE))
+  #attach(
+    conn: Connection,
+    request: { cmd: number; sqEntries: number; cqEntries: number; frameCount: number },
+  ): ShmAttachment | number {
+    const made = ShmAttachment.create(
+      this.#native!,
+      this.budget,
+      this.#host,
+      {
+        clientId: () => conn.session?.id ?? -1,
+        abiVersion: conn.abiVersion,
+        kickClient: () => {
+          this.counters.kicksSent++
+          // Both send buffers busy (rare: this connection carries no replies in bulk): once more
+          // on the next turn, when a write has completed.
+          if (!conn.sendFrame(KICK_NOTICE)) setImmediate(() => conn.sendFrame(KICK_NOTICE))
+        },
+        broken: (why) => {
+          this.counters.regionsBroken++
+          this.#drop(conn)
+          conn.closeWithError(REJECT_NONE, why)
+        },
       },
-      broken: (why) => {
-        this.counters.regionsBroken++
-        this.#drop(conn)
-        conn.closeWithError(REJECT_NONE, why)
-      },
-    }, request)
+      request,
+    )
     if (typeof made !== 'number') {
       this.#regions.set(conn, made)
       this.counters.regionsAttached++

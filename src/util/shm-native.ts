@@ -48,14 +48,17 @@ function unavailable(reason: string): ShmNativeStatus {
 
 function load(): ShmNativeStatus {
   if (process.env['TMEM_SHM'] === 'off') return unavailable('TMEM_SHM=off in the environment')
-  if (process.platform !== 'linux') return unavailable(`needs Linux (memfd), not ${process.platform}`)
+  if (process.platform !== 'linux')
+    return unavailable(`needs Linux (memfd), not ${process.platform}`)
   let addon: unknown
   try {
     addon = createRequire(import.meta.url)(ADDON_URL.pathname)
   } catch (error) {
     const code = (error as { code?: string }).code ?? ''
     if (code === 'MODULE_NOT_FOUND') {
-      return unavailable('the native addon was not built (npm install runs node-gyp; see binding.gyp)')
+      return unavailable(
+        'the native addon was not built (npm install runs node-gyp; see binding.gyp)',
+      )
     }
     return unavailable(`the native addon did not load: ${(error as Error).message}`)
   }
@@ -66,6 +69,10 @@ function load(): ShmNativeStatus {
 function isShmNative(value: unknown): value is ShmNative {
   if (typeof value !== 'object' || value === null) return false
   const record = value as Record<string, unknown>
-  return typeof record['memfd'] === 'function' && typeof record['map'] === 'function' &&
-    typeof record['unmap'] === 'function' && typeof record['sizeOf'] === 'function'
+  return (
+    typeof record['memfd'] === 'function' &&
+    typeof record['map'] === 'function' &&
+    typeof record['unmap'] === 'function' &&
+    typeof record['sizeOf'] === 'function'
+  )
 }

@@ -17,9 +17,24 @@ import { connect as netConnect, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { connect, type TmemClient } from '../../src/client/client.js'
 import { connectControl, type TmemControlClient } from '../../src/client/control.js'
-import { FRAME_HEADER_BYTES, FrameReader, FrameRules, KIND_ERROR, KIND_HELLO_REPLY, readI32LE, readU32LE, writeFrameHeader } from '../../src/protocol/frame.js'
+import {
+  FRAME_HEADER_BYTES,
+  FrameReader,
+  FrameRules,
+  KIND_ERROR,
+  KIND_HELLO_REPLY,
+  readI32LE,
+  readU32LE,
+  writeFrameHeader,
+} from '../../src/protocol/frame.js'
 import { decodeHelloReply, encodeHello } from '../../src/protocol/hello.js'
-import { HELLO_FLAG_SHM, KIND_SHM, KIND_SHM_KICK, KIND_SHM_KICK_NOTICE, KIND_SHM_REPLY } from '../../src/protocol/shm-frame.js'
+import {
+  HELLO_FLAG_SHM,
+  KIND_SHM,
+  KIND_SHM_KICK,
+  KIND_SHM_KICK_NOTICE,
+  KIND_SHM_REPLY,
+} from '../../src/protocol/shm-frame.js'
 import { shmNative } from '../../src/util/shm-native.js'
 import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
 
@@ -47,31 +62,42 @@ function page(seed: number): Uint8Array {
 }
 
 /** A client that speaks the setup frames by hand, then does whatever the test likes. */
-async function rawShmClient(path: string): Promise<{ socket: Socket; region: Uint8Array; frames: Uint8Array[]; close(): void }> {
+async function rawShmClient(
+  path: string,
+): Promise<{ socket: Socket; region: Uint8Array; frames: Uint8Array[]; close(): void }> {
   const socket = netConnect({ path })
   await new Promise((resolve) => socket.once('connect', resolve))
-  const rules = new FrameRules().allow(KIND_HELLO_REPLY, 0, 1024).allow(KIND_SHM_REPLY, 12, 12)
-    .allow(KIND_SHM_KICK_NOTICE, 0, 0).allow(KIND_ERROR, 4, 1024)
+  const rules = new FrameRules()
+    .allow(KIND_HELLO_REPLY, 0, 1024)
+    .allow(KIND_SHM_REPLY, 12, 12)
+    .allow(KIND_SHM_KICK_NOTICE, 0, 0)
+    .allow(KIND_ERROR, 4, 1024)
   const reader = new FrameReader(rules)
   const frames: Uint8Array[] = []
   const waiters: (() => void)[] = []
   socket.on('data', (chunk: Buffer) => {
     reader.push(chunk)
     while (reader.next()) {
-      frames.push(reader.bytes.slice(reader.frameOffset, reader.payloadOffset + reader.payloadBytes))
+      frames.push(
+        reader.bytes.slice(reader.frameOffset, reader.payloadOffset + reader.payloadBytes),
+      )
       waiters.shift()?.()
     }
   })
   socket.on('error', () => {})
-  const next = (): Promise<Uint8Array> => new Promise((resolve) => {
-    const take = (): void => resolve(frames.shift()!)
-    if (frames.length > 0) take()
-    else waiters.push(take)
-  })
+  const next = (): Promise<Uint8Array> =>
+    new Promise((resolve) => {
+      const take = (): void => resolve(frames.shift()!)
+      if (frames.length > 0) take()
+      else waiters.push(take)
+    })
   socket.write(encodeHello(0, { abiVersion: 1, name: 'scribbler', secret: null, token: '' }))
   const hello = await next()
   const reply = decodeHelloReply(hello, FRAME_HEADER_BYTES, hello.length - FRAME_HEADER_BYTES)
-  assert.ok(reply !== null && (reply.flags & HELLO_FLAG_SHM) !== 0, 'the daemon offers shared memory')
+  assert.ok(
+    reply !== null && (reply.flags & HELLO_FLAG_SHM) !== 0,
+    'the daemon offers shared memory',
+  )
   const shm = (cmd: number, sq: number, cq: number, count: number): Uint8Array => {
     const frame = new Uint8Array(FRAME_HEADER_BYTES + 16)
     writeFrameHeader(frame, 0, KIND_SHM, 7, 16)
@@ -107,7 +133,10 @@ void describe(`client over shared memory (seed ${SEED})`, { skip, timeout: 120_0
     victim = await connect({ path: daemon.socketPath }, { name: 'victim' })
     assert.deepEqual(victim.sharedMemory, { active: true, reason: '' })
     victimPool = await victim.newPool({ persistent: true })
-    await victim.putMany(victimPool, Array.from({ length: 64 }, (_, i) => ({ oid: 9n, index: i, page: page(5000 + i) })))
+    await victim.putMany(
+      victimPool,
+      Array.from({ length: 64 }, (_, i) => ({ oid: 9n, index: i, page: page(5000 + i) })),
+    )
   })
 
   after(async () => {
@@ -117,13 +146,19 @@ void describe(`client over shared memory (seed ${SEED})`, { skip, timeout: 120_0
   })
 
   const victimIntact = async (): Promise<void> => {
-    const pages = await victim.getMany(victimPool, Array.from({ length: 64 }, (_, i) => ({ oid: 9n, index: i })))
+    const pages = await victim.getMany(
+      victimPool,
+      Array.from({ length: 64 }, (_, i) => ({ oid: 9n, index: i })),
+    )
     pages.forEach((bytes, i) => assert.deepEqual(bytes, page(5000 + i), `victim page ${i}`))
   }
 
   void test('single ops and batches match a Map model, and the socket carries none of them', async () => {
     const random = prng(SEED)
-    const client = await connect({ path: daemon.socketPath }, { name: 'model', sharedMemory: { entries: 32, frames: 16 } })
+    const client = await connect(
+      { path: daemon.socketPath },
+      { name: 'model', sharedMemory: { entries: 32, frames: 16 } },
+    )
     assert.equal(client.sharedMemory.active, true)
     const pool = await client.newPool({ persistent: true })
     const before = (await control.stats()).daemon.opsExecuted
@@ -139,25 +174,44 @@ void describe(`client over shared memory (seed ${SEED})`, { skip, timeout: 120_0
         if (choice === 0) {
           const value = random(60000)
           model.set(key, value)
-          waits.push(client.put(pool, oid, index, page(value)).then((stored) => assert.equal(stored, true)))
+          waits.push(
+            client.put(pool, oid, index, page(value)).then((stored) => assert.equal(stored, true)),
+          )
         } else if (choice === 1) {
           const expected = model.get(key)
-          waits.push(client.get(pool, oid, index).then((bytes) => {
-            assert.deepEqual(bytes, expected === undefined ? null : page(expected), `get ${key}`)
-          }))
+          waits.push(
+            client.get(pool, oid, index).then((bytes) => {
+              assert.deepEqual(bytes, expected === undefined ? null : page(expected), `get ${key}`)
+            }),
+          )
         } else if (choice === 2) {
           model.delete(key)
           waits.push(client.flushPage(pool, oid, index))
         } else {
-          const keys = Array.from({ length: 1 + random(50) }, () => ({ oid: BigInt(random(4)), index: random(40) }))
-          const expected = keys.map((k) => model.get(`${k.oid}:${k.index}`))
-          waits.push(client.getMany(pool, keys).then((pages) => {
-            pages.forEach((bytes, j) => assert.deepEqual(bytes, expected[j] === undefined ? null : page(expected[j]), `getMany ${j}`))
+          const keys = Array.from({ length: 1 + random(50) }, () => ({
+            oid: BigInt(random(4)),
+            index: random(40),
           }))
+          const expected = keys.map((k) => model.get(`${k.oid}:${k.index}`))
+          waits.push(
+            client.getMany(pool, keys).then((pages) => {
+              pages.forEach((bytes, j) =>
+                assert.deepEqual(
+                  bytes,
+                  expected[j] === undefined ? null : page(expected[j]),
+                  `getMany ${j}`,
+                ),
+              )
+            }),
+          )
         }
       }
       if (round % 5 === 4) {
-        const entries = Array.from({ length: 100 }, (_, j) => ({ oid: 3n, index: j, page: page(round * 1000 + j) }))
+        const entries = Array.from({ length: 100 }, (_, j) => ({
+          oid: 3n,
+          index: j,
+          page: page(round * 1000 + j),
+        }))
         for (const e of entries) model.set(`3:${e.index}`, round * 1000 + e.index)
         waits.push(client.putMany(pool, entries).then((stored) => assert.ok(stored.every(Boolean))))
       }
@@ -170,12 +224,21 @@ void describe(`client over shared memory (seed ${SEED})`, { skip, timeout: 120_0
   })
 
   void test('sharedMemory: false keeps the client on the socket', async () => {
-    const client = await connect({ path: daemon.socketPath }, { name: 'plain', sharedMemory: false })
+    const client = await connect(
+      { path: daemon.socketPath },
+      { name: 'plain', sharedMemory: false },
+    )
     assert.equal(client.sharedMemory.active, false)
     const pool = await client.newPool()
     assert.equal(await client.put(pool, 1n, 1, page(1)), true)
     assert.deepEqual(await client.putMany(pool, [{ oid: 1n, index: 2, page: page(2) }]), [true])
-    assert.deepEqual(await client.getMany(pool, [{ oid: 1n, index: 1 }, { oid: 1n, index: 2 }]), [page(1), page(2)])
+    assert.deepEqual(
+      await client.getMany(pool, [
+        { oid: 1n, index: 1 },
+        { oid: 1n, index: 2 },
+      ]),
+      [page(1), page(2)],
+    )
     await client.close()
   })
 
@@ -185,7 +248,9 @@ void describe(`client over shared memory (seed ${SEED})`, { skip, timeout: 120_0
     const kick = new Uint8Array(FRAME_HEADER_BYTES)
     writeFrameHeader(kick, 0, KIND_SHM_KICK, 0, 0)
     let alive = true
-    raw.socket.on('close', () => { alive = false })
+    raw.socket.on('close', () => {
+      alive = false
+    })
     for (let round = 0; round < 300 && alive; round++) {
       // Random bytes anywhere in the header, the rings or the frames, often the cursors.
       const at = random(2) === 0 ? 64 * (1 + random(6)) : random(raw.region.length - 64)
@@ -201,7 +266,9 @@ void describe(`client over shared memory (seed ${SEED})`, { skip, timeout: 120_0
   })
 
   void test('a client killed with SIGKILL mid-batch harms only itself', async () => {
-    const child = spawn(process.execPath, [CHILD, daemon.socketPath], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(process.execPath, [CHILD, daemon.socketPath], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
     let out = ''
     await new Promise<void>((resolve) => {
       child.stdout.setEncoding('utf8').on('data', (text: string) => {
@@ -224,17 +291,33 @@ void describe(`client over shared memory (seed ${SEED})`, { skip, timeout: 120_0
   })
 })
 
-void test('a v0 client uses a region too: 40-byte ops, the cmfn at offset 32', { skip, timeout: 60_000 }, async () => {
-  const daemon = await startDaemon({ args: ['--log-level', 'error', '--accept-v0'] })
-  try {
-    const client = await connect({ path: daemon.socketPath }, { name: 'old-guest', abi: 0 })
-    assert.deepEqual(client.sharedMemory, { active: true, reason: '' })
-    const pool = await client.newPool({ persistent: true })
-    assert.deepEqual(await client.putMany(pool, [1, 2, 3].map((i) => ({ oid: 7n, index: i, page: page(i) }))), [true, true, true])
-    assert.deepEqual(await client.get(pool, 7n, 2), page(2))
-    assert.deepEqual(await client.getMany(pool, [{ oid: 7n, index: 3 }, { oid: 7n, index: 4 }]), [page(3), null])
-    await client.close()
-  } finally {
-    await daemon.stop()
-  }
-})
+void test(
+  'a v0 client uses a region too: 40-byte ops, the cmfn at offset 32',
+  { skip, timeout: 60_000 },
+  async () => {
+    const daemon = await startDaemon({ args: ['--log-level', 'error', '--accept-v0'] })
+    try {
+      const client = await connect({ path: daemon.socketPath }, { name: 'old-guest', abi: 0 })
+      assert.deepEqual(client.sharedMemory, { active: true, reason: '' })
+      const pool = await client.newPool({ persistent: true })
+      assert.deepEqual(
+        await client.putMany(
+          pool,
+          [1, 2, 3].map((i) => ({ oid: 7n, index: i, page: page(i) })),
+        ),
+        [true, true, true],
+      )
+      assert.deepEqual(await client.get(pool, 7n, 2), page(2))
+      assert.deepEqual(
+        await client.getMany(pool, [
+          { oid: 7n, index: 3 },
+          { oid: 7n, index: 4 },
+        ]),
+        [page(3), null],
+      )
+      await client.close()
+    } finally {
+      await daemon.stop()
+    }
+  },
+)

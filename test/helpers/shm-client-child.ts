@@ -8,7 +8,10 @@ import { connect } from '../../src/client/client.js'
 async function main(): Promise<void> {
   const [path] = process.argv.slice(2)
   if (path === undefined) throw new Error('usage: shm-client-child <socket>')
-  const client = await connect({ path }, { name: 'doomed', sharedMemory: { entries: 64, frames: 64 } })
+  const client = await connect(
+    { path },
+    { name: 'doomed', sharedMemory: { entries: 64, frames: 64 } },
+  )
   const pool = await client.newPool({ persistent: true })
   process.stdout.write(`ready ${pool} ${client.sharedMemory.active}\n`)
   const page = new Uint8Array(4096).fill(0xdd)

@@ -15,9 +15,13 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { ShmDoorbell, ShmPoller } from '../../src/protocol/shm-doorbell.js'
-import { SHM_WORD_CLIENT_SLEEPING, SHM_WORD_DAEMON_SLEEPING } from '../../src/protocol/shm-region.js'
+import {
+  SHM_WORD_CLIENT_SLEEPING,
+  SHM_WORD_DAEMON_SLEEPING,
+} from '../../src/protocol/shm-region.js'
 
-type Action = 'produce' | 'publish' | 'kickCheck' | 'consumerSleep' | 'consumerDrain' | 'deliverKick'
+type Action =
+  'produce' | 'publish' | 'kickCheck' | 'consumerSleep' | 'consumerDrain' | 'deliverKick'
 
 interface World {
   words: Int32Array
@@ -65,7 +69,15 @@ function runActions(actions: [Action, number][]): void {
     words,
     consumer: new ShmDoorbell(words, SHM_WORD_DAEMON_SLEEPING, SHM_WORD_CLIENT_SLEEPING),
     producer: new ShmDoorbell(words, SHM_WORD_CLIENT_SLEEPING, SHM_WORD_DAEMON_SLEEPING),
-    produced: 0, published: 0, consumed: 0, asleep: false, kicks: 0, kicksPending: 0, checkOwed: false, inside: [], insideAfter: [],
+    produced: 0,
+    published: 0,
+    consumed: 0,
+    asleep: false,
+    kicks: 0,
+    kicksPending: 0,
+    checkOwed: false,
+    inside: [],
+    insideAfter: [],
   }
   const ring = {
     hasWork(): boolean {
@@ -95,25 +107,59 @@ function runActions(actions: [Action, number][]): void {
     }
     // The producer always finishes a publish with its kick check before it is done.
     if (interleave === 0 && action === 'publish') producerStep(world, 'kickCheck')
-    if (world.asleep && world.inside.length + world.insideAfter.length === 0 && world.kicksPending === 0 && !world.checkOwed) {
+    if (
+      world.asleep &&
+      world.inside.length + world.insideAfter.length === 0 &&
+      world.kicksPending === 0 &&
+      !world.checkOwed
+    ) {
       assert.equal(world.published, world.consumed, 'asleep with published work and no kick coming')
     }
   }
   // The producer finishes: its owed kick check, then every kick arrives.
-  if (world.checkOwed && world.inside.length + world.insideAfter.length === 0) producerStep(world, 'kickCheck')
-  if (world.asleep && world.kicksPending === 0 && world.inside.length + world.insideAfter.length === 0) {
-    assert.equal(world.published, world.consumed, 'asleep at the end with published work and no kick coming')
+  if (world.checkOwed && world.inside.length + world.insideAfter.length === 0)
+    producerStep(world, 'kickCheck')
+  if (
+    world.asleep &&
+    world.kicksPending === 0 &&
+    world.inside.length + world.insideAfter.length === 0
+  ) {
+    assert.equal(
+      world.published,
+      world.consumed,
+      'asleep at the end with published work and no kick coming',
+    )
   }
   assert.ok(world.kicks <= announcements, 'at most one kick each time the consumer said it sleeps')
 }
 
 void test('no interleaving of the sleep and kick steps loses a wake-up', () => {
-  const action = fc.constantFrom<Action>('produce', 'publish', 'kickCheck', 'consumerSleep', 'consumerDrain', 'deliverKick')
-  const details = fc.check(
-    fc.property(fc.array(fc.tuple(action, fc.constantFrom(0, 0, 1, 2)), { minLength: 4, maxLength: 40, size: 'max' }), (actions) => runActions(actions)),
-    { numRuns: 500, ...(process.env['TMEM_SEED'] === undefined ? {} : { seed: Number(process.env['TMEM_SEED']) }) },
+  const action = fc.constantFrom<Action>(
+    'produce',
+    'publish',
+    'kickCheck',
+    'consumerSleep',
+    'consumerDrain',
+    'deliverKick',
   )
-  if (details.failed) assert.fail(`seed ${details.seed}: ${String(details.errorInstance)} ${JSON.stringify(details.counterexample)}`)
+  const details = fc.check(
+    fc.property(
+      fc.array(fc.tuple(action, fc.constantFrom(0, 0, 1, 2)), {
+        minLength: 4,
+        maxLength: 40,
+        size: 'max',
+      }),
+      (actions) => runActions(actions),
+    ),
+    {
+      numRuns: 500,
+      ...(process.env['TMEM_SEED'] === undefined ? {} : { seed: Number(process.env['TMEM_SEED']) }),
+    },
+  )
+  if (details.failed)
+    assert.fail(
+      `seed ${details.seed}: ${String(details.errorInstance)} ${JSON.stringify(details.counterexample)}`,
+    )
 })
 
 void test('a poller serves, polls for its bound, sleeps with its flag set, and wakes on a kick', async () => {
@@ -126,19 +172,33 @@ void test('a poller serves, polls for its bound, sleeps with its flag set, and w
   let now = 0
   let sleeps = 0
   let onSleep: () => void = () => {}
-  const poller = new ShmPoller(mine, {
-    turn(): number {
-      turns++
-      // Each empty turn moves the clock on 10 us; the bound is 50 us.
-      if (queued === 0) now += 10
-      const n = Math.min(queued, 4)
-      queued -= n
-      served += n
-      return n
+  const poller = new ShmPoller(
+    mine,
+    {
+      turn(): number {
+        turns++
+        // Each empty turn moves the clock on 10 us; the bound is 50 us.
+        if (queued === 0) now += 10
+        const n = Math.min(queued, 4)
+        queued -= n
+        served += n
+        return n
+      },
+      hasWork: () => queued > 0,
     },
-    hasWork: () => queued > 0,
-  }, { pollMicroseconds: 50, nowMicroseconds: () => now, onSleep: () => { sleeps++; onSleep() } })
-  const slept = (): Promise<void> => new Promise((resolve) => { onSleep = resolve })
+    {
+      pollMicroseconds: 50,
+      nowMicroseconds: () => now,
+      onSleep: () => {
+        sleeps++
+        onSleep()
+      },
+    },
+  )
+  const slept = (): Promise<void> =>
+    new Promise((resolve) => {
+      onSleep = resolve
+    })
 
   queued = 10
   let sleeping = slept()
@@ -173,7 +233,17 @@ void test('a poller whose ring breaks stops and says so once', async () => {
   const doorbell = new ShmDoorbell(words, SHM_WORD_DAEMON_SLEEPING, SHM_WORD_CLIENT_SLEEPING)
   let turns = 0
   const broken = new Promise<void>((resolve) => {
-    const poller = new ShmPoller(doorbell, { turn: () => { turns++; return -1 }, hasWork: () => true }, { onBroken: resolve })
+    const poller = new ShmPoller(
+      doorbell,
+      {
+        turn: () => {
+          turns++
+          return -1
+        },
+        hasWork: () => true,
+      },
+      { onBroken: resolve },
+    )
     poller.kick()
   })
   await broken

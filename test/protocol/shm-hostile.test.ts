@@ -22,7 +22,9 @@ import { ShmServeRing } from '../../src/protocol/shm-serve.js'
 const RUNS = Number(process.env['TMEM_RUNS'] ?? 150)
 
 function u32(bytes: Uint8Array, at: number): number {
-  return ((bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0)
+  return (
+    (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
+  )
 }
 
 function setU32(bytes: Uint8Array, at: number, value: number): void {
@@ -41,13 +43,24 @@ const scribbleArbitrary: fc.Arbitrary<Scribble> = fc.oneof(
     at: fc.nat({ max: 0xffff }),
     data: fc.uint8Array({ minLength: 1, maxLength: 300 }),
   }),
-  fc.record({ kind: fc.constant('sqTail' as const), value: fc.oneof(fc.nat({ max: 40 }), fc.nat({ max: 0xffff_ffff })) }),
-  fc.record({ kind: fc.constant('cqHead' as const), value: fc.oneof(fc.nat({ max: 40 }), fc.nat({ max: 0xffff_ffff })) }),
+  fc.record({
+    kind: fc.constant('sqTail' as const),
+    value: fc.oneof(fc.nat({ max: 40 }), fc.nat({ max: 0xffff_ffff })),
+  }),
+  fc.record({
+    kind: fc.constant('cqHead' as const),
+    value: fc.oneof(fc.nat({ max: 40 }), fc.nat({ max: 0xffff_ffff })),
+  }),
   fc.record({ kind: fc.constant('validOps' as const), count: fc.integer({ min: 1, max: 16 }) }),
 )
 
 /** Writes `count` well-formed puts after the daemon's head, as an honest client would. */
-function writeValidOps(bytes: Uint8Array, geometry: ShmGeometry, taken: number, count: number): number {
+function writeValidOps(
+  bytes: Uint8Array,
+  geometry: ShmGeometry,
+  taken: number,
+  count: number,
+): number {
   for (let i = 0; i < count; i++) {
     const at = geometry.sqOffset + ((taken + i) % geometry.sqEntries) * 64
     bytes.fill(0, at, at + 64)
@@ -70,7 +83,10 @@ function runScribbles(scribbles: Scribble[]): void {
     assert.deepEqual(entry, expectedEntry[seen], 'the daemon ran a copy of the slot')
     seen++
     if (frameAt !== -1) {
-      assert.ok(frameAt >= geometry.framesOffset && frameAt + 4096 <= geometry.regionBytes, 'frame in the region')
+      assert.ok(
+        frameAt >= geometry.framesOffset && frameAt + 4096 <= geometry.regionBytes,
+        'frame in the region',
+      )
       assert.equal((frameAt - geometry.framesOffset) % 4096, 0, 'frame aligned')
     }
     // Inside the op, the client rewrites the slot the op came from: the copy must not change.
@@ -83,14 +99,20 @@ function runScribbles(scribbles: Scribble[]): void {
   let posted = 0
   let broken = 0
   for (const scribble of scribbles) {
-    if (scribble.kind === 'bytes') bytes.set(scribble.data.subarray(0, geometry.regionBytes - scribble.at % geometry.regionBytes), scribble.at % geometry.regionBytes)
+    if (scribble.kind === 'bytes')
+      bytes.set(
+        scribble.data.subarray(0, geometry.regionBytes - (scribble.at % geometry.regionBytes)),
+        scribble.at % geometry.regionBytes,
+      )
     else if (scribble.kind === 'sqTail') setU32(bytes, 64, scribble.value)
     else if (scribble.kind === 'cqHead') setU32(bytes, 256, scribble.value)
     else setU32(bytes, 64, writeValidOps(bytes, geometry, taken, scribble.count))
     const queued = (u32(bytes, 64) - taken) >>> 0
     const used = (posted - u32(bytes, 256)) >>> 0
     const expectBroken = used > geometry.cqEntries || queued > geometry.sqEntries
-    const expected = expectBroken ? RING_BROKEN : Math.min(queued, geometry.cqEntries - used, SHM_OPS_PER_TURN_MAX)
+    const expected = expectBroken
+      ? RING_BROKEN
+      : Math.min(queued, geometry.cqEntries - used, SHM_OPS_PER_TURN_MAX)
     expectedEntry = []
     for (let i = 0; i < Math.max(expected, 0); i++) {
       const at = geometry.sqOffset + ((taken + i) % geometry.sqEntries) * 64
@@ -105,7 +127,11 @@ function runScribbles(scribbles: Scribble[]): void {
     }
     for (let i = 0; i < served; i++) {
       const at = geometry.cqOffset + ((posted + i) % geometry.cqEntries) * 8
-      assert.equal(u32(bytes, at), u32(expectedEntry[i]!, 56), 'completion carries the request id of the copy')
+      assert.equal(
+        u32(bytes, at),
+        u32(expectedEntry[i]!, 56),
+        'completion carries the request id of the copy',
+      )
     }
     taken += served
     posted += served
@@ -119,10 +145,15 @@ function runScribbles(scribbles: Scribble[]): void {
 void test('the daemon end of a region survives random bytes in its header, rings and frames', () => {
   const parameters: fc.Parameters<[Scribble[]]> = { numRuns: RUNS }
   if (process.env['TMEM_SEED'] !== undefined) parameters.seed = Number(process.env['TMEM_SEED'])
-  const details = fc.check(fc.property(fc.array(scribbleArbitrary, { maxLength: 60 }), (s) => runScribbles(s)), parameters)
+  const details = fc.check(
+    fc.property(fc.array(scribbleArbitrary, { maxLength: 60 }), (s) => runScribbles(s)),
+    parameters,
+  )
   if (details.failed) {
     const error = details.errorInstance
-    assert.fail(`seed ${details.seed}: ${error instanceof Error ? error.message : String(error)}\nReplay: TMEM_SEED=${details.seed}`)
+    assert.fail(
+      `seed ${details.seed}: ${error instanceof Error ? error.message : String(error)}\nReplay: TMEM_SEED=${details.seed}`,
+    )
   }
 })
 
@@ -131,10 +162,14 @@ void test('bad entries get -EINVAL or -EFAULT and are not run', () => {
   const bytes = new Uint8Array(geometry.regionBytes)
   writeShmHeader(bytes, geometry)
   const ran: number[] = []
-  const serve = new ShmServeRing(shmViews(bytes.buffer, geometry.regionBytes), geometry, (entry, frameAt) => {
-    ran.push(u32(entry, 56), frameAt)
-    return 1
-  })
+  const serve = new ShmServeRing(
+    shmViews(bytes.buffer, geometry.regionBytes),
+    geometry,
+    (entry, frameAt) => {
+      ran.push(u32(entry, 56), frameAt)
+      return 1
+    },
+  )
   const sq = geometry.sqOffset
   const entries: [cmd: number, cmfnLow: number, cmfnHigh: number, reserved: number][] = [
     [TMEM_PUT_PAGE, 1, 0, 0], // frame 1: runs
@@ -153,8 +188,17 @@ void test('bad entries get -EINVAL or -EFAULT and are not run', () => {
   setU32(bytes, 64, entries.length)
   assert.equal(serve.turn(), entries.length)
   assert.deepEqual(ran, [100, geometry.framesOffset + 4096, 104, -1])
-  const rcs = entries.map((_, i) => [u32(bytes, geometry.cqOffset + i * 8), u32(bytes, geometry.cqOffset + i * 8 + 4) | 0])
-  assert.deepEqual(rcs, [[100, 1], [101, -EFAULT], [102, -EFAULT], [103, -EINVAL], [104, 1]])
+  const rcs = entries.map((_, i) => [
+    u32(bytes, geometry.cqOffset + i * 8),
+    u32(bytes, geometry.cqOffset + i * 8 + 4) | 0,
+  ])
+  assert.deepEqual(rcs, [
+    [100, 1],
+    [101, -EFAULT],
+    [102, -EFAULT],
+    [103, -EINVAL],
+    [104, 1],
+  ])
   assert.deepEqual(serve.counters, { ops: 2, badReserved: 1, badFrame: 2 })
 })
 

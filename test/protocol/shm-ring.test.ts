@@ -62,7 +62,11 @@ function opBytes(n: number): Uint8Array {
     cmd: n % 2 === 0 ? TMEM_PUT_PAGE : TMEM_GET_PAGE,
     poolId: n % 16,
     gen: {
-      oid: [BigInt(n) * 0x1_0000_0001n, BigInt(n ^ 0x5a5a), 0xffff_ffff_ffff_ffffn] as [bigint, bigint, bigint],
+      oid: [BigInt(n) * 0x1_0000_0001n, BigInt(n ^ 0x5a5a), 0xffff_ffff_ffff_ffffn] as [
+        bigint,
+        bigint,
+        bigint,
+      ],
       index: (n * 2654435761) >>> 0,
       tmemOffset: 0,
       pfnOffset: 0,
@@ -159,7 +163,10 @@ function runScenario(scenario: Scenario): void {
         const room = scenario.cqEntries - (model.posted.length - model.cqHeadPublished)
         assert.equal(cqProducer.room(), room)
         const may = sqConsumer.begin(room)
-        assert.equal(may, Math.min(model.sqPublished - model.daemonTaken, room, SHM_OPS_PER_TURN_MAX))
+        assert.equal(
+          may,
+          Math.min(model.sqPublished - model.daemonTaken, room, SHM_OPS_PER_TURN_MAX),
+        )
         const take = Math.floor(may * step.fraction)
         for (let i = 0; i < take; i++) {
           sqConsumer.take(entry)
@@ -203,11 +210,15 @@ function runScenario(scenario: Scenario): void {
     assert.equal(sqConsumer.hasWork(), model.sqPublished > model.daemonTaken)
     assert.equal(cqConsumer.hasWork(), model.cqPublished > model.clientTaken)
   }
-  for (const ring of [sqProducer, sqConsumer, cqProducer, cqConsumer]) assert.equal(ring.errors.badCursor, 0)
+  for (const ring of [sqProducer, sqConsumer, cqProducer, cqConsumer])
+    assert.equal(ring.errors.badCursor, 0)
 }
 
 void test('the rings match an array model over random interleavings of both sides', (t) => {
-  const details = fc.check(fc.property(scenarioArbitrary, (scenario) => runScenario(scenario)), checkParameters())
+  const details = fc.check(
+    fc.property(scenarioArbitrary, (scenario) => runScenario(scenario)),
+    checkParameters(),
+  )
   if (details.failed) {
     const error = details.errorInstance
     assert.fail(
@@ -223,16 +234,43 @@ void test('the header is laid out byte by byte as docs/protocol.md draws it', ()
   const geometry = shmGeometry(1, 16, 32, 3)
   // Rings: 16 x 64 + 32 x 8 = 1280 bytes after the header page, padded to a page; 3 frames.
   assert.deepEqual(geometry, {
-    abi: 1, sqEntries: 16, cqEntries: 32, frameCount: 3,
-    sqOffset: 4096, cqOffset: 4096 + 1024, framesOffset: 8192, regionBytes: 8192 + 3 * 4096,
+    abi: 1,
+    sqEntries: 16,
+    cqEntries: 32,
+    frameCount: 3,
+    sqOffset: 4096,
+    cqOffset: 4096 + 1024,
+    framesOffset: 8192,
+    regionBytes: 8192 + 3 * 4096,
   })
   const views = region(geometry)
   const expected = naive()
-    .at(0).raw(0x54, 0x53, 0x48, 0x4d) // "TSHM"
-    .at(4).u32le(1).at(8).u32le(1).at(12).u32le(16).at(16).u32le(32).at(20).u32le(3)
-    .at(24).u32le(4096).at(28).u32le(5120).at(32).u32le(8192).at(36).u32le(8192 + 3 * 4096)
-    .zeros(320 - 40).at(320).u32le(1) // the daemon starts asleep
-    .zeros(60).at(384).u32le(1) // and so does the client
+    .at(0)
+    .raw(0x54, 0x53, 0x48, 0x4d) // "TSHM"
+    .at(4)
+    .u32le(1)
+    .at(8)
+    .u32le(1)
+    .at(12)
+    .u32le(16)
+    .at(16)
+    .u32le(32)
+    .at(20)
+    .u32le(3)
+    .at(24)
+    .u32le(4096)
+    .at(28)
+    .u32le(5120)
+    .at(32)
+    .u32le(8192)
+    .at(36)
+    .u32le(8192 + 3 * 4096)
+    .zeros(320 - 40)
+    .at(320)
+    .u32le(1) // the daemon starts asleep
+    .zeros(60)
+    .at(384)
+    .u32le(1) // and so does the client
     .zeros(SHM_HEADER_BYTES - 388)
     .done(SHM_HEADER_BYTES)
   assert.deepEqual(views.bytes.subarray(0, SHM_HEADER_BYTES), expected)
@@ -258,12 +296,21 @@ void test('entries and cursors sit where docs/protocol.md says', () => {
   daemon.post(0xa2, 1)
   daemon.publish()
   // Third submission entry: slot 2, at 4096 + 2 x 64.
-  const sqe = naive().raw(...op).at(56).u32le(0xa2).at(60).u32le(0).done(64)
+  const sqe = naive()
+    .raw(...op)
+    .at(56)
+    .u32le(0xa2)
+    .at(60)
+    .u32le(0)
+    .done(64)
   assert.deepEqual(views.bytes.subarray(4096 + 128, 4096 + 192), sqe)
   // Completion ring at 4096 + 8 x 64; second entry at + 8.
   const cqe = naive().u32le(0xa2).s32le(1).done(8)
   assert.deepEqual(views.bytes.subarray(4096 + 512 + 8, 4096 + 512 + 16), cqe)
-  assert.deepEqual(views.bytes.subarray(4096 + 512, 4096 + 512 + 8), naive().u32le(0xa1).s32le(-22).done(8))
+  assert.deepEqual(
+    views.bytes.subarray(4096 + 512, 4096 + 512 + 8),
+    naive().u32le(0xa1).s32le(-22).done(8),
+  )
   // Cursors: sq tail at 64, cq tail at 192, each a u32.
   assert.deepEqual(views.bytes.subarray(64, 68), naive().u32le(3).done(4))
   assert.deepEqual(views.bytes.subarray(192, 196), naive().u32le(2).done(4))
@@ -272,7 +319,14 @@ void test('entries and cursors sit where docs/protocol.md says', () => {
 void test('a cmfn names a frame only below the frame count with a zero high word', () => {
   const geometry = shmGeometry(1, 8, 8, 5)
   const entry = new Uint8Array(64)
-  const cases: [bigint, number][] = [[0n, 0], [4n, 4], [5n, -1], [1n << 32n, -1], [(1n << 32n) | 1n, -1], [0xffff_ffffn, -1]]
+  const cases: [bigint, number][] = [
+    [0n, 0],
+    [4n, 4],
+    [5n, -1],
+    [1n << 32n, -1],
+    [(1n << 32n) | 1n, -1],
+    [0xffff_ffffn, -1],
+  ]
   for (const [cmfn, frame] of cases) {
     entry.set(naive().u64le(cmfn).done(8), 48)
     assert.equal(sqeFrame(entry, OP_LAYOUT_V1, geometry), frame, `cmfn ${cmfn}`)

@@ -33,7 +33,11 @@ const status = shmNative()
 const skip = !status.available && process.env['CI'] === undefined ? status.reason : false
 
 function genOp(cmd: number, poolId: number, oid: bigint, index: number): TmemOp {
-  return { cmd, poolId, gen: { oid: [oid, 0n, 0n], index, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n } }
+  return {
+    cmd,
+    poolId,
+    gen: { oid: [oid, 0n, 0n], index, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n },
+  }
 }
 
 function page(seed: number): Uint8Array {
@@ -60,13 +64,21 @@ function pair(sizes: { sq: number; cq: number; frames: number }): Pair {
     clientId: () => clientId,
     abiVersion: 1,
     kickClient: () => setImmediate(() => channel?.kicked()),
-    broken: (why) => { broken = why },
+    broken: (why) => {
+      broken = why
+    },
   }
   const budget = new ShmBudget()
   const made = ShmAttachment.create(native, budget, host, owner, {
-    cmd: SHM_ATTACH, sqEntries: sizes.sq, cqEntries: sizes.cq, frameCount: sizes.frames,
+    cmd: SHM_ATTACH,
+    sqEntries: sizes.sq,
+    cqEntries: sizes.cq,
+    frameCount: sizes.frames,
   })
-  assert.ok(made instanceof ShmAttachment, `attach failed: rc ${typeof made === 'number' ? made : 0}`)
+  assert.ok(
+    made instanceof ShmAttachment,
+    `attach failed: rc ${typeof made === 'number' ? made : 0}`,
+  )
   const attachment = made
   const geometry = shmGeometry(1, sizes.sq, sizes.cq, sizes.frames)
   const fd = openSync(`/proc/self/fd/${attachment.fd}`, 'r+')
@@ -75,15 +87,34 @@ function pair(sizes: { sq: number; cq: number; frames: number }): Pair {
   attachment.mapped()
   const views = shmViews(buffer, geometry.regionBytes)
   assert.equal(checkShmHeader(views.bytes, geometry), null)
-  const made2 = new ShmChannel(views, geometry, () => setImmediate(() => attachment.kicked()), (why) => { broken = why })
+  const made2 = new ShmChannel(
+    views,
+    geometry,
+    () => setImmediate(() => attachment.kicked()),
+    (why) => {
+      broken = why
+    },
+  )
   channel = made2
   const scratch = new Uint8Array(64)
-  const run = (op: TmemOp, put: Uint8Array | null): Promise<{ rc: number; page: Uint8Array | null }> =>
+  const run = (
+    op: TmemOp,
+    put: Uint8Array | null,
+  ): Promise<{ rc: number; page: Uint8Array | null }> =>
     new Promise((resolve) => {
       assert.equal(broken, '')
       const waiter: ShmWaiter = {
-        shmDone: (_tag, rc, bytes, pageAt) => resolve({ rc, page: pageAt >= 0 && rc === 1 && op.cmd === TMEM_GET_PAGE ? bytes.slice(pageAt, pageAt + 4096) : null }),
-        shmFailed: (_tag, error) => { throw error },
+        shmDone: (_tag, rc, bytes, pageAt) =>
+          resolve({
+            rc,
+            page:
+              pageAt >= 0 && rc === 1 && op.cmd === TMEM_GET_PAGE
+                ? bytes.slice(pageAt, pageAt + 4096)
+                : null,
+          }),
+        shmFailed: (_tag, error) => {
+          throw error
+        },
       }
       const needsFrame = op.cmd === TMEM_PUT_PAGE || op.cmd === TMEM_GET_PAGE
       scratch.set(encodeOp(op, 1))
@@ -98,60 +129,83 @@ function pair(sizes: { sq: number; cq: number; frames: number }): Pair {
   return { host, channel: made2, attachment, budget, run }
 }
 
-void test('ops through a shared region match a Map model of a persistent pool', { skip }, async () => {
-  const { channel, attachment, budget, run } = pair({ sq: 8, cq: 8, frames: 4 })
-  const flags = poolFlags({ persistent: true, version: 1 })
-  const created = await run({ cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n], flags, arg1: 0 } }, null)
-  assert.ok(created.rc >= 0, `new pool rc ${created.rc}`)
-  const pool = created.rc
-  const model = new Map<string, number>()
-  let seed = 12345
-  const random = (n: number): number => {
-    seed = (seed * 1103515245 + 12345) >>> 0
-    return (seed >>> 8) % n
-  }
-  for (let round = 0; round < 20; round++) {
-    // Many ops at once: more than the rings and frames hold, so they queue and keep order.
-    const waits: Promise<void>[] = []
-    for (let i = 0; i < 30; i++) {
-      const oid = BigInt(random(5))
-      const index = random(6)
-      const key = `${oid}:${index}`
-      const kind = random(3)
-      if (kind === 0) {
-        const value = random(1000)
-        model.set(key, value)
-        waits.push(run(genOp(TMEM_PUT_PAGE, pool, oid, index), page(value)).then(({ rc }) => assert.equal(rc, 1)))
-      } else if (kind === 1) {
-        const expected = model.get(key)
-        waits.push(run(genOp(TMEM_GET_PAGE, pool, oid, index), null).then(({ rc, page: got }) => {
-          if (expected === undefined) assert.equal(rc, 0, `get ${key} should miss`)
-          else {
-            assert.equal(rc, 1, `get ${key} should hit`)
-            assert.deepEqual(got, page(expected))
-          }
-        }))
-      } else {
-        model.delete(key)
-        waits.push(run(genOp(TMEM_FLUSH_PAGE, pool, oid, index), null).then(() => {}))
-      }
+void test(
+  'ops through a shared region match a Map model of a persistent pool',
+  { skip },
+  async () => {
+    const { channel, attachment, budget, run } = pair({ sq: 8, cq: 8, frames: 4 })
+    const flags = poolFlags({ persistent: true, version: 1 })
+    const created = await run(
+      { cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n], flags, arg1: 0 } },
+      null,
+    )
+    assert.ok(created.rc >= 0, `new pool rc ${created.rc}`)
+    const pool = created.rc
+    const model = new Map<string, number>()
+    let seed = 12345
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) >>> 0
+      return (seed >>> 8) % n
     }
-    await Promise.all(waits)
-    assert.equal(channel.inFlight, 0)
-  }
-  assert.equal(attachment.serve.counters.badFrame, 0)
-  assert.ok(attachment.serve.counters.ops > 500)
-  attachment.close()
-  assert.equal(budget.used, 0)
-})
+    for (let round = 0; round < 20; round++) {
+      // Many ops at once: more than the rings and frames hold, so they queue and keep order.
+      const waits: Promise<void>[] = []
+      for (let i = 0; i < 30; i++) {
+        const oid = BigInt(random(5))
+        const index = random(6)
+        const key = `${oid}:${index}`
+        const kind = random(3)
+        if (kind === 0) {
+          const value = random(1000)
+          model.set(key, value)
+          waits.push(
+            run(genOp(TMEM_PUT_PAGE, pool, oid, index), page(value)).then(({ rc }) =>
+              assert.equal(rc, 1),
+            ),
+          )
+        } else if (kind === 1) {
+          const expected = model.get(key)
+          waits.push(
+            run(genOp(TMEM_GET_PAGE, pool, oid, index), null).then(({ rc, page: got }) => {
+              if (expected === undefined) assert.equal(rc, 0, `get ${key} should miss`)
+              else {
+                assert.equal(rc, 1, `get ${key} should hit`)
+                assert.deepEqual(got, page(expected))
+              }
+            }),
+          )
+        } else {
+          model.delete(key)
+          waits.push(run(genOp(TMEM_FLUSH_PAGE, pool, oid, index), null).then(() => {}))
+        }
+      }
+      await Promise.all(waits)
+      assert.equal(channel.inFlight, 0)
+    }
+    assert.equal(attachment.serve.counters.badFrame, 0)
+    assert.ok(attachment.serve.counters.ops > 500)
+    attachment.close()
+    assert.equal(budget.used, 0)
+  },
+)
 
-void test('an attach outside the protocol\'s or the daemon\'s limits is refused', { skip }, () => {
+void test("an attach outside the protocol's or the daemon's limits is refused", { skip }, () => {
   const native = status.native!
   const host = new Host({ pages: 16 })
-  const owner: ShmOwner = { clientId: () => 1, abiVersion: 1, kickClient: () => {}, broken: () => {} }
+  const owner: ShmOwner = {
+    clientId: () => 1,
+    abiVersion: 1,
+    kickClient: () => {},
+    broken: () => {},
+  }
   const budget = new ShmBudget(64, 1024 * 1024)
   const attach = (sq: number, cq: number, frames: number): ShmAttachment | number =>
-    ShmAttachment.create(native, budget, host, owner, { cmd: SHM_ATTACH, sqEntries: sq, cqEntries: cq, frameCount: frames })
+    ShmAttachment.create(native, budget, host, owner, {
+      cmd: SHM_ATTACH,
+      sqEntries: sq,
+      cqEntries: cq,
+      frameCount: frames,
+    })
   assert.equal(attach(12, 16, 4), -EINVAL)
   assert.equal(attach(16, 16, 0), -EINVAL)
   assert.equal(attach(16, 16, 65), -ENOSPC, 'more frames than the daemon allows')

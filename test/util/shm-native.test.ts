@@ -20,10 +20,18 @@ const LOADER = fileURLToPath(new URL('../../src/util/shm-native.js', import.meta
 const status = shmNative()
 const skip = !status.available && process.env['CI'] === undefined ? status.reason : false
 
-interface Reply { ready?: boolean; bytes?: number[]; done?: boolean; code?: string }
+interface Reply {
+  ready?: boolean
+  bytes?: number[]
+  done?: boolean
+  code?: string
+}
 
 /** A child mapping `path`; `ask` sends one request and resolves with its reply. */
-async function child(path: string, size: number): Promise<{ ask(request: object): Promise<Reply>; process: ChildProcess }> {
+async function child(
+  path: string,
+  size: number,
+): Promise<{ ask(request: object): Promise<Reply>; process: ChildProcess }> {
   const proc = fork(CHILD, [path, String(size)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const replies: ((reply: Reply) => void)[] = []
   proc.on('message', (reply: Reply) => replies.shift()?.(reply))
@@ -31,10 +39,11 @@ async function child(path: string, size: number): Promise<{ ask(request: object)
   await ready
   return {
     process: proc,
-    ask: (request) => new Promise<Reply>((resolve) => {
-      replies.push(resolve)
-      proc.send(request)
-    }),
+    ask: (request) =>
+      new Promise<Reply>((resolve) => {
+        replies.push(resolve)
+        proc.send(request)
+      }),
   }
 }
 
@@ -44,9 +53,15 @@ async function exercise(path: string, buffer: ArrayBuffer, size: number): Promis
   const peer = await child(path, size)
   try {
     // The child sees what the parent wrote before and after it mapped.
-    assert.deepEqual(Uint8Array.from((await peer.ask({ do: 'read', at: 0, bytes: 4096 })).bytes ?? []), pattern(7, 4096))
+    assert.deepEqual(
+      Uint8Array.from((await peer.ask({ do: 'read', at: 0, bytes: 4096 })).bytes ?? []),
+      pattern(7, 4096),
+    )
     view.set(pattern(8, 100), 8000)
-    assert.deepEqual(Uint8Array.from((await peer.ask({ do: 'read', at: 8000, bytes: 100 })).bytes ?? []), pattern(8, 100))
+    assert.deepEqual(
+      Uint8Array.from((await peer.ask({ do: 'read', at: 8000, bytes: 100 })).bytes ?? []),
+      pattern(8, 100),
+    )
     // The parent sees what the child writes.
     await peer.ask({ do: 'write', at: 4096, seed: 9, bytes: 4096 })
     assert.deepEqual(view.subarray(4096, 8192), pattern(9, 4096))
@@ -61,7 +76,7 @@ async function exercise(path: string, buffer: ArrayBuffer, size: number): Promis
   }
 }
 
-void test('two processes mapping one sealed memfd see each other\'s writes', { skip }, async () => {
+void test("two processes mapping one sealed memfd see each other's writes", { skip }, async () => {
   const native = status.native!
   const size = 4 * 4096
   const fd = native.memfd('tmem-test', size)
@@ -84,7 +99,7 @@ void test('two processes mapping one sealed memfd see each other\'s writes', { s
   }
 })
 
-void test('two processes mapping one /dev/shm file see each other\'s writes', { skip }, async () => {
+void test("two processes mapping one /dev/shm file see each other's writes", { skip }, async () => {
   const native = status.native!
   const path = `/dev/shm/tmem-test-${process.pid}`
   const size = 4 * 4096
