@@ -6,7 +6,9 @@ import { readFileSync } from 'node:fs'
 import { URL } from 'node:url'
 
 // The layer order (tools/layers.json): a folder may import only folders of a lower rank.
-const RANKS = JSON.parse(readFileSync(new URL('./tools/layers.json', import.meta.url), 'utf8')).ranks
+const RANKS = JSON.parse(
+  readFileSync(new URL('./tools/layers.json', import.meta.url), 'utf8'),
+).ranks
 const forbiddenFor = (folder) =>
   Object.keys(RANKS).filter((other) => other !== folder && RANKS[other] >= RANKS[folder])
 

@@ -37,7 +37,17 @@
  */
 import { spawn } from 'node:child_process'
 import { execFileSync } from 'node:child_process'
-import { appendFileSync, closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from 'node:fs'
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Host } from '../src/engine/host.js'
@@ -46,7 +56,14 @@ import { availableCodecs, fingerprintName, type CodecName } from '../src/engine/
 import { encodeOp, poolFlags } from '../src/abi/codec.js'
 import { PAGE_SIZE, TMEM_GET_PAGE, TMEM_NEW_POOL, TMEM_PUT_PAGE } from '../src/abi/constants.js'
 import { OP_LAYOUT_V1 } from '../src/abi/layout.js'
-import { NONE, SLOT_COMPRESSED, SLOT_CONTENT, SLOT_FILLED, SLOT_KIND_MASK, SLOT_TZE } from '../src/engine/store.js'
+import {
+  NONE,
+  SLOT_COMPRESSED,
+  SLOT_CONTENT,
+  SLOT_FILLED,
+  SLOT_KIND_MASK,
+  SLOT_TZE,
+} from '../src/engine/store.js'
 
 const CLIENT = 1
 /** Minimum put time of one timed sample, in milliseconds. */
@@ -108,7 +125,9 @@ setInterval(() => {}, 1 << 30)
 
 /** Resident anonymous pages of a child node process that built a realistic heap. */
 async function gatherAnon(maxPages: number): Promise<Dataset> {
-  const child = spawn(process.execPath, ['-e', HEAP_BUILDER], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, ['-e', HEAP_BUILDER], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
   try {
     await new Promise<void>((resolve, reject) => {
       child.once('error', reject)
@@ -116,7 +135,9 @@ async function gatherAnon(maxPages: number): Promise<Dataset> {
       child.stdout.once('data', () => resolve())
     })
     const pid = child.pid!
-    const maps = readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n').filter((line) => line !== '')
+    const maps = readFileSync(`/proc/${pid}/maps`, 'utf8')
+      .split('\n')
+      .filter((line) => line !== '')
     const mem = openSync(`/proc/${pid}/mem`, 'r')
     const pagemap = openSync(`/proc/${pid}/pagemap`, 'r')
     const entry = Buffer.alloc(8)
@@ -128,7 +149,8 @@ async function gatherAnon(maxPages: number): Promise<Dataset> {
       const path = fields[5] ?? ''
       if (range === undefined || perms === undefined || !perms.startsWith('rw')) continue
       // Anonymous: no backing file ([heap], [stack] and unnamed mappings).
-      if (path !== '' && path !== '[heap]' && path !== '[stack]' && !path.startsWith('[anon')) continue
+      if (path !== '' && path !== '[heap]' && path !== '[stack]' && !path.startsWith('[anon'))
+        continue
       const [start, end] = range.split('-').map((hex) => parseInt(hex, 16)) as [number, number]
       mappings++
       for (let address = start; address < end; address += PAGE_SIZE) {
@@ -142,21 +164,30 @@ async function gatherAnon(maxPages: number): Promise<Dataset> {
     for (let i = 0; i < addresses.length && pages.length < maxPages; i += step) {
       const page = Buffer.alloc(PAGE_SIZE)
       try {
-        if (readSync(mem, page, 0, PAGE_SIZE, addresses[Math.floor(i)]!) === PAGE_SIZE) pages.push(page)
+        if (readSync(mem, page, 0, PAGE_SIZE, addresses[Math.floor(i)]!) === PAGE_SIZE)
+          pages.push(page)
       } catch {
         // A page that went away between the maps and the read.
       }
     }
     closeSync(mem)
     closeSync(pagemap)
-    return dataset('anon', pages, `${pages.length} of ${addresses.length} resident anonymous pages (${mappings} mappings) of a node process with a ~150 MB heap`)
+    return dataset(
+      'anon',
+      pages,
+      `${pages.length} of ${addresses.length} resident anonymous pages (${mappings} mappings) of a node process with a ~150 MB heap`,
+    )
   } finally {
     child.kill()
   }
 }
 
 /** Page-aligned pages of files, at most `perFile` from each, the last one zero-padded. */
-function filePages(files: string[], maxPages: number, perFile: number): { pages: Uint8Array[]; files: number } {
+function filePages(
+  files: string[],
+  maxPages: number,
+  perFile: number,
+): { pages: Uint8Array[]; files: number } {
   const pages: Uint8Array[] = []
   let used = 0
   for (const file of files) {
@@ -180,7 +211,12 @@ function filePages(files: string[], maxPages: number, perFile: number): { pages:
   return { pages, files: used }
 }
 
-function walk(dir: string, accept: (name: string) => boolean, out: string[], limit: number): string[] {
+function walk(
+  dir: string,
+  accept: (name: string) => boolean,
+  out: string[],
+  limit: number,
+): string[] {
   let names: string[]
   try {
     names = readdirSync(dir).sort()
@@ -201,16 +237,27 @@ function walk(dir: string, accept: (name: string) => boolean, out: string[], lim
 function gatherLibs(maxPages: number): Dataset {
   const files = walk('/usr/lib/x86_64-linux-gnu', (name) => /\.so(\.\d+)*$/.test(name), [], 100000)
   const { pages, files: used } = filePages(files, maxPages, 32)
-  return dataset('libs', pages, `${pages.length} pages of ${used} shared libraries (/usr/lib/x86_64-linux-gnu, at most 32 pages each)`)
+  return dataset(
+    'libs',
+    pages,
+    `${pages.length} pages of ${used} shared libraries (/usr/lib/x86_64-linux-gnu, at most 32 pages each)`,
+  )
 }
 
 function gatherText(maxPages: number): Dataset {
   const text = (name: string): boolean => !/\.(gz|xz|bz2|zst|png|jpg|gif|pdf|woff2?)$/.test(name)
-  const files = [...walk('/usr/include', text, [], 100000), ...walk('/usr/share/doc', text, [], 100000)]
+  const files = [
+    ...walk('/usr/include', text, [], 100000),
+    ...walk('/usr/share/doc', text, [], 100000),
+  ]
   // Interleave headers and docs so that a small sample has both.
   files.sort((a, b) => hash32(a) - hash32(b))
   const { pages, files: used } = filePages(files, maxPages, 8)
-  return dataset('text', pages, `${pages.length} pages of ${used} text files (/usr/include, /usr/share/doc; last page of each file zero-padded)`)
+  return dataset(
+    'text',
+    pages,
+    `${pages.length} pages of ${used} text files (/usr/include, /usr/share/doc; last page of each file zero-padded)`,
+  )
 }
 
 function hash32(text: string): number {
@@ -220,7 +267,11 @@ function hash32(text: string): number {
 }
 
 function zeroSet(count: number): Dataset {
-  return dataset('zero', Array.from({ length: count }, () => new Uint8Array(PAGE_SIZE)), `${count} all-zero pages`)
+  return dataset(
+    'zero',
+    Array.from({ length: count }, () => new Uint8Array(PAGE_SIZE)),
+    `${count} all-zero pages`,
+  )
 }
 
 function halfSet(anon: Dataset, count: number): Dataset {
@@ -232,7 +283,11 @@ function halfSet(anon: Dataset, count: number): Dataset {
     page.fill(0, PAGE_SIZE / 2)
     pages.push(page)
   }
-  return dataset('half', pages, `${pages.length} anonymous-memory pages with the second half zeroed`)
+  return dataset(
+    'half',
+    pages,
+    `${pages.length} anonymous-memory pages with the second half zeroed`,
+  )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -367,10 +422,21 @@ function aim(op: Uint8Array, i: number): void {
 
 function newHost(config: Config, pages: number): { host: Host; put: Uint8Array; get: Uint8Array } {
   const host = new Host({ pages: pages + 64, reservePages: 0, ...config.options })
-  const create = encodeOp({ cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n], flags: poolFlags({}), arg1: 0 } })
+  const create = encodeOp({
+    cmd: TMEM_NEW_POOL,
+    poolId: 0,
+    creat: { uuid: [0n, 0n], flags: poolFlags({}), arg1: 0 },
+  })
   const pool = host.opBytes(CLIENT, create, 0, 1, null, 0)
   if (pool < 0) throw new Error(`NEW_POOL failed with ${pool}`)
-  const gen = { oid: [0n, 0n, 0n] as [bigint, bigint, bigint], index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n }
+  const gen = {
+    oid: [0n, 0n, 0n] as [bigint, bigint, bigint],
+    index: 0,
+    tmemOffset: 0,
+    pfnOffset: 0,
+    len: 0,
+    cmfn: 0n,
+  }
   return {
     host,
     put: encodeOp({ cmd: TMEM_PUT_PAGE, poolId: pool, gen }),
@@ -403,7 +469,8 @@ function measure(config: Config, data: Dataset, runs: number): Result {
   const getPass = (): void => {
     for (let i = 0; i < count; i++) {
       aim(get, i)
-      if (host.opBytes(CLIENT, get, 0, 1, target, 0) !== 1) throw new Error(`${config.name}/${data.name}: get ${i} missed`)
+      if (host.opBytes(CLIENT, get, 0, 1, target, 0) !== 1)
+        throw new Error(`${config.name}/${data.name}: get ${i} missed`)
     }
   }
   let start = performance.now()
@@ -413,7 +480,8 @@ function measure(config: Config, data: Dataset, runs: number): Result {
   const memory = memoryOf(host)
   for (let i = 0; i < count; i++) {
     aim(get, i)
-    if (host.opBytes(CLIENT, get, 0, 1, target, 0) !== 1) throw new Error(`${config.name}/${data.name}: get ${i} missed`)
+    if (host.opBytes(CLIENT, get, 0, 1, target, 0) !== 1)
+      throw new Error(`${config.name}/${data.name}: get ${i} missed`)
     if (source.compare(target, 0, PAGE_SIZE, i * PAGE_SIZE, i * PAGE_SIZE + PAGE_SIZE) !== 0) {
       throw new Error(`${config.name}/${data.name}: page ${i} came back different`)
     }
@@ -460,7 +528,8 @@ function measure(config: Config, data: Dataset, runs: number): Result {
 function zeroPageCost(config: Config): { payload: number; frames: number } {
   const { host, put } = newHost(config, 4)
   aim(put, 0)
-  if (host.opBytes(CLIENT, put, 0, 1, new Uint8Array(PAGE_SIZE), 0) !== 1) throw new Error('zero put failed')
+  if (host.opBytes(CLIENT, put, 0, 1, new Uint8Array(PAGE_SIZE), 0) !== 1)
+    throw new Error('zero put failed')
   const memory = memoryOf(host)
   return { payload: memory.payloadBytes, frames: memory.frames }
 }
@@ -469,7 +538,9 @@ function zeroPageCost(config: Config): { payload: number; frames: number } {
 // Report.
 
 function rate(perSecond: number): string {
-  return perSecond >= 1e6 ? `${(perSecond / 1e6).toFixed(2)} M` : `${(perSecond / 1e3).toFixed(0)} k`
+  return perSecond >= 1e6
+    ? `${(perSecond / 1e6).toFixed(2)} M`
+    : `${(perSecond / 1e3).toFixed(0)} k`
 }
 
 function row(r: Result): string {
@@ -477,7 +548,13 @@ function row(r: Result): string {
   const ratio = m.payloadBytes === 0 ? '∞' : ((r.pages * PAGE_SIZE) / m.payloadBytes).toFixed(2)
   const perPage = (m.frames * PAGE_SIZE + m.metadata) / r.pages
   const k = m.kinds
-  const kinds = [`P${k.plain}`, k.compressed > 0 ? `C${k.compressed}` : '', k.tze > 0 ? `T${k.tze}` : '', k.filled > 0 ? `F${k.filled}` : '', k.shared > 0 ? `S${k.shared}` : '']
+  const kinds = [
+    `P${k.plain}`,
+    k.compressed > 0 ? `C${k.compressed}` : '',
+    k.tze > 0 ? `T${k.tze}` : '',
+    k.filled > 0 ? `F${k.filled}` : '',
+    k.shared > 0 ? `S${k.shared}` : '',
+  ]
     .filter((s) => s !== '')
     .join(' ')
   const waste = m.frames === 0 ? 0 : 1 - m.payloadBytes / (m.frames * PAGE_SIZE)
@@ -489,8 +566,12 @@ function bytesPerPage(r: Result): number {
 }
 
 function cpuModel(): string {
-  const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('model name'))
-  const cores = readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length
+  const line = readFileSync('/proc/cpuinfo', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('model name'))
+  const cores = readFileSync('/proc/cpuinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('processor')).length
   return `${line?.split(':')[1]?.trim() ?? 'unknown'} (${cores} cores)`
 }
 
@@ -498,7 +579,20 @@ function cpuModel(): string {
 function gitHead(): string {
   try {
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src/engine', 'src/abi', 'src/util', 'bench/density.bench.ts'], { encoding: 'utf8' }).trim() !== ''
+    const dirty =
+      execFileSync(
+        'git',
+        [
+          'status',
+          '--porcelain',
+          '--',
+          'src/engine',
+          'src/abi',
+          'src/util',
+          'bench/density.bench.ts',
+        ],
+        { encoding: 'utf8' },
+      ).trim() !== ''
     return dirty ? `${head}-dirty` : head
   } catch {
     return 'unknown'
@@ -514,17 +608,31 @@ interface Target {
   cpuOnly?: boolean
 }
 
-function targets(results: Result[], zero: Map<string, { payload: number; frames: number }>): Target[] {
-  const find = (config: string, data: string): Result | undefined => results.find((r) => r.config === config && r.data === data)
+function targets(
+  results: Result[],
+  zero: Map<string, { payload: number; frames: number }>,
+): Target[] {
+  const find = (config: string, data: string): Result | undefined =>
+    results.find((r) => r.config === config && r.data === data)
   const list: Target[] = []
   const zstdAnon = find('zstd', 'anon')
   if (zstdAnon !== undefined) {
     const value = bytesPerPage(zstdAnon)
-    list.push({ what: 'memory per anonymous-memory page, zstd', goal: '<= 1,600 B', measured: `${value.toFixed(0)} B`, met: value <= 1600 })
+    list.push({
+      what: 'memory per anonymous-memory page, zstd',
+      goal: '<= 1,600 B',
+      measured: `${value.toFixed(0)} B`,
+      met: value <= 1600,
+    })
   }
   for (const [config, cost] of zero) {
     if (config === 'plain') continue
-    list.push({ what: `zero page payload, ${config}`, goal: '0 B', measured: `${cost.payload} B, ${cost.frames} frames`, met: cost.payload === 0 && cost.frames === 0 })
+    list.push({
+      what: `zero page payload, ${config}`,
+      goal: '0 B',
+      measured: `${cost.payload} B, ${cost.frames} frames`,
+      met: cost.payload === 0 && cost.frames === 0,
+    })
   }
   // Rates: met on wall-clock time; on a shared machine the CPU-time rate says what one thread
   // does when it has the core to itself.
@@ -537,11 +645,18 @@ function targets(results: Result[], zero: Map<string, { payload: number; frames:
   })
   for (const data of ['anon', 'libs', 'text']) {
     const dedup = find('dedup', data)
-    if (dedup !== undefined) list.push(rateTarget(`puts with dedup on, ${data}`, 0.7e6, dedup.putPerSecond, dedup.putPerCpuSecond))
+    if (dedup !== undefined)
+      list.push(
+        rateTarget(`puts with dedup on, ${data}`, 0.7e6, dedup.putPerSecond, dedup.putPerCpuSecond),
+      )
   }
   if (zstdAnon !== undefined) {
-    list.push(rateTarget('puts with zstd, anon', 60e3, zstdAnon.putPerSecond, zstdAnon.putPerCpuSecond))
-    list.push(rateTarget('gets with zstd, anon', 120e3, zstdAnon.getPerSecond, zstdAnon.getPerCpuSecond))
+    list.push(
+      rateTarget('puts with zstd, anon', 60e3, zstdAnon.putPerSecond, zstdAnon.putPerCpuSecond),
+    )
+    list.push(
+      rateTarget('gets with zstd, anon', 120e3, zstdAnon.getPerSecond, zstdAnon.getPerCpuSecond),
+    )
   }
   return list
 }
@@ -562,8 +677,13 @@ async function main(): Promise<void> {
   const started = Date.now()
   const commit = gitHead()
   const anon = await gatherAnon(maxPages)
-  const sets = [anon, gatherLibs(maxPages >> 1), gatherText(maxPages >> 1), zeroSet(maxPages >> 3), halfSet(anon, maxPages >> 2)]
-    .filter((set) => onlyData === undefined || set.name === onlyData)
+  const sets = [
+    anon,
+    gatherLibs(maxPages >> 1),
+    gatherText(maxPages >> 1),
+    zeroSet(maxPages >> 3),
+    halfSet(anon, maxPages >> 2),
+  ].filter((set) => onlyData === undefined || set.name === onlyData)
   const { list, skipped } = configs()
   const chosen = list.filter((c) => only === undefined || c.name === only)
   const results: Result[] = []
@@ -594,31 +714,48 @@ async function main(): Promise<void> {
   process.stderr.write('\n')
 
   const lines: string[] = []
-  lines.push(`### Density benchmark, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`)
+  lines.push(
+    `### Density benchmark, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+  )
   lines.push('')
-  lines.push(`- commit ${commit}, Node ${process.version}, ${cpuModel()}; fingerprint ${fingerprintName()}`)
-  lines.push(`- one thread, in-process \`host.opBytes()\`, private ephemeral pool, each cell measured in ${repeat} rounds of (a verifying first fill, then ${runs} timed passes): median of the rounds' medians; ${((Date.now() - started) / 1000).toFixed(0)} s`)
+  lines.push(
+    `- commit ${commit}, Node ${process.version}, ${cpuModel()}; fingerprint ${fingerprintName()}`,
+  )
+  lines.push(
+    `- one thread, in-process \`host.opBytes()\`, private ephemeral pool, each cell measured in ${repeat} rounds of (a verifying first fill, then ${runs} timed passes): median of the rounds' medians; ${((Date.now() - started) / 1000).toFixed(0)} s`,
+  )
   for (const set of sets) lines.push(`- ${set.name}: ${set.describe}`)
   if (skipped.length > 0) lines.push(`- skipped: ${skipped.join(', ')}`)
   lines.push('')
-  lines.push('| config | data | pages | ratio | bytes/page | frames | waste | kinds | put/s | get/s | put/cpu-s | get/cpu-s | first-fill put/s |')
+  lines.push(
+    '| config | data | pages | ratio | bytes/page | frames | waste | kinds | put/s | get/s | put/cpu-s | get/cpu-s | first-fill put/s |',
+  )
   lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
   for (const r of results) lines.push(row(r))
   lines.push('')
-  lines.push('Kinds: P plain frames, C compressed chunks, T tze chunks, F fill words (zero/same-filled), S pages sharing another page\'s content (dedup). Ratio = 4096 x pages / payload bytes; bytes/page = (frames x 4096 + metadata) / pages; waste = share of the frames not holding payload (the unused rest of size-class chunks and class frames). put/s and get/s are wall-clock rates, put/cpu-s and get/cpu-s the same passes per CPU second of this process (all its threads), less sensitive to other work on the machine.')
+  lines.push(
+    "Kinds: P plain frames, C compressed chunks, T tze chunks, F fill words (zero/same-filled), S pages sharing another page's content (dedup). Ratio = 4096 x pages / payload bytes; bytes/page = (frames x 4096 + metadata) / pages; waste = share of the frames not holding payload (the unused rest of size-class chunks and class frames). put/s and get/s are wall-clock rates, put/cpu-s and get/cpu-s the same passes per CPU second of this process (all its threads), less sensitive to other work on the machine.",
+  )
   lines.push('')
   const checks = targets(results, zero)
   if (checks.length > 0) {
     lines.push('| target | goal | measured | |')
     lines.push('|---|---|---|---|')
-    for (const t of checks) lines.push(`| ${t.what} | ${t.goal} | ${t.measured} | ${t.met ? 'met' : t.cpuOnly === true ? 'met per CPU second, **missed** on wall clock' : '**missed**'} |`)
+    for (const t of checks)
+      lines.push(
+        `| ${t.what} | ${t.goal} | ${t.measured} | ${t.met ? 'met' : t.cpuOnly === true ? 'met per CPU second, **missed** on wall clock' : '**missed**'} |`,
+      )
     lines.push('')
   }
   const text = lines.join('\n')
   console.log(text)
   if (!args.includes('--no-append') && only === undefined && onlyData === undefined) {
     const file = fileURLToPath(new URL('../../bench/results.md', import.meta.url))
-    if (!existsSync(file)) writeFileSync(file, '# Benchmark results\n\nEach entry: date, commit, Node version and CPU model; newest last.\n\n')
+    if (!existsSync(file))
+      writeFileSync(
+        file,
+        '# Benchmark results\n\nEach entry: date, commit, Node version and CPU model; newest last.\n\n',
+      )
     appendFileSync(file, `\n${text}\n`)
     console.error(`appended to ${file}`)
   }

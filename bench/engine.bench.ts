@@ -15,12 +15,7 @@ import { PerformanceObserver } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { Host } from '../src/engine/host.js'
 import { encodeOp, poolFlags } from '../src/abi/codec.js'
-import {
-  PAGE_SIZE,
-  TMEM_GET_PAGE,
-  TMEM_NEW_POOL,
-  TMEM_PUT_PAGE,
-} from '../src/abi/constants.js'
+import { PAGE_SIZE, TMEM_GET_PAGE, TMEM_NEW_POOL, TMEM_PUT_PAGE } from '../src/abi/constants.js'
 import { OP_LAYOUT_V1 } from '../src/abi/layout.js'
 
 interface CaseResult {
@@ -94,7 +89,14 @@ function runHostCase(pages: number, persistent: boolean, passes: number): CaseRe
     creat: { uuid: [0n, 0n], flags: poolFlags({ persistent }), arg1: 0 },
   })
   const pool = host.opBytes(CLIENT, create, 0, 1, null, 0)
-  const gen = { oid: [0n, 0n, 0n] as [bigint, bigint, bigint], index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n }
+  const gen = {
+    oid: [0n, 0n, 0n] as [bigint, bigint, bigint],
+    index: 0,
+    tmemOffset: 0,
+    pfnOffset: 0,
+    len: 0,
+    cmfn: 0n,
+  }
   const put = encodeOp({ cmd: TMEM_PUT_PAGE, poolId: pool, gen })
   const get = encodeOp({ cmd: TMEM_GET_PAGE, poolId: pool, gen })
   const gc = gcTracker()
@@ -130,7 +132,9 @@ function runHostCase(pages: number, persistent: boolean, passes: number): CaseRe
   const gcTime = gc.stop()
   const copy = copyBaseline(pages, passes, source)
   return {
-    name: persistent ? `persistent ${pages} pages` : `ephemeral full, ${pages} puts into ${pages >> 1} frames`,
+    name: persistent
+      ? `persistent ${pages} pages`
+      : `ephemeral full, ${pages} puts into ${pages >> 1} frames`,
     pages,
     putPerSecond: (putCount / putTime) * 1000,
     getPerSecond: getCount === 0 ? 0 : (getCount / getTime) * 1000,
@@ -142,7 +146,11 @@ function runHostCase(pages: number, persistent: boolean, passes: number): CaseRe
 }
 
 /** The floor: copying the same pages in and out of one slab, with no index at all. */
-function copyBaseline(pages: number, passes: number, source: Uint8Array): { put: number; get: number } {
+function copyBaseline(
+  pages: number,
+  passes: number,
+  source: Uint8Array,
+): { put: number; get: number } {
   const slab = Buffer.alloc(pages * PAGE_SIZE)
   const target = new Uint8Array(PAGE_SIZE)
   const sourcePages = source.length / PAGE_SIZE
@@ -185,21 +193,27 @@ function main(): void {
     : ['persistent:100000:5', 'persistent:1000000:2', 'ephemeral:1000000:2']
   const results: CaseResult[] = []
   for (const spec of cases) {
-    const run = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--case', spec], {
-      encoding: 'utf8',
-      maxBuffer: 1 << 20,
-    })
+    const run = spawnSync(
+      process.execPath,
+      ['--expose-gc', fileURLToPath(import.meta.url), '--case', spec],
+      {
+        encoding: 'utf8',
+        maxBuffer: 1 << 20,
+      },
+    )
     if (run.status !== 0) throw new Error(`Case ${spec} failed: ${run.stderr}`)
     results.push(JSON.parse(run.stdout) as CaseResult)
   }
   console.log(`Node ${process.version}, ${new Date().toISOString()}`)
-  console.log('| case | put | get | slab-copy put | slab-copy get | GC share | bytes/page beyond 4096 |')
+  console.log(
+    '| case | put | get | slab-copy put | slab-copy get | GC share | bytes/page beyond 4096 |',
+  )
   console.log('|---|---|---|---|---|---|---|')
   for (const r of results) {
     console.log(
       `| ${r.name} | ${formatRate(r.putPerSecond)} | ${formatRate(r.getPerSecond)} | ` +
         `${formatRate(r.copyPutPerSecond)} | ${formatRate(r.copyGetPerSecond)} | ` +
-        `${(r.gcShare * 100).toFixed(2)} % | ${r.bytesPerPage < 0 ? "-" : r.bytesPerPage.toFixed(0)} |`,
+        `${(r.gcShare * 100).toFixed(2)} % | ${r.bytesPerPage < 0 ? '-' : r.bytesPerPage.toFixed(0)} |`,
     )
   }
 }

@@ -18,7 +18,14 @@ import { join } from 'node:path'
 import { Session } from 'node:inspector/promises'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { connect, connectControl, type TmemClient } from '../src/client/mod.js'
-import { migrateClient, networkChannel, restoreClient, saveClient, saveClientToFile, type MigrateResult } from '../src/migrate/mod.js'
+import {
+  migrateClient,
+  networkChannel,
+  restoreClient,
+  saveClient,
+  saveClientToFile,
+  type MigrateResult,
+} from '../src/migrate/mod.js'
 import { startDaemon, type DaemonHandle } from '../test/helpers/daemon.js'
 
 const PAGE = 4096
@@ -52,7 +59,11 @@ async function fill(client: TmemClient, pool: number, pages: number): Promise<vo
 }
 
 /** A writer replacing and adding pages in a 64 MiB working set, `lanes` sequential loops. */
-function startWriter(client: TmemClient, pool: number, lanes: number): { stop: () => Promise<{ ops: number; efrozen: number; maxLatencyMs: number }> } {
+function startWriter(
+  client: TmemClient,
+  pool: number,
+  lanes: number,
+): { stop: () => Promise<{ ops: number; efrozen: number; maxLatencyMs: number }> } {
   let stop = false
   let ops = 0
   let efrozen = 0
@@ -118,7 +129,11 @@ function cpuMs(pid: number | undefined): number | null {
  * table shows the rate per CPU-second of the busiest process: what the pipeline would do
  * with a core per process.
  */
-async function withCpu<T>(source: DaemonHandle, target: DaemonHandle | null, run: () => Promise<T>): Promise<{ value: T; cpu: string; busiestMs: number }> {
+async function withCpu<T>(
+  source: DaemonHandle,
+  target: DaemonHandle | null,
+  run: () => Promise<T>,
+): Promise<{ value: T; cpu: string; busiestMs: number }> {
   const sourceBefore = cpuMs(source.process.pid)
   const targetBefore = target === null ? null : cpuMs(target.process.pid)
   const self = process.cpuUsage()
@@ -129,8 +144,16 @@ async function withCpu<T>(source: DaemonHandle, target: DaemonHandle | null, run
   const targetAfter = target === null ? null : cpuMs(target.process.pid)
   const sourceMs = sourceBefore === null || sourceAfter === null ? null : sourceAfter - sourceBefore
   const targetMs = targetBefore === null || targetAfter === null ? null : targetAfter - targetBefore
-  const parts = [`source ${sourceMs ?? '?'}`, ...(target === null ? [] : [`target ${targetMs ?? '?'}`]), `relay ${relayMs.toFixed(0)}`]
-  return { value, cpu: parts.join(', '), busiestMs: Math.max(sourceMs ?? 0, targetMs ?? 0, relayMs) }
+  const parts = [
+    `source ${sourceMs ?? '?'}`,
+    ...(target === null ? [] : [`target ${targetMs ?? '?'}`]),
+    `relay ${relayMs.toFixed(0)}`,
+  ]
+  return {
+    value,
+    cpu: parts.join(', '),
+    busiestMs: Math.max(sourceMs ?? 0, targetMs ?? 0, relayMs),
+  }
 }
 
 function loadAverage(): string {
@@ -162,54 +185,97 @@ async function main(): Promise<void> {
     const pool = await client.newPool({ persistent: true })
     let started = performance.now()
     await fill(client, pool, PAGES)
-    log(`fill: ${PAGES} pages (${MIB} MiB) put through the client library in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+    log(
+      `fill: ${PAGES} pages (${MIB} MiB) put through the client library in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    )
 
     // Save: the stream into a discarding sink (wire + stream writer), then into a file.
     const control = await connectControl({ path: a.controlPath })
     let streamed = 0
     started = performance.now()
-    const save = await withCpu(a, null, () => profiled('save', () => saveClient(networkChannel(control), client.clientId, (chunk) => {
-      streamed += chunk.length
-    })))
+    const save = await withCpu(a, null, () =>
+      profiled('save', () =>
+        saveClient(networkChannel(control), client.clientId, (chunk) => {
+          streamed += chunk.length
+        }),
+      ),
+    )
     const toNull = save.value
     const saveMs = performance.now() - started
-    log(`| save, stream discarded | ${toNull.pages} | ${(streamed / 1e9).toFixed(2)} GB | ${(saveMs / 1000).toFixed(2)} s | ${gbps(streamed, saveMs)} | | ${save.cpu} | ${gbps(streamed, save.busiestMs)} |`)
+    log(
+      `| save, stream discarded | ${toNull.pages} | ${(streamed / 1e9).toFixed(2)} GB | ${(saveMs / 1000).toFixed(2)} s | ${gbps(streamed, saveMs)} | | ${save.cpu} | ${gbps(streamed, save.busiestMs)} |`,
+    )
     const file = join(dir, 'client.tmem')
     started = performance.now()
     const toFile = await saveClientToFile(networkChannel(control), client.clientId, file)
     const fileMs = performance.now() - started
-    log(`| save to a file (${tmpdir()}) | ${toFile.pages} | ${(toFile.bytes / 1e9).toFixed(2)} GB | ${(fileMs / 1000).toFixed(2)} s | ${gbps(toFile.bytes, fileMs)} | | | |`)
+    log(
+      `| save to a file (${tmpdir()}) | ${toFile.pages} | ${(toFile.bytes / 1e9).toFixed(2)} GB | ${(fileMs / 1000).toFixed(2)} s | ${gbps(toFile.bytes, fileMs)} | | | |`,
+    )
     await control.close()
 
     // Migrate A -> B, the client idle.
-    const idleRun = await withCpu(a, b, () => profiled('migrate-idle', () => migrateClient({
-      source: { path: a.controlPath }, target: { path: b.controlPath }, client: 'bench',
-    })))
+    const idleRun = await withCpu(a, b, () =>
+      profiled('migrate-idle', () =>
+        migrateClient({
+          source: { path: a.controlPath },
+          target: { path: b.controlPath },
+          client: 'bench',
+        }),
+      ),
+    )
     const idle: MigrateResult = idleRun.value
-    log(`| migrate A->B (target memory touched for the first time), client idle | ${idle.pages} | ${(idle.bytes / 1e9).toFixed(2)} GB | ${(idle.elapsedMs / 1000).toFixed(2)} s | ${gbps(idle.bytes, idle.elapsedMs)} | ${idle.frozenWindowMs.toFixed(1)} ms (${idle.frozenPages} records), ${idle.rounds} rounds | ${idleRun.cpu} | ${gbps(idle.bytes, idleRun.busiestMs)} |`)
+    log(
+      `| migrate A->B (target memory touched for the first time), client idle | ${idle.pages} | ${(idle.bytes / 1e9).toFixed(2)} GB | ${(idle.elapsedMs / 1000).toFixed(2)} s | ${gbps(idle.bytes, idle.elapsedMs)} | ${idle.frozenWindowMs.toFixed(1)} ms (${idle.frozenPages} records), ${idle.rounds} rounds | ${idleRun.cpu} | ${gbps(idle.bytes, idleRun.busiestMs)} |`,
+    )
     if (client.address !== `unix:${b.socketPath}`) throw new Error('the client did not follow')
 
     // Migrate B -> A back, with a writer replacing pages all along.
     const writer = startWriter(client, pool, 4)
     await new Promise((resolve) => setTimeout(resolve, 200))
-    const busyRun = await withCpu(b, a, () => profiled('migrate-writer', () => migrateClient({
-      source: { path: b.controlPath }, target: { path: a.controlPath }, client: 'bench',
-    })))
+    const busyRun = await withCpu(b, a, () =>
+      profiled('migrate-writer', () =>
+        migrateClient({
+          source: { path: b.controlPath },
+          target: { path: a.controlPath },
+          client: 'bench',
+        }),
+      ),
+    )
     const busy = busyRun.value
     await new Promise((resolve) => setTimeout(resolve, 200))
     const written = await writer.stop()
-    log(`| migrate B->A, 4-lane writer | ${busy.pages} | ${(busy.bytes / 1e9).toFixed(2)} GB | ${(busy.elapsedMs / 1000).toFixed(2)} s | ${gbps(busy.bytes, busy.elapsedMs)} | ${busy.frozenWindowMs.toFixed(1)} ms (${busy.frozenPages} records), ${busy.rounds} rounds; writer ${written.ops} puts, ${written.efrozen} EFROZEN, slowest put ${written.maxLatencyMs.toFixed(1)} ms | ${busyRun.cpu} (relay includes the writer) | ${gbps(busy.bytes, busyRun.busiestMs)} |`)
+    log(
+      `| migrate B->A, 4-lane writer | ${busy.pages} | ${(busy.bytes / 1e9).toFixed(2)} GB | ${(busy.elapsedMs / 1000).toFixed(2)} s | ${gbps(busy.bytes, busy.elapsedMs)} | ${busy.frozenWindowMs.toFixed(1)} ms (${busy.frozenPages} records), ${busy.rounds} rounds; writer ${written.ops} puts, ${written.efrozen} EFROZEN, slowest put ${written.maxLatencyMs.toFixed(1)} ms | ${busyRun.cpu} (relay includes the writer) | ${gbps(busy.bytes, busyRun.busiestMs)} |`,
+    )
     if (client.address !== `unix:${a.socketPath}`) throw new Error('the client did not follow back')
 
     // Migrate A -> B again, the client idle: both daemons' memory is touched by now.
-    const warmRun = await withCpu(a, b, () => migrateClient({ source: { path: a.controlPath }, target: { path: b.controlPath }, client: 'bench' }))
+    const warmRun = await withCpu(a, b, () =>
+      migrateClient({
+        source: { path: a.controlPath },
+        target: { path: b.controlPath },
+        client: 'bench',
+      }),
+    )
     const warm = warmRun.value
-    log(`| migrate A->B again (target memory touched before), client idle | ${warm.pages} | ${(warm.bytes / 1e9).toFixed(2)} GB | ${(warm.elapsedMs / 1000).toFixed(2)} s | ${gbps(warm.bytes, warm.elapsedMs)} | ${warm.frozenWindowMs.toFixed(1)} ms (${warm.frozenPages} records), ${warm.rounds} rounds | ${warmRun.cpu} | ${gbps(warm.bytes, warmRun.busiestMs)} |`)
+    log(
+      `| migrate A->B again (target memory touched before), client idle | ${warm.pages} | ${(warm.bytes / 1e9).toFixed(2)} GB | ${(warm.elapsedMs / 1000).toFixed(2)} s | ${gbps(warm.bytes, warm.elapsedMs)} | ${warm.frozenWindowMs.toFixed(1)} ms (${warm.frozenPages} records), ${warm.rounds} rounds | ${warmRun.cpu} | ${gbps(warm.bytes, warmRun.busiestMs)} |`,
+    )
 
     // The same, every page relayed through this process (push: false), for comparison.
-    const relayRun = await withCpu(b, a, () => migrateClient({ source: { path: b.controlPath }, target: { path: a.controlPath }, client: 'bench', push: false }))
+    const relayRun = await withCpu(b, a, () =>
+      migrateClient({
+        source: { path: b.controlPath },
+        target: { path: a.controlPath },
+        client: 'bench',
+        push: false,
+      }),
+    )
     const relay = relayRun.value
-    log(`| migrate B->A again, relayed through this process (push off), client idle | ${relay.pages} | ${(relay.bytes / 1e9).toFixed(2)} GB | ${(relay.elapsedMs / 1000).toFixed(2)} s | ${gbps(relay.bytes, relay.elapsedMs)} | ${relay.frozenWindowMs.toFixed(1)} ms (${relay.frozenPages} records), ${relay.rounds} rounds | ${relayRun.cpu} | ${gbps(relay.bytes, relayRun.busiestMs)} |`)
+    log(
+      `| migrate B->A again, relayed through this process (push off), client idle | ${relay.pages} | ${(relay.bytes / 1e9).toFixed(2)} GB | ${(relay.elapsedMs / 1000).toFixed(2)} s | ${gbps(relay.bytes, relay.elapsedMs)} | ${relay.frozenWindowMs.toFixed(1)} ms (${relay.frozenPages} records), ${relay.rounds} rounds | ${relayRun.cpu} | ${gbps(relay.bytes, relayRun.busiestMs)} |`,
+    )
 
     // Restore the saved file into B (whose memory is warm by now) as a new client, then drop it.
     const controlB = await connectControl({ path: b.controlPath })
@@ -217,7 +283,9 @@ async function main(): Promise<void> {
     started = performance.now()
     const restoreRun = await withCpu(b, null, () => restoreClient(channel, 4000, file))
     const restoreMs = performance.now() - started
-    log(`| restore the file into B (batched RESTORE_PAGES) | ${restoreRun.value.pages} | ${(toFile.bytes / 1e9).toFixed(2)} GB | ${(restoreMs / 1000).toFixed(2)} s | ${gbps(toFile.bytes, restoreMs)} | | ${restoreRun.cpu.replace('source', 'daemon')} | ${gbps(toFile.bytes, restoreRun.busiestMs)} |`)
+    log(
+      `| restore the file into B (batched RESTORE_PAGES) | ${restoreRun.value.pages} | ${(toFile.bytes / 1e9).toFixed(2)} GB | ${(restoreMs / 1000).toFixed(2)} s | ${gbps(toFile.bytes, restoreMs)} | | ${restoreRun.cpu.replace('source', 'daemon')} | ${gbps(toFile.bytes, restoreRun.busiestMs)} |`,
+    )
     await channel.destroyClient(4000)
     await controlB.close()
     rmSync(file, { force: true })

@@ -38,27 +38,55 @@ interface FioSide {
 
 function fio(args: string[], timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('fio', args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`fio ${args.join(' ')} failed: ${error.message}\n${stderr}`))
-      else resolve(stdout)
-    })
+    execFile(
+      'fio',
+      args,
+      { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        if (error) reject(new Error(`fio ${args.join(' ')} failed: ${error.message}\n${stderr}`))
+        else resolve(stdout)
+      },
+    )
   })
 }
 
 /** Writes the whole export once, 1 MiB at a time. */
 export async function fillExport(uri: string): Promise<void> {
-  await fio(['--name=fill', '--ioengine=nbd', `--uri=${uri}`, '--rw=write', '--bs=1M', '--iodepth=8',
-    '--output-format=terse'], 300_000)
+  await fio(
+    [
+      '--name=fill',
+      '--ioengine=nbd',
+      `--uri=${uri}`,
+      '--rw=write',
+      '--bs=1M',
+      '--iodepth=8',
+      '--output-format=terse',
+    ],
+    300_000,
+  )
 }
 
 /** One timed run of `spec`; `runtimeS` after a one-second ramp. */
 export async function runFio(uri: string, spec: FioCase, runtimeS: number): Promise<FioResult> {
-  const out = await fio([
-    '--name=bench', '--ioengine=nbd', `--uri=${uri}`, `--rw=${spec.rw}`, `--bs=${spec.bs}`,
-    `--iodepth=${spec.iodepth}`, '--time_based', `--runtime=${runtimeS}`, '--ramp_time=1',
-    '--randrepeat=0', '--output-format=json',
-  ], (runtimeS + 60) * 1000)
-  const json = JSON.parse(out.slice(out.indexOf('{'))) as { jobs: { error: number; read: FioSide; write: FioSide }[] }
+  const out = await fio(
+    [
+      '--name=bench',
+      '--ioengine=nbd',
+      `--uri=${uri}`,
+      `--rw=${spec.rw}`,
+      `--bs=${spec.bs}`,
+      `--iodepth=${spec.iodepth}`,
+      '--time_based',
+      `--runtime=${runtimeS}`,
+      '--ramp_time=1',
+      '--randrepeat=0',
+      '--output-format=json',
+    ],
+    (runtimeS + 60) * 1000,
+  )
+  const json = JSON.parse(out.slice(out.indexOf('{'))) as {
+    jobs: { error: number; read: FioSide; write: FioSide }[]
+  }
   const job = json.jobs[0]
   if (!job) throw new Error(`fio printed no job: ${out}`)
   if (job.error !== 0) throw new Error(`fio job error ${job.error}`)

@@ -65,11 +65,22 @@ export function disposeGuest(setup: GuestSetup): void {
 interface ListJson {
   framesUsed: number
   persistentPages: number
-  clients: { name: string | null; compressedPages: number; compressedBytes: number; pools: { persistent: boolean; pages: number }[] }[]
+  clients: {
+    name: string | null
+    compressedPages: number
+    compressedBytes: number
+    pools: { persistent: boolean; pages: number }[]
+  }[]
 }
 
-async function tmemHeld(controlPath: string, exportName: string): Promise<Pick<GuestTrial, 'pages' | 'heldPerPage' | 'compressedPerPage'>> {
-  const listed = await runTmem(['list', `nbd:${exportName}`, '--json'], { controlPath, killAfterMs: 20_000 })
+async function tmemHeld(
+  controlPath: string,
+  exportName: string,
+): Promise<Pick<GuestTrial, 'pages' | 'heldPerPage' | 'compressedPerPage'>> {
+  const listed = await runTmem(['list', `nbd:${exportName}`, '--json'], {
+    controlPath,
+    killAfterMs: 20_000,
+  })
   if (listed.code !== 0) throw new Error(`tmem list failed: ${listed.stderr}`)
   const host = JSON.parse(listed.stdout) as ListJson
   const client = host.clients.find((candidate) => candidate.name === `nbd:${exportName}`)
@@ -77,25 +88,47 @@ async function tmemHeld(controlPath: string, exportName: string): Promise<Pick<G
   return {
     pages,
     heldPerPage: pages === 0 ? null : (host.framesUsed * 4096) / host.persistentPages,
-    compressedPerPage: client && client.compressedPages > 0 ? client.compressedBytes / client.compressedPages : null,
+    compressedPerPage:
+      client && client.compressedPages > 0 ? client.compressedBytes / client.compressedPages : null,
   }
 }
 
 export async function guestTrial(setup: GuestSetup, config: GuestConfig): Promise<GuestTrial> {
   const server = await startNbdServer(config.server, {
-    exportName: 'swap', sizeBytes: EXPORT_BYTES, compress: config.compress, swap: true,
+    exportName: 'swap',
+    sizeBytes: EXPORT_BYTES,
+    compress: config.compress,
+    swap: true,
   })
   try {
     const run = await runGuest({
-      kernel: setup.kernel, initramfs: setup.initramfs, drive: server.uri, memoryMiB: GUEST_RAM_MIB, deadlineMs: DEADLINE_MS,
+      kernel: setup.kernel,
+      initramfs: setup.initramfs,
+      drive: server.uri,
+      memoryMiB: GUEST_RAM_MIB,
+      deadlineMs: DEADLINE_MS,
     })
     const report = parseGuestConsole(run.console)
-    const ok = !run.timedOut && report.done && report.memtest?.errors === 0 && report.dmesgErrors === 0
-    const held = server.daemon ? await tmemHeld(server.daemon.controlPath, 'swap') : { pages: null, heldPerPage: null, compressedPerPage: null }
+    const ok =
+      !run.timedOut && report.done && report.memtest?.errors === 0 && report.dmesgErrors === 0
+    const held = server.daemon
+      ? await tmemHeld(server.daemon.controlPath, 'swap')
+      : { pages: null, heldPerPage: null, compressedPerPage: null }
     return {
-      config: config.id, wallMs: run.wallMs, memtestSeconds: run.memtestSeconds, ok,
-      problem: ok ? null : run.console.split('\n').filter((line) => /GUEST|MEMTEST|error/i.test(line)).slice(-12).join('\n'),
-      pswpout: report.pswpout, pswpin: report.pswpin, ...held,
+      config: config.id,
+      wallMs: run.wallMs,
+      memtestSeconds: run.memtestSeconds,
+      ok,
+      problem: ok
+        ? null
+        : run.console
+            .split('\n')
+            .filter((line) => /GUEST|MEMTEST|error/i.test(line))
+            .slice(-12)
+            .join('\n'),
+      pswpout: report.pswpout,
+      pswpin: report.pswpin,
+      ...held,
     }
   } finally {
     await server.stop()

@@ -39,7 +39,11 @@ export function median(values: number[]): number | null {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
-export function fioMedian(row: FioRow, server: NbdServerKind, pick: (r: FioResult) => number): number | null {
+export function fioMedian(
+  row: FioRow,
+  server: NbdServerKind,
+  pick: (r: FioResult) => number,
+): number | null {
   return median((row.trials[server] ?? []).map(pick))
 }
 
@@ -49,8 +53,17 @@ export function fioRatio(row: FioRow, server: NbdServerKind): number | null {
   return ours === null || theirs === null || theirs === 0 ? null : ours / theirs
 }
 
-export function guestMedian(trials: GuestTrial[], id: GuestConfig['id'], pick: (t: GuestTrial) => number | null): number | null {
-  return median(trials.filter((t) => t.config === id && t.ok).map(pick).filter((v): v is number => v !== null))
+export function guestMedian(
+  trials: GuestTrial[],
+  id: GuestConfig['id'],
+  pick: (t: GuestTrial) => number | null,
+): number | null {
+  return median(
+    trials
+      .filter((t) => t.config === id && t.ok)
+      .map(pick)
+      .filter((v): v is number => v !== null),
+  )
 }
 
 /** Wall time of `id` over nbdkit's (lower is better). */
@@ -62,55 +75,116 @@ export function guestTimeRatio(trials: GuestTrial[], id: GuestConfig['id']): num
 
 const fmtRatio = (r: number | null): string => (r === null ? 'n/a' : `${r.toFixed(2)}x`)
 const fmtNum = (v: number | null, digits = 0): string =>
-  v === null ? '-' : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+  v === null
+    ? '-'
+    : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
 
 export function evaluateGoals(report: NbdReport): Goal[] {
   const goals: Goal[] = []
-  const check = (text: string, value: number | null, ok: (v: number) => boolean, shown: string): void => {
-    goals.push({ text, measured: value === null ? 'n/a' : shown, met: value === null ? null : ok(value) })
+  const check = (
+    text: string,
+    value: number | null,
+    ok: (v: number) => boolean,
+    shown: string,
+  ): void => {
+    goals.push({
+      text,
+      measured: value === null ? 'n/a' : shown,
+      met: value === null ? null : ok(value),
+    })
   }
   for (const row of report.fio) {
     const target = row.spec.iodepth === 1 ? 0.9 : 1.0
     const r = fioRatio(row, 'tmem')
-    check(`${row.spec.label}: >= ${target.toFixed(1)}x nbdkit memory`, r, (v) => v >= target, fmtRatio(r))
+    check(
+      `${row.spec.label}: >= ${target.toFixed(1)}x nbdkit memory`,
+      r,
+      (v) => v >= target,
+      fmtRatio(r),
+    )
   }
   for (const id of ['tmem', 'tmem-zstd'] as const) {
     const r = guestTimeRatio(report.guest, id)
     check(`guest swap wall time (${id}): <= 1.1x nbdkit memory`, r, (v) => v <= 1.1, fmtRatio(r))
   }
   const held = guestMedian(report.guest, 'tmem-zstd', (t) => t.heldPerPage)
-  check('guest swap pages held with zstd: <= 1,600 bytes each', held, (v) => v <= 1600, `${fmtNum(held)} B`)
+  check(
+    'guest swap pages held with zstd: <= 1,600 bytes each',
+    held,
+    (v) => v <= 1600,
+    `${fmtNum(held)} B`,
+  )
   return goals
 }
 
 function table(lines: string[][]): string {
-  const widths = (lines[0] ?? []).map((_, i) => Math.max(...lines.map((line) => (line[i] ?? '').length)))
-  const out = lines.map((line) => line.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  '))
+  const widths = (lines[0] ?? []).map((_, i) =>
+    Math.max(...lines.map((line) => (line[i] ?? '').length)),
+  )
+  const out = lines.map((line) =>
+    line
+      .map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
+      .join('  '),
+  )
   out.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '))
   return out.join('\n')
 }
 
 function fioLines(report: NbdReport, bold: (s: string) => string): string[][] {
-  const header = ['case', ...FIO_SERVERS.flatMap((s) => [`${s} IOPS`, 'MiB/s', 'p50 us', 'p99 us']), 'tmem/nbdkit', 'qemu-nbd/nbdkit']
+  const header = [
+    'case',
+    ...FIO_SERVERS.flatMap((s) => [`${s} IOPS`, 'MiB/s', 'p50 us', 'p99 us']),
+    'tmem/nbdkit',
+    'qemu-nbd/nbdkit',
+  ]
   const rows = report.fio.map((row) => [
     row.spec.label,
     ...FIO_SERVERS.flatMap((s) => [
-      fmtNum(fioMedian(row, s, (r) => r.iops)), fmtNum(fioMedian(row, s, (r) => r.mibPerSecond), 1),
-      fmtNum(fioMedian(row, s, (r) => r.p50us), 1), fmtNum(fioMedian(row, s, (r) => r.p99us), 1),
+      fmtNum(fioMedian(row, s, (r) => r.iops)),
+      fmtNum(
+        fioMedian(row, s, (r) => r.mibPerSecond),
+        1,
+      ),
+      fmtNum(
+        fioMedian(row, s, (r) => r.p50us),
+        1,
+      ),
+      fmtNum(
+        fioMedian(row, s, (r) => r.p99us),
+        1,
+      ),
     ]),
-    bold(fmtRatio(fioRatio(row, 'tmem'))), fmtRatio(fioRatio(row, 'qemu-nbd')),
+    bold(fmtRatio(fioRatio(row, 'tmem'))),
+    fmtRatio(fioRatio(row, 'qemu-nbd')),
   ])
   return [header, ...rows]
 }
 
 function guestLines(report: NbdReport): string[][] {
-  const header = ['guest swap onto', 'runs ok', 'wall s', 'memtest s', 'pswpout', 'pool pages', 'B held/page', 'zstd B/page', 'wall / nbdkit']
+  const header = [
+    'guest swap onto',
+    'runs ok',
+    'wall s',
+    'memtest s',
+    'pswpout',
+    'pool pages',
+    'B held/page',
+    'zstd B/page',
+    'wall / nbdkit',
+  ]
   const rows = GUEST_CONFIGS.map((config) => {
     const trials = report.guest.filter((t) => t.config === config.id)
-    const m = (pick: (t: GuestTrial) => number | null, digits = 0): string => fmtNum(guestMedian(report.guest, config.id, pick), digits)
+    const m = (pick: (t: GuestTrial) => number | null, digits = 0): string =>
+      fmtNum(guestMedian(report.guest, config.id, pick), digits)
     return [
-      config.label, `${trials.filter((t) => t.ok).length}/${trials.length}`, m((t) => t.wallMs / 1000, 1), m((t) => t.memtestSeconds, 1),
-      m((t) => t.pswpout), m((t) => t.pages), m((t) => t.heldPerPage), m((t) => t.compressedPerPage),
+      config.label,
+      `${trials.filter((t) => t.ok).length}/${trials.length}`,
+      m((t) => t.wallMs / 1000, 1),
+      m((t) => t.memtestSeconds, 1),
+      m((t) => t.pswpout),
+      m((t) => t.pages),
+      m((t) => t.heldPerPage),
+      m((t) => t.compressedPerPage),
       config.id === 'nbdkit' ? '1.00x' : fmtRatio(guestTimeRatio(report.guest, config.id)),
     ]
   })
@@ -118,7 +192,9 @@ function guestLines(report: NbdReport): string[][] {
 }
 
 export function consoleReport(report: NbdReport): string {
-  const goals = evaluateGoals(report).map((g) => `  [${g.met === null ? '?' : g.met ? 'x' : ' '}] ${g.text}: ${g.measured}`)
+  const goals = evaluateGoals(report).map(
+    (g) => `  [${g.met === null ? '?' : g.met ? 'x' : ' '}] ${g.text}: ${g.measured}`,
+  )
   const guest = report.guest.length > 0 ? [table(guestLines(report)), ''] : []
   return [table(fioLines(report, (s) => s)), '', ...guest, 'goals:', ...goals].join('\n')
 }
@@ -126,25 +202,43 @@ export function consoleReport(report: NbdReport): string {
 function markdownTable(lines: string[][]): string[] {
   const [header, ...rows] = lines
   if (!header) return []
-  return [`| ${header.join(' | ')} |`, `|---|${header.slice(1).map(() => '--:').join('|')}|`, ...rows.map((row) => `| ${row.join(' | ')} |`)]
+  return [
+    `| ${header.join(' | ')} |`,
+    `|---|${header
+      .slice(1)
+      .map(() => '--:')
+      .join('|')}|`,
+    ...rows.map((row) => `| ${row.join(' | ')} |`),
+  ]
 }
 
 export function markdownSection(report: NbdReport, notes: string): string {
   const lines = [`### NBD: tmem vs nbdkit memory vs qemu-nbd (${report.date})`, '']
-  lines.push(`- commit \`${report.commit}\`, Node ${report.node}, CPU ${report.cpu}, load average ${report.load}`)
+  lines.push(
+    `- commit \`${report.commit}\`, Node ${report.node}, CPU ${report.cpu}, load average ${report.load}`,
+  )
   for (const version of report.versions) lines.push(`- ${version}`)
   lines.push(`- ${report.settings}`, '')
   lines.push(...markdownTable(fioLines(report, (s) => `**${s}**`)), '')
   if (report.guest.length > 0) lines.push(...markdownTable(guestLines(report)), '')
   lines.push('Goals (same run):', '')
-  for (const g of evaluateGoals(report)) lines.push(`- ${g.met === null ? 'not measured' : g.met ? 'met' : '**missed**'}: ${g.text} (measured ${g.measured})`)
+  for (const g of evaluateGoals(report))
+    lines.push(
+      `- ${g.met === null ? 'not measured' : g.met ? 'met' : '**missed**'}: ${g.text} (measured ${g.measured})`,
+    )
   lines.push('', '<details><summary>every trial, in the order run</summary>', '')
   for (const row of report.fio) {
-    lines.push(`- ${row.spec.label}, IOPS: ${FIO_SERVERS.map((s) => `${s} ${(row.trials[s] ?? []).map((r) => fmtNum(r.iops)).join(' / ')}`).join('; ')}`)
+    lines.push(
+      `- ${row.spec.label}, IOPS: ${FIO_SERVERS.map((s) => `${s} ${(row.trials[s] ?? []).map((r) => fmtNum(r.iops)).join(' / ')}`).join('; ')}`,
+    )
   }
   for (const t of report.guest) {
-    lines.push(`- guest on ${t.config}: ${t.ok ? 'ok' : 'FAILED'}, wall ${fmtNum(t.wallMs / 1000, 1)} s, memtest ${fmtNum(t.memtestSeconds, 1)} s` +
-      (t.pages === null ? '' : `, ${fmtNum(t.pages)} pages, ${fmtNum(t.heldPerPage)} B held/page`))
+    lines.push(
+      `- guest on ${t.config}: ${t.ok ? 'ok' : 'FAILED'}, wall ${fmtNum(t.wallMs / 1000, 1)} s, memtest ${fmtNum(t.memtestSeconds, 1)} s` +
+        (t.pages === null
+          ? ''
+          : `, ${fmtNum(t.pages)} pages, ${fmtNum(t.heldPerPage)} B held/page`),
+    )
   }
   lines.push('', '</details>')
   if (notes.trim() !== '') lines.push('', notes.trim())
@@ -156,13 +250,23 @@ function escapeXml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 }
 
-interface Bar { label: string; value: number | null; color: string; goal: number | null }
+interface Bar {
+  label: string
+  value: number | null
+  color: string
+  goal: number | null
+}
 
 function chartBars(report: NbdReport): { label: string; bars: Bar[] }[] {
   const groups = report.fio.map((row) => ({
     label: row.spec.label,
     bars: [
-      { label: 'tmem', value: fioRatio(row, 'tmem'), color: '#2ca02c', goal: row.spec.iodepth === 1 ? 0.9 : 1.0 },
+      {
+        label: 'tmem',
+        value: fioRatio(row, 'tmem'),
+        color: '#2ca02c',
+        goal: row.spec.iodepth === 1 ? 0.9 : 1.0,
+      },
       { label: 'qemu-nbd', value: fioRatio(row, 'qemu-nbd'), color: '#1f77b4', goal: null },
     ],
   }))
@@ -195,38 +299,63 @@ export function ratioSvg(report: NbdReport): string {
   const chartH = groups.length * rowH
   const x = (v: number): number => left + (Math.min(v, xMax) / xMax) * plot
   const parts: string[] = []
-  parts.push(`<text x="${width / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">` +
-    'NBD throughput relative to nbdkit memory (higher is better)</text>')
-  parts.push(`<text x="${width / 2}" y="40" text-anchor="middle" font-size="11" fill="#555">` +
-    escapeXml(`${report.date} · ${report.commit} · Node ${report.node} · fio ioengine=nbd over a Unix socket; guest: QEMU TCG`) + '</text>')
+  parts.push(
+    `<text x="${width / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">` +
+      'NBD throughput relative to nbdkit memory (higher is better)</text>',
+  )
+  parts.push(
+    `<text x="${width / 2}" y="40" text-anchor="middle" font-size="11" fill="#555">` +
+      escapeXml(
+        `${report.date} · ${report.commit} · Node ${report.node} · fio ioengine=nbd over a Unix socket; guest: QEMU TCG`,
+      ) +
+      '</text>',
+  )
   for (let v = 0; v <= xMax + 1e-9; v += 0.25) {
     const gx = x(v)
     const one = Math.abs(v - 1) < 1e-9
-    parts.push(`<line x1="${gx}" y1="${top - 6}" x2="${gx}" y2="${top + chartH}" stroke="${one ? '#000' : '#ddd'}" ` +
-      `stroke-width="${one ? 1.5 : 1}"${one ? ' stroke-dasharray="4 3"' : ''}/>`)
+    parts.push(
+      `<line x1="${gx}" y1="${top - 6}" x2="${gx}" y2="${top + chartH}" stroke="${one ? '#000' : '#ddd'}" ` +
+        `stroke-width="${one ? 1.5 : 1}"${one ? ' stroke-dasharray="4 3"' : ''}/>`,
+    )
     if (Math.abs(v * 2 - Math.round(v * 2)) < 1e-9) {
-      parts.push(`<text x="${gx}" y="${top + chartH + 14}" text-anchor="middle" font-size="11">${v}x</text>`)
+      parts.push(
+        `<text x="${gx}" y="${top + chartH + 14}" text-anchor="middle" font-size="11">${v}x</text>`,
+      )
     }
   }
   groups.forEach((group, r) => {
     const y0 = top + r * rowH
-    parts.push(`<text x="${left - 8}" y="${y0 + rowH / 2 + 2}" text-anchor="end" font-size="12">${escapeXml(group.label)}</text>`)
+    parts.push(
+      `<text x="${left - 8}" y="${y0 + rowH / 2 + 2}" text-anchor="end" font-size="12">${escapeXml(group.label)}</text>`,
+    )
     group.bars.forEach((bar, b) => {
       const y = y0 + 4 + b * (barH + 3)
       if (bar.value === null) return
-      parts.push(`<rect x="${left}" y="${y}" width="${Math.max(1, x(bar.value) - left)}" height="${barH}" fill="${bar.color}" opacity="0.85"/>`)
-      parts.push(`<text x="${Math.min(x(bar.value), left + plot - 90) + 4}" y="${y + barH - 3}" font-size="11" ` +
-        `stroke="#fff" stroke-width="3" paint-order="stroke">${escapeXml(`${bar.label} ${bar.value.toFixed(2)}x`)}</text>`)
+      parts.push(
+        `<rect x="${left}" y="${y}" width="${Math.max(1, x(bar.value) - left)}" height="${barH}" fill="${bar.color}" opacity="0.85"/>`,
+      )
+      parts.push(
+        `<text x="${Math.min(x(bar.value), left + plot - 90) + 4}" y="${y + barH - 3}" font-size="11" ` +
+          `stroke="#fff" stroke-width="3" paint-order="stroke">${escapeXml(`${bar.label} ${bar.value.toFixed(2)}x`)}</text>`,
+      )
       if (bar.goal !== null) {
         const gx = x(bar.goal)
-        parts.push(`<line x1="${gx}" y1="${y - 1}" x2="${gx}" y2="${y + barH + 1}" stroke="#000" stroke-width="3"/>`)
+        parts.push(
+          `<line x1="${gx}" y1="${y - 1}" x2="${gx}" y2="${y + barH + 1}" stroke="#000" stroke-width="3"/>`,
+        )
       }
     })
   })
   const legendY = top + chartH + 34
-  parts.push(`<line x1="${left}" y1="${legendY - 11}" x2="${left}" y2="${legendY + 2}" stroke="#000" stroke-width="3"/>`)
-  parts.push(`<text x="${left + 8}" y="${legendY}" font-size="12">goal: fio 0.9x at depth 1, 1.0x otherwise; guest swap speed = nbdkit's wall time / ours, goal 1/1.1</text>`)
+  parts.push(
+    `<line x1="${left}" y1="${legendY - 11}" x2="${left}" y2="${legendY + 2}" stroke="#000" stroke-width="3"/>`,
+  )
+  parts.push(
+    `<text x="${left + 8}" y="${legendY}" font-size="12">goal: fio 0.9x at depth 1, 1.0x otherwise; guest swap speed = nbdkit's wall time / ours, goal 1/1.1</text>`,
+  )
   const height = legendY + 16
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
+  return (
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
     `font-family="sans-serif">\n<rect width="100%" height="100%" fill="#fff"/>\n${parts.join('\n')}\n</svg>\n`
+  )
 }

@@ -15,8 +15,21 @@ import { appendFileSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { FIO_CASES, fillExport, fioVersion, runFio } from './nbd-fio.js'
-import { GUEST_CONFIGS, type GuestTrial, disposeGuest, guestTrial, prepareGuest } from './nbd-guest.js'
-import { FIO_SERVERS, type FioRow, type NbdReport, consoleReport, markdownSection, ratioSvg } from './nbd-report.js'
+import {
+  GUEST_CONFIGS,
+  type GuestTrial,
+  disposeGuest,
+  guestTrial,
+  prepareGuest,
+} from './nbd-guest.js'
+import {
+  FIO_SERVERS,
+  type FioRow,
+  type NbdReport,
+  consoleReport,
+  markdownSection,
+  ratioSvg,
+} from './nbd-report.js'
 import { type NbdServer, startNbdServer } from '../test/helpers/nbd-servers.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -34,7 +47,11 @@ function load(): string {
 
 function tryRun(file: string, args: string[]): string {
   try {
-    return execFileSync(file, args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim()
+    return execFileSync(file, args, {
+      cwd: ROOT,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).trim()
   } catch {
     return 'unknown'
   }
@@ -45,7 +62,10 @@ async function fioPart(): Promise<FioRow[]> {
   const servers: NbdServer[] = []
   try {
     for (const kind of FIO_SERVERS) {
-      const server = await startNbdServer(kind, { exportName: 'bench', sizeBytes: FIO_EXPORT_BYTES }).catch((error: unknown) => {
+      const server = await startNbdServer(kind, {
+        exportName: 'bench',
+        sizeBytes: FIO_EXPORT_BYTES,
+      }).catch((error: unknown) => {
         log(`fio: ${kind} not benchmarked: ${(error as Error).message.split('\n')[0]}`)
         return null
       })
@@ -59,7 +79,9 @@ async function fioPart(): Promise<FioRow[]> {
         for (const server of servers) {
           const result = await runFio(server.uri, row.spec, FIO_SECONDS)
           ;(row.trials[server.kind] ??= []).push(result)
-          log(`fio ${trial}/${RUNS} ${row.spec.id} ${server.kind}: ${Math.round(result.iops)} IOPS, p50 ${result.p50us.toFixed(1)} us`)
+          log(
+            `fio ${trial}/${RUNS} ${row.spec.id} ${server.kind}: ${Math.round(result.iops)} IOPS, p50 ${result.p50us.toFixed(1)} us`,
+          )
         }
       }
     }
@@ -81,9 +103,13 @@ async function guestPart(): Promise<GuestTrial[]> {
       for (const config of GUEST_CONFIGS) {
         const result = await guestTrial(setup, config)
         trials.push(result)
-        log(`guest ${trial}/${RUNS} ${config.id}: ${result.ok ? 'ok' : 'FAILED'} ${(result.wallMs / 1000).toFixed(1)} s` +
-          (result.heldPerPage === null ? '' : `, ${result.pages} pages, ${Math.round(result.heldPerPage)} B held/page`) +
-          (result.problem === null ? '' : `\n${result.problem}`))
+        log(
+          `guest ${trial}/${RUNS} ${config.id}: ${result.ok ? 'ok' : 'FAILED'} ${(result.wallMs / 1000).toFixed(1)} s` +
+            (result.heldPerPage === null
+              ? ''
+              : `, ${result.pages} pages, ${Math.round(result.heldPerPage)} B held/page`) +
+            (result.problem === null ? '' : `\n${result.problem}`),
+        )
       }
     }
   } finally {
@@ -96,7 +122,9 @@ async function main(): Promise<void> {
   const loadBefore = load()
   // The commit measured is the one checked out when the run starts (dist/ was built from it).
   const commit = process.env['BENCH_COMMIT'] ?? tryRun('git', ['rev-parse', '--short', 'HEAD'])
-  log(`bench:nbd: ${RUNS} runs, fio ${FIO_SECONDS} s per job; load average ${loadBefore}; ${cpus().length} CPUs`)
+  log(
+    `bench:nbd: ${RUNS} runs, fio ${FIO_SECONDS} s per job; load average ${loadBefore}; ${cpus().length} CPUs`,
+  )
   const fio = process.env['FIO'] === '0' ? [] : await fioPart()
   const guest = process.env['GUEST'] === '0' ? [] : await guestPart()
   const report: NbdReport = {
@@ -106,10 +134,13 @@ async function main(): Promise<void> {
     cpu: `${cpus()[0]?.model ?? 'unknown'} x ${cpus().length}`,
     load: `${loadBefore} before, ${load()} after`,
     versions: [
-      await fioVersion(), tryRun('nbdkit', ['--version']), tryRun('qemu-nbd', ['--version']).split('\n')[0] ?? '',
+      await fioVersion(),
+      tryRun('nbdkit', ['--version']),
+      tryRun('qemu-nbd', ['--version']).split('\n')[0] ?? '',
       tryRun('qemu-system-x86_64', ['--version']).split('\n')[0] ?? '',
     ],
-    settings: `fio: ${FIO_SECONDS} s per job after 1 s ramp, one connection, 256 MiB export written once before; ` +
+    settings:
+      `fio: ${FIO_SECONDS} s per job after 1 s ramp, one connection, 256 MiB export written once before; ` +
       `${RUNS} trials each, interleaved; guest: 192 MiB RAM, 384 MiB memory test, 512 MiB swap export, ` +
       'wall time is QEMU start to exit (boot, mkswap, test, poweroff)',
     fio,
@@ -118,7 +149,10 @@ async function main(): Promise<void> {
   console.log(consoleReport(report))
   if (process.env['NO_APPEND'] !== '1') {
     writeFileSync(`${ROOT}/bench/nbd-ratios.svg`, ratioSvg(report))
-    appendFileSync(`${ROOT}/bench/results.md`, `\n${markdownSection(report, process.env['NOTES'] ?? '')}`)
+    appendFileSync(
+      `${ROOT}/bench/results.md`,
+      `\n${markdownSection(report, process.env['NOTES'] ?? '')}`,
+    )
     log('appended to bench/results.md, wrote bench/nbd-ratios.svg')
   }
 }

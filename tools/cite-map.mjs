@@ -15,23 +15,69 @@ const DOC = 'docs/semantics.md'
 
 /** Spec section number -> heading of docs/semantics.md. */
 const SECTIONS = {
-  1: 'Data model', 1.1: 'Data model', 1.2: 'Limits', 1.3: 'Pool kinds', 1.4: 'Limits',
-  1.5: 'Data model', 1.6: 'Host options',
-  2: 'The ABI', 2.1: 'Commands', 2.2: 'Control subops', 2.3: 'Pool flags', 2.4: 'Client flags',
-  2.5: 'Return codes', 2.6: 'Op layout', 2.7: 'Op layout', 2.8: 'Op layout',
-  2.9: 'ABI versions', '2.10': 'Decision: guest frames',
-  3: 'Guest commands', '3.0': 'Dispatch', 3.1: 'New pool', 3.2: 'Destroy pool', 3.3: 'Put',
-  '3.3.1': 'Duplicate put', 3.4: 'Get', 3.5: 'Flush page', 3.6: 'Flush object',
-  3.7: 'Legacy commands', 3.8: 'Return codes',
-  4: 'Memory', 4.1: 'Memory', 4.2: 'LRU order', 4.3: 'Eviction', 4.4: 'Minimum reserve',
-  4.5: 'Flush and freeable memory', 4.6: 'Memory', 4.7: 'Space savers', 4.8: 'Memory',
-  5: 'Control subops', 5.1: 'Control subops', 5.2: 'Control subops', 5.3: 'Freeze and thaw',
-  5.4: 'Client settings', 5.5: 'Flush and freeable memory', 5.6: 'Shared-pool authorisation',
-  5.7: 'LIST', 5.8: 'Control subops',
-  6: 'Save and restore', 6.1: 'Save subops', 6.2: 'Save stream', 6.3: 'Live save',
-  6.4: 'Restore', 6.5: 'ABI versions',
-  7: 'Statistics', 7.1: 'Statistics', 7.2: 'Statistics', 7.3: 'Statistics', 7.4: 'Statistics',
-  8: 'Pool kinds', 8.1: 'Pool kinds', 8.2: 'Pool kinds', 8.3: 'Pool kinds', 8.4: 'Pool kinds',
+  1: 'Data model',
+  1.1: 'Data model',
+  1.2: 'Limits',
+  1.3: 'Pool kinds',
+  1.4: 'Limits',
+  1.5: 'Data model',
+  1.6: 'Host options',
+  2: 'The ABI',
+  2.1: 'Commands',
+  2.2: 'Control subops',
+  2.3: 'Pool flags',
+  2.4: 'Client flags',
+  2.5: 'Return codes',
+  2.6: 'Op layout',
+  2.7: 'Op layout',
+  2.8: 'Op layout',
+  2.9: 'ABI versions',
+  '2.10': 'Decision: guest frames',
+  3: 'Guest commands',
+  '3.0': 'Dispatch',
+  3.1: 'New pool',
+  3.2: 'Destroy pool',
+  3.3: 'Put',
+  '3.3.1': 'Duplicate put',
+  3.4: 'Get',
+  3.5: 'Flush page',
+  3.6: 'Flush object',
+  3.7: 'Legacy commands',
+  3.8: 'Return codes',
+  4: 'Memory',
+  4.1: 'Memory',
+  4.2: 'LRU order',
+  4.3: 'Eviction',
+  4.4: 'Minimum reserve',
+  4.5: 'Flush and freeable memory',
+  4.6: 'Memory',
+  4.7: 'Space savers',
+  4.8: 'Memory',
+  5: 'Control subops',
+  5.1: 'Control subops',
+  5.2: 'Control subops',
+  5.3: 'Freeze and thaw',
+  5.4: 'Client settings',
+  5.5: 'Flush and freeable memory',
+  5.6: 'Shared-pool authorisation',
+  5.7: 'LIST',
+  5.8: 'Control subops',
+  6: 'Save and restore',
+  6.1: 'Save subops',
+  6.2: 'Save stream',
+  6.3: 'Live save',
+  6.4: 'Restore',
+  6.5: 'ABI versions',
+  7: 'Statistics',
+  7.1: 'Statistics',
+  7.2: 'Statistics',
+  7.3: 'Statistics',
+  7.4: 'Statistics',
+  8: 'Pool kinds',
+  8.1: 'Pool kinds',
+  8.2: 'Pool kinds',
+  8.3: 'Pool kinds',
+  8.4: 'Pool kinds',
   9: 'Decision: baseline',
   10: 'Where we differ from Xen and why',
 }
@@ -41,32 +87,65 @@ const RANGES = { '3.3-3.7': ['Guest commands'] }
 
 /** Spec §10 (ambiguities) item -> heading. */
 const ITEMS = {
-  1: 'Decision: eviction quota', 2: 'Decision: cap', 3: 'Control subops', 4: 'Destroy pool',
-  5: 'Decision: dying pools and ownership', 6: 'LIST', 7: 'Decision: LIST format',
-  8: 'Decision: save stream fixes', 9: 'Decision: dying pools and ownership', 10: 'New pool',
-  11: 'Decision: get with a bad frame', 12: 'Live save', 13: 'Restore', 14: 'Save stream',
-  15: 'Limits', 16: 'Shared-pool authorisation', 17: 'Shared-pool authorisation', 18: 'Get',
-  19: 'Flush page', 20: 'Restore', 21: 'Decision: legacy and unknown commands',
-  22: 'Decision: destroy during migration', 23: 'Statistics', 24: 'Decision: eviction quota',
-  25: 'LIST', 26: 'Freeze and thaw', 27: 'New pool', 28: 'Pool flags',
-  29: 'Decision: who is who', 30: 'Legacy commands',
+  1: 'Decision: eviction quota',
+  2: 'Decision: cap',
+  3: 'Control subops',
+  4: 'Destroy pool',
+  5: 'Decision: dying pools and ownership',
+  6: 'LIST',
+  7: 'Decision: LIST format',
+  8: 'Decision: save stream fixes',
+  9: 'Decision: dying pools and ownership',
+  10: 'New pool',
+  11: 'Decision: get with a bad frame',
+  12: 'Live save',
+  13: 'Restore',
+  14: 'Save stream',
+  15: 'Limits',
+  16: 'Shared-pool authorisation',
+  17: 'Shared-pool authorisation',
+  18: 'Get',
+  19: 'Flush page',
+  20: 'Restore',
+  21: 'Decision: legacy and unknown commands',
+  22: 'Decision: destroy during migration',
+  23: 'Statistics',
+  24: 'Decision: eviction quota',
+  25: 'LIST',
+  26: 'Freeze and thaw',
+  27: 'New pool',
+  28: 'Pool flags',
+  29: 'Decision: who is who',
+  30: 'Legacy commands',
 }
 
 /** Spec section 0 decisions D1..D15 -> heading. */
 const DECISIONS = {
-  1: 'Decision: baseline', 2: 'Decision: who is who', 3: 'Decision: v0 clients',
-  4: 'Decision: save stream fixes', 5: 'Decision: eviction quota', 6: 'Decision: cap',
-  7: 'Decision: shared pools', 8: 'Decision: legacy and unknown commands',
-  9: 'Decision: dying pools and ownership', 10: 'Decision: destroy during migration',
-  11: 'Decision: get with a bad frame', 12: 'Decision: memory budget',
-  13: 'Decision: compression', 14: 'Decision: LIST format', 15: 'Decision: guest frames',
+  1: 'Decision: baseline',
+  2: 'Decision: who is who',
+  3: 'Decision: v0 clients',
+  4: 'Decision: save stream fixes',
+  5: 'Decision: eviction quota',
+  6: 'Decision: cap',
+  7: 'Decision: shared pools',
+  8: 'Decision: legacy and unknown commands',
+  9: 'Decision: dying pools and ownership',
+  10: 'Decision: destroy during migration',
+  11: 'Decision: get with a bad frame',
+  12: 'Decision: memory budget',
+  13: 'Decision: compression',
+  14: 'Decision: LIST format',
+  15: 'Decision: guest frames',
 }
 
 const NUM = String.raw`\d+(?:\.\d+)*`
 const CITE = String.raw`§${NUM}(?:-${NUM})?(?: item \d+)?|\bD\d{1,2}\b`
 // One group: an optional "spec ", then citations joined by ", ", " and ", " with " or "; ".
 // "STYLE §5.6" cites the style guide, not the spec: left alone.
-const GROUP = new RegExp(String.raw`(?<!STYLE )(?:spec )?(?:${CITE})(?:(?:, | and | with |; )(?:${CITE}))*`, 'g')
+const GROUP = new RegExp(
+  String.raw`(?<!STYLE )(?:spec )?(?:${CITE})(?:(?:, | and | with |; )(?:${CITE}))*`,
+  'g',
+)
 const ONE = new RegExp(CITE, 'g')
 
 function headingsOf(path) {
@@ -176,7 +255,8 @@ for (const file of files) {
   // Citations outside comments (strings) are reported, never rewritten.
   const inComments = (i) => ranges.some((r) => r.pos <= i && i < r.end)
   for (const m of text.matchAll(GROUP)) {
-    if (!inComments(m.index)) console.log(`${file}:${lineOf(text, m.index)}: (not a comment, left as is) ${m[0]}`)
+    if (!inComments(m.index))
+      console.log(`${file}:${lineOf(text, m.index)}: (not a comment, left as is) ${m[0]}`)
   }
   if (!check && out !== text) {
     writeFileSync(file, out)

@@ -41,6 +41,7 @@ function run(list, concurrency) {
 }
 
 const first = run(together, 2)
-if (alone.length > 0) console.log(`\nrun-tests: ${alone.length} allocation test file(s), one at a time`)
+if (alone.length > 0)
+  console.log(`\nrun-tests: ${alone.length} allocation test file(s), one at a time`)
 const second = run(alone, 1)
 process.exit(first !== 0 ? first : second)

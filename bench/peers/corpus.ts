@@ -38,10 +38,16 @@ export function buildCorpus(pages: number): Corpus {
     bytes.set(chunk, at * PAGE)
     at++
   }
-  const binary = collect(['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib'],
-    /\.so(\.\d+)*$/, binaryCount + halfCount)
-  const text = collect(['/usr/share/doc', '/usr/share/perl5', '/usr/share/man', '/usr/share'],
-    /\.(txt|md|html|py|pm|pl|sh|xml|json|css|js|gz|1|5|8)$|copyright$|changelog/, textCount)
+  const binary = collect(
+    ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib'],
+    /\.so(\.\d+)*$/,
+    binaryCount + halfCount,
+  )
+  const text = collect(
+    ['/usr/share/doc', '/usr/share/perl5', '/usr/share/man', '/usr/share'],
+    /\.(txt|md|html|py|pm|pl|sh|xml|json|css|js|gz|1|5|8)$|copyright$|changelog/,
+    textCount,
+  )
   let synthetic = 0
   for (let i = 0; i < binaryCount; i++) put(binary.pages[i] ?? syntheticPage(synthetic++))
   for (let i = 0; i < textCount; i++) put(text.pages[i] ?? syntheticPage(synthetic++))
@@ -62,12 +68,16 @@ export function buildCorpus(pages: number): Corpus {
     bytes,
     pages,
     describe,
-    page: (key: number) => bytes.subarray((key % pages) * PAGE, (key % pages + 1) * PAGE),
+    page: (key: number) => bytes.subarray((key % pages) * PAGE, ((key % pages) + 1) * PAGE),
   }
 }
 
 /** Up to `wanted` distinct non-uniform pages from matching files under `roots`. */
-function collect(roots: string[], pattern: RegExp, wanted: number): { pages: Uint8Array[]; files: number } {
+function collect(
+  roots: string[],
+  pattern: RegExp,
+  wanted: number,
+): { pages: Uint8Array[]; files: number } {
   const pages: Uint8Array[] = []
   const seen = new Set<string>()
   let files = 0

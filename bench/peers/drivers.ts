@@ -38,12 +38,23 @@ export interface Driver {
   open(index: number): Promise<Conn>
 }
 
-export function driverFor(kind: ServerKind, port: number, peerClients: PeerClients, path = ''): Driver {
+export function driverFor(
+  kind: ServerKind,
+  port: number,
+  peerClients: PeerClients,
+  path = '',
+): Driver {
   switch (kind) {
     case 'tmem':
-      return { label: 'tmem client library (src/client)', open: (i) => TmemConn.open({ host: HOST, port }, i) }
+      return {
+        label: 'tmem client library (src/client)',
+        open: (i) => TmemConn.open({ host: HOST, port }, i),
+      }
     case 'tmem-shm':
-      return { label: 'tmem client library over shared memory (Unix socket)', open: (i) => TmemConn.open({ path }, i) }
+      return {
+        label: 'tmem client library over shared memory (Unix socket)',
+        open: (i) => TmemConn.open({ path }, i),
+      }
     case 'redis':
       return peerClients === 'raw'
         ? { label: 'raw RESP SET/GET driver', open: () => RawConn.open(port, REDIS) }
@@ -67,9 +78,16 @@ class TmemConn implements Conn {
     this.#pool = pool
   }
 
-  static async open(target: { host: string; port: number } | { path: string }, index: number): Promise<TmemConn> {
-    const client = await tmemConnect(target, { name: `bench-${process.pid}-${index}`, reconnect: false })
-    if ('path' in target && !client.sharedMemory.active) throw new Error(`tmem-shm: ${client.sharedMemory.reason}`)
+  static async open(
+    target: { host: string; port: number } | { path: string },
+    index: number,
+  ): Promise<TmemConn> {
+    const client = await tmemConnect(target, {
+      name: `bench-${process.pid}-${index}`,
+      reconnect: false,
+    })
+    if ('path' in target && !client.sharedMemory.active)
+      throw new Error(`tmem-shm: ${client.sharedMemory.reason}`)
     // Persistent: a get leaves the page in place, so every read of the key space hits.
     const pool = await client.newPool({ persistent: true })
     return new TmemConn(client, pool)
@@ -187,7 +205,8 @@ const MEMCACHED: Protocol = {
     return next - offset + parseDecimal(bytes, offset + 3, digitsEnd) + 2
   },
   valueAt: (bytes, offset, length) => {
-    if (bytes[offset] === 0x56 && bytes[offset + 1] === 0x41) return lineEnd(bytes, offset, offset + length)
+    if (bytes[offset] === 0x56 && bytes[offset + 1] === 0x41)
+      return lineEnd(bytes, offset, offset + length)
     if (bytes[offset] === 0x45 && bytes[offset + 1] === 0x4e) return -1 // EN
     throw new Error(`memcached: ${lineText(bytes, offset, length)}`)
   },
@@ -257,7 +276,11 @@ class RawConn implements Conn {
 
   put(key: number, page: Uint8Array): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#send(this.#protocol.setRequest(key, page), { expect: null, resolve: () => resolve(), reject })
+      this.#send(this.#protocol.setRequest(key, page), {
+        expect: null,
+        resolve: () => resolve(),
+        reject,
+      })
     })
   }
 
@@ -299,7 +322,8 @@ class RawConn implements Conn {
       while (true) {
         const whole = protocol.measure(partial, 0, this.#partialBytes)
         const end = whole < 0 ? lineEnd(chunk, at, chunk.length) : -2
-        const wanted = whole >= 0 ? whole - this.#partialBytes : end < 0 ? chunk.length - at : end - at
+        const wanted =
+          whole >= 0 ? whole - this.#partialBytes : end < 0 ? chunk.length - at : end - at
         const take = Math.min(wanted, chunk.length - at)
         chunk.copy(partial, this.#partialBytes, at, at + take)
         this.#partialBytes += take
@@ -393,10 +417,16 @@ async function openIoredis(port: number): Promise<Conn> {
 
 async function openMemjs(port: number): Promise<Conn> {
   const memjs = await import('memjs')
-  const client = memjs.Client.create(`${HOST}:${port}`, { retries: 0, timeout: 10, conntimeout: 10 })
+  const client = memjs.Client.create(`${HOST}:${port}`, {
+    retries: 0,
+    timeout: 10,
+    conntimeout: 10,
+  })
   return {
     put: async (key, page) => {
-      const stored = await client.set(`p:${key}`, Buffer.from(page.buffer, page.byteOffset, PAGE), { expires: 0 })
+      const stored = await client.set(`p:${key}`, Buffer.from(page.buffer, page.byteOffset, PAGE), {
+        expires: 0,
+      })
       if (!stored) throw new Error('memcached set was not stored')
     },
     get: async (key, expect) => {

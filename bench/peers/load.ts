@@ -55,7 +55,12 @@ const LATENCY_CAPACITY = 4_000_000
 const latencies = new Float64Array(LATENCY_CAPACITY)
 
 /** Puts every key of every slice, `depth` in flight per connection (untimed preload). */
-export async function preload(conns: Conn[], workload: Workload, corpus: Corpus, depth: number): Promise<void> {
+export async function preload(
+  conns: Conn[],
+  workload: Workload,
+  corpus: Corpus,
+  depth: number,
+): Promise<void> {
   await Promise.all(
     conns.map(async (conn, j) => {
       const slice = workload.slices[j]!

@@ -114,7 +114,9 @@ if (cases.length !== caseIds.length) fail(`--cases takes ${CASES.map((c) => c.id
 const wanted = args.only.split(',').map((s) => s.trim()) as ServerKind[]
 if (wanted.some((k) => !SERVERS.includes(k))) fail(`--only takes ${SERVERS.join(',')}`)
 const keepProfile = args.profile !== undefined
-const profileDir = args['no-profile'] ? undefined : args.profile ?? mkdtempSync(join(tmpdir(), 'tmem-peers-prof-'))
+const profileDir = args['no-profile']
+  ? undefined
+  : (args.profile ?? mkdtempSync(join(tmpdir(), 'tmem-peers-prof-')))
 const append = !args['no-append']
 
 const WATCHDOG_MS = 10 * 60 * 1000
@@ -153,12 +155,19 @@ interface Contender {
 
 async function main(): Promise<void> {
   const binaries: Record<ServerKind, string> = {
-    tmem: process.execPath, 'tmem-shm': process.execPath, redis: 'redis-server', memcached: 'memcached',
+    tmem: process.execPath,
+    'tmem-shm': process.execPath,
+    redis: 'redis-server',
+    memcached: 'memcached',
   }
-  const missing = wanted.filter((kind) => binaries[kind] !== process.execPath && which(binaries[kind]) === null)
+  const missing = wanted.filter(
+    (kind) => binaries[kind] !== process.execPath && which(binaries[kind]) === null,
+  )
   if (missing.length > 0) {
-    log(`bench:peers: ${missing.map((k) => binaries[k]).join(' and ')} not found; benchmarking without ` +
-      `${missing.join(' and ')}. To compare, install them (Debian/Ubuntu, as root):\n  ${INSTALL_HINT}`)
+    log(
+      `bench:peers: ${missing.map((k) => binaries[k]).join(' and ')} not found; benchmarking without ` +
+        `${missing.join(' and ')}. To compare, install them (Debian/Ubuntu, as root):\n  ${INSTALL_HINT}`,
+    )
   }
   const kinds = wanted.filter((kind) => !missing.includes(kind))
   if (!kinds.includes('tmem')) fail('tmem must be among --only')
@@ -189,7 +198,8 @@ async function main(): Promise<void> {
   for (const spec of cases) rows.push(...(await runCase(spec, contenders, order, corpus)))
 
   const redis = contenders.find((c) => c.server.kind === 'redis')
-  const useRedisBenchmark = redis !== undefined && !args['no-redis-benchmark'] && which('redis-benchmark') !== null
+  const useRedisBenchmark =
+    redis !== undefined && !args['no-redis-benchmark'] && which('redis-benchmark') !== null
   if (useRedisBenchmark) {
     for (const spec of [...cases].reverse()) {
       const figures = redisBenchmark(redis.server.port, spec)
@@ -200,7 +210,9 @@ async function main(): Promise<void> {
       }
     }
   } else if (redis !== undefined && !args['no-redis-benchmark']) {
-    log('bench:peers: redis-benchmark not found (Debian: apt-get install -y redis-tools); no reference figures')
+    log(
+      'bench:peers: redis-benchmark not found (Debian: apt-get install -y redis-tools); no reference figures',
+    )
   }
 
   for (const { server } of contenders) await server.stop()
@@ -226,7 +238,8 @@ async function main(): Promise<void> {
     cpu: `${cpus()[0]?.model ?? 'unknown'} x ${cpus().length}`,
     loadBefore,
     loadAfter: loadAverage(),
-    settings: `${trials} trials of ${trialMs} ms per case, op and server (median reported), ${warmupMs} ms warm-up; ` +
+    settings:
+      `${trials} trials of ${trialMs} ms per case, op and server (median reported), ${warmupMs} ms warm-up; ` +
       `${keyCount.toLocaleString('en-US')} keys, 4096-byte values; all servers on ${HOST} TCP; the load generator ` +
       `is one Node process on the same 2-core machine; every get is checked byte for byte`,
     corpus: corpus.describe,
@@ -240,14 +253,18 @@ async function main(): Promise<void> {
     rows,
     memory,
     goals: evaluateGoals(rows, memory),
-    redisBenchmarkNote: 'its own C client, one thread, `-d 4096 -r 100000 -c <conns> -P <depth>`; its GET keys are ' +
+    redisBenchmarkNote:
+      'its own C client, one thread, `-d 4096 -r 100000 -c <conns> -P <depth>`; its GET keys are ' +
       'random, so some miss',
   }
 
   const table = consoleTable(report)
   console.log(`\n${table}\n`)
   const bad = rows.flatMap((row) =>
-    Object.entries(row.cells).filter(([, s]) => s.badReads > 0).map(([k, s]) => `${k} ${row.spec.id} ${row.op}: ${s.badReads}`))
+    Object.entries(row.cells)
+      .filter(([, s]) => s.badReads > 0)
+      .map(([k, s]) => `${k} ${row.spec.id} ${row.op}: ${s.badReads}`),
+  )
   if (bad.length > 0) log(`bench:peers: reads that did not return the page: ${bad.join('; ')}`)
 
   let profileNotes = ''
@@ -263,7 +280,10 @@ async function main(): Promise<void> {
   }
   if (append && !quick) {
     if (!existsSync(args.results)) {
-      writeFileSync(args.results, '# Benchmark results\n\nRuns are appended by the benchmarks (`npm run bench:peers`, ...); newest last.\n\n')
+      writeFileSync(
+        args.results,
+        '# Benchmark results\n\nRuns are appended by the benchmarks (`npm run bench:peers`, ...); newest last.\n\n',
+      )
     }
     appendFileSync(args.results, `\n${markdownSection(report, profileNotes)}`)
     log(`bench:peers: appended to ${args.results}`)
@@ -277,7 +297,11 @@ async function main(): Promise<void> {
  * pages - 4096; the marginal cost is the least-squares slope over the four loaded points, which
  * leaves out one-time growth (a runtime's heap, hash tables touched at random).
  */
-async function memoryPhase(server: RunningServer, driver: Driver, corpus: Corpus): Promise<MemoryResult> {
+async function memoryPhase(
+  server: RunningServer,
+  driver: Driver,
+  corpus: Corpus,
+): Promise<MemoryResult> {
   const conn = await driver.open(0)
   await sleep(300)
   const baselineRss = rssBytes(server.pid)
@@ -292,7 +316,8 @@ async function memoryPhase(server: RunningServer, driver: Driver, corpus: Corpus
   const fullRss = points[3]![1]
   const meanX = points.reduce((sum, [x]) => sum + x, 0) / points.length
   const meanY = points.reduce((sum, [, y]) => sum + y, 0) / points.length
-  const slope = points.reduce((sum, [x, y]) => sum + (x - meanX) * (y - meanY), 0) /
+  const slope =
+    points.reduce((sum, [x, y]) => sum + (x - meanX) * (y - meanY), 0) /
     points.reduce((sum, [x]) => sum + (x - meanX) ** 2, 0)
   return {
     server: server.kind,
@@ -347,7 +372,15 @@ async function runCase(
     for (let t = 0; t < rounds; t++) {
       for (let i = 0; i < sessions.length; i++) {
         const s = sessions[(i + t) % sessions.length]!
-        const result = await trial(s.conns, spec.depth, op, s.workload, corpus, roundMs, s.contender.server.pid)
+        const result = await trial(
+          s.conns,
+          spec.depth,
+          op,
+          s.workload,
+          corpus,
+          roundMs,
+          s.contender.server.pid,
+        )
         results.get(s.contender.server.kind)!.push(result)
       }
     }
@@ -363,14 +396,39 @@ async function runCase(
 }
 
 /** redis-benchmark's SET and GET figures for a case (its CSV output). */
-function redisBenchmark(port: number, spec: CaseSpec): Partial<Record<'SET' | 'GET', RedisBenchmarkFigure>> {
+function redisBenchmark(
+  port: number,
+  spec: CaseSpec,
+): Partial<Record<'SET' | 'GET', RedisBenchmarkFigure>> {
   const requests = quick ? 5000 : spec.depth === 1 ? 40_000 : 300_000
-  const result = spawnSync('redis-benchmark', [
-    '-h', HOST, '-p', String(port), '-t', 'set,get', '-d', '4096', '-r', String(keyCount),
-    '-n', String(requests), '-c', String(spec.connections), '-P', String(spec.depth), '--csv',
-  ], { encoding: 'utf8', timeout: 60_000 })
+  const result = spawnSync(
+    'redis-benchmark',
+    [
+      '-h',
+      HOST,
+      '-p',
+      String(port),
+      '-t',
+      'set,get',
+      '-d',
+      '4096',
+      '-r',
+      String(keyCount),
+      '-n',
+      String(requests),
+      '-c',
+      String(spec.connections),
+      '-P',
+      String(spec.depth),
+      '--csv',
+    ],
+    { encoding: 'utf8', timeout: 60_000 },
+  )
   const figures: Partial<Record<'SET' | 'GET', RedisBenchmarkFigure>> = {}
-  const lines = (result.stdout ?? '').trim().split('\n').map((line) => line.split(',').map((f) => f.replace(/"/g, '')))
+  const lines = (result.stdout ?? '')
+    .trim()
+    .split('\n')
+    .map((line) => line.split(',').map((f) => f.replace(/"/g, '')))
   const header = lines[0] ?? []
   const col = (name: string): number => header.indexOf(name)
   for (const fields of lines.slice(1)) {
@@ -382,7 +440,9 @@ function redisBenchmark(port: number, spec: CaseSpec): Partial<Record<'SET' | 'G
       p99ms: Number(fields[col('p99_latency_ms')]),
     }
   }
-  log(`bench:peers: redis-benchmark ${spec.id}: SET ${Math.round(figures.SET?.rps ?? 0)}/s GET ${Math.round(figures.GET?.rps ?? 0)}/s`)
+  log(
+    `bench:peers: redis-benchmark ${spec.id}: SET ${Math.round(figures.SET?.rps ?? 0)}/s GET ${Math.round(figures.GET?.rps ?? 0)}/s`,
+  )
   return figures
 }
 
@@ -399,7 +459,10 @@ function gitCommit(): string {
   const given = process.env.BENCH_COMMIT
   if (given !== undefined && given !== '') return given
   try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    }).trim()
   } catch {
     return 'unknown'
   }
@@ -418,11 +481,18 @@ function profileSummary(path: string, report: RunReport): string {
     '',
     'Top frames by self time (share of busy time):',
     '',
-    ...busy.slice(0, 15).map((f) =>
-      `- ${((f.share / Math.max(1e-9, 1 - idleShare)) * 100).toFixed(1)} % \`${f.name}\`${f.where === '' ? '' : ` ${f.where}`}`),
+    ...busy
+      .slice(0, 15)
+      .map(
+        (f) =>
+          `- ${((f.share / Math.max(1e-9, 1 - idleShare)) * 100).toFixed(1)} % \`${f.name}\`${f.where === '' ? '' : ` ${f.where}`}`,
+      ),
   ]
   if (report.goals.some((goal) => goal.met === false)) {
-    lines.unshift('Some goals were missed; see the profile below for where the daemon spends its time.', '')
+    lines.unshift(
+      'Some goals were missed; see the profile below for where the daemon spends its time.',
+      '',
+    )
   }
   return lines.join('\n')
 }

@@ -24,7 +24,10 @@ export interface Frame {
 }
 
 /** The top `count` frames by self time, as shares of all samples (idle included). */
-export function topFrames(path: string, count: number): { frames: Frame[]; idleShare: number; seconds: number } {
+export function topFrames(
+  path: string,
+  count: number,
+): { frames: Frame[]; idleShare: number; seconds: number } {
   const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile
   const byKey = new Map<string, Frame & { hits: number }>()
   let total = 0
@@ -38,7 +41,12 @@ export function topFrames(path: string, count: number): { frames: Frame[]; idleS
     const file = url.replace(/^file:\/\//, '').replace(/^.*\/(dist|node_modules)\//, '$1/')
     const where = file === '' ? '' : `${file}:${lineNumber + 1}`
     const key = `${functionName}@${where}`
-    const entry = byKey.get(key) ?? { name: functionName || '(anonymous)', where, share: 0, hits: 0 }
+    const entry = byKey.get(key) ?? {
+      name: functionName || '(anonymous)',
+      where,
+      share: 0,
+      hits: 0,
+    }
     entry.hits += hits
     byKey.set(key, entry)
   }
@@ -81,14 +89,20 @@ function categoryOf(functionName: string, url: string): string {
   if (/^(writeBuffer|writev|writeUtf8String|writeLatin1String)$/.test(functionName)) {
     return 'socket write syscalls (writeBuffer/writev)'
   }
-  if (functionName === '_copyActual' || functionName === 'copy' || functionName === '_copy' ||
-    url.includes('/src/util/bytes')) {
+  if (
+    functionName === '_copyActual' ||
+    functionName === 'copy' ||
+    functionName === '_copy' ||
+    url.includes('/src/util/bytes')
+  ) {
     return 'page copies (request to frame, frame to reply: util/bytes copyBytes, Buffer copy)'
   }
   if (functionName === '(garbage collector)') return 'garbage collector'
   if (url.includes('/src/engine/')) return 'engine (src/engine)'
   if (url.includes('/src/server/')) return 'wire layer (src/server: frames, connection, dispatch)'
-  if (functionName === '(program)') return '(program): native code outside JS, event loop, syscalls not attributed'
-  if (url.startsWith('node:') || url === '') return 'Node runtime (streams, event loop, other natives)'
+  if (functionName === '(program)')
+    return '(program): native code outside JS, event loop, syscalls not attributed'
+  if (url.startsWith('node:') || url === '')
+    return 'Node runtime (streams, event loop, other natives)'
   return 'other'
 }

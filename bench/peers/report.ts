@@ -79,8 +79,17 @@ export function evaluateGoals(rows: Row[], memory: MemoryResult[]): Goal[] {
   const goals: Goal[] = []
   const find = (id: string, op: string): Row | undefined =>
     rows.find((row) => row.spec.id === id && row.op === op)
-  const check = (text: string, value: number | null, ok: (v: number) => boolean, shown: string): void => {
-    goals.push({ text, measured: value === null ? 'n/a' : shown, met: value === null ? null : ok(value) })
+  const check = (
+    text: string,
+    value: number | null,
+    ok: (v: number) => boolean,
+    shown: string,
+  ): void => {
+    goals.push({
+      text,
+      measured: value === null ? 'n/a' : shown,
+      met: value === null ? null : ok(value),
+    })
   }
   for (const op of ['put', 'get'] as const) {
     const pipelined = find('1x64', op)
@@ -105,7 +114,12 @@ export function evaluateGoals(rows: Row[], memory: MemoryResult[]): Goal[] {
   }
   const mem = memory.find((m) => m.server === 'tmem')
   if (mem !== undefined) {
-    check('memory: <= 64 B per page beyond 4096', mem.perPage, (v) => v <= 64, `${Math.round(mem.perPage)} B`)
+    check(
+      'memory: <= 64 B per page beyond 4096',
+      mem.perPage,
+      (v) => v <= 64,
+      `${Math.round(mem.perPage)} B`,
+    )
   }
   return goals
 }
@@ -135,8 +149,12 @@ function pad(text: string, width: number, right = false): string {
 /** The table for the terminal. */
 export function consoleTable(report: RunReport): string {
   const present = SERVERS.filter((s) => report.rows.some((row) => row.cells[s] !== undefined))
-  const header = ['case', 'op', ...present.flatMap((s) => [`${s} ops/s`, 'p50 us', 'p99 us', 'srv us/op', 'gen us/op']),
-    ...PEERS.filter((p) => present.includes(p)).map((p) => `tmem/${p}`)]
+  const header = [
+    'case',
+    'op',
+    ...present.flatMap((s) => [`${s} ops/s`, 'p50 us', 'p99 us', 'srv us/op', 'gen us/op']),
+    ...PEERS.filter((p) => present.includes(p)).map((p) => `tmem/${p}`),
+  ]
   const lines = [header]
   for (const row of report.rows) {
     lines.push([
@@ -144,29 +162,40 @@ export function consoleTable(report: RunReport): string {
       row.op,
       ...present.flatMap((s) => {
         const cell = row.cells[s]
-        return [fmtOps(cell?.opsPerSecond), fmtUs(cell?.p50us), fmtUs(cell?.p99us), fmtUs(cell?.serverCpuUs),
-          fmtUs(cell?.clientCpuUs)]
+        return [
+          fmtOps(cell?.opsPerSecond),
+          fmtUs(cell?.p50us),
+          fmtUs(cell?.p99us),
+          fmtUs(cell?.serverCpuUs),
+          fmtUs(cell?.clientCpuUs),
+        ]
       }),
       ...PEERS.filter((p) => present.includes(p)).map((p) => fmtRatio(ratio(row, p))),
     ])
   }
   const widths = header.map((_, i) => Math.max(...lines.map((line) => (line[i] ?? '').length)))
-  const out = lines.map((line) => line.map((cell, i) => pad(cell, widths[i] ?? 0, i >= 2)).join('  '))
+  const out = lines.map((line) =>
+    line.map((cell, i) => pad(cell, widths[i] ?? 0, i >= 2)).join('  '),
+  )
   out.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '))
   const bench = report.rows.filter((row) => row.redisBenchmark !== undefined)
   if (bench.length > 0) {
     out.push('', 'redis-benchmark (C client, same cases, -d 4096), for reference:')
     for (const row of bench) {
       const b = row.redisBenchmark!
-      out.push(`  ${pad(row.spec.id, 5)} ${pad(row.op === 'put' ? 'SET' : 'GET', 4)} ` +
-        `${pad(fmtOps(b.rps), 10, true)} ops/s  p50 ${fmtUs(b.p50ms * 1000)} us  p99 ${fmtUs(b.p99ms * 1000)} us`)
+      out.push(
+        `  ${pad(row.spec.id, 5)} ${pad(row.op === 'put' ? 'SET' : 'GET', 4)} ` +
+          `${pad(fmtOps(b.rps), 10, true)} ops/s  p50 ${fmtUs(b.p50ms * 1000)} us  p99 ${fmtUs(b.p99ms * 1000)} us`,
+      )
     }
   }
   if (report.memory.length > 0) {
     out.push('', 'memory, bytes of RSS per stored page beyond 4096 (200,000 pages):')
     for (const m of report.memory) {
-      out.push(`  ${pad(m.server, 10)} ${pad(fmtBytes(m.perPage), 7, true)} B   ` +
-        `(marginal, slope over 50k..200k: ${fmtBytes(m.slopePerPage)} B; RSS ${mib(m.baselineRss)} -> ${mib(m.fullRss)} MiB)`)
+      out.push(
+        `  ${pad(m.server, 10)} ${pad(fmtBytes(m.perPage), 7, true)} B   ` +
+          `(marginal, slope over 50k..200k: ${fmtBytes(m.slopePerPage)} B; RSS ${mib(m.baselineRss)} -> ${mib(m.fullRss)} MiB)`,
+      )
     }
   }
   out.push('', 'goals:')
@@ -193,20 +222,31 @@ export function markdownSection(report: RunReport, notes: string): string {
   lines.push(`- ${report.settings}`)
   lines.push(`- pages: ${report.corpus}`)
   for (const server of report.servers) {
-    lines.push(`- ${server.kind}: ${server.version}; load from ${server.driver}; \`${server.command}\``)
+    lines.push(
+      `- ${server.kind}: ${server.version}; load from ${server.driver}; \`${server.command}\``,
+    )
   }
-  if (report.missing.length > 0) lines.push(`- not benchmarked (not installed): ${report.missing.join(', ')}`)
+  if (report.missing.length > 0)
+    lines.push(`- not benchmarked (not installed): ${report.missing.join(', ')}`)
   lines.push('')
-  lines.push(`| case | op | ${present.map((s) => `${s} ops/s | p50 us | p99 us | srv CPU us/op`).join(' | ')} | ` +
-    `${peers.map((p) => `tmem/${p}`).join(' | ')} |`)
-  lines.push(`|---|---|${present.map(() => '--:|--:|--:|--:').join('|')}|${peers.map(() => '--:').join('|')}|`)
+  lines.push(
+    `| case | op | ${present.map((s) => `${s} ops/s | p50 us | p99 us | srv CPU us/op`).join(' | ')} | ` +
+      `${peers.map((p) => `tmem/${p}`).join(' | ')} |`,
+  )
+  lines.push(
+    `|---|---|${present.map(() => '--:|--:|--:|--:').join('|')}|${peers.map(() => '--:').join('|')}|`,
+  )
   for (const row of report.rows) {
-    lines.push(`| ${row.spec.label} | ${row.op} | ` +
-      present.map((s) => {
-        const c = row.cells[s]
-        return `${fmtOps(c?.opsPerSecond)} | ${fmtUs(c?.p50us)} | ${fmtUs(c?.p99us)} | ${fmtUs(c?.serverCpuUs)}`
-      }).join(' | ') +
-      ` | ${peers.map((p) => `**${fmtRatio(ratio(row, p))}**`).join(' | ')} |`)
+    lines.push(
+      `| ${row.spec.label} | ${row.op} | ` +
+        present
+          .map((s) => {
+            const c = row.cells[s]
+            return `${fmtOps(c?.opsPerSecond)} | ${fmtUs(c?.p50us)} | ${fmtUs(c?.p99us)} | ${fmtUs(c?.serverCpuUs)}`
+          })
+          .join(' | ') +
+        ` | ${peers.map((p) => `**${fmtRatio(ratio(row, p))}**`).join(' | ')} |`,
+    )
   }
   const bench = report.rows.filter((row) => row.redisBenchmark !== undefined)
   if (bench.length > 0) {
@@ -214,20 +254,33 @@ export function markdownSection(report: RunReport, notes: string): string {
     lines.push('| case | op | ops/s | p50 us | p99 us |', '|---|---|--:|--:|--:|')
     for (const row of bench) {
       const b = row.redisBenchmark!
-      lines.push(`| ${row.spec.label} | ${row.op === 'put' ? 'SET' : 'GET'} | ${fmtOps(b.rps)} | ` +
-        `${fmtUs(b.p50ms * 1000)} | ${fmtUs(b.p99ms * 1000)} |`)
+      lines.push(
+        `| ${row.spec.label} | ${row.op === 'put' ? 'SET' : 'GET'} | ${fmtOps(b.rps)} | ` +
+          `${fmtUs(b.p50ms * 1000)} | ${fmtUs(b.p99ms * 1000)} |`,
+      )
     }
   }
   if (report.memory.length > 0) {
-    lines.push('', 'Memory: RSS (VmRSS) per stored page beyond 4096 bytes, 200,000 pages loaded into a fresh server:', '')
-    lines.push('| server | B/page beyond 4096 | marginal (slope 50k..200k) | RSS empty | RSS loaded |', '|---|--:|--:|--:|--:|')
+    lines.push(
+      '',
+      'Memory: RSS (VmRSS) per stored page beyond 4096 bytes, 200,000 pages loaded into a fresh server:',
+      '',
+    )
+    lines.push(
+      '| server | B/page beyond 4096 | marginal (slope 50k..200k) | RSS empty | RSS loaded |',
+      '|---|--:|--:|--:|--:|',
+    )
     for (const m of report.memory) {
-      lines.push(`| ${m.server} | ${fmtBytes(m.perPage)} | ${fmtBytes(m.slopePerPage)} | ${mib(m.baselineRss)} MiB | ${mib(m.fullRss)} MiB |`)
+      lines.push(
+        `| ${m.server} | ${fmtBytes(m.perPage)} | ${fmtBytes(m.slopePerPage)} | ${mib(m.baselineRss)} MiB | ${mib(m.fullRss)} MiB |`,
+      )
     }
   }
   lines.push('', 'Goals (same run):', '')
   for (const goal of report.goals) {
-    lines.push(`- ${goal.met === null ? 'not measured' : goal.met ? 'met' : '**missed**'}: ${goal.text} (measured ${goal.measured})`)
+    lines.push(
+      `- ${goal.met === null ? 'not measured' : goal.met ? 'met' : '**missed**'}: ${goal.text} (measured ${goal.measured})`,
+    )
   }
   lines.push('', '<details><summary>ops/s of every trial, in the order run</summary>', '')
   for (const row of report.rows) {
@@ -244,7 +297,12 @@ function escapeXml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 }
 
-const COLORS: Record<string, string> = { redis: '#d62728', memcached: '#1f77b4', tmem: '#2ca02c', 'tmem-shm': '#9467bd' }
+const COLORS: Record<string, string> = {
+  redis: '#d62728',
+  memcached: '#1f77b4',
+  tmem: '#2ca02c',
+  'tmem-shm': '#9467bd',
+}
 
 /** A horizontal bar chart of tmem/peer throughput ratios, and the memory overhead per page. */
 export function ratioSvg(report: RunReport): string {
@@ -267,34 +325,54 @@ export function ratioSvg(report: RunReport): string {
   const chartH = report.rows.length * rowH
   const x = (v: number): number => left + (Math.min(v, xMax) / xMax) * plot
   const parts: string[] = []
-  parts.push(`<text x="${width / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">` +
-    `tmem throughput relative to Redis and memcached (higher is better)</text>`)
-  parts.push(`<text x="${width / 2}" y="40" text-anchor="middle" font-size="11" fill="#555">` +
-    escapeXml(`${report.date} · ${report.commit} · Node ${report.node} · ${report.cpu} · 4 KiB pages, loopback TCP`) + '</text>')
+  parts.push(
+    `<text x="${width / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">` +
+      `tmem throughput relative to Redis and memcached (higher is better)</text>`,
+  )
+  parts.push(
+    `<text x="${width / 2}" y="40" text-anchor="middle" font-size="11" fill="#555">` +
+      escapeXml(
+        `${report.date} · ${report.commit} · Node ${report.node} · ${report.cpu} · 4 KiB pages, loopback TCP`,
+      ) +
+      '</text>',
+  )
   // Grid.
   for (let v = 0; v <= xMax + 1e-9; v += 0.5) {
     const gx = x(v)
-    parts.push(`<line x1="${gx}" y1="${top - 6}" x2="${gx}" y2="${top + chartH}" stroke="${v === 1 ? '#000' : '#ddd'}" ` +
-      `stroke-width="${v === 1 ? 1.5 : 1}"${v === 1 ? ' stroke-dasharray="4 3"' : ''}/>`)
+    parts.push(
+      `<line x1="${gx}" y1="${top - 6}" x2="${gx}" y2="${top + chartH}" stroke="${v === 1 ? '#000' : '#ddd'}" ` +
+        `stroke-width="${v === 1 ? 1.5 : 1}"${v === 1 ? ' stroke-dasharray="4 3"' : ''}/>`,
+    )
     if (Number.isInteger(v)) {
-      parts.push(`<text x="${gx}" y="${top + chartH + 14}" text-anchor="middle" font-size="11">${v}x</text>`)
+      parts.push(
+        `<text x="${gx}" y="${top + chartH + 14}" text-anchor="middle" font-size="11">${v}x</text>`,
+      )
     }
   }
   report.rows.forEach((row, r) => {
     const y0 = top + r * rowH
-    parts.push(`<text x="${left - 8}" y="${y0 + rowH / 2 + 2}" text-anchor="end" font-size="12">` +
-      escapeXml(`${row.spec.label}, ${row.op}`) + '</text>')
+    parts.push(
+      `<text x="${left - 8}" y="${y0 + rowH / 2 + 2}" text-anchor="end" font-size="12">` +
+        escapeXml(`${row.spec.label}, ${row.op}`) +
+        '</text>',
+    )
     peers.forEach((peer, p) => {
       const value = ratio(row, peer)
       const y = y0 + 4 + p * (barH + 3)
       if (value === null) return
-      parts.push(`<rect x="${left}" y="${y}" width="${Math.max(1, x(value) - left)}" height="${barH}" fill="${COLORS[peer]}" opacity="0.85"/>`)
-      parts.push(`<text x="${Math.min(x(value), left + plot - 30) + 4}" y="${y + barH - 3}" font-size="11" ` +
-        `stroke="#fff" stroke-width="3" paint-order="stroke">${value.toFixed(2)}x</text>`)
+      parts.push(
+        `<rect x="${left}" y="${y}" width="${Math.max(1, x(value) - left)}" height="${barH}" fill="${COLORS[peer]}" opacity="0.85"/>`,
+      )
+      parts.push(
+        `<text x="${Math.min(x(value), left + plot - 30) + 4}" y="${y + barH - 3}" font-size="11" ` +
+          `stroke="#fff" stroke-width="3" paint-order="stroke">${value.toFixed(2)}x</text>`,
+      )
       const goal = goalsFor(row, peer)
       if (goal !== null) {
         const gx = x(goal)
-        parts.push(`<line x1="${gx}" y1="${y - 1}" x2="${gx}" y2="${y + barH + 1}" stroke="#000" stroke-width="3"/>`)
+        parts.push(
+          `<line x1="${gx}" y1="${y - 1}" x2="${gx}" y2="${y + barH + 1}" stroke="#000" stroke-width="3"/>`,
+        )
       }
     })
   })
@@ -302,34 +380,52 @@ export function ratioSvg(report: RunReport): string {
   const legendY = top + chartH + 30
   let lx = left
   for (const peer of peers) {
-    parts.push(`<rect x="${lx}" y="${legendY - 10}" width="12" height="12" fill="${COLORS[peer]}" opacity="0.85"/>`)
+    parts.push(
+      `<rect x="${lx}" y="${legendY - 10}" width="12" height="12" fill="${COLORS[peer]}" opacity="0.85"/>`,
+    )
     parts.push(`<text x="${lx + 16}" y="${legendY}" font-size="12">tmem / ${peer}</text>`)
     lx += 150
   }
-  parts.push(`<line x1="${lx}" y1="${legendY - 11}" x2="${lx}" y2="${legendY + 2}" stroke="#000" stroke-width="3"/>`)
+  parts.push(
+    `<line x1="${lx}" y1="${legendY - 11}" x2="${lx}" y2="${legendY + 2}" stroke="#000" stroke-width="3"/>`,
+  )
   parts.push(`<text x="${lx + 6}" y="${legendY}" font-size="12">goal</text>`)
-  parts.push(`<line x1="${lx + 50}" y1="${legendY - 4}" x2="${lx + 70}" y2="${legendY - 4}" stroke="#000" stroke-dasharray="4 3"/>`)
+  parts.push(
+    `<line x1="${lx + 50}" y1="${legendY - 4}" x2="${lx + 70}" y2="${legendY - 4}" stroke="#000" stroke-dasharray="4 3"/>`,
+  )
   parts.push(`<text x="${lx + 74}" y="${legendY}" font-size="12">parity</text>`)
   // Memory panel.
   let height = legendY + 16
   if (report.memory.length > 0) {
     const memTop = legendY + 40
-    parts.push(`<text x="${width / 2}" y="${memTop}" text-anchor="middle" font-size="14" font-weight="bold">` +
-      'Memory per stored page beyond 4096 bytes (RSS, 200,000 pages; lower is better)</text>')
+    parts.push(
+      `<text x="${width / 2}" y="${memTop}" text-anchor="middle" font-size="14" font-weight="bold">` +
+        'Memory per stored page beyond 4096 bytes (RSS, 200,000 pages; lower is better)</text>',
+    )
     const memMax = Math.max(64, ...report.memory.map((m) => m.perPage)) * 1.1
     const mx = (v: number): number => left + (Math.max(0, v) / memMax) * plot
     report.memory.forEach((m, i) => {
       const y = memTop + 14 + i * 22
-      parts.push(`<text x="${left - 8}" y="${y + 12}" text-anchor="end" font-size="12">${m.server}</text>`)
-      parts.push(`<rect x="${left}" y="${y}" width="${Math.max(1, mx(m.perPage) - left)}" height="16" fill="${COLORS[m.server]}" opacity="0.85"/>`)
-      parts.push(`<text x="${Math.min(mx(m.perPage), left + plot - 40) + 4}" y="${y + 12}" font-size="11">${Math.round(m.perPage)} B</text>`)
+      parts.push(
+        `<text x="${left - 8}" y="${y + 12}" text-anchor="end" font-size="12">${m.server}</text>`,
+      )
+      parts.push(
+        `<rect x="${left}" y="${y}" width="${Math.max(1, mx(m.perPage) - left)}" height="16" fill="${COLORS[m.server]}" opacity="0.85"/>`,
+      )
+      parts.push(
+        `<text x="${Math.min(mx(m.perPage), left + plot - 40) + 4}" y="${y + 12}" font-size="11">${Math.round(m.perPage)} B</text>`,
+      )
     })
     const gx = mx(64)
     const yEnd = memTop + 14 + report.memory.length * 22
-    parts.push(`<line x1="${gx}" y1="${memTop + 8}" x2="${gx}" y2="${yEnd}" stroke="#000" stroke-width="2" stroke-dasharray="4 3"/>`)
+    parts.push(
+      `<line x1="${gx}" y1="${memTop + 8}" x2="${gx}" y2="${yEnd}" stroke="#000" stroke-width="2" stroke-dasharray="4 3"/>`,
+    )
     parts.push(`<text x="${gx + 4}" y="${yEnd + 12}" font-size="11">goal 64 B</text>`)
     height = yEnd + 24
   }
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
+  return (
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
     `font-family="Helvetica, Arial, sans-serif">\n<rect width="100%" height="100%" fill="#fff"/>\n${parts.join('\n')}\n</svg>\n`
+  )
 }

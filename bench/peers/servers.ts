@@ -93,39 +93,60 @@ export async function startServer(
         ...(options.cpuProfileDir === undefined
           ? []
           : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir]),
-        TMEM_BIN, 'daemon',
-        '--socket', kind === 'tmem' ? 'none' : join(scratch, 'tmem.sock'), '--control-socket', 'none',
+        TMEM_BIN,
+        'daemon',
+        '--socket',
+        kind === 'tmem' ? 'none' : join(scratch, 'tmem.sock'),
+        '--control-socket',
+        'none',
         // tmem-shm listens on TCP too, only so that readiness is checked as for the others.
-        '--listen', `${HOST}:${port}`,
+        '--listen',
+        `${HOST}:${port}`,
         // Enough for the 200,000-page memory case, no density options: plain storage.
-        '--memory', '1G',
-        '--grace', '0',
-        '--log-level', 'warn',
+        '--memory',
+        '1G',
+        '--grace',
+        '0',
+        '--log-level',
+        'warn',
       ]
       version = `tmem ${readVersion()} on Node ${process.version}`
       break
     case 'redis':
       binary = 'redis-server'
       args = [
-        '--port', String(port),
-        '--bind', HOST,
-        '--save', '',
-        '--appendonly', 'no',
-        '--dir', scratch,
-        '--daemonize', 'no',
-        '--loglevel', 'warning',
+        '--port',
+        String(port),
+        '--bind',
+        HOST,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        scratch,
+        '--daemonize',
+        'no',
+        '--loglevel',
+        'warning',
       ]
       version = firstLine(spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).stdout)
       break
     case 'memcached':
       binary = 'memcached'
       args = [
-        '-l', HOST,
-        '-p', String(port),
-        '-U', '0', // no UDP
-        '-m', '2048', // MB: 200,000 pages with their item headers fit with room to spare
-        '-I', '1m',
-        '-t', '4', // memcached's default thread count, stated
+        '-l',
+        HOST,
+        '-p',
+        String(port),
+        '-U',
+        '0', // no UDP
+        '-m',
+        '2048', // MB: 200,000 pages with their item headers fit with room to spare
+        '-I',
+        '1m',
+        '-t',
+        '4', // memcached's default thread count, stated
         ...(process.getuid?.() === 0 ? ['-u', 'nobody'] : []),
       ]
       version = firstLine(spawnSync('memcached', ['-V'], { encoding: 'utf8' }).stdout)
@@ -152,7 +173,10 @@ export async function startServer(
     pid,
     port,
     ...(kind === 'tmem-shm' ? { path: join(scratch, 'tmem.sock') } : {}),
-    command: [binary === process.execPath ? 'node' : binary, ...args.map((a) => (a === '' ? "''" : a))]
+    command: [
+      binary === process.execPath ? 'node' : binary,
+      ...args.map((a) => (a === '' ? "''" : a)),
+    ]
       .join(' ')
       .replace(TMEM_BIN, 'dist/src/cli/tmem.js'),
     version,
@@ -190,7 +214,8 @@ export function rssBytes(pid: number): number {
   return Number(match[1]) * 1024
 }
 
-const TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100
+const TICKS_PER_SECOND =
+  Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100
 
 /** CPU time of a process (all threads, user + system) in seconds. */
 export function cpuSeconds(pid: number): number {

@@ -76,7 +76,11 @@ export function opArm(cmd: number): OpArm {
  */
 /** A TMEM_CONTROL op: `subop` on client `cliId` (pool, arg1, arg2 as the subop reads them; OID zero). */
 export function controlOp(subop: number, cliId: number, poolId = 0, arg1 = 0, arg2 = 0): CtrlOp {
-  return { cmd: TMEM_CONTROL, poolId, ctrl: { subop, cliId, arg1, arg2, oid: [0n, 0n, 0n], buf: 0n } }
+  return {
+    cmd: TMEM_CONTROL,
+    poolId,
+    ctrl: { subop, cliId, arg1, arg2, oid: [0n, 0n, 0n], buf: 0n },
+  }
 }
 
 export function encodeOp(op: TmemOp, version: AbiVersion = 1): Uint8Array {

@@ -45,12 +45,16 @@ export function addControlOptions(command: Command): Command {
       ).env('TMEM_CONTROL_SOCKET'),
     )
     .addOption(
-      new Option('--control-listen <host:port>', 'reach the control endpoint over loopback TCP instead')
-        .env('TMEM_CONTROL_LISTEN'),
+      new Option(
+        '--control-listen <host:port>',
+        'reach the control endpoint over loopback TCP instead',
+      ).env('TMEM_CONTROL_LISTEN'),
     )
     .addOption(
-      new Option('--token-file <path>', `control token for TCP (default: ${defaultTokenFile()})`)
-        .env('TMEM_TOKEN_FILE'),
+      new Option(
+        '--token-file <path>',
+        `control token for TCP (default: ${defaultTokenFile()})`,
+      ).env('TMEM_TOKEN_FILE'),
     )
     .addOption(
       new Option('--timeout <duration>', 'give up on a daemon that does not answer (exit 3)')
@@ -60,7 +64,10 @@ export function addControlOptions(command: Command): Command {
 }
 
 /** Where the daemon's control endpoint is, from the verb's options (see the module comment). */
-export function resolveControlTarget(command: Command, env: NodeJS.ProcessEnv = process.env): ControlTarget {
+export function resolveControlTarget(
+  command: Command,
+  env: NodeJS.ProcessEnv = process.env,
+): ControlTarget {
   const options = command.opts<ControlCliOptions>()
   const socket = options.controlSocket
   const listen = options.controlListen === '' ? undefined : options.controlListen
@@ -74,11 +81,14 @@ export function resolveControlTarget(command: Command, env: NodeJS.ProcessEnv = 
   if (socketFirst) return { path: socket }
   if (listen !== undefined) {
     const address = usageOf(() => parseLoopbackAddress(listen))
-    if (address.port === 0) throw new UsageError(`Control address ${listen} has port 0: give the port the daemon printed`)
+    if (address.port === 0)
+      throw new UsageError(`Control address ${listen} has port 0: give the port the daemon printed`)
     return { ...address, tokenFile: options.tokenFile ?? defaultTokenFile(env) }
   }
   if (socket === 'none' || socket === '') {
-    throw new UsageError('No control endpoint: the control socket is "none" and no --control-listen was given')
+    throw new UsageError(
+      'No control endpoint: the control socket is "none" and no --control-listen was given',
+    )
   }
   return { path: defaultControlSocketPath(env) }
 }
@@ -103,7 +113,12 @@ export async function withControl<T>(
   const expired = new Promise<never>((_resolve, reject) => {
     if (timeoutMs === 0) return
     timer = setTimeout(() => {
-      reject(new UnreachableError(`The daemon at ${where} did not answer within ${timeoutMs} ms`, 'ETIMEDOUT'))
+      reject(
+        new UnreachableError(
+          `The daemon at ${where} did not answer within ${timeoutMs} ms`,
+          'ETIMEDOUT',
+        ),
+      )
     }, timeoutMs)
   })
   try {
@@ -118,9 +133,10 @@ async function session<T>(
   where: string,
   run: (control: TmemControlClient) => Promise<T>,
 ): Promise<T> {
-  const resolved = 'tokenFile' in target && target.tokenFile !== undefined
-    ? { host: target.host, port: target.port, token: readToken(target.tokenFile) }
-    : target
+  const resolved =
+    'tokenFile' in target && target.tokenFile !== undefined
+      ? { host: target.host, port: target.port, token: readToken(target.tokenFile) }
+      : target
   let control: TmemControlClient
   try {
     control = await connectControl(resolved, { name: CONTROL_CLIENT_NAME })
@@ -138,8 +154,12 @@ async function session<T>(
 function unreachable(error: TmemConnectionError, where: string): UnreachableError {
   const detail = error.message.replace(/^Cannot reach the tmem daemon: /, '')
   const code = detail.includes(error.code) ? '' : ` (${error.code})`
-  const hint = error.code === 'ENOENT' || error.code === 'ECONNREFUSED' ? ': is it running (tmem daemon)?' : ''
-  return new UnreachableError(`Cannot reach the tmem daemon at ${where}: ${detail}${code}${hint}`, error.code)
+  const hint =
+    error.code === 'ENOENT' || error.code === 'ECONNREFUSED' ? ': is it running (tmem daemon)?' : ''
+  return new UnreachableError(
+    `Cannot reach the tmem daemon at ${where}: ${detail}${code}${hint}`,
+    error.code,
+  )
 }
 
 function readToken(path: string): string {

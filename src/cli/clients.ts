@@ -11,7 +11,8 @@ import type { ClientStats, DaemonStats, HostStats } from '../protocol/stats.js'
 import { OpFailedError, UsageError } from './exit.js'
 
 /** What the command line asked for, before the daemon was asked anything. */
-export type ClientArg = { kind: 'all' } | { kind: 'id'; id: number } | { kind: 'name'; name: string }
+export type ClientArg =
+  { kind: 'all' } | { kind: 'id'; id: number } | { kind: 'name'; name: string }
 
 /** A resolved selection: the cli_id to send and how to name it in messages. */
 export interface ClientSelection {
@@ -33,7 +34,11 @@ export function addClientSelection(command: Command, allHelp = 'every client'): 
  * Checks `-a` against CLIENT: exactly one of them (or none, giving `fallback`). A number is an
  * id (0..65534; 65535 is how the ABI says "all", so it must be spelled -a).
  */
-export function parseClientArg(all: boolean | undefined, client: string | undefined, fallback?: ClientArg): ClientArg {
+export function parseClientArg(
+  all: boolean | undefined,
+  client: string | undefined,
+  fallback?: ClientArg,
+): ClientArg {
   if (all === true && client !== undefined) throw new UsageError('Give -a or a client, not both')
   if (all === true) return { kind: 'all' }
   if (client === undefined) {
@@ -42,7 +47,8 @@ export function parseClientArg(all: boolean | undefined, client: string | undefi
   }
   if (/^\d+$/.test(client)) {
     const id = Number(client)
-    if (id >= CLI_ID_NULL) throw new UsageError(`Client id ${client} is out of range (0-65534; -a means all)`)
+    if (id >= CLI_ID_NULL)
+      throw new UsageError(`Client id ${client} is out of range (0-65534; -a means all)`)
     return { kind: 'id', id }
   }
   if (client === '') throw new UsageError('The client name is empty')
@@ -61,7 +67,9 @@ export function resolveClient(arg: ClientArg, stats: DaemonStats, verb: string):
     const known = stats.sessions.map((candidate) => candidate.name)
     throw new OpFailedError(
       `${verb} failed: no client named ${JSON.stringify(arg.name)}` +
-        (known.length === 0 ? ' (the daemon has no named clients)' : ` (known: ${known.join(', ')})`),
+        (known.length === 0
+          ? ' (the daemon has no named clients)'
+          : ` (known: ${known.join(', ')})`),
       'ENOCLIENT',
     )
   }
@@ -95,12 +103,18 @@ export function engineClient(stats: DaemonStats, id: number): ClientStats | unde
  * The error for a control op that returned `rc < 0`: `<verb> failed: EPERM (-1)`, followed by
  * a hint when the reason is visible in STATS (no such client in the engine).
  */
-export function opFailed(verb: string, rc: number, selection: ClientSelection, stats: DaemonStats): OpFailedError {
+export function opFailed(
+  verb: string,
+  rc: number,
+  selection: ClientSelection,
+  stats: DaemonStats,
+): OpFailedError {
   let hint = ''
   if (selection.cliId !== CLI_ID_NULL && engineClient(stats, selection.cliId) === undefined) {
-    hint = selection.name === null
-      ? `: the host has no tmem client ${selection.cliId}`
-      : `: ${selection.label} has made no tmem call yet, so the host has no tmem client for it`
+    hint =
+      selection.name === null
+        ? `: the host has no tmem client ${selection.cliId}`
+        : `: ${selection.label} has made no tmem call yet, so the host has no tmem client for it`
   }
   return new OpFailedError(`${verb} failed: ${rcName(rc)} (${rc})${hint}`, rcName(rc), rc)
 }

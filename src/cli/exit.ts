@@ -68,6 +68,7 @@ export function exitCodeOf(error: unknown): number {
 /** The line printed for an error: its message, and the code of a connection error. */
 export function messageOf(error: unknown): string {
   if (!(error instanceof Error)) return String(error)
-  if (error instanceof TmemConnectionError && !(error instanceof UnreachableError)) return `${error.message} (${error.code})`
+  if (error instanceof TmemConnectionError && !(error instanceof UnreachableError))
+    return `${error.message} (${error.code})`
   return error.message
 }

@@ -12,7 +12,13 @@ import type { Command } from 'commander'
 import { TMEMC_DESTROY, TMEMC_FREEZE, TMEMC_THAW } from '../abi/constants.js'
 import { addControlOptions, withControl } from './args.js'
 import { controlOp } from '../abi/codec.js'
-import { addClientSelection, type ClientSelection, opFailed, parseClientArg, selectClient } from './clients.js'
+import {
+  addClientSelection,
+  type ClientSelection,
+  opFailed,
+  parseClientArg,
+  selectClient,
+} from './clients.js'
 
 interface StateVerb {
   name: 'freeze' | 'thaw' | 'destroy'

@@ -16,7 +16,9 @@ import { formatBytes } from '../util/units.js'
 import { hostStats } from './clients.js'
 
 /** `host.stats()` with each client's session name (null when it has none, e.g. restored). */
-export type NamedHostStats = Omit<HostStats, 'clients'> & { clients: (ClientStats & { name: string | null })[] }
+export type NamedHostStats = Omit<HostStats, 'clients'> & {
+  clients: (ClientStats & { name: string | null })[]
+}
 
 /** The `--json` document: the engine's stats, clients named, only `cliId`'s when given. */
 export function listJson(stats: DaemonStats, cliId: number | null): NamedHostStats {
@@ -45,7 +47,10 @@ export function listTable(stats: DaemonStats, cliId: number | null): string {
 }
 
 function hostSummary(host: HostStats): string[] {
-  const pools = host.clients.reduce((sum, client) => sum + client.pools.filter((p) => p.ownerId === client.id).length, 0)
+  const pools = host.clients.reduce(
+    (sum, client) => sum + client.pools.filter((p) => p.ownerId === client.id).length,
+    0,
+  )
   const used = host.framesUsed
   return [
     `tmem host: ${formatBytes(host.budgetPages * PAGE_SIZE)} budget (${count(host.budgetPages)} pages), ` +
@@ -74,7 +79,10 @@ function savings(host: HostStats): string {
   } else if (poor > 0) {
     parts.push(`compression: ${count(poor)} pages did not shrink enough`)
   }
-  if (host.dedupPuts > 0 || (host.contentDescriptors > 0 && host.contentDescriptors < host.ephemeralPages)) {
+  if (
+    host.dedupPuts > 0 ||
+    (host.contentDescriptors > 0 && host.contentDescriptors < host.ephemeralPages)
+  ) {
     parts.push(
       `dedup ${count(host.dedupPuts)} of ${count(host.goodEphemeralPuts)} ephemeral puts ` +
         `(${percent(host.dedupPuts, host.goodEphemeralPuts)}), ${count(host.ephemeralPages)} pages in ` +
@@ -83,16 +91,33 @@ function savings(host: HostStats): string {
   }
   if (host.tzeBytes > 0 && host.contentDescriptors > 0) {
     const raw = host.contentDescriptors * PAGE_SIZE
-    parts.push(`tze ${formatBytes(host.tzeBytes)} kept of ${formatBytes(raw)} (${percent(raw - host.tzeBytes, raw)} saved)`)
+    parts.push(
+      `tze ${formatBytes(host.tzeBytes)} kept of ${formatBytes(raw)} (${percent(raw - host.tzeBytes, raw)} saved)`,
+    )
   }
   return parts.length === 0 ? 'none (compression, dedup and tze off or unused)' : parts.join('; ')
 }
 
-const CLIENT_HEADER = ['ID', 'NAME', 'STATE', 'WEIGHT', 'CAP', 'COMPRESS', 'POOLS', 'EPHEMERAL', 'PERSISTENT', 'SIZE', 'GETS', 'HIT']
+const CLIENT_HEADER = [
+  'ID',
+  'NAME',
+  'STATE',
+  'WEIGHT',
+  'CAP',
+  'COMPRESS',
+  'POOLS',
+  'EPHEMERAL',
+  'PERSISTENT',
+  'SIZE',
+  'GETS',
+  'HIT',
+]
 
 function clientRow(stats: DaemonStats, client: ClientStats): string[] {
   const owned = client.pools.filter((pool) => pool.ownerId === client.id)
-  const persistent = owned.filter((pool) => pool.persistent).reduce((sum, pool) => sum + pool.pages, 0)
+  const persistent = owned
+    .filter((pool) => pool.persistent)
+    .reduce((sum, pool) => sum + pool.pages, 0)
   const gets = owned.reduce((sum, pool) => sum + pool.gets, 0)
   const found = owned.reduce((sum, pool) => sum + pool.foundGets, 0)
   return [
@@ -138,7 +163,18 @@ function clientState(stats: DaemonStats, client: ClientStats): string {
   return states.join(',')
 }
 
-const POOL_HEADER = ['ID', 'POOL', 'KIND', 'PAGES', 'OBJECTS', 'PUTS', 'GETS', 'HIT', 'FLUSHES', 'SHARED']
+const POOL_HEADER = [
+  'ID',
+  'POOL',
+  'KIND',
+  'PAGES',
+  'OBJECTS',
+  'PUTS',
+  'GETS',
+  'HIT',
+  'FLUSHES',
+  'SHARED',
+]
 
 function poolRow(client: ClientStats, pool: PoolStats): string[] {
   const kind = `${pool.persistent ? 'persistent' : 'ephemeral'}${pool.shared ? ',shared' : ''}`
@@ -172,8 +208,14 @@ function sessionName(stats: DaemonStats, id: number): string | null {
 /** Left-aligned columns, two spaces apart, no trailing spaces. Only the last column (SHARED) has spaces, so awk can split the rest. */
 function columns(rows: string[][]): string[] {
   const widths: number[] = []
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)))
-  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd())
+  for (const row of rows)
+    row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)))
+  return rows.map((row) =>
+    row
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd(),
+  )
 }
 
 function count(value: number): string {

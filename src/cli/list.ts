@@ -41,7 +41,9 @@ const LIST_LINE_BYTES_MAX = 1024
 export function registerListCommand(program: Command): void {
   const command = program
     .command('list')
-    .description('List clients and pools: a readable table, the Xen LIST text (-l), or JSON (--json)')
+    .description(
+      'List clients and pools: a readable table, the Xen LIST text (-l), or JSON (--json)',
+    )
   addClientSelection(command, 'every client (the default)')
     .option('-l, --long', 'the exact Xen TMEMC_LIST text, long form (xl tmem-list -l)')
     .option('--xen', 'the Xen TMEMC_LIST text; short form unless -l (xl tmem-list)')
@@ -56,15 +58,22 @@ export function registerListCommand(program: Command): void {
         const { selection, stats } = await selectClient(control, arg, 'list')
         if (xen) return listText(control, selection, options.long === true)
         const cliId = selection.cliId === CLI_ID_NULL ? null : selection.cliId
-        if (cliId !== null && engineClient(stats, cliId) === undefined) throw opFailed('list', -1, selection, stats)
-        return options.json === true ? `${JSON.stringify(listJson(stats, cliId), null, 2)}\n` : listTable(stats, cliId)
+        if (cliId !== null && engineClient(stats, cliId) === undefined)
+          throw opFailed('list', -1, selection, stats)
+        return options.json === true
+          ? `${JSON.stringify(listJson(stats, cliId), null, 2)}\n`
+          : listTable(stats, cliId)
       })
       process.stdout.write(text)
     })
 }
 
 /** TMEMC_LIST with a buffer that grows until the text cannot have been cut. */
-async function listText(control: TmemControlClient, selection: ClientSelection, long: boolean): Promise<string> {
+async function listText(
+  control: TmemControlClient,
+  selection: ClientSelection,
+  long: boolean,
+): Promise<string> {
   let bytes = LIST_BUFFER_BYTES
   for (;;) {
     let text: string

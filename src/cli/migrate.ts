@@ -34,12 +34,17 @@ export function parseTargetAddress(address: string, tokenFile: string | undefine
   if (address === '') throw new UsageError('--to is empty')
   const looksTcp = !address.includes('/') && /:\d+$/.test(address)
   if (!looksTcp) {
-    if (tokenFile !== undefined) throw new UsageError('--to-token-file goes with a host:port target, not a socket path')
+    if (tokenFile !== undefined)
+      throw new UsageError('--to-token-file goes with a host:port target, not a socket path')
     return { path: address }
   }
   const tcp = usageOf(() => parseLoopbackAddress(address))
-  if (tcp.port === 0) throw new UsageError(`Target ${address} has port 0: give the port the target daemon printed`)
-  if (tokenFile === undefined) throw new UsageError('A host:port target needs --to-token-file (the target daemon\'s control token file)')
+  if (tcp.port === 0)
+    throw new UsageError(`Target ${address} has port 0: give the port the target daemon printed`)
+  if (tokenFile === undefined)
+    throw new UsageError(
+      "A host:port target needs --to-token-file (the target daemon's control token file)",
+    )
   return { host: tcp.host, port: tcp.port, tokenFile }
 }
 
@@ -48,14 +53,29 @@ export function registerMigrateCommand(program: Command): void {
     .command('migrate')
     .description('Move a running client to another daemon (live migration)')
     .argument('<client>', 'client id (a number) or client name, on the source daemon')
-    .requiredOption('--to <address>', "the target daemon's control socket path, or loopback host:port")
+    .requiredOption(
+      '--to <address>',
+      "the target daemon's control socket path, or loopback host:port",
+    )
     .option('--to-token-file <path>', "the target's control token file (host:port targets)")
-    .option('--client-address <address>', 'where clients reach the target (unix:/path or tcp:host:port); default: what it reports')
-    .option('--no-push', "relay every page through this command instead of letting the source daemon send the pre-copy to the target itself")
-    .option('--request-timeout <duration>', 'longest wait for any one answer from either daemon (0: none)', '30s')
+    .option(
+      '--client-address <address>',
+      'where clients reach the target (unix:/path or tcp:host:port); default: what it reports',
+    )
+    .option(
+      '--no-push',
+      'relay every page through this command instead of letting the source daemon send the pre-copy to the target itself',
+    )
+    .option(
+      '--request-timeout <duration>',
+      'longest wait for any one answer from either daemon (0: none)',
+      '30s',
+    )
     .option('-q, --quiet', 'no progress on stderr')
   helpTimeoutNone(addControlOptions(command))
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 The client keeps working while its persistent pages are copied; pages it puts, replaces or
 flushes meanwhile are copied again or flushed on the target. Then a short frozen window
 (new puts get EFROZEN) sends the rest and switches over: the client's connection is told
@@ -84,11 +104,15 @@ each request to either daemon: when a daemon stops answering (killed, stopped, h
 migration fails with ETIMEDOUT and rolls back within three request timeouts (the request
 that got no answer, then the rollback's requests, each bounded alike: 90 s with the
 default); the client keeps running on the source.
-Exit codes: 0 migrated, 1 refused or failed (rolled back), 2 usage, 3 a daemon unreachable.`)
+Exit codes: 0 migrated, 1 refused or failed (rolled back), 2 usage, 3 a daemon unreachable.`,
+    )
     .action(async (client: string, options: MigrateCliOptions, self: Command) => {
       const arg = parseClientArg(undefined, client)
       const target = parseTargetAddress(options.to ?? '', options.toTokenFile)
-      if (options.clientAddress !== undefined && parseClientAddress(options.clientAddress) === null) {
+      if (
+        options.clientAddress !== undefined &&
+        parseClientAddress(options.clientAddress) === null
+      ) {
         throw new UsageError('--client-address must be unix:/path or tcp:host:port')
       }
       const requestTimeoutMs = usageOf(() => parseDuration(options.requestTimeout ?? '30s'))
@@ -100,26 +124,39 @@ Exit codes: 0 migrated, 1 refused or failed (rolled back), 2 usage, 3 a daemon u
             source,
             target,
             client: arg.kind === 'id' ? arg.id : arg.kind === 'name' ? arg.name : '',
-            ...(options.clientAddress === undefined ? {} : { targetClientAddress: options.clientAddress }),
+            ...(options.clientAddress === undefined
+              ? {}
+              : { targetClientAddress: options.clientAddress }),
             push: options.push !== false,
             requestTimeoutMs,
-            onProgress: (progress: MigrateProgress) => reporter.report({
-              phase: progress.phase,
-              pages: progress.pages,
-              pagesTotal: progress.phase === 'precopy' ? progress.pagesTotal : null,
-              bytes: progress.bytes,
-              bytesPerSecond: progress.bytesPerSecond,
-              done: progress.done,
-              ...(progress.round > 0 ? { extra: `round ${progress.round}` } : {}),
-            }),
+            onProgress: (progress: MigrateProgress) =>
+              reporter.report({
+                phase: progress.phase,
+                pages: progress.pages,
+                pagesTotal: progress.phase === 'precopy' ? progress.pagesTotal : null,
+                bytes: progress.bytes,
+                bytesPerSecond: progress.bytesPerSecond,
+                done: progress.done,
+                ...(progress.round > 0 ? { extra: `round ${progress.round}` } : {}),
+              }),
           })
           reporter.end()
-          const label = result.name === null ? `client ${result.sourceId}` : `client ${result.sourceId} (${result.name})`
+          const label =
+            result.name === null
+              ? `client ${result.sourceId}`
+              : `client ${result.sourceId} (${result.name})`
           const where = result.address === '' ? 'the target' : result.address
-          const notice = result.name === null ? '' : result.notified ? '' : '; the client was not connected: it is redirected when it reconnects'
-          return `migrated ${label} to ${where} as client ${result.targetId}: ${result.pages} records, ${formatBytes(result.bytes, 'figures')} ` +
+          const notice =
+            result.name === null
+              ? ''
+              : result.notified
+                ? ''
+                : '; the client was not connected: it is redirected when it reconnects'
+          return (
+            `migrated ${label} to ${where} as client ${result.targetId}: ${result.pages} records, ${formatBytes(result.bytes, 'figures')} ` +
             `in ${(result.elapsedMs / 1000).toFixed(1)} s (${formatRate(result.bytesPerSecond)}), ${result.rounds} rounds, ` +
             `frozen ${result.frozenWindowMs.toFixed(1)} ms, ${result.pushedPages > 0 ? `${result.pushedPages} pages pushed by the source` : 'relayed'}${notice}`
+          )
         } catch (error) {
           reporter.end()
           // A MigrationError maps to its exit code in exitCodeOf (EUNREACHABLE 3, else 1).

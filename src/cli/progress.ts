@@ -18,7 +18,10 @@ export interface ProgressLine {
 }
 
 /** A reporter for `--progress`-style output; `quiet` prints nothing. */
-export function progressReporter(quiet: boolean, stream: NodeJS.WriteStream = process.stderr): {
+export function progressReporter(
+  quiet: boolean,
+  stream: NodeJS.WriteStream = process.stderr,
+): {
   report: (line: ProgressLine) => void
   end: () => void
 } {

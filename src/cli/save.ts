@@ -19,7 +19,13 @@ import { SaveRestoreError } from '../errors/mod.js'
 import { restoreClient } from '../migrate/restore.js'
 import { saveClientToSink } from '../migrate/save.js'
 import { openFileSink, writableFileSink } from '../migrate/sink.js'
-import { DigestMismatchError, digestingSink, digestPath, verifyDigest, writeDigest } from '../migrate/digest.js'
+import {
+  DigestMismatchError,
+  digestingSink,
+  digestPath,
+  verifyDigest,
+  writeDigest,
+} from '../migrate/digest.js'
 import type { Progress } from '../migrate/progress.js'
 import {
   BIND_HOLD,
@@ -55,7 +61,8 @@ interface RestoreCliOptions {
 
 /** Long verbs have no overall timeout unless --timeout is given. */
 export function noTimeoutByDefault(command: Command): void {
-  if (command.getOptionValueSource('timeout') === 'default') command.setOptionValueWithSource('timeout', '0', 'default')
+  if (command.getOptionValueSource('timeout') === 'default')
+    command.setOptionValueWithSource('timeout', '0', 'default')
 }
 
 /** Makes `--help` of a long verb say what it does: --timeout defaults to none, not 10s. */
@@ -66,7 +73,9 @@ export function helpTimeoutNone(command: Command): Command {
 }
 
 /** A save/restore progress report as a stderr line. */
-function reportProgress(reporter: ReturnType<typeof progressReporter>): (progress: Progress) => void {
+function reportProgress(
+  reporter: ReturnType<typeof progressReporter>,
+): (progress: Progress) => void {
   return (progress) => {
     reporter.report({
       phase: progress.phase,
@@ -81,7 +90,8 @@ function reportProgress(reporter: ReturnType<typeof progressReporter>): (progres
 
 /** A library error as an exit-1 failure with its code. */
 function failed(verb: string, error: unknown): unknown {
-  if (error instanceof SaveRestoreError) return new OpFailedError(`${verb} failed: ${error.message}`, error.code)
+  if (error instanceof SaveRestoreError)
+    return new OpFailedError(`${verb} failed: ${error.message}`, error.code)
   return error
 }
 
@@ -90,11 +100,19 @@ export function registerSaveCommand(program: Command): void {
     .command('save')
     .description("Save a client's tmem state to FILE (the Xen v1 save stream)")
     .argument('<client>', 'client id (a number) or client name')
-    .argument('<file>', 'where to write the stream: a file (written atomically), a FIFO or device, or - for stdout')
-    .option('--live', 'Xen live save: the client keeps running; pages it removes meanwhile go in the -6 section')
+    .argument(
+      '<file>',
+      'where to write the stream: a file (written atomically), a FIFO or device, or - for stdout',
+    )
+    .option(
+      '--live',
+      'Xen live save: the client keeps running; pages it removes meanwhile go in the -6 section',
+    )
     .option('-q, --quiet', 'no progress on stderr')
   helpTimeoutNone(addControlOptions(command))
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Every persistent page is written exactly once; ephemeral pools are recorded empty, as in
 Xen. The client is frozen during a plain save and gets its state back afterwards.
 
@@ -108,7 +126,8 @@ Examples:
   $ tmem save web-1 /var/lib/tmem/web-1.tmem
   save: 262144/262144 pages, 1.01 GiB, 1.20 GB/s
   saved client 1 (web-1): 2 pools, 262144 pages, 1.01 GiB to /var/lib/tmem/web-1.tmem in 0.9 s (1.20 GB/s)
-` + CONNECTION_HELP)
+` + CONNECTION_HELP,
+    )
     .action(async (client: string, file: string, options: SaveCliOptions, self: Command) => {
       const arg = parseClientArg(undefined, client)
       if (file === '') throw new UsageError('The file name is empty')
@@ -119,21 +138,33 @@ Examples:
         const opened = file === '-' ? writableFileSink(process.stdout) : await openFileSink(file)
         // A file gets a SHA-256 sidecar (our extension); a FIFO, device or stdout does not.
         const hashed = opened.streaming ? null : digestingSink(opened)
-        const result = await saveClientToSink(networkChannel(control), selection.cliId, hashed?.file ?? opened, {
-          live: options.live === true,
-          onProgress: reportProgress(reporter),
-        }).catch((error: unknown) => {
+        const result = await saveClientToSink(
+          networkChannel(control),
+          selection.cliId,
+          hashed?.file ?? opened,
+          {
+            live: options.live === true,
+            onProgress: reportProgress(reporter),
+          },
+        ).catch((error: unknown) => {
           throw failed('save', error)
         })
         reporter.end()
         if (!result.saved) {
-          throw new OpFailedError(`save failed: ${selection.label} has no tmem pools, so there is nothing to save (no file written)`, 'ENOTMEM')
+          throw new OpFailedError(
+            `save failed: ${selection.label} has no tmem pools, so there is nothing to save (no file written)`,
+            'ENOTMEM',
+          )
         }
-        const digest = hashed === null ? '' : `, SHA-256 in ${await writeDigest(file, hashed.hex())}`
+        const digest =
+          hashed === null ? '' : `, SHA-256 in ${await writeDigest(file, hashed.hex())}`
         const seconds = result.elapsedMs / 1000
-        const invalidations = result.invalidations === null ? '' : `, ${result.invalidations} invalidations`
-        return `saved ${selection.label}: ${result.pools} pools, ${result.pages} pages${invalidations}, ` +
+        const invalidations =
+          result.invalidations === null ? '' : `, ${result.invalidations} invalidations`
+        return (
+          `saved ${selection.label}: ${result.pools} pools, ${result.pages} pages${invalidations}, ` +
           `${formatBytes(result.bytes, 'figures')} to ${file} in ${seconds.toFixed(1)} s (${formatRate(result.bytes / Math.max(seconds, 1e-6))})${digest}`
+        )
       })
       ;(file === '-' ? process.stderr : process.stdout).write(`${line}\n`)
     })
@@ -145,11 +176,19 @@ export function registerRestoreCommand(program: Command): void {
     .description('Restore a client from FILE onto the daemon, creating it')
     .argument('<client>', 'the name the restored client gets, or a client id (no name)')
     .argument('<file>', 'a save stream (Xen v1, or v0 which is upgraded)')
-    .option('--secret <hex>', 'the secret the client will use (64 hex digits); default: a new one, printed')
-    .option('--verify', 'check FILE against FILE.sha256 (written by tmem save) before restoring; a mismatch restores nothing')
+    .option(
+      '--secret <hex>',
+      'the secret the client will use (64 hex digits); default: a new one, printed',
+    )
+    .option(
+      '--verify',
+      'check FILE against FILE.sha256 (written by tmem save) before restoring; a mismatch restores nothing',
+    )
     .option('-q, --quiet', 'no progress on stderr')
   helpTimeoutNone(addControlOptions(command))
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 With a name, the daemon picks a free client id, restores the stream there and binds the
 name to it with a secret (--secret, or a new one printed on the last line). A client process
 takes the restored client over with connect(..., { name, secret }); until then the restored
@@ -162,7 +201,8 @@ Examples:
   restore: 262144/262144 pages, 1.01 GiB, 250 MB/s
   restored client 3 (web-1): 2 pools, 262144 pages from a v1 stream in 4.3 s
   secret: 5f0c...e1
-` + CONNECTION_HELP)
+` + CONNECTION_HELP,
+    )
     .action(async (client: string, file: string, options: RestoreCliOptions, self: Command) => {
       const arg = parseClientArg(undefined, client)
       let secret: Uint8Array | null = null
@@ -173,12 +213,21 @@ Examples:
           throw new UsageError('--secret must be 64 hex digits (32 bytes)')
         }
       }
-      if (arg.kind === 'id' && secret !== null) throw new UsageError('--secret goes with a client name, not an id')
+      if (arg.kind === 'id' && secret !== null)
+        throw new UsageError('--secret goes with a client name, not an id')
       noTimeoutByDefault(self)
       if (options.verify === true) await verifyBeforeRestore(file)
       const reporter = progressReporter(options.quiet === true)
-      const lines = await withControl(self, (control) => restore(control, arg.kind === 'name' ? arg.name : null,
-        arg.kind === 'id' ? arg.id : null, file, secret, reporter))
+      const lines = await withControl(self, (control) =>
+        restore(
+          control,
+          arg.kind === 'name' ? arg.name : null,
+          arg.kind === 'id' ? arg.id : null,
+          file,
+          secret,
+          reporter,
+        ),
+      )
       process.stdout.write(lines)
     })
 }
@@ -187,9 +236,11 @@ Examples:
 async function verifyBeforeRestore(file: string): Promise<void> {
   try {
     const checked = await verifyDigest(file)
-    if (checked.status === 'absent') process.stderr.write(`restore: no ${digestPath(file)} beside ${file}; restoring unchecked\n`)
+    if (checked.status === 'absent')
+      process.stderr.write(`restore: no ${digestPath(file)} beside ${file}; restoring unchecked\n`)
   } catch (error) {
-    if (error instanceof DigestMismatchError) throw new OpFailedError(`restore failed: ${error.message}`, error.code)
+    if (error instanceof DigestMismatchError)
+      throw new OpFailedError(`restore failed: ${error.message}`, error.code)
     throw error
   }
 }
@@ -206,31 +257,58 @@ async function restore(
   if (name !== null) {
     const existing = await control.session({ ...emptySession(SESSION_LOOKUP), name })
     if (existing.rc >= 0) {
-      throw new OpFailedError(`restore failed: the daemon already has a client named ${name} (id ${existing.rc})`, 'EEXIST')
+      throw new OpFailedError(
+        `restore failed: the daemon already has a client named ${name} (id ${existing.rc})`,
+        'EEXIST',
+      )
     }
     const free = await control.session(emptySession(SESSION_FREE_ID))
-    if (free.rc <= 0) throw new OpFailedError('restore failed: the daemon has no free client id', 'ENOSPC')
+    if (free.rc <= 0)
+      throw new OpFailedError('restore failed: the daemon has no free client id', 'ENOSPC')
     cliId = free.rc
   } else {
     cliId = id ?? 0
   }
   const channel = networkChannel(control)
-  const result = await restoreClient(channel, cliId, file, { onProgress: (progress) => {
-    if (progress.phase === 'restore') {
-      reporter.report({ phase: 'restore', pages: progress.pages, pagesTotal: progress.pagesTotal, bytes: progress.bytes,
-        bytesPerSecond: progress.bytesPerSecond, done: progress.done })
-    }
-  } }).catch((error: unknown) => {
+  const result = await restoreClient(channel, cliId, file, {
+    onProgress: (progress) => {
+      if (progress.phase === 'restore') {
+        reporter.report({
+          phase: 'restore',
+          pages: progress.pages,
+          pagesTotal: progress.pagesTotal,
+          bytes: progress.bytes,
+          bytesPerSecond: progress.bytesPerSecond,
+          done: progress.done,
+        })
+      }
+    },
+  }).catch((error: unknown) => {
     throw failed('restore', error)
   })
   reporter.end()
-  const summary = `${result.pools} pools, ${result.pages} pages from a v${result.streamVersion} stream in ${(result.elapsedMs / 1000).toFixed(1)} s` +
-    (result.invalidations > 0 ? ` (${result.invalidations} invalidations replayed)` : '') + (result.frozen ? ', frozen as saved' : '')
+  const summary =
+    `${result.pools} pools, ${result.pages} pages from a v${result.streamVersion} stream in ${(result.elapsedMs / 1000).toFixed(1)} s` +
+    (result.invalidations > 0 ? ` (${result.invalidations} invalidations replayed)` : '') +
+    (result.frozen ? ', frozen as saved' : '')
   if (name === null) return `restored ${clientLabel(cliId, null)}: ${summary}\n`
-  const bound = await control.session({ ...emptySession(SESSION_BIND), name, clientId: cliId, abi: 1, flags: BIND_HOLD, secret })
+  const bound = await control.session({
+    ...emptySession(SESSION_BIND),
+    name,
+    clientId: cliId,
+    abi: 1,
+    flags: BIND_HOLD,
+    secret,
+  })
   if (bound.rc !== cliId || bound.secret === null) {
-    await control.session({ ...emptySession(SESSION_DESTROY), clientId: cliId }).catch(() => undefined)
-    throw new OpFailedError(`restore failed: could not name client ${cliId} ${name} (rc ${bound.rc}); the restored client was destroyed again`, 'EBIND', bound.rc)
+    await control
+      .session({ ...emptySession(SESSION_DESTROY), clientId: cliId })
+      .catch(() => undefined)
+    throw new OpFailedError(
+      `restore failed: could not name client ${cliId} ${name} (rc ${bound.rc}); the restored client was destroyed again`,
+      'EBIND',
+      bound.rc,
+    )
   }
   return `restored ${clientLabel(cliId, name)}: ${summary}\nsecret: ${Buffer.from(bound.secret).toString('hex')}\n`
 }

@@ -27,13 +27,23 @@ interface SetOptions {
 export function registerSetCommand(program: Command): void {
   const command = program
     .command('set')
-    .description('Set clients\' weight, cap and compression (TMEMC_SET_WEIGHT, _CAP, _COMPRESS)')
+    .description("Set clients' weight, cap and compression (TMEMC_SET_WEIGHT, _CAP, _COMPRESS)")
   addClientSelection(command)
-    .option('-w, --weight <n>', 'weight: share of ephemeral pages when memory is short (0 = never over quota)', parseU32)
-    .option('-c, --cap <percent>', 'cap: at most this % of the host\'s pages as ephemeral pages, 0 = no cap', parseU32)
-    .option('-p, --compress <0|1>', 'compress the client\'s pages: 1 on, 0 off', parseOnOff)
+    .option(
+      '-w, --weight <n>',
+      'weight: share of ephemeral pages when memory is short (0 = never over quota)',
+      parseU32,
+    )
+    .option(
+      '-c, --cap <percent>',
+      "cap: at most this % of the host's pages as ephemeral pages, 0 = no cap",
+      parseU32,
+    )
+    .option('-p, --compress <0|1>', "compress the client's pages: 1 on, 0 off", parseOnOff)
   addControlOptions(command)
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 At least one of -w, -c, -p. They are applied in that order; the first that fails stops
 the rest. The values show in tmem list -l as ww, ca and co.
 
@@ -45,25 +55,39 @@ Examples:
 
 The daemon is found as for every control verb (see tmem list --help).
 Exit codes: 0 done, 1 an op failed (unknown client: EPERM (-1); cap over 100: EINVAL (-22)),
-2 usage, 3 daemon unreachable.`)
+2 usage, 3 daemon unreachable.`,
+    )
     .action(async (client: string | undefined, options: SetOptions, self: Command) => {
       const arg = parseClientArg(options.all, client)
       const steps: { flag: string; subop: number; value: number; text: string }[] = []
       if (options.weight !== undefined) {
-        steps.push({ flag: '-w', subop: TMEMC_SET_WEIGHT, value: options.weight, text: `weight ${options.weight}` })
+        steps.push({
+          flag: '-w',
+          subop: TMEMC_SET_WEIGHT,
+          value: options.weight,
+          text: `weight ${options.weight}`,
+        })
       }
       if (options.cap !== undefined) {
-        steps.push({ flag: '-c', subop: TMEMC_SET_CAP, value: options.cap, text: `cap ${options.cap}` })
+        steps.push({
+          flag: '-c',
+          subop: TMEMC_SET_CAP,
+          value: options.cap,
+          text: `cap ${options.cap}`,
+        })
       }
       if (options.compress !== undefined) {
         const value = options.compress ? 1 : 0
         steps.push({ flag: '-p', subop: TMEMC_SET_COMPRESS, value, text: `compress ${value}` })
       }
-      if (steps.length === 0) throw new UsageError('Give at least one of -w WEIGHT, -c CAP, -p COMPRESS')
+      if (steps.length === 0)
+        throw new UsageError('Give at least one of -w WEIGHT, -c CAP, -p COMPRESS')
       const line = await withControl(self, async (control) => {
         const { selection, stats } = await selectClient(control, arg, 'set')
         for (const step of steps) {
-          const { rc } = await control.control(controlOp(step.subop, selection.cliId, 0, step.value))
+          const { rc } = await control.control(
+            controlOp(step.subop, selection.cliId, 0, step.value),
+          )
           if (rc < 0) throw opFailed(`set ${step.flag}`, rc, selection, stats)
         }
         return `set ${selection.label}: ${steps.map((step) => step.text).join(', ')}`

@@ -27,12 +27,20 @@ interface SharedAuthOptions {
 export function registerSharedAuthCommand(program: Command): void {
   const command = program
     .command('shared-auth')
-    .description('Authorise (1) or revoke (0) a client\'s use of a shared pool by UUID (TMEM_AUTH)')
-  addClientSelection(command, 'every client: set the host-wide "global auth" flag (1 = anyone may join)')
-    .requiredOption('-u, --uuid <uuid>', 'the shared pool\'s UUID, xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx')
-    .requiredOption('-A, --auth <0|1>', '1 = authorise, 0 = revoke (xl\'s help had this backwards)')
+    .description("Authorise (1) or revoke (0) a client's use of a shared pool by UUID (TMEM_AUTH)")
+  addClientSelection(
+    command,
+    'every client: set the host-wide "global auth" flag (1 = anyone may join)',
+  )
+    .requiredOption(
+      '-u, --uuid <uuid>',
+      "the shared pool's UUID, xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
+    )
+    .requiredOption('-A, --auth <0|1>', "1 = authorise, 0 = revoke (xl's help had this backwards)")
   addControlOptions(command)
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 The daemon requires authorisation for shared pools unless it runs with
 --global-shared-auth (spec D7). An unauthorised shared NEW_POOL silently gets a private
 pool. The first 16 hex digits of the UUID are uuid_hi, the last 16 uuid_lo (LIST prints
@@ -48,22 +56,33 @@ Examples:
   global shared-pool auth on: any client may join any shared pool
 
 The daemon is found as for every control verb (see tmem list --help).
-Exit codes: 0 done, 1 the op failed, 2 usage, 3 daemon unreachable.`)
+Exit codes: 0 done, 1 the op failed, 2 usage, 3 daemon unreachable.`,
+    )
     .action(async (client: string | undefined, options: SharedAuthOptions, self: Command) => {
       const arg = parseClientArg(options.all, client)
       const uuidText = options.uuid.toLowerCase()
       const uuid = usageOf(() => uuidFromString(uuidText))
-      if (options.auth !== '0' && options.auth !== '1') throw new UsageError('-A takes 1 (authorise) or 0 (revoke)')
+      if (options.auth !== '0' && options.auth !== '1')
+        throw new UsageError('-A takes 1 (authorise) or 0 (revoke)')
       const auth = Number(options.auth)
       const line = await withControl(self, async (control) => {
         const { selection, stats } = await selectClient(control, arg, 'shared-auth')
-        const op: TmemOp = { cmd: TMEM_AUTH, poolId: 0, creat: { uuid, flags: auth, arg1: selection.cliId } }
+        const op: TmemOp = {
+          cmd: TMEM_AUTH,
+          poolId: 0,
+          creat: { uuid, flags: auth, arg1: selection.cliId },
+        }
         const { rc } = await control.control(op)
         if (rc < 0) {
-          const hint = engineClient(stats, selection.cliId) === undefined
-            ? `: the host has no tmem client for ${selection.label} (a client exists after its first tmem call)`
-            : ''
-          throw new OpFailedError(`shared-auth failed: ${rcName(rc)} (${rc})${hint}`, rcName(rc), rc)
+          const hint =
+            engineClient(stats, selection.cliId) === undefined
+              ? `: the host has no tmem client for ${selection.label} (a client exists after its first tmem call)`
+              : ''
+          throw new OpFailedError(
+            `shared-auth failed: ${rcName(rc)} (${rc})${hint}`,
+            rcName(rc),
+            rc,
+          )
         }
         if (arg.kind === 'all') {
           return auth === 1

@@ -40,14 +40,22 @@ import type { ReplyView } from '../protocol/link.js'
 import { formatClientAddress } from '../protocol/session-frame.js'
 import { Transport } from './transport.js'
 import type { SharedMemoryOptions } from './shm-attach.js'
-import { RESULT_PAGE, RESULT_RAW, RESULT_STORED, RESULT_VOID, ShmBatch, shmCall } from './shm-ops.js'
+import {
+  RESULT_PAGE,
+  RESULT_RAW,
+  RESULT_STORED,
+  RESULT_VOID,
+  ShmBatch,
+  shmCall,
+} from './shm-ops.js'
 import { ShmRoute } from './shm-route.js'
 import { requestFrame, writeOid } from './request-bytes.js'
 
 export type { ConnectTarget } from '../protocol/dial.js'
 
 /** An object id: a number or bigint (word 0 then up), or the three 64-bit words. */
-export type OidInput = number | bigint | readonly [bigint | number, bigint | number, bigint | number]
+export type OidInput =
+  number | bigint | readonly [bigint | number, bigint | number, bigint | number]
 
 export interface ConnectOptions {
   /** The client's name (`web-1`); the daemon names it `client-<id>` when empty. */
@@ -81,8 +89,15 @@ export interface OpResult {
 
 /** Commands that may be re-sent after a reconnect: running them twice changes nothing. */
 function isReplayable(cmd: number): boolean {
-  return cmd === TMEM_PUT_PAGE || cmd === TMEM_GET_PAGE || cmd === TMEM_FLUSH_PAGE ||
-    cmd === TMEM_FLUSH_OBJECT || cmd === TMEM_NEW_PAGE || cmd === TMEM_READ || cmd === TMEM_WRITE
+  return (
+    cmd === TMEM_PUT_PAGE ||
+    cmd === TMEM_GET_PAGE ||
+    cmd === TMEM_FLUSH_PAGE ||
+    cmd === TMEM_FLUSH_OBJECT ||
+    cmd === TMEM_NEW_PAGE ||
+    cmd === TMEM_READ ||
+    cmd === TMEM_WRITE
+  )
 }
 
 /**
@@ -154,8 +169,12 @@ export class TmemClient extends EventEmitter {
 
   /** Whether ops go through shared memory, and if not, why (`unavailable: ...`). */
   get sharedMemory(): { active: boolean; reason: string } {
-    if (this.#shm === null) return { active: false, reason: 'unavailable: not asked for, or not a Unix socket' }
-    return { active: this.#shm.channel !== null, reason: this.#shm.channel !== null ? '' : this.#shm.reason }
+    if (this.#shm === null)
+      return { active: false, reason: 'unavailable: not asked for, or not a Unix socket' }
+    return {
+      active: this.#shm.channel !== null,
+      reason: this.#shm.channel !== null ? '' : this.#shm.reason,
+    }
   }
 
   /** The client id the daemon gave this client (Xen's domain id). */
@@ -207,7 +226,10 @@ export class TmemClient extends EventEmitter {
       return shmCall(channel, this.#scratch, withPage ? page : null, RESULT_RAW, op.cmd, op.poolId)
     }
     const payloadBytes = this.#opBytes + (withPage ? PAGE_SIZE : 0)
-    const frame = requestFrame(FRAME_HEADER_BYTES + payloadBytes, FRAME_HEADER_BYTES + this.#opBytes)
+    const frame = requestFrame(
+      FRAME_HEADER_BYTES + payloadBytes,
+      FRAME_HEADER_BYTES + this.#opBytes,
+    )
     writeFrameHeader(frame, 0, KIND_OP, 0, payloadBytes)
     encodeOpInto(op, this.abi, frame, FRAME_HEADER_BYTES)
     if (withPage) frame.set(page, FRAME_HEADER_BYTES + this.#opBytes)
@@ -227,7 +249,11 @@ export class TmemClient extends EventEmitter {
       shared: options.shared ?? false,
       version: this.abi === 0 ? 0 : 1,
     })
-    const op: TmemOp = { cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [uuid[0], uuid[1]], flags, arg1: 0 } }
+    const op: TmemOp = {
+      cmd: TMEM_NEW_POOL,
+      poolId: 0,
+      creat: { uuid: [uuid[0], uuid[1]], flags, arg1: 0 },
+    }
     const { rc } = await this.op(op)
     if (rc < 0) throw rcError(rc, TMEM_NEW_POOL)
     return rc
@@ -324,16 +350,31 @@ export class TmemClient extends EventEmitter {
    * Over shared memory the whole batch fills the ring with no promise per page. Rejects with
    * the first error (EFROZEN, ENOMEM, ...) once every entry has finished.
    */
-  putMany(poolId: number, entries: readonly { oid: OidInput; index: number; page: Uint8Array }[]): Promise<boolean[]> {
-    for (const entry of entries) if (entry.page.length !== PAGE_SIZE) throw new RangeError('A page is 4096 bytes')
+  putMany(
+    poolId: number,
+    entries: readonly { oid: OidInput; index: number; page: Uint8Array }[],
+  ): Promise<boolean[]> {
+    for (const entry of entries)
+      if (entry.page.length !== PAGE_SIZE) throw new RangeError('A page is 4096 bytes')
     const channel = this.#shm?.channel ?? null
-    if (channel === null) return Promise.all(entries.map((e) => this.put(poolId, e.oid, e.index, e.page)))
+    if (channel === null)
+      return Promise.all(entries.map((e) => this.put(poolId, e.oid, e.index, e.page)))
     const pages = entries.map((entry) => entry.page)
     return new Promise<boolean[]>((resolve, reject) => {
-      channel.enqueue(new ShmBatch<boolean>(TMEM_PUT_PAGE, poolId, entries.length, (target, i) => {
-        const entry = entries[i]!
-        this.#writeGen(target, 0, TMEM_PUT_PAGE, poolId, entry.oid, entry.index)
-      }, pages, null, { resolve, reject }))
+      channel.enqueue(
+        new ShmBatch<boolean>(
+          TMEM_PUT_PAGE,
+          poolId,
+          entries.length,
+          (target, i) => {
+            const entry = entries[i]!
+            this.#writeGen(target, 0, TMEM_PUT_PAGE, poolId, entry.oid, entry.index)
+          },
+          pages,
+          null,
+          { resolve, reject },
+        ),
+      )
     })
   }
 
@@ -341,17 +382,36 @@ export class TmemClient extends EventEmitter {
    * Reads many pages of one pool: resolves with each page (in `into`, entry i at i x 4096,
    * when given) or null on a miss. Rejects with the first error once every entry finished.
    */
-  getMany(poolId: number, keys: readonly { oid: OidInput; index: number }[], into?: Uint8Array): Promise<(Uint8Array | null)[]> {
-    if (into !== undefined && into.length < keys.length * PAGE_SIZE) throw new RangeError('into holds fewer pages than keys')
+  getMany(
+    poolId: number,
+    keys: readonly { oid: OidInput; index: number }[],
+    into?: Uint8Array,
+  ): Promise<(Uint8Array | null)[]> {
+    if (into !== undefined && into.length < keys.length * PAGE_SIZE)
+      throw new RangeError('into holds fewer pages than keys')
     const channel = this.#shm?.channel ?? null
     if (channel === null) {
-      return Promise.all(keys.map((k, i) => this.get(poolId, k.oid, k.index, into?.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE))))
+      return Promise.all(
+        keys.map((k, i) =>
+          this.get(poolId, k.oid, k.index, into?.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE)),
+        ),
+      )
     }
     return new Promise<(Uint8Array | null)[]>((resolve, reject) => {
-      channel.enqueue(new ShmBatch<Uint8Array | null>(TMEM_GET_PAGE, poolId, keys.length, (target, i) => {
-        const key = keys[i]!
-        this.#writeGen(target, 0, TMEM_GET_PAGE, poolId, key.oid, key.index)
-      }, null, into ?? null, { resolve, reject }))
+      channel.enqueue(
+        new ShmBatch<Uint8Array | null>(
+          TMEM_GET_PAGE,
+          poolId,
+          keys.length,
+          (target, i) => {
+            const key = keys[i]!
+            this.#writeGen(target, 0, TMEM_GET_PAGE, poolId, key.oid, key.index)
+          },
+          null,
+          into ?? null,
+          { resolve, reject },
+        ),
+      )
     })
   }
 
@@ -369,14 +429,24 @@ export class TmemClient extends EventEmitter {
   #genFrame(cmd: number, poolId: number, oid: OidInput, index: number, withPage: boolean): Buffer {
     const payloadBytes = this.#opBytes + (withPage ? PAGE_SIZE : 0)
     // A put's page area is overwritten whole by the caller; only header and op start zeroed.
-    const frame = requestFrame(FRAME_HEADER_BYTES + payloadBytes, FRAME_HEADER_BYTES + this.#opBytes)
+    const frame = requestFrame(
+      FRAME_HEADER_BYTES + payloadBytes,
+      FRAME_HEADER_BYTES + this.#opBytes,
+    )
     writeFrameHeader(frame, 0, KIND_OP, 0, payloadBytes)
     this.#writeGen(frame, FRAME_HEADER_BYTES, cmd, poolId, oid, index)
     return frame
   }
 
   /** Writes a `gen`-arm op at `target[at]` (zeroed there): cmd, pool id, oid words, index. */
-  #writeGen(target: Uint8Array, at: number, cmd: number, poolId: number, oid: OidInput, index: number): void {
+  #writeGen(
+    target: Uint8Array,
+    at: number,
+    cmd: number,
+    poolId: number,
+    oid: OidInput,
+    index: number,
+  ): void {
     if (!Number.isInteger(poolId) || poolId < -0x80000000 || poolId > 0x7fffffff) {
       throw new RangeError('Pool id must be a 32-bit integer')
     }

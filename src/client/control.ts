@@ -41,8 +41,7 @@ import { Transport } from './transport.js'
 
 /** The control endpoint: a Unix socket, or loopback TCP with a token (or the token file). */
 export type ControlTarget =
-  | { path: string }
-  | { host: string; port: number; token?: string; tokenFile?: string }
+  { path: string } | { host: string; port: number; token?: string; tokenFile?: string }
 
 export interface ControlConnectOptions {
   /** A name for the daemon's logs. */
@@ -83,7 +82,8 @@ export async function connectControl(
   if (!('path' in target)) {
     token = target.token ?? (target.tokenFile === undefined ? '' : readToken(target.tokenFile))
   }
-  const dialTarget = 'path' in target ? { path: target.path } : { host: target.host, port: target.port }
+  const dialTarget =
+    'path' in target ? { path: target.path } : { host: target.host, port: target.port }
   const transport = new Transport(dialTarget, {
     abiVersion: abi,
     name: options.name ?? '',
@@ -106,7 +106,12 @@ async function openWithin(transport: Transport, timeoutMs: number): Promise<void
   let timer: NodeJS.Timeout | undefined
   const expired = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => {
-      reject(new TmemConnectionError('ETIMEDOUT', `The daemon did not answer the hello within ${timeoutMs} ms`))
+      reject(
+        new TmemConnectionError(
+          'ETIMEDOUT',
+          `The daemon did not answer the hello within ${timeoutMs} ms`,
+        ),
+      )
       transport.destroy()
     }, timeoutMs)
   })
@@ -138,10 +143,15 @@ export class TmemControlClient {
    * bytes, SAVE_GET_POOL_UUID 16. Resolves with the rc as the engine returned it.
    */
   control(op: TmemOp, data?: Uint8Array | null, outputBytes?: number): Promise<ControlResult> {
-    return this.controlWith(op, data ?? null, outputBytes ?? defaultOutputBytes(op), (rc, bytes, offset, length) => ({
-      rc,
-      data: Uint8Array.from(bytes.subarray(offset, offset + length)),
-    }))
+    return this.controlWith(
+      op,
+      data ?? null,
+      outputBytes ?? defaultOutputBytes(op),
+      (rc, bytes, offset, length) => ({
+        rc,
+        data: Uint8Array.from(bytes.subarray(offset, offset + length)),
+      }),
+    )
   }
 
   /**
@@ -171,7 +181,12 @@ export class TmemControlClient {
     frame.set(input, FRAME_HEADER_BYTES + opBytes + CONTROL_OUTPUT_FIELD_BYTES)
     return this.#send(frame, (reply) => {
       const start = reply.payloadOffset + RC_BYTES
-      return consume(readI32LE(reply.bytes, reply.payloadOffset), reply.bytes, start, reply.payloadBytes - RC_BYTES)
+      return consume(
+        readI32LE(reply.bytes, reply.payloadOffset),
+        reply.bytes,
+        start,
+        reply.payloadBytes - RC_BYTES,
+      )
     })
   }
 
@@ -192,11 +207,22 @@ export class TmemControlClient {
    * TMEMC_LIST: the exact Xen text (docs/semantics.md "LIST") for one client, or all (0xFFFF). Rejects with a
    * TmemError when the engine returns a negative rc (an unknown client).
    */
-  async list(cliId: number = CLI_ID_NULL, long = false, bufferBytes = LIST_BUFFER_BYTES): Promise<string> {
+  async list(
+    cliId: number = CLI_ID_NULL,
+    long = false,
+    bufferBytes = LIST_BUFFER_BYTES,
+  ): Promise<string> {
     const op: TmemOp = {
       cmd: TMEM_CONTROL,
       poolId: 0,
-      ctrl: { subop: TMEMC_LIST, cliId, arg1: bufferBytes, arg2: long ? 1 : 0, oid: [0n, 0n, 0n], buf: 0n },
+      ctrl: {
+        subop: TMEMC_LIST,
+        cliId,
+        arg1: bufferBytes,
+        arg2: long ? 1 : 0,
+        oid: [0n, 0n, 0n],
+        buf: 0n,
+      },
     }
     const { rc, data } = await this.control(op)
     if (rc < 0) throw rcError(rc, TMEM_CONTROL)
@@ -216,9 +242,15 @@ export class TmemControlClient {
       const rc = readI32LE(reply.bytes, reply.payloadOffset)
       if (rc < 0) throw rcError(rc, TMEM_CONTROL)
       try {
-        return decodeStats(reply.bytes, reply.payloadOffset + RC_BYTES, reply.payloadBytes - RC_BYTES)
+        return decodeStats(
+          reply.bytes,
+          reply.payloadOffset + RC_BYTES,
+          reply.payloadBytes - RC_BYTES,
+        )
       } catch (error) {
-        throw new TmemProtocolError(`Malformed stats reply: ${error instanceof Error ? error.message : String(error)}`)
+        throw new TmemProtocolError(
+          `Malformed stats reply: ${error instanceof Error ? error.message : String(error)}`,
+        )
       }
     })
   }
@@ -240,7 +272,11 @@ export class TmemControlClient {
 function defaultOutputBytes(op: TmemOp): number {
   if (op.cmd !== TMEM_CONTROL || !('ctrl' in op)) return 0
   const { subop, arg1 } = op.ctrl
-  if (subop === TMEMC_LIST || subop === TMEMC_SAVE_GET_NEXT_PAGE || subop === TMEMC_SAVE_GET_NEXT_INV) {
+  if (
+    subop === TMEMC_LIST ||
+    subop === TMEMC_SAVE_GET_NEXT_PAGE ||
+    subop === TMEMC_SAVE_GET_NEXT_INV
+  ) {
     return Math.min(arg1, CONTROL_DATA_BYTES_MAX)
   }
   if (subop === TMEMC_SAVE_GET_POOL_UUID) return 16

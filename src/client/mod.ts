@@ -19,5 +19,11 @@ export {
   type ControlResult,
   type ControlTarget,
 } from './control.js'
-export type { ClientStats, DaemonStats, HostStats, PoolStats, SessionStats } from '../protocol/stats.js'
+export type {
+  ClientStats,
+  DaemonStats,
+  HostStats,
+  PoolStats,
+  SessionStats,
+} from '../protocol/stats.js'
 export { TmemConnectionError, TmemError, TmemOpError, TmemProtocolError } from './errors.js'

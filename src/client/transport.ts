@@ -28,7 +28,11 @@ import {
 } from '../protocol/hello.js'
 import type { ConnectTarget } from '../protocol/dial.js'
 import { Link, type LinkOptions } from '../protocol/link.js'
-import { type MovedNotice, formatClientAddress, parseClientAddress } from '../protocol/session-frame.js'
+import {
+  type MovedNotice,
+  formatClientAddress,
+  parseClientAddress,
+} from '../protocol/session-frame.js'
 import { KIND_SHM_KICK_NOTICE } from '../protocol/shm-frame.js'
 import { CLIENT_LINK_ERRORS, TmemConnectionError, TmemError, TmemProtocolError } from './errors.js'
 
@@ -96,7 +100,11 @@ export class Transport extends Link {
     if (reply.status === HELLO_MOVED) {
       const target = parseClientAddress(reply.message)
       if (target !== null && reply.secret !== null) {
-        return new MovedRedirect({ target, secret: reply.secret }, reply.graceMs, `The client moved to ${reply.message}`)
+        return new MovedRedirect(
+          { target, secret: reply.secret },
+          reply.graceMs,
+          `The client moved to ${reply.message}`,
+        )
       }
     }
     return super.refusal(reply)
@@ -180,8 +188,10 @@ export class Transport extends Link {
         }
         redirects = 0
         const code = error instanceof TmemError ? error.code : ''
-        const final = code === HELLO_ERROR_CODES[HELLO_SESSION_EXPIRED] ||
-          code === HELLO_ERROR_CODES[HELLO_BAD_SECRET] || error instanceof TmemProtocolError
+        const final =
+          code === HELLO_ERROR_CODES[HELLO_SESSION_EXPIRED] ||
+          code === HELLO_ERROR_CODES[HELLO_BAD_SECRET] ||
+          error instanceof TmemProtocolError
         const fallback = this.#fallback
         if (fallback !== null && Date.now() + delay <= deadline) {
           // Following a move: try the other daemon (a failed migration leaves the client on

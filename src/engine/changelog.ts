@@ -62,11 +62,21 @@ export class ChangeLog implements ChangeHook {
 
   /** Is `subop` one of the extension subops handled here? */
   static handles(subop: number): boolean {
-    return subop === TMEMC_SAVE_GET_PAGES || subop === TMEMC_SAVE_GET_CHANGES || subop === TMEMC_RESTORE_PAGES
+    return (
+      subop === TMEMC_SAVE_GET_PAGES ||
+      subop === TMEMC_SAVE_GET_CHANGES ||
+      subop === TMEMC_RESTORE_PAGES
+    )
   }
 
   /** Runs the extension subop of op `s` for `client`; `data` is the tool buffer. */
-  run(s: OpScratch, client: Client | undefined, data: Uint8Array | null, dataOffset: number, dataLength: number): number {
+  run(
+    s: OpScratch,
+    client: Client | undefined,
+    data: Uint8Array | null,
+    dataOffset: number,
+    dataLength: number,
+  ): number {
     if (client === undefined) return FAIL
     const room = Math.min(s.arg1, dataLength)
     if (data === null) return -EINVAL
@@ -84,14 +94,21 @@ export class ChangeLog implements ChangeHook {
     }
   }
 
-  #getPages(client: Client, pool: Pool, data: Uint8Array, dataOffset: number, room: number): number {
+  #getPages(
+    client: Client,
+    pool: Pool,
+    data: Uint8Array,
+    dataOffset: number,
+    room: number,
+  ): number {
     const store = this.#core.store
     const recordBytes = PAGE_RECORD_HEADER_BYTES + PAGE_SIZE
     if (room < recordBytes) return -ENOMEM
     let count = 0
     let at = dataOffset
     while (at + recordBytes <= dataOffset + room) {
-      const slot = pool.saveCursor === NONE ? pool.persistentList[0]! : store.listNext[pool.saveCursor]!
+      const slot =
+        pool.saveCursor === NONE ? pool.persistentList[0]! : store.listNext[pool.saveCursor]!
       if (slot === NONE) break
       pool.saveCursor = slot
       pool.gets++
@@ -165,9 +182,19 @@ export class ChangeLog implements ChangeHook {
       if (pool === null || pool === undefined) return FAIL
       const index = readU32LE(data, at + 4)
       for (let i = 0; i < 6; i++) oid[i] = readU32LE(data, at + 8 + 4 * i)
-      const rc = kind === 1
-        ? core.put(client, pool, oid, index, data, at + PAGE_RECORD_HEADER_BYTES, FILL_COPY, NO_WINDOW)
-        : core.flushPage(pool, oid, index)
+      const rc =
+        kind === 1
+          ? core.put(
+              client,
+              pool,
+              oid,
+              index,
+              data,
+              at + PAGE_RECORD_HEADER_BYTES,
+              FILL_COPY,
+              NO_WINDOW,
+            )
+          : core.flushPage(pool, oid, index)
       if (rc < 0) return rc
       at += PAGE_RECORD_HEADER_BYTES + (kind === 1 ? PAGE_SIZE : 0)
       count++

@@ -65,7 +65,13 @@ export class Control {
   }
 
   /** Runs the TMEM_CONTROL op `s`. `data` is the tool buffer. */
-  run(s: OpScratch, version: 0 | 1, data: Uint8Array | null, dataOffset: number, dataLength: number): number {
+  run(
+    s: OpScratch,
+    version: 0 | 1,
+    data: Uint8Array | null,
+    dataOffset: number,
+    dataLength: number,
+  ): number {
     const core = this.#core
     const cliId = s.cliId & 0xffff
     switch (s.subop) {
@@ -96,7 +102,14 @@ export class Control {
     }
   }
 
-  #save(s: OpScratch, version: 0 | 1, cliId: number, data: Uint8Array | null, dataOffset: number, dataLength: number): number {
+  #save(
+    s: OpScratch,
+    version: 0 | 1,
+    cliId: number,
+    data: Uint8Array | null,
+    dataOffset: number,
+    dataLength: number,
+  ): number {
     const core = this.#core
     const client = core.clientsById[cliId]
     switch (s.subop) {
@@ -112,7 +125,9 @@ export class Control {
         return client === undefined ? FAIL : clampSaved(client.cap)
       case TMEMC_SAVE_GET_CLIENT_FLAGS:
         if (client === undefined) return FAIL
-        return (client.compress ? TMEM_CLIENT_COMPRESS : 0) | (client.wasFrozen ? TMEM_CLIENT_FROZEN : 0)
+        return (
+          (client.compress ? TMEM_CLIENT_COMPRESS : 0) | (client.wasFrozen ? TMEM_CLIENT_FROZEN : 0)
+        )
       case TMEMC_SAVE_END:
         if (client === undefined) return FAIL
         client.liveMigrating = false
@@ -123,7 +138,13 @@ export class Control {
         return 0
       case TMEMC_SAVE_GET_NEXT_INV:
         if (client === undefined) return 0
-        return this.#nextInvalidation(version, client, data, dataOffset, Math.min(s.arg1, dataLength))
+        return this.#nextInvalidation(
+          version,
+          client,
+          data,
+          dataOffset,
+          Math.min(s.arg1, dataLength),
+        )
       case TMEMC_RESTORE_BEGIN:
         // 0xFFFF means "all clients" to every control subop: a client with that id could
         // never be named again, so it is not created.
@@ -131,7 +152,8 @@ export class Control {
         core.clientFor(cliId, 1)
         return 1
       default:
-        if (ChangeLog.handles(s.subop)) return this.#changeLog.run(s, client, data, dataOffset, dataLength)
+        if (ChangeLog.handles(s.subop))
+          return this.#changeLog.run(s, client, data, dataOffset, dataLength)
         return this.#poolSubop(s, version, client, data, dataOffset, dataLength)
     }
   }
@@ -268,14 +290,23 @@ export class Control {
     const handleSize = handleBytes(version)
     if (!pool.persistent) return FAIL
     if (data === null || room < PAGE_SIZE + handleSize) return -ENOMEM
-    const slot = pool.saveCursor === NONE ? pool.persistentList[0]! : store.listNext[pool.saveCursor]!
+    const slot =
+      pool.saveCursor === NONE ? pool.persistentList[0]! : store.listNext[pool.saveCursor]!
     if (slot === NONE) return FAIL
     pool.saveCursor = slot
     pool.gets++
     pool.foundGets++
     client.succPersistentGets++
     const object = store.slotObject[slot]!
-    writeHandle(version, data, dataOffset, pool.poolId, store.slotIndex[slot]!, store.objectOid, object * 6)
+    writeHandle(
+      version,
+      data,
+      dataOffset,
+      pool.poolId,
+      store.slotIndex[slot]!,
+      store.objectOid,
+      object * 6,
+    )
     if (!core.loadInto(slot, data, dataOffset + handleSize)) {
       core.counters.corruptPages++
       return -EFAULT
@@ -283,7 +314,13 @@ export class Control {
     return 1
   }
 
-  #nextInvalidation(version: 0 | 1, client: Client, data: Uint8Array | null, dataOffset: number, room: number): number {
+  #nextInvalidation(
+    version: 0 | 1,
+    client: Client,
+    data: Uint8Array | null,
+    dataOffset: number,
+    room: number,
+  ): number {
     const handleSize = handleBytes(version)
     if (data === null || room < handleSize) return 0
     const entry = client.invalidated[client.invalidatedCursor]
@@ -306,4 +343,3 @@ function writeU64(data: Uint8Array, at: number, value: bigint): void {
   writeU32LE(data, at, Number(value & 0xffffffffn))
   writeU32LE(data, at + 4, Number((value >> 32n) & 0xffffffffn))
 }
-

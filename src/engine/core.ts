@@ -33,7 +33,15 @@ import { Client, type Pool, PoolTable, TimeStats } from './model.js'
 import type { ResolvedHostOptions } from './options.js'
 import { Payloads } from './payload.js'
 import { type Fill, FILL_ZERO, type PageWindow, Placement, StoredPage } from './placement.js'
-import { listAppend, listUnlink, newListHead, NONE, SLOT_PERSISTENT, SLOT_USED, Store } from './store.js'
+import {
+  listAppend,
+  listUnlink,
+  newListHead,
+  NONE,
+  SLOT_PERSISTENT,
+  SLOT_USED,
+  Store,
+} from './store.js'
 
 export { FILL_COPY, FILL_RANGE, FILL_ZERO, type Fill, type PageWindow } from './placement.js'
 
@@ -120,13 +128,15 @@ export class Core {
     const object = store.objectLookup(pool.gid, oid)
     if (object !== NONE) {
       const slot = store.pageLookup(object, index)
-      if (slot !== NONE) return this.#duplicatePut(caller, pool, slot, data, dataOffset, fill, window)
+      if (slot !== NONE)
+        return this.#duplicatePut(caller, pool, slot, data, dataOffset, fill, window)
     }
     if (owner.frozen) {
       pool.noMemoryPuts++
       return -EFROZEN
     }
-    const source = fill === FILL_ZERO ? null : this.#resolve(caller, data, dataOffset, window.cmfn, false)
+    const source =
+      fill === FILL_ZERO ? null : this.#resolve(caller, data, dataOffset, window.cmfn, false)
     if (fill !== FILL_ZERO && source === null) {
       this.counters.failedCopies++
       pool.noMemoryPuts++
@@ -151,7 +161,13 @@ export class Core {
   }
 
   /** A new put's payload is stored: index it under (object, index), creating the object. */
-  #insertStored(pool: Pool, object: number, oid: Uint32Array, index: number, stored: StoredPage): number {
+  #insertStored(
+    pool: Pool,
+    object: number,
+    oid: Uint32Array,
+    index: number,
+    stored: StoredPage,
+  ): number {
     const store = this.store
     const owner = pool.owner
     const created = object === NONE
@@ -214,7 +230,19 @@ export class Core {
     }
     if (rc === 1) {
       const sourceOffset = data === null ? 0 : dataOffset
-      if (!this.placement.replace(caller, pool, slot, source, sourceOffset, fill, window, this.#stored)) rc = -ENOSPC
+      if (
+        !this.placement.replace(
+          caller,
+          pool,
+          slot,
+          source,
+          sourceOffset,
+          fill,
+          window,
+          this.#stored,
+        )
+      )
+        rc = -ENOSPC
     }
     if (rc !== 1) {
       this.removePage(pool, slot)
@@ -233,9 +261,16 @@ export class Core {
    * The caller's page: `data` when given (null when `dataOffset` does not leave a whole page
    * in it), else the embedder's frame resolver for frame `cmfn` (docs/semantics.md "Decision: guest frames"), null for a bad frame.
    */
-  #resolve(caller: Client, data: Uint8Array | null, dataOffset: number, cmfn: bigint, writable: boolean): Uint8Array | null {
+  #resolve(
+    caller: Client,
+    data: Uint8Array | null,
+    dataOffset: number,
+    cmfn: bigint,
+    writable: boolean,
+  ): Uint8Array | null {
     if (data !== null) {
-      if (!Number.isInteger(dataOffset) || dataOffset < 0 || dataOffset + PAGE_SIZE > data.length) return null
+      if (!Number.isInteger(dataOffset) || dataOffset < 0 || dataOffset + PAGE_SIZE > data.length)
+        return null
       return data
     }
     const resolver = this.options.frameResolver
@@ -286,14 +321,19 @@ export class Core {
     }
     const targetOffset = data === null ? 0 : dataOffset
     const page = this.payloads.page
-    if (!(range ? this.placement.loadInto(slot, page, 0) : this.placement.loadInto(slot, target, targetOffset))) {
+    if (
+      !(range
+        ? this.placement.loadInto(slot, page, 0)
+        : this.placement.loadInto(slot, target, targetOffset))
+    ) {
       // The stored page failed its check: never serve it (ephemeral: drop it, a miss).
       this.counters.corruptPages++
       if (pool.persistent) return -EFAULT
       this.removePage(pool, slot)
       return 0
     }
-    if (range) copyBytes(page, window.tmemOffset, target, targetOffset + window.pfnOffset, window.len)
+    if (range)
+      copyBytes(page, window.tmemOffset, target, targetOffset + window.pfnOffset, window.len)
     const owner = pool.owner
     if (privateEphemeral) this.removePage(pool, slot)
     else if (pool.shared && !pool.persistent) {

@@ -27,7 +27,15 @@ import type { Contents } from './dedup.js'
 import type { Frames } from './frames.js'
 import type { Client, Pool, PoolTable } from './model.js'
 import type { ResolvedHostOptions } from './options.js'
-import { type ListHead, listAppend, listUnlink, NONE, SLOT_CONTENT, SLOT_SECOND_CHANCE, type Store } from './store.js'
+import {
+  type ListHead,
+  listAppend,
+  listUnlink,
+  NONE,
+  SLOT_CONTENT,
+  SLOT_SECOND_CHANCE,
+  type Store,
+} from './store.js'
 import { assert } from '../util/assert.js'
 
 /** Failed evictions after which the minimum-reserve loop gives up (docs/semantics.md "Minimum reserve"). */
@@ -91,7 +99,8 @@ export class Eviction {
     if (caller !== null && (ownOnly || this.#overQuota(caller))) {
       slot = this.#firstEligible(store.clientNext, caller.lru[0]!, spared)
     }
-    if (slot === NONE && !ownOnly) slot = this.#firstEligible(store.listNext, state.globalLru[0]!, spared)
+    if (slot === NONE && !ownOnly)
+      slot = this.#firstEligible(store.listNext, state.globalLru[0]!, spared)
     if (slot === NONE) return false
     const pool = state.pools.byGid(store.objectPool[store.slotObject[slot]!]!)
     assert(!pool.persistent, 'Eviction chose a persistent page')
@@ -141,7 +150,10 @@ export class Eviction {
    */
   ensureDescriptors(caller: Client, spared: number): boolean {
     const store = this.#state.store
-    while (store.slots.inUse >= store.slots.capacity || store.objects.inUse >= store.objects.capacity) {
+    while (
+      store.slots.inUse >= store.slots.capacity ||
+      store.objects.inUse >= store.objects.capacity
+    ) {
       if (!this.evict(caller, false, spared)) {
         this.#state.counters.failedSubpageAllocs++
         return false

@@ -64,7 +64,11 @@ export class GuestClient {
       (options.shared === true ? TMEM_POOL_SHARED : 0) |
       (this.version << TMEM_POOL_VERSION_SHIFT)
     const uuid = options.uuid ?? [0n, 0n]
-    const op: TmemOp = { cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [uuid[0], uuid[1]], flags, arg1: 0 } }
+    const op: TmemOp = {
+      cmd: TMEM_NEW_POOL,
+      poolId: 0,
+      creat: { uuid: [uuid[0], uuid[1]], flags, arg1: 0 },
+    }
     const rc = this.host.op(this.id, op, null, this.version)
     if (rc < 0) throw new TmemOpError(rc, TMEM_NEW_POOL)
     return new GuestPool(this, rc)
@@ -109,7 +113,11 @@ export class GuestPool {
    * Fetches a page into `into` (or a new buffer); null on a miss. An empty pool is a miss
    * too (the hypercall's -EEMPTY).
    */
-  get(oid: OidLike, index: number, into: Uint8Array = new Uint8Array(PAGE_SIZE)): Uint8Array | null {
+  get(
+    oid: OidLike,
+    index: number,
+    into: Uint8Array = new Uint8Array(PAGE_SIZE),
+  ): Uint8Array | null {
     const client = this.client
     const rc = client.host.op(client.id, this.#gen(TMEM_GET_PAGE, oid, index), into, client.version)
     if (rc === 1) return into

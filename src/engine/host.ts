@@ -322,7 +322,12 @@ export class Host {
     if (elapsed > 0 && elapsed < 1e9) client.cycles += elapsed * weight
   }
 
-  #privileged(version: 0 | 1, data: Uint8Array | null, dataOffset: number, dataLength: number): number {
+  #privileged(
+    version: 0 | 1,
+    data: Uint8Array | null,
+    dataOffset: number,
+    dataLength: number,
+  ): number {
     const s = this.#scratch
     switch (s.cmd) {
       case TMEM_CONTROL:

@@ -23,7 +23,13 @@ function check(condition: boolean, message: string): asserts condition {
 }
 
 /** Walks a list forwards and backwards; returns its members in order. */
-function walkList(prev: Uint32Array, next: Uint32Array, head: ListHead, limit: number, name: string): number[] {
+function walkList(
+  prev: Uint32Array,
+  next: Uint32Array,
+  head: ListHead,
+  limit: number,
+  name: string,
+): number[] {
   const members: number[] = []
   let before = NONE
   for (let id = head[0]!; id !== NONE; id = next[id]!) {
@@ -66,7 +72,13 @@ export function checkInvariants(engine: { readonly core: Core }): void {
   check(global.length === counters.ephemeralCount, 'global LRU length equals ephemeral count')
   let ephemeralTotal = 0
   for (const client of core.clientOrder) {
-    const own = walkList(store.clientPrev, store.clientNext, client.lru, capacity, `client ${client.id} LRU`)
+    const own = walkList(
+      store.clientPrev,
+      store.clientNext,
+      client.lru,
+      capacity,
+      `client ${client.id} LRU`,
+    )
     check(own.length === client.ephemeralCount, `client ${client.id} LRU length`)
     for (const slot of own) {
       const pool = core.pools.byGid(store.objectPool[store.slotObject[slot]!]!)
@@ -77,7 +89,10 @@ export function checkInvariants(engine: { readonly core: Core }): void {
   }
   check(ephemeralTotal === counters.ephemeralCount, 'client LRUs add up to the global LRU')
   for (const client of core.clientOrder) {
-    check(!client.liveMigrating || core.changeLog !== null, `client ${client.id} migrates with no change log`)
+    check(
+      !client.liveMigrating || core.changeLog !== null,
+      `client ${client.id} migrates with no change log`,
+    )
   }
   check(core.weightTotal === core.clientOrder.reduce((sum, c) => sum + c.weight, 0), 'weight total')
   checkContents(core, seenFrames)
@@ -89,14 +104,33 @@ function checkContents(core: Core, seenFrames: Set<number>): void {
   const contents = core.contents
   if (contents === null) return
   for (const id of contentRefs.keys()) {
-    checkStored(core, contents.frame[id]!, contents.offset[id]!, contents.bytes[id]!, contents.kind[id]!, seenFrames, `content ${id}`)
+    checkStored(
+      core,
+      contents.frame[id]!,
+      contents.offset[id]!,
+      contents.bytes[id]!,
+      contents.kind[id]!,
+      seenFrames,
+      `content ${id}`,
+    )
   }
 }
 
-function checkPool(core: Core, pool: Pool, seenSlots: Set<number>, seenFrames: Set<number>): { pages: number; objects: number } {
+function checkPool(
+  core: Core,
+  pool: Pool,
+  seenSlots: Set<number>,
+  seenFrames: Set<number>,
+): { pages: number; objects: number } {
   const store = core.store
   const capacity = store.slots.capacity
-  const objects = walkList(store.objectPoolPrev, store.objectPoolNext, pool.objects, store.objects.capacity, `pool ${pool.gid} objects`)
+  const objects = walkList(
+    store.objectPoolPrev,
+    store.objectPoolNext,
+    pool.objects,
+    store.objects.capacity,
+    `pool ${pool.gid} objects`,
+  )
   check(objects.length === pool.objectCount, `pool ${pool.gid} object count`)
   let pages = 0
   const oid = new Uint32Array(6)
@@ -126,7 +160,13 @@ function checkPool(core: Core, pool: Pool, seenSlots: Set<number>, seenFrames: S
   }
   check(pages === pool.pageCount, `pool ${pool.gid} page count`)
   if (pool.persistent) {
-    const list = walkList(store.listPrev, store.listNext, pool.persistentList, capacity, `pool ${pool.gid} persistent list`)
+    const list = walkList(
+      store.listPrev,
+      store.listNext,
+      pool.persistentList,
+      capacity,
+      `pool ${pool.gid} persistent list`,
+    )
     check(list.length === pool.pageCount, `pool ${pool.gid} persistent list length`)
   } else {
     check(pool.persistentList[0] === NONE, `ephemeral pool ${pool.gid} has a persistent list`)
@@ -149,7 +189,15 @@ function checkPayload(core: Core, slot: number, seenFrames: Set<number>): void {
     contentRefs.set(frame, (contentRefs.get(frame) ?? 0) + 1)
     return
   }
-  checkStored(core, frame, store.slotOffset[slot]!, store.slotBytes[slot]!, flags & SLOT_KIND_MASK, seenFrames, `slot ${slot}`)
+  checkStored(
+    core,
+    frame,
+    store.slotOffset[slot]!,
+    store.slotBytes[slot]!,
+    flags & SLOT_KIND_MASK,
+    seenFrames,
+    `slot ${slot}`,
+  )
 }
 
 /** Content references seen during one walk (reset by checkInvariants). */
@@ -179,7 +227,10 @@ function checkStored(
   }
   check(payloads.subpages.frameClass[frame] !== 0, `${name} chunk outside a class frame`)
   chunkCounts.set(frame, (chunkCounts.get(frame) ?? 0) + 1)
-  check(payloads.expand(frame, offset, bytes, kind), `${name} stored payload fails its check (corrupt)`)
+  check(
+    payloads.expand(frame, offset, bytes, kind),
+    `${name} stored payload fails its check (corrupt)`,
+  )
 }
 
 /** Chunks seen per class frame during one walk. */
@@ -198,7 +249,10 @@ function checkFrames(core: Core, seenFrames: Set<number>): void {
       check(contents.refs[id] === refs, `content ${id} reference count`)
     }
   }
-  check(frames.used === seenFrames.size + subpages.classFrames, 'frames in use equal plain pages plus class frames')
+  check(
+    frames.used === seenFrames.size + subpages.classFrames,
+    'frames in use equal plain pages plus class frames',
+  )
   check(frames.used <= frames.budget, 'frames within budget')
   const free = new Set<number>()
   frames.forEachFree((frame) => {

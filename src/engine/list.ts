@@ -95,7 +95,11 @@ function clientLines(out: LineSink, client: Client, long: boolean): void {
     const uuid = pool.shared
       ? `U0:${pool.uuidLo.toString(16)},U1:${pool.uuidHi.toString(16)}`
       : 'U0:0,U1:0'
-    const line = join(`P=CI:${client.id},PI:${pool.poolId},PT:${poolType(pool)},${uuid}`, poolGroup(pool), long)
+    const line = join(
+      `P=CI:${client.id},PI:${pool.poolId},PT:${poolType(pool)},${uuid}`,
+      poolGroup(pool),
+      long,
+    )
     if (!out.add(line)) return
   }
 }

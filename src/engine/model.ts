@@ -137,7 +137,14 @@ export class PoolTable {
   }
 
   /** A new pool record under the lowest free gid. */
-  add(client: Client, slot: number, persistent: boolean, shared: boolean, lo: bigint, hi: bigint): Pool {
+  add(
+    client: Client,
+    slot: number,
+    persistent: boolean,
+    shared: boolean,
+    lo: bigint,
+    hi: bigint,
+  ): Pool {
     const gid = this.#freeGids.pop() ?? this.#byGid.length
     const pool = new Pool(gid, client, slot, persistent, shared, lo, hi)
     this.#byGid[gid] = pool

@@ -5,7 +5,13 @@
  * and the change log read the fields they need; the core's page commands take the oid, the
  * index and the window from it). Reused by every call.
  */
-import { EFAULT, TMEM_AUTH, TMEM_CONTROL, TMEM_NEW_POOL, TMEM_RESTORE_NEW } from '../abi/constants.js'
+import {
+  EFAULT,
+  TMEM_AUTH,
+  TMEM_CONTROL,
+  TMEM_NEW_POOL,
+  TMEM_RESTORE_NEW,
+} from '../abi/constants.js'
 import {
   OP_CMD,
   OP_CREAT_ARG1,
@@ -47,7 +53,13 @@ export class OpScratch {
  * not fit. `withCmfn` reads the guest frame number too (only a frame resolver needs it, and
  * reading it makes a bigint).
  */
-export function readOpBytes(s: OpScratch, bytes: Uint8Array, offset: number, version: 0 | 1, withCmfn: boolean): boolean {
+export function readOpBytes(
+  s: OpScratch,
+  bytes: Uint8Array,
+  offset: number,
+  version: 0 | 1,
+  withCmfn: boolean,
+): boolean {
   const layout = opLayout(version)
   if (!(bytes instanceof Uint8Array) || !Number.isInteger(offset) || offset < 0) return false
   if (offset + layout.bytes > bytes.length) return false

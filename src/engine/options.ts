@@ -96,7 +96,11 @@ export function resolveHostOptions(options: HostOptions = {}): ResolvedHostOptio
     throw new RangeError(`Host descriptors must be an integer from 1 to ${PAGES_MAX * 2}`)
   }
   const timingSample = options.timingSample ?? (options.clockNs === undefined ? 64 : 1)
-  if (!Number.isInteger(timingSample) || timingSample < 1 || (timingSample & (timingSample - 1)) !== 0) {
+  if (
+    !Number.isInteger(timingSample) ||
+    timingSample < 1 ||
+    (timingSample & (timingSample - 1)) !== 0
+  ) {
     throw new RangeError('Host timingSample must be a power of two')
   }
   return {

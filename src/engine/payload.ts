@@ -155,9 +155,22 @@ export class Payloads {
    * Returns false when a chunk payload fails its check (corrupt storage): nothing is
    * written then.
    */
-  load(frame: number, offset: number, bytes: number, kind: number, target: Uint8Array, targetOffset: number): boolean {
+  load(
+    frame: number,
+    offset: number,
+    bytes: number,
+    kind: number,
+    target: Uint8Array,
+    targetOffset: number,
+  ): boolean {
     if (kind === 0) {
-      copyBytes(this.frames.arenaOf(frame), this.frames.frameOffset(frame), target, targetOffset, PAGE_SIZE)
+      copyBytes(
+        this.frames.arenaOf(frame),
+        this.frames.frameOffset(frame),
+        target,
+        targetOffset,
+        PAGE_SIZE,
+      )
       return true
     }
     if (!this.expand(frame, offset, bytes, kind)) return false

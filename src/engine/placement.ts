@@ -142,11 +142,13 @@ export class Placement {
     }
     this.releaseSlot(pool.owner, slot)
     // Until the new payload is in, the slot holds none (a fill word releases nothing).
-    store.slotFlags[slot] = (flags & ~(SLOT_KIND_MASK | SLOT_CONTENT | SLOT_SECOND_CHANCE)) | SLOT_FILLED
+    store.slotFlags[slot] =
+      (flags & ~(SLOT_KIND_MASK | SLOT_CONTENT | SLOT_SECOND_CHANCE)) | SLOT_FILLED
     store.slotFrame[slot] = 0
     store.slotBytes[slot] = 0
     const spared = store.slotObject[slot]!
-    if (!this.store(caller, pool, spared, source, sourceOffset, fill, window, false, out)) return false
+    if (!this.store(caller, pool, spared, source, sourceOffset, fill, window, false, out))
+      return false
     this.apply(slot, SLOT_PERSISTENT | SLOT_USED, out)
     return true
   }
@@ -167,15 +169,35 @@ export class Placement {
     const frame = store.slotFrame[slot]!
     if ((flags & SLOT_CONTENT) !== 0) {
       assert(contents !== null, 'Placement content slot without dedup')
-      return payloads.load(contents.frame[frame]!, contents.offset[frame]!, contents.bytes[frame]!, contents.kind[frame]!, target, targetOffset)
+      return payloads.load(
+        contents.frame[frame]!,
+        contents.offset[frame]!,
+        contents.bytes[frame]!,
+        contents.kind[frame]!,
+        target,
+        targetOffset,
+      )
     }
-    return payloads.load(frame, store.slotOffset[slot]!, store.slotBytes[slot]!, flags & SLOT_KIND_MASK, target, targetOffset)
+    return payloads.load(
+      frame,
+      store.slotOffset[slot]!,
+      store.slotBytes[slot]!,
+      flags & SLOT_KIND_MASK,
+      target,
+      targetOffset,
+    )
   }
 
   /** Releases a slot's payload (its content reference when deduplicated). */
   releaseSlot(owner: Client, slot: number): void {
     const store = this.#state.store
-    this.release(owner, store.slotFrame[slot]!, store.slotOffset[slot]!, store.slotBytes[slot]!, store.slotFlags[slot]!)
+    this.release(
+      owner,
+      store.slotFrame[slot]!,
+      store.slotOffset[slot]!,
+      store.slotBytes[slot]!,
+      store.slotFlags[slot]!,
+    )
   }
 
   /** Releases a stored payload described by slot columns, counting it off its owner. */
@@ -198,7 +220,13 @@ export class Placement {
   }
 
   /** The density path: dedup, fill word, compression, tze (docs/semantics.md "Space savers"). */
-  #storeDense(caller: Client, pool: Pool, spared: number, fresh: boolean, out: StoredPage): boolean {
+  #storeDense(
+    caller: Client,
+    pool: Pool,
+    spared: number,
+    fresh: boolean,
+    out: StoredPage,
+  ): boolean {
     const { payloads, contents, counters } = this.#state
     const owner = pool.owner
     if (contents !== null && !pool.persistent) {
@@ -246,17 +274,35 @@ export class Placement {
   }
 
   /** Copies the caller's page (or zeros, or a range) into frame `frame`. */
-  #fillFrame(frame: number, source: Uint8Array | null, sourceOffset: number, fill: Fill, window: PageWindow): void {
+  #fillFrame(
+    frame: number,
+    source: Uint8Array | null,
+    sourceOffset: number,
+    fill: Fill,
+    window: PageWindow,
+  ): void {
     const frames = this.#state.frames
     this.#fill(frames.arenaOf(frame), frames.frameOffset(frame), source, sourceOffset, fill, window)
   }
 
   /** Copies the caller's page (or zeros, or a range) into the payload scratch page. */
-  #fillScratch(source: Uint8Array | null, sourceOffset: number, fill: Fill, window: PageWindow): void {
+  #fillScratch(
+    source: Uint8Array | null,
+    sourceOffset: number,
+    fill: Fill,
+    window: PageWindow,
+  ): void {
     this.#fill(this.#state.payloads.page, 0, source, sourceOffset, fill, window)
   }
 
-  #fill(target: Uint8Array, at: number, source: Uint8Array | null, sourceOffset: number, fill: Fill, window: PageWindow): void {
+  #fill(
+    target: Uint8Array,
+    at: number,
+    source: Uint8Array | null,
+    sourceOffset: number,
+    fill: Fill,
+    window: PageWindow,
+  ): void {
     if (fill === FILL_COPY) {
       assert(source !== null, 'Placement copy without a source')
       copyBytes(source, sourceOffset, target, at, PAGE_SIZE)

@@ -23,7 +23,14 @@ import { assert } from '../util/assert.js'
 import type { Core } from './core.js'
 import type { Client, Pool } from './model.js'
 import { CHECK_BYTES } from './payload.js'
-import { listAppend, listUnlink, NONE, SLOT_COMPRESSED, SLOT_CONTENT, SLOT_KIND_MASK } from './store.js'
+import {
+  listAppend,
+  listUnlink,
+  NONE,
+  SLOT_COMPRESSED,
+  SLOT_CONTENT,
+  SLOT_KIND_MASK,
+} from './store.js'
 
 const ALL_ONES = 0xffffffffffffffffn
 
@@ -73,9 +80,10 @@ export class Pools {
     const report = this.#core.onDiagnostic
     if (report === null) return
     const expected = this.#expectedVersion(client)
-    const reason = client.abi === 0 && !this.#core.options.acceptV0
-      ? 'tmem ABI v0 client refused: this host speaks ABI v1 (start it with acceptV0 to serve v0)'
-      : `pool flags carry tmem ABI version ${version}, expected ${expected}`
+    const reason =
+      client.abi === 0 && !this.#core.options.acceptV0
+        ? 'tmem ABI v0 client refused: this host speaks ABI v1 (start it with acceptV0 to serve v0)'
+        : `pool flags carry tmem ABI version ${version}, expected ${expected}`
     report(client.id, reason)
   }
 
@@ -132,7 +140,7 @@ export class Pools {
   #leaveShared(client: Client, pool: Pool): boolean {
     const core = this.#core
     const store = core.store
-    for (let object = pool.objects[0]!; object !== NONE; ) {
+    for (let object = pool.objects[0]!; object !== NONE;) {
       const next = store.objectPoolNext[object]!
       if (store.objectLastClient[object] === client.id) core.removeObject(pool, object)
       object = next

@@ -48,7 +48,10 @@ const CLASS_OF_SIZE = new Uint8Array(SUBPAGE_BYTES_MAX + 1)
     while (CLASSES.sizes[c]! < size) c++
     CLASS_OF_SIZE[size] = c
   }
-  assert(CLASSES.sizes[CLASS_COUNT - 1] === SUBPAGE_BYTES_MAX, 'Subpages largest class is half a page')
+  assert(
+    CLASSES.sizes[CLASS_COUNT - 1] === SUBPAGE_BYTES_MAX,
+    'Subpages largest class is half a page',
+  )
 }
 
 export class Subpages {
@@ -159,7 +162,8 @@ export class Subpages {
     this.frameClass[frame] = cls + 1
     this.#frameUsed[frame] = 0
     this.#freeLow[frame] = count >= 32 ? 0xffffffff : ((1 << count) - 1) >>> 0
-    this.#freeHigh[frame] = count <= 32 ? 0 : count === 64 ? 0xffffffff : ((1 << (count - 32)) - 1) >>> 0
+    this.#freeHigh[frame] =
+      count <= 32 ? 0 : count === 64 ? 0xffffffff : ((1 << (count - 32)) - 1) >>> 0
     this.classFrames++
   }
 }

@@ -51,7 +51,11 @@ export class TmemOpError extends TmemError {
   constructor(rc: number, cmd: number | string, detail?: string) {
     const command = typeof cmd === 'number' ? cmdName(cmd) : cmd
     const code = rcName(rc)
-    super(code, `${command} failed with ${code} (${rc})${detail === undefined ? '' : `: ${detail}`}`, { errno: rc })
+    super(
+      code,
+      `${command} failed with ${code} (${rc})${detail === undefined ? '' : `: ${detail}`}`,
+      { errno: rc },
+    )
     this.cmd = command
   }
 }

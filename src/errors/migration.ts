@@ -15,7 +15,8 @@ import { rcName } from '../abi/constants.js'
 import { TmemError } from './base.js'
 
 /** The phases of a live migration, in order (docs/migration.md, "Phases"). */
-export type MigratePhase = 'preflight' | 'shell' | 'precopy' | 'changes' | 'frozen' | 'switch' | 'done'
+export type MigratePhase =
+  'preflight' | 'shell' | 'precopy' | 'changes' | 'frozen' | 'switch' | 'done'
 
 export type MigrationErrorCode =
   /** The target (or source) daemon cannot be reached. Nothing moved. */
@@ -53,7 +54,12 @@ export class MigrationError extends TmemError {
    */
   readonly causeCode: string
 
-  constructor(code: MigrationErrorCode, phase: MigratePhase, message: string, detail: MigrationErrorDetail = {}) {
+  constructor(
+    code: MigrationErrorCode,
+    phase: MigratePhase,
+    message: string,
+    detail: MigrationErrorDetail = {},
+  ) {
     const cause = detail.cause
     super(code, message, {
       ...(cause === undefined ? {} : { cause }),
@@ -82,8 +88,17 @@ export class MigrationStepError extends TmemError {
    */
   constructor(side: MigrationSide, step: string, rc: number | string, problem = '') {
     const code = typeof rc === 'string' ? rc : rc < 0 ? errnoName(rc) : 'EBADREPLY'
-    const answer = typeof rc === 'string' ? `failed (${code})` : rc < 0 ? `answered ${code} (${rc})` : `answered ${rc}, which is not the expected answer`
-    super(code, `${step} on the ${side} ${answer}${problem === '' ? '' : `: ${problem}`}`, typeof rc === 'number' && rc < 0 ? { errno: rc } : {})
+    const answer =
+      typeof rc === 'string'
+        ? `failed (${code})`
+        : rc < 0
+          ? `answered ${code} (${rc})`
+          : `answered ${rc}, which is not the expected answer`
+    super(
+      code,
+      `${step} on the ${side} ${answer}${problem === '' ? '' : `: ${problem}`}`,
+      typeof rc === 'number' && rc < 0 ? { errno: rc } : {},
+    )
     this.side = side
     this.step = step
   }

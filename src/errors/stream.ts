@@ -111,7 +111,11 @@ export class RestoreError extends SaveRestoreError {
   readonly cleanup: 'none' | 'destroyed' | 'left'
 
   constructor(code: RestoreErrorCode, detail: RestoreErrorDetail, problem: string) {
-    super(code, `Restore of tmem client ${detail.cliId} failed (${code}): ${problem}${cleanupText(detail.cleanup)}`, errnoOf(detail))
+    super(
+      code,
+      `Restore of tmem client ${detail.cliId} failed (${code}): ${problem}${cleanupText(detail.cleanup)}`,
+      errnoOf(detail),
+    )
     this.cliId = detail.cliId
     this.step = detail.step
     this.rc = detail.rc

@@ -124,11 +124,24 @@ export class Ctrl {
 const ZERO_OID: Oid = [0n, 0n, 0n]
 
 /** TMEM_RESTORE_NEW: a pool with these flags and UUID in `slot` of client `cliId`. */
-export function restoreNewOp(cliId: number, slot: number, flags: number, uuid: readonly [bigint, bigint]): CreatOp {
-  return { cmd: TMEM_RESTORE_NEW, poolId: slot, creat: { uuid: [uuid[0], uuid[1]], flags, arg1: cliId } }
+export function restoreNewOp(
+  cliId: number,
+  slot: number,
+  flags: number,
+  uuid: readonly [bigint, bigint],
+): CreatOp {
+  return {
+    cmd: TMEM_RESTORE_NEW,
+    poolId: slot,
+    creat: { uuid: [uuid[0], uuid[1]], flags, arg1: cliId },
+  }
 }
 
 /** TMEM_AUTH: authorise (1) client `cliId` for the shared pool with this UUID. */
 export function authOp(cliId: number, uuid: readonly [bigint, bigint], auth: number): CreatOp {
-  return { cmd: TMEM_AUTH, poolId: 0, creat: { uuid: [uuid[0], uuid[1]], flags: auth, arg1: cliId } }
+  return {
+    cmd: TMEM_AUTH,
+    poolId: 0,
+    creat: { uuid: [uuid[0], uuid[1]], flags: auth, arg1: cliId },
+  }
 }

@@ -78,11 +78,15 @@ export async function verifyDigest(path: string): Promise<VerifyResult> {
   }
   const expected = /^([0-9a-fA-F]{64})(?:\s|$)/.exec(text)?.[1]?.toLowerCase()
   if (expected === undefined) {
-    throw new DigestMismatchError(`${digestPath(path)} does not start with a SHA-256 (64 hex digits)`)
+    throw new DigestMismatchError(
+      `${digestPath(path)} does not start with a SHA-256 (64 hex digits)`,
+    )
   }
   const actual = await fileDigest(path)
   if (actual !== expected) {
-    throw new DigestMismatchError(`${path} does not match ${digestPath(path)}: SHA-256 ${actual}, expected ${expected}; the file was changed or damaged after the save`)
+    throw new DigestMismatchError(
+      `${path} does not match ${digestPath(path)}: SHA-256 ${actual}, expected ${expected}; the file was changed or damaged after the save`,
+    )
   }
   return { status: 'ok', hex: actual }
 }

@@ -62,7 +62,12 @@ export async function drainChanges(m: Migration, limit: number): Promise<number>
     })
     if (rc < 0) throw new MigrationStepError('source', 'SAVE_GET_CHANGES', rc)
   }
-  await pipeline(m.depth, () => applyRoom(m), (inFlight) => !caughtUp && moved + inFlight * m.perBatch < limit, fetchOne)
+  await pipeline(
+    m.depth,
+    () => applyRoom(m),
+    (inFlight) => !caughtUp && moved + inFlight * m.perBatch < limit,
+    fetchOne,
+  )
   await Promise.all(applied)
   if (held.length > 0) {
     await syncPools(m)

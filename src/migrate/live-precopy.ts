@@ -48,14 +48,27 @@ async function precopyPool(m: Migration, pool: PoolInfo): Promise<void> {
  * (an older daemon: EINVAL; the target not reachable from the source: ECONNREFUSED), and
  * nothing was sent by that request, the relay takes over from the same save cursor.
  */
-async function pushPool(m: Migration, to: PushTarget, pool: PoolInfo): Promise<{ pages: number; ended: boolean }> {
+async function pushPool(
+  m: Migration,
+  to: PushTarget,
+  pool: PoolInfo,
+): Promise<{ pages: number; ended: boolean }> {
   let pages = 0
   while (pages < pool.pages) {
     const slice = Math.min(PUSH_SLICE_PAGES, pool.pages - pages)
-    const reply = await m.session('source', {
-      ...emptySession(SESSION_PUSH), clientId: m.sourceId, flags: pool.slot, graceMs: slice,
-      address: to.address, secret: to.secret, peerId: m.targetId,
-    }, false) // no answer in time: most likely the target, so the source stays usable for the rollback
+    const reply = await m.session(
+      'source',
+      {
+        ...emptySession(SESSION_PUSH),
+        clientId: m.sourceId,
+        flags: pool.slot,
+        graceMs: slice,
+        address: to.address,
+        secret: to.secret,
+        peerId: m.targetId,
+      },
+      false,
+    ) // no answer in time: most likely the target, so the source stays usable for the rollback
     if (reply.rc === SESSION_EINVAL || reply.rc === SESSION_ECONNREFUSED) {
       m.pushTo = null
       return { pages, ended: false }
@@ -80,7 +93,12 @@ function pushFailure(pool: PoolInfo, reply: SessionReply): MigrationStepError {
   const step = `PUSH of pool ${pool.slot}`
   const reason = reply.address
   if (reply.graceMs > 0 && reply.graceMs < 0x10000) {
-    return new MigrationStepError('target', `RESTORE_PAGES (${step} from the source)`, -reply.graceMs, reason)
+    return new MigrationStepError(
+      'target',
+      `RESTORE_PAGES (${step} from the source)`,
+      -reply.graceMs,
+      reason,
+    )
   }
   return new MigrationStepError('source', step, reply.rc, reason === '' ? 'to the target' : reason)
 }
@@ -94,16 +112,23 @@ async function relayPool(m: Migration, pool: PoolInfo, pagesMax: number): Promis
   const op = controlOp(TMEMC_SAVE_GET_PAGES, m.sourceId, pool.slot, m.batchBytes)
   const fetchOne = async (): Promise<void> => {
     const result = await m.opWith('source', op, null, m.batchBytes, (rc, bytes, offset) => {
-      if (rc > 0) applied.push(startApply(m, bytes.subarray(offset, offset + rc * RECORD_BYTES), rc))
+      if (rc > 0)
+        applied.push(startApply(m, bytes.subarray(offset, offset + rc * RECORD_BYTES), rc))
       return rc
     })
-    if (result < 0) throw new MigrationStepError('source', 'SAVE_GET_PAGES', result, `pool ${pool.slot}`)
+    if (result < 0)
+      throw new MigrationStepError('source', 'SAVE_GET_PAGES', result, `pool ${pool.slot}`)
     if (result < m.perBatch) ended = true
   }
-  await pipeline(m.depth, () => applyRoom(m), () => issued < fetches && !ended, () => {
-    issued++
-    return fetchOne()
-  })
+  await pipeline(
+    m.depth,
+    () => applyRoom(m),
+    () => issued < fetches && !ended,
+    () => {
+      issued++
+      return fetchOne()
+    },
+  )
   await Promise.all(applied)
 }
 
@@ -114,7 +139,8 @@ async function relayPool(m: Migration, pool: PoolInfo, pagesMax: number): Promis
  */
 export function pushTarget(target: TmemControlClient | ControlTarget): PushTarget | null {
   if ('control' in target) return null
-  if ('path' in target) return { address: formatClientAddress({ path: resolvePath(target.path) }), secret: null }
+  if ('path' in target)
+    return { address: formatClientAddress({ path: resolvePath(target.path) }), secret: null }
   let token = target.token ?? ''
   if (target.token === undefined && target.tokenFile !== undefined) {
     try {
@@ -124,5 +150,8 @@ export function pushTarget(target: TmemControlClient | ControlTarget): PushTarge
     }
   }
   if (!/^[0-9a-fA-F]{64}$/.test(token)) return null
-  return { address: formatClientAddress({ host: target.host, port: target.port }), secret: Buffer.from(token, 'hex') }
+  return {
+    address: formatClientAddress({ host: target.host, port: target.port }),
+    secret: Buffer.from(token, 'hex'),
+  }
 }

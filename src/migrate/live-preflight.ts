@@ -11,16 +11,25 @@ import {
 } from '../abi/constants.js'
 import type { DaemonStats } from '../protocol/stats.js'
 import { MigrationError } from '../errors/mod.js'
-import { SESSION_LOOKUP, STATE_ENGINE, STATE_SESSION, STATE_TCP, emptySession } from '../protocol/session-frame.js'
+import {
+  SESSION_LOOKUP,
+  STATE_ENGINE,
+  STATE_SESSION,
+  STATE_TCP,
+  emptySession,
+} from '../protocol/session-frame.js'
 import { type Migration, type MigrationPlan, errorText } from './live-state.js'
 
 const NOTHING_MOVED = '; nothing was moved'
 
 export async function preflight(m: Migration): Promise<MigrationPlan> {
   const wanted = m.options.client
-  const lookup = await m.session('source', typeof wanted === 'number'
-    ? { ...emptySession(SESSION_LOOKUP), clientId: wanted }
-    : { ...emptySession(SESSION_LOOKUP), name: wanted })
+  const lookup = await m.session(
+    'source',
+    typeof wanted === 'number'
+      ? { ...emptySession(SESSION_LOOKUP), clientId: wanted }
+      : { ...emptySession(SESSION_LOOKUP), name: wanted },
+  )
   if (lookup.rc < 0 || (lookup.flags & (STATE_ENGINE | STATE_SESSION)) === 0) {
     throw refusal('ENOCLIENT', `the source has no client ${JSON.stringify(wanted)}`)
   }
@@ -30,19 +39,28 @@ export async function preflight(m: Migration): Promise<MigrationPlan> {
   const abi: 0 | 1 = hasSession ? (lookup.abi === 0 ? 0 : 1) : await engineAbi(m)
   const daemon = await targetDaemon(m)
   if (daemon['migration'] !== 1) {
-    throw refusal('ENOTSUPP', 'the target daemon does not support live migration (no SESSION requests)')
+    throw refusal(
+      'ENOTSUPP',
+      'the target daemon does not support live migration (no SESSION requests)',
+    )
   }
   const abis = Array.isArray(daemon['abis']) ? (daemon['abis'] as unknown[]) : [1]
   if (!abis.includes(abi)) {
-    throw refusal('EABI', abi === 0
-      ? 'the client speaks tmem ABI v0 and the target does not serve v0 (start it with --accept-v0)'
-      : 'the client speaks tmem ABI v1 and the target does not serve v1')
+    throw refusal(
+      'EABI',
+      abi === 0
+        ? 'the client speaks tmem ABI v0 and the target does not serve v0 (start it with --accept-v0)'
+        : 'the client speaks tmem ABI v1 and the target does not serve v1',
+    )
   }
   if (m.name !== null) {
     const there = await m.session('target', { ...emptySession(SESSION_LOOKUP), name: m.name })
-    if (there.rc >= 0) throw refusal('EEXIST', `the target already has a client named ${m.name} (id ${there.rc})`)
+    if (there.rc >= 0)
+      throw refusal('EEXIST', `the target already has a client named ${m.name} (id ${there.rc})`)
   }
-  const address = m.options.targetClientAddress ?? pickAddress(daemon['clientAddresses'], (lookup.flags & STATE_TCP) !== 0)
+  const address =
+    m.options.targetClientAddress ??
+    pickAddress(daemon['clientAddresses'], (lookup.flags & STATE_TCP) !== 0)
   if (address === null && hasSession) {
     throw refusal('ENOTSUPP', 'the target daemon has no client endpoint the client could move to')
   }
@@ -50,7 +68,10 @@ export async function preflight(m: Migration): Promise<MigrationPlan> {
   return { abi, address: address ?? '', hasSession, targetGraceMs: graceMs }
 }
 
-function refusal(code: 'ENOCLIENT' | 'ENOTSUPP' | 'EABI' | 'EEXIST', problem: string): MigrationError {
+function refusal(
+  code: 'ENOCLIENT' | 'ENOTSUPP' | 'EABI' | 'EEXIST',
+  problem: string,
+): MigrationError {
   return new MigrationError(code, 'preflight', `Cannot migrate: ${problem}${NOTHING_MOVED}`)
 }
 
@@ -60,7 +81,12 @@ async function targetDaemon(m: Migration): Promise<Record<string, unknown>> {
   try {
     stats = await m.targetStats()
   } catch (error) {
-    throw new MigrationError('EUNREACHABLE', 'preflight', `Cannot migrate: the target daemon does not answer (${errorText(error)})${NOTHING_MOVED}`, { cause: error })
+    throw new MigrationError(
+      'EUNREACHABLE',
+      'preflight',
+      `Cannot migrate: the target daemon does not answer (${errorText(error)})${NOTHING_MOVED}`,
+      { cause: error },
+    )
   }
   return stats.daemon
 }

@@ -27,7 +27,13 @@ import {
 } from '../abi/constants.js'
 import { controlOp } from '../abi/codec.js'
 import { MigrationStepError } from '../errors/mod.js'
-import { SESSION_CREATE, SESSION_ENOENT, SESSION_FREE_ID, SESSION_LOOKUP, emptySession } from '../protocol/session-frame.js'
+import {
+  SESSION_CREATE,
+  SESSION_ENOENT,
+  SESSION_FREE_ID,
+  SESSION_LOOKUP,
+  emptySession,
+} from '../protocol/session-frame.js'
 import type { Migration } from './live-state.js'
 
 export async function shell(m: Migration): Promise<void> {
@@ -41,7 +47,12 @@ export async function shell(m: Migration): Promise<void> {
   m.targetId = await pickTargetId(m)
   await createTargetClient(m)
   if (m.saveBegun) {
-    await setOnTarget(m, TMEMC_SET_COMPRESS, (flags & TMEM_CLIENT_COMPRESS) !== 0 ? 1 : 0, 'SET_COMPRESS')
+    await setOnTarget(
+      m,
+      TMEMC_SET_COMPRESS,
+      (flags & TMEM_CLIENT_COMPRESS) !== 0 ? 1 : 0,
+      'SET_COMPRESS',
+    )
     await setOnTarget(m, TMEMC_SET_WEIGHT, weight === -2 ? 0xffffffff : weight >>> 0, 'SET_WEIGHT')
     if (cap >= 0 && cap <= 100) await setOnTarget(m, TMEMC_SET_CAP, cap, 'SET_CAP')
   }
@@ -54,16 +65,27 @@ export async function shell(m: Migration): Promise<void> {
 async function createTargetClient(m: Migration): Promise<void> {
   if (m.plan.abi === 1) {
     const rc = await m.ctrl('target', TMEMC_RESTORE_BEGIN, m.targetId)
-    if (rc !== 1) throw new MigrationStepError('target', 'RESTORE_BEGIN', rc, `client ${m.targetId}`)
+    if (rc !== 1)
+      throw new MigrationStepError('target', 'RESTORE_BEGIN', rc, `client ${m.targetId}`)
   } else {
-    const reply = await m.session('target', { ...emptySession(SESSION_CREATE), clientId: m.targetId, abi: 0 })
-    if (reply.rc !== m.targetId) throw new MigrationStepError('target', 'SESSION CREATE', reply.rc, `v0 client ${m.targetId}`)
+    const reply = await m.session('target', {
+      ...emptySession(SESSION_CREATE),
+      clientId: m.targetId,
+      abi: 0,
+    })
+    if (reply.rc !== m.targetId)
+      throw new MigrationStepError('target', 'SESSION CREATE', reply.rc, `v0 client ${m.targetId}`)
   }
   m.targetCreated = true
 }
 
 /** A client setting on the target (SET_COMPRESS, SET_WEIGHT, SET_CAP, FREEZE). */
-export async function setOnTarget(m: Migration, subop: number, value: number, step: string): Promise<void> {
+export async function setOnTarget(
+  m: Migration,
+  subop: number,
+  value: number,
+  step: string,
+): Promise<void> {
   await m.ctrlOk('target', subop, step, m.targetId, 0, value)
 }
 
@@ -72,14 +94,24 @@ async function pickTargetId(m: Migration): Promise<number> {
   const there = await m.session('target', { ...emptySession(SESSION_LOOKUP), clientId: m.sourceId })
   if (there.rc === SESSION_ENOENT) return m.sourceId
   const free = await m.session('target', emptySession(SESSION_FREE_ID))
-  if (free.rc <= 0) throw new MigrationStepError('target', 'SESSION FREE_ID', free.rc, 'the target has no free client id')
+  if (free.rc <= 0)
+    throw new MigrationStepError(
+      'target',
+      'SESSION FREE_ID',
+      free.rc,
+      'the target has no free client id',
+    )
   return free.rc
 }
 
 /** Creates on the target every pool the source has and the target does not yet. */
 export async function syncPools(m: Migration): Promise<void> {
-  const slots = Array.from({ length: MAX_POOLS_PER_DOMAIN }, (_, slot) => slot).filter((slot) => !m.pools.has(slot))
-  const flags = await Promise.all(slots.map((slot) => m.ctrl('source', TMEMC_SAVE_GET_POOL_FLAGS, m.sourceId, slot)))
+  const slots = Array.from({ length: MAX_POOLS_PER_DOMAIN }, (_, slot) => slot).filter(
+    (slot) => !m.pools.has(slot),
+  )
+  const flags = await Promise.all(
+    slots.map((slot) => m.ctrl('source', TMEMC_SAVE_GET_POOL_FLAGS, m.sourceId, slot)),
+  )
   for (let i = 0; i < slots.length; i++) {
     if (flags[i] !== -1) await copyPool(m, slots[i]!, flags[i]!)
   }
@@ -90,24 +122,51 @@ async function copyPool(m: Migration, slot: number, poolFlags: number): Promise<
   const persistent = (poolFlags & TMEM_POOL_PERSIST) !== 0
   const shared = (poolFlags & TMEM_POOL_SHARED) !== 0
   const uuid = await poolUuid(m, slot)
-  const pages = persistent ? Math.max(0, await m.ctrl('source', TMEMC_SAVE_GET_POOL_NPAGES, m.sourceId, slot)) : 0
+  const pages = persistent
+    ? Math.max(0, await m.ctrl('source', TMEMC_SAVE_GET_POOL_NPAGES, m.sourceId, slot))
+    : 0
   const hex = `0x${(poolFlags >>> 0).toString(16)}`
   if (shared) {
-    const auth = await m.op('target', { cmd: TMEM_AUTH, poolId: 0, creat: { uuid, flags: 1, arg1: m.targetId } })
-    if (auth.rc < 0) throw new MigrationStepError('target', 'TMEM_AUTH', auth.rc, `shared pool ${slot}`)
+    const auth = await m.op('target', {
+      cmd: TMEM_AUTH,
+      poolId: 0,
+      creat: { uuid, flags: 1, arg1: m.targetId },
+    })
+    if (auth.rc < 0)
+      throw new MigrationStepError('target', 'TMEM_AUTH', auth.rc, `shared pool ${slot}`)
   }
-  const created = await m.op('target', { cmd: TMEM_RESTORE_NEW, poolId: slot, creat: { uuid, flags: poolFlags >>> 0, arg1: m.targetId } })
-  if (created.rc !== slot) throw new MigrationStepError('target', 'TMEM_RESTORE_NEW', created.rc, `pool ${slot}, flags ${hex}`)
+  const created = await m.op('target', {
+    cmd: TMEM_RESTORE_NEW,
+    poolId: slot,
+    creat: { uuid, flags: poolFlags >>> 0, arg1: m.targetId },
+  })
+  if (created.rc !== slot)
+    throw new MigrationStepError(
+      'target',
+      'TMEM_RESTORE_NEW',
+      created.rc,
+      `pool ${slot}, flags ${hex}`,
+    )
   const check = await m.ctrl('target', TMEMC_SAVE_GET_POOL_FLAGS, m.targetId, slot)
   const kind = TMEM_POOL_PERSIST | TMEM_POOL_SHARED
   if (check < 0 || (check & kind) !== (poolFlags & kind)) {
-    throw new MigrationStepError('target', 'SAVE_GET_POOL_FLAGS', check, `pool ${slot} came back with flags 0x${(check >>> 0).toString(16)} instead of ${hex}`)
+    throw new MigrationStepError(
+      'target',
+      'SAVE_GET_POOL_FLAGS',
+      check,
+      `pool ${slot} came back with flags 0x${(check >>> 0).toString(16)} instead of ${hex}`,
+    )
   }
   m.pools.set(slot, { slot, flags: poolFlags, uuid, persistent, shared, pages })
 }
 
 async function poolUuid(m: Migration, slot: number): Promise<[bigint, bigint]> {
-  const { rc, data } = await m.op('source', controlOp(TMEMC_SAVE_GET_POOL_UUID, m.sourceId, slot), null, 16)
+  const { rc, data } = await m.op(
+    'source',
+    controlOp(TMEMC_SAVE_GET_POOL_UUID, m.sourceId, slot),
+    null,
+    16,
+  )
   if (rc < 0) throw new MigrationStepError('source', 'SAVE_GET_POOL_UUID', rc, `pool ${slot}`)
   const view = Buffer.from(data.buffer, data.byteOffset, 16)
   return [view.readBigUInt64LE(0), view.readBigUInt64LE(8)]

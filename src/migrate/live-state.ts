@@ -22,7 +22,12 @@ import { controlOp } from '../abi/codec.js'
 import type { ControlResult, ControlTarget, TmemControlClient } from '../client/control.js'
 import type { DaemonStats } from '../protocol/stats.js'
 import type { TmemOp } from '../abi/types.js'
-import { type MigratePhase, MigrationStepError, type MigrationSide, TmemConnectionError } from '../errors/mod.js'
+import {
+  type MigratePhase,
+  MigrationStepError,
+  type MigrationSide,
+  TmemConnectionError,
+} from '../errors/mod.js'
 import { CONTROL_DATA_BYTES_MAX } from '../protocol/frame.js'
 import {
   SESSION_ACTIVATE,
@@ -170,12 +175,18 @@ export class Migration {
   /** Where the source daemon can reach the target (PUSH), or null: relay. */
   pushTo: PushTarget | null
 
-  constructor(source: TmemControlClient, target: TmemControlClient, options: MigrateOptions, pushTo: PushTarget | null) {
+  constructor(
+    source: TmemControlClient,
+    target: TmemControlClient,
+    options: MigrateOptions,
+    pushTo: PushTarget | null,
+  ) {
     this.source = source
     this.target = target
     this.options = options
     this.batchBytes = Math.min(options.batchBytes ?? CONTROL_DATA_BYTES_MAX, CONTROL_DATA_BYTES_MAX)
-    if (this.batchBytes < RECORD_BYTES) throw new RangeError(`batchBytes must hold one page record (${RECORD_BYTES} bytes)`)
+    if (this.batchBytes < RECORD_BYTES)
+      throw new RangeError(`batchBytes must hold one page record (${RECORD_BYTES} bytes)`)
     this.perBatch = Math.floor(this.batchBytes / RECORD_BYTES)
     this.depth = Math.max(1, options.depth ?? 4)
     this.pushTo = options.push === false ? null : pushTo
@@ -198,7 +209,12 @@ export class Migration {
     let timer: NodeJS.Timeout | undefined
     const expired = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => {
-        reject(new TmemConnectionError('ETIMEDOUT', `the ${side} daemon did not answer ${what} within ${ms} ms`))
+        reject(
+          new TmemConnectionError(
+            'ETIMEDOUT',
+            `the ${side} daemon did not answer ${what} within ${ms} ms`,
+          ),
+        )
         if (drop) {
           this.stalled.add(control)
           control.destroy()
@@ -213,20 +229,38 @@ export class Migration {
   }
 
   /** A control subop on one side; resolves with its rc. */
-  async ctrl(side: MigrationSide, subop: number, cliId: number, poolId = 0, arg1 = 0): Promise<number> {
+  async ctrl(
+    side: MigrationSide,
+    subop: number,
+    cliId: number,
+    poolId = 0,
+    arg1 = 0,
+  ): Promise<number> {
     const { rc } = await this.op(side, controlOp(subop, cliId, poolId, arg1))
     return rc
   }
 
   /** A control subop that must not fail: a negative rc throws a MigrationStepError. */
-  async ctrlOk(side: MigrationSide, subop: number, step: string, cliId: number, poolId = 0, arg1 = 0): Promise<number> {
+  async ctrlOk(
+    side: MigrationSide,
+    subop: number,
+    step: string,
+    cliId: number,
+    poolId = 0,
+    arg1 = 0,
+  ): Promise<number> {
     const rc = await this.ctrl(side, subop, cliId, poolId, arg1)
     if (rc < 0) throw new MigrationStepError(side, step, rc)
     return rc
   }
 
   /** A privileged op (TMEM_CONTROL, TMEM_AUTH, TMEM_RESTORE_NEW) on one side, within the deadline. */
-  op(side: MigrationSide, op: TmemOp, data: Uint8Array | null = null, outputBytes?: number): Promise<ControlResult> {
+  op(
+    side: MigrationSide,
+    op: TmemOp,
+    data: Uint8Array | null = null,
+    outputBytes?: number,
+  ): Promise<ControlResult> {
     return this.within(side, opName(op), this.control(side).control(op, data, outputBytes))
   }
 
@@ -238,12 +272,21 @@ export class Migration {
     outputBytes: number,
     consume: (rc: number, bytes: Uint8Array, offset: number, length: number) => T,
   ): Promise<T> {
-    return this.within(side, opName(op), this.control(side).controlWith(op, data, outputBytes, consume))
+    return this.within(
+      side,
+      opName(op),
+      this.control(side).controlWith(op, data, outputBytes, consume),
+    )
   }
 
   /** A SESSION request on one side; resolves with the reply, whatever its rc. */
   session(side: MigrationSide, message: SessionMessage, drop = true): Promise<SessionReply> {
-    return this.within(side, `SESSION ${SESSION_NAMES[message.cmd] ?? message.cmd}`, this.control(side).session(message), drop)
+    return this.within(
+      side,
+      `SESSION ${SESSION_NAMES[message.cmd] ?? message.cmd}`,
+      this.control(side).session(message),
+      drop,
+    )
   }
 
   /** The target's STATS, within the deadline. */
@@ -288,13 +331,16 @@ export function errorText(error: unknown): string {
 /** The deadline of a migration's requests: the option, else REQUEST_TIMEOUT_MS. */
 export function requestTimeout(options: MigrateOptions): number {
   const ms = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS
-  if (!Number.isFinite(ms) || ms < 0) throw new RangeError('requestTimeoutMs must be 0 (no deadline) or a positive number of ms')
+  if (!Number.isFinite(ms) || ms < 0)
+    throw new RangeError('requestTimeoutMs must be 0 (no deadline) or a positive number of ms')
   return ms
 }
 
 /** The request's name for a deadline message: a control subop's, else the command's. */
 function opName(op: TmemOp): string {
-  return 'ctrl' in op ? SUBOP_NAMES[op.ctrl.subop] ?? `control subop ${op.ctrl.subop}` : cmdName(op.cmd)
+  return 'ctrl' in op
+    ? (SUBOP_NAMES[op.ctrl.subop] ?? `control subop ${op.ctrl.subop}`)
+    : cmdName(op.cmd)
 }
 
 /** Names of the control subops a migration sends (abi/constants.ts has no table of them). */

@@ -35,7 +35,8 @@ export async function switchOver(m: Migration): Promise<void> {
   if (m.wasFrozen) await setOnTarget(m, TMEMC_FREEZE, 0, 'FREEZE')
   if (m.plan.hasSession && m.name !== null) {
     const activated = await m.session('target', { ...emptySession(SESSION_ACTIVATE), name: m.name })
-    if (activated.rc < 0) throw new MigrationStepError('target', 'SESSION ACTIVATE', activated.rc, m.name)
+    if (activated.rc < 0)
+      throw new MigrationStepError('target', 'SESSION ACTIVATE', activated.rc, m.name)
   }
   m.frozenWindowMs = performance.now() - frozenStart
   m.frozenPages = m.pages - pagesBeforeFreeze
@@ -44,11 +45,20 @@ export async function switchOver(m: Migration): Promise<void> {
 /** Target BIND (pending), then source MOVED: the client's ops stop on the source. */
 async function redirect(m: Migration, name: string): Promise<void> {
   const bound = await m.session('target', {
-    ...emptySession(SESSION_BIND), name, clientId: m.targetId, abi: m.plan.abi, flags: BIND_PENDING,
+    ...emptySession(SESSION_BIND),
+    name,
+    clientId: m.targetId,
+    abi: m.plan.abi,
+    flags: BIND_PENDING,
   })
-  if (bound.rc !== m.targetId || bound.secret === null) throw new MigrationStepError('target', 'SESSION BIND', bound.rc, name)
+  if (bound.rc !== m.targetId || bound.secret === null)
+    throw new MigrationStepError('target', 'SESSION BIND', bound.rc, name)
   const moved = await m.session('source', {
-    ...emptySession(SESSION_MOVED), name, address: m.plan.address, secret: bound.secret, graceMs: m.plan.targetGraceMs,
+    ...emptySession(SESSION_MOVED),
+    name,
+    address: m.plan.address,
+    secret: bound.secret,
+    graceMs: m.plan.targetGraceMs,
   })
   if (moved.rc < 0) throw new MigrationStepError('source', 'SESSION MOVED', moved.rc, name)
   m.moved = true
@@ -62,7 +72,12 @@ async function finalDrain(m: Migration): Promise<void> {
   do {
     if ((await drainChanges(m, step)) < step) return
   } while (Date.now() < deadline)
-  throw new MigrationStepError('source', 'SAVE_GET_CHANGES', 'EDRAIN', `the change log did not empty within ${FINAL_DRAIN_MS} ms after MOVED`)
+  throw new MigrationStepError(
+    'source',
+    'SAVE_GET_CHANGES',
+    'EDRAIN',
+    `the change log did not empty within ${FINAL_DRAIN_MS} ms after MOVED`,
+  )
 }
 
 /** After the switch: the client lives on the target, so the source copy goes. */

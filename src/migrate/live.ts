@@ -26,7 +26,12 @@ import { type MigrateOptions, Migration, requestTimeout } from './live-state.js'
 import { destroySource, switchOver } from './live-switch.js'
 
 export { type MigrateOptions, type MigrateProgress, REQUEST_TIMEOUT_MS } from './live-state.js'
-export { type MigratePhase, MigrationError, type MigrationErrorCode, MigrationStepError } from '../errors/mod.js'
+export {
+  type MigratePhase,
+  MigrationError,
+  type MigrationErrorCode,
+  MigrationStepError,
+} from '../errors/mod.js'
 
 export interface MigrateResult {
   name: string | null
@@ -90,7 +95,8 @@ export async function migrateClient(options: MigrateOptions): Promise<MigrateRes
     m = new Migration(source, target, options, pushTarget(options.target))
     return await run(m)
   } finally {
-    for (const control of opened) await closeWithin(control, m?.stalled.has(control) === true ? -1 : timeoutMs)
+    for (const control of opened)
+      await closeWithin(control, m?.stalled.has(control) === true ? -1 : timeoutMs)
   }
 }
 
@@ -162,6 +168,11 @@ async function open(
   } catch (error) {
     const where = 'path' in given ? given.path : `${given.host}:${given.port}`
     const detail = error instanceof Error ? error.message : String(error)
-    throw new MigrationError('EUNREACHABLE', 'preflight', `Cannot migrate: the ${which} daemon at ${where} is unreachable (${detail}); nothing was moved`, { cause: error })
+    throw new MigrationError(
+      'EUNREACHABLE',
+      'preflight',
+      `Cannot migrate: the ${which} daemon at ${where} is unreachable (${detail}); nothing was moved`,
+      { cause: error },
+    )
   }
 }

@@ -30,7 +30,12 @@ export {
 } from './format.js'
 export type { StreamPoolSummary, StreamSummary, StreamVisitor, WalkOptions } from './parse.js'
 export type { Progress, ProgressCallback, ProgressOptions, ProgressPhase } from './progress.js'
-export { type RestoreOptions, type RestoreResult, inspectSaveStream, restoreClient } from './restore.js'
+export {
+  type RestoreOptions,
+  type RestoreResult,
+  inspectSaveStream,
+  restoreClient,
+} from './restore.js'
 export {
   type InvalidationsOptions,
   type InvalidationsResult,

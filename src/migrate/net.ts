@@ -39,7 +39,6 @@ import { CONTROL_DATA_BYTES_MAX } from '../protocol/frame.js'
 import { SESSION_DESTROY, emptySession } from '../protocol/session-frame.js'
 import { ChannelStepError, type ControlChannel } from './channel.js'
 
-
 export interface NetworkChannelOptions {
   /** Serve SAVE_GET_NEXT_PAGE from SAVE_GET_PAGES batches. Default true. */
   prefetch?: boolean
@@ -68,16 +67,23 @@ interface Batch {
  * One control op over the connection: the page travels as the input of RESTORE_PUT_PAGE and
  * RESTORE_PAGES, and the tool buffer of SAVE_GET_PAGES/CHANGES comes back into `data`.
  */
-async function sendControl(client: TmemControlClient, op: TmemOp, data: Uint8Array | null | undefined): Promise<number> {
+async function sendControl(
+  client: TmemControlClient,
+  op: TmemOp,
+  data: Uint8Array | null | undefined,
+): Promise<number> {
   const subop = 'ctrl' in op && op.cmd === TMEM_CONTROL ? op.ctrl.subop : -1
   const arg1 = 'ctrl' in op ? op.ctrl.arg1 : 0
   let input: Uint8Array | null = null
   let output: number | undefined
   if (subop === TMEMC_RESTORE_PUT_PAGE) input = data ?? null
-  else if (subop === TMEMC_RESTORE_PAGES) input = data?.subarray(0, Math.min(arg1, data.length)) ?? null
-  else if (subop === TMEMC_SAVE_GET_PAGES || subop === TMEMC_SAVE_GET_CHANGES) output = Math.min(arg1, CONTROL_DATA_BYTES_MAX, data?.length ?? 0)
+  else if (subop === TMEMC_RESTORE_PAGES)
+    input = data?.subarray(0, Math.min(arg1, data.length)) ?? null
+  else if (subop === TMEMC_SAVE_GET_PAGES || subop === TMEMC_SAVE_GET_CHANGES)
+    output = Math.min(arg1, CONTROL_DATA_BYTES_MAX, data?.length ?? 0)
   const reply = await client.control(op, input, output)
-  if (data != null && reply.data.length > 0) data.set(reply.data.subarray(0, Math.min(data.length, reply.data.length)))
+  if (data != null && reply.data.length > 0)
+    data.set(reply.data.subarray(0, Math.min(data.length, reply.data.length)))
   return reply.rc
 }
 
@@ -90,12 +96,16 @@ async function sendControl(client: TmemControlClient, op: TmemOp, data: Uint8Arr
  * await saveClientToFile(networkChannel(control), 7, '/var/lib/tmem/7.tmem')
  * ```
  */
-export function networkChannel(client: TmemControlClient, options: NetworkChannelOptions = {}): ControlChannel & {
+export function networkChannel(
+  client: TmemControlClient,
+  options: NetworkChannelOptions = {},
+): ControlChannel & {
   destroyClient(cliId: number): Promise<boolean>
 } {
   const prefetch = options.prefetch ?? true
   const batchBytes = Math.min(options.batchBytes ?? CONTROL_DATA_BYTES_MAX, CONTROL_DATA_BYTES_MAX)
-  if (batchBytes < RECORD_BYTES) throw new RangeError(`A batch holds at least one page record (${RECORD_BYTES} bytes)`)
+  if (batchBytes < RECORD_BYTES)
+    throw new RangeError(`A batch holds at least one page record (${RECORD_BYTES} bytes)`)
   let batch: Batch | null = null
   /** Batch buffers done with, for the next batches (at most two are alive: one read, one ahead). */
   const spare: Uint8Array[] = []
@@ -105,15 +115,24 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
 
   /** SAVE_GET_PAGES for `poolId`: the records copied out, or the rc (0: no more pages). */
   const fetchBatch = (op: CtrlOp, poolId: number): Promise<Batch | number> => {
-    const fetchOp: TmemOp = { cmd: TMEM_CONTROL, poolId, ctrl: { ...op.ctrl, subop: TMEMC_SAVE_GET_PAGES, arg1: batchBytes, arg2: 0 } }
-    const fetched = client.controlWith(fetchOp, null, batchBytes, (rc, bytes, offset): Batch | number => {
-      if (rc <= 0) return rc
-      // The reply is valid only now: copy it into a spare batch buffer.
-      const length = rc * RECORD_BYTES
-      const copy = spare.pop() ?? Buffer.allocUnsafeSlow(batchBytes)
-      nativeCopy(bytes, offset, copy, 0, length)
-      return { poolId, bytes: copy, count: rc, next: 0 }
-    })
+    const fetchOp: TmemOp = {
+      cmd: TMEM_CONTROL,
+      poolId,
+      ctrl: { ...op.ctrl, subop: TMEMC_SAVE_GET_PAGES, arg1: batchBytes, arg2: 0 },
+    }
+    const fetched = client.controlWith(
+      fetchOp,
+      null,
+      batchBytes,
+      (rc, bytes, offset): Batch | number => {
+        if (rc <= 0) return rc
+        // The reply is valid only now: copy it into a spare batch buffer.
+        const length = rc * RECORD_BYTES
+        const copy = spare.pop() ?? Buffer.allocUnsafeSlow(batchBytes)
+        nativeCopy(bytes, offset, copy, 0, length)
+        return { poolId, bytes: copy, count: rc, next: 0 }
+      },
+    )
     fetched.catch(() => undefined) // awaited later, or dropped with its batch
     return fetched
   }
@@ -164,14 +183,19 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
   const run = (op: TmemOp, data: Uint8Array | null | undefined): Promise<number> | number => {
     if ('ctrl' in op && op.cmd === TMEM_CONTROL) {
       const subop = op.ctrl.subop
-        if (subop === TMEMC_SAVE_BEGIN || subop === TMEMC_SAVE_END) {
-          retire(batch)
-          batch = null
-          ahead = null
-        }
-        if (prefetch && subop === TMEMC_SAVE_GET_NEXT_PAGE && data != null && op.ctrl.arg1 >= TMEM_HANDLE_BYTES_V1 + PAGE_SIZE) {
-          return nextPage(op, data)
-        }
+      if (subop === TMEMC_SAVE_BEGIN || subop === TMEMC_SAVE_END) {
+        retire(batch)
+        batch = null
+        ahead = null
+      }
+      if (
+        prefetch &&
+        subop === TMEMC_SAVE_GET_NEXT_PAGE &&
+        data != null &&
+        op.ctrl.arg1 >= TMEM_HANDLE_BYTES_V1 + PAGE_SIZE
+      ) {
+        return nextPage(op, data)
+      }
     }
     return sendControl(client, op, data)
   }
@@ -179,8 +203,14 @@ export function networkChannel(client: TmemControlClient, options: NetworkChanne
   return {
     control(op, data) {
       if (restore === null) return run(op, data)
-      if ('ctrl' in op && op.cmd === TMEM_CONTROL && op.ctrl.subop === TMEMC_RESTORE_PUT_PAGE &&
-        op.ctrl.arg1 === PAGE_SIZE && data != null && data.length >= PAGE_SIZE) {
+      if (
+        'ctrl' in op &&
+        op.cmd === TMEM_CONTROL &&
+        op.ctrl.subop === TMEMC_RESTORE_PUT_PAGE &&
+        op.ctrl.arg1 === PAGE_SIZE &&
+        data != null &&
+        data.length >= PAGE_SIZE
+      ) {
         return restore.put(op, data)
       }
       if (!restore.idle) return restore.settle().then(() => run(op, data))
@@ -220,7 +250,8 @@ class RestoreBatcher {
 
   put(op: CtrlOp, page: Uint8Array): Promise<number> | number {
     if (this.#failure !== null) throw this.#failure
-    if (this.#count > 0 && op.ctrl.cliId !== this.#cliId) return this.settle().then(() => this.put(op, page))
+    if (this.#count > 0 && op.ctrl.cliId !== this.#cliId)
+      return this.settle().then(() => this.put(op, page))
     this.#cliId = op.ctrl.cliId
     const at = this.#count * RECORD_BYTES
     const records = this.#records
@@ -263,17 +294,31 @@ class RestoreBatcher {
     const poolId = readU32LE(this.#records, 0)
     const op = controlOp(TMEMC_RESTORE_PAGES, this.#cliId, 0, bytes)
     // controlWith copies the records into its frame: the buffer is free again at once.
-    const sent: Promise<void> = this.#client.controlWith(op, this.#records.subarray(0, bytes), 0, (rc) => rc).then((rc) => {
-      if (rc !== count && this.#failure === null) {
-        this.#failure = new ChannelStepError('TMEMC_RESTORE_PAGES', rc, poolId,
-          `RESTORE_PAGES of the stream's pages ${first} to ${first + count - 1} (one batch of RESTORE_PUT_PAGE) returned ${rcName(rc)} (${rc})`)
-      }
-    }, (error: unknown) => {
-      if (this.#failure === null) {
-        this.#failure = new ChannelStepError('TMEMC_RESTORE_PAGES', -5, poolId,
-          `RESTORE_PAGES of the stream's pages ${first} to ${first + count - 1} failed: ${error instanceof Error ? error.message : String(error)}`)
-      }
-    }).finally(() => this.#inFlight.delete(sent))
+    const sent: Promise<void> = this.#client
+      .controlWith(op, this.#records.subarray(0, bytes), 0, (rc) => rc)
+      .then(
+        (rc) => {
+          if (rc !== count && this.#failure === null) {
+            this.#failure = new ChannelStepError(
+              'TMEMC_RESTORE_PAGES',
+              rc,
+              poolId,
+              `RESTORE_PAGES of the stream's pages ${first} to ${first + count - 1} (one batch of RESTORE_PUT_PAGE) returned ${rcName(rc)} (${rc})`,
+            )
+          }
+        },
+        (error: unknown) => {
+          if (this.#failure === null) {
+            this.#failure = new ChannelStepError(
+              'TMEMC_RESTORE_PAGES',
+              -5,
+              poolId,
+              `RESTORE_PAGES of the stream's pages ${first} to ${first + count - 1} failed: ${error instanceof Error ? error.message : String(error)}`,
+            )
+          }
+        },
+      )
+      .finally(() => this.#inFlight.delete(sent))
     this.#inFlight.add(sent)
   }
 }

@@ -95,7 +95,12 @@ class Walk {
   readonly #meter: ProgressMeter | undefined
   #version: 0 | 1 = 1
 
-  constructor(reader: ByteReader, visitor: StreamVisitor, options: WalkOptions, meter: ProgressMeter | undefined) {
+  constructor(
+    reader: ByteReader,
+    visitor: StreamVisitor,
+    options: WalkOptions,
+    meter: ProgressMeter | undefined,
+  ) {
     this.#reader = reader
     this.#visitor = visitor
     this.#checkDuplicates = options.checkDuplicates ?? true
@@ -122,7 +127,11 @@ class Walk {
     const markerBytes = await this.#take(4, { offset: 0 }, 'the -5 marker of the tmem section')
     const marker = readI32LE(markerBytes, 0)
     if (marker !== MARKER_TMEM) {
-      this.#fail('EBADMARKER', { offset: 0 }, `expected the tmem marker -5 (fb ff ff ff), found ${marker} (${hex(markerBytes, 0, 4)})`)
+      this.#fail(
+        'EBADMARKER',
+        { offset: 0 },
+        `expected the tmem marker -5 (fb ff ff ff), found ${marker} (${hex(markerBytes, 0, 4)})`,
+      )
     }
     const bytes = await this.#take(28, { offset: 4 }, 'the 28-byte header')
     const version = readU32LE(bytes, 0)
@@ -132,20 +141,37 @@ class Walk {
     this.#version = version
     const maxPools = readU32LE(bytes, 4)
     if (maxPools > MAX_POOLS_PER_DOMAIN) {
-      this.#fail('EBADHEADER', { offset: 8 }, `max_pools ${maxPools} exceeds ${MAX_POOLS_PER_DOMAIN}`)
+      this.#fail(
+        'EBADHEADER',
+        { offset: 8 },
+        `max_pools ${maxPools} exceeds ${MAX_POOLS_PER_DOMAIN}`,
+      )
     }
     if (readU32LE(bytes, 8) !== END_WORD) {
-      this.#fail('EBADHEADER', { offset: 12 }, `expected the separator -1 after max_pools, found ${readU32LE(bytes, 8)}`)
+      this.#fail(
+        'EBADHEADER',
+        { offset: 12 },
+        `expected the separator -1 after max_pools, found ${readU32LE(bytes, 8)}`,
+      )
     }
     const clientFlags = readU32LE(bytes, 12)
     if ((clientFlags & ~CLIENT_FLAGS_KNOWN) !== 0) {
-      this.#fail('EBADHEADER', { offset: 16 }, `client flags 0x${clientFlags.toString(16)} have bits other than COMPRESS (1) and FROZEN (2)`)
+      this.#fail(
+        'EBADHEADER',
+        { offset: 16 },
+        `client flags 0x${clientFlags.toString(16)} have bits other than COMPRESS (1) and FROZEN (2)`,
+      )
     }
     const weight = readU32LE(bytes, 16)
     const cap = readU32LE(bytes, 20)
-    if (cap > 100) this.#fail('EBADHEADER', { offset: 24 }, `cap ${cap} is not a percentage (0 to 100)`)
+    if (cap > 100)
+      this.#fail('EBADHEADER', { offset: 24 }, `cap ${cap} is not a percentage (0 to 100)`)
     if (readU32LE(bytes, 24) !== END_WORD) {
-      this.#fail('EBADHEADER', { offset: 28 }, `expected the separator -1 after cap, found ${readU32LE(bytes, 24)}`)
+      this.#fail(
+        'EBADHEADER',
+        { offset: 28 },
+        `expected the separator -1 after cap, found ${readU32LE(bytes, 24)}`,
+      )
     }
     return { version, maxPools, clientFlags, weight, cap }
   }
@@ -179,26 +205,48 @@ class Walk {
     }
   }
 
-  #checkPool(place: StreamPlace & { poolId: number }, flags: number, declaredPages: number, uuid: [bigint, bigint]): StreamPool {
+  #checkPool(
+    place: StreamPlace & { poolId: number },
+    flags: number,
+    declaredPages: number,
+    uuid: [bigint, bigint],
+  ): StreamPool {
     const persistent = (flags & TMEM_POOL_PERSIST) !== 0
     const shared = (flags & TMEM_POOL_SHARED) !== 0
     const version = (flags >>> TMEM_POOL_VERSION_SHIFT) & TMEM_POOL_VERSION_MASK
     const pageSizeField = (flags >>> TMEM_POOL_PAGESIZE_SHIFT) & TMEM_POOL_PAGESIZE_MASK
     const at = { ...place, offset: place.offset + 4 }
-    const problem = (text: string): never => this.#fail('EBADPOOL', at, `flags 0x${flags.toString(16).padStart(8, '0')}: ${text}`)
+    const problem = (text: string): never =>
+      this.#fail('EBADPOOL', at, `flags 0x${flags.toString(16).padStart(8, '0')}: ${text}`)
     if ((flags & TMEM_POOL_RESERVED_BITS) !== 0) problem('reserved bits 8-23 are set')
     if ((flags & TMEM_POOL_PRECOMPRESSED) !== 0) problem('precompressed pools are not supported')
-    if (pageSizeField !== 0) problem(`page size ${PAGE_SIZE << pageSizeField} bytes; only ${PAGE_SIZE} is supported`)
+    if (pageSizeField !== 0)
+      problem(`page size ${PAGE_SIZE << pageSizeField} bytes; only ${PAGE_SIZE} is supported`)
     if (this.#version === 1 ? version > 1 : version !== 0) {
       problem(`pool version ${version} in a version ${this.#version} stream`)
     }
     if (shared && persistent) problem('a shared persistent pool cannot be created')
     if (!persistent && declaredPages !== 0) {
-      this.#fail('EBADPOOL', { ...place, offset: place.offset + 8 }, `ephemeral pool with n_pages ${declaredPages}; ephemeral pools are saved empty`)
+      this.#fail(
+        'EBADPOOL',
+        { ...place, offset: place.offset + 8 },
+        `ephemeral pool with n_pages ${declaredPages}; ephemeral pools are saved empty`,
+      )
     }
-    const restoreFlags = ((flags & ~(TMEM_POOL_VERSION_MASK << TMEM_POOL_VERSION_SHIFT)) |
-      (TMEM_SPEC_VERSION << TMEM_POOL_VERSION_SHIFT)) >>> 0
-    return { poolId: place.poolId, flags, restoreFlags, persistent, shared, declaredPages, uuid, offset: place.offset }
+    const restoreFlags =
+      ((flags & ~(TMEM_POOL_VERSION_MASK << TMEM_POOL_VERSION_SHIFT)) |
+        (TMEM_SPEC_VERSION << TMEM_POOL_VERSION_SHIFT)) >>>
+      0
+    return {
+      poolId: place.poolId,
+      flags,
+      restoreFlags,
+      persistent,
+      shared,
+      declaredPages,
+      uuid,
+      offset: place.offset,
+    }
   }
 
   async #pages(pool: StreamPoolSummary): Promise<void> {
@@ -211,25 +259,44 @@ class Walk {
     for (let page = 0; page < pool.declaredPages; page++) {
       const offset = reader.position
       const place: StreamPlace = { offset, poolId: pool.poolId, page }
-      const oidView = await this.#take(oidSize, place, `page record ${page} of the ${pool.declaredPages} that n_pages announces`)
+      const oidView = await this.#take(
+        oidSize,
+        place,
+        `page record ${page} of the ${pool.declaredPages} that n_pages announces`,
+      )
       if (allOnes(oidView, 0, oidSize)) {
         pool.endedEarly = true
         return
       }
       const oid = visit ? readOid(oidView, this.#version) : null
       const key = keys === null ? null : latin1(oidView, 0, oidSize)
-      const rest = await this.#take(4 + PAGE_SIZE, place, `page record ${page} of the ${pool.declaredPages} that n_pages announces`)
+      const rest = await this.#take(
+        4 + PAGE_SIZE,
+        place,
+        `page record ${page} of the ${pool.declaredPages} that n_pages announces`,
+      )
       const index = readU32LE(rest, 0)
       if (keys !== null) {
         const full = `${key}${latin1(rest, 0, 4)}`
         if (keys.has(full)) {
-          this.#fail('EBADPAGE', place, `(OID ${oidText(oidView, this.#version)}, index ${index}) appears twice in the pool`)
+          this.#fail(
+            'EBADPAGE',
+            place,
+            `(OID ${oidText(oidView, this.#version)}, index ${index}) appears twice in the pool`,
+          )
         }
         keys.add(full)
       }
       pool.pages++
       if (visit) {
-        await visitor.page!({ poolId: pool.poolId, page, oid: oid!, index, data: rest.subarray(4, 4 + PAGE_SIZE), offset })
+        await visitor.page!({
+          poolId: pool.poolId,
+          page,
+          oid: oid!,
+          index,
+          data: rest.subarray(4, 4 + PAGE_SIZE),
+          offset,
+        })
       }
       if (meter !== undefined) {
         meter.pages++
@@ -248,14 +315,22 @@ class Walk {
     const left = await reader.available(4)
     if (left === 0) {
       if (this.#requireInvalidations) {
-        this.#fail('ETRUNCATED', { offset }, 'the stream ends where the invalidation section (-6) of a live save must start')
+        this.#fail(
+          'ETRUNCATED',
+          { offset },
+          'the stream ends where the invalidation section (-6) of a live save must start',
+        )
       }
       return null
     }
     const markerBytes = await this.#take(4, { offset }, 'the -6 marker of the invalidation section')
     const marker = readI32LE(markerBytes, 0)
     if (marker !== MARKER_TMEM_EXTRA) {
-      this.#fail('EBADMARKER', { offset }, `after the end of the pools expected the end of the stream or the marker -6 (fa ff ff ff), found ${marker} (${hex(markerBytes, 0, 4)})`)
+      this.#fail(
+        'EBADMARKER',
+        { offset },
+        `after the end of the pools expected the end of the stream or the marker -6 (fa ff ff ff), found ${marker} (${hex(markerBytes, 0, 4)})`,
+      )
     }
     const oidSize = oidBytes(this.#version)
     const visitor = this.#visitor
@@ -272,13 +347,23 @@ class Walk {
       const rest = await this.#take(oidSize + 4, place, 'the invalidation record')
       if (visitor.invalidation !== undefined) {
         const oid = readOid(rest, this.#version)
-        await visitor.invalidation({ poolId, oid, index: readU32LE(rest, oidSize), number, offset: at })
+        await visitor.invalidation({
+          poolId,
+          oid,
+          index: readU32LE(rest, oidSize),
+          number,
+          offset: at,
+        })
       }
     }
     const end = reader.position
     const trailing = await reader.available(1)
     if (trailing !== 0) {
-      this.#fail('EBADMARKER', { offset: end }, 'unexpected bytes after the end of the invalidation section')
+      this.#fail(
+        'EBADMARKER',
+        { offset: end },
+        'unexpected bytes after the end of the invalidation section',
+      )
     }
     return countFrom(end, offset, oidSize)
   }
@@ -291,7 +376,11 @@ class Walk {
     if (view !== null) return view
     const left = await reader.available(length)
     const at = reader.position
-    this.#fail('ETRUNCATED', { ...place, offset: at }, `the stream ends ${left} byte${left === 1 ? '' : 's'} into ${what} (${length} bytes needed)`)
+    this.#fail(
+      'ETRUNCATED',
+      { ...place, offset: at },
+      `the stream ends ${left} byte${left === 1 ? '' : 's'} into ${what} (${length} bytes needed)`,
+    )
   }
 
   #fail(code: SaveStreamErrorCode, place: StreamPlace, problem: string): never {
@@ -323,10 +412,14 @@ function latin1(bytes: Uint8Array, at: number, length: number): string {
 }
 
 function hex(bytes: Uint8Array, at: number, length: number): string {
-  return Array.from(bytes.subarray(at, at + length), (b) => b.toString(16).padStart(2, '0')).join(' ')
+  return Array.from(bytes.subarray(at, at + length), (b) => b.toString(16).padStart(2, '0')).join(
+    ' ',
+  )
 }
 
 function oidText(bytes: Uint8Array, version: 0 | 1): string {
   const oid = readOid(bytes, version)
-  return version === 0 ? `0x${oid[0].toString(16)}` : `[0x${oid[0].toString(16)}, 0x${oid[1].toString(16)}, 0x${oid[2].toString(16)}]`
+  return version === 0
+    ? `0x${oid[0].toString(16)}`
+    : `[0x${oid[0].toString(16)}, 0x${oid[1].toString(16)}, 0x${oid[2].toString(16)}]`
 }

@@ -35,7 +35,14 @@ import {
   rcName,
 } from '../abi/constants.js'
 import type { Oid } from '../abi/types.js'
-import { ChannelStepError, type ControlChannel, Ctrl, authOp, checkCliId, restoreNewOp } from './channel.js'
+import {
+  ChannelStepError,
+  type ControlChannel,
+  Ctrl,
+  authOp,
+  checkCliId,
+  restoreNewOp,
+} from './channel.js'
 import { RestoreError, type RestoreErrorDetail } from '../errors/mod.js'
 import type { StreamHeader, StreamInvalidation, StreamPage, StreamPool } from './format.js'
 import { type StreamSummary, type WalkOptions, walkStream } from './parse.js'
@@ -112,7 +119,9 @@ export async function restoreClient(
   applyMeter.bytesTotal = summary.bytes
   applyMeter.pagesTotal = summary.pages
   try {
-    await withReader(openReader, (reader) => walkStream(reader, applier, { ...walkOptions, checkDuplicates: false }, applyMeter))
+    await withReader(openReader, (reader) =>
+      walkStream(reader, applier, { ...walkOptions, checkDuplicates: false }, applyMeter),
+    )
     await applier.finish()
   } catch (error) {
     throw await applier.rollback(error)
@@ -152,7 +161,10 @@ export async function inspectSaveStream(
   return summary
 }
 
-async function withReader<T>(open: () => Promise<ByteReader>, use: (reader: ByteReader) => Promise<T>): Promise<T> {
+async function withReader<T>(
+  open: () => Promise<ByteReader>,
+  use: (reader: ByteReader) => Promise<T>,
+): Promise<T> {
   const reader = await open()
   try {
     return await use(reader)
@@ -180,7 +192,12 @@ class Applier {
   /** Where in the stream the current step comes from, for messages. */
   #place: { poolId?: number; page?: number; offset?: number } = {}
 
-  constructor(channel: ControlChannel, cliId: number, options: RestoreOptions, summary: StreamSummary) {
+  constructor(
+    channel: ControlChannel,
+    cliId: number,
+    options: RestoreOptions,
+    summary: StreamSummary,
+  ) {
     this.#channel = channel
     this.#cliId = cliId
     this.#ctrl = new Ctrl(channel, cliId)
@@ -193,11 +210,19 @@ class Applier {
   async begin(): Promise<void> {
     const version = await this.#ctrl.run(TMEMC_SAVE_GET_VERSION)
     if (version !== TMEM_SPEC_VERSION) {
-      throw new RestoreError('ERESTORE', { cliId: this.#cliId, step: 'TMEMC_SAVE_GET_VERSION', rc: version, cleanup: 'none' }, `the target speaks tmem version ${version}; restore needs version 1`)
+      throw new RestoreError(
+        'ERESTORE',
+        { cliId: this.#cliId, step: 'TMEMC_SAVE_GET_VERSION', rc: version, cleanup: 'none' },
+        `the target speaks tmem version ${version}; restore needs version 1`,
+      )
     }
     const rc = await this.#ctrl.run(TMEMC_RESTORE_BEGIN)
     if (rc < 0) {
-      throw new RestoreError('EEXIST', { cliId: this.#cliId, step: 'TMEMC_RESTORE_BEGIN', rc, cleanup: 'none' }, `the target already has client ${this.#cliId} (RESTORE_BEGIN returned ${rc})`)
+      throw new RestoreError(
+        'EEXIST',
+        { cliId: this.#cliId, step: 'TMEMC_RESTORE_BEGIN', rc, cleanup: 'none' },
+        `the target already has client ${this.#cliId} (RESTORE_BEGIN returned ${rc})`,
+      )
     }
     this.#begun = true
   }
@@ -206,10 +231,26 @@ class Applier {
     // Compression is applied either way, so that a target whose new clients compress by
     // default restores a client that did not.
     const compress = (header.clientFlags & TMEM_CLIENT_COMPRESS) !== 0 ? 1 : 0
-    await this.#set(TMEMC_SET_COMPRESS, 'TMEMC_SET_COMPRESS', compress,
-      compress === 1 ? 'the target refused compression (a host with dedup cannot compress)' : 'the target refused to turn compression off')
-    await this.#set(TMEMC_SET_WEIGHT, 'TMEMC_SET_WEIGHT', header.weight, `the target refused weight ${header.weight}`)
-    await this.#set(TMEMC_SET_CAP, 'TMEMC_SET_CAP', header.cap, `the target refused cap ${header.cap}`)
+    await this.#set(
+      TMEMC_SET_COMPRESS,
+      'TMEMC_SET_COMPRESS',
+      compress,
+      compress === 1
+        ? 'the target refused compression (a host with dedup cannot compress)'
+        : 'the target refused to turn compression off',
+    )
+    await this.#set(
+      TMEMC_SET_WEIGHT,
+      'TMEMC_SET_WEIGHT',
+      header.weight,
+      `the target refused weight ${header.weight}`,
+    )
+    await this.#set(
+      TMEMC_SET_CAP,
+      'TMEMC_SET_CAP',
+      header.cap,
+      `the target refused cap ${header.cap}`,
+    )
   }
 
   async pool(pool: StreamPool): Promise<void> {
@@ -217,34 +258,71 @@ class Applier {
     const channel = this.#channel
     if (pool.shared && this.#authorizeShared) {
       const rc = await channel.control(authOp(this.#cliId, pool.uuid, 1))
-      if (rc < 0) throw this.#failure('TMEM_AUTH', rc, `the target refused shared-pool authorisation for pool ${pool.poolId} (${rcName(rc)})`)
+      if (rc < 0)
+        throw this.#failure(
+          'TMEM_AUTH',
+          rc,
+          `the target refused shared-pool authorisation for pool ${pool.poolId} (${rcName(rc)})`,
+        )
     }
-    const slot = await channel.control(restoreNewOp(this.#cliId, pool.poolId, pool.restoreFlags, pool.uuid))
+    const slot = await channel.control(
+      restoreNewOp(this.#cliId, pool.poolId, pool.restoreFlags, pool.uuid),
+    )
     if (slot !== pool.poolId) {
-      throw this.#failure('TMEM_RESTORE_NEW', slot, `the target refused pool ${pool.poolId} with flags 0x${pool.restoreFlags.toString(16)} (${slot < 0 ? `${rcName(slot)}, ${slot}` : `got slot ${slot}`})`)
+      throw this.#failure(
+        'TMEM_RESTORE_NEW',
+        slot,
+        `the target refused pool ${pool.poolId} with flags 0x${pool.restoreFlags.toString(16)} (${slot < 0 ? `${rcName(slot)}, ${slot}` : `got slot ${slot}`})`,
+      )
     }
     // A shared request the target downgraded to private (no authorisation) is a failure.
     const flags = await this.#ctrl.run(TMEMC_SAVE_GET_POOL_FLAGS, pool.poolId)
     const kind = TMEM_POOL_PERSIST | TMEM_POOL_SHARED
     if (flags < 0 || (flags & kind) !== (pool.restoreFlags & kind)) {
-      throw this.#failure('TMEMC_SAVE_GET_POOL_FLAGS', flags, `pool ${pool.poolId} came back with flags 0x${(flags >>> 0).toString(16)} instead of 0x${pool.restoreFlags.toString(16)} (a shared pool needs TMEM_AUTH or global auth on the target)`)
+      throw this.#failure(
+        'TMEMC_SAVE_GET_POOL_FLAGS',
+        flags,
+        `pool ${pool.poolId} came back with flags 0x${(flags >>> 0).toString(16)} instead of 0x${pool.restoreFlags.toString(16)} (a shared pool needs TMEM_AUTH or global auth on the target)`,
+      )
     }
   }
 
   async page(page: StreamPage): Promise<void> {
     this.#place = { poolId: page.poolId, page: page.page, offset: page.offset }
-    const rc = await this.#ctrl.run(TMEMC_RESTORE_PUT_PAGE, page.poolId, PAGE_SIZE, page.index, page.data, page.oid)
+    const rc = await this.#ctrl.run(
+      TMEMC_RESTORE_PUT_PAGE,
+      page.poolId,
+      PAGE_SIZE,
+      page.index,
+      page.data,
+      page.oid,
+    )
     if (rc !== 1) {
-      throw this.#failure('TMEMC_RESTORE_PUT_PAGE', rc, `RESTORE_PUT_PAGE of page ${page.page} of pool ${page.poolId} (OID ${oidText(page.oid)}, index ${page.index}) returned ${rcName(rc)} (${rc})`)
+      throw this.#failure(
+        'TMEMC_RESTORE_PUT_PAGE',
+        rc,
+        `RESTORE_PUT_PAGE of page ${page.page} of pool ${page.poolId} (OID ${oidText(page.oid)}, index ${page.index}) returned ${rcName(rc)} (${rc})`,
+      )
     }
     this.#puts?.push({ poolId: page.poolId, oid: page.oid, index: page.index })
   }
 
   async invalidation(record: StreamInvalidation): Promise<void> {
     this.#place = { poolId: record.poolId, offset: record.offset }
-    const rc = await this.#ctrl.run(TMEMC_RESTORE_FLUSH_PAGE, record.poolId, 0, record.index, null, record.oid)
+    const rc = await this.#ctrl.run(
+      TMEMC_RESTORE_FLUSH_PAGE,
+      record.poolId,
+      0,
+      record.index,
+      null,
+      record.oid,
+    )
     if (rc <= 0) {
-      throw this.#failure('TMEMC_RESTORE_FLUSH_PAGE', rc, `RESTORE_FLUSH_PAGE of invalidation ${record.number} (pool ${record.poolId}, OID ${oidText(record.oid)}, index ${record.index}) returned ${rcName(rc)} (${rc})`)
+      throw this.#failure(
+        'TMEMC_RESTORE_FLUSH_PAGE',
+        rc,
+        `RESTORE_FLUSH_PAGE of invalidation ${record.number} (pool ${record.poolId}, OID ${oidText(record.oid)}, index ${record.index}) returned ${rcName(rc)} (${rc})`,
+      )
     }
   }
 
@@ -259,12 +337,34 @@ class Applier {
   /** Undoes pass 2 as far as the channel allows; returns the error to throw. */
   async rollback(error: unknown): Promise<RestoreError> {
     const cleanup = this.#begun ? await this.#undo() : 'none'
-    if (error instanceof StepFailure) return new RestoreError('ERESTORE', { ...error.detail, cleanup }, error.problem)
+    if (error instanceof StepFailure)
+      return new RestoreError('ERESTORE', { ...error.detail, cleanup }, error.problem)
     if (error instanceof ChannelStepError) {
-      return new RestoreError('ERESTORE', { cliId: this.#cliId, step: error.step, rc: error.rc, poolId: error.poolId, cleanup, cause: error }, error.message)
+      return new RestoreError(
+        'ERESTORE',
+        {
+          cliId: this.#cliId,
+          step: error.step,
+          rc: error.rc,
+          poolId: error.poolId,
+          cleanup,
+          cause: error,
+        },
+        error.message,
+      )
     }
     const text = error instanceof Error ? error.message : String(error)
-    return new RestoreError('ERESTORE', { cliId: this.#cliId, step: 'read stream (second pass)', cleanup, cause: error, ...this.#place }, `reading the stream a second time failed: ${text}`)
+    return new RestoreError(
+      'ERESTORE',
+      {
+        cliId: this.#cliId,
+        step: 'read stream (second pass)',
+        cleanup,
+        cause: error,
+        ...this.#place,
+      },
+      `reading the stream a second time failed: ${text}`,
+    )
   }
 
   async #undo(): Promise<RestoreErrorDetail['cleanup']> {

@@ -44,7 +44,13 @@ import {
 import { TMEM_HANDLE_BYTES_V1 } from '../abi/layout.js'
 import { type ControlChannel, Ctrl, checkCliId } from './channel.js'
 import { SaveError } from '../errors/mod.js'
-import { END_WORD, MARKER_TMEM, MARKER_TMEM_EXTRA, POOL_RECORD_BYTES, pageRecordBytes } from './format.js'
+import {
+  END_WORD,
+  MARKER_TMEM,
+  MARKER_TMEM_EXTRA,
+  POOL_RECORD_BYTES,
+  pageRecordBytes,
+} from './format.js'
 import { ProgressMeter, type ProgressOptions } from './progress.js'
 import { ChunkWriter, type FileSink, type StreamSink, openFileSink } from './sink.js'
 import { copyBytes } from '../util/bytes.js'
@@ -127,7 +133,15 @@ export async function saveClient(
   const meter = new ProgressMeter('save', options)
   const begun = await ctrl.run(TMEMC_SAVE_BEGIN, 0, live ? 1 : 0)
   if (begun <= 0) {
-    return { saved: false, live, pools: 0, pages: 0, bytes: 0, endedEarly: [], elapsedMs: meter.elapsedMs() }
+    return {
+      saved: false,
+      live,
+      pools: 0,
+      pages: 0,
+      bytes: 0,
+      endedEarly: [],
+      elapsedMs: meter.elapsedMs(),
+    }
   }
   try {
     const writer = new ChunkWriter(sink, options.chunkBytes)
@@ -163,11 +177,19 @@ async function writeSection(
   }
   const version = await query(TMEMC_SAVE_GET_VERSION, 'TMEMC_SAVE_GET_VERSION')
   if (version !== TMEM_SPEC_VERSION) {
-    throw new SaveError('ESAVE', { cliId, step: 'TMEMC_SAVE_GET_VERSION', rc: version }, `the host speaks tmem version ${version}; this saver writes version 1 streams`)
+    throw new SaveError(
+      'ESAVE',
+      { cliId, step: 'TMEMC_SAVE_GET_VERSION', rc: version },
+      `the host speaks tmem version ${version}; this saver writes version 1 streams`,
+    )
   }
   const maxPools = await query(TMEMC_SAVE_GET_MAXPOOLS, 'TMEMC_SAVE_GET_MAXPOOLS')
   if (maxPools > MAX_POOLS_PER_DOMAIN) {
-    throw new SaveError('ESAVE', { cliId, step: 'TMEMC_SAVE_GET_MAXPOOLS', rc: maxPools }, `the host reports ${maxPools} pools per client; a stream carries at most ${MAX_POOLS_PER_DOMAIN}`)
+    throw new SaveError(
+      'ESAVE',
+      { cliId, step: 'TMEMC_SAVE_GET_MAXPOOLS', rc: maxPools },
+      `the host reports ${maxPools} pools per client; a stream carries at most ${MAX_POOLS_PER_DOMAIN}`,
+    )
   }
   const clientFlags = await query(TMEMC_SAVE_GET_CLIENT_FLAGS, 'TMEMC_SAVE_GET_CLIENT_FLAGS')
   // Weight and cap 0xFFFFFFFF come back as -2 (docs/semantics.md "Save subops") and are written as such, as Xen does.
@@ -208,13 +230,21 @@ async function writeSection(
         break
       }
       if (rc < 0) {
-        throw new SaveError('ESAVE', { cliId, step: 'TMEMC_SAVE_GET_NEXT_PAGE', rc, poolId: plan.poolId }, `TMEMC_SAVE_GET_NEXT_PAGE returned ${rcName(rc)} (${rc}) for pool ${plan.poolId}`)
+        throw new SaveError(
+          'ESAVE',
+          { cliId, step: 'TMEMC_SAVE_GET_NEXT_PAGE', rc, poolId: plan.poolId },
+          `TMEMC_SAVE_GET_NEXT_PAGE returned ${rcName(rc)} (${rc}) for pool ${plan.poolId}`,
+        )
       }
       const chunk = writer.chunk
       const at = writer.cursor
       if (allOnes(chunk, at, OID_BYTES)) {
         const index = readU32LE(chunk, at + OID_BYTES)
-        throw new SaveError('EALLONESOID', { cliId, step: 'TMEMC_SAVE_GET_NEXT_PAGE', poolId: plan.poolId, index }, `persistent page (pool ${plan.poolId}, OID all ones, index ${index}) cannot be saved: the v1 stream reads that OID as the end of the pool's pages (spec §10 item 14); flush it or give it another OID`)
+        throw new SaveError(
+          'EALLONESOID',
+          { cliId, step: 'TMEMC_SAVE_GET_NEXT_PAGE', poolId: plan.poolId, index },
+          `persistent page (pool ${plan.poolId}, OID all ones, index ${index}) cannot be saved: the v1 stream reads that OID as the end of the pool's pages (spec §10 item 14); flush it or give it another OID`,
+        )
       }
       writer.advance(recordBytes)
       pages++
@@ -238,7 +268,12 @@ async function writeSection(
  * before the cursor (the previous record's tail) are put back. At the very start of a chunk
  * there is nothing before the cursor, and the handle goes through a scratch buffer instead.
  */
-async function nextPage(ctrl: Ctrl, poolId: number, writer: ChunkWriter, scratch: Uint8Array): Promise<number> {
+async function nextPage(
+  ctrl: Ctrl,
+  poolId: number,
+  writer: ChunkWriter,
+  scratch: Uint8Array,
+): Promise<number> {
   const at = writer.cursor
   if (at < 4) {
     const rc = await ctrl.run(TMEMC_SAVE_GET_NEXT_PAGE, poolId, PAGE_BUFFER_BYTES, 0, scratch)
@@ -273,22 +308,36 @@ async function planPools(ctrl: Ctrl, cliId: number, maxPools: number): Promise<P
     const hostFlags = rawFlags >>> 0
     const pageSizeField = (hostFlags >>> TMEM_POOL_PAGESIZE_SHIFT) & TMEM_POOL_PAGESIZE_MASK
     if (pageSizeField !== 0) {
-      throw new SaveError('ESAVE', { cliId, step: 'TMEMC_SAVE_GET_POOL_FLAGS', rc: rawFlags, poolId }, `pool ${poolId} has ${PAGE_SIZE << pageSizeField}-byte pages; only ${PAGE_SIZE} are supported`)
+      throw new SaveError(
+        'ESAVE',
+        { cliId, step: 'TMEMC_SAVE_GET_POOL_FLAGS', rc: rawFlags, poolId },
+        `pool ${poolId} has ${PAGE_SIZE << pageSizeField}-byte pages; only ${PAGE_SIZE} are supported`,
+      )
     }
-    const flags = ((hostFlags & ~(TMEM_POOL_VERSION_MASK << TMEM_POOL_VERSION_SHIFT)) |
-      (TMEM_SPEC_VERSION << TMEM_POOL_VERSION_SHIFT)) >>> 0
+    const flags =
+      ((hostFlags & ~(TMEM_POOL_VERSION_MASK << TMEM_POOL_VERSION_SHIFT)) |
+        (TMEM_SPEC_VERSION << TMEM_POOL_VERSION_SHIFT)) >>>
+      0
     let pages = 0
     if ((flags & TMEM_POOL_PERSIST) !== 0) {
       const rc = await ctrl.run(TMEMC_SAVE_GET_POOL_NPAGES, poolId)
       if (rc < 0) {
-        throw new SaveError('ESAVE', { cliId, step: 'TMEMC_SAVE_GET_POOL_NPAGES', rc, poolId }, `TMEMC_SAVE_GET_POOL_NPAGES returned ${rc} for pool ${poolId}`)
+        throw new SaveError(
+          'ESAVE',
+          { cliId, step: 'TMEMC_SAVE_GET_POOL_NPAGES', rc, poolId },
+          `TMEMC_SAVE_GET_POOL_NPAGES returned ${rc} for pool ${poolId}`,
+        )
       }
       pages = rc
     }
     const uuid = new Uint8Array(16)
     const rc = await ctrl.run(TMEMC_SAVE_GET_POOL_UUID, poolId, 16, 0, uuid)
     if (rc < 0) {
-      throw new SaveError('ESAVE', { cliId, step: 'TMEMC_SAVE_GET_POOL_UUID', rc, poolId }, `TMEMC_SAVE_GET_POOL_UUID returned ${rcName(rc)} (${rc}) for pool ${poolId}`)
+      throw new SaveError(
+        'ESAVE',
+        { cliId, step: 'TMEMC_SAVE_GET_POOL_UUID', rc, poolId },
+        `TMEMC_SAVE_GET_POOL_UUID returned ${rcName(rc)} (${rc}) for pool ${poolId}`,
+      )
     }
     plans.push({ poolId, flags, pages, uuid })
   }
@@ -356,7 +405,11 @@ export async function saveEnd(channel: ControlChannel, cliId: number): Promise<b
 async function endSave(ctrl: Ctrl, cliId: number): Promise<void> {
   const rc = await ctrl.run(TMEMC_SAVE_END)
   if (rc < 0) {
-    throw new SaveError('ESAVE', { cliId, step: 'TMEMC_SAVE_END', rc }, `TMEMC_SAVE_END returned ${rc}: the client disappeared during the save`)
+    throw new SaveError(
+      'ESAVE',
+      { cliId, step: 'TMEMC_SAVE_END', rc },
+      `TMEMC_SAVE_END returned ${rc}: the client disappeared during the save`,
+    )
   }
 }
 

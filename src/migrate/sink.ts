@@ -10,7 +10,16 @@
  * `writableFileSink(stream)` gives a Node writable (stdout) the same commit/abort shape.
  */
 import { type Stats, constants as fsConstants } from 'node:fs'
-import { lstat, open, readlink, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises'
+import {
+  lstat,
+  open,
+  readlink,
+  realpath,
+  rename,
+  stat,
+  unlink,
+  type FileHandle,
+} from 'node:fs/promises'
 import { once } from 'node:events'
 import { basename, dirname, join, resolve as resolvePath } from 'node:path'
 import type { Writable } from 'node:stream'
@@ -34,7 +43,9 @@ export class ChunkWriter {
 
   constructor(sink: StreamSink, chunkBytes = DEFAULT_CHUNK_BYTES) {
     if (!Number.isInteger(chunkBytes) || chunkBytes < MIN_CHUNK_BYTES) {
-      throw new RangeError(`Chunk size must be an integer of at least ${MIN_CHUNK_BYTES} bytes, got ${chunkBytes}`)
+      throw new RangeError(
+        `Chunk size must be an integer of at least ${MIN_CHUNK_BYTES} bytes, got ${chunkBytes}`,
+      )
     }
     this.#sink = sink
     this.#chunkBytes = chunkBytes
@@ -186,8 +197,12 @@ function errnoOf(error: unknown): string | undefined {
 function targetHow(path: string, stats: Stats): SaveTarget['how'] {
   if (stats.isFile()) return 'atomic'
   if (stats.isFIFO() || stats.isCharacterDevice()) return 'stream'
-  if (stats.isDirectory()) throw pathError('EISDIR', `${path} is a directory, not a file to save to`)
-  throw pathError('EINVAL', `${path} is neither a regular file, a FIFO nor a character device; not saving to it`)
+  if (stats.isDirectory())
+    throw pathError('EISDIR', `${path} is a directory, not a file to save to`)
+  throw pathError(
+    'EINVAL',
+    `${path} is neither a regular file, a FIFO nor a character device; not saving to it`,
+  )
 }
 
 /**

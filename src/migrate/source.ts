@@ -140,7 +140,8 @@ export async function readerFactory(source: RestoreSource): Promise<() => Promis
     const chunks: Uint8Array[] = []
     let length = 0
     for await (const chunk of source) {
-      if (!(chunk instanceof Uint8Array)) throw new TypeError('A restore source must yield Uint8Array chunks')
+      if (!(chunk instanceof Uint8Array))
+        throw new TypeError('A restore source must yield Uint8Array chunks')
       chunks.push(chunk)
       length += chunk.length
     }
@@ -152,5 +153,7 @@ export async function readerFactory(source: RestoreSource): Promise<() => Promis
     }
     return () => Promise.resolve(new MemoryReader(bytes))
   }
-  throw new TypeError('A restore source is a Uint8Array, a file path, or an async iterable of Uint8Array')
+  throw new TypeError(
+    'A restore source is a Uint8Array, a file path, or an async iterable of Uint8Array',
+  )
 }

@@ -83,7 +83,11 @@ export interface ReadInPlace {
   callback: (count: number, buffer: Uint8Array) => boolean
 }
 
-export function dial(target: ConnectTarget, errors: LinkErrors, onread: ReadInPlace | null): Promise<Socket> {
+export function dial(
+  target: ConnectTarget,
+  errors: LinkErrors,
+  onread: ReadInPlace | null,
+): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
     const reading = onread === null ? {} : { onread }
     const socket =

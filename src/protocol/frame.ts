@@ -272,11 +272,17 @@ export class FrameReader {
    */
   readTarget(): Uint8Array {
     const buffer = this.#buffer
-    assert(buffer.length >= this.#rules.frameBytesMax + 2 * READ_IN_PLACE_BYTES, 'In-place reading has room for two reads')
+    assert(
+      buffer.length >= this.#rules.frameBytesMax + 2 * READ_IN_PLACE_BYTES,
+      'In-place reading has room for two reads',
+    )
     if (this.#start === this.#end) {
       this.#start = 0
       this.#end = 0
-    } else if (buffer.length - this.#end < READ_IN_PLACE_BYTES || this.#start + this.#partialFrameBytes() > buffer.length) {
+    } else if (
+      buffer.length - this.#end < READ_IN_PLACE_BYTES ||
+      this.#start + this.#partialFrameBytes() > buffer.length
+    ) {
       buffer.copyWithin(0, this.#start, this.#end)
       this.#end -= this.#start
       this.#start = 0
@@ -341,7 +347,10 @@ export class FrameReader {
     if (this.#end - start < frameBytes) {
       // Chunk mode buffers a frame from the front; in place, one that does not fit where it
       // is moves to the front at the next readTarget().
-      assert(this.#chunk === EMPTY || start + frameBytes <= buffer.length, 'A checked frame fits the reader buffer')
+      assert(
+        this.#chunk === EMPTY || start + frameBytes <= buffer.length,
+        'A checked frame fits the reader buffer',
+      )
       this.#take(frameBytes - (this.#end - start))
       if (this.#end - start < frameBytes) return false
     }

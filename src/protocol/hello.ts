@@ -156,12 +156,19 @@ export function decodeHello(bytes: Uint8Array, offset: number, payloadBytes: num
 
 /** Bytes a HELLO_REPLY payload for `reply` takes (name and message cut to their limits). */
 export function helloReplyPayloadBytes(reply: HelloReply): number {
-  return HELLO_REPLY_FIXED_BYTES + fit(reply.name, NAME_BYTES_MAX).length +
+  return (
+    HELLO_REPLY_FIXED_BYTES +
+    fit(reply.name, NAME_BYTES_MAX).length +
     fit(reply.message, MESSAGE_BYTES_MAX).length
+  )
 }
 
 /** Writes a HELLO_REPLY payload at `offset`; returns its length. */
-export function encodeHelloReplyInto(target: Uint8Array, offset: number, reply: HelloReply): number {
+export function encodeHelloReplyInto(
+  target: Uint8Array,
+  offset: number,
+  reply: HelloReply,
+): number {
   const name = fit(reply.name, NAME_BYTES_MAX)
   const message = fit(reply.message, MESSAGE_BYTES_MAX)
   target.fill(0, offset, offset + HELLO_REPLY_FIXED_BYTES)

@@ -18,8 +18,23 @@
 import { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
 import { type ConnectTarget, type LinkErrors, PLAIN_ERRORS, dial } from './dial.js'
-import { FrameReader, type FrameRules, KIND_ERROR, KIND_GOODBYE, KIND_HELLO_REPLY, FRAME_HEADER_BYTES, readU32LE, writeFrameHeader } from './frame.js'
-import { HELLO_ERROR_CODES, HELLO_OK, type HelloReply, decodeHelloReply, encodeHello } from './hello.js'
+import {
+  FrameReader,
+  type FrameRules,
+  KIND_ERROR,
+  KIND_GOODBYE,
+  KIND_HELLO_REPLY,
+  FRAME_HEADER_BYTES,
+  readU32LE,
+  writeFrameHeader,
+} from './frame.js'
+import {
+  HELLO_ERROR_CODES,
+  HELLO_OK,
+  type HelloReply,
+  decodeHelloReply,
+  encodeHello,
+} from './hello.js'
 import { KIND_MOVED, type MovedNotice, decodeMoved } from './session-frame.js'
 
 /** A reply frame, valid only during the callback (copy what you keep). */
@@ -158,7 +173,12 @@ export class Link extends EventEmitter {
     const frame = new Uint8Array(FRAME_HEADER_BYTES)
     writeFrameHeader(frame, 0, KIND_GOODBYE, 0, 0)
     await new Promise<void>((resolve) => {
-      this.request(frame, false, () => resolve(), () => resolve())
+      this.request(
+        frame,
+        false,
+        () => resolve(),
+        () => resolve(),
+      )
     })
     this.destroy()
   }
@@ -309,16 +329,20 @@ export class Link extends EventEmitter {
       ? new FrameReader(rules, new Uint8Array(FrameReader.inPlaceBytes(rules)))
       : new FrameReader(rules)
     let dialed: Socket | null = null
-    const socket = await dial(this.#target, this.errors, inPlace
-      ? {
-        buffer: () => reader.readTarget(),
-        callback: (count) => {
-          reader.commit(count)
-          if (dialed !== null) this.#parse(dialed)
-          return true
-        },
-      }
-      : null)
+    const socket = await dial(
+      this.#target,
+      this.errors,
+      inPlace
+        ? {
+            buffer: () => reader.readTarget(),
+            callback: (count) => {
+              reader.commit(count)
+              if (dialed !== null) this.#parse(dialed)
+              return true
+            },
+          }
+        : null,
+    )
     dialed = socket
     this.#socket = socket
     this.#reader = reader

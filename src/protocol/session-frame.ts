@@ -143,7 +143,11 @@ export function sessionBytes(message: SessionMessage): number {
 }
 
 /** Writes the session layout at `offset`; returns its length. */
-export function encodeSessionInto(target: Uint8Array, offset: number, message: SessionMessage): number {
+export function encodeSessionInto(
+  target: Uint8Array,
+  offset: number,
+  message: SessionMessage,
+): number {
   const { name, address } = checkedStrings(message)
   if (message.secret !== null && message.secret.length !== SECRET_BYTES) {
     throw new RangeError('A secret is 32 bytes')
@@ -164,7 +168,11 @@ export function encodeSessionInto(target: Uint8Array, offset: number, message: S
 }
 
 /** Reads the session layout; null when it is malformed (lengths disagree, reserved bytes set). */
-export function decodeSession(bytes: Uint8Array, offset: number, length: number): SessionMessage | null {
+export function decodeSession(
+  bytes: Uint8Array,
+  offset: number,
+  length: number,
+): SessionMessage | null {
   if (length < SESSION_FIXED_BYTES) return null
   const nameBytes = bytes[offset + 6] ?? 0
   const addressBytes = readU16LE(bytes, offset + 8)
@@ -198,7 +206,11 @@ export function encodeSessionRequest(requestId: number, message: SessionMessage)
 }
 
 /** Reads a SESSION_REPLY payload; null when malformed. */
-export function decodeSessionReply(bytes: Uint8Array, offset: number, length: number): SessionReply | null {
+export function decodeSessionReply(
+  bytes: Uint8Array,
+  offset: number,
+  length: number,
+): SessionReply | null {
   if (length < RC_BYTES) return null
   const rc = readI32LE(bytes, offset)
   if (length === RC_BYTES) return { rc, ...emptySession(0) }
@@ -215,7 +227,8 @@ export interface MovedNotice {
 /** A whole MOVED frame (request id 0). */
 export function encodeMoved(notice: MovedNotice): Uint8Array {
   const address = Buffer.from(notice.address, 'utf8')
-  if (address.length > ADDRESS_BYTES_MAX) throw new RangeError(`An address is at most ${ADDRESS_BYTES_MAX} bytes`)
+  if (address.length > ADDRESS_BYTES_MAX)
+    throw new RangeError(`An address is at most ${ADDRESS_BYTES_MAX} bytes`)
   if (notice.secret.length !== SECRET_BYTES) throw new RangeError('A secret is 32 bytes')
   const payloadBytes = MOVED_FIXED_BYTES + address.length
   const frame = new Uint8Array(FRAME_HEADER_BYTES + payloadBytes)
@@ -244,7 +257,9 @@ export function decodeMoved(bytes: Uint8Array, offset: number, length: number): 
  * Where a client connects, as MOVED and the CLI write it: `unix:/path` or `tcp:host:port`
  * (IPv6 hosts in brackets). Returns null for anything else.
  */
-export function parseClientAddress(address: string): { path: string } | { host: string; port: number } | null {
+export function parseClientAddress(
+  address: string,
+): { path: string } | { host: string; port: number } | null {
   if (address.startsWith('unix:')) {
     const path = address.slice(5)
     return path === '' ? null : { path }
@@ -258,16 +273,22 @@ export function parseClientAddress(address: string): { path: string } | { host: 
   return { host: match[1] ?? match[2] ?? '', port }
 }
 
-export function formatClientAddress(target: { path: string } | { host: string; port: number }): string {
+export function formatClientAddress(
+  target: { path: string } | { host: string; port: number },
+): string {
   if ('path' in target) return `unix:${target.path}`
-  return target.host.includes(':') ? `tcp:[${target.host}]:${target.port}` : `tcp:${target.host}:${target.port}`
+  return target.host.includes(':')
+    ? `tcp:[${target.host}]:${target.port}`
+    : `tcp:${target.host}:${target.port}`
 }
 
 function checkedStrings(message: SessionMessage): { name: Buffer; address: Buffer } {
   const name = Buffer.from(message.name, 'utf8')
   const address = Buffer.from(message.address, 'utf8')
-  if (name.length > NAME_BYTES_MAX) throw new RangeError(`A client name is at most ${NAME_BYTES_MAX} bytes`)
-  if (address.length > ADDRESS_BYTES_MAX) throw new RangeError(`An address is at most ${ADDRESS_BYTES_MAX} bytes`)
+  if (name.length > NAME_BYTES_MAX)
+    throw new RangeError(`A client name is at most ${NAME_BYTES_MAX} bytes`)
+  if (address.length > ADDRESS_BYTES_MAX)
+    throw new RangeError(`An address is at most ${ADDRESS_BYTES_MAX} bytes`)
   return { name, address }
 }
 

@@ -22,9 +22,12 @@ function wrong(path: string, what: string): never {
   throw new TypeError(`STATS reply: ${path} is not ${what}`)
 }
 
-const num: Check<number> = (value, path) => (typeof value === 'number' ? value : wrong(path, 'a number'))
-const bool: Check<boolean> = (value, path) => (typeof value === 'boolean' ? value : wrong(path, 'a boolean'))
-const str: Check<string> = (value, path) => (typeof value === 'string' ? value : wrong(path, 'a string'))
+const num: Check<number> = (value, path) =>
+  typeof value === 'number' ? value : wrong(path, 'a number')
+const bool: Check<boolean> = (value, path) =>
+  typeof value === 'boolean' ? value : wrong(path, 'a boolean')
+const str: Check<string> = (value, path) =>
+  typeof value === 'string' ? value : wrong(path, 'a string')
 
 function list<T>(item: Check<T>): Check<T[]> {
   return (value, path) => {
@@ -61,7 +64,8 @@ const uuidHalves: Check<[string, string]> = (value, path) => {
   return halves.length === 2 ? [halves[0] ?? '', halves[1] ?? ''] : wrong(path, 'two hex strings')
 }
 
-const abiVersion: Check<0 | 1> = (value, path) => (value === 0 || value === 1 ? value : wrong(path, 'an ABI version (0 or 1)'))
+const abiVersion: Check<0 | 1> = (value, path) =>
+  value === 0 || value === 1 ? value : wrong(path, 'an ABI version (0 or 1)')
 
 const checkPool = object({
   /** Slot in the listed client's table. */

@@ -27,7 +27,9 @@ const SIZE_UNITS: Readonly<Record<string, number>> = {
 export function parseSize(text: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(text)
   if (match === null) {
-    throw new RangeError(`Size ${JSON.stringify(text)} is not a number with an optional K, M, G or T`)
+    throw new RangeError(
+      `Size ${JSON.stringify(text)} is not a number with an optional K, M, G or T`,
+    )
   }
   const unit = SIZE_UNITS[(match[2] ?? '').toLowerCase()] ?? 1
   const bytes = Math.floor(Number(match[1]) * unit)
@@ -116,4 +118,3 @@ export function defaultMemoryBytes(totalBytes: number = totalmem()): number {
   const share = Math.min(Math.floor(totalBytes / 4), DEFAULT_MEMORY_BYTES_MAX)
   return Math.max(PAGE_SIZE, Math.floor(share / PAGE_SIZE) * PAGE_SIZE)
 }
-

@@ -120,7 +120,11 @@ export class Connection implements SessionHolder {
     const reader = new FrameReader(sizes.rules, Buffer.allocUnsafe(readerBytes))
     this.#reader = reader
     const adopted = inPlace
-      ? adoptInPlace(accepted, () => reader.readTarget(), (count) => this.#onRead(count))
+      ? adoptInPlace(
+          accepted,
+          () => reader.readTarget(),
+          (count) => this.#onRead(count),
+        )
       : null
     this.socket = adopted ?? accepted
     this.remote = describeRemote(this.socket)
@@ -335,7 +339,11 @@ export class Connection implements SessionHolder {
  * server's connection count stays right. Null when the handle cannot be taken (then the
  * caller reads the accepted socket's chunks).
  */
-function adoptInPlace(accepted: Socket, target: () => Uint8Array, onRead: (count: number) => boolean): Socket | null {
+function adoptInPlace(
+  accepted: Socket,
+  target: () => Uint8Array,
+  onRead: (count: number) => boolean,
+): Socket | null {
   const holder = accepted as unknown as { _handle?: object | null }
   const handle = holder._handle
   if (handle === null || handle === undefined || accepted.readableLength > 0) return null

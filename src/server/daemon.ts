@@ -43,7 +43,12 @@ import {
 import type { DaemonStats } from '../protocol/stats.js'
 import type { HostLike } from './host-like.js'
 import { Metrics, type Sample, flattenSamples, hostSamples, serveMetrics } from './metrics.js'
-import { KIND_SESSION, SESSION_FIXED_BYTES, SESSION_PAYLOAD_BYTES_MAX, formatClientAddress } from '../protocol/session-frame.js'
+import {
+  KIND_SESSION,
+  SESSION_FIXED_BYTES,
+  SESSION_PAYLOAD_BYTES_MAX,
+  formatClientAddress,
+} from '../protocol/session-frame.js'
 import { SessionTable } from './sessions.js'
 import { FRAME_IDLE_TIMEOUT_MS } from './client-limits.js'
 
@@ -170,8 +175,12 @@ export class Daemon {
     this.config = config
     this.#log = log
     const limits = {
-      ...(config.clientsPerEndpointMax === undefined ? {} : { clientsPerEndpointMax: config.clientsPerEndpointMax }),
-      ...(config.detachedClientsMax === undefined ? {} : { detachedClientsMax: config.detachedClientsMax }),
+      ...(config.clientsPerEndpointMax === undefined
+        ? {}
+        : { clientsPerEndpointMax: config.clientsPerEndpointMax }),
+      ...(config.detachedClientsMax === undefined
+        ? {}
+        : { detachedClientsMax: config.detachedClientsMax }),
     }
     this.sessions = new SessionTable(host, config.graceMs, log, limits)
     this.dispatcher = new Dispatcher(host, this.sessions, log, {
@@ -188,7 +197,8 @@ export class Daemon {
     if (config.controlListen !== null && config.tokenFile === null) {
       throw new RangeError('A TCP control endpoint needs a token file')
     }
-    const token = config.controlListen === null ? null : Buffer.from(randomBytes(32).toString('hex'))
+    const token =
+      config.controlListen === null ? null : Buffer.from(randomBytes(32).toString('hex'))
     const daemon = new Daemon(host, config, log, token)
     try {
       await daemon.#open(token)
@@ -201,7 +211,10 @@ export class Daemon {
 
   async #open(token: Buffer | null): Promise<void> {
     const config = this.config
-    this.#idleSweep = setInterval(() => this.#sweepIdle(), config.frameIdleTimeoutMs ?? FRAME_IDLE_TIMEOUT_MS)
+    this.#idleSweep = setInterval(
+      () => this.#sweepIdle(),
+      config.frameIdleTimeoutMs ?? FRAME_IDLE_TIMEOUT_MS,
+    )
     this.#idleSweep.unref()
     if (config.socketPath !== null) {
       await this.#listenUnix('client', config.socketPath, 0o660)
@@ -211,7 +224,8 @@ export class Daemon {
       await this.#listenUnix('control', config.controlSocketPath, 0o600)
       this.addresses.controlSocketPath = config.controlSocketPath
     }
-    if (config.listen !== null) this.addresses.listen = await this.#listenTcp('client', config.listen)
+    if (config.listen !== null)
+      this.addresses.listen = await this.#listenTcp('client', config.listen)
     if (config.controlListen !== null && token !== null && config.tokenFile !== null) {
       this.#writeToken(config.tokenFile, token)
       this.addresses.tokenFile = config.tokenFile
@@ -270,7 +284,8 @@ export class Daemon {
   /** Where clients connect, as MOVED notices write it (`unix:/path`, `tcp:host:port`). */
   #clientAddresses(): string[] {
     const out: string[] = []
-    if (this.addresses.socketPath !== null) out.push(formatClientAddress({ path: this.addresses.socketPath }))
+    if (this.addresses.socketPath !== null)
+      out.push(formatClientAddress({ path: this.addresses.socketPath }))
     if (this.addresses.listen !== null) out.push(formatClientAddress(this.addresses.listen))
     return out
   }
@@ -280,7 +295,13 @@ export class Daemon {
     const out: Sample[] = []
     hostSamples(this.host.stats(), (id) => this.sessions.byId(id)?.name ?? '', out)
     const snapshot = this.snapshot()
-    flattenSamples('tmem_daemon', snapshot.daemon, {}, out, new Set(['pid', 'framesRejectedByReason']))
+    flattenSamples(
+      'tmem_daemon',
+      snapshot.daemon,
+      {},
+      out,
+      new Set(['pid', 'framesRejectedByReason']),
+    )
     for (const [reason, value] of Object.entries(snapshot.daemon.framesRejectedByReason)) {
       out.push({
         name: 'tmem_daemon_frames_rejected_by_reason',
@@ -296,7 +317,10 @@ export class Daemon {
   #sweepIdle(): void {
     for (const conn of this.#connections.keys()) {
       if (!conn.stalledMidFrame()) continue
-      this.#log.warn({ conn: conn.serial, clientName: conn.name, remote: conn.remote }, 'closed: a frame half sent and nothing more')
+      this.#log.warn(
+        { conn: conn.serial, clientName: conn.name, remote: conn.remote },
+        'closed: a frame half sent and nothing more',
+      )
       conn.closeWithError(0, 'A frame was left half sent for too long')
     }
   }
@@ -328,8 +352,14 @@ export class Daemon {
   }
 
   #slots(endpoint: Endpoint, transport: 'unix' | 'tcp'): Slots {
-    const max = endpoint === 'control' ? this.config.controlConnectionCountMax : this.config.connectionCountMax
-    const helloTimeoutMs = transport === 'tcp' ? (this.config.tcpHelloTimeoutMs ?? TCP_HELLO_TIMEOUT_MS) : HELLO_TIMEOUT_MS
+    const max =
+      endpoint === 'control'
+        ? this.config.controlConnectionCountMax
+        : this.config.connectionCountMax
+    const helloTimeoutMs =
+      transport === 'tcp'
+        ? (this.config.tcpHelloTimeoutMs ?? TCP_HELLO_TIMEOUT_MS)
+        : HELLO_TIMEOUT_MS
     return { label: `${endpoint} ${transport}`, max, helloTimeoutMs, count: 0 }
   }
 
@@ -337,7 +367,10 @@ export class Daemon {
     const isControl = endpoint === 'control'
     if (this.#closed || slots.count >= slots.max) {
       this.dispatcher.counters.connectionsRefused++
-      this.#log.warn({ endpoint, listener: slots.label, max: slots.max }, 'connection refused: too many connections')
+      this.#log.warn(
+        { endpoint, listener: slots.label, max: slots.max },
+        'connection refused: too many connections',
+      )
       socket.destroy()
       return
     }
@@ -378,7 +411,9 @@ export class Daemon {
     }
     // Paused until the connection takes it: a control connection adopts the handle before any read.
     const slots = this.#slots(endpoint, 'unix')
-    const server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(endpoint, socket, false, slots))
+    const server = createServer({ pauseOnConnect: true }, (socket) =>
+      this.#accept(endpoint, socket, false, slots),
+    )
     // The socket file is created by bind() inside listen(); the umask keeps it from ever
     // being more open than `mode`, even for the instant before chmod.
     const umask = process.umask(0o777 & ~mode)
@@ -397,7 +432,9 @@ export class Daemon {
   async #listenTcp(endpoint: Endpoint, address: TcpAddress): Promise<TcpAddress> {
     const tokenRequired = endpoint === 'control'
     const slots = this.#slots(endpoint, 'tcp')
-    const server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(endpoint, socket, tokenRequired, slots))
+    const server = createServer({ pauseOnConnect: true }, (socket) =>
+      this.#accept(endpoint, socket, tokenRequired, slots),
+    )
     await listen(server, { host: address.host, port: address.port })
     this.#servers.push(server)
     const bound = server.address()

@@ -15,7 +15,16 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
-import { EPERM, ENOMEM, PAGE_SIZE, TMEMC_SAVE_BEGIN, TMEMC_SAVE_END, TMEM_CONTROL, TMEM_GET_PAGE, TMEM_READ } from '../abi/constants.js'
+import {
+  EPERM,
+  ENOMEM,
+  PAGE_SIZE,
+  TMEMC_SAVE_BEGIN,
+  TMEMC_SAVE_END,
+  TMEM_CONTROL,
+  TMEM_GET_PAGE,
+  TMEM_READ,
+} from '../abi/constants.js'
 import { controlOp, encodeOp } from '../abi/codec.js'
 import { copyBytes, nativeCopy } from '../util/bytes.js'
 import { OP_CTRL_CLI_ID, OP_CTRL_SUBOP, opBytes } from '../abi/layout.js'
@@ -108,7 +117,13 @@ export class Dispatcher implements ConnectionHandler {
     this.#sessions = sessions
     this.#log = log
     this.#options = options
-    this.#sessionCommands = new SessionCommands(host, sessions, log, this.counters, options.acceptV0)
+    this.#sessionCommands = new SessionCommands(
+      host,
+      sessions,
+      log,
+      this.counters,
+      options.acceptV0,
+    )
     this.shm = new ShmService(host, options.sharedMemory ?? true)
   }
 
@@ -144,7 +159,8 @@ export class Dispatcher implements ConnectionHandler {
         conn.reject(REJECT_HELLO_REPEATED)
         return
       default:
-        if (conn.endpoint !== 'client' || !this.shm.onFrame(conn, reader)) conn.reject(REJECT_UNKNOWN_KIND)
+        if (conn.endpoint !== 'client' || !this.shm.onFrame(conn, reader))
+          conn.reject(REJECT_UNKNOWN_KIND)
     }
   }
 
@@ -152,8 +168,13 @@ export class Dispatcher implements ConnectionHandler {
     this.counters.framesRejected++
     this.rejectsByReason[reason] = (this.rejectsByReason[reason] ?? 0) + 1
     this.#log.warn(
-      { conn: conn.serial, endpoint: conn.endpoint, remote: conn.remote, clientName: conn.name,
-        reason: REJECT_NAMES[reason] ?? reason },
+      {
+        conn: conn.serial,
+        endpoint: conn.endpoint,
+        remote: conn.remote,
+        clientName: conn.name,
+        reason: REJECT_NAMES[reason] ?? reason,
+      },
       `frame rejected: ${rejectMessage(reason)}`,
     )
   }
@@ -182,7 +203,10 @@ export class Dispatcher implements ConnectionHandler {
       const op = encodeOp(controlOp(TMEMC_SAVE_END, cliId))
       this.#host.controlBytes(op, 0, 1, null, 0, 0)
       this.counters.savesAbandoned++
-      this.#log.warn({ client: cliId, conn: conn.serial }, 'control connection closed during a save: SAVE_END')
+      this.#log.warn(
+        { client: cliId, conn: conn.serial },
+        'control connection closed during a save: SAVE_END',
+      )
     }
   }
 
@@ -351,17 +375,29 @@ export class Dispatcher implements ConnectionHandler {
         return
       }
       conn.name = hello.name === '' ? 'control' : hello.name
-      this.#log.info({ conn: conn.serial, remote: conn.remote, clientName: conn.name }, 'control hello')
+      this.#log.info(
+        { conn: conn.serial, remote: conn.remote, clientName: conn.name },
+        'control hello',
+      )
       this.#writeHello(conn, requestId, {
-        status: HELLO_OK, abiVersion: version, clientId: 0, graceMs: 0, secret: null,
-        flags: HELLO_FLAG_CONTROL, name: conn.name, message: '',
+        status: HELLO_OK,
+        abiVersion: version,
+        clientId: 0,
+        graceMs: 0,
+        secret: null,
+        flags: HELLO_FLAG_CONTROL,
+        name: conn.name,
+        message: '',
       })
       return
     }
     const opened = this.#sessions.open(hello.name, hello.secret, version, conn)
     if (opened.held === true && opened.session !== null) {
       // A migration's target: answered when the control plane activates the session.
-      this.#sessions.wait(opened.session, { holder: conn, answer: (result) => this.#answerHeld(conn, requestId, version, result) })
+      this.#sessions.wait(opened.session, {
+        holder: conn,
+        answer: (result) => this.#answerHeld(conn, requestId, version, result),
+      })
       return
     }
     this.#answerOpen(conn, requestId, version, opened)
@@ -381,10 +417,19 @@ export class Dispatcher implements ConnectionHandler {
     if (opened.redirect !== undefined) {
       // HELLO_MOVED: the message is the new address, the secret the one to use there.
       this.counters.connectionsRefused++
-      this.#log.info({ conn: conn.serial, remote: conn.remote, to: opened.redirect.address }, 'hello redirected: client moved')
+      this.#log.info(
+        { conn: conn.serial, remote: conn.remote, to: opened.redirect.address },
+        'hello redirected: client moved',
+      )
       this.#writeHello(conn, requestId, {
-        status: HELLO_MOVED, abiVersion: version, clientId: 0, graceMs: opened.redirect.graceMs,
-        secret: opened.redirect.secret, flags: 0, name: '', message: opened.redirect.address,
+        status: HELLO_MOVED,
+        abiVersion: version,
+        clientId: 0,
+        graceMs: opened.redirect.graceMs,
+        secret: opened.redirect.secret,
+        flags: 0,
+        name: '',
+        message: opened.redirect.address,
       })
       conn.end()
       return
@@ -401,22 +446,43 @@ export class Dispatcher implements ConnectionHandler {
       flags |= HELLO_FLAG_ABI_REFUSED
       message = V0_REFUSED_MESSAGE
       this.counters.v0Refused++
-      this.#log.warn({ client: session.id, clientName: session.name, remote: conn.remote },
-        'v0 client connected; the daemon does not serve ABI v0 (no --accept-v0)')
+      this.#log.warn(
+        { client: session.id, clientName: session.name, remote: conn.remote },
+        'v0 client connected; the daemon does not serve ABI v0 (no --accept-v0)',
+      )
     }
     this.#writeHello(conn, requestId, {
-      status: HELLO_OK, abiVersion: version, clientId: session.id,
-      graceMs: this.#sessions.graceMs, secret: session.secret, flags, name: session.name, message,
+      status: HELLO_OK,
+      abiVersion: version,
+      clientId: session.id,
+      graceMs: this.#sessions.graceMs,
+      secret: session.secret,
+      flags,
+      name: session.name,
+      message,
     })
   }
 
   #refuse(conn: Connection, requestId: number, status: number, message: string): void {
     this.counters.connectionsRefused++
-    this.#log.warn({ conn: conn.serial, endpoint: conn.endpoint, remote: conn.remote,
-      status: HELLO_STATUS_NAMES[status] ?? status }, `hello refused: ${message}`)
+    this.#log.warn(
+      {
+        conn: conn.serial,
+        endpoint: conn.endpoint,
+        remote: conn.remote,
+        status: HELLO_STATUS_NAMES[status] ?? status,
+      },
+      `hello refused: ${message}`,
+    )
     this.#writeHello(conn, requestId, {
-      status, abiVersion: conn.abiVersion, clientId: 0, graceMs: 0, secret: null, flags: 0,
-      name: '', message,
+      status,
+      abiVersion: conn.abiVersion,
+      clientId: 0,
+      graceMs: 0,
+      secret: null,
+      flags: 0,
+      name: '',
+      message,
     })
     conn.end()
   }

@@ -224,7 +224,12 @@ export function hostSamples(
     if (Array.isArray(list)) pools += list.length
   }
   const top = topClients(clients as unknown[], labelledMax)
-  out.push({ name: 'tmem_clients', help: 'Clients the engine knows', labels: {}, value: clients.length })
+  out.push({
+    name: 'tmem_clients',
+    help: 'Clients the engine knows',
+    labels: {},
+    value: clients.length,
+  })
   out.push({ name: 'tmem_pools', help: 'Pools of all clients', labels: {}, value: pools })
   out.push({
     name: 'tmem_clients_unlabelled',

@@ -89,7 +89,11 @@ export interface PushSignal {
  * Pushes up to `pagesMax` pages of the pool, from its save cursor on, to the target. Resolves
  * once every frame sent has been answered (or with the first failure); never rejects.
  */
-export async function pushPool(host: HostLike, request: PushRequest, signal: PushSignal): Promise<PushOutcome> {
+export async function pushPool(
+  host: HostLike,
+  request: PushRequest,
+  signal: PushSignal,
+): Promise<PushOutcome> {
   const link = new Link(request.target, {
     abiVersion: 1,
     name: 'tmem-push',
@@ -130,14 +134,26 @@ export class Pushes {
   start(conn: Connection, requestId: number, request: SessionMessage): void {
     const target = parseClientAddress(request.address)
     const peerId = request.peerId ?? 0
-    const invalid = target === null || request.flags >= MAX_POOLS_PER_DOMAIN || request.graceMs === 0 ||
-      peerId === 0 || peerId >= 0xffff
+    const invalid =
+      target === null ||
+      request.flags >= MAX_POOLS_PER_DOMAIN ||
+      request.graceMs === 0 ||
+      peerId === 0 ||
+      peerId >= 0xffff
     // A failure names its cause: `address` = the reason, `grace ms` = the target's errno when
     // it refused a batch (docs/migration.md, "Push").
-    const reply = (rc: number, failure?: { detail: string; peerRc?: number }): void => sendLate(conn, encodeSessionReplyFrame(requestId, rc, {
-      ...emptySession(SESSION_PUSH), clientId: request.clientId, flags: request.flags,
-      ...(failure === undefined ? {} : { address: failure.detail.slice(0, 200), graceMs: -(failure.peerRc ?? 0) }),
-    }))
+    const reply = (rc: number, failure?: { detail: string; peerRc?: number }): void =>
+      sendLate(
+        conn,
+        encodeSessionReplyFrame(requestId, rc, {
+          ...emptySession(SESSION_PUSH),
+          clientId: request.clientId,
+          flags: request.flags,
+          ...(failure === undefined
+            ? {}
+            : { address: failure.detail.slice(0, 200), graceMs: -(failure.peerRc ?? 0) }),
+        }),
+      )
     if (invalid) {
       reply(SESSION_EINVAL)
       return
@@ -151,17 +167,28 @@ export class Pushes {
     if (running === undefined) this.#running.set(conn, (running = new Set()))
     running.add(signal)
     const started = performance.now()
-    void pushPool(this.#host, {
-      sourceId: request.clientId,
-      poolId: request.flags,
-      targetId: peerId,
-      pagesMax: request.graceMs,
-      target,
-      token: request.secret === null ? '' : Buffer.from(request.secret).toString('hex'),
-    }, signal).then((outcome) => {
+    void pushPool(
+      this.#host,
+      {
+        sourceId: request.clientId,
+        poolId: request.flags,
+        targetId: peerId,
+        pagesMax: request.graceMs,
+        target,
+        token: request.secret === null ? '' : Buffer.from(request.secret).toString('hex'),
+      },
+      signal,
+    ).then((outcome) => {
       running.delete(signal)
       this.#counters.pushedPages += Math.max(0, outcome.rc)
-      const fields = { conn: conn.serial, client: request.clientId, pool: request.flags, to: request.address, rc: outcome.rc, ms: Math.round(performance.now() - started) }
+      const fields = {
+        conn: conn.serial,
+        client: request.clientId,
+        pool: request.flags,
+        to: request.address,
+        rc: outcome.rc,
+        ms: Math.round(performance.now() - started),
+      }
       if (outcome.rc < 0) this.#log.warn({ ...fields, detail: outcome.detail }, 'push failed')
       else this.#log.info(fields, 'push done')
       reply(outcome.rc, outcome.rc < 0 ? outcome : undefined)
@@ -186,7 +213,11 @@ function sendLate(conn: Connection, frame: Uint8Array, delayMs = 1): void {
 }
 
 /** A whole SESSION_REPLY frame. */
-function encodeSessionReplyFrame(requestId: number, rc: number, message: SessionMessage): Uint8Array {
+function encodeSessionReplyFrame(
+  requestId: number,
+  rc: number,
+  message: SessionMessage,
+): Uint8Array {
   const payloadBytes = RC_BYTES + sessionBytes(message)
   const frame = new Uint8Array(FRAME_HEADER_BYTES + payloadBytes)
   writeFrameHeader(frame, 0, KIND_SESSION_REPLY, requestId, payloadBytes)
@@ -217,7 +248,8 @@ class Push {
     this.#signal = signal
     this.#link = link
     const frames = Math.min(PUSH_DEPTH, Math.ceil(request.pagesMax / PAGES_PER_FRAME))
-    for (let i = 0; i < frames; i++) this.#free.push(new Uint8Array(DATA_AT + PAGES_PER_FRAME * RECORD_BYTES))
+    for (let i = 0; i < frames; i++)
+      this.#free.push(new Uint8Array(DATA_AT + PAGES_PER_FRAME * RECORD_BYTES))
     this.#getOpValue = controlOp(TMEMC_SAVE_GET_PAGES, request.sourceId, request.poolId, 0)
     this.#getOp = new Uint8Array(OP_BYTES)
     this.#restoreOp = controlOp(TMEMC_RESTORE_PAGES, request.targetId, 0, 0)
@@ -241,7 +273,10 @@ class Push {
       const asked = Math.min(wanted, PAGES_PER_FRAME)
       const pages = this.#fill(frame, asked)
       if (pages < 0) {
-        this.#fail({ rc: pages, detail: `SAVE_GET_PAGES of pool ${request.poolId} returned ${pages}` })
+        this.#fail({
+          rc: pages,
+          detail: `SAVE_GET_PAGES of pool ${request.poolId} returned ${pages}`,
+        })
         break
       }
       if (pages < asked) ended = true // the pool's page list ended
@@ -276,10 +311,18 @@ class Push {
       frame.subarray(0, FRAME_HEADER_BYTES + payloadBytes),
       false,
       (reply) => {
-        const rc = reply.kind === KIND_CONTROL_REPLY ? readI32LE(reply.bytes, reply.payloadOffset) : SESSION_EIO
+        const rc =
+          reply.kind === KIND_CONTROL_REPLY
+            ? readI32LE(reply.bytes, reply.payloadOffset)
+            : SESSION_EIO
         this.#settle(frame, pages)
         if (rc === pages) this.#pushed += pages
-        else this.#fail({ rc: SESSION_EIO, peerRc: Math.min(rc, 0), detail: `RESTORE_PAGES on the target returned ${rc} for ${pages} records` })
+        else
+          this.#fail({
+            rc: SESSION_EIO,
+            peerRc: Math.min(rc, 0),
+            detail: `RESTORE_PAGES on the target returned ${rc} for ${pages} records`,
+          })
       },
       (error) => {
         this.#settle(frame, pages)

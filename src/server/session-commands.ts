@@ -7,7 +7,13 @@
 import type { Logger } from 'pino'
 import { TMEMC_RESTORE_BEGIN, TMEM_FLUSH_PAGE } from '../abi/constants.js'
 import { controlOp, encodeOp } from '../abi/codec.js'
-import { FRAME_HEADER_BYTES, type FrameReader, RC_BYTES, writeFrameHeader, writeU32LE } from '../protocol/frame.js'
+import {
+  FRAME_HEADER_BYTES,
+  type FrameReader,
+  RC_BYTES,
+  writeFrameHeader,
+  writeU32LE,
+} from '../protocol/frame.js'
 import {
   BIND_HOLD,
   BIND_PENDING,
@@ -53,7 +59,13 @@ export class SessionCommands {
   readonly #acceptV0: boolean
   readonly #pushes: Pushes
 
-  constructor(host: HostLike, sessions: SessionTable, log: Logger, counters: DaemonCounters, acceptV0: boolean) {
+  constructor(
+    host: HostLike,
+    sessions: SessionTable,
+    log: Logger,
+    counters: DaemonCounters,
+    acceptV0: boolean,
+  ) {
     this.#host = host
     this.#sessions = sessions
     this.#log = log
@@ -80,10 +92,22 @@ export class SessionCommands {
       rc = result.rc
       session = result.session
       reply = result.reply ?? null
-      this.#log.info({ conn: conn.serial, cmd: SESSION_COMMAND_NAMES[request.cmd] ?? request.cmd,
-        client: request.clientId, clientName: request.name, rc }, 'session command')
+      this.#log.info(
+        {
+          conn: conn.serial,
+          cmd: SESSION_COMMAND_NAMES[request.cmd] ?? request.cmd,
+          client: request.clientId,
+          clientName: request.name,
+          rc,
+        },
+        'session command',
+      )
     }
-    const out = reply ?? (session === null ? emptySession(request?.cmd ?? 0) : this.#describe(session, request?.cmd ?? 0))
+    const out =
+      reply ??
+      (session === null
+        ? emptySession(request?.cmd ?? 0)
+        : this.#describe(session, request?.cmd ?? 0))
     if (reply === null && session === null && request !== null) {
       out.clientId = request.clientId
       out.name = request.name
@@ -97,7 +121,6 @@ export class SessionCommands {
     conn.sendUsed = at + FRAME_HEADER_BYTES + RC_BYTES + bodyBytes
   }
 
-
   #run(request: SessionMessage): { rc: number; session: Session | null; reply?: SessionMessage } {
     const sessions = this.#sessions
     const find = (): Session | undefined =>
@@ -106,14 +129,22 @@ export class SessionCommands {
       case SESSION_LOOKUP: {
         const session = find()
         if (session !== undefined) return { rc: session.id, session }
-        if (request.name === '' && request.clientId !== 0 && this.#host.hasClient(request.clientId)) {
+        if (
+          request.name === '' &&
+          request.clientId !== 0 &&
+          this.#host.hasClient(request.clientId)
+        ) {
           return { rc: request.clientId, session: null }
         }
         return { rc: SESSION_ENOENT, session: null }
       }
       case SESSION_FREE_ID: {
         const id = sessions.freeId()
-        return { rc: id === 0 ? SESSION_ENOSPC : id, session: null, reply: { ...emptySession(request.cmd), clientId: id } }
+        return {
+          rc: id === 0 ? SESSION_ENOSPC : id,
+          session: null,
+          reply: { ...emptySession(request.cmd), clientId: id },
+        }
       }
       case SESSION_CREATE:
         return { rc: this.#createClient(request.clientId, request.abi), session: null }
@@ -124,11 +155,16 @@ export class SessionCommands {
           hold: (request.flags & BIND_HOLD) !== 0,
         })
         if (result.session === null) return result
-        return { ...result, reply: { ...this.#describe(result.session, request.cmd), secret: result.session.secret } }
+        return {
+          ...result,
+          reply: { ...this.#describe(result.session, request.cmd), secret: result.session.secret },
+        }
       }
       case SESSION_ACTIVATE: {
         const session = find()
-        return session === undefined ? { rc: SESSION_ENOENT, session: null } : { rc: sessions.activate(session), session }
+        return session === undefined
+          ? { rc: SESSION_ENOENT, session: null }
+          : { rc: sessions.activate(session), session }
       }
       case SESSION_DESTROY: {
         const id = request.name !== '' ? (sessions.byName(request.name)?.id ?? 0) : request.clientId
@@ -138,13 +174,20 @@ export class SessionCommands {
       case SESSION_MOVED: {
         const session = find()
         if (session === undefined) return { rc: SESSION_ENOENT, session: null }
-        if (request.secret === null || request.address === '') return { rc: SESSION_EINVAL, session }
-        const rc = sessions.moved(session, { address: request.address, secret: request.secret, graceMs: request.graceMs })
+        if (request.secret === null || request.address === '')
+          return { rc: SESSION_EINVAL, session }
+        const rc = sessions.moved(session, {
+          address: request.address,
+          secret: request.secret,
+          graceMs: request.graceMs,
+        })
         return { rc, session }
       }
       case SESSION_UNFENCE: {
         const session = find()
-        return session === undefined ? { rc: SESSION_ENOENT, session: null } : { rc: sessions.unfence(session), session }
+        return session === undefined
+          ? { rc: SESSION_ENOENT, session: null }
+          : { rc: sessions.unfence(session), session }
       }
       default:
         return { rc: SESSION_EINVAL, session: null }
@@ -165,7 +208,14 @@ export class SessionCommands {
       const rc = this.#host.controlBytes(op, 0, 1, null, 0, 0)
       return rc === 1 ? id : SESSION_EEXIST
     }
-    const op = encodeOp({ cmd: TMEM_FLUSH_PAGE, poolId: 0, gen: { oid: [0n, 0n, 0n], index: 0, cmfn: 0n, tmemOffset: 0, pfnOffset: 0, len: 0 } }, 0)
+    const op = encodeOp(
+      {
+        cmd: TMEM_FLUSH_PAGE,
+        poolId: 0,
+        gen: { oid: [0n, 0n, 0n], index: 0, cmfn: 0n, tmemOffset: 0, pfnOffset: 0, len: 0 },
+      },
+      0,
+    )
     this.#host.opBytes(id, op, 0, 0, null, 0)
     return this.#host.hasClient(id) ? id : SESSION_EPERM
   }

@@ -159,7 +159,8 @@ export class SessionTable {
       return refuse(HELLO_BAD_ABI, `Client ${existing.name} speaks ABI v${existing.abiVersion}`)
     }
     if (existing.movedTo !== null) return redirect(existing.name, existing.movedTo)
-    if (existing.pending) return { status: HELLO_OK, session: existing, resumed: true, message: '', held: true }
+    if (existing.pending)
+      return { status: HELLO_OK, session: existing, resumed: true, message: '', held: true }
     return this.#resume(existing, holder)
   }
 
@@ -209,7 +210,10 @@ export class SessionTable {
     this.counters.sessionsBound++
     if (session.pending) this.#startMoveTimer(session)
     else if (!session.hold) this.#startGrace(session)
-    this.#log.info({ client: id, clientName: name, pending: session.pending, hold: session.hold }, 'client bound')
+    this.#log.info(
+      { client: id, clientName: name, pending: session.pending, hold: session.hold },
+      'client bound',
+    )
     return { rc: id, session }
   }
 
@@ -224,7 +228,10 @@ export class SessionTable {
       waiter.answer(this.#resume(session, waiter.holder))
     }
     if (session.holder === null) this.#startGrace(session)
-    this.#log.info({ client: session.id, clientName: session.name, resumed: session.holder !== null }, 'client activated')
+    this.#log.info(
+      { client: session.id, clientName: session.name, resumed: session.holder !== null },
+      'client activated',
+    )
     return 0
   }
 
@@ -234,7 +241,11 @@ export class SessionTable {
    */
   moved(session: Session, to: MovedTo): number {
     if (session.pending) return -16
-    session.movedTo = { address: to.address, secret: Uint8Array.from(to.secret), graceMs: to.graceMs }
+    session.movedTo = {
+      address: to.address,
+      secret: Uint8Array.from(to.secret),
+      graceMs: to.graceMs,
+    }
     if (session.graceTimer !== null) clearTimeout(session.graceTimer)
     session.graceTimer = null
     this.#quota.attached(session)
@@ -244,7 +255,10 @@ export class SessionTable {
     this.#startMoveTimer(session)
     this.counters.sessionsMovedAway++
     holder?.notifyMoved(session.movedTo)
-    this.#log.info({ client: session.id, clientName: session.name, to: to.address, notified: holder !== null }, 'client moved')
+    this.#log.info(
+      { client: session.id, clientName: session.name, to: to.address, notified: holder !== null },
+      'client moved',
+    )
     return holder === null ? 0 : 1
   }
 
@@ -286,7 +300,10 @@ export class SessionTable {
     session.holder = null
     session.detachedAtMs = Date.now()
     this.#startGrace(session)
-    this.#log.info({ client: session.id, clientName: session.name, graceMs: this.#graceMs }, 'detached')
+    this.#log.info(
+      { client: session.id, clientName: session.name, graceMs: this.#graceMs },
+      'detached',
+    )
   }
 
   #startGrace(session: Session): void {
@@ -305,7 +322,10 @@ export class SessionTable {
   #reap(session: Session | null): boolean {
     if (session === null) return false
     this.counters.sessionsReaped++
-    this.#log.warn({ client: session.id, clientName: session.name }, 'detached client reaped to make room')
+    this.#log.warn(
+      { client: session.id, clientName: session.name },
+      'detached client reaped to make room',
+    )
     this.#end(session, 'expired')
     return true
   }
@@ -315,10 +335,16 @@ export class SessionTable {
     session.moveTimer = setTimeout(() => {
       session.moveTimer = null
       if (session.pending) {
-        this.#log.warn({ client: session.id, clientName: session.name }, 'migration never activated the client: destroyed')
+        this.#log.warn(
+          { client: session.id, clientName: session.name },
+          'migration never activated the client: destroyed',
+        )
         this.#end(session, 'destroyed')
       } else if (session.movedTo !== null) {
-        this.#log.warn({ client: session.id, clientName: session.name }, 'migration never finished: client unfenced')
+        this.#log.warn(
+          { client: session.id, clientName: session.name },
+          'migration never finished: client unfenced',
+        )
         this.unfence(session)
       }
     }, this.moveTimeoutMs)
@@ -334,7 +360,10 @@ export class SessionTable {
     const movedTo = session.movedTo
     if (movedTo === null || this.#graceMs === 0) return
     this.#dropTombstone(session.name)
-    const timer = setTimeout(() => this.#tombstones.delete(session.name), Math.max(this.#graceMs, movedTo.graceMs))
+    const timer = setTimeout(
+      () => this.#tombstones.delete(session.name),
+      Math.max(this.#graceMs, movedTo.graceMs),
+    )
     timer.unref()
     this.#tombstones.set(session.name, { secret: session.secret, movedTo, timer })
   }
@@ -369,7 +398,10 @@ export class SessionTable {
     const endpoint = endpointOf(holder.remote)
     if (!this.#quota.hasRoom(endpoint) && !this.#reap(this.#quota.oldestDetached(endpoint))) {
       const max = this.#quota.limits.clientsPerEndpointMax
-      return refuse(HELLO_NO_ROOM, `Too many clients through the ${endpoint} endpoint (at most ${max}, none detached)`)
+      return refuse(
+        HELLO_NO_ROOM,
+        `Too many clients through the ${endpoint} endpoint (at most ${max}, none detached)`,
+      )
     }
     let id = this.#freeId()
     if (id === 0 && this.#reap(this.#quota.oldestDetached(null))) id = this.#freeId()
@@ -431,7 +463,10 @@ export class SessionTable {
     else this.counters.sessionsDestroyed++
     const waiters = session.waiters.splice(0)
     for (const waiter of waiters) {
-      if (waiter.holder.isOpen) waiter.answer(refuse(HELLO_SESSION_EXPIRED, `Client ${session.name} was not moved here after all`))
+      if (waiter.holder.isOpen)
+        waiter.answer(
+          refuse(HELLO_SESSION_EXPIRED, `Client ${session.name} was not moved here after all`),
+        )
     }
     this.#log.info({ client: session.id, clientName: session.name, destroyed }, `client ${why}`)
   }

@@ -65,14 +65,21 @@ function wideView(buffer: ArrayBufferLike, create: boolean): Float64Array | null
  * out of it take the allocation-free wide path from the first one on.
  */
 export function registerCopyBuffer(buffer: ArrayBufferLike): void {
-  if (!wideViews.has(buffer)) wideViews.set(buffer, new Float64Array(buffer, 0, Math.floor(buffer.byteLength / 8)))
+  if (!wideViews.has(buffer))
+    wideViews.set(buffer, new Float64Array(buffer, 0, Math.floor(buffer.byteLength / 8)))
 }
 
 /**
  * Buffer.prototype.copy on any two byte arrays: a native memcpy that makes one view per call
  * on Node 20. For control-plane copies of large blocks, where that view does not matter.
  */
-export function nativeCopy(source: Uint8Array, sourceStart: number, target: Uint8Array, targetStart: number, length: number): void {
+export function nativeCopy(
+  source: Uint8Array,
+  sourceStart: number,
+  target: Uint8Array,
+  targetStart: number,
+  length: number,
+): void {
   bufferCopy.call(source, target, targetStart, sourceStart, sourceStart + length)
 }
 

@@ -261,7 +261,10 @@ void describe('arms, offsets and padding', () => {
 
   void test('unused union bytes are zeroed over stale target bytes', () => {
     // Pairs of (gen vector, creat vector) per version: the gen op fills every byte first.
-    for (const [version, genAt, creatAt, size] of [[1, 4, 0, 56], [0, 9, 7, 40]] as const) {
+    for (const [version, genAt, creatAt, size] of [
+      [1, 4, 0, 56],
+      [0, 9, 7, 40],
+    ] as const) {
       const gen = VECTORS[genAt]?.op
       const creat = VECTORS[creatAt]?.op
       assert.ok(gen !== undefined && creat !== undefined)
@@ -340,7 +343,10 @@ function opArbitrary(oid: fc.Arbitrary<Oid>): fc.Arbitrary<TmemOp> {
 }
 
 void describe('properties', () => {
-  for (const [version, oid] of [[1, oidV1], [0, oidV0]] as const) {
+  for (const [version, oid] of [
+    [1, oidV1],
+    [0, oidV0],
+  ] as const) {
     void test(`v${version}: encode equals the naive bytes and decode inverts it`, () => {
       fc.assert(
         fc.property(opArbitrary(oid), (op) => {
@@ -510,8 +516,16 @@ void describe('errors', () => {
   void test('error messages are sentences with no trailing period', () => {
     const messages: string[] = []
     const thunks = [
-      ...RANGE_CASES.map(([, op]) => () => encodeOp(op)),
-      ...TYPE_CASES.map(([, op]) => () => encodeOp(op)),
+      ...RANGE_CASES.map(
+        ([, op]) =>
+          () =>
+            encodeOp(op),
+      ),
+      ...TYPE_CASES.map(
+        ([, op]) =>
+          () =>
+            encodeOp(op),
+      ),
       () => decodeOp(new Uint8Array(3)),
       () => uuidFromString('nope'),
       () => poolFlags({ version: 256 }),

@@ -16,8 +16,9 @@ import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, normalize, relative, sep } from 'node:path'
 
 const SRC = 'src'
-const RANKS = (JSON.parse(readFileSync('tools/layers.json', 'utf8')) as { ranks: Record<string, number> })
-  .ranks
+const RANKS = (
+  JSON.parse(readFileSync('tools/layers.json', 'utf8')) as { ranks: Record<string, number> }
+).ranks
 
 function sourceFiles(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
@@ -28,7 +29,8 @@ function sourceFiles(dir: string, out: string[] = []): string[] {
   return out
 }
 
-const IMPORT_RE = /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)/g
+const IMPORT_RE =
+  /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)/g
 
 /** Relative imports of one file, resolved to paths under src/ ('.js' → '.ts'). */
 function importsOf(file: string): string[] {
@@ -93,7 +95,10 @@ void test('the import scan sees the graph (sanity: it finds known edges)', () =>
   )
   assert.ok(
     edges.every((e) => files.includes(e.to)),
-    `unresolved: ${edges.filter((e) => !files.includes(e.to)).map((e) => `${e.from} → ${e.to}`).join(', ')}`,
+    `unresolved: ${edges
+      .filter((e) => !files.includes(e.to))
+      .map((e) => `${e.from} → ${e.to}`)
+      .join(', ')}`,
   )
 })
 

@@ -43,7 +43,9 @@ void describe('tmem control verbs', { timeout: HANG_GUARD_MS }, () => {
 
   /** The C= line of `tmem list -l CLIENT`. */
   async function clientLine(client: string): Promise<string> {
-    const line = xenLines(ok(await tmem('list', '-l', client))).find((candidate) => candidate.tag === 'C')
+    const line = xenLines(ok(await tmem('list', '-l', client))).find(
+      (candidate) => candidate.tag === 'C',
+    )
     assert.ok(line)
     return line.text
   }
@@ -72,18 +74,32 @@ void describe('tmem control verbs', { timeout: HANG_GUARD_MS }, () => {
     assert.equal(ok(await tmem('freeze', 'web-1')), `froze client ${web.clientId} (web-1)\n`)
     assert.equal((await clientStats(web.clientId)).frozen, true)
     assert.equal(xenNumber(await clientLine('web-1'), 'fr'), 1)
-    await assert.rejects(web.put(pool, 1n, 1, page(2)), (error: TmemError) => error.code === 'EFROZEN')
+    await assert.rejects(
+      web.put(pool, 1n, 1, page(2)),
+      (error: TmemError) => error.code === 'EFROZEN',
+    )
     assert.ok(await web.get(pool, 1n, 0), 'gets still work while frozen')
-    const poolLine = xenLines(await control.list(web.clientId, true)).find((line) => line.tag === 'P')
+    const poolLine = xenLines(await control.list(web.clientId, true)).find(
+      (line) => line.tag === 'P',
+    )
     assert.equal(xenNumber(poolLine?.text ?? '', 'px'), 1, 'the frozen put counts as px')
 
-    assert.equal(ok(await tmem('thaw', String(web.clientId))), `thawed client ${web.clientId} (web-1)\n`)
+    assert.equal(
+      ok(await tmem('thaw', String(web.clientId))),
+      `thawed client ${web.clientId} (web-1)\n`,
+    )
     assert.equal(await web.put(pool, 1n, 1, page(2)), true)
 
     ok(await tmem('freeze', '-a'))
-    await assert.rejects(web.put(pool, 1n, 2, page(3)), (error: TmemError) => error.code === 'EFROZEN')
+    await assert.rejects(
+      web.put(pool, 1n, 2, page(3)),
+      (error: TmemError) => error.code === 'EFROZEN',
+    )
     const destroyed = ok(await tmem('destroy', 'web-1'))
-    assert.match(destroyed, /^destroy: thawed client \d+ \(web-1\) \(TMEMC_DESTROY only thaws, as in Xen/)
+    assert.match(
+      destroyed,
+      /^destroy: thawed client \d+ \(web-1\) \(TMEMC_DESTROY only thaws, as in Xen/,
+    )
     assert.equal((await clientStats(web.clientId)).frozen, false)
     assert.equal(await web.put(pool, 1n, 2, page(3)), true)
     assert.ok(await web.get(pool, 1n, 0), 'destroy kept the pages')
@@ -102,7 +118,11 @@ void describe('tmem control verbs', { timeout: HANG_GUARD_MS }, () => {
     assert.equal(refused.code, 1)
     assert.equal(refused.stderr, 'tmem: set -c failed: EINVAL (-22)\n')
     c = await clientLineDirect(web.clientId)
-    assert.deepEqual([xenNumber(c, 'ww'), xenNumber(c, 'ca'), xenNumber(c, 'co')], [3, 25, 1], 'stopped at -c')
+    assert.deepEqual(
+      [xenNumber(c, 'ww'), xenNumber(c, 'ca'), xenNumber(c, 'co')],
+      [3, 25, 1],
+      'stopped at -c',
+    )
 
     ok(await tmem('set', '-a', '-w', '0', '-c', '0', '-p', 'off'))
     c = await clientLineDirect(web.clientId)
@@ -118,7 +138,8 @@ void describe('tmem control verbs', { timeout: HANG_GUARD_MS }, () => {
     assert.equal(Number(freeable), start.freeableMb)
     assert.ok(Number(freeable) >= 2, 'about 600 ephemeral pages are 2 MiB')
 
-    const ta = (text: string): number => xenNumber(xenLines(text).find((line) => line.tag === 'G')?.text ?? '', 'Ta')
+    const ta = (text: string): number =>
+      xenNumber(xenLines(text).find((line) => line.tag === 'G')?.text ?? '', 'Ta')
     const freeListBefore = ta(await control.list())
     const flushed = ok(await tmem('flush', '--kb', '1024'))
     const match = /^released (\d+) KiB \((\d+) pages\)\n$/.exec(flushed)
@@ -127,7 +148,11 @@ void describe('tmem control verbs', { timeout: HANG_GUARD_MS }, () => {
     assert.ok(Number(match[2]) >= 256, 'at least the 1024 KiB asked for')
     const end = (await control.stats()).host as HostStats
     const evicted = end.evicted - start.evicted
-    assert.equal(Number(match[2]), freeListBefore + evicted, 'released = the free list + the pages evicted for it')
+    assert.equal(
+      Number(match[2]),
+      freeListBefore + evicted,
+      'released = the free list + the pages evicted for it',
+    )
     assert.equal(end.ephemeralPages, start.ephemeralPages - evicted)
     assert.equal(ta(await control.list()), 0, 'the whole free list went back to the host')
     await web.destroyPool(pool)
@@ -141,12 +166,19 @@ void describe('tmem control verbs', { timeout: HANG_GUARD_MS }, () => {
       const first = await b.newPool()
       await b.destroyPool(first)
       const unauthorised = await a.newPool({ shared: true, uuid: UUID })
-      assert.equal((await clientStats(a.clientId)).pools[0]?.shared, false, 'without auth the pool is private')
+      assert.equal(
+        (await clientStats(a.clientId)).pools[0]?.shared,
+        false,
+        'without auth the pool is private',
+      )
       await a.destroyPool(unauthorised)
 
       for (const name of ['share-a', 'share-b']) {
         const line = ok(await tmem('shared-auth', name, '-u', UUID, '-A', '1'))
-        assert.match(line, new RegExp(`^authorised client \\d+ \\(${name}\\) for shared pool ${UUID}\n$`))
+        assert.match(
+          line,
+          new RegExp(`^authorised client \\d+ \\(${name}\\) for shared pool ${UUID}\n$`),
+        )
       }
       const poolA = await a.newPool({ shared: true, uuid: UUID })
       const poolB = await b.newPool({ shared: true, uuid: UUID })
@@ -160,8 +192,14 @@ void describe('tmem control verbs', { timeout: HANG_GUARD_MS }, () => {
       assert.equal(xenValue(s.text, 'U1', true), 0x1122334455667788n)
       assert.equal(xenValue(s.text, 'U0', true), 0x99aabbccddeeff00n)
 
-      assert.match(ok(await tmem('shared-auth', 'share-b', '-u', UUID, '-A', '0')), /^revoked client \d+ \(share-b\)/)
-      assert.match(ok(await tmem('shared-auth', 'share-b', '-u', UUID, '-A', '0')), /was not authorised/)
+      assert.match(
+        ok(await tmem('shared-auth', 'share-b', '-u', UUID, '-A', '0')),
+        /^revoked client \d+ \(share-b\)/,
+      )
+      assert.match(
+        ok(await tmem('shared-auth', 'share-b', '-u', UUID, '-A', '0')),
+        /was not authorised/,
+      )
       const again = await b.newPool({ shared: true, uuid: UUID })
       const joined = (await clientStats(b.clientId)).pools.find((pool) => pool.slot === again)
       assert.equal(joined?.shared, false, 'after the revoke a new join is a private pool')
@@ -180,7 +218,10 @@ void describe('tmem control verbs', { timeout: HANG_GUARD_MS }, () => {
       tmem('destroy', 'nobody'),
     ])
     assert.equal(freeze.code, 1)
-    assert.equal(freeze.stderr, 'tmem: freeze failed: EPERM (-1): the host has no tmem client 4321\n')
+    assert.equal(
+      freeze.stderr,
+      'tmem: freeze failed: EPERM (-1): the host has no tmem client 4321\n',
+    )
     assert.equal(thaw.code, 1)
     assert.match(thaw.stderr, /^tmem: thaw failed: EPERM \(-1\)/)
     assert.equal(set.code, 1)

@@ -23,7 +23,11 @@ function stats(sessions: Record<string, unknown>[]): DaemonStats {
   for (let i = 0; i < 10; i++) pool.put(1n, i, page)
   host.client(2).newPool({ persistent: false })
   return {
-    daemon: { framesRejected: 0, framesReceived: 0, framesRejectedByReason: {} } as unknown as DaemonStats['daemon'],
+    daemon: {
+      framesRejected: 0,
+      framesReceived: 0,
+      framesRejectedByReason: {},
+    } as unknown as DaemonStats['daemon'],
     sessions: sessions as unknown as DaemonStats['sessions'],
     host: host.stats(),
   }
@@ -36,10 +40,31 @@ function stateOf(table: string, id: number): string | undefined {
 
 void describe('tmem list table', () => {
   void test('a restored client with no grace timer is "restored"; a dropped one counts its time', () => {
-    const table = listTable(stats([
-      { id: 1, name: 'web-1', abi: 1, connected: false, detachedMs: 41_000, pending: false, moved: false, held: true },
-      { id: 2, name: 'db-1', abi: 1, connected: false, detachedMs: 12_000, pending: false, moved: false, held: false },
-    ]), null)
+    const table = listTable(
+      stats([
+        {
+          id: 1,
+          name: 'web-1',
+          abi: 1,
+          connected: false,
+          detachedMs: 41_000,
+          pending: false,
+          moved: false,
+          held: true,
+        },
+        {
+          id: 2,
+          name: 'db-1',
+          abi: 1,
+          connected: false,
+          detachedMs: 12_000,
+          pending: false,
+          moved: false,
+          held: false,
+        },
+      ]),
+      null,
+    )
     assert.equal(stateOf(table, 1), 'restored')
     assert.equal(stateOf(table, 2), 'detached-12s')
   })

@@ -46,8 +46,14 @@ void describe('tmem list', { timeout: HANG_GUARD_MS }, () => {
     runtime = mkdtempSync(join(tmpdir(), 'tmem-cli-xdg-'))
     mkdirSync(join(runtime, 'tmem'))
     daemon = await startDaemon({
-      args: ['--control-socket', join(runtime, 'tmem', 'control.sock'), '--control-listen', '127.0.0.1:0',
-        '--token-file', join(runtime, 'tmem', 'control.token')],
+      args: [
+        '--control-socket',
+        join(runtime, 'tmem', 'control.sock'),
+        '--control-listen',
+        '127.0.0.1:0',
+        '--token-file',
+        join(runtime, 'tmem', 'control.token'),
+      ],
     })
     controlPath = join(runtime, 'tmem', 'control.sock')
     control = await connectControl({ path: controlPath })
@@ -81,13 +87,20 @@ void describe('tmem list', { timeout: HANG_GUARD_MS }, () => {
     assert.equal(result.stderr, '')
     const stats = await control.stats()
     const lines = xenLines(result.stdout)
-    assert.equal(lines.length, result.stdout.trimEnd().split('\n').length, 'every line is a Xen line')
+    assert.equal(
+      lines.length,
+      result.stdout.trimEnd().split('\n').length,
+      'every line is a Xen line',
+    )
     assert.deepEqual(lines.map((line) => line.tag).join(''), 'GCPPCPT')
     assert.match(result.stdout, /^G=Tt:\d+,Te:\d+,Cf:0,/)
 
     const g = lines[0]!.text
     const h = host(stats)
-    assert.ok(xenNumber(g, 'Tt') > 0 && xenNumber(g, 'Tt') <= h.totalOps, 'Tt counts ops up to this LIST')
+    assert.ok(
+      xenNumber(g, 'Tt') > 0 && xenNumber(g, 'Tt') <= h.totalOps,
+      'Tt counts ops up to this LIST',
+    )
     assert.equal(xenNumber(g, 'Ec'), h.ephemeralPages)
     assert.equal(xenNumber(g, 'Pc'), h.pages)
     assert.equal(xenNumber(g, 'Oc'), h.objects)
@@ -95,7 +108,10 @@ void describe('tmem list', { timeout: HANG_GUARD_MS }, () => {
     assert.equal(xenNumber(g, 'Et'), h.evicted)
 
     const clientLines = lines.filter((line) => line.tag === 'C')
-    assert.deepEqual(clientLines.map((line) => xenNumber(line.text, 'CI')), h.clients.map((client) => client.id))
+    assert.deepEqual(
+      clientLines.map((line) => xenNumber(line.text, 'CI')),
+      h.clients.map((client) => client.id),
+    )
     for (const line of clientLines) {
       const client = engineClient(stats, xenNumber(line.text, 'CI'))
       assert.equal(xenNumber(line.text, 'ww'), client.weight)
@@ -110,18 +126,34 @@ void describe('tmem list', { timeout: HANG_GUARD_MS }, () => {
       const pool = client.pools.find((candidate) => candidate.poolId === xenNumber(line.text, 'PI'))
       assert.ok(pool, line.text)
       const expected: [string, number][] = [
-        ['Pc', pool.pages], ['Oc', pool.objects], ['ps', pool.goodPuts], ['pt', pool.puts],
-        ['pr', pool.dupPutsReplaced], ['pd', pool.dupPutsFlushed], ['gs', pool.foundGets], ['gt', pool.gets],
-        ['fs', pool.flushesFound], ['ft', pool.flushes], ['os', pool.flushObjectsFound], ['ot', pool.flushObjects],
+        ['Pc', pool.pages],
+        ['Oc', pool.objects],
+        ['ps', pool.goodPuts],
+        ['pt', pool.puts],
+        ['pr', pool.dupPutsReplaced],
+        ['pd', pool.dupPutsFlushed],
+        ['gs', pool.foundGets],
+        ['gt', pool.gets],
+        ['fs', pool.flushesFound],
+        ['ft', pool.flushes],
+        ['os', pool.flushObjectsFound],
+        ['ot', pool.flushObjects],
       ]
-      for (const [key, value] of expected) assert.equal(xenNumber(line.text, key), value, `${key} in ${line.text}`)
-      assert.equal(line.text.slice(line.text.indexOf('PT:') + 3, line.text.indexOf('PT:') + 5), pool.persistent ? 'PP' : 'EP')
+      for (const [key, value] of expected)
+        assert.equal(xenNumber(line.text, key), value, `${key} in ${line.text}`)
+      assert.equal(
+        line.text.slice(line.text.indexOf('PT:') + 3, line.text.indexOf('PT:') + 5),
+        pool.persistent ? 'PP' : 'EP',
+      )
     }
     // The web client's pools as the workload left them (a hit in a private ephemeral pool takes
     // the page out: 7 pages, one hit, one flushed page, one flushed object of one page).
     const webId = web.clientId
     const cache = engineClient(stats, webId).pools[0]!
-    assert.deepEqual([cache.pages, cache.puts, cache.dupPutsReplaced, cache.gets, cache.foundGets], [4, 8, 1, 2, 1])
+    assert.deepEqual(
+      [cache.pages, cache.puts, cache.dupPutsReplaced, cache.gets, cache.foundGets],
+      [4, 8, 1, 2, 1],
+    )
   })
 
   void test('list --xen is the short form; list -l CLIENT only that client', async () => {
@@ -131,10 +163,16 @@ void describe('tmem list', { timeout: HANG_GUARD_MS }, () => {
       runTmem(['list', '-l', 'db-1'], { controlPath }),
     ])
     assert.equal(short.code, 0, short.stderr)
-    assert.match(short.stdout, /^G=Tt:\d+,Te:\d+,Cf:0,Af:0,Pf:0,Ta:\d+,Lm:0,Et:\d+,Ea:\d+,Rt:\d+,Ra:\d+,Rx:\d+,Fp:0\n/)
+    assert.match(
+      short.stdout,
+      /^G=Tt:\d+,Te:\d+,Cf:0,Af:0,Pf:0,Ta:\d+,Lm:0,Et:\d+,Ea:\d+,Rt:\d+,Ra:\d+,Rx:\d+,Fp:0\n/,
+    )
     assert.ok(!short.stdout.includes('Ec:'), 'short form has no long group')
     assert.equal(one.code, 0, one.stderr)
-    assert.deepEqual(xenLines(one.stdout).map((line) => line.tag), ['C', 'P'])
+    assert.deepEqual(
+      xenLines(one.stdout).map((line) => line.tag),
+      ['C', 'P'],
+    )
     assert.equal(xenNumber(one.stdout, 'CI'), db.clientId)
     assert.equal(xenNumber(xenLines(one.stdout)[1]!.text, 'Pc'), 1)
     assert.equal(byName.code, 0, byName.stderr)
@@ -148,7 +186,10 @@ void describe('tmem list', { timeout: HANG_GUARD_MS }, () => {
       runTmem(['list', 'web-1', '--json'], { controlPath }),
     ])
     assert.equal(table.code, 0, table.stderr)
-    assert.match(table.stdout, /^tmem host: 64 MiB budget \(16384 pages\), 2 clients, 3 pools, \d+ ops/)
+    assert.match(
+      table.stdout,
+      /^tmem host: 64 MiB budget \(16384 pages\), 2 clients, 3 pools, \d+ ops/,
+    )
     assert.match(table.stdout, /^memory: +\d+(\.\d)? KiB used of 64 MiB \(\d+ pages, /m)
     const rows = table.stdout.split('\n').map((line) => line.split(/\s+/))
     const header = rows.find((row) => row[0] === 'ID' && row[1] === 'NAME')
@@ -164,20 +205,33 @@ void describe('tmem list', { timeout: HANG_GUARD_MS }, () => {
     assert.equal(cell('HIT'), '67%')
     const poolHeader = rows.find((row) => row[0] === 'ID' && row[1] === 'POOL')
     assert.ok(poolHeader)
-    const poolRows = rows.filter((row) => row[0] === String(web.clientId) && /^(ephemeral|persistent)/.test(row[2] ?? ''))
-    assert.deepEqual(poolRows.map((row) => [row[1], row[2], row[poolHeader.indexOf('PAGES')]]), [
-      ['0', 'ephemeral', '4'],
-      ['1', 'persistent', '3'],
-    ])
+    const poolRows = rows.filter(
+      (row) => row[0] === String(web.clientId) && /^(ephemeral|persistent)/.test(row[2] ?? ''),
+    )
+    assert.deepEqual(
+      poolRows.map((row) => [row[1], row[2], row[poolHeader.indexOf('PAGES')]]),
+      [
+        ['0', 'ephemeral', '4'],
+        ['1', 'persistent', '3'],
+      ],
+    )
 
     assert.equal(json.code, 0, json.stderr)
-    const document = JSON.parse(json.stdout) as Omit<HostStats, 'clients'> & { clients: (ClientStats & { name: string })[] }
+    const document = JSON.parse(json.stdout) as Omit<HostStats, 'clients'> & {
+      clients: (ClientStats & { name: string })[]
+    }
     const stats = await control.stats()
     assert.equal(document.budgetPages, host(stats).budgetPages)
-    assert.deepEqual(document.clients.map((client) => client.name), ['web-1', 'db-1'])
+    assert.deepEqual(
+      document.clients.map((client) => client.name),
+      ['web-1', 'db-1'],
+    )
     assert.deepEqual(document.clients[0]!.pools, engineClient(stats, web.clientId).pools)
     const single = JSON.parse(one.stdout) as { clients: { id: number }[] }
-    assert.deepEqual(single.clients.map((client) => client.id), [web.clientId])
+    assert.deepEqual(
+      single.clients.map((client) => client.id),
+      [web.clientId],
+    )
   })
 
   void test('an unknown client fails with exit 1 and names the errno', async () => {
@@ -192,7 +246,10 @@ void describe('tmem list', { timeout: HANG_GUARD_MS }, () => {
       assert.equal(result.stdout, '')
     }
     assert.equal(results[2].code, 1)
-    assert.match(results[2].stderr, /^tmem: list failed: no client named "no-such-client" \(known: web-1, db-1\)/)
+    assert.match(
+      results[2].stderr,
+      /^tmem: list failed: no client named "no-such-client" \(known: web-1, db-1\)/,
+    )
   })
 
   void test('the control endpoint: default path, TCP with the token, a wrong token', async () => {

@@ -27,7 +27,10 @@ void describe('tmem usage and reachability', { timeout: HANG_GUARD_MS }, () => {
   after(() => rmSync(dir, { recursive: true, force: true }))
 
   void test('every verb has --help with examples, and tmem --help lists them', async () => {
-    const results = await Promise.all([...VERBS.map((verb) => runTmem([verb, '--help'])), runTmem(['--help'])])
+    const results = await Promise.all([
+      ...VERBS.map((verb) => runTmem([verb, '--help'])),
+      runTmem(['--help']),
+    ])
     VERBS.forEach((verb, i) => {
       const result = results[i]!
       assert.equal(result.code, 0, `${verb}: ${result.stderr}`)
@@ -37,7 +40,8 @@ void describe('tmem usage and reachability', { timeout: HANG_GUARD_MS }, () => {
       assert.match(result.stdout, /Exit codes: 0 /, verb)
     })
     const top = results[VERBS.length]!
-    for (const verb of VERBS) assert.match(top.stdout, new RegExp(`\\n {2}${verb} `), `tmem --help lists ${verb}`)
+    for (const verb of VERBS)
+      assert.match(top.stdout, new RegExp(`\\n {2}${verb} `), `tmem --help lists ${verb}`)
     assert.match(results[VERBS.indexOf('destroy')]!.stdout, /only thaws/)
     assert.match(results[VERBS.indexOf('shared-auth')]!.stdout, /1 = authorise, 0 = revoke/)
   })
@@ -64,7 +68,9 @@ void describe('tmem usage and reachability', { timeout: HANG_GUARD_MS }, () => {
     ]
     // With a control socket that does not exist: a usage check that ran after connecting would
     // exit 3 instead of 2.
-    const results = await Promise.all(cases.map(([args]) => runTmem(args, { controlPath: missing })))
+    const results = await Promise.all(
+      cases.map(([args]) => runTmem(args, { controlPath: missing })),
+    )
     cases.forEach(([args, message], i) => {
       const result = results[i]!
       assert.equal(result.code, 2, `${args.join(' ')}: exit ${result.code} ${result.stderr}`)
@@ -86,7 +92,13 @@ void describe('tmem usage and reachability', { timeout: HANG_GUARD_MS }, () => {
       const results = await Promise.all([
         runTmem(['list'], { controlPath: missing }),
         runTmem(['freeze', '-a', '--control-socket', stoppedPath]),
-        runTmem(['freeable', '--control-listen', '127.0.0.1:1', '--token-file', join(dir, 'no.token')]),
+        runTmem([
+          'freeable',
+          '--control-listen',
+          '127.0.0.1:1',
+          '--token-file',
+          join(dir, 'no.token'),
+        ]),
         runTmem(['list', '--control-socket', hungPath, '--timeout', '300ms']),
       ])
       const [noSocket, gone, noToken, silent] = results
@@ -94,10 +106,22 @@ void describe('tmem usage and reachability', { timeout: HANG_GUARD_MS }, () => {
         assert.equal(result.code, 3, result.stderr)
         assert.equal(result.stdout, '')
       }
-      assert.match(noSocket.stderr, new RegExp(`^tmem: Cannot reach the tmem daemon at unix:${missing}: .*ENOENT`))
-      assert.match(gone.stderr, /^tmem: Cannot reach the tmem daemon at unix:.*(ENOENT|ECONNREFUSED)/)
-      assert.match(noToken.stderr, /^tmem: Cannot read the control token file .*no\.token \(ENOENT\)/)
-      assert.match(silent.stderr, /^tmem: The daemon at unix:.*hung\.sock did not answer within 300 ms/)
+      assert.match(
+        noSocket.stderr,
+        new RegExp(`^tmem: Cannot reach the tmem daemon at unix:${missing}: .*ENOENT`),
+      )
+      assert.match(
+        gone.stderr,
+        /^tmem: Cannot reach the tmem daemon at unix:.*(ENOENT|ECONNREFUSED)/,
+      )
+      assert.match(
+        noToken.stderr,
+        /^tmem: Cannot read the control token file .*no\.token \(ENOENT\)/,
+      )
+      assert.match(
+        silent.stderr,
+        /^tmem: The daemon at unix:.*hung\.sock did not answer within 300 ms/,
+      )
     } finally {
       hung.close()
     }

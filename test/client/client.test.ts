@@ -34,10 +34,18 @@ function page(seed: number): Uint8Array {
 }
 
 function ctrl(subop: number, cliId: number): TmemOp {
-  return { cmd: TMEM_CONTROL, poolId: 0, ctrl: { subop, cliId, arg1: 0, arg2: 0, oid: [0n, 0n, 0n], buf: 0n } }
+  return {
+    cmd: TMEM_CONTROL,
+    poolId: 0,
+    ctrl: { subop, cliId, arg1: 0, arg2: 0, oid: [0n, 0n, 0n], buf: 0n },
+  }
 }
 
-interface ClientStatsLike { id: number; frozen: boolean; pools: { slot: number; pages: number; puts: number; foundGets: number }[] }
+interface ClientStatsLike {
+  id: number
+  frozen: boolean
+  pools: { slot: number; pages: number; puts: number; foundGets: number }[]
+}
 
 async function clientStats(control: TmemControlClient, id: number): Promise<ClientStatsLike> {
   const stats = await control.stats()
@@ -125,14 +133,32 @@ void describe('client library against a daemon', { timeout: 60_000 }, () => {
 
   void test('raw op: the hypercall over the wire', async () => {
     const client = await connect({ path: daemon.socketPath }, { name: 'raw' })
-    const newPool: TmemOp = { cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n], flags: poolFlags({ persistent: true }), arg1: 0 } }
+    const newPool: TmemOp = {
+      cmd: TMEM_NEW_POOL,
+      poolId: 0,
+      creat: { uuid: [0n, 0n], flags: poolFlags({ persistent: true }), arg1: 0 },
+    }
     const created = await client.op(newPool)
     assert.deepEqual(created, { rc: 0, page: null })
     await client.put(0, 7, 7, page(7))
-    const got = await client.op({ cmd: TMEM_GET_PAGE, poolId: 0, gen: { oid: [7n, 0n, 0n], index: 7, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n } })
+    const got = await client.op({
+      cmd: TMEM_GET_PAGE,
+      poolId: 0,
+      gen: { oid: [7n, 0n, 0n], index: 7, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n },
+    })
     assert.equal(got.rc, 1)
     assert.deepEqual(got.page, page(7))
-    assert.equal((await client.op({ cmd: 77, poolId: 0, gen: { oid: [0n, 0n, 0n], index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n } })).rc, -38, 'unknown command: -ENOSYS')
+    assert.equal(
+      (
+        await client.op({
+          cmd: 77,
+          poolId: 0,
+          gen: { oid: [0n, 0n, 0n], index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n },
+        })
+      ).rc,
+      -38,
+      'unknown command: -ENOSYS',
+    )
     await client.close()
   })
 
@@ -141,9 +167,17 @@ void describe('client library against a daemon', { timeout: 60_000 }, () => {
     const client = await connect({ path: daemon.socketPath }, { name: 'attacker-ctl' })
     const freeze = ctrl(TMEMC_FREEZE, victim.clientId)
     assert.equal((await client.op(freeze)).rc, -EPERM)
-    const auth: TmemOp = { cmd: TMEM_AUTH, poolId: 0, creat: { uuid: [1n, 2n], flags: 1, arg1: client.clientId } }
+    const auth: TmemOp = {
+      cmd: TMEM_AUTH,
+      poolId: 0,
+      creat: { uuid: [1n, 2n], flags: 1, arg1: client.clientId },
+    }
     assert.equal((await client.op(auth)).rc, -EPERM)
-    const restore: TmemOp = { cmd: TMEM_RESTORE_NEW, poolId: 3, creat: { uuid: [0n, 0n], flags: poolFlags({ persistent: true }), arg1: victim.clientId } }
+    const restore: TmemOp = {
+      cmd: TMEM_RESTORE_NEW,
+      poolId: 3,
+      creat: { uuid: [0n, 0n], flags: poolFlags({ persistent: true }), arg1: victim.clientId },
+    }
     assert.equal((await client.op(restore)).rc, -EPERM)
     const pool = await victim.newPool({ persistent: true })
     await victim.put(pool, 1, 1, page(1))
@@ -156,11 +190,14 @@ void describe('client library against a daemon', { timeout: 60_000 }, () => {
 
   void test('names: in use without the secret, wrong secret, resume with it', async () => {
     const first = await connect({ path: daemon.socketPath }, { name: 'named' })
-    await assert.rejects(connect({ path: daemon.socketPath }, { name: 'named' }), (error: unknown) => {
-      assert.ok(error instanceof TmemConnectionError)
-      assert.equal(error.code, 'ENAMEINUSE')
-      return true
-    })
+    await assert.rejects(
+      connect({ path: daemon.socketPath }, { name: 'named' }),
+      (error: unknown) => {
+        assert.ok(error instanceof TmemConnectionError)
+        assert.equal(error.code, 'ENAMEINUSE')
+        return true
+      },
+    )
     await assert.rejects(
       connect({ path: daemon.socketPath }, { name: 'named', secret: 'ab'.repeat(32) }),
       { code: 'EBADSECRET' },
@@ -189,7 +226,9 @@ void describe('client library against a daemon', { timeout: 60_000 }, () => {
       process.stdout.write(JSON.stringify({ id: c.clientId, secret: c.secret, pool }) + '\\n')
       setInterval(() => {}, 1000)
     `
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
     const line = await new Promise<string>((resolve) => {
       let out = ''
       child.stdout.setEncoding('utf8').on('data', (text: string) => {
@@ -200,11 +239,14 @@ void describe('client library against a daemon', { timeout: 60_000 }, () => {
     const { id, secret, pool } = JSON.parse(line) as { id: number; secret: string; pool: number }
     child.kill('SIGKILL')
     await new Promise((resolve) => child.once('exit', resolve))
-    await waitFor(async () => (await control.stats()).sessions.some((s) => s.id === id && !s.connected))
+    await waitFor(async () =>
+      (await control.stats()).sessions.some((s) => s.id === id && !s.connected),
+    )
     const back = await connect({ path: daemon.socketPath }, { name: 'killed', secret })
     assert.equal(back.clientId, id)
     assert.equal(back.resumed, true)
-    for (let i = 0; i < 16; i++) assert.deepEqual(await back.get(pool, 9, i), new Uint8Array(4096).fill(i + 1))
+    for (let i = 0; i < 16; i++)
+      assert.deepEqual(await back.get(pool, 9, i), new Uint8Array(4096).fill(i + 1))
     await back.close()
     const stats = await control.stats()
     assert.ok(!stats.sessions.some((s) => s.id === id), 'goodbye released the client')
@@ -273,7 +315,10 @@ void describe('ABI versions', { timeout: 30_000 }, () => {
       assert.match(client.notice, /--accept-v0/)
       await assert.rejects(client.newPool({ persistent: true }), { code: 'EPERM', errno: -1 })
       await client.close()
-      assert.ok(daemon.logs().some((line) => String(line['msg']).includes('v0')), 'the log says it')
+      assert.ok(
+        daemon.logs().some((line) => String(line['msg']).includes('v0')),
+        'the log says it',
+      )
     } finally {
       await daemon.stop()
     }
@@ -292,7 +337,17 @@ void describe('ABI versions', { timeout: 30_000 }, () => {
       assert.deepEqual(await old.get(oldPool, 0x1234567890n, 1), page(1))
       assert.deepEqual(await current.get(newPool, 1n << 100n, 1), page(2))
       // The wire carries the 40-byte v0 struct on that connection.
-      assert.equal(encodeOp({ cmd: TMEM_GET_PAGE, poolId: 0, gen: { oid: [1n, 0n, 0n], index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n } }, 0).length, 40)
+      assert.equal(
+        encodeOp(
+          {
+            cmd: TMEM_GET_PAGE,
+            poolId: 0,
+            gen: { oid: [1n, 0n, 0n], index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n },
+          },
+          0,
+        ).length,
+        40,
+      )
       await old.close()
       await current.close()
     } finally {
@@ -307,12 +362,18 @@ void describe('TCP endpoints and grace expiry', { timeout: 30_000 }, () => {
       args: ['--listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--grace', '100ms'],
     })
     try {
-      assert.ok(daemon.tcpPort !== null && daemon.controlTcpPort !== null && daemon.tokenFile !== null)
+      assert.ok(
+        daemon.tcpPort !== null && daemon.controlTcpPort !== null && daemon.tokenFile !== null,
+      )
       assert.equal(statSync(daemon.tokenFile).mode & 0o777, 0o600)
       const client = await connect({ host: '127.0.0.1', port: daemon.tcpPort }, { name: 'tcp' })
       const pool = await client.newPool({})
       await client.put(pool, 1, 1, page(1))
-      const control = await connectControl({ host: '127.0.0.1', port: daemon.controlTcpPort, tokenFile: daemon.tokenFile })
+      const control = await connectControl({
+        host: '127.0.0.1',
+        port: daemon.controlTcpPort,
+        tokenFile: daemon.tokenFile,
+      })
       assert.match(await control.list(), /^G=/)
       await assert.rejects(
         connectControl({ host: '127.0.0.1', port: daemon.controlTcpPort, token: 'wrong' }),
@@ -331,8 +392,13 @@ void describe('TCP endpoints and grace expiry', { timeout: 30_000 }, () => {
   })
 
   void test('usage errors exit 2: bad size, non-loopback address', async () => {
-    for (const args of [['--memory', 'lots'], ['--listen', '0.0.0.0:7300']]) {
-      const child = spawn(process.execPath, [TMEM_BIN, 'daemon', '--socket', 'none', ...args], { stdio: 'ignore' })
+    for (const args of [
+      ['--memory', 'lots'],
+      ['--listen', '0.0.0.0:7300'],
+    ]) {
+      const child = spawn(process.execPath, [TMEM_BIN, 'daemon', '--socket', 'none', ...args], {
+        stdio: 'ignore',
+      })
       const code = await new Promise((resolve) => child.once('exit', resolve))
       assert.equal(code, 2, args.join(' '))
     }

@@ -59,7 +59,11 @@ for (const abi of [1, 0] as const) {
     const size = abi === 1 ? 56 : 40
     assert.equal(transport.frames.length, want.length)
     transport.frames.forEach((frame, i) => {
-      assert.deepEqual(Uint8Array.from(frame.subarray(16, 16 + size)), encodeOp(want[i]!, abi), `op ${i}`)
+      assert.deepEqual(
+        Uint8Array.from(frame.subarray(16, 16 + size)),
+        encodeOp(want[i]!, abi),
+        `op ${i}`,
+      )
     })
     assert.equal(transport.frames[0]?.length, 16 + size + 4096)
     assert.deepEqual(Uint8Array.from(transport.frames[0]?.subarray(16 + size) ?? []), page)

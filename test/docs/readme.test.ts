@@ -34,7 +34,10 @@ void test('every js example in the README runs', async () => {
   const daemon = await startDaemon()
   try {
     for (const block of blocks) {
-      const code = block.replace(/\{ path: '[^']*' \}/, `{ path: ${JSON.stringify(daemon.socketPath)} }`)
+      const code = block.replace(
+        /\{ path: '[^']*' \}/,
+        `{ path: ${JSON.stringify(daemon.socketPath)} }`,
+      )
       const result = run(code)
       assert.equal(result.status, 0, `README example failed:\n${block}\n${result.stderr}`)
     }

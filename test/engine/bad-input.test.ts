@@ -81,11 +81,19 @@ function setUp(reserveDefault: boolean): Fixture {
   const host = new Host(reserveDefault ? { pages: 48 } : { pages: 48, reservePages: 0 })
   const reference = host.client(REFERENCE).newPool({ persistent: true })
   assert.equal(reference.poolId, 0)
-  for (let i = 0; i < REFERENCE_PAGES; i++) assert.equal(reference.put(referenceOid(i), i, referencePage(i)), true)
+  for (let i = 0; i < REFERENCE_PAGES; i++)
+    assert.equal(reference.put(referenceOid(i), i, referencePage(i)), true)
   // Global auth so that client 7's shared request really makes a shared pool.
-  assert.equal(host.control({ cmd: 101, poolId: 0, creat: { uuid: [0n, 0n], flags: 1, arg1: 0xffff } }), 1)
+  assert.equal(
+    host.control({ cmd: 101, poolId: 0, creat: { uuid: [0n, 0n], flags: 1, arg1: 0xffff } }),
+    1,
+  )
   const other = host.client(OTHER)
-  const pools = [other.newPool(), other.newPool({ persistent: true }), other.newPool({ shared: true, uuid: [1n, 2n] })]
+  const pools = [
+    other.newPool(),
+    other.newPool({ persistent: true }),
+    other.newPool({ shared: true, uuid: [1n, 2n] }),
+  ]
   for (const pool of pools) for (let i = 0; i < 4; i++) pool.put(i, i, referencePage(100 + i))
   return { host }
 }
@@ -119,7 +127,22 @@ function referenceBytesIntact(host: Host): void {
 
 /** Values of the wrong type for any field. */
 const junk: fc.Arbitrary<unknown> = fc.oneof(
-  fc.constantFrom(null, undefined, NaN, Infinity, -Infinity, -0, 0.5, 2 ** 53, -(2 ** 53), true, '1', '', [], {}),
+  fc.constantFrom(
+    null,
+    undefined,
+    NaN,
+    Infinity,
+    -Infinity,
+    -0,
+    0.5,
+    2 ** 53,
+    -(2 ** 53),
+    true,
+    '1',
+    '',
+    [],
+    {},
+  ),
   fc.double(),
   fc.string({ maxLength: 4 }),
   fc.bigInt({ min: -(1n << 80n), max: 1n << 80n }),
@@ -161,12 +184,28 @@ const poolId: fc.Arbitrary<number> = fc.oneof(
 )
 
 const flags: fc.Arbitrary<number> = fc.oneof(
-  fc.constantFrom(0x01000000, 0x01000001, 0x01000002, 0x01000003, 0, 1, 0x01000004, 0x01000010, 0x01000100),
+  fc.constantFrom(
+    0x01000000,
+    0x01000001,
+    0x01000002,
+    0x01000003,
+    0,
+    1,
+    0x01000004,
+    0x01000010,
+    0x01000100,
+  ),
   u32,
 )
 
-const genArm = fc.record({ oid, index: u32, tmemOffset: u32, pfnOffset: u32, len: u32, cmfn: u64 }, { noNullPrototype: true })
-const creatArm = fc.record({ uuid: fc.tuple(u64, u64), flags, arg1: fc.oneof(u32, fc.constantFrom(OTHER, 0xffff)) }, { noNullPrototype: true })
+const genArm = fc.record(
+  { oid, index: u32, tmemOffset: u32, pfnOffset: u32, len: u32, cmfn: u64 },
+  { noNullPrototype: true },
+)
+const creatArm = fc.record(
+  { uuid: fc.tuple(u64, u64), flags, arg1: fc.oneof(u32, fc.constantFrom(OTHER, 0xffff)) },
+  { noNullPrototype: true },
+)
 const ctrlArm = fc.record(
   {
     subop: fc.oneof(fc.nat(40), u32),
@@ -190,13 +229,20 @@ const wellFormedOp: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
  * gets `value`, or is deleted when `remove`; an arm field named `oid` or `uuid` may instead
  * get a wrong-length array.
  */
-function corruptOp(op: Record<string, unknown>, which: number, value: unknown, remove: boolean): Record<string, unknown> {
+function corruptOp(
+  op: Record<string, unknown>,
+  which: number,
+  value: unknown,
+  remove: boolean,
+): Record<string, unknown> {
   const copy: Record<string, unknown> = { ...op }
   const armName = Object.keys(copy).find((key) => key !== 'cmd' && key !== 'poolId')!
   const arm = { ...(copy[armName] as Record<string, unknown>) }
   copy[armName] = arm
   const places: [Record<string, unknown>, string][] = [
-    [copy, 'cmd'], [copy, 'poolId'], [copy, armName],
+    [copy, 'cmd'],
+    [copy, 'poolId'],
+    [copy, armName],
     ...Object.keys(arm).map((key): [Record<string, unknown>, string] => [arm, key]),
   ]
   const [target, key] = places[which % places.length]!
@@ -210,7 +256,13 @@ const opish: fc.Arbitrary<unknown> = fc.oneof(
   { weight: 8, arbitrary: wellFormedOp },
   {
     weight: 6,
-    arbitrary: fc.tuple(wellFormedOp, fc.nat(), fc.oneof(corrupt, fc.array(u64, { maxLength: 5 })), fc.boolean())
+    arbitrary: fc
+      .tuple(
+        wellFormedOp,
+        fc.nat(),
+        fc.oneof(corrupt, fc.array(u64, { maxLength: 5 })),
+        fc.boolean(),
+      )
       .map(([op, which, value, remove]) => corruptOp(op, which, value, remove && which % 3 === 0)),
   },
   { weight: 1, arbitrary: fc.tuple(wellFormedOp, ctrlArm).map(([op, ctrl]) => ({ ...op, ctrl })) },
@@ -222,14 +274,27 @@ const dataish: fc.Arbitrary<unknown> = fc.oneof(
   { weight: 3, arbitrary: fc.constantFrom(null, undefined) },
   {
     weight: 10,
-    arbitrary: fc.tuple(fc.oneof(fc.constant(PAGE_BYTES), fc.nat(64), fc.integer({ min: 4090, max: 8200 })), fc.nat()).map(([length, seed]) => {
-      const bytes = new Uint8Array(length)
-      for (let i = 0; i < length; i++) bytes[i] = (seed + i * 0x9e3779b1) >>> 24
-      return bytes
-    }),
+    arbitrary: fc
+      .tuple(
+        fc.oneof(fc.constant(PAGE_BYTES), fc.nat(64), fc.integer({ min: 4090, max: 8200 })),
+        fc.nat(),
+      )
+      .map(([length, seed]) => {
+        const bytes = new Uint8Array(length)
+        for (let i = 0; i < length; i++) bytes[i] = (seed + i * 0x9e3779b1) >>> 24
+        return bytes
+      }),
   },
   { weight: 1, arbitrary: fc.nat(8200).map((length) => Buffer.alloc(length, 0xa5)) },
-  { weight: 1, arbitrary: fc.constantFrom(4096, 'x'.repeat(4096), new Array<number>(4096).fill(1), new ArrayBuffer(4096)) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      4096,
+      'x'.repeat(4096),
+      new Array<number>(4096).fill(1),
+      new ArrayBuffer(4096),
+    ),
+  },
 )
 
 const offsetish: fc.Arbitrary<unknown> = fc.oneof(
@@ -266,40 +331,133 @@ const bytesAt: fc.Arbitrary<{ bytes: unknown; offset: unknown }> = fc.oneof(
         fc.oneof({ weight: 4, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.nat(8) }),
       )
       .map(([[command, pool, a, b, c], flips, cut, padding]) => {
-        const op: TmemOp = command === 0
-          ? { cmd: command, poolId: pool, ctrl: { subop: a % 34, cliId: b % 3 === 0 ? 0xffff : OTHER, arg1: c, arg2: a, oid: [0n, 0n, 0n], buf: 0n } }
-          : command === 1 || command === 101 || command === 102
-            ? { cmd: command, poolId: pool, creat: { uuid: [1n, 2n], flags: 0x01000000 | (a & 3), arg1: OTHER } }
-            : { cmd: command, poolId: pool, gen: { oid: [BigInt(b & 3), 0n, 0n], index: b & 7, tmemOffset: a, pfnOffset: c, len: b, cmfn: 0n } }
+        const op: TmemOp =
+          command === 0
+            ? {
+                cmd: command,
+                poolId: pool,
+                ctrl: {
+                  subop: a % 34,
+                  cliId: b % 3 === 0 ? 0xffff : OTHER,
+                  arg1: c,
+                  arg2: a,
+                  oid: [0n, 0n, 0n],
+                  buf: 0n,
+                },
+              }
+            : command === 1 || command === 101 || command === 102
+              ? {
+                  cmd: command,
+                  poolId: pool,
+                  creat: { uuid: [1n, 2n], flags: 0x01000000 | (a & 3), arg1: OTHER },
+                }
+              : {
+                  cmd: command,
+                  poolId: pool,
+                  gen: {
+                    oid: [BigInt(b & 3), 0n, 0n],
+                    index: b & 7,
+                    tmemOffset: a,
+                    pfnOffset: c,
+                    len: b,
+                    cmfn: 0n,
+                  },
+                }
         const bytes = new Uint8Array(padding + 56)
         bytes.set(encodeOp(op), padding)
         for (const [at, value] of flips) bytes[padding + at] = value
         return { bytes: cut === null ? bytes : bytes.subarray(0, padding + cut), offset: padding }
       }),
   },
-  { weight: 2, arbitrary: fc.record({ bytes: fc.uint8Array({ maxLength: 130 }), offset: offsetish }, { noNullPrototype: true }) },
-  { weight: 1, arbitrary: fc.record({ bytes: junk, offset: offsetish }, { noNullPrototype: true }) },
+  {
+    weight: 2,
+    arbitrary: fc.record(
+      { bytes: fc.uint8Array({ maxLength: 130 }), offset: offsetish },
+      { noNullPrototype: true },
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ bytes: junk, offset: offsetish }, { noNullPrototype: true }),
+  },
 )
 
 type Call =
   | { entry: 'op'; clientId: unknown; op: unknown; data: unknown; version: unknown }
-  | { entry: 'opBytes'; clientId: unknown; bytes: unknown; offset: unknown; version: unknown; data: unknown; dataOffset: unknown }
+  | {
+      entry: 'opBytes'
+      clientId: unknown
+      bytes: unknown
+      offset: unknown
+      version: unknown
+      data: unknown
+      dataOffset: unknown
+    }
   | { entry: 'control'; op: unknown; data: unknown }
-  | { entry: 'controlBytes'; bytes: unknown; offset: unknown; version: unknown; data: unknown; dataOffset: unknown; dataLength: unknown }
+  | {
+      entry: 'controlBytes'
+      bytes: unknown
+      offset: unknown
+      version: unknown
+      data: unknown
+      dataOffset: unknown
+      dataLength: unknown
+    }
 
 const callArbitrary: fc.Arbitrary<Call> = fc.oneof(
-  fc.record({ entry: fc.constant('op' as const), clientId: clientIdish, op: opish, data: dataish, version: versionish }, { noNullPrototype: true }),
+  fc.record(
+    {
+      entry: fc.constant('op' as const),
+      clientId: clientIdish,
+      op: opish,
+      data: dataish,
+      version: versionish,
+    },
+    { noNullPrototype: true },
+  ),
   fc
     .tuple(clientIdish, bytesAt, versionish, dataish, offsetish)
-    .map(([clientId, { bytes, offset }, version, data, dataOffset]): Call => ({ entry: 'opBytes', clientId, bytes, offset, version, data, dataOffset })),
-  fc.record({ entry: fc.constant('control' as const), op: opish, data: dataish }, { noNullPrototype: true }),
+    .map(([clientId, { bytes, offset }, version, data, dataOffset]): Call => ({
+      entry: 'opBytes',
+      clientId,
+      bytes,
+      offset,
+      version,
+      data,
+      dataOffset,
+    })),
+  fc.record(
+    { entry: fc.constant('control' as const), op: opish, data: dataish },
+    { noNullPrototype: true },
+  ),
   fc
-    .tuple(bytesAt, versionish, dataish, offsetish, fc.oneof({ weight: 3, arbitrary: fc.constant('fit' as const) }, { weight: 1, arbitrary: offsetish }, { weight: 1, arbitrary: fc.nat(9000) }))
+    .tuple(
+      bytesAt,
+      versionish,
+      dataish,
+      offsetish,
+      fc.oneof(
+        { weight: 3, arbitrary: fc.constant('fit' as const) },
+        { weight: 1, arbitrary: offsetish },
+        { weight: 1, arbitrary: fc.nat(9000) },
+      ),
+    )
     .map(([{ bytes, offset }, version, data, dataOffset, length]): Call => {
       // Usually the tool buffer's length is what is left after the offset, as a daemon passes it.
-      const start = typeof dataOffset === 'number' && Number.isSafeInteger(dataOffset) && dataOffset > 0 ? dataOffset : 0
+      const start =
+        typeof dataOffset === 'number' && Number.isSafeInteger(dataOffset) && dataOffset > 0
+          ? dataOffset
+          : 0
       const fit = data instanceof Uint8Array ? Math.max(0, data.length - start) : 0
-      return { entry: 'controlBytes', bytes, offset, version, data, dataOffset, dataLength: length === 'fit' ? fit : length }
+      return {
+        entry: 'controlBytes',
+        bytes,
+        offset,
+        version,
+        data,
+        dataOffset,
+        dataLength: length === 'fit' ? fit : length,
+      }
     }),
 )
 
@@ -312,7 +470,8 @@ function isReference(value: unknown): boolean {
 
 function avoidReference(call: Call): Call {
   // Guest calls from the reference client itself are not bad input from another client.
-  if ((call.entry === 'op' || call.entry === 'opBytes') && isReference(call.clientId)) return { ...call, clientId: OTHER }
+  if ((call.entry === 'op' || call.entry === 'opBytes') && isReference(call.clientId))
+    return { ...call, clientId: OTHER }
   return call
 }
 
@@ -333,11 +492,27 @@ function invoke(host: Host, call: Call): unknown {
     case 'op':
       return (host.op as Loose).call(host, call.clientId, call.op, call.data, call.version)
     case 'opBytes':
-      return (host.opBytes as Loose).call(host, call.clientId, call.bytes, call.offset, call.version, call.data, call.dataOffset)
+      return (host.opBytes as Loose).call(
+        host,
+        call.clientId,
+        call.bytes,
+        call.offset,
+        call.version,
+        call.data,
+        call.dataOffset,
+      )
     case 'control':
       return (host.control as Loose).call(host, call.op, call.data)
     case 'controlBytes':
-      return (host.controlBytes as Loose).call(host, call.bytes, call.offset, call.version, call.data, call.dataOffset, call.dataLength)
+      return (host.controlBytes as Loose).call(
+        host,
+        call.bytes,
+        call.offset,
+        call.version,
+        call.data,
+        call.dataOffset,
+        call.dataLength,
+      )
   }
 }
 
@@ -366,7 +541,8 @@ function runCalls(reserveDefault: boolean, calls: Call[]): void {
       rc = invoke(host, call)
     } catch (error) {
       const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
-      const where = error instanceof Error ? (error.stack ?? '').split('\n').slice(1, 4).join(' / ') : ''
+      const where =
+        error instanceof Error ? (error.stack ?? '').split('\n').slice(1, 4).join(' / ') : ''
       throw new Error(`call ${i} threw ${message} (${where.trim()})`, { cause: error })
     }
     assert.ok(typeof rc === 'number' && Number.isInteger(rc), `call ${i} returned ${String(rc)}`)
@@ -385,28 +561,49 @@ function runCalls(reserveDefault: boolean, calls: Call[]): void {
 void test('bad input to op/opBytes/control/controlBytes never throws and harms no other client', () => {
   checkProperty(
     'bad input',
-    fc.property(fc.boolean(), fc.array(callArbitrary, { minLength: 1, maxLength: 40 }), (reserveDefault, calls) => {
-      runCalls(reserveDefault, calls)
-    }),
+    fc.property(
+      fc.boolean(),
+      fc.array(callArbitrary, { minLength: 1, maxLength: 40 }),
+      (reserveDefault, calls) => {
+        runCalls(reserveDefault, calls)
+      },
+    ),
   )
 })
 
 void test('a client flooding random guest ops never changes the reference pages', () => {
   const guestCall = fc.record(
-    { entry: fc.constant('op' as const), clientId: fc.constantFrom(OTHER, 8, 9), op: opish, data: dataish, version: fc.constant(1) },
+    {
+      entry: fc.constant('op' as const),
+      clientId: fc.constantFrom(OTHER, 8, 9),
+      op: opish,
+      data: dataish,
+      version: fc.constant(1),
+    },
     { noNullPrototype: true },
   )
   checkProperty(
     'guest flood',
-    fc.property(fc.constant(false), fc.array(guestCall, { minLength: 20, maxLength: 120 }), (reserveDefault, calls) => {
-      runCalls(reserveDefault, calls)
-    }),
+    fc.property(
+      fc.constant(false),
+      fc.array(guestCall, { minLength: 20, maxLength: 120 }),
+      (reserveDefault, calls) => {
+        runCalls(reserveDefault, calls)
+      },
+    ),
   )
 })
 
 void test('wrong-typed data buffers and versions on real pools give return codes, not exceptions', () => {
   const { host } = setUp(false)
-  const oddData: unknown[] = [undefined, 'x'.repeat(PAGE_BYTES), new Array<number>(PAGE_BYTES).fill(1), new ArrayBuffer(PAGE_BYTES), PAGE_BYTES, {}]
+  const oddData: unknown[] = [
+    undefined,
+    'x'.repeat(PAGE_BYTES),
+    new Array<number>(PAGE_BYTES).fill(1),
+    new ArrayBuffer(PAGE_BYTES),
+    PAGE_BYTES,
+    {},
+  ]
   const oddVersions: unknown[] = [2, -1, 0.5, NaN, '1', null]
   const loose = host as unknown as Record<'op' | 'opBytes' | 'control' | 'controlBytes', Loose>
   for (const cmd of [4, 5, 8, 9]) {
@@ -415,8 +612,30 @@ void test('wrong-typed data buffers and versions on real pools give return codes
       for (const call of [
         () => loose.op.call(host, OTHER, op, data, 1),
         () => loose.opBytes.call(host, OTHER, encodeOp(op), 0, 1, data, 0),
-        () => loose.control.call(host, { cmd: 0, poolId: 0, ctrl: { subop: 4, cliId: 0xffff, arg1: 4096, arg2: 1, oid: [0n, 0n, 0n], buf: 0n } }, data),
-        () => loose.controlBytes.call(host, encodeOp({ cmd: 0, poolId: 0, ctrl: { subop: 18, cliId: OTHER, arg1: 0, arg2: 0, oid: [0n, 0n, 0n], buf: 0n } }), 0, 1, data, 0, 16),
+        () =>
+          loose.control.call(
+            host,
+            {
+              cmd: 0,
+              poolId: 0,
+              ctrl: { subop: 4, cliId: 0xffff, arg1: 4096, arg2: 1, oid: [0n, 0n, 0n], buf: 0n },
+            },
+            data,
+          ),
+        () =>
+          loose.controlBytes.call(
+            host,
+            encodeOp({
+              cmd: 0,
+              poolId: 0,
+              ctrl: { subop: 18, cliId: OTHER, arg1: 0, arg2: 0, oid: [0n, 0n, 0n], buf: 0n },
+            }),
+            0,
+            1,
+            data,
+            0,
+            16,
+          ),
       ]) {
         const rc = call()
         assert.ok(typeof rc === 'number' && Number.isInteger(rc), `returned ${String(rc)}`)
@@ -425,9 +644,22 @@ void test('wrong-typed data buffers and versions on real pools give return codes
     }
   }
   for (const version of oddVersions) {
-    const rc = loose.op.call(host, 11, { cmd: 1, poolId: 0, creat: { uuid: [0n, 0n], flags: 0x01000000, arg1: 0 } }, null, version)
-    assert.ok(typeof rc === 'number' && rc < 0, `NEW_POOL with version ${String(version)} returned ${String(rc)}`)
-    assert.equal(host.hasClient(11), false, `a call with version ${String(version)} created a client`)
+    const rc = loose.op.call(
+      host,
+      11,
+      { cmd: 1, poolId: 0, creat: { uuid: [0n, 0n], flags: 0x01000000, arg1: 0 } },
+      null,
+      version,
+    )
+    assert.ok(
+      typeof rc === 'number' && rc < 0,
+      `NEW_POOL with version ${String(version)} returned ${String(rc)}`,
+    )
+    assert.equal(
+      host.hasClient(11),
+      false,
+      `a call with version ${String(version)} created a client`,
+    )
   }
   referenceCountIntact(host)
   referenceBytesIntact(host)

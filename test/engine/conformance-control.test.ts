@@ -5,7 +5,19 @@
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { CMD, creatOp, ctrlOp, E, F, genOp, Harness, lineValue, page, samePage, SUB } from './conformance-helpers.js'
+import {
+  CMD,
+  creatOp,
+  ctrlOp,
+  E,
+  F,
+  genOp,
+  Harness,
+  lineValue,
+  page,
+  samePage,
+  SUB,
+} from './conformance-helpers.js'
 
 /** Clients 1, 2, 3 each with a private persistent pool holding one page. */
 function threeClients(options = {}): Harness {
@@ -59,7 +71,14 @@ void describe('conformance: FREEZE / THAW / DESTROY (spec §5.2, §5.3)', () => 
 
   void test('unknown client → -1 for THAW, FREEZE, DESTROY, SET_WEIGHT, SET_CAP, SET_COMPRESS', () => {
     const h = threeClients()
-    for (const subop of [SUB.THAW, SUB.FREEZE, SUB.DESTROY, SUB.SET_WEIGHT, SUB.SET_CAP, SUB.SET_COMPRESS]) {
+    for (const subop of [
+      SUB.THAW,
+      SUB.FREEZE,
+      SUB.DESTROY,
+      SUB.SET_WEIGHT,
+      SUB.SET_CAP,
+      SUB.SET_COMPRESS,
+    ]) {
       assert.equal(h.ctrl(subop, { cliId: 4, arg1: 1 }), -1, `subop ${subop}`)
     }
     assert.doesNotMatch(h.list(), /C=CI:4/)
@@ -69,7 +88,11 @@ void describe('conformance: FREEZE / THAW / DESTROY (spec §5.2, §5.3)', () => 
   void test('unassigned subops → -1, even naming an existing client and pool', () => {
     const h = threeClients()
     for (const subop of [9, 22, 23, 25, 29, 31, 34, 100, 0xffffffff]) {
-      assert.equal(h.ctrl(subop, { cliId: 1, poolId: 0, arg1: 8192 }, new Uint8Array(8192)), -1, `subop ${subop}`)
+      assert.equal(
+        h.ctrl(subop, { cliId: 1, poolId: 0, arg1: 8192 }, new Uint8Array(8192)),
+        -1,
+        `subop ${subop}`,
+      )
     }
   })
 })
@@ -265,7 +288,16 @@ void describe('conformance: privilege split (D2)', () => {
   void test('guest commands through control() → -EPERM, nothing created', () => {
     const h = new Harness()
     assert.equal(h.host.control(creatOp(CMD.NEW_POOL, 0, F.PRIVATE_EPH, [0n, 0n])), E.PERM)
-    for (const cmd of [CMD.DESTROY_POOL, CMD.PUT_PAGE, CMD.GET_PAGE, CMD.FLUSH_PAGE, CMD.FLUSH_OBJECT, CMD.NEW_PAGE, CMD.XCHG, 55]) {
+    for (const cmd of [
+      CMD.DESTROY_POOL,
+      CMD.PUT_PAGE,
+      CMD.GET_PAGE,
+      CMD.FLUSH_PAGE,
+      CMD.FLUSH_OBJECT,
+      CMD.NEW_PAGE,
+      CMD.XCHG,
+      55,
+    ]) {
       assert.equal(h.host.control(genOp(cmd, 0, 1, 0), page(1)), E.PERM, `cmd ${cmd}`)
     }
     const text = h.list()

@@ -101,7 +101,8 @@ void describe('conformance: minimum reserve (spec §4.4, default reservePages)',
     assert.equal(lineValue(text, 'G=', 'Et'), 9)
     assert.equal(lineValue(text, 'G=', 'Ec'), 61)
     for (let i = 1; i <= 9; i++) assert.equal(present(h, 1, 0, i), false, `oid ${i}`)
-    for (let i = 10; i <= 70; i++) assert.ok(samePage(h.fetch(1, 0, i, 0).data, page(i)), `oid ${i}`)
+    for (let i = 10; i <= 70; i++)
+      assert.ok(samePage(h.fetch(1, 0, i, 0).data, page(i)), `oid ${i}`)
   })
 
   void test('the reserve step evicts before a persistent put as well (ephemeral pages only)', () => {
@@ -168,7 +169,7 @@ void describe('conformance: weighted quota (D5)', () => {
     assert.equal(present(h, 1, 0, 102), true)
   })
 
-  void test('a client within its share evicts the global oldest (someone else\'s page)', () => {
+  void test("a client within its share evicts the global oldest (someone else's page)", () => {
     const h = weighted(1, 1)
     for (let i = 1; i <= 8; i++) assert.equal(h.put(1, 0, 100 + i, 0, page(i)), 1)
     assert.equal(h.put(2, 0, 201, 0, page(1)), 1)
@@ -190,7 +191,7 @@ void describe('conformance: weighted quota (D5)', () => {
     assert.equal(present(h, 1, 0, 101), true)
   })
 
-  void test('weights matter: raising a client\'s weight brings it within its share', () => {
+  void test("weights matter: raising a client's weight brings it within its share", () => {
     const h = weighted(3, 1)
     assert.equal(h.put(2, 0, 201, 0, page(1)), 1)
     assert.equal(h.put(2, 0, 202, 0, page(2)), 1)
@@ -301,7 +302,8 @@ void describe('conformance: persistent pages under pressure (spec §4.6, D12)', 
     assert.equal(lineValue(text, 'P=CI:1,PI:0,', 'px'), 1)
     assert.equal(lineValue(text, 'P=CI:1,PI:1,', 'px'), 1)
     assert.equal(lineValue(text, 'G=', 'Et'), 2)
-    for (const oid of [1, 2, 5, 6]) assert.ok(samePage(h.fetch(1, 0, oid, 0).data, page(oid)), `oid ${oid}`)
+    for (const oid of [1, 2, 5, 6])
+      assert.ok(samePage(h.fetch(1, 0, oid, 0).data, page(oid)), `oid ${oid}`)
     // A duplicate put needs no new frame: it still works at full memory.
     assert.equal(h.put(1, 0, 1, 0, page(11)), 1)
     assert.ok(samePage(h.fetch(1, 0, 1, 0).data, page(11)))

@@ -113,7 +113,13 @@ export interface GenExtra {
   cmfn?: bigint
 }
 
-export function genOp(cmd: number, poolId: number, oid: OidArg, index: number, extra: GenExtra = {}): TmemOp {
+export function genOp(
+  cmd: number,
+  poolId: number,
+  oid: OidArg,
+  index: number,
+  extra: GenExtra = {},
+): TmemOp {
   return {
     cmd,
     poolId,
@@ -128,7 +134,13 @@ export function genOp(cmd: number, poolId: number, oid: OidArg, index: number, e
   }
 }
 
-export function creatOp(cmd: number, poolId: number, flags: number, uuid: readonly [bigint, bigint], arg1 = 0): TmemOp {
+export function creatOp(
+  cmd: number,
+  poolId: number,
+  flags: number,
+  uuid: readonly [bigint, bigint],
+  arg1 = 0,
+): TmemOp {
   return { cmd, poolId, creat: { uuid: [uuid[0], uuid[1]], flags, arg1 } }
 }
 
@@ -155,7 +167,12 @@ export class Harness {
     this.host = new Host(options)
   }
 
-  newPool(cli: number, flags: number, uuid: readonly [bigint, bigint] = [0n, 0n], poolId = 0): number {
+  newPool(
+    cli: number,
+    flags: number,
+    uuid: readonly [bigint, bigint] = [0n, 0n],
+    poolId = 0,
+  ): number {
     return this.host.op(cli, creatOp(CMD.NEW_POOL, poolId, flags, uuid))
   }
 
@@ -168,12 +185,23 @@ export class Harness {
   }
 
   /** GET into `into` (a fresh zeroed page by default). */
-  get(cli: number, poolId: number, oid: OidArg, index: number, into: Uint8Array | null = new Uint8Array(PAGE)): number {
+  get(
+    cli: number,
+    poolId: number,
+    oid: OidArg,
+    index: number,
+    into: Uint8Array | null = new Uint8Array(PAGE),
+  ): number {
     return this.host.op(cli, genOp(CMD.GET_PAGE, poolId, oid, index), into)
   }
 
   /** GET returning the code and the bytes read (null unless the code is 1). */
-  fetch(cli: number, poolId: number, oid: OidArg, index: number): { rc: number; data: Uint8Array | null } {
+  fetch(
+    cli: number,
+    poolId: number,
+    oid: OidArg,
+    index: number,
+  ): { rc: number; data: Uint8Array | null } {
     const into = new Uint8Array(PAGE)
     const rc = this.get(cli, poolId, oid, index, into)
     return { rc, data: rc === 1 ? into : null }
@@ -195,7 +223,12 @@ export class Harness {
     return this.host.control(creatOp(CMD.AUTH, 0, flag, uuid, cli))
   }
 
-  restoreNew(cli: number, slot: number, flags: number, uuid: readonly [bigint, bigint] = [0n, 0n]): number {
+  restoreNew(
+    cli: number,
+    slot: number,
+    flags: number,
+    uuid: readonly [bigint, bigint] = [0n, 0n],
+  ): number {
     return this.host.control(creatOp(CMD.RESTORE_NEW, slot, flags, uuid, cli))
   }
 
@@ -267,7 +300,9 @@ export function poolGroup(g: PoolGroup): string {
 
 /** Little-endian readers for handles and UUIDs written by save subops. */
 export function u32At(bytes: Uint8Array, at: number): number {
-  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
+  return (
+    (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
+  )
 }
 
 export function u64At(bytes: Uint8Array, at: number): bigint {

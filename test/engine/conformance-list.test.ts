@@ -89,7 +89,19 @@ function gLine(tt: number, long: boolean): string {
 
 // Pool groups traced from the script.
 const SHARED_GROUP = poolGroup({ Pc: 2, Pm: 2, Oc: 1, Om: 1, ps: 2, pt: 2, gs: 1, gt: 1 })
-const P0_GROUP = poolGroup({ Pc: 1, Pm: 3, Oc: 1, Om: 2, ps: 3, pt: 4, px: 1, gs: 1, gt: 2, fs: 1, ft: 1 })
+const P0_GROUP = poolGroup({
+  Pc: 1,
+  Pm: 3,
+  Oc: 1,
+  Om: 2,
+  ps: 3,
+  pt: 4,
+  px: 1,
+  gs: 1,
+  gt: 2,
+  fs: 1,
+  ft: 1,
+})
 const P1_GROUP = poolGroup({ Pc: 2, Pm: 2, Oc: 1, Om: 1, ps: 3, pt: 3, pr: 1, gs: 2, gt: 2, ot: 1 })
 
 function withGroup(short: string, group: string, long: boolean): string {
@@ -121,7 +133,11 @@ function sections(tt: number, long: boolean): Sections {
         ],
       },
       {
-        c: withGroup('C=CI:2,ww:0,ca:0,co:0,fr:0,Tc:4000,Ge:0,Pp:0,Gp:0', 'Ec:0,Em:0,cp:0,cb:0,cn:0,cm:0', long),
+        c: withGroup(
+          'C=CI:2,ww:0,ca:0,co:0,fr:0,Tc:4000,Ge:0,Pp:0,Gp:0',
+          'Ec:0,Em:0,cp:0,cb:0,cn:0,cm:0',
+          long,
+        ),
         // PI is the owner's slot (2), not dom 2's slot 0 (spec §5.7, §10 item 6).
         p: [withGroup(`P=CI:2,PI:2,PT:ES,${U}`, SHARED_GROUP, long)],
       },
@@ -214,11 +230,23 @@ void describe('conformance: LIST text (spec §5.7)', () => {
     let tt = calls
     for (const long of [false, true]) {
       const full = sections(0, long)
-      const lengths = [full.g, ...full.s, ...full.clients.flatMap((c) => [c.c, ...c.p]), full.t].map((l) => l.length)
+      const lengths = [
+        full.g,
+        ...full.s,
+        ...full.clients.flatMap((c) => [c.c, ...c.p]),
+        full.t,
+      ].map((l) => l.length)
       const capacities = new Set<number>([0, 1, 2, 10, 50])
       let sum = 0
       for (const length of lengths) {
-        for (const c of [length - 1, length, length + 1, sum + length - 1, sum + length, sum + length + 1]) {
+        for (const c of [
+          length - 1,
+          length,
+          length + 1,
+          sum + length - 1,
+          sum + length,
+          sum + length + 1,
+        ]) {
           if (c >= 0) capacities.add(c)
         }
         sum += length
@@ -227,14 +255,23 @@ void describe('conformance: LIST text (spec §5.7)', () => {
         tt++
         const expected = fit(sections(tt, long), capacity)
         const buffer = new Uint8Array(capacity + 8).fill(0xaa)
-        assert.equal(h.ctrl(SUB.LIST, { cliId: 0xffff, arg1: capacity, arg2: long ? 1 : 0 }, buffer), 0)
+        assert.equal(
+          h.ctrl(SUB.LIST, { cliId: 0xffff, arg1: capacity, arg2: long ? 1 : 0 }, buffer),
+          0,
+        )
         const got = Buffer.from(buffer.subarray(0, expected.length)).toString('latin1')
         assert.equal(got, expected, `capacity ${capacity} long ${long}`)
         if (expected.length === 0) {
-          assert.ok(buffer.every((byte) => byte === 0xaa), `capacity ${capacity}: buffer must be untouched`)
+          assert.ok(
+            buffer.every((byte) => byte === 0xaa),
+            `capacity ${capacity}: buffer must be untouched`,
+          )
         } else {
           assert.equal(buffer[expected.length], 0, `capacity ${capacity}: NUL`)
-          assert.ok(buffer.subarray(expected.length + 1).every((byte) => byte === 0xaa), `capacity ${capacity}: tail`)
+          assert.ok(
+            buffer.subarray(expected.length + 1).every((byte) => byte === 0xaa),
+            `capacity ${capacity}: tail`,
+          )
         }
       }
     }
@@ -245,7 +282,10 @@ void describe('conformance: LIST text (spec §5.7)', () => {
     for (const capacity of [0, 1, 5, 30]) {
       const buffer = new Uint8Array(64).fill(0x55)
       assert.equal(h.ctrl(SUB.LIST, { cliId: 1, arg1: capacity }, buffer), 0)
-      assert.ok(buffer.every((byte) => byte === 0x55), `capacity ${capacity}`)
+      assert.ok(
+        buffer.every((byte) => byte === 0x55),
+        `capacity ${capacity}`,
+      )
     }
     // No buffer at all.
     assert.equal(h.ctrl(SUB.LIST, { cliId: 0xffff, arg1: 4096 }, null), 0)

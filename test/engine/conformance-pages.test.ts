@@ -119,7 +119,11 @@ void describe('conformance: PUT/GET by pool kind (spec §3.3, §3.4, Appendix B 
 })
 
 void describe('conformance: duplicate put (spec §3.3.1, Appendix B 6)', () => {
-  for (const [name, poolId] of [['private ephemeral', 0], ['persistent', 1], ['shared ephemeral', 2]] as const) {
+  for (const [name, poolId] of [
+    ['private ephemeral', 0],
+    ['persistent', 1],
+    ['shared ephemeral', 2],
+  ] as const) {
     void test(`${name}: data replaced, pr += 1, get returns the new data`, () => {
       const h = threeKinds()
       assert.equal(h.put(1, poolId, 9, 4, page(1)), 1)
@@ -232,7 +236,7 @@ void describe('conformance: frozen client (spec §5.3, §3.5, §3.6, Appendix B 
     assert.equal(poolStat(h, 1, 1, 'px'), 1)
   })
 
-  void test('frozen state is the pool owner\'s: a sharer\'s put into a frozen owner\'s pool → -EFROZEN', () => {
+  void test("frozen state is the pool owner's: a sharer's put into a frozen owner's pool → -EFROZEN", () => {
     const h = new Harness({ sharedAuth: false })
     assert.equal(h.newPool(1, F.SHARED_EPH, UUID), 0)
     assert.equal(h.newPool(2, F.SHARED_EPH, UUID), 0)
@@ -382,12 +386,18 @@ void describe('conformance: NEW_PAGE, READ, WRITE, XCHG, unknown (spec §3.7, D8
     const h = threeKinds()
     const src = page(9)
     assert.equal(h.put(1, 1, 1, 0, page(1)), 1)
-    assert.equal(h.host.op(1, genOp(CMD.WRITE, 1, 1, 0, { tmemOffset: 100, pfnOffset: 10, len: 50 }), src), 1)
+    assert.equal(
+      h.host.op(1, genOp(CMD.WRITE, 1, 1, 0, { tmemOffset: 100, pfnOffset: 10, len: 50 }), src),
+      1,
+    )
     const expected = new Uint8Array(PAGE)
     expected.set(src.subarray(10, 60), 100)
     assert.ok(samePage(h.fetch(1, 1, 1, 0).data, expected))
     // len 0 writes a zero page.
-    assert.equal(h.host.op(1, genOp(CMD.WRITE, 1, 2, 0, { tmemOffset: 4096, pfnOffset: 4096, len: 0 }), src), 1)
+    assert.equal(
+      h.host.op(1, genOp(CMD.WRITE, 1, 2, 0, { tmemOffset: 4096, pfnOffset: 4096, len: 0 }), src),
+      1,
+    )
     assert.ok(samePage(h.fetch(1, 1, 2, 0).data, new Uint8Array(PAGE)))
     // The full range is allowed.
     assert.equal(h.host.op(1, genOp(CMD.WRITE, 1, 3, 0, { len: 4096 }), src), 1)
@@ -400,7 +410,10 @@ void describe('conformance: NEW_PAGE, READ, WRITE, XCHG, unknown (spec §3.7, D8
     assert.equal(h.put(1, 0, 1, 0, stored), 1)
     assert.equal(h.put(1, 0, 1, 1, stored), 1)
     const frame = new Uint8Array(PAGE).fill(0xee)
-    assert.equal(h.host.op(1, genOp(CMD.READ, 0, 1, 0, { tmemOffset: 1000, pfnOffset: 3000, len: 96 }), frame), 1)
+    assert.equal(
+      h.host.op(1, genOp(CMD.READ, 0, 1, 0, { tmemOffset: 1000, pfnOffset: 3000, len: 96 }), frame),
+      1,
+    )
     const expected = new Uint8Array(PAGE).fill(0xee)
     expected.set(stored.subarray(1000, 1096), 3000)
     assert.ok(samePage(frame, expected))
@@ -435,7 +448,8 @@ void describe('conformance: NEW_PAGE, READ, WRITE, XCHG, unknown (spec §3.7, D8
   void test('XCHG and unknown commands → -ENOSYS and are counted in Te', () => {
     const h = threeKinds()
     const cmds = [CMD.XCHG, 11, 12, 99, 100, 103, 200, 0xffffffff]
-    for (const cmd of cmds) assert.equal(h.host.op(1, genOp(cmd, 0, 1, 0), page(1)), E.NOSYS, `cmd ${cmd}`)
+    for (const cmd of cmds)
+      assert.equal(h.host.op(1, genOp(cmd, 0, 1, 0), page(1)), E.NOSYS, `cmd ${cmd}`)
     const text = h.list()
     assert.equal(lineValue(text, 'G=', 'Te'), cmds.length)
     // 3 NEW_POOL + the unknown commands + this LIST.

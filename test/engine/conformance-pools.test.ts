@@ -35,7 +35,8 @@ void describe('conformance: NEW_POOL flag validation (spec §2.3, §3.1)', () =>
     ['bit 2 precompressed', 0x01000004],
     ['precompressed persistent', 0x01000005],
   ]
-  for (let bit = 8; bit <= 23; bit++) invalid.push([`reserved bit ${bit}`, (0x01000000 | (1 << bit)) >>> 0])
+  for (let bit = 8; bit <= 23; bit++)
+    invalid.push([`reserved bit ${bit}`, (0x01000000 | (1 << bit)) >>> 0])
   for (const [name, flags] of invalid) {
     void test(`${name} (0x${flags.toString(16)}) → -EPERM and nothing created`, () => {
       const h = new Harness()
@@ -49,7 +50,8 @@ void describe('conformance: NEW_POOL flag validation (spec §2.3, §3.1)', () =>
 
   void test('every page-size value 1..15 is refused', () => {
     const h = new Harness()
-    for (let size = 1; size <= 15; size++) assert.equal(h.newPool(1, 0x01000000 | (size << 4)), E.PERM)
+    for (let size = 1; size <= 15; size++)
+      assert.equal(h.newPool(1, 0x01000000 | (size << 4)), E.PERM)
     assert.equal(h.newPool(1, F.PRIVATE_EPH), 0)
   })
 
@@ -75,7 +77,8 @@ void describe('conformance: NEW_POOL flag validation (spec §2.3, §3.1)', () =>
 
   void test('16 pools get ids 0..15, the 17th → -EPERM', () => {
     const h = new Harness()
-    for (let i = 0; i < 16; i++) assert.equal(h.newPool(1, i % 2 === 0 ? F.PRIVATE_EPH : F.PRIVATE_PERS), i)
+    for (let i = 0; i < 16; i++)
+      assert.equal(h.newPool(1, i % 2 === 0 ? F.PRIVATE_EPH : F.PRIVATE_PERS), i)
     assert.equal(h.newPool(1, F.PRIVATE_EPH), E.PERM)
     assert.equal(h.newPool(1, F.PRIVATE_PERS), E.PERM)
     // Another client has its own 16 slots.
@@ -118,7 +121,15 @@ void describe('conformance: bad pool ids (spec §3.0 step 7, §3.2, Appendix B 9
       const h = new Harness()
       assert.equal(h.newPool(1, F.PRIVATE_EPH), 0)
       assert.equal(h.put(1, 0, 1, 0, page(1)), 1)
-      for (const cmd of [CMD.PUT_PAGE, CMD.GET_PAGE, CMD.FLUSH_PAGE, CMD.FLUSH_OBJECT, CMD.NEW_PAGE, CMD.READ, CMD.WRITE]) {
+      for (const cmd of [
+        CMD.PUT_PAGE,
+        CMD.GET_PAGE,
+        CMD.FLUSH_PAGE,
+        CMD.FLUSH_OBJECT,
+        CMD.NEW_PAGE,
+        CMD.READ,
+        CMD.WRITE,
+      ]) {
         assert.equal(h.host.op(1, genOp(cmd, poolId, 1, 0), page(2)), E.NODEV, `cmd ${cmd}`)
       }
       // Slot 0 is untouched.
@@ -371,11 +382,16 @@ void describe('conformance: TMEM_AUTH (spec §5.6 with the decisions)', () => {
 })
 
 void describe('conformance: v0 clients (D3, spec §2.7, §2.9)', () => {
-  function v0(h: Harness, cli: number, op: Parameters<typeof abi.encodeOp>[0], data: Uint8Array | null = null): number {
+  function v0(
+    h: Harness,
+    cli: number,
+    op: Parameters<typeof abi.encodeOp>[0],
+    data: Uint8Array | null = null,
+  ): number {
     return h.host.opBytes(cli, abi.encodeOp(op, 0), 0, 0, data, 0)
   }
 
-  void test('default: a v0 client\'s first NEW_POOL → -EPERM with a diagnostic naming the version', () => {
+  void test("default: a v0 client's first NEW_POOL → -EPERM with a diagnostic naming the version", () => {
     const h = new Harness()
     const messages: [number, string][] = []
     h.host.onDiagnostic = (cli, message) => messages.push([cli, message])

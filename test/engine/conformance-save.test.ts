@@ -5,7 +5,18 @@
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { ALL, E, F, Harness, lineValue, page, samePage, SUB, u32At, u64At } from './conformance-helpers.js'
+import {
+  ALL,
+  E,
+  F,
+  Harness,
+  lineValue,
+  page,
+  samePage,
+  SUB,
+  u32At,
+  u64At,
+} from './conformance-helpers.js'
 
 const BUF = 4096 + 32
 
@@ -31,11 +42,23 @@ function nextPage(h: Harness, cli: number, poolId: number): { rc: number; record
   }
 }
 
-function nextInv(h: Harness, cli: number): { rc: number; handle: [number, number, bigint, bigint, bigint] | null } {
+function nextInv(
+  h: Harness,
+  cli: number,
+): { rc: number; handle: [number, number, bigint, bigint, bigint] | null } {
   const buffer = new Uint8Array(32)
   const rc = h.ctrl(SUB.SAVE_GET_NEXT_INV, { cliId: cli, arg1: 32 }, buffer)
   if (rc !== 1) return { rc, handle: null }
-  return { rc, handle: [u32At(buffer, 0), u32At(buffer, 4), u64At(buffer, 8), u64At(buffer, 16), u64At(buffer, 24)] }
+  return {
+    rc,
+    handle: [
+      u32At(buffer, 0),
+      u32At(buffer, 4),
+      u64At(buffer, 8),
+      u64At(buffer, 16),
+      u64At(buffer, 24),
+    ],
+  }
 }
 
 /** Dom 1: slot 0 private ephemeral, slot 1 private persistent, slot 2 shared ephemeral. */
@@ -77,7 +100,12 @@ void describe('conformance: SAVE_BEGIN / SAVE_END (spec §6.1, §5.3)', () => {
 
   void test('SAVE_END and the client getters for an unknown client → -1', () => {
     const h = saved()
-    for (const subop of [SUB.SAVE_END, SUB.SAVE_GET_CLIENT_WEIGHT, SUB.SAVE_GET_CLIENT_CAP, SUB.SAVE_GET_CLIENT_FLAGS]) {
+    for (const subop of [
+      SUB.SAVE_END,
+      SUB.SAVE_GET_CLIENT_WEIGHT,
+      SUB.SAVE_GET_CLIENT_CAP,
+      SUB.SAVE_GET_CLIENT_FLAGS,
+    ]) {
       assert.equal(h.ctrl(subop, { cliId: 2 }), -1, `subop ${subop}`)
     }
   })
@@ -126,7 +154,7 @@ void describe('conformance: save getters (spec §6.1)', () => {
     assert.equal(h.ctrl(SUB.SAVE_GET_POOL_FLAGS, { cliId: 2, poolId: 0 }), -1)
   })
 
-  void test('POOL_NPAGES counts the pool\'s pages; POOL_UUID writes uuid[0] then uuid[1]', () => {
+  void test("POOL_NPAGES counts the pool's pages; POOL_UUID writes uuid[0] then uuid[1]", () => {
     const h = saved()
     for (let i = 0; i < 3; i++) assert.equal(h.put(1, 1, 5, i, page(i)), 1)
     assert.equal(h.put(1, 0, 5, 0, page(9)), 1)
@@ -135,7 +163,13 @@ void describe('conformance: save getters (spec §6.1)', () => {
     assert.equal(h.ctrl(SUB.SAVE_GET_POOL_NPAGES, { cliId: 1, poolId: 2 }), 0)
     const uuid = new Uint8Array(16)
     assert.equal(h.ctrl(SUB.SAVE_GET_POOL_UUID, { cliId: 1, poolId: 2 }, uuid), 0)
-    assert.deepEqual([...uuid], [0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x99, 0x88, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11])
+    assert.deepEqual(
+      [...uuid],
+      [
+        0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x99, 0x88, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22,
+        0x11,
+      ],
+    )
     assert.equal(h.ctrl(SUB.SAVE_GET_POOL_UUID, { cliId: 1, poolId: 1 }, uuid), 0)
     assert.equal(u64At(uuid, 0), 0x30n)
     assert.equal(u64At(uuid, 8), 0x40n)
@@ -152,7 +186,9 @@ void describe('conformance: SAVE_GET_NEXT_PAGE (spec §6.1, D4, §10 item 8)', (
       [[0x15n, 0n, 0n], 0],
       [[0xffffffffffffffffn, 5n, 0n], 0xffffffff],
     ]
-    puts.forEach(([oid, index], i) => assert.equal(h.put(1, 1, oid as [bigint, bigint, bigint], index, page(i)), 1))
+    puts.forEach(([oid, index], i) =>
+      assert.equal(h.put(1, 1, oid as [bigint, bigint, bigint], index, page(i)), 1),
+    )
     // A duplicate put keeps the page's place in put order.
     assert.equal(h.put(1, 1, [0x15n, 0n, 0n], 7, page(50)), 1)
     assert.equal(h.ctrl(SUB.SAVE_BEGIN, { cliId: 1 }), 1)
@@ -230,8 +266,14 @@ void describe('conformance: SAVE_GET_NEXT_PAGE (spec §6.1, D4, §10 item 8)', (
     assert.equal(nextPage(h, 1, 2).rc, -1)
     assert.equal(nextPage(h, 2, 1).rc, -1)
     const small = new Uint8Array(BUF)
-    assert.equal(h.ctrl(SUB.SAVE_GET_NEXT_PAGE, { cliId: 1, poolId: 1, arg1: BUF - 1 }, small), E.NOMEM)
-    assert.equal(h.ctrl(SUB.SAVE_GET_NEXT_PAGE, { cliId: 1, poolId: 1, arg1: BUF }, small.subarray(1)), E.NOMEM)
+    assert.equal(
+      h.ctrl(SUB.SAVE_GET_NEXT_PAGE, { cliId: 1, poolId: 1, arg1: BUF - 1 }, small),
+      E.NOMEM,
+    )
+    assert.equal(
+      h.ctrl(SUB.SAVE_GET_NEXT_PAGE, { cliId: 1, poolId: 1, arg1: BUF }, small.subarray(1)),
+      E.NOMEM,
+    )
     // The refused calls did not move the cursor.
     assert.equal(nextPage(h, 1, 1).rc, 1)
   })
@@ -252,7 +294,10 @@ void describe('conformance: SAVE_GET_NEXT_INV and live migration (spec §6.1, §
     assert.equal(h.flushPage(1, 0, 0x18, 0), E.FROZEN)
     assert.equal(h.put(1, 3, 0x17, 5, page(1)), E.NOSPC) // failed duplicate
     assert.equal(h.flushObject(1, 1, 0x16), E.FROZEN)
-    assert.equal(h.ctrl(SUB.RESTORE_FLUSH_PAGE, { cliId: 1, poolId: 1, oid: [0x15n, 1n, 2n], arg2: 0 }), E.FROZEN)
+    assert.equal(
+      h.ctrl(SUB.RESTORE_FLUSH_PAGE, { cliId: 1, poolId: 1, oid: [0x15n, 1n, 2n], arg2: 0 }),
+      E.FROZEN,
+    )
     const expected: [number, number, bigint, bigint, bigint][] = [
       [1, 2, 0x15n, 1n, 2n],
       [3, 5, 0x17n, 0n, 0n],
@@ -343,8 +388,14 @@ void describe('conformance: restore subops (spec §6.1, §6.4)', () => {
     assert.equal(h.ctrl(SUB.RESTORE_BEGIN, { cliId: 5 }), 1)
     assert.equal(h.restoreNew(5, 2, F.PRIVATE_PERS), 2)
     const oid: [bigint, bigint, bigint] = [0x15n, 0n, 7n]
-    assert.equal(h.ctrl(SUB.RESTORE_PUT_PAGE, { cliId: 5, poolId: 2, oid, arg1: 4096, arg2: 8 }, page(8)), 1)
-    assert.equal(h.ctrl(SUB.RESTORE_PUT_PAGE, { cliId: 5, poolId: 2, oid, arg1: 4096, arg2: 9 }, page(9)), 1)
+    assert.equal(
+      h.ctrl(SUB.RESTORE_PUT_PAGE, { cliId: 5, poolId: 2, oid, arg1: 4096, arg2: 8 }, page(8)),
+      1,
+    )
+    assert.equal(
+      h.ctrl(SUB.RESTORE_PUT_PAGE, { cliId: 5, poolId: 2, oid, arg1: 4096, arg2: 9 }, page(9)),
+      1,
+    )
     assert.equal(lineValue(h.list(), 'C=CI:5,', 'Pp'), 2)
     assert.ok(samePage(h.fetch(5, 2, oid, 8).data, page(8)))
     assert.equal(h.ctrl(SUB.RESTORE_FLUSH_PAGE, { cliId: 5, poolId: 2, oid, arg2: 8 }), 1)
@@ -352,8 +403,16 @@ void describe('conformance: restore subops (spec §6.1, §6.4)', () => {
     assert.equal(h.get(5, 2, oid, 8), 0)
     assert.ok(samePage(h.fetch(5, 2, oid, 9).data, page(9)))
     // No pool → -1.
-    for (const [cliId, poolId] of [[5, 3], [5, 16], [5, -1], [6, 2]] as const) {
-      assert.equal(h.ctrl(SUB.RESTORE_PUT_PAGE, { cliId, poolId, oid, arg1: 4096, arg2: 1 }, page(1)), -1)
+    for (const [cliId, poolId] of [
+      [5, 3],
+      [5, 16],
+      [5, -1],
+      [6, 2],
+    ] as const) {
+      assert.equal(
+        h.ctrl(SUB.RESTORE_PUT_PAGE, { cliId, poolId, oid, arg1: 4096, arg2: 1 }, page(1)),
+        -1,
+      )
       assert.equal(h.ctrl(SUB.RESTORE_FLUSH_PAGE, { cliId, poolId, oid, arg2: 9 }), -1)
     }
     assert.ok(samePage(h.fetch(5, 2, oid, 9).data, page(9)))
@@ -363,10 +422,27 @@ void describe('conformance: restore subops (spec §6.1, §6.4)', () => {
     const h = new Harness()
     assert.equal(h.ctrl(SUB.RESTORE_BEGIN, { cliId: 5 }), 1)
     assert.equal(h.restoreNew(5, 0, F.PRIVATE_PERS), 0)
-    assert.equal(h.ctrl(SUB.RESTORE_PUT_PAGE, { cliId: 5, poolId: 0, oid: [1n, 0n, 0n], arg1: 4096, arg2: 0 }, page(1)), 1)
+    assert.equal(
+      h.ctrl(
+        SUB.RESTORE_PUT_PAGE,
+        { cliId: 5, poolId: 0, oid: [1n, 0n, 0n], arg1: 4096, arg2: 0 },
+        page(1),
+      ),
+      1,
+    )
     assert.equal(h.ctrl(SUB.FREEZE, { cliId: 5 }), 0)
-    assert.equal(h.ctrl(SUB.RESTORE_PUT_PAGE, { cliId: 5, poolId: 0, oid: [1n, 0n, 0n], arg1: 4096, arg2: 1 }, page(1)), E.FROZEN)
-    assert.equal(h.ctrl(SUB.RESTORE_FLUSH_PAGE, { cliId: 5, poolId: 0, oid: [1n, 0n, 0n], arg2: 0 }), E.FROZEN)
+    assert.equal(
+      h.ctrl(
+        SUB.RESTORE_PUT_PAGE,
+        { cliId: 5, poolId: 0, oid: [1n, 0n, 0n], arg1: 4096, arg2: 1 },
+        page(1),
+      ),
+      E.FROZEN,
+    )
+    assert.equal(
+      h.ctrl(SUB.RESTORE_FLUSH_PAGE, { cliId: 5, poolId: 0, oid: [1n, 0n, 0n], arg2: 0 }),
+      E.FROZEN,
+    )
     assert.equal(h.ctrl(SUB.SAVE_GET_POOL_NPAGES, { cliId: 5, poolId: 0 }), 0)
   })
 
@@ -393,7 +469,8 @@ void describe('conformance: restore subops (spec §6.1, §6.4)', () => {
         assert.equal(dst.ctrl(SUB.RESTORE_PUT_PAGE, args, record!.data), 1)
       }
     }
-    for (let i = 0; i < 4; i++) assert.ok(samePage(dst.fetch(4, 1, [BigInt(i), 1n, 2n], i * 3).data, page(i)))
+    for (let i = 0; i < 4; i++)
+      assert.ok(samePage(dst.fetch(4, 1, [BigInt(i), 1n, 2n], i * 3).data, page(i)))
     assert.ok(samePage(dst.fetch(4, 3, 5, 5).data, page(55)))
     assert.equal(dst.get(4, 0, 5, 5), E.EMPTY)
     for (let slot = 0; slot < 4; slot++) {

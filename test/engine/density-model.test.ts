@@ -30,10 +30,25 @@ import { availableCodecs } from '../../src/engine/codecs.js'
 import { checkInvariants } from '../../src/engine/invariants.js'
 import { encodeOp } from '../../src/abi/codec.js'
 import type { TmemOp } from '../../src/abi/types.js'
-import { ModelHost, ModelMismatch, oidKey, type ModelOid, type ModelPool, type ModelRange, type PutFill } from '../helpers/model-host.js'
+import {
+  ModelHost,
+  ModelMismatch,
+  oidKey,
+  type ModelOid,
+  type ModelPool,
+  type ModelRange,
+  type PutFill,
+} from '../helpers/model-host.js'
 import type { Pool } from '../../src/engine/model.js'
 import { NONE } from '../../src/engine/store.js'
-import { CONTENT_KINDS, type ContentKind, describePage, makeContent, mix32, PAGE_BYTES } from '../helpers/density-pages.js'
+import {
+  CONTENT_KINDS,
+  type ContentKind,
+  describePage,
+  makeContent,
+  mix32,
+  PAGE_BYTES,
+} from '../helpers/density-pages.js'
 import { checkDensityCounters, storedPayload, type PayloadKind } from '../helpers/density-peek.js'
 
 const RUNS = Number(process.env['TMEM_DENSITY_RUNS'] ?? 12)
@@ -44,9 +59,23 @@ const ALL_CLIENTS = 0xffff
 const SENTINEL = 0x5a
 const SCRIBBLE = 0xee
 
-const CMD = { control: 0, newPool: 1, destroyPool: 2, newPage: 3, put: 4, get: 5, flushPage: 6, flushObject: 7, read: 8, write: 9 }
+const CMD = {
+  control: 0,
+  newPool: 1,
+  destroyPool: 2,
+  newPage: 3,
+  put: 4,
+  get: 5,
+  flushPage: 6,
+  flushObject: 7,
+  read: 8,
+  write: 9,
+}
 const SUBOP = { thaw: 0, freeze: 1, flush: 2, list: 4, setCompress: 7 }
-const UUIDS: readonly (readonly [bigint, bigint])[] = [[1n, 2n], [0xfeedn, 0xbeefn]]
+const UUIDS: readonly (readonly [bigint, bigint])[] = [
+  [1n, 2n],
+  [0xfeedn, 0xbeefn],
+]
 
 // ---------------------------------------------------------------------------------------------
 // Modes: which space savers the host runs, and which payload kinds each must show.
@@ -63,15 +92,45 @@ interface Mode {
 function modes(): Mode[] {
   const list: Mode[] = []
   for (const codec of availableCodecs()) {
-    list.push({ name: `compress ${codec}`, options: { compress: true, codec }, toggle: false, expect: ['compressed', 'plain', 'filled'] })
-    list.push({ name: `compress ${codec} + tze`, options: { compress: true, codec, tze: true }, toggle: false, expect: ['compressed', 'plain', 'filled', 'tze'] })
+    list.push({
+      name: `compress ${codec}`,
+      options: { compress: true, codec },
+      toggle: false,
+      expect: ['compressed', 'plain', 'filled'],
+    })
+    list.push({
+      name: `compress ${codec} + tze`,
+      options: { compress: true, codec, tze: true },
+      toggle: false,
+      expect: ['compressed', 'plain', 'filled', 'tze'],
+    })
   }
   list.push(
-    { name: 'compress toggled per client', options: {}, toggle: true, expect: ['compressed', 'plain', 'filled'] },
-    { name: 'dedup', options: { dedup: true }, toggle: false, expect: ['plain', 'shared', 'filled'] },
+    {
+      name: 'compress toggled per client',
+      options: {},
+      toggle: true,
+      expect: ['compressed', 'plain', 'filled'],
+    },
+    {
+      name: 'dedup',
+      options: { dedup: true },
+      toggle: false,
+      expect: ['plain', 'shared', 'filled'],
+    },
     { name: 'tze', options: { tze: true }, toggle: false, expect: ['plain', 'filled', 'tze'] },
-    { name: 'dedup + tze', options: { dedup: true, tze: true }, toggle: false, expect: ['plain', 'shared', 'filled', 'tze'] },
-    { name: 'dedup + compress (compress refused)', options: { dedup: true, compress: true, tze: true }, toggle: true, expect: ['plain', 'shared', 'filled'] },
+    {
+      name: 'dedup + tze',
+      options: { dedup: true, tze: true },
+      toggle: false,
+      expect: ['plain', 'shared', 'filled', 'tze'],
+    },
+    {
+      name: 'dedup + compress (compress refused)',
+      options: { dedup: true, compress: true, tze: true },
+      toggle: true,
+      expect: ['plain', 'shared', 'filled'],
+    },
   )
   const only = process.env['TMEM_DENSITY_MODE']
   return only === undefined ? list : list.filter((mode) => mode.name === only)
@@ -91,12 +150,36 @@ interface Content {
 type Step =
   | { k: 'newPool'; c: number; flags: number; uuid: number }
   | { k: 'destroyPool'; c: number; pool: number }
-  | { k: 'put'; c: number; pool: number; oid: number; index: number; content: Content; frame: Frame }
+  | {
+      k: 'put'
+      c: number
+      pool: number
+      oid: number
+      index: number
+      content: Content
+      frame: Frame
+    }
   | { k: 'newPage'; c: number; pool: number; oid: number; index: number }
-  | { k: 'write'; c: number; pool: number; oid: number; index: number; content: Content; range: ModelRange }
+  | {
+      k: 'write'
+      c: number
+      pool: number
+      oid: number
+      index: number
+      content: Content
+      range: ModelRange
+    }
   | { k: 'get'; c: number; pool: number; oid: number; index: number; frame: Frame }
   | { k: 'read'; c: number; pool: number; oid: number; index: number; range: ModelRange }
-  | { k: 'putRun'; c: number; pool: number; oid: number; index: number; count: number; content: Content }
+  | {
+      k: 'putRun'
+      c: number
+      pool: number
+      oid: number
+      index: number
+      count: number
+      content: Content
+    }
   | { k: 'getRun'; c: number; pool: number; oid: number; index: number; count: number }
   | { k: 'flushPage'; c: number; pool: number; oid: number; index: number }
   | { k: 'flushObject'; c: number; pool: number; oid: number }
@@ -122,7 +205,10 @@ interface Scenario {
 
 const configArbitrary: fc.Arbitrary<Config> = fc.record(
   {
-    pages: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 8, max: 40 }) }, { weight: 1, arbitrary: fc.integer({ min: 41, max: 128 }) }),
+    pages: fc.oneof(
+      { weight: 3, arbitrary: fc.integer({ min: 8, max: 40 }) },
+      { weight: 1, arbitrary: fc.integer({ min: 41, max: 128 }) },
+    ),
     reserveDefault: fc.boolean(),
     viaBytes: fc.boolean(),
     clients: fc.integer({ min: 1, max: 3 }),
@@ -134,11 +220,22 @@ const configArbitrary: fc.Arbitrary<Config> = fc.record(
 
 function stepArbitrary(config: Config, toggle: boolean): fc.Arbitrary<Step> {
   const c = fc.integer({ min: 1, max: config.clients })
-  const cli = fc.oneof({ weight: 6, arbitrary: c }, { weight: 1, arbitrary: fc.constant(ALL_CLIENTS) }, { weight: 1, arbitrary: fc.constant(9) })
-  const pool = fc.oneof({ weight: 20, arbitrary: fc.integer({ min: LIVE_POOL, max: LIVE_POOL + 3 }) }, { weight: 1, arbitrary: fc.nat(4) })
+  const cli = fc.oneof(
+    { weight: 6, arbitrary: c },
+    { weight: 1, arbitrary: fc.constant(ALL_CLIENTS) },
+    { weight: 1, arbitrary: fc.constant(9) },
+  )
+  const pool = fc.oneof(
+    { weight: 20, arbitrary: fc.integer({ min: LIVE_POOL, max: LIVE_POOL + 3 }) },
+    { weight: 1, arbitrary: fc.nat(4) },
+  )
   const oid = fc.nat(config.oids - 1)
   const index = fc.nat(config.indices - 1)
-  const frame = fc.oneof({ weight: 12, arbitrary: fc.constant<Frame>('plain') }, { weight: 3, arbitrary: fc.constant<Frame>('shifted') }, { weight: 1, arbitrary: fc.constant<Frame>('null') })
+  const frame = fc.oneof(
+    { weight: 12, arbitrary: fc.constant<Frame>('plain') },
+    { weight: 3, arbitrary: fc.constant<Frame>('shifted') },
+    { weight: 1, arbitrary: fc.constant<Frame>('null') },
+  )
   const content: fc.Arbitrary<Content> = fc.record(
     {
       kind: fc.oneof(
@@ -152,21 +249,53 @@ function stepArbitrary(config: Config, toggle: boolean): fc.Arbitrary<Step> {
     },
     { noNullPrototype: true },
   )
-  const range = fc.nat(PAGE_BYTES).chain((len) =>
-    fc.record({ tmemOffset: fc.nat(PAGE_BYTES - len), pfnOffset: fc.nat(PAGE_BYTES - len), len: fc.constant(len) }, { noNullPrototype: true }))
+  const range = fc
+    .nat(PAGE_BYTES)
+    .chain((len) =>
+      fc.record(
+        {
+          tmemOffset: fc.nat(PAGE_BYTES - len),
+          pfnOffset: fc.nat(PAGE_BYTES - len),
+          len: fc.constant(len),
+        },
+        { noNullPrototype: true },
+      ),
+    )
   const r = <T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> =>
     fc.record(model, { noNullPrototype: true })
   const k = <K extends Step['k']>(kind: K): fc.Arbitrary<K> => fc.constant(kind)
   return fc.oneof(
-    { weight: 3, arbitrary: r({ k: k('newPool'), c, flags: fc.constantFrom(0x01000000, 0x01000001, 0x01000002), uuid: fc.nat(UUIDS.length - 1) }) },
+    {
+      weight: 3,
+      arbitrary: r({
+        k: k('newPool'),
+        c,
+        flags: fc.constantFrom(0x01000000, 0x01000001, 0x01000002),
+        uuid: fc.nat(UUIDS.length - 1),
+      }),
+    },
     { weight: 1, arbitrary: r({ k: k('destroyPool'), c, pool }) },
     { weight: 30, arbitrary: r({ k: k('put'), c, pool, oid, index, content, frame }) },
     { weight: 2, arbitrary: r({ k: k('newPage'), c, pool, oid, index }) },
     { weight: 4, arbitrary: r({ k: k('write'), c, pool, oid, index, content, range }) },
     { weight: 18, arbitrary: r({ k: k('get'), c, pool, oid, index, frame }) },
     { weight: 4, arbitrary: r({ k: k('read'), c, pool, oid, index, range }) },
-    { weight: 4, arbitrary: r({ k: k('putRun'), c, pool, oid, index, count: fc.integer({ min: 2, max: 40 }), content }) },
-    { weight: 3, arbitrary: r({ k: k('getRun'), c, pool, oid, index, count: fc.integer({ min: 2, max: 40 }) }) },
+    {
+      weight: 4,
+      arbitrary: r({
+        k: k('putRun'),
+        c,
+        pool,
+        oid,
+        index,
+        count: fc.integer({ min: 2, max: 40 }),
+        content,
+      }),
+    },
+    {
+      weight: 3,
+      arbitrary: r({ k: k('getRun'), c, pool, oid, index, count: fc.integer({ min: 2, max: 40 }) }),
+    },
     { weight: 3, arbitrary: r({ k: k('flushPage'), c, pool, oid, index }) },
     { weight: 2, arbitrary: r({ k: k('flushObject'), c, pool, oid }) },
     { weight: toggle ? 4 : 1, arbitrary: r({ k: k('setCompress'), cli, on: fc.boolean() }) },
@@ -182,13 +311,30 @@ function scenarioArbitrary(toggle: boolean): fc.Arbitrary<Scenario> {
     // Every client opens an ephemeral and a persistent pool; half the runs add a shared one.
     const opening: Step[] = []
     for (let c = 1; c <= config.clients; c++) {
-      opening.push({ k: 'newPool', c, flags: 0x01000000, uuid: 0 }, { k: 'newPool', c, flags: 0x01000001, uuid: 0 })
+      opening.push(
+        { k: 'newPool', c, flags: 0x01000000, uuid: 0 },
+        { k: 'newPool', c, flags: 0x01000001, uuid: 0 },
+      )
       if (toggle) opening.push({ k: 'setCompress', cli: c, on: true })
     }
     return fc
-      .tuple(fc.boolean(), fc.array(stepArbitrary(config, toggle), { minLength: 1, maxLength: STEPS_MAX, size: 'max' }))
+      .tuple(
+        fc.boolean(),
+        fc.array(stepArbitrary(config, toggle), {
+          minLength: 1,
+          maxLength: STEPS_MAX,
+          size: 'max',
+        }),
+      )
       .map(([shared, steps]) => {
-        const extra: Step[] = shared ? Array.from({ length: config.clients }, (_, i) => ({ k: 'newPool', c: i + 1, flags: 0x01000002, uuid: 0 })) : []
+        const extra: Step[] = shared
+          ? Array.from({ length: config.clients }, (_, i) => ({
+              k: 'newPool',
+              c: i + 1,
+              flags: 0x01000002,
+              uuid: 0,
+            }))
+          : []
         return { config, steps: [...opening, ...extra, ...steps] }
       })
   })
@@ -201,21 +347,33 @@ const scratch = new Uint8Array(PAGE_BYTES)
  * `compareContents` reads raw frames, which holds only for plain pages): each page is loaded
  * through the engine's own reader, which also verifies chunk checks. Tallies payload kinds.
  */
-function compareContentsDense(host: Host, pairs: Map<ModelPool, Pool>, kinds?: Map<PayloadKind | 'shared', number>): void {
+function compareContentsDense(
+  host: Host,
+  pairs: Map<ModelPool, Pool>,
+  kinds?: Map<PayloadKind | 'shared', number>,
+): void {
   const store = host.core.store
   for (const [mine, theirs] of pairs) {
     const name = `pool ${mine.serial} (${mine.kind})`
     for (let object = theirs.objects[0]!; object !== NONE; object = store.objectPoolNext[object]!) {
       const base = object * 6
       const words = store.objectOid
-      const oid = [0, 1, 2].map((i) => BigInt(words[base + 2 * i]!) | (BigInt(words[base + 2 * i + 1]!) << 32n))
+      const oid = [0, 1, 2].map(
+        (i) => BigInt(words[base + 2 * i]!) | (BigInt(words[base + 2 * i + 1]!) << 32n),
+      )
       const key = oidKey([oid[0]!, oid[1]!, oid[2]!])
       const modelObject = mine.objects.get(key)
-      if (modelObject === undefined) throw new ModelMismatch(`engine state: ${name} holds object ${key}, which the model does not`)
+      if (modelObject === undefined)
+        throw new ModelMismatch(
+          `engine state: ${name} holds object ${key}, which the model does not`,
+        )
       for (let slot = store.objectChain[object]!; slot !== NONE; slot = store.chainNext[slot]!) {
         const index = store.slotIndex[slot]!
         const page = modelObject.pages.get(index)
-        if (page === undefined) throw new ModelMismatch(`engine state: ${name} holds ${key}/${index}, which the model does not`)
+        if (page === undefined)
+          throw new ModelMismatch(
+            `engine state: ${name} holds ${key}/${index}, which the model does not`,
+          )
         const payload = storedPayload(host, slot)
         if (kinds !== undefined) {
           kinds.set(payload.kind, (kinds.get(payload.kind) ?? 0) + 1)
@@ -223,7 +381,9 @@ function compareContentsDense(host: Host, pairs: Map<ModelPool, Pool>, kinds?: M
         }
         scratch.fill(0x5a)
         if (!host.core.loadInto(slot, scratch, 0)) {
-          throw new ModelMismatch(`engine state: ${name} page ${key}/${index} (${payload.kind}) fails its check`)
+          throw new ModelMismatch(
+            `engine state: ${name} page ${key}/${index} (${payload.kind}) fails its check`,
+          )
         }
         if (Buffer.compare(scratch, page) !== 0) {
           throw new ModelMismatch(
@@ -286,26 +446,43 @@ class Run {
   }
 
   control(op: TmemOp, data: Uint8Array | null = null): number {
-    if (this.config.viaBytes) return this.host.controlBytes(encodeOp(op), 0, 1, data, 0, data === null ? 0 : data.length)
+    if (this.config.viaBytes)
+      return this.host.controlBytes(encodeOp(op), 0, 1, data, 0, data === null ? 0 : data.length)
     return this.host.control(op, data)
   }
 
-  gen(cmd: number, pool: number, oid: ModelOid, index: number, range: ModelRange | null = null): TmemOp {
+  gen(
+    cmd: number,
+    pool: number,
+    oid: ModelOid,
+    index: number,
+    range: ModelRange | null = null,
+  ): TmemOp {
     const r = range ?? { tmemOffset: 0, pfnOffset: 0, len: 0 }
     return { cmd, poolId: pool, gen: { oid: [oid[0], oid[1], oid[2]], index, ...r, cmfn: 0n } }
   }
 
   ctrl(subop: number, cliId: number, arg1 = 0, arg2 = 0): TmemOp {
-    return { cmd: CMD.control, poolId: 0, ctrl: { subop, cliId, arg1, arg2, oid: [0n, 0n, 0n], buf: 0n } }
+    return {
+      cmd: CMD.control,
+      poolId: 0,
+      ctrl: { subop, cliId, arg1, arg2, oid: [0n, 0n, 0n], buf: 0n },
+    }
   }
 
   /** The bytes of a put: repeating kinds keep their variant, the others get a fresh seed. */
   content(content: Content): Uint8Array {
     const repeat = content.kind === 'dup' || content.kind === 'zero' || content.kind === 'filled'
-    return makeContent(content.kind, repeat ? content.variant : mix32(++this.version, content.variant))
+    return makeContent(
+      content.kind,
+      repeat ? content.variant : mix32(++this.version, content.variant),
+    )
   }
 
-  frame(frame: Frame, page: Uint8Array | null): { data: Uint8Array | null; offset: number; ok: boolean } {
+  frame(
+    frame: Frame,
+    page: Uint8Array | null,
+  ): { data: Uint8Array | null; offset: number; ok: boolean } {
     if (frame === 'null') return { data: null, offset: 0, ok: false }
     const offset = frame === 'shifted' ? 1 + (this.version % 4095) : 0
     const data = new Uint8Array(PAGE_BYTES + offset).fill(SENTINEL)
@@ -318,19 +495,44 @@ class Run {
     switch (step.k) {
       case 'newPool': {
         const [lo, hi] = UUIDS[step.uuid]!
-        const rc = this.guest(step.c, { cmd: CMD.newPool, poolId: 0, creat: { uuid: [lo, hi], flags: step.flags, arg1: 0 } }, null, 0)
+        const rc = this.guest(
+          step.c,
+          { cmd: CMD.newPool, poolId: 0, creat: { uuid: [lo, hi], flags: step.flags, arg1: 0 } },
+          null,
+          0,
+        )
         return model.newPool(step.c, step.flags, lo, hi, rc)
       }
       case 'destroyPool': {
         const pool = this.poolId(step.c, step.pool)
-        return model.destroyPool(step.c, pool, this.guest(step.c, this.gen(CMD.destroyPool, pool, [0n, 0n, 0n], 0), null, 0))
+        return model.destroyPool(
+          step.c,
+          pool,
+          this.guest(step.c, this.gen(CMD.destroyPool, pool, [0n, 0n, 0n], 0), null, 0),
+        )
       }
       case 'put':
-        return this.put(step.c, step.pool, step.oid, step.index, this.content(step.content), step.frame, null)
+        return this.put(
+          step.c,
+          step.pool,
+          step.oid,
+          step.index,
+          this.content(step.content),
+          step.frame,
+          null,
+        )
       case 'newPage':
         return this.put(step.c, step.pool, step.oid, step.index, null, 'plain', null)
       case 'write':
-        return this.put(step.c, step.pool, step.oid, step.index, this.content(step.content), 'plain', step.range)
+        return this.put(
+          step.c,
+          step.pool,
+          step.oid,
+          step.index,
+          this.content(step.content),
+          'plain',
+          step.range,
+        )
       case 'get':
         return this.get(step.c, step.pool, step.oid, step.index, step.frame, null)
       case 'read':
@@ -338,22 +540,49 @@ class Run {
       case 'putRun':
         for (let i = 0; i < step.count; i++) {
           const content = { kind: step.content.kind, variant: step.content.variant + i }
-          this.put(step.c, step.pool, step.oid, (step.index + i) % this.config.indices, this.content(content), 'plain', null)
+          this.put(
+            step.c,
+            step.pool,
+            step.oid,
+            (step.index + i) % this.config.indices,
+            this.content(content),
+            'plain',
+            null,
+          )
         }
         return
       case 'getRun':
-        for (let i = 0; i < step.count; i++) this.get(step.c, step.pool, step.oid, (step.index + i) % this.config.indices, 'plain', null)
+        for (let i = 0; i < step.count; i++)
+          this.get(
+            step.c,
+            step.pool,
+            step.oid,
+            (step.index + i) % this.config.indices,
+            'plain',
+            null,
+          )
         return
       case 'flushPage': {
         const pool = this.poolId(step.c, step.pool)
         const oid = this.oid(step.oid)
         const index = this.index(step.index)
-        return model.flushPage(step.c, pool, oid, index, this.guest(step.c, this.gen(CMD.flushPage, pool, oid, index), null, 0))
+        return model.flushPage(
+          step.c,
+          pool,
+          oid,
+          index,
+          this.guest(step.c, this.gen(CMD.flushPage, pool, oid, index), null, 0),
+        )
       }
       case 'flushObject': {
         const pool = this.poolId(step.c, step.pool)
         const oid = this.oid(step.oid)
-        return model.flushObject(step.c, pool, oid, this.guest(step.c, this.gen(CMD.flushObject, pool, oid, 0), null, 0))
+        return model.flushObject(
+          step.c,
+          pool,
+          oid,
+          this.guest(step.c, this.gen(CMD.flushObject, pool, oid, 0), null, 0),
+        )
       }
       case 'setCompress':
         return this.setCompress(step.cli, step.on)
@@ -364,7 +593,10 @@ class Run {
       case 'tmemcFlush':
         return model.flush(ALL_CLIENTS, this.control(this.ctrl(SUBOP.flush, ALL_CLIENTS, step.kb)))
       case 'list':
-        return model.list(step.cli, this.control(this.ctrl(SUBOP.list, step.cli, this.listBuffer.length, 1), this.listBuffer))
+        return model.list(
+          step.cli,
+          this.control(this.ctrl(SUBOP.list, step.cli, this.listBuffer.length, 1), this.listBuffer),
+        )
       case 'destroyClient':
         return model.destroyClient(step.c, this.host.destroyClient(step.c))
     }
@@ -374,11 +606,20 @@ class Run {
   setCompress(cli: number, on: boolean): void {
     this.model.setCompress(cli, on, this.control(this.ctrl(SUBOP.setCompress, cli, on ? 1 : 0)))
     for (const client of this.host.core.clientOrder) {
-      if (client.compress && this.mode.options.dedup === true) throw new ModelMismatch(`client ${client.id} compresses while dedup is on`)
+      if (client.compress && this.mode.options.dedup === true)
+        throw new ModelMismatch(`client ${client.id} compresses while dedup is on`)
     }
   }
 
-  put(c: number, poolField: number, oidIndex: number, indexIndex: number, page: Uint8Array | null, frame: Frame, range: ModelRange | null): void {
+  put(
+    c: number,
+    poolField: number,
+    oidIndex: number,
+    indexIndex: number,
+    page: Uint8Array | null,
+    frame: Frame,
+    range: ModelRange | null,
+  ): void {
     const pool = this.poolId(c, poolField)
     const oid = this.oid(oidIndex)
     const index = this.index(indexIndex)
@@ -387,26 +628,50 @@ class Run {
     const rc = this.guest(c, this.gen(cmd, pool, oid, index, range), data, offset)
     // The engine must have copied the page: scribble over the caller's frame.
     data?.fill(SCRIBBLE)
-    const fill: PutFill = page === null ? { kind: 'zero' } : range !== null ? { kind: 'range', range } : { kind: 'copy' }
+    const fill: PutFill =
+      page === null
+        ? { kind: 'zero' }
+        : range !== null
+          ? { kind: 'range', range }
+          : { kind: 'copy' }
     this.model.put(c, pool, oid, index, ok ? page : null, fill, rc)
   }
 
-  get(c: number, poolField: number, oidIndex: number, indexIndex: number, frame: Frame, range: ModelRange | null): void {
+  get(
+    c: number,
+    poolField: number,
+    oidIndex: number,
+    indexIndex: number,
+    frame: Frame,
+    range: ModelRange | null,
+  ): void {
     const pool = this.poolId(c, poolField)
     const oid = this.oid(oidIndex)
     const index = this.index(indexIndex)
     const { data, offset, ok } = this.frame(frame, null)
-    const rc = this.guest(c, this.gen(range === null ? CMD.get : CMD.read, pool, oid, index, range), data, offset)
+    const rc = this.guest(
+      c,
+      this.gen(range === null ? CMD.get : CMD.read, pool, oid, index, range),
+      data,
+      offset,
+    )
     const expectation = this.model.get(c, pool, oid, index, ok, range, rc)
     if (data === null) return
     const expected = new Uint8Array(data.length).fill(SENTINEL)
     if (expectation.page !== null) {
       if (range === null) expected.set(expectation.page, offset)
-      else expected.set(expectation.page.subarray(range.tmemOffset, range.tmemOffset + range.len), offset + range.pfnOffset)
+      else
+        expected.set(
+          expectation.page.subarray(range.tmemOffset, range.tmemOffset + range.len),
+          offset + range.pfnOffset,
+        )
     }
     if (Buffer.compare(data, expected) !== 0) {
-      const want = expectation.page === null ? 'the untouched frame' : describePage(expectation.page)
-      throw new ModelMismatch(`${range === null ? 'get' : 'read'} rc ${rc}: the frame holds ${describePage(data.subarray(offset))}, the model expected ${want}`)
+      const want =
+        expectation.page === null ? 'the untouched frame' : describePage(expectation.page)
+      throw new ModelMismatch(
+        `${range === null ? 'get' : 'read'} rc ${rc}: the frame holds ${describePage(data.subarray(offset))}, the model expected ${want}`,
+      )
     }
   }
 
@@ -419,11 +684,18 @@ class Run {
       for (let slot = 0; slot < 16; slot++) {
         const a = mine.pools[slot] ?? null
         const b = theirs.pools[slot] ?? null
-        if ((a === null) !== (b === null)) throw new ModelMismatch(`client ${id} slot ${slot}: model and engine disagree`)
+        if ((a === null) !== (b === null))
+          throw new ModelMismatch(`client ${id} slot ${slot}: model and engine disagree`)
         if (a === null || b === null) continue
         pairs.set(a, b)
-        if (a.persistent && a.pageCount !== b.pageCount) throw new ModelMismatch(`persistent pool ${a.serial}: engine ${b.pageCount} pages, model ${a.pageCount}`)
-        if (b.pageCount > a.pageCount) throw new ModelMismatch(`pool ${a.serial}: engine ${b.pageCount} pages, more than the model's ${a.pageCount}`)
+        if (a.persistent && a.pageCount !== b.pageCount)
+          throw new ModelMismatch(
+            `persistent pool ${a.serial}: engine ${b.pageCount} pages, model ${a.pageCount}`,
+          )
+        if (b.pageCount > a.pageCount)
+          throw new ModelMismatch(
+            `pool ${a.serial}: engine ${b.pageCount} pages, more than the model's ${a.pageCount}`,
+          )
       }
     }
     return pairs
@@ -433,7 +705,8 @@ class Run {
     checkInvariants(this.host)
     checkDensityCounters(this.host)
     const pairs = this.pairs()
-    if (last || stepNumber % CONTENT_CHECK_EVERY === CONTENT_CHECK_EVERY - 1) compareContentsDense(this.host, pairs, tally)
+    if (last || stepNumber % CONTENT_CHECK_EVERY === CONTENT_CHECK_EVERY - 1)
+      compareContentsDense(this.host, pairs, tally)
   }
 }
 
@@ -463,7 +736,10 @@ for (const mode of modes()) {
     if (seed !== undefined) parameters.seed = Number(seed)
     if (path !== undefined && path !== '') parameters.path = path
     const started = Date.now()
-    const details = fc.check(fc.property(scenarioArbitrary(mode.toggle), (scenario) => runScenario(mode, scenario)), parameters)
+    const details = fc.check(
+      fc.property(scenarioArbitrary(mode.toggle), (scenario) => runScenario(mode, scenario)),
+      parameters,
+    )
     if (details.failed) {
       const example = details.counterexample?.[0]
       const lines = [
@@ -472,16 +748,21 @@ for (const mode of modes()) {
       ]
       if (example !== undefined) {
         lines.push(`Config: ${JSON.stringify(example.config)}`)
-        example.steps.forEach((step, i) => lines.push(`  ${String(i).padStart(3)}  ${describeStep(step)}`))
+        example.steps.forEach((step, i) =>
+          lines.push(`  ${String(i).padStart(3)}  ${describeStep(step)}`),
+        )
       }
       const error = details.errorInstance
       lines.push(`Error: ${error instanceof Error ? error.message : String(error)}`)
       assert.fail(lines.join('\n'))
     }
     const seen = [...tally].map(([kind, count]) => `${kind} ${count}`).join(', ')
-    t.diagnostic(`seed ${details.seed}: ${RUNS} runs, ${Date.now() - started} ms; pages checked by kind: ${seen}`)
+    t.diagnostic(
+      `seed ${details.seed}: ${RUNS} runs, ${Date.now() - started} ms; pages checked by kind: ${seen}`,
+    )
     if (seed === undefined) {
-      for (const kind of mode.expect) assert.ok((tally.get(kind) ?? 0) > 0, `mode ${mode.name} never stored a ${kind} page`)
+      for (const kind of mode.expect)
+        assert.ok((tally.get(kind) ?? 0) > 0, `mode ${mode.name} never stored a ${kind} page`)
     }
   })
 }

@@ -21,9 +21,24 @@ import { CHECK_BYTES } from '../../src/engine/payload.js'
 import type { Pool } from '../../src/engine/model.js'
 import type { TmemOp } from '../../src/abi/types.js'
 import { makeContent, PAGE_BYTES, type ContentKind } from '../helpers/density-pages.js'
-import { checkDensityCounters, findSlot, poolSlots, storedPayload, type PayloadKind } from '../helpers/density-peek.js'
+import {
+  checkDensityCounters,
+  findSlot,
+  poolSlots,
+  storedPayload,
+  type PayloadKind,
+} from '../helpers/density-peek.js'
 
-const CMD = { control: 0, newPool: 1, put: 4, get: 5, flushPage: 6, flushObject: 7, read: 8, write: 9 }
+const CMD = {
+  control: 0,
+  newPool: 1,
+  put: 4,
+  get: 5,
+  flushPage: 6,
+  flushObject: 7,
+  read: 8,
+  write: 9,
+}
 const SUB = { list: 4, setCompress: 7, saveBegin: 10, saveNextPage: 19, saveEnd: 21 }
 const FLAGS = { ephemeral: 0x01000000, persistent: 0x01000001, shared: 0x01000002 }
 const EFAULT = -14
@@ -39,12 +54,22 @@ class Bench {
   }
 
   newPool(client: number, flags: number, uuid: [bigint, bigint] = [0n, 0n]): number {
-    const rc = this.host.op(client, { cmd: CMD.newPool, poolId: 0, creat: { uuid, flags, arg1: 0 } })
+    const rc = this.host.op(client, {
+      cmd: CMD.newPool,
+      poolId: 0,
+      creat: { uuid, flags, arg1: 0 },
+    })
     assert.ok(rc >= 0, `NEW_POOL returned ${rc}`)
     return rc
   }
 
-  gen(cmd: number, pool: number, object: number, index: number, range = { tmemOffset: 0, pfnOffset: 0, len: 0 }): TmemOp {
+  gen(
+    cmd: number,
+    pool: number,
+    object: number,
+    index: number,
+    range = { tmemOffset: 0, pfnOffset: 0, len: 0 },
+  ): TmemOp {
     return { cmd, poolId: pool, gen: { oid: [BigInt(object), 0n, 0n], index, ...range, cmfn: 0n } }
   }
 
@@ -53,31 +78,77 @@ class Bench {
   }
 
   /** GET into a sentinel-filled frame: the return code and the frame. */
-  get(client: number, pool: number, object: number, index: number): { rc: number; data: Uint8Array } {
+  get(
+    client: number,
+    pool: number,
+    object: number,
+    index: number,
+  ): { rc: number; data: Uint8Array } {
     const data = new Uint8Array(PAGE_BYTES).fill(SENTINEL)
     return { rc: this.host.op(client, this.gen(CMD.get, pool, object, index), data), data }
   }
 
-  read(client: number, pool: number, object: number, index: number, tmemOffset: number, pfnOffset: number, len: number): { rc: number; data: Uint8Array } {
+  read(
+    client: number,
+    pool: number,
+    object: number,
+    index: number,
+    tmemOffset: number,
+    pfnOffset: number,
+    len: number,
+  ): { rc: number; data: Uint8Array } {
     const data = new Uint8Array(PAGE_BYTES).fill(SENTINEL)
-    return { rc: this.host.op(client, this.gen(CMD.read, pool, object, index, { tmemOffset, pfnOffset, len }), data), data }
+    return {
+      rc: this.host.op(
+        client,
+        this.gen(CMD.read, pool, object, index, { tmemOffset, pfnOffset, len }),
+        data,
+      ),
+      data,
+    }
   }
 
-  write(client: number, pool: number, object: number, index: number, source: Uint8Array, tmemOffset: number, pfnOffset: number, len: number): number {
-    return this.host.op(client, this.gen(CMD.write, pool, object, index, { tmemOffset, pfnOffset, len }), source)
+  write(
+    client: number,
+    pool: number,
+    object: number,
+    index: number,
+    source: Uint8Array,
+    tmemOffset: number,
+    pfnOffset: number,
+    len: number,
+  ): number {
+    return this.host.op(
+      client,
+      this.gen(CMD.write, pool, object, index, { tmemOffset, pfnOffset, len }),
+      source,
+    )
   }
 
   flushPage(client: number, pool: number, object: number, index: number): number {
     return this.host.op(client, this.gen(CMD.flushPage, pool, object, index))
   }
 
-  ctrl(subop: number, cliId: number, arg1 = 0, arg2 = 0, poolId = 0, data: Uint8Array | null = null): number {
-    return this.host.control({ cmd: CMD.control, poolId, ctrl: { subop, cliId, arg1, arg2, oid: [0n, 0n, 0n], buf: 0n } }, data)
+  ctrl(
+    subop: number,
+    cliId: number,
+    arg1 = 0,
+    arg2 = 0,
+    poolId = 0,
+    data: Uint8Array | null = null,
+  ): number {
+    return this.host.control(
+      { cmd: CMD.control, poolId, ctrl: { subop, cliId, arg1, arg2, oid: [0n, 0n, 0n], buf: 0n } },
+      data,
+    )
   }
 
   /** The value of `key` on the first long-form LIST line starting with `prefix`. */
   stat(prefix: string, key: string): number {
-    const line = this.host.listText(0xffff, true).split('\n').find((l) => l.startsWith(prefix))
+    const line = this.host
+      .listText(0xffff, true)
+      .split('\n')
+      .find((l) => l.startsWith(prefix))
     assert.ok(line !== undefined, `no LIST line ${prefix}`)
     const match = new RegExp(`[=,]${key}:(-?\\d+)`).exec(line)
     assert.ok(match !== null, `no ${key} in ${line}`)
@@ -91,10 +162,20 @@ class Bench {
   }
 
   slot(client: number, slot: number, object: number, index: number): number {
-    return findSlot(this.host, this.pool(client, slot), new Uint32Array([object, 0, 0, 0, 0, 0]), index)
+    return findSlot(
+      this.host,
+      this.pool(client, slot),
+      new Uint32Array([object, 0, 0, 0, 0, 0]),
+      index,
+    )
   }
 
-  payload(client: number, slot: number, object: number, index: number): ReturnType<typeof storedPayload> {
+  payload(
+    client: number,
+    slot: number,
+    object: number,
+    index: number,
+  ): ReturnType<typeof storedPayload> {
     return storedPayload(this.host, this.slot(client, slot, object, index))
   }
 
@@ -120,10 +201,23 @@ function assertPage(actual: Uint8Array, expected: Uint8Array, what: string): voi
 }
 
 /** Flips one byte of a stored chunk: `at` bytes into its payload (negative: in the u32 check). */
-function corrupt(b: Bench, client: number, poolSlot: number, object: number, index: number, at: number): PayloadKind {
+function corrupt(
+  b: Bench,
+  client: number,
+  poolSlot: number,
+  object: number,
+  index: number,
+  at: number,
+): PayloadKind {
   const payload = b.payload(client, poolSlot, object, index)
-  assert.ok(payload.arena !== null && payload.kind !== 'plain', `page is ${payload.kind}, not a chunk`)
-  const where = at < 0 ? payload.at + 4 + at : payload.at + CHECK_BYTES + Math.min(at, payload.bytes - CHECK_BYTES - 1)
+  assert.ok(
+    payload.arena !== null && payload.kind !== 'plain',
+    `page is ${payload.kind}, not a chunk`,
+  )
+  const where =
+    at < 0
+      ? payload.at + 4 + at
+      : payload.at + CHECK_BYTES + Math.min(at, payload.bytes - CHECK_BYTES - 1)
   payload.arena[where] = payload.arena[where]! ^ 0x41
   return payload.kind
 }
@@ -131,9 +225,19 @@ function corrupt(b: Bench, client: number, poolSlot: number, object: number, ind
 const CODECS = availableCodecs()
 
 void describe('density: corrupt chunks are caught, never served', () => {
-  interface CorruptCase { name: string; options: HostOptions; kind: PayloadKind; content: () => Uint8Array }
+  interface CorruptCase {
+    name: string
+    options: HostOptions
+    kind: PayloadKind
+    content: () => Uint8Array
+  }
   const cases: CorruptCase[] = [
-    ...CODECS.map((codec): CorruptCase => ({ name: `compressed (${codec})`, options: { compress: true, codec }, kind: 'compressed', content: () => page('text', 7) })),
+    ...CODECS.map((codec): CorruptCase => ({
+      name: `compressed (${codec})`,
+      options: { compress: true, codec },
+      kind: 'compressed',
+      content: () => page('text', 7),
+    })),
     { name: 'tze', options: { tze: true }, kind: 'tze', content: () => tzePage(1000, 7) },
   ]
   for (const c of cases) {
@@ -154,7 +258,10 @@ void describe('density: corrupt chunks are caught, never served', () => {
         assert.throws(() => checkInvariants(b.host), /fails its check/)
         const eGet = b.get(1, eph, 1, 0)
         assert.equal(eGet.rc, 0)
-        assert.ok(eGet.data.every((x) => x === SENTINEL), 'the frame was written')
+        assert.ok(
+          eGet.data.every((x) => x === SENTINEL),
+          'the frame was written',
+        )
         b.check()
         assert.equal(b.get(1, eph, 1, 0).rc, -1001, 'the pool is empty now')
 
@@ -164,7 +271,10 @@ void describe('density: corrupt chunks are caught, never served', () => {
         for (let i = 0; i < 2; i++) {
           const pGet = b.get(1, pers, 1, 0)
           assert.equal(pGet.rc, EFAULT)
-          assert.ok(pGet.data.every((x) => x === SENTINEL), 'the frame was written')
+          assert.ok(
+            pGet.data.every((x) => x === SENTINEL),
+            'the frame was written',
+          )
         }
         const pRead = b.read(1, pers, 1, 0, 0, 0, 64)
         assert.equal(pRead.rc, EFAULT)
@@ -172,7 +282,10 @@ void describe('density: corrupt chunks are caught, never served', () => {
         assert.equal(b.ctrl(SUB.saveBegin, 1), 1)
         const record = new Uint8Array(32 + PAGE_BYTES).fill(SENTINEL)
         assert.equal(b.ctrl(SUB.saveNextPage, 1, record.length, 0, pers, record), EFAULT)
-        assert.ok(record.subarray(32).every((x) => x === SENTINEL), 'the save record carries page bytes')
+        assert.ok(
+          record.subarray(32).every((x) => x === SENTINEL),
+          'the save record carries page bytes',
+        )
         assert.equal(b.ctrl(SUB.saveEnd, 1), 0)
         assert.equal(b.host.core.counters.corruptPages, 5)
         assert.equal(b.host.stats().corruptPages, 5)
@@ -221,7 +334,11 @@ void describe('density: LIST and stats counters (spec §5.7, §7)', () => {
       const cb1 = b.stat('C=', 'cb')
       assert.equal(b.stat('C=', 'cp'), 1)
       assert.ok(cb1 > 0 && cb1 <= 2048 - CHECK_BYTES, `cb ${cb1}`)
-      assert.equal(b.payload(1, pool, 1, 0).bytes, cb1 + CHECK_BYTES, 'the chunk is the codec bytes plus the check')
+      assert.equal(
+        b.payload(1, pool, 1, 0).bytes,
+        cb1 + CHECK_BYTES,
+        'the chunk is the codec bytes plus the check',
+      )
       assert.equal(b.put(1, pool, 1, 1, page('heap', 2)), 1)
       assert.equal(b.stat('C=', 'cp'), 2)
       const cb2 = b.stat('C=', 'cb')
@@ -235,7 +352,8 @@ void describe('density: LIST and stats counters (spec §5.7, §7)', () => {
       assert.equal(b.payload(1, pool, 1, 2).kind, 'plain')
       // Zero and same-filled pages: no payload, no frame, not compressed.
       const before = b.host.core.frames.used
-      for (let i = 0; i < 8; i++) assert.equal(b.put(1, pool, 2, i, i % 2 === 0 ? page('zero', 0) : page('filled', i)), 1)
+      for (let i = 0; i < 8; i++)
+        assert.equal(b.put(1, pool, 2, i, i % 2 === 0 ? page('zero', 0) : page('filled', i)), 1)
       assert.equal(b.host.core.frames.used, before)
       assert.equal(b.payload(1, pool, 2, 0).kind, 'filled')
       assert.equal(b.payload(1, pool, 2, 0).bytes, 0)
@@ -309,7 +427,11 @@ void describe('density: LIST and stats counters (spec §5.7, §7)', () => {
     assert.equal(b.stat('G=', 'Sm'), 2)
     assert.equal(b.stat('G=', 'Ep'), 5)
     assert.equal(b.stat('G=', 'Gz'), 0, 'no compression with dedup on: SET_COMPRESS is refused')
-    assert.equal(b.host.core.frames.used, 3, 'one frame per distinct content, one for the persistent page')
+    assert.equal(
+      b.host.core.frames.used,
+      3,
+      'one frame per distinct content, one for the persistent page',
+    )
     b.check()
     // Every sharer reads the original bytes; the content goes with its last reference.
     for (let i = 0; i < 3; i++) assertPage(b.get(1, p1, 1, i).data, dup, `sharer ${i}`)
@@ -363,7 +485,11 @@ void describe('density: LIST and stats counters (spec §5.7, §7)', () => {
     assert.equal(heir.compressedPages, 1)
     b.check()
     assertPage(b.get(2, s2, 1, 0).data, page('text', 1), 'after the hand-over')
-    assert.equal(b.host.stats().clients.find((c) => c.id === 2)!.compressedPages, 1, 'a shared-pool get keeps the page')
+    assert.equal(
+      b.host.stats().clients.find((c) => c.id === 2)!.compressedPages,
+      1,
+      'a shared-pool get keeps the page',
+    )
     assert.equal(b.flushPage(2, s2, 1, 0), 1)
     assert.equal(b.host.stats().clients.find((c) => c.id === 2)!.compressedPages, 0)
     assert.equal(b.host.stats().clients.find((c) => c.id === 2)!.compressedBytes, 0)
@@ -372,9 +498,17 @@ void describe('density: LIST and stats counters (spec §5.7, §7)', () => {
 })
 
 void describe('density: every payload kind reads back as the original bytes', () => {
-  interface KindsCase { name: string; options: HostOptions; kinds: PayloadKind[] }
+  interface KindsCase {
+    name: string
+    options: HostOptions
+    kinds: PayloadKind[]
+  }
   const modes: KindsCase[] = [
-    ...CODECS.map((codec): KindsCase => ({ name: `compress ${codec} + tze`, options: { compress: true, codec, tze: true }, kinds: ['compressed', 'tze', 'filled', 'plain'] })),
+    ...CODECS.map((codec): KindsCase => ({
+      name: `compress ${codec} + tze`,
+      options: { compress: true, codec, tze: true },
+      kinds: ['compressed', 'tze', 'filled', 'plain'],
+    })),
     { name: 'tze', options: { tze: true }, kinds: ['tze', 'filled', 'plain'] },
   ]
   // Contents that land in each kind (tze: a random prefix just too long to compress into a chunk).
@@ -442,7 +576,9 @@ void describe('density: codecs and feature detection', () => {
     const b = new Bench({ compress: true, codec: 'zlib' })
     assert.equal(b.host.core.payloads.codec?.name, 'zlib')
     const pool = b.newPool(1, FLAGS.persistent)
-    const pages = (['text', 'heap', 'random', 'zero', 'filled', 'tze', 'tzeLong', 'dup'] as ContentKind[]).map((kind, i) => page(kind, i))
+    const pages = (
+      ['text', 'heap', 'random', 'zero', 'filled', 'tze', 'tzeLong', 'dup'] as ContentKind[]
+    ).map((kind, i) => page(kind, i))
     pages.forEach((p, i) => assert.equal(b.put(1, pool, 1, i, p), 1))
     b.check()
     pages.forEach((p, i) => assertPage(b.get(1, pool, 1, i).data, p, `page ${i}`))
@@ -462,7 +598,9 @@ void describe('density: codecs and feature detection', () => {
       }
     `
     const engine = new URL('../../src/engine/', import.meta.url).href
-    const script = preload + `
+    const script =
+      preload +
+      `
       const codecs = await import('${engine}codecs.js')
       const { Host } = await import('${engine}host.js')
       const { checkInvariants } = await import('${engine}invariants.js')
@@ -478,9 +616,17 @@ void describe('density: codecs and feature detection', () => {
       }
       process.stdout.write(JSON.stringify(out))
     `
-    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+    })
     assert.equal(child.status, 0, child.stderr)
-    const out = JSON.parse(child.stdout) as { codecs: string[]; fingerprint: string; ok: boolean; compress: string; 'dedup+tze': string }
+    const out = JSON.parse(child.stdout) as {
+      codecs: string[]
+      fingerprint: string
+      ok: boolean
+      compress: string
+      'dedup+tze': string
+    }
     assert.deepEqual(out.codecs, ['zlib'])
     assert.ok(out.ok, 'pages round-trip on zlib and the JS fingerprint')
     assert.match(out.compress, /\nC=CI:1,ww:0,ca:0,co:1,.*,cp:2,/)
@@ -511,7 +657,11 @@ void describe('density: codecs and feature detection', () => {
         assert.equal(c.decompress(arena, 37, 37 + size, back), PAGE_BYTES)
         assertPage(back, original, kind)
         // A truncated stream never yields a full page.
-        if (size > 8) assert.notEqual(c.decompress(arena, 37, 37 + Math.floor(size / 2), Buffer.alloc(PAGE_BYTES)), PAGE_BYTES)
+        if (size > 8)
+          assert.notEqual(
+            c.decompress(arena, 37, 37 + Math.floor(size / 2), Buffer.alloc(PAGE_BYTES)),
+            PAGE_BYTES,
+          )
       }
     })
   }
@@ -535,7 +685,10 @@ void describe('density: dedup second chance (spec §4.3)', () => {
     assert.equal(b.host.core.counters.evicted, 1)
     assert.equal(b.get(1, pool, 2, 0).rc, 0, 'the single page was evicted')
     const slot = b.slot(1, pool, 1, 0)
-    assert.ok((b.host.core.store.slotFlags[slot]! & 4) !== 0, 'second chance recorded on the shared page')
+    assert.ok(
+      (b.host.core.store.slotFlags[slot]! & 4) !== 0,
+      'second chance recorded on the shared page',
+    )
     assert.equal(poolSlots(b.host, b.pool(1, pool)).length, 4)
     b.check()
   })

@@ -56,7 +56,10 @@ void test('EVICT_SCAN_MAX - 1 skipped pages: the eligible page behind them is ev
 
 void test('EVICT_SCAN_MAX skipped pages: the scan gives up, the put gets ENOMEM, nothing is lost', () => {
   const { host, put, has } = hostWithRun(EVICT_SCAN_MAX)
-  assert.throws(() => put(X, EVICT_SCAN_MAX), (error: unknown) => error instanceof TmemError && error.code === 'ENOMEM')
+  assert.throws(
+    () => put(X, EVICT_SCAN_MAX),
+    (error: unknown) => error instanceof TmemError && error.code === 'ENOMEM',
+  )
   checkInvariants(host)
   assert.equal(host.stats().evicted, 0)
   assert.equal(host.stats().pages, EVICT_SCAN_MAX + 1)

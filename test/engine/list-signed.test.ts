@@ -9,7 +9,12 @@ import assert from 'node:assert/strict'
 import { F, Harness, SUB } from './conformance-helpers.js'
 
 void describe('LIST ww is signed, as printf %d', () => {
-  for (const [value, text] of [[0xffffffff, '-1'], [0x80000000, '-2147483648'], [0x7fffffff, '2147483647'], [7, '7']] as const) {
+  for (const [value, text] of [
+    [0xffffffff, '-1'],
+    [0x80000000, '-2147483648'],
+    [0x7fffffff, '2147483647'],
+    [7, '7'],
+  ] as const) {
     void test(`weight ${value.toString(16)} lists as ${text}`, () => {
       const h = new Harness()
       assert.equal(h.newPool(1, F.PRIVATE_EPH), 0)

@@ -67,7 +67,11 @@ void test('pre-copy migration moves every last-put page and nothing flushed', ()
   assert.equal(source.stats().clients[0]!.frozen, false)
   assert.equal(target.control(ctrl(RESTORE_BEGIN, 7)), 1)
   assert.equal(
-    target.control({ cmd: RESTORE_NEW, poolId: pool.poolId, creat: { uuid: [0n, 0n], flags: 0x01000001, arg1: 7 } }),
+    target.control({
+      cmd: RESTORE_NEW,
+      poolId: pool.poolId,
+      creat: { uuid: [0n, 0n], flags: 0x01000001, arg1: 7 },
+    }),
     pool.poolId,
   )
   const buffer = new Uint8Array(16 * (RECORD_HEADER + PAGE))

@@ -56,17 +56,57 @@ const RUNS = Number(process.env['TMEM_RUNS'] ?? 200)
 const LIVE_POOL = 1000
 
 // Command codes and control subops, typed again from spec §2.1-2.2.
-const CMD = { control: 0, newPool: 1, destroyPool: 2, newPage: 3, put: 4, get: 5, flushPage: 6, flushObject: 7, read: 8, write: 9, auth: 101 }
-const SUBOP = { thaw: 0, freeze: 1, flush: 2, destroy: 3, list: 4, setWeight: 5, setCap: 6, setCompress: 7 }
+const CMD = {
+  control: 0,
+  newPool: 1,
+  destroyPool: 2,
+  newPage: 3,
+  put: 4,
+  get: 5,
+  flushPage: 6,
+  flushObject: 7,
+  read: 8,
+  write: 9,
+  auth: 101,
+}
+const SUBOP = {
+  thaw: 0,
+  freeze: 1,
+  flush: 2,
+  destroy: 3,
+  list: 4,
+  setWeight: 5,
+  setCap: 6,
+  setCompress: 7,
+}
 const CODECS = availableCodecs()
 
 // ---------------------------------------------------------------------------------------------
 // Scenario: a run configuration and a list of steps, plain data so that it prints and shrinks.
 
 const KINDS = [
-  'newPoolPrivate', 'newPoolShared', 'newPoolPersistent', 'newPoolOdd', 'destroyPool',
-  'put', 'get', 'flushPage', 'flushObject', 'newPage', 'read', 'write', 'putRun', 'getRun',
-  'freeze', 'thaw', 'setWeight', 'setCap', 'setCompress', 'tmemcFlush', 'auth', 'destroyClient',
+  'newPoolPrivate',
+  'newPoolShared',
+  'newPoolPersistent',
+  'newPoolOdd',
+  'destroyPool',
+  'put',
+  'get',
+  'flushPage',
+  'flushObject',
+  'newPage',
+  'read',
+  'write',
+  'putRun',
+  'getRun',
+  'freeze',
+  'thaw',
+  'setWeight',
+  'setCap',
+  'setCompress',
+  'tmemcFlush',
+  'auth',
+  'destroyClient',
   'list',
 ] as const
 type Kind = (typeof KINDS)[number]
@@ -150,12 +190,17 @@ interface Scenario {
 }
 
 /** UUIDs for shared pools and TMEM_AUTH; the last is all-ones ("no UUID", spec §3.1). */
-const UUIDS: readonly (readonly [bigint, bigint])[] = [[1n, 2n], [0xfeedn, 0xbeefn], [0n, 0n], [ALL_ONES, ALL_ONES]]
+const UUIDS: readonly (readonly [bigint, bigint])[] = [
+  [1n, 2n],
+  [0xfeedn, 0xbeefn],
+  [0n, 0n],
+  [ALL_ONES, ALL_ONES],
+]
 
 /** Pool flag words that are not the three plain kinds: refused ones and bit-3 variants. */
 const ODD_FLAGS = [
-  0x00000000, 0x00000001, 0x02000000, 0xff000001, 0x01000010, 0x010000f0, 0x01000004,
-  0x01000100, 0x01800000, 0x01000003, 0x01000008, 0x0100000a, 0x01000009,
+  0x00000000, 0x00000001, 0x02000000, 0xff000001, 0x01000010, 0x010000f0, 0x01000004, 0x01000100,
+  0x01800000, 0x01000003, 0x01000008, 0x0100000a, 0x01000009,
 ]
 
 function mix32(a: number, b: number): number {
@@ -191,7 +236,10 @@ function tableIndex(seed: number, i: number): number {
 
 const configArbitrary: fc.Arbitrary<Config> = fc.record(
   {
-    pages: fc.oneof({ weight: 2, arbitrary: fc.integer({ min: 16, max: 48 }) }, { weight: 1, arbitrary: fc.integer({ min: 49, max: 200 }) }),
+    pages: fc.oneof(
+      { weight: 2, arbitrary: fc.integer({ min: 16, max: 48 }) },
+      { weight: 1, arbitrary: fc.integer({ min: 49, max: 200 }) },
+    ),
     density: fc.oneof(
       { weight: 4, arbitrary: fc.constant<Density>('none') },
       { weight: 3, arbitrary: fc.constantFrom<Density>('compress', 'dedup', 'tze', 'all') },
@@ -206,15 +254,34 @@ const configArbitrary: fc.Arbitrary<Config> = fc.record(
     hotKeys: fc.boolean(),
     tableSeed: fc.nat(),
     weights: fc.array(
-      fc.oneof({ weight: 2, arbitrary: fc.constant(0) }, { weight: 5, arbitrary: fc.integer({ min: 1, max: 10 }) }),
+      fc.oneof(
+        { weight: 2, arbitrary: fc.constant(0) },
+        { weight: 5, arbitrary: fc.integer({ min: 1, max: 10 }) },
+      ),
       { minLength: KINDS.length, maxLength: KINDS.length },
     ),
   },
   { noNullPrototype: true },
 )
 
-const DATA_KINDS: readonly Kind[] = ['put', 'get', 'flushPage', 'flushObject', 'newPage', 'read', 'write', 'putRun', 'getRun']
-const POOL_KINDS: readonly Kind[] = ['newPoolPrivate', 'newPoolShared', 'newPoolPersistent', 'newPoolOdd', 'destroyPool']
+const DATA_KINDS: readonly Kind[] = [
+  'put',
+  'get',
+  'flushPage',
+  'flushObject',
+  'newPage',
+  'read',
+  'write',
+  'putRun',
+  'getRun',
+]
+const POOL_KINDS: readonly Kind[] = [
+  'newPoolPrivate',
+  'newPoolShared',
+  'newPoolPersistent',
+  'newPoolOdd',
+  'destroyPool',
+]
 
 /**
  * The weight of a kind in a run: 0 (disabled) or the drawn 1..10, scaled so that the data
@@ -237,7 +304,11 @@ function weightOf(config: Config, kind: Kind): number {
 
 function stepArbitrary(config: Config): fc.Arbitrary<Step> {
   const c = fc.integer({ min: 1, max: config.clients })
-  const cli = fc.oneof({ weight: 8, arbitrary: c }, { weight: 2, arbitrary: fc.constant(ALL_CLIENTS) }, { weight: 1, arbitrary: fc.constant(9) })
+  const cli = fc.oneof(
+    { weight: 8, arbitrary: c },
+    { weight: 2, arbitrary: fc.constant(ALL_CLIENTS) },
+    { weight: 1, arbitrary: fc.constant(9) },
+  )
   const pool = fc.oneof(
     { weight: 14, arbitrary: fc.constant(LIVE_POOL) },
     { weight: 10, arbitrary: fc.integer({ min: LIVE_POOL + 1, max: LIVE_POOL + 3 }) },
@@ -247,7 +318,10 @@ function stepArbitrary(config: Config): fc.Arbitrary<Step> {
   // Hot keys (so gets find what puts stored) or the whole table evenly (spread, eviction).
   const hot = (count: number): fc.Arbitrary<number> =>
     config.hotKeys
-      ? fc.oneof({ weight: 4, arbitrary: fc.nat(Math.min(count, 2) - 1) }, { weight: 1, arbitrary: fc.nat(count - 1) })
+      ? fc.oneof(
+          { weight: 4, arbitrary: fc.nat(Math.min(count, 2) - 1) },
+          { weight: 1, arbitrary: fc.nat(count - 1) },
+        )
       : fc.nat(count - 1)
   const oid = hot(config.oids)
   const index = hot(config.indices)
@@ -259,12 +333,29 @@ function stepArbitrary(config: Config): fc.Arbitrary<Step> {
   const range = fc.oneof(
     {
       weight: 6,
-      arbitrary: fc.nat(PAGE_BYTES).chain((len) =>
-        fc.record({ tmemOffset: fc.nat(PAGE_BYTES - len), pfnOffset: fc.nat(PAGE_BYTES - len), len: fc.constant(len) }, { noNullPrototype: true })),
+      arbitrary: fc
+        .nat(PAGE_BYTES)
+        .chain((len) =>
+          fc.record(
+            {
+              tmemOffset: fc.nat(PAGE_BYTES - len),
+              pfnOffset: fc.nat(PAGE_BYTES - len),
+              len: fc.constant(len),
+            },
+            { noNullPrototype: true },
+          ),
+        ),
     },
     {
       weight: 1,
-      arbitrary: fc.record({ tmemOffset: fc.nat(8192), pfnOffset: fc.nat(8192), len: fc.oneof(fc.nat(8192), fc.constant(0xffffffff)) }, { noNullPrototype: true }),
+      arbitrary: fc.record(
+        {
+          tmemOffset: fc.nat(8192),
+          pfnOffset: fc.nat(8192),
+          len: fc.oneof(fc.nat(8192), fc.constant(0xffffffff)),
+        },
+        { noNullPrototype: true },
+      ),
     },
   )
   const uuid = fc.nat(UUIDS.length - 1)
@@ -276,35 +367,83 @@ function stepArbitrary(config: Config): fc.Arbitrary<Step> {
   const record = <T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> =>
     fc.record(model, { noNullPrototype: true })
   const byKind: Record<Kind, fc.Arbitrary<Step>> = {
-    newPoolPrivate: record({ k: fc.constant('newPool' as const), c, flags: fc.constant(0x01000000), uuid }),
-    newPoolShared: record({ k: fc.constant('newPool' as const), c, flags: fc.constant(0x01000002), uuid }),
-    newPoolPersistent: record({ k: fc.constant('newPool' as const), c, flags: fc.constant(0x01000001), uuid }),
-    newPoolOdd: record({ k: fc.constant('newPool' as const), c, flags: fc.constantFrom(...ODD_FLAGS), uuid }),
+    newPoolPrivate: record({
+      k: fc.constant('newPool' as const),
+      c,
+      flags: fc.constant(0x01000000),
+      uuid,
+    }),
+    newPoolShared: record({
+      k: fc.constant('newPool' as const),
+      c,
+      flags: fc.constant(0x01000002),
+      uuid,
+    }),
+    newPoolPersistent: record({
+      k: fc.constant('newPool' as const),
+      c,
+      flags: fc.constant(0x01000001),
+      uuid,
+    }),
+    newPoolOdd: record({
+      k: fc.constant('newPool' as const),
+      c,
+      flags: fc.constantFrom(...ODD_FLAGS),
+      uuid,
+    }),
     destroyPool: record({ k: fc.constant('destroyPool' as const), c, pool }),
     put: record({ k: fc.constant('put' as const), ...page }),
     newPage: record({ k: fc.constant('newPage' as const), ...page }),
     get: record({ k: fc.constant('get' as const), ...page }),
     write: record({ k: fc.constant('write' as const), ...page, range }),
     read: record({ k: fc.constant('read' as const), ...page, range }),
-    putRun: record({ k: fc.constant('putRun' as const), ...page, count: fc.integer({ min: 2, max: 48 }) }),
-    getRun: record({ k: fc.constant('getRun' as const), ...page, count: fc.integer({ min: 2, max: 48 }) }),
+    putRun: record({
+      k: fc.constant('putRun' as const),
+      ...page,
+      count: fc.integer({ min: 2, max: 48 }),
+    }),
+    getRun: record({
+      k: fc.constant('getRun' as const),
+      ...page,
+      count: fc.integer({ min: 2, max: 48 }),
+    }),
     flushPage: record({ k: fc.constant('flushPage' as const), c, pool, oid, index }),
     flushObject: record({ k: fc.constant('flushObject' as const), c, pool, oid }),
     freeze: record({ k: fc.constant('freeze' as const), cli }),
     thaw: record({ k: fc.constantFrom('thaw' as const, 'destroyThaw' as const), cli }),
-    setWeight: record({ k: fc.constant('setWeight' as const), cli, value: fc.oneof(fc.nat(8), fc.constant(0xffffffff)) }),
+    setWeight: record({
+      k: fc.constant('setWeight' as const),
+      cli,
+      value: fc.oneof(fc.nat(8), fc.constant(0xffffffff)),
+    }),
     setCap: record({
       k: fc.constant('setCap' as const),
       cli,
-      value: fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: 100 }) }, { weight: 2, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.constantFrom(101, 0xffffffff) }),
+      value: fc.oneof(
+        { weight: 4, arbitrary: fc.integer({ min: 1, max: 100 }) },
+        { weight: 2, arbitrary: fc.constant(0) },
+        { weight: 1, arbitrary: fc.constantFrom(101, 0xffffffff) },
+      ),
     }),
-    setCompress: record({ k: fc.constant('setCompress' as const), cli, value: fc.constantFrom(1, 0) }),
+    setCompress: record({
+      k: fc.constant('setCompress' as const),
+      cli,
+      value: fc.constantFrom(1, 0),
+    }),
     tmemcFlush: record({
       k: fc.constant('tmemcFlush' as const),
-      cli: fc.oneof({ weight: 6, arbitrary: fc.constant(ALL_CLIENTS) }, { weight: 1, arbitrary: c }),
+      cli: fc.oneof(
+        { weight: 6, arbitrary: fc.constant(ALL_CLIENTS) },
+        { weight: 1, arbitrary: c },
+      ),
       kb: fc.oneof(fc.nat(64), fc.constant(0xffffffff)),
     }),
-    auth: record({ k: fc.constant('auth' as const), cli, uuid, flag: fc.constantFrom(1, 0, 2, 0xffffffff) }),
+    auth: record({
+      k: fc.constant('auth' as const),
+      cli,
+      uuid,
+      flag: fc.constantFrom(1, 0, 2, 0xffffffff),
+    }),
     destroyClient: record({ k: fc.constant('destroyClient' as const), c }),
     list: record({ k: fc.constant('list' as const), cli, long: fc.boolean() }),
   }
@@ -320,15 +459,27 @@ function openingArbitrary(config: Config): fc.Arbitrary<Step[]> {
   const flags = fc.constantFrom(0x01000000, 0x01000001, 0x01000002)
   const perClient = Array.from({ length: config.clients }, (_, i) =>
     fc.array(
-      fc.record({ k: fc.constant('newPool' as const), c: fc.constant(i + 1), flags, uuid: fc.nat(UUIDS.length - 1) }, { noNullPrototype: true }),
+      fc.record(
+        {
+          k: fc.constant('newPool' as const),
+          c: fc.constant(i + 1),
+          flags,
+          uuid: fc.nat(UUIDS.length - 1),
+        },
+        { noNullPrototype: true },
+      ),
       { minLength: 1, maxLength: 3 },
-    ))
+    ),
+  )
   return fc.tuple(...perClient).map((lists) => lists.flat())
 }
 
 const scenarioArbitrary: fc.Arbitrary<Scenario> = configArbitrary.chain((config) =>
   fc
-    .tuple(openingArbitrary(config), fc.array(stepArbitrary(config), { minLength: 1, maxLength: STEPS_MAX, size: 'max' }))
+    .tuple(
+      openingArbitrary(config),
+      fc.array(stepArbitrary(config), { minLength: 1, maxLength: STEPS_MAX, size: 'max' }),
+    )
     .map(([opening, steps]) => ({ config, steps: [...opening, ...steps].slice(0, STEPS_MAX) })),
 )
 
@@ -352,14 +503,15 @@ function fillWord(version: number): number {
 function makePage(version: number, oid: number, index: number, style: Content): Uint8Array {
   const page = new Uint8Array(PAGE_BYTES)
   const words = new Uint32Array(page.buffer)
-  if (style === 'filled') return page.fill(0), words.fill(fillWord(version)), page
+  if (style === 'filled') return (page.fill(0), words.fill(fillWord(version)), page)
   words[0] = MAGIC
   words[1] = version
   words[2] = oid
   words[3] = index
   if (style === 'text') {
     const line = new TextEncoder().encode(`put ${version} oid ${oid} index ${index}; `)
-    for (let at = 16; at < PAGE_BYTES; at += line.length) page.set(line.subarray(0, PAGE_BYTES - at), at)
+    for (let at = 16; at < PAGE_BYTES; at += line.length)
+      page.set(line.subarray(0, PAGE_BYTES - at), at)
     return page
   }
   let x = mix32(version, index) | 1
@@ -378,11 +530,14 @@ function describeBytes(bytes: Uint8Array): string {
   const copy = new Uint8Array(bytes.subarray(0, PAGE_BYTES))
   if (copy.length < 16) return `${copy.length} bytes`
   const words = new Uint32Array(copy.buffer, 0, copy.length >>> 2)
-  if (words[0] === MAGIC) return `the bytes of put #${words[1]} (oid #${words[2]}, index #${words[3]})`
+  if (words[0] === MAGIC)
+    return `the bytes of put #${words[1]} (oid #${words[2]}, index #${words[3]})`
   if (copy.every((b) => b === 0)) return 'a zero page'
   if (copy.every((b) => b === SENTINEL)) return 'the untouched frame'
-  if (copy.every((b) => b === SCRIBBLE)) return "the caller's scribbled-over put frame (a kept reference)"
-  if (words.every((w) => w === words[0])) return `a page filled with the word 0x${words[0]!.toString(16)}`
+  if (copy.every((b) => b === SCRIBBLE))
+    return "the caller's scribbled-over put frame (a kept reference)"
+  if (words.every((w) => w === words[0]))
+    return `a page filled with the word 0x${words[0]!.toString(16)}`
   return 'unrecognised bytes'
 }
 
@@ -398,7 +553,14 @@ interface Totals {
   persistentNoMemory: number
 }
 
-const totals: Totals = { runs: 0, steps: 0, hits: 0, maybeMisses: 0, evicted: 0, persistentNoMemory: 0 }
+const totals: Totals = {
+  runs: 0,
+  steps: 0,
+  hits: 0,
+  maybeMisses: 0,
+  evicted: 0,
+  persistentNoMemory: 0,
+}
 
 class Run {
   readonly config: Config
@@ -459,7 +621,8 @@ class Run {
   }
 
   control(op: TmemOp, data: Uint8Array | null = null): number {
-    if (this.config.viaBytes) return this.host.controlBytes(encodeOp(op), 0, 1, data, 0, data === null ? 0 : data.length)
+    if (this.config.viaBytes)
+      return this.host.controlBytes(encodeOp(op), 0, 1, data, 0, data === null ? 0 : data.length)
     return this.host.control(op, data)
   }
 
@@ -469,19 +632,33 @@ class Run {
   }
 
   ctrl(subop: number, cliId: number, arg1 = 0, arg2 = 0): TmemOp {
-    return { cmd: CMD.control, poolId: 0, ctrl: { subop, cliId, arg1, arg2, oid: [0n, 0n, 0n], buf: 0n } }
+    return {
+      cmd: CMD.control,
+      poolId: 0,
+      ctrl: { subop, cliId, arg1, arg2, oid: [0n, 0n, 0n], buf: 0n },
+    }
   }
 
   step(step: Step): void {
     switch (step.k) {
       case 'newPool': {
         const [lo, hi] = UUIDS[step.uuid]!
-        const rc = this.guest(step.c, { cmd: CMD.newPool, poolId: 0, creat: { uuid: [lo, hi], flags: step.flags, arg1: 0 } }, null, 0)
+        const rc = this.guest(
+          step.c,
+          { cmd: CMD.newPool, poolId: 0, creat: { uuid: [lo, hi], flags: step.flags, arg1: 0 } },
+          null,
+          0,
+        )
         return this.model.newPool(step.c, step.flags, lo, hi, rc)
       }
       case 'destroyPool': {
         const pool = this.poolId(step.c, step.pool)
-        const rc = this.guest(step.c, this.gen(CMD.destroyPool, pool, [0n, 0n, 0n], 0, null), null, 0)
+        const rc = this.guest(
+          step.c,
+          this.gen(CMD.destroyPool, pool, [0n, 0n, 0n], 0, null),
+          null,
+          0,
+        )
         return this.model.destroyPool(step.c, pool, rc)
       }
       case 'put':
@@ -531,9 +708,17 @@ class Run {
       case 'destroyThaw':
         return model.setFrozen(step.cli, false, this.control(this.ctrl(SUBOP.destroy, step.cli)))
       case 'setWeight':
-        return model.setWeight(step.cli, step.value, this.control(this.ctrl(SUBOP.setWeight, step.cli, step.value)))
+        return model.setWeight(
+          step.cli,
+          step.value,
+          this.control(this.ctrl(SUBOP.setWeight, step.cli, step.value)),
+        )
       case 'setCap':
-        return model.setCap(step.cli, step.value, this.control(this.ctrl(SUBOP.setCap, step.cli, step.value)))
+        return model.setCap(
+          step.cli,
+          step.value,
+          this.control(this.ctrl(SUBOP.setCap, step.cli, step.value)),
+        )
       case 'setCompress': {
         const rc = this.control(this.ctrl(SUBOP.setCompress, step.cli, step.value))
         return model.setCompress(step.cli, step.value !== 0, rc)
@@ -546,7 +731,11 @@ class Run {
       }
       case 'auth': {
         const [lo, hi] = UUIDS[step.uuid]!
-        const rc = this.control({ cmd: CMD.auth, poolId: 0, creat: { uuid: [lo, hi], flags: step.flag, arg1: step.cli } })
+        const rc = this.control({
+          cmd: CMD.auth,
+          poolId: 0,
+          creat: { uuid: [lo, hi], flags: step.flag, arg1: step.cli },
+        })
         return model.auth(step.cli, lo, hi, step.flag, rc)
       }
       case 'destroyClient':
@@ -569,7 +758,10 @@ class Run {
   }
 
   /** The guest frame for a step: the buffer, the page's offset in it, and whether it is valid. */
-  #frame(frame: Frame, fillWith: Uint8Array | null): { data: Uint8Array | null; offset: number; ok: boolean } {
+  #frame(
+    frame: Frame,
+    fillWith: Uint8Array | null,
+  ): { data: Uint8Array | null; offset: number; ok: boolean } {
     const shift = 1 + (this.version % (PAGE_BYTES - 1))
     let data: Uint8Array | null
     let offset = 0
@@ -608,7 +800,12 @@ class Run {
     const persistent = this.#modelPool(step.c, pool)?.persistent === true
     const rc = this.guest(step.c, this.gen(cmd, pool, oid, index, range), data, offset)
     data?.fill(SCRIBBLE)
-    const fill: PutFill = range !== null ? { kind: 'range', range } : step.k === 'newPage' ? { kind: 'zero' } : { kind: 'copy' }
+    const fill: PutFill =
+      range !== null
+        ? { kind: 'range', range }
+        : step.k === 'newPage'
+          ? { kind: 'zero' }
+          : { kind: 'copy' }
     if (rc === -12 && persistent) totals.persistentNoMemory++
     this.model.put(step.c, pool, oid, index, ok ? page : null, fill, rc)
   }
@@ -630,11 +827,16 @@ class Run {
     if (expectation.page !== null) {
       totals.hits++
       if (range === null) expected.set(expectation.page, offset)
-      else expected.set(expectation.page.subarray(range.tmemOffset, range.tmemOffset + range.len), offset + range.pfnOffset)
+      else
+        expected.set(
+          expectation.page.subarray(range.tmemOffset, range.tmemOffset + range.len),
+          offset + range.pfnOffset,
+        )
     }
     if (Buffer.compare(data, expected) !== 0) {
       const got = describeBytes(data.subarray(offset))
-      const want = expectation.page === null ? 'the untouched frame' : describeBytes(expectation.page)
+      const want =
+        expectation.page === null ? 'the untouched frame' : describeBytes(expectation.page)
       throw new Error(`${step.k} rc ${rc}: the frame holds ${got}, the model expected ${want}`)
     }
   }
@@ -651,7 +853,8 @@ class Run {
   check(stepNumber: number, last: boolean): void {
     checkInvariants(this.host)
     const pairs = compareStructure(this.host, this.model, this.clientIds)
-    if (last || stepNumber % CONTENT_CHECK_EVERY === CONTENT_CHECK_EVERY - 1) compareContents(this.host, pairs)
+    if (last || stepNumber % CONTENT_CHECK_EVERY === CONTENT_CHECK_EVERY - 1)
+      compareContents(this.host, pairs)
   }
 }
 
@@ -668,7 +871,9 @@ function runScenario(scenario: Scenario): void {
       const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
       const resolved = run.lastPoolId()
       const pool = resolved === null ? '' : ` on pool id ${resolved}`
-      throw new Error(`step ${i} (${formatStep(step, run)})${pool} failed: ${message}`, { cause: error })
+      throw new Error(`step ${i} (${formatStep(step, run)})${pool} failed: ${message}`, {
+        cause: error,
+      })
     }
   }
   totals.runs++
@@ -739,8 +944,13 @@ function formatFailure(details: fc.RunDetails<[Scenario]>): string {
   if (counterexample !== undefined) {
     const { config, steps } = counterexample
     const run = new Run(config)
-    const weights = KINDS.map((kind) => `${kind}:${weightOf(config, kind)}`).filter((w) => !w.endsWith(':0'))
-    lines.push(`Config: ${JSON.stringify({ ...config, weights: undefined })}`, `Weights: ${weights.join(' ')}`)
+    const weights = KINDS.map((kind) => `${kind}:${weightOf(config, kind)}`).filter(
+      (w) => !w.endsWith(':0'),
+    )
+    lines.push(
+      `Config: ${JSON.stringify({ ...config, weights: undefined })}`,
+      `Weights: ${weights.join(' ')}`,
+    )
     lines.push(`Shrunk steps (${steps.length}):`)
     steps.forEach((step, i) => lines.push(`  ${String(i).padStart(3)}  ${formatStep(step, run)}`))
   }
@@ -756,7 +966,10 @@ void test('engine matches the plain model over random command sequences (swarm)'
   if (seedText !== undefined) parameters.seed = Number(seedText)
   if (pathText !== undefined && pathText !== '') parameters.path = pathText
   const started = Date.now()
-  const details = fc.check(fc.property(scenarioArbitrary, (scenario) => runScenario(scenario)), parameters)
+  const details = fc.check(
+    fc.property(scenarioArbitrary, (scenario) => runScenario(scenario)),
+    parameters,
+  )
   if (details.failed) {
     assert.fail(formatFailure(details))
   }

@@ -53,7 +53,11 @@ function counterClock(): () => number {
 }
 
 function gen(cmd: number, poolId: number): Uint8Array {
-  const op: TmemOp = { cmd, poolId, gen: { oid: [0n, 0n, 0n], index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n } }
+  const op: TmemOp = {
+    cmd,
+    poolId,
+    gen: { oid: [0n, 0n, 0n], index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n },
+  }
   return encodeOp(op)
 }
 
@@ -168,34 +172,58 @@ function measureOnce(loop: Loop, rounds: number): Measurement {
 
 /** The loop did its work (pools full, gets hitting) and retained nothing. */
 function checkRetained(name: string, result: Measurement, rounds: number): void {
-  assert.ok(result.evicted > rounds / 2, `${name}: the pools were not full (${result.evicted} evictions)`)
+  assert.ok(
+    result.evicted > rounds / 2,
+    `${name}: the pools were not full (${result.evicted} evictions)`,
+  )
   assert.ok(result.hits > rounds, `${name}: the gets found too little (${result.hits} hits)`)
-  assert.ok(result.heapGrowth < HEAP_GROWTH_MAX, `${name}: the heap grew by ${result.heapGrowth} bytes`)
+  assert.ok(
+    result.heapGrowth < HEAP_GROWTH_MAX,
+    `${name}: the heap grew by ${result.heapGrowth} bytes`,
+  )
 }
 
 /** As `checkRetained`, and no garbage either: (almost) no collection during the loop. */
-function checkAllocated(name: string, result: Measurement, rounds: number, collectionsMax = COLLECTIONS_MAX): void {
+function checkAllocated(
+  name: string,
+  result: Measurement,
+  rounds: number,
+  collectionsMax = COLLECTIONS_MAX,
+): void {
   checkRetained(name, result, rounds)
-  assert.ok(result.collections <= collectionsMax, `${name}: ${result.collections} collections ran during the loop`)
+  assert.ok(
+    result.collections <= collectionsMax,
+    `${name}: ${result.collections} collections ran during the loop`,
+  )
 }
 
 const skip = gc === undefined ? 'needs node --expose-gc (tools/run-tests.mjs passes it)' : false
 
-void test('200k rounds of put/get/flush on full ephemeral pools allocate nothing', { skip }, (t) => {
-  const rounds = 200_000
-  const result = measure({ clockNs: counterClock() }, rounds)
-  t.diagnostic(`${JSON.stringify(result)}`)
-  checkAllocated('plain', result, rounds)
-})
+void test(
+  '200k rounds of put/get/flush on full ephemeral pools allocate nothing',
+  { skip },
+  (t) => {
+    const rounds = 200_000
+    const result = measure({ clockNs: counterClock() }, rounds)
+    t.diagnostic(`${JSON.stringify(result)}`)
+    checkAllocated('plain', result, rounds)
+  },
+)
 
-void test('with the default (sampled) clock, 200k rounds retain nothing and collect at most once', { skip }, (t) => {
-  const rounds = 200_000
-  const result = measure({}, rounds)
-  t.diagnostic(`${JSON.stringify(result)}`)
-  checkAllocated('default clock', result, rounds)
-})
+void test(
+  'with the default (sampled) clock, 200k rounds retain nothing and collect at most once',
+  { skip },
+  (t) => {
+    const rounds = 200_000
+    const result = measure({}, rounds)
+    t.diagnostic(`${JSON.stringify(result)}`)
+    checkAllocated('default clock', result, rounds)
+  },
+)
 
-const nativeCodecs = availableCodecs().filter((name): name is Exclude<CodecName, 'zlib'> => name !== 'zlib')
+const nativeCodecs = availableCodecs().filter(
+  (name): name is Exclude<CodecName, 'zlib'> => name !== 'zlib',
+)
 
 for (const codec of ['zstd', 'lz4'] as const) {
   const missing = nativeCodecs.includes(codec) ? false : `the ${codec} package is not installed`

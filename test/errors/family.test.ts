@@ -46,12 +46,18 @@ void test('save, restore and migration errors are TmemErrors; the stream error k
   assert.ok(stream instanceof SaveRestoreError && stream instanceof TmemError)
   assert.equal(stream.offset, 1234)
   assert.equal(stream.poolId, 3)
-  const restore = new RestoreError('ERESTORE', { cliId: 1, step: 'TMEMC_RESTORE_PUT_PAGE', rc: -12, cleanup: 'destroyed' }, 'no room')
+  const restore = new RestoreError(
+    'ERESTORE',
+    { cliId: 1, step: 'TMEMC_RESTORE_PUT_PAGE', rc: -12, cleanup: 'destroyed' },
+    'no room',
+  )
   assert.ok(restore instanceof SaveRestoreError)
   assert.equal(restore.errno, -12)
   const save = new SaveError('ESAVE', { cliId: 1, step: 'SAVE_BEGIN' }, 'refused')
   assert.equal(save.errno, undefined)
-  const migration = new MigrationError('EMIGRATE', 'precopy', 'failed', { cause: new MigrationStepError('target', 'RESTORE_PAGES', -12) })
+  const migration = new MigrationError('EMIGRATE', 'precopy', 'failed', {
+    cause: new MigrationStepError('target', 'RESTORE_PAGES', -12),
+  })
   assert.ok(migration instanceof TmemError)
   assert.equal(migration.causeCode, 'ENOMEM')
   assert.equal(migration.errno, -12)
@@ -59,7 +65,14 @@ void test('save, restore and migration errors are TmemErrors; the stream error k
 
 void test('a refused migration step names the errno, SESSION rcs included', () => {
   // Linux errno values the SESSION requests use (docs/protocol.md).
-  const cases: [number, string][] = [[-12, 'ENOMEM'], [-5, 'EIO'], [-111, 'ECONNREFUSED'], [-2, 'ENOENT'], [-17, 'EEXIST'], [-22, 'EINVAL']]
+  const cases: [number, string][] = [
+    [-12, 'ENOMEM'],
+    [-5, 'EIO'],
+    [-111, 'ECONNREFUSED'],
+    [-2, 'ENOENT'],
+    [-17, 'EEXIST'],
+    [-22, 'EINVAL'],
+  ]
   for (const [rc, code] of cases) {
     const error = new MigrationStepError('target', 'STEP', rc)
     assert.equal(error.code, code)
@@ -90,17 +103,48 @@ void test('docs/errors.md names every code', () => {
   const page = readFileSync(join(ROOT, 'docs', 'errors.md'), 'utf8')
   const codes = [
     // errno names, spec §2.5
-    'EPERM', 'ENOMEM', 'EFAULT', 'ENODEV', 'EINVAL', 'ENOSPC', 'ENOSYS', 'EFROZEN', 'EEMPTY',
+    'EPERM',
+    'ENOMEM',
+    'EFAULT',
+    'ENODEV',
+    'EINVAL',
+    'ENOSPC',
+    'ENOSYS',
+    'EFROZEN',
+    'EEMPTY',
     // connection
-    'ECONNRESET', 'ECLOSED', 'ETIMEDOUT', 'ECONNREFUSED', 'EPROTO',
+    'ECONNRESET',
+    'ECLOSED',
+    'ETIMEDOUT',
+    'ECONNREFUSED',
+    'EPROTO',
     ...HELLO_ERROR_CODES.filter((code) => code !== 'OK'),
     // save and restore
-    'ETRUNCATED', 'EBADMARKER', 'EBADVERSION', 'EBADHEADER', 'EBADPOOL', 'EBADPAGE', 'EBADINV',
-    'EEXIST', 'ERESTORE', 'EALLONESOID', 'ESAVE',
+    'ETRUNCATED',
+    'EBADMARKER',
+    'EBADVERSION',
+    'EBADHEADER',
+    'EBADPOOL',
+    'EBADPAGE',
+    'EBADINV',
+    'EEXIST',
+    'ERESTORE',
+    'EALLONESOID',
+    'ESAVE',
     // migration
-    'EUNREACHABLE', 'ENOCLIENT', 'EABI', 'ENOTSUPP', 'EMIGRATE', 'EBADREPLY', 'EDRAIN', 'EIO',
+    'EUNREACHABLE',
+    'ENOCLIENT',
+    'EABI',
+    'ENOTSUPP',
+    'EMIGRATE',
+    'EBADREPLY',
+    'EDRAIN',
+    'EIO',
     // CLI
-    'EUSAGE', 'ENOTMEM', 'EBIND',
+    'EUSAGE',
+    'ENOTMEM',
+    'EBIND',
   ]
-  for (const code of codes) assert.ok(page.includes(`\`${code}\``), `docs/errors.md does not name ${code}`)
+  for (const code of codes)
+    assert.ok(page.includes(`\`${code}\``), `docs/errors.md does not name ${code}`)
 })

@@ -25,7 +25,8 @@ export interface RunOptions {
 
 export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {}
-  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('TMEM_')) env[key] = value
+  for (const [key, value] of Object.entries(process.env))
+    if (!key.startsWith('TMEM_')) env[key] = value
   return { ...env, ...extra }
 }
 

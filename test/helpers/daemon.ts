@@ -50,9 +50,12 @@ export async function startDaemon(options: StartOptions = {}): Promise<DaemonHan
     ...(options.nodeArgs ?? []),
     TMEM_BIN,
     'daemon',
-    '--socket', socketPath,
-    '--control-socket', controlPath,
-    '--memory', '64M',
+    '--socket',
+    socketPath,
+    '--control-socket',
+    controlPath,
+    '--memory',
+    '64M',
     ...(options.args ?? []),
   ]
   const child = spawn(process.execPath, args, {
@@ -116,6 +119,9 @@ export async function startDaemon(options: StartOptions = {}): Promise<DaemonHan
 }
 
 /** Polls `probe` until it returns true (no time limit of its own: the test's timeout bounds it). */
-export async function waitFor(probe: () => boolean | Promise<boolean>, pauseMs = 20): Promise<void> {
+export async function waitFor(
+  probe: () => boolean | Promise<boolean>,
+  pauseMs = 20,
+): Promise<void> {
   while (!(await probe())) await new Promise((resolve) => setTimeout(resolve, pauseMs))
 }

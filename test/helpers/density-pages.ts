@@ -19,7 +19,16 @@
 
 export const PAGE_BYTES = 4096
 
-export const CONTENT_KINDS = ['text', 'heap', 'random', 'zero', 'filled', 'tze', 'tzeLong', 'dup'] as const
+export const CONTENT_KINDS = [
+  'text',
+  'heap',
+  'random',
+  'zero',
+  'filled',
+  'tze',
+  'tzeLong',
+  'dup',
+] as const
 export type ContentKind = (typeof CONTENT_KINDS)[number]
 
 /** Number of distinct `dup` pages. */
@@ -28,8 +37,26 @@ export const DUP_VARIANTS = 4
 const HEADER_MAGIC = 0x5a444e44 // 'DNDZ'
 const FILL_WORDS = [0xabababab, 0xffffffff, 0x01010101, 0x80000000, 0x00000001]
 const VOCABULARY = [
-  'page', 'memory', 'tmem', 'guest', 'host', 'pool', 'object', 'index', 'the', 'a', 'of', 'and',
-  'ephemeral', 'persistent', 'frontswap', 'cleancache', 'evict', 'compress', 'zero', 'trailing',
+  'page',
+  'memory',
+  'tmem',
+  'guest',
+  'host',
+  'pool',
+  'object',
+  'index',
+  'the',
+  'a',
+  'of',
+  'and',
+  'ephemeral',
+  'persistent',
+  'frontswap',
+  'cleancache',
+  'evict',
+  'compress',
+  'zero',
+  'trailing',
 ]
 
 export function mix32(a: number, b: number): number {
@@ -73,7 +100,11 @@ export function tzePrefix(kind: 'tze' | 'tzeLong', seed: number): number {
 }
 
 /** The page of `kind` for `seed`, written into `out` (a fresh page when omitted). */
-export function makeContent(kind: ContentKind, seed: number, out: Uint8Array = new Uint8Array(PAGE_BYTES)): Uint8Array {
+export function makeContent(
+  kind: ContentKind,
+  seed: number,
+  out: Uint8Array = new Uint8Array(PAGE_BYTES),
+): Uint8Array {
   const page = out.subarray(0, PAGE_BYTES)
   page.fill(0)
   const next = stream(seed)

@@ -8,7 +8,14 @@ import type { Host } from '../../src/engine/host.js'
 import type { Pool } from '../../src/engine/model.js'
 import { AssertionError } from '../../src/util/assert.js'
 import { CHECK_BYTES } from '../../src/engine/payload.js'
-import { NONE, SLOT_COMPRESSED, SLOT_CONTENT, SLOT_FILLED, SLOT_KIND_MASK, SLOT_TZE } from '../../src/engine/store.js'
+import {
+  NONE,
+  SLOT_COMPRESSED,
+  SLOT_CONTENT,
+  SLOT_FILLED,
+  SLOT_KIND_MASK,
+  SLOT_TZE,
+} from '../../src/engine/store.js'
 
 export type PayloadKind = 'plain' | 'filled' | 'compressed' | 'tze'
 
@@ -47,9 +54,18 @@ export function storedPayload(host: Host, slot: number): StoredPayload {
     bytes = contents.bytes[id]!
     kind = contents.kind[id]!
   }
-  if (kind === SLOT_FILLED) return { kind: 'filled', shared, frame, offset, bytes, at: -1, arena: null }
+  if (kind === SLOT_FILLED)
+    return { kind: 'filled', shared, frame, offset, bytes, at: -1, arena: null }
   const arena = host.core.frames.arenaOf(frame)
-  return { kind: kindName(kind), shared, frame, offset, bytes, at: host.core.frames.frameOffset(frame) + offset, arena }
+  return {
+    kind: kindName(kind),
+    shared,
+    frame,
+    offset,
+    bytes,
+    at: host.core.frames.frameOffset(frame) + offset,
+    arena,
+  }
 }
 
 /** The slot of (pool, oid, index), or NONE. */
@@ -63,7 +79,8 @@ export function poolSlots(host: Host, pool: Pool): number[] {
   const store = host.core.store
   const slots: number[] = []
   for (let object = pool.objects[0]!; object !== NONE; object = store.objectPoolNext[object]!) {
-    for (let slot = store.objectChain[object]!; slot !== NONE; slot = store.chainNext[slot]!) slots.push(slot)
+    for (let slot = store.objectChain[object]!; slot !== NONE; slot = store.chainNext[slot]!)
+      slots.push(slot)
   }
   return slots
 }
@@ -110,9 +127,13 @@ export function checkDensityCounters(host: Host): void {
     }
   }
   if (counters.contentCount !== liveContents.size) {
-    throw new AssertionError(`counters: Sc ${counters.contentCount}, ${liveContents.size} live content descriptors`)
+    throw new AssertionError(
+      `counters: Sc ${counters.contentCount}, ${liveContents.size} live content descriptors`,
+    )
   }
   if (counters.tzeBytes !== tze || counters.compressedBytes !== compressed) {
-    throw new AssertionError(`counters: Zt ${counters.tzeBytes} Gz ${counters.compressedBytes}, contents hold ${tze} and ${compressed}`)
+    throw new AssertionError(
+      `counters: Zt ${counters.tzeBytes} Gz ${counters.compressedBytes}, contents hold ${tze} and ${compressed}`,
+    )
   }
 }

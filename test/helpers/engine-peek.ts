@@ -24,7 +24,11 @@ function fail(message: string): never {
 }
 
 /** Pairs every model pool with its engine pool; throws when slots or sharing disagree. */
-export function compareStructure(host: Host, model: ModelHost, clientIds: readonly number[]): Map<ModelPool, Pool> {
+export function compareStructure(
+  host: Host,
+  model: ModelHost,
+  clientIds: readonly number[],
+): Map<ModelPool, Pool> {
   const pairs = new Map<ModelPool, Pool>()
   const engineSeen = new Map<Pool, ModelPool>()
   for (const id of clientIds) {
@@ -34,12 +38,16 @@ export function compareStructure(host: Host, model: ModelHost, clientIds: readon
       fail(`client ${id} exists in the ${mine === undefined ? 'engine' : 'model'} only`)
     }
     if (mine === undefined || theirs === undefined) continue
-    if (mine.frozen !== theirs.frozen) fail(`client ${id} frozen ${theirs.frozen}, model ${mine.frozen}`)
+    if (mine.frozen !== theirs.frozen)
+      fail(`client ${id} frozen ${theirs.frozen}, model ${mine.frozen}`)
     if (mine.cap !== theirs.cap) fail(`client ${id} cap ${theirs.cap}, model ${mine.cap}`)
     for (let slot = 0; slot < mine.pools.length; slot++) {
       const a = mine.pools[slot] ?? null
       const b = theirs.pools[slot] ?? null
-      if ((a === null) !== (b === null)) fail(`client ${id} slot ${slot}: model ${a === null ? 'empty' : 'pool'}, engine ${b === null ? 'empty' : 'pool'}`)
+      if ((a === null) !== (b === null))
+        fail(
+          `client ${id} slot ${slot}: model ${a === null ? 'empty' : 'pool'}, engine ${b === null ? 'empty' : 'pool'}`,
+        )
       if (a === null || b === null) continue
       const paired = pairs.get(a)
       if (paired !== undefined && paired !== b) fail(`model pool ${a.serial} is two engine pools`)
@@ -61,17 +69,21 @@ export function compareStructure(host: Host, model: ModelHost, clientIds: readon
 function comparePool(mine: ModelPool, theirs: Pool): void {
   const name = `pool ${mine.serial} (${mine.kind})`
   if (mine.persistent !== theirs.persistent || mine.shared !== theirs.shared) {
-    fail(`${name} is ${theirs.persistent ? 'persistent' : 'ephemeral'} ${theirs.shared ? 'shared' : 'private'} in the engine`)
+    fail(
+      `${name} is ${theirs.persistent ? 'persistent' : 'ephemeral'} ${theirs.shared ? 'shared' : 'private'} in the engine`,
+    )
   }
   if (mine.owner !== theirs.owner.id) fail(`${name} owner ${theirs.owner.id}, model ${mine.owner}`)
   if (mine.shared) {
     const sharers = theirs.sharers.map((client) => client.id).join(',')
-    if (sharers !== mine.sharers.join(',')) fail(`${name} sharers [${sharers}], model [${mine.sharers.join(',')}]`)
+    if (sharers !== mine.sharers.join(','))
+      fail(`${name} sharers [${sharers}], model [${mine.sharers.join(',')}]`)
   }
   if (mine.persistent && theirs.pageCount !== mine.pageCount) {
     fail(`${name} holds ${theirs.pageCount} pages, model ${mine.pageCount}`)
   }
-  if (theirs.pageCount > mine.pageCount) fail(`${name} holds ${theirs.pageCount} pages, more than the model's ${mine.pageCount}`)
+  if (theirs.pageCount > mine.pageCount)
+    fail(`${name} holds ${theirs.pageCount} pages, more than the model's ${mine.pageCount}`)
 }
 
 /** Every engine page is a model page with the same bytes (see the module comment). */
@@ -83,19 +95,24 @@ export function compareContents(host: Host, pairs: Map<ModelPool, Pool>): void {
     for (let object = theirs.objects[0]!; object !== NONE; object = store.objectPoolNext[object]!) {
       const base = object * 6
       const words = store.objectOid
-      const oid = [0, 1, 2].map((i) => BigInt(words[base + 2 * i]!) | (BigInt(words[base + 2 * i + 1]!) << 32n))
+      const oid = [0, 1, 2].map(
+        (i) => BigInt(words[base + 2 * i]!) | (BigInt(words[base + 2 * i + 1]!) << 32n),
+      )
       const key = oidKey([oid[0]!, oid[1]!, oid[2]!])
       const modelObject = mine.objects.get(key)
       if (modelObject === undefined) fail(`${name} holds object ${key}, which the model does not`)
       if (mine.shared && store.objectLastClient[object] !== modelObject.lastClient) {
-        fail(`${name} object ${key} last client ${store.objectLastClient[object]}, model ${modelObject.lastClient}`)
+        fail(
+          `${name} object ${key} last client ${store.objectLastClient[object]}, model ${modelObject.lastClient}`,
+        )
       }
       for (let slot = store.objectChain[object]!; slot !== NONE; slot = store.chainNext[slot]!) {
         const index = store.slotIndex[slot]!
         const page = modelObject.pages.get(index)
         if (page === undefined) fail(`${name} holds ${key}/${index}, which the model does not`)
         // Through the engine's own loader: the payload may be compressed, trimmed or shared.
-        if (!host.core.loadInto(slot, loaded, 0)) fail(`${name} page ${key}/${index} fails its check`)
+        if (!host.core.loadInto(slot, loaded, 0))
+          fail(`${name} page ${key}/${index} fails its check`)
         if (Buffer.compare(loaded, page) !== 0) {
           fail(`${name} page ${key}/${index} holds other bytes than the model`)
         }

@@ -10,16 +10,31 @@
  */
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 /** node_modules/.cache/tmem-guest, found from this compiled file (dist/test/helpers/). */
-export const GUEST_CACHE = fileURLToPath(new URL('../../../node_modules/.cache/tmem-guest', import.meta.url))
+export const GUEST_CACHE = fileURLToPath(
+  new URL('../../../node_modules/.cache/tmem-guest', import.meta.url),
+)
 
 /** The modules that bring up virtio-blk over PCI, in the order they must be loaded. */
 export const VIRTIO_MODULES = [
-  'virtio_ring', 'virtio', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci', 'virtio_blk',
+  'virtio_ring',
+  'virtio',
+  'virtio_pci_legacy_dev',
+  'virtio_pci_modern_dev',
+  'virtio_pci',
+  'virtio_blk',
 ] as const
 
 export interface GuestKernel {
@@ -30,14 +45,20 @@ export interface GuestKernel {
 }
 
 function run(file: string, args: string[], cwd?: string): string {
-  return execFileSync(file, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 })
+  return execFileSync(file, args, {
+    cwd,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 300_000,
+  })
 }
 
 /** The versioned package name `linux-image-amd64` depends on, e.g. linux-image-6.1.0-57-amd64. */
 function kernelPackage(): string {
   const depends = run('apt-cache', ['depends', 'linux-image-amd64'])
   const match = /Depends:\s*(linux-image-[0-9][^\s]*-amd64)/.exec(depends)
-  if (!match?.[1]) throw new Error(`apt-cache depends linux-image-amd64 names no kernel:\n${depends}`)
+  if (!match?.[1])
+    throw new Error(`apt-cache depends linux-image-amd64 names no kernel:\n${depends}`)
   return match[1]
 }
 
@@ -59,8 +80,17 @@ function unpackKernel(pkg: string, dir: string): void {
     if (!deb) throw new Error(`apt-get download ${pkg} left no .deb`)
     const unpacked = join(work, 'root')
     mkdirSync(unpacked)
-    execFileSync('sh', ['-c', 'dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards "./boot/vmlinuz-*" "*/virtio*.ko*"',
-      'sh', join(work, deb), unpacked], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 })
+    execFileSync(
+      'sh',
+      [
+        '-c',
+        'dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards "./boot/vmlinuz-*" "*/virtio*.ko*"',
+        'sh',
+        join(work, deb),
+        unpacked,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 },
+    )
     for (const file of walk(unpacked, [])) {
       if (file.endsWith('.xz')) run('xz', ['-d', file])
     }

@@ -37,8 +37,19 @@ export function newcArchive(entries: CpioEntry[]): Buffer {
     const data = entry.data ?? new Uint8Array(0)
     const name = Buffer.from(`${entry.name}\0`)
     const fields = [
-      index + 1, entry.mode, 0, 0, 1, 0, data.length, 0, 0,
-      entry.rdev?.[0] ?? 0, entry.rdev?.[1] ?? 0, name.length, 0,
+      index + 1,
+      entry.mode,
+      0,
+      0,
+      1,
+      0,
+      data.length,
+      0,
+      0,
+      entry.rdev?.[0] ?? 0,
+      entry.rdev?.[1] ?? 0,
+      name.length,
+      0,
     ]
     const header = `070701${fields.map(hex8).join('')}`
     parts.push(Buffer.from(header, 'ascii'), name, Buffer.alloc(pad4(110 + name.length)))
@@ -78,8 +89,11 @@ poweroff -f
 /** The initramfs for `kernel`: busybox, the virtio modules, the memory test and /init. */
 export function buildInitramfs(kernel: GuestKernel, memtest: string, memtestMiB: number): Buffer {
   const entries: CpioEntry[] = [
-    { name: 'bin', mode: 0o40755 }, { name: 'dev', mode: 0o40755 }, { name: 'proc', mode: 0o40755 },
-    { name: 'sys', mode: 0o40755 }, { name: 'modules', mode: 0o40755 },
+    { name: 'bin', mode: 0o40755 },
+    { name: 'dev', mode: 0o40755 },
+    { name: 'proc', mode: 0o40755 },
+    { name: 'sys', mode: 0o40755 },
+    { name: 'modules', mode: 0o40755 },
     { name: 'dev/console', mode: 0o20600, rdev: [5, 1] },
     { name: 'bin/busybox', mode: 0o100755, data: readFileSync('/bin/busybox') },
     { name: 'init', mode: 0o100755, data: Buffer.from(initScript(memtestMiB)) },
@@ -119,11 +133,27 @@ function memtestSeconds(console: string): number | null {
 /** Boots the guest and resolves when QEMU exits or the deadline kills it. */
 export async function runGuest(options: GuestOptions): Promise<GuestRun> {
   const args = [
-    '-accel', 'tcg', '-m', String(options.memoryMiB), '-smp', '1',
-    '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
-    '-kernel', options.kernel.vmlinuz, '-initrd', options.initramfs,
-    '-append', 'console=ttyS0 panic=-1 zswap.enabled=0 loglevel=4',
-    '-drive', `file=${options.drive},if=virtio,format=raw,cache=none`,
+    '-accel',
+    'tcg',
+    '-m',
+    String(options.memoryMiB),
+    '-smp',
+    '1',
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-serial',
+    'stdio',
+    '-no-reboot',
+    '-kernel',
+    options.kernel.vmlinuz,
+    '-initrd',
+    options.initramfs,
+    '-append',
+    'console=ttyS0 panic=-1 zswap.enabled=0 loglevel=4',
+    '-drive',
+    `file=${options.drive},if=virtio,format=raw,cache=none`,
   ]
   const started = Date.now()
   const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -140,11 +170,22 @@ export async function runGuest(options: GuestOptions): Promise<GuestRun> {
     child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'))
   })
   clearTimeout(timer)
-  return { console: output, wallMs: Date.now() - started, memtestSeconds: memtestSeconds(output), exit, timedOut }
+  return {
+    console: output,
+    wallMs: Date.now() - started,
+    memtestSeconds: memtestSeconds(output),
+    exit,
+    timedOut,
+  }
 }
 
 /** Writes the initramfs into `dir` and returns its path. */
-export function initramfsFile(kernel: GuestKernel, memtest: string, memtestMiB: number, dir: string): string {
+export function initramfsFile(
+  kernel: GuestKernel,
+  memtest: string,
+  memtestMiB: number,
+  dir: string,
+): string {
   const path = join(dir, 'initramfs.cpio')
   writeFileSync(path, buildInitramfs(kernel, memtest, memtestMiB))
   return path
@@ -158,13 +199,15 @@ export function staticBusybox(): true | string {
   } catch {
     return 'there is no /bin/busybox (install busybox-static)'
   }
-  if (elf.length < 64 || elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2) return '/bin/busybox is not a 64-bit ELF file'
+  if (elf.length < 64 || elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2)
+    return '/bin/busybox is not a 64-bit ELF file'
   // A program header of type PT_INTERP (3) names the dynamic loader: not static.
   const phoff = Number(elf.readBigUInt64LE(0x20))
   const phentsize = elf.readUInt16LE(0x36)
   const phnum = elf.readUInt16LE(0x38)
   for (let i = 0; i < phnum; i++) {
-    if (elf.readUInt32LE(phoff + i * phentsize) === 3) return '/bin/busybox is dynamically linked (install busybox-static)'
+    if (elf.readUInt32LE(phoff + i * phentsize) === 3)
+      return '/bin/busybox is dynamically linked (install busybox-static)'
   }
   return true
 }
@@ -174,7 +217,9 @@ export async function qemuAvailable(): Promise<true | string> {
   const child = spawn('qemu-system-x86_64', ['--version'], { stdio: 'ignore' })
   return await new Promise((resolve) => {
     child.once('error', () => resolve('qemu-system-x86_64 is not installed'))
-    child.once('exit', (code) => resolve(code === 0 ? true : `qemu-system-x86_64 --version exited ${code}`))
+    child.once('exit', (code) =>
+      resolve(code === 0 ? true : `qemu-system-x86_64 --version exited ${code}`),
+    )
   })
 }
 
@@ -203,7 +248,9 @@ export function parseGuestConsole(text: string): GuestReport {
     memTotalKiB: numberAfter(text, /GUEST booted .* memtotal=MemTotal: (\d+) kB/),
     swapKiB: numberAfter(text, /GUEST swapon \/dev\/vda \S+ (\d+) /),
     filledUsedKiB: numberAfter(text, /MEMTEST filled, swaps: \/dev\/vda\s+\S+\s+\d+\s+(\d+)/),
-    memtest: memtest ? { pass: memtest[1] === 'PASS', mib: Number(memtest[2]), errors: Number(memtest[3]) } : null,
+    memtest: memtest
+      ? { pass: memtest[1] === 'PASS', mib: Number(memtest[2]), errors: Number(memtest[3]) }
+      : null,
     pswpin: numberAfter(text, /GUEST vmstat .*pswpin (\d+)/),
     pswpout: numberAfter(text, /GUEST vmstat .*pswpout (\d+)/),
     dmesgErrors: numberAfter(text, /GUEST dmesg-errors (\d+)/),

@@ -53,7 +53,9 @@ export class ModelMismatch extends Error {
 }
 
 function mismatch(what: string, rc: number, allowed: readonly number[]): never {
-  throw new ModelMismatch(`${what}: engine returned ${rc}, the model allows ${allowed.join(' or ')}`)
+  throw new ModelMismatch(
+    `${what}: engine returned ${rc}, the model allows ${allowed.join(' or ')}`,
+  )
 }
 
 function expectRc(what: string, rc: number, allowed: readonly number[]): void {
@@ -85,7 +87,14 @@ export class ModelPool {
   readonly objects = new Map<string, ModelObject>()
   pageCount = 0
 
-  constructor(serial: number, owner: number, persistent: boolean, shared: boolean, lo: bigint, hi: bigint) {
+  constructor(
+    serial: number,
+    owner: number,
+    persistent: boolean,
+    shared: boolean,
+    lo: bigint,
+    hi: bigint,
+  ) {
     this.serial = serial
     this.owner = owner
     this.persistent = persistent
@@ -144,7 +153,10 @@ export class ModelClient {
   cap = 0
   compress: boolean
   /** Shared-pool auth table (spec §1.5): 16 (lo, hi) entries, all-ones = empty. */
-  readonly auth: [bigint, bigint][] = Array.from({ length: AUTH_ENTRIES }, () => [ALL_ONES, ALL_ONES])
+  readonly auth: [bigint, bigint][] = Array.from({ length: AUTH_ENTRIES }, () => [
+    ALL_ONES,
+    ALL_ONES,
+  ])
 
   constructor(id: number, compress: boolean) {
     this.id = id
@@ -192,7 +204,9 @@ export class ModelHost {
   readonly options: Required<ModelOptions>
   readonly clients = new Map<number, ModelClient>()
   /** The host-wide shared pool table (spec §1.5), in table-slot order. */
-  readonly sharedTable: (ModelPool | null)[] = new Array<ModelPool | null>(SHARED_POOLS_MAX).fill(null)
+  readonly sharedTable: (ModelPool | null)[] = new Array<ModelPool | null>(SHARED_POOLS_MAX).fill(
+    null,
+  )
   globalAuth = false
   #serial = 0
   /** Whether a persistent page may be stored in less than a frame (module comment). */
@@ -273,14 +287,28 @@ export class ModelHost {
     const slot = client.pools.indexOf(null)
     if (slot < 0) return RC_EPERM
     if (shared && uuidLo === ALL_ONES && uuidHi === ALL_ONES) shared = false
-    if (shared && this.options.sharedAuth && !this.globalAuth && findAuth(client, uuidLo, uuidHi) < 0) {
+    if (
+      shared &&
+      this.options.sharedAuth &&
+      !this.globalAuth &&
+      findAuth(client, uuidLo, uuidHi) < 0
+    ) {
       shared = false
     }
     if (!shared) {
-      client.pools[slot] = new ModelPool(++this.#serial, client.id, persistent, false, uuidLo, uuidHi)
+      client.pools[slot] = new ModelPool(
+        ++this.#serial,
+        client.id,
+        persistent,
+        false,
+        uuidLo,
+        uuidHi,
+      )
       return slot
     }
-    const existing = this.sharedTable.find((p) => p !== null && p.uuidLo === uuidLo && p.uuidHi === uuidHi)
+    const existing = this.sharedTable.find(
+      (p) => p !== null && p.uuidLo === uuidLo && p.uuidHi === uuidHi,
+    )
     if (existing !== undefined && existing !== null) {
       existing.sharers.push(client.id)
       client.pools[slot] = existing
@@ -359,7 +387,8 @@ export class ModelHost {
     const what = `${fill.kind === 'copy' ? 'PUT_PAGE' : fill.kind === 'zero' ? 'NEW_PAGE' : 'WRITE'}`
     const pool = this.#lookup(client, poolId)
     if (pool === null) return expectRc(`${what} into pool ${poolId} (no pool)`, rc, [RC_ENODEV])
-    if (fill.kind === 'range' && !rangeValid(fill.range)) return expectRc(`${what} bad range`, rc, [RC_EINVAL])
+    if (fill.kind === 'range' && !rangeValid(fill.range))
+      return expectRc(`${what} bad range`, rc, [RC_EINVAL])
     const owner = this.#owner(pool)
     const badFrame = fill.kind !== 'zero' && frame === null
     const present = pool.page(oid, index) !== undefined
@@ -431,7 +460,8 @@ export class ModelHost {
     expectRc(`${where}${page === null ? '' : ' (handle held by the model)'}`, rc, allowed)
     const privateEphemeral = !pool.persistent && !pool.shared
     if (rc === RC_EEMPTY) pool.clear()
-    else if (rc === 0 || (privateEphemeral && (rc === 1 || rc === RC_EFAULT))) pool.deletePage(oid, index)
+    else if (rc === 0 || (privateEphemeral && (rc === 1 || rc === RC_EFAULT)))
+      pool.deletePage(oid, index)
     else if (rc === 1 && pool.shared) pool.objects.get(oidKey(oid))!.lastClient = client.id
     return { page: rc === 1 ? page : null }
   }
@@ -442,7 +472,9 @@ export class ModelHost {
     const pool = this.#lookup(client, poolId)
     if (pool === null) return expectRc(`FLUSH_PAGE pool ${poolId} (no pool)`, rc, [RC_ENODEV])
     pool.deletePage(oid, index)
-    expectRc(`FLUSH_PAGE ${pool.kind} pool ${pool.serial}`, rc, [this.#owner(pool).frozen ? RC_EFROZEN : 1])
+    expectRc(`FLUSH_PAGE ${pool.kind} pool ${pool.serial}`, rc, [
+      this.#owner(pool).frozen ? RC_EFROZEN : 1,
+    ])
   }
 
   /** FLUSH_OBJECT (§3.6). */
@@ -451,7 +483,9 @@ export class ModelHost {
     const pool = this.#lookup(client, poolId)
     if (pool === null) return expectRc(`FLUSH_OBJECT pool ${poolId} (no pool)`, rc, [RC_ENODEV])
     pool.deleteObject(oidKey(oid))
-    expectRc(`FLUSH_OBJECT ${pool.kind} pool ${pool.serial}`, rc, [this.#owner(pool).frozen ? RC_EFROZEN : 1])
+    expectRc(`FLUSH_OBJECT ${pool.kind} pool ${pool.serial}`, rc, [
+      this.#owner(pool).frozen ? RC_EFROZEN : 1,
+    ])
   }
 
   // ---------------------------------------------------------------------------------------
@@ -490,7 +524,8 @@ export class ModelHost {
       if (on && this.options.dedup) refused = true
       else client.compress = on
     })
-    if (on && !this.options.dedup && expected === 0 && this.clients.size > 0) this.#densePersistent = true
+    if (on && !this.options.dedup && expected === 0 && this.clients.size > 0)
+      this.#densePersistent = true
     expectRc(`SET_COMPRESS ${cliId} ${on}`, rc, [refused ? RC_FAIL : expected])
   }
 

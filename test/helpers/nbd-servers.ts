@@ -44,7 +44,12 @@ function uriFor(exportName: string, socketPath: string): string {
 }
 
 /** Resolves once `path` exists, rejects if `child` exits first or the deadline passes. */
-async function waitForFile(path: string, child: ChildProcess, what: string, stderr: () => string): Promise<void> {
+async function waitForFile(
+  path: string,
+  child: ChildProcess,
+  what: string,
+  stderr: () => string,
+): Promise<void> {
   let watcher: ReturnType<typeof watch> | null = null
   let timer: NodeJS.Timeout | null = null
   try {
@@ -53,8 +58,13 @@ async function waitForFile(path: string, child: ChildProcess, what: string, stde
         if (existsSync(path)) resolve()
       }
       watcher = watch(join(path, '..'), check)
-      timer = setTimeout(() => reject(new Error(`${what} not ready within ${READY_DEADLINE_MS} ms: ${stderr()}`)), READY_DEADLINE_MS)
-      child.once('exit', (code, signal) => reject(new Error(`${what} exited (${code ?? signal}) before ready: ${stderr()}`)))
+      timer = setTimeout(
+        () => reject(new Error(`${what} not ready within ${READY_DEADLINE_MS} ms: ${stderr()}`)),
+        READY_DEADLINE_MS,
+      )
+      child.once('exit', (code, signal) =>
+        reject(new Error(`${what} exited (${code ?? signal}) before ready: ${stderr()}`)),
+      )
       child.once('error', (error) => reject(new Error(`${what} cannot start: ${error.message}`)))
       check()
     })
@@ -75,7 +85,9 @@ async function stopChild(child: ChildProcess): Promise<void> {
 
 /** Starts an external server whose readiness is its pid file. */
 async function startExternal(
-  kind: NbdServerKind, options: NbdServerOptions, command: (dir: string, socketPath: string, pidFile: string) => [string, string[]],
+  kind: NbdServerKind,
+  options: NbdServerOptions,
+  command: (dir: string, socketPath: string, pidFile: string) => [string, string[]],
 ): Promise<NbdServer> {
   const dir = mkdtempSync(join(tmpdir(), `${kind}-`))
   const socketPath = join(dir, 's.sock')
@@ -92,7 +104,11 @@ async function startExternal(
     throw error
   }
   return {
-    kind, uri: uriFor(options.exportName, socketPath), socketPath, exportName: options.exportName, daemon: null,
+    kind,
+    uri: uriFor(options.exportName, socketPath),
+    socketPath,
+    exportName: options.exportName,
+    daemon: null,
     stop: async () => {
       await stopChild(child)
       rmSync(dir, { recursive: true, force: true })
@@ -102,10 +118,20 @@ async function startExternal(
 
 /** `nbdkit memory SIZE` in the foreground, ended with us if we die. */
 export function startNbdkitMemory(options: NbdServerOptions): Promise<NbdServer> {
-  return startExternal('nbdkit', options, (_dir, socketPath, pidFile) => ['nbdkit', [
-    '--exit-with-parent', '--unix', socketPath, '--pidfile', pidFile, '--exportname', options.exportName,
-    'memory', String(options.sizeBytes),
-  ]])
+  return startExternal('nbdkit', options, (_dir, socketPath, pidFile) => [
+    'nbdkit',
+    [
+      '--exit-with-parent',
+      '--unix',
+      socketPath,
+      '--pidfile',
+      pidFile,
+      '--exportname',
+      options.exportName,
+      'memory',
+      String(options.sizeBytes),
+    ],
+  ])
 }
 
 /** `qemu-nbd` serving a sparse raw file in /dev/shm (tmpfs: memory, like the others). */
@@ -115,10 +141,27 @@ export async function startQemuNbd(options: NbdServerOptions): Promise<NbdServer
   const image = join(imageDir, 'disk.raw')
   closeSync(openSync(image, 'w'))
   truncateSync(image, options.sizeBytes)
-  const server = await startExternal('qemu-nbd', options, (_dir, socketPath, pidFile) => ['qemu-nbd', [
-    '--socket', socketPath, '--pid-file', pidFile, '--export-name', options.exportName, '--format', 'raw',
-    '--persistent', '--shared', '16', '--cache', 'writeback', '--aio', 'threads', image,
-  ]]).catch((error: unknown) => {
+  const server = await startExternal('qemu-nbd', options, (_dir, socketPath, pidFile) => [
+    'qemu-nbd',
+    [
+      '--socket',
+      socketPath,
+      '--pid-file',
+      pidFile,
+      '--export-name',
+      options.exportName,
+      '--format',
+      'raw',
+      '--persistent',
+      '--shared',
+      '16',
+      '--cache',
+      'writeback',
+      '--aio',
+      'threads',
+      image,
+    ],
+  ]).catch((error: unknown) => {
     rmSync(imageDir, { recursive: true, force: true })
     throw error
   })
@@ -133,7 +176,9 @@ export async function startQemuNbd(options: NbdServerOptions): Promise<NbdServer
 /** Whether the built daemon has an NBD server at all (a string says why not). */
 export async function tmemNbdAvailable(): Promise<true | string> {
   const help = await runTmem(['daemon', '--help'], { killAfterMs: 20_000 })
-  return help.stdout.includes('--nbd-socket') ? true : 'this build of `tmem daemon` has no --nbd-socket (the NBD server is not merged)'
+  return help.stdout.includes('--nbd-socket')
+    ? true
+    : 'this build of `tmem daemon` has no --nbd-socket (the NBD server is not merged)'
 }
 
 /** tmem's daemon with one export `nbd:NAME` on its NBD socket. */
@@ -143,19 +188,30 @@ export async function startTmemExport(options: NbdServerOptions): Promise<NbdSer
   const socketPath = join(dir, 'nbd.sock')
   const handle = await startDaemon({
     args: [
-      '--memory', `${Math.ceil(memory / 1024 / 1024)}M`, '--nbd-socket', socketPath,
-      '--export', `name=${options.exportName},size=${options.sizeBytes}${options.swap ? ',mode=swap' : ''}`,
+      '--memory',
+      `${Math.ceil(memory / 1024 / 1024)}M`,
+      '--nbd-socket',
+      socketPath,
+      '--export',
+      `name=${options.exportName},size=${options.sizeBytes}${options.swap ? ',mode=swap' : ''}`,
     ],
   })
   if (options.compress) {
-    const set = await runTmem(['set', `nbd:${options.exportName}`, '-p', '1'], { controlPath: handle.controlPath, killAfterMs: 20_000 })
+    const set = await runTmem(['set', `nbd:${options.exportName}`, '-p', '1'], {
+      controlPath: handle.controlPath,
+      killAfterMs: 20_000,
+    })
     if (set.code !== 0) {
       await handle.kill()
       throw new Error(`tmem set nbd:${options.exportName} -p 1 failed (${set.code}): ${set.stderr}`)
     }
   }
   return {
-    kind: 'tmem', uri: uriFor(options.exportName, socketPath), socketPath, exportName: options.exportName, daemon: handle,
+    kind: 'tmem',
+    uri: uriFor(options.exportName, socketPath),
+    socketPath,
+    exportName: options.exportName,
+    daemon: handle,
     stop: async () => {
       await handle.stop()
       rmSync(handle.dir, { recursive: true, force: true })

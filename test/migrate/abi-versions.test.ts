@@ -45,7 +45,12 @@ function v0Stream(): Uint8Array {
   b.at(0).s32le(-5).at(4).u32le(0).at(8).u32le(16).at(12).u32le(END)
   b.at(16).u32le(0).at(20).u32le(0).at(24).u32le(0).at(28).u32le(END)
   b.at(32).u32le(1).at(36).u32le(0x00000001).at(40).u32le(1).at(44).u64le(0n).at(52).u64le(0n)
-  b.at(60).u64le(0x42n).at(68).u32le(3).at(72).raw(...page(9))
+  b.at(60)
+    .u64le(0x42n)
+    .at(68)
+    .u32le(3)
+    .at(72)
+    .raw(...page(9))
   b.at(4168).u32le(END)
   return b.done(4172)
 }
@@ -54,7 +59,11 @@ void describe('ABI version matrix: engine and streams', () => {
   void test('an ABI version the host does not speak (2) is -EINVAL and creates no client, with or without acceptV0', () => {
     for (const acceptV0 of [false, true]) {
       const host = newHost({ acceptV0 })
-      const op = { cmd: CMD.NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n] as [bigint, bigint], flags: F.PRIVATE_PERS, arg1: 0 } }
+      const op = {
+        cmd: CMD.NEW_POOL,
+        poolId: 0,
+        creat: { uuid: [0n, 0n] as [bigint, bigint], flags: F.PRIVATE_PERS, arg1: 0 },
+      }
       assert.equal(host.op(5, op, null, 2 as 0 | 1), EINVAL)
       assert.equal(host.control(ctrl(SAVE_GET_CLIENT_WEIGHT, 5)), -1, 'no client 5')
       assert.equal(host.stats().clients.length, 0)
@@ -90,10 +99,25 @@ void describe('ABI version matrix: engine and streams', () => {
 
   void test('a v0 client saved live from an acceptV0 host: a v1 stream with 32-byte invalidations, restored on a default host', async () => {
     const source = newHost({ acceptV0: true })
-    assert.equal(v0op(source, 3, { cmd: CMD.NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n], flags: 0x00000001, arg1: 0 } }), 0)
-    for (let i = 0; i < 4; i++) assert.equal(v0op(source, 3, gen(CMD.PUT, 0, [0x77n, 0n, 0n], i), page(i)), 1)
+    assert.equal(
+      v0op(source, 3, {
+        cmd: CMD.NEW_POOL,
+        poolId: 0,
+        creat: { uuid: [0n, 0n], flags: 0x00000001, arg1: 0 },
+      }),
+      0,
+    )
+    for (let i = 0; i < 4; i++)
+      assert.equal(v0op(source, 3, gen(CMD.PUT, 0, [0x77n, 0n, 0n], i), page(i)), 1)
     // A v0 client still sends v0 flags: version 1 is refused for it (a v0 hypervisor did so).
-    assert.equal(v0op(source, 3, { cmd: CMD.NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n], flags: F.PRIVATE_PERS, arg1: 0 } }), EPERM)
+    assert.equal(
+      v0op(source, 3, {
+        cmd: CMD.NEW_POOL,
+        poolId: 0,
+        creat: { uuid: [0n, 0n], flags: F.PRIVATE_PERS, arg1: 0 },
+      }),
+      EPERM,
+    )
     const memory = memorySink()
     const saved = await saveClient(hostChannel(source), 3, memory.sink, { live: true })
     assert.equal(saved.live, true)
@@ -119,16 +143,34 @@ void describe('ABI version matrix: engine and streams', () => {
 
 /** Sends a HELLO naming `abi` (built by hand from docs/protocol.md) and returns the reply status. */
 async function helloStatus(path: string, abi: number): Promise<{ kind: number; status: number }> {
-  const payload = new NaiveBytes().at(0).raw(abi, 0, 0, 0).at(4).u32le(0).at(8).raw(...new Uint8Array(32)).done(40)
+  const payload = new NaiveBytes()
+    .at(0)
+    .raw(abi, 0, 0, 0)
+    .at(4)
+    .u32le(0)
+    .at(8)
+    .raw(...new Uint8Array(32))
+    .done(40)
   const frame = new NaiveBytes()
-    .at(0).raw(0x54, 0x4d, 0x45, 0x4d).at(4).raw(1, 0x01, 0, 0).at(8).u32le(7).at(12).u32le(40)
-    .at(16).raw(...payload).done(56)
+    .at(0)
+    .raw(0x54, 0x4d, 0x45, 0x4d)
+    .at(4)
+    .raw(1, 0x01, 0, 0)
+    .at(8)
+    .u32le(7)
+    .at(12)
+    .u32le(40)
+    .at(16)
+    .raw(...payload)
+    .done(56)
   const socket = createConnection(path)
   const chunks: Buffer[] = []
   socket.on('data', (chunk: Buffer) => chunks.push(chunk))
   socket.write(frame)
   // The daemon answers and then closes: the close is the event that the reply is complete.
-  await new Promise<void>((resolve, reject) => socket.once('close', () => resolve()).once('error', reject))
+  await new Promise<void>((resolve, reject) =>
+    socket.once('close', () => resolve()).once('error', reject),
+  )
   const reply = Buffer.concat(chunks)
   return { kind: reply[5]!, status: reply[16]! }
 }
@@ -150,15 +192,25 @@ void describe('ABI version matrix: daemons', { timeout: HANG_GUARD_MS }, () => {
       const client = await connect({ path: both.socketPath }, { name: 'modern' })
       const pool = await client.newPool({ persistent: true })
       for (let i = 0; i < 10; i++) await client.put(pool, 1n << 80n, i, livePage(i))
-      const result = await migrateClient({ source: { path: both.controlPath }, target: { path: plain.controlPath }, client: 'modern' })
+      const result = await migrateClient({
+        source: { path: both.controlPath },
+        target: { path: plain.controlPath },
+        client: 'modern',
+      })
       assert.equal(result.abi, 1)
       assert.equal(client.address, `unix:${plain.socketPath}`)
-      for (let i = 0; i < 10; i++) assert.deepEqual(await client.get(pool, 1n << 80n, i), livePage(i))
+      for (let i = 0; i < 10; i++)
+        assert.deepEqual(await client.get(pool, 1n << 80n, i), livePage(i))
       // And back, to the daemon that accepts v0: still a v1 client.
-      const back = await migrateClient({ source: { path: plain.controlPath }, target: { path: both.controlPath }, client: 'modern' })
+      const back = await migrateClient({
+        source: { path: plain.controlPath },
+        target: { path: both.controlPath },
+        client: 'modern',
+      })
       assert.equal(back.abi, 1)
       assert.equal(client.address, `unix:${both.socketPath}`)
-      for (let i = 0; i < 10; i++) assert.deepEqual(await client.get(pool, 1n << 80n, i), livePage(i))
+      for (let i = 0; i < 10; i++)
+        assert.deepEqual(await client.get(pool, 1n << 80n, i), livePage(i))
       await client.close()
     } finally {
       await Promise.all([both.stop(), plain.stop()])
@@ -173,15 +225,24 @@ void describe('ABI version matrix: daemons', { timeout: HANG_GUARD_MS }, () => {
       const pool = await old.newPool({ persistent: true })
       for (let i = 0; i < 5; i++) await old.put(pool, 0x5150n, i, livePage(i))
       const file = join(dir, 'old.tmem')
-      const saved = await runTmem(['save', 'old-guest', file], { controlPath: source.controlPath, killAfterMs: HANG_GUARD_MS })
+      const saved = await runTmem(['save', 'old-guest', file], {
+        controlPath: source.controlPath,
+        killAfterMs: HANG_GUARD_MS,
+      })
       assert.equal(saved.code, 0, saved.stderr)
-      const restored = await runTmem(['restore', 'old-copy', file], { controlPath: target.controlPath, killAfterMs: HANG_GUARD_MS })
+      const restored = await runTmem(['restore', 'old-copy', file], {
+        controlPath: target.controlPath,
+        killAfterMs: HANG_GUARD_MS,
+      })
       assert.equal(restored.code, 0, restored.stderr)
       assert.match(restored.stdout, /from a v1 stream/)
       const secret = /^secret: ([0-9a-f]{64})$/m.exec(restored.stdout)?.[1]
       assert.ok(secret, restored.stdout)
       // The image is v1 (docs/semantics.md "Decision: save stream fixes"), so is the client.
-      await assert.rejects(connect({ path: target.socketPath }, { name: 'old-copy', secret, abi: 0 }), { code: 'EABI' })
+      await assert.rejects(
+        connect({ path: target.socketPath }, { name: 'old-copy', secret, abi: 0 }),
+        { code: 'EABI' },
+      )
       const copy = await connect({ path: target.socketPath }, { name: 'old-copy', secret })
       assert.equal(copy.resumed, true)
       for (let i = 0; i < 5; i++) assert.deepEqual(await copy.get(pool, 0x5150n, i), livePage(i))

@@ -60,19 +60,34 @@ interface StreamSpec {
 function build(spec: StreamSpec): Uint8Array {
   const b = naive()
   b.s32le(spec.marker ?? -5)
-  b.u32le(spec.version ?? 1).u32le(spec.maxPools ?? 16).u32le(spec.sep1 ?? END)
-  b.u32le(spec.clientFlags ?? 0).u32le(spec.weight ?? 0).u32le(spec.cap ?? 0).u32le(spec.sep2 ?? END)
+  b.u32le(spec.version ?? 1)
+    .u32le(spec.maxPools ?? 16)
+    .u32le(spec.sep1 ?? END)
+  b.u32le(spec.clientFlags ?? 0)
+    .u32le(spec.weight ?? 0)
+    .u32le(spec.cap ?? 0)
+    .u32le(spec.sep2 ?? END)
   for (const pool of spec.pools) {
     const pages = pool.pages ?? []
     const uuid = pool.uuid ?? [0n, 0n]
-    b.u32le(pool.id).u32le(pool.flags).u32le(pool.n ?? pages.length).u64le(uuid[0]).u64le(uuid[1])
-    for (const p of pages) b.u64le(p.oid[0]).u64le(p.oid[1]).u64le(p.oid[2]).u32le(p.index).raw(...page(p.seed))
+    b.u32le(pool.id)
+      .u32le(pool.flags)
+      .u32le(pool.n ?? pages.length)
+      .u64le(uuid[0])
+      .u64le(uuid[1])
+    for (const p of pages)
+      b.u64le(p.oid[0])
+        .u64le(p.oid[1])
+        .u64le(p.oid[2])
+        .u32le(p.index)
+        .raw(...page(p.seed))
     if (pool.terminator === true) b.raw(...new Array<number>(24).fill(0xff))
   }
   b.u32le(spec.endOfPools ?? END)
   if (spec.invalidations !== undefined) {
     b.s32le(spec.extraMarker ?? -6)
-    for (const inv of spec.invalidations) b.u32le(inv.poolId).u64le(inv.oid[0]).u64le(inv.oid[1]).u64le(inv.oid[2]).u32le(inv.index)
+    for (const inv of spec.invalidations)
+      b.u32le(inv.poolId).u64le(inv.oid[0]).u64le(inv.oid[1]).u64le(inv.oid[2]).u32le(inv.index)
     b.u32le(END)
   }
   if (spec.trailing !== undefined) b.raw(...spec.trailing)
@@ -87,7 +102,14 @@ function base(): StreamSpec {
   return {
     pools: [
       { id: 0, flags: F.PRIVATE_EPH },
-      { id: 1, flags: F.PRIVATE_PERS, pages: [{ oid: O1, index: 7, seed: 7 }, { oid: O2, index: 8, seed: 8 }] },
+      {
+        id: 1,
+        flags: F.PRIVATE_PERS,
+        pages: [
+          { oid: O1, index: 7, seed: 7 },
+          { oid: O2, index: 8, seed: 8 },
+        ],
+      },
     ],
   }
 }
@@ -138,7 +160,10 @@ async function rejects(
   } catch (error) {
     caught = error
   }
-  assert.ok(caught instanceof SaveStreamError, `expected SaveStreamError ${code}, got ${String(caught)}`)
+  assert.ok(
+    caught instanceof SaveStreamError,
+    `expected SaveStreamError ${code}, got ${String(caught)}`,
+  )
   assert.equal(caught.code, code, caught.message)
   if (place.offset !== undefined) assert.equal(caught.offset, place.offset, caught.message)
   if (place.poolId !== undefined) assert.equal(caught.poolId, place.poolId, caught.message)
@@ -156,12 +181,15 @@ void describe('truncation', () => {
     const host = newHost()
     const { channel, calls } = counting(host)
     for (let length = 0; length < bytes.length; length++) {
-      await assert.rejects(restoreClient(channel, 7, bytes.subarray(0, length)), (error: unknown) => {
-        assert.ok(error instanceof SaveStreamError, `prefix ${length}: ${String(error)}`)
-        assert.equal(error.code, 'ETRUNCATED', `prefix ${length}: ${error.message}`)
-        assert.ok(error.offset <= length, `prefix ${length}: offset ${error.offset}`)
-        return true
-      })
+      await assert.rejects(
+        restoreClient(channel, 7, bytes.subarray(0, length)),
+        (error: unknown) => {
+          assert.ok(error instanceof SaveStreamError, `prefix ${length}: ${String(error)}`)
+          assert.equal(error.code, 'ETRUNCATED', `prefix ${length}: ${error.message}`)
+          assert.ok(error.offset <= length, `prefix ${length}: offset ${error.offset}`)
+          return true
+        },
+      )
     }
     assert.equal(calls(), 0)
     assert.equal(host.hasClient(7), false)
@@ -185,13 +213,21 @@ void describe('truncation', () => {
     assert.equal(calls(), 0)
     // Without the option, the tmem section alone is a complete (non-live) stream.
     const sectionEnd = bytes.length - 4 - 32 - 4
-    await rejects(bytes.subarray(0, sectionEnd), 'ETRUNCATED', { offset: sectionEnd }, { requireInvalidations: true })
+    await rejects(
+      bytes.subarray(0, sectionEnd),
+      'ETRUNCATED',
+      { offset: sectionEnd },
+      { requireInvalidations: true },
+    )
     await restoreClient(channel, 7, bytes.subarray(0, sectionEnd))
   })
 
   void test('the message says where: offset, pool and page record', async () => {
     const bytes = build(base())
-    const error = await rejects(bytes.subarray(0, 60 + 28 + 4124 + 100), 'ETRUNCATED', { poolId: 1, page: 1 })
+    const error = await rejects(bytes.subarray(0, 60 + 28 + 4124 + 100), 'ETRUNCATED', {
+      poolId: 1,
+      page: 1,
+    })
     assert.match(error.message, /page record 1 of pool 1/)
     assert.match(error.message, /at byte 4236/)
   })
@@ -216,7 +252,8 @@ void describe('markers, version and header', () => {
   })
 
   void test('versions other than 0 and 1 are EBADVERSION', async () => {
-    for (const version of [2, 3, 0x100, END]) await rejects(build({ ...base(), version }), 'EBADVERSION', { offset: 4 })
+    for (const version of [2, 3, 0x100, END])
+      await rejects(build({ ...base(), version }), 'EBADVERSION', { offset: 4 })
   })
 
   void test('max_pools 17, bad separators, unknown client flags and cap > 100 are EBADHEADER', async () => {
@@ -232,7 +269,10 @@ void describe('inconsistent pools, pages and invalidations', () => {
   void test('a duplicate pool id is EBADPOOL at the second record', async () => {
     const spec = base()
     spec.pools.push({ id: 0, flags: F.PRIVATE_EPH })
-    const error = await rejects(build(spec), 'EBADPOOL', { poolId: 0, offset: 32 + 28 + 28 + 2 * 4124 })
+    const error = await rejects(build(spec), 'EBADPOOL', {
+      poolId: 0,
+      offset: 32 + 28 + 28 + 2 * 4124,
+    })
     assert.match(error.message, /appears twice/)
   })
 
@@ -300,7 +340,13 @@ void describe('inconsistent pools, pages and invalidations', () => {
   })
 
   void test('an invalidation for a pool the stream does not have is EBADINV', async () => {
-    const spec = { ...base(), invalidations: [{ poolId: 1, oid: O1, index: 7 }, { poolId: 3, oid: O1, index: 7 }] }
+    const spec = {
+      ...base(),
+      invalidations: [
+        { poolId: 1, oid: O1, index: 7 },
+        { poolId: 3, oid: O1, index: 7 },
+      ],
+    }
     const error = await rejects(build(spec), 'EBADINV', { poolId: 3 })
     assert.equal(error.invalidation, 1)
   })
@@ -324,26 +370,30 @@ void describe('inconsistent pools, pages and invalidations', () => {
     for (let i = 88 + 4124; i < 88 + 4124 + 28; i++) fieldOffsets.push(i)
     for (let i = good.length - 44; i < good.length; i++) fieldOffsets.push(i)
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...fieldOffsets), fc.integer({ min: 1, max: 255 }), async (at, xor) => {
-        const bytes = Uint8Array.from(good)
-        bytes[at]! ^= xor
-        const { host, before } = target()
-        const { channel, calls } = counting(host)
-        try {
-          await restoreClient(channel, 7, bytes)
-        } catch (error) {
-          if (error instanceof SaveStreamError) {
-            assert.equal(calls(), 0)
-            assert.equal(hostSnapshot(host), before)
+      fc.asyncProperty(
+        fc.constantFrom(...fieldOffsets),
+        fc.integer({ min: 1, max: 255 }),
+        async (at, xor) => {
+          const bytes = Uint8Array.from(good)
+          bytes[at]! ^= xor
+          const { host, before } = target()
+          const { channel, calls } = counting(host)
+          try {
+            await restoreClient(channel, 7, bytes)
+          } catch (error) {
+            if (error instanceof SaveStreamError) {
+              assert.equal(calls(), 0)
+              assert.equal(hostSnapshot(host), before)
+              return
+            }
+            assert.ok(error instanceof RestoreError, String(error))
+            assert.equal(error.cleanup, 'destroyed')
+            assert.equal(host.hasClient(7), false)
             return
           }
-          assert.ok(error instanceof RestoreError, String(error))
-          assert.equal(error.cleanup, 'destroyed')
-          assert.equal(host.hasClient(7), false)
-          return
-        }
-        assert.equal(host.hasClient(7), true)
-      }),
+          assert.equal(host.hasClient(7), true)
+        },
+      ),
       seedText === undefined ? { numRuns: 400 } : { numRuns: 400, seed: Number(seedText) },
     )
   })
@@ -400,11 +450,21 @@ void describe('the target refuses', () => {
     const host = newHost()
     await assert.rejects(
       restoreClient(hostChannel(host), 7, build(spec), { authorizeShared: false }),
-      (error: unknown) => error instanceof RestoreError && error.code === 'ERESTORE' && error.poolId === 4 && error.cleanup === 'destroyed',
+      (error: unknown) =>
+        error instanceof RestoreError &&
+        error.code === 'ERESTORE' &&
+        error.poolId === 4 &&
+        error.cleanup === 'destroyed',
     )
     assert.equal(host.hasClient(7), false)
     // With authorisation (the default) it is re-created shared.
     await restoreClient(hostChannel(host), 7, build(spec))
-    assert.equal(host.stats().clients.find((c) => c.id === 7)!.pools.find((p) => p.slot === 4)!.shared, true)
+    assert.equal(
+      host
+        .stats()
+        .clients.find((c) => c.id === 7)!
+        .pools.find((p) => p.slot === 4)!.shared,
+      true,
+    )
   })
 })

@@ -37,23 +37,32 @@ void describe('save digest sidecar', { timeout: 60_000 }, () => {
 
   void test('save writes FILE.sha256; restore --verify accepts the file as saved', async () => {
     const file = join(dir, 'ok.tmem')
-    const saved = await runTmem(['save', '-q', 'digested', file], { controlPath: daemon.controlPath })
+    const saved = await runTmem(['save', '-q', 'digested', file], {
+      controlPath: daemon.controlPath,
+    })
     assert.equal(saved.code, 0, saved.stderr)
     const bytes = await readFile(file)
     const hex = createHash('sha256').update(bytes).digest('hex')
     assert.equal(await readFile(`${file}.sha256`, 'utf8'), `${hex}  ok.tmem\n`)
     assert.deepEqual(await verifyDigest(file), { status: 'ok', hex })
-    const restored = await runTmem(['restore', '-q', '--verify', 'digested-copy', file], { controlPath: daemon.controlPath })
+    const restored = await runTmem(['restore', '-q', '--verify', 'digested-copy', file], {
+      controlPath: daemon.controlPath,
+    })
     assert.equal(restored.code, 0, restored.stderr)
   })
 
   void test('a byte flipped inside a page: restore --verify fails and restores nothing', async () => {
     const file = join(dir, 'flipped.tmem')
-    assert.equal((await runTmem(['save', '-q', 'digested', file], { controlPath: daemon.controlPath })).code, 0)
+    assert.equal(
+      (await runTmem(['save', '-q', 'digested', file], { controlPath: daemon.controlPath })).code,
+      0,
+    )
     const bytes = await readFile(file)
     bytes[FIRST_PAGE_DATA + 100]! ^= 0x01
     await writeFile(file, bytes)
-    const refused = await runTmem(['restore', '-q', '--verify', 'flipped-copy', file], { controlPath: daemon.controlPath })
+    const refused = await runTmem(['restore', '-q', '--verify', 'flipped-copy', file], {
+      controlPath: daemon.controlPath,
+    })
     assert.equal(refused.code, 1)
     assert.match(refused.stderr, /does not match .*flipped\.tmem\.sha256/)
     const listed = await runTmem(['list', 'flipped-copy'], { controlPath: daemon.controlPath })
@@ -62,9 +71,14 @@ void describe('save digest sidecar', { timeout: 60_000 }, () => {
 
   void test('--verify without a sidecar says so and restores', async () => {
     const file = join(dir, 'bare.tmem')
-    assert.equal((await runTmem(['save', '-q', 'digested', file], { controlPath: daemon.controlPath })).code, 0)
+    assert.equal(
+      (await runTmem(['save', '-q', 'digested', file], { controlPath: daemon.controlPath })).code,
+      0,
+    )
     await rm(`${file}.sha256`)
-    const restored = await runTmem(['restore', '-q', '--verify', 'bare-copy', file], { controlPath: daemon.controlPath })
+    const restored = await runTmem(['restore', '-q', '--verify', 'bare-copy', file], {
+      controlPath: daemon.controlPath,
+    })
     assert.equal(restored.code, 0, restored.stderr)
     assert.match(restored.stderr, /no .*bare\.tmem\.sha256 .*unchecked/)
   })

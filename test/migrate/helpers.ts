@@ -6,12 +6,27 @@
 import assert from 'node:assert/strict'
 import { Host, type HostOptions, type Oid, type TmemOp } from '../../src/index.js'
 import { checkInvariants } from '../../src/engine/invariants.js'
-import { type ControlChannel, hostChannel, memorySink, saveClient, type SaveOptions } from '../../src/migrate/mod.js'
+import {
+  type ControlChannel,
+  hostChannel,
+  memorySink,
+  saveClient,
+  type SaveOptions,
+} from '../../src/migrate/mod.js'
 
 export const PAGE = 4096
 export const ALL_ONES = 0xffffffffffffffffn
 
-export const CMD = { CONTROL: 0, NEW_POOL: 1, DESTROY_POOL: 2, PUT: 4, GET: 5, FLUSH_PAGE: 6, FLUSH_OBJECT: 7, AUTH: 101 } as const
+export const CMD = {
+  CONTROL: 0,
+  NEW_POOL: 1,
+  DESTROY_POOL: 2,
+  PUT: 4,
+  GET: 5,
+  FLUSH_PAGE: 6,
+  FLUSH_OBJECT: 7,
+  AUTH: 101,
+} as const
 export const SUB = {
   FREEZE: 1,
   SET_WEIGHT: 5,
@@ -22,7 +37,11 @@ export const SUB = {
   SAVE_GET_POOL_UUID: 18,
   SAVE_END: 21,
 } as const
-export const F = { PRIVATE_EPH: 0x01000000, PRIVATE_PERS: 0x01000001, SHARED_EPH: 0x01000002 } as const
+export const F = {
+  PRIVATE_EPH: 0x01000000,
+  PRIVATE_PERS: 0x01000001,
+  SHARED_EPH: 0x01000002,
+} as const
 
 /** A deterministic page for a seed (its first four bytes carry the seed). */
 export function page(seed: number): Uint8Array {
@@ -40,7 +59,11 @@ export function gen(cmd: number, poolId: number, oid: Oid, index: number): TmemO
 }
 
 export function ctrl(subop: number, cliId: number, poolId = 0, arg1 = 0): TmemOp {
-  return { cmd: CMD.CONTROL, poolId, ctrl: { subop, cliId, arg1, arg2: 0, oid: [0n, 0n, 0n], buf: 0n } }
+  return {
+    cmd: CMD.CONTROL,
+    poolId,
+    ctrl: { subop, cliId, arg1, arg2: 0, oid: [0n, 0n, 0n], buf: 0n },
+  }
 }
 
 /** A guest's view of one client on a host. */
@@ -51,7 +74,11 @@ export class Guest {
   ) {}
 
   newPool(flags: number, uuid: readonly [bigint, bigint] = [0n, 0n]): number {
-    return this.host.op(this.id, { cmd: CMD.NEW_POOL, poolId: 0, creat: { uuid: [uuid[0], uuid[1]], flags, arg1: 0 } })
+    return this.host.op(this.id, {
+      cmd: CMD.NEW_POOL,
+      poolId: 0,
+      creat: { uuid: [uuid[0], uuid[1]], flags, arg1: 0 },
+    })
   }
 
   destroyPool(poolId: number): number {
@@ -81,7 +108,11 @@ export class Guest {
 }
 
 /** Saves a client of `host` in memory; asserts that something was saved. */
-export async function saveBytes(host: Host, cliId: number, options: SaveOptions = {}): Promise<Uint8Array> {
+export async function saveBytes(
+  host: Host,
+  cliId: number,
+  options: SaveOptions = {},
+): Promise<Uint8Array> {
   const memory = memorySink()
   const result = await saveClient(hostChannel(host), cliId, memory.sink, options)
   assert.equal(result.saved, true, 'saveClient saved nothing')
@@ -113,7 +144,14 @@ export function picture(host: Host, cliId: number): ClientPicture {
     const pool = stats.pools.find((p) => p.slot === slot)
     persistentPages.push(pool !== undefined && pool.persistent ? pool.pages : 0)
   }
-  return { weight: stats.weight, cap: stats.cap, compress: stats.compress, frozen: stats.frozen, slots, persistentPages }
+  return {
+    weight: stats.weight,
+    cap: stats.cap,
+    compress: stats.compress,
+    frozen: stats.frozen,
+    slots,
+    persistentPages,
+  }
 }
 
 /** What a target host looks like from outside, for "left untouched" checks. */

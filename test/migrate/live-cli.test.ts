@@ -35,15 +35,25 @@ function ok(result: CliResult): string {
 }
 
 async function refusal(promise: Promise<unknown>): Promise<MigrationError> {
-  const error = await promise.then(() => null, (caught: unknown) => caught)
+  const error = await promise.then(
+    () => null,
+    (caught: unknown) => caught,
+  )
   assert.ok(error instanceof MigrationError, `expected a MigrationError, got ${String(error)}`)
   return error
 }
 
 /** The client is untouched: not frozen, no save going on, its pages readable. */
-async function assertUntouched(controlPath: string, client: TmemClient, pool: number, pages: number): Promise<void> {
+async function assertUntouched(
+  controlPath: string,
+  client: TmemClient,
+  pool: number,
+  pages: number,
+): Promise<void> {
   const control = await connectControl({ path: controlPath })
-  const host = (await control.stats()).host as { clients: { id: number; frozen: boolean; liveMigrating: boolean }[] }
+  const host = (await control.stats()).host as {
+    clients: { id: number; frozen: boolean; liveMigrating: boolean }[]
+  }
   const engine = host.clients.find((candidate) => candidate.id === client.clientId)
   assert.ok(engine)
   assert.equal(engine.frozen, false)
@@ -73,23 +83,45 @@ void describe('migration refusals and the CLI verbs', { timeout: HANG_GUARD_MS }
     for (let i = 0; i < 20; i++) await client.put(pool, 1, i, page(i))
 
     const missing = join(dir, 'nobody', 'control.sock')
-    const unreachable = await refusal(migrateClient({ source: { path: a.controlPath }, target: { path: missing }, client: 'pinned' }))
+    const unreachable = await refusal(
+      migrateClient({
+        source: { path: a.controlPath },
+        target: { path: missing },
+        client: 'pinned',
+      }),
+    )
     assert.equal(unreachable.code, 'EUNREACHABLE')
     assert.match(unreachable.message, /target daemon .* is unreachable.*nothing was moved/)
-    const cliUnreachable = await runTmem(['migrate', 'pinned', '--to', missing], { controlPath: a.controlPath })
+    const cliUnreachable = await runTmem(['migrate', 'pinned', '--to', missing], {
+      controlPath: a.controlPath,
+    })
     assert.equal(cliUnreachable.code, 3, cliUnreachable.stderr)
     assert.match(cliUnreachable.stderr, /unreachable/)
 
     const squatter = await connect({ path: b.socketPath }, { name: 'pinned' })
-    const taken = await refusal(migrateClient({ source: { path: a.controlPath }, target: { path: b.controlPath }, client: 'pinned' }))
+    const taken = await refusal(
+      migrateClient({
+        source: { path: a.controlPath },
+        target: { path: b.controlPath },
+        client: 'pinned',
+      }),
+    )
     assert.equal(taken.code, 'EEXIST')
     assert.match(taken.message, /target already has a client named pinned/)
-    const cliTaken = await runTmem(['migrate', 'pinned', '--to', b.controlPath], { controlPath: a.controlPath })
+    const cliTaken = await runTmem(['migrate', 'pinned', '--to', b.controlPath], {
+      controlPath: a.controlPath,
+    })
     assert.equal(cliTaken.code, 1)
     assert.match(cliTaken.stderr, /already has a client named pinned/)
     await squatter.close()
 
-    const unknown = await refusal(migrateClient({ source: { path: a.controlPath }, target: { path: b.controlPath }, client: 'ghost' }))
+    const unknown = await refusal(
+      migrateClient({
+        source: { path: a.controlPath },
+        target: { path: b.controlPath },
+        client: 'ghost',
+      }),
+    )
     assert.equal(unknown.code, 'ENOCLIENT')
     const cliUsage = await runTmem(['migrate', 'pinned'], { controlPath: a.controlPath })
     assert.equal(cliUsage.code, 2)
@@ -100,17 +132,30 @@ void describe('migration refusals and the CLI verbs', { timeout: HANG_GUARD_MS }
   })
 
   void test('v0 clients: refused by a target without --accept-v0, moved between two that accept v0', async () => {
-    const [v0a, v0b] = await Promise.all([startDaemon({ args: ['--accept-v0'] }), startDaemon({ args: ['--accept-v0'] })])
+    const [v0a, v0b] = await Promise.all([
+      startDaemon({ args: ['--accept-v0'] }),
+      startDaemon({ args: ['--accept-v0'] }),
+    ])
     try {
       const client = await connect({ path: v0a.socketPath }, { name: 'old-guest', abi: 0 })
       const pool = await client.newPool({ persistent: true })
       for (let i = 0; i < 20; i++) await client.put(pool, 1, i, page(i))
-      const refused = await refusal(migrateClient({ source: { path: v0a.controlPath }, target: { path: b.controlPath }, client: 'old-guest' }))
+      const refused = await refusal(
+        migrateClient({
+          source: { path: v0a.controlPath },
+          target: { path: b.controlPath },
+          client: 'old-guest',
+        }),
+      )
       assert.equal(refused.code, 'EABI')
       assert.match(refused.message, /--accept-v0/)
       await assertUntouched(v0a.controlPath, client, pool, 20)
 
-      const result = await migrateClient({ source: { path: v0a.controlPath }, target: { path: v0b.controlPath }, client: 'old-guest' })
+      const result = await migrateClient({
+        source: { path: v0a.controlPath },
+        target: { path: v0b.controlPath },
+        client: 'old-guest',
+      })
       assert.equal(result.abi, 0)
       for (let i = 0; i <= 20; i++) assert.deepEqual(await client.get(pool, 1, i), page(i))
       await client.put(pool, 2, 0, page(99))
@@ -135,7 +180,9 @@ void describe('migration refusals and the CLI verbs', { timeout: HANG_GUARD_MS }
     // The client was frozen for the save and got its state back.
     await client.put(persistent, 1n, 9999, page(9999))
 
-    const restored = ok(await runTmem(['restore', 'app-copy', file], { controlPath: b.controlPath }))
+    const restored = ok(
+      await runTmem(['restore', 'app-copy', file], { controlPath: b.controlPath }),
+    )
     assert.match(restored, /^restored client \d+ \(app-copy\): 2 pools, 300 pages from a v1 stream/)
     const secret = /^secret: ([0-9a-f]{64})$/m.exec(restored)?.[1]
     assert.ok(secret, restored)
@@ -147,39 +194,78 @@ void describe('migration refusals and the CLI verbs', { timeout: HANG_GUARD_MS }
 
     const copy = await connect({ path: b.socketPath }, { name: 'app-copy', secret })
     assert.equal(copy.resumed, true)
-    for (let i = 0; i < 300; i++) assert.deepEqual(await copy.get(persistent, BigInt(i % 7) << 70n, i), page(i))
+    for (let i = 0; i < 300; i++)
+      assert.deepEqual(await copy.get(persistent, BigInt(i % 7) << 70n, i), page(i))
     assert.equal(await copy.get(ephemeral, 5, 5), null, 'ephemeral pools come back empty')
-    assert.equal(await copy.get(persistent, 1n, 9999), null, 'the put after the save is not in the file')
+    assert.equal(
+      await copy.get(persistent, 1n, 9999),
+      null,
+      'the put after the save is not in the file',
+    )
     await copy.close()
 
     const liveFile = join(dir, 'app-live.tmem')
-    const live = ok(await runTmem(['save', 'app', liveFile, '--live', '-q'], { controlPath: a.controlPath }))
+    const live = ok(
+      await runTmem(['save', 'app', liveFile, '--live', '-q'], { controlPath: a.controlPath }),
+    )
     assert.match(live, /^saved client \d+ \(app\): 2 pools, 301 pages, 0 invalidations/)
-    const liveBack = ok(await runTmem(['restore', 'app-live', liveFile, '-q'], { controlPath: b.controlPath }))
+    const liveBack = ok(
+      await runTmem(['restore', 'app-live', liveFile, '-q'], { controlPath: b.controlPath }),
+    )
     assert.match(liveBack, /^restored client \d+ \(app-live\): 2 pools, 301 pages from a v1 stream/)
     const badFile = join(dir, 'missing.tmem')
     const missing = await runTmem(['restore', 'nope', badFile], { controlPath: b.controlPath })
     assert.equal(missing.code, 1)
-    const nothing = await runTmem(['save', 'ghost', join(dir, 'ghost.tmem')], { controlPath: a.controlPath })
+    const nothing = await runTmem(['save', 'ghost', join(dir, 'ghost.tmem')], {
+      controlPath: a.controlPath,
+    })
     assert.equal(nothing.code, 1)
     assert.equal(existsSync(join(dir, 'ghost.tmem')), false)
     await client.close()
   })
 
   void test('over loopback TCP: --to host:port with the token file, the client follows to the TCP endpoint', async () => {
-    const tcp = (tag: string): string[] =>
-      ['--listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0', '--token-file', join(dir, `${tag}.token`)]
-    const [ta, tb] = await Promise.all([startDaemon({ args: tcp('a') }), startDaemon({ args: tcp('b') })])
+    const tcp = (tag: string): string[] => [
+      '--listen',
+      '127.0.0.1:0',
+      '--control-listen',
+      '127.0.0.1:0',
+      '--token-file',
+      join(dir, `${tag}.token`),
+    ]
+    const [ta, tb] = await Promise.all([
+      startDaemon({ args: tcp('a') }),
+      startDaemon({ args: tcp('b') }),
+    ])
     try {
-      assert.ok(ta.tcpPort !== null && tb.tcpPort !== null && tb.controlTcpPort !== null && tb.tokenFile !== null)
+      assert.ok(
+        ta.tcpPort !== null &&
+          tb.tcpPort !== null &&
+          tb.controlTcpPort !== null &&
+          tb.tokenFile !== null,
+      )
       const client = await connect({ host: '127.0.0.1', port: ta.tcpPort }, { name: 'tcp-guest' })
       const pool = await client.newPool({ persistent: true })
       for (let i = 0; i < 100; i++) await client.put(pool, 4, i, page(i))
-      const noToken = await runTmem(['migrate', 'tcp-guest', '--to', `127.0.0.1:${tb.controlTcpPort}`], { controlPath: ta.controlPath })
+      const noToken = await runTmem(
+        ['migrate', 'tcp-guest', '--to', `127.0.0.1:${tb.controlTcpPort}`],
+        { controlPath: ta.controlPath },
+      )
       assert.equal(noToken.code, 2)
       assert.match(noToken.stderr, /--to-token-file/)
-      const moved = ok(await runTmem(['migrate', 'tcp-guest', '--to', `127.0.0.1:${tb.controlTcpPort}`, '--to-token-file', tb.tokenFile],
-        { controlPath: ta.controlPath }))
+      const moved = ok(
+        await runTmem(
+          [
+            'migrate',
+            'tcp-guest',
+            '--to',
+            `127.0.0.1:${tb.controlTcpPort}`,
+            '--to-token-file',
+            tb.tokenFile,
+          ],
+          { controlPath: ta.controlPath },
+        ),
+      )
       assert.match(moved, new RegExp(`to tcp:127\\.0\\.0\\.1:${tb.tcpPort} as client`))
       // The source daemon dialled the target's TCP control endpoint itself, with the token.
       assert.match(moved, /100 pages pushed by the source/)
@@ -195,13 +281,22 @@ void describe('migration refusals and the CLI verbs', { timeout: HANG_GUARD_MS }
     const client = await connect({ path: a.socketPath }, { name: 'mover' })
     const pool = await client.newPool({ persistent: true })
     for (let i = 0; i < 500; i++) await client.put(pool, 3, i, page(i))
-    const result = ok(await runTmem(['migrate', 'mover', '--to', b.controlPath], { controlPath: a.controlPath }))
-    assert.match(result, /^migrated client \d+ \(mover\) to unix:\S+ as client \d+: \d+ records, .* frozen [\d.]+ ms, 500 pages pushed by the source\n?$/)
+    const result = ok(
+      await runTmem(['migrate', 'mover', '--to', b.controlPath], { controlPath: a.controlPath }),
+    )
+    assert.match(
+      result,
+      /^migrated client \d+ \(mover\) to unix:\S+ as client \d+: \d+ records, .* frozen [\d.]+ ms, 500 pages pushed by the source\n?$/,
+    )
     for (let i = 0; i < 500; i += 50) assert.deepEqual(await client.get(pool, 3, i), page(i))
     assert.equal(client.address, `unix:${b.socketPath}`)
     await client.put(pool, 3, 500, page(500))
     // And back, with --no-push: every page relayed through the command.
-    const back = ok(await runTmem(['migrate', 'mover', '--to', a.controlPath, '--no-push'], { controlPath: b.controlPath }))
+    const back = ok(
+      await runTmem(['migrate', 'mover', '--to', a.controlPath, '--no-push'], {
+        controlPath: b.controlPath,
+      }),
+    )
     assert.match(back, /, relayed\n?$/)
     assert.equal(client.address, `unix:${a.socketPath}`)
     for (let i = 0; i <= 500; i += 50) assert.deepEqual(await client.get(pool, 3, i), page(i))

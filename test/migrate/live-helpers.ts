@@ -47,7 +47,10 @@ export class Writer {
   #lanes: Promise<void>[] = []
   #waiters: { ops: number; resolve: () => void; reject: (error: unknown) => void }[] = []
 
-  constructor(readonly client: TmemClient, readonly pools: number[]) {}
+  constructor(
+    readonly client: TmemClient,
+    readonly pools: number[],
+  ) {}
 
   async put(key: Key): Promise<void> {
     const tag = ++this.#tag
@@ -99,7 +102,8 @@ export class Writer {
 
   /** Resolves once the lanes have done `ops` ops in all; rejects if a lane fails first. */
   reached(ops: number): Promise<void> {
-    if (this.errors.length > 0) return Promise.reject(new Error('a writer lane failed', { cause: this.errors[0] }))
+    if (this.errors.length > 0)
+      return Promise.reject(new Error('a writer lane failed', { cause: this.errors[0] }))
     if (this.ops >= ops) return Promise.resolve()
     return new Promise((resolve, reject) => this.#waiters.push({ ops, resolve, reject }))
   }
@@ -120,7 +124,9 @@ export class Writer {
 export async function fill(writer: Writer, pages: number): Promise<void> {
   const puts: Promise<void>[] = []
   for (let i = 0; i < pages; i++) {
-    puts.push(writer.put({ pool: writer.pools[i % writer.pools.length]!, oid: 10 + (i % 50), index: i }))
+    puts.push(
+      writer.put({ pool: writer.pools[i % writer.pools.length]!, oid: 10 + (i % 50), index: i }),
+    )
     if (puts.length >= 64) await Promise.all(puts.splice(0))
   }
   await Promise.all(puts)
@@ -130,24 +136,31 @@ export async function fill(writer: Writer, pages: number): Promise<void> {
 export async function checkAgainstModel(client: TmemClient, writer: Writer): Promise<void> {
   const checks: Promise<void>[] = []
   for (const [text, key] of writer.touched) {
-    checks.push(client.get(key.pool, key.oid, key.index).then((got) => {
-      const want = writer.model.get(text)
-      if (want === undefined) assert.equal(got, null, `flushed page ${text} reappeared`)
-      else assert.deepEqual(got, page(want), `page ${text} is missing or stale`)
-    }))
+    checks.push(
+      client.get(key.pool, key.oid, key.index).then((got) => {
+        const want = writer.model.get(text)
+        if (want === undefined) assert.equal(got, null, `flushed page ${text} reappeared`)
+        else assert.deepEqual(got, page(want), `page ${text} is missing or stale`)
+      }),
+    )
     if (checks.length >= 64) await Promise.all(checks.splice(0))
   }
   await Promise.all(checks)
 }
 
 /** Two daemons; if one fails to start, the other is stopped (a leaked child would keep the test file from ending). */
-export async function daemonPair(first: StartOptions = {}, second: StartOptions = first): Promise<[DaemonHandle, DaemonHandle]> {
+export async function daemonPair(
+  first: StartOptions = {},
+  second: StartOptions = first,
+): Promise<[DaemonHandle, DaemonHandle]> {
   const started = await Promise.allSettled([startDaemon(first), startDaemon(second)])
-  if (started[0].status === 'fulfilled' && started[1].status === 'fulfilled') return [started[0].value, started[1].value]
+  if (started[0].status === 'fulfilled' && started[1].status === 'fulfilled')
+    return [started[0].value, started[1].value]
   for (const result of started) if (result.status === 'fulfilled') await result.value.stop()
-  throw started[0].status === 'rejected' ? started[0].reason : (started[1] as PromiseRejectedResult).reason
+  throw started[0].status === 'rejected'
+    ? started[0].reason
+    : (started[1] as PromiseRejectedResult).reason
 }
-
 
 /**
  * A Unix-socket relay in front of a daemon's socket that plays "the target died part-way":
@@ -163,7 +176,12 @@ export interface CuttingRelay {
   close(): Promise<void>
 }
 
-export async function cuttingRelay(dir: string, targetPath: string, limit: number, cut: () => void): Promise<CuttingRelay> {
+export async function cuttingRelay(
+  dir: string,
+  targetPath: string,
+  limit: number,
+  cut: () => void,
+): Promise<CuttingRelay> {
   const path = join(dir, 'relay.sock')
   let cutting = false
   const sockets = new Set<Socket>()

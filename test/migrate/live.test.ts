@@ -24,11 +24,18 @@ import { ALL_ONES, check, F, Guest, newHost, page, picture } from './helpers.js'
 const seedText = process.env['TMEM_SEED']
 
 /** Persistent pages of a client, as `slot:oid:index → first bytes`, read with guest GETs. */
-function contents(guest: Guest, keys: { slot: number; oid: Oid; index: number }[]): Map<string, string> {
+function contents(
+  guest: Guest,
+  keys: { slot: number; oid: Oid; index: number }[],
+): Map<string, string> {
   const out = new Map<string, string>()
   for (const k of keys) {
     const data = guest.get(k.slot, k.oid, k.index)
-    if (data !== null) out.set(`${k.slot}:${k.oid.join(',')}:${k.index}`, Buffer.from(data.subarray(0, 8)).toString('hex'))
+    if (data !== null)
+      out.set(
+        `${k.slot}:${k.oid.join(',')}:${k.index}`,
+        Buffer.from(data.subarray(0, 8)).toString('hex'),
+      )
   }
   return out
 }
@@ -72,10 +79,18 @@ void describe('live save', () => {
     const bytes = memory.bytes()
     const summary = await inspectSaveStream(bytes, { requireInvalidations: true })
     assert.equal(summary.invalidations, 13)
-    assert.deepEqual(summary.pools.map((p) => [p.poolId, p.pages, p.endedEarly]), [[0, 8, true], [1, 0, true]])
+    assert.deepEqual(
+      summary.pools.map((p) => [p.poolId, p.pages, p.endedEarly]),
+      [
+        [0, 8, true],
+        [1, 0, true],
+      ],
+    )
 
     const target = newHost()
-    const restored = await restoreClient(hostChannel(target), 3, bytes, { requireInvalidations: true })
+    const restored = await restoreClient(hostChannel(target), 3, bytes, {
+      requireInvalidations: true,
+    })
     assert.equal(restored.invalidations, 13)
     const expected = contents(guest, keys)
     assert.equal(expected.size, 7)
@@ -84,7 +99,10 @@ void describe('live save', () => {
 
     // Without its -6 section the stream still restores, but with a stale page: why it matters.
     const sectionOnly = bytes.subarray(0, result.bytes)
-    await assert.rejects(restoreClient(hostChannel(newHost()), 3, sectionOnly, { requireInvalidations: true }), SaveStreamError)
+    await assert.rejects(
+      restoreClient(hostChannel(newHost()), 3, sectionOnly, { requireInvalidations: true }),
+      SaveStreamError,
+    )
     const stale = newHost()
     await restoreClient(hostChannel(stale), 3, sectionOnly)
     assert.notEqual(new Guest(stale, 3).get(0, [1n, 0n, 0n], 0), null)
@@ -95,7 +113,10 @@ void describe('live save', () => {
     const guest = new Guest(host, 2)
     guest.newPool(F.PRIVATE_PERS)
     guest.put(0, [ALL_ONES, ALL_ONES, ALL_ONES], 0, page(0))
-    await assert.rejects(saveClient(hostChannel(host), 2, memorySink().sink, { live: true }), SaveError)
+    await assert.rejects(
+      saveClient(hostChannel(host), 2, memorySink().sink, { live: true }),
+      SaveError,
+    )
     const stats = host.stats().clients.find((c) => c.id === 2)!
     assert.deepEqual([stats.frozen, stats.liveMigrating], [false, false])
   })
@@ -145,7 +166,10 @@ void describe('live save', () => {
         const target = newHost()
         await restoreClient(hostChannel(target), 9, memory.bytes(), { requireInvalidations: true })
         const persistentKeys = keys.filter((k) => k.slot !== 1)
-        assert.deepEqual(contents(new Guest(target, 9), persistentKeys), contents(guest, persistentKeys))
+        assert.deepEqual(
+          contents(new Guest(target, 9), persistentKeys),
+          contents(guest, persistentKeys),
+        )
       }),
       seedText === undefined ? { numRuns: 60 } : { numRuns: 60, seed: Number(seedText) },
     )

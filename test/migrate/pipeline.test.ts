@@ -120,5 +120,8 @@ void test('the first failure rejects the pass and no further call is issued afte
 
 void test('a depth below 1 is refused', async () => {
   const nothing = (): Promise<void> => Promise.resolve()
-  await assert.rejects(pipeline(0, nothing, () => false, nothing), RangeError)
+  await assert.rejects(
+    pipeline(0, nothing, () => false, nothing),
+    RangeError,
+  )
 })

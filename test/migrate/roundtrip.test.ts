@@ -11,7 +11,19 @@ import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import type { Oid } from '../../src/index.js'
 import { hostChannel, inspectSaveStream, restoreClient } from '../../src/migrate/mod.js'
-import { ALL_ONES, check, ctrl, F, Guest, hexOf, newHost, page, picture, saveBytes, SUB } from './helpers.js'
+import {
+  ALL_ONES,
+  check,
+  ctrl,
+  F,
+  Guest,
+  hexOf,
+  newHost,
+  page,
+  picture,
+  saveBytes,
+  SUB,
+} from './helpers.js'
 
 const seedText = process.env['TMEM_SEED']
 
@@ -38,7 +50,13 @@ const clientArb = fc.record(
     pools: fc.array(
       fc.record(
         {
-          kind: fc.constantFrom<Kind>('private-ephemeral', 'private-persistent', 'private-persistent', 'shared-ephemeral', 'shared-joined'),
+          kind: fc.constantFrom<Kind>(
+            'private-ephemeral',
+            'private-persistent',
+            'private-persistent',
+            'shared-ephemeral',
+            'shared-joined',
+          ),
           uuid: fc.tuple(fc.bigInt({ min: 0n, max: ALL_ONES }), fc.bigInt({ min: 0n, max: 5n })),
         },
         { noNullPrototype: true },
@@ -105,7 +123,11 @@ void test('save then restore gives the same client, and saving it again the same
       source.control(ctrl(SUB.SET_COMPRESS, cliId, 0, spec.compress ? 1 : 0))
 
       const persistent = new Set(
-        source.stats().clients.find((c) => c.id === cliId)?.pools.filter((p) => p.persistent).map((p) => p.slot) ?? [],
+        source
+          .stats()
+          .clients.find((c) => c.id === cliId)
+          ?.pools.filter((p) => p.persistent)
+          .map((p) => p.slot) ?? [],
       )
       const model = new Map<string, { slot: number; oid: Oid; index: number; seed: number }>()
       for (const op of spec.ops) {
@@ -114,7 +136,12 @@ void test('save then restore gives the same client, and saving it again the same
             const rc = guest.put(op.slot, op.oid, op.index, page(op.seed))
             if (persistent.has(op.slot)) {
               assert.equal(rc, 1)
-              model.set(key(op.slot, op.oid, op.index), { slot: op.slot, oid: op.oid, index: op.index, seed: op.seed })
+              model.set(key(op.slot, op.oid, op.index), {
+                slot: op.slot,
+                oid: op.oid,
+                index: op.index,
+                seed: op.seed,
+              })
             }
             break
           }
@@ -125,13 +152,15 @@ void test('save then restore gives the same client, and saving it again the same
           case 'flush-object':
             guest.flushObject(op.slot, op.oid)
             for (const [k, entry] of model) {
-              if (entry.slot === op.slot && entry.oid.join(',') === op.oid.join(',')) model.delete(k)
+              if (entry.slot === op.slot && entry.oid.join(',') === op.oid.join(','))
+                model.delete(k)
             }
             break
         }
       }
       if (spec.frozen) source.control(ctrl(SUB.FREEZE, cliId))
-      const hasPools = spec.pools.length > new Set(spec.holes.filter((slot) => slot < spec.pools.length)).size
+      const hasPools =
+        spec.pools.length > new Set(spec.holes.filter((slot) => slot < spec.pools.length)).size
       if (!hasPools) return
 
       const before = picture(source, cliId)
@@ -140,7 +169,11 @@ void test('save then restore gives the same client, and saving it again the same
       const summary = await inspectSaveStream(bytes)
       assert.equal(summary.pages, model.size)
 
-      const target = newHost({ pages: 512, compress: spec.targetCompress, sharedAuth: spec.targetSharedAuth })
+      const target = newHost({
+        pages: 512,
+        compress: spec.targetCompress,
+        sharedAuth: spec.targetSharedAuth,
+      })
       const result = await restoreClient(hostChannel(target), cliId, bytes)
       assert.equal(result.pages, model.size)
       assert.deepEqual(picture(target, cliId), before)
@@ -155,7 +188,11 @@ void test('save then restore gives the same client, and saving it again the same
         assert.equal(hexOf(got), hexOf(page(entry.seed)))
       }
       check(target)
-      assert.equal(hexOf(await saveBytes(target, cliId)), hexOf(bytes), 'saving the restored client gives the same bytes')
+      assert.equal(
+        hexOf(await saveBytes(target, cliId)),
+        hexOf(bytes),
+        'saving the restored client gives the same bytes',
+      )
     }),
     seedText === undefined ? { numRuns: 150 } : { numRuns: 150, seed: Number(seedText) },
   )

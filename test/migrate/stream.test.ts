@@ -21,7 +21,19 @@ import {
   type Progress,
 } from '../../src/migrate/mod.js'
 import { naive } from '../helpers/naive-bytes.js'
-import { ALL_ONES, check, ctrl, F, Guest, hexOf, newHost, page, picture, saveBytes, SUB } from './helpers.js'
+import {
+  ALL_ONES,
+  check,
+  ctrl,
+  F,
+  Guest,
+  hexOf,
+  newHost,
+  page,
+  picture,
+  saveBytes,
+  SUB,
+} from './helpers.js'
 
 const U32_END = 0xffffffff
 
@@ -32,10 +44,31 @@ function workedExample(pageA: Uint8Array, pageB: Uint8Array): Uint8Array {
   b.at(4).u32le(1).at(8).u32le(16).at(12).u32le(U32_END)
   b.at(16).u32le(0).at(20).u32le(0).at(24).u32le(0).at(28).u32le(U32_END)
   // pool record: id 0, flags 01 00 00 01, n 2, uuid 0
-  b.at(32).u32le(0).at(36).raw(0x01, 0x00, 0x00, 0x01).at(40).u32le(2).at(44).u64le(0n).at(52).u64le(0n)
+  b.at(32)
+    .u32le(0)
+    .at(36)
+    .raw(0x01, 0x00, 0x00, 0x01)
+    .at(40)
+    .u32le(2)
+    .at(44)
+    .u64le(0n)
+    .at(52)
+    .u64le(0n)
   // page records: oid {0x15, 0, 0}, index 7 then 8
-  b.at(60).raw(0x15, 0, 0, 0, 0, 0, 0, 0).zeros(16).at(84).u32le(7).at(88).raw(...pageA)
-  b.at(4184).raw(0x15, 0, 0, 0, 0, 0, 0, 0).zeros(16).at(4208).u32le(8).at(4212).raw(...pageB)
+  b.at(60)
+    .raw(0x15, 0, 0, 0, 0, 0, 0, 0)
+    .zeros(16)
+    .at(84)
+    .u32le(7)
+    .at(88)
+    .raw(...pageA)
+  b.at(4184)
+    .raw(0x15, 0, 0, 0, 0, 0, 0, 0)
+    .zeros(16)
+    .at(4208)
+    .u32le(8)
+    .at(4212)
+    .raw(...pageB)
   b.at(8308).raw(0xff, 0xff, 0xff, 0xff)
   return b.done(8312)
 }
@@ -53,7 +86,13 @@ void describe('the §6.2 worked example', () => {
     assert.equal(bytes.length, 8312)
     assert.equal(hexOf(bytes), hexOf(workedExample(page(7), page(8))))
     assert.deepEqual(
-      { saved: result.saved, pools: result.pools, pages: result.pages, bytes: result.bytes, endedEarly: result.endedEarly },
+      {
+        saved: result.saved,
+        pools: result.pools,
+        pages: result.pages,
+        bytes: result.bytes,
+        endedEarly: result.endedEarly,
+      },
       { saved: true, pools: 1, pages: 2, bytes: 8312, endedEarly: [] },
     )
     // A non-live save ends with SAVE_END: the client is not left frozen.
@@ -91,11 +130,39 @@ function v0Stream(): Uint8Array {
   const b = naive()
   b.at(0).s32le(-5).at(4).u32le(0).at(8).u32le(16).at(12).u32le(U32_END)
   b.at(16).u32le(1).at(20).u32le(3).at(24).u32le(50).at(28).u32le(U32_END)
-  b.at(32).u32le(2).at(36).u32le(0x00000001).at(40).u32le(3).at(44).u64le(0x1111n).at(52).u64le(0x2222n)
-  b.at(60).u64le(0x99n).at(68).u32le(1).at(72).raw(...page(1))
-  b.at(4168).u64le(0xdeadbeefcafe0123n).at(4176).u32le(0xffffffff).at(4180).raw(...page(2))
+  b.at(32)
+    .u32le(2)
+    .at(36)
+    .u32le(0x00000001)
+    .at(40)
+    .u32le(3)
+    .at(44)
+    .u64le(0x1111n)
+    .at(52)
+    .u64le(0x2222n)
+  b.at(60)
+    .u64le(0x99n)
+    .at(68)
+    .u32le(1)
+    .at(72)
+    .raw(...page(1))
+  b.at(4168)
+    .u64le(0xdeadbeefcafe0123n)
+    .at(4176)
+    .u32le(0xffffffff)
+    .at(4180)
+    .raw(...page(2))
   b.at(8276).u64le(ALL_ONES) // v0 page terminator: 8 bytes of ff
-  b.at(8284).u32le(5).at(8288).u32le(0x00000000).at(8292).u32le(0).at(8296).u64le(0x5n).at(8304).u64le(0x6n)
+  b.at(8284)
+    .u32le(5)
+    .at(8288)
+    .u32le(0x00000000)
+    .at(8292)
+    .u32le(0)
+    .at(8296)
+    .u64le(0x5n)
+    .at(8304)
+    .u64le(0x6n)
   b.at(8312).u32le(U32_END)
   b.at(8316).s32le(-6)
   b.at(8320).u32le(2).at(8324).u64le(0x99n).at(8332).u32le(1)
@@ -108,7 +175,12 @@ void describe('v0 streams are upgraded to v1', () => {
     const host = newHost()
     const result = await restoreClient(hostChannel(host), 4, v0Stream())
     assert.deepEqual(
-      { v: result.streamVersion, pools: result.pools, pages: result.pages, inv: result.invalidations },
+      {
+        v: result.streamVersion,
+        pools: result.pools,
+        pages: result.pages,
+        inv: result.invalidations,
+      },
       { v: 0, pools: 2, pages: 2, inv: 1 },
     )
     const guest = new Guest(host, 4)
@@ -126,15 +198,35 @@ void describe('v0 streams are upgraded to v1', () => {
     // gives a v1 stream.
     const again = await inspectSaveStream(await saveBytes(host, 4))
     assert.equal(again.header.version, 1)
-    assert.deepEqual(again.pools.map((pool) => [pool.poolId, pool.flags]), [[2, F.PRIVATE_PERS], [5, F.PRIVATE_EPH]])
+    assert.deepEqual(
+      again.pools.map((pool) => [pool.poolId, pool.flags]),
+      [
+        [2, F.PRIVATE_PERS],
+        [5, F.PRIVATE_EPH],
+      ],
+    )
     check(host)
   })
 
   void test('a v0 client of an acceptV0 host is saved as a v1 stream and restores anywhere', async () => {
     const source = newHost({ acceptV0: true })
-    const rc = source.op(3, { cmd: 1, poolId: 0, creat: { uuid: [0n, 0n], flags: 0x00000001, arg1: 0 } }, null, 0)
+    const rc = source.op(
+      3,
+      { cmd: 1, poolId: 0, creat: { uuid: [0n, 0n], flags: 0x00000001, arg1: 0 } },
+      null,
+      0,
+    )
     assert.equal(rc, 0)
-    const put = source.op(3, { cmd: 4, poolId: 0, gen: { oid: [0x77n, 0n, 0n], index: 4, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n } }, page(4), 0)
+    const put = source.op(
+      3,
+      {
+        cmd: 4,
+        poolId: 0,
+        gen: { oid: [0x77n, 0n, 0n], index: 4, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n },
+      },
+      page(4),
+      0,
+    )
     assert.equal(put, 1)
     const bytes = await saveBytes(source, 3)
     const summary = await inspectSaveStream(bytes)
@@ -231,7 +323,8 @@ void describe('files, streams and progress', () => {
       const result = await restoreClient(hostChannel(target), 3, path)
       assert.equal(result.pages, 300)
       const back = new Guest(target, 3)
-      for (let i = 0; i < 300; i += 37) assert.deepEqual(back.get(1, [BigInt(i % 7), BigInt(i), 0n], i), page(i))
+      for (let i = 0; i < 300; i += 37)
+        assert.deepEqual(back.get(1, [BigInt(i % 7), BigInt(i), 0n], i), page(i))
       // Nothing saved: no file appears.
       const none = join(dir, 'none.tmem')
       assert.equal((await saveClientToFile(hostChannel(host), 99, none)).saved, false)
@@ -256,10 +349,15 @@ void describe('files, streams and progress', () => {
     for (const chunkBytes of [8192, 8193, 12345, 65536]) {
       const chunks: number[] = []
       const memory = memorySink()
-      await saveClient(hostChannel(host), 4, (chunk) => {
-        chunks.push(chunk.length)
-        memory.sink(chunk)
-      }, { chunkBytes })
+      await saveClient(
+        hostChannel(host),
+        4,
+        (chunk) => {
+          chunks.push(chunk.length)
+          memory.sink(chunk)
+        },
+        { chunkBytes },
+      )
       assert.equal(hexOf(memory.bytes()), reference, `chunkBytes ${chunkBytes}`)
       assert.ok(chunks.every((length) => length <= chunkBytes))
     }
@@ -272,7 +370,10 @@ void describe('files, streams and progress', () => {
       const path = join(dir, 'torn.tmem')
       await writeFile(path, bytes.subarray(0, 5000))
       const target = newHost()
-      await assert.rejects(restoreClient(hostChannel(target), 1, path), { name: 'SaveStreamError', code: 'ETRUNCATED' })
+      await assert.rejects(restoreClient(hostChannel(target), 1, path), {
+        name: 'SaveStreamError',
+        code: 'ETRUNCATED',
+      })
       assert.equal(target.hasClient(1), false)
     } finally {
       await rm(dir, { recursive: true, force: true })

@@ -66,15 +66,30 @@ function load(entry: string): Loaded {
     writeFileSync(hooks, HOOKS)
     writeFileSync(register, REGISTER)
     writeFileSync(log, '')
-    const child = spawnSync(process.execPath, ['--import', pathToFileURL(register).href, '--input-type=module', '-e', CHILD], {
-      cwd: ROOT,
-      encoding: 'utf8',
-      env: { ...process.env, TMEM_TEST_ENTRY: entry, TMEM_TEST_HOOKS: pathToFileURL(hooks).href, TMEM_TEST_LOG: log },
-      timeout: 30_000,
-    })
+    const child = spawnSync(
+      process.execPath,
+      ['--import', pathToFileURL(register).href, '--input-type=module', '-e', CHILD],
+      {
+        cwd: ROOT,
+        encoding: 'utf8',
+        env: {
+          ...process.env,
+          TMEM_TEST_ENTRY: entry,
+          TMEM_TEST_HOOKS: pathToFileURL(hooks).href,
+          TMEM_TEST_LOG: log,
+        },
+        timeout: 30_000,
+      },
+    )
     assert.equal(child.status, 0, `importing ${entry} failed:\n${child.stderr}`)
-    const report = JSON.parse(child.stdout) as { exports: string[]; cjs: string[]; builtins: string[] }
-    const hooked = readFileSync(log, 'utf8').split('\n').filter((line) => line !== '')
+    const report = JSON.parse(child.stdout) as {
+      exports: string[]
+      cjs: string[]
+      builtins: string[]
+    }
+    const hooked = readFileSync(log, 'utf8')
+      .split('\n')
+      .filter((line) => line !== '')
     return { exports: report.exports, modules: [...hooked, ...report.cjs, ...report.builtins] }
   } finally {
     rmSync(dir, { recursive: true, force: true })
@@ -91,39 +106,67 @@ const HEAVY: [string, RegExp][] = [
 ]
 
 function heavyIn(modules: string[]): string[] {
-  return HEAVY.filter(([, pattern]) => modules.some((module) => pattern.test(module))).map(([name]) => name)
+  return HEAVY.filter(([, pattern]) => modules.some((module) => pattern.test(module))).map(
+    ([name]) => name,
+  )
 }
 
 /** The names the README imports from 'tmem'. */
 function readmeImports(): string[] {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
   const names = [...readme.matchAll(/import \{([^}]*)\} from 'tmem'/g)].flatMap((match) =>
-    (match[1] ?? '').split(',').map((name) => name.trim()).filter((name) => name !== ''))
+    (match[1] ?? '')
+      .split(',')
+      .map((name) => name.trim())
+      .filter((name) => name !== ''),
+  )
   return [...new Set(names)]
 }
 
 void test('tmem/client loads the client library and no codec, logger or metrics module', () => {
   const loaded = load('tmem/client')
-  assert.ok(loaded.modules.some((module) => module.endsWith('/dist/src/client/mod.js')), 'the self-reference reached the client entry')
-  for (const name of ['connect', 'connectControl', 'TmemClient', 'TmemControlClient', 'TmemError', 'TmemConnectionError', 'TmemProtocolError']) {
+  assert.ok(
+    loaded.modules.some((module) => module.endsWith('/dist/src/client/mod.js')),
+    'the self-reference reached the client entry',
+  )
+  for (const name of [
+    'connect',
+    'connectControl',
+    'TmemClient',
+    'TmemControlClient',
+    'TmemError',
+    'TmemConnectionError',
+    'TmemProtocolError',
+  ]) {
     assert.ok(loaded.exports.includes(name), `tmem/client exports ${name}`)
   }
   assert.deepEqual(heavyIn(loaded.modules), [])
-  assert.ok(!loaded.modules.some((module) => /\/dist\/src\/(engine|server|migrate|cli)\//.test(module)), 'only client, protocol, abi and util code')
+  assert.ok(
+    !loaded.modules.some((module) => /\/dist\/src\/(engine|server|migrate|cli)\//.test(module)),
+    'only client, protocol, abi and util code',
+  )
 })
 
 void test('tmem (".") still exports what the README imports, and the detector sees what it loads', () => {
   const names = readmeImports()
-  assert.ok(names.includes('connect') && names.includes('Host'), `the README's imports were found: ${names.join(', ')}`)
+  assert.ok(
+    names.includes('connect') && names.includes('Host'),
+    `the README's imports were found: ${names.join(', ')}`,
+  )
   const loaded = load('tmem')
   for (const name of names) assert.ok(loaded.exports.includes(name), `tmem exports ${name}`)
   const heavy = heavyIn(loaded.modules)
-  assert.ok(heavy.includes('node:zlib') && heavy.includes('prom-client'), `the engine and the daemon were seen loading: ${heavy.join(', ')}`)
+  assert.ok(
+    heavy.includes('node:zlib') && heavy.includes('prom-client'),
+    `the engine and the daemon were seen loading: ${heavy.join(', ')}`,
+  )
 })
 
 void test('tmem/engine and tmem/daemon export the host and the daemon', () => {
   const engine = load('tmem/engine')
-  for (const name of ['Host', 'abi', 'GuestClient', 'TmemError']) assert.ok(engine.exports.includes(name), `tmem/engine exports ${name}`)
+  for (const name of ['Host', 'abi', 'GuestClient', 'TmemError'])
+    assert.ok(engine.exports.includes(name), `tmem/engine exports ${name}`)
   const daemon = load('tmem/daemon')
-  for (const name of ['Daemon', 'parseSize', 'parseLoopbackAddress']) assert.ok(daemon.exports.includes(name), `tmem/daemon exports ${name}`)
+  for (const name of ['Daemon', 'parseSize', 'parseLoopbackAddress'])
+    assert.ok(daemon.exports.includes(name), `tmem/daemon exports ${name}`)
 })

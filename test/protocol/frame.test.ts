@@ -34,7 +34,13 @@ import {
 } from '../../src/protocol/frame.js'
 
 /** A frame built by hand: "TMEM", version 1, kind, flags 0, request id, length, payload. */
-function naiveFrame(kind: number, requestId: number, payload: number[] | Uint8Array, version = 1, flags = 0): Uint8Array {
+function naiveFrame(
+  kind: number,
+  requestId: number,
+  payload: number[] | Uint8Array,
+  version = 1,
+  flags = 0,
+): Uint8Array {
   const bytes: number[] = [0x54, 0x4d, 0x45, 0x4d, version, kind, flags & 0xff, flags >> 8]
   for (const value of [requestId, payload.length]) {
     bytes.push(value & 0xff, (value >>> 8) & 0xff, (value >>> 16) & 0xff, (value >>> 24) & 0xff)
@@ -50,8 +56,17 @@ function filled(length: number, seed: number): Uint8Array {
 }
 
 const ALL_KINDS = [
-  KIND_HELLO, KIND_OP, KIND_CONTROL, KIND_STATS, KIND_GOODBYE, KIND_HELLO_REPLY, KIND_OP_REPLY,
-  KIND_CONTROL_REPLY, KIND_STATS_REPLY, KIND_GOODBYE_REPLY, KIND_ERROR,
+  KIND_HELLO,
+  KIND_OP,
+  KIND_CONTROL,
+  KIND_STATS,
+  KIND_GOODBYE,
+  KIND_HELLO_REPLY,
+  KIND_OP_REPLY,
+  KIND_CONTROL_REPLY,
+  KIND_STATS_REPLY,
+  KIND_GOODBYE_REPLY,
+  KIND_ERROR,
 ]
 
 function rules(): FrameRules {
@@ -94,7 +109,10 @@ function feed(chunks: Uint8Array[]): { frames: Seen[]; error: number; partial: b
       frames.push({
         kind: reader.kind,
         requestId: reader.requestId,
-        payload: reader.bytes.slice(reader.payloadOffset, reader.payloadOffset + reader.payloadBytes),
+        payload: reader.bytes.slice(
+          reader.payloadOffset,
+          reader.payloadOffset + reader.payloadBytes,
+        ),
       })
     }
     if (reader.error !== REJECT_NONE) break
@@ -182,7 +200,11 @@ void describe('FrameReader', () => {
   })
 
   const malformed: { name: string; frame: Uint8Array; reason: number }[] = [
-    { name: 'bad magic', frame: Uint8Array.from([0x47, 0x45, 0x54, 0x20, ...new Uint8Array(12)]), reason: REJECT_BAD_MAGIC },
+    {
+      name: 'bad magic',
+      frame: Uint8Array.from([0x47, 0x45, 0x54, 0x20, ...new Uint8Array(12)]),
+      reason: REJECT_BAD_MAGIC,
+    },
     { name: 'bad version', frame: naiveFrame(KIND_OP, 1, [], 2), reason: REJECT_BAD_VERSION },
     { name: 'flags set', frame: naiveFrame(KIND_OP, 1, [], 1, 0x100), reason: REJECT_BAD_FLAGS },
     { name: 'unknown kind', frame: naiveFrame(0x42, 1, []), reason: REJECT_UNKNOWN_KIND },
@@ -215,7 +237,8 @@ void describe('FrameReader', () => {
 
 void describe('in-place reading (readTarget / commit, as with a socket onread buffer)', () => {
   const BIG = 300 * 1024 // frames larger than one read, so that they arrive read by read
-  const bigRules = (): FrameRules => new FrameRules().allow(KIND_CONTROL, 0, BIG).allow(KIND_OP, 0, 64)
+  const bigRules = (): FrameRules =>
+    new FrameRules().allow(KIND_CONTROL, 0, BIG).allow(KIND_OP, 0, 64)
 
   /** A frame built byte by byte (header as in naiveFrame, payload appended without spread). */
   function bigFrame(kind: number, requestId: number, payload: Uint8Array): Uint8Array {
@@ -230,7 +253,11 @@ void describe('in-place reading (readTarget / commit, as with a socket onread bu
     return out
   }
 
-  interface Seen { kind: number; requestId: number; payload: Uint8Array }
+  interface Seen {
+    kind: number
+    requestId: number
+    payload: Uint8Array
+  }
 
   /**
    * Feeds `stream` the way a socket with `onread` does: each read lands in the target the
@@ -239,11 +266,19 @@ void describe('in-place reading (readTarget / commit, as with a socket onread bu
    * after the callback), and every whole frame is parsed before the next read (reading
    * resumes only then).
    */
-  function feed(reader: FrameReader, stream: Uint8Array, reads: number[], parseAfterRead: number[]): Seen[] {
+  function feed(
+    reader: FrameReader,
+    stream: Uint8Array,
+    reads: number[],
+    parseAfterRead: number[],
+  ): Seen[] {
     const seen: Seen[] = []
     const parse = (limit: number): void => {
       for (let i = 0; i < limit && reader.next(); i++) {
-        const payload = reader.bytes.slice(reader.payloadOffset, reader.payloadOffset + reader.payloadBytes)
+        const payload = reader.bytes.slice(
+          reader.payloadOffset,
+          reader.payloadOffset + reader.payloadBytes,
+        )
         seen.push({ kind: reader.kind, requestId: reader.requestId, payload })
       }
     }
@@ -276,12 +311,22 @@ void describe('in-place reading (readTarget / commit, as with a socket onread bu
           }),
           { minLength: 1, maxLength: 12 },
         ),
-        fc.array(fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 70_000 })), { minLength: 1, maxLength: 8 }),
-        fc.array(fc.oneof(fc.constant(Infinity), fc.integer({ min: 0, max: 2 })), { minLength: 1, maxLength: 4 }),
+        fc.array(fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 70_000 })), {
+          minLength: 1,
+          maxLength: 8,
+        }),
+        fc.array(fc.oneof(fc.constant(Infinity), fc.integer({ min: 0, max: 2 })), {
+          minLength: 1,
+          maxLength: 4,
+        }),
         (specs, reads, parseAfterRead) => {
           const frames = specs.map((spec, i) => {
             const kind = spec.big ? KIND_CONTROL : KIND_OP
-            return { kind, requestId: spec.id, payload: filled(spec.big ? spec.length : spec.small, i) }
+            return {
+              kind,
+              requestId: spec.id,
+              payload: filled(spec.big ? spec.length : spec.small, i),
+            }
           })
           const parts = frames.map((f) => bigFrame(f.kind, f.requestId, f.payload))
           const stream = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0))
@@ -290,7 +335,10 @@ void describe('in-place reading (readTarget / commit, as with a socket onread bu
             stream.set(part, at)
             at += part.length
           }
-          const reader = new FrameReader(bigRules(), new Uint8Array(FrameReader.inPlaceBytes(bigRules())))
+          const reader = new FrameReader(
+            bigRules(),
+            new Uint8Array(FrameReader.inPlaceBytes(bigRules())),
+          )
           const seen = feed(reader, stream, reads, parseAfterRead)
           assert.equal(reader.error, REJECT_NONE)
           assert.equal(seen.length, frames.length)

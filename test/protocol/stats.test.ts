@@ -7,7 +7,13 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect } from '../../src/client/client.js'
 import { connectControl } from '../../src/client/control.js'
-import { FRAME_HEADER_BYTES, KIND_STATS, RC_BYTES, readI32LE, writeFrameHeader } from '../../src/protocol/frame.js'
+import {
+  FRAME_HEADER_BYTES,
+  KIND_STATS,
+  RC_BYTES,
+  readI32LE,
+  writeFrameHeader,
+} from '../../src/protocol/frame.js'
 import { controlRules } from '../../src/protocol/dial.js'
 import { Link } from '../../src/protocol/link.js'
 import { decodeStats } from '../../src/protocol/stats.js'
@@ -46,16 +52,25 @@ void describe('STATS reply', { timeout: 30_000 }, () => {
     const client = await connect({ path: daemon.socketPath }, { name: 'stats-1' })
     const pool = await client.newPool({ persistent: true })
     await client.put(pool, 1n, 0, new Uint8Array(4096).fill(3))
-    const link = new Link({ path: daemon.controlPath }, {
-      abiVersion: 1, name: 'stats-test', secret: null, token: '', rules: controlRules(RC_BYTES + (1 << 20)),
-    })
+    const link = new Link(
+      { path: daemon.controlPath },
+      {
+        abiVersion: 1,
+        name: 'stats-test',
+        secret: null,
+        token: '',
+        rules: controlRules(RC_BYTES + (1 << 20)),
+      },
+    )
     await link.open()
     const frame = new Uint8Array(FRAME_HEADER_BYTES)
     writeFrameHeader(frame, 0, KIND_STATS, 0, 0)
     raw = await link.ask(frame, false, (reply) => {
       assert.equal(readI32LE(reply.bytes, reply.payloadOffset), 0)
       const start = reply.payloadOffset + RC_BYTES
-      return Buffer.from(reply.bytes.subarray(start, reply.payloadOffset + reply.payloadBytes)).toString('utf8')
+      return Buffer.from(
+        reply.bytes.subarray(start, reply.payloadOffset + reply.payloadBytes),
+      ).toString('utf8')
     })
     await link.goodbye()
     await client.disconnect()
@@ -86,17 +101,38 @@ void describe('STATS reply', { timeout: 30_000 }, () => {
   void test('a missing or mistyped field fails, naming its path', () => {
     const body = JSON.parse(raw) as Json
     const cases: [(copy: Json) => void, RegExp][] = [
-      [(copy) => delete at(copy, 'host', 'clients', 0, 'pools', 0)['pages'], /stats\.host\.clients\[0\]\.pools\[0\]\.pages is not a number/],
-      [(copy) => (at(copy, 'daemon')['framesRejected'] = '0'), /stats\.daemon\.framesRejected is not a number/],
-      [(copy) => (at(copy, 'host', 'clients', 0)['abi'] = 2), /stats\.host\.clients\[0\]\.abi is not an ABI version/],
-      [(copy) => (at(copy, 'host', 'clients', 0, 'pools', 0)['uuid'] = ['0']), /stats\.host\.clients\[0\]\.pools\[0\]\.uuid is not two hex strings/],
-      [(copy) => (at(copy, 'sessions', 0)['connected'] = 1), /stats\.sessions\[0\]\.connected is not a boolean/],
-      [(copy) => (at(copy, 'daemon', 'framesRejectedByReason')['bad_magic'] = null), /stats\.daemon\.framesRejectedByReason\.bad_magic is not a number/],
+      [
+        (copy) => delete at(copy, 'host', 'clients', 0, 'pools', 0)['pages'],
+        /stats\.host\.clients\[0\]\.pools\[0\]\.pages is not a number/,
+      ],
+      [
+        (copy) => (at(copy, 'daemon')['framesRejected'] = '0'),
+        /stats\.daemon\.framesRejected is not a number/,
+      ],
+      [
+        (copy) => (at(copy, 'host', 'clients', 0)['abi'] = 2),
+        /stats\.host\.clients\[0\]\.abi is not an ABI version/,
+      ],
+      [
+        (copy) => (at(copy, 'host', 'clients', 0, 'pools', 0)['uuid'] = ['0']),
+        /stats\.host\.clients\[0\]\.pools\[0\]\.uuid is not two hex strings/,
+      ],
+      [
+        (copy) => (at(copy, 'sessions', 0)['connected'] = 1),
+        /stats\.sessions\[0\]\.connected is not a boolean/,
+      ],
+      [
+        (copy) => (at(copy, 'daemon', 'framesRejectedByReason')['bad_magic'] = null),
+        /stats\.daemon\.framesRejectedByReason\.bad_magic is not a number/,
+      ],
       [(copy) => (copy['host'] = []), /stats\.host is not an object/],
       [(copy) => (copy['sessions'] = {}), /stats\.sessions is not an array/],
     ]
     for (const [change, message] of cases) {
-      assert.throws(() => decode(damaged(body, change)), (error: unknown) => error instanceof TypeError && message.test(error.message))
+      assert.throws(
+        () => decode(damaged(body, change)),
+        (error: unknown) => error instanceof TypeError && message.test(error.message),
+      )
     }
   })
 

@@ -41,66 +41,80 @@ function opFrame(requestId: number, op: TmemOp, page?: Uint8Array): Buffer {
 }
 
 function gen(cmd: number, index: number): TmemOp {
-  return { cmd, poolId: 0, gen: { oid: [1n, 0n, 0n], index, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n } }
+  return {
+    cmd,
+    poolId: 0,
+    gen: { oid: [1n, 0n, 0n], index, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n },
+  }
 }
 
-void test('a client that does not read is paused; others are served; nothing is lost', { timeout: 60_000 }, async () => {
-  const getCount = 6000 // about 25 MB of replies
-  const setup = [
-    encodeHello(0, { abiVersion: 1, name: 'slow', secret: null, token: '' }),
-    opFrame(1, { cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n], flags: poolFlags({ persistent: true }), arg1: 0 } }),
-  ]
-  for (let i = 0; i < 8; i++) setup.push(opFrame(2 + i, gen(TMEM_PUT_PAGE, i), new Uint8Array(4096).fill(i + 1)))
+void test(
+  'a client that does not read is paused; others are served; nothing is lost',
+  { timeout: 60_000 },
+  async () => {
+    const getCount = 6000 // about 25 MB of replies
+    const setup = [
+      encodeHello(0, { abiVersion: 1, name: 'slow', secret: null, token: '' }),
+      opFrame(1, {
+        cmd: TMEM_NEW_POOL,
+        poolId: 0,
+        creat: { uuid: [0n, 0n], flags: poolFlags({ persistent: true }), arg1: 0 },
+      }),
+    ]
+    for (let i = 0; i < 8; i++)
+      setup.push(opFrame(2 + i, gen(TMEM_PUT_PAGE, i), new Uint8Array(4096).fill(i + 1)))
 
-  const slow = netConnect({ path: daemon.socketPath })
-  await new Promise((resolve) => slow.once('connect', resolve))
-  slow.write(Buffer.concat(setup))
-  slow.pause()
-  // Writes block once the kernel buffers fill: the daemon stopped reading this connection.
-  let blocked = false
-  const writer = (async () => {
-    for (let i = 0; i < getCount; i++) {
-      if (!slow.write(opFrame(100 + i, gen(TMEM_GET_PAGE, i % 8)))) {
-        blocked = true
-        await new Promise((resolve) => slow.once('drain', resolve))
-      }
-    }
-  })()
-
-  // While the slow client reads nothing, another client is served normally.
-  const other = await connect({ path: daemon.socketPath }, { name: 'other' })
-  const pool = await other.newPool({ persistent: true })
-  for (let i = 0; i < 50; i++) assert.equal(await other.put(pool, 2, i, new Uint8Array(4096).fill(9)), true)
-  assert.deepEqual(await other.get(pool, 2, 49), new Uint8Array(4096).fill(9))
-  await other.close()
-
-  // Now read everything: every reply arrives, in order, with its page.
-  const rules = new FrameRules().allow(KIND_HELLO_REPLY, 0, 1024).allow(KIND_OP_REPLY, 4, 4100)
-  const reader = new FrameReader(rules)
-  let next = 100
-  let replies = 0
-  const done = new Promise<void>((resolve, reject) => {
-    slow.on('data', (chunk: Buffer) => {
-      reader.push(chunk)
-      while (reader.next()) {
-        if (reader.kind !== KIND_OP_REPLY || reader.requestId < 100) continue
-        try {
-          assert.equal(reader.requestId, next++)
-          assert.equal(readI32LE(reader.bytes, reader.payloadOffset), 1)
-          const index = (reader.requestId - 100) % 8
-          assert.equal(reader.bytes[reader.payloadOffset + 4 + 100], index + 1)
-        } catch (error) {
-          reject(error instanceof Error ? error : new Error(String(error)))
+    const slow = netConnect({ path: daemon.socketPath })
+    await new Promise((resolve) => slow.once('connect', resolve))
+    slow.write(Buffer.concat(setup))
+    slow.pause()
+    // Writes block once the kernel buffers fill: the daemon stopped reading this connection.
+    let blocked = false
+    const writer = (async () => {
+      for (let i = 0; i < getCount; i++) {
+        if (!slow.write(opFrame(100 + i, gen(TMEM_GET_PAGE, i % 8)))) {
+          blocked = true
+          await new Promise((resolve) => slow.once('drain', resolve))
         }
-        if (++replies === getCount) resolve()
       }
+    })()
+
+    // While the slow client reads nothing, another client is served normally.
+    const other = await connect({ path: daemon.socketPath }, { name: 'other' })
+    const pool = await other.newPool({ persistent: true })
+    for (let i = 0; i < 50; i++)
+      assert.equal(await other.put(pool, 2, i, new Uint8Array(4096).fill(9)), true)
+    assert.deepEqual(await other.get(pool, 2, 49), new Uint8Array(4096).fill(9))
+    await other.close()
+
+    // Now read everything: every reply arrives, in order, with its page.
+    const rules = new FrameRules().allow(KIND_HELLO_REPLY, 0, 1024).allow(KIND_OP_REPLY, 4, 4100)
+    const reader = new FrameReader(rules)
+    let next = 100
+    let replies = 0
+    const done = new Promise<void>((resolve, reject) => {
+      slow.on('data', (chunk: Buffer) => {
+        reader.push(chunk)
+        while (reader.next()) {
+          if (reader.kind !== KIND_OP_REPLY || reader.requestId < 100) continue
+          try {
+            assert.equal(reader.requestId, next++)
+            assert.equal(readI32LE(reader.bytes, reader.payloadOffset), 1)
+            const index = (reader.requestId - 100) % 8
+            assert.equal(reader.bytes[reader.payloadOffset + 4 + 100], index + 1)
+          } catch (error) {
+            reject(error instanceof Error ? error : new Error(String(error)))
+          }
+          if (++replies === getCount) resolve()
+        }
+      })
     })
-  })
-  slow.resume()
-  await writer
-  await done
-  assert.equal(replies, getCount)
-  assert.ok(blocked, 'the slow client was pushed back')
-  slow.destroy()
-  assert.equal(daemon.process.exitCode, null)
-})
+    slow.resume()
+    await writer
+    await done
+    assert.equal(replies, getCount)
+    assert.ok(blocked, 'the slow client was pushed back')
+    slow.destroy()
+    assert.equal(daemon.process.exitCode, null)
+  },
+)

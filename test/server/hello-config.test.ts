@@ -25,11 +25,26 @@ void describe('hello', () => {
   void test('the HELLO frame has the documented layout', () => {
     const secret = new Uint8Array(32).fill(0xab)
     const frame = encodeHello(5, { abiVersion: 1, name: 'web-1', secret, token: 'tk' })
-    const payload = [1, 0, 5, 2, 0, 0, 0, 0, ...secret, ...Buffer.from('web-1'), ...Buffer.from('tk')]
+    const payload = [
+      1,
+      0,
+      5,
+      2,
+      0,
+      0,
+      0,
+      0,
+      ...secret,
+      ...Buffer.from('web-1'),
+      ...Buffer.from('tk'),
+    ]
     const header = [0x54, 0x4d, 0x45, 0x4d, 1, 1, 0, 0, 5, 0, 0, 0, payload.length, 0, 0, 0]
     assert.deepEqual([...frame], [...header, ...payload])
     assert.deepEqual(decodeHello(frame, 16, payload.length), {
-      abiVersion: 1, name: 'web-1', secret: Buffer.from(secret), token: 'tk',
+      abiVersion: 1,
+      name: 'web-1',
+      secret: Buffer.from(secret),
+      token: 'tk',
     })
   })
 
@@ -46,13 +61,21 @@ void describe('hello', () => {
     const reserved = Uint8Array.from(frame)
     reserved[16 + 1] = 1
     assert.equal(decodeHello(reserved, 16, length), null, 'reserved byte set')
-    assert.throws(() => encodeHello(0, { abiVersion: 1, name: 'x'.repeat(65), secret: null, token: '' }))
+    assert.throws(() =>
+      encodeHello(0, { abiVersion: 1, name: 'x'.repeat(65), secret: null, token: '' }),
+    )
   })
 
   void test('HELLO_REPLY round-trips and has the documented fixed part', () => {
     const reply = {
-      status: HELLO_OK, abiVersion: 1, clientId: 0x1234, graceMs: 30000,
-      secret: Buffer.alloc(32, 7), flags: HELLO_FLAG_RESUMED, name: 'web-1', message: 'hi',
+      status: HELLO_OK,
+      abiVersion: 1,
+      clientId: 0x1234,
+      graceMs: 30000,
+      secret: Buffer.alloc(32, 7),
+      flags: HELLO_FLAG_RESUMED,
+      name: 'web-1',
+      message: 'hi',
     }
     const bytes = new Uint8Array(200)
     const length = encodeHelloReplyInto(bytes, 3, reply)
@@ -92,7 +115,13 @@ void describe('config parsers', () => {
     assert.deepEqual(parseLoopbackAddress('[::1]:0'), { host: '::1', port: 0 })
     assert.deepEqual(parseLoopbackAddress('localhost:9'), { host: 'localhost', port: 9 })
     assert.deepEqual(parseLoopbackAddress('127.1.2.3:1'), { host: '127.1.2.3', port: 1 })
-    for (const bad of ['0.0.0.0:1', '10.0.0.1:1', 'example.com:80', '127.0.0.1', '127.0.0.1:70000']) {
+    for (const bad of [
+      '0.0.0.0:1',
+      '10.0.0.1:1',
+      'example.com:80',
+      '127.0.0.1',
+      '127.0.0.1:70000',
+    ]) {
       assert.throws(() => parseLoopbackAddress(bad), RangeError, bad)
     }
   })

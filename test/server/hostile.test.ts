@@ -12,7 +12,15 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { connect as netConnect } from 'node:net'
 import { encodeOp } from '../../src/abi/codec.js'
-import { EPERM, ENODEV, ENOSYS, TMEM_CONTROL, TMEM_GET_PAGE, TMEM_PUT_PAGE, TMEMC_FREEZE } from '../../src/abi/constants.js'
+import {
+  EPERM,
+  ENODEV,
+  ENOSYS,
+  TMEM_CONTROL,
+  TMEM_GET_PAGE,
+  TMEM_PUT_PAGE,
+  TMEMC_FREEZE,
+} from '../../src/abi/constants.js'
 import type { TmemOp } from '../../src/abi/types.js'
 import { connect, type TmemClient } from '../../src/client/client.js'
 import { connectControl, type TmemControlClient } from '../../src/client/control.js'
@@ -56,7 +64,11 @@ function frame(kind: number, requestId: number, payload: Uint8Array): Uint8Array
 }
 
 function genOp(cmd: number, poolId: number, index: number): TmemOp {
-  return { cmd, poolId, gen: { oid: [1n, 0n, 0n], index, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n } }
+  return {
+    cmd,
+    poolId,
+    gen: { oid: [1n, 0n, 0n], index, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n },
+  }
 }
 
 function opFrame(requestId: number, op: TmemOp, page?: Uint8Array): Uint8Array {
@@ -116,7 +128,10 @@ function rawSession(path: string, chunks: Uint8Array[], replyCount?: number): Pr
     const received: Buffer[] = []
     socket.on('data', (chunk: Buffer) => {
       received.push(chunk)
-      if (replyCount !== undefined && parseReplies(Buffer.concat(received)).replies.length >= replyCount) {
+      if (
+        replyCount !== undefined &&
+        parseReplies(Buffer.concat(received)).replies.length >= replyCount
+      ) {
         socket.end()
       }
     })
@@ -199,7 +214,9 @@ void describe(`hostile input (seed ${SEED})`, { timeout: 60_000 }, () => {
       bytes.set([++count & 0xff, (count >> 8) & 0xff], 8)
       chunks.push(bytes.subarray(0, split), bytes.subarray(split))
     }
-    const { replies, errorReason } = parseReplies(await rawSession(daemon.socketPath, chunks, count))
+    const { replies, errorReason } = parseReplies(
+      await rawSession(daemon.socketPath, chunks, count),
+    )
     assert.equal(errorReason, null)
     assert.equal(replies.length, count)
     replies.forEach((reply, i) => {
@@ -209,18 +226,32 @@ void describe(`hostile input (seed ${SEED})`, { timeout: 60_000 }, () => {
     })
   })
 
-  const malformed: { name: string; reason: string; reasonCode: number; bytes: () => Uint8Array[] }[] = [
+  const malformed: {
+    name: string
+    reason: string
+    reasonCode: number
+    bytes: () => Uint8Array[]
+  }[] = [
     {
-      name: 'oversized length', reason: 'bad_length', reasonCode: 5,
+      name: 'oversized length',
+      reason: 'bad_length',
+      reasonCode: 5,
       bytes: () => {
         const header = frame(KIND_OP, 1, new Uint8Array(0))
         header.set([0xf0, 0xff, 0xff, 0xff], 12)
         return [hello(), header]
       },
     },
-    { name: 'unknown kind', reason: 'unknown_kind', reasonCode: 4, bytes: () => [hello(), frame(0x42, 1, new Uint8Array(4))] },
     {
-      name: 'bad version', reason: 'bad_version', reasonCode: 2,
+      name: 'unknown kind',
+      reason: 'unknown_kind',
+      reasonCode: 4,
+      bytes: () => [hello(), frame(0x42, 1, new Uint8Array(4))],
+    },
+    {
+      name: 'bad version',
+      reason: 'bad_version',
+      reasonCode: 2,
       bytes: () => {
         const bad = frame(KIND_OP, 1, new Uint8Array(56))
         bad[4] = 9
@@ -228,24 +259,43 @@ void describe(`hostile input (seed ${SEED})`, { timeout: 60_000 }, () => {
       },
     },
     {
-      name: 'reserved flags', reason: 'bad_flags', reasonCode: 3,
+      name: 'reserved flags',
+      reason: 'bad_flags',
+      reasonCode: 3,
       bytes: () => {
         const bad = frame(KIND_OP, 1, new Uint8Array(56))
         bad[7] = 1
         return [hello(), bad]
       },
     },
-    { name: 'op before hello', reason: 'hello_expected', reasonCode: 6, bytes: () => [opFrame(1, genOp(TMEM_GET_PAGE, 0, 0))] },
-    { name: 'second hello', reason: 'hello_repeated', reasonCode: 7, bytes: () => [hello(), hello()] },
     {
-      name: 'malformed hello', reason: 'bad_hello', reasonCode: 8,
+      name: 'op before hello',
+      reason: 'hello_expected',
+      reasonCode: 6,
+      bytes: () => [opFrame(1, genOp(TMEM_GET_PAGE, 0, 0))],
+    },
+    {
+      name: 'second hello',
+      reason: 'hello_repeated',
+      reasonCode: 7,
+      bytes: () => [hello(), hello()],
+    },
+    {
+      name: 'malformed hello',
+      reason: 'bad_hello',
+      reasonCode: 8,
       bytes: () => {
         const bad = hello().slice()
         bad[16 + 1] = 7
         return [bad]
       },
     },
-    { name: 'op of the wrong size', reason: 'bad_op_size', reasonCode: 9, bytes: () => [hello(), frame(KIND_OP, 1, new Uint8Array(57))] },
+    {
+      name: 'op of the wrong size',
+      reason: 'bad_op_size',
+      reasonCode: 9,
+      bytes: () => [hello(), frame(KIND_OP, 1, new Uint8Array(57))],
+    },
   ]
   for (const { name, reason, reasonCode, bytes } of malformed) {
     void test(`${name}: closed with an ERROR frame naming it`, async () => {
@@ -264,7 +314,9 @@ void describe(`hostile input (seed ${SEED})`, { timeout: 60_000 }, () => {
       const s = net.connect(${JSON.stringify(daemon.socketPath)})
       s.on('connect', () => s.write(Buffer.from(${JSON.stringify(Buffer.concat([hello(), put.subarray(0, 1000)]).toString('base64'))}, 'base64'), () => process.kill(process.pid, 'SIGKILL')))
     `
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore' })
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: 'ignore',
+    })
     const signal = await new Promise((resolve) => child.once('exit', (_code, sig) => resolve(sig)))
     assert.equal(signal, 'SIGKILL')
     expectReject('truncated')
@@ -276,16 +328,41 @@ void describe(`hostile input (seed ${SEED})`, { timeout: 60_000 }, () => {
       opFrame(2, genOp(TMEM_GET_PAGE, 16, 0)),
       opFrame(3, genOp(TMEM_GET_PAGE, -1, 0)),
       opFrame(4, genOp(TMEM_PUT_PAGE, 1000, 0), new Uint8Array(4096)),
-      opFrame(5, { cmd: TMEM_CONTROL, poolId: 0, ctrl: { subop: TMEMC_FREEZE, cliId: victim.clientId, arg1: 0, arg2: 0, oid: [0n, 0n, 0n], buf: 0n } }),
+      opFrame(5, {
+        cmd: TMEM_CONTROL,
+        poolId: 0,
+        ctrl: {
+          subop: TMEMC_FREEZE,
+          cliId: victim.clientId,
+          arg1: 0,
+          arg2: 0,
+          oid: [0n, 0n, 0n],
+          buf: 0n,
+        },
+      }),
       frame(KIND_CONTROL, 6, new Uint8Array(60)),
       frame(KIND_STATS, 7, new Uint8Array(0)),
     ]
-    const { replies, errorReason } = parseReplies(await rawSession(daemon.socketPath, [hello(), ...ops], ops.length))
+    const { replies, errorReason } = parseReplies(
+      await rawSession(daemon.socketPath, [hello(), ...ops], ops.length),
+    )
     assert.equal(errorReason, null)
-    assert.deepEqual(replies.map((r) => r.rc), [-ENOSYS, -ENODEV, -ENODEV, -ENODEV, -EPERM, -EPERM, -EPERM])
-    assert.deepEqual(replies.map((r) => r.kind), [
-      KIND_OP_REPLY, KIND_OP_REPLY, KIND_OP_REPLY, KIND_OP_REPLY, KIND_OP_REPLY, KIND_CONTROL_REPLY, KIND_STATS_REPLY,
-    ])
+    assert.deepEqual(
+      replies.map((r) => r.rc),
+      [-ENOSYS, -ENODEV, -ENODEV, -ENODEV, -EPERM, -EPERM, -EPERM],
+    )
+    assert.deepEqual(
+      replies.map((r) => r.kind),
+      [
+        KIND_OP_REPLY,
+        KIND_OP_REPLY,
+        KIND_OP_REPLY,
+        KIND_OP_REPLY,
+        KIND_OP_REPLY,
+        KIND_CONTROL_REPLY,
+        KIND_STATS_REPLY,
+      ],
+    )
   })
 
   void test('afterwards: the daemon is up, the victim unchanged, every reject counted', async () => {
@@ -296,8 +373,11 @@ void describe(`hostile input (seed ${SEED})`, { timeout: 60_000 }, () => {
     }
     // A reject is counted when the daemon sees the socket close, which may trail the client's.
     const expectedTotal = Object.values(expected).reduce((sum, n) => sum + n, 0)
-    await waitFor(async () =>
-      (await control.stats()).daemon.framesRejected - baseline.daemon.framesRejected >= expectedTotal)
+    await waitFor(
+      async () =>
+        (await control.stats()).daemon.framesRejected - baseline.daemon.framesRejected >=
+        expectedTotal,
+    )
     const stats = await control.stats()
     const host = stats.host as { clients: { id: number; frozen: boolean }[] }
     assert.equal(host.clients.find((c) => c.id === victim.clientId)?.frozen, false)

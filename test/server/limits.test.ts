@@ -24,7 +24,13 @@ const NO_ROOM = 5
 
 /** An engine stand-in with no clients of its own. */
 function fakeHost(): HostLike {
-  return { opBytes: () => 0, controlBytes: () => 0, hasClient: () => false, destroyClient: () => false, stats: () => ({}) as HostStats }
+  return {
+    opBytes: () => 0,
+    controlBytes: () => 0,
+    hasClient: () => false,
+    destroyClient: () => false,
+    stats: () => ({}) as HostStats,
+  }
 }
 
 function holder(remote: string): SessionHolder {
@@ -46,7 +52,9 @@ void describe('client limits in the session table', () => {
     }
     // Detach in the order 2, 0, 5, 1, 4: the model queue is that order; past 3, the head goes.
     for (const i of [2, 0, 5, 1, 4]) table.detach(made[i]!.session, made[i]!.h)
-    const gone = made.filter(({ session }) => table.byId(session.id) === undefined).map(({ session }) => session.name)
+    const gone = made
+      .filter(({ session }) => table.byId(session.id) === undefined)
+      .map(({ session }) => session.name)
     assert.deepEqual(gone.sort(), ['c0', 'c2'])
     assert.equal(table.size, 4)
     assert.equal(table.counters.sessionsReaped, 2)

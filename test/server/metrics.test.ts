@@ -10,7 +10,12 @@ import { pino } from 'pino'
 import type { HostStats } from '../../src/protocol/stats.js'
 import type { HostLike } from '../../src/server/host-like.js'
 import { Daemon } from '../../src/server/daemon.js'
-import { METRICS_LABELLED_CLIENTS_MAX, Metrics, hostSamples, type Sample } from '../../src/server/metrics.js'
+import {
+  METRICS_LABELLED_CLIENTS_MAX,
+  Metrics,
+  hostSamples,
+  type Sample,
+} from '../../src/server/metrics.js'
 
 const POOLS_PER_CLIENT = 16
 
@@ -20,7 +25,11 @@ function fakeStats(clients: number): { clients: unknown[]; pages: number } {
   for (let i = 0; i < clients; i++) {
     const pages = (i * 7919) % 1000
     const pools = Array.from({ length: POOLS_PER_CLIENT }, (_, slot) => ({
-      slot, pages: slot === 0 ? pages : 0, puts: slot, persistent: false, uuid: ['0', '0'],
+      slot,
+      pages: slot === 0 ? pages : 0,
+      puts: slot,
+      persistent: false,
+      uuid: ['0', '0'],
     }))
     list.push({ id: i + 1, weight: 0, frozen: false, pools })
   }
@@ -37,12 +46,14 @@ function expectedTop(clients: number, max: number): string[] {
 
 function labelledClients(samples: Sample[]): Set<string> {
   const ids = new Set<string>()
-  for (const sample of samples) if (sample.labels['client'] !== undefined) ids.add(sample.labels['client'])
+  for (const sample of samples)
+    if (sample.labels['client'] !== undefined) ids.add(sample.labels['client'])
   return ids
 }
 
 function valueOf(samples: Sample[], name: string): number | undefined {
-  return samples.find((sample) => sample.name === name && Object.keys(sample.labels).length === 0)?.value
+  return samples.find((sample) => sample.name === name && Object.keys(sample.labels).length === 0)
+    ?.value
 }
 
 void describe('metrics bounds', () => {
@@ -69,12 +80,23 @@ void describe('metrics bounds', () => {
   void test('a daemon with 20 000 clients x 16 pools emits a bounded number of series', async () => {
     const stats = fakeStats(20_000)
     const host: HostLike = {
-      opBytes: () => 0, controlBytes: () => 0, hasClient: () => false, destroyClient: () => false,
+      opBytes: () => 0,
+      controlBytes: () => 0,
+      hasClient: () => false,
+      destroyClient: () => false,
       stats: () => stats as unknown as HostStats,
     }
     const config = {
-      socketPath: null, controlSocketPath: null, listen: null, controlListen: null, tokenFile: null,
-      metrics: null, graceMs: 0, acceptV0: false, connectionCountMax: 1, controlConnectionCountMax: 1,
+      socketPath: null,
+      controlSocketPath: null,
+      listen: null,
+      controlListen: null,
+      tokenFile: null,
+      metrics: null,
+      graceMs: 0,
+      acceptV0: false,
+      connectionCountMax: 1,
+      controlConnectionCountMax: 1,
     }
     const daemon = await Daemon.start(host, config, pino({ level: 'silent' }))
     try {
@@ -82,7 +104,10 @@ void describe('metrics bounds', () => {
       assert.ok(labelledClients(samples).size <= METRICS_LABELLED_CLIENTS_MAX)
       const perClient = samples.filter((sample) => sample.labels['client'] !== undefined).length
       // One labelled client yields its client fields plus its pools' fields; 64 is far above both.
-      assert.ok(perClient <= METRICS_LABELLED_CLIENTS_MAX * (1 + POOLS_PER_CLIENT) * 64, `${perClient} labelled samples`)
+      assert.ok(
+        perClient <= METRICS_LABELLED_CLIENTS_MAX * (1 + POOLS_PER_CLIENT) * 64,
+        `${perClient} labelled samples`,
+      )
       assert.equal(valueOf(samples, 'tmem_clients'), 20_000)
     } finally {
       await daemon.close()

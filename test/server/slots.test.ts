@@ -44,10 +44,17 @@ void describe('slots per listener', { timeout: 60_000 }, () => {
   before(async () => {
     daemon = await startDaemon({
       args: [
-        '--listen', '127.0.0.1:0', '--control-listen', '127.0.0.1:0',
-        '--max-connections', String(SLOTS), '--max-control-connections', String(SLOTS),
+        '--listen',
+        '127.0.0.1:0',
+        '--control-listen',
+        '127.0.0.1:0',
+        '--max-connections',
+        String(SLOTS),
+        '--max-control-connections',
+        String(SLOTS),
         // Long enough that the idle connections stay for the whole test.
-        '--tcp-hello-timeout', '5m',
+        '--tcp-hello-timeout',
+        '5m',
       ],
     })
   })
@@ -80,7 +87,9 @@ void describe('slots per listener', { timeout: 60_000 }, () => {
 
 void describe('TCP hello timeout', { timeout: 60_000 }, () => {
   void test('a TCP connection that never says hello is closed', async () => {
-    const daemon = await startDaemon({ args: ['--listen', '127.0.0.1:0', '--tcp-hello-timeout', '100ms'] })
+    const daemon = await startDaemon({
+      args: ['--listen', '127.0.0.1:0', '--tcp-hello-timeout', '100ms'],
+    })
     try {
       const socket = await idle(daemon.tcpPort!)
       socket.on('error', () => undefined)

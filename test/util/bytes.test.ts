@@ -33,7 +33,9 @@ void test('copyBytes equals a naive memmove for every range and alignment', () =
         const expectedB = shared ? expectedA : Uint8Array.from(new Uint8Array(b))
         // The oracle: move the bytes one at a time in the whole buffers.
         if (shared) naiveMove(expectedA, sourceBase + sourceStart, targetBase + targetStart, length)
-        else for (let i = 0; i < length; i++) expectedB[targetBase + targetStart + i] = expectedA[sourceBase + sourceStart + i]!
+        else
+          for (let i = 0; i < length; i++)
+            expectedB[targetBase + targetStart + i] = expectedA[sourceBase + sourceStart + i]!
         copyBytes(source, sourceStart, target, targetStart, length)
         assert.deepEqual(new Uint8Array(b), expectedB)
         if (!shared) assert.deepEqual(new Uint8Array(a), expectedA)

@@ -16,7 +16,10 @@ export class PageBitmap {
   count = 0
 
   constructor(pages: number) {
-    assert(Number.isInteger(pages) && pages > 0 && pages <= 2 ** 32, 'A bitmap covers 1 to 2^32 pages')
+    assert(
+      Number.isInteger(pages) && pages > 0 && pages <= 2 ** 32,
+      'A bitmap covers 1 to 2^32 pages',
+    )
     this.pages = pages
     this.#chunks = new Array<Uint8Array | null>(Math.ceil(pages / CHUNK_PAGES)).fill(null)
   }

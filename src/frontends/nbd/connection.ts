@@ -24,7 +24,13 @@ import {
   NBD_REQUEST_MAGIC,
 } from './constants.js'
 import type { Export } from './export.js'
-import { type ExportLookup, type OptionState, handleOption, refuseTooBig, writeGreeting } from './handshake.js'
+import {
+  type ExportLookup,
+  type OptionState,
+  handleOption,
+  refuseTooBig,
+  writeGreeting,
+} from './handshake.js'
 import { type Request, Transmission } from './transmission.js'
 import { ReplyWriter } from './writer.js'
 
@@ -132,8 +138,11 @@ export class NbdConnection {
   #process(data: Buffer): void {
     let pos = 0
     while (pos < data.length && this.#state !== State.Closed) {
-      if (this.#state === State.RequestHeader && this.#headUsed === 0 &&
-        this.socket.writableLength > SEND_BYTES_HIGH) {
+      if (
+        this.#state === State.RequestHeader &&
+        this.#headUsed === 0 &&
+        this.socket.writableLength > SEND_BYTES_HIGH
+      ) {
         this.#stash = data.subarray(pos)
         this.socket.pause()
         break
@@ -205,7 +214,8 @@ export class NbdConnection {
     this.#option = head.readUInt32BE(8)
     this.#optionLength = head.readUInt32BE(12)
     this.#optionUsed = 0
-    this.#optionData = this.#optionLength <= NBD_OPTION_BYTES_MAX ? Buffer.alloc(this.#optionLength) : null
+    this.#optionData =
+      this.#optionLength <= NBD_OPTION_BYTES_MAX ? Buffer.alloc(this.#optionLength) : null
     this.#state = State.OptionData
     if (this.#optionLength === 0) this.#optionDone()
   }
@@ -222,9 +232,10 @@ export class NbdConnection {
     const payload = this.#optionData
     this.#optionData = null
     this.#state = State.OptionHeader
-    const outcome = payload === null
-      ? refuseTooBig(this.#w, this.#option)
-      : handleOption(this.#w, this.#options, this.#exports, this.#option, payload)
+    const outcome =
+      payload === null
+        ? refuseTooBig(this.#w, this.#option)
+        : handleOption(this.#w, this.#options, this.#exports, this.#option, payload)
     if (outcome.kind === 'close') {
       this.#w.flush()
       this.socket.end()
@@ -246,7 +257,10 @@ export class NbdConnection {
     const meta = this.#options.metaExport === name
     this.#transmission = new Transmission(this.#w, exp, this.#options.structured, meta)
     this.#state = State.RequestHeader
-    this.#log.debug({ conn: this.serial, export: name, structured: this.#options.structured }, 'nbd transmission')
+    this.#log.debug(
+      { conn: this.serial, export: name, structured: this.#options.structured },
+      'nbd transmission',
+    )
   }
 
   #requestHeader(): void {

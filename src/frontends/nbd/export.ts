@@ -67,7 +67,14 @@ export class Export implements SessionHolder, ExportView {
   /** Pages written to the backing file because tmem refused them. */
   spilledPages = 0
 
-  private constructor(host: HostLike, sessions: SessionTable, log: Logger, spec: ExportSpec, fd: number | null, oid: Oid) {
+  private constructor(
+    host: HostLike,
+    sessions: SessionTable,
+    log: Logger,
+    spec: ExportSpec,
+    fd: number | null,
+    oid: Oid,
+  ) {
     this.spec = spec
     this.pages = spec.size / PAGE_SIZE
     this.#host = host
@@ -85,8 +92,11 @@ export class Export implements SessionHolder, ExportView {
     let oid: Oid = [0n, 0n, 0n]
     if (spec.backing !== null) {
       // A swap export's overflow file is made if missing; a cache export's file must exist.
-      const flags = spec.readOnly ? constants.O_RDONLY
-        : spec.mode === 'swap' ? constants.O_RDWR | constants.O_CREAT : constants.O_RDWR
+      const flags = spec.readOnly
+        ? constants.O_RDONLY
+        : spec.mode === 'swap'
+          ? constants.O_RDWR | constants.O_CREAT
+          : constants.O_RDWR
       fd = openSync(spec.backing, flags, 0o600)
       // Cache exports of one file share its pages in a shared pool: the file is the object.
       const stat = fstatSync(fd, { bigint: true })
@@ -149,7 +159,10 @@ export class Export implements SessionHolder, ExportView {
     if (this.#session !== null) return 0
     const error = this.#connect()
     if (error === null) return 0
-    this.#log.error({ export: this.spec.name, error }, 'nbd export could not reopen its tmem client')
+    this.#log.error(
+      { export: this.spec.name, error },
+      'nbd export could not reopen its tmem client',
+    )
     return NBD_EIO
   }
 
@@ -175,12 +188,17 @@ export class Export implements SessionHolder, ExportView {
     const poolId = this.#host.opBytes(id, create, 0, 1, null, 0)
     if (poolId < 0) return `tmem client ${name}: NEW_POOL failed (${poolId})`
     this.#poolId = poolId
-    this.#op.set(encodeOp({
-      cmd: TMEM_GET_PAGE,
-      poolId,
-      gen: { oid: this.#oid, index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n },
-    }))
-    this.#log.info({ export: this.spec.name, client: id, pool: poolId, mode: this.spec.mode }, 'nbd export ready')
+    this.#op.set(
+      encodeOp({
+        cmd: TMEM_GET_PAGE,
+        poolId,
+        gen: { oid: this.#oid, index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n },
+      }),
+    )
+    this.#log.info(
+      { export: this.spec.name, client: id, pool: poolId, mode: this.spec.mode },
+      'nbd export ready',
+    )
     return null
   }
 
@@ -198,7 +216,8 @@ export class Export implements SessionHolder, ExportView {
     const rc = this.#call(TMEM_GET_PAGE, index, target, at)
     if (rc === 1) {
       // A private ephemeral pool's hit left the pool: keep it cached.
-      if (this.spec.mode === 'cache' && this.spec.shared === null) this.#call(TMEM_PUT_PAGE, index, target, at)
+      if (this.spec.mode === 'cache' && this.spec.shared === null)
+        this.#call(TMEM_PUT_PAGE, index, target, at)
       return 0
     }
     if (rc < 0 && rc !== -EEMPTY) return NBD_EIO

@@ -82,9 +82,7 @@ export interface OptionState {
 }
 
 export type OptionOutcome =
-  | { kind: 'continue' }
-  | { kind: 'go'; export: ExportView }
-  | { kind: 'close' }
+  { kind: 'continue' } | { kind: 'go'; export: ExportView } | { kind: 'close' }
 
 const CONTINUE: OptionOutcome = { kind: 'continue' }
 const CLOSE: OptionOutcome = { kind: 'close' }
@@ -100,8 +98,14 @@ export function writeGreeting(w: ReplyWriter): void {
 
 /** Transmission flags of an export on a connection. */
 export function transmissionFlags(view: ExportView, structured: boolean): number {
-  let flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM |
-    NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_CACHE | NBD_FLAG_SEND_FAST_ZERO |
+  let flags =
+    NBD_FLAG_HAS_FLAGS |
+    NBD_FLAG_SEND_FLUSH |
+    NBD_FLAG_SEND_FUA |
+    NBD_FLAG_SEND_TRIM |
+    NBD_FLAG_SEND_WRITE_ZEROES |
+    NBD_FLAG_SEND_CACHE |
+    NBD_FLAG_SEND_FAST_ZERO |
     // Every write is applied (tmem or the one shared file descriptor) before its reply, and
     // FLUSH syncs that descriptor: what one connection sees, all see.
     NBD_FLAG_CAN_MULTI_CONN
@@ -167,7 +171,12 @@ export function handleOption(
   }
 }
 
-function exportName(w: ReplyWriter, state: OptionState, exports: ExportLookup, data: Buffer): OptionOutcome {
+function exportName(
+  w: ReplyWriter,
+  state: OptionState,
+  exports: ExportLookup,
+  data: Buffer,
+): OptionOutcome {
   // This option has no error reply: an unknown name can only close the connection.
   const view = data.length > NBD_STRING_BYTES_MAX ? undefined : exports.find(data.toString('utf8'))
   if (view === undefined) return CLOSE
@@ -291,7 +300,8 @@ function metaContext(
   const view = exports.find(name)
   if (view === undefined) return refuse(w, option, NBD_REP_ERR_UNKNOWN)
   // LIST with no query, or a bare "base:", names every base context; SET must be exact.
-  const matches = queries.some((query) => query === NBD_META_BASE_ALLOCATION) ||
+  const matches =
+    queries.some((query) => query === NBD_META_BASE_ALLOCATION) ||
     (!set && (count === 0 || queries.includes(NBD_META_NAMESPACE_BASE)))
   if (set) state.metaExport = matches ? view.name : null
   if (matches) {

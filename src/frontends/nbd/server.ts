@@ -53,7 +53,12 @@ export class NbdServer implements ExportTable {
   }
 
   /** Opens every export and listener; on failure closes what was opened and throws. */
-  static async start(host: HostLike, sessions: SessionTable, log: Logger, config: NbdConfig): Promise<NbdServer> {
+  static async start(
+    host: HostLike,
+    sessions: SessionTable,
+    log: Logger,
+    config: NbdConfig,
+  ): Promise<NbdServer> {
     const server = new NbdServer(host, sessions, log, config)
     try {
       for (const spec of config.exports) server.add(spec)
@@ -109,7 +114,9 @@ export class NbdServer implements ExportTable {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    const closing = this.#servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())))
+    const closing = this.#servers.map(
+      (server) => new Promise<void>((resolve) => server.close(() => resolve())),
+    )
     for (const conn of this.#connections) conn.close()
     await Promise.all(closing)
     for (const exp of this.#exports.values()) exp.close(false)
@@ -124,7 +131,10 @@ export class NbdServer implements ExportTable {
 
   #accept(socket: Socket): void {
     if (this.#closed || this.#connections.size >= this.#config.connectionCountMax) {
-      this.#log.warn({ max: this.#config.connectionCountMax }, 'nbd connection refused: too many connections')
+      this.#log.warn(
+        { max: this.#config.connectionCountMax },
+        'nbd connection refused: too many connections',
+      )
       socket.destroy()
       return
     }

@@ -48,25 +48,34 @@ export function parseExportSpec(text: string): ExportSpec {
     const equals = part.indexOf('=')
     const key = equals < 0 ? part : part.slice(0, equals)
     const value = equals < 0 ? '' : part.slice(equals + 1)
-    if (!KEYS.has(key)) throw new RangeError(`Export option ${JSON.stringify(key)} is not one of ${[...KEYS].join(', ')}`)
+    if (!KEYS.has(key))
+      throw new RangeError(
+        `Export option ${JSON.stringify(key)} is not one of ${[...KEYS].join(', ')}`,
+      )
     if (fields.has(key)) throw new RangeError(`Export option ${key} is given twice`)
     fields.set(key, value)
   }
   const name = fields.get('name') ?? ''
   if (!EXPORT_NAME_PATTERN.test(name)) {
-    throw new RangeError(`Export name ${JSON.stringify(name)} is not 1 to 60 of A-Z a-z 0-9 . _ : @ - (starting alphanumeric)`)
+    throw new RangeError(
+      `Export name ${JSON.stringify(name)} is not 1 to 60 of A-Z a-z 0-9 . _ : @ - (starting alphanumeric)`,
+    )
   }
   const sizeText = fields.get('size')
   if (sizeText === undefined) throw new RangeError(`Export ${name} needs size=SIZE`)
   const size = parseSize(sizeText)
-  if (size > EXPORT_BYTES_MAX) throw new RangeError(`Export ${name} is larger than 16 TiB (2^32 pages)`)
+  if (size > EXPORT_BYTES_MAX)
+    throw new RangeError(`Export ${name} is larger than 16 TiB (2^32 pages)`)
   const mode = fields.get('mode') ?? 'swap'
-  if (mode !== 'swap' && mode !== 'cache') throw new RangeError(`Export mode ${JSON.stringify(mode)} is not swap or cache`)
+  if (mode !== 'swap' && mode !== 'cache')
+    throw new RangeError(`Export mode ${JSON.stringify(mode)} is not swap or cache`)
   const backingText = fields.get('backing')
   const backing = backingText === undefined || backingText === '' ? null : backingText
-  if (mode === 'cache' && backing === null) throw new RangeError(`Cache export ${name} needs backing=FILE`)
+  if (mode === 'cache' && backing === null)
+    throw new RangeError(`Cache export ${name} needs backing=FILE`)
   const sharedText = fields.get('shared')?.toLowerCase() ?? null
-  if (sharedText !== null && mode !== 'cache') throw new RangeError(`Only cache exports share a pool (export ${name})`)
+  if (sharedText !== null && mode !== 'cache')
+    throw new RangeError(`Only cache exports share a pool (export ${name})`)
   const shared = sharedText === null ? null : uuidFromString(sharedText)
   const readOnlyText = fields.get('readonly')
   const readOnly = readOnlyText !== undefined && readOnlyText !== '0' && readOnlyText !== 'no'

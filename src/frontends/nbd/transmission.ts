@@ -50,7 +50,13 @@ import {
  * Copies a piece of a page byte by byte: for the pieces of unaligned requests, where a native
  * copy would cost a view object per call on Node 20 (see src/util/bytes.ts).
  */
-export function copySmall(source: Uint8Array, from: number, target: Uint8Array, to: number, n: number): void {
+export function copySmall(
+  source: Uint8Array,
+  from: number,
+  target: Uint8Array,
+  to: number,
+  n: number,
+): void {
   assert(n <= PAGE_SIZE, 'A piece of one page')
   for (let i = 0; i < n; i++) target[to + i] = source[from + i]!
 }
@@ -153,15 +159,21 @@ export class Transmission {
     if (allowed === undefined || (req.flags & ~allowed) !== 0) return NBD_EINVAL
     if ((req.flags & NBD_CMD_FLAG_DF) !== 0 && !this.#structured) return NBD_EINVAL
     if (req.type === NBD_CMD_FLUSH) return 0
-    const writes = req.type === NBD_CMD_WRITE || req.type === NBD_CMD_WRITE_ZEROES || req.type === NBD_CMD_TRIM
+    const writes =
+      req.type === NBD_CMD_WRITE || req.type === NBD_CMD_WRITE_ZEROES || req.type === NBD_CMD_TRIM
     if (writes && this.#exp.readOnly) return NBD_EPERM
-    if ((req.type === NBD_CMD_READ || req.type === NBD_CMD_WRITE) && req.length > NBD_PAYLOAD_BYTES_MAX) {
+    if (
+      (req.type === NBD_CMD_READ || req.type === NBD_CMD_WRITE) &&
+      req.length > NBD_PAYLOAD_BYTES_MAX
+    ) {
       return NBD_EOVERFLOW
     }
     if (req.length === 0) return NBD_EINVAL
     if (req.offset + req.length > this.#exp.size) {
       // proto.md: a write reaching past the end is "no space"; anything else is invalid.
-      return req.type === NBD_CMD_WRITE || req.type === NBD_CMD_WRITE_ZEROES ? NBD_ENOSPC : NBD_EINVAL
+      return req.type === NBD_CMD_WRITE || req.type === NBD_CMD_WRITE_ZEROES
+        ? NBD_ENOSPC
+        : NBD_EINVAL
     }
     if (req.type === NBD_CMD_BLOCK_STATUS && !this.#metaAllocation) return NBD_EINVAL
     return 0
@@ -302,7 +314,10 @@ export class Transmission {
   /** One BLOCK_STATUS chunk for base:allocation, runs of equal pages merged. */
   #blockStatus(req: Request): void {
     const w = this.#w
-    const end = Math.min(req.offset + req.length, (Math.floor(req.offset / PAGE_SIZE) + NBD_STATUS_PAGES_MAX) * PAGE_SIZE)
+    const end = Math.min(
+      req.offset + req.length,
+      (Math.floor(req.offset / PAGE_SIZE) + NBD_STATUS_PAGES_MAX) * PAGE_SIZE,
+    )
     const one = (req.flags & NBD_CMD_FLAG_REQ_ONE) !== 0
     w.ensure(24 + 8 * NBD_STATUS_PAGES_MAX)
     const headerAt = w.used

@@ -29,7 +29,6 @@ interface Chunk {
   retired: boolean
 }
 
-
 export class ReplyWriter {
   readonly #socket: Socket
   readonly #free: Chunk[] = []
@@ -217,7 +216,12 @@ export class ReplyWriter {
       // copies into it take the allocation-free path (src/util/bytes.ts).
       const buf = Buffer.allocUnsafeSlow(CHUNK_BYTES)
       registerCopyBuffer(buf.buffer)
-      chunk = { buf, words: new Int32Array(buf.buffer, 0, CHUNK_BYTES / 4), inflight: 0, retired: false }
+      chunk = {
+        buf,
+        words: new Int32Array(buf.buffer, 0, CHUNK_BYTES / 4),
+        inflight: 0,
+        retired: false,
+      }
     }
     chunk.retired = false
     return chunk

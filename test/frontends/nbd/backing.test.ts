@@ -29,7 +29,13 @@ interface ClientStats {
 }
 
 function clients(): ClientStats[] {
-  const result = ok(process.execPath, [TMEM_BIN, 'list', '--json', '--control-socket', daemon.controlPath])
+  const result = ok(process.execPath, [
+    TMEM_BIN,
+    'list',
+    '--json',
+    '--control-socket',
+    daemon.controlPath,
+  ])
   return (JSON.parse(result.stdout) as { clients: ClientStats[] }).clients
 }
 
@@ -49,13 +55,22 @@ before(async () => {
   const uuid = '11223344-5566-7788-99aa-bbccddeeff00'
   daemon = await startDaemon({
     args: [
-      '--memory', '16M', '--log-level', 'warn',
-      '--nbd-socket', socket,
-      '--export', `name=cache,size=8M,mode=cache,backing=${join(dir, 'cache.img')}`,
-      '--export', 'name=nospc,size=32M',
-      '--export', `name=spill,size=16M,backing=${join(dir, 'spill.img')}`,
-      '--export', `name=sh1,size=4M,mode=cache,backing=${join(dir, 'shared.img')},shared=${uuid}`,
-      '--export', `name=sh2,size=4M,mode=cache,backing=${join(dir, 'shared.img')},shared=${uuid}`,
+      '--memory',
+      '16M',
+      '--log-level',
+      'warn',
+      '--nbd-socket',
+      socket,
+      '--export',
+      `name=cache,size=8M,mode=cache,backing=${join(dir, 'cache.img')}`,
+      '--export',
+      'name=nospc,size=32M',
+      '--export',
+      `name=spill,size=16M,backing=${join(dir, 'spill.img')}`,
+      '--export',
+      `name=sh1,size=4M,mode=cache,backing=${join(dir, 'shared.img')},shared=${uuid}`,
+      '--export',
+      `name=sh2,size=4M,mode=cache,backing=${join(dir, 'shared.img')},shared=${uuid}`,
     ],
   })
 })
@@ -72,56 +87,74 @@ function copyOut(name: string): Buffer {
 }
 
 function io(name: string, ...commands: string[]): ReturnType<typeof run> {
-  return run('qemu-io', ['-f', 'raw', ...commands.flatMap((command) => ['-c', command]), uri(socket, name)])
+  return run('qemu-io', [
+    '-f',
+    'raw',
+    ...commands.flatMap((command) => ['-c', command]),
+    uri(socket, name),
+  ])
 }
 
-void describe('exports with backing files under memory pressure', { skip, timeout: 120_000 }, () => {
-  void test('a cache export reads its file, and fills tmem with it', () => {
-    assert.ok(copyOut('cache').equals(cacheImage))
-    assert.ok(client('nbd:cache').ephemeralPages > 1000, 'the reads were cached')
-  })
+void describe(
+  'exports with backing files under memory pressure',
+  { skip, timeout: 120_000 },
+  () => {
+    void test('a cache export reads its file, and fills tmem with it', () => {
+      assert.ok(copyOut('cache').equals(cacheImage))
+      assert.ok(client('nbd:cache').ephemeralPages > 1000, 'the reads were cached')
+    })
 
-  void test('a swap export without a file: ENOSPC when tmem is full, earlier pages intact', () => {
-    const first = io('nospc', 'write -P 0x22 0 1M')
-    assert.equal(first.status, 0, first.stderr)
-    const full = io('nospc', 'write -P 0x11 4M 24M')
-    assert.match(full.stdout + full.stderr, /No space left on device/)
-    const check = io('nospc', 'read -P 0x22 0 1M')
-    assert.equal(check.status, 0)
-    assert.doesNotMatch(check.stdout, /fail/i)
-  })
+    void test('a swap export without a file: ENOSPC when tmem is full, earlier pages intact', () => {
+      const first = io('nospc', 'write -P 0x22 0 1M')
+      assert.equal(first.status, 0, first.stderr)
+      const full = io('nospc', 'write -P 0x11 4M 24M')
+      assert.match(full.stdout + full.stderr, /No space left on device/)
+      const check = io('nospc', 'read -P 0x22 0 1M')
+      assert.equal(check.status, 0)
+      assert.doesNotMatch(check.stdout, /fail/i)
+    })
 
-  void test('tmem dropped the cached pages, and the cache export still reads the file', () => {
-    assert.ok(client('nbd:cache').ephemeralPages < 100, 'the persistent pages pushed the cache out')
-    assert.ok(copyOut('cache').equals(cacheImage))
-  })
+    void test('tmem dropped the cached pages, and the cache export still reads the file', () => {
+      assert.ok(
+        client('nbd:cache').ephemeralPages < 100,
+        'the persistent pages pushed the cache out',
+      )
+      assert.ok(copyOut('cache').equals(cacheImage))
+    })
 
-  void test('cache writes go through to the file', () => {
-    const write = io('cache', 'write -P 0x44 1M 64K', 'write -P 0x45 3000 100')
-    assert.equal(write.status, 0, write.stderr)
-    const file = readFileSync(join(dir, 'cache.img'))
-    cacheImage.fill(0x44, MiB, MiB + 64 * 1024)
-    cacheImage.fill(0x45, 3000, 3100)
-    assert.ok(file.equals(cacheImage), 'the file holds the writes')
-    assert.ok(copyOut('cache').equals(cacheImage))
-  })
+    void test('cache writes go through to the file', () => {
+      const write = io('cache', 'write -P 0x44 1M 64K', 'write -P 0x45 3000 100')
+      assert.equal(write.status, 0, write.stderr)
+      const file = readFileSync(join(dir, 'cache.img'))
+      cacheImage.fill(0x44, MiB, MiB + 64 * 1024)
+      cacheImage.fill(0x45, 3000, 3100)
+      assert.ok(file.equals(cacheImage), 'the file holds the writes')
+      assert.ok(copyOut('cache').equals(cacheImage))
+    })
 
-  void test('a swap export with a file spills there when tmem is full, and reads it back', () => {
-    const write = io('spill', 'write -P 0x33 0 12M', 'write -P 0x34 5000 3')
-    assert.equal(write.status, 0, write.stdout + write.stderr)
-    const read = io('spill', 'read -P 0x33 0 5000', 'read -P 0x34 5000 3', 'read -P 0x33 5003 12577725', 'read -P 0 12M 4M')
-    assert.equal(read.status, 0)
-    assert.doesNotMatch(read.stdout + read.stderr, /fail/i)
-    assert.ok(statSync(join(dir, 'spill.img')).size > 8 * MiB, 'most of it went to the file')
-  })
+    void test('a swap export with a file spills there when tmem is full, and reads it back', () => {
+      const write = io('spill', 'write -P 0x33 0 12M', 'write -P 0x34 5000 3')
+      assert.equal(write.status, 0, write.stdout + write.stderr)
+      const read = io(
+        'spill',
+        'read -P 0x33 0 5000',
+        'read -P 0x34 5000 3',
+        'read -P 0x33 5003 12577725',
+        'read -P 0 12M 4M',
+      )
+      assert.equal(read.status, 0)
+      assert.doesNotMatch(read.stdout + read.stderr, /fail/i)
+      assert.ok(statSync(join(dir, 'spill.img')).size > 8 * MiB, 'most of it went to the file')
+    })
 
-  void test('two cache exports on one shared pool see each other\'s writes', () => {
-    assert.ok(copyOut('sh1').equals(sharedImage))
-    const write = io('sh1', 'write -P 0x55 8K 8K')
-    assert.equal(write.status, 0)
-    sharedImage.fill(0x55, 8192, 16384)
-    assert.ok(copyOut('sh2').equals(sharedImage))
-    const names = clients().map((c) => c.name)
-    assert.ok(names.includes('nbd:sh1') && names.includes('nbd:sh2'))
-  })
-})
+    void test("two cache exports on one shared pool see each other's writes", () => {
+      assert.ok(copyOut('sh1').equals(sharedImage))
+      const write = io('sh1', 'write -P 0x55 8K 8K')
+      assert.equal(write.status, 0)
+      sharedImage.fill(0x55, 8192, 16384)
+      assert.ok(copyOut('sh2').equals(sharedImage))
+      const names = clients().map((c) => c.name)
+      assert.ok(names.includes('nbd:sh1') && names.includes('nbd:sh2'))
+    })
+  },
+)

@@ -90,7 +90,7 @@ void describe('export lifecycle', { timeout: 20_000 }, () => {
     b.close()
   })
 
-  void test('CACHE fills a cache export\'s pool from its file', async () => {
+  void test("CACHE fills a cache export's pool from its file", async () => {
     const client = await openExport(socketPath, 'ca', false)
     const before = host.stats().clients.find((e) => e.id === idOf('nbd:ca'))?.ephemeralPages ?? -1
     const c = ++cookie
@@ -101,7 +101,7 @@ void describe('export lifecycle', { timeout: 20_000 }, () => {
     client.close()
   })
 
-  void test('destroying a swap export\'s client makes it answer EIO, not zeros', async () => {
+  void test("destroying a swap export's client makes it answer EIO, not zeros", async () => {
     assert.equal(sessions.destroy(idOf('nbd:sw')), 1)
     const b = await openExport(socketPath, 'sw', false)
     const c = ++cookie
@@ -110,7 +110,7 @@ void describe('export lifecycle', { timeout: 20_000 }, () => {
     b.close()
   })
 
-  void test('destroying a cache export\'s client: it reopens and reads the file', async () => {
+  void test("destroying a cache export's client: it reopens and reads the file", async () => {
     const client = await openExport(socketPath, 'ca', false)
     let c = ++cookie
     client.write(request(0, 0, c, 0, 65536))
@@ -119,7 +119,11 @@ void describe('export lifecycle', { timeout: 20_000 }, () => {
     assert.equal(sessions.destroy(before), 1)
     c = ++cookie
     client.write(request(0, 0, c, 4096, 65536))
-    await expectBytes(client, simpleReply(0, c, fileImage.subarray(4096, 69632)), 'read after destroy')
+    await expectBytes(
+      client,
+      simpleReply(0, c, fileImage.subarray(4096, 69632)),
+      'read after destroy',
+    )
     assert.notEqual(idOf('nbd:ca'), before, 'a new client')
     client.close()
   })

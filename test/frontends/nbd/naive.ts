@@ -68,7 +68,14 @@ export function optionReply(code: number, type: number, data: NaiveBE | number[]
 }
 
 /** A request: 0x25609513, flags, type, cookie, offset, length [, payload]. */
-export function request(type: number, flags: number, cookie: number, offset: number, length: number, payload?: Uint8Array): Buffer {
+export function request(
+  type: number,
+  flags: number,
+  cookie: number,
+  offset: number,
+  length: number,
+  payload?: Uint8Array,
+): Buffer {
   const b = new NaiveBE().u32(0x25609513).u16(flags).u16(type).u64(cookie).u64(offset).u32(length)
   if (payload !== undefined) b.raw(payload)
   return b.buffer()
@@ -81,7 +88,14 @@ export function simpleReply(error: number, cookie: number, data?: Uint8Array): B
 }
 
 export function chunk(flags: number, type: number, cookie: number, data: NaiveBE): Buffer {
-  return new NaiveBE().u32(0x668e33ef).u16(flags).u16(type).u64(cookie).u32(data.bytes.length).raw(data.bytes).buffer()
+  return new NaiveBE()
+    .u32(0x668e33ef)
+    .u16(flags)
+    .u16(type)
+    .u64(cookie)
+    .u32(data.bytes.length)
+    .raw(data.bytes)
+    .buffer()
 }
 
 /** A socket with an input queue: read(n) resolves once n bytes arrived. */
@@ -149,7 +163,11 @@ export class RawClient {
   }
 }
 
-export async function expectBytes(client: RawClient, expected: Buffer, what: string): Promise<void> {
+export async function expectBytes(
+  client: RawClient,
+  expected: Buffer,
+  what: string,
+): Promise<void> {
   const got = await client.read(expected.length)
   assert.deepEqual(got.toString('hex'), expected.toString('hex'), what)
 }
@@ -169,7 +187,11 @@ export function metaPayload(name: string, queries: string[]): NaiveBE {
 }
 
 /** A connection in transmission on `name`; structured replies and base:allocation if asked. */
-export async function openExport(socketPath: string, name: string, structured: boolean): Promise<RawClient> {
+export async function openExport(
+  socketPath: string,
+  name: string,
+  structured: boolean,
+): Promise<RawClient> {
   const client = await RawClient.open(socketPath)
   await client.handshake()
   if (structured) {
@@ -177,7 +199,11 @@ export async function openExport(socketPath: string, name: string, structured: b
     await expectBytes(client, optionReply(8, 1), 'STRUCTURED_REPLY ack')
     client.write(option(10, metaPayload(name, ['base:allocation'])))
     const context = new NaiveBE().u32(1).ascii('base:allocation')
-    await expectBytes(client, Buffer.concat([optionReply(10, 4, context), optionReply(10, 1)]), 'SET_META_CONTEXT')
+    await expectBytes(
+      client,
+      Buffer.concat([optionReply(10, 4, context), optionReply(10, 1)]),
+      'SET_META_CONTEXT',
+    )
   }
   client.write(option(7, goPayload(name)))
   await client.read(20 + 12) // INFO_EXPORT (checked in protocol.test.ts)

@@ -83,7 +83,10 @@ void test('NBD requests through Transmission and Export allocate nothing', { ski
   gc?.()
   gc?.()
   const growth = process.memoryUsage().heapUsed - heapBefore
-  assert.ok(collections <= COLLECTIONS_MAX, `${collections} collections during ${rounds * 8} requests`)
+  assert.ok(
+    collections <= COLLECTIONS_MAX,
+    `${collections} collections during ${rounds * 8} requests`,
+  )
   assert.ok(growth < HEAP_GROWTH_MAX, `heap grew ${growth} bytes`)
   // And the requests did something: the last round's pages are there.
   const page = new Uint8Array(4096)

@@ -13,7 +13,19 @@ import { pino } from 'pino'
 import { Host } from '../../../src/engine/host.js'
 import { SessionTable } from '../../../src/server/sessions.js'
 import { NbdServer, parseExportSpec } from '../../../src/frontends/nbd/mod.js'
-import { NaiveBE, RawClient, chunk, expectBytes, goPayload, metaPayload, openExport, option, optionReply, request, simpleReply } from './naive.js'
+import {
+  NaiveBE,
+  RawClient,
+  chunk,
+  expectBytes,
+  goPayload,
+  metaPayload,
+  openExport,
+  option,
+  optionReply,
+  request,
+  simpleReply,
+} from './naive.js'
 
 const MiB = 1024 * 1024
 const DISK_BYTES = MiB
@@ -50,7 +62,10 @@ void describe('handshake', { timeout: 20_000 }, () => {
   void test('greeting: NBDMAGIC, IHAVEOPT, fixed newstyle and no zeroes', async () => {
     const client = await RawClient.open(socketPath)
     const greeting = await client.read(18)
-    assert.equal(greeting.toString('hex'), new NaiveBE().ascii('NBDMAGIC').ascii('IHAVEOPT').u16(3).buffer().toString('hex'))
+    assert.equal(
+      greeting.toString('hex'),
+      new NaiveBE().ascii('NBDMAGIC').ascii('IHAVEOPT').u16(3).buffer().toString('hex'),
+    )
     client.close()
   })
 
@@ -60,7 +75,11 @@ void describe('handshake', { timeout: 20_000 }, () => {
     client.write(option(3))
     const entry = (name: string, description: string): Buffer =>
       optionReply(3, 2, new NaiveBE().u32(name.length).ascii(name).ascii(description))
-    await expectBytes(client, Buffer.concat([entry('disk', 'tmem swap'), entry('ro', 'tmem swap'), optionReply(3, 1)]), 'LIST')
+    await expectBytes(
+      client,
+      Buffer.concat([entry('disk', 'tmem swap'), entry('ro', 'tmem swap'), optionReply(3, 1)]),
+      'LIST',
+    )
     client.write(option(3, [1]))
     await expectBytes(client, optionReply(3, ERR + 3), 'LIST with data is invalid')
     client.close()
@@ -76,18 +95,39 @@ void describe('handshake', { timeout: 20_000 }, () => {
     client.write(option(6, goPayload('nope')))
     await expectBytes(client, optionReply(6, ERR + 6), 'INFO of an unknown export: ERR_UNKNOWN')
     client.write(option(7, new NaiveBE().u32(50).ascii('disk').u16(0)))
-    await expectBytes(client, optionReply(7, ERR + 3), 'GO with a name longer than its payload: ERR_INVALID')
+    await expectBytes(
+      client,
+      optionReply(7, ERR + 3),
+      'GO with a name longer than its payload: ERR_INVALID',
+    )
     client.write(option(7, goPayload('disk').u16(0)))
     await expectBytes(client, optionReply(7, ERR + 3), 'GO with trailing bytes: ERR_INVALID')
     client.write(option(8, [0]))
     await expectBytes(client, optionReply(8, ERR + 3), 'STRUCTURED_REPLY with data: ERR_INVALID')
     client.write(option(10, metaPayload('disk', ['base:allocation'])))
-    await expectBytes(client, optionReply(10, ERR + 3), 'SET_META_CONTEXT before structured replies: ERR_INVALID')
-    client.write(Buffer.concat([new NaiveBE().ascii('IHAVEOPT').u32(3).u32(70_000).buffer(), Buffer.alloc(70_000)]))
-    await expectBytes(client, optionReply(3, ERR + 9), 'an oversized option is skipped: ERR_TOO_BIG')
+    await expectBytes(
+      client,
+      optionReply(10, ERR + 3),
+      'SET_META_CONTEXT before structured replies: ERR_INVALID',
+    )
+    client.write(
+      Buffer.concat([
+        new NaiveBE().ascii('IHAVEOPT').u32(3).u32(70_000).buffer(),
+        Buffer.alloc(70_000),
+      ]),
+    )
+    await expectBytes(
+      client,
+      optionReply(3, ERR + 9),
+      'an oversized option is skipped: ERR_TOO_BIG',
+    )
     client.write(option(9, metaPayload('disk', [])))
     const context = new NaiveBE().u32(0).ascii('base:allocation')
-    await expectBytes(client, Buffer.concat([optionReply(9, 4, context), optionReply(9, 1)]), 'LIST_META_CONTEXT')
+    await expectBytes(
+      client,
+      Buffer.concat([optionReply(9, 4, context), optionReply(9, 1)]),
+      'LIST_META_CONTEXT',
+    )
     client.write(option(2))
     await expectBytes(client, optionReply(2, 1), 'ABORT is acknowledged')
     await client.closed
@@ -101,7 +141,15 @@ void describe('handshake', { timeout: 20_000 }, () => {
     client.write(option(7, goPayload('disk', [1, 3])))
     const expected = Buffer.concat([
       optionReply(7, 3, new NaiveBE().u16(0).u64(DISK_BYTES).u16(FLAGS_STRUCTURED)),
-      optionReply(7, 3, new NaiveBE().u16(3).u32(512).u32(4096).u32(32 * MiB)),
+      optionReply(
+        7,
+        3,
+        new NaiveBE()
+          .u16(3)
+          .u32(512)
+          .u32(4096)
+          .u32(32 * MiB),
+      ),
       optionReply(7, 3, new NaiveBE().u16(1).ascii('disk')),
       optionReply(7, 1),
     ])
@@ -114,7 +162,14 @@ void describe('handshake', { timeout: 20_000 }, () => {
     const client = await RawClient.open(socketPath)
     await client.handshake()
     client.write(new NaiveBE().ascii('IHAVEOPT').u32(1).u32(2).ascii('ro').buffer())
-    await expectBytes(client, new NaiveBE().u64(64 * 1024).u16(FLAGS_SIMPLE + 2).buffer(), 'EXPORT_NAME reply (READ_ONLY 2)')
+    await expectBytes(
+      client,
+      new NaiveBE()
+        .u64(64 * 1024)
+        .u16(FLAGS_SIMPLE + 2)
+        .buffer(),
+      'EXPORT_NAME reply (READ_ONLY 2)',
+    )
     client.close()
     const other = await RawClient.open(socketPath)
     await other.handshake()
@@ -142,11 +197,22 @@ void describe('transmission', { timeout: 20_000 }, () => {
   async function readStructured(client: RawClient, offset: number, length: number): Promise<void> {
     const c = ++cookie
     client.write(request(0, 0, c, offset, length))
-    const expected = chunk(1, 1, c, new NaiveBE().u64(offset).raw(model.subarray(offset, offset + length)))
+    const expected = chunk(
+      1,
+      1,
+      c,
+      new NaiveBE().u64(offset).raw(model.subarray(offset, offset + length)),
+    )
     await expectBytes(client, expected, `read ${length} at ${offset}`)
   }
 
-  async function expectError(client: RawClient, req: Buffer, c: number, error: number, what: string): Promise<void> {
+  async function expectError(
+    client: RawClient,
+    req: Buffer,
+    c: number,
+    error: number,
+    what: string,
+  ): Promise<void> {
     client.write(req)
     await expectBytes(client, chunk(1, 32769, c, new NaiveBE().u32(error).u16(0)), what)
   }
@@ -203,29 +269,59 @@ void describe('transmission', { timeout: 20_000 }, () => {
     client.write(request(7, 0, c, 199 * 4096, 10 * 4096))
     const data = 0
     const hole = 3
-    const extents = new NaiveBE().u32(1)
-      .u32(4096).u32(hole) // 199 never written
-      .u32(4096).u32(data) // 200
-      .u32(2 * 4096).u32(hole) // 201-202 trimmed
-      .u32(4096).u32(data) // 203
-      .u32(4096).u32(hole) // 204 zeroed without NO_HOLE
-      .u32(3 * 4096).u32(data) // 205-207
-      .u32(4096).u32(hole) // 208
+    const extents = new NaiveBE()
+      .u32(1)
+      .u32(4096)
+      .u32(hole) // 199 never written
+      .u32(4096)
+      .u32(data) // 200
+      .u32(2 * 4096)
+      .u32(hole) // 201-202 trimmed
+      .u32(4096)
+      .u32(data) // 203
+      .u32(4096)
+      .u32(hole) // 204 zeroed without NO_HOLE
+      .u32(3 * 4096)
+      .u32(data) // 205-207
+      .u32(4096)
+      .u32(hole) // 208
     await expectBytes(client, chunk(1, 5, c, extents), 'block status')
     c = ++cookie
     client.write(request(7, 8, c, 199 * 4096 + 5, 10 * 4096)) // REQ_ONE, unaligned start
-    await expectBytes(client, chunk(1, 5, c, new NaiveBE().u32(1).u32(4091).u32(hole)), 'block status, one extent')
+    await expectBytes(
+      client,
+      chunk(1, 5, c, new NaiveBE().u32(1).u32(4091).u32(hole)),
+      'block status, one extent',
+    )
     client.close()
   })
 
   void test('every bad request gets its error and the connection goes on', async () => {
     const client = await openExport(socketPath, 'disk', true)
     let c = ++cookie
-    await expectError(client, request(0, 0, c, DISK_BYTES - 4, 8), c, 22, 'read past the end: EINVAL')
+    await expectError(
+      client,
+      request(0, 0, c, DISK_BYTES - 4, 8),
+      c,
+      22,
+      'read past the end: EINVAL',
+    )
     c = ++cookie
-    await expectError(client, request(1, 0, c, DISK_BYTES - 4, 8, Buffer.alloc(8)), c, 28, 'write past the end: ENOSPC')
+    await expectError(
+      client,
+      request(1, 0, c, DISK_BYTES - 4, 8, Buffer.alloc(8)),
+      c,
+      28,
+      'write past the end: ENOSPC',
+    )
     c = ++cookie
-    await expectError(client, request(0, 0, c, 0, 32 * MiB + 1), c, 75, 'read over the maximum: EOVERFLOW')
+    await expectError(
+      client,
+      request(0, 0, c, 0, 32 * MiB + 1),
+      c,
+      75,
+      'read over the maximum: EOVERFLOW',
+    )
     c = ++cookie
     await expectError(client, request(0, 1, c, 0, 512), c, 22, 'FUA on a read: EINVAL')
     c = ++cookie
@@ -235,9 +331,21 @@ void describe('transmission', { timeout: 20_000 }, () => {
     c = ++cookie
     await expectError(client, request(0, 0, c, 0, 0), c, 22, 'zero length: EINVAL')
     c = ++cookie
-    await expectError(client, request(6, 16 | 2, c, 0, 4096), c, 95, 'FAST_ZERO with NO_HOLE: ENOTSUP')
+    await expectError(
+      client,
+      request(6, 16 | 2, c, 0, 4096),
+      c,
+      95,
+      'FAST_ZERO with NO_HOLE: ENOTSUP',
+    )
     c = ++cookie
-    await expectError(client, request(4, 0, c, DISK_BYTES, 4096), c, 22, 'trim past the end: EINVAL')
+    await expectError(
+      client,
+      request(4, 0, c, DISK_BYTES, 4096),
+      c,
+      22,
+      'trim past the end: EINVAL',
+    )
     await readStructured(client, 0, 4096)
     client.close()
   })
@@ -258,7 +366,11 @@ void describe('transmission', { timeout: 20_000 }, () => {
     await expectBytes(client, simpleReply(22, c), 'DF without structured replies: EINVAL')
     c = ++cookie
     client.write(request(0, 0, c, 0, 4096))
-    await expectBytes(client, simpleReply(0, c, Buffer.alloc(4096)), 'simple read of a never-written page: zeros')
+    await expectBytes(
+      client,
+      simpleReply(0, c, Buffer.alloc(4096)),
+      'simple read of a never-written page: zeros',
+    )
     client.close()
   })
 
@@ -269,7 +381,11 @@ void describe('transmission', { timeout: 20_000 }, () => {
     await hostile.closed
     const c = ++cookie
     victim.write(request(0, 0, c, 0, 8192))
-    await expectBytes(victim, simpleReply(0, c, model.subarray(0, 8192)), 'the other connection still reads')
+    await expectBytes(
+      victim,
+      simpleReply(0, c, model.subarray(0, 8192)),
+      'the other connection still reads',
+    )
     victim.write(request(2, 0, ++cookie, 0, 0))
     await victim.closed
   })
@@ -293,7 +409,10 @@ void describe('hostile input', { timeout: 30_000 }, () => {
     await expectBytes(victim, simpleReply(0, c0), 'victim write')
     for (let round = 0; round < 30; round++) {
       const phase = round % 3
-      const client = phase === 2 ? await openExport(socketPath, 'ro', next() % 2 === 0) : await RawClient.open(socketPath)
+      const client =
+        phase === 2
+          ? await openExport(socketPath, 'ro', next() % 2 === 0)
+          : await RawClient.open(socketPath)
       if (phase === 1) await client.handshake()
       if (phase === 2 && next() % 2 === 0) {
         // Requests with the right magic and random fields; the read-only export keeps it harmless.
@@ -309,7 +428,11 @@ void describe('hostile input', { timeout: 30_000 }, () => {
     }
     const c1 = 9001
     victim.write(request(0, 0, c1, 0, 4096))
-    await expectBytes(victim, chunk(1, 1, c1, new NaiveBE().u64(0).raw(Buffer.alloc(4096, 0x5e))), 'victim reads its page')
+    await expectBytes(
+      victim,
+      chunk(1, 1, c1, new NaiveBE().u64(0).raw(Buffer.alloc(4096, 0x5e))),
+      'victim reads its page',
+    )
     victim.close()
   })
 })

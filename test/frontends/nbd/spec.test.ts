@@ -11,9 +11,17 @@ import { UsageError } from '../../../src/cli/exit.js'
 
 void test('export specs: defaults, every key, and the largest size', () => {
   assert.deepEqual(parseExportSpec('name=vm1-swap,size=4G'), {
-    name: 'vm1-swap', size: 4 * 2 ** 30, mode: 'swap', backing: null, shared: null, sharedText: null, readOnly: false,
+    name: 'vm1-swap',
+    size: 4 * 2 ** 30,
+    mode: 'swap',
+    backing: null,
+    shared: null,
+    sharedText: null,
+    readOnly: false,
   })
-  const cache = parseExportSpec('name=c,size=10000,mode=cache,backing=/tmp/x,shared=11223344-5566-7788-99AA-bbccddeeff00,readonly')
+  const cache = parseExportSpec(
+    'name=c,size=10000,mode=cache,backing=/tmp/x,shared=11223344-5566-7788-99AA-bbccddeeff00,readonly',
+  )
   assert.equal(cache.size, 8192, 'rounded down to whole pages')
   assert.equal(cache.mode, 'cache')
   assert.equal(cache.backing, '/tmp/x')
@@ -42,15 +50,27 @@ void test('bad export specs are refused with a sentence', () => {
 })
 
 const BASE = {
-  grace: '30s', maxConnections: '1024', maxControlConnections: '16', logLevel: 'info',
-  tcpHelloTimeout: '2s', maxClientsPerEndpoint: '2048', maxDetachedClients: '1024', frameIdleTimeout: '30s',
+  grace: '30s',
+  maxConnections: '1024',
+  maxControlConnections: '16',
+  logLevel: 'info',
+  tcpHelloTimeout: '2s',
+  maxClientsPerEndpoint: '2048',
+  maxDetachedClients: '1024',
+  frameIdleTimeout: '30s',
 }
 
 void test('daemon options: NBD listeners need exports, exports need a listener, TCP is loopback only', () => {
-  const resolved = resolveDaemonOptions({ ...BASE, nbdListen: '127.0.0.1:0', export: ['name=a,size=1M', 'name=b,size=2M'] }, {})
+  const resolved = resolveDaemonOptions(
+    { ...BASE, nbdListen: '127.0.0.1:0', export: ['name=a,size=1M', 'name=b,size=2M'] },
+    {},
+  )
   assert.deepEqual(resolved.nbd?.listen, { host: '127.0.0.1', port: 0 })
   assert.equal(resolved.nbd?.socketPath, null)
-  assert.deepEqual(resolved.nbd?.exports.map((e) => e.name), ['a', 'b'])
+  assert.deepEqual(
+    resolved.nbd?.exports.map((e) => e.name),
+    ['a', 'b'],
+  )
   assert.equal(resolveDaemonOptions({ ...BASE }, {}).nbd, null)
   const refused = [
     { ...BASE, nbdListen: '10.0.0.1:10809', export: ['name=a,size=1M'] },

@@ -42,7 +42,11 @@ export interface Run {
 
 /** Runs a tool to its end (bounded by `timeoutMs`). */
 export function run(tool: string, args: string[], timeoutMs = 60_000): Run {
-  const result = spawnSync(tool, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 })
+  const result = spawnSync(tool, args, {
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    maxBuffer: 64 * 1024 * 1024,
+  })
   return { status: result.status, stdout: result.stdout, stderr: result.stderr }
 }
 
@@ -50,7 +54,9 @@ export function run(tool: string, args: string[], timeoutMs = 60_000): Run {
 export function ok(tool: string, args: string[], timeoutMs = 60_000): Run {
   const result = run(tool, args, timeoutMs)
   if (result.status !== 0) {
-    throw new Error(`${tool} ${args.join(' ')} exited ${result.status}\n${result.stdout}\n${result.stderr}`)
+    throw new Error(
+      `${tool} ${args.join(' ')} exited ${result.status}\n${result.stdout}\n${result.stderr}`,
+    )
   }
   return result
 }
