@@ -106,63 +106,67 @@ that got no answer, then the rollback's requests, each bounded alike: 90 s with 
 default); the client keeps running on the source.
 Exit codes: 0 migrated, 1 refused or failed (rolled back), 2 usage, 3 a daemon unreachable.`,
     )
-    .action(async (client: string, options: MigrateCliOptions, self: Command) => {
-      const arg = parseClientArg(undefined, client)
-      const target = parseTargetAddress(options.to ?? '', options.toTokenFile)
-      if (
-        options.clientAddress !== undefined &&
-        parseClientAddress(options.clientAddress) === null
-      ) {
-        throw new UsageError('--client-address must be unix:/path or tcp:host:port')
-      }
-      const requestTimeoutMs = usageOf(() => parseDuration(options.requestTimeout ?? '30s'))
-      noTimeoutByDefault(self)
-      const reporter = progressReporter(options.quiet === true)
-      const line = await withControl(self, async (source) => {
-        try {
-          const result = await migrateClient({
-            source,
-            target,
-            client: arg.kind === 'id' ? arg.id : arg.kind === 'name' ? arg.name : '',
-            ...(options.clientAddress === undefined
-              ? {}
-              : { targetClientAddress: options.clientAddress }),
-            push: options.push !== false,
-            requestTimeoutMs,
-            onProgress: (progress: MigrateProgress) =>
-              reporter.report({
-                phase: progress.phase,
-                pages: progress.pages,
-                pagesTotal: progress.phase === 'precopy' ? progress.pagesTotal : null,
-                bytes: progress.bytes,
-                bytesPerSecond: progress.bytesPerSecond,
-                done: progress.done,
-                ...(progress.round > 0 ? { extra: `round ${progress.round}` } : {}),
-              }),
-          })
-          reporter.end()
-          const label =
-            result.name === null
-              ? `client ${result.sourceId}`
-              : `client ${result.sourceId} (${result.name})`
-          const where = result.address === '' ? 'the target' : result.address
-          const notice =
-            result.name === null
-              ? ''
-              : result.notified
-                ? ''
-                : '; the client was not connected: it is redirected when it reconnects'
-          return (
-            `migrated ${label} to ${where} as client ${result.targetId}: ${result.pages} records, ${formatBytes(result.bytes, 'figures')} ` +
-            `in ${(result.elapsedMs / 1000).toFixed(1)} s (${formatRate(result.bytesPerSecond)}), ${result.rounds} rounds, ` +
-            `frozen ${result.frozenWindowMs.toFixed(1)} ms, ${result.pushedPages > 0 ? `${result.pushedPages} pages pushed by the source` : 'relayed'}${notice}`
-          )
-        } catch (error) {
-          reporter.end()
-          // A MigrationError maps to its exit code in exitCodeOf (EUNREACHABLE 3, else 1).
-          throw error
-        }
+    .action(migrateAction)
+}
+
+/** The action of `tmem migrate`: checks the arguments, migrates, prints the summary. */
+async function migrateAction(
+  client: string,
+  options: MigrateCliOptions,
+  self: Command,
+): Promise<void> {
+  const arg = parseClientArg(undefined, client)
+  const target = parseTargetAddress(options.to ?? '', options.toTokenFile)
+  if (options.clientAddress !== undefined && parseClientAddress(options.clientAddress) === null) {
+    throw new UsageError('--client-address must be unix:/path or tcp:host:port')
+  }
+  const requestTimeoutMs = usageOf(() => parseDuration(options.requestTimeout ?? '30s'))
+  noTimeoutByDefault(self)
+  const reporter = progressReporter(options.quiet === true)
+  const line = await withControl(self, async (source) => {
+    try {
+      const result = await migrateClient({
+        source,
+        target,
+        client: arg.kind === 'id' ? arg.id : arg.kind === 'name' ? arg.name : '',
+        ...(options.clientAddress === undefined
+          ? {}
+          : { targetClientAddress: options.clientAddress }),
+        push: options.push !== false,
+        requestTimeoutMs,
+        onProgress: (progress: MigrateProgress) =>
+          reporter.report({
+            phase: progress.phase,
+            pages: progress.pages,
+            pagesTotal: progress.phase === 'precopy' ? progress.pagesTotal : null,
+            bytes: progress.bytes,
+            bytesPerSecond: progress.bytesPerSecond,
+            done: progress.done,
+            ...(progress.round > 0 ? { extra: `round ${progress.round}` } : {}),
+          }),
       })
-      process.stdout.write(`${line}\n`)
-    })
+      reporter.end()
+      const label =
+        result.name === null
+          ? `client ${result.sourceId}`
+          : `client ${result.sourceId} (${result.name})`
+      const where = result.address === '' ? 'the target' : result.address
+      const notice =
+        result.name === null
+          ? ''
+          : result.notified
+            ? ''
+            : '; the client was not connected: it is redirected when it reconnects'
+      return (
+        `migrated ${label} to ${where} as client ${result.targetId}: ${result.pages} records, ${formatBytes(result.bytes, 'figures')} ` +
+        `in ${(result.elapsedMs / 1000).toFixed(1)} s (${formatRate(result.bytesPerSecond)}), ${result.rounds} rounds, ` +
+        `frozen ${result.frozenWindowMs.toFixed(1)} ms, ${result.pushedPages > 0 ? `${result.pushedPages} pages pushed by the source` : 'relayed'}${notice}`
+      )
+    } catch (error) {
+      reporter.end()
+      // A MigrationError maps to its exit code in exitCodeOf (EUNREACHABLE 3, else 1).
+      throw error
+    }
+  })
+  process.stdout.write(`${line}\n`)
 }

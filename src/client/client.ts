@@ -16,30 +16,19 @@ import {
   TMEM_FLUSH_OBJECT,
   TMEM_FLUSH_PAGE,
   TMEM_GET_PAGE,
-  TMEM_NEW_PAGE,
   TMEM_NEW_POOL,
   TMEM_PUT_PAGE,
-  TMEM_READ,
-  TMEM_WRITE,
 } from '../abi/constants.js'
 import { type AbiVersion, encodeOpInto, poolFlags, uuidFromString } from '../abi/codec.js'
 import { OP_CMD, OP_POOL_ID, opLayout } from '../abi/layout.js'
 import type { TmemOp } from '../abi/types.js'
-import {
-  FRAME_HEADER_BYTES,
-  KIND_OP,
-  RC_BYTES,
-  readI32LE,
-  writeFrameHeader,
-  writeU32LE,
-} from '../protocol/frame.js'
+import { FRAME_HEADER_BYTES, KIND_OP, writeFrameHeader, writeU32LE } from '../protocol/frame.js'
 import { HELLO_FLAG_ABI_REFUSED, HELLO_FLAG_RESUMED } from '../protocol/hello.js'
 import { rcError } from './errors.js'
 import { type ConnectTarget, clientRules } from '../protocol/dial.js'
 import type { ReplyView } from '../protocol/link.js'
 import { formatClientAddress } from '../protocol/session-frame.js'
 import { Transport } from './transport.js'
-import type { SharedMemoryOptions } from './shm-attach.js'
 import {
   RESULT_PAGE,
   RESULT_RAW,
@@ -50,55 +39,18 @@ import {
 } from './shm-ops.js'
 import { ShmRoute } from './shm-route.js'
 import { requestFrame, writeOid } from './request-bytes.js'
+import {
+  type ConnectOptions,
+  type NewPoolOptions,
+  type OidInput,
+  type OpResult,
+  parseSecret,
+} from './client-options.js'
+import { isReplayable, replyPage, replyRc } from './client-replies.js'
 
 export type { ConnectTarget } from '../protocol/dial.js'
-
-/** An object id: a number or bigint (word 0 then up), or the three 64-bit words. */
-export type OidInput =
-  number | bigint | readonly [bigint | number, bigint | number, bigint | number]
-
-export interface ConnectOptions {
-  /** The client's name (`web-1`); the daemon names it `client-<id>` when empty. */
-  name?: string
-  /** The tmem ABI of this connection's ops; 1 unless you are a v0 guest. */
-  abi?: AbiVersion
-  /** A secret from an earlier connection (hex or 32 bytes) to take back its client and pools. */
-  secret?: string | Uint8Array
-  /** Reconnect transparently within the grace period when the connection drops. Default true. */
-  reconnect?: boolean
-  /**
-   * Send ops through a region of memory shared with the daemon (Unix sockets only; needs the
-   * native addon and a daemon that offers it). Default true: used where available, else the
-   * socket, with the same API and errors. `client.sharedMemory` says which and why.
-   */
-  sharedMemory?: boolean | SharedMemoryOptions
-}
-
-export interface NewPoolOptions {
-  persistent?: boolean
-  shared?: boolean
-  /** The shared pool's UUID (`xxxxxxxx-xxxx-...` or `[uuid_lo, uuid_hi]`). */
-  uuid?: string | readonly [bigint, bigint]
-}
-
-/** What a raw op returns: the rc and, for a get or read that hit, the page. */
-export interface OpResult {
-  rc: number
-  page: Uint8Array | null
-}
-
-/** Commands that may be re-sent after a reconnect: running them twice changes nothing. */
-function isReplayable(cmd: number): boolean {
-  return (
-    cmd === TMEM_PUT_PAGE ||
-    cmd === TMEM_GET_PAGE ||
-    cmd === TMEM_FLUSH_PAGE ||
-    cmd === TMEM_FLUSH_OBJECT ||
-    cmd === TMEM_NEW_PAGE ||
-    cmd === TMEM_READ ||
-    cmd === TMEM_WRITE
-  )
-}
+export type { ConnectOptions, NewPoolOptions, OidInput, OpResult } from './client-options.js'
+export { parseSecret } from './client-options.js'
 
 /**
  * Connects to a tmem daemon as a client.
@@ -459,25 +411,4 @@ export class TmemClient extends EventEmitter {
     writeOid(target, at + this.#layout.genOid, this.#layout.oidWords, oid)
     writeU32LE(target, at + this.#layout.genIndex, index)
   }
-}
-
-function replyRc(reply: ReplyView): number {
-  return readI32LE(reply.bytes, reply.payloadOffset)
-}
-
-/** Copies the reply's page out (the reply bytes are reused after the callback). */
-function replyPage(reply: ReplyView, into?: Uint8Array): Uint8Array | null {
-  if (reply.payloadBytes < RC_BYTES + PAGE_SIZE) return null
-  const start = reply.payloadOffset + RC_BYTES
-  const target = into ?? new Uint8Array(PAGE_SIZE)
-  target.set(reply.bytes.subarray(start, start + PAGE_SIZE))
-  return target
-}
-
-/** A secret given as hex or bytes; must be 32 bytes. */
-export function parseSecret(secret: string | Uint8Array | undefined): Uint8Array | null {
-  if (secret === undefined) return null
-  const bytes = typeof secret === 'string' ? Buffer.from(secret, 'hex') : secret
-  if (bytes.length !== 32) throw new RangeError('A secret is 32 bytes (64 hex digits)')
-  return bytes
 }

@@ -106,95 +106,20 @@ export function networkChannel(
   const batchBytes = Math.min(options.batchBytes ?? CONTROL_DATA_BYTES_MAX, CONTROL_DATA_BYTES_MAX)
   if (batchBytes < RECORD_BYTES)
     throw new RangeError(`A batch holds at least one page record (${RECORD_BYTES} bytes)`)
-  let batch: Batch | null = null
-  /** Batch buffers done with, for the next batches (at most two are alive: one read, one ahead). */
-  const spare: Uint8Array[] = []
-  const retire = (done: Batch | null): void => {
-    if (done !== null && spare.length < 2) spare.push(done.bytes)
-  }
-
-  /** SAVE_GET_PAGES for `poolId`: the records copied out, or the rc (0: no more pages). */
-  const fetchBatch = (op: CtrlOp, poolId: number): Promise<Batch | number> => {
-    const fetchOp: TmemOp = {
-      cmd: TMEM_CONTROL,
-      poolId,
-      ctrl: { ...op.ctrl, subop: TMEMC_SAVE_GET_PAGES, arg1: batchBytes, arg2: 0 },
-    }
-    const fetched = client.controlWith(
-      fetchOp,
-      null,
-      batchBytes,
-      (rc, bytes, offset): Batch | number => {
-        if (rc <= 0) return rc
-        // The reply is valid only now: copy it into a spare batch buffer.
-        const length = rc * RECORD_BYTES
-        const copy = spare.pop() ?? Buffer.allocUnsafeSlow(batchBytes)
-        nativeCopy(bytes, offset, copy, 0, length)
-        return { poolId, bytes: copy, count: rc, next: 0 }
-      },
-    )
-    fetched.catch(() => undefined) // awaited later, or dropped with its batch
-    return fetched
-  }
-
-  /** The next batch of `poolId`, and the one after it already asked for (double buffering). */
-  let ahead: { poolId: number; batch: Promise<Batch | number> } | null = null
-
-  const refill = async (op: CtrlOp, data: Uint8Array): Promise<number> => {
-    const poolId = op.poolId
-    // The current batch is used up (or of another pool): its buffer serves a later batch.
-    retire(batch)
-    batch = null
-    const next = ahead !== null && ahead.poolId === poolId ? ahead.batch : fetchBatch(op, poolId)
-    ahead = null
-    const got = await next
-    if (typeof got === 'number') {
-      batch = null
-      return got === 0 ? -1 : got // 0: no more pages, which SAVE_GET_NEXT_PAGE says with -1
-    }
-    batch = got
-    if (got.count * RECORD_BYTES + RECORD_BYTES <= batchBytes) {
-      // A short batch: the pool's list ended; nothing to ask for ahead.
-    } else {
-      ahead = { poolId, batch: fetchBatch(op, poolId) }
-    }
-    return take(data)
-  }
-
-  /** SAVE_GET_NEXT_PAGE from the batch: the handle (the record's first 32 bytes) and the page. */
-  const take = (data: Uint8Array): number => {
-    const current = batch!
-    const at = current.next * RECORD_BYTES
-    current.next++
-    nativeCopy(current.bytes, at, data, 0, TMEM_HANDLE_BYTES_V1)
-    nativeCopy(current.bytes, at + PAGE_RECORD_HEADER_BYTES, data, TMEM_HANDLE_BYTES_V1, PAGE_SIZE)
-    return 1
-  }
-
+  const pages = new SavePrefetcher(client, batchBytes)
   const restore = options.batchRestore === false ? null : new RestoreBatcher(client, batchBytes)
-
-  const nextPage = (op: CtrlOp, data: Uint8Array): Promise<number> | number => {
-    if (data.length < TMEM_HANDLE_BYTES_V1 + PAGE_SIZE) return -12
-    if (batch !== null && batch.poolId === op.poolId && batch.next < batch.count) return take(data)
-    if (ahead !== null && ahead.poolId !== op.poolId) ahead = null
-    return refill(op, data)
-  }
 
   const run = (op: TmemOp, data: Uint8Array | null | undefined): Promise<number> | number => {
     if ('ctrl' in op && op.cmd === TMEM_CONTROL) {
       const subop = op.ctrl.subop
-      if (subop === TMEMC_SAVE_BEGIN || subop === TMEMC_SAVE_END) {
-        retire(batch)
-        batch = null
-        ahead = null
-      }
+      if (subop === TMEMC_SAVE_BEGIN || subop === TMEMC_SAVE_END) pages.reset()
       if (
         prefetch &&
         subop === TMEMC_SAVE_GET_NEXT_PAGE &&
         data != null &&
         op.ctrl.arg1 >= TMEM_HANDLE_BYTES_V1 + PAGE_SIZE
       ) {
-        return nextPage(op, data)
+        return pages.nextPage(op, data)
       }
     }
     return sendControl(client, op, data)
@@ -222,6 +147,103 @@ export function networkChannel(
       const reply = await client.session({ ...emptySession(SESSION_DESTROY), clientId: cliId })
       return reply.rc === 1
     },
+  }
+}
+
+/**
+ * SAVE_GET_NEXT_PAGE answered from SAVE_GET_PAGES batches (see the module comment): the batch
+ * being read, the next one already asked for (double buffering), and spare batch buffers.
+ */
+class SavePrefetcher {
+  readonly #client: TmemControlClient
+  readonly #batchBytes: number
+  #batch: Batch | null = null
+  /** Batch buffers done with, for the next batches (at most two are alive: one read, one ahead). */
+  readonly #spare: Uint8Array[] = []
+  /** The next batch of `poolId`, and the one after it already asked for (double buffering). */
+  #ahead: { poolId: number; batch: Promise<Batch | number> } | null = null
+
+  constructor(client: TmemControlClient, batchBytes: number) {
+    this.#client = client
+    this.#batchBytes = batchBytes
+  }
+
+  /** Drops the batches (SAVE_BEGIN, SAVE_END). */
+  reset(): void {
+    this.#retire(this.#batch)
+    this.#batch = null
+    this.#ahead = null
+  }
+
+  nextPage(op: CtrlOp, data: Uint8Array): Promise<number> | number {
+    if (data.length < TMEM_HANDLE_BYTES_V1 + PAGE_SIZE) return -12
+    const batch = this.#batch
+    if (batch !== null && batch.poolId === op.poolId && batch.next < batch.count)
+      return this.#take(data)
+    if (this.#ahead !== null && this.#ahead.poolId !== op.poolId) this.#ahead = null
+    return this.#refill(op, data)
+  }
+
+  #retire(done: Batch | null): void {
+    if (done !== null && this.#spare.length < 2) this.#spare.push(done.bytes)
+  }
+
+  /** SAVE_GET_PAGES for `poolId`: the records copied out, or the rc (0: no more pages). */
+  #fetchBatch(op: CtrlOp, poolId: number): Promise<Batch | number> {
+    const batchBytes = this.#batchBytes
+    const fetchOp: TmemOp = {
+      cmd: TMEM_CONTROL,
+      poolId,
+      ctrl: { ...op.ctrl, subop: TMEMC_SAVE_GET_PAGES, arg1: batchBytes, arg2: 0 },
+    }
+    const fetched = this.#client.controlWith(
+      fetchOp,
+      null,
+      batchBytes,
+      (rc, bytes, offset): Batch | number => {
+        if (rc <= 0) return rc
+        // The reply is valid only now: copy it into a spare batch buffer.
+        const length = rc * RECORD_BYTES
+        const copy = this.#spare.pop() ?? Buffer.allocUnsafeSlow(batchBytes)
+        nativeCopy(bytes, offset, copy, 0, length)
+        return { poolId, bytes: copy, count: rc, next: 0 }
+      },
+    )
+    fetched.catch(() => undefined) // awaited later, or dropped with its batch
+    return fetched
+  }
+
+  async #refill(op: CtrlOp, data: Uint8Array): Promise<number> {
+    const poolId = op.poolId
+    // The current batch is used up (or of another pool): its buffer serves a later batch.
+    this.#retire(this.#batch)
+    this.#batch = null
+    const ahead = this.#ahead
+    const next =
+      ahead !== null && ahead.poolId === poolId ? ahead.batch : this.#fetchBatch(op, poolId)
+    this.#ahead = null
+    const got = await next
+    if (typeof got === 'number') {
+      this.#batch = null
+      return got === 0 ? -1 : got // 0: no more pages, which SAVE_GET_NEXT_PAGE says with -1
+    }
+    this.#batch = got
+    if (got.count * RECORD_BYTES + RECORD_BYTES <= this.#batchBytes) {
+      // A short batch: the pool's list ended; nothing to ask for ahead.
+    } else {
+      this.#ahead = { poolId, batch: this.#fetchBatch(op, poolId) }
+    }
+    return this.#take(data)
+  }
+
+  /** SAVE_GET_NEXT_PAGE from the batch: the handle (the record's first 32 bytes) and the page. */
+  #take(data: Uint8Array): number {
+    const current = this.#batch!
+    const at = current.next * RECORD_BYTES
+    current.next++
+    nativeCopy(current.bytes, at, data, 0, TMEM_HANDLE_BYTES_V1)
+    nativeCopy(current.bytes, at + PAGE_RECORD_HEADER_BYTES, data, TMEM_HANDLE_BYTES_V1, PAGE_SIZE)
+    return 1
   }
 }
 

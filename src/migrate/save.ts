@@ -21,11 +21,6 @@ import { readU32LE, writeU32LE } from '../util/le.js'
 import {
   MAX_POOLS_PER_DOMAIN,
   PAGE_SIZE,
-  TMEM_POOL_PAGESIZE_MASK,
-  TMEM_POOL_PAGESIZE_SHIFT,
-  TMEM_POOL_PERSIST,
-  TMEM_POOL_VERSION_MASK,
-  TMEM_POOL_VERSION_SHIFT,
   TMEM_SPEC_VERSION,
   TMEMC_SAVE_BEGIN,
   TMEMC_SAVE_END,
@@ -35,9 +30,6 @@ import {
   TMEMC_SAVE_GET_MAXPOOLS,
   TMEMC_SAVE_GET_NEXT_INV,
   TMEMC_SAVE_GET_NEXT_PAGE,
-  TMEMC_SAVE_GET_POOL_FLAGS,
-  TMEMC_SAVE_GET_POOL_NPAGES,
-  TMEMC_SAVE_GET_POOL_UUID,
   TMEMC_SAVE_GET_VERSION,
   rcName,
 } from '../abi/constants.js'
@@ -54,6 +46,7 @@ import {
 import { ProgressMeter, type ProgressOptions } from './progress.js'
 import { ChunkWriter, type FileSink, type StreamSink, openFileSink } from './sink.js'
 import { copyBytes } from '../util/bytes.js'
+import { planPools } from './save-pools.js'
 
 export interface SaveOptions extends ProgressOptions {
   /**
@@ -155,13 +148,6 @@ export async function saveClient(
     await abortSave(ctrl)
     throw error
   }
-}
-
-interface PoolPlan {
-  poolId: number
-  flags: number
-  pages: number
-  uuid: Uint8Array
 }
 
 async function writeSection(
@@ -297,51 +283,6 @@ async function nextPage(
   }
   writeU32LE(chunk, at - 4, tail)
   return rc
-}
-
-/** Flags, page count and UUID of every pool slot, before any byte is written. */
-async function planPools(ctrl: Ctrl, cliId: number, maxPools: number): Promise<PoolPlan[]> {
-  const plans: PoolPlan[] = []
-  for (let poolId = 0; poolId < maxPools; poolId++) {
-    const rawFlags = await ctrl.run(TMEMC_SAVE_GET_POOL_FLAGS, poolId)
-    if (rawFlags === -1) continue
-    const hostFlags = rawFlags >>> 0
-    const pageSizeField = (hostFlags >>> TMEM_POOL_PAGESIZE_SHIFT) & TMEM_POOL_PAGESIZE_MASK
-    if (pageSizeField !== 0) {
-      throw new SaveError(
-        'ESAVE',
-        { cliId, step: 'TMEMC_SAVE_GET_POOL_FLAGS', rc: rawFlags, poolId },
-        `pool ${poolId} has ${PAGE_SIZE << pageSizeField}-byte pages; only ${PAGE_SIZE} are supported`,
-      )
-    }
-    const flags =
-      ((hostFlags & ~(TMEM_POOL_VERSION_MASK << TMEM_POOL_VERSION_SHIFT)) |
-        (TMEM_SPEC_VERSION << TMEM_POOL_VERSION_SHIFT)) >>>
-      0
-    let pages = 0
-    if ((flags & TMEM_POOL_PERSIST) !== 0) {
-      const rc = await ctrl.run(TMEMC_SAVE_GET_POOL_NPAGES, poolId)
-      if (rc < 0) {
-        throw new SaveError(
-          'ESAVE',
-          { cliId, step: 'TMEMC_SAVE_GET_POOL_NPAGES', rc, poolId },
-          `TMEMC_SAVE_GET_POOL_NPAGES returned ${rc} for pool ${poolId}`,
-        )
-      }
-      pages = rc
-    }
-    const uuid = new Uint8Array(16)
-    const rc = await ctrl.run(TMEMC_SAVE_GET_POOL_UUID, poolId, 16, 0, uuid)
-    if (rc < 0) {
-      throw new SaveError(
-        'ESAVE',
-        { cliId, step: 'TMEMC_SAVE_GET_POOL_UUID', rc, poolId },
-        `TMEMC_SAVE_GET_POOL_UUID returned ${rcName(rc)} (${rc}) for pool ${poolId}`,
-      )
-    }
-    plans.push({ poolId, flags, pages, uuid })
-  }
-  return plans
 }
 
 /**

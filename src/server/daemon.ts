@@ -9,48 +9,23 @@
  * table, the optional metrics endpoint, and the files it creates (sockets, token), which it
  * removes again at close. Every connection is a `Connection` driven by one `Dispatcher`.
  */
-import { KIND_SHM, KIND_SHM_KICK, SHM_PAYLOAD_BYTES } from '../protocol/shm-frame.js'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs'
 import { type Server as HttpServer } from 'node:http'
 import { type Server, type Socket, connect as netConnect, createServer } from 'node:net'
 import { dirname } from 'node:path'
 import type { Logger } from 'pino'
-import { PAGE_SIZE } from '../abi/constants.js'
-import { TMEM_OP_BYTES_V1 } from '../abi/layout.js'
 import { type TcpAddress, formatAddress } from './config.js'
-import { Connection, type ConnectionSizes, type Endpoint } from './connection.js'
+import { Connection, type Endpoint } from './connection.js'
 import { Dispatcher } from './dispatch.js'
-import {
-  CONTROL_PAYLOAD_BYTES_MAX,
-  CONTROL_REPLY_PAYLOAD_BYTES_MAX,
-  FRAME_HEADER_BYTES,
-  FrameRules,
-  HELLO_FIXED_BYTES,
-  HELLO_PAYLOAD_BYTES_MAX,
-  KIND_CONTROL,
-  KIND_GOODBYE,
-  KIND_HELLO,
-  KIND_OP,
-  KIND_STATS,
-  OP_PAYLOAD_BYTES_MAX,
-  OP_REPLY_PAYLOAD_BYTES_MAX,
-  REJECT_NAMES,
-  REJECT_NONE,
-  HELLO_REPLY_PAYLOAD_BYTES_MAX,
-  CONTROL_OUTPUT_FIELD_BYTES,
-} from '../protocol/frame.js'
+import { REJECT_NAMES, REJECT_NONE } from '../protocol/frame.js'
 import type { DaemonStats } from '../protocol/stats.js'
 import type { HostLike } from './host-like.js'
 import { Metrics, type Sample, flattenSamples, hostSamples, serveMetrics } from './metrics.js'
-import {
-  KIND_SESSION,
-  SESSION_FIXED_BYTES,
-  SESSION_PAYLOAD_BYTES_MAX,
-  formatClientAddress,
-} from '../protocol/session-frame.js'
+import { formatClientAddress } from '../protocol/session-frame.js'
 import { SessionTable } from './sessions.js'
 import { FRAME_IDLE_TIMEOUT_MS } from './client-limits.js'
+import { CLIENT_SIZES, CONTROL_SIZES } from './endpoint-sizes.js'
 
 export interface DaemonConfig {
   /** Unix socket for clients, or null for none. */
@@ -107,42 +82,6 @@ interface Slots {
   readonly max: number
   readonly helloTimeoutMs: number
   count: number
-}
-
-/** Each of a client connection's two send buffers (about 15 page replies). */
-export const CLIENT_SEND_BUFFER_BYTES = 64 * 1024
-
-const CLIENT_RULES = new FrameRules()
-  .allow(KIND_HELLO, HELLO_FIXED_BYTES, HELLO_PAYLOAD_BYTES_MAX)
-  .allow(KIND_OP, 0, OP_PAYLOAD_BYTES_MAX)
-  // Answered with -EPERM; bounded small so a client connection never buffers a tool buffer.
-  .allow(KIND_CONTROL, 0, TMEM_OP_BYTES_V1 + CONTROL_OUTPUT_FIELD_BYTES + PAGE_SIZE)
-  .allow(KIND_STATS, 0, 0)
-  .allow(KIND_GOODBYE, 0, 0)
-  .allow(KIND_SESSION, 0, SESSION_PAYLOAD_BYTES_MAX)
-  .allow(KIND_SHM, SHM_PAYLOAD_BYTES, SHM_PAYLOAD_BYTES)
-  .allow(KIND_SHM_KICK, 0, 0)
-
-const CONTROL_RULES = new FrameRules()
-  .allow(KIND_HELLO, HELLO_FIXED_BYTES, HELLO_PAYLOAD_BYTES_MAX)
-  .allow(KIND_OP, 0, OP_PAYLOAD_BYTES_MAX)
-  .allow(KIND_CONTROL, 0, CONTROL_PAYLOAD_BYTES_MAX)
-  .allow(KIND_STATS, 0, 0)
-  .allow(KIND_GOODBYE, 0, 0)
-  .allow(KIND_SESSION, SESSION_FIXED_BYTES, SESSION_PAYLOAD_BYTES_MAX)
-
-const CLIENT_SIZES: ConnectionSizes = {
-  rules: CLIENT_RULES,
-  replyBytesMax:
-    FRAME_HEADER_BYTES + Math.max(OP_REPLY_PAYLOAD_BYTES_MAX, HELLO_REPLY_PAYLOAD_BYTES_MAX),
-  sendBufferBytes: CLIENT_SEND_BUFFER_BYTES,
-}
-
-const CONTROL_SIZES: ConnectionSizes = {
-  rules: CONTROL_RULES,
-  replyBytesMax: FRAME_HEADER_BYTES + CONTROL_REPLY_PAYLOAD_BYTES_MAX,
-  sendBufferBytes: FRAME_HEADER_BYTES + CONTROL_REPLY_PAYLOAD_BYTES_MAX,
-  readInPlace: true,
 }
 
 export class Daemon {

@@ -1,8 +1,8 @@
 /**
  * THE switch: frame kind x endpoint -> engine call. Every frame a connection parses comes
  * here, and its reply is written straight into the connection's send buffer. SESSION frames
- * (live migration) are handed to session-commands.ts; this file keeps the hot op path, the
- * control and stats requests, and the hello.
+ * (live migration) are handed to session-commands.ts and CONTROL frames to control-ops.ts;
+ * this file keeps the hot op path, the stats request, and the hello.
  *
  * Privilege (docs/semantics.md "Decision: who is who"): a client connection only ever passes its own client id (fixed by the
  * hello) to `host.opBytes`, so it cannot touch another client's private pools; control
@@ -15,23 +15,11 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
-import {
-  EPERM,
-  ENOMEM,
-  PAGE_SIZE,
-  TMEMC_SAVE_BEGIN,
-  TMEMC_SAVE_END,
-  TMEM_CONTROL,
-  TMEM_GET_PAGE,
-  TMEM_READ,
-} from '../abi/constants.js'
-import { controlOp, encodeOp } from '../abi/codec.js'
-import { copyBytes, nativeCopy } from '../util/bytes.js'
-import { OP_CTRL_CLI_ID, OP_CTRL_SUBOP, opBytes } from '../abi/layout.js'
+import { EPERM, ENOMEM, PAGE_SIZE, TMEM_GET_PAGE, TMEM_READ } from '../abi/constants.js'
+import { copyBytes } from '../util/bytes.js'
+import { opBytes } from '../abi/layout.js'
 import type { Connection, ConnectionHandler } from './connection.js'
 import {
-  CONTROL_DATA_BYTES_MAX,
-  CONTROL_OUTPUT_FIELD_BYTES,
   FRAME_HEADER_BYTES,
   type FrameReader,
   KIND_CONTROL,
@@ -45,7 +33,6 @@ import {
   KIND_STATS,
   KIND_STATS_REPLY,
   RC_BYTES,
-  REJECT_BAD_CONTROL_SIZE,
   REJECT_BAD_HELLO,
   REJECT_BAD_OP_SIZE,
   REJECT_HELLO_EXPECTED,
@@ -80,6 +67,7 @@ import { SessionCommands } from './session-commands.js'
 import type { OpenResult } from './session.js'
 import type { SessionTable } from './sessions.js'
 import { ShmService } from './shm-service.js'
+import { ControlOps } from './control-ops.js'
 export const V0_REFUSED_MESSAGE =
   'This daemon serves tmem ABI v1 and the connection asked for v0: TMEM_NEW_POOL will return ' +
   '-EPERM (unsupported spec version). Start the daemon with --accept-v0 to serve v0 clients'
@@ -107,10 +95,8 @@ export class Dispatcher implements ConnectionHandler {
   readonly #sessions: SessionTable
   readonly #log: Logger
   readonly #options: DispatcherOptions
-  /** Client ids whose save a control connection began and has not ended (SAVE_BEGIN). */
-  readonly #savesBegun = new WeakMap<Connection, Set<number>>()
+  readonly #controlOps: ControlOps
   readonly #sessionCommands: SessionCommands
-  #tool: Buffer | null = null
 
   constructor(host: HostLike, sessions: SessionTable, log: Logger, options: DispatcherOptions) {
     this.#host = host
@@ -125,6 +111,7 @@ export class Dispatcher implements ConnectionHandler {
       options.acceptV0,
     )
     this.shm = new ShmService(host, options.sharedMemory ?? true)
+    this.#controlOps = new ControlOps(host, log, this.counters)
   }
 
   onFrame(conn: Connection, reader: FrameReader): void {
@@ -141,7 +128,7 @@ export class Dispatcher implements ConnectionHandler {
         else this.#deny(conn, reader, KIND_OP_REPLY)
         return
       case KIND_CONTROL:
-        if (conn.endpoint === 'control') this.#control(conn, reader)
+        if (conn.endpoint === 'control') this.#controlOps.serve(conn, reader)
         else this.#deny(conn, reader, KIND_CONTROL_REPLY)
         return
       case KIND_STATS:
@@ -186,28 +173,8 @@ export class Dispatcher implements ConnectionHandler {
     if (session !== null) this.#sessions.detach(session, conn)
     this.#sessionCommands.onClose(conn)
     this.shm.onClose(conn)
-    this.#endAbandonedSaves(conn)
+    this.#controlOps.onClose(conn)
     this.#options.onClosed(conn)
-  }
-
-  /**
-   * A control connection that began a save (a migration, `tmem save`) and went away without
-   * SAVE_END: end it, so the client is not left frozen or in pre-copy for ever.
-   */
-  #endAbandonedSaves(conn: Connection): void {
-    const begun = this.#savesBegun.get(conn)
-    if (begun === undefined) return
-    this.#savesBegun.delete(conn)
-    for (const cliId of begun) {
-      if (!this.#host.hasClient(cliId)) continue
-      const op = encodeOp(controlOp(TMEMC_SAVE_END, cliId))
-      this.#host.controlBytes(op, 0, 1, null, 0, 0)
-      this.counters.savesAbandoned++
-      this.#log.warn(
-        { client: cliId, conn: conn.serial },
-        'control connection closed during a save: SAVE_END',
-      )
-    }
   }
 
   /** A guest op: the struct, then the page for put/write. Allocates nothing. */
@@ -246,77 +213,6 @@ export class Dispatcher implements ConnectionHandler {
     writeFrameHeader(send, at, KIND_OP_REPLY, reader.requestId, payloadBytes)
     writeU32LE(send, at + FRAME_HEADER_BYTES, rc)
     conn.sendUsed = at + FRAME_HEADER_BYTES + payloadBytes
-  }
-
-  /**
-   * A control op: the struct, a u32 output size, then input data (RESTORE_PUT_PAGE's page).
-   * The engine gets one zeroed tool buffer of max(output, input) bytes, which lies in the reply;
-   * the reply carries the rc and the first `output` bytes of that buffer.
-   */
-  #control(conn: Connection, reader: FrameReader): void {
-    const bytes = reader.bytes
-    const opAt = reader.payloadOffset
-    const fixedBytes = conn.opBytes + CONTROL_OUTPUT_FIELD_BYTES
-    const inputBytes = reader.payloadBytes - fixedBytes
-    const outputBytes = readU32LE(bytes, opAt + conn.opBytes)
-    if (inputBytes < 0 || inputBytes > CONTROL_DATA_BYTES_MAX) {
-      conn.reject(REJECT_BAD_CONTROL_SIZE)
-      return
-    }
-    if (outputBytes > CONTROL_DATA_BYTES_MAX) {
-      conn.reject(REJECT_BAD_CONTROL_SIZE)
-      return
-    }
-    const send = conn.send
-    const at = conn.sendUsed
-    const dataAt = at + FRAME_HEADER_BYTES + RC_BYTES
-    const dataLength = Math.max(outputBytes, inputBytes)
-    let data: Uint8Array | null = null
-    let dataOffset = 0
-    if (outputBytes === 0) {
-      // Nothing comes back (RESTORE_PAGES, RESTORE_PUT_PAGE): the engine reads the input where
-      // it arrived, and whatever it might write there is dropped with the frame.
-      if (inputBytes > 0) {
-        data = bytes
-        dataOffset = opAt + fixedBytes
-      }
-    } else {
-      // Output is made in an 8-byte-aligned tool buffer, not in the reply (whose data starts
-      // at 4 mod 8): page records there lie aligned, so the engine copies their pages on
-      // copyBytes' allocation-free wide path instead of with a view per page.
-      data = this.#toolBuffer(dataLength)
-      if (inputBytes > 0) nativeCopy(bytes, opAt + fixedBytes, data, 0, inputBytes)
-      data.fill(0, inputBytes, dataLength)
-    }
-    const rc = this.#host.controlBytes(bytes, opAt, conn.abiVersion, data, dataOffset, dataLength)
-    if (data !== null && outputBytes > 0) nativeCopy(data, 0, send, dataAt, outputBytes)
-    this.counters.controlsExecuted++
-    if (readU32LE(bytes, opAt) === TMEM_CONTROL) this.#trackSave(conn, bytes, opAt, rc)
-    writeFrameHeader(send, at, KIND_CONTROL_REPLY, reader.requestId, RC_BYTES + outputBytes)
-    writeU32LE(send, at + FRAME_HEADER_BYTES, rc)
-    conn.sendUsed = dataAt + outputBytes
-  }
-
-  /** The shared tool buffer (one engine call at a time), at least `bytes` long, offset 0. */
-  #toolBuffer(bytes: number): Buffer {
-    if (this.#tool === null || this.#tool.length < bytes) {
-      this.#tool = Buffer.allocUnsafeSlow(Math.max(bytes, PAGE_SIZE + 64))
-    }
-    return this.#tool
-  }
-
-  /** Remembers which saves this control connection has open (see #endAbandonedSaves). */
-  #trackSave(conn: Connection, bytes: Uint8Array, opAt: number, rc: number): void {
-    const subop = readU32LE(bytes, opAt + OP_CTRL_SUBOP)
-    if (subop !== TMEMC_SAVE_BEGIN && subop !== TMEMC_SAVE_END) return
-    const cliId = readU32LE(bytes, opAt + OP_CTRL_CLI_ID) & 0xffff
-    let begun = this.#savesBegun.get(conn)
-    if (subop === TMEMC_SAVE_BEGIN && rc === 1) {
-      if (begun === undefined) this.#savesBegun.set(conn, (begun = new Set()))
-      begun.add(cliId)
-    } else if (subop === TMEMC_SAVE_END) {
-      begun?.delete(cliId)
-    }
   }
 
   /** A well-formed request on the wrong endpoint: -EPERM, nothing done. */

@@ -31,7 +31,6 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
-import { CLI_ID_NULL } from '../abi/constants.js'
 import { assert } from '../util/assert.js'
 import {
   HELLO_BAD_ABI,
@@ -46,7 +45,8 @@ import {
 import { SECRET_BYTES } from '../protocol/frame.js'
 import type { HostLike } from './host-like.js'
 import { ClientQuota, type ClientLimits, endpointOf } from './client-limits.js'
-
+import { Tombstones } from './tombstones.js'
+import { CLIENT_ID_MAX, ClientIds, newSession } from './session-records.js'
 import {
   type MovedTo,
   type OpenResult,
@@ -61,18 +61,8 @@ import {
   sameSecret,
 } from './session.js'
 
-/** The largest client id the daemon hands out (0xFFFF is "all clients"). */
-export const CLIENT_ID_MAX = CLI_ID_NULL - 1
-
 /** Least time a pending or moved session waits for the control plane to finish a migration. */
 export const MOVE_TIMEOUT_MS_MIN = 30_000
-
-interface Tombstone {
-  /** The secret the client had here. */
-  secret: Buffer
-  movedTo: MovedTo
-  timer: NodeJS.Timeout
-}
 
 export class SessionTable {
   readonly counters: SessionCounters = newSessionCounters()
@@ -82,9 +72,9 @@ export class SessionTable {
   readonly #byName = new Map<string, Session>()
   readonly #byId = new Map<number, Session>()
   /** Names of clients that moved away, for redirecting late reconnects. */
-  readonly #tombstones = new Map<string, Tombstone>()
+  readonly #tombstones = new Tombstones()
   readonly #quota: ClientQuota<Session>
-  #nextId = 1
+  readonly #ids = new ClientIds()
 
   constructor(host: HostLike, graceMs: number, log: Logger, limits: Partial<ClientLimits> = {}) {
     assert(Number.isInteger(graceMs) && graceMs >= 0, 'Grace is a non-negative integer')
@@ -141,10 +131,8 @@ export class SessionTable {
     const existing = requestedName === '' ? undefined : this.#byName.get(requestedName)
     if (existing === undefined) {
       if (secret !== null) {
-        const tombstone = this.#tombstones.get(requestedName)
-        if (tombstone !== undefined && sameSecret(tombstone.secret, secret)) {
-          return redirect(requestedName, tombstone.movedTo)
-        }
+        const movedTo = this.#tombstones.movedTo(requestedName, secret)
+        if (movedTo !== undefined) return redirect(requestedName, movedTo)
         return refuse(HELLO_SESSION_EXPIRED, 'No session of that name: its grace period ended')
       }
       return this.#create(requestedName, abiVersion, holder)
@@ -190,21 +178,14 @@ export class SessionTable {
     if (this.#byName.has(name) || this.#byId.has(id)) return { rc: -17, session: null }
     if (!this.#host.hasClient(id)) return { rc: -2, session: null }
     if (secret !== null && secret.length !== SECRET_BYTES) return { rc: -22, session: null }
-    this.#dropTombstone(name)
-    const session: Session = {
-      id,
-      name,
-      secret: secret === null ? randomBytes(SECRET_BYTES) : Buffer.from(secret),
-      abiVersion,
+    this.#tombstones.drop(name)
+    const key = secret === null ? randomBytes(SECRET_BYTES) : Buffer.from(secret)
+    const session = newSession(id, name, key, abiVersion, {
       holder: null,
-      graceTimer: null,
       detachedAtMs: Date.now(),
       pending: options.pending,
-      waiters: [],
-      movedTo: null,
-      moveTimer: null,
       hold: options.hold && !options.pending,
-    }
+    })
     this.#byId.set(id, session)
     this.#byName.set(name, session)
     this.counters.sessionsBound++
@@ -286,7 +267,7 @@ export class SessionTable {
       this.#log.info({ client: id }, 'client destroyed by the control plane')
       return 1
     }
-    if (session.movedTo !== null) this.#addTombstone(session)
+    if (session.movedTo !== null) this.#tombstones.add(session, this.#graceMs)
     const holder = session.holder
     session.holder = null
     holder?.evict(`Client ${session.name} was destroyed by the control plane`)
@@ -356,25 +337,6 @@ export class SessionTable {
     session.moveTimer = null
   }
 
-  #addTombstone(session: Session): void {
-    const movedTo = session.movedTo
-    if (movedTo === null || this.#graceMs === 0) return
-    this.#dropTombstone(session.name)
-    const timer = setTimeout(
-      () => this.#tombstones.delete(session.name),
-      Math.max(this.#graceMs, movedTo.graceMs),
-    )
-    timer.unref()
-    this.#tombstones.set(session.name, { secret: session.secret, movedTo, timer })
-  }
-
-  #dropTombstone(name: string): void {
-    const tombstone = this.#tombstones.get(name)
-    if (tombstone === undefined) return
-    clearTimeout(tombstone.timer)
-    this.#tombstones.delete(name)
-  }
-
   /** The client said goodbye: destroy it now. */
   release(session: Session, holder: SessionHolder): void {
     if (session.holder !== holder) return
@@ -389,7 +351,6 @@ export class SessionTable {
       session.graceTimer = null
       this.#stopMoveTimer(session)
     }
-    for (const tombstone of this.#tombstones.values()) clearTimeout(tombstone.timer)
     this.#tombstones.clear()
     this.#quota.clear()
   }
@@ -410,20 +371,12 @@ export class SessionTable {
     if (this.#byName.has(name)) {
       return refuse(HELLO_NAME_IN_USE, `Client name ${name} is in use`)
     }
-    const session: Session = {
-      id,
-      name,
-      secret: randomBytes(SECRET_BYTES),
-      abiVersion,
+    const session = newSession(id, name, randomBytes(SECRET_BYTES), abiVersion, {
       holder,
-      graceTimer: null,
       detachedAtMs: 0,
       pending: false,
-      waiters: [],
-      movedTo: null,
-      moveTimer: null,
       hold: false,
-    }
+    })
     this.#byId.set(id, session)
     this.#byName.set(name, session)
     this.#quota.made(session, endpoint)
@@ -473,11 +426,6 @@ export class SessionTable {
 
   /** First free id at or after the rotating cursor, or 0 when none is free. */
   #freeId(): number {
-    for (let tries = 0; tries < CLIENT_ID_MAX; tries++) {
-      const id = this.#nextId
-      this.#nextId = id >= CLIENT_ID_MAX ? 1 : id + 1
-      if (!this.#byId.has(id) && !this.#host.hasClient(id)) return id
-    }
-    return 0
+    return this.#ids.next((id) => this.#byId.has(id) || this.#host.hasClient(id))
   }
 }

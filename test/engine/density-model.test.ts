@@ -249,18 +249,16 @@ function stepArbitrary(config: Config, toggle: boolean): fc.Arbitrary<Step> {
     },
     { noNullPrototype: true },
   )
-  const range = fc
-    .nat(PAGE_BYTES)
-    .chain((len) =>
-      fc.record(
-        {
-          tmemOffset: fc.nat(PAGE_BYTES - len),
-          pfnOffset: fc.nat(PAGE_BYTES - len),
-          len: fc.constant(len),
-        },
-        { noNullPrototype: true },
-      ),
-    )
+  const range = fc.nat(PAGE_BYTES).chain((len) =>
+    fc.record(
+      {
+        tmemOffset: fc.nat(PAGE_BYTES - len),
+        pfnOffset: fc.nat(PAGE_BYTES - len),
+        len: fc.constant(len),
+      },
+      { noNullPrototype: true },
+    ),
+  )
   const r = <T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> =>
     fc.record(model, { noNullPrototype: true })
   const k = <K extends Step['k']>(kind: K): fc.Arbitrary<K> => fc.constant(kind)

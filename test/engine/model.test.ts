@@ -333,18 +333,16 @@ function stepArbitrary(config: Config): fc.Arbitrary<Step> {
   const range = fc.oneof(
     {
       weight: 6,
-      arbitrary: fc
-        .nat(PAGE_BYTES)
-        .chain((len) =>
-          fc.record(
-            {
-              tmemOffset: fc.nat(PAGE_BYTES - len),
-              pfnOffset: fc.nat(PAGE_BYTES - len),
-              len: fc.constant(len),
-            },
-            { noNullPrototype: true },
-          ),
+      arbitrary: fc.nat(PAGE_BYTES).chain((len) =>
+        fc.record(
+          {
+            tmemOffset: fc.nat(PAGE_BYTES - len),
+            pfnOffset: fc.nat(PAGE_BYTES - len),
+            len: fc.constant(len),
+          },
+          { noNullPrototype: true },
         ),
+      ),
     },
     {
       weight: 1,
