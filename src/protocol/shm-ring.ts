@@ -140,71 +140,84 @@ export class SubmissionConsumer {
   }
 }
 
-/** Daemon side of the completion ring. */
-export class CompletionProducer {
+/**
+ * The producing end of a ring: it owns the tail, reads the other side's head (hostile: an
+ * impossible head is RING_BROKEN, never a loop or an index out of the ring) and publishes the
+ * tail with a release store. The two producers below differ only in their ring and entry.
+ */
+class RingProducer {
   readonly errors: RingErrors = { badCursor: 0 }
-  readonly #views: ShmViews
+  protected readonly views: ShmViews
+  protected tail = 0
   readonly #offset: number
   readonly #mask: number
   readonly #entries: number
-  #tail = 0
+  readonly #entryBytes: number
+  readonly #headWord: number
+  readonly #tailWord: number
 
-  constructor(views: ShmViews, geometry: ShmGeometry, start = 0) {
-    this.#views = views
-    this.#tail = start >>> 0
-    this.#offset = geometry.cqOffset
-    this.#entries = geometry.cqEntries
-    this.#mask = geometry.cqEntries - 1
+  constructor(
+    views: ShmViews,
+    ring: {
+      offset: number
+      entries: number
+      entryBytes: number
+      headWord: number
+      tailWord: number
+    },
+    start: number,
+  ) {
+    this.views = views
+    this.tail = start >>> 0
+    this.#offset = ring.offset
+    this.#entries = ring.entries
+    this.#mask = ring.entries - 1
+    this.#entryBytes = ring.entryBytes
+    this.#headWord = ring.headWord
+    this.#tailWord = ring.tailWord
   }
 
-  /** Free slots; RING_BROKEN when the client's head is impossible. */
+  /** Free slots; RING_BROKEN when the other side's head is impossible. */
   room(): number {
-    const used = distance(this.#tail, Atomics.load(this.#views.words, SHM_WORD_CQ_HEAD))
+    const used = distance(this.tail, Atomics.load(this.views.words, this.#headWord))
     if (used > this.#entries) {
       this.errors.badCursor++
       return RING_BROKEN
     }
     return this.#entries - used
+  }
+
+  /** Byte offset (in the region) of the slot the tail names. */
+  protected slot(): number {
+    return this.#offset + (this.tail & this.#mask) * this.#entryBytes
+  }
+
+  publish(): void {
+    Atomics.store(this.views.words, this.#tailWord, this.tail | 0)
+  }
+}
+
+/** Daemon side of the completion ring. */
+export class CompletionProducer extends RingProducer {
+  constructor(views: ShmViews, geometry: ShmGeometry, start = 0) {
+    const ring = { offset: geometry.cqOffset, entries: geometry.cqEntries, entryBytes: CQE_BYTES }
+    super(views, { ...ring, headWord: SHM_WORD_CQ_HEAD, tailWord: SHM_WORD_CQ_TAIL }, start)
   }
 
   /** Writes one completion (the caller checked `room`); visible after `publish`. */
   post(requestId: number, rc: number): void {
-    const at = this.#offset + (this.#tail & this.#mask) * CQE_BYTES
-    writeU32LE(this.#views.bytes, at + CQE_REQUEST_ID, requestId)
-    writeU32LE(this.#views.bytes, at + CQE_RC, rc >>> 0)
-    this.#tail = (this.#tail + 1) >>> 0
-  }
-
-  publish(): void {
-    Atomics.store(this.#views.words, SHM_WORD_CQ_TAIL, this.#tail | 0)
+    const at = this.slot()
+    writeU32LE(this.views.bytes, at + CQE_REQUEST_ID, requestId)
+    writeU32LE(this.views.bytes, at + CQE_RC, rc >>> 0)
+    this.tail = (this.tail + 1) >>> 0
   }
 }
 
 /** Client side of the submission ring: ops are written straight into their slots. */
-export class SubmissionProducer {
-  readonly errors: RingErrors = { badCursor: 0 }
-  readonly #views: ShmViews
-  readonly #offset: number
-  readonly #mask: number
-  readonly #entries: number
-  #tail = 0
-
+export class SubmissionProducer extends RingProducer {
   constructor(views: ShmViews, geometry: ShmGeometry, start = 0) {
-    this.#views = views
-    this.#tail = start >>> 0
-    this.#offset = geometry.sqOffset
-    this.#entries = geometry.sqEntries
-    this.#mask = geometry.sqEntries - 1
-  }
-
-  /** Free slots; RING_BROKEN when the daemon's head is impossible. */
-  room(): number {
-    const used = distance(this.#tail, Atomics.load(this.#views.words, SHM_WORD_SQ_HEAD))
-    if (used > this.#entries) {
-      this.errors.badCursor++
-      return RING_BROKEN
-    }
-    return this.#entries - used
+    const ring = { offset: geometry.sqOffset, entries: geometry.sqEntries, entryBytes: SQE_BYTES }
+    super(views, { ...ring, headWord: SHM_WORD_SQ_HEAD, tailWord: SHM_WORD_SQ_TAIL }, start)
   }
 
   /**
@@ -212,20 +225,15 @@ export class SubmissionProducer {
    * `push` then seals it with the request id. The caller checked `room`.
    */
   next(): number {
-    const at = this.#offset + (this.#tail & this.#mask) * SQE_BYTES
-    this.#views.bytes.fill(0, at, at + SQE_BYTES)
+    const at = this.slot()
+    this.views.bytes.fill(0, at, at + SQE_BYTES)
     return at
   }
 
   /** Completes the slot `next` returned with `requestId`; visible after `publish`. */
   push(requestId: number): void {
-    const at = this.#offset + (this.#tail & this.#mask) * SQE_BYTES
-    writeU32LE(this.#views.bytes, at + SQE_REQUEST_ID, requestId)
-    this.#tail = (this.#tail + 1) >>> 0
-  }
-
-  publish(): void {
-    Atomics.store(this.#views.words, SHM_WORD_SQ_TAIL, this.#tail | 0)
+    writeU32LE(this.views.bytes, this.slot() + SQE_REQUEST_ID, requestId)
+    this.tail = (this.tail + 1) >>> 0
   }
 }
 
