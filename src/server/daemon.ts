@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs'
 import { type Server as HttpServer } from 'node:http'
-import { type Server, type Socket, connect as netConnect, createServer } from 'node:net'
+import { type Server, type Socket, createServer } from 'node:net'
 import { dirname } from 'node:path'
 import type { Logger } from 'pino'
 import { type TcpAddress, formatAddress } from './config.js'
@@ -26,6 +26,7 @@ import { formatClientAddress } from '../protocol/session-frame.js'
 import { SessionTable } from './sessions.js'
 import { FRAME_IDLE_TIMEOUT_MS } from './client-limits.js'
 import { CLIENT_SIZES, CONTROL_SIZES } from './endpoint-sizes.js'
+import { isListening, listen } from './listen.js'
 
 export interface DaemonConfig {
   /** Unix socket for clients, or null for none. */
@@ -389,26 +390,4 @@ export class Daemon {
     chmodSync(path, 0o600)
     this.#createdFiles.push(path)
   }
-}
-
-function listen(server: Server, options: { path: string } | TcpAddress): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(options, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-}
-
-/** True when something accepts connections on the Unix socket at `path`. */
-function isListening(path: string): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
-    const socket = netConnect({ path })
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
-  })
 }

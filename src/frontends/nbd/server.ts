@@ -8,12 +8,13 @@
  * Closing the server (daemon shutdown) keeps the exports' tmem clients; `remove()` destroys one.
  */
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs'
-import { type Server, type Socket, connect as netConnect, createServer } from 'node:net'
+import { type Server, type Socket, createServer } from 'node:net'
 import { dirname } from 'node:path'
 import type { Logger } from 'pino'
 import type { TcpAddress } from '../../server/config.js'
 import type { HostLike } from '../../server/host-like.js'
 import type { SessionTable } from '../../server/sessions.js'
+import { isListening, listen } from '../../server/listen.js'
 import { type ExportTable, NbdConnection } from './connection.js'
 import { Export } from './export.js'
 import type { ExportView } from './handshake.js'
@@ -173,25 +174,4 @@ export class NbdServer implements ExportTable {
     const port = typeof bound === 'object' && bound !== null ? bound.port : address.port
     return { host: address.host, port }
   }
-}
-
-function listen(server: Server, options: { path: string } | TcpAddress): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(options, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-}
-
-function isListening(path: string): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
-    const socket = netConnect({ path })
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
-  })
 }
