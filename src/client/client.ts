@@ -22,7 +22,13 @@ import {
 import { type AbiVersion, encodeOpInto, poolFlags, uuidFromString } from '../abi/codec.js'
 import { OP_CMD, OP_POOL_ID, opLayout } from '../abi/layout.js'
 import type { TmemOp } from '../abi/types.js'
-import { FRAME_HEADER_BYTES, KIND_OP, writeFrameHeader, writeU32LE } from '../protocol/frame.js'
+import {
+  CLIENT_READ_BYTES,
+  FRAME_HEADER_BYTES,
+  KIND_OP,
+  writeFrameHeader,
+  writeU32LE,
+} from '../protocol/frame.js'
 import { HELLO_FLAG_ABI_REFUSED, HELLO_FLAG_RESUMED } from '../protocol/hello.js'
 import { rcError } from './errors.js'
 import { type ConnectTarget, clientRules } from '../protocol/dial.js'
@@ -77,6 +83,9 @@ export async function connect(
     token: '',
     reconnect: options.reconnect ?? true,
     rules: clientRules(),
+    // Replies land in the reader's buffer: no 64 KiB chunk (and its garbage) per read.
+    readInPlace: true,
+    readBytes: CLIENT_READ_BYTES,
   })
   await transport.open()
   const shared = options.sharedMemory ?? true

@@ -55,9 +55,11 @@ export interface LinkOptions {
   /**
    * Read replies straight into the frame reader's buffer (Node's `onread`): no chunk per
    * read and no copy to put a large reply together. Control connections use it for the
-   * 1 MiB page batches of save and migration.
+   * 1 MiB page batches of save and migration; the client library reads its replies so too.
    */
   readInPlace?: boolean
+  /** The size of one in-place read (default READ_IN_PLACE_BYTES, 256 KiB). */
+  readBytes?: number
   errors?: LinkErrors
 }
 
@@ -326,7 +328,7 @@ export class Link extends EventEmitter {
     const rules = this.options.rules
     const inPlace = this.options.readInPlace === true
     const reader = inPlace
-      ? new FrameReader(rules, new Uint8Array(FrameReader.inPlaceBytes(rules)))
+      ? FrameReader.inPlace(rules, this.options.readBytes)
       : new FrameReader(rules)
     let dialed: Socket | null = null
     const socket = await dial(

@@ -3,31 +3,35 @@
  * frame means is the dispatcher's business (`dispatch.ts`); this file moves bytes.
  *
  * Buffers, all allocated when the connection is accepted and never grown:
- * - the reader's pending buffer, holding at most one frame split across socket reads;
+ * - the reader's buffer, which the socket reads into (below);
  * - two send buffers used in turn. Replies to every frame parsed from one read go into the
  *   current send buffer and leave in one `socket.write`. While a buffer is being written it
  *   is not touched; if the other is also in flight, the connection stops parsing and pauses
  *   the socket until a write completes (backpressure: a client that does not read its replies
  *   stops being read).
  *
- *   read chunk -> reader.next() -> dispatcher writes reply into send[current]
- *                                  (room for the largest reply is checked before each frame)
- *              -> chunk drained -> write send[current], switch to the other buffer
+ *   socket read -> reader.next() -> dispatcher writes reply into send[current]
+ *                                   (room for the largest reply is checked before each frame)
+ *               -> read drained -> write send[current], switch to the other buffer
  *
- * Frames that lie whole in a chunk are handed to the dispatcher in place. Nothing on this path
- * allocates per frame; a write makes one small view object per read.
- *
- * Control connections read in place (`readInPlace`): the socket reads straight into the frame
- * reader's buffer (Node's `onread` option), so a 1 MiB RESTORE_PAGES frame arrives without
- * 64 KiB chunk allocations and without being copied together. `net.Server` cannot give an
- * accepted socket that option, so the connection adopts the accepted socket's handle into a
- * new socket that has it (`adoptInPlace`); where that is not possible it reads chunks.
+ * Both kinds of connection read in place (`readInPlace`): the socket reads straight into the
+ * frame reader's buffer (Node's `onread` option), and frames are handed to the dispatcher
+ * where they lie. Nothing on this path allocates per frame or per read (a write makes one
+ * small view object). Chunk reads would allocate 64 KiB of external memory per read, and V8
+ * answers that with a garbage collection every 64 MiB of traffic: measured on pipelined puts,
+ * in-place reading took the daemon from about 6.5 to 4 µs of CPU per op (bench/results.md).
+ * A control connection reads up to 256 KiB at once, so a 1 MiB RESTORE_PAGES frame arrives
+ * in a few reads without being copied together; a client connection reads 64 KiB at once.
+ * `net.Server` cannot give an accepted socket that option, so the connection adopts the
+ * accepted socket's handle into a new socket that has it (`adoptInPlace`); where that is not
+ * possible it reads chunks, and a frame split across chunks is copied together.
  */
 import { Socket } from 'node:net'
 import { assert } from '../util/assert.js'
 import {
   FRAME_HEADER_BYTES,
   FrameReader,
+  READ_IN_PLACE_BYTES,
   type FrameRules,
   KIND_ERROR,
   REJECT_NONE,
@@ -62,6 +66,8 @@ export interface ConnectionSizes {
   sendBufferBytes: number
   /** Read into the frame reader's buffer instead of taking the socket's chunks. */
   readInPlace?: boolean
+  /** The size of one in-place read (default READ_IN_PLACE_BYTES). */
+  readBytes?: number
 }
 
 /** How long a closing connection may take to flush before it is destroyed. */
@@ -116,8 +122,11 @@ export class Connection implements SessionHolder {
     this.replyBytesMax = sizes.replyBytesMax
     this.#handler = handler
     const inPlace = sizes.readInPlace === true
-    const readerBytes = inPlace ? FrameReader.inPlaceBytes(sizes.rules) : sizes.rules.frameBytesMax
-    const reader = new FrameReader(sizes.rules, Buffer.allocUnsafe(readerBytes))
+    const readBytes = sizes.readBytes ?? READ_IN_PLACE_BYTES
+    const readerBytes = inPlace
+      ? FrameReader.inPlaceBytes(sizes.rules, readBytes)
+      : sizes.rules.frameBytesMax
+    const reader = new FrameReader(sizes.rules, Buffer.allocUnsafe(readerBytes), readBytes)
     this.#reader = reader
     const adopted = inPlace
       ? adoptInPlace(

@@ -6,6 +6,7 @@
 import { PAGE_SIZE } from '../abi/constants.js'
 import { TMEM_OP_BYTES_V1 } from '../abi/layout.js'
 import {
+  CLIENT_READ_BYTES,
   CONTROL_OUTPUT_FIELD_BYTES,
   CONTROL_PAYLOAD_BYTES_MAX,
   CONTROL_REPLY_PAYLOAD_BYTES_MAX,
@@ -57,6 +58,8 @@ export const CLIENT_SIZES: ConnectionSizes = {
   replyBytesMax:
     FRAME_HEADER_BYTES + Math.max(OP_REPLY_PAYLOAD_BYTES_MAX, HELLO_REPLY_PAYLOAD_BYTES_MAX),
   sendBufferBytes: CLIENT_SEND_BUFFER_BYTES,
+  readInPlace: true,
+  readBytes: CLIENT_READ_BYTES,
 }
 
 export const CONTROL_SIZES: ConnectionSizes = {
