@@ -31,6 +31,8 @@ export class RemoteCounters {
 /** The tier's section of the STATS snapshot. */
 export interface RemoteSection {
   health: RemoteHealth
+  /** 1 while the cluster answers (a metrics gauge: tmem_remote_up). */
+  up: boolean
   hostId: string
   pages: number
   persistentPages: number
@@ -74,6 +76,7 @@ export function remoteSection(stats: HostStats, tier: RemoteView): HostStats {
   }
   const section: RemoteSection = {
     health: tier.store.health,
+    up: tier.store.health === 'up',
     hostId: tier.hostId,
     pages,
     persistentPages,

@@ -9,7 +9,8 @@ import { after, before, describe, test } from 'node:test'
 import { connect, type TmemClient } from '../../src/client/client.js'
 import { connectControl } from '../../src/client/control.js'
 import type { RemoteSection } from '../../src/remote/mod.js'
-import { type DaemonHandle, startDaemon, waitFor } from '../helpers/daemon.js'
+import { execFileSync } from 'node:child_process'
+import { type DaemonHandle, startDaemon, TMEM_BIN, waitFor } from '../helpers/daemon.js'
 import { clusterUnavailable, startCluster, type TestCluster } from '../helpers/redis-cluster.js'
 
 const unavailable = clusterUnavailable()
@@ -92,7 +93,14 @@ void describe(
       const started = await startCluster()
       assert.ok(started !== null)
       cluster = started
-      durable = await daemonOn('--remote-durability', 'replica', '--remote-host-id', 'durable')
+      durable = await daemonOn(
+        '--remote-durability',
+        'replica',
+        '--remote-host-id',
+        'durable',
+        '--metrics',
+        '127.0.0.1:0',
+      )
       ephemeral = await daemonOn('--remote-host-id', 'eph')
       local = await daemonOn('--remote-policy', 'off', '--remote-host-id', 'local')
     })
@@ -121,6 +129,28 @@ void describe(
         assert.equal(stats.pages + stats.remotePages, 64 * 16, 'local + remote = pages put')
         assert.ok(stats.pages <= LOCAL_PAGES && stats.remotePages >= 64 * 16 - LOCAL_PAGES)
         assert.equal(remote.health, 'up')
+        // tmem list and the metrics show local and remote pages.
+        const listed = execFileSync(process.execPath, [
+          TMEM_BIN,
+          'list',
+          '--control-socket',
+          durable.controlPath,
+        ]).toString()
+        assert.match(listed, /remote: {2}cluster up, \d+ pages/)
+        const poolLine = listed
+          .split('\n')
+          .find((line) => line.includes('persistent') && /^\d/.test(line))
+        assert.ok(
+          poolLine?.includes(` ${stats.pages} `) && poolLine.includes(` ${stats.remotePages} `),
+        )
+        const metrics = await (
+          await fetch(`http://127.0.0.1:${durable.metricsPort}/metrics`)
+        ).text()
+        assert.match(metrics, /^tmem_remote_up 1$/m)
+        assert.match(
+          metrics,
+          new RegExp(`^tmem_pool_remote_pages\\{[^}]*\\} ${stats.remotePages}$`, 'm'),
+        )
         // The key layout: object 40 was put after memory filled, so its hash is in the cluster,
         // one field per index, and the pool's index set names it.
         const id = await clientId(durable, 'p1')
@@ -226,8 +256,6 @@ void describe(
       try {
         const pool = await client.newPool()
         const id = await clientId(ephemeral, 'e3')
-        const { execFileSync } = await import('node:child_process')
-        const { TMEM_BIN } = await import('../helpers/daemon.js')
         const out = execFileSync(process.execPath, [
           TMEM_BIN,
           'set',
