@@ -76,6 +76,16 @@ export class ClientPolicies {
     return quota === undefined || used + extra <= quota
   }
 
+  /** A TMEMC_SET_REMOTE(_QUOTA) subop for `ids`: 0, or -EINVAL; `off` drops a client's copies. */
+  apply(ids: number[], subop: number, value: number, off: (id: number) => void): number {
+    for (const id of ids) {
+      const ok = subop === TMEMC_SET_REMOTE ? this.setPolicy(id, value) : this.setQuota(id, value)
+      if (!ok) return -22
+      if (subop === TMEMC_SET_REMOTE && value === POLICY_OFF) off(id)
+    }
+    return 0
+  }
+
   forget(clientId: number): void {
     this.#policy.delete(clientId)
     this.#quota.delete(clientId)

@@ -1,28 +1,20 @@
 /**
- * The remote tier (docs/remote.md): wraps the engine `Host` with the daemon's `HostLike`
- * shape and gives its pages a second home in Redis Cluster.
- *
- * - Ephemeral victims: the engine hands each evicted ephemeral page (as stored) to
- *   `#demote`, which lists it in the presence index and queues its write; a later local miss
- *   of a listed page fetches it.
- * - Persistent overflow: a persistent put the engine refuses with -ENOMEM is written to the
- *   cluster, and answered 1 only once the cluster has it (and a replica, with replica
- *   durability).
- *
- * Both remote paths answer through OP_DEFERRED (protocol/deferred.ts): `opBytes` returns it
- * and the daemon takes the reply's promise from `takeDeferred()`. Everything else is answered
- * by the engine at once; a pool with no remote page costs one decode of the op and two table
- * lookups per op, and nothing is allocated for it.
+ * The remote tier (docs/remote.md): wraps the engine `Host` as the daemon's `HostLike`. The
+ * engine hands each evicted ephemeral page (as stored) to `#demote`, which lists it in the
+ * presence index and queues its write; a later local miss of a listed page fetches it. A
+ * persistent put the engine refuses with -ENOMEM goes to the cluster and is answered 1 once
+ * the cluster has it. Both answer through OP_DEFERRED (protocol/deferred.ts); everything else
+ * is answered by the engine at once, and a pool with no remote page allocates nothing.
  */
 import type { Logger } from 'pino'
 import {
   EEMPTY,
   EFAULT,
-  EINVAL,
   ENOMEM,
   EPERM,
   PAGE_SIZE,
   TMEM_CONTROL,
+  TMEM_DESTROY_POOL,
   TMEM_FLUSH_OBJECT,
   TMEM_FLUSH_PAGE,
   TMEM_GET_PAGE,
@@ -41,9 +33,7 @@ import {
   fillWord,
   isPageCommand,
   isZeroPage,
-  objectKey,
   oidHex,
-  poolIndexKey,
   valueKind,
   valueVersion,
 } from './keys.js'
@@ -57,6 +47,9 @@ import {
 } from './policy.js'
 import { entryBytes, entryVersion, Presence } from './presence.js'
 import { ChangeQueue } from './queue.js'
+import { RemoteCopies } from './copies.js'
+import { copyOp, PendingOps, poolNumber } from './ordering.js'
+import { opLayout } from '../abi/layout.js'
 import { RemoteCounters, remoteSection } from './report.js'
 
 export interface RemoteTierOptions {
@@ -81,14 +74,16 @@ export class RemoteTier {
   readonly policies: ClientPolicies
   readonly counters = new RemoteCounters()
   readonly queue: ChangeQueue
+  readonly copies: RemoteCopies
   readonly #host: Host
   readonly #store: RemoteStore
   readonly #options: RemoteTierOptions
   readonly #s = new OpScratch()
   #version = 0
-  /** Counts pools forgotten, so a write that lands after its pool went is taken back. */
-  #forgets = 0
   #pending: Promise<DeferredReply> | null = null
+  readonly #waiting = new PendingOps()
+  /** Set while a chained op runs: it already waited its turn. */
+  #replaying = false
 
   constructor(host: Host, options: RemoteTierOptions) {
     this.#host = host
@@ -96,6 +91,7 @@ export class RemoteTier {
     this.#options = options
     this.policies = new ClientPolicies(options.defaultPolicy)
     this.queue = new ChangeQueue(options.store, options.queueMax)
+    this.copies = new RemoteCopies(this.presence, this.queue, options.hostId)
     host.onEvictEphemeral = (page) => this.#demote(page)
   }
 
@@ -127,6 +123,30 @@ export class RemoteTier {
     ) {
       return host.opBytes(clientId, bytes, offset, version, data, dataOffset)
     }
+    const pending = this.#waiting
+    if (!this.#replaying && !pending.idle && pending.busy(poolNumber(clientId, s.poolId))) {
+      const waits = pending.waitsFor(poolNumber(clientId, s.poolId), this.#pageName())
+      if (waits.length > 0)
+        return this.#chain(waits, clientId, bytes, offset, version, data, dataOffset)
+    }
+    const rc = this.#run(clientId, bytes, offset, version, data, dataOffset)
+    if (rc === OP_DEFERRED && !this.#replaying && this.#pending !== null) {
+      pending.track(poolNumber(clientId, s.poolId), this.#pageName(), this.#pending)
+    }
+    return rc
+  }
+
+  /** The op in the scratch: the engine, then the tier's part. */
+  #run(
+    clientId: number,
+    bytes: Uint8Array,
+    offset: number,
+    version: 0 | 1,
+    data: Uint8Array | null,
+    dataOffset: number,
+  ): number {
+    const s = this.#s
+    const host = this.#host
     const rc = host.opBytes(clientId, bytes, offset, version, data, dataOffset)
     switch (s.cmd) {
       case TMEM_PUT_PAGE:
@@ -134,13 +154,15 @@ export class RemoteTier {
       case TMEM_GET_PAGE:
         return this.#afterGet(clientId, rc, data, dataOffset)
       case TMEM_FLUSH_PAGE:
-        this.#forgetPage(clientId, s.poolId, s.index)
+        if (this.presence.pool(clientId, s.poolId) !== undefined)
+          this.copies.forgetPage(clientId, s.poolId, s.index, oidHex(s.oid))
         return rc
       case TMEM_FLUSH_OBJECT:
-        this.#forgetObject(clientId, s.poolId)
+        if (this.presence.pool(clientId, s.poolId) !== undefined)
+          this.copies.forgetObject(clientId, s.poolId, oidHex(s.oid))
         return rc
       default:
-        if (host.poolKind(clientId, s.poolId) < 0) this.#forgetPool(clientId, s.poolId)
+        if (host.poolKind(clientId, s.poolId) < 0) this.copies.forgetPool(clientId, s.poolId)
         return rc
     }
   }
@@ -159,22 +181,16 @@ export class RemoteTier {
       return host.controlBytes(bytes, offset, version, data, dataOffset, dataLength)
     const { subop, cliId, arg1 } = s
     if (subop === TMEMC_SET_REMOTE || subop === TMEMC_SET_REMOTE_QUOTA) {
-      if (cliId !== ALL_CLIENTS && !host.hasClient(cliId)) return -EPERM
       const ids = cliId === ALL_CLIENTS ? host.clientIds() : [cliId]
-      for (const id of ids) {
-        const ok =
-          subop === TMEMC_SET_REMOTE
-            ? this.policies.setPolicy(id, arg1)
-            : this.policies.setQuota(id, arg1)
-        if (!ok) return -EINVAL
-        if (subop === TMEMC_SET_REMOTE && arg1 === POLICY_OFF) this.#forgetClient(id, true)
-      }
-      return 0
+      const off = (id: number): void => this.copies.forgetClient(id, true)
+      return host.hasClient(cliId) || cliId === ALL_CLIENTS
+        ? this.policies.apply(ids, subop, arg1, off)
+        : -EPERM
     }
     const rc = host.controlBytes(bytes, offset, version, data, dataOffset, dataLength)
     if ((subop === TMEMC_FLUSH || subop === TMEMC_DESTROY) && rc >= 0) {
       const ids = cliId === ALL_CLIENTS ? host.clientIds() : [cliId]
-      for (const id of ids) this.#forgetClient(id, false)
+      for (const id of ids) this.copies.forgetClient(id, false)
     }
     return rc
   }
@@ -185,7 +201,7 @@ export class RemoteTier {
 
   destroyClient(clientId: number): boolean {
     const destroyed = this.#host.destroyClient(clientId)
-    this.#forgetClient(clientId, true)
+    this.copies.forgetClient(clientId, true)
     this.policies.forget(clientId)
     return destroyed
   }
@@ -205,6 +221,42 @@ export class RemoteTier {
     this.#host.onEvictEphemeral = null
     await this.queue.drain()
     await this.#store.close()
+  }
+
+  /** The page the op in the scratch names, or null for a pool-wide op. */
+  #pageName(): string | null {
+    const s = this.#s
+    if (s.cmd === TMEM_FLUSH_OBJECT || s.cmd === TMEM_DESTROY_POOL) return null
+    return `${oidHex(s.oid)}:${s.index}`
+  }
+
+  /** An op that must wait for pending ones: copied, and run when they have settled. */
+  #chain(
+    waits: Promise<unknown>[],
+    clientId: number,
+    bytes: Uint8Array,
+    offset: number,
+    version: 0 | 1,
+    data: Uint8Array | null,
+    dataOffset: number,
+  ): number {
+    const s = this.#s
+    const get = s.cmd === TMEM_GET_PAGE
+    const { op, page } = copyOp(bytes, offset, opLayout(version).bytes, data, dataOffset, get)
+    const reply = Promise.all(waits).then(() => {
+      this.#replaying = true
+      let rc: number
+      try {
+        rc = this.opBytes(clientId, op, 0, version, page, 0)
+      } finally {
+        this.#replaying = false
+      }
+      if (rc === OP_DEFERRED) return this.takeDeferred()
+      return { rc, page: get && rc === 1 ? page : null }
+    })
+    this.#waiting.track(poolNumber(clientId, s.poolId), this.#pageName(), reply)
+    this.#pending = reply
+    return OP_DEFERRED
   }
 
   // ---------------------------------------------------------------------------------------
@@ -227,7 +279,7 @@ export class RemoteTier {
     const oid = oidHex(s.oid)
     if (!overflow) {
       // The local copy (or none, when the put failed) is now the page: drop the remote one.
-      this.#forgetPage(clientId, s.poolId, s.index, oid)
+      this.copies.forgetPage(clientId, s.poolId, s.index, oid)
       return rc
     }
     if (!this.policies.hasRoom(clientId, presence.clientBytes(clientId), PAGE_SIZE)) {
@@ -248,15 +300,16 @@ export class RemoteTier {
       // Listed here only: nothing to send, and no older copy may answer for it.
       const before = presence.get(clientId, poolId, oid, index)
       presence.set(clientId, poolId, true, oid, index, version, 0)
-      if (before !== 0 && entryBytes(before) > 0) this.#deleteField(clientId, poolId, oid, index)
+      if (before !== 0 && entryBytes(before) > 0)
+        this.copies.deleteField(clientId, poolId, oid, index)
       this.counters.persistentPuts++
       return 1
     }
-    const key = this.#key(clientId, poolId, oid)
+    const key = this.copies.key(clientId, poolId, oid)
     const fresh = presence.pool(clientId, poolId)?.objects.has(oid) !== true
-    if (fresh) this.#index(clientId, poolId, oid, 'sadd')
+    if (fresh) this.copies.index(clientId, poolId, oid, 'sadd')
     const value = encodeValue(STORED_PLAIN, version, data, at, at + PAGE_SIZE)
-    const forgets = this.#forgets
+    const forgets = this.copies.forgets
     this.#pending = new Promise<DeferredReply>((resolve) => {
       this.queue.push({
         kind: 'put',
@@ -266,15 +319,15 @@ export class RemoteTier {
         replicas: this.#options.replicas,
         demotion: false,
         done: (ok) => {
-          if (ok && forgets !== this.#forgets) {
+          if (ok && forgets !== this.copies.forgets) {
             // Its pool or client went while the write was on its way: take it back out.
-            this.#deleteField(clientId, poolId, oid, index)
+            this.copies.deleteField(clientId, poolId, oid, index)
           } else if (ok) {
             presence.set(clientId, poolId, true, oid, index, version, value.length)
             this.counters.persistentPuts++
           } else {
             // A failed put drops the page it replaces (docs/semantics.md "Duplicate put").
-            this.#forgetPage(clientId, poolId, index, oid)
+            this.copies.forgetPage(clientId, poolId, index, oid)
             this.counters.persistentRefused++
           }
           resolve({ rc: ok ? 1 : -ENOMEM, page: null })
@@ -313,7 +366,7 @@ export class RemoteTier {
     version: number,
     persistent: boolean,
   ): Promise<DeferredReply> {
-    const key = this.#key(clientId, poolId, oid)
+    const key = this.copies.key(clientId, poolId, oid)
     let value: Buffer | null
     try {
       value = await this.#store.read(key, index)
@@ -339,7 +392,7 @@ export class RemoteTier {
       return this.#miss(false)
     }
     this.counters.hits++
-    if (!persistent) this.#forgetPage(clientId, poolId, index, oid)
+    if (!persistent) this.copies.forgetPage(clientId, poolId, index, oid)
     return { rc: 1, page }
   }
 
@@ -378,7 +431,7 @@ export class RemoteTier {
     const fresh = presence.pool(clientId, poolId)?.objects.has(oid) !== true
     const queued = this.queue.demote({
       kind: 'put',
-      key: this.#key(clientId, poolId, oid),
+      key: this.copies.key(clientId, poolId, oid),
       index,
       value,
       replicas: 0,
@@ -388,59 +441,8 @@ export class RemoteTier {
       },
     })
     if (!queued) return
-    if (fresh) this.#index(clientId, poolId, oid, 'sadd')
+    if (fresh) this.copies.index(clientId, poolId, oid, 'sadd')
     presence.set(clientId, poolId, false, oid, index, version, value.length)
     this.counters.demoted++
-  }
-
-  // ---------------------------------------------------------------------------------------
-  // Forgetting remote copies (flushes, replaced pages, destroyed pools and clients).
-
-  #forgetPage(clientId: number, poolId: number, index: number, oid?: string): void {
-    if (this.presence.pool(clientId, poolId) === undefined) return
-    const hex = oid ?? oidHex(this.#s.oid)
-    const entry = this.presence.get(clientId, poolId, hex, index)
-    if (entry === 0) return
-    this.presence.delete(clientId, poolId, hex, index)
-    if (entryBytes(entry) > 0) this.#deleteField(clientId, poolId, hex, index)
-  }
-
-  #deleteField(clientId: number, poolId: number, oid: string, index: number): void {
-    this.queue.push({ kind: 'hdel', key: this.#key(clientId, poolId, oid), index })
-  }
-
-  #forgetObject(clientId: number, poolId: number): void {
-    if (this.presence.pool(clientId, poolId) === undefined) return
-    const oid = oidHex(this.#s.oid)
-    if (this.presence.deleteObject(clientId, poolId, oid) === 0) return
-    this.queue.push({ kind: 'del', key: this.#key(clientId, poolId, oid) })
-    this.#index(clientId, poolId, oid, 'srem')
-  }
-
-  #forgetPool(clientId: number, poolId: number): void {
-    this.#forgets++
-    const pool = this.presence.deletePool(clientId, poolId)
-    if (pool === undefined) return
-    for (const oid of pool.objects.keys()) {
-      this.queue.push({ kind: 'del', key: this.#key(clientId, poolId, oid) })
-    }
-    this.queue.push({ kind: 'del', key: poolIndexKey(this.#options.hostId, clientId, poolId) })
-  }
-
-  /** Drops a client's remote pages: all of them, or (a control flush) the ephemeral ones. */
-  #forgetClient(clientId: number, persistentToo: boolean): void {
-    const pools = [...this.presence.pools()].filter((pool) => pool.clientId === clientId)
-    for (const pool of pools) {
-      if (persistentToo || !pool.persistent) this.#forgetPool(clientId, pool.poolId)
-    }
-  }
-
-  #index(clientId: number, poolId: number, oid: string, kind: 'sadd' | 'srem'): void {
-    const key = poolIndexKey(this.#options.hostId, clientId, poolId)
-    this.queue.push({ kind, key, member: oid })
-  }
-
-  #key(clientId: number, poolId: number, oid: string): string {
-    return objectKey(this.#options.hostId, clientId, poolId, oid)
   }
 }

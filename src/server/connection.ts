@@ -38,7 +38,6 @@ import {
 } from '../protocol/frame.js'
 import { encodeMoved } from '../protocol/session-frame.js'
 import type { MovedTo, Session, SessionHolder } from './session.js'
-import type { HeldOp } from './deferred-ops.js'
 
 export type Endpoint = 'client' | 'control'
 
@@ -83,8 +82,6 @@ export class Connection implements SessionHolder {
   session: Session | null = null
   /** Control over TCP: the hello must carry the daemon's token. */
   tokenRequired = false
-  /** Ops waiting behind a deferred one (deferred-ops.ts), or null when none is pending. */
-  held: HeldOp[] | null = null
 
   /** The send buffer being filled, and how much of it is used. */
   send: Buffer

@@ -115,7 +115,7 @@ export class Dispatcher implements ConnectionHandler {
     )
     this.shm = new ShmService(host, options.sharedMemory ?? true)
     this.#controlOps = new ControlOps(host, log, this.counters)
-    this.#deferred = new DeferredOps(host, log, this)
+    this.#deferred = new DeferredOps(host, log)
   }
 
   onFrame(conn: Connection, reader: FrameReader): void {
@@ -196,10 +196,6 @@ export class Dispatcher implements ConnectionHandler {
       return
     }
     if (conn.session === null) return // taken over by another connection; nothing more is served
-    if (conn.held !== null) {
-      this.#deferred.hold(conn, reader.requestId, bytes, opAt, reader.payloadBytes)
-      return
-    }
     const end = this.execute(
       conn,
       reader.requestId,

@@ -190,6 +190,41 @@ void describe(
       }
     })
 
+    void test('pipelined ops on remote pages keep their order; other pages go ahead', async () => {
+      const client = await open(durable, 'p3')
+      try {
+        const pool = await client.newPool({ persistent: true })
+        for (let oid = 0; oid < 20; oid++) {
+          const puts = Array.from({ length: 16 }, (_, i) => client.put(pool, oid, i, page(oid, i)))
+          assert.ok((await Promise.all(puts)).every((ok) => ok))
+        }
+        // Memory is full: these puts go to the cluster; the ops after each are not awaited.
+        const replies = await Promise.all([
+          client.put(pool, 500, 0, page(500, 0, 1)),
+          client.get(pool, 500, 0),
+          client.put(pool, 500, 0, page(500, 0, 2)),
+          client.get(pool, 500, 0),
+          client.flushPage(pool, 500, 0),
+          client.get(pool, 500, 0),
+          client.put(pool, 501, 0, page(501, 0, 1)),
+          client.flushObject(pool, 501),
+          client.get(pool, 501, 0),
+          client.get(pool, 19, 15),
+        ])
+        assert.equal(replies[0], true)
+        assert.deepEqual(replies[1], page(500, 0, 1))
+        assert.equal(replies[2], true)
+        assert.deepEqual(replies[3], page(500, 0, 2))
+        assert.equal(replies[5], null)
+        assert.equal(replies[6], true)
+        assert.equal(replies[8], null)
+        assert.deepEqual(replies[9], page(19, 15))
+        await client.destroyPool(pool)
+      } finally {
+        await client.close()
+      }
+    })
+
     void test('ephemeral working set 3x memory: every page gets its second chance', async () => {
       const hits = async (daemon: DaemonHandle): Promise<number> => {
         const client = await open(daemon, 'e1')
