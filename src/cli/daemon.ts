@@ -27,6 +27,12 @@ import {
 import type { NbdConfig, NbdServer } from '../frontends/nbd/mod.js'
 import { type ExportSpec, parseExportSpec } from '../frontends/nbd/spec.js'
 import { EXIT_FAILED, UsageError } from './exit.js'
+import {
+  type RemoteCliOptions,
+  remoteOptions,
+  resolveRemoteOptions,
+  startRemoteTier,
+} from './remote.js'
 
 type FlagOption = 'acceptV0' | 'compress' | 'dedup' | 'tze' | 'globalSharedAuth'
 
@@ -39,7 +45,7 @@ const FLAG_ENV: Readonly<Record<FlagOption, string>> = {
   globalSharedAuth: 'TMEM_GLOBAL_SHARED_AUTH',
 }
 
-interface DaemonCliOptions {
+interface DaemonCliOptions extends RemoteCliOptions {
   memory?: string
   socket?: string
   controlSocket?: string
@@ -76,7 +82,8 @@ export function registerDaemonCommand(program: Command): void {
     .action(async (options: DaemonCliOptions) => {
       await runDaemon(options)
     })
-  for (const option of [...serviceOptions(), ...limitOptions()]) command.addOption(option)
+  for (const option of [...serviceOptions(), ...limitOptions(), ...remoteOptions()])
+    command.addOption(option)
 }
 
 /** What the daemon serves, where, and with which savers. */
@@ -227,8 +234,12 @@ export function resolveDaemonOptions(
   if (config.socketPath === null && config.listen === null) {
     throw new UsageError('The daemon needs a client endpoint: --socket or --listen')
   }
+  const remote = resolveRemoteOptions(options)
+  // Remote ops answer late; the shared-memory rings answer in place (docs/remote.md).
+  if (remote !== null) config.sharedMemory = false
   return {
     config,
+    remote,
     nbd: resolveNbdOptions(options, config.connectionCountMax),
     memoryBytes,
     host: {
@@ -277,8 +288,9 @@ export async function runDaemon(options: DaemonCliOptions): Promise<void> {
   host.onDiagnostic = (clientId, message) => log.warn({ client: clientId }, message)
   let daemon: Daemon
   let nbd: NbdServer | null = null
+  const tier = resolved.remote === null ? null : await startRemoteTier(host, resolved.remote, log)
   try {
-    daemon = await Daemon.start(host, resolved.config, log)
+    daemon = await Daemon.start(tier ?? host, resolved.config, log)
     try {
       // Loaded only here: the other verbs of the CLI never pay for the NBD server's modules.
       if (resolved.nbd !== null) {
@@ -293,10 +305,11 @@ export async function runDaemon(options: DaemonCliOptions): Promise<void> {
     log.fatal({ err: error }, 'daemon failed to start')
     process.stderr.write(`tmem daemon: ${(error as Error).message}\n`)
     process.exitCode = EXIT_FAILED
+    await tier?.close()
     return
   }
   // Signals are handled before "ready" is printed: a supervisor may stop us right after it.
-  installShutdown(daemon, log, nbd)
+  installShutdown(daemon, log, nbd, async () => await tier?.close())
   printSummary(daemon, resolved.memoryBytes, nbd)
   log.info({ addresses: daemon.addresses, pages: host.options.pages }, 'ready')
 }
@@ -333,7 +346,12 @@ function printSummary(daemon: Daemon, memoryBytes: number, nbd: NbdServer | null
   process.stdout.write(`${lines.join('\n')}\n`)
 }
 
-function installShutdown(daemon: Daemon, log: Logger, nbd: NbdServer | null): void {
+function installShutdown(
+  daemon: Daemon,
+  log: Logger,
+  nbd: NbdServer | null,
+  closeRemote: () => Promise<void>,
+): void {
   let stopping = false
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -345,6 +363,7 @@ function installShutdown(daemon: Daemon, log: Logger, nbd: NbdServer | null): vo
     const closing = nbd === null ? Promise.resolve() : nbd.close()
     closing
       .then(() => daemon.close())
+      .then(closeRemote)
       .then(
         () => {
           log.info('stopped')

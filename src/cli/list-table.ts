@@ -39,11 +39,43 @@ export function listTable(stats: DaemonStats, cliId: number | null): string {
     out.push('no clients')
     return `${out.join('\n')}\n`
   }
-  out.push(...columns([CLIENT_HEADER, ...clients.map((client) => clientRow(stats, client))]))
-  const pools = clients.flatMap((client) => client.pools.map((pool) => poolRow(client, pool)))
+  const remote = remoteOf(host) !== null
+  const clientRows = clients.map((client) =>
+    withRemote(clientRow(stats, client), 9, client, remote),
+  )
+  out.push(...columns([withRemote(CLIENT_HEADER, 9, null, remote), ...clientRows]))
+  const pools = clients.flatMap((client) =>
+    client.pools.map((pool) => withRemote(poolRow(client, pool), 4, pool, remote)),
+  )
   out.push('')
-  out.push(...(pools.length === 0 ? ['no pools'] : columns([POOL_HEADER, ...pools])))
+  const poolHeader = withRemote(POOL_HEADER, 4, null, remote)
+  out.push(...(pools.length === 0 ? ['no pools'] : columns([poolHeader, ...pools])))
   return `${out.join('\n')}\n`
+}
+
+/** The remote tier's part of the stats (docs/remote.md "Observing"), or null without one. */
+function remoteOf(host: HostStats): { health: string; pages: number; bytes: number } | null {
+  const remote = (host as { remote?: { health: string; pages: number; bytes: number } }).remote
+  return remote ?? null
+}
+
+/** A row with a REMOTE column at `at` when the daemon has a remote tier: remote pages. */
+function withRemote(
+  row: readonly string[],
+  at: number,
+  item: ClientStats | PoolStats | null,
+  remote: boolean,
+): string[] {
+  if (!remote) return [...row]
+  let pages = 0
+  if (item !== null && 'pools' in item) {
+    for (const pool of item.pools) if (pool.ownerId === item.id) pages += remotePages(pool)
+  } else if (item !== null) pages = remotePages(item)
+  return [...row.slice(0, at), item === null ? 'REMOTE' : count(pages), ...row.slice(at)]
+}
+
+function remotePages(pool: PoolStats): number {
+  return (pool as PoolStats & { remotePages?: number }).remotePages ?? 0
 }
 
 function hostSummary(host: HostStats): string[] {
@@ -62,6 +94,16 @@ function hostSummary(host: HostStats): string[] {
     `pages:   ${count(host.ephemeralPages)} ephemeral, ${count(host.persistentPages)} persistent, ` +
       `${count(host.objects)} objects; ${count(host.evicted)} evicted`,
     `savings: ${savings(host)}`,
+    ...remoteLine(host),
+  ]
+}
+
+function remoteLine(host: HostStats): string[] {
+  const remote = remoteOf(host)
+  if (remote === null) return []
+  return [
+    `remote:  cluster ${remote.health}, ${count(remote.pages)} pages ` +
+      `(${formatBytes(remote.bytes)} in the cluster)`,
   ]
 }
 

@@ -16,12 +16,16 @@ import { addControlOptions, parseOnOff, parseU32, withControl } from './args.js'
 import { controlOp } from '../abi/codec.js'
 import { addClientSelection, opFailed, parseClientArg, selectClient } from './clients.js'
 import { UsageError } from './exit.js'
+import { parsePolicy, TMEMC_SET_REMOTE, TMEMC_SET_REMOTE_QUOTA } from '../remote/policy.js'
+import { parseSize } from '../server/config.js'
 
 interface SetOptions {
   all?: boolean
   weight?: number
   cap?: number
   compress?: boolean
+  remote?: number
+  remoteQuota?: number
 }
 
 export function registerSetCommand(program: Command): void {
@@ -40,6 +44,8 @@ export function registerSetCommand(program: Command): void {
       parseU32,
     )
     .option('-p, --compress <0|1>', "compress the client's pages: 1 on, 0 off", parseOnOff)
+    .option('--remote <policy>', 'remote tier: off, ephemeral or all (docs/remote.md)', policyArg)
+    .option('--remote-quota <size>', 'most bytes the client keeps remote, 0 = no quota', sizeArg)
   addControlOptions(command)
     .addHelpText(
       'after',
@@ -80,8 +86,9 @@ Exit codes: 0 done, 1 an op failed (unknown client: EPERM (-1); cap over 100: EI
         const value = options.compress ? 1 : 0
         steps.push({ flag: '-p', subop: TMEMC_SET_COMPRESS, value, text: `compress ${value}` })
       }
+      steps.push(...remoteSteps(options))
       if (steps.length === 0)
-        throw new UsageError('Give at least one of -w WEIGHT, -c CAP, -p COMPRESS')
+        throw new UsageError('Give at least one of -w WEIGHT, -c CAP, -p COMPRESS, --remote')
       const line = await withControl(self, async (control) => {
         const { selection, stats } = await selectClient(control, arg, 'set')
         for (const step of steps) {
@@ -94,4 +101,35 @@ Exit codes: 0 done, 1 an op failed (unknown client: EPERM (-1); cap over 100: EI
       })
       process.stdout.write(`${line}\n`)
     })
+}
+
+function policyArg(text: string): number {
+  const policy = parsePolicy(text)
+  if (policy < 0) throw new UsageError('--remote must be off, ephemeral or all')
+  return policy
+}
+
+function sizeArg(text: string): number {
+  if (text.trim() === '0') return 0
+  try {
+    return Math.ceil(parseSize(text) / 4096)
+  } catch (error) {
+    throw new UsageError((error as Error).message)
+  }
+}
+
+/** The remote tier's subops (TMEMC_SET_REMOTE, _QUOTA; refused by a daemon without it). */
+function remoteSteps(options: SetOptions) {
+  const steps: { flag: string; subop: number; value: number; text: string }[] = []
+  if (options.remote !== undefined) {
+    const names = ['off', 'ephemeral', 'all']
+    const text = `remote ${names[options.remote] ?? '?'}`
+    steps.push({ flag: '--remote', subop: TMEMC_SET_REMOTE, value: options.remote, text })
+  }
+  if (options.remoteQuota !== undefined) {
+    const text = `remote quota ${options.remoteQuota} pages`
+    const value = options.remoteQuota
+    steps.push({ flag: '--remote-quota', subop: TMEMC_SET_REMOTE_QUOTA, value, text })
+  }
+  return steps
 }

@@ -79,6 +79,8 @@ export class Core {
   changeLog: ChangeHook | null = null
   /** Reasons for refusals a person should see (v0 guest refused, and so on). */
   onDiagnostic: ((clientId: number, message: string) => void) | null = null
+  /** Told about each evicted ephemeral page before its storage is freed (see victim.ts). */
+  onEvict: ((pool: Pool, slot: number) => void) | null = null
   readonly eviction: Eviction
   readonly placement: Placement
   /** The result of storing a put's payload; reused by every put. */

@@ -61,6 +61,8 @@ export interface EvictionState {
   readonly weightTotal: number
   /** Removes a page completely (lists, payload, index, its object when it was the last). */
   removePage(pool: Pool, slot: number): void
+  /** Told about each victim before its storage is freed (the remote tier's demotion hook). */
+  readonly onEvict: ((pool: Pool, slot: number) => void) | null
 }
 
 export class Eviction {
@@ -104,6 +106,7 @@ export class Eviction {
     if (slot === NONE) return false
     const pool = state.pools.byGid(store.objectPool[store.slotObject[slot]!]!)
     assert(!pool.persistent, 'Eviction chose a persistent page')
+    if (state.onEvict !== null) state.onEvict(pool, slot)
     state.removePage(pool, slot)
     state.counters.evicted++
     return true

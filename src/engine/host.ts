@@ -54,6 +54,7 @@ import { fillOp, OpScratch, readOpBytes } from './op-scratch.js'
 import { type HostOptions, type ResolvedHostOptions, resolveHostOptions } from './options.js'
 import { Pools } from './pools.js'
 import { type HostStats, snapshotStats } from './stats.js'
+import { describeVictim, EvictedPage, expandStored } from './victim.js'
 
 /** The largest client id a caller may use; 0xFFFF means "all clients" in control ops. */
 export const CLIENT_ID_MAX = 0xfffe
@@ -97,6 +98,35 @@ export class Host {
 
   set onDiagnostic(report: ((clientId: number, message: string) => void) | null) {
     this.core.onDiagnostic = report
+  }
+
+  /**
+   * The remote tier's demotion hook (src/engine/victim.ts): called with each evicted
+   * ephemeral page, before its storage is freed. The page object is reused; copy from it.
+   */
+  set onEvictEphemeral(report: ((page: EvictedPage) => void) | null) {
+    const core = this.core
+    if (report === null) {
+      core.onEvict = null
+      return
+    }
+    const page = new EvictedPage()
+    core.onEvict = (pool, slot) => {
+      describeVictim(core, pool, slot, page)
+      report(page)
+    }
+  }
+
+  /** Pool `poolId` of a client: -1 when absent, else 1 when persistent plus 2 when shared. */
+  poolKind(clientId: number, poolId: number): number {
+    const pool = this.core.clientsById[clientId]?.pools[poolId]
+    if (pool === null || pool === undefined) return -1
+    return (pool.persistent ? 1 : 0) | (pool.shared ? 2 : 0)
+  }
+
+  /** A page from the stored form `onEvictEphemeral` handed out (victim.ts `expandStored`). */
+  expandStored(kind: number, input: Uint8Array, start: number, end: number, page: Uint8Array) {
+    return expandStored(this.core, kind, input, start, end, page)
   }
 
   // ---------------------------------------------------------------------------------------

@@ -68,6 +68,8 @@ import type { OpenResult } from './session.js'
 import type { SessionTable } from './sessions.js'
 import { ShmService } from './shm-service.js'
 import { ControlOps } from './control-ops.js'
+import { DeferredOps } from './deferred-ops.js'
+import { OP_DEFERRED } from '../protocol/deferred.js'
 export const V0_REFUSED_MESSAGE =
   'This daemon serves tmem ABI v1 and the connection asked for v0: TMEM_NEW_POOL will return ' +
   '-EPERM (unsupported spec version). Start the daemon with --accept-v0 to serve v0 clients'
@@ -97,6 +99,7 @@ export class Dispatcher implements ConnectionHandler {
   readonly #options: DispatcherOptions
   readonly #controlOps: ControlOps
   readonly #sessionCommands: SessionCommands
+  readonly #deferred: DeferredOps
 
   constructor(host: HostLike, sessions: SessionTable, log: Logger, options: DispatcherOptions) {
     this.#host = host
@@ -112,6 +115,7 @@ export class Dispatcher implements ConnectionHandler {
     )
     this.shm = new ShmService(host, options.sharedMemory ?? true)
     this.#controlOps = new ControlOps(host, log, this.counters)
+    this.#deferred = new DeferredOps(host, log)
   }
 
   onFrame(conn: Connection, reader: FrameReader): void {
@@ -191,10 +195,36 @@ export class Dispatcher implements ConnectionHandler {
       conn.reject(REJECT_BAD_OP_SIZE)
       return
     }
+    if (conn.session === null) return // taken over by another connection; nothing more is served
+    const end = this.execute(
+      conn,
+      reader.requestId,
+      bytes,
+      opAt,
+      data,
+      dataAt,
+      conn.send,
+      conn.sendUsed,
+    )
+    if (end >= 0) conn.sendUsed = end
+  }
+
+  /**
+   * Runs one op and writes its reply into `send[at..]`; returns where the reply ends, or -1
+   * when the host deferred the op (its reply comes later, see deferred-ops.ts).
+   */
+  execute(
+    conn: Connection,
+    requestId: number,
+    bytes: Uint8Array,
+    opAt: number,
+    data: Uint8Array | null,
+    dataAt: number,
+    send: Buffer,
+    at: number,
+  ): number {
     const session = conn.session
-    if (session === null) return // taken over by another connection; nothing more is served
-    const send = conn.send
-    const at = conn.sendUsed
+    if (session === null) return -1
     const pageAt = at + FRAME_HEADER_BYTES + RC_BYTES
     const cmd = readU32LE(bytes, opAt)
     let rc: number
@@ -210,9 +240,13 @@ export class Dispatcher implements ConnectionHandler {
       rc = this.#host.opBytes(session.id, bytes, opAt, conn.abiVersion, data, dataAt)
     }
     this.counters.opsExecuted++
-    writeFrameHeader(send, at, KIND_OP_REPLY, reader.requestId, payloadBytes)
+    if (rc === OP_DEFERRED) {
+      this.#deferred.start(conn, requestId)
+      return -1
+    }
+    writeFrameHeader(send, at, KIND_OP_REPLY, requestId, payloadBytes)
     writeU32LE(send, at + FRAME_HEADER_BYTES, rc)
-    conn.sendUsed = at + FRAME_HEADER_BYTES + payloadBytes
+    return at + FRAME_HEADER_BYTES + payloadBytes
   }
 
   /** A well-formed request on the wrong endpoint: -EPERM, nothing done. */

@@ -3,6 +3,7 @@
  * written against this shape so that it owns no engine code; `src/cli/daemon.ts` hands it the
  * real `Host`.
  */
+import type { DeferredReply } from '../protocol/deferred.js'
 import type { HostStats } from '../protocol/stats.js'
 
 export interface HostLike {
@@ -29,4 +30,9 @@ export interface HostLike {
   destroyClient(clientId: number): boolean
   /** JSON-able counter snapshot: host-wide numbers and `clients: [{ id, ..., pools: [...] }]`. */
   stats(): HostStats
+  /**
+   * Only for a host whose `opBytes` may return OP_DEFERRED (protocol/deferred.ts): the reply
+   * of the op that just returned it. Called once, right after.
+   */
+  takeDeferred?(): Promise<DeferredReply>
 }

@@ -1,0 +1,198 @@
+/**
+ * The tier's one connection to Redis Cluster: ioredis's `Cluster` client (it follows MOVED and
+ * ASK, refreshes the slot map, reconnects) with auto-pipelining, so the commands issued in one
+ * tick go to each node as one pipeline. Every call here has a deadline: a command that has
+ * not answered by then fails, so no op of the daemon ever waits on a dead node for longer
+ * (docs/remote.md "Failures").
+ *
+ * The store keeps a health state for logs and metrics: `up` once the cluster answered,
+ * `down` when it is unreachable (a failed start, or FAILURES_DOWN failures in a row); the
+ * first success after that is logged as recovered.
+ */
+import { Cluster } from 'ioredis'
+import type { Logger } from 'pino'
+import type { SeedNode } from './keys.js'
+
+/** Consecutive failed calls after which the cluster is reported down. */
+export const FAILURES_DOWN = 3
+
+export type RemoteHealth = 'connecting' | 'up' | 'down'
+
+export interface RemoteStoreOptions {
+  seeds: SeedNode[]
+  /** Deadline of each remote call, in milliseconds. */
+  timeoutMs: number
+  log: Logger
+}
+
+/** Counters for metrics: calls made, failed, timed out. */
+export class RemoteCalls {
+  ok = 0
+  failed = 0
+  timedOut = 0
+}
+
+export class RemoteStore {
+  health: RemoteHealth = 'connecting'
+  readonly calls = new RemoteCalls()
+  readonly #cluster: Cluster
+  readonly #timeoutMs: number
+  readonly #log: Logger
+  #failures = 0
+  #closed = false
+
+  constructor(options: RemoteStoreOptions) {
+    this.#timeoutMs = options.timeoutMs
+    this.#log = options.log
+    this.#cluster = new Cluster(options.seeds, {
+      enableAutoPipelining: true,
+      enableOfflineQueue: false,
+      slotsRefreshTimeout: options.timeoutMs,
+      clusterRetryStrategy: (times) => Math.min(100 * times, 2000),
+      redisOptions: {
+        commandTimeout: options.timeoutMs,
+        connectTimeout: options.timeoutMs,
+        maxRetriesPerRequest: 1,
+      },
+    })
+    this.#cluster.on('ready', () => this.#succeeded())
+    this.#cluster.on('error', (error: Error) => {
+      if (this.health !== 'down') this.#log.warn({ err: error.message }, 'remote cluster error')
+    })
+    this.#cluster.on('end', () => this.#down('connection ended'))
+  }
+
+  /** Waits until the cluster answered once or `ms` passed; true when it is up. */
+  async ready(ms: number): Promise<boolean> {
+    if (this.health === 'up') return true
+    try {
+      await this.#deadline(
+        new Promise<void>((resolve) => this.#cluster.once('ready', () => resolve())),
+        ms,
+      )
+      return true
+    } catch {
+      this.#down(`no answer from the seed nodes within ${ms} ms`)
+      return false
+    }
+  }
+
+  /** HSET of one page, then (when `replicas` > 0) WAIT until that many replicas have it. */
+  async write(key: string, field: number, value: Buffer, replicas: number): Promise<void> {
+    await this.#call(this.#cluster.hset(key, String(field), value))
+    if (replicas <= 0) return
+    const node = this.#nodeFor(key)
+    if (node === null) throw new Error('No node owns the slot of ' + key)
+    const acked = await this.#call(node.wait(replicas, this.#timeoutMs))
+    if (acked < replicas) throw new Error(`WAIT: ${acked} of ${replicas} replicas acknowledged`)
+  }
+
+  read(key: string, field: number): Promise<Buffer | null> {
+    return this.#call(this.#cluster.hgetBuffer(key, String(field)))
+  }
+
+  hdel(key: string, field: number): Promise<number> {
+    return this.#call(this.#cluster.hdel(key, String(field)))
+  }
+
+  del(key: string): Promise<number> {
+    return this.#call(this.#cluster.del(key))
+  }
+
+  sadd(key: string, member: string): Promise<number> {
+    return this.#call(this.#cluster.sadd(key, member))
+  }
+
+  srem(key: string, member: string): Promise<number> {
+    return this.#call(this.#cluster.srem(key, member))
+  }
+
+  smembers(key: string): Promise<string[]> {
+    return this.#call(this.#cluster.smembers(key))
+  }
+
+  hgetall(key: string): Promise<Record<string, Buffer>> {
+    return this.#call(this.#cluster.hgetallBuffer(key))
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    try {
+      await this.#deadline(this.#cluster.quit(), this.#timeoutMs)
+    } catch {
+      this.#cluster.disconnect()
+    }
+  }
+
+  /** The master that owns the key's slot (the connection its writes went through). */
+  #nodeFor(key: string) {
+    const owners = this.#cluster.slots[keySlot(key)]
+    const address = owners?.[0]
+    if (address === undefined) return null
+    return (
+      this.#cluster.nodes('master').find((node) => {
+        const options = node.options
+        return `${options.host}:${options.port}` === address
+      }) ?? null
+    )
+  }
+
+  async #call<T>(command: Promise<T>): Promise<T> {
+    try {
+      const result = await this.#deadline(command, this.#timeoutMs)
+      this.calls.ok++
+      this.#succeeded()
+      return result
+    } catch (error) {
+      this.calls.failed++
+      if (error instanceof DeadlineError) this.calls.timedOut++
+      if (++this.#failures >= FAILURES_DOWN) this.#down((error as Error).message)
+      throw error
+    }
+  }
+
+  #deadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+    let timer: NodeJS.Timeout | undefined
+    const expiry = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineError(ms)), ms)
+      timer.unref()
+    })
+    promise.catch(() => undefined) // a late failure after the deadline is not unhandled
+    return Promise.race([promise, expiry]).finally(() => clearTimeout(timer))
+  }
+
+  #succeeded(): void {
+    this.#failures = 0
+    if (this.health === 'up') return
+    this.#log.info({ was: this.health }, 'remote cluster up')
+    this.health = 'up'
+  }
+
+  #down(reason: string): void {
+    if (this.health === 'down' || this.#closed) return
+    this.health = 'down'
+    this.#log.warn({ reason }, 'remote cluster down: serving local memory only')
+  }
+}
+
+export class DeadlineError extends Error {
+  constructor(ms: number) {
+    super(`The remote call did not answer within ${ms} ms`)
+    this.name = 'DeadlineError'
+  }
+}
+
+/** The cluster slot of a key (CRC16/XMODEM of its hash tag, modulo 16384). */
+export function keySlot(key: string): number {
+  const open = key.indexOf('{')
+  const close = open < 0 ? -1 : key.indexOf('}', open + 1)
+  const tag = close > open + 1 ? key.slice(open + 1, close) : key
+  let crc = 0
+  for (const byte of Buffer.from(tag, 'utf8')) {
+    crc ^= byte << 8
+    for (let bit = 0; bit < 8; bit++)
+      crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff
+  }
+  return crc % 16384
+}

@@ -1,0 +1,68 @@
+/**
+ * Forgetting remote copies: a flushed page, a page replaced locally, an object, a pool, a
+ * client. The presence index forgets at once (so no later get can reach the copy) and the
+ * deletes go through the ordered change queue (docs/remote.md "Presence and versions").
+ */
+import { objectKey, poolIndexKey } from './keys.js'
+import { entryBytes, type Presence } from './presence.js'
+import type { ChangeQueue } from './queue.js'
+
+export class RemoteCopies {
+  readonly presence: Presence
+  readonly queue: ChangeQueue
+  readonly #hostId: string
+  /** Counts pools forgotten, so a write that lands after its pool went is taken back. */
+  forgets = 0
+
+  constructor(presence: Presence, queue: ChangeQueue, hostId: string) {
+    this.presence = presence
+    this.queue = queue
+    this.#hostId = hostId
+  }
+
+  forgetPage(clientId: number, poolId: number, index: number, oid: string): void {
+    if (this.presence.pool(clientId, poolId) === undefined) return
+    const entry = this.presence.get(clientId, poolId, oid, index)
+    if (entry === 0) return
+    this.presence.delete(clientId, poolId, oid, index)
+    if (entryBytes(entry) > 0) this.deleteField(clientId, poolId, oid, index)
+  }
+
+  deleteField(clientId: number, poolId: number, oid: string, index: number): void {
+    this.queue.push({ kind: 'hdel', key: this.key(clientId, poolId, oid), index })
+  }
+
+  forgetObject(clientId: number, poolId: number, oid: string): void {
+    if (this.presence.pool(clientId, poolId) === undefined) return
+    if (this.presence.deleteObject(clientId, poolId, oid) === 0) return
+    this.queue.push({ kind: 'del', key: this.key(clientId, poolId, oid) })
+    this.index(clientId, poolId, oid, 'srem')
+  }
+
+  forgetPool(clientId: number, poolId: number): void {
+    this.forgets++
+    const pool = this.presence.deletePool(clientId, poolId)
+    if (pool === undefined) return
+    for (const oid of pool.objects.keys()) {
+      this.queue.push({ kind: 'del', key: this.key(clientId, poolId, oid) })
+    }
+    this.queue.push({ kind: 'del', key: poolIndexKey(this.#hostId, clientId, poolId) })
+  }
+
+  /** Drops a client's remote pages: all of them, or (a control flush) the ephemeral ones. */
+  forgetClient(clientId: number, persistentToo: boolean): void {
+    const pools = [...this.presence.pools()].filter((pool) => pool.clientId === clientId)
+    for (const pool of pools) {
+      if (persistentToo || !pool.persistent) this.forgetPool(clientId, pool.poolId)
+    }
+  }
+
+  index(clientId: number, poolId: number, oid: string, kind: 'sadd' | 'srem'): void {
+    const key = poolIndexKey(this.#hostId, clientId, poolId)
+    this.queue.push({ kind, key, member: oid })
+  }
+
+  key(clientId: number, poolId: number, oid: string): string {
+    return objectKey(this.#hostId, clientId, poolId, oid)
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * Names and values in the cluster (docs/remote.md "Key layout").
+ *
+ * One hash per tmem object, hash-tagged whole so the object lives in one slot:
+ * `{tmem:<host id>:<client>:<pool>:<oid as 48 hex digits>}`; field = the page index in
+ * decimal; value = a 12-byte header (kind, version) and the page as the engine stored it.
+ * Each pool has an index, the set `{tmem:<host id>:<client>:<pool>}:objects` of its object
+ * keys, so a pool, a client or a save can find every object without a scan.
+ */
+import {
+  PAGE_SIZE,
+  TMEM_DESTROY_POOL,
+  TMEM_FLUSH_OBJECT,
+  TMEM_FLUSH_PAGE,
+  TMEM_GET_PAGE,
+  TMEM_PUT_PAGE,
+} from '../abi/constants.js'
+import { readU32LE, writeU32LE } from '../util/le.js'
+
+/** Bytes before the stored page in a value: u8 kind, 3 zero bytes, u64 version (LE). */
+export const VALUE_HEADER_BYTES = 12
+
+export interface SeedNode {
+  host: string
+  port: number
+}
+
+/** `redis-cluster://HOST:PORT[,HOST:PORT...]` into seed nodes; RangeError when malformed. */
+export function parseRemoteUrl(url: string): SeedNode[] {
+  const prefix = 'redis-cluster://'
+  if (!url.startsWith(prefix)) throw new RangeError(`--remote must start with ${prefix}: ${url}`)
+  const nodes = url
+    .slice(prefix.length)
+    .split(',')
+    .map((part) => {
+      const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(part.trim())
+      const port = match === null ? NaN : Number(match[2])
+      if (match === null || port < 1 || port > 65535)
+        throw new RangeError(`--remote: "${part}" is not HOST:PORT`)
+      return { host: match[1]!, port }
+    })
+  if (nodes.length === 0) throw new RangeError('--remote names no node')
+  return nodes
+}
+
+/** The oid's six u32 words (low word first) as 48 hex digits, most significant first. */
+export function oidHex(oid: Uint32Array): string {
+  let text = ''
+  for (let word = 5; word >= 0; word--) text += oid[word]!.toString(16).padStart(8, '0')
+  return text
+}
+
+/** The hash key of one object. */
+export function objectKey(hostId: string, clientId: number, poolId: number, oid: string): string {
+  return `{tmem:${hostId}:${clientId}:${poolId}:${oid}}`
+}
+
+/** The key of a pool's index set. */
+export function poolIndexKey(hostId: string, clientId: number, poolId: number): string {
+  return `{tmem:${hostId}:${clientId}:${poolId}}:objects`
+}
+
+/** A value: header, then `bytes[start..end]`. */
+export function encodeValue(
+  kind: number,
+  version: number,
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+): Buffer {
+  const value = Buffer.allocUnsafe(VALUE_HEADER_BYTES + end - start)
+  value.writeUInt32LE(kind & 0xff, 0)
+  writeU32LE(value, 4, version % 0x100000000)
+  writeU32LE(value, 8, Math.floor(version / 0x100000000))
+  value.set(bytes.subarray(start, end), VALUE_HEADER_BYTES)
+  return value
+}
+
+/** The version in a value's header, or -1 when it is too short to have one. */
+export function valueVersion(value: Uint8Array): number {
+  if (value.length < VALUE_HEADER_BYTES) return -1
+  return readU32LE(value, 4) + readU32LE(value, 8) * 0x100000000
+}
+
+export function valueKind(value: Uint8Array): number {
+  return value[0] ?? -1
+}
+
+/** Whether the op at `bytes[offset]` is one the tier looks at (read before any decoding). */
+export function isPageCommand(bytes: Uint8Array, offset: number): boolean {
+  if (!(offset >= 0 && offset + 4 <= bytes.length)) return false
+  const cmd = readU32LE(bytes, offset)
+  return (
+    cmd === TMEM_PUT_PAGE ||
+    cmd === TMEM_GET_PAGE ||
+    cmd === TMEM_FLUSH_PAGE ||
+    cmd === TMEM_FLUSH_OBJECT ||
+    cmd === TMEM_DESTROY_POOL
+  )
+}
+
+export function isZeroPage(data: Uint8Array, at: number): boolean {
+  for (let i = at; i < at + PAGE_SIZE; i++) if (data[i] !== 0) return false
+  return true
+}
+
+export function fillWord(word: number): Uint8Array {
+  const bytes = new Uint8Array(4)
+  new DataView(bytes.buffer).setInt32(0, word, true)
+  return bytes
+}

@@ -1,0 +1,121 @@
+/**
+ * Every change the tier makes in the cluster goes through this one ordered queue
+ * (docs/remote.md "Ordering"): demotions of evicted pages, persistent overflow writes, and
+ * the deletes of flushes. The queue sends a batch at a time: each batch is issued in one tick
+ * (ioredis pipelines it per node) and the next starts when it has settled, so two changes to
+ * the same page always reach its node in the order they were made.
+ *
+ * Demotions are best effort: past `demotionsMax` queued, a new one is dropped (an ephemeral
+ * page may always be lost). Writes that answer an op and deletes are never dropped.
+ */
+import type { RemoteStore } from './cluster.js'
+
+/** Most changes sent in one batch. */
+export const BATCH_MAX = 256
+
+export type Change =
+  | {
+      kind: 'put'
+      key: string
+      index: number
+      value: Buffer
+      /** Replicas to WAIT for (persistent writes with replica durability), else 0. */
+      replicas: number
+      /** An evicted page's second chance (counted against the bound), not an op's write. */
+      demotion: boolean
+      /** Told whether the cluster has the page. */
+      done: (ok: boolean) => void
+    }
+  | { kind: 'hdel'; key: string; index: number }
+  | { kind: 'del'; key: string }
+  | { kind: 'sadd' | 'srem'; key: string; member: string }
+
+export class ChangeQueue {
+  readonly #store: RemoteStore
+  readonly #demotionsMax: number
+  #queue: Change[] = []
+  #demotions = 0
+  #sending = false
+  #scheduled = false
+  /** Demotions dropped because the queue was full, and batches sent. */
+  dropped = 0
+  batches = 0
+
+  constructor(store: RemoteStore, demotionsMax: number) {
+    this.#store = store
+    this.#demotionsMax = demotionsMax
+  }
+
+  get length(): number {
+    return this.#queue.length
+  }
+
+  /** Queues a demotion; false (and nothing queued) when the queue is full. */
+  demote(change: Change): boolean {
+    if (this.#demotions >= this.#demotionsMax) {
+      this.dropped++
+      return false
+    }
+    this.#demotions++
+    this.push(change)
+    return true
+  }
+
+  /** Queues a change that is never dropped. */
+  push(change: Change): void {
+    this.#queue.push(change)
+    this.#schedule()
+  }
+
+  /** Resolves when everything queued so far has been sent (tests, shutdown). */
+  async drain(): Promise<void> {
+    while (this.#queue.length > 0 || this.#sending) {
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#sending) return
+    this.#scheduled = true
+    setImmediate(() => {
+      this.#scheduled = false
+      void this.#send()
+    })
+  }
+
+  async #send(): Promise<void> {
+    if (this.#sending || this.#queue.length === 0) return
+    this.#sending = true
+    const batch = this.#queue.splice(0, BATCH_MAX)
+    for (const change of batch) if (change.kind === 'put' && change.demotion) this.#demotions--
+    this.batches++
+    await Promise.all(batch.map((change) => this.#apply(change)))
+    this.#sending = false
+    if (this.#queue.length > 0) this.#schedule()
+  }
+
+  async #apply(change: Change): Promise<void> {
+    const store = this.#store
+    try {
+      switch (change.kind) {
+        case 'put':
+          await store.write(change.key, change.index, change.value, change.replicas)
+          change.done(true)
+          return
+        case 'hdel':
+          await store.hdel(change.key, change.index)
+          return
+        case 'del':
+          await store.del(change.key)
+          return
+        case 'sadd':
+          await store.sadd(change.key, change.member)
+          return
+        case 'srem':
+          await store.srem(change.key, change.member)
+      }
+    } catch {
+      if (change.kind === 'put') change.done(false)
+    }
+  }
+}

@@ -1,0 +1,448 @@
+/**
+ * The remote tier (docs/remote.md): wraps the engine `Host` as the daemon's `HostLike`. The
+ * engine hands each evicted ephemeral page (as stored) to `#demote`, which lists it in the
+ * presence index and queues its write; a later local miss of a listed page fetches it. A
+ * persistent put the engine refuses with -ENOMEM goes to the cluster and is answered 1 once
+ * the cluster has it. Both answer through OP_DEFERRED (protocol/deferred.ts); everything else
+ * is answered by the engine at once, and a pool with no remote page allocates nothing.
+ */
+import type { Logger } from 'pino'
+import {
+  EEMPTY,
+  EFAULT,
+  ENOMEM,
+  EPERM,
+  PAGE_SIZE,
+  TMEM_CONTROL,
+  TMEM_DESTROY_POOL,
+  TMEM_FLUSH_OBJECT,
+  TMEM_FLUSH_PAGE,
+  TMEM_GET_PAGE,
+  TMEM_PUT_PAGE,
+  TMEMC_DESTROY,
+  TMEMC_FLUSH,
+} from '../abi/constants.js'
+import type { Host } from '../engine/host.js'
+import { OpScratch, readOpBytes } from '../engine/op-scratch.js'
+import { type EvictedPage, STORED_FILLED, STORED_PLAIN } from '../engine/victim.js'
+import { type DeferredReply, OP_DEFERRED } from '../protocol/deferred.js'
+import type { HostStats } from '../protocol/stats.js'
+import type { RemoteStore } from './cluster.js'
+import {
+  encodeValue,
+  fillWord,
+  isPageCommand,
+  isZeroPage,
+  oidHex,
+  valueKind,
+  valueVersion,
+} from './keys.js'
+import {
+  ALL_CLIENTS,
+  ClientPolicies,
+  POLICY_ALL,
+  POLICY_OFF,
+  TMEMC_SET_REMOTE,
+  TMEMC_SET_REMOTE_QUOTA,
+} from './policy.js'
+import { entryBytes, entryVersion, Presence } from './presence.js'
+import { ChangeQueue } from './queue.js'
+import { RemoteCopies } from './copies.js'
+import { copyOp, PendingOps, poolNumber } from './ordering.js'
+import { opLayout } from '../abi/layout.js'
+import { RemoteCounters, remoteSection } from './report.js'
+
+export interface RemoteTierOptions {
+  store: RemoteStore
+  /** This daemon's namespace in the cluster (docs/remote.md "Key layout"). */
+  hostId: string
+  /** Replicas a persistent write waits for (`--remote-durability replica`: 1). */
+  replicas: number
+  /** Policy of a client the first time it is seen: off, ephemeral or all. */
+  defaultPolicy: number
+  /** Bound of the demotion queue, in pages. */
+  queueMax: number
+  log: Logger
+}
+
+/** Pool kinds as `Host.poolKind` reports them. */
+const KIND_PERSISTENT = 1
+const KIND_SHARED = 2
+
+export class RemoteTier {
+  readonly presence = new Presence()
+  readonly policies: ClientPolicies
+  readonly counters = new RemoteCounters()
+  readonly queue: ChangeQueue
+  readonly copies: RemoteCopies
+  readonly #host: Host
+  readonly #store: RemoteStore
+  readonly #options: RemoteTierOptions
+  readonly #s = new OpScratch()
+  #version = 0
+  #pending: Promise<DeferredReply> | null = null
+  readonly #waiting = new PendingOps()
+  /** Set while a chained op runs: it already waited its turn. */
+  #replaying = false
+
+  constructor(host: Host, options: RemoteTierOptions) {
+    this.#host = host
+    this.#store = options.store
+    this.#options = options
+    this.policies = new ClientPolicies(options.defaultPolicy)
+    this.queue = new ChangeQueue(options.store, options.queueMax)
+    this.copies = new RemoteCopies(this.presence, this.queue, options.hostId)
+    host.onEvictEphemeral = (page) => this.#demote(page)
+  }
+
+  get store(): RemoteStore {
+    return this.#store
+  }
+
+  get hostId(): string {
+    return this.#options.hostId
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // HostLike.
+
+  opBytes(
+    clientId: number,
+    bytes: Uint8Array,
+    offset: number,
+    version: 0 | 1,
+    data: Uint8Array | null,
+    dataOffset: number,
+  ): number {
+    const host = this.#host
+    const s = this.#s
+    if (
+      !isPageCommand(bytes, offset) ||
+      !this.policies.see(clientId) ||
+      !readOpBytes(s, bytes, offset, version, false)
+    ) {
+      return host.opBytes(clientId, bytes, offset, version, data, dataOffset)
+    }
+    const pending = this.#waiting
+    if (!this.#replaying && !pending.idle && pending.busy(poolNumber(clientId, s.poolId))) {
+      const waits = pending.waitsFor(poolNumber(clientId, s.poolId), this.#pageName())
+      if (waits.length > 0)
+        return this.#chain(waits, clientId, bytes, offset, version, data, dataOffset)
+    }
+    const rc = this.#run(clientId, bytes, offset, version, data, dataOffset)
+    if (rc === OP_DEFERRED && !this.#replaying && this.#pending !== null) {
+      pending.track(poolNumber(clientId, s.poolId), this.#pageName(), this.#pending)
+    }
+    return rc
+  }
+
+  /** The op in the scratch: the engine, then the tier's part. */
+  #run(
+    clientId: number,
+    bytes: Uint8Array,
+    offset: number,
+    version: 0 | 1,
+    data: Uint8Array | null,
+    dataOffset: number,
+  ): number {
+    const s = this.#s
+    const host = this.#host
+    const rc = host.opBytes(clientId, bytes, offset, version, data, dataOffset)
+    switch (s.cmd) {
+      case TMEM_PUT_PAGE:
+        return this.#afterPut(clientId, rc, data, dataOffset)
+      case TMEM_GET_PAGE:
+        return this.#afterGet(clientId, rc, data, dataOffset)
+      case TMEM_FLUSH_PAGE:
+        if (this.presence.pool(clientId, s.poolId) !== undefined)
+          this.copies.forgetPage(clientId, s.poolId, s.index, oidHex(s.oid))
+        return rc
+      case TMEM_FLUSH_OBJECT:
+        if (this.presence.pool(clientId, s.poolId) !== undefined)
+          this.copies.forgetObject(clientId, s.poolId, oidHex(s.oid))
+        return rc
+      default:
+        if (host.poolKind(clientId, s.poolId) < 0) this.copies.forgetPool(clientId, s.poolId)
+        return rc
+    }
+  }
+
+  controlBytes(
+    bytes: Uint8Array,
+    offset: number,
+    version: 0 | 1,
+    data: Uint8Array | null,
+    dataOffset: number,
+    dataLength: number,
+  ): number {
+    const s = this.#s
+    const host = this.#host
+    if (!readOpBytes(s, bytes, offset, version, false) || s.cmd !== TMEM_CONTROL)
+      return host.controlBytes(bytes, offset, version, data, dataOffset, dataLength)
+    const { subop, cliId, arg1 } = s
+    if (subop === TMEMC_SET_REMOTE || subop === TMEMC_SET_REMOTE_QUOTA) {
+      const ids = cliId === ALL_CLIENTS ? host.clientIds() : [cliId]
+      const off = (id: number): void => this.copies.forgetClient(id, true)
+      return host.hasClient(cliId) || cliId === ALL_CLIENTS
+        ? this.policies.apply(ids, subop, arg1, off)
+        : -EPERM
+    }
+    const rc = host.controlBytes(bytes, offset, version, data, dataOffset, dataLength)
+    if ((subop === TMEMC_FLUSH || subop === TMEMC_DESTROY) && rc >= 0) {
+      const ids = cliId === ALL_CLIENTS ? host.clientIds() : [cliId]
+      for (const id of ids) this.copies.forgetClient(id, false)
+    }
+    return rc
+  }
+
+  hasClient(clientId: number): boolean {
+    return this.#host.hasClient(clientId)
+  }
+
+  destroyClient(clientId: number): boolean {
+    const destroyed = this.#host.destroyClient(clientId)
+    this.copies.forgetClient(clientId, true)
+    this.policies.forget(clientId)
+    return destroyed
+  }
+
+  stats(): HostStats {
+    return remoteSection(this.#host.stats(), this)
+  }
+
+  takeDeferred(): Promise<DeferredReply> {
+    const pending = this.#pending
+    this.#pending = null
+    return pending ?? Promise.resolve({ rc: -EFAULT, page: null })
+  }
+
+  /** Sends what is queued, then closes the connection to the cluster. */
+  async close(): Promise<void> {
+    this.#host.onEvictEphemeral = null
+    await this.queue.drain()
+    await this.#store.close()
+  }
+
+  /** The page the op in the scratch names, or null for a pool-wide op. */
+  #pageName(): string | null {
+    const s = this.#s
+    if (s.cmd === TMEM_FLUSH_OBJECT || s.cmd === TMEM_DESTROY_POOL) return null
+    return `${oidHex(s.oid)}:${s.index}`
+  }
+
+  /** An op that must wait for pending ones: copied, and run when they have settled. */
+  #chain(
+    waits: Promise<unknown>[],
+    clientId: number,
+    bytes: Uint8Array,
+    offset: number,
+    version: 0 | 1,
+    data: Uint8Array | null,
+    dataOffset: number,
+  ): number {
+    const s = this.#s
+    const get = s.cmd === TMEM_GET_PAGE
+    const { op, page } = copyOp(bytes, offset, opLayout(version).bytes, data, dataOffset, get)
+    const reply = Promise.all(waits).then(() => {
+      this.#replaying = true
+      let rc: number
+      try {
+        rc = this.opBytes(clientId, op, 0, version, page, 0)
+      } finally {
+        this.#replaying = false
+      }
+      if (rc === OP_DEFERRED) return this.takeDeferred()
+      return { rc, page: get && rc === 1 ? page : null }
+    })
+    this.#waiting.track(poolNumber(clientId, s.poolId), this.#pageName(), reply)
+    this.#pending = reply
+    return OP_DEFERRED
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Puts and gets.
+
+  #afterPut(clientId: number, rc: number, data: Uint8Array | null, at: number): number {
+    const s = this.#s
+    const presence = this.presence
+    const pool = presence.pool(clientId, s.poolId)
+    const kind = this.#host.poolKind(clientId, s.poolId)
+    const overflow =
+      rc === -ENOMEM &&
+      kind === KIND_PERSISTENT &&
+      data !== null &&
+      at >= 0 &&
+      at + PAGE_SIZE <= data.length &&
+      this.policies.policy(clientId) === POLICY_ALL &&
+      this.#store.health !== 'down'
+    if (pool === undefined && !overflow) return rc
+    const oid = oidHex(s.oid)
+    if (!overflow) {
+      // The local copy (or none, when the put failed) is now the page: drop the remote one.
+      this.copies.forgetPage(clientId, s.poolId, s.index, oid)
+      return rc
+    }
+    if (!this.policies.hasRoom(clientId, presence.clientBytes(clientId), PAGE_SIZE)) {
+      this.counters.quotaRefused++
+      return rc
+    }
+    return this.#overflow(clientId, oid, data, at)
+  }
+
+  /** A persistent page local memory refused: into the cluster, answered once it is there. */
+  #overflow(clientId: number, oid: string, data: Uint8Array, at: number): number {
+    const s = this.#s
+    const poolId = s.poolId
+    const index = s.index
+    const presence = this.presence
+    const version = ++this.#version
+    if (isZeroPage(data, at)) {
+      // Listed here only: nothing to send, and no older copy may answer for it.
+      const before = presence.get(clientId, poolId, oid, index)
+      presence.set(clientId, poolId, true, oid, index, version, 0)
+      if (before !== 0 && entryBytes(before) > 0)
+        this.copies.deleteField(clientId, poolId, oid, index)
+      this.counters.persistentPuts++
+      return 1
+    }
+    const key = this.copies.key(clientId, poolId, oid)
+    const fresh = presence.pool(clientId, poolId)?.objects.has(oid) !== true
+    if (fresh) this.copies.index(clientId, poolId, oid, 'sadd')
+    const value = encodeValue(STORED_PLAIN, version, data, at, at + PAGE_SIZE)
+    const forgets = this.copies.forgets
+    this.#pending = new Promise<DeferredReply>((resolve) => {
+      this.queue.push({
+        kind: 'put',
+        key,
+        index,
+        value,
+        replicas: this.#options.replicas,
+        demotion: false,
+        done: (ok) => {
+          if (ok && forgets !== this.copies.forgets) {
+            // Its pool or client went while the write was on its way: take it back out.
+            this.copies.deleteField(clientId, poolId, oid, index)
+          } else if (ok) {
+            presence.set(clientId, poolId, true, oid, index, version, value.length)
+            this.counters.persistentPuts++
+          } else {
+            // A failed put drops the page it replaces (docs/semantics.md "Duplicate put").
+            this.copies.forgetPage(clientId, poolId, index, oid)
+            this.counters.persistentRefused++
+          }
+          resolve({ rc: ok ? 1 : -ENOMEM, page: null })
+        },
+      })
+    })
+    return OP_DEFERRED
+  }
+
+  #afterGet(clientId: number, rc: number, data: Uint8Array | null, at: number): number {
+    if (rc !== 0 && rc !== -EEMPTY) return rc
+    const s = this.#s
+    const poolId = s.poolId
+    if (this.presence.pool(clientId, poolId) === undefined) return rc
+    const oid = oidHex(s.oid)
+    const entry = this.presence.get(clientId, poolId, oid, s.index)
+    if (entry === 0) return rc
+    const persistent = (this.#host.poolKind(clientId, poolId) & KIND_PERSISTENT) !== 0
+    if (entryBytes(entry) === 0) {
+      if (data === null || at < 0 || at + PAGE_SIZE > data.length) return -EFAULT
+      data.fill(0, at, at + PAGE_SIZE)
+      if (!persistent) this.presence.delete(clientId, poolId, oid, s.index)
+      this.counters.hits++
+      return 1
+    }
+    this.#pending = this.#fetch(clientId, poolId, oid, s.index, entryVersion(entry), persistent)
+    return OP_DEFERRED
+  }
+
+  /** A remote page for a get: served only at the version the presence index lists. */
+  async #fetch(
+    clientId: number,
+    poolId: number,
+    oid: string,
+    index: number,
+    version: number,
+    persistent: boolean,
+  ): Promise<DeferredReply> {
+    const key = this.copies.key(clientId, poolId, oid)
+    let value: Buffer | null
+    try {
+      value = await this.#store.read(key, index)
+    } catch {
+      this.counters.fetchFailed++
+      return { rc: persistent ? -EFAULT : 0, page: null }
+    }
+    const entry = this.presence.get(clientId, poolId, oid, index)
+    // Flushed or replaced while the read was on its way: the copy is not the page any more.
+    if (entry === 0 || entryVersion(entry) !== version) return this.#miss(persistent)
+    const page = Buffer.allocUnsafe(PAGE_SIZE)
+    if (
+      value === null ||
+      valueVersion(value) !== version ||
+      !this.#host.expandStored(valueKind(value), value, 12, value.length, page)
+    ) {
+      this.counters.stale++
+      if (persistent) {
+        this.#options.log.error({ client: clientId, pool: poolId, key, index }, 'remote page lost')
+        return { rc: -EFAULT, page: null }
+      }
+      this.presence.delete(clientId, poolId, oid, index)
+      return this.#miss(false)
+    }
+    this.counters.hits++
+    if (!persistent) this.copies.forgetPage(clientId, poolId, index, oid)
+    return { rc: 1, page }
+  }
+
+  #miss(persistent: boolean): DeferredReply {
+    this.counters.misses++
+    return { rc: persistent ? -EFAULT : 0, page: null }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Demotion (the engine's eviction hook).
+
+  #demote(page: EvictedPage): void {
+    const clientId = page.clientId
+    const poolId = page.poolId
+    const policy = this.policies.policyIfSeen(clientId)
+    if (policy === POLICY_OFF || this.#store.health === 'down') return
+    if (this.#host.poolKind(clientId, poolId) & KIND_SHARED) return
+    const length = page.kind === STORED_FILLED ? (page.fill === 0 ? 0 : 4) : page.length
+    if (!this.policies.hasRoom(clientId, this.presence.clientBytes(clientId), length)) {
+      this.counters.quotaRefused++
+      return
+    }
+    const oid = oidHex(page.oid)
+    const version = ++this.#version
+    const index = page.index
+    const presence = this.presence
+    if (length === 0) {
+      presence.set(clientId, poolId, false, oid, index, version, 0)
+      this.counters.demoted++
+      return
+    }
+    const value =
+      page.kind === STORED_FILLED
+        ? encodeValue(page.kind, version, fillWord(page.fill), 0, 4)
+        : encodeValue(page.kind, version, page.bytes, page.offset, page.offset + page.length)
+    const fresh = presence.pool(clientId, poolId)?.objects.has(oid) !== true
+    const queued = this.queue.demote({
+      kind: 'put',
+      key: this.copies.key(clientId, poolId, oid),
+      index,
+      value,
+      replicas: 0,
+      demotion: true,
+      done: (ok) => {
+        if (!ok) presence.deleteIfVersion(clientId, poolId, oid, index, version)
+      },
+    })
+    if (!queued) return
+    if (fresh) this.copies.index(clientId, poolId, oid, 'sadd')
+    presence.set(clientId, poolId, false, oid, index, version, value.length)
+    this.counters.demoted++
+  }
+}
