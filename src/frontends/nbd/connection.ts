@@ -12,6 +12,8 @@
  */
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
+import { adoptInPlace } from '../../server/connection.js'
+import { registerCopyBuffer } from '../../util/bytes.js'
 import {
   NBD_CMD_WRITE,
   NBD_FLAG_C_FIXED_NEWSTYLE,
@@ -37,8 +39,14 @@ import { ReplyWriter } from './writer.js'
 /** Queued send bytes above which input pauses (two largest reads and then some). */
 export const SEND_BYTES_HIGH = 80 * 1024 * 1024
 
-/** Unsent reply bytes that make a flush before the input batch ends. */
-const FLUSH_BYTES = 4 * 1024 * 1024
+/**
+ * Unsent reply bytes that make a flush before the input batch ends: one reply chunk, so that
+ * the first READ replies of a batch travel while the rest are made.
+ */
+const FLUSH_BYTES = Number(process.env['TMEM_NBD_FLUSH_BYTES'] ?? 256 * 1024)
+
+/** The receive buffer socket reads land in (read in place: no buffer per read). */
+export const RECEIVE_BYTES = 1024 * 1024
 
 /** A connection that has not chosen an export by then is closed. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000
@@ -64,6 +72,8 @@ export class NbdConnection {
   readonly #exports: ExportTable
   readonly #w: ReplyWriter
   readonly #head = Buffer.alloc(NBD_REQUEST_BYTES)
+  /** Where reads land when the socket is read in place; reused by every read. */
+  readonly #receive = Buffer.allocUnsafeSlow(RECEIVE_BYTES)
   #headUsed = 0
   #state = State.ClientFlags
   readonly #options: OptionState = { noZeroes: false, structured: false, metaExport: null }
@@ -79,15 +89,25 @@ export class NbdConnection {
   #timer: NodeJS.Timeout | null
   exportName: string | null = null
 
-  constructor(serial: number, socket: Socket, exports: ExportTable, log: Logger) {
+  constructor(serial: number, accepted: Socket, exports: ExportTable, log: Logger) {
     this.serial = serial
-    this.socket = socket
     this.#exports = exports
     this.#log = log
+    // WRITE pages go to the engine straight from the receive buffer: a registered buffer, so
+    // its aligned pages take the engine's allocation-free copy.
+    registerCopyBuffer(this.#receive.buffer)
+    const receive = this.#receive
+    const adopted = adoptInPlace(
+      accepted,
+      () => receive,
+      (count) => this.#onRead(count),
+    )
+    const socket = adopted ?? accepted
+    this.socket = socket
     this.#w = new ReplyWriter(socket)
     this.#timer = setTimeout(() => this.#fail('no export chosen within 10 s'), HANDSHAKE_TIMEOUT_MS)
     this.#timer.unref()
-    socket.on('data', (data: Buffer) => this.#input(data))
+    if (adopted === null) socket.on('data', (data: Buffer) => this.#input(data))
     socket.on('drain', () => this.#resume())
     socket.on('error', () => socket.destroy())
     socket.on('close', () => this.#closed())
@@ -118,36 +138,45 @@ export class NbdConnection {
     this.close()
   }
 
+  /** Read in place: `count` bytes are at the start of #receive. False pauses reading. */
+  #onRead(count: number): boolean {
+    if (this.#state === State.Closed) return false
+    this.#process(this.#receive, count)
+    return this.#stash === null
+  }
+
   #input(data: Buffer): void {
     if (this.#stash !== null) {
       // Only reachable if a data event slips in after pause(): keep order.
       this.#stash = Buffer.concat([this.#stash, data])
       return
     }
-    this.#process(data)
+    this.#process(data, data.length)
   }
 
   #resume(): void {
     const stash = this.#stash
     if (stash === null || this.#state === State.Closed) return
     this.#stash = null
-    this.#process(stash)
+    this.#process(stash, stash.length)
     if (this.#stash === null) this.socket.resume()
   }
 
-  #process(data: Buffer): void {
+  /** Consumes `data[0..end)`. */
+  #process(data: Buffer, end: number): void {
     let pos = 0
-    while (pos < data.length && this.#state !== State.Closed) {
+    while (pos < end && this.#state !== State.Closed) {
       if (
         this.#state === State.RequestHeader &&
         this.#headUsed === 0 &&
         this.socket.writableLength > SEND_BYTES_HIGH
       ) {
-        this.#stash = data.subarray(pos)
+        // A copy: the receive buffer takes the next read. Rare (a client not reading).
+        this.#stash = Buffer.from(data.subarray(pos, end))
         this.socket.pause()
         break
       }
-      pos = this.#step(data, pos)
+      pos = this.#step(data, pos, end)
       // Replies of one batch go out together, but never more than a few MiB at a time: the
       // socket's queue is what the pause above looks at.
       if (this.#w.unsentBytes >= FLUSH_BYTES) this.#w.flush()
@@ -156,32 +185,35 @@ export class NbdConnection {
   }
 
   /** Consumes input from `pos` for the current state; returns the new position. */
-  #step(data: Buffer, pos: number): number {
+  #step(data: Buffer, pos: number, end: number): number {
     switch (this.#state) {
       case State.ClientFlags:
-        return this.#header(data, pos, 4)
+        return this.#header(data, pos, end, 4)
       case State.OptionHeader:
-        return this.#header(data, pos, 16)
+        return this.#header(data, pos, end, 16)
       case State.OptionData:
-        return this.#optionBytes(data, pos)
+        return this.#optionBytes(data, pos, end)
       case State.RequestHeader:
-        return this.#header(data, pos, NBD_REQUEST_BYTES)
+        return this.#header(data, pos, end, NBD_REQUEST_BYTES)
       case State.WritePayload: {
         const transmission = this.#transmission
-        if (transmission === null) return data.length
-        const next = transmission.writeData(data, pos, data.length)
+        if (transmission === null) return end
+        const next = transmission.writeData(data, pos, end)
         if (!transmission.writing) this.#state = State.RequestHeader
         return next
       }
       case State.Closed:
-        return data.length
+        return end
     }
   }
 
   /** Gathers a fixed-size header into #head, then acts on it by state. */
-  #header(data: Buffer, pos: number, size: number): number {
-    const n = Math.min(size - this.#headUsed, data.length - pos)
-    data.copy(this.#head, this.#headUsed, pos, pos + n)
+  #header(data: Buffer, pos: number, end: number, size: number): number {
+    const n = Math.min(size - this.#headUsed, end - pos)
+    // Byte by byte: a native copy of part of `data` makes a view per call on Node 20.
+    const head = this.#head
+    const used = this.#headUsed
+    for (let i = 0; i < n; i++) head[used + i] = data[pos + i]!
     this.#headUsed += n
     if (this.#headUsed < size) return pos + n
     this.#headUsed = 0
@@ -220,8 +252,8 @@ export class NbdConnection {
     if (this.#optionLength === 0) this.#optionDone()
   }
 
-  #optionBytes(data: Buffer, pos: number): number {
-    const n = Math.min(this.#optionLength - this.#optionUsed, data.length - pos)
+  #optionBytes(data: Buffer, pos: number, end: number): number {
+    const n = Math.min(this.#optionLength - this.#optionUsed, end - pos)
     if (this.#optionData !== null) data.copy(this.#optionData, this.#optionUsed, pos, pos + n)
     this.#optionUsed += n
     if (this.#optionUsed === this.#optionLength) this.#optionDone()

@@ -230,6 +230,10 @@ export class Transmission {
   #read(req: Request): void {
     const w = this.#w
     w.mark()
+    // The first whole page's first byte 8-byte aligned: whole pages then land in the reply
+    // in place. `lead` bytes of a partial first page come before it.
+    const lead = (PAGE_SIZE - (req.offset % PAGE_SIZE)) % PAGE_SIZE
+    w.alignData((this.#structured ? 28 : 16) + Math.min(lead, req.length))
     if (this.#structured) {
       this.#chunkHeader(req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, 8 + req.length)
       w.u64(req.offset)
