@@ -43,7 +43,7 @@ export const SEND_BYTES_HIGH = 80 * 1024 * 1024
  * Unsent reply bytes that make a flush before the input batch ends: one reply chunk, so that
  * the first READ replies of a batch travel while the rest are made.
  */
-const FLUSH_BYTES = Number(process.env['TMEM_NBD_FLUSH_BYTES'] ?? 256 * 1024)
+const FLUSH_BYTES = 256 * 1024
 
 /** The receive buffer socket reads land in (read in place: no buffer per read). */
 export const RECEIVE_BYTES = 1024 * 1024
