@@ -74,6 +74,9 @@ export class NbdConnection {
   readonly #head = Buffer.alloc(NBD_REQUEST_BYTES)
   /** Where reads land when the socket is read in place; reused by every read. */
   readonly #receive = Buffer.allocUnsafeSlow(RECEIVE_BYTES)
+  /** #receive from byte k on, k = 0..7: where the next read lands (see #land). */
+  readonly #landings: Buffer[] = []
+  #landing: Buffer
   #headUsed = 0
   #state = State.ClientFlags
   readonly #options: OptionState = { noZeroes: false, structured: false, metaExport: null }
@@ -96,10 +99,11 @@ export class NbdConnection {
     // WRITE pages go to the engine straight from the receive buffer: a registered buffer, so
     // its aligned pages take the engine's allocation-free copy.
     registerCopyBuffer(this.#receive.buffer)
-    const receive = this.#receive
+    for (let k = 0; k < 8; k++) this.#landings.push(this.#receive.subarray(k))
+    this.#landing = this.#receive
     const adopted = adoptInPlace(
       accepted,
-      () => receive,
+      () => this.#landing,
       (count) => this.#onRead(count),
     )
     const socket = adopted ?? accepted
@@ -138,11 +142,26 @@ export class NbdConnection {
     this.close()
   }
 
-  /** Read in place: `count` bytes are at the start of #receive. False pauses reading. */
+  /** Read in place: `count` bytes are at the start of #landing. False pauses reading. */
   #onRead(count: number): boolean {
     if (this.#state === State.Closed) return false
-    this.#process(this.#receive, count)
+    this.#process(this.#landing, count)
+    this.#land()
     return this.#stash === null
+  }
+
+  /**
+   * Picks where the next read lands so that the next WRITE page in the stream starts 8-byte
+   * aligned in #receive, where the engine copies it without a view object: a request header
+   * is 28 bytes, so the header goes 4 bytes past a boundary; a payload part way through a page
+   * goes as far past one as it is into its page. Later requests in the same read land where
+   * the stream puts them.
+   */
+  #land(): void {
+    let k = 0
+    if (this.#state === State.RequestHeader) k = 4 + this.#headUsed
+    else if (this.#state === State.WritePayload) k = this.#transmission?.writePageOffset ?? 0
+    this.#landing = this.#landings[k & 7]!
   }
 
   #input(data: Buffer): void {

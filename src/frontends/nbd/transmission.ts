@@ -116,6 +116,11 @@ export class Transmission {
     return this.#write !== null
   }
 
+  /** The byte offset inside its page of the next WRITE payload byte. */
+  get writePageOffset(): number {
+    return this.#writeAt % PAGE_SIZE
+  }
+
   /** Runs a request; 'disc' when it was NBD_CMD_DISC, 'payload' when a WRITE payload follows. */
   request(req: Request): 'done' | 'disc' | 'payload' {
     if (req.type === NBD_CMD_DISC) return 'disc'
