@@ -6,9 +6,14 @@
  *             -> request header (28) -> [WRITE payload, streamed] -> request header ...
  *
  * Anything malformed (a wrong magic, unknown client flags, too many options, no export chosen
- * in time) closes this connection and no other. Replies of one input batch go out in one
- * socket write; while the socket has more than `SEND_BYTES_HIGH` queued, input stops being
- * read, so a client that never reads its replies cannot grow our memory.
+ * in time) closes this connection and no other.
+ *
+ * The socket is read in place (Node's `onread`): every read lands in one receive buffer, at
+ * the place that puts the next WRITE page 8-byte aligned (#land), and is consumed before the
+ * callback returns, so nothing is allocated per read. Replies of one read go out in one socket
+ * write (and every FLUSH_BYTES during a long one); while the socket has more than
+ * `SEND_BYTES_HIGH` queued, input stops being read (what is left of the read is copied aside),
+ * so a client that never reads its replies cannot grow our memory.
  */
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
@@ -178,6 +183,7 @@ export class NbdConnection {
     if (stash === null || this.#state === State.Closed) return
     this.#stash = null
     this.#process(stash, stash.length)
+    this.#land()
     if (this.#stash === null) this.socket.resume()
   }
 
