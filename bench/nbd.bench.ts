@@ -7,7 +7,7 @@
  * servers; medians of RUNS trials, ratios to nbdkit of the same run. Appends a section to
  * bench/results.md and writes bench/nbd-ratios.svg.
  *
- * Environment: RUNS (3), FIO_SECONDS (5), GUEST=0 skips the guest, FIO=0 skips fio,
+ * Environment: RUNS (3), GUEST_RUNS (RUNS), FIO_SECONDS (5), GUEST=0 skips the guest, FIO=0 skips fio,
  * NO_APPEND=1 writes neither results.md nor the chart.
  */
 import { execFileSync } from 'node:child_process'
@@ -34,6 +34,8 @@ import { type NbdServer, startNbdServer } from '../test/helpers/nbd-servers.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const RUNS = Number(process.env['RUNS'] ?? 3)
+/** Guest trials (each about two minutes per configuration). */
+const GUEST_RUNS = Number(process.env['GUEST_RUNS'] ?? RUNS)
 const FIO_SECONDS = Number(process.env['FIO_SECONDS'] ?? 5)
 const FIO_EXPORT_BYTES = 256 * 1024 * 1024
 
@@ -99,12 +101,12 @@ async function guestPart(): Promise<GuestTrial[]> {
   }
   const trials: GuestTrial[] = []
   try {
-    for (let trial = 1; trial <= RUNS; trial++) {
+    for (let trial = 1; trial <= GUEST_RUNS; trial++) {
       for (const config of GUEST_CONFIGS) {
         const result = await guestTrial(setup, config)
         trials.push(result)
         log(
-          `guest ${trial}/${RUNS} ${config.id}: ${result.ok ? 'ok' : 'FAILED'} ${(result.wallMs / 1000).toFixed(1)} s` +
+          `guest ${trial}/${GUEST_RUNS} ${config.id}: ${result.ok ? 'ok' : 'FAILED'} ${(result.wallMs / 1000).toFixed(1)} s` +
             (result.heldPerPage === null
               ? ''
               : `, ${result.pages} pages, ${Math.round(result.heldPerPage)} B held/page`) +
@@ -141,7 +143,7 @@ async function main(): Promise<void> {
     ],
     settings:
       `fio: ${FIO_SECONDS} s per job after 1 s ramp, one connection, 256 MiB export written once before; ` +
-      `${RUNS} trials each, interleaved; guest: 192 MiB RAM, 384 MiB memory test, 512 MiB swap export, ` +
+      `${RUNS} trials each, interleaved; guest: ${GUEST_RUNS} trial(s) each, 192 MiB RAM, 384 MiB memory test, 512 MiB swap export, ` +
       'wall time is QEMU start to exit (boot, mkswap, test, poweroff)',
     fio,
     guest,

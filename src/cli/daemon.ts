@@ -181,7 +181,8 @@ function limitOptions(): Option[] {
     new Option(
       '--export <spec>',
       'an NBD export (repeatable; in the environment several separated by ";"): ' +
-        'name=NAME,size=SIZE[,mode=swap|cache][,backing=FILE][,shared=UUID][,readonly] (docs/nbd.md)',
+        'name=NAME,size=SIZE[,mode=swap|cache][,backing=FILE][,shared=UUID][,readonly] ' +
+        '(docs/nbd.md; tmem export add adds more while it runs)',
     )
       .env('TMEM_NBD_EXPORTS')
       .argParser((value: string, previous: string[] | undefined) => [
@@ -272,8 +273,7 @@ function resolveNbdOptions(
     if (exports.length > 0) throw new UsageError('--export needs --nbd-socket or --nbd-listen')
     return null
   }
-  if (exports.length === 0)
-    throw new UsageError('--nbd-socket and --nbd-listen need at least one --export')
+  // No --export is fine: `tmem export add` adds them to the running daemon.
   return { socketPath, listen, exports, connectionCountMax }
 }
 
@@ -294,8 +294,11 @@ export async function runDaemon(options: DaemonCliOptions): Promise<void> {
     try {
       // Loaded only here: the other verbs of the CLI never pay for the NBD server's modules.
       if (resolved.nbd !== null) {
-        const { NbdServer: Server } = await import('../frontends/nbd/mod.js')
+        const { NbdServer: Server, registerExportCommands } =
+          await import('../frontends/nbd/mod.js')
         nbd = await Server.start(host, daemon.sessions, log, resolved.nbd)
+        // `tmem export add|remove|list` reach the NBD server through the control endpoint.
+        registerExportCommands(daemon.dispatcher.commands, nbd)
       }
     } catch (error) {
       await daemon.close()
@@ -340,7 +343,7 @@ function printSummary(daemon: Daemon, memoryBytes: number, nbd: NbdServer | null
     if (nbd.addresses.socketPath !== null) lines.push(`  nbd      unix:${nbd.addresses.socketPath}`)
     if (nbd.addresses.listen !== null)
       lines.push(`  nbd      tcp:${formatAddress(nbd.addresses.listen)}`)
-    lines.push(`  exports  ${names}`)
+    lines.push(`  exports  ${names === '' ? '(none yet: tmem export add)' : names}`)
   }
   lines.push(`tmem daemon ready (pid ${process.pid})`)
   process.stdout.write(`${lines.join('\n')}\n`)

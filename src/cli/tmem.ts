@@ -11,6 +11,7 @@ import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError } from 'commander'
 import { registerDaemonCommand } from './daemon.js'
+import { registerExportCommand } from './export.js'
 import { EXIT_UNREACHABLE, EXIT_USAGE, exitCodeOf, messageOf } from './exit.js'
 import { registerFlushCommand, registerFreeableCommand } from './flush.js'
 import { registerDestroyCommand, registerFreezeCommand, registerThawCommand } from './freeze.js'
@@ -45,6 +46,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   { name: 'save', register: registerSaveCommand },
   { name: 'restore', register: registerRestoreCommand },
   { name: 'migrate', register: registerMigrateCommand },
+  { name: 'export', register: registerExportCommand },
 ]
 
 export function buildProgram(): Command {

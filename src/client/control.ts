@@ -34,7 +34,8 @@ import {
   encodeSessionRequest,
 } from '../protocol/session-frame.js'
 import { type DaemonStats, decodeStats } from '../protocol/stats.js'
-import { TmemConnectionError, TmemProtocolError, rcError } from './errors.js'
+import { commandErrorName, decodeCommandReply, encodeCommand } from '../protocol/command-frame.js'
+import { TmemConnectionError, TmemError, TmemProtocolError, rcError } from './errors.js'
 import { controlRules } from '../protocol/dial.js'
 import type { ReplyView } from '../protocol/link.js'
 import { Transport } from './transport.js'
@@ -58,6 +59,29 @@ export interface ControlConnectOptions {
 export interface ControlResult {
   rc: number
   data: Uint8Array
+}
+
+/** One NBD export as `exportList()` and friends describe it (docs/nbd.md, "Managing exports"). */
+export interface ExportInfo {
+  name: string
+  /** Bytes. */
+  size: number
+  mode: 'swap' | 'cache'
+  backing: string | null
+  /** The shared pool's UUID (cache exports), or null. */
+  shared: string | null
+  readOnly: boolean
+  /** The tmem client id of `nbd:NAME` (0 while it has none), and its pool's id. */
+  client: number
+  pool: number
+  /** NBD connections open on the export. */
+  connections: number
+  /** Pages tmem holds for the export now. */
+  pages: number
+  /** Pages written to the backing file because tmem refused them. */
+  spilledPages: number
+  /** A swap export whose tmem client was destroyed: it answers EIO. */
+  lost: boolean
 }
 
 /** Default LIST buffer: room for the long form of a few hundred clients. */
@@ -253,6 +277,43 @@ export class TmemControlClient {
         )
       }
     })
+  }
+
+  /**
+   * A named daemon command (docs/protocol.md, "Commands"). Resolves with its JSON result;
+   * rejects with a TmemError whose `code` is the errno name (`EEXIST`, `ENOENT`, `EBUSY`,
+   * `EINVAL`, `ENOSYS` when the daemon has no such command) and `errno` the rc.
+   */
+  command(command: string, args: Record<string, unknown> = {}): Promise<unknown> {
+    return this.#send(encodeCommand(0, { command, args }), (reply) => {
+      const decoded = decodeCommandReply(reply.bytes, reply.payloadOffset, reply.payloadBytes)
+      if (decoded === null) throw new TmemProtocolError('Malformed command reply')
+      if (decoded.rc >= 0) return decoded.body
+      const said = (decoded.body as { message?: unknown } | null)?.message
+      const code = commandErrorName(decoded.rc)
+      const message = typeof said === 'string' ? said : `${command} failed with ${code}`
+      throw new TmemError(code, message, { errno: decoded.rc })
+    })
+  }
+
+  /**
+   * Adds an NBD export to a daemon serving NBD: `spec` as `--export` takes it
+   * (`name=NAME,size=SIZE[,mode=swap|cache][,backing=FILE][,shared=UUID][,readonly]`).
+   */
+  async exportAdd(spec: string): Promise<ExportInfo> {
+    return (await this.command('export.add', { spec })) as ExportInfo
+  }
+
+  /**
+   * Removes an export: its tmem client and pages are destroyed. An export with connections
+   * open is refused (`EBUSY`) unless `force`, which closes them.
+   */
+  async exportRemove(name: string, force = false): Promise<ExportInfo> {
+    return (await this.command('export.remove', { name, force })) as ExportInfo
+  }
+
+  async exportList(): Promise<ExportInfo[]> {
+    return (await this.command('export.list')) as ExportInfo[]
   }
 
   close(): Promise<void> {

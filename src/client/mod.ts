@@ -18,6 +18,7 @@ export {
   type ControlConnectOptions,
   type ControlResult,
   type ControlTarget,
+  type ExportInfo,
 } from './control.js'
 export type {
   ClientStats,

@@ -2,6 +2,7 @@
  * The dialing side's pieces of a connection (used by link.ts): where a daemon is, how a
  * connection makes its errors, which replies it accepts, and the dial itself.
  */
+import { COMMAND_REPLY_PAYLOAD_BYTES_MAX, KIND_COMMAND_REPLY } from './command-frame.js'
 import { KIND_SHM_KICK_NOTICE, KIND_SHM_REPLY, SHM_REPLY_PAYLOAD_BYTES } from './shm-frame.js'
 import { type Socket, connect as netConnect } from 'node:net'
 import {
@@ -66,6 +67,7 @@ export function controlRules(replyPayloadBytesMax: number): FrameRules {
     .allow(KIND_CONTROL_REPLY, RC_BYTES, replyPayloadBytesMax)
     .allow(KIND_STATS_REPLY, RC_BYTES, replyPayloadBytesMax)
     .allow(KIND_SESSION_REPLY, RC_BYTES, SESSION_REPLY_PAYLOAD_BYTES_MAX)
+    .allow(KIND_COMMAND_REPLY, RC_BYTES, COMMAND_REPLY_PAYLOAD_BYTES_MAX)
 }
 
 function baseRules(): FrameRules {

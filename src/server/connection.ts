@@ -348,7 +348,7 @@ export class Connection implements SessionHolder {
  * server's connection count stays right. Null when the handle cannot be taken (then the
  * caller reads the accepted socket's chunks).
  */
-function adoptInPlace(
+export function adoptInPlace(
   accepted: Socket,
   target: () => Uint8Array,
   onRead: (count: number) => boolean,

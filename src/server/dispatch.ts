@@ -70,6 +70,8 @@ import { ShmService } from './shm-service.js'
 import { ControlOps } from './control-ops.js'
 import { DeferredOps } from './deferred-ops.js'
 import { OP_DEFERRED } from '../protocol/deferred.js'
+import { ControlCommands } from './commands.js'
+import { KIND_COMMAND, KIND_COMMAND_REPLY } from '../protocol/command-frame.js'
 export const V0_REFUSED_MESSAGE =
   'This daemon serves tmem ABI v1 and the connection asked for v0: TMEM_NEW_POOL will return ' +
   '-EPERM (unsupported spec version). Start the daemon with --accept-v0 to serve v0 clients'
@@ -92,6 +94,8 @@ export class Dispatcher implements ConnectionHandler {
   readonly rejectsByReason: number[] = REJECT_NAMES.map(() => 0)
   shuttingDown = false
   readonly shm: ShmService
+  /** Named control commands; the program composing the daemon registers them. */
+  readonly commands: ControlCommands
 
   readonly #host: HostLike
   readonly #sessions: SessionTable
@@ -116,6 +120,7 @@ export class Dispatcher implements ConnectionHandler {
     this.shm = new ShmService(host, options.sharedMemory ?? true)
     this.#controlOps = new ControlOps(host, log, this.counters)
     this.#deferred = new DeferredOps(host, log)
+    this.commands = new ControlCommands(log)
   }
 
   onFrame(conn: Connection, reader: FrameReader): void {
@@ -142,6 +147,10 @@ export class Dispatcher implements ConnectionHandler {
       case KIND_SESSION:
         if (conn.endpoint === 'control') this.#sessionCommands.onFrame(conn, reader)
         else this.#deny(conn, reader, KIND_SESSION_REPLY)
+        return
+      case KIND_COMMAND:
+        if (conn.endpoint === 'control') this.commands.serve(conn, reader)
+        else this.#deny(conn, reader, KIND_COMMAND_REPLY)
         return
       case KIND_GOODBYE:
         this.#goodbye(conn, reader)

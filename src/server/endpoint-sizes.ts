@@ -29,6 +29,7 @@ import {
   SESSION_PAYLOAD_BYTES_MAX,
 } from '../protocol/session-frame.js'
 import { KIND_SHM, KIND_SHM_KICK, SHM_PAYLOAD_BYTES } from '../protocol/shm-frame.js'
+import { COMMAND_PAYLOAD_BYTES_MAX, KIND_COMMAND } from '../protocol/command-frame.js'
 import type { ConnectionSizes } from './connection.js'
 
 /** Each of a client connection's two send buffers (about 15 page replies). */
@@ -44,6 +45,7 @@ const CLIENT_RULES = new FrameRules()
   .allow(KIND_SESSION, 0, SESSION_PAYLOAD_BYTES_MAX)
   .allow(KIND_SHM, SHM_PAYLOAD_BYTES, SHM_PAYLOAD_BYTES)
   .allow(KIND_SHM_KICK, 0, 0)
+  .allow(KIND_COMMAND, 0, COMMAND_PAYLOAD_BYTES_MAX)
 
 const CONTROL_RULES = new FrameRules()
   .allow(KIND_HELLO, HELLO_FIXED_BYTES, HELLO_PAYLOAD_BYTES_MAX)
@@ -52,6 +54,7 @@ const CONTROL_RULES = new FrameRules()
   .allow(KIND_STATS, 0, 0)
   .allow(KIND_GOODBYE, 0, 0)
   .allow(KIND_SESSION, SESSION_FIXED_BYTES, SESSION_PAYLOAD_BYTES_MAX)
+  .allow(KIND_COMMAND, 0, COMMAND_PAYLOAD_BYTES_MAX)
 
 export const CLIENT_SIZES: ConnectionSizes = {
   rules: CLIENT_RULES,

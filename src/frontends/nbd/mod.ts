@@ -8,3 +8,4 @@ export {
   clientNameOf,
 } from './spec.js'
 export { NBD_PAYLOAD_BYTES_MAX } from './constants.js'
+export { registerExportCommands, EXPORT_COMMANDS } from './commands.js'

@@ -93,8 +93,27 @@ export class NbdServer implements ExportTable {
     return true
   }
 
+  /** Each export's facts, with its open connections and the pages tmem holds for it now. */
   list(): Record<string, unknown>[] {
-    return [...this.#exports.values()].map((exp) => exp.describe())
+    const pagesByClient = new Map<number, number>()
+    for (const client of this.#host.stats().clients) {
+      pagesByClient.set(
+        client.id,
+        client.pools.reduce((sum, pool) => sum + pool.pages, 0),
+      )
+    }
+    return [...this.#exports.values()].map((exp) => ({
+      ...exp.describe(),
+      connections: this.connectionsOf(exp.name),
+      pages: pagesByClient.get(exp.clientId) ?? 0,
+    }))
+  }
+
+  /** NBD connections that chose export `name` and are still open. */
+  connectionsOf(name: string): number {
+    let count = 0
+    for (const conn of this.#connections) if (!conn.closed && conn.exportName === name) count++
+    return count
   }
 
   // ExportTable: "" is the default export, the first one.

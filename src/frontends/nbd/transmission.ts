@@ -116,6 +116,11 @@ export class Transmission {
     return this.#write !== null
   }
 
+  /** The byte offset inside its page of the next WRITE payload byte. */
+  get writePageOffset(): number {
+    return this.#writeAt % PAGE_SIZE
+  }
+
   /** Runs a request; 'disc' when it was NBD_CMD_DISC, 'payload' when a WRITE payload follows. */
   request(req: Request): 'done' | 'disc' | 'payload' {
     if (req.type === NBD_CMD_DISC) return 'disc'
@@ -230,6 +235,10 @@ export class Transmission {
   #read(req: Request): void {
     const w = this.#w
     w.mark()
+    // The first whole page's first byte 8-byte aligned: whole pages then land in the reply
+    // in place. `lead` bytes of a partial first page come before it.
+    const lead = (PAGE_SIZE - (req.offset % PAGE_SIZE)) % PAGE_SIZE
+    w.alignData((this.#structured ? 28 : 16) + Math.min(lead, req.length))
     if (this.#structured) {
       this.#chunkHeader(req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, 8 + req.length)
       w.u64(req.offset)

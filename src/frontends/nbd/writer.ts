@@ -10,6 +10,11 @@
  * A reply that fails half-way is taken back with mark()/rollback(): nothing is sent before
  * flush(), so a simple reply's header never goes out ahead of an error it did not foresee.
  * Integers are big-endian (NBD's byte order).
+ *
+ * alignData() puts a READ's pages at 8-byte aligned places of the chunk, where the engine
+ * copies them on its allocation-free wide path: when the data would start misaligned, the
+ * unsent bytes so far become a range of their own and the next range starts a few bytes
+ * further on. The socket gets the ranges of one flush() as one corked write (a writev).
  */
 import type { Socket } from 'node:net'
 import { assert } from '../../util/assert.js'
@@ -18,6 +23,13 @@ import { registerCopyBuffer } from '../../util/bytes.js'
 export const CHUNK_BYTES = 256 * 1024
 const FREE_CHUNKS_MAX = 16
 const SMALL_COPY_BYTES = 4096
+
+/** Unsent bytes [start, end) of a chunk; reused, never reallocated. */
+interface Range {
+  chunk: Chunk
+  start: number
+  end: number
+}
 
 interface Chunk {
   buf: Buffer
@@ -32,8 +44,9 @@ interface Chunk {
 export class ReplyWriter {
   readonly #socket: Socket
   readonly #free: Chunk[] = []
-  /** Full chunks waiting for flush(), with their unsent range [start, end). */
-  readonly #pending: { chunk: Chunk; start: number; end: number }[] = []
+  /** Ranges waiting for flush() before the current one: the first #pendingCount entries. */
+  readonly #pending: Range[] = []
+  #pendingCount = 0
   #current: Chunk
   /** Unsent bytes of the current chunk begin here. */
   #start = 0
@@ -60,11 +73,38 @@ export class ReplyWriter {
     assert(n <= CHUNK_BYTES, 'A reply piece fits one chunk')
     if (this.used + n <= CHUNK_BYTES) return
     const old = this.#current
-    this.#pending.push({ chunk: old, start: this.#start, end: this.used })
+    this.#queue(old, this.#start, this.used)
     old.retired = true
     this.#current = this.#take()
     this.#start = 0
     this.used = 0
+  }
+
+  /**
+   * Makes the byte `prefix` bytes on from here 8-byte aligned in the chunk (a READ reply's
+   * first data byte, after its header), skipping up to 7 bytes that are never sent.
+   */
+  alignData(prefix: number): void {
+    this.ensure(prefix + 8)
+    const skip = (8 - ((this.used + prefix) & 7)) & 7
+    if (skip === 0) return
+    this.#queue(this.#current, this.#start, this.used)
+    this.used += skip
+    this.#start = this.used
+  }
+
+  #queue(chunk: Chunk, start: number, end: number): void {
+    if (end <= start) return
+    let range = this.#pending[this.#pendingCount]
+    if (range === undefined) {
+      range = { chunk, start, end }
+      this.#pending.push(range)
+    } else {
+      range.chunk = chunk
+      range.start = start
+      range.end = end
+    }
+    this.#pendingCount++
   }
 
   u8(value: number): void {
@@ -143,13 +183,16 @@ export class ReplyWriter {
   /** Bytes written and not yet handed to the socket. */
   get unsentBytes(): number {
     let bytes = this.used - this.#start
-    for (const entry of this.#pending) bytes += entry.end - entry.start
+    for (let i = 0; i < this.#pendingCount; i++) {
+      const range = this.#pending[i]!
+      bytes += range.end - range.start
+    }
     return bytes
   }
 
   /** Remembers this point for rollback() (one mark at a time; no allocation). */
   mark(): void {
-    this.#markPending = this.#pending.length
+    this.#markPending = this.#pendingCount
     this.#markChunk = this.#current
     this.#markStart = this.#start
     this.#markUsed = this.used
@@ -159,37 +202,44 @@ export class ReplyWriter {
   rollback(): void {
     const chunk = this.#markChunk
     assert(chunk !== null, 'rollback() after mark()')
-    while (this.#pending.length > this.#markPending) {
-      const entry = this.#pending.pop()
-      if (entry === undefined) break
-      if (entry.chunk !== chunk) this.#recycle(entry.chunk)
+    while (this.#pendingCount > this.#markPending) {
+      const range = this.#pending[--this.#pendingCount]!
+      if (range.chunk !== chunk) this.#recycle(range.chunk)
     }
     if (this.#current !== chunk) {
       this.#current.retired = true
       this.#recycle(this.#current)
       this.#current = chunk
       chunk.retired = false
-      this.#start = this.#markStart
     }
+    this.#start = this.#markStart
     this.used = this.#markUsed
     this.#markChunk = null
   }
 
   /** Drops everything written since the last flush() without sending it. */
   discardUnsent(): void {
-    for (const entry of this.#pending) {
-      if (entry.chunk !== this.#current) this.#recycle(entry.chunk)
+    for (let i = 0; i < this.#pendingCount; i++) {
+      const range = this.#pending[i]!
+      if (range.chunk !== this.#current) this.#recycle(range.chunk)
     }
-    this.#pending.length = 0
+    this.#pendingCount = 0
     this.used = this.#start
     this.#markChunk = null
   }
 
   /** Sends everything written so far. */
   flush(): void {
-    for (const entry of this.#pending) this.#send(entry.chunk, entry.start, entry.end)
-    this.#pending.length = 0
+    const count = this.#pendingCount
+    // Several ranges go out as one writev.
+    if (count > 0) this.#socket.cork()
+    for (let i = 0; i < count; i++) {
+      const range = this.#pending[i]!
+      this.#send(range.chunk, range.start, range.end)
+    }
+    this.#pendingCount = 0
     this.#send(this.#current, this.#start, this.used)
+    if (count > 0) this.#socket.uncork()
     this.#start = this.used
     this.#markChunk = null
   }

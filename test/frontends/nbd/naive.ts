@@ -101,7 +101,9 @@ export function chunk(flags: number, type: number, cookie: number, data: NaiveBE
 /** A socket with an input queue: read(n) resolves once n bytes arrived. */
 export class RawClient {
   readonly socket: Socket
-  #input = Buffer.alloc(0)
+  /** Bytes received and not yet read, as they came (concatenated only by read()). */
+  readonly #chunks: Buffer[] = []
+  #length = 0
   #waiter: (() => void) | null = null
   ended = false
   readonly closed: Promise<void>
@@ -109,7 +111,8 @@ export class RawClient {
   private constructor(socket: Socket) {
     this.socket = socket
     socket.on('data', (data: Buffer) => {
-      this.#input = Buffer.concat([this.#input, data])
+      this.#chunks.push(data)
+      this.#length += data.length
       this.#wake()
     })
     this.closed = new Promise((resolve) => {
@@ -138,13 +141,22 @@ export class RawClient {
 
   /** Exactly `n` bytes; rejects if the connection closes first. */
   async read(n: number): Promise<Buffer> {
-    while (this.#input.length < n) {
-      if (this.ended) throw new Error(`Connection closed with ${this.#input.length} of ${n} bytes`)
+    while (this.#length < n) {
+      if (this.ended) throw new Error(`Connection closed with ${this.#length} of ${n} bytes`)
       await new Promise<void>((resolve) => (this.#waiter = resolve))
     }
-    const out = this.#input.subarray(0, n)
-    this.#input = this.#input.subarray(n)
-    return Buffer.from(out)
+    const out = Buffer.alloc(n)
+    let done = 0
+    while (done < n) {
+      const head = this.#chunks[0]!
+      const take = Math.min(head.length, n - done)
+      head.copy(out, done, 0, take)
+      done += take
+      if (take === head.length) this.#chunks.shift()
+      else this.#chunks[0] = head.subarray(take)
+    }
+    this.#length -= n
+    return out
   }
 
   write(data: Uint8Array): void {

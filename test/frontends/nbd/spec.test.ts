@@ -60,7 +60,7 @@ const BASE = {
   frameIdleTimeout: '30s',
 }
 
-void test('daemon options: NBD listeners need exports, exports need a listener, TCP is loopback only', () => {
+void test('daemon options: exports need a listener, a listener alone waits for tmem export add, TCP is loopback only', () => {
   const resolved = resolveDaemonOptions(
     { ...BASE, nbdListen: '127.0.0.1:0', export: ['name=a,size=1M', 'name=b,size=2M'] },
     {},
@@ -72,11 +72,12 @@ void test('daemon options: NBD listeners need exports, exports need a listener, 
     ['a', 'b'],
   )
   assert.equal(resolveDaemonOptions({ ...BASE }, {}).nbd, null)
+  // A listener with no export: exports come later through the control endpoint.
+  assert.deepEqual(resolveDaemonOptions({ ...BASE, nbdSocket: '/tmp/n.sock' }, {}).nbd?.exports, [])
   const refused = [
     { ...BASE, nbdListen: '10.0.0.1:10809', export: ['name=a,size=1M'] },
     { ...BASE, nbdListen: '0.0.0.0:10809', export: ['name=a,size=1M'] },
     { ...BASE, export: ['name=a,size=1M'] },
-    { ...BASE, nbdSocket: '/tmp/n.sock' },
     { ...BASE, nbdSocket: '/tmp/n.sock', export: ['name=a,size=1M', 'name=a,size=2M'] },
     { ...BASE, nbdSocket: '/tmp/n.sock', export: ['name=a'] },
   ]
