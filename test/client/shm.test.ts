@@ -17,6 +17,7 @@ import { connect as netConnect, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { connect, type TmemClient } from '../../src/client/client.js'
 import { connectControl, type TmemControlClient } from '../../src/client/control.js'
+import type { DaemonSection } from '../../src/protocol/stats.js'
 import {
   FRAME_HEADER_BYTES,
   FrameReader,
@@ -224,6 +225,35 @@ void describe(`client over shared memory (seed ${SEED})`, { skip, timeout: 120_0
     const after = (await control.stats()).daemon.opsExecuted
     assert.ok(after - before < 5, `${after - before} ops went over the socket, of ${ops}`)
     await client.close()
+  })
+
+  void test('STATS counts regions and ring ops, past regions too; the client counts its own', async () => {
+    const shmStats = async (): Promise<NonNullable<DaemonSection['shm']>> => {
+      const section = (await control.stats()).daemon.shm
+      assert.ok(section !== undefined, 'STATS has daemon.shm')
+      return section
+    }
+    const before = await shmStats()
+    assert.equal(before.available, true)
+    const client = await connect({ path: daemon.socketPath }, { name: 'counted' })
+    const pool = await client.newPool({ persistent: true })
+    const entries = Array.from({ length: 20 }, (_, i) => ({ oid: 4n, index: i, page: page(i) }))
+    await client.putMany(pool, entries)
+    for (let i = 0; i < 10; i++) assert.deepEqual(await client.get(pool, 4n, i), page(i))
+    // 1 new pool + 20 puts + 10 gets, every one through the ring.
+    // (Regions of clients closed by the tests before may still be going away: `regions` is
+    // not compared with `before`, the cumulative counters are.)
+    const during = await shmStats()
+    assert.ok(during.regions >= 2 && during.bytesMapped > 0, 'the victim and this client')
+    assert.equal(during.regionsAttached, before.regionsAttached + 1)
+    assert.equal(during.opsServed - before.opsServed, 31)
+    assert.equal(during.opsRefused, before.opsRefused)
+    assert.equal(client.sharedMemory.counters.ops, 31)
+    // A kick notice may still be on its way to the client when STATS is read.
+    assert.ok(client.sharedMemory.counters.kicksReceived <= during.kicksSent - before.kicksSent)
+    await client.close()
+    const closed = await shmStats()
+    assert.equal(closed.opsServed - before.opsServed, 31, 'a closed region still counts')
   })
 
   void test('sharedMemory: false keeps the client on the socket', async () => {
