@@ -105,7 +105,10 @@ void describe('tmem list table', () => {
     )
     const off = {
       ...base,
-      daemon: { ...base.daemon, shm: { ...shm, available: false, reason: 'unavailable: --no-shm' } },
+      daemon: {
+        ...base.daemon,
+        shm: { ...shm, available: false, reason: 'unavailable: --no-shm' },
+      },
     }
     assert.equal(shmLine(listTable(off, null)), 'shm:     off (unavailable: --no-shm)')
     assert.equal(shmLine(listTable(on, 1)), undefined, 'one client: no host summary')

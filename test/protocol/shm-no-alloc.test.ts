@@ -15,11 +15,7 @@ import { encodeOp } from '../../src/abi/codec.js'
 import type { TmemOp } from '../../src/abi/types.js'
 import { Host } from '../../src/engine/host.js'
 import { shmGeometry, writeShmHeader } from '../../src/protocol/shm-region.js'
-import {
-  CompletionConsumer,
-  SubmissionProducer,
-  shmViews,
-} from '../../src/protocol/shm-ring.js'
+import { CompletionConsumer, SubmissionProducer, shmViews } from '../../src/protocol/shm-ring.js'
 import { ShmServeRing } from '../../src/protocol/shm-serve.js'
 import { registerCopyBuffer } from '../../src/util/bytes.js'
 
