@@ -28,6 +28,7 @@ const CASES = process.env['BENCH_SHM_CASES'] ?? ''
 const ONLY = process.env['BENCH_SHM_ONLY'] ?? ''
 const PROF = process.env['BENCH_SHM_PROF'] ?? ''
 const DEPTH = 64
+const UNPIPELINED = PAGES / 10
 const BATCH = 256
 const TMEM = fileURLToPath(new URL('../src/cli/tmem.js', import.meta.url))
 
@@ -83,20 +84,33 @@ async function startDaemon(dir: string): Promise<Daemon> {
 
 const pages: Uint8Array[] = Array.from({ length: 64 }, (_, i) => new Uint8Array(4096).fill(i + 1))
 
-/** Single calls with `DEPTH` in flight; returns ops per second. */
-async function singles(client: TmemClient, pool: number, get: boolean): Promise<number> {
+/** Single calls with `depth` in flight; returns ops per second. */
+async function inFlight(
+  client: TmemClient,
+  pool: number,
+  get: boolean,
+  depth: number,
+  count: number,
+): Promise<number> {
   const started = performance.now()
   let next = 0
   const worker = async (): Promise<void> => {
-    while (next < PAGES) {
+    while (next < count) {
       const i = next++
       if (get) await client.get(pool, i >> 8, i & 255)
       else await client.put(pool, i >> 8, i & 255, pages[i & 63]!)
     }
   }
-  await Promise.all(Array.from({ length: DEPTH }, worker))
-  return PAGES / ((performance.now() - started) / 1000)
+  await Promise.all(Array.from({ length: depth }, worker))
+  return count / ((performance.now() - started) / 1000)
 }
+
+const singles = (client: TmemClient, pool: number, get: boolean): Promise<number> =>
+  inFlight(client, pool, get, DEPTH, PAGES)
+
+/** One call at a time (its rate is 1 / latency), over a tenth of the pages. */
+const unpipelined = (client: TmemClient, pool: number, get: boolean): Promise<number> =>
+  inFlight(client, pool, get, 1, UNPIPELINED)
 
 /** Batches of `BATCH`; returns pages per second. */
 async function batches(client: TmemClient, pool: number, get: boolean): Promise<number> {
@@ -137,10 +151,12 @@ async function main(): Promise<void> {
       shm: await clients.shm.newPool({ persistent: true }),
     }
     const cases = [
-      ['put, 64 in flight', singles, false],
-      ['get, 64 in flight', singles, true],
-      ['putMany x 256', batches, false],
-      ['getMany x 256', batches, true],
+      ['put, 64 in flight', singles, false, PAGES],
+      ['get, 64 in flight', singles, true, PAGES],
+      ['put, 1 in flight', unpipelined, false, UNPIPELINED],
+      ['get, 1 in flight', unpipelined, true, UNPIPELINED],
+      ['putMany x 256', batches, false, PAGES],
+      ['getMany x 256', batches, true, PAGES],
     ] as const
     type Cell = Record<
       Transport,
@@ -184,8 +200,8 @@ async function main(): Promise<void> {
       '| case | socket (ops/s) | shm (ops/s) | shm / socket | daemon CPU us/op socket / shm | client CPU us/op socket / shm | shm kicks to / from daemon, ring full, per 1000 ops |',
     )
     console.log('|---|---|---|---|---|---|---|')
-    const perOp = (us: number): string => (us / (PAGES * TRIALS)).toFixed(2)
-    for (const [name] of chosen) {
+    for (const [name, , , ops] of chosen) {
+      const perOp = (us: number): string => (us / (ops * TRIALS)).toFixed(2)
       const cell = results[name]!
       const socket = median(cell.socket.rate)
       const shm = median(cell.shm.rate)
