@@ -239,7 +239,11 @@ void describe(`client over shared memory (seed ${SEED})`, { skip, timeout: 120_0
     const pool = await client.newPool({ persistent: true })
     const entries = Array.from({ length: 20 }, (_, i) => ({ oid: 4n, index: i, page: page(i) }))
     await client.putMany(pool, entries)
+    const kicksBefore = client.sharedMemory.counters.kicksSent
     for (let i = 0; i < 10; i++) assert.deepEqual(await client.get(pool, 4n, i), page(i))
+    // One op at a time: at most one kick per op (the publish that found the daemon asleep),
+    // never one more for reading its completion.
+    assert.ok(client.sharedMemory.counters.kicksSent - kicksBefore <= 10)
     // 1 new pool + 20 puts + 10 gets, every one through the ring.
     // (Regions of clients closed by the tests before may still be going away: `regions` is
     // not compared with `before`, the cumulative counters are.)
