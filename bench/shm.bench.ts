@@ -7,9 +7,15 @@
  * and `putMany`/`getMany` batches of `batch` pages. Each figure is the median of `trials`
  * trials (transports alternate within a trial so a change of machine load hits both alike).
  * With BENCH_SHM_SMOKE=1 it runs one small trial (used to check that the bench still runs).
+ *
+ * Beside the rates it reports CPU per op: the daemon's (from /proc/<pid>/stat, so Linux only;
+ * clock ticks, so read it over a whole case) and the load generator's (process.cpuUsage).
+ * BENCH_SHM_CASES=<substring> runs only the cases whose name contains it, BENCH_SHM_ONLY=shm
+ * (or socket) one transport, and BENCH_SHM_PROF=<dir> starts the daemon with
+ * `node --cpu-prof --cpu-prof-dir=<dir>` (profile the generator with `node --cpu-prof` itself).
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -17,16 +23,28 @@ import { connect, type TmemClient } from '../src/client/client.js'
 
 const SMOKE = process.env['BENCH_SHM_SMOKE'] === '1'
 const PAGES = SMOKE ? 2000 : 40000
-const TRIALS = SMOKE ? 1 : 5
+const TRIALS = SMOKE ? 1 : Number(process.env['BENCH_SHM_TRIALS'] ?? 5)
+const CASES = process.env['BENCH_SHM_CASES'] ?? ''
+const ONLY = process.env['BENCH_SHM_ONLY'] ?? ''
+const PROF = process.env['BENCH_SHM_PROF'] ?? ''
 const DEPTH = 64
+const UNPIPELINED = PAGES / 10
 const BATCH = 256
 const TMEM = fileURLToPath(new URL('../src/cli/tmem.js', import.meta.url))
 
-async function startDaemon(dir: string): Promise<{ socket: string; stop: () => Promise<void> }> {
+interface Daemon {
+  socket: string
+  /** The daemon's CPU time so far, in microseconds. */
+  cpu: () => number
+  stop: () => Promise<void>
+}
+
+async function startDaemon(dir: string): Promise<Daemon> {
   const socket = join(dir, 'c.sock')
   const child = spawn(
     process.execPath,
     [
+      ...(PROF === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROF}`]),
       TMEM,
       'daemon',
       '--socket',
@@ -48,8 +66,14 @@ async function startDaemon(dir: string): Promise<{ socket: string; stop: () => P
     })
     child.once('exit', (code) => reject(new Error(`daemon exited (${code})`)))
   })
+  const pid = child.pid!
   return {
     socket,
+    cpu: () => {
+      // utime and stime are fields 14 and 15, after the command name in parentheses.
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+      return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         child.once('exit', () => resolve())
@@ -60,20 +84,33 @@ async function startDaemon(dir: string): Promise<{ socket: string; stop: () => P
 
 const pages: Uint8Array[] = Array.from({ length: 64 }, (_, i) => new Uint8Array(4096).fill(i + 1))
 
-/** Single calls with `DEPTH` in flight; returns ops per second. */
-async function singles(client: TmemClient, pool: number, get: boolean): Promise<number> {
+/** Single calls with `depth` in flight; returns ops per second. */
+async function inFlight(
+  client: TmemClient,
+  pool: number,
+  get: boolean,
+  depth: number,
+  count: number,
+): Promise<number> {
   const started = performance.now()
   let next = 0
   const worker = async (): Promise<void> => {
-    while (next < PAGES) {
+    while (next < count) {
       const i = next++
       if (get) await client.get(pool, i >> 8, i & 255)
       else await client.put(pool, i >> 8, i & 255, pages[i & 63]!)
     }
   }
-  await Promise.all(Array.from({ length: DEPTH }, worker))
-  return PAGES / ((performance.now() - started) / 1000)
+  await Promise.all(Array.from({ length: depth }, worker))
+  return count / ((performance.now() - started) / 1000)
 }
+
+const singles = (client: TmemClient, pool: number, get: boolean): Promise<number> =>
+  inFlight(client, pool, get, DEPTH, PAGES)
+
+/** One call at a time (its rate is 1 / latency), over a tenth of the pages. */
+const unpipelined = (client: TmemClient, pool: number, get: boolean): Promise<number> =>
+  inFlight(client, pool, get, 1, UNPIPELINED)
 
 /** Batches of `BATCH`; returns pages per second. */
 async function batches(client: TmemClient, pool: number, get: boolean): Promise<number> {
@@ -88,6 +125,8 @@ async function batches(client: TmemClient, pool: number, get: boolean): Promise<
   }
   return PAGES / ((performance.now() - started) / 1000)
 }
+
+type Transport = 'socket' | 'shm'
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
@@ -112,31 +151,62 @@ async function main(): Promise<void> {
       shm: await clients.shm.newPool({ persistent: true }),
     }
     const cases = [
-      ['put, 64 in flight', singles, false],
-      ['get, 64 in flight', singles, true],
-      ['putMany x 256', batches, false],
-      ['getMany x 256', batches, true],
+      ['put, 64 in flight', singles, false, PAGES],
+      ['get, 64 in flight', singles, true, PAGES],
+      ['put, 1 in flight', unpipelined, false, UNPIPELINED],
+      ['get, 1 in flight', unpipelined, true, UNPIPELINED],
+      ['putMany x 256', batches, false, PAGES],
+      ['getMany x 256', batches, true, PAGES],
     ] as const
-    const results: Record<string, { socket: number[]; shm: number[] }> = {}
+    type Cell = Record<
+      Transport,
+      { rate: number[]; daemonCpu: number; clientCpu: number; kicks: number[] }
+    >
+    const results: Record<string, Cell> = {}
+    const chosen = cases.filter(([name]) => name.includes(CASES))
     for (let trial = 0; trial < TRIALS; trial++) {
-      for (const [name, run, get] of cases) {
-        const cell = (results[name] ??= { socket: [], shm: [] })
+      for (const [name, run, get] of chosen) {
+        const fresh = (): Cell[Transport] => ({
+          rate: [],
+          daemonCpu: 0,
+          clientCpu: 0,
+          kicks: [0, 0, 0],
+        })
+        const cell = (results[name] ??= { socket: fresh(), shm: fresh() })
         const order = trial % 2 === 0 ? (['socket', 'shm'] as const) : (['shm', 'socket'] as const)
-        for (const transport of order)
-          cell[transport].push(await run(clients[transport], pools[transport], get))
+        for (const transport of order) {
+          if (ONLY !== '' && ONLY !== transport) continue
+          const daemonBefore = daemon.cpu()
+          const clientBefore = process.cpuUsage()
+          const countersBefore = clients[transport].sharedMemory.counters
+          cell[transport].rate.push(await run(clients[transport], pools[transport], get))
+          const client = process.cpuUsage(clientBefore)
+          const counters = clients[transport].sharedMemory.counters
+          // Builds before the counters (A/B runs against an old build) have none: zeros.
+          if (counters !== undefined && countersBefore !== undefined) {
+            cell[transport].kicks[0]! += counters.kicksSent - countersBefore.kicksSent
+            cell[transport].kicks[1]! += counters.kicksReceived - countersBefore.kicksReceived
+            cell[transport].kicks[2]! += counters.ringFull - countersBefore.ringFull
+          }
+          cell[transport].daemonCpu += daemon.cpu() - daemonBefore
+          cell[transport].clientCpu += client.user + client.system
+        }
       }
     }
     console.log(
       `tmem shared memory vs socket, ${PAGES} pages x ${TRIALS} trials, Node ${process.version}, ${cpus()[0]?.model ?? '?'} (${cpus().length} cores)`,
     )
-    console.log('| case | socket (ops/s) | shm (ops/s) | shm / socket |')
-    console.log('|---|---|---|---|')
-    for (const [name] of cases) {
+    console.log(
+      '| case | socket (ops/s) | shm (ops/s) | shm / socket | daemon CPU us/op socket / shm | client CPU us/op socket / shm | shm kicks to / from daemon, ring full, per 1000 ops |',
+    )
+    console.log('|---|---|---|---|---|---|---|')
+    for (const [name, , , ops] of chosen) {
+      const perOp = (us: number): string => (us / (ops * TRIALS)).toFixed(2)
       const cell = results[name]!
-      const socket = median(cell.socket)
-      const shm = median(cell.shm)
+      const socket = median(cell.socket.rate)
+      const shm = median(cell.shm.rate)
       console.log(
-        `| ${name} | ${Math.round(socket / 1000)} k | ${Math.round(shm / 1000)} k | ${(shm / socket).toFixed(2)} |`,
+        `| ${name} | ${Math.round(socket / 1000)} k | ${Math.round(shm / 1000)} k | ${(shm / socket).toFixed(2)} | ${perOp(cell.socket.daemonCpu)} / ${perOp(cell.shm.daemonCpu)} | ${perOp(cell.socket.clientCpu)} / ${perOp(cell.shm.clientCpu)} | ${cell.shm.kicks.map((k) => perOp(k * 1000)).join(' / ')} |`,
       )
     }
     await clients.socket.close()

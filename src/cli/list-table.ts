@@ -11,7 +11,13 @@
  * cp/cb are cumulative, as in Xen, so the compression figure is the ratio achieved so far.
  */
 import { PAGE_SIZE } from '../abi/constants.js'
-import type { ClientStats, DaemonStats, HostStats, PoolStats } from '../protocol/stats.js'
+import type {
+  ClientStats,
+  DaemonStats,
+  HostStats,
+  PoolStats,
+  ShmSection,
+} from '../protocol/stats.js'
 import { formatBytes } from '../util/units.js'
 import { hostStats } from './clients.js'
 
@@ -34,7 +40,7 @@ export function listTable(stats: DaemonStats, cliId: number | null): string {
   const host = hostStats(stats)
   const clients = host.clients.filter((client) => cliId === null || client.id === cliId)
   const out: string[] = []
-  if (cliId === null) out.push(...hostSummary(host), '')
+  if (cliId === null) out.push(...hostSummary(host), ...shmSummary(stats.daemon.shm), '')
   if (clients.length === 0) {
     out.push('no clients')
     return `${out.join('\n')}\n`
@@ -104,6 +110,19 @@ function remoteLine(host: HostStats): string[] {
   return [
     `remote:  cluster ${remote.health}, ${count(remote.pages)} pages ` +
       `(${formatBytes(remote.bytes)} in the cluster)`,
+  ]
+}
+
+/** The shared-memory line of the summary; none from a daemon that does not report it. */
+function shmSummary(shm: ShmSection | undefined): string[] {
+  if (shm === undefined) return []
+  if (!shm.available) return [`shm:     off (${shm.reason})`]
+  return [
+    `shm:     ${plural(shm.regions, 'region')} mapped (${formatBytes(shm.bytesMapped)}), ` +
+      `${count(shm.regionsAttached)} attached so far, ${count(shm.regionsRefused)} refused, ` +
+      `${count(shm.regionsBroken)} broken; ${count(shm.opsServed)} ops via rings ` +
+      `(${count(shm.opsRefused)} refused); kicks ${count(shm.kicksSent)} sent, ` +
+      `${count(shm.kicksReceived)} received; ${count(shm.ringFull)} ring full`,
   ]
 }
 

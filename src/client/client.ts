@@ -43,6 +43,7 @@ import {
   ShmBatch,
   shmCall,
 } from './shm-ops.js'
+import { type ShmChannelCounters, newShmChannelCounters } from './shm-channel.js'
 import { ShmRoute } from './shm-route.js'
 import { requestFrame, writeOid } from './request-bytes.js'
 import {
@@ -128,13 +129,22 @@ export class TmemClient extends EventEmitter {
     return formatClientAddress(this.#transport.target)
   }
 
-  /** Whether ops go through shared memory, and if not, why (`unavailable: ...`). */
-  get sharedMemory(): { active: boolean; reason: string } {
-    if (this.#shm === null)
-      return { active: false, reason: 'unavailable: not asked for, or not a Unix socket' }
+  /**
+   * Whether ops go through shared memory, and if not, why (`unavailable: ...`); `counters`
+   * say what the client's regions did so far (ops, kicks each way, waits for room, sleeps).
+   */
+  get sharedMemory(): { active: boolean; reason: string; counters: ShmChannelCounters } {
+    if (this.#shm === null) {
+      return {
+        active: false,
+        reason: 'unavailable: not asked for, or not a Unix socket',
+        counters: newShmChannelCounters(),
+      }
+    }
     return {
       active: this.#shm.channel !== null,
       reason: this.#shm.channel !== null ? '' : this.#shm.reason,
+      counters: this.#shm.counters(),
     }
   }
 

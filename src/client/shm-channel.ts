@@ -73,6 +73,24 @@ export interface ShmOrphan {
   tag: number
 }
 
+/** What a channel did, for `client.sharedMemory.counters` (and tuning the doorbells). */
+export interface ShmChannelCounters {
+  /** Ops submitted through the ring. */
+  ops: number
+  /** SHM_KICK frames sent to a sleeping daemon. */
+  kicksSent: number
+  /** SHM_KICK notices the daemon sent this side. */
+  kicksReceived: number
+  /** Submissions that found the ring, the slots or the frames full and had to wait. */
+  ringFull: number
+  /** Times this side stopped polling and slept until kicked. */
+  sleeps: number
+}
+
+export function newShmChannelCounters(): ShmChannelCounters {
+  return { ops: 0, kicksSent: 0, kicksReceived: 0, ringFull: 0, sleeps: 0 }
+}
+
 /** Bits of a request id below the generation: slots are at most 4096. */
 const SLOT_BITS = 12
 const SLOT_MASK = (1 << SLOT_BITS) - 1
@@ -82,6 +100,7 @@ export class ShmChannel {
   readonly views: ShmViews
   /** Completions that named no op in flight; the client treats any as a broken daemon. */
   badCompletions = 0
+  readonly counters: ShmChannelCounters = newShmChannelCounters()
   readonly #layout: OpLayout
   readonly #sq: SubmissionProducer
   readonly #cq: CompletionConsumer
@@ -123,10 +142,11 @@ export class ShmChannel {
       SHM_WORD_CLIENT_SLEEPING,
       SHM_WORD_DAEMON_SLEEPING,
     )
-    this.#poller = new ShmPoller(this.#doorbell, {
-      turn: () => this.#turn(),
-      hasWork: () => this.#cq.hasWork(),
-    })
+    this.#poller = new ShmPoller(
+      this.#doorbell,
+      { turn: () => this.#turn(), hasWork: () => this.#cq.hasWork() },
+      { onSleep: () => this.counters.sleeps++, expecting: () => this.inFlight > 0 },
+    )
     const slots = Math.min(geometry.sqEntries, geometry.cqEntries)
     assert(slots <= SLOT_MASK + 1, 'Too many slots for the request id')
     this.#slots = slots
@@ -155,6 +175,7 @@ export class ShmChannel {
 
   /** The daemon kicked: completions are waiting. */
   kicked(): void {
+    this.counters.kicksReceived++
     this.#poller.kick()
   }
 
@@ -187,14 +208,16 @@ export class ShmChannel {
     waiter: ShmWaiter,
     tag: number,
   ): boolean {
-    if (this.#detached || this.#freeSlotCount === 0) return false
-    if (needsFrame && this.#freeFrameCount === 0) return false
+    if (this.#detached) return false
     const room = this.#sq.room()
     if (room === RING_BROKEN) {
       this.#broken('the daemon published an impossible submission head')
       return false
     }
-    if (room === 0) return false
+    if (room === 0 || this.#freeSlotCount === 0 || (needsFrame && this.#freeFrameCount === 0)) {
+      this.counters.ringFull++
+      return false
+    }
     const slot = this.#freeSlots[--this.#freeSlotCount]!
     const frame = needsFrame ? this.#freeFrames[--this.#freeFrameCount]! : -1
     const bytes = this.views.bytes
@@ -213,6 +236,7 @@ export class ShmChannel {
     this.#slotWaiter[slot] = waiter
     this.#slotSequence[slot] = this.#sequence++
     this.#sq.push(((this.#slotGeneration[slot]! << SLOT_BITS) | slot) >>> 0)
+    this.counters.ops++
     this.#published = false
     this.#schedulePublish()
     return true
@@ -282,7 +306,7 @@ export class ShmChannel {
     if (this.#published) return
     this.#published = true
     this.#sq.publish()
-    if (this.#doorbell.peerNeedsKick()) this.#kickDaemon()
+    if (this.#doorbell.peerNeedsKick()) this.#kick()
   }
 
   /** One poller turn: publish what was submitted, read completions, run queued pumps. */
@@ -312,7 +336,12 @@ export class ShmChannel {
       }
       this.#cq.end()
       handled += count
-      if (this.#doorbell.peerNeedsKick()) this.#kickDaemon()
+      // Room in the completion ring matters to a sleeping daemon only when submissions wait
+      // for it; with none waiting, the daemon sleeps on an empty ring and the next publish
+      // kicks it (its flag stays set until then). Kicking here regardless cost an unpipelined
+      // op two kicks instead of one (bench:shm).
+      if (this.#sq.room() !== this.geometry.sqEntries && this.#doorbell.peerNeedsKick())
+        this.#kick()
     }
     return handled
   }
@@ -339,6 +368,11 @@ export class ShmChannel {
     } finally {
       if (frame >= 0) this.#freeFrames[this.#freeFrameCount++] = frame
     }
+  }
+
+  #kick(): void {
+    this.counters.kicksSent++
+    this.#kickDaemon()
   }
 
   #broken(why: string): void {

@@ -122,10 +122,15 @@ function decodeResult(
   }
 }
 
+/**
+ * The page at `bytes[pageAt..]`, copied into `into` or into a new array. A new page is made by
+ * `slice` (one allocation and a memcpy): `copyBytes` into a fresh array would also make and
+ * cache a wide view of its buffer, one more object per page (and most of a get's client CPU).
+ */
 function copyPage(bytes: Uint8Array, pageAt: number, into: Uint8Array | undefined): Uint8Array {
-  const target = into ?? new Uint8Array(PAGE_SIZE)
-  copyBytes(bytes, pageAt, target, 0, PAGE_SIZE)
-  return target
+  if (into === undefined) return bytes.slice(pageAt, pageAt + PAGE_SIZE)
+  copyBytes(bytes, pageAt, into, 0, PAGE_SIZE)
+  return into
 }
 
 /**

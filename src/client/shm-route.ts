@@ -23,7 +23,14 @@ import {
 import { KIND_SHM_KICK } from '../protocol/shm-frame.js'
 import type { ReplyView } from '../protocol/link.js'
 import { TmemConnectionError } from './errors.js'
-import type { ShmChannel, ShmOrphan, ShmPump, ShmWaiter } from './shm-channel.js'
+import {
+  type ShmChannel,
+  type ShmChannelCounters,
+  type ShmOrphan,
+  type ShmPump,
+  type ShmWaiter,
+  newShmChannelCounters,
+} from './shm-channel.js'
 import { type SharedMemoryOptions, attachSharedMemory, releaseSharedMemory } from './shm-attach.js'
 import type { Transport } from './transport.js'
 
@@ -35,6 +42,10 @@ function replayable(cmd: number): boolean {
 const KICK_FRAME = new Uint8Array(FRAME_HEADER_BYTES)
 writeFrameHeader(KICK_FRAME, 0, KIND_SHM_KICK, 0, 0)
 
+function counterKeys(counters: ShmChannelCounters): (keyof ShmChannelCounters)[] {
+  return Object.keys(counters) as (keyof ShmChannelCounters)[]
+}
+
 export class ShmRoute {
   /** Why the client is not on shared memory ('' while it is). */
   reason = 'unavailable: not attached yet'
@@ -43,6 +54,8 @@ export class ShmRoute {
   readonly #options: SharedMemoryOptions
   #channel: ShmChannel | null = null
   #attaching: Promise<void> | null = null
+  /** The counters of the channels detached so far. */
+  readonly #past = newShmChannelCounters()
 
   constructor(transport: Transport, abi: 0 | 1, options: SharedMemoryOptions) {
     this.#transport = transport
@@ -57,6 +70,14 @@ export class ShmRoute {
   /** The channel to send ops through, or null (use the socket). */
   get channel(): ShmChannel | null {
     return this.#channel
+  }
+
+  /** What every channel of this client did so far (the live one included). */
+  counters(): ShmChannelCounters {
+    const total = { ...this.#past }
+    const live = this.#channel?.counters
+    if (live !== undefined) for (const key of counterKeys(total)) total[key] += live[key]
+    return total
   }
 
   /** Attaches a region if the daemon offers one; resolves once settled (never rejects). */
@@ -103,6 +124,7 @@ export class ShmRoute {
     const channel = this.#channel
     if (channel === null) return
     this.#channel = null
+    for (const key of counterKeys(this.#past)) this.#past[key] += channel.counters[key]
     this.reason = 'unavailable: the connection dropped'
     const { orphans, pumps } = channel.detach()
     releaseSharedMemory(channel)

@@ -85,6 +85,11 @@ export interface ShmPollerOptions {
   onSleep?: () => void
   /** Called once when a turn reports the ring broken; the poller stops. */
   onBroken?: () => void
+  /**
+   * True while this side waits for the peer's entries (a client with ops in flight): it then
+   * polls for its bound even after a lone op, instead of sleeping and costing the peer a kick.
+   */
+  expecting?: () => boolean
 }
 
 /**
@@ -98,9 +103,12 @@ export class ShmPoller {
   readonly #now: () => number
   readonly #onSleep: () => void
   readonly #onBroken: () => void
+  readonly #expecting: () => boolean
   #scheduled = false
   #stopped = false
   #lastWork = 0
+  /** `kick` came while a turn was scheduled: count it as work at the next turn. */
+  #nudged = false
   /** Entries served since the side last woke: polling pays only when more than one came. */
   #sinceWake = 0
   readonly #run = (): void => this.#loop()
@@ -112,6 +120,7 @@ export class ShmPoller {
     this.#now = options.nowMicroseconds ?? (() => performance.now() * 1000)
     this.#onSleep = options.onSleep ?? (() => {})
     this.#onBroken = options.onBroken ?? (() => {})
+    this.#expecting = options.expecting ?? (() => false)
   }
 
   /** True while a turn is scheduled (the side is polling, not sleeping). */
@@ -119,11 +128,18 @@ export class ShmPoller {
     return this.#scheduled
   }
 
-  /** The peer kicked (or this side has news of its own): serve soon. */
+  /**
+   * The peer kicked (or this side has news of its own): serve soon. While a turn is already
+   * scheduled this only notes the news (no clock read): the side submits once per op.
+   */
   kick(): void {
     if (this.#stopped) return
+    if (this.#scheduled) {
+      this.#nudged = true
+      return
+    }
     this.#doorbell.awake()
-    if (!this.#scheduled) this.#sinceWake = 0
+    this.#sinceWake = 0
     this.#lastWork = this.#now()
     this.#schedule()
   }
@@ -149,9 +165,11 @@ export class ShmPoller {
       return
     }
     const now = this.#now()
-    if (handled > 0) this.#lastWork = now
+    if (handled > 0 || this.#nudged) this.#lastWork = now
+    this.#nudged = false
     this.#sinceWake += handled
-    const underLoad = this.#sinceWake > 1 && now - this.#lastWork < this.#pollMicroseconds
+    const busy = this.#sinceWake > 1 || this.#expecting()
+    const underLoad = busy && now - this.#lastWork < this.#pollMicroseconds
     if (underLoad || this.#turns.hasWork()) {
       this.#schedule()
       return

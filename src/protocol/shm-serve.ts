@@ -52,6 +52,11 @@ export interface ShmServeCounters {
   badReserved: number
   /** Page ops refused: the cmfn is not a frame of the region. */
   badFrame: number
+  /**
+   * Turns that found entries queued and no room in the completion ring (the client is not
+   * reading its completions): nothing was taken.
+   */
+  ringFull: number
 }
 
 function isPageCommand(cmd: number): boolean {
@@ -66,7 +71,7 @@ function isPageCommand(cmd: number): boolean {
 
 /** The daemon's side of one region: submission consumer, completion producer, the checks. */
 export class ShmServeRing {
-  readonly counters: ShmServeCounters = { ops: 0, badReserved: 0, badFrame: 0 }
+  readonly counters: ShmServeCounters = { ops: 0, badReserved: 0, badFrame: 0, ringFull: 0 }
   readonly submissions: SubmissionConsumer
   readonly completions: CompletionProducer
   readonly #geometry: ShmGeometry
@@ -94,6 +99,7 @@ export class ShmServeRing {
     if (room === RING_BROKEN) return RING_BROKEN
     const count = this.submissions.begin(room)
     if (count === RING_BROKEN) return RING_BROKEN
+    if (room === 0 && this.submissions.hasWork()) this.counters.ringFull++
     const entry = this.#entry
     for (let i = 0; i < count; i++) {
       this.submissions.take(entry)

@@ -59,6 +59,11 @@ function object<S extends Record<string, Check<unknown>>>(shape: S): Check<Check
   }
 }
 
+/** A field an older daemon leaves out: undefined then, else checked by `check`. */
+function optional<T>(check: Check<T>): Check<T | undefined> {
+  return (value, path) => (value === undefined ? undefined : check(value, path))
+}
+
 const uuidHalves: Check<[string, string]> = (value, path) => {
   const halves = list(str)(value, path)
   return halves.length === 2 ? [halves[0] ?? '', halves[1] ?? ''] : wrong(path, 'two hex strings')
@@ -147,6 +152,32 @@ const checkHost = object({
   clients: list(checkClient),
 })
 
+/** The shared-memory transport (issue 12): the daemon's regions and its ring counters. */
+const checkShm = object({
+  /** False when regions are not offered (`--no-shm`, no addon, not Linux); `reason` says why. */
+  available: bool,
+  reason: str,
+  /** Regions mapped now, and their bytes (header, rings and frames). */
+  regions: num,
+  bytesMapped: num,
+  /** Regions made since the daemon started (ATTACH answered 0). */
+  regionsAttached: num,
+  /** ATTACH requests refused: bad sizes, over the limits, or not offered. */
+  regionsRefused: num,
+  /** Regions whose client broke the ring protocol (its connection was closed). */
+  regionsBroken: num,
+  /** Ops run from submission rings; entries answered without running (bad reserved or cmfn). */
+  opsServed: num,
+  opsRefused: num,
+  /** SHM_KICK notices sent to sleeping clients, SHM_KICK frames received from clients. */
+  kicksSent: num,
+  kicksReceived: num,
+  /** Turns that found a completion ring full (a client not reading its completions). */
+  ringFull: num,
+  /** Times the daemon stopped polling a region and slept until kicked. */
+  sleeps: num,
+})
+
 const checkDaemon = object({
   pid: num,
   uptimeMs: num,
@@ -196,6 +227,8 @@ const checkDaemon = object({
   limits: object({ clientsPerEndpointMax: num, detachedClientsMax: num, detached: num }),
   /** Rejected frames by reason name (frame.ts REJECT_NAMES, without `none`). */
   framesRejectedByReason: record(num),
+  /** Shared-memory regions and rings; absent from daemons before issue 12's counters. */
+  shm: optional(checkShm),
 })
 
 const checkSession = object({
@@ -224,6 +257,8 @@ export type HostStats = ReturnType<typeof checkHost>
 /** The daemon's own part of STATS: what it is, and its counters. */
 export type DaemonSection = ReturnType<typeof checkDaemon>
 export type SessionStats = ReturnType<typeof checkSession>
+/** The daemon's shared-memory section (`daemon.shm`). */
+export type ShmSection = ReturnType<typeof checkShm>
 /** The whole STATS reply body. */
 export type DaemonStats = ReturnType<typeof checkStats>
 

@@ -205,6 +205,7 @@ export class Daemon {
         ...this.dispatcher.counters,
         ...this.sessions.counters,
         framesRejectedByReason: rejects,
+        shm: this.dispatcher.shm.stats(),
       },
       sessions: this.sessions.list().map((session) => ({
         id: session.id,

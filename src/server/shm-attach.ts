@@ -68,6 +68,8 @@ export interface ShmOwner {
 export class ShmAttachment {
   readonly geometry: ShmGeometry
   readonly serve: ShmServeRing
+  /** Times the daemon's side stopped polling this region and slept until kicked. */
+  sleeps = 0
   readonly #native: ShmNative
   readonly #budget: ShmBudget
   readonly #buffer: ArrayBuffer
@@ -157,7 +159,10 @@ export class ShmAttachment {
         },
         hasWork: () => owner.clientId() >= 0 && this.serve.hasWork(),
       },
-      { onBroken: () => owner.broken("the client's shared-memory ring has impossible cursors") },
+      {
+        onBroken: () => owner.broken("the client's shared-memory ring has impossible cursors"),
+        onSleep: () => this.sleeps++,
+      },
     )
   }
 

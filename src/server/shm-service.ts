@@ -35,13 +35,52 @@ import { ShmAttachment, ShmBudget } from './shm-attach.js'
 const KICK_NOTICE = new Uint8Array(FRAME_HEADER_BYTES)
 writeFrameHeader(KICK_NOTICE, 0, KIND_SHM_KICK_NOTICE, 0, 0)
 
-/** Counters of the shared-memory service, shown in STATS under `daemon.shm`. */
+/** Counters of the shared-memory service since the daemon started (all regions, past too). */
 export interface ShmCounters {
+  /** Regions made (ATTACH answered with rc 0). */
   regionsAttached: number
+  /** ATTACH requests refused (bad sizes, over the limits, not offered). */
   regionsRefused: number
+  /** Regions dropped because the client broke their rings (connection closed). */
   regionsBroken: number
+  /** SHM_KICK notices sent to sleeping clients. */
   kicksSent: number
+  /** SHM_KICK frames received from clients. */
   kicksReceived: number
+}
+
+/** What the counters of closed regions add up to, so totals survive a region. */
+interface RetiredTotals {
+  opsServed: number
+  opsRefused: number
+  ringFull: number
+  sleeps: number
+}
+
+/** The `daemon.shm` section of STATS (and the `tmem_daemon_shm_*` metrics). */
+export interface ShmStats extends ShmCounters {
+  /** False when regions are not offered; `reason` then says why. */
+  available: boolean
+  reason: string
+  /** Regions mapped now, and their bytes (header, rings and frames). */
+  regions: number
+  bytesMapped: number
+  /** Ops run from submission rings. */
+  opsServed: number
+  /** Entries answered without running (reserved bits set, cmfn not a frame of the region). */
+  opsRefused: number
+  /** Turns that found a completion ring full (its client not reading completions). */
+  ringFull: number
+  /** Times the daemon stopped polling a region and slept until kicked. */
+  sleeps: number
+}
+
+function addRegion(totals: RetiredTotals, region: ShmAttachment): void {
+  const counters = region.serve.counters
+  totals.opsServed += counters.ops
+  totals.opsRefused += counters.badReserved + counters.badFrame
+  totals.ringFull += counters.ringFull
+  totals.sleeps += region.sleeps
 }
 
 export class ShmService {
@@ -58,6 +97,7 @@ export class ShmService {
   readonly #native: ShmNative | null
   readonly #host: HostLike
   readonly #regions = new Map<Connection, ShmAttachment>()
+  readonly #retired: RetiredTotals = { opsServed: 0, opsRefused: 0, ringFull: 0, sleeps: 0 }
 
   constructor(host: HostLike, enabled: boolean, budget = new ShmBudget()) {
     this.#host = host
@@ -74,11 +114,18 @@ export class ShmService {
       : 0
   }
 
-  /** Ops served through regions so far (live regions only). */
-  opsServed(): number {
-    let ops = 0
-    for (const region of this.#regions.values()) ops += region.serve.counters.ops
-    return ops
+  /** The `daemon.shm` section of STATS. */
+  stats(): ShmStats {
+    const totals = { ...this.#retired }
+    for (const region of this.#regions.values()) addRegion(totals, region)
+    return {
+      available: this.unavailable === '',
+      reason: this.unavailable,
+      regions: this.budget.regions,
+      bytesMapped: this.budget.used,
+      ...this.counters,
+      ...totals,
+    }
   }
 
   /** Handles SHM and SHM_KICK; false for any other kind. */
@@ -155,6 +202,7 @@ export class ShmService {
     const region = this.#regions.get(conn)
     if (region === undefined) return false
     this.#regions.delete(conn)
+    addRegion(this.#retired, region)
     region.close()
     return true
   }

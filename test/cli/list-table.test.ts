@@ -76,6 +76,43 @@ void describe('tmem list table', () => {
     assert.ok(used >= 10, memory)
     assert.match(memory, new RegExp(`, ${BUDGET - used} pages free,`))
   })
+
+  void test('the summary has a shared-memory line when STATS has daemon.shm, and none without', () => {
+    const base = stats([])
+    const shmLine = (table: string): string | undefined =>
+      table.split('\n').find((line) => line.startsWith('shm:'))
+    assert.equal(shmLine(listTable(base, null)), undefined)
+    const shm = {
+      available: true,
+      reason: '',
+      regions: 2,
+      bytesMapped: 2 * 1024 * 1024,
+      regionsAttached: 5,
+      regionsRefused: 1,
+      regionsBroken: 0,
+      opsServed: 12345,
+      opsRefused: 3,
+      kicksSent: 40,
+      kicksReceived: 41,
+      ringFull: 7,
+      sleeps: 9,
+    }
+    const on = { ...base, daemon: { ...base.daemon, shm } }
+    assert.equal(
+      shmLine(listTable(on, null)),
+      'shm:     2 regions mapped (2 MiB), 5 attached so far, 1 refused, 0 broken; ' +
+        '12345 ops via rings (3 refused); kicks 40 sent, 41 received; 7 ring full',
+    )
+    const off = {
+      ...base,
+      daemon: {
+        ...base.daemon,
+        shm: { ...shm, available: false, reason: 'unavailable: --no-shm' },
+      },
+    }
+    assert.equal(shmLine(listTable(off, null)), 'shm:     off (unavailable: --no-shm)')
+    assert.equal(shmLine(listTable(on, 1)), undefined, 'one client: no host summary')
+  })
 })
 
 void describe('long verbs and --timeout', () => {

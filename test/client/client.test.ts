@@ -297,6 +297,10 @@ void describe('client library against a daemon', { timeout: 60_000 }, () => {
     assert.match(text, /^tmem_daemon_frames_rejected \d+$/m)
     assert.match(text, /^tmem_daemon_frames_rejected_by_reason\{reason="bad_magic"\} \d+$/m)
     assert.match(text, /^tmem_total_ops \d+$/m)
+    // The shared-memory section of STATS, flattened like the rest (issue 12).
+    assert.match(text, /^tmem_daemon_shm_available [01]$/m)
+    for (const name of ['regions', 'ops_served', 'kicks_sent', 'kicks_received', 'ring_full'])
+      assert.match(text, new RegExp(`^tmem_daemon_shm_${name} \\d+$`, 'm'))
     await client.close()
   })
 

@@ -17,6 +17,7 @@ import { connect as netConnect, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { connect, type TmemClient } from '../../src/client/client.js'
 import { connectControl, type TmemControlClient } from '../../src/client/control.js'
+import type { DaemonSection } from '../../src/protocol/stats.js'
 import {
   FRAME_HEADER_BYTES,
   FrameReader,
@@ -131,7 +132,10 @@ void describe(`client over shared memory (seed ${SEED})`, { skip, timeout: 120_0
     daemon = await startDaemon({ args: ['--log-level', 'error'] })
     control = await connectControl({ path: daemon.controlPath })
     victim = await connect({ path: daemon.socketPath }, { name: 'victim' })
-    assert.deepEqual(victim.sharedMemory, { active: true, reason: '' })
+    assert.deepEqual(
+      { ...victim.sharedMemory, counters: null },
+      { active: true, reason: '', counters: null },
+    )
     victimPool = await victim.newPool({ persistent: true })
     await victim.putMany(
       victimPool,
@@ -223,6 +227,39 @@ void describe(`client over shared memory (seed ${SEED})`, { skip, timeout: 120_0
     await client.close()
   })
 
+  void test('STATS counts regions and ring ops, past regions too; the client counts its own', async () => {
+    const shmStats = async (): Promise<NonNullable<DaemonSection['shm']>> => {
+      const section = (await control.stats()).daemon.shm
+      assert.ok(section !== undefined, 'STATS has daemon.shm')
+      return section
+    }
+    const before = await shmStats()
+    assert.equal(before.available, true)
+    const client = await connect({ path: daemon.socketPath }, { name: 'counted' })
+    const pool = await client.newPool({ persistent: true })
+    const entries = Array.from({ length: 20 }, (_, i) => ({ oid: 4n, index: i, page: page(i) }))
+    await client.putMany(pool, entries)
+    const kicksBefore = client.sharedMemory.counters.kicksSent
+    for (let i = 0; i < 10; i++) assert.deepEqual(await client.get(pool, 4n, i), page(i))
+    // One op at a time: at most one kick per op (the publish that found the daemon asleep),
+    // never one more for reading its completion.
+    assert.ok(client.sharedMemory.counters.kicksSent - kicksBefore <= 10)
+    // 1 new pool + 20 puts + 10 gets, every one through the ring.
+    // (Regions of clients closed by the tests before may still be going away: `regions` is
+    // not compared with `before`, the cumulative counters are.)
+    const during = await shmStats()
+    assert.ok(during.regions >= 2 && during.bytesMapped > 0, 'the victim and this client')
+    assert.equal(during.regionsAttached, before.regionsAttached + 1)
+    assert.equal(during.opsServed - before.opsServed, 31)
+    assert.equal(during.opsRefused, before.opsRefused)
+    assert.equal(client.sharedMemory.counters.ops, 31)
+    // A kick notice may still be on its way to the client when STATS is read.
+    assert.ok(client.sharedMemory.counters.kicksReceived <= during.kicksSent - before.kicksSent)
+    await client.close()
+    const closed = await shmStats()
+    assert.equal(closed.opsServed - before.opsServed, 31, 'a closed region still counts')
+  })
+
   void test('sharedMemory: false keeps the client on the socket', async () => {
     const client = await connect(
       { path: daemon.socketPath },
@@ -298,7 +335,10 @@ void test(
     const daemon = await startDaemon({ args: ['--log-level', 'error', '--accept-v0'] })
     try {
       const client = await connect({ path: daemon.socketPath }, { name: 'old-guest', abi: 0 })
-      assert.deepEqual(client.sharedMemory, { active: true, reason: '' })
+      assert.deepEqual(
+        { ...client.sharedMemory, counters: null },
+        { active: true, reason: '', counters: null },
+      )
       const pool = await client.newPool({ persistent: true })
       assert.deepEqual(
         await client.putMany(
