@@ -11,7 +11,13 @@
  * cp/cb are cumulative, as in Xen, so the compression figure is the ratio achieved so far.
  */
 import { PAGE_SIZE } from '../abi/constants.js'
-import type { ClientStats, DaemonStats, HostStats, PoolStats } from '../protocol/stats.js'
+import type {
+  ClientStats,
+  DaemonStats,
+  HostStats,
+  PoolStats,
+  StatsTotals,
+} from '../protocol/stats.js'
 import { formatBytes } from '../util/units.js'
 import { hostStats } from './clients.js'
 
@@ -34,42 +40,58 @@ export function listTable(stats: DaemonStats, cliId: number | null): string {
   const host = hostStats(stats)
   const clients = host.clients.filter((client) => cliId === null || client.id === cliId)
   const out: string[] = []
-  if (cliId === null) out.push(...hostSummary(host), '')
+  if (cliId === null) out.push(...hostSummary(host, totalsOf(host)), '')
   if (clients.length === 0) {
     out.push('no clients')
     return `${out.join('\n')}\n`
   }
-  out.push(...columns([CLIENT_HEADER, ...clients.map((client) => clientRow(stats, client))]))
-  const pools = clients.flatMap((client) => client.pools.map((pool) => poolRow(client, pool)))
+  out.push(...columns([CLIENT_HEADER, ...clientRows(stats, clients)]))
+  const pools = poolRows(clients)
   out.push('')
   out.push(...(pools.length === 0 ? ['no pools'] : columns([POOL_HEADER, ...pools])))
   return `${out.join('\n')}\n`
 }
 
-function hostSummary(host: HostStats): string[] {
-  const pools = host.clients.reduce(
-    (sum, client) => sum + client.pools.filter((p) => p.ownerId === client.id).length,
-    0,
-  )
+/** The host-wide sums the summary needs, from a reply that holds every client. */
+export function totalsOf(host: HostStats): StatsTotals {
+  const sum = (of: (client: ClientStats) => number): number =>
+    host.clients.reduce((total, client) => total + of(client), 0)
+  return {
+    clients: host.clients.length,
+    pools: sum((client) => client.pools.filter((p) => p.ownerId === client.id).length),
+    compressedPages: sum((client) => client.compressedPages),
+    compressedBytes: sum((client) => client.compressedBytes),
+    compressPoor: sum((client) => client.compressPoor),
+  }
+}
+
+export function clientRows(stats: DaemonStats, clients: readonly ClientStats[]): string[][] {
+  return clients.map((client) => clientRow(stats, client))
+}
+
+export function poolRows(clients: readonly ClientStats[]): string[][] {
+  return clients.flatMap((client) => client.pools.map((pool) => poolRow(client, pool)))
+}
+
+/** The summary lines at the head of the table. */
+export function hostSummary(host: HostStats, totals: StatsTotals): string[] {
   const used = host.framesUsed
   return [
     `tmem host: ${formatBytes(host.budgetPages * PAGE_SIZE)} budget (${count(host.budgetPages)} pages), ` +
-      `${plural(host.clients.length, 'client')}, ${plural(pools, 'pool')}, ` +
+      `${plural(totals.clients, 'client')}, ${plural(totals.pools, 'pool')}, ` +
       `${count(host.totalOps)} ops (${count(host.erroredOps)} failed)`,
     `memory:  ${formatBytes(used * PAGE_SIZE)} used of ${formatBytes(host.budgetPages * PAGE_SIZE)} ` +
       `(${count(used)} pages, ${percent(used, host.budgetPages)}), ` +
       `${count(Math.max(0, host.budgetPages - used))} pages free, ${host.freeableMb} MiB freeable`,
     `pages:   ${count(host.ephemeralPages)} ephemeral, ${count(host.persistentPages)} persistent, ` +
       `${count(host.objects)} objects; ${count(host.evicted)} evicted`,
-    `savings: ${savings(host)}`,
+    `savings: ${savings(host, totals)}`,
   ]
 }
 
-function savings(host: HostStats): string {
+function savings(host: HostStats, totals: StatsTotals): string {
   const parts: string[] = []
-  const compressedPages = host.clients.reduce((sum, client) => sum + client.compressedPages, 0)
-  const compressedBytes = host.clients.reduce((sum, client) => sum + client.compressedBytes, 0)
-  const poor = host.clients.reduce((sum, client) => sum + client.compressPoor, 0)
+  const { compressedPages, compressedBytes, compressPoor: poor } = totals
   if (compressedPages > 0) {
     const raw = compressedPages * PAGE_SIZE
     parts.push(
@@ -98,7 +120,7 @@ function savings(host: HostStats): string {
   return parts.length === 0 ? 'none (compression, dedup and tze off or unused)' : parts.join('; ')
 }
 
-const CLIENT_HEADER = [
+export const CLIENT_HEADER = [
   'ID',
   'NAME',
   'STATE',
@@ -163,7 +185,7 @@ function clientState(stats: DaemonStats, client: ClientStats): string {
   return states.join(',')
 }
 
-const POOL_HEADER = [
+export const POOL_HEADER = [
   'ID',
   'POOL',
   'KIND',
@@ -205,17 +227,29 @@ function sessionName(stats: DaemonStats, id: number): string | null {
   return stats.sessions.find((session) => session.id === id)?.name ?? null
 }
 
-/** Left-aligned columns, two spaces apart, no trailing spaces. Only the last column (SHARED) has spaces, so awk can split the rest. */
+/**
+ * Left-aligned columns, two spaces apart, no trailing spaces. Only the last column (SHARED)
+ * has spaces, so awk can split the rest. The widths only grow: rows printed a page at a time
+ * stay aligned with the rows before them unless a later cell is wider.
+ */
+export class Columns {
+  readonly #widths: number[] = []
+
+  format(rows: readonly string[][]): string[] {
+    const widths = this.#widths
+    for (const row of rows)
+      row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)))
+    return rows.map((row) =>
+      row
+        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+  }
+}
+
 function columns(rows: string[][]): string[] {
-  const widths: number[] = []
-  for (const row of rows)
-    row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)))
-  return rows.map((row) =>
-    row
-      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd(),
-  )
+  return new Columns().format(rows)
 }
 
 function count(value: number): string {

@@ -53,7 +53,7 @@ import {
 import { fillOp, OpScratch, readOpBytes } from './op-scratch.js'
 import { type HostOptions, type ResolvedHostOptions, resolveHostOptions } from './options.js'
 import { Pools } from './pools.js'
-import { type HostStats, snapshotStats } from './stats.js'
+import { type HostStats, type StatsTotals, snapshotStats, statsTotals } from './stats.js'
 
 /** The largest client id a caller may use; 0xFFFF means "all clients" in control ops. */
 export const CLIENT_ID_MAX = 0xfffe
@@ -197,6 +197,25 @@ export class Host {
   /** A JSON-able snapshot of every counter, for metrics and readable listings. */
   stats(): HostStats {
     return snapshotStats(this.core)
+  }
+
+  /**
+   * The snapshot with only the clients of `ids` that exist, in that order: one client, or a
+   * page of a listing, at a cost that does not grow with the host.
+   */
+  statsOf(ids: readonly number[]): HostStats {
+    const byId = this.core.clientsById
+    const clients: Client[] = []
+    for (const id of ids) {
+      const client = byId[id]
+      if (client !== undefined) clients.push(client)
+    }
+    return snapshotStats(this.core, clients)
+  }
+
+  /** Host-wide sums over the clients (pools, compression), without a snapshot of each. */
+  statsTotals(): StatsTotals {
+    return statsTotals(this.core)
   }
 
   /** The friendly layer: a guest's view with pools and oids as numbers or bigints. */

@@ -3,7 +3,7 @@
  * listings and tests. Control plane: builds fresh objects on every call.
  */
 import type { Core } from './core.js'
-import { type Pool, TIME_TAGS } from './model.js'
+import { type Client, type Pool, TIME_TAGS } from './model.js'
 
 export interface PoolStats {
   /** Slot in the listed client's table. */
@@ -111,7 +111,14 @@ function poolStats(pool: Pool, slot: number): PoolStats {
   }
 }
 
-export function snapshotStats(core: Core): HostStats {
+/**
+ * The snapshot with `clients` (default every client, in creation order; a page of the listing
+ * passes only its own, so its cost does not grow with the host).
+ */
+export function snapshotStats(
+  core: Core,
+  clients: readonly Client[] = core.clientOrder,
+): HostStats {
   const c = core.counters
   const times: HostStats['times'] = {}
   TIME_TAGS.forEach((tag, i) => {
@@ -150,7 +157,7 @@ export function snapshotStats(core: Core): HostStats {
     corruptPages: c.corruptPages,
     freeableMb: (core.frames.freeList + c.ephemeralCount) >>> 8,
     times,
-    clients: core.clientOrder.map((client) => ({
+    clients: clients.map((client) => ({
       id: client.id,
       abi: client.abi,
       weight: client.weight,
@@ -171,4 +178,32 @@ export function snapshotStats(core: Core): HostStats {
       pools: client.pools.flatMap((pool, slot) => (pool === null ? [] : [poolStats(pool, slot)])),
     })),
   }
+}
+
+/** Host-wide sums over every client, for the summary at the head of a paged listing. */
+export interface StatsTotals {
+  clients: number
+  /** Pools owned (a shared pool counts once, for its owner). */
+  pools: number
+  compressedPages: number
+  compressedBytes: number
+  compressPoor: number
+}
+
+/** One pass over the clients reading numbers only (no objects per client or pool). */
+export function statsTotals(core: Core): StatsTotals {
+  const totals = {
+    clients: core.clientOrder.length,
+    pools: 0,
+    compressedPages: 0,
+    compressedBytes: 0,
+    compressPoor: 0,
+  }
+  for (const client of core.clientOrder) {
+    for (const pool of client.pools) if (pool !== null && pool.owner === client) totals.pools++
+    totals.compressedPages += client.compressedPages
+    totals.compressedBytes += client.compressedBytes
+    totals.compressPoor += client.compressPoor
+  }
+  return totals
 }

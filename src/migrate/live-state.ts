@@ -289,9 +289,12 @@ export class Migration {
     )
   }
 
-  /** The target's STATS, within the deadline. */
+  /**
+   * The target's STATS, within the deadline: the daemon's section (one client's request, so
+   * it works however many clients the target holds; the client itself does not matter).
+   */
   targetStats(): Promise<DaemonStats> {
-    return this.within('target', 'STATS', this.target.stats())
+    return this.within('target', 'STATS', this.target.statsPage({ form: 'id', id: 0 }))
   }
 
   /** Reports progress (at most every `progressIntervalMs`, and always when `done`). */

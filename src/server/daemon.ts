@@ -19,7 +19,8 @@ import { type TcpAddress, formatAddress } from './config.js'
 import { Connection, type Endpoint } from './connection.js'
 import { Dispatcher } from './dispatch.js'
 import { REJECT_NAMES, REJECT_NONE } from '../protocol/frame.js'
-import type { DaemonStats } from '../protocol/stats.js'
+import type { DaemonSection, DaemonStats } from '../protocol/stats.js'
+import { sessionStats, statsPageJson } from './stats-pages.js'
 import type { HostLike } from './host-like.js'
 import { Metrics, type Sample, flattenSamples, hostSamples, serveMetrics } from './metrics.js'
 import { formatClientAddress } from '../protocol/session-frame.js'
@@ -127,6 +128,11 @@ export class Daemon {
       acceptV0: config.acceptV0,
       token,
       snapshot: () => this.snapshot(),
+      statsPage: (request) =>
+        statsPageJson(
+          { host, sessions: this.sessions, daemonSection: () => this.daemonSection() },
+          request,
+        ),
       onClosed: (conn) => this.#forget(conn),
       sharedMemory: config.sharedMemory ?? true,
     })
@@ -182,42 +188,37 @@ export class Daemon {
 
   /** The STATS reply: daemon counters, sessions and the engine snapshot. */
   snapshot(): DaemonStats {
+    const now = Date.now()
+    return {
+      daemon: this.daemonSection(now),
+      sessions: this.sessions.list().map((session) => sessionStats(session, now)),
+      host: this.host.stats(),
+    }
+  }
+
+  /** The daemon's part of every STATS reply: what it is, and its counters. */
+  daemonSection(now = Date.now()): DaemonSection {
     const rejects: Record<string, number> = {}
     REJECT_NAMES.forEach((name, reason) => {
       if (reason !== REJECT_NONE) rejects[name] = this.dispatcher.rejectsByReason[reason] ?? 0
     })
-    const now = Date.now()
     return {
-      daemon: {
-        pid: process.pid,
-        uptimeMs: now - this.startedAtMs,
-        graceMs: this.config.graceMs,
-        acceptV0: this.config.acceptV0,
-        // What live migration needs to know about a target (docs/migration.md).
-        abis: this.config.acceptV0 ? [0, 1] : [1],
-        migration: 1,
-        clientAddresses: this.#clientAddresses(),
-        connections: this.#connections.size,
-        clientConnections: this.#clientConnections,
-        controlConnections: this.#controlConnections,
-        sessions: this.sessions.size,
-        limits: this.sessions.limits,
-        ...this.dispatcher.counters,
-        ...this.sessions.counters,
-        framesRejectedByReason: rejects,
-      },
-      sessions: this.sessions.list().map((session) => ({
-        id: session.id,
-        name: session.name,
-        abi: session.abiVersion,
-        connected: session.holder !== null,
-        detachedMs: session.holder === null ? now - session.detachedAtMs : 0,
-        pending: session.pending,
-        moved: session.movedTo !== null,
-        // Restored and kept with no grace timer until its first connection.
-        held: session.hold,
-      })),
-      host: this.host.stats(),
+      pid: process.pid,
+      uptimeMs: now - this.startedAtMs,
+      graceMs: this.config.graceMs,
+      acceptV0: this.config.acceptV0,
+      // What live migration needs to know about a target (docs/migration.md).
+      abis: this.config.acceptV0 ? [0, 1] : [1],
+      migration: 1,
+      clientAddresses: this.#clientAddresses(),
+      connections: this.#connections.size,
+      clientConnections: this.#clientConnections,
+      controlConnections: this.#controlConnections,
+      sessions: this.sessions.size,
+      limits: this.sessions.limits,
+      ...this.dispatcher.counters,
+      ...this.sessions.counters,
+      framesRejectedByReason: rejects,
     }
   }
 
@@ -234,15 +235,9 @@ export class Daemon {
   samples(): Sample[] {
     const out: Sample[] = []
     hostSamples(this.host.stats(), (id) => this.sessions.byId(id)?.name ?? '', out)
-    const snapshot = this.snapshot()
-    flattenSamples(
-      'tmem_daemon',
-      snapshot.daemon,
-      {},
-      out,
-      new Set(['pid', 'framesRejectedByReason']),
-    )
-    for (const [reason, value] of Object.entries(snapshot.daemon.framesRejectedByReason)) {
+    const daemon = this.daemonSection()
+    flattenSamples('tmem_daemon', daemon, {}, out, new Set(['pid', 'framesRejectedByReason']))
+    for (const [reason, value] of Object.entries(daemon.framesRejectedByReason)) {
       out.push({
         name: 'tmem_daemon_frames_rejected_by_reason',
         help: 'Malformed frames by reason (each closed its connection)',

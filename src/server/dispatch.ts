@@ -15,7 +15,7 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
-import { EPERM, ENOMEM, PAGE_SIZE, TMEM_GET_PAGE, TMEM_READ } from '../abi/constants.js'
+import { EINVAL, EPERM, ENOMEM, PAGE_SIZE, TMEM_GET_PAGE, TMEM_READ } from '../abi/constants.js'
 import { copyBytes } from '../util/bytes.js'
 import { opBytes } from '../abi/layout.js'
 import type { Connection, ConnectionHandler } from './connection.js'
@@ -59,7 +59,12 @@ import {
   decodeHello,
   encodeHelloReplyInto,
 } from '../protocol/hello.js'
-import { type DaemonStats, encodeStats } from '../protocol/stats.js'
+import {
+  type DaemonStats,
+  type StatsRequest,
+  decodeStatsRequest,
+  encodeStats,
+} from '../protocol/stats.js'
 import type { HostLike } from './host-like.js'
 import { KIND_SESSION, KIND_SESSION_REPLY } from '../protocol/session-frame.js'
 import { type DaemonCounters, newCounters } from './counters.js'
@@ -78,6 +83,8 @@ export interface DispatcherOptions {
   token: Buffer | null
   /** The stats reply body; called on STATS from the control endpoint. */
   snapshot: () => DaemonStats
+  /** The body answering a STATS request in the paged form (one client, a page of clients). */
+  statsPage: (request: StatsRequest) => string
   /** A connection is gone. */
   onClosed: (conn: Connection) => void
   /** Offer shared-memory regions to local clients (default true; `--no-shm` says false). */
@@ -221,8 +228,22 @@ export class Dispatcher implements ConnectionHandler {
     this.#writeRc(conn, replyKind, reader.requestId, -EPERM)
   }
 
+  /**
+   * STATS: an empty request is the whole host in one reply (-ENOMEM past the frame limit); a
+   * request with a body asks for a page of clients or one client (-EINVAL when malformed).
+   */
   #stats(conn: Connection, reader: FrameReader): void {
-    const json = encodeStats(this.#options.snapshot())
+    let json: string
+    if (reader.payloadBytes === 0) {
+      json = encodeStats(this.#options.snapshot())
+    } else {
+      const request = decodeStatsRequest(reader.bytes, reader.payloadOffset, reader.payloadBytes)
+      if (request === null) {
+        this.#writeRc(conn, KIND_STATS_REPLY, reader.requestId, -EINVAL)
+        return
+      }
+      json = this.#options.statsPage(request)
+    }
     const send = conn.send
     const at = conn.sendUsed
     const textAt = at + FRAME_HEADER_BYTES + RC_BYTES

@@ -3,7 +3,7 @@
  * written against this shape so that it owns no engine code; `src/cli/daemon.ts` hands it the
  * real `Host`.
  */
-import type { HostStats } from '../protocol/stats.js'
+import type { HostStats, StatsTotals } from '../protocol/stats.js'
 
 export interface HostLike {
   /** A guest hypercall from its ABI bytes; `data` is the page (read for put, written for get). */
@@ -29,4 +29,8 @@ export interface HostLike {
   destroyClient(clientId: number): boolean
   /** JSON-able counter snapshot: host-wide numbers and `clients: [{ id, ..., pools: [...] }]`. */
   stats(): HostStats
+  /** The same snapshot with only the clients of `ids` that exist (one client, a page). */
+  statsOf(ids: readonly number[]): HostStats
+  /** Host-wide sums over the clients (pools, compression), without a snapshot of each. */
+  statsTotals(): StatsTotals
 }

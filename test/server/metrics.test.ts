@@ -85,6 +85,14 @@ void describe('metrics bounds', () => {
       hasClient: () => false,
       destroyClient: () => false,
       stats: () => stats as unknown as HostStats,
+      statsOf: () => ({ clients: [] }) as unknown as HostStats,
+      statsTotals: () => ({
+        clients: 0,
+        pools: 0,
+        compressedPages: 0,
+        compressedBytes: 0,
+        compressPoor: 0,
+      }),
     }
     const config = {
       socketPath: null,
