@@ -119,7 +119,7 @@ export class Control {
     const client = core.clientsById[cliId]
     switch (s.subop) {
       case TMEMC_SAVE_BEGIN:
-        return client === undefined ? 0 : this.#saveBegin(client, s.arg1)
+        return client === undefined ? 0 : this.#saveBegin(client, s.arg1, s.arg2)
       case TMEMC_SAVE_GET_VERSION:
         return TMEM_SPEC_VERSION
       case TMEMC_SAVE_GET_MAXPOOLS:
@@ -137,6 +137,7 @@ export class Control {
         if (client === undefined) return FAIL
         client.liveMigrating = false
         client.precopy = false
+        this.#changeLog.end(client)
         client.invalidated.length = 0
         client.invalidatedCursor = 0
         client.frozen = client.wasFrozen
@@ -286,8 +287,11 @@ export class Control {
     return page.next
   }
 
-  /** SAVE_BEGIN: arg1 0 = plain save, other = live; TMEM_SAVE_PRECOPY = live without freezing. */
-  #saveBegin(client: Client, mode: number): number {
+  /**
+   * SAVE_BEGIN: arg1 0 = plain save, other = live; TMEM_SAVE_PRECOPY = live without freezing,
+   * its change log at most arg2 KiB (0: the default; changelog.ts).
+   */
+  #saveBegin(client: Client, mode: number, logKiB: number): number {
     if (!client.hasPools()) return 0
     client.wasFrozen = client.frozen
     client.precopy = mode === TMEM_SAVE_PRECOPY
@@ -297,6 +301,8 @@ export class Control {
     if (client.liveMigrating) this.#core.changeLog = this.#changeLog
     client.invalidated.length = 0
     client.invalidatedCursor = 0
+    if (client.precopy) this.#changeLog.begin(client, logKiB * 1024)
+    else this.#changeLog.end(client)
     for (const pool of client.pools) if (pool !== null) pool.saveCursor = NONE
     return 1
   }

@@ -106,6 +106,13 @@ export interface MigrateOptions {
    * (REQUEST_TIMEOUT_MS); 0 for no deadline.
    */
   requestTimeoutMs?: number
+  /**
+   * The most memory the source daemon's change log of this client may hold during pre-copy,
+   * in bytes (rounded up to KiB). Past it changes are coalesced to one per page; if even that
+   * does not fit, the migration fails with causeCode ECHANGELOG and rolls back (the client
+   * runs on at the source). Default: the daemon's, 64 MiB (docs/migration.md).
+   */
+  changeLogBytesMax?: number
 }
 
 /** What preflight found out: how the client moves. */
@@ -235,8 +242,9 @@ export class Migration {
     cliId: number,
     poolId = 0,
     arg1 = 0,
+    arg2 = 0,
   ): Promise<number> {
-    const { rc } = await this.op(side, controlOp(subop, cliId, poolId, arg1))
+    const { rc } = await this.op(side, controlOp(subop, cliId, poolId, arg1, arg2))
     return rc
   }
 
