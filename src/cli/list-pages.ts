@@ -19,15 +19,20 @@ import {
 
 /** Where the text goes (stdout in the CLI). */
 export type Write = (text: string) => void
+/** Bounds one request to the daemon (`--timeout`, args.ts withControlPerRequest). */
+export type Ask = <R>(request: Promise<R>) => Promise<R>
+
+const unbounded: Ask = (request) => request
 
 /** Each STATS page of the host in turn, from client id 0 up. */
 async function* statsPages(
   control: TmemControlClient,
   pageBytes: number,
+  ask: Ask,
 ): AsyncGenerator<StatsPage> {
   let first = 0
   for (;;) {
-    const page = await control.statsPage({ form: 'page', first, maxBytes: pageBytes })
+    const page = await ask(control.statsPage({ form: 'page', first, maxBytes: pageBytes }))
     yield page
     if (page.page.next < 0) return
     if (page.page.next <= first) throw new Error(`STATS page did not advance past ${first}`)
@@ -37,19 +42,20 @@ async function* statsPages(
 
 /**
  * The readable table: the host summary, the client table as pages come, then the pool table
- * (its rows kept as text until the client table is done).
+ * (its rows kept as text, a string per page, until the client table is done).
  */
 export async function writeTablePages(
   control: TmemControlClient,
   pageBytes: number,
   write: Write,
+  ask: Ask = unbounded,
 ): Promise<void> {
   const clientColumns = new Columns()
   const poolColumns = new Columns()
   const poolLines: string[] = []
   let clients = 0
   let summary = true
-  for await (const page of statsPages(control, pageBytes)) {
+  for await (const page of statsPages(control, pageBytes, ask)) {
     const rows = clientRows(page, page.host.clients)
     const pools = poolRows(page.host.clients)
     if (summary) {
@@ -61,7 +67,8 @@ export async function writeTablePages(
     const header = clients === 0 ? [CLIENT_HEADER] : []
     write(`${clientColumns.format([...header, ...rows]).join('\n')}\n`)
     const poolHeader = poolLines.length === 0 ? [POOL_HEADER] : []
-    if (pools.length > 0) poolLines.push(...poolColumns.format([...poolHeader, ...pools]))
+    // One string per page: the pool table of 65,535 clients is a million rows.
+    if (pools.length > 0) poolLines.push(poolColumns.format([...poolHeader, ...pools]).join('\n'))
     clients += rows.length
   }
   if (clients === 0) write('no clients\n')
@@ -76,9 +83,10 @@ export async function writeJsonPages(
   control: TmemControlClient,
   pageBytes: number,
   write: Write,
+  ask: Ask = unbounded,
 ): Promise<void> {
   let clients = 0
-  for await (const page of statsPages(control, pageBytes)) {
+  for await (const page of statsPages(control, pageBytes, ask)) {
     if (clients === 0) {
       const head = JSON.stringify({ ...page.host, clients: [] }, null, 2)
       write(head.slice(0, head.lastIndexOf('[') + 1))
@@ -102,11 +110,12 @@ export async function writeXenPages(
   long: boolean,
   pageBytes: number,
   write: Write,
+  ask: Ask = unbounded,
 ): Promise<void> {
   let first = 0
   let head = true
   for (;;) {
-    const page = await control.listPage(first, long, head, pageBytes)
+    const page = await ask(control.listPage(first, long, head, pageBytes))
     write(page.text)
     if (page.next === CLI_ID_NULL) return
     if (page.next < first || (page.next === first && !head))

@@ -18,7 +18,7 @@ import { CONTROL_DATA_BYTES_MAX } from '../protocol/frame.js'
 import { STATS_PAGE_BYTES_DEFAULT } from '../protocol/stats.js'
 import { LIST_BUFFER_BYTES, type TmemControlClient } from '../client/control.js'
 import { TmemOpError } from '../errors/mod.js'
-import { addControlOptions, parseU32, withControl } from './args.js'
+import { addControlOptions, parseU32, withControl, withControlPerRequest } from './args.js'
 import { writeJsonPages, writeTablePages, writeXenPages } from './list-pages.js'
 import {
   addClientSelection,
@@ -68,13 +68,16 @@ export function registerListCommand(program: Command): void {
       if (xen && options.json === true) throw new UsageError('Give -l/--xen or --json, not both')
       const write = (text: string): void => void process.stdout.write(text)
       const pageBytes = options.pageSize ?? PAGE_BYTES_DEFAULT
+      if (arg.kind === 'all') {
+        // As long as the host is big: --timeout bounds each page's request, not the listing.
+        await withControlPerRequest(self, async (control, ask) => {
+          if (xen) await writeXenPages(control, options.long === true, pageBytes, write, ask)
+          else if (options.json === true) await writeJsonPages(control, pageBytes, write, ask)
+          else await writeTablePages(control, pageBytes, write, ask)
+        })
+        return
+      }
       await withControl(self, async (control) => {
-        if (arg.kind === 'all') {
-          if (xen) await writeXenPages(control, options.long === true, pageBytes, write)
-          else if (options.json === true) await writeJsonPages(control, pageBytes, write)
-          else await writeTablePages(control, pageBytes, write)
-          return
-        }
         const { selection, stats } = await selectClient(control, arg, 'list')
         if (xen) {
           write(await listText(control, selection, options.long === true))

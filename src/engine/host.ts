@@ -53,7 +53,13 @@ import {
 import { fillOp, OpScratch, readOpBytes } from './op-scratch.js'
 import { type HostOptions, type ResolvedHostOptions, resolveHostOptions } from './options.js'
 import { Pools } from './pools.js'
-import { type HostStats, type StatsTotals, snapshotStats, statsTotals } from './stats.js'
+import {
+  type HostStats,
+  type StatsTotals,
+  snapshotStats,
+  statsTotals,
+  topClientIds,
+} from './stats.js'
 
 /** The largest client id a caller may use; 0xFFFF means "all clients" in control ops. */
 export const CLIENT_ID_MAX = 0xfffe
@@ -216,6 +222,11 @@ export class Host {
   /** Host-wide sums over the clients (pools, compression), without a snapshot of each. */
   statsTotals(): StatsTotals {
     return statsTotals(this.core)
+  }
+
+  /** The ids of the `max` clients holding the most pages (ties: lower id), most first. */
+  topClientIds(max: number): number[] {
+    return topClientIds(this.core, max)
   }
 
   /** The friendly layer: a guest's view with pools and oids as numbers or bigints. */

@@ -207,3 +207,25 @@ export function statsTotals(core: Core): StatsTotals {
   }
   return totals
 }
+
+/**
+ * The ids of the `max` clients holding the most pages (the pages of every pool in their
+ * table; ties: the lower id first), most first. One pass reading numbers, keeping a sorted
+ * list of at most `max`: what the metrics endpoint labels, without a snapshot of each client.
+ */
+export function topClientIds(core: Core, max: number): number[] {
+  const top: { id: number; pages: number }[] = []
+  const before = (a: { id: number; pages: number }, b: { id: number; pages: number }): boolean =>
+    a.pages > b.pages || (a.pages === b.pages && a.id < b.id)
+  for (const client of core.clientOrder) {
+    let pages = 0
+    for (const pool of client.pools) if (pool !== null) pages += pool.pageCount
+    const item = { id: client.id, pages }
+    if (top.length === max && (max === 0 || !before(item, top[max - 1]!))) continue
+    let at = top.length
+    while (at > 0 && before(item, top[at - 1]!)) at--
+    top.splice(at, 0, item)
+    if (top.length > max) top.pop()
+  }
+  return top.map((item) => item.id)
+}

@@ -22,7 +22,14 @@ import { REJECT_NAMES, REJECT_NONE } from '../protocol/frame.js'
 import type { DaemonSection, DaemonStats } from '../protocol/stats.js'
 import { sessionStats, statsPageJson } from './stats-pages.js'
 import type { HostLike } from './host-like.js'
-import { Metrics, type Sample, flattenSamples, hostSamples, serveMetrics } from './metrics.js'
+import {
+  METRICS_LABELLED_CLIENTS_MAX,
+  Metrics,
+  type Sample,
+  flattenSamples,
+  hostSamples,
+  serveMetrics,
+} from './metrics.js'
 import { formatClientAddress } from '../protocol/session-frame.js'
 import { SessionTable } from './sessions.js'
 import { FRAME_IDLE_TIMEOUT_MS } from './client-limits.js'
@@ -234,7 +241,12 @@ export class Daemon {
   /** Metric samples: the engine's counters per client and pool, then the daemon's. */
   samples(): Sample[] {
     const out: Sample[] = []
-    hostSamples(this.host.stats(), (id) => this.sessions.byId(id)?.name ?? '', out)
+    // Only the labelled clients are snapshotted, and the counts come from one pass over
+    // numbers: a scrape costs milliseconds at 65,535 clients, not a snapshot of each.
+    const host = this.host
+    const labelled = host.statsOf(host.topClientIds(METRICS_LABELLED_CLIENTS_MAX))
+    const totals = host.statsTotals()
+    hostSamples(labelled, (id) => this.sessions.byId(id)?.name ?? '', out, undefined, totals)
     const daemon = this.daemonSection()
     flattenSamples('tmem_daemon', daemon, {}, out, new Set(['pid', 'framesRejectedByReason']))
     for (const [reason, value] of Object.entries(daemon.framesRejectedByReason)) {

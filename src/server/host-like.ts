@@ -33,4 +33,6 @@ export interface HostLike {
   statsOf(ids: readonly number[]): HostStats
   /** Host-wide sums over the clients (pools, compression), without a snapshot of each. */
   statsTotals(): StatsTotals
+  /** The ids of the `max` clients holding the most pages (ties: lower id), most first. */
+  topClientIds(max: number): number[]
 }

@@ -31,6 +31,7 @@ function fakeHost(): HostLike {
     destroyClient: () => false,
     stats: () => ({}) as HostStats,
     statsOf: () => ({ clients: [] }) as unknown as HostStats,
+    topClientIds: () => [],
     statsTotals: () => ({
       clients: 0,
       pools: 0,
