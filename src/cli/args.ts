@@ -137,14 +137,7 @@ async function within<T>(timeoutMs: number, where: string, work: Promise<T>): Pr
   let timer: NodeJS.Timeout | undefined
   const expired = new Promise<never>((_resolve, reject) => {
     if (timeoutMs === 0) return
-    timer = setTimeout(() => {
-      reject(
-        new UnreachableError(
-          `The daemon at ${where} did not answer within ${timeoutMs} ms`,
-          'ETIMEDOUT',
-        ),
-      )
-    }, timeoutMs)
+    timer = setTimeout(() => reject(silent(where, timeoutMs)), timeoutMs)
   })
   try {
     return await Promise.race([work, expired])
@@ -170,6 +163,8 @@ async function session<T>(
       timeoutMs: helloTimeoutMs,
     })
   } catch (error) {
+    if (error instanceof TmemConnectionError && error.code === 'ETIMEDOUT' && helloTimeoutMs > 0)
+      throw silent(where, helloTimeoutMs)
     if (error instanceof TmemConnectionError) throw unreachable(error, where)
     throw error
   }
@@ -183,6 +178,14 @@ async function session<T>(
   }
   await control.close().catch(() => undefined)
   return result
+}
+
+/** A daemon that did not answer in time: unreachable (exit 3). */
+function silent(where: string, timeoutMs: number): UnreachableError {
+  return new UnreachableError(
+    `The daemon at ${where} did not answer within ${timeoutMs} ms`,
+    'ETIMEDOUT',
+  )
 }
 
 function unreachable(error: TmemConnectionError, where: string): UnreachableError {
