@@ -147,5 +147,15 @@ export const TMEMC_SAVE_GET_PAGES = 40
 export const TMEMC_SAVE_GET_CHANGES = 41
 /** Applies a page record batch to a client: kind 1 puts (as RESTORE_PUT_PAGE), kind 0 flushes. */
 export const TMEMC_RESTORE_PAGES = 42
+/**
+ * The LIST text a page at a time (tmem's own, not Xen's): `cli_id` = the first client id,
+ * `arg1` = buffer size, `arg2` = TMEM_LIST_PAGE_* flags. Returns the id to ask for next
+ * (CLI_ID_NULL when done), -ENOMEM when not even one client fits.
+ */
+export const TMEMC_LIST_PAGE = 43
+/** TMEMC_LIST_PAGE `arg2`: the long form (as TMEMC_LIST's arg2 = 1). */
+export const TMEM_LIST_PAGE_LONG = 1
+/** TMEMC_LIST_PAGE `arg2`: begin with the G= and S= lines (the first page). */
+export const TMEM_LIST_PAGE_HEAD = 2
 /** Bytes of a page record header (handle + kind + padding). */
 export const PAGE_RECORD_HEADER_BYTES = 40

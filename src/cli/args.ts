@@ -109,20 +109,38 @@ export async function withControl<T>(
   const target = resolveControlTarget(command)
   const timeoutMs = usageOf(() => parseDuration(command.opts<ControlCliOptions>().timeout))
   const where = describeTarget(target)
+  return within(timeoutMs, where, session(target, where, run, 0))
+}
+
+/**
+ * Like `withControl`, for a verb whose length grows with the host (listing every client):
+ * `--timeout` bounds the hello and each request (`run` gets `ask`, which bounds one), not
+ * the whole verb.
+ */
+export async function withControlPerRequest<T>(
+  command: Command,
+  run: (control: TmemControlClient, ask: <R>(request: Promise<R>) => Promise<R>) => Promise<T>,
+): Promise<T> {
+  const target = resolveControlTarget(command)
+  const timeoutMs = usageOf(() => parseDuration(command.opts<ControlCliOptions>().timeout))
+  const where = describeTarget(target)
+  return session(
+    target,
+    where,
+    (control) => run(control, (request) => within(timeoutMs, where, request)),
+    timeoutMs,
+  )
+}
+
+/** `work`, or an UnreachableError (ETIMEDOUT) once `timeoutMs` passed (0: no limit). */
+async function within<T>(timeoutMs: number, where: string, work: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const expired = new Promise<never>((_resolve, reject) => {
     if (timeoutMs === 0) return
-    timer = setTimeout(() => {
-      reject(
-        new UnreachableError(
-          `The daemon at ${where} did not answer within ${timeoutMs} ms`,
-          'ETIMEDOUT',
-        ),
-      )
-    }, timeoutMs)
+    timer = setTimeout(() => reject(silent(where, timeoutMs)), timeoutMs)
   })
   try {
-    return await Promise.race([session(target, where, run), expired])
+    return await Promise.race([work, expired])
   } finally {
     clearTimeout(timer)
   }
@@ -132,6 +150,7 @@ async function session<T>(
   target: ControlTarget,
   where: string,
   run: (control: TmemControlClient) => Promise<T>,
+  helloTimeoutMs: number,
 ): Promise<T> {
   const resolved =
     'tokenFile' in target && target.tokenFile !== undefined
@@ -139,16 +158,34 @@ async function session<T>(
       : target
   let control: TmemControlClient
   try {
-    control = await connectControl(resolved, { name: CONTROL_CLIENT_NAME })
+    control = await connectControl(resolved, {
+      name: CONTROL_CLIENT_NAME,
+      timeoutMs: helloTimeoutMs,
+    })
   } catch (error) {
+    if (error instanceof TmemConnectionError && error.code === 'ETIMEDOUT' && helloTimeoutMs > 0)
+      throw silent(where, helloTimeoutMs)
     if (error instanceof TmemConnectionError) throw unreachable(error, where)
     throw error
   }
+  let result: T
   try {
-    return await run(control)
-  } finally {
-    await control.close().catch(() => undefined)
+    result = await run(control)
+  } catch (error) {
+    // Dropped, not closed: a goodbye could wait for ever on a daemon that stopped answering.
+    control.destroy()
+    throw error
   }
+  await control.close().catch(() => undefined)
+  return result
+}
+
+/** A daemon that did not answer in time: unreachable (exit 3). */
+function silent(where: string, timeoutMs: number): UnreachableError {
+  return new UnreachableError(
+    `The daemon at ${where} did not answer within ${timeoutMs} ms`,
+    'ETIMEDOUT',
+  )
 }
 
 function unreachable(error: TmemConnectionError, where: string): UnreachableError {

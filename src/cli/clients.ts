@@ -65,24 +65,48 @@ export function resolveClient(arg: ClientArg, stats: DaemonStats, verb: string):
   const session = stats.sessions.find((candidate) => candidate.name === arg.name)
   if (session === undefined) {
     const known = stats.sessions.map((candidate) => candidate.name)
+    const shown = known.slice(0, KNOWN_NAMES_SHOWN).join(', ')
     throw new OpFailedError(
       `${verb} failed: no client named ${JSON.stringify(arg.name)}` +
         (known.length === 0
           ? ' (the daemon has no named clients)'
-          : ` (known: ${known.join(', ')})`),
+          : ` (known: ${shown}${known.length > KNOWN_NAMES_SHOWN ? ', ...' : ''})`),
       'ENOCLIENT',
     )
   }
   return { cliId: session.id, label: clientLabel(session.id, session.name), name: session.name }
 }
 
-/** Asks the daemon for its sessions and resolves the selection. */
+/** Names listed when a name is not found (from the first page of clients). */
+const KNOWN_NAMES_SHOWN = 10
+/** The page of clients whose names are offered when a name is not found. */
+const KNOWN_NAMES_PAGE_BYTES = 64 * 1024
+
+/**
+ * Asks the daemon about the selected client only (a paged STATS request: one client by id or
+ * by name, so it works at any number of clients) and resolves the selection. For `-a`, the
+ * reply holds the daemon's section and the first client only.
+ */
 export async function selectClient(
   control: TmemControlClient,
   arg: ClientArg,
   verb: string,
 ): Promise<{ selection: ClientSelection; stats: DaemonStats }> {
-  const stats = await control.stats()
+  const stats = await control.statsPage(
+    arg.kind === 'id'
+      ? { form: 'id', id: arg.id }
+      : arg.kind === 'name'
+        ? { form: 'name', name: arg.name }
+        : { form: 'page', first: 0, maxBytes: 1 },
+  )
+  if (arg.kind === 'name' && !stats.sessions.some((session) => session.name === arg.name)) {
+    // Not found: say so, with some of the names the daemon does know.
+    resolveClient(
+      arg,
+      await control.statsPage({ form: 'page', first: 0, maxBytes: KNOWN_NAMES_PAGE_BYTES }),
+      verb,
+    )
+  }
   return { selection: resolveClient(arg, stats, verb), stats }
 }
 

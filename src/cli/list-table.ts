@@ -17,6 +17,7 @@ import type {
   HostStats,
   PoolStats,
   ShmSection,
+  StatsTotals,
 } from '../protocol/stats.js'
 import { formatBytes } from '../util/units.js'
 import { hostStats } from './clients.js'
@@ -40,22 +41,18 @@ export function listTable(stats: DaemonStats, cliId: number | null): string {
   const host = hostStats(stats)
   const clients = host.clients.filter((client) => cliId === null || client.id === cliId)
   const out: string[] = []
-  if (cliId === null) out.push(...hostSummary(host), ...shmSummary(stats.daemon.shm), '')
+  if (cliId === null) {
+    out.push(...hostSummary(host, totalsOf(host)), ...shmSummary(stats.daemon.shm), '')
+  }
   if (clients.length === 0) {
     out.push('no clients')
     return `${out.join('\n')}\n`
   }
-  const remote = remoteOf(host) !== null
-  const clientRows = clients.map((client) =>
-    withRemote(clientRow(stats, client), 9, client, remote),
-  )
-  out.push(...columns([withRemote(CLIENT_HEADER, 9, null, remote), ...clientRows]))
-  const pools = clients.flatMap((client) =>
-    client.pools.map((pool) => withRemote(poolRow(client, pool), 4, pool, remote)),
-  )
+  const remote = hasRemote(host)
+  out.push(...columns([clientHeader(remote), ...clientRows(stats, clients, remote)]))
+  const pools = poolRows(clients, remote)
   out.push('')
-  const poolHeader = withRemote(POOL_HEADER, 4, null, remote)
-  out.push(...(pools.length === 0 ? ['no pools'] : columns([poolHeader, ...pools])))
+  out.push(...(pools.length === 0 ? ['no pools'] : columns([poolHeader(remote), ...pools])))
   return `${out.join('\n')}\n`
 }
 
@@ -84,22 +81,59 @@ function remotePages(pool: PoolStats): number {
   return (pool as PoolStats & { remotePages?: number }).remotePages ?? 0
 }
 
-function hostSummary(host: HostStats): string[] {
-  const pools = host.clients.reduce(
-    (sum, client) => sum + client.pools.filter((p) => p.ownerId === client.id).length,
-    0,
+/** True when the daemon has a remote tier: the tables get a REMOTE column. */
+export function hasRemote(host: HostStats): boolean {
+  return remoteOf(host) !== null
+}
+
+export function clientHeader(remote: boolean): string[] {
+  return withRemote(CLIENT_HEADER, 9, null, remote)
+}
+
+export function poolHeader(remote: boolean): string[] {
+  return withRemote(POOL_HEADER, 4, null, remote)
+}
+
+/** The host-wide sums the summary needs, from a reply that holds every client. */
+export function totalsOf(host: HostStats): StatsTotals {
+  const sum = (of: (client: ClientStats) => number): number =>
+    host.clients.reduce((total, client) => total + of(client), 0)
+  return {
+    clients: host.clients.length,
+    pools: sum((client) => client.pools.filter((p) => p.ownerId === client.id).length),
+    compressedPages: sum((client) => client.compressedPages),
+    compressedBytes: sum((client) => client.compressedBytes),
+    compressPoor: sum((client) => client.compressPoor),
+  }
+}
+
+export function clientRows(
+  stats: DaemonStats,
+  clients: readonly ClientStats[],
+  remote: boolean,
+): string[][] {
+  return clients.map((client) => withRemote(clientRow(stats, client), 9, client, remote))
+}
+
+export function poolRows(clients: readonly ClientStats[], remote: boolean): string[][] {
+  return clients.flatMap((client) =>
+    client.pools.map((pool) => withRemote(poolRow(client, pool), 4, pool, remote)),
   )
+}
+
+/** The summary lines at the head of the table. */
+export function hostSummary(host: HostStats, totals: StatsTotals): string[] {
   const used = host.framesUsed
   return [
     `tmem host: ${formatBytes(host.budgetPages * PAGE_SIZE)} budget (${count(host.budgetPages)} pages), ` +
-      `${plural(host.clients.length, 'client')}, ${plural(pools, 'pool')}, ` +
+      `${plural(totals.clients, 'client')}, ${plural(totals.pools, 'pool')}, ` +
       `${count(host.totalOps)} ops (${count(host.erroredOps)} failed)`,
     `memory:  ${formatBytes(used * PAGE_SIZE)} used of ${formatBytes(host.budgetPages * PAGE_SIZE)} ` +
       `(${count(used)} pages, ${percent(used, host.budgetPages)}), ` +
       `${count(Math.max(0, host.budgetPages - used))} pages free, ${host.freeableMb} MiB freeable`,
     `pages:   ${count(host.ephemeralPages)} ephemeral, ${count(host.persistentPages)} persistent, ` +
       `${count(host.objects)} objects; ${count(host.evicted)} evicted`,
-    `savings: ${savings(host)}`,
+    `savings: ${savings(host, totals)}`,
     ...remoteLine(host),
   ]
 }
@@ -114,7 +148,7 @@ function remoteLine(host: HostStats): string[] {
 }
 
 /** The shared-memory line of the summary; none from a daemon that does not report it. */
-function shmSummary(shm: ShmSection | undefined): string[] {
+export function shmSummary(shm: ShmSection | undefined): string[] {
   if (shm === undefined) return []
   if (!shm.available) return [`shm:     off (${shm.reason})`]
   return [
@@ -126,11 +160,9 @@ function shmSummary(shm: ShmSection | undefined): string[] {
   ]
 }
 
-function savings(host: HostStats): string {
+function savings(host: HostStats, totals: StatsTotals): string {
   const parts: string[] = []
-  const compressedPages = host.clients.reduce((sum, client) => sum + client.compressedPages, 0)
-  const compressedBytes = host.clients.reduce((sum, client) => sum + client.compressedBytes, 0)
-  const poor = host.clients.reduce((sum, client) => sum + client.compressPoor, 0)
+  const { compressedPages, compressedBytes, compressPoor: poor } = totals
   if (compressedPages > 0) {
     const raw = compressedPages * PAGE_SIZE
     parts.push(
@@ -159,7 +191,7 @@ function savings(host: HostStats): string {
   return parts.length === 0 ? 'none (compression, dedup and tze off or unused)' : parts.join('; ')
 }
 
-const CLIENT_HEADER = [
+export const CLIENT_HEADER = [
   'ID',
   'NAME',
   'STATE',
@@ -224,7 +256,7 @@ function clientState(stats: DaemonStats, client: ClientStats): string {
   return states.join(',')
 }
 
-const POOL_HEADER = [
+export const POOL_HEADER = [
   'ID',
   'POOL',
   'KIND',
@@ -266,17 +298,29 @@ function sessionName(stats: DaemonStats, id: number): string | null {
   return stats.sessions.find((session) => session.id === id)?.name ?? null
 }
 
-/** Left-aligned columns, two spaces apart, no trailing spaces. Only the last column (SHARED) has spaces, so awk can split the rest. */
+/**
+ * Left-aligned columns, two spaces apart, no trailing spaces. Only the last column (SHARED)
+ * has spaces, so awk can split the rest. The widths only grow: rows printed a page at a time
+ * stay aligned with the rows before them unless a later cell is wider.
+ */
+export class Columns {
+  readonly #widths: number[] = []
+
+  format(rows: readonly string[][]): string[] {
+    const widths = this.#widths
+    for (const row of rows)
+      row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)))
+    return rows.map((row) =>
+      row
+        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+  }
+}
+
 function columns(rows: string[][]): string[] {
-  const widths: number[] = []
-  for (const row of rows)
-    row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)))
-  return rows.map((row) =>
-    row
-      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd(),
-  )
+  return new Columns().format(rows)
 }
 
 function count(value: number): string {

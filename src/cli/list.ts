@@ -7,16 +7,19 @@
  * - plain `list` prints a readable summary and tables (list-table.ts) from the daemon's STATS.
  * - `--json` prints `host.stats()` (clients named) for scripts.
  *
- * Without `-a` or CLIENT, list shows every client. The LIST buffer starts at 256 KiB (xl used
- * 32 KiB) and grows to the 1 MiB the protocol allows when the text comes close to filling it:
- * LIST drops lines that do not fit rather than failing.
+ * Without `-a` or CLIENT, list shows every client, a page at a time (list-pages.ts: each
+ * reply holds whole clients and stays under `--page-size`), printed as the pages come, so it
+ * works at 65,535 clients. One client is one request. For one client's LIST text the buffer
+ * starts at 256 KiB (xl used 32 KiB) and grows to the 1 MiB the protocol allows when the text
+ * comes close to filling it: LIST drops lines that do not fit rather than failing.
  */
-import type { Command } from 'commander'
-import { CLI_ID_NULL } from '../abi/constants.js'
+import { type Command, InvalidArgumentError } from 'commander'
 import { CONTROL_DATA_BYTES_MAX } from '../protocol/frame.js'
+import { STATS_PAGE_BYTES_DEFAULT } from '../protocol/stats.js'
 import { LIST_BUFFER_BYTES, type TmemControlClient } from '../client/control.js'
 import { TmemOpError } from '../errors/mod.js'
-import { addControlOptions, withControl } from './args.js'
+import { addControlOptions, parseU32, withControl, withControlPerRequest } from './args.js'
+import { writeJsonPages, writeTablePages, writeXenPages } from './list-pages.js'
 import {
   addClientSelection,
   type ClientSelection,
@@ -33,7 +36,11 @@ interface ListOptions {
   long?: boolean
   xen?: boolean
   json?: boolean
+  pageSize?: number
 }
+
+/** Bytes per reply when listing every client (the daemon's default page). */
+const PAGE_BYTES_DEFAULT = STATS_PAGE_BYTES_DEFAULT
 
 /** A LIST line is formatted in a 1024-byte scratch buffer (docs/semantics.md "LIST"): no line is longer. */
 const LIST_LINE_BYTES_MAX = 1024
@@ -48,24 +55,50 @@ export function registerListCommand(program: Command): void {
     .option('-l, --long', 'the exact Xen TMEMC_LIST text, long form (xl tmem-list -l)')
     .option('--xen', 'the Xen TMEMC_LIST text; short form unless -l (xl tmem-list)')
     .option('--json', 'host.stats() as JSON, each client with its name, for scripts')
+    .option(
+      '--page-size <bytes>',
+      'largest reply when listing every client, in bytes (default 262144; at most 1 MiB)',
+      parsePageSize,
+    )
   addControlOptions(command)
     .addHelpText('after', LIST_HELP)
     .action(async (client: string | undefined, options: ListOptions, self: Command) => {
       const arg = parseClientArg(options.all, client, { kind: 'all' })
       const xen = options.long === true || options.xen === true
       if (xen && options.json === true) throw new UsageError('Give -l/--xen or --json, not both')
-      const text = await withControl(self, async (control) => {
+      const write = (text: string): void => void process.stdout.write(text)
+      const pageBytes = options.pageSize ?? PAGE_BYTES_DEFAULT
+      if (arg.kind === 'all') {
+        // As long as the host is big: --timeout bounds each page's request, not the listing.
+        await withControlPerRequest(self, async (control, ask) => {
+          if (xen) await writeXenPages(control, options.long === true, pageBytes, write, ask)
+          else if (options.json === true) await writeJsonPages(control, pageBytes, write, ask)
+          else await writeTablePages(control, pageBytes, write, ask)
+        })
+        return
+      }
+      await withControl(self, async (control) => {
         const { selection, stats } = await selectClient(control, arg, 'list')
-        if (xen) return listText(control, selection, options.long === true)
-        const cliId = selection.cliId === CLI_ID_NULL ? null : selection.cliId
-        if (cliId !== null && engineClient(stats, cliId) === undefined)
+        if (xen) {
+          write(await listText(control, selection, options.long === true))
+          return
+        }
+        if (engineClient(stats, selection.cliId) === undefined)
           throw opFailed('list', -1, selection, stats)
-        return options.json === true
-          ? `${JSON.stringify(listJson(stats, cliId), null, 2)}\n`
-          : listTable(stats, cliId)
+        write(
+          options.json === true
+            ? `${JSON.stringify(listJson(stats, selection.cliId), null, 2)}\n`
+            : listTable(stats, selection.cliId),
+        )
       })
-      process.stdout.write(text)
     })
+}
+
+function parsePageSize(text: string): number {
+  const bytes = parseU32(text)
+  if (bytes < 1 || bytes > CONTROL_DATA_BYTES_MAX)
+    throw new InvalidArgumentError(`Give 1 to ${CONTROL_DATA_BYTES_MAX} bytes`)
+  return bytes
 }
 
 /** TMEMC_LIST with a buffer that grows until the text cannot have been cut. */
@@ -81,7 +114,8 @@ async function listText(
       text = await control.list(selection.cliId, long, bytes)
     } catch (error) {
       if (error instanceof TmemOpError && error.errno < 0) {
-        throw opFailed('list', error.errno, selection, await control.stats())
+        const id = selection.cliId
+        throw opFailed('list', error.errno, selection, await control.statsPage({ form: 'id', id }))
       }
       throw error
     }

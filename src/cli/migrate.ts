@@ -10,7 +10,7 @@
 import type { Command } from 'commander'
 import type { ControlTarget } from '../client/control.js'
 import { migrateClient, type MigrateProgress } from '../migrate/live.js'
-import { parseDuration, parseLoopbackAddress } from '../server/config.js'
+import { parseDuration, parseLoopbackAddress, parseSize } from '../server/config.js'
 import { parseClientAddress } from '../protocol/session-frame.js'
 import { addControlOptions, usageOf, withControl } from './args.js'
 import { parseClientArg } from './clients.js'
@@ -27,6 +27,7 @@ interface MigrateCliOptions {
   push?: boolean
   quiet?: boolean
   requestTimeout?: string
+  changeLogMax?: string
 }
 
 /** `--to`: a path (has a `/`, or is not host:port) or a loopback `host:port`. */
@@ -71,6 +72,10 @@ export function registerMigrateCommand(program: Command): void {
       'longest wait for any one answer from either daemon (0: none)',
       '30s',
     )
+    .option(
+      '--change-log-max <size>',
+      "most memory the source's change log of the client may hold during pre-copy (default: 64M)",
+    )
     .option('-q, --quiet', 'no progress on stderr')
   helpTimeoutNone(addControlOptions(command))
     .addHelpText(
@@ -104,6 +109,9 @@ each request to either daemon: when a daemon stops answering (killed, stopped, h
 migration fails with ETIMEDOUT and rolls back within three request timeouts (the request
 that got no answer, then the rollback's requests, each bounded alike: 90 s with the
 default); the client keeps running on the source.
+--change-log-max bounds the memory the source daemon spends on the client's changes during
+pre-copy (default 64M): past it each page is kept once however often it changes, and if even
+that does not fit, the migration fails (ECHANGELOG) and rolls back, the client running on.
 Exit codes: 0 migrated, 1 refused or failed (rolled back), 2 usage, 3 a daemon unreachable.`,
     )
     .action(migrateAction)
@@ -121,6 +129,9 @@ async function migrateAction(
     throw new UsageError('--client-address must be unix:/path or tcp:host:port')
   }
   const requestTimeoutMs = usageOf(() => parseDuration(options.requestTimeout ?? '30s'))
+  const changeLog = options.changeLogMax
+  const changeLogBytesMax =
+    changeLog === undefined ? undefined : usageOf(() => parseSize(changeLog))
   noTimeoutByDefault(self)
   const reporter = progressReporter(options.quiet === true)
   const line = await withControl(self, async (source) => {
@@ -134,6 +145,7 @@ async function migrateAction(
           : { targetClientAddress: options.clientAddress }),
         push: options.push !== false,
         requestTimeoutMs,
+        ...(changeLogBytesMax === undefined ? {} : { changeLogBytesMax }),
         onProgress: (progress: MigrateProgress) =>
           reporter.report({
             phase: progress.phase,

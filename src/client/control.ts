@@ -7,13 +7,16 @@
 import { readFileSync } from 'node:fs'
 import {
   TMEMC_LIST,
+  TMEMC_LIST_PAGE,
+  TMEM_LIST_PAGE_HEAD,
+  TMEM_LIST_PAGE_LONG,
   TMEMC_SAVE_GET_NEXT_INV,
   TMEMC_SAVE_GET_NEXT_PAGE,
   TMEMC_SAVE_GET_POOL_UUID,
   TMEM_CONTROL,
   CLI_ID_NULL,
 } from '../abi/constants.js'
-import { type AbiVersion, encodeOpInto } from '../abi/codec.js'
+import { type AbiVersion, controlOp, encodeOpInto } from '../abi/codec.js'
 import { opLayout } from '../abi/layout.js'
 import type { TmemOp } from '../abi/types.js'
 import {
@@ -33,7 +36,14 @@ import {
   decodeSessionReply,
   encodeSessionRequest,
 } from '../protocol/session-frame.js'
-import { type DaemonStats, decodeStats } from '../protocol/stats.js'
+import {
+  type DaemonStats,
+  type StatsPage,
+  type StatsRequest,
+  decodeStats,
+  decodeStatsPage,
+  encodeStatsRequest,
+} from '../protocol/stats.js'
 import { commandErrorName, decodeCommandReply, encodeCommand } from '../protocol/command-frame.js'
 import { TmemConnectionError, TmemError, TmemProtocolError, rcError } from './errors.js'
 import { controlRules } from '../protocol/dial.js'
@@ -255,6 +265,41 @@ export class TmemControlClient {
   }
 
   /**
+   * TMEMC_LIST_PAGE (tmem's own): the Xen LIST lines of whole clients from id `first` up, as
+   * many as fit in `bufferBytes`; `head` begins with the G= and S= lines, and the last page
+   * ends with the T= line. Resolves with the text and the id to ask for next (0xFFFF: done).
+   */
+  async listPage(
+    first: number,
+    long: boolean,
+    head: boolean,
+    bufferBytes = LIST_BUFFER_BYTES,
+  ): Promise<{ text: string; next: number }> {
+    const flags = (long ? TMEM_LIST_PAGE_LONG : 0) | (head ? TMEM_LIST_PAGE_HEAD : 0)
+    const { rc, data } = await this.control(
+      controlOp(TMEMC_LIST_PAGE, first, 0, bufferBytes, flags),
+    )
+    if (rc < 0) throw rcError(rc, TMEM_CONTROL)
+    const end = data.indexOf(0)
+    const text = Buffer.from(data.subarray(0, end < 0 ? data.length : end)).toString('latin1')
+    return { text, next: rc }
+  }
+
+  /**
+   * A paged STATS request (docs/protocol.md "STATS"): a page of clients from an id up, with at
+   * most `maxBytes` of reply (0: the daemon's default), or one client by id or by name. The
+   * reply has the shape of `stats()` holding only those clients and their sessions, plus
+   * `page.next` (the id to ask for next, -1 when done). Works at any number of clients.
+   */
+  statsPage(request: StatsRequest): Promise<StatsPage> {
+    const body = encodeStatsRequest(request)
+    const frame = Buffer.alloc(FRAME_HEADER_BYTES + body.length)
+    writeFrameHeader(frame, 0, KIND_STATS, 0, body.length)
+    frame.set(body, FRAME_HEADER_BYTES)
+    return this.#send(frame, (reply) => statsBody(reply, decodeStatsPage))
+  }
+
+  /**
    * The daemon's stats (protocol/stats.ts): `{ daemon: {counters...}, sessions: [{ id, name,
    * connected, ... }], host: <engine stats> }`, checked field by field: a reply that is not
    * what the types say rejects with a TmemProtocolError.
@@ -262,21 +307,7 @@ export class TmemControlClient {
   stats(): Promise<DaemonStats> {
     const frame = Buffer.alloc(FRAME_HEADER_BYTES)
     writeFrameHeader(frame, 0, KIND_STATS, 0, 0)
-    return this.#send(frame, (reply) => {
-      const rc = readI32LE(reply.bytes, reply.payloadOffset)
-      if (rc < 0) throw rcError(rc, TMEM_CONTROL)
-      try {
-        return decodeStats(
-          reply.bytes,
-          reply.payloadOffset + RC_BYTES,
-          reply.payloadBytes - RC_BYTES,
-        )
-      } catch (error) {
-        throw new TmemProtocolError(
-          `Malformed stats reply: ${error instanceof Error ? error.message : String(error)}`,
-        )
-      }
-    })
+    return this.#send(frame, (reply) => statsBody(reply, decodeStats))
   }
 
   /**
@@ -330,11 +361,28 @@ export class TmemControlClient {
   }
 }
 
+/** A STATS reply's rc (rejected when negative) and its body, checked by `decode`. */
+function statsBody<T>(
+  reply: ReplyView,
+  decode: (bytes: Uint8Array, offset: number, length: number) => T,
+): T {
+  const rc = readI32LE(reply.bytes, reply.payloadOffset)
+  if (rc < 0) throw rcError(rc, TMEM_CONTROL)
+  try {
+    return decode(reply.bytes, reply.payloadOffset + RC_BYTES, reply.payloadBytes - RC_BYTES)
+  } catch (error) {
+    throw new TmemProtocolError(
+      `Malformed stats reply: ${error instanceof Error ? error.message : String(error)}`,
+    )
+  }
+}
+
 function defaultOutputBytes(op: TmemOp): number {
   if (op.cmd !== TMEM_CONTROL || !('ctrl' in op)) return 0
   const { subop, arg1 } = op.ctrl
   if (
     subop === TMEMC_LIST ||
+    subop === TMEMC_LIST_PAGE ||
     subop === TMEMC_SAVE_GET_NEXT_PAGE ||
     subop === TMEMC_SAVE_GET_NEXT_INV
   ) {

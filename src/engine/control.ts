@@ -22,6 +22,9 @@ import {
   TMEMC_FLUSH,
   TMEMC_FREEZE,
   TMEMC_LIST,
+  TMEMC_LIST_PAGE,
+  TMEM_LIST_PAGE_HEAD,
+  TMEM_LIST_PAGE_LONG,
   TMEMC_QUERY_FREEABLE_MB,
   TMEMC_RESTORE_BEGIN,
   TMEMC_RESTORE_FLUSH_PAGE,
@@ -47,7 +50,7 @@ import { handleBytes } from '../abi/layout.js'
 import { ChangeLog } from './changelog.js'
 import { type Core, FILL_COPY } from './core.js'
 import { writeHandle } from './handle.js'
-import { renderList } from './list.js'
+import { renderList, renderListPage } from './list.js'
 import type { Client, Pool } from './model.js'
 import type { OpScratch } from './op-scratch.js'
 import { NONE } from './store.js'
@@ -84,6 +87,8 @@ export class Control {
         return cliId === CLI_ID_NULL ? this.flush(s.arg1) : FAIL
       case TMEMC_LIST:
         return this.#list(cliId, s.arg1, s.arg2 !== 0, data, dataOffset, dataLength)
+      case TMEMC_LIST_PAGE:
+        return this.#listPage(cliId, s.arg1, s.arg2, data, dataOffset, dataLength)
       case TMEMC_SET_WEIGHT:
         return this.#forClients(cliId, (client) => {
           core.weightTotal += s.arg1 - client.weight
@@ -114,7 +119,7 @@ export class Control {
     const client = core.clientsById[cliId]
     switch (s.subop) {
       case TMEMC_SAVE_BEGIN:
-        return client === undefined ? 0 : this.#saveBegin(client, s.arg1)
+        return client === undefined ? 0 : this.#saveBegin(client, s.arg1, s.arg2)
       case TMEMC_SAVE_GET_VERSION:
         return TMEM_SPEC_VERSION
       case TMEMC_SAVE_GET_MAXPOOLS:
@@ -132,6 +137,7 @@ export class Control {
         if (client === undefined) return FAIL
         client.liveMigrating = false
         client.precopy = false
+        this.#changeLog.end(client)
         client.invalidated.length = 0
         client.invalidatedCursor = 0
         client.frozen = client.wasFrozen
@@ -255,14 +261,37 @@ export class Control {
     const room = Math.min(capacity, dataLength)
     const text = renderList(core, cliId, long, room)
     if (text.length === 0 || data === null) return 0
-    const written = data.subarray(dataOffset, dataOffset + room)
-    for (let i = 0; i < text.length; i++) written[i] = text.charCodeAt(i)
-    written[text.length] = 0
+    writeText(text, data, dataOffset)
     return 0
   }
 
-  /** SAVE_BEGIN: arg1 0 = plain save, other = live; TMEM_SAVE_PRECOPY = live without freezing. */
-  #saveBegin(client: Client, mode: number): number {
+  /** TMEMC_LIST_PAGE: the next clients' LIST lines; returns the id to ask for next. */
+  #listPage(
+    first: number,
+    capacity: number,
+    flags: number,
+    data: Uint8Array | null,
+    dataOffset: number,
+    dataLength: number,
+  ): number {
+    if (first === CLI_ID_NULL || (flags & ~(TMEM_LIST_PAGE_LONG | TMEM_LIST_PAGE_HEAD)) !== 0)
+      return -EINVAL
+    if (data === null) return -ENOMEM
+    const long = (flags & TMEM_LIST_PAGE_LONG) !== 0
+    const head = (flags & TMEM_LIST_PAGE_HEAD) !== 0
+    const room = Math.min(capacity, dataLength)
+    const page = renderListPage(this.#core, first, long, head, room)
+    if (page.text.length >= room || (page.text.length === 0 && page.next !== CLI_ID_NULL))
+      return -ENOMEM
+    writeText(page.text, data, dataOffset)
+    return page.next
+  }
+
+  /**
+   * SAVE_BEGIN: arg1 0 = plain save, other = live; TMEM_SAVE_PRECOPY = live without freezing,
+   * its change log at most arg2 KiB (0: the default; changelog.ts).
+   */
+  #saveBegin(client: Client, mode: number, logKiB: number): number {
     if (!client.hasPools()) return 0
     client.wasFrozen = client.frozen
     client.precopy = mode === TMEM_SAVE_PRECOPY
@@ -272,6 +301,8 @@ export class Control {
     if (client.liveMigrating) this.#core.changeLog = this.#changeLog
     client.invalidated.length = 0
     client.invalidatedCursor = 0
+    if (client.precopy) this.#changeLog.begin(client, logKiB * 1024)
+    else this.#changeLog.end(client)
     for (const pool of client.pools) if (pool !== null) pool.saveCursor = NONE
     return 1
   }
@@ -342,4 +373,10 @@ function clampSaved(value: number): number {
 function writeU64(data: Uint8Array, at: number, value: bigint): void {
   writeU32LE(data, at, Number(value & 0xffffffffn))
   writeU32LE(data, at + 4, Number((value >> 32n) & 0xffffffffn))
+}
+
+/** Latin-1 text and its NUL into the tool buffer (the caller checked the room). */
+function writeText(text: string, data: Uint8Array, dataOffset: number): void {
+  for (let i = 0; i < text.length; i++) data[dataOffset + i] = text.charCodeAt(i)
+  data[dataOffset + text.length] = 0
 }

@@ -53,8 +53,14 @@ import {
 import { fillOp, OpScratch, readOpBytes } from './op-scratch.js'
 import { type HostOptions, type ResolvedHostOptions, resolveHostOptions } from './options.js'
 import { Pools } from './pools.js'
-import { type HostStats, snapshotStats } from './stats.js'
 import { describeVictim, EvictedPage, expandStored } from './victim.js'
+import {
+  type HostStats,
+  type StatsTotals,
+  snapshotStats,
+  statsTotals,
+  topClientIds,
+} from './stats.js'
 
 /** The largest client id a caller may use; 0xFFFF means "all clients" in control ops. */
 export const CLIENT_ID_MAX = 0xfffe
@@ -227,6 +233,30 @@ export class Host {
   /** A JSON-able snapshot of every counter, for metrics and readable listings. */
   stats(): HostStats {
     return snapshotStats(this.core)
+  }
+
+  /**
+   * The snapshot with only the clients of `ids` that exist, in that order: one client, or a
+   * page of a listing, at a cost that does not grow with the host.
+   */
+  statsOf(ids: readonly number[]): HostStats {
+    const byId = this.core.clientsById
+    const clients: Client[] = []
+    for (const id of ids) {
+      const client = byId[id]
+      if (client !== undefined) clients.push(client)
+    }
+    return snapshotStats(this.core, clients)
+  }
+
+  /** Host-wide sums over the clients (pools, compression), without a snapshot of each. */
+  statsTotals(): StatsTotals {
+    return statsTotals(this.core)
+  }
+
+  /** The ids of the `max` clients holding the most pages (ties: lower id), most first. */
+  topClientIds(max: number): number[] {
+    return topClientIds(this.core, max)
   }
 
   /** The friendly layer: a guest's view with pools and oids as numbers or bigints. */

@@ -25,6 +25,44 @@ export function renderList(core: Core, cliId: number, long: boolean, capacity: n
   return out.text
 }
 
+/**
+ * TMEMC_LIST_PAGE (tmem's own, docs/abi.md): the LIST text of the clients with an id from
+ * `first` up, in id order, whole clients only (a C= line with all its P= lines), as many as fit
+ * in `capacity` bytes with the NUL. `head` begins the page with the G= and S= lines; the page
+ * that reaches the last client ends with the T= line (room for it is kept on every page).
+ * `next` is the id to ask for next, CLI_ID_NULL when there are no more clients. Costs the
+ * clients listed plus the ids skipped between them, never the whole host.
+ */
+export function renderListPage(
+  core: Core,
+  first: number,
+  long: boolean,
+  head: boolean,
+  capacity: number,
+): { text: string; next: number } {
+  const tail = timeLine(core)
+  const out = new LineSink(capacity - tail.length)
+  if (head) {
+    if (!out.add(globalLine(core, long))) return { text: '', next: first }
+    for (const pool of core.pools.shared) {
+      if (pool !== null && !out.add(sharedLine(pool, long))) break
+    }
+  }
+  const byId = core.clientsById
+  const end = Math.min(byId.length, CLI_ID_NULL)
+  let id = first
+  for (; id < end; id++) {
+    const client = byId[id]
+    if (client === undefined) continue
+    const before = out.text
+    if (!clientLines(out, client, long)) {
+      out.text = before
+      return { text: out.text, next: id }
+    }
+  }
+  return { text: out.text + tail, next: CLI_ID_NULL }
+}
+
 class LineSink {
   text = ''
   readonly #capacity: number
@@ -81,7 +119,8 @@ function sharedLine(pool: Pool, long: boolean): string {
   return join(short, poolGroup(pool), long)
 }
 
-function clientLines(out: LineSink, client: Client, long: boolean): void {
+/** Adds the client's C= line and its P= lines; false when one of them did not fit. */
+function clientLines(out: LineSink, client: Client, long: boolean): boolean {
   const short =
     `C=CI:${client.id},ww:${client.weight | 0},ca:${client.cap},co:${client.compress ? 1 : 0},` +
     `fr:${client.frozen ? 1 : 0},Tc:${Math.round(client.cycles)},Ge:${client.succEphemeralGets},` +
@@ -89,7 +128,7 @@ function clientLines(out: LineSink, client: Client, long: boolean): void {
   const longGroup =
     `Ec:${client.ephemeralCount},Em:${client.ephemeralMax},cp:${client.compressedPages},` +
     `cb:${client.compressedBytes},cn:${client.compressPoor},cm:${client.compressNoMemory}`
-  if (!out.add(join(short, longGroup, long))) return
+  if (!out.add(join(short, longGroup, long))) return false
   for (const pool of client.pools) {
     if (pool === null) continue
     const uuid = pool.shared
@@ -100,8 +139,9 @@ function clientLines(out: LineSink, client: Client, long: boolean): void {
       poolGroup(pool),
       long,
     )
-    if (!out.add(line)) return
+    if (!out.add(line)) return false
   }
+  return true
 }
 
 function timeLine(core: Core): string {

@@ -3,7 +3,7 @@
  * listings and tests. Control plane: builds fresh objects on every call.
  */
 import type { Core } from './core.js'
-import { type Pool, TIME_TAGS } from './model.js'
+import { type Client, type Pool, TIME_TAGS } from './model.js'
 
 export interface PoolStats {
   /** Slot in the listed client's table. */
@@ -111,7 +111,14 @@ function poolStats(pool: Pool, slot: number): PoolStats {
   }
 }
 
-export function snapshotStats(core: Core): HostStats {
+/**
+ * The snapshot with `clients` (default every client, in creation order; a page of the listing
+ * passes only its own, so its cost does not grow with the host).
+ */
+export function snapshotStats(
+  core: Core,
+  clients: readonly Client[] = core.clientOrder,
+): HostStats {
   const c = core.counters
   const times: HostStats['times'] = {}
   TIME_TAGS.forEach((tag, i) => {
@@ -150,7 +157,7 @@ export function snapshotStats(core: Core): HostStats {
     corruptPages: c.corruptPages,
     freeableMb: (core.frames.freeList + c.ephemeralCount) >>> 8,
     times,
-    clients: core.clientOrder.map((client) => ({
+    clients: clients.map((client) => ({
       id: client.id,
       abi: client.abi,
       weight: client.weight,
@@ -171,4 +178,54 @@ export function snapshotStats(core: Core): HostStats {
       pools: client.pools.flatMap((pool, slot) => (pool === null ? [] : [poolStats(pool, slot)])),
     })),
   }
+}
+
+/** Host-wide sums over every client, for the summary at the head of a paged listing. */
+export interface StatsTotals {
+  clients: number
+  /** Pools owned (a shared pool counts once, for its owner). */
+  pools: number
+  compressedPages: number
+  compressedBytes: number
+  compressPoor: number
+}
+
+/** One pass over the clients reading numbers only (no objects per client or pool). */
+export function statsTotals(core: Core): StatsTotals {
+  const totals = {
+    clients: core.clientOrder.length,
+    pools: 0,
+    compressedPages: 0,
+    compressedBytes: 0,
+    compressPoor: 0,
+  }
+  for (const client of core.clientOrder) {
+    for (const pool of client.pools) if (pool !== null && pool.owner === client) totals.pools++
+    totals.compressedPages += client.compressedPages
+    totals.compressedBytes += client.compressedBytes
+    totals.compressPoor += client.compressPoor
+  }
+  return totals
+}
+
+/**
+ * The ids of the `max` clients holding the most pages (the pages of every pool in their
+ * table; ties: the lower id first), most first. One pass reading numbers, keeping a sorted
+ * list of at most `max`: what the metrics endpoint labels, without a snapshot of each client.
+ */
+export function topClientIds(core: Core, max: number): number[] {
+  const top: { id: number; pages: number }[] = []
+  const before = (a: { id: number; pages: number }, b: { id: number; pages: number }): boolean =>
+    a.pages > b.pages || (a.pages === b.pages && a.id < b.id)
+  for (const client of core.clientOrder) {
+    let pages = 0
+    for (const pool of client.pools) if (pool !== null) pages += pool.pageCount
+    const item = { id: client.id, pages }
+    if (top.length === max && (max === 0 || !before(item, top[max - 1]!))) continue
+    let at = top.length
+    while (at > 0 && before(item, top[at - 1]!)) at--
+    top.splice(at, 0, item)
+    if (top.length > max) top.pop()
+  }
+  return top.map((item) => item.id)
 }

@@ -3,7 +3,7 @@
  * client runs, until a round is small or `maxRounds` have run. `drainChanges` is also the
  * last drain of the switch-over.
  */
-import { PAGE_RECORD_HEADER_BYTES, TMEMC_SAVE_GET_CHANGES } from '../abi/constants.js'
+import { ENOSPC, PAGE_RECORD_HEADER_BYTES, TMEMC_SAVE_GET_CHANGES } from '../abi/constants.js'
 import { controlOp } from '../abi/codec.js'
 import { MigrationStepError } from '../errors/mod.js'
 import { readU32LE } from '../util/le.js'
@@ -60,6 +60,7 @@ export async function drainChanges(m: Migration, limit: number): Promise<number>
       moved += rc
       return rc
     })
+    if (rc === -ENOSPC) throw changeLogFull(m)
     if (rc < 0) throw new MigrationStepError('source', 'SAVE_GET_CHANGES', rc)
   }
   await pipeline(
@@ -74,6 +75,19 @@ export async function drainChanges(m: Migration, limit: number): Promise<number>
     for (const batch of held) await apply(m, batch.records, batch.count)
   }
   return moved
+}
+
+/** The source dropped the change log at its ceiling: the copy on the target cannot be finished. */
+function changeLogFull(m: Migration): MigrationStepError {
+  const given = m.options.changeLogBytesMax
+  const ceiling = given === undefined ? "the source daemon's default" : `${given} bytes`
+  return new MigrationStepError(
+    'source',
+    'SAVE_GET_CHANGES',
+    'ECHANGELOG',
+    `the client changed more distinct pages between two drains than its change log holds ` +
+      `(ceiling ${ceiling}; raise it with --change-log-max)`,
+  )
 }
 
 /**

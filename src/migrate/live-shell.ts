@@ -37,7 +37,9 @@ import {
 import type { Migration } from './live-state.js'
 
 export async function shell(m: Migration): Promise<void> {
-  const begun = await m.ctrl('source', TMEMC_SAVE_BEGIN, m.sourceId, 0, TMEM_SAVE_PRECOPY)
+  // arg2: the change log's ceiling in KiB (0: the source daemon's default).
+  const logKiB = Math.min(Math.ceil((m.options.changeLogBytesMax ?? 0) / 1024), 0xffffffff)
+  const begun = await m.ctrl('source', TMEMC_SAVE_BEGIN, m.sourceId, 0, TMEM_SAVE_PRECOPY, logKiB)
   m.saveBegun = begun === 1
   const flags = m.saveBegun ? await m.ctrl('source', TMEMC_SAVE_GET_CLIENT_FLAGS, m.sourceId) : 0
   const weight = m.saveBegun ? await m.ctrl('source', TMEMC_SAVE_GET_CLIENT_WEIGHT, m.sourceId) : 0

@@ -106,6 +106,13 @@ export interface MigrateOptions {
    * (REQUEST_TIMEOUT_MS); 0 for no deadline.
    */
   requestTimeoutMs?: number
+  /**
+   * The most memory the source daemon's change log of this client may hold during pre-copy,
+   * in bytes (rounded up to KiB). Past it changes are coalesced to one per page; if even that
+   * does not fit, the migration fails with causeCode ECHANGELOG and rolls back (the client
+   * runs on at the source). Default: the daemon's, 64 MiB (docs/migration.md).
+   */
+  changeLogBytesMax?: number
 }
 
 /** What preflight found out: how the client moves. */
@@ -235,8 +242,9 @@ export class Migration {
     cliId: number,
     poolId = 0,
     arg1 = 0,
+    arg2 = 0,
   ): Promise<number> {
-    const { rc } = await this.op(side, controlOp(subop, cliId, poolId, arg1))
+    const { rc } = await this.op(side, controlOp(subop, cliId, poolId, arg1, arg2))
     return rc
   }
 
@@ -289,9 +297,12 @@ export class Migration {
     )
   }
 
-  /** The target's STATS, within the deadline. */
+  /**
+   * The target's STATS, within the deadline: the daemon's section (one client's request, so
+   * it works however many clients the target holds; the client itself does not matter).
+   */
   targetStats(): Promise<DaemonStats> {
-    return this.within('target', 'STATS', this.target.stats())
+    return this.within('target', 'STATS', this.target.statsPage({ form: 'id', id: 0 }))
   }
 
   /** Reports progress (at most every `progressIntervalMs`, and always when `done`). */

@@ -11,7 +11,82 @@
  * `decodeStats` validates exactly what the types promise. A field that is missing or of the
  * wrong type fails the decode with a TypeError naming its path (`host.clients[2].pages`);
  * fields a newer daemon adds are kept as they are, unchecked. Control plane: allocates.
+ *
+ * An empty STATS request asks for the whole host in one reply (capped at 1 MiB, -ENOMEM past
+ * it). A STATS request with a body (`encodeStatsRequest`, tmem's paged form) asks for a page
+ * of clients or for one client; its reply is the same shape, holding only those clients and
+ * their sessions, plus `page` (`decodeStatsPage`).
  */
+import { NAME_BYTES_MAX, readU32LE, writeU32LE } from './frame.js'
+
+/** What a STATS request with a body asks for. */
+export type StatsRequest =
+  | { form: 'page'; first: number; maxBytes: number }
+  | { form: 'id'; id: number }
+  | { form: 'name'; name: string }
+
+export const STATS_FORM_PAGE = 1
+export const STATS_FORM_ID = 2
+export const STATS_FORM_NAME = 3
+/** u32 form, u32 client id, u32 max bytes, u32 name bytes; then the name. */
+export const STATS_REQUEST_FIXED_BYTES = 16
+export const STATS_REQUEST_BYTES_MAX = STATS_REQUEST_FIXED_BYTES + NAME_BYTES_MAX
+/** A page's reply body when the request says 0: small enough to build in a few ms. */
+export const STATS_PAGE_BYTES_DEFAULT = 256 * 1024
+/** The id no client has: ends a page listing (`page.next`) and means "none" in a request. */
+export const STATS_NO_CLIENT = 0xffff
+
+/** The body of a STATS request in the paged form (docs/protocol.md "STATS"). */
+export function encodeStatsRequest(request: StatsRequest): Uint8Array {
+  const name = request.form === 'name' ? Buffer.from(request.name, 'utf8') : Buffer.alloc(0)
+  if (name.length > NAME_BYTES_MAX)
+    throw new RangeError(`A name is at most ${NAME_BYTES_MAX} bytes`)
+  const body = new Uint8Array(STATS_REQUEST_FIXED_BYTES + name.length)
+  const form =
+    request.form === 'page'
+      ? STATS_FORM_PAGE
+      : request.form === 'id'
+        ? STATS_FORM_ID
+        : STATS_FORM_NAME
+  writeU32LE(body, 0, form)
+  writeU32LE(
+    body,
+    4,
+    request.form === 'page' ? request.first : request.form === 'id' ? request.id : 0,
+  )
+  writeU32LE(body, 8, request.form === 'page' ? request.maxBytes : 0)
+  writeU32LE(body, 12, name.length)
+  body.set(name, STATS_REQUEST_FIXED_BYTES)
+  return body
+}
+
+/** Reads a STATS request body; null when it is not one (bad form, id, lengths or UTF-8). */
+export function decodeStatsRequest(
+  bytes: Uint8Array,
+  offset: number,
+  length: number,
+): StatsRequest | null {
+  if (length < STATS_REQUEST_FIXED_BYTES) return null
+  const form = readU32LE(bytes, offset)
+  const id = readU32LE(bytes, offset + 4)
+  const maxBytes = readU32LE(bytes, offset + 8)
+  const nameBytes = readU32LE(bytes, offset + 12)
+  if (nameBytes !== length - STATS_REQUEST_FIXED_BYTES || nameBytes > NAME_BYTES_MAX) return null
+  if (form !== STATS_FORM_NAME && nameBytes !== 0) return null
+  if (id >= STATS_NO_CLIENT || (form !== STATS_FORM_PAGE && maxBytes !== 0)) return null
+  if (form === STATS_FORM_PAGE) return { form: 'page', first: id, maxBytes }
+  if (form === STATS_FORM_ID) return { form: 'id', id }
+  if (form !== STATS_FORM_NAME || id !== 0 || nameBytes === 0) return null
+  const at = offset + STATS_REQUEST_FIXED_BYTES
+  try {
+    const name = new TextDecoder('utf-8', { fatal: true }).decode(
+      bytes.subarray(at, at + nameBytes),
+    )
+    return { form: 'name', name }
+  } catch {
+    return null
+  }
+}
 
 /** Reads `value` as a T, or throws a TypeError naming `path`. */
 type Check<T> = (value: unknown, path: string) => T
@@ -250,6 +325,32 @@ const checkStats = object({
   host: checkHost,
 })
 
+function nullable<T>(item: Check<T>): Check<T | null> {
+  return (value, path) => (value === null ? null : item(value, path))
+}
+
+const checkPage = object({
+  /** The id to ask for next (`first` of the next request), or -1: no more clients. */
+  next: num,
+  /** Host-wide sums over every client; on the first page of a listing (first = 0), else null. */
+  totals: nullable(
+    object({
+      clients: num,
+      pools: num,
+      compressedPages: num,
+      compressedBytes: num,
+      compressPoor: num,
+    }),
+  ),
+})
+
+const checkStatsPage = object({
+  daemon: checkDaemon,
+  sessions: list(checkSession),
+  host: checkHost,
+  page: checkPage,
+})
+
 export type PoolStats = ReturnType<typeof checkPool>
 export type ClientStats = ReturnType<typeof checkClient>
 /** The engine's `stats()` snapshot. */
@@ -270,6 +371,16 @@ export type DaemonStats = ReturnType<typeof checkStats>
 export function decodeStats(bytes: Uint8Array, offset: number, length: number): DaemonStats {
   const text = Buffer.from(bytes.buffer, bytes.byteOffset + offset, length).toString('utf8')
   return checkStats(JSON.parse(text) as unknown, 'stats')
+}
+
+/** The paged STATS reply: a DaemonStats of some clients, and where the listing goes next. */
+export type StatsPage = ReturnType<typeof checkStatsPage>
+export type StatsTotals = NonNullable<StatsPage['page']['totals']>
+
+/** Reads the JSON body of a paged STATS reply; throws as `decodeStats` does. */
+export function decodeStatsPage(bytes: Uint8Array, offset: number, length: number): StatsPage {
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset + offset, length).toString('utf8')
+  return checkStatsPage(JSON.parse(text) as unknown, 'stats')
 }
 
 /** The JSON body of a STATS reply. */

@@ -6,7 +6,6 @@
  * the cluster has it. Both answer through OP_DEFERRED (protocol/deferred.ts); everything else
  * is answered by the engine at once, and a pool with no remote page allocates nothing.
  */
-import type { Logger } from 'pino'
 import {
   EEMPTY,
   EFAULT,
@@ -26,7 +25,7 @@ import type { Host } from '../engine/host.js'
 import { OpScratch, readOpBytes } from '../engine/op-scratch.js'
 import { type EvictedPage, STORED_FILLED, STORED_PLAIN } from '../engine/victim.js'
 import { type DeferredReply, OP_DEFERRED } from '../protocol/deferred.js'
-import type { HostStats } from '../protocol/stats.js'
+import type { HostStats, StatsTotals } from '../protocol/stats.js'
 import type { RemoteStore } from './cluster.js'
 import {
   encodeValue,
@@ -51,19 +50,9 @@ import { RemoteCopies } from './copies.js'
 import { copyOp, PendingOps, poolNumber } from './ordering.js'
 import { opLayout } from '../abi/layout.js'
 import { RemoteCounters, remoteSection } from './report.js'
+import type { RemoteTierOptions } from './tier-options.js'
 
-export interface RemoteTierOptions {
-  store: RemoteStore
-  /** This daemon's namespace in the cluster (docs/remote.md "Key layout"). */
-  hostId: string
-  /** Replicas a persistent write waits for (`--remote-durability replica`: 1). */
-  replicas: number
-  /** Policy of a client the first time it is seen: off, ephemeral or all. */
-  defaultPolicy: number
-  /** Bound of the demotion queue, in pages. */
-  queueMax: number
-  log: Logger
-}
+export type { RemoteTierOptions } from './tier-options.js'
 
 /** Pool kinds as `Host.poolKind` reports them. */
 const KIND_PERSISTENT = 1
@@ -208,6 +197,18 @@ export class RemoteTier {
 
   stats(): HostStats {
     return remoteSection(this.#host.stats(), this)
+  }
+
+  statsOf(ids: readonly number[]): HostStats {
+    return remoteSection(this.#host.statsOf(ids), this)
+  }
+
+  statsTotals(): StatsTotals {
+    return this.#host.statsTotals()
+  }
+
+  topClientIds(max: number): number[] {
+    return this.#host.topClientIds(max)
   }
 
   takeDeferred(): Promise<DeferredReply> {

@@ -1,23 +1,23 @@
 /**
  * THE switch: frame kind x endpoint -> engine call. Every frame a connection parses comes
  * here, and its reply is written straight into the connection's send buffer. SESSION frames
- * (live migration) are handed to session-commands.ts and CONTROL frames to control-ops.ts;
- * this file keeps the hot op path, the stats request, and the hello.
+ * (live migration) are handed to session-commands.ts, CONTROL frames to control-ops.ts,
+ * COMMAND frames to commands.ts and HELLO frames to hello-handler.ts; this file keeps the hot
+ * op path and the stats request.
  *
- * Privilege (docs/semantics.md "Decision: who is who"): a client connection only ever passes its own client id (fixed by the
- * hello) to `host.opBytes`, so it cannot touch another client's private pools; control
+ * Privilege (docs/semantics.md "Decision: who is who"): a client connection only ever passes
+ * its own client id (fixed by the hello) to `host.opBytes`, so it cannot touch another
+ * client's private pools; control
  * commands sent as guest ops get -EPERM from the engine itself. CONTROL frames are served only
  * on the control endpoint; elsewhere (and OP frames on the control endpoint) they get -EPERM.
  *
  * Hot path: `#op` allocates nothing. The op bytes are handed to the engine where they lie (in
- * the socket chunk, or the reader's pending buffer); a put's page is read in place; a get's
+ * the reader's buffer, which the socket reads into); a put's page is read in place; a get's
  * page is written by the engine straight into the reply.
  */
-import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
-import { EPERM, ENOMEM, PAGE_SIZE, TMEM_GET_PAGE, TMEM_READ } from '../abi/constants.js'
+import { EINVAL, EPERM, ENOMEM, PAGE_SIZE, TMEM_GET_PAGE, TMEM_READ } from '../abi/constants.js'
 import { copyBytes } from '../util/bytes.js'
-import { opBytes } from '../abi/layout.js'
 import type { Connection, ConnectionHandler } from './connection.js'
 import {
   FRAME_HEADER_BYTES,
@@ -27,13 +27,11 @@ import {
   KIND_GOODBYE,
   KIND_GOODBYE_REPLY,
   KIND_HELLO,
-  KIND_HELLO_REPLY,
   KIND_OP,
   KIND_OP_REPLY,
   KIND_STATS,
   KIND_STATS_REPLY,
   RC_BYTES,
-  REJECT_BAD_HELLO,
   REJECT_BAD_OP_SIZE,
   REJECT_HELLO_EXPECTED,
   REJECT_HELLO_REPEATED,
@@ -46,35 +44,24 @@ import {
   writeU32LE,
 } from '../protocol/frame.js'
 import {
-  HELLO_BAD_ABI,
-  HELLO_BAD_TOKEN,
-  HELLO_FLAG_ABI_REFUSED,
-  HELLO_FLAG_CONTROL,
-  HELLO_FLAG_RESUMED,
-  HELLO_MOVED,
-  HELLO_OK,
-  HELLO_SHUTTING_DOWN,
-  HELLO_STATUS_NAMES,
-  type HelloReply,
-  decodeHello,
-  encodeHelloReplyInto,
-} from '../protocol/hello.js'
-import { type DaemonStats, encodeStats } from '../protocol/stats.js'
+  type DaemonStats,
+  type StatsRequest,
+  decodeStatsRequest,
+  encodeStats,
+} from '../protocol/stats.js'
 import type { HostLike } from './host-like.js'
 import { KIND_SESSION, KIND_SESSION_REPLY } from '../protocol/session-frame.js'
 import { type DaemonCounters, newCounters } from './counters.js'
 import { SessionCommands } from './session-commands.js'
-import type { OpenResult } from './session.js'
 import type { SessionTable } from './sessions.js'
 import { ShmService } from './shm-service.js'
 import { ControlOps } from './control-ops.js'
+import { HelloHandler } from './hello-handler.js'
 import { DeferredOps } from './deferred-ops.js'
 import { OP_DEFERRED } from '../protocol/deferred.js'
 import { ControlCommands } from './commands.js'
 import { KIND_COMMAND, KIND_COMMAND_REPLY } from '../protocol/command-frame.js'
-export const V0_REFUSED_MESSAGE =
-  'This daemon serves tmem ABI v1 and the connection asked for v0: TMEM_NEW_POOL will return ' +
-  '-EPERM (unsupported spec version). Start the daemon with --accept-v0 to serve v0 clients'
+export { V0_REFUSED_MESSAGE } from './hello-handler.js'
 
 export interface DispatcherOptions {
   acceptV0: boolean
@@ -82,6 +69,8 @@ export interface DispatcherOptions {
   token: Buffer | null
   /** The stats reply body; called on STATS from the control endpoint. */
   snapshot: () => DaemonStats
+  /** The body answering a STATS request in the paged form (one client, a page of clients). */
+  statsPage: (request: StatsRequest) => string
   /** A connection is gone. */
   onClosed: (conn: Connection) => void
   /** Offer shared-memory regions to local clients (default true; `--no-shm` says false). */
@@ -103,6 +92,7 @@ export class Dispatcher implements ConnectionHandler {
   readonly #options: DispatcherOptions
   readonly #controlOps: ControlOps
   readonly #sessionCommands: SessionCommands
+  readonly #helloHandler: HelloHandler
   readonly #deferred: DeferredOps
 
   constructor(host: HostLike, sessions: SessionTable, log: Logger, options: DispatcherOptions) {
@@ -119,6 +109,12 @@ export class Dispatcher implements ConnectionHandler {
     )
     this.shm = new ShmService(host, options.sharedMemory ?? true)
     this.#controlOps = new ControlOps(host, log, this.counters)
+    this.#helloHandler = new HelloHandler(sessions, log, this.counters, {
+      acceptV0: options.acceptV0,
+      token: options.token,
+      shm: this.shm,
+      shuttingDown: () => this.shuttingDown,
+    })
     this.#deferred = new DeferredOps(host, log)
     this.commands = new ControlCommands(log)
   }
@@ -127,7 +123,7 @@ export class Dispatcher implements ConnectionHandler {
     this.counters.framesReceived++
     const kind = reader.kind
     if (!conn.helloDone) {
-      if (kind === KIND_HELLO) this.#hello(conn, reader)
+      if (kind === KIND_HELLO) this.#helloHandler.onHello(conn, reader)
       else conn.reject(REJECT_HELLO_EXPECTED)
       return
     }
@@ -264,8 +260,22 @@ export class Dispatcher implements ConnectionHandler {
     this.#writeRc(conn, replyKind, reader.requestId, -EPERM)
   }
 
+  /**
+   * STATS: an empty request is the whole host in one reply (-ENOMEM past the frame limit); a
+   * request with a body asks for a page of clients or one client (-EINVAL when malformed).
+   */
   #stats(conn: Connection, reader: FrameReader): void {
-    const json = encodeStats(this.#options.snapshot())
+    let json: string
+    if (reader.payloadBytes === 0) {
+      json = encodeStats(this.#options.snapshot())
+    } else {
+      const request = decodeStatsRequest(reader.bytes, reader.payloadOffset, reader.payloadBytes)
+      if (request === null) {
+        this.#writeRc(conn, KIND_STATS_REPLY, reader.requestId, -EINVAL)
+        return
+      }
+      json = this.#options.statsPage(request)
+    }
     const send = conn.send
     const at = conn.sendUsed
     const textAt = at + FRAME_HEADER_BYTES + RC_BYTES
@@ -289,161 +299,10 @@ export class Dispatcher implements ConnectionHandler {
     conn.end()
   }
 
-  #hello(conn: Connection, reader: FrameReader): void {
-    const hello = decodeHello(reader.bytes, reader.payloadOffset, reader.payloadBytes)
-    if (hello === null) {
-      conn.reject(REJECT_BAD_HELLO)
-      return
-    }
-    conn.helloDone = true
-    const requestId = reader.requestId
-    if (hello.abiVersion !== 0 && hello.abiVersion !== 1) {
-      this.#refuse(conn, requestId, HELLO_BAD_ABI, 'The tmem ABI version must be 0 or 1')
-      return
-    }
-    const version: 0 | 1 = hello.abiVersion
-    conn.abiVersion = version
-    conn.opBytes = opBytes(version)
-    if (this.shuttingDown) {
-      this.#refuse(conn, requestId, HELLO_SHUTTING_DOWN, 'The daemon is shutting down')
-      return
-    }
-    if (conn.endpoint === 'control') {
-      if (conn.tokenRequired && !this.#tokenMatches(hello.token)) {
-        this.#refuse(conn, requestId, HELLO_BAD_TOKEN, 'The control token does not match')
-        return
-      }
-      conn.name = hello.name === '' ? 'control' : hello.name
-      this.#log.info(
-        { conn: conn.serial, remote: conn.remote, clientName: conn.name },
-        'control hello',
-      )
-      this.#writeHello(conn, requestId, {
-        status: HELLO_OK,
-        abiVersion: version,
-        clientId: 0,
-        graceMs: 0,
-        secret: null,
-        flags: HELLO_FLAG_CONTROL,
-        name: conn.name,
-        message: '',
-      })
-      return
-    }
-    const opened = this.#sessions.open(hello.name, hello.secret, version, conn)
-    if (opened.held === true && opened.session !== null) {
-      // A migration's target: answered when the control plane activates the session.
-      this.#sessions.wait(opened.session, {
-        holder: conn,
-        answer: (result) => this.#answerHeld(conn, requestId, version, result),
-      })
-      return
-    }
-    this.#answerOpen(conn, requestId, version, opened)
-  }
-
-  #answerHeld(conn: Connection, requestId: number, version: 0 | 1, opened: OpenResult): void {
-    const at = conn.sendUsed
-    this.#answerOpen(conn, requestId, version, opened)
-    // #answerOpen wrote into the send buffer outside a frame handler: send it now.
-    const frame = Uint8Array.from(conn.send.subarray(at, conn.sendUsed))
-    conn.sendUsed = at
-    if (!conn.sendFrame(frame)) conn.closeWithError(0, 'Could not answer the hello')
-  }
-
-  #answerOpen(conn: Connection, requestId: number, version: 0 | 1, opened: OpenResult): void {
-    const session = opened.session
-    if (opened.redirect !== undefined) {
-      // HELLO_MOVED: the message is the new address, the secret the one to use there.
-      this.counters.connectionsRefused++
-      this.#log.info(
-        { conn: conn.serial, remote: conn.remote, to: opened.redirect.address },
-        'hello redirected: client moved',
-      )
-      this.#writeHello(conn, requestId, {
-        status: HELLO_MOVED,
-        abiVersion: version,
-        clientId: 0,
-        graceMs: opened.redirect.graceMs,
-        secret: opened.redirect.secret,
-        flags: 0,
-        name: '',
-        message: opened.redirect.address,
-      })
-      conn.end()
-      return
-    }
-    if (session === null) {
-      this.#refuse(conn, requestId, opened.status, opened.message)
-      return
-    }
-    conn.session = session
-    conn.name = session.name
-    let flags = (opened.resumed ? HELLO_FLAG_RESUMED : 0) | this.shm.helloFlag(conn)
-    let message = ''
-    if (version === 0 && !this.#options.acceptV0) {
-      flags |= HELLO_FLAG_ABI_REFUSED
-      message = V0_REFUSED_MESSAGE
-      this.counters.v0Refused++
-      this.#log.warn(
-        { client: session.id, clientName: session.name, remote: conn.remote },
-        'v0 client connected; the daemon does not serve ABI v0 (no --accept-v0)',
-      )
-    }
-    this.#writeHello(conn, requestId, {
-      status: HELLO_OK,
-      abiVersion: version,
-      clientId: session.id,
-      graceMs: this.#sessions.graceMs,
-      secret: session.secret,
-      flags,
-      name: session.name,
-      message,
-    })
-  }
-
-  #refuse(conn: Connection, requestId: number, status: number, message: string): void {
-    this.counters.connectionsRefused++
-    this.#log.warn(
-      {
-        conn: conn.serial,
-        endpoint: conn.endpoint,
-        remote: conn.remote,
-        status: HELLO_STATUS_NAMES[status] ?? status,
-      },
-      `hello refused: ${message}`,
-    )
-    this.#writeHello(conn, requestId, {
-      status,
-      abiVersion: conn.abiVersion,
-      clientId: 0,
-      graceMs: 0,
-      secret: null,
-      flags: 0,
-      name: '',
-      message,
-    })
-    conn.end()
-  }
-
-  #writeHello(conn: Connection, requestId: number, reply: HelloReply): void {
-    const at = conn.sendUsed
-    const payloadBytes = encodeHelloReplyInto(conn.send, at + FRAME_HEADER_BYTES, reply)
-    writeFrameHeader(conn.send, at, KIND_HELLO_REPLY, requestId, payloadBytes)
-    conn.sendUsed = at + FRAME_HEADER_BYTES + payloadBytes
-  }
-
   #writeRc(conn: Connection, kind: number, requestId: number, rc: number): void {
     const at = conn.sendUsed
     writeFrameHeader(conn.send, at, kind, requestId, RC_BYTES)
     writeU32LE(conn.send, at + FRAME_HEADER_BYTES, rc)
     conn.sendUsed = at + FRAME_HEADER_BYTES + RC_BYTES
-  }
-
-  #tokenMatches(given: string): boolean {
-    const token = this.#options.token
-    if (token === null) return false
-    const bytes = Buffer.from(given, 'utf8')
-    return bytes.length === token.length && timingSafeEqual(bytes, token)
   }
 }

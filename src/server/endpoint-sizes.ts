@@ -30,6 +30,7 @@ import {
 } from '../protocol/session-frame.js'
 import { KIND_SHM, KIND_SHM_KICK, SHM_PAYLOAD_BYTES } from '../protocol/shm-frame.js'
 import { COMMAND_PAYLOAD_BYTES_MAX, KIND_COMMAND } from '../protocol/command-frame.js'
+import { STATS_REQUEST_BYTES_MAX } from '../protocol/stats.js'
 import type { ConnectionSizes } from './connection.js'
 
 /** Each of a client connection's two send buffers (about 15 page replies). */
@@ -40,7 +41,7 @@ const CLIENT_RULES = new FrameRules()
   .allow(KIND_OP, 0, OP_PAYLOAD_BYTES_MAX)
   // Answered with -EPERM; bounded small so a client connection never buffers a tool buffer.
   .allow(KIND_CONTROL, 0, TMEM_OP_BYTES_V1 + CONTROL_OUTPUT_FIELD_BYTES + PAGE_SIZE)
-  .allow(KIND_STATS, 0, 0)
+  .allow(KIND_STATS, 0, STATS_REQUEST_BYTES_MAX)
   .allow(KIND_GOODBYE, 0, 0)
   .allow(KIND_SESSION, 0, SESSION_PAYLOAD_BYTES_MAX)
   .allow(KIND_SHM, SHM_PAYLOAD_BYTES, SHM_PAYLOAD_BYTES)
@@ -51,7 +52,7 @@ const CONTROL_RULES = new FrameRules()
   .allow(KIND_HELLO, HELLO_FIXED_BYTES, HELLO_PAYLOAD_BYTES_MAX)
   .allow(KIND_OP, 0, OP_PAYLOAD_BYTES_MAX)
   .allow(KIND_CONTROL, 0, CONTROL_PAYLOAD_BYTES_MAX)
-  .allow(KIND_STATS, 0, 0)
+  .allow(KIND_STATS, 0, STATS_REQUEST_BYTES_MAX)
   .allow(KIND_GOODBYE, 0, 0)
   .allow(KIND_SESSION, SESSION_FIXED_BYTES, SESSION_PAYLOAD_BYTES_MAX)
   .allow(KIND_COMMAND, 0, COMMAND_PAYLOAD_BYTES_MAX)

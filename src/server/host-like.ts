@@ -4,7 +4,7 @@
  * real `Host`.
  */
 import type { DeferredReply } from '../protocol/deferred.js'
-import type { HostStats } from '../protocol/stats.js'
+import type { HostStats, StatsTotals } from '../protocol/stats.js'
 
 export interface HostLike {
   /** A guest hypercall from its ABI bytes; `data` is the page (read for put, written for get). */
@@ -35,4 +35,10 @@ export interface HostLike {
    * of the op that just returned it. Called once, right after.
    */
   takeDeferred?(): Promise<DeferredReply>
+  /** The same snapshot with only the clients of `ids` that exist (one client, a page). */
+  statsOf(ids: readonly number[]): HostStats
+  /** Host-wide sums over the clients (pools, compression), without a snapshot of each. */
+  statsTotals(): StatsTotals
+  /** The ids of the `max` clients holding the most pages (ties: lower id), most first. */
+  topClientIds(max: number): number[]
 }

@@ -202,40 +202,48 @@ export function topClients(clients: readonly unknown[], max: number): ClientReco
   return top.map((item) => item.client)
 }
 
+/** Clients and pools of a snapshot that holds every client. */
+function countOf(clients: readonly unknown[]): { clients: number; pools: number } {
+  let pools = 0
+  for (const client of clients) {
+    const list = (client as ClientRecord | null)?.pools
+    if (Array.isArray(list)) pools += list.length
+  }
+  return { clients: clients.length, pools }
+}
+
 /**
  * Samples for the engine snapshot (`host.stats()`): its top-level numbers are host-wide, and
  * `clients: [{ id, ..., pools: [{ slot, ... }] }]` holds the per-client and per-pool counters,
  * of which only the top `labelledMax` clients by pages get series (with their pools); the
- * rest are counted in `tmem_clients`, `tmem_pools` and `tmem_clients_unlabelled`.
+ * rest are counted in `tmem_clients`, `tmem_pools` and `tmem_clients_unlabelled`. The daemon
+ * hands in a snapshot of the labelled clients only, with `counts` for the whole host.
  */
 export function hostSamples(
   stats: unknown,
   nameOf: (clientId: number) => string,
   out: Sample[],
   labelledMax = METRICS_LABELLED_CLIENTS_MAX,
+  counts?: { clients: number; pools: number },
 ): void {
   if (typeof stats !== 'object' || stats === null) return
   flattenSamples('tmem', stats, {}, out, HOST_SKIP)
   const clients = (stats as { clients?: unknown }).clients
   if (!Array.isArray(clients)) return
-  let pools = 0
-  for (const client of clients as unknown[]) {
-    const list = (client as ClientRecord | null)?.pools
-    if (Array.isArray(list)) pools += list.length
-  }
   const top = topClients(clients as unknown[], labelledMax)
+  const { clients: clientCount, pools } = counts ?? countOf(clients as unknown[])
   out.push({
     name: 'tmem_clients',
     help: 'Clients the engine knows',
     labels: {},
-    value: clients.length,
+    value: clientCount,
   })
   out.push({ name: 'tmem_pools', help: 'Pools of all clients', labels: {}, value: pools })
   out.push({
     name: 'tmem_clients_unlabelled',
     help: `Clients without their own series (only the ${labelledMax} holding the most pages have them)`,
     labels: {},
-    value: clients.length - top.length,
+    value: clientCount - top.length,
   })
   for (const client of top) {
     const id = clientId(client)

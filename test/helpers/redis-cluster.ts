@@ -74,6 +74,9 @@ export async function startCluster(): Promise<TestCluster | null> {
     )
     for (const port of ports)
       await until(async () => (await cli(port, 'cluster', 'info')).includes('cluster_state:ok'))
+    // A replica answers WAIT only once its first sync is done: wait for every link to be up.
+    for (const port of ports)
+      await until(async () => replicaInSync(await cli(port, 'info', 'replication')))
   } catch (error) {
     await stop()
     throw error
@@ -118,6 +121,11 @@ async function slotMaster(
     }
   }
   return -1
+}
+
+/** True for a master, or for a replica whose link to its master is up. */
+function replicaInSync(info: string): boolean {
+  return !info.includes('role:slave') || info.includes('master_link_status:up')
 }
 
 async function startNode(dir: string, port: number): Promise<ClusterNode> {

@@ -30,6 +30,15 @@ function fakeHost(): HostLike {
     hasClient: () => false,
     destroyClient: () => false,
     stats: () => ({}) as HostStats,
+    statsOf: () => ({ clients: [] }) as unknown as HostStats,
+    topClientIds: () => [],
+    statsTotals: () => ({
+      clients: 0,
+      pools: 0,
+      compressedPages: 0,
+      compressedBytes: 0,
+      compressPoor: 0,
+    }),
   }
 }
 

@@ -85,6 +85,20 @@ void describe('metrics bounds', () => {
       hasClient: () => false,
       destroyClient: () => false,
       stats: () => stats as unknown as HostStats,
+      // As the engine answers: only the labelled clients are snapshotted, counts come apart.
+      topClientIds: (max: number) => expectedTop(20_000, max).map(Number),
+      statsOf: (ids: readonly number[]) =>
+        ({
+          ...stats,
+          clients: stats.clients.filter((client) => ids.includes((client as { id: number }).id)),
+        }) as unknown as HostStats,
+      statsTotals: () => ({
+        clients: 20_000,
+        pools: 20_000 * POOLS_PER_CLIENT,
+        compressedPages: 0,
+        compressedBytes: 0,
+        compressPoor: 0,
+      }),
     }
     const config = {
       socketPath: null,
@@ -109,6 +123,11 @@ void describe('metrics bounds', () => {
         `${perClient} labelled samples`,
       )
       assert.equal(valueOf(samples, 'tmem_clients'), 20_000)
+      assert.equal(valueOf(samples, 'tmem_pools'), 20_000 * POOLS_PER_CLIENT)
+      assert.deepEqual(
+        [...labelledClients(samples)].sort(),
+        expectedTop(20_000, METRICS_LABELLED_CLIENTS_MAX).sort(),
+      )
     } finally {
       await daemon.close()
     }
