@@ -29,7 +29,7 @@ import { GlobalCounters } from './counters.js'
 import { Contents } from './dedup.js'
 import { Eviction } from './evict.js'
 import { Frames } from './frames.js'
-import { Client, type Pool, PoolTable, TimeStats } from './model.js'
+import { Client, OpTimer, type Pool, PoolTable, type TimeStats } from './model.js'
 import type { ResolvedHostOptions } from './options.js'
 import { Payloads } from './payload.js'
 import { type Fill, FILL_ZERO, type PageWindow, Placement, StoredPage } from './placement.js'
@@ -63,7 +63,9 @@ export class Core {
   /** Dedup content descriptors, when dedup is on. */
   readonly contents: Contents | null
   readonly counters = new GlobalCounters()
-  readonly times = new TimeStats()
+  /** The cycle statistics' clock and sampling (the LIST `T=` line and every `Tc`). */
+  readonly timer: OpTimer
+  readonly times: TimeStats
   /** The global ephemeral LRU, oldest at the head. */
   readonly globalLru = newListHead()
   /** Clients by id. */
@@ -86,9 +88,11 @@ export class Core {
 
   constructor(options: ResolvedHostOptions) {
     this.options = options
+    this.timer = new OpTimer(options.clockNs, options.timingSample)
+    this.times = this.timer.times
     this.frames = new Frames(options.pages)
     this.store = new Store(options.descriptors, options.descriptors)
-    this.payloads = new Payloads(this.frames, createCodec(options.codec))
+    this.payloads = new Payloads(this.frames, createCodec(options.codec), this.timer)
     this.contents = options.dedup ? new Contents(options.descriptors) : null
     this.eviction = new Eviction(this)
     this.placement = new Placement(this, this.eviction)

@@ -41,9 +41,11 @@ export interface HostOptions {
   /** Monotonic clock for the cycle statistics, in nanoseconds. Default performance.now() x 1e6. */
   clockNs?: () => number
   /**
-   * Read the clock for one op in this many (a power of two); every op is still counted and
-   * the sampled times are scaled up. Default 64 with the default clock (on Node 20 each
-   * high-resolution clock call allocates a little), 1 when `clockNs` is given.
+   * Time one op in this many per client (a power of two), the client's first included; the
+   * `T=` counts, sums, maxima and minima and the clients' `Tc` then describe the sampled ops
+   * only, so they stay consistent with one another (docs/semantics.md "LIST"). Default 64
+   * with the default clock (on Node 20 each high-resolution clock call allocates a little),
+   * 1 when `clockNs` is given.
    */
   timingSample?: number
 }

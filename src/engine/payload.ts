@@ -22,6 +22,7 @@ import { assert } from '../util/assert.js'
 import { copyBytes, registerCopyBuffer } from '../util/bytes.js'
 import { type PageCodec, fingerprintPage } from './codecs.js'
 import type { Frames } from './frames.js'
+import { type OpTimer, TIME_COMPRESS, TIME_COPY, TIME_DECOMPRESS } from './model.js'
 import { NONE, SLOT_COMPRESSED, SLOT_FILLED, SLOT_TZE } from './store.js'
 import { SUBPAGE_BYTES_MAX, Subpages } from './subpages.js'
 
@@ -39,6 +40,8 @@ export class Payloads {
   readonly frames: Frames
   readonly subpages: Subpages
   readonly codec: PageCodec | null
+  /** Times copies out of storage and codec calls of sampled ops (`C`, `c`, `d`). */
+  readonly timer: OpTimer
   /** The page being stored, or the page just loaded. Exactly one page long. */
   readonly page: Buffer
   readonly #words: Int32Array
@@ -55,8 +58,9 @@ export class Payloads {
   /** The last compression attempt did not shrink the page enough. */
   poor = false
 
-  constructor(frames: Frames, codec: PageCodec | null) {
+  constructor(frames: Frames, codec: PageCodec | null, timer: OpTimer) {
     this.frames = frames
+    this.timer = timer
     this.subpages = new Subpages(frames)
     this.codec = codec
     const scratch = new ArrayBuffer(PAGE_SIZE * 2)
@@ -103,7 +107,9 @@ export class Payloads {
       return STORED
     }
     if (compress && this.codec !== null) {
+      const started = this.timer.start()
       const size = this.codec.compress(this.page, this.#out)
+      this.timer.end(TIME_COMPRESS, started)
       if (size > 0 && size + CHECK_BYTES <= SUBPAGE_BYTES_MAX) {
         if (!this.#storeChunk(this.#out, size, SLOT_COMPRESSED, evict)) return STORE_NO_MEMORY
         this.compressedBytes = size
@@ -163,7 +169,9 @@ export class Payloads {
     target: Uint8Array,
     targetOffset: number,
   ): boolean {
+    const timer = this.timer
     if (kind === 0) {
+      const started = timer.start()
       copyBytes(
         this.frames.arenaOf(frame),
         this.frames.frameOffset(frame),
@@ -171,10 +179,13 @@ export class Payloads {
         targetOffset,
         PAGE_SIZE,
       )
+      timer.end(TIME_COPY, started)
       return true
     }
     if (!this.expand(frame, offset, bytes, kind)) return false
+    const started = timer.start()
     copyBytes(this.page, 0, target, targetOffset, PAGE_SIZE)
+    timer.end(TIME_COPY, started)
     return true
   }
 
@@ -188,7 +199,9 @@ export class Payloads {
     const at = this.frames.frameOffset(frame) + offset
     if (kind === SLOT_COMPRESSED) {
       assert(this.codec !== null, 'Payloads compressed page without a codec')
+      const started = this.timer.start()
       const produced = this.codec.decompress(arena, at + CHECK_BYTES, at + bytes, this.page)
+      this.timer.end(TIME_DECOMPRESS, started)
       if (produced !== PAGE_SIZE) return false
     } else {
       assert(kind === SLOT_TZE, 'Payloads unknown payload kind')

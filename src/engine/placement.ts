@@ -18,7 +18,7 @@ import type { GlobalCounters } from './counters.js'
 import type { Contents } from './dedup.js'
 import type { Eviction } from './evict.js'
 import type { Frames } from './frames.js'
-import type { Client, Pool } from './model.js'
+import { type Client, type OpTimer, type Pool, TIME_COPY } from './model.js'
 import type { ResolvedHostOptions } from './options.js'
 import { CHECK_BYTES, type Payloads, STORED } from './payload.js'
 import {
@@ -75,6 +75,7 @@ export interface PlacementState {
   readonly payloads: Payloads
   readonly contents: Contents | null
   readonly counters: GlobalCounters
+  readonly timer: OpTimer
 }
 
 export class Placement {
@@ -303,14 +304,19 @@ export class Placement {
     fill: Fill,
     window: PageWindow,
   ): void {
+    const timer = this.#state.timer
     if (fill === FILL_COPY) {
       assert(source !== null, 'Placement copy without a source')
+      const started = timer.start()
       copyBytes(source, sourceOffset, target, at, PAGE_SIZE)
+      timer.end(TIME_COPY, started)
       return
     }
     target.fill(0, at, at + PAGE_SIZE)
     if (fill === FILL_RANGE && source !== null) {
+      const started = timer.start()
       copyBytes(source, sourceOffset + window.pfnOffset, target, at + window.tmemOffset, window.len)
+      timer.end(TIME_COPY, started)
     }
   }
 
