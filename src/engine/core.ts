@@ -22,7 +22,7 @@
  * and none is free, eviction makes room; a persistent put that still finds no room returns
  * -ENOMEM.
  */
-import { EEMPTY, EFAULT, EFROZEN, ENOMEM, ENOSPC, PAGE_SIZE } from '../abi/constants.js'
+import { EEMPTY, EFAULT, EFROZEN, ENOMEM, ENOSPC } from '../abi/constants.js'
 import { copyBytes } from '../util/bytes.js'
 import { createCodec } from './codecs.js'
 import { GlobalCounters } from './counters.js'
@@ -32,7 +32,14 @@ import { Frames } from './frames.js'
 import { Client, OpTimer, type Pool, PoolTable, type TimeStats } from './model.js'
 import type { ResolvedHostOptions } from './options.js'
 import { Payloads } from './payload.js'
-import { type Fill, FILL_ZERO, type PageWindow, Placement, StoredPage } from './placement.js'
+import {
+  type Fill,
+  FILL_ZERO,
+  type PageWindow,
+  Placement,
+  resolvePage,
+  StoredPage,
+} from './placement.js'
 import {
   listAppend,
   listUnlink,
@@ -75,6 +82,8 @@ export class Core {
   readonly pools = new PoolTable()
   /** Sum of all client weights. */
   weightTotal = 0
+  /** Clients with a non-zero weight (the only ones that can be over their share), any order. */
+  readonly weighted: Client[] = []
   /** Global shared-pool authorisation ("global auth", TMEM_AUTH to all clients). */
   globalAuth = false
   /** Where persistent page changes of migrating clients go; set by whoever runs a migration. */
@@ -109,6 +118,15 @@ export class Core {
     return client
   }
 
+  /** Sets a client's weight (TMEMC_SET_WEIGHT; 0 when the client goes), keeping the totals. */
+  setWeight(client: Client, weight: number): void {
+    this.weightTotal += weight - client.weight
+    const listed = this.weighted.indexOf(client)
+    if (weight !== 0 && listed < 0) this.weighted.push(client)
+    if (weight === 0 && listed >= 0) this.weighted.splice(listed, 1)
+    client.weight = weight
+  }
+
   // ---------------------------------------------------------------------------------------
   // Commands.
 
@@ -140,7 +158,9 @@ export class Core {
       return -EFROZEN
     }
     const source =
-      fill === FILL_ZERO ? null : this.#resolve(caller, data, dataOffset, window.cmfn, false)
+      fill === FILL_ZERO
+        ? null
+        : resolvePage(this.options, caller, data, dataOffset, window.cmfn, false)
     if (fill !== FILL_ZERO && source === null) {
       this.counters.failedCopies++
       pool.noMemoryPuts++
@@ -204,6 +224,7 @@ export class Core {
     } else {
       listAppend(store.listPrev, store.listNext, this.globalLru, slot)
       listAppend(store.clientPrev, store.clientNext, owner.lru, slot)
+      this.eviction.stamp(slot)
       if (++counters.ephemeralCount > counters.ephemeralMax) counters.ephemeralMax++
       if (++owner.ephemeralCount > owner.ephemeralMax) owner.ephemeralMax++
     }
@@ -226,7 +247,7 @@ export class Core {
     let source: Uint8Array | null = null
     if (owner.liveMigrating && !owner.precopy) rc = -ENOSPC
     else if (fill !== FILL_ZERO) {
-      source = this.#resolve(caller, data, dataOffset, window.cmfn, false)
+      source = resolvePage(this.options, caller, data, dataOffset, window.cmfn, false)
       if (source === null) {
         this.counters.failedCopies++
         rc = -EFAULT
@@ -261,34 +282,6 @@ export class Core {
     return 1
   }
 
-  /**
-   * The caller's page: `data` when given (null when `dataOffset` does not leave a whole page
-   * in it), else the embedder's frame resolver for frame `cmfn` (docs/semantics.md "Decision: guest frames"), null for a bad frame.
-   */
-  #resolve(
-    caller: Client,
-    data: Uint8Array | null,
-    dataOffset: number,
-    cmfn: bigint,
-    writable: boolean,
-  ): Uint8Array | null {
-    if (data !== null) {
-      if (!Number.isInteger(dataOffset) || dataOffset < 0 || dataOffset + PAGE_SIZE > data.length)
-        return null
-      return data
-    }
-    const resolver = this.options.frameResolver
-    if (resolver === null) return null
-    let frame: Uint8Array | null | undefined
-    try {
-      frame = resolver(caller.id, cmfn, writable)
-    } catch {
-      return null
-    }
-    if (frame === null || frame === undefined || frame.length < PAGE_SIZE) return null
-    return frame
-  }
-
   /** A put stored its payload but found no object or slot: undo and fail with -ENOMEM. */
   #failAfterStore(pool: Pool, createdObject: number, stored: StoredPage): number {
     this.counters.failedSubpageAllocs++
@@ -317,7 +310,7 @@ export class Core {
     const slot = store.pageLookup(object, index)
     if (slot === NONE) return 0
     const privateEphemeral = !pool.persistent && !pool.shared
-    const target = this.#resolve(caller, data, dataOffset, window.cmfn, true)
+    const target = resolvePage(this.options, caller, data, dataOffset, window.cmfn, true)
     if (target === null) {
       this.counters.failedCopies++
       if (privateEphemeral) this.removePage(pool, slot)
@@ -357,6 +350,7 @@ export class Core {
     listAppend(store.listPrev, store.listNext, this.globalLru, slot)
     listUnlink(store.clientPrev, store.clientNext, owner.lru, slot)
     listAppend(store.clientPrev, store.clientNext, owner.lru, slot)
+    this.eviction.stamp(slot)
   }
 
   /** FLUSH_PAGE (docs/semantics.md "Flush page"): performed even for a frozen owner, which then gets -EFROZEN. */

@@ -184,7 +184,7 @@ export class Host {
     for (let slot = 0; slot < MAX_POOLS_PER_DOMAIN; slot++) {
       if (client.pools[slot] !== null) this.#pools.destroy(client, slot)
     }
-    core.weightTotal -= client.weight
+    core.setWeight(client, 0)
     core.clientsById[clientId] = undefined
     core.clientOrder.splice(core.clientOrder.indexOf(client), 1)
     return true

@@ -43,9 +43,10 @@ export interface HostOptions {
   /**
    * Time one op in this many per client (a power of two), the client's first included; the
    * `T=` counts, sums, maxima and minima and the clients' `Tc` then describe the sampled ops
-   * only, so they stay consistent with one another (docs/semantics.md "LIST"). Default 64
-   * with the default clock (on Node 20 each high-resolution clock call allocates a little),
-   * 1 when `clockNs` is given.
+   * only, so they stay consistent with one another (docs/semantics.md "LIST"). Default 128
+   * with the default clock (on Node 20 each high-resolution clock call allocates a heap
+   * number and costs 100-250 ns; a sampled op reads it four times when it copies a page), 1
+   * when `clockNs` is given.
    */
   timingSample?: number
 }
@@ -97,7 +98,7 @@ export function resolveHostOptions(options: HostOptions = {}): ResolvedHostOptio
   if (!Number.isSafeInteger(descriptors) || descriptors < 1 || descriptors > PAGES_MAX * 2) {
     throw new RangeError(`Host descriptors must be an integer from 1 to ${PAGES_MAX * 2}`)
   }
-  const timingSample = options.timingSample ?? (options.clockNs === undefined ? 64 : 1)
+  const timingSample = options.timingSample ?? (options.clockNs === undefined ? 128 : 1)
   if (
     !Number.isInteger(timingSample) ||
     timingSample < 1 ||

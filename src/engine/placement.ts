@@ -52,6 +52,36 @@ export interface PageWindow {
   readonly len: number
 }
 
+/**
+ * The caller's page: `data` when given (null when `dataOffset` does not leave a whole page in
+ * it), else the embedder's frame resolver for frame `cmfn` (docs/semantics.md "Decision: guest
+ * frames"), null for a bad frame.
+ */
+export function resolvePage(
+  options: ResolvedHostOptions,
+  caller: Client,
+  data: Uint8Array | null,
+  dataOffset: number,
+  cmfn: bigint,
+  writable: boolean,
+): Uint8Array | null {
+  if (data !== null) {
+    if (!Number.isInteger(dataOffset) || dataOffset < 0 || dataOffset + PAGE_SIZE > data.length)
+      return null
+    return data
+  }
+  const resolver = options.frameResolver
+  if (resolver === null) return null
+  let frame: Uint8Array | null | undefined
+  try {
+    frame = resolver(caller.id, cmfn, writable)
+  } catch {
+    return null
+  }
+  if (frame === null || frame === undefined || frame.length < PAGE_SIZE) return null
+  return frame
+}
+
 /** Where and how a put's payload was stored: the slot columns it goes into. */
 export class StoredPage {
   frame = NONE
