@@ -8,7 +8,7 @@
  * Every page command takes its page as arguments — the calling client, the pool, the oid
  * words, the index, the caller's buffer and offset, and for READ/WRITE and frame resolution a
  * `PageWindow` — and returns the spec's value. A put's stored payload goes through one reused
- * `StoredPage`. Nothing here allocates per page: bytes are copied with copyBytes between the
+ * `StoredPage`. Nothing here allocates per page: bytes are copied with copyPage between the
  * caller's buffer and a frame, and every list and index is a typed array.
  *
  *   Host (ABI decoding, dispatch, timing)
@@ -23,7 +23,7 @@
  * -ENOMEM.
  */
 import { EEMPTY, EFAULT, EFROZEN, ENOMEM, ENOSPC } from '../abi/constants.js'
-import { copyBytes } from '../util/bytes.js'
+import { copyPage } from './page-copy.js'
 import { createCodec } from './codecs.js'
 import { GlobalCounters } from './counters.js'
 import { Contents } from './dedup.js'
@@ -100,6 +100,7 @@ export class Core {
     this.timer = new OpTimer(options.clockNs, options.timingSample)
     this.times = this.timer.times
     this.frames = new Frames(options.pages)
+    if (options.prefault) this.frames.prefault()
     this.store = new Store(options.descriptors, options.descriptors)
     this.payloads = new Payloads(this.frames, createCodec(options.codec), this.timer)
     this.contents = options.dedup ? new Contents(options.descriptors) : null
@@ -330,7 +331,7 @@ export class Core {
       return 0
     }
     if (range)
-      copyBytes(page, window.tmemOffset, target, targetOffset + window.pfnOffset, window.len)
+      copyPage(page, window.tmemOffset, target, targetOffset + window.pfnOffset, window.len)
     const owner = pool.owner
     if (privateEphemeral) this.removePage(pool, slot)
     else if (pool.shared && !pool.persistent) {

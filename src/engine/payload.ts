@@ -19,10 +19,11 @@
  */
 import { PAGE_SIZE } from '../abi/constants.js'
 import { assert } from '../util/assert.js'
-import { copyBytes, registerCopyBuffer } from '../util/bytes.js'
+import { registerCopyBuffer } from '../util/bytes.js'
 import { type PageCodec, fingerprintPage } from './codecs.js'
 import type { Frames } from './frames.js'
 import { type OpTimer, TIME_COMPRESS, TIME_COPY, TIME_DECOMPRESS } from './model.js'
+import { copyPage } from './page-copy.js'
 import { NONE, SLOT_COMPRESSED, SLOT_FILLED, SLOT_TZE } from './store.js'
 import { SUBPAGE_BYTES_MAX, Subpages } from './subpages.js'
 
@@ -128,7 +129,7 @@ export class Payloads {
       if (!evict()) return STORE_NO_MEMORY
       frame = this.frames.alloc()
     }
-    copyBytes(this.page, 0, this.frames.arenaOf(frame), this.frames.frameOffset(frame), PAGE_SIZE)
+    copyPage(this.page, 0, this.frames.arenaOf(frame), this.frames.frameOffset(frame), PAGE_SIZE)
     this.#result(frame, 0, PAGE_SIZE, 0)
     return STORED
   }
@@ -144,7 +145,7 @@ export class Payloads {
     const at = this.frames.frameOffset(frame) + this.subpages.offset
     arena.writeUInt32LE(check, at)
     arena.writeUInt32LE(0, at + 4)
-    copyBytes(source, 0, arena, at + CHECK_BYTES, length)
+    copyPage(source, 0, arena, at + CHECK_BYTES, length)
     this.#result(frame, this.subpages.offset, size, kind)
     return true
   }
@@ -172,7 +173,7 @@ export class Payloads {
     const timer = this.timer
     if (kind === 0) {
       const started = timer.start()
-      copyBytes(
+      copyPage(
         this.frames.arenaOf(frame),
         this.frames.frameOffset(frame),
         target,
@@ -184,7 +185,7 @@ export class Payloads {
     }
     if (!this.expand(frame, offset, bytes, kind)) return false
     const started = timer.start()
-    copyBytes(this.page, 0, target, targetOffset, PAGE_SIZE)
+    copyPage(this.page, 0, target, targetOffset, PAGE_SIZE)
     timer.end(TIME_COPY, started)
     return true
   }
@@ -206,7 +207,7 @@ export class Payloads {
     } else {
       assert(kind === SLOT_TZE, 'Payloads unknown payload kind')
       const length = bytes - CHECK_BYTES
-      copyBytes(arena, at + CHECK_BYTES, this.page, 0, length)
+      copyPage(arena, at + CHECK_BYTES, this.page, 0, length)
       this.page.fill(0, length, PAGE_SIZE)
     }
     return this.fingerprint() === arena.readUInt32LE(at)
@@ -227,10 +228,10 @@ export class Payloads {
       return arena.compare(this.page, 0, PAGE_SIZE, at, at + PAGE_SIZE) === 0
     }
     // Expand into `compare` by swapping roles: save the incoming page first.
-    copyBytes(this.page, 0, this.compare, 0, PAGE_SIZE)
+    copyPage(this.page, 0, this.compare, 0, PAGE_SIZE)
     const ok = this.expand(frame, offset, bytes, kind)
     const same = ok && this.page.compare(this.compare, 0, PAGE_SIZE, 0, PAGE_SIZE) === 0
-    copyBytes(this.compare, 0, this.page, 0, PAGE_SIZE)
+    copyPage(this.compare, 0, this.page, 0, PAGE_SIZE)
     return same
   }
 }

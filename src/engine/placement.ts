@@ -13,13 +13,13 @@
  */
 import { PAGE_SIZE } from '../abi/constants.js'
 import { assert } from '../util/assert.js'
-import { copyBytes } from '../util/bytes.js'
 import type { GlobalCounters } from './counters.js'
 import type { Contents } from './dedup.js'
 import type { Eviction } from './evict.js'
 import type { Frames } from './frames.js'
 import { type Client, type OpTimer, type Pool, TIME_COPY } from './model.js'
 import type { ResolvedHostOptions } from './options.js'
+import { copyPage } from './page-copy.js'
 import { CHECK_BYTES, type Payloads, STORED } from './payload.js'
 import {
   NONE,
@@ -338,14 +338,14 @@ export class Placement {
     if (fill === FILL_COPY) {
       assert(source !== null, 'Placement copy without a source')
       const started = timer.start()
-      copyBytes(source, sourceOffset, target, at, PAGE_SIZE)
+      copyPage(source, sourceOffset, target, at, PAGE_SIZE)
       timer.end(TIME_COPY, started)
       return
     }
     target.fill(0, at, at + PAGE_SIZE)
     if (fill === FILL_RANGE && source !== null) {
       const started = timer.start()
-      copyBytes(source, sourceOffset + window.pfnOffset, target, at + window.tmemOffset, window.len)
+      copyPage(source, sourceOffset + window.pfnOffset, target, at + window.tmemOffset, window.len)
       timer.end(TIME_COPY, started)
     }
   }
