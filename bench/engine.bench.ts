@@ -240,8 +240,52 @@ function medianResult(results: CaseResult[]): CaseResult {
   }
 }
 
+/**
+ * `--profile put|get:pages:passes`: only that op in a loop over a persistent pool, for
+ * `node --cpu-prof`; prints ns per op, so that a profile's self-time shares turn into ns.
+ */
+function profileCase(spec: string): void {
+  const [op, pagesText, passesText] = spec.split(':')
+  const pages = Number(pagesText)
+  const passes = Number(passesText)
+  const source = pageSource(256)
+  const target = new Uint8Array(PAGE_SIZE)
+  const { host, pool } = makeHost('persistent', pages, false)
+  const gen = { oid: [0n, 0n, 0n] as [bigint, bigint, bigint], index: 0 }
+  const put = encodeOp({
+    cmd: TMEM_PUT_PAGE,
+    poolId: pool,
+    gen: { ...gen, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n },
+  })
+  const get = encodeOp({
+    cmd: TMEM_GET_PAGE,
+    poolId: pool,
+    gen: { ...gen, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n },
+  })
+  for (let i = 0; i < pages; i++) {
+    aim(put, i)
+    host.opBytes(CLIENT, put, 0, 1, source, (i % 256) * PAGE_SIZE)
+  }
+  const start = performance.now()
+  for (let pass = 0; pass < passes; pass++) {
+    for (let i = 0; i < pages; i++) {
+      if (op === 'put') {
+        aim(put, i)
+        host.opBytes(CLIENT, put, 0, 1, source, (i % 256) * PAGE_SIZE)
+      } else {
+        aim(get, (i * 7919) % pages)
+        host.opBytes(CLIENT, get, 0, 1, target, 0)
+      }
+    }
+  }
+  const ns = ((performance.now() - start) * 1e6) / (pages * passes)
+  console.log(`${op}: ${ns.toFixed(0)} ns per op (${pageCopyMode()} copy)`)
+}
+
 function main(): void {
   const args = process.argv.slice(2)
+  const profile = args.indexOf('--profile')
+  if (profile >= 0) return profileCase(args[profile + 1] ?? 'get:100000:5')
   const child = args.indexOf('--case')
   if (child >= 0) {
     const [kind, pages, passes, copy, prefault] = (args[child + 1] ?? '').split(':')
