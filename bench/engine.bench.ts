@@ -31,11 +31,40 @@ interface CaseResult {
   getPerSecond: number
   copyPutPerSecond: number
   copyGetPerSecond: number
+  /** The same four rates per CPU second of this process (steadier on a shared machine). */
+  putPerCpuSecond: number
+  getPerCpuSecond: number
+  copyPutPerCpuSecond: number
+  copyGetPerCpuSecond: number
   gcShare: number
   bytesPerPage: number
 }
 
 const CLIENT = 1
+
+/** Wall and CPU milliseconds of a phase; add them up with `add`. */
+class PhaseTime {
+  wall = 0
+  cpu = 0
+  #wall = 0
+  #cpu = 0
+
+  start(): void {
+    this.#wall = performance.now()
+    const usage = process.cpuUsage()
+    this.#cpu = (usage.user + usage.system) / 1000
+  }
+
+  stop(): void {
+    this.wall += performance.now() - this.#wall
+    const usage = process.cpuUsage()
+    this.cpu += (usage.user + usage.system) / 1000 - this.#cpu
+  }
+}
+
+function perSecond(count: number, ms: number): number {
+  return count === 0 || ms === 0 ? 0 : (count / ms) * 1000
+}
 
 function gcTracker(): { stop(): number } {
   let total = 0
@@ -126,29 +155,29 @@ function runHostCase(kind: Kind, pages: number, passes: number, prefault: boolea
   const gc = gcTracker()
   const wallStart = performance.now()
   // Fill: the first pass creates every page, later passes replace them (duplicate puts).
-  let putTime = 0
+  const putTime = new PhaseTime()
   let putCount = 0
   for (let pass = 0; pass < passes; pass++) {
-    const start = performance.now()
+    putTime.start()
     for (let i = 0; i < pages; i++) {
       aim(put, i)
       const rc = host.opBytes(CLIENT, put, 0, 1, source, (i % sourcePages) * PAGE_SIZE)
       if (rc !== 1) throw new Error(`Put failed with ${rc}`)
     }
-    putTime += performance.now() - start
+    putTime.stop()
     putCount += pages
   }
   const rssAfter = rssBytes()
-  let getTime = 0
+  const getTime = new PhaseTime()
   let getCount = 0
   if (persistent) {
     for (let pass = 0; pass < passes; pass++) {
-      const start = performance.now()
+      getTime.start()
       for (let i = 0; i < pages; i++) {
         aim(get, (i * 7919) % pages)
         if (host.opBytes(CLIENT, get, 0, 1, target, 0) !== 1) throw new Error('Get missed')
       }
-      getTime += performance.now() - start
+      getTime.stop()
       getCount += pages
     }
   }
@@ -160,10 +189,14 @@ function runHostCase(kind: Kind, pages: number, passes: number, prefault: boolea
     copy: pageCopyMode(),
     prefault,
     pages,
-    putPerSecond: (putCount / putTime) * 1000,
-    getPerSecond: getCount === 0 ? 0 : (getCount / getTime) * 1000,
-    copyPutPerSecond: copy.put,
-    copyGetPerSecond: copy.get,
+    putPerSecond: perSecond(putCount, putTime.wall),
+    getPerSecond: perSecond(getCount, getTime.wall),
+    copyPutPerSecond: perSecond(copy.count, copy.put.wall),
+    copyGetPerSecond: perSecond(copy.count, copy.get.wall),
+    putPerCpuSecond: perSecond(putCount, putTime.cpu),
+    getPerCpuSecond: perSecond(getCount, getTime.cpu),
+    copyPutPerCpuSecond: perSecond(copy.count, copy.put.cpu),
+    copyGetPerCpuSecond: perSecond(copy.count, copy.get.cpu),
     gcShare: gcTime / wall,
     bytesPerPage: persistent && !prefault ? (rssAfter - rssBefore) / pages - PAGE_SIZE : -1,
   }
@@ -175,7 +208,7 @@ function copyBaseline(
   passes: number,
   source: Uint8Array,
   prefault: boolean,
-): { put: number; get: number } {
+): { put: PhaseTime; get: PhaseTime; count: number } {
   // Fresh memory, faulted in by the first pass as the engine's arenas are; or touched
   // beforehand, as a prefaulted host's arenas are.
   const slab = Buffer.alloc(pages * PAGE_SIZE)
@@ -183,23 +216,25 @@ function copyBaseline(
   const target = new Uint8Array(PAGE_SIZE)
   const sourcePages = source.length / PAGE_SIZE
   const sourceBuffer = Buffer.from(source.buffer, source.byteOffset, source.length)
-  let start = performance.now()
+  const put = new PhaseTime()
+  put.start()
   for (let pass = 0; pass < passes; pass++) {
     for (let i = 0; i < pages; i++) {
       const from = (i % sourcePages) * PAGE_SIZE
       sourceBuffer.copy(slab, i * PAGE_SIZE, from, from + PAGE_SIZE)
     }
   }
-  const put = ((pages * passes) / (performance.now() - start)) * 1000
-  start = performance.now()
+  put.stop()
+  const get = new PhaseTime()
+  get.start()
   for (let pass = 0; pass < passes; pass++) {
     for (let i = 0; i < pages; i++) {
       const at = ((i * 7919) % pages) * PAGE_SIZE
       slab.copy(target, 0, at, at + PAGE_SIZE)
     }
   }
-  const get = ((pages * passes) / (performance.now() - start)) * 1000
-  return { put, get }
+  get.stop()
+  return { put, get, count: pages * passes }
 }
 
 function formatRate(perSecond: number): string {
@@ -235,6 +270,10 @@ function medianResult(results: CaseResult[]): CaseResult {
     getPerSecond: pick('getPerSecond'),
     copyPutPerSecond: pick('copyPutPerSecond'),
     copyGetPerSecond: pick('copyGetPerSecond'),
+    putPerCpuSecond: pick('putPerCpuSecond'),
+    getPerCpuSecond: pick('getPerCpuSecond'),
+    copyPutPerCpuSecond: pick('copyPutPerCpuSecond'),
+    copyGetPerCpuSecond: pick('copyGetPerCpuSecond'),
     gcShare: pick('gcShare'),
     bytesPerPage: pick('bytesPerPage'),
   }
@@ -321,15 +360,18 @@ function main(): void {
   }
   console.log(`Node ${process.version}, ${new Date().toISOString()}, medians of ${repeats} runs`)
   console.log(
-    '| case | copy | put | get | slab-copy put | slab-copy get | put / loop | get / loop | GC share | bytes/page beyond 4096 |',
+    '| case | copy | put | get | slab-copy put | slab-copy get | put / loop | get / loop | ' +
+      'put / loop (cpu) | get / loop (cpu) | GC share | bytes/page beyond 4096 |',
   )
-  console.log('|---|---|---|---|---|---|---|---|---|---|')
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|')
   for (const r of rows) {
     console.log(
       `| ${r.name}${r.prefault ? ', prefaulted' : ''} | ${r.copy} | ${formatRate(r.putPerSecond)} | ` +
         `${formatRate(r.getPerSecond)} | ${formatRate(r.copyPutPerSecond)} | ` +
         `${formatRate(r.copyGetPerSecond)} | ${ratio(r.putPerSecond, r.copyPutPerSecond)} | ` +
-        `${ratio(r.getPerSecond, r.copyGetPerSecond)} | ${(r.gcShare * 100).toFixed(2)} % | ` +
+        `${ratio(r.getPerSecond, r.copyGetPerSecond)} | ` +
+        `${ratio(r.putPerCpuSecond, r.copyPutPerCpuSecond)} | ` +
+        `${ratio(r.getPerCpuSecond, r.copyGetPerCpuSecond)} | ${(r.gcShare * 100).toFixed(2)} % | ` +
         `${r.bytesPerPage < 0 ? '-' : r.bytesPerPage.toFixed(0)} |`,
     )
   }
