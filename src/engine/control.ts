@@ -90,11 +90,7 @@ export class Control {
       case TMEMC_LIST_PAGE:
         return this.#listPage(cliId, s.arg1, s.arg2, data, dataOffset, dataLength)
       case TMEMC_SET_WEIGHT:
-        return this.#forClients(cliId, (client) => {
-          core.weightTotal += s.arg1 - client.weight
-          client.weight = s.arg1
-          return 0
-        })
+        return this.#forClients(cliId, (client) => (core.setWeight(client, s.arg1), 0))
       case TMEMC_SET_CAP:
         if (s.arg1 > 100) return -EINVAL
         return this.#forClients(cliId, (client) => ((client.cap = s.arg1), 0))

@@ -8,7 +8,7 @@
  * Every page command takes its page as arguments — the calling client, the pool, the oid
  * words, the index, the caller's buffer and offset, and for READ/WRITE and frame resolution a
  * `PageWindow` — and returns the spec's value. A put's stored payload goes through one reused
- * `StoredPage`. Nothing here allocates per page: bytes are copied with copyBytes between the
+ * `StoredPage`. Nothing here allocates per page: bytes are copied with copyPage between the
  * caller's buffer and a frame, and every list and index is a typed array.
  *
  *   Host (ABI decoding, dispatch, timing)
@@ -22,17 +22,24 @@
  * and none is free, eviction makes room; a persistent put that still finds no room returns
  * -ENOMEM.
  */
-import { EEMPTY, EFAULT, EFROZEN, ENOMEM, ENOSPC, PAGE_SIZE } from '../abi/constants.js'
-import { copyBytes } from '../util/bytes.js'
+import { EEMPTY, EFAULT, EFROZEN, ENOMEM, ENOSPC } from '../abi/constants.js'
+import { copyPage } from './page-copy.js'
 import { createCodec } from './codecs.js'
 import { GlobalCounters } from './counters.js'
 import { Contents } from './dedup.js'
 import { Eviction } from './evict.js'
 import { Frames } from './frames.js'
-import { Client, type Pool, PoolTable, TimeStats } from './model.js'
+import { Client, OpTimer, type Pool, PoolTable, type TimeStats } from './model.js'
 import type { ResolvedHostOptions } from './options.js'
 import { Payloads } from './payload.js'
-import { type Fill, FILL_ZERO, type PageWindow, Placement, StoredPage } from './placement.js'
+import {
+  type Fill,
+  FILL_ZERO,
+  type PageWindow,
+  Placement,
+  resolvePage,
+  StoredPage,
+} from './placement.js'
 import {
   listAppend,
   listUnlink,
@@ -63,7 +70,9 @@ export class Core {
   /** Dedup content descriptors, when dedup is on. */
   readonly contents: Contents | null
   readonly counters = new GlobalCounters()
-  readonly times = new TimeStats()
+  /** The cycle statistics' clock and sampling (the LIST `T=` line and every `Tc`). */
+  readonly timer: OpTimer
+  readonly times: TimeStats
   /** The global ephemeral LRU, oldest at the head. */
   readonly globalLru = newListHead()
   /** Clients by id. */
@@ -73,6 +82,8 @@ export class Core {
   readonly pools = new PoolTable()
   /** Sum of all client weights. */
   weightTotal = 0
+  /** Clients with a non-zero weight (the only ones that can be over their share), any order. */
+  readonly weighted: Client[] = []
   /** Global shared-pool authorisation ("global auth", TMEM_AUTH to all clients). */
   globalAuth = false
   /** Where persistent page changes of migrating clients go; set by whoever runs a migration. */
@@ -88,9 +99,12 @@ export class Core {
 
   constructor(options: ResolvedHostOptions) {
     this.options = options
+    this.timer = new OpTimer(options.clockNs, options.timingSample)
+    this.times = this.timer.times
     this.frames = new Frames(options.pages)
+    if (options.prefault) this.frames.prefault()
     this.store = new Store(options.descriptors, options.descriptors)
-    this.payloads = new Payloads(this.frames, createCodec(options.codec))
+    this.payloads = new Payloads(this.frames, createCodec(options.codec), this.timer)
     this.contents = options.dedup ? new Contents(options.descriptors) : null
     this.eviction = new Eviction(this)
     this.placement = new Placement(this, this.eviction)
@@ -105,6 +119,15 @@ export class Core {
       this.clientOrder.push(client)
     }
     return client
+  }
+
+  /** Sets a client's weight (TMEMC_SET_WEIGHT; 0 when the client goes), keeping the totals. */
+  setWeight(client: Client, weight: number): void {
+    this.weightTotal += weight - client.weight
+    const listed = this.weighted.indexOf(client)
+    if (weight !== 0 && listed < 0) this.weighted.push(client)
+    if (weight === 0 && listed >= 0) this.weighted.splice(listed, 1)
+    client.weight = weight
   }
 
   // ---------------------------------------------------------------------------------------
@@ -138,7 +161,9 @@ export class Core {
       return -EFROZEN
     }
     const source =
-      fill === FILL_ZERO ? null : this.#resolve(caller, data, dataOffset, window.cmfn, false)
+      fill === FILL_ZERO
+        ? null
+        : resolvePage(this.options, caller, data, dataOffset, window.cmfn, false)
     if (fill !== FILL_ZERO && source === null) {
       this.counters.failedCopies++
       pool.noMemoryPuts++
@@ -202,6 +227,7 @@ export class Core {
     } else {
       listAppend(store.listPrev, store.listNext, this.globalLru, slot)
       listAppend(store.clientPrev, store.clientNext, owner.lru, slot)
+      this.eviction.stamp(slot)
       if (++counters.ephemeralCount > counters.ephemeralMax) counters.ephemeralMax++
       if (++owner.ephemeralCount > owner.ephemeralMax) owner.ephemeralMax++
     }
@@ -224,7 +250,7 @@ export class Core {
     let source: Uint8Array | null = null
     if (owner.liveMigrating && !owner.precopy) rc = -ENOSPC
     else if (fill !== FILL_ZERO) {
-      source = this.#resolve(caller, data, dataOffset, window.cmfn, false)
+      source = resolvePage(this.options, caller, data, dataOffset, window.cmfn, false)
       if (source === null) {
         this.counters.failedCopies++
         rc = -EFAULT
@@ -259,34 +285,6 @@ export class Core {
     return 1
   }
 
-  /**
-   * The caller's page: `data` when given (null when `dataOffset` does not leave a whole page
-   * in it), else the embedder's frame resolver for frame `cmfn` (docs/semantics.md "Decision: guest frames"), null for a bad frame.
-   */
-  #resolve(
-    caller: Client,
-    data: Uint8Array | null,
-    dataOffset: number,
-    cmfn: bigint,
-    writable: boolean,
-  ): Uint8Array | null {
-    if (data !== null) {
-      if (!Number.isInteger(dataOffset) || dataOffset < 0 || dataOffset + PAGE_SIZE > data.length)
-        return null
-      return data
-    }
-    const resolver = this.options.frameResolver
-    if (resolver === null) return null
-    let frame: Uint8Array | null | undefined
-    try {
-      frame = resolver(caller.id, cmfn, writable)
-    } catch {
-      return null
-    }
-    if (frame === null || frame === undefined || frame.length < PAGE_SIZE) return null
-    return frame
-  }
-
   /** A put stored its payload but found no object or slot: undo and fail with -ENOMEM. */
   #failAfterStore(pool: Pool, createdObject: number, stored: StoredPage): number {
     this.counters.failedSubpageAllocs++
@@ -315,7 +313,7 @@ export class Core {
     const slot = store.pageLookup(object, index)
     if (slot === NONE) return 0
     const privateEphemeral = !pool.persistent && !pool.shared
-    const target = this.#resolve(caller, data, dataOffset, window.cmfn, true)
+    const target = resolvePage(this.options, caller, data, dataOffset, window.cmfn, true)
     if (target === null) {
       this.counters.failedCopies++
       if (privateEphemeral) this.removePage(pool, slot)
@@ -335,7 +333,7 @@ export class Core {
       return 0
     }
     if (range)
-      copyBytes(page, window.tmemOffset, target, targetOffset + window.pfnOffset, window.len)
+      copyPage(page, window.tmemOffset, target, targetOffset + window.pfnOffset, window.len)
     const owner = pool.owner
     if (privateEphemeral) this.removePage(pool, slot)
     else if (pool.shared && !pool.persistent) {
@@ -355,6 +353,7 @@ export class Core {
     listAppend(store.listPrev, store.listNext, this.globalLru, slot)
     listUnlink(store.clientPrev, store.clientNext, owner.lru, slot)
     listAppend(store.clientPrev, store.clientNext, owner.lru, slot)
+    this.eviction.stamp(slot)
   }
 
   /** FLUSH_PAGE (docs/semantics.md "Flush page"): performed even for a frozen owner, which then gets -EFROZEN. */

@@ -3,17 +3,26 @@
  *
  * Every ephemeral page sits on two intrusive lists: the global LRU and the LRU of the client
  * that owns its pool, oldest at the head. A new put appends at both tails; a shared-pool hit
- * moves the page to both tails; a duplicate put leaves it where it is. To evict, the caller's
- * own LRU is used when the caller holds more than its weighted share of ephemeral pages
- * (`C * T > G * W`, the documented intent, docs/semantics.md "Decision: eviction quota"); otherwise, or when none of its pages is
- * eligible, the global LRU. A page is not eligible while its object is the one the current
- * put is writing (so a put never evicts its own object) or while its pool is being destroyed.
- * A client cap (docs/semantics.md "Decision: cap") makes a put first evict that client's own oldest page.
+ * moves the page to both tails; a duplicate put leaves it where it is. Each append stamps the
+ * page with a counter that increases along the global LRU (`slotStamp`), so pages of
+ * different clients can be compared by age without walking the list.
+ *
+ * To evict (docs/semantics.md "Eviction", "Decision: eviction quota"), with a client over
+ * its weighted share when `C * T > G * W`:
+ *  1. a caller over its share takes the oldest eligible page of its own LRU;
+ *  2. a caller within its share takes the oldest eligible page among the clients that are
+ *     over theirs: the head of each such client's LRU, the lowest stamp winning, so the
+ *     order among them is the global one (only weighted clients can be over their share, and
+ *     only they are looked at: none when no weight is set);
+ *  3. otherwise, or when 1-2 find nothing, the oldest eligible page of the global LRU.
+ * A page is not eligible while its object is the one the current put is writing (so a put
+ * never evicts its own object) or while its pool is being destroyed. A client cap
+ * (docs/semantics.md "Decision: cap") makes a put first evict that client's own oldest page.
  *
  * With dedup on, a page whose content is shared by more than one page gets a second chance:
  * the first time eviction reaches it, it moves to the LRU tails instead (docs/semantics.md "Eviction").
  *
- * Bound: one scan inspects at most EVICT_SCAN_MAX pages. Only pages of the object in flight,
+ * Bound: each step inspects at most EVICT_SCAN_MAX pages and clients. Only pages of the object in flight,
  * of a dying pool, or taking their second chance are skipped, so the bound is reached only
  * when that many such pages sit at the head of the list; the eviction then fails as when no
  * page is eligible (a persistent put gets -ENOMEM, an ephemeral one evicts nothing more).
@@ -59,14 +68,25 @@ export interface EvictionState {
   readonly pools: PoolTable
   /** Sum of all client weights. */
   readonly weightTotal: number
+  /** The clients with a non-zero weight. */
+  readonly weighted: readonly Client[]
   /** Removes a page completely (lists, payload, index, its object when it was the last). */
   removePage(pool: Pool, slot: number): void
   /** Told about each victim before its storage is freed (the remote tier's demotion hook). */
   readonly onEvict: ((pool: Pool, slot: number) => void) | null
 }
 
+/** The stamp at which every ephemeral page is stamped again from 0 in LRU order. */
+const STAMP_LIMIT = 0xffffffff
+
 export class Eviction {
   readonly #state: EvictionState
+  /** The next age stamp (see `stamp`). */
+  #stampNext = 0
+  /** Stamp at which stamps are renumbered; tests lower it to exercise the renumbering. */
+  stampLimit = STAMP_LIMIT
+  /** Looks left to the current step of an eviction (EVICT_SCAN_MAX per step). */
+  #looks = 0
   // The put the payload store's callback evicts for (see `callbackFor`).
   #putCaller: Client | null = null
   #putObject = NONE
@@ -98,11 +118,18 @@ export class Eviction {
     const store = state.store
     state.counters.evictAttempts++
     let slot = NONE
-    if (caller !== null && (ownOnly || this.#overQuota(caller))) {
-      slot = this.#firstEligible(store.clientNext, caller.lru[0]!, spared)
+    if (caller !== null) {
+      this.#looks = EVICT_SCAN_MAX
+      if (ownOnly || this.#overQuota(caller)) {
+        slot = this.#firstEligible(store.clientNext, caller.lru[0]!, spared)
+      } else if (state.weightTotal !== 0) {
+        slot = this.#oldestOverShare(spared)
+      }
     }
-    if (slot === NONE && !ownOnly)
+    if (slot === NONE && !ownOnly) {
+      this.#looks = EVICT_SCAN_MAX
       slot = this.#firstEligible(store.listNext, state.globalLru[0]!, spared)
+    }
     if (slot === NONE) return false
     const pool = state.pools.byGid(store.objectPool[store.slotObject[slot]!]!)
     assert(!pool.persistent, 'Eviction chose a persistent page')
@@ -110,6 +137,42 @@ export class Eviction {
     state.removePage(pool, slot)
     state.counters.evicted++
     return true
+  }
+
+  /** Step 2: the oldest eligible page of the clients over their share, or NONE. */
+  #oldestOverShare(spared: number): number {
+    const state = this.#state
+    const store = state.store
+    const stamps = store.slotStamp
+    const weighted = state.weighted
+    let oldest = NONE
+    for (let i = 0; i < weighted.length && this.#looks > 0; i++) {
+      const client = weighted[i]!
+      this.#looks--
+      if (!this.#overQuota(client)) continue
+      const slot = this.#firstEligible(store.clientNext, client.lru[0]!, spared)
+      if (slot !== NONE && (oldest === NONE || stamps[slot]! < stamps[oldest]!)) oldest = slot
+    }
+    return oldest
+  }
+
+  /**
+   * Stamps a page that was just appended to the global LRU's tail with the next age. When
+   * the stamps run out, every ephemeral page is stamped again in LRU order first (once per
+   * 4 billion appends).
+   */
+  stamp(slot: number): void {
+    if (this.#stampNext >= this.stampLimit) this.#restamp()
+    this.#state.store.slotStamp[slot] = this.#stampNext++
+  }
+
+  #restamp(): void {
+    const store = this.#state.store
+    let next = 0
+    for (let slot = this.#state.globalLru[0]!; slot !== NONE; slot = store.listNext[slot]!) {
+      store.slotStamp[slot] = next++
+    }
+    this.#stampNext = next
   }
 
   /**
@@ -177,12 +240,12 @@ export class Eviction {
     return BigInt(count) * BigInt(total) > BigInt(global) * BigInt(weight)
   }
 
-  /** The first eligible page from `head` along `next`, or NONE (at most EVICT_SCAN_MAX looks). */
+  /** The first eligible page from `head` along `next`, or NONE (uses up the step's looks). */
   #firstEligible(next: Uint32Array, head: number, spared: number): number {
     const state = this.#state
     const store = state.store
     let slot = head
-    for (let looked = 0; slot !== NONE && looked < EVICT_SCAN_MAX; looked++) {
+    for (; slot !== NONE && this.#looks > 0; this.#looks--) {
       const following = next[slot]!
       const object = store.slotObject[slot]!
       const pool = state.pools.byGid(store.objectPool[object]!)
@@ -213,6 +276,7 @@ export class Eviction {
     listAppend(store.listPrev, store.listNext, state.globalLru, slot)
     listUnlink(store.clientPrev, store.clientNext, pool.owner.lru, slot)
     listAppend(store.clientPrev, store.clientNext, pool.owner.lru, slot)
+    this.stamp(slot)
     return true
   }
 }

@@ -46,6 +46,18 @@ export class Frames {
     this.#free = new Uint32Array(arenaCount * ARENA_FRAMES)
   }
 
+  /**
+   * Makes every arena of the budget now and writes one byte in each of its pages, so that the
+   * system maps them before the first put (host option `prefault`). Control plane.
+   */
+  prefault(): void {
+    while (this.arenas.includes(null)) this.#addArena()
+    for (const arena of this.arenas) {
+      if (arena === null) continue
+      for (let at = 0; at < arena.length; at += PAGE_SIZE) arena[at] = 0
+    }
+  }
+
   /** Free frames of the allocated arenas (free list plus never-used arena space). */
   get freeCount(): number {
     return this.#freeCount

@@ -43,6 +43,7 @@ import { GuestClient } from './friendly.js'
 import { renderList } from './list.js'
 import {
   type Client,
+  type Pool,
   TIME_FLUSH,
   TIME_FLUSH_OBJECT,
   TIME_GET,
@@ -219,7 +220,7 @@ export class Host {
     for (let slot = 0; slot < MAX_POOLS_PER_DOMAIN; slot++) {
       if (client.pools[slot] !== null) this.#pools.destroy(client, slot)
     }
-    core.weightTotal -= client.weight
+    core.setWeight(client, 0)
     core.clientsById[clientId] = undefined
     core.clientOrder.splice(core.clientOrder.indexOf(client), 1)
     return true
@@ -293,9 +294,10 @@ export class Host {
         return this.#fail(this.#pools.create(client, -1, s.flags, s.uuidLo, s.uuidHi))
       case TMEM_DESTROY_POOL: {
         // Timed as a flush, whatever the result (docs/semantics.md "Dispatch" step 9).
-        const start = this.#startTimer()
+        const timer = this.core.timer
+        const start = timer.startOp(client)
         const rc = this.#pools.destroyByGuest(client, s.poolId)
-        this.#time(client, TIME_FLUSH, start)
+        timer.endOp(client, TIME_FLUSH, start)
         return this.#fail(rc)
       }
       case TMEM_PUT_PAGE:
@@ -318,68 +320,62 @@ export class Host {
     const pool = slot < MAX_POOLS_PER_DOMAIN ? client.pools[slot] : null
     if (pool === null || pool === undefined) return -ENODEV
     const core = this.core
+    const timer = core.timer
     switch (s.cmd) {
       case TMEM_PUT_PAGE: {
-        const start = this.#startTimer()
+        const start = timer.startOp(client)
         core.eviction.reserve(client)
         const rc = core.put(client, pool, s.oid, s.index, data, dataOffset, FILL_COPY, s)
-        this.#time(client, rc === 1 ? TIME_PUT : TIME_PUT_FAILED, start)
+        timer.endOp(client, rc === 1 ? TIME_PUT : TIME_PUT_FAILED, start)
         return rc
       }
+      case TMEM_GET_PAGE: {
+        const start = timer.startOp(client)
+        const rc = core.get(client, pool, s.oid, s.index, data, dataOffset, false, s)
+        timer.endOp(client, rc === 1 ? TIME_GET : TIME_GET_FAILED, start)
+        return rc
+      }
+      case TMEM_FLUSH_PAGE: {
+        const start = timer.startOp(client)
+        const rc = core.flushPage(pool, s.oid, s.index)
+        timer.endOp(client, TIME_FLUSH, start)
+        return rc
+      }
+      case TMEM_FLUSH_OBJECT: {
+        const start = timer.startOp(client)
+        const rc = core.flushObject(pool, s.oid)
+        timer.endOp(client, TIME_FLUSH_OBJECT, start)
+        return rc
+      }
+      default: {
+        timer.startUntimed()
+        const rc = this.#untimedCommand(s, client, pool, data, dataOffset)
+        timer.endUntimed()
+        return rc
+      }
+    }
+  }
+
+  /** NEW_PAGE, WRITE and READ: not timed (docs/semantics.md "Dispatch" step 9). */
+  #untimedCommand(
+    s: OpScratch,
+    client: Client,
+    pool: Pool,
+    data: Uint8Array | null,
+    dataOffset: number,
+  ): number {
+    const core = this.core
+    switch (s.cmd) {
       case TMEM_NEW_PAGE:
         core.eviction.reserve(client)
         return core.put(client, pool, s.oid, s.index, data, dataOffset, FILL_ZERO, s)
       case TMEM_WRITE:
         if (!rangeValid(s)) return -EINVAL
         return core.put(client, pool, s.oid, s.index, data, dataOffset, FILL_RANGE, s)
-      case TMEM_GET_PAGE: {
-        const start = this.#startTimer()
-        const rc = core.get(client, pool, s.oid, s.index, data, dataOffset, false, s)
-        this.#time(client, rc === 1 ? TIME_GET : TIME_GET_FAILED, start)
-        return rc
-      }
-      case TMEM_READ:
+      default:
         if (!rangeValid(s)) return -EINVAL
         return core.get(client, pool, s.oid, s.index, data, dataOffset, true, s)
-      case TMEM_FLUSH_PAGE: {
-        const start = this.#startTimer()
-        const rc = core.flushPage(pool, s.oid, s.index)
-        this.#time(client, TIME_FLUSH, start)
-        return rc
-      }
-      default: {
-        const start = this.#startTimer()
-        const rc = core.flushObject(pool, s.oid)
-        this.#time(client, TIME_FLUSH_OBJECT, start)
-        return rc
-      }
     }
-  }
-
-  /** Ops seen by the timer, for sampling. */
-  #timedOps = 0
-
-  /**
-   * Starts timing an op: the clock reading, or -1 when this op is not sampled. Every op is
-   * counted; with the default clock only one op in `timingSample` reads it, because on Node 20
-   * every high-resolution clock call makes a little garbage (see options.ts).
-   */
-  #startTimer(): number {
-    if ((++this.#timedOps & (this.options.timingSample - 1)) !== 0) return -1
-    return this.options.clockNs()
-  }
-
-  /** Records an op against the `T=` line and the caller's `Tc` (docs/semantics.md "LIST"). */
-  #time(client: Client, tag: number, start: number): void {
-    const times = this.core.times
-    if (start < 0) {
-      times.count[tag]!++
-      return
-    }
-    const elapsed = this.options.clockNs() - start
-    const weight = this.options.timingSample
-    times.record(tag, elapsed, weight)
-    if (elapsed > 0 && elapsed < 1e9) client.cycles += elapsed * weight
   }
 
   #privileged(

@@ -70,6 +70,12 @@ export function checkInvariants(engine: { readonly core: Core }): void {
   }
   const global = walkList(store.listPrev, store.listNext, core.globalLru, capacity, 'global LRU')
   check(global.length === counters.ephemeralCount, 'global LRU length equals ephemeral count')
+  for (let i = 1; i < global.length; i++) {
+    check(
+      store.slotStamp[global[i]!]! > store.slotStamp[global[i - 1]!]!,
+      'age stamps increase along the global LRU',
+    )
+  }
   let ephemeralTotal = 0
   for (const client of core.clientOrder) {
     const own = walkList(
@@ -95,6 +101,11 @@ export function checkInvariants(engine: { readonly core: Core }): void {
     )
   }
   check(core.weightTotal === core.clientOrder.reduce((sum, c) => sum + c.weight, 0), 'weight total')
+  const weighted = core.clientOrder.filter((c) => c.weight !== 0)
+  check(
+    weighted.length === core.weighted.length && weighted.every((c) => core.weighted.includes(c)),
+    'the weighted clients are listed',
+  )
   checkContents(core, seenFrames)
   checkFrames(core, seenFrames)
 }

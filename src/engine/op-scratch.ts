@@ -25,9 +25,18 @@ import {
   opLayout,
 } from '../abi/layout.js'
 import type { TmemOp } from '../abi/types.js'
-import { readU32LE } from '../util/le.js'
 
 const U32 = 0x100000000
+
+/**
+ * A little-endian u32 at `bytes[at]`, which the caller has checked lies inside `bytes` (so no
+ * element can be undefined; util/le.ts readU32LE pays a check per byte for that).
+ */
+function readU32LE(bytes: Uint8Array, at: number): number {
+  return (
+    (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
+  )
+}
 
 export class OpScratch {
   cmd = 0

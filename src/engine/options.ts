@@ -41,15 +41,26 @@ export interface HostOptions {
   /** Monotonic clock for the cycle statistics, in nanoseconds. Default performance.now() x 1e6. */
   clockNs?: () => number
   /**
-   * Read the clock for one op in this many (a power of two); every op is still counted and
-   * the sampled times are scaled up. Default 64 with the default clock (on Node 20 each
-   * high-resolution clock call allocates a little), 1 when `clockNs` is given.
+   * Time one op in this many per client (a power of two), the client's first included; the
+   * `T=` counts, sums, maxima and minima and the clients' `Tc` then describe the sampled ops
+   * only, so they stay consistent with one another (docs/semantics.md "LIST"). Default 128
+   * with the default clock (on Node 20 each high-resolution clock call allocates a heap
+   * number and costs 100-250 ns; a sampled op reads it four times when it copies a page), 1
+   * when `clockNs` is given.
    */
   timingSample?: number
+  /**
+   * Make every arena of the budget at start and touch each of its pages, so that no put pays
+   * the operating system's first-touch fault (about 1 µs a page on Linux). Costs the whole
+   * budget in resident memory from the start, and about that first-touch time at
+   * construction (about 1 s per GiB). Default false: arenas are made as pages arrive.
+   */
+  prefault?: boolean
 }
 
 export interface ResolvedHostOptions {
   timingSample: number
+  prefault: boolean
   pages: number
   descriptors: number
   codec: CodecName | undefined
@@ -95,7 +106,7 @@ export function resolveHostOptions(options: HostOptions = {}): ResolvedHostOptio
   if (!Number.isSafeInteger(descriptors) || descriptors < 1 || descriptors > PAGES_MAX * 2) {
     throw new RangeError(`Host descriptors must be an integer from 1 to ${PAGES_MAX * 2}`)
   }
-  const timingSample = options.timingSample ?? (options.clockNs === undefined ? 64 : 1)
+  const timingSample = options.timingSample ?? (options.clockNs === undefined ? 128 : 1)
   if (
     !Number.isInteger(timingSample) ||
     timingSample < 1 ||
@@ -105,6 +116,7 @@ export function resolveHostOptions(options: HostOptions = {}): ResolvedHostOptio
   }
   return {
     timingSample,
+    prefault: options.prefault ?? false,
     pages,
     descriptors,
     codec: options.codec,

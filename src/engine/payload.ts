@@ -19,9 +19,11 @@
  */
 import { PAGE_SIZE } from '../abi/constants.js'
 import { assert } from '../util/assert.js'
-import { copyBytes, registerCopyBuffer } from '../util/bytes.js'
+import { registerCopyBuffer } from '../util/bytes.js'
 import { type PageCodec, fingerprintPage } from './codecs.js'
 import type { Frames } from './frames.js'
+import { type OpTimer, TIME_COMPRESS, TIME_COPY, TIME_DECOMPRESS } from './model.js'
+import { copyPage } from './page-copy.js'
 import { NONE, SLOT_COMPRESSED, SLOT_FILLED, SLOT_TZE } from './store.js'
 import { SUBPAGE_BYTES_MAX, Subpages } from './subpages.js'
 
@@ -39,6 +41,8 @@ export class Payloads {
   readonly frames: Frames
   readonly subpages: Subpages
   readonly codec: PageCodec | null
+  /** Times copies out of storage and codec calls of sampled ops (`C`, `c`, `d`). */
+  readonly timer: OpTimer
   /** The page being stored, or the page just loaded. Exactly one page long. */
   readonly page: Buffer
   readonly #words: Int32Array
@@ -55,8 +59,9 @@ export class Payloads {
   /** The last compression attempt did not shrink the page enough. */
   poor = false
 
-  constructor(frames: Frames, codec: PageCodec | null) {
+  constructor(frames: Frames, codec: PageCodec | null, timer: OpTimer) {
     this.frames = frames
+    this.timer = timer
     this.subpages = new Subpages(frames)
     this.codec = codec
     const scratch = new ArrayBuffer(PAGE_SIZE * 2)
@@ -103,7 +108,9 @@ export class Payloads {
       return STORED
     }
     if (compress && this.codec !== null) {
+      const started = this.timer.start()
       const size = this.codec.compress(this.page, this.#out)
+      this.timer.end(TIME_COMPRESS, started)
       if (size > 0 && size + CHECK_BYTES <= SUBPAGE_BYTES_MAX) {
         if (!this.#storeChunk(this.#out, size, SLOT_COMPRESSED, evict)) return STORE_NO_MEMORY
         this.compressedBytes = size
@@ -122,7 +129,7 @@ export class Payloads {
       if (!evict()) return STORE_NO_MEMORY
       frame = this.frames.alloc()
     }
-    copyBytes(this.page, 0, this.frames.arenaOf(frame), this.frames.frameOffset(frame), PAGE_SIZE)
+    copyPage(this.page, 0, this.frames.arenaOf(frame), this.frames.frameOffset(frame), PAGE_SIZE)
     this.#result(frame, 0, PAGE_SIZE, 0)
     return STORED
   }
@@ -138,7 +145,7 @@ export class Payloads {
     const at = this.frames.frameOffset(frame) + this.subpages.offset
     arena.writeUInt32LE(check, at)
     arena.writeUInt32LE(0, at + 4)
-    copyBytes(source, 0, arena, at + CHECK_BYTES, length)
+    copyPage(source, 0, arena, at + CHECK_BYTES, length)
     this.#result(frame, this.subpages.offset, size, kind)
     return true
   }
@@ -163,18 +170,23 @@ export class Payloads {
     target: Uint8Array,
     targetOffset: number,
   ): boolean {
+    const timer = this.timer
     if (kind === 0) {
-      copyBytes(
+      const started = timer.start()
+      copyPage(
         this.frames.arenaOf(frame),
         this.frames.frameOffset(frame),
         target,
         targetOffset,
         PAGE_SIZE,
       )
+      timer.end(TIME_COPY, started)
       return true
     }
     if (!this.expand(frame, offset, bytes, kind)) return false
-    copyBytes(this.page, 0, target, targetOffset, PAGE_SIZE)
+    const started = timer.start()
+    copyPage(this.page, 0, target, targetOffset, PAGE_SIZE)
+    timer.end(TIME_COPY, started)
     return true
   }
 
@@ -188,12 +200,14 @@ export class Payloads {
     const at = this.frames.frameOffset(frame) + offset
     if (kind === SLOT_COMPRESSED) {
       assert(this.codec !== null, 'Payloads compressed page without a codec')
+      const started = this.timer.start()
       const produced = this.codec.decompress(arena, at + CHECK_BYTES, at + bytes, this.page)
+      this.timer.end(TIME_DECOMPRESS, started)
       if (produced !== PAGE_SIZE) return false
     } else {
       assert(kind === SLOT_TZE, 'Payloads unknown payload kind')
       const length = bytes - CHECK_BYTES
-      copyBytes(arena, at + CHECK_BYTES, this.page, 0, length)
+      copyPage(arena, at + CHECK_BYTES, this.page, 0, length)
       this.page.fill(0, length, PAGE_SIZE)
     }
     return this.fingerprint() === arena.readUInt32LE(at)
@@ -214,10 +228,10 @@ export class Payloads {
       return arena.compare(this.page, 0, PAGE_SIZE, at, at + PAGE_SIZE) === 0
     }
     // Expand into `compare` by swapping roles: save the incoming page first.
-    copyBytes(this.page, 0, this.compare, 0, PAGE_SIZE)
+    copyPage(this.page, 0, this.compare, 0, PAGE_SIZE)
     const ok = this.expand(frame, offset, bytes, kind)
     const same = ok && this.page.compare(this.compare, 0, PAGE_SIZE, 0, PAGE_SIZE) === 0
-    copyBytes(this.compare, 0, this.page, 0, PAGE_SIZE)
+    copyPage(this.compare, 0, this.page, 0, PAGE_SIZE)
     return same
   }
 }

@@ -13,13 +13,13 @@
  */
 import { PAGE_SIZE } from '../abi/constants.js'
 import { assert } from '../util/assert.js'
-import { copyBytes } from '../util/bytes.js'
 import type { GlobalCounters } from './counters.js'
 import type { Contents } from './dedup.js'
 import type { Eviction } from './evict.js'
 import type { Frames } from './frames.js'
-import type { Client, Pool } from './model.js'
+import { type Client, type OpTimer, type Pool, TIME_COPY } from './model.js'
 import type { ResolvedHostOptions } from './options.js'
+import { copyPage } from './page-copy.js'
 import { CHECK_BYTES, type Payloads, STORED } from './payload.js'
 import {
   NONE,
@@ -52,6 +52,36 @@ export interface PageWindow {
   readonly len: number
 }
 
+/**
+ * The caller's page: `data` when given (null when `dataOffset` does not leave a whole page in
+ * it), else the embedder's frame resolver for frame `cmfn` (docs/semantics.md "Decision: guest
+ * frames"), null for a bad frame.
+ */
+export function resolvePage(
+  options: ResolvedHostOptions,
+  caller: Client,
+  data: Uint8Array | null,
+  dataOffset: number,
+  cmfn: bigint,
+  writable: boolean,
+): Uint8Array | null {
+  if (data !== null) {
+    if (!Number.isInteger(dataOffset) || dataOffset < 0 || dataOffset + PAGE_SIZE > data.length)
+      return null
+    return data
+  }
+  const resolver = options.frameResolver
+  if (resolver === null) return null
+  let frame: Uint8Array | null | undefined
+  try {
+    frame = resolver(caller.id, cmfn, writable)
+  } catch {
+    return null
+  }
+  if (frame === null || frame === undefined || frame.length < PAGE_SIZE) return null
+  return frame
+}
+
 /** Where and how a put's payload was stored: the slot columns it goes into. */
 export class StoredPage {
   frame = NONE
@@ -75,6 +105,7 @@ export interface PlacementState {
   readonly payloads: Payloads
   readonly contents: Contents | null
   readonly counters: GlobalCounters
+  readonly timer: OpTimer
 }
 
 export class Placement {
@@ -178,11 +209,15 @@ export class Placement {
         targetOffset,
       )
     }
+    const kind = flags & SLOT_KIND_MASK
+    // A plain page needs only its frame: reading the offset and size columns as well would
+    // cost two more cache misses per get on a large store.
+    if (kind === 0) return payloads.load(frame, 0, PAGE_SIZE, 0, target, targetOffset)
     return payloads.load(
       frame,
       store.slotOffset[slot]!,
       store.slotBytes[slot]!,
-      flags & SLOT_KIND_MASK,
+      kind,
       target,
       targetOffset,
     )
@@ -303,14 +338,19 @@ export class Placement {
     fill: Fill,
     window: PageWindow,
   ): void {
+    const timer = this.#state.timer
     if (fill === FILL_COPY) {
       assert(source !== null, 'Placement copy without a source')
-      copyBytes(source, sourceOffset, target, at, PAGE_SIZE)
+      const started = timer.start()
+      copyPage(source, sourceOffset, target, at, PAGE_SIZE)
+      timer.end(TIME_COPY, started)
       return
     }
     target.fill(0, at, at + PAGE_SIZE)
     if (fill === FILL_RANGE && source !== null) {
-      copyBytes(source, sourceOffset + window.pfnOffset, target, at + window.tmemOffset, window.len)
+      const started = timer.start()
+      copyPage(source, sourceOffset + window.pfnOffset, target, at + window.tmemOffset, window.len)
+      timer.end(TIME_COPY, started)
     }
   }
 

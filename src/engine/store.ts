@@ -116,6 +116,11 @@ export class Store {
   /** Offset of a sub-page payload inside its frame. */
   readonly slotOffset: Uint16Array
   readonly slotFlags: Uint8Array
+  /**
+   * Age of an ephemeral page: when it last reached the tail of the global LRU. Increases
+   * along the global LRU, so it orders pages of different clients (see evict.ts).
+   */
+  readonly slotStamp: Uint32Array
   readonly listPrev: Uint32Array
   readonly listNext: Uint32Array
   readonly clientPrev: Uint32Array
@@ -156,6 +161,7 @@ export class Store {
     this.slotBytes = new Uint16Array(slotCapacity)
     this.slotOffset = new Uint16Array(slotCapacity)
     this.slotFlags = new Uint8Array(slotCapacity)
+    this.slotStamp = new Uint32Array(slotCapacity)
     this.listPrev = new Uint32Array(slotCapacity)
     this.listNext = new Uint32Array(slotCapacity)
     this.clientPrev = new Uint32Array(slotCapacity)

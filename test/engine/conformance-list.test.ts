@@ -74,11 +74,14 @@ function scenario(): Scenario {
 }
 
 // Timed operations: dom 1: 7 puts + 1 failed put, 4 gets, 1 flush, 1 flush object = 14;
-// dom 2: 1 put, 1 get, 1 failed get, 1 destroy = 4.
+// dom 2: 1 put, 1 get, 1 failed get, 1 destroy = 4. The clock moves 1000 per reading, and an
+// op that copies a page reads it twice more (the copy is timed as C): 3000 for the 8 good puts
+// and the 4 hits, 1000 for the rest. Dom 1: 7 x 3000 + 1000 + 3 x 3000 + 3 x 1000 = 34000;
+// dom 2: 3000 + 3000 + 1000 + 1000 = 8000. Copies: 8 puts in, 4 hits out.
 const T_LINE =
-  'T=Gn:4,Gt:4000,Gx:1000,Gm:1000,Pn:8,Pt:8000,Px:1000,Pm:1000,gn:2,gt:2000,gx:1000,gm:1000,' +
+  'T=Gn:4,Gt:12000,Gx:3000,Gm:3000,Pn:8,Pt:24000,Px:3000,Pm:3000,gn:2,gt:2000,gx:1000,gm:1000,' +
   'pn:1,pt:1000,px:1000,pm:1000,Fn:2,Ft:2000,Fx:1000,Fm:1000,On:1,Ot:1000,Ox:1000,Om:1000,' +
-  'Cn:0,Ct:0,Cx:0,Cm:2147483647,cn:0,ct:0,cx:0,cm:2147483647,dn:0,dt:0,dx:0,dm:2147483647\n'
+  'Cn:12,Ct:12000,Cx:1000,Cm:1000,cn:0,ct:0,cx:0,cm:2147483647,dn:0,dt:0,dx:0,dm:2147483647\n'
 
 function gLine(tt: number, long: boolean): string {
   const short = `G=Tt:${tt},Te:5,Cf:1,Af:0,Pf:0,Ta:2,Lm:0,Et:0,Ea:0,Rt:0,Ra:0,Rx:0,Fp:0`
@@ -122,7 +125,7 @@ function sections(tt: number, long: boolean): Sections {
     clients: [
       {
         c: withGroup(
-          'C=CI:1,ww:5,ca:0,co:0,fr:0,Tc:14000,Ge:2,Pp:3,Gp:2',
+          'C=CI:1,ww:5,ca:0,co:0,fr:0,Tc:34000,Ge:2,Pp:3,Gp:2',
           'Ec:3,Em:5,cp:0,cb:0,cn:0,cm:0',
           long,
         ),
@@ -134,7 +137,7 @@ function sections(tt: number, long: boolean): Sections {
       },
       {
         c: withGroup(
-          'C=CI:2,ww:0,ca:0,co:0,fr:0,Tc:4000,Ge:0,Pp:0,Gp:0',
+          'C=CI:2,ww:0,ca:0,co:0,fr:0,Tc:8000,Ge:0,Pp:0,Gp:0',
           'Ec:0,Em:0,cp:0,cb:0,cn:0,cm:0',
           long,
         ),
@@ -188,7 +191,7 @@ void describe('conformance: LIST text (spec §5.7)', () => {
     const text = h.list(0xffff, false)
     assert.match(text, /\nS=SI:0,PT:ES,U0:8899aabbccddeeff,U1:1122334455667788,SC:1,SC:2\n/)
     assert.match(text, /\nP=CI:1,PI:0,PT:EP,U0:0,U1:0\nP=CI:1,PI:1,PT:PP,U0:0,U1:0\n/)
-    assert.match(text, /\nC=CI:2,ww:0,ca:0,co:0,fr:0,Tc:4000,Ge:0,Pp:0,Gp:0\nP=CI:2,PI:2,PT:ES,/)
+    assert.match(text, /\nC=CI:2,ww:0,ca:0,co:0,fr:0,Tc:8000,Ge:0,Pp:0,Gp:0\nP=CI:2,PI:2,PT:ES,/)
   })
 
   void test('LIST returns 0 (not the length) and writes a NUL after the text', () => {

@@ -8,7 +8,7 @@
  *
  * On Node 20 every high-resolution clock (performance.now, process.hrtime, even Date.now)
  * returns a boxed number or a new array/BigInt per call, so the host reads its default clock
- * for one op in 64 (options.ts `timingSample`). Most loops inject an integer clock so that
+ * for one op in 128 (options.ts `timingSample`). Most loops inject an integer clock so that
  * the count covers the engine's own code; one loop runs the default, sampled clock.
  *
  * Each round: two new puts into a private ephemeral pool (spread over 64 objects, since a
