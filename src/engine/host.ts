@@ -59,6 +59,7 @@ import {
   type HostStats,
   type StatsTotals,
   snapshotStats,
+  StatsPass,
   statsTotals,
   topClientIds,
 } from './stats.js'
@@ -258,6 +259,11 @@ export class Host {
   /** The ids of the `max` clients holding the most pages (ties: lower id), most first. */
   topClientIds(max: number): number[] {
     return topClientIds(this.core, max)
+  }
+
+  /** The sums and the top `max` clients, gathered in steps (metrics, see StatsPass). */
+  statsPass(max: number): StatsPass {
+    return new StatsPass(this.core, max)
   }
 
   /** The friendly layer: a guest's view with pools and oids as numbers or bigints. */

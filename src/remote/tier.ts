@@ -26,6 +26,7 @@ import { OpScratch, readOpBytes } from '../engine/op-scratch.js'
 import { type EvictedPage, STORED_FILLED, STORED_PLAIN } from '../engine/victim.js'
 import { type DeferredReply, OP_DEFERRED } from '../protocol/deferred.js'
 import type { HostStats, StatsTotals } from '../protocol/stats.js'
+import type { StatsPass } from '../engine/stats.js'
 import type { RemoteStore } from './cluster.js'
 import {
   encodeValue,
@@ -207,8 +208,8 @@ export class RemoteTier {
     return this.#host.statsTotals()
   }
 
-  topClientIds(max: number): number[] {
-    return this.#host.topClientIds(max)
+  statsPass(max: number): StatsPass {
+    return this.#host.statsPass(max)
   }
 
   takeDeferred(): Promise<DeferredReply> {

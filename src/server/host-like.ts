@@ -39,6 +39,14 @@ export interface HostLike {
   statsOf(ids: readonly number[]): HostStats
   /** Host-wide sums over the clients (pools, compression), without a snapshot of each. */
   statsTotals(): StatsTotals
-  /** The ids of the `max` clients holding the most pages (ties: lower id), most first. */
-  topClientIds(max: number): number[]
+  /** The sums and the `max` clients holding the most pages, gathered in steps (metrics). */
+  statsPass(max: number): StatsPassLike
+}
+
+/** The engine's StatsPass as the daemon sees it. */
+export interface StatsPassLike {
+  /** Looks at the next `ids` client ids; true once every id has been looked at. */
+  step(ids: number): boolean
+  readonly totals: StatsTotals
+  readonly topIds: number[]
 }

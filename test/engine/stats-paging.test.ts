@@ -68,3 +68,41 @@ void test('statsTotals: clients and owned pools of the whole host', () => {
     compressPoor: 0,
   })
 })
+
+void test('StatsPass: any step size gives what a plain walk of the full snapshot gives', () => {
+  // A bigger host with gaps in its ids, so steps end between clients and inside gaps.
+  const h = new Host({ pages: 4096 })
+  const page = new Uint8Array(4096).fill(2)
+  for (let id = 1; id < 200; id += 1 + (id % 3)) {
+    const guest = h.client(id)
+    const pool = guest.newPool({ persistent: true })
+    if (id % 4 === 0) guest.newPool()
+    for (let i = 0; i < (id * 37) % 11; i++) pool.put(1n, i, page)
+  }
+  const snapshot = h.stats()
+  const naive = snapshot.clients
+    .map((client) => ({
+      id: client.id,
+      pages: client.pools.reduce((sum, pool) => sum + pool.pages, 0),
+    }))
+    .sort((a, b) => b.pages - a.pages || a.id - b.id)
+  const pools = snapshot.clients.reduce(
+    (sum, client) => sum + client.pools.filter((pool) => pool.ownerId === client.id).length,
+    0,
+  )
+  for (const stepIds of [1, 3, 7, 64, 100_000]) {
+    for (const max of [0, 1, 5, 16]) {
+      const pass = h.statsPass(max)
+      let steps = 1
+      while (!pass.step(stepIds)) steps++
+      assert.ok(steps >= Math.ceil(200 / stepIds) - 1, `${steps} steps of ${stepIds} ids`)
+      assert.equal(pass.totals.clients, snapshot.clients.length)
+      assert.equal(pass.totals.pools, pools)
+      assert.deepEqual(
+        pass.topIds,
+        naive.slice(0, max).map((item) => item.id),
+        `step ${stepIds}, max ${max}`,
+      )
+    }
+  }
+})

@@ -31,16 +31,12 @@ function fakeHost(): HostLike {
     destroyClient: () => false,
     stats: () => ({}) as HostStats,
     statsOf: () => ({ clients: [] }) as unknown as HostStats,
-    topClientIds: () => [],
-    statsTotals: () => ({
-      clients: 0,
-      pools: 0,
-      compressedPages: 0,
-      compressedBytes: 0,
-      compressPoor: 0,
-    }),
+    statsTotals: () => ({ ...NO_TOTALS }),
+    statsPass: () => ({ step: () => true, totals: { ...NO_TOTALS }, topIds: [] }),
   }
 }
+
+const NO_TOTALS = { clients: 0, pools: 0, compressedPages: 0, compressedBytes: 0, compressPoor: 0 }
 
 function holder(remote: string): SessionHolder {
   return { evict: () => undefined, notifyMoved: () => undefined, isOpen: true, remote }

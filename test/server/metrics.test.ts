@@ -10,7 +10,9 @@ import { pino } from 'pino'
 import type { HostStats } from '../../src/protocol/stats.js'
 import type { HostLike } from '../../src/server/host-like.js'
 import { Daemon } from '../../src/server/daemon.js'
+import { Host } from '../../src/engine/host.js'
 import {
+  METRICS_CLIENTS_PER_TURN,
   METRICS_LABELLED_CLIENTS_MAX,
   Metrics,
   hostSamples,
@@ -79,6 +81,13 @@ void describe('metrics bounds', () => {
 
   void test('a daemon with 20 000 clients x 16 pools emits a bounded number of series', async () => {
     const stats = fakeStats(20_000)
+    const totals = {
+      clients: 20_000,
+      pools: 20_000 * POOLS_PER_CLIENT,
+      compressedPages: 0,
+      compressedBytes: 0,
+      compressPoor: 0,
+    }
     const host: HostLike = {
       opBytes: () => 0,
       controlBytes: () => 0,
@@ -86,19 +95,24 @@ void describe('metrics bounds', () => {
       destroyClient: () => false,
       stats: () => stats as unknown as HostStats,
       // As the engine answers: only the labelled clients are snapshotted, counts come apart.
-      topClientIds: (max: number) => expectedTop(20_000, max).map(Number),
       statsOf: (ids: readonly number[]) =>
         ({
           ...stats,
           clients: stats.clients.filter((client) => ids.includes((client as { id: number }).id)),
         }) as unknown as HostStats,
-      statsTotals: () => ({
-        clients: 20_000,
-        pools: 20_000 * POOLS_PER_CLIENT,
-        compressedPages: 0,
-        compressedBytes: 0,
-        compressPoor: 0,
-      }),
+      statsTotals: () => totals,
+      // The walk in steps, as the engine's StatsPass: its answer only once it is done.
+      statsPass: (max: number) => {
+        let steps = 0
+        return {
+          step: () => ++steps === 3,
+          totals,
+          get topIds() {
+            assert.equal(steps, 3, 'the top clients are asked for after the last step')
+            return expectedTop(20_000, max).map(Number)
+          },
+        }
+      },
     }
     const config = {
       socketPath: null,
@@ -114,7 +128,7 @@ void describe('metrics bounds', () => {
     }
     const daemon = await Daemon.start(host, config, pino({ level: 'silent' }))
     try {
-      const samples = daemon.samples()
+      const samples = await daemon.samples()
       assert.ok(labelledClients(samples).size <= METRICS_LABELLED_CLIENTS_MAX)
       const perClient = samples.filter((sample) => sample.labels['client'] !== undefined).length
       // One labelled client yields its client fields plus its pools' fields; 64 is far above both.
@@ -128,6 +142,42 @@ void describe('metrics bounds', () => {
         [...labelledClients(samples)].sort(),
         expectedTop(20_000, METRICS_LABELLED_CLIENTS_MAX).sort(),
       )
+    } finally {
+      await daemon.close()
+    }
+  })
+
+  void test('a scrape walks the clients a turn at a time: other work runs in between', async () => {
+    const host = new Host({ pages: 256 })
+    const clients = 3 * METRICS_CLIENTS_PER_TURN + 5
+    for (let id = 1; id <= clients; id++) host.client(id).newPool()
+    const config = {
+      socketPath: null,
+      controlSocketPath: null,
+      listen: null,
+      controlListen: null,
+      tokenFile: null,
+      metrics: null,
+      graceMs: 0,
+      acceptV0: false,
+      connectionCountMax: 1,
+      controlConnectionCountMax: 1,
+    }
+    const daemon = await Daemon.start(host, config, pino({ level: 'silent' }))
+    try {
+      // Another piece of work that asks for a turn of the event loop again and again.
+      let turns = 0
+      let done = false
+      const other = (): void => {
+        turns++
+        if (!done) setImmediate(other)
+      }
+      setImmediate(other)
+      const samples = await daemon.samples()
+      done = true
+      assert.ok(turns >= 3, `the other work ran ${turns} times during the scrape`)
+      assert.equal(valueOf(samples, 'tmem_clients'), clients)
+      assert.equal(valueOf(samples, 'tmem_pools'), clients)
     } finally {
       await daemon.close()
     }
