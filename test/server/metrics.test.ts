@@ -21,6 +21,20 @@ import {
 
 const POOLS_PER_CLIENT = 16
 
+/** A daemon with no listener at all: only its samples() are asked for. */
+const NO_LISTENERS = {
+  socketPath: null,
+  controlSocketPath: null,
+  listen: null,
+  controlListen: null,
+  tokenFile: null,
+  metrics: null,
+  graceMs: 0,
+  acceptV0: false,
+  connectionCountMax: 1,
+  controlConnectionCountMax: 1,
+}
+
 /** A stats snapshot shaped like host.stats(): client i holds a scrambled number of pages. */
 function fakeStats(clients: number): { clients: unknown[]; pages: number } {
   const list: unknown[] = []
@@ -114,19 +128,7 @@ void describe('metrics bounds', () => {
         }
       },
     }
-    const config = {
-      socketPath: null,
-      controlSocketPath: null,
-      listen: null,
-      controlListen: null,
-      tokenFile: null,
-      metrics: null,
-      graceMs: 0,
-      acceptV0: false,
-      connectionCountMax: 1,
-      controlConnectionCountMax: 1,
-    }
-    const daemon = await Daemon.start(host, config, pino({ level: 'silent' }))
+    const daemon = await Daemon.start(host, NO_LISTENERS, pino({ level: 'silent' }))
     try {
       const samples = await daemon.samples()
       assert.ok(labelledClients(samples).size <= METRICS_LABELLED_CLIENTS_MAX)
@@ -151,19 +153,7 @@ void describe('metrics bounds', () => {
     const host = new Host({ pages: 256 })
     const clients = 3 * METRICS_CLIENTS_PER_TURN + 5
     for (let id = 1; id <= clients; id++) host.client(id).newPool()
-    const config = {
-      socketPath: null,
-      controlSocketPath: null,
-      listen: null,
-      controlListen: null,
-      tokenFile: null,
-      metrics: null,
-      graceMs: 0,
-      acceptV0: false,
-      connectionCountMax: 1,
-      controlConnectionCountMax: 1,
-    }
-    const daemon = await Daemon.start(host, config, pino({ level: 'silent' }))
+    const daemon = await Daemon.start(host, NO_LISTENERS, pino({ level: 'silent' }))
     try {
       // Another piece of work that asks for a turn of the event loop again and again.
       let turns = 0
