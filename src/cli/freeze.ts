@@ -42,8 +42,8 @@ const VERBS: readonly StateVerb[] = [
     done: (selection) => `froze ${selection.label}`,
     help: `
 A frozen client's gets still work; puts of new pages fail with EFROZEN and flushes
-work but return EFROZEN (spec §5.3). The Xen sequence to reclaim memory is
-freeze -a, freeable, flush --kb N, start the new guest, thaw -a.
+work but return EFROZEN (docs/semantics.md "Freeze and thaw"). The Xen sequence to
+reclaim memory is freeze -a, freeable, flush --kb N, start the new guest, thaw -a.
 
 Examples:
   $ tmem freeze web-1
@@ -71,8 +71,9 @@ Examples:
       `destroy: thawed ${selection.label} (TMEMC_DESTROY only thaws, as in Xen; pools and pages are kept)`,
     help: `
 Xen's TMEMC_DESTROY never destroyed anything: it sets frozen := 0, exactly like
-thaw, although the hypervisor logged "destroyed" (spec §5.2). tmem keeps that
-meaning so scripts written for xl tmem-destroy behave as they did. A client is
+thaw, although the hypervisor logged "destroyed" (docs/semantics.md "Freeze and
+thaw"). tmem keeps that meaning so scripts written for xl tmem-destroy behave as they
+did. A client is
 really destroyed (its pools flushed and freed) when it closes its connection with
 goodbye, or when its grace period (tmem daemon --grace) ends after it dropped.
 

@@ -42,8 +42,8 @@ export function registerSharedAuthCommand(program: Command): void {
       'after',
       `
 The daemon requires authorisation for shared pools unless it runs with
---global-shared-auth (spec D7). An unauthorised shared NEW_POOL silently gets a private
-pool. The first 16 hex digits of the UUID are uuid_hi, the last 16 uuid_lo (LIST prints
+--global-shared-auth (docs/semantics.md "Shared-pool authorisation"). An unauthorised
+shared NEW_POOL silently gets a private pool. The first 16 hex digits of the UUID are uuid_hi, the last 16 uuid_lo (LIST prints
 them as U1 and U0). The client must have made a tmem call first (the host creates a
 client at its first call); an unknown client gives EINVAL (-22).
 

@@ -229,7 +229,7 @@ async function writeSection(
         throw new SaveError(
           'EALLONESOID',
           { cliId, step: 'TMEMC_SAVE_GET_NEXT_PAGE', poolId: plan.poolId, index },
-          `persistent page (pool ${plan.poolId}, OID all ones, index ${index}) cannot be saved: the v1 stream reads that OID as the end of the pool's pages (spec §10 item 14); flush it or give it another OID`,
+          `persistent page (pool ${plan.poolId}, OID all ones, index ${index}) cannot be saved: the v1 stream reads that OID as the end of the pool's pages (docs/save-restore.md, and docs/semantics.md "Save stream"); flush it or give it another OID`,
         )
       }
       writer.advance(recordBytes)
