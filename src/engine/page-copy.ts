@@ -55,8 +55,10 @@ export function setPageCopyMode(mode: 'native' | 'wide'): void {
 }
 
 /**
- * Copies `length` bytes from `source[sourceStart]` to `target[targetStart]`; the caller has
- * checked both ranges (the engine's pages always lie inside their buffers). Never allocates.
+ * Copies `length` bytes from `source[sourceStart]` to `target[targetStart]`. Never allocates.
+ * Node's binding copy trusts its arguments (a memmove with no bounds check), and the source
+ * of a put is a client's buffer, so both ranges are checked here, whatever the caller did:
+ * four comparisons against a 4 KiB copy.
  */
 export function copyPage(
   source: Uint8Array,
@@ -66,6 +68,13 @@ export function copyPage(
   length: number,
 ): void {
   if (native !== null && source.buffer !== target.buffer) {
+    if (
+      !(sourceStart >= 0 && targetStart >= 0 && length >= 0) ||
+      sourceStart + length > source.length ||
+      targetStart + length > target.length
+    ) {
+      throw new RangeError('A page copy runs outside its buffers')
+    }
     native(source, target, targetStart, sourceStart, sourceStart + length)
     return
   }

@@ -64,6 +64,29 @@ for (const mode of ['native', 'wide'] as const) {
   })
 }
 
+for (const mode of ['native', 'wide'] as const) {
+  void test(`copyPage (${mode}) refuses a range outside either buffer and writes nothing`, () => {
+    setPageCopyMode(mode)
+    try {
+      const source = pattern(8192, 3)
+      const target = pattern(8192, 4)
+      const before = target.slice()
+      for (const [sourceStart, targetStart, length] of [
+        [4097, 0, 4096],
+        [0, 4097, 4096],
+        [-1, 0, 4096],
+        [0, -8, 4096],
+        [0, 0, 8193],
+      ] as const) {
+        assert.throws(() => copyPage(source, sourceStart, target, targetStart, length))
+        assert.deepEqual(target, before, `${sourceStart} -> ${targetStart}, ${length}`)
+      }
+    } finally {
+      setPageCopyMode('native')
+    }
+  })
+}
+
 void test('the native copy passed its self-test on this Node', () => {
   assert.equal(pageCopyMode(), 'native')
 })
