@@ -5,6 +5,7 @@
  * answers OP_DEFERRED, and `deferred` is its reply.
  */
 import {
+  EINVAL,
   EPERM,
   TMEM_SAVE_PRECOPY,
   TMEMC_DESTROY,
@@ -19,9 +20,15 @@ import type { Host } from '../engine/host.js'
 import type { OpScratch } from '../engine/op-scratch.js'
 import { type DeferredReply, OP_DEFERRED } from '../protocol/deferred.js'
 import type { RemoteCopies } from './copies.js'
+import type { RemoteHandover } from './handover.js'
 import {
   ALL_CLIENTS,
   type ClientPolicies,
+  POLICY_OFF,
+  TMEMC_REMOTE_ADOPT,
+  TMEMC_REMOTE_EXPORT,
+  TMEMC_REMOTE_PAGES,
+  TMEMC_REMOTE_RELEASE,
   TMEMC_SET_REMOTE,
   TMEMC_SET_REMOTE_QUOTA,
 } from './policy.js'
@@ -32,10 +39,18 @@ export class TierControl {
   readonly #policies: ClientPolicies
   readonly #copies: RemoteCopies
   readonly saves: RemoteSaves
+  readonly #handovers: RemoteHandover
   /** The reply of the subop that just answered OP_DEFERRED. */
   deferred: Promise<DeferredReply> | null = null
 
-  constructor(host: Host, policies: ClientPolicies, copies: RemoteCopies, saves: RemoteSaves) {
+  constructor(
+    host: Host,
+    policies: ClientPolicies,
+    copies: RemoteCopies,
+    saves: RemoteSaves,
+    handovers: RemoteHandover,
+  ) {
+    this.#handovers = handovers
     this.#host = host
     this.#policies = policies
     this.#copies = copies
@@ -43,7 +58,14 @@ export class TierControl {
   }
 
   /** TMEM_CONTROL in `s`; `engine` runs it on the engine. */
-  run(s: OpScratch, version: 0 | 1, engine: () => number, dataLength: number): number {
+  run(
+    s: OpScratch,
+    version: 0 | 1,
+    engine: () => number,
+    data: Uint8Array | null,
+    dataOffset: number,
+    dataLength: number,
+  ): number {
     const host = this.#host
     const { subop, cliId, arg1 } = s
     const ids = (): number[] => (cliId === ALL_CLIENTS ? host.clientIds() : [cliId])
@@ -52,6 +74,10 @@ export class TierControl {
       return host.hasClient(cliId) || cliId === ALL_CLIENTS
         ? this.#policies.apply(ids(), subop, arg1, off)
         : -EPERM
+    }
+    if (subop >= TMEMC_REMOTE_EXPORT && subop <= TMEMC_REMOTE_PAGES) {
+      if (!host.hasClient(cliId)) return -EPERM
+      return this.#handover(s, data, dataOffset, dataLength)
     }
     const rc = engine()
     const saves = this.saves
@@ -80,6 +106,36 @@ export class TierControl {
         return OP_DEFERRED
       default:
         return rc
+    }
+  }
+
+  /** The handover subops (handover.ts) and REMOTE_PAGES (save.ts) for client `s.cliId`. */
+  #handover(s: OpScratch, data: Uint8Array | null, at: number, length: number): number {
+    const { subop, cliId, arg1, arg2, poolId } = s
+    const room = Math.min(arg1, data === null ? 0 : length)
+    switch (subop) {
+      case TMEMC_REMOTE_EXPORT:
+        this.deferred = this.#handovers.export(cliId, arg2, room)
+        return OP_DEFERRED
+      case TMEMC_REMOTE_ADOPT: {
+        if (arg1 === 1) return this.#handovers.commit(cliId)
+        if (data === null || length <= 0) return -EINVAL
+        // A client kept local here: its pages come in the stream instead.
+        if (this.#policies.policy(cliId) === POLICY_OFF) return -EPERM
+        // The input lies in a buffer the daemon reuses: copied before the reply waits.
+        const input = data.slice(at, at + length)
+        this.deferred = this.#handovers.adopt(cliId, input)
+        return OP_DEFERRED
+      }
+      case TMEMC_REMOTE_RELEASE:
+        this.saves.end(cliId)
+        return this.#handovers.release(cliId)
+      default:
+        // The first call lists the client's remote persistent pages; SAVE_END ends the list.
+        if (!this.saves.active(cliId)) this.saves.begin(cliId)
+        if (!this.saves.hasMore(cliId, poolId)) return 0
+        this.deferred = this.saves.pages(cliId, poolId, room)
+        return OP_DEFERRED
     }
   }
 }

@@ -67,8 +67,12 @@ export class RemoteSaves {
       }
       pools.set(pool.poolId, { pages, next: 0 })
     }
-    if (pools.size > 0) this.#saves.set(clientId, pools)
-    else this.#saves.delete(clientId)
+    this.#saves.set(clientId, pools)
+  }
+
+  /** Whether the client's remote pages are listed (a save or REMOTE_PAGES is under way). */
+  active(clientId: number): boolean {
+    return this.#saves.has(clientId)
   }
 
   end(clientId: number): void {

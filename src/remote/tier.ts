@@ -36,6 +36,7 @@ import {
 import { ClientPolicies, POLICY_ALL, POLICY_OFF } from './policy.js'
 import { TierControl } from './control.js'
 import { RemoteSaves } from './save.js'
+import { RemoteHandover } from './handover.js'
 import { entryBytes, entryVersion, Presence } from './presence.js'
 import { ChangeQueue } from './queue.js'
 import { RemoteCopies } from './copies.js'
@@ -76,7 +77,17 @@ export class RemoteTier {
     this.copies = new RemoteCopies(this.presence, this.queue, options.hostId)
     const keyOf = (c: number, p: number, oid: string): string => this.copies.key(c, p, oid)
     const saves = new RemoteSaves(this.presence, options.store, host, keyOf)
-    this.#control = new TierControl(host, this.policies, this.copies, saves)
+    const seen = (version: number): void => {
+      if (version > this.#version) this.#version = version
+    }
+    const handovers = new RemoteHandover(
+      this.presence,
+      this.queue,
+      options.store,
+      options.hostId,
+      seen,
+    )
+    this.#control = new TierControl(host, this.policies, this.copies, saves, handovers)
     host.onEvictEphemeral = (page) => this.#demote(page)
   }
 
@@ -164,7 +175,7 @@ export class RemoteTier {
       this.#host.controlBytes(bytes, offset, version, data, dataOffset, dataLength)
     if (!readOpBytes(this.#s, bytes, offset, version, false) || this.#s.cmd !== TMEM_CONTROL)
       return engine()
-    const rc = this.#control.run(this.#s, version, engine, dataLength)
+    const rc = this.#control.run(this.#s, version, engine, data, dataOffset, dataLength)
     if (rc === OP_DEFERRED) this.#pending = this.#control.deferred
     return rc
   }
