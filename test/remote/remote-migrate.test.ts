@@ -10,7 +10,11 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { connect, type TmemClient } from '../../src/client/client.js'
 import { connectControl } from '../../src/client/control.js'
+import { controlOp } from '../../src/abi/codec.js'
 import { migrateClient } from '../../src/migrate/live.js'
+import { networkChannel } from '../../src/migrate/net.js'
+import { CONTROL_DATA_BYTES_MAX } from '../../src/protocol/frame.js'
+import { TMEMC_REMOTE_ADOPT, TMEMC_REMOTE_EXPORT } from '../../src/remote/policy.js'
 import type { RemoteSection } from '../../src/remote/mod.js'
 import { type DaemonHandle, startDaemon, waitFor } from '../helpers/daemon.js'
 import { clusterUnavailable, startCluster, type TestCluster } from '../helpers/redis-cluster.js'
@@ -105,8 +109,8 @@ void describe(
       let matching = 0
       for (const port of await masters()) {
         all += Number((await cluster.cli(port, 'DBSIZE')).trim())
-      // The cluster's name, set by the first handover (src/remote/cluster.ts), is not a page.
-      all -= Number((await cluster.cli(port, 'EXISTS', 'tmem:cluster-id')).trim())
+        // The cluster's name, set by the first handover (src/remote/cluster.ts), is not a page.
+        all -= Number((await cluster.cli(port, 'EXISTS', 'tmem:cluster-id')).trim())
         const found = await cluster.cli(port, '--scan', '--pattern', pattern)
         matching += found.split('\n').filter((line) => line !== '').length
       }
@@ -199,6 +203,45 @@ void describe(
         await drained(a)
         assert.equal((await counts(a)).remotePages, 0, 'the source dropped its copies')
       } finally {
+        await client.close()
+      }
+    })
+
+    void test('rollback after ADOPT: the target lets go of the keys, the source keeps them', async () => {
+      // The steps of a migration that fails after the handover and before ACTIVATE, by hand:
+      // EXPORT on the source, ADOPT on a target client, then the rollback's SESSION DESTROY.
+      const client = await connect({ path: a.socketPath }, { name: 'back', sharedMemory: false })
+      const other = await connect({ path: b.socketPath }, { name: 'half', sharedMemory: false })
+      const source = await connectControl({ path: a.controlPath })
+      const target = await connectControl({ path: b.controlPath })
+      try {
+        const [pool, oracle] = await fill(client, 3)
+        assert.equal(await other.newPool({ persistent: true }), pool)
+        await drained(a)
+        const keysBefore = await keys('{tmem:mig-a:*')
+        const sourceId = (await source.stats()).sessions.find((s) => s.name === 'back')!.id
+        const targetId = (await target.stats()).sessions.find((s) => s.name === 'half')!.id
+        const exported = await source.control(
+          controlOp(TMEMC_REMOTE_EXPORT, sourceId, 0, CONTROL_DATA_BYTES_MAX, 0),
+          null,
+          CONTROL_DATA_BYTES_MAX,
+        )
+        assert.ok(exported.rc > 0)
+        const input = exported.data.slice(0, exported.rc)
+        const adopted = await target.control(controlOp(TMEMC_REMOTE_ADOPT, targetId), input, 0)
+        assert.equal(adopted.rc, 0)
+        assert.ok((await counts(b)).remotePages >= oracle.size - 256, 'b lists the pages')
+        await other.close()
+        // A clean goodbye destroys the client; SESSION DESTROY (the rollback's) if it did not.
+        await networkChannel(target).destroyClient(targetId)
+        assert.equal((await target.stats()).host.clients.length, 0)
+        await drained(b)
+        assert.equal((await counts(b)).remotePages, 0)
+        assert.deepEqual(await keys('{tmem:mig-a:*'), keysBefore, 'no key deleted')
+        await readAll(client, pool, oracle)
+      } finally {
+        await source.close()
+        await target.close()
         await client.close()
       }
     })
