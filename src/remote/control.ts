@@ -12,6 +12,7 @@ import {
   TMEMC_FLUSH,
   TMEMC_SAVE_BEGIN,
   TMEMC_SAVE_END,
+  TMEMC_SAVE_GET_NEXT_INV,
   TMEMC_SAVE_GET_NEXT_PAGE,
   TMEMC_SAVE_GET_PAGES,
   TMEMC_SAVE_GET_POOL_NPAGES,
@@ -79,6 +80,11 @@ export class TierControl {
       if (!host.hasClient(cliId)) return -EPERM
       return this.#handover(s, data, dataOffset, dataLength)
     }
+    if (subop === TMEMC_SAVE_GET_NEXT_INV && data !== null) {
+      // The remote pages' invalidations first: the engine starts its list over after its end.
+      const room = Math.min(arg1, dataLength)
+      if (this.saves.nextInvalidation(cliId, data, dataOffset, room, version) === 1) return 1
+    }
     const rc = engine()
     const saves = this.saves
     const poolId = s.poolId
@@ -89,7 +95,7 @@ export class TierControl {
         return rc
       case TMEMC_SAVE_BEGIN:
         // A pre-copy save (live migration) moves remote pages its own way (docs/remote.md).
-        if (rc === 1 && arg1 !== TMEM_SAVE_PRECOPY) saves.begin(cliId)
+        if (rc === 1 && arg1 !== TMEM_SAVE_PRECOPY) saves.begin(cliId, arg1 !== 0)
         return rc
       case TMEMC_SAVE_END:
         saves.end(cliId)

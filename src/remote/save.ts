@@ -46,6 +46,8 @@ export class RemoteSaves {
   readonly #keyOf: KeyOf
   /** Per client in a save: per pool id, the remote pages listed at SAVE_BEGIN. */
   readonly #saves = new Map<number, Map<number, PoolList>>()
+  /** Per client in a live save: the pages written so far, and how far SAVE_GET_NEXT_INV got. */
+  readonly #written = new Map<number, { pages: (Listed & { poolId: number })[]; next: number }>()
 
   constructor(presence: Presence, store: RemoteStore, host: Host, keyOf: KeyOf) {
     this.#presence = presence
@@ -54,8 +56,13 @@ export class RemoteSaves {
     this.#keyOf = keyOf
   }
 
-  /** SAVE_BEGIN succeeded for `clientId`: lists its remote persistent pages. */
-  begin(clientId: number): void {
+  /**
+   * SAVE_BEGIN succeeded for `clientId`: lists its remote persistent pages. In a live save
+   * the pages written are remembered, for the invalidations (see nextInvalidation).
+   */
+  begin(clientId: number, live = false): void {
+    if (live) this.#written.set(clientId, { pages: [], next: 0 })
+    else this.#written.delete(clientId)
     const pools = new Map<number, PoolList>()
     for (const pool of this.#presence.pools()) {
       if (pool.clientId !== clientId || !pool.persistent) continue
@@ -77,6 +84,25 @@ export class RemoteSaves {
 
   end(clientId: number): void {
     this.#saves.delete(clientId)
+    this.#written.delete(clientId)
+  }
+
+  /**
+   * SAVE_GET_NEXT_INV of a live save, before the engine's: the next remote page written to
+   * the stream that is no longer at its version (flushed, or dropped by a refused put) as a
+   * handle at `out[at]`; 1, or 0 when there is none (the engine's list follows).
+   */
+  nextInvalidation(clientId: number, out: Uint8Array, at: number, room: number, version: 0 | 1) {
+    const written = this.#written.get(clientId)
+    if (written === undefined || room < (version === 0 ? 16 : 32)) return 0
+    while (written.next < written.pages.length) {
+      const page = written.pages[written.next++]!
+      const entry = this.#presence.get(clientId, page.poolId, page.oid, page.index)
+      if (entry !== 0 && entryVersion(entry) === page.version) continue
+      writeHandle(out, at, page.poolId, page, version)
+      return 1
+    }
+    return 0
   }
 
   /** Remote pages of the pool listed at SAVE_BEGIN (0 outside a save). */
@@ -106,6 +132,7 @@ export class RemoteSaves {
       if (page === null || page === undefined) continue // gone during a live save
       writeHandle(out, 0, poolId, listed[0]!, version)
       out.set(page, handleBytes)
+      this.#wrote(clientId, poolId, listed[0]!)
       return { rc: 1, page: out }
     }
   }
@@ -132,10 +159,15 @@ export class RemoteSaves {
         writeHandle(out, at, poolId, listed[i]!, 1)
         writeU32LE(out, at + 32, 1) // kind 1: a page follows
         out.set(page, at + PAGE_RECORD_HEADER_BYTES)
+        this.#wrote(clientId, poolId, listed[i]!)
         count++
       }
       if (count > 0) return { rc: count, page: out.subarray(0, count * recordBytes) }
     }
+  }
+
+  #wrote(clientId: number, poolId: number, page: Listed): void {
+    this.#written.get(clientId)?.pages.push({ ...page, poolId })
   }
 
   #take(clientId: number, poolId: number, most: number): Listed[] {

@@ -6,13 +6,14 @@
  * at a time) writes the same bytes as one with it (SAVE_GET_PAGES batches).
  */
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { connect, type TmemClient } from '../../src/client/client.js'
 import { connectControl } from '../../src/client/control.js'
 import { networkChannel } from '../../src/migrate/net.js'
-import { saveClientToFile } from '../../src/migrate/save.js'
+import { saveClient, saveClientToFile, saveInvalidations } from '../../src/migrate/save.js'
+import { memorySink } from '../../src/migrate/sink.js'
 import type { RemoteSection } from '../../src/remote/mod.js'
 import { runTmem } from '../helpers/cli.js'
 import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
@@ -156,6 +157,68 @@ void describe(
           await copy.close()
         }
       } finally {
+        await client.close()
+      }
+    })
+
+    void test('a live save lists the remote pages flushed after they were written', async () => {
+      const client = await connect(
+        { path: source.socketPath },
+        { name: 'live', sharedMemory: false },
+      )
+      const control = await connectControl({ path: source.controlPath })
+      try {
+        const pool = await client.newPool({ persistent: true })
+        const oracle = new Map<string, Uint8Array>()
+        for (let oid = 0; oid < OBJECTS; oid++) {
+          const puts: Promise<boolean>[] = []
+          for (let index = 0; index < PER_OBJECT; index++) {
+            const bytes = page(oid + 1000, index)
+            oracle.set(`${oid}:${index}`, bytes)
+            puts.push(client.put(pool, oid, index, bytes))
+          }
+          assert.ok((await Promise.all(puts)).every(Boolean))
+        }
+        const id = (await control.stats()).sessions.find((s) => s.name === 'live')!.id
+        const channel = networkChannel(control)
+        const memory = memorySink()
+        const saved = await saveClient(channel, id, memory.sink, { live: true })
+        assert.equal(saved.pages, oracle.size)
+        // The last two objects went to the cluster (local memory was full by then).
+        const before = await poolCounts(source)
+        // A frozen client's flush is done and answered EFROZEN (docs/semantics.md).
+        const frozen = (error: Error): void => assert.match(error.message, /EFROZEN/)
+        await client.flushObject(pool, OBJECTS - 1).then(() => undefined, frozen)
+        await client.flushObject(pool, OBJECTS - 2).then(() => undefined, frozen)
+        const after = await poolCounts(source)
+        assert.equal(before.remote - after.remote, 2 * PER_OBJECT, 'the flushed pages were remote')
+        for (let index = 0; index < PER_OBJECT; index++) {
+          oracle.delete(`${OBJECTS - 1}:${index}`)
+          oracle.delete(`${OBJECTS - 2}:${index}`)
+        }
+        const extra = await saveInvalidations(channel, id, memory.sink)
+        assert.equal(extra.invalidations, 2 * PER_OBJECT)
+
+        const file = join(source.dir, 'live.tmem')
+        writeFileSync(file, memory.bytes())
+        const restored = await runTmem(['restore', 'livecopy', file], {
+          controlPath: plain.controlPath,
+        })
+        assert.equal(restored.code, 0, restored.stderr)
+        const secret = /secret: ([0-9a-f]{64})/.exec(restored.stdout)![1]!
+        const copy = await connect(
+          { path: plain.socketPath },
+          { name: 'livecopy', secret, sharedMemory: false },
+        )
+        try {
+          await readAll(copy, pool, oracle)
+          for (let index = 0; index < PER_OBJECT; index++)
+            assert.equal(await copy.get(pool, OBJECTS - 1, index), null, 'a flushed page came back')
+        } finally {
+          await copy.close()
+        }
+      } finally {
+        await control.close()
         await client.close()
       }
     })
