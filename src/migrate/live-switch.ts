@@ -16,6 +16,7 @@ import {
   emptySession,
 } from '../protocol/session-frame.js'
 import { drainChanges } from './live-changes.js'
+import { handOverRemote } from './live-remote.js'
 import { setOnTarget, syncPools } from './live-shell.js'
 import type { Migration } from './live-state.js'
 
@@ -32,6 +33,7 @@ export async function switchOver(m: Migration): Promise<void> {
   // on the source), the migration fails and rolls back instead of draining for ever.
   if (m.saveBegun) await finalDrain(m)
   await syncPools(m)
+  await handOverRemote(m)
   if (m.wasFrozen) await setOnTarget(m, TMEMC_FREEZE, 0, 'FREEZE')
   if (m.plan.hasSession && m.name !== null) {
     const activated = await m.session('target', { ...emptySession(SESSION_ACTIVATE), name: m.name })

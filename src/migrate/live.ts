@@ -20,6 +20,7 @@ import { type MigratePhase, MigrationError } from '../errors/mod.js'
 import { changeRounds } from './live-changes.js'
 import { precopy, pushTarget } from './live-precopy.js'
 import { preflight } from './live-preflight.js'
+import { settleRemote } from './live-remote.js'
 import { rollback } from './live-rollback.js'
 import { shell } from './live-shell.js'
 import { type MigrateOptions, Migration, requestTimeout } from './live-state.js'
@@ -126,7 +127,8 @@ async function run(m: Migration): Promise<MigrateResult> {
     throw await rollback(m, error)
   }
   m.phase = 'done'
-  await destroySource(m)
+  // The source keeps its copy when it did not let go of remote keys the target now uses.
+  if (await settleRemote(m)) await destroySource(m)
   m.report(true)
   return result(m)
 }

@@ -16,6 +16,9 @@ import type { SeedNode } from './keys.js'
 /** Consecutive failed calls after which the cluster is reported down. */
 export const FAILURES_DOWN = 3
 
+/** The key that names the cluster (see identity). */
+export const CLUSTER_ID_KEY = 'tmem:cluster-id'
+
 export type RemoteHealth = 'connecting' | 'up' | 'down'
 
 export interface RemoteStoreOptions {
@@ -113,6 +116,17 @@ export class RemoteStore {
 
   hgetall(key: string): Promise<Record<string, Buffer>> {
     return this.#call(this.#cluster.hgetallBuffer(key))
+  }
+
+  /**
+   * The cluster's identity (the key `tmem:cluster-id`, set by the first daemon that asks):
+   * two daemons that read the same one share the cluster (docs/remote.md "Live migration").
+   */
+  async identity(candidate: string): Promise<string> {
+    await this.#call(this.#cluster.set(CLUSTER_ID_KEY, candidate, 'NX'))
+    const id = await this.#call(this.#cluster.get(CLUSTER_ID_KEY))
+    if (id === null) throw new Error(`${CLUSTER_ID_KEY} vanished`)
+    return id
   }
 
   async close(): Promise<void> {

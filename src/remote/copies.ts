@@ -4,7 +4,7 @@
  * deletes go through the ordered change queue (docs/remote.md "Presence and versions").
  */
 import { objectKey, poolIndexKey } from './keys.js'
-import { entryBytes, type Presence } from './presence.js'
+import { entryBytes, type PoolPresence, type Presence } from './presence.js'
 import type { ChangeQueue } from './queue.js'
 
 export class RemoteCopies {
@@ -42,11 +42,11 @@ export class RemoteCopies {
   forgetPool(clientId: number, poolId: number): void {
     this.forgets++
     const pool = this.presence.deletePool(clientId, poolId)
-    if (pool === undefined) return
+    if (pool === undefined || pool.borrowed) return
     for (const oid of pool.objects.keys()) {
-      this.queue.push({ kind: 'del', key: this.key(clientId, poolId, oid) })
+      this.queue.push({ kind: 'del', key: objectKey(this.#space(pool), clientId, poolId, oid) })
     }
-    this.queue.push({ kind: 'del', key: poolIndexKey(this.#hostId, clientId, poolId) })
+    this.queue.push({ kind: 'del', key: poolIndexKey(this.#space(pool), clientId, poolId) })
   }
 
   /** Drops a client's remote pages: all of them, or (a control flush) the ephemeral ones. */
@@ -58,11 +58,16 @@ export class RemoteCopies {
   }
 
   index(clientId: number, poolId: number, oid: string, kind: 'sadd' | 'srem'): void {
-    const key = poolIndexKey(this.#hostId, clientId, poolId)
+    const key = poolIndexKey(this.#space(this.presence.pool(clientId, poolId)), clientId, poolId)
     this.queue.push({ kind, key, member: oid })
   }
 
   key(clientId: number, poolId: number, oid: string): string {
-    return objectKey(this.#hostId, clientId, poolId, oid)
+    return objectKey(this.#space(this.presence.pool(clientId, poolId)), clientId, poolId, oid)
+  }
+
+  /** The namespace of a pool's keys: its own, or this daemon's (see objectKey). */
+  #space(pool: PoolPresence | undefined): string {
+    return pool?.namespace ?? this.#hostId
   }
 }

@@ -50,14 +50,22 @@ export function oidHex(oid: Uint32Array): string {
   return text
 }
 
-/** The hash key of one object. */
-export function objectKey(hostId: string, clientId: number, poolId: number, oid: string): string {
-  return `{tmem:${hostId}:${clientId}:${poolId}:${oid}}`
+/**
+ * The hash key of one object. `space` is the host id, or for a pool adopted in a live
+ * migration `<host id>:<client id>` of the daemon it came from (then `clientId` is not used).
+ */
+export function objectKey(space: string, clientId: number, poolId: number, oid: string): string {
+  return `{tmem:${ownerOf(space, clientId)}:${poolId}:${oid}}`
 }
 
-/** The key of a pool's index set. */
-export function poolIndexKey(hostId: string, clientId: number, poolId: number): string {
-  return `{tmem:${hostId}:${clientId}:${poolId}}:objects`
+/** The key of a pool's index set (`space` as for objectKey). */
+export function poolIndexKey(space: string, clientId: number, poolId: number): string {
+  return `{tmem:${ownerOf(space, clientId)}:${poolId}}:objects`
+}
+
+/** `<host id>:<client id>`: a host id has no ':', an adopted namespace has one. */
+function ownerOf(space: string, clientId: number): string {
+  return space.includes(':') ? space : `${space}:${clientId}`
 }
 
 /** A value: header, then `bytes[start..end]`. */

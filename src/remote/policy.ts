@@ -11,6 +11,13 @@ export const TMEMC_SET_REMOTE = 60
 /** TMEMC subop: arg1 = the remote quota in pages (0: no quota). */
 export const TMEMC_SET_REMOTE_QUOTA = 61
 
+/** Live-migration handover of remote pages (handover.ts, docs/remote.md "Live migration"). */
+export const TMEMC_REMOTE_EXPORT = 62
+export const TMEMC_REMOTE_ADOPT = 63
+export const TMEMC_REMOTE_RELEASE = 64
+/** The client's remote persistent pages of a pool as page records (save.ts), for a stream. */
+export const TMEMC_REMOTE_PAGES = 65
+
 export const POLICY_OFF = 0
 export const POLICY_EPHEMERAL = 1
 export const POLICY_ALL = 2

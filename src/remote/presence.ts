@@ -19,6 +19,13 @@ export class PoolPresence {
   readonly objects = new Map<string, Map<number, number>>()
   pages = 0
   bytes = 0
+  /**
+   * The namespace of its keys (`<host id>:<client id>`) when it is not this daemon's own: a
+   * pool adopted from another daemon in a live migration (handover.ts).
+   */
+  namespace: string | null = null
+  /** Adopted and not yet committed: destroying it forgets its pages without deleting them. */
+  borrowed = false
 
   constructor(clientId: number, poolId: number, persistent: boolean) {
     this.clientId = clientId

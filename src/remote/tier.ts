@@ -10,7 +10,6 @@ import {
   EEMPTY,
   EFAULT,
   ENOMEM,
-  EPERM,
   PAGE_SIZE,
   TMEM_CONTROL,
   TMEM_DESTROY_POOL,
@@ -18,8 +17,6 @@ import {
   TMEM_FLUSH_PAGE,
   TMEM_GET_PAGE,
   TMEM_PUT_PAGE,
-  TMEMC_DESTROY,
-  TMEMC_FLUSH,
 } from '../abi/constants.js'
 import type { Host } from '../engine/host.js'
 import { OpScratch, readOpBytes } from '../engine/op-scratch.js'
@@ -37,14 +34,10 @@ import {
   valueKind,
   valueVersion,
 } from './keys.js'
-import {
-  ALL_CLIENTS,
-  ClientPolicies,
-  POLICY_ALL,
-  POLICY_OFF,
-  TMEMC_SET_REMOTE,
-  TMEMC_SET_REMOTE_QUOTA,
-} from './policy.js'
+import { ClientPolicies, POLICY_ALL, POLICY_OFF } from './policy.js'
+import { TierControl } from './control.js'
+import { RemoteSaves } from './save.js'
+import { RemoteHandover } from './handover.js'
 import { entryBytes, entryVersion, Presence } from './presence.js'
 import { ChangeQueue } from './queue.js'
 import { RemoteCopies } from './copies.js'
@@ -72,6 +65,7 @@ export class RemoteTier {
   #version = 0
   #pending: Promise<DeferredReply> | null = null
   readonly #waiting = new PendingOps()
+  readonly #control: TierControl
   /** Set while a chained op runs: it already waited its turn. */
   #replaying = false
 
@@ -82,6 +76,19 @@ export class RemoteTier {
     this.policies = new ClientPolicies(options.defaultPolicy)
     this.queue = new ChangeQueue(options.store, options.queueMax)
     this.copies = new RemoteCopies(this.presence, this.queue, options.hostId)
+    const keyOf = (c: number, p: number, oid: string): string => this.copies.key(c, p, oid)
+    const saves = new RemoteSaves(this.presence, options.store, host, keyOf)
+    const seen = (version: number): void => {
+      if (version > this.#version) this.#version = version
+    }
+    const handovers = new RemoteHandover(
+      this.presence,
+      this.queue,
+      options.store,
+      options.hostId,
+      seen,
+    )
+    this.#control = new TierControl(host, this.policies, this.copies, saves, handovers)
     host.onEvictEphemeral = (page) => this.#demote(page)
   }
 
@@ -165,23 +172,12 @@ export class RemoteTier {
     dataOffset: number,
     dataLength: number,
   ): number {
-    const s = this.#s
-    const host = this.#host
-    if (!readOpBytes(s, bytes, offset, version, false) || s.cmd !== TMEM_CONTROL)
-      return host.controlBytes(bytes, offset, version, data, dataOffset, dataLength)
-    const { subop, cliId, arg1 } = s
-    if (subop === TMEMC_SET_REMOTE || subop === TMEMC_SET_REMOTE_QUOTA) {
-      const ids = cliId === ALL_CLIENTS ? host.clientIds() : [cliId]
-      const off = (id: number): void => this.copies.forgetClient(id, true)
-      return host.hasClient(cliId) || cliId === ALL_CLIENTS
-        ? this.policies.apply(ids, subop, arg1, off)
-        : -EPERM
-    }
-    const rc = host.controlBytes(bytes, offset, version, data, dataOffset, dataLength)
-    if ((subop === TMEMC_FLUSH || subop === TMEMC_DESTROY) && rc >= 0) {
-      const ids = cliId === ALL_CLIENTS ? host.clientIds() : [cliId]
-      for (const id of ids) this.copies.forgetClient(id, false)
-    }
+    const engine = (): number =>
+      this.#host.controlBytes(bytes, offset, version, data, dataOffset, dataLength)
+    if (!readOpBytes(this.#s, bytes, offset, version, false) || this.#s.cmd !== TMEM_CONTROL)
+      return engine()
+    const rc = this.#control.run(this.#s, version, engine, data, dataOffset, dataLength)
+    if (rc === OP_DEFERRED) this.#pending = this.#control.deferred
     return rc
   }
 
@@ -193,6 +189,7 @@ export class RemoteTier {
     const destroyed = this.#host.destroyClient(clientId)
     this.copies.forgetClient(clientId, true)
     this.policies.forget(clientId)
+    this.#control.saves.end(clientId)
     return destroyed
   }
 

@@ -5,7 +5,13 @@
  * away so a client is not left frozen or in pre-copy for ever.
  */
 import type { Logger } from 'pino'
-import { PAGE_SIZE, TMEM_CONTROL, TMEMC_SAVE_BEGIN, TMEMC_SAVE_END } from '../abi/constants.js'
+import {
+  EFAULT,
+  PAGE_SIZE,
+  TMEM_CONTROL,
+  TMEMC_SAVE_BEGIN,
+  TMEMC_SAVE_END,
+} from '../abi/constants.js'
 import { controlOp, encodeOp } from '../abi/codec.js'
 import { OP_CTRL_CLI_ID, OP_CTRL_SUBOP } from '../abi/layout.js'
 import { nativeCopy } from '../util/bytes.js'
@@ -21,6 +27,7 @@ import {
   writeFrameHeader,
   writeU32LE,
 } from '../protocol/frame.js'
+import { type DeferredReply, OP_DEFERRED } from '../protocol/deferred.js'
 import type { Connection } from './connection.js'
 import type { DaemonCounters } from './counters.js'
 import type { HostLike } from './host-like.js'
@@ -80,12 +87,45 @@ export class ControlOps {
       data.fill(0, inputBytes, dataLength)
     }
     const rc = this.#host.controlBytes(bytes, opAt, conn.abiVersion, data, dataOffset, dataLength)
+    if (rc === OP_DEFERRED) {
+      this.#counters.controlsExecuted++
+      this.#answerLater(conn, reader.requestId, outputBytes)
+      return
+    }
     if (data !== null && outputBytes > 0) nativeCopy(data, 0, send, dataAt, outputBytes)
     this.#counters.controlsExecuted++
     if (readU32LE(bytes, opAt) === TMEM_CONTROL) this.#track(conn, bytes, opAt, rc)
     writeFrameHeader(send, at, KIND_CONTROL_REPLY, reader.requestId, RC_BYTES + outputBytes)
     writeU32LE(send, at + FRAME_HEADER_BYTES, rc)
     conn.sendUsed = dataAt + outputBytes
+  }
+
+  /**
+   * A control op the host answers later (the remote tier reading a save's remote pages,
+   * docs/remote.md): the reply goes out when it settles, with its output; replies carry
+   * request ids, so it may come after later ones.
+   */
+  #answerLater(conn: Connection, requestId: number, outputBytes: number): void {
+    const host = this.#host
+    const settled =
+      host.takeDeferred?.() ?? Promise.resolve<DeferredReply>({ rc: -EFAULT, page: null })
+    const answer = (reply: DeferredReply): void => {
+      if (!conn.isOpen) return
+      const frame = Buffer.alloc(FRAME_HEADER_BYTES + RC_BYTES + outputBytes)
+      writeFrameHeader(frame, 0, KIND_CONTROL_REPLY, requestId, RC_BYTES + outputBytes)
+      writeU32LE(frame, FRAME_HEADER_BYTES, reply.rc)
+      const output = reply.page
+      if (output !== null)
+        frame.set(
+          output.subarray(0, Math.min(outputBytes, output.length)),
+          FRAME_HEADER_BYTES + RC_BYTES,
+        )
+      if (!conn.sendFrame(frame)) conn.socket.write(frame)
+    }
+    settled.then(answer, (error: unknown) => {
+      this.#log.error({ err: error, conn: conn.serial }, 'deferred control op failed')
+      answer({ rc: -EFAULT, page: null })
+    })
   }
 
   /** The shared tool buffer (one engine call at a time), at least `bytes` long, offset 0. */
