@@ -21,7 +21,7 @@ import { Connection, type Endpoint } from './connection.js'
 import { Dispatcher } from './dispatch.js'
 import { REJECT_NAMES, REJECT_NONE } from '../protocol/frame.js'
 import type { DaemonSection, DaemonStats } from '../protocol/stats.js'
-import { sessionStats, statsPageJson } from './stats-pages.js'
+import { sessionStats, statsBody } from './stats-pages.js'
 import type { HostLike } from './host-like.js'
 import {
   METRICS_CLIENTS_PER_TURN,
@@ -136,11 +136,12 @@ export class Daemon {
     this.dispatcher = new Dispatcher(host, this.sessions, log, {
       acceptV0: config.acceptV0,
       token,
-      snapshot: () => this.snapshot(),
-      statsPage: (request) =>
-        statsPageJson(
+      stats: (request) =>
+        statsBody(
           { host, sessions: this.sessions, daemonSection: () => this.daemonSection() },
           request,
+          () => this.snapshot(),
+          METRICS_CLIENTS_PER_TURN,
         ),
       onClosed: (conn) => this.#forget(conn),
       sharedMemory: config.sharedMemory ?? true,

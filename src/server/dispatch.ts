@@ -43,12 +43,7 @@ import {
   writeFrameHeader,
   writeU32LE,
 } from '../protocol/frame.js'
-import {
-  type DaemonStats,
-  type StatsRequest,
-  decodeStatsRequest,
-  encodeStats,
-} from '../protocol/stats.js'
+import { type StatsRequest, decodeStatsRequest } from '../protocol/stats.js'
 import type { HostLike } from './host-like.js'
 import { KIND_SESSION, KIND_SESSION_REPLY } from '../protocol/session-frame.js'
 import { type DaemonCounters, newCounters } from './counters.js'
@@ -67,10 +62,11 @@ export interface DispatcherOptions {
   acceptV0: boolean
   /** The control token (TCP control endpoint), or null when there is none. */
   token: Buffer | null
-  /** The stats reply body; called on STATS from the control endpoint. */
-  snapshot: () => DaemonStats
-  /** The body answering a STATS request in the paged form (one client, a page of clients). */
-  statsPage: (request: StatsRequest) => string
+  /**
+   * The body answering STATS from the control endpoint: the whole host (`request` null), a
+   * page of clients or one client; null for -ENOMEM; a promise when it answers later.
+   */
+  stats: (request: StatsRequest | null) => string | null | Promise<string | null>
   /** A connection is gone. */
   onClosed: (conn: Connection) => void
   /** Offer shared-memory regions to local clients (default true; `--no-shm` says false). */
@@ -265,28 +261,33 @@ export class Dispatcher implements ConnectionHandler {
    * request with a body asks for a page of clients or one client (-EINVAL when malformed).
    */
   #stats(conn: Connection, reader: FrameReader): void {
-    let json: string
-    if (reader.payloadBytes === 0) {
-      json = encodeStats(this.#options.snapshot())
-    } else {
-      const request = decodeStatsRequest(reader.bytes, reader.payloadOffset, reader.payloadBytes)
+    const requestId = reader.requestId
+    let request: StatsRequest | null = null
+    if (reader.payloadBytes > 0) {
+      request = decodeStatsRequest(reader.bytes, reader.payloadOffset, reader.payloadBytes)
       if (request === null) {
-        this.#writeRc(conn, KIND_STATS_REPLY, reader.requestId, -EINVAL)
+        this.#writeRc(conn, KIND_STATS_REPLY, requestId, -EINVAL)
         return
       }
-      json = this.#options.statsPage(request)
     }
-    const send = conn.send
-    const at = conn.sendUsed
-    const textAt = at + FRAME_HEADER_BYTES + RC_BYTES
-    if (Buffer.byteLength(json, 'utf8') > STATS_REPLY_PAYLOAD_BYTES_MAX - RC_BYTES) {
-      this.#writeRc(conn, KIND_STATS_REPLY, reader.requestId, -ENOMEM)
+    const body = this.#options.stats(request)
+    if (!(body instanceof Promise)) {
+      writeStatsReply(conn, requestId, body)
       return
     }
-    const textBytes = send.write(json, textAt, 'utf8')
-    writeFrameHeader(send, at, KIND_STATS_REPLY, reader.requestId, RC_BYTES + textBytes)
-    writeU32LE(send, at + FRAME_HEADER_BYTES, 0)
-    conn.sendUsed = textAt + textBytes
+    // Answered later (the host-wide sums are counted a step per turn); replies carry ids.
+    const later = (json: string | null): void => {
+      if (!conn.isOpen) return
+      const at = conn.sendUsed
+      writeStatsReply(conn, requestId, json)
+      const frame = Uint8Array.from(conn.send.subarray(at, conn.sendUsed))
+      conn.sendUsed = at
+      if (!conn.sendFrame(frame)) conn.socket.write(frame)
+    }
+    body.then(later, (error: unknown) => {
+      this.#log.error({ err: error, conn: conn.serial }, 'STATS failed')
+      later(null)
+    })
   }
 
   #goodbye(conn: Connection, reader: FrameReader): void {
@@ -305,4 +306,24 @@ export class Dispatcher implements ConnectionHandler {
     writeU32LE(conn.send, at + FRAME_HEADER_BYTES, rc)
     conn.sendUsed = at + FRAME_HEADER_BYTES + RC_BYTES
   }
+}
+
+/** A STATS reply with `json` as its text, or -ENOMEM when it is null or too long. */
+function writeStatsReply(conn: Connection, requestId: number, json: string | null): void {
+  const send = conn.send
+  const at = conn.sendUsed
+  const textAt = at + FRAME_HEADER_BYTES + RC_BYTES
+  const rcOnly = (rc: number): void => {
+    writeFrameHeader(send, at, KIND_STATS_REPLY, requestId, RC_BYTES)
+    writeU32LE(send, at + FRAME_HEADER_BYTES, rc)
+    conn.sendUsed = at + FRAME_HEADER_BYTES + RC_BYTES
+  }
+  if (json === null || Buffer.byteLength(json, 'utf8') > STATS_REPLY_PAYLOAD_BYTES_MAX - RC_BYTES) {
+    rcOnly(-ENOMEM)
+    return
+  }
+  const textBytes = send.write(json, textAt, 'utf8')
+  writeFrameHeader(send, at, KIND_STATS_REPLY, requestId, RC_BYTES + textBytes)
+  writeU32LE(send, at + FRAME_HEADER_BYTES, 0)
+  conn.sendUsed = textAt + textBytes
 }
