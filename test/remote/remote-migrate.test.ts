@@ -18,6 +18,7 @@ import { TMEMC_REMOTE_ADOPT, TMEMC_REMOTE_EXPORT } from '../../src/remote/policy
 import type { RemoteSection } from '../../src/remote/mod.js'
 import { type DaemonHandle, startDaemon, waitFor } from '../helpers/daemon.js'
 import { clusterUnavailable, startCluster, type TestCluster } from '../helpers/redis-cluster.js'
+import { lcgPage, readAll } from '../helpers/remote-pages.js'
 
 const unavailable = clusterUnavailable()
 if (unavailable !== null) console.log(`# remote migration tests skipped: ${unavailable}`)
@@ -27,14 +28,7 @@ const OBJECTS = 64
 const PER_OBJECT = 16
 
 function page(seed: number, oid: number, index: number): Uint8Array {
-  const bytes = new Uint8Array(4096)
-  const view = new DataView(bytes.buffer)
-  let x = (seed * 31337 + oid * 7919 + index * 104729) >>> 0 || 1
-  for (let i = 0; i < 1024; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0
-    view.setUint32(i * 4, x, true)
-  }
-  return bytes
+  return lcgPage(seed * 31337 + oid * 7919 + index * 104729)
 }
 
 interface Counts {
@@ -74,15 +68,6 @@ async function fill(client: TmemClient, seed: number): Promise<[number, Map<stri
     assert.ok((await Promise.all(puts)).every(Boolean))
   }
   return [pool, oracle]
-}
-
-async function readAll(client: TmemClient, pool: number, oracle: Map<string, Uint8Array>) {
-  for (const [key, want] of oracle) {
-    const [oid, index] = key.split(':').map(Number) as [number, number]
-    const got = await client.get(pool, oid, index)
-    assert.ok(got !== null, `page ${key} is missing`)
-    assert.ok(Buffer.from(got).equals(want), `page ${key} differs`)
-  }
 }
 
 void describe(

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { connect, type TmemClient } from '../../src/client/client.js'
+import { connect } from '../../src/client/client.js'
 import { connectControl } from '../../src/client/control.js'
 import { networkChannel } from '../../src/migrate/net.js'
 import { saveClient, saveClientToFile, saveInvalidations } from '../../src/migrate/save.js'
@@ -18,6 +18,7 @@ import type { RemoteSection } from '../../src/remote/mod.js'
 import { runTmem } from '../helpers/cli.js'
 import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
 import { clusterUnavailable, startCluster, type TestCluster } from '../helpers/redis-cluster.js'
+import { lcgPage, readAll } from '../helpers/remote-pages.js'
 
 const unavailable = clusterUnavailable()
 if (unavailable !== null) console.log(`# remote save tests skipped: ${unavailable}`)
@@ -28,14 +29,7 @@ const OBJECTS = 64
 const PER_OBJECT = 16
 
 function page(oid: number, index: number): Uint8Array {
-  const bytes = new Uint8Array(4096)
-  const view = new DataView(bytes.buffer)
-  let x = (oid * 7919 + index * 104729 + 1299709) >>> 0 || 1
-  for (let i = 0; i < 1024; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0
-    view.setUint32(i * 4, x, true)
-  }
-  return bytes
+  return lcgPage(oid * 7919 + index * 104729 + 1299709)
 }
 
 async function poolCounts(daemon: DaemonHandle): Promise<{ pages: number; remote: number }> {
@@ -53,15 +47,6 @@ async function poolCounts(daemon: DaemonHandle): Promise<{ pages: number; remote
     return { pages, remote }
   } finally {
     await control.close()
-  }
-}
-
-async function readAll(client: TmemClient, pool: number, oracle: Map<string, Uint8Array>) {
-  for (const [key, want] of oracle) {
-    const [oid, index] = key.split(':').map(Number) as [number, number]
-    const got = await client.get(pool, oid, index)
-    assert.ok(got !== null, `page ${key} is missing`)
-    assert.ok(Buffer.from(got).equals(want), `page ${key} differs`)
   }
 }
 

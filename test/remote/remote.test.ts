@@ -12,6 +12,7 @@ import type { RemoteSection } from '../../src/remote/mod.js'
 import { execFileSync } from 'node:child_process'
 import { type DaemonHandle, startDaemon, TMEM_BIN, waitFor } from '../helpers/daemon.js'
 import { clusterUnavailable, startCluster, type TestCluster } from '../helpers/redis-cluster.js'
+import { lcgPage } from '../helpers/remote-pages.js'
 
 const unavailable = clusterUnavailable()
 if (unavailable !== null) console.log(`# remote tier tests skipped: ${unavailable}`)
@@ -20,14 +21,7 @@ const LOCAL_PAGES = 256
 
 /** A page no other (oid, index, version) has: 1024 words from a small LCG. */
 function page(oid: number, index: number, version = 1): Uint8Array {
-  const bytes = new Uint8Array(4096)
-  const view = new DataView(bytes.buffer)
-  let x = (oid * 7919 + index * 104729 + version * 1299709) >>> 0 || 1
-  for (let i = 0; i < 1024; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0
-    view.setUint32(i * 4, x, true)
-  }
-  return bytes
+  return lcgPage(oid * 7919 + index * 104729 + version * 1299709)
 }
 
 interface Remote {

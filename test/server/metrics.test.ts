@@ -11,6 +11,7 @@ import type { HostStats } from '../../src/protocol/stats.js'
 import type { HostLike } from '../../src/server/host-like.js'
 import { Daemon } from '../../src/server/daemon.js'
 import { Host } from '../../src/engine/host.js'
+import { withOtherWork } from '../helpers/other-work.js'
 import {
   METRICS_CLIENTS_PER_TURN,
   METRICS_LABELLED_CLIENTS_MAX,
@@ -155,16 +156,7 @@ void describe('metrics bounds', () => {
     for (let id = 1; id <= clients; id++) host.client(id).newPool()
     const daemon = await Daemon.start(host, NO_LISTENERS, pino({ level: 'silent' }))
     try {
-      // Another piece of work that asks for a turn of the event loop again and again.
-      let turns = 0
-      let done = false
-      const other = (): void => {
-        turns++
-        if (!done) setImmediate(other)
-      }
-      setImmediate(other)
-      const samples = await daemon.samples()
-      done = true
+      const { value: samples, turns } = await withOtherWork(() => daemon.samples())
       assert.ok(turns >= 3, `the other work ran ${turns} times during the scrape`)
       assert.equal(valueOf(samples, 'tmem_clients'), clients)
       assert.equal(valueOf(samples, 'tmem_pools'), clients)

@@ -10,25 +10,12 @@ import { pino } from 'pino'
 import { Host } from '../../src/engine/host.js'
 import { SessionTable } from '../../src/server/sessions.js'
 import { statsBody } from '../../src/server/stats-pages.js'
+import { withOtherWork } from '../helpers/other-work.js'
 import type { DaemonSection, DaemonStats, StatsPage } from '../../src/protocol/stats.js'
 
 function sources(host: Host): Parameters<typeof statsBody>[0] {
   const sessions = new SessionTable(host, 0, pino({ level: 'silent' }))
   return { host, sessions, daemonSection: () => ({}) as DaemonSection }
-}
-
-/** Runs `body` while another piece of work asks for a turn again and again. */
-async function withOtherWork<T>(body: () => Promise<T>): Promise<{ value: T; turns: number }> {
-  let turns = 0
-  let done = false
-  const other = (): void => {
-    turns++
-    if (!done) setImmediate(other)
-  }
-  setImmediate(other)
-  const value = await body()
-  done = true
-  return { value, turns }
 }
 
 void test('a first page counts the host in steps and carries the sums of the full snapshot', async () => {
