@@ -80,27 +80,83 @@ function distance(tail: number, head: number): number {
   return (tail - head) >>> 0
 }
 
-/** Daemon side of the submission ring: copies ops out, one turn at a time. */
-export class SubmissionConsumer {
+/** Where a ring lives in the region and which header words hold its cursors. */
+interface RingPlace {
+  offset: number
+  entries: number
+  entryBytes: number
+  headWord: number
+  tailWord: number
+}
+
+/**
+ * The consuming end of a ring: it owns the head, reads the other side's tail (hostile: an
+ * impossible tail is RING_BROKEN, never a loop or an index out of the ring), takes a bounded
+ * number of entries per turn and publishes the head with a release store. The two consumers
+ * below differ only in their ring, their bound and what they do with an entry.
+ */
+class RingConsumer {
   readonly errors: RingErrors = { badCursor: 0 }
-  readonly #views: ShmViews
-  readonly #offset: number
+  protected readonly views: ShmViews
+  readonly #ring: RingPlace
   readonly #mask: number
-  readonly #entries: number
   #head = 0
   #left = 0
 
-  constructor(views: ShmViews, geometry: ShmGeometry, start = 0) {
-    this.#views = views
+  constructor(views: ShmViews, ring: RingPlace, start: number) {
+    this.views = views
+    this.#ring = ring
+    this.#mask = ring.entries - 1
     this.#head = start >>> 0
-    this.#offset = geometry.sqOffset
-    this.#entries = geometry.sqEntries
-    this.#mask = geometry.sqEntries - 1
   }
 
   /** True when the ring looks non-empty (or broken: the caller then finds out in `begin`). */
   hasWork(): boolean {
-    return Atomics.load(this.#views.words, SHM_WORD_SQ_TAIL) >>> 0 !== this.#head
+    return Atomics.load(this.views.words, this.#ring.tailWord) >>> 0 !== this.#head
+  }
+
+  /** Publishes the head: the producer may reuse the slots taken. */
+  end(): void {
+    this.#left = 0
+    Atomics.store(this.views.words, this.#ring.headWord, this.#head | 0)
+  }
+
+  /** Entries to take this turn, at most `limit` and SHM_OPS_PER_TURN_MAX; or RING_BROKEN. */
+  protected turn(limit: number): number {
+    const queued = distance(Atomics.load(this.views.words, this.#ring.tailWord), this.#head)
+    if (queued > this.#ring.entries) {
+      this.errors.badCursor++
+      this.#left = 0
+      return RING_BROKEN
+    }
+    this.#left = Math.min(queued, limit, SHM_OPS_PER_TURN_MAX)
+    return this.#left
+  }
+
+  /** The byte offset of the next entry in the region; consumes it. */
+  protected next(): number {
+    assert(this.#left > 0, 'Take past the turn')
+    const at = this.#ring.offset + (this.#head & this.#mask) * this.#ring.entryBytes
+    this.#head = (this.#head + 1) >>> 0
+    this.#left--
+    return at
+  }
+}
+
+/** Daemon side of the submission ring: copies ops out, one turn at a time. */
+export class SubmissionConsumer extends RingConsumer {
+  constructor(views: ShmViews, geometry: ShmGeometry, start = 0) {
+    super(
+      views,
+      {
+        offset: geometry.sqOffset,
+        entries: geometry.sqEntries,
+        entryBytes: SQE_BYTES,
+        headWord: SHM_WORD_SQ_HEAD,
+        tailWord: SHM_WORD_SQ_TAIL,
+      },
+      start,
+    )
   }
 
   /**
@@ -108,35 +164,13 @@ export class SubmissionConsumer {
    * ring's free slots) and `SHM_OPS_PER_TURN_MAX`; RING_BROKEN when the tail is impossible.
    */
   begin(room: number): number {
-    const queued = distance(Atomics.load(this.#views.words, SHM_WORD_SQ_TAIL), this.#head)
-    if (queued > this.#entries) {
-      this.errors.badCursor++
-      this.#left = 0
-      return RING_BROKEN
-    }
-    this.#left = Math.min(queued, room, SHM_OPS_PER_TURN_MAX)
-    return this.#left
+    return this.turn(room)
   }
 
   /** Copies the next entry (64 bytes) into `into` at 0 and consumes it. */
   take(into: Uint8Array): void {
-    assert(this.#left > 0, 'Take past the turn')
     assert(into.length >= SQE_BYTES, 'Entry copy too small')
-    copyBytes(
-      this.#views.bytes,
-      this.#offset + (this.#head & this.#mask) * SQE_BYTES,
-      into,
-      0,
-      SQE_BYTES,
-    )
-    this.#head = (this.#head + 1) >>> 0
-    this.#left--
-  }
-
-  /** Publishes the head: the client may reuse the slots taken. */
-  end(): void {
-    this.#left = 0
-    Atomics.store(this.#views.words, SHM_WORD_SQ_HEAD, this.#head | 0)
+    copyBytes(this.views.bytes, this.next(), into, 0, SQE_BYTES)
   }
 }
 
@@ -156,17 +190,7 @@ class RingProducer {
   readonly #headWord: number
   readonly #tailWord: number
 
-  constructor(
-    views: ShmViews,
-    ring: {
-      offset: number
-      entries: number
-      entryBytes: number
-      headWord: number
-      tailWord: number
-    },
-    start: number,
-  ) {
+  constructor(views: ShmViews, ring: RingPlace, start: number) {
     this.views = views
     this.tail = start >>> 0
     this.#offset = ring.offset
@@ -238,56 +262,35 @@ export class SubmissionProducer extends RingProducer {
 }
 
 /** Client side of the completion ring. */
-export class CompletionConsumer {
-  readonly errors: RingErrors = { badCursor: 0 }
+export class CompletionConsumer extends RingConsumer {
   /** The entry `take` read last. */
   requestId = 0
   rc = 0
-  readonly #views: ShmViews
-  readonly #offset: number
-  readonly #mask: number
-  readonly #entries: number
-  #head = 0
-  #left = 0
 
   constructor(views: ShmViews, geometry: ShmGeometry, start = 0) {
-    this.#views = views
-    this.#head = start >>> 0
-    this.#offset = geometry.cqOffset
-    this.#entries = geometry.cqEntries
-    this.#mask = geometry.cqEntries - 1
-  }
-
-  hasWork(): boolean {
-    return Atomics.load(this.#views.words, SHM_WORD_CQ_TAIL) >>> 0 !== this.#head
+    super(
+      views,
+      {
+        offset: geometry.cqOffset,
+        entries: geometry.cqEntries,
+        entryBytes: CQE_BYTES,
+        headWord: SHM_WORD_CQ_HEAD,
+        tailWord: SHM_WORD_CQ_TAIL,
+      },
+      start,
+    )
   }
 
   /** Completions to read this turn (at most SHM_OPS_PER_TURN_MAX); RING_BROKEN if impossible. */
   begin(): number {
-    const queued = distance(Atomics.load(this.#views.words, SHM_WORD_CQ_TAIL), this.#head)
-    if (queued > this.#entries) {
-      this.errors.badCursor++
-      this.#left = 0
-      return RING_BROKEN
-    }
-    this.#left = Math.min(queued, SHM_OPS_PER_TURN_MAX)
-    return this.#left
+    return this.turn(SHM_OPS_PER_TURN_MAX)
   }
 
   /** Reads the next completion into `requestId` and `rc`. */
   take(): void {
-    assert(this.#left > 0, 'Take past the turn')
-    const at = this.#offset + (this.#head & this.#mask) * CQE_BYTES
-    this.requestId = readU32LE(this.#views.bytes, at + CQE_REQUEST_ID)
-    this.rc = readU32LE(this.#views.bytes, at + CQE_RC) | 0
-    this.#head = (this.#head + 1) >>> 0
-    this.#left--
-  }
-
-  /** Publishes the head: the daemon may reuse the slots read. */
-  end(): void {
-    this.#left = 0
-    Atomics.store(this.#views.words, SHM_WORD_CQ_HEAD, this.#head | 0)
+    const at = this.next()
+    this.requestId = readU32LE(this.views.bytes, at + CQE_REQUEST_ID)
+    this.rc = readU32LE(this.views.bytes, at + CQE_RC) | 0
   }
 }
 
