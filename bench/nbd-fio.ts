@@ -4,6 +4,7 @@
  * writes the whole export first so reads find data everywhere.
  */
 import { execFile } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 
 export interface FioCase {
   id: string
@@ -27,6 +28,22 @@ export interface FioResult {
   mibPerSecond: number
   p50us: number
   p99us: number
+  /** The server's CPU time (user + system, all threads) per request, ramp included. */
+  serverCpuUs: number
+  /** fio's own CPU time per request (its usr_cpu + sys_cpu over the timed part). */
+  clientCpuUs: number
+}
+
+/** A process's user + system CPU seconds from /proc (NaN when it cannot be read). */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    // Fields 14 and 15 of stat(5) (utime, stime) are 12 and 13 after the command name.
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return NaN
+  }
 }
 
 interface FioSide {
@@ -66,8 +83,14 @@ export async function fillExport(uri: string): Promise<void> {
   )
 }
 
-/** One timed run of `spec`; `runtimeS` after a one-second ramp. */
-export async function runFio(uri: string, spec: FioCase, runtimeS: number): Promise<FioResult> {
+/** One timed run of `spec`; `runtimeS` after a one-second ramp; `pid` is the server's. */
+export async function runFio(
+  uri: string,
+  spec: FioCase,
+  runtimeS: number,
+  pid: number,
+): Promise<FioResult> {
+  const cpuBefore = cpuSeconds(pid)
   const out = await fio(
     [
       '--name=bench',
@@ -84,8 +107,9 @@ export async function runFio(uri: string, spec: FioCase, runtimeS: number): Prom
     ],
     (runtimeS + 60) * 1000,
   )
+  const serverCpu = cpuSeconds(pid) - cpuBefore
   const json = JSON.parse(out.slice(out.indexOf('{'))) as {
-    jobs: { error: number; read: FioSide; write: FioSide }[]
+    jobs: { error: number; read: FioSide; write: FioSide; usr_cpu: number; sys_cpu: number }[]
   }
   const job = json.jobs[0]
   if (!job) throw new Error(`fio printed no job: ${out}`)
@@ -97,6 +121,9 @@ export async function runFio(uri: string, spec: FioCase, runtimeS: number): Prom
     mibPerSecond: side.bw_bytes / 1048576,
     p50us: (percentile['50.000000'] ?? NaN) / 1000,
     p99us: (percentile['99.000000'] ?? NaN) / 1000,
+    // The ramp second runs at about the timed rate: requests ~ IOPS x (ramp + runtime).
+    serverCpuUs: (serverCpu * 1e6) / (side.iops * (runtimeS + 1)),
+    clientCpuUs: (((job.usr_cpu + job.sys_cpu) / 100) * 1e6) / side.iops,
   }
 }
 

@@ -11,6 +11,7 @@ import { runTmem } from '../test/helpers/cli.js'
 import { buildMemtest, findGuestKernel, type GuestKernel } from '../test/helpers/guest-kernel.js'
 import { initramfsFile, parseGuestConsole, runGuest } from '../test/helpers/guest.js'
 import { type NbdServerKind, startNbdServer } from '../test/helpers/nbd-servers.js'
+import { cpuSeconds } from './nbd-fio.js'
 
 export const GUEST_RAM_MIB = 192
 export const MEMTEST_MIB = 384
@@ -43,6 +44,8 @@ export interface GuestTrial {
   pages: number | null
   heldPerPage: number | null
   compressedPerPage: number | null
+  /** The server's CPU seconds (user + system) over the guest's run. */
+  serverCpuSeconds: number
 }
 
 export interface GuestSetup {
@@ -101,6 +104,7 @@ export async function guestTrial(setup: GuestSetup, config: GuestConfig): Promis
     swap: true,
   })
   try {
+    const cpuBefore = cpuSeconds(server.pid)
     const run = await runGuest({
       kernel: setup.kernel,
       initramfs: setup.initramfs,
@@ -108,6 +112,7 @@ export async function guestTrial(setup: GuestSetup, config: GuestConfig): Promis
       memoryMiB: GUEST_RAM_MIB,
       deadlineMs: DEADLINE_MS,
     })
+    const serverCpuSeconds = cpuSeconds(server.pid) - cpuBefore
     const report = parseGuestConsole(run.console)
     const ok =
       !run.timedOut && report.done && report.memtest?.errors === 0 && report.dmesgErrors === 0
@@ -128,6 +133,7 @@ export async function guestTrial(setup: GuestSetup, config: GuestConfig): Promis
             .join('\n'),
       pswpout: report.pswpout,
       pswpin: report.pswpin,
+      serverCpuSeconds,
       ...held,
     }
   } finally {

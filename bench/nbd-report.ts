@@ -160,12 +160,44 @@ function fioLines(report: NbdReport, bold: (s: string) => string): string[][] {
   return [header, ...rows]
 }
 
+/** CPU time per request, medians: each server's, and fio's own beside each server. */
+function cpuLines(report: NbdReport): string[][] {
+  const header = [
+    'case (CPU us per request)',
+    ...FIO_SERVERS.map((s) => `${s} server`),
+    ...FIO_SERVERS.map((s) => `fio with ${s}`),
+    'tmem server / nbdkit server',
+  ]
+  const rows = report.fio.map((row) => {
+    const ours = fioMedian(row, 'tmem', (r) => r.serverCpuUs)
+    const theirs = fioMedian(row, 'nbdkit', (r) => r.serverCpuUs)
+    return [
+      row.spec.label,
+      ...FIO_SERVERS.map((s) =>
+        fmtNum(
+          fioMedian(row, s, (r) => r.serverCpuUs),
+          1,
+        ),
+      ),
+      ...FIO_SERVERS.map((s) =>
+        fmtNum(
+          fioMedian(row, s, (r) => r.clientCpuUs),
+          1,
+        ),
+      ),
+      ours === null || theirs === null || theirs === 0 ? '-' : fmtRatio(ours / theirs),
+    ]
+  })
+  return [header, ...rows]
+}
+
 function guestLines(report: NbdReport): string[][] {
   const header = [
     'guest swap onto',
     'runs ok',
     'wall s',
     'memtest s',
+    'server CPU s',
     'pswpout',
     'pool pages',
     'B held/page',
@@ -181,6 +213,7 @@ function guestLines(report: NbdReport): string[][] {
       `${trials.filter((t) => t.ok).length}/${trials.length}`,
       m((t) => t.wallMs / 1000, 1),
       m((t) => t.memtestSeconds, 1),
+      m((t) => t.serverCpuSeconds, 1),
       m((t) => t.pswpout),
       m((t) => t.pages),
       m((t) => t.heldPerPage),
@@ -196,7 +229,15 @@ export function consoleReport(report: NbdReport): string {
     (g) => `  [${g.met === null ? '?' : g.met ? 'x' : ' '}] ${g.text}: ${g.measured}`,
   )
   const guest = report.guest.length > 0 ? [table(guestLines(report)), ''] : []
-  return [table(fioLines(report, (s) => s)), '', ...guest, 'goals:', ...goals].join('\n')
+  return [
+    table(fioLines(report, (s) => s)),
+    '',
+    table(cpuLines(report)),
+    '',
+    ...guest,
+    'goals:',
+    ...goals,
+  ].join('\n')
 }
 
 function markdownTable(lines: string[][]): string[] {
@@ -220,6 +261,7 @@ export function markdownSection(report: NbdReport, notes: string): string {
   for (const version of report.versions) lines.push(`- ${version}`)
   lines.push(`- ${report.settings}`, '')
   lines.push(...markdownTable(fioLines(report, (s) => `**${s}**`)), '')
+  lines.push(...markdownTable(cpuLines(report)), '')
   if (report.guest.length > 0) lines.push(...markdownTable(guestLines(report)), '')
   lines.push('Goals (same run):', '')
   for (const g of evaluateGoals(report))

@@ -79,10 +79,10 @@ async function fioPart(): Promise<FioRow[]> {
     for (let trial = 1; trial <= RUNS; trial++) {
       for (const row of rows) {
         for (const server of servers) {
-          const result = await runFio(server.uri, row.spec, FIO_SECONDS)
+          const result = await runFio(server.uri, row.spec, FIO_SECONDS, server.pid)
           ;(row.trials[server.kind] ??= []).push(result)
           log(
-            `fio ${trial}/${RUNS} ${row.spec.id} ${server.kind}: ${Math.round(result.iops)} IOPS, p50 ${result.p50us.toFixed(1)} us`,
+            `fio ${trial}/${RUNS} ${row.spec.id} ${server.kind}: ${Math.round(result.iops)} IOPS, p50 ${result.p50us.toFixed(1)} us, server CPU ${result.serverCpuUs.toFixed(1)} us/request`,
           )
         }
       }

@@ -7,7 +7,16 @@
  * we watch the directory for it. Every wait has a deadline.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, truncateSync, watch } from 'node:fs'
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  watch,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runTmem } from './cli.js'
@@ -23,6 +32,8 @@ export interface NbdServer {
   exportName: string
   /** The tmem daemon behind a `tmem` server (null for the others). */
   daemon: DaemonHandle | null
+  /** The server's process id (for its CPU time in /proc). */
+  pid: number
   stop: () => Promise<void>
 }
 
@@ -109,6 +120,7 @@ async function startExternal(
     socketPath,
     exportName: options.exportName,
     daemon: null,
+    pid: Number(readFileSync(pidFile, 'utf8').trim()),
     stop: async () => {
       await stopChild(child)
       rmSync(dir, { recursive: true, force: true })
@@ -212,6 +224,7 @@ export async function startTmemExport(options: NbdServerOptions): Promise<NbdSer
     socketPath,
     exportName: options.exportName,
     daemon: handle,
+    pid: handle.process.pid ?? 0,
     stop: async () => {
       await handle.stop()
       rmSync(handle.dir, { recursive: true, force: true })
