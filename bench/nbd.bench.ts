@@ -8,7 +8,8 @@
  * bench/results.md and writes bench/nbd-ratios.svg.
  *
  * Environment: RUNS (3), GUEST_RUNS (RUNS), FIO_SECONDS (5), GUEST=0 skips the guest, FIO=0 skips fio,
- * NO_APPEND=1 writes neither results.md nor the chart.
+ * CASES=rr4k-1,sw64k,... runs only those fio cases, NO_APPEND=1 writes neither results.md nor
+ * the chart.
  */
 import { execFileSync } from 'node:child_process'
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs'
@@ -60,7 +61,10 @@ function tryRun(file: string, args: string[]): string {
 }
 
 async function fioPart(): Promise<FioRow[]> {
-  const rows: FioRow[] = FIO_CASES.map((spec) => ({ spec, trials: {} }))
+  const only = process.env['CASES']?.split(',') ?? null
+  const rows: FioRow[] = FIO_CASES.filter((spec) => only === null || only.includes(spec.id)).map(
+    (spec) => ({ spec, trials: {} }),
+  )
   const servers: NbdServer[] = []
   try {
     for (const kind of FIO_SERVERS) {
