@@ -166,18 +166,16 @@ export class Placement {
     out: StoredPage,
   ): boolean {
     const store = this.#state.store
-    const flags = store.slotFlags[slot]!
+    const flags = store.slotFlags(slot)
     if (!this.isDense(pool) && (flags & (SLOT_KIND_MASK | SLOT_CONTENT)) === 0) {
-      this.#fillFrame(store.slotFrame[slot]!, source, sourceOffset, fill, window)
+      this.#fillFrame(store.slotFrame(slot), source, sourceOffset, fill, window)
       return true
     }
     this.releaseSlot(pool.owner, slot)
     // Until the new payload is in, the slot holds none (a fill word releases nothing).
-    store.slotFlags[slot] =
-      (flags & ~(SLOT_KIND_MASK | SLOT_CONTENT | SLOT_SECOND_CHANCE)) | SLOT_FILLED
-    store.slotFrame[slot] = 0
-    store.slotBytes[slot] = 0
-    const spared = store.slotObject[slot]!
+    const kept = flags & ~(SLOT_KIND_MASK | SLOT_CONTENT | SLOT_SECOND_CHANCE)
+    store.setSlotPayload(slot, 0, 0, 0, kept | SLOT_FILLED)
+    const spared = store.slotObject(slot)
     if (!this.store(caller, pool, spared, source, sourceOffset, fill, window, false, out))
       return false
     this.apply(slot, SLOT_PERSISTENT | SLOT_USED, out)
@@ -187,17 +185,15 @@ export class Placement {
   /** Writes a stored payload into a slot, keeping the slot's flags in `keep`. */
   apply(slot: number, keep: number, stored: StoredPage): void {
     const store = this.#state.store
-    store.slotFrame[slot] = stored.frame
-    store.slotOffset[slot] = stored.offset
-    store.slotBytes[slot] = stored.bytes
-    store.slotFlags[slot] = (store.slotFlags[slot]! & keep) | stored.flags
+    const flags = (store.slotFlags(slot) & keep) | stored.flags
+    store.setSlotPayload(slot, stored.frame, stored.offset, stored.bytes, flags)
   }
 
   /** Writes a slot's page into `target[targetOffset]`; false when storage fails its check. */
   loadInto(slot: number, target: Uint8Array, targetOffset: number): boolean {
     const { store, payloads, contents } = this.#state
-    const flags = store.slotFlags[slot]!
-    const frame = store.slotFrame[slot]!
+    const flags = store.slotFlags(slot)
+    const frame = store.slotFrame(slot)
     if ((flags & SLOT_CONTENT) !== 0) {
       assert(contents !== null, 'Placement content slot without dedup')
       return payloads.load(
@@ -215,8 +211,8 @@ export class Placement {
     if (kind === 0) return payloads.load(frame, 0, PAGE_SIZE, 0, target, targetOffset)
     return payloads.load(
       frame,
-      store.slotOffset[slot]!,
-      store.slotBytes[slot]!,
+      store.slotOffset(slot),
+      store.slotBytes(slot),
       kind,
       target,
       targetOffset,
@@ -228,10 +224,10 @@ export class Placement {
     const store = this.#state.store
     this.release(
       owner,
-      store.slotFrame[slot]!,
-      store.slotOffset[slot]!,
-      store.slotBytes[slot]!,
-      store.slotFlags[slot]!,
+      store.slotFrame(slot),
+      store.slotOffset(slot),
+      store.slotBytes(slot),
+      store.slotFlags(slot),
     )
   }
 

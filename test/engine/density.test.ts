@@ -686,7 +686,7 @@ void describe('density: dedup second chance (spec §4.3)', () => {
     assert.equal(b.get(1, pool, 2, 0).rc, 0, 'the single page was evicted')
     const slot = b.slot(1, pool, 1, 0)
     assert.ok(
-      (b.host.core.store.slotFlags[slot]! & 4) !== 0,
+      (b.host.core.store.slotFlags(slot) & 4) !== 0,
       'second chance recorded on the shared page',
     )
     assert.equal(poolSlots(b.host, b.pool(1, pool)).length, 4)
