@@ -8,8 +8,8 @@
  * that Buffer#copy ends in, taking (source, target, targetStart, sourceStart, sourceEnd) and
  * allocating nothing; it is reached through `process.binding('buffer')` (deprecated in the
  * docs only, DEP0111, no warning unless --pending-deprecation). It is used only after a
- * self-test of its signature at load; when it is missing or behaves differently, every copy
- * goes to copyBytes. Measurements: bench/results.md (2026-12-07).
+ * self-test of its signature and of overlapping moves at load; when it is missing or behaves
+ * differently, every copy goes to copyBytes. Measurements: bench/results.md (2026-12-07).
  */
 import { copyBytes } from '../util/bytes.js'
 
