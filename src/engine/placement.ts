@@ -151,9 +151,10 @@ export class Placement {
   }
 
   /**
-   * A duplicate put's new data for `slot`: in place for a plain page on the plain path, else
-   * the old payload is released and the new one stored. False when there was no room (the
-   * slot then holds no payload and must be removed).
+   * A duplicate put's new data for `slot`: in place for a plain page on the plain path; kept
+   * when it repeats the shared content the slot already points at; else the old payload is
+   * released and the new one stored. False when there was no room (the slot then holds no
+   * payload and must be removed).
    */
   replace(
     caller: Client,
@@ -171,6 +172,8 @@ export class Placement {
       this.#fillFrame(store.slotFrame(slot), source, sourceOffset, fill, window)
       return true
     }
+    if (fill === FILL_COPY && source !== null && this.#repeatsContent(slot, source, sourceOffset))
+      return true
     this.releaseSlot(pool.owner, slot)
     // Until the new payload is in, the slot holds none (a fill word releases nothing).
     const kept = flags & ~(SLOT_KIND_MASK | SLOT_CONTENT | SLOT_SECOND_CHANCE)
@@ -179,6 +182,30 @@ export class Placement {
     if (!this.store(caller, pool, spared, source, sourceOffset, fill, window, false, out))
       return false
     this.apply(slot, SLOT_PERSISTENT | SLOT_USED, out)
+    return true
+  }
+
+  /**
+   * A duplicate put of the very bytes of the plain shared content `slot` points at: the
+   * outcome release-then-store would reach (the same descriptor found again, one more
+   * `dedupPuts`, the second chance cleared) without the scratch copy, fingerprint and lookup.
+   * Only while another page shares the content: a sole owner's page goes the long way, which
+   * may store it in another form (compression turned on since, say). A changed page usually
+   * differs early, so the compare that fails costs little.
+   */
+  #repeatsContent(slot: number, source: Uint8Array, sourceOffset: number): boolean {
+    const { store, contents, frames, counters } = this.#state
+    const flags = store.slotFlags(slot)
+    if ((flags & SLOT_CONTENT) === 0 || contents === null) return false
+    const id = store.slotFrame(slot)
+    if (contents.kind[id] !== 0 || contents.refs[id]! < 2) return false
+    const frame = contents.frame[id]!
+    const at = frames.frameOffset(frame)
+    const arena = frames.arenaOf(frame)
+    if (arena.compare(source, sourceOffset, sourceOffset + PAGE_SIZE, at, at + PAGE_SIZE) !== 0)
+      return false
+    counters.dedupPuts++
+    store.setSlotFlags(slot, flags & ~SLOT_SECOND_CHANCE)
     return true
   }
 
