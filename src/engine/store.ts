@@ -280,8 +280,7 @@ export class Store {
   setSlotPayload(slot: number, frame: number, offset: number, bytes: number, flags: number): void {
     const row = slot * ROW
     this.#rows[row + ROW_FRAME] = frame
-    this.#rows[row + ROW_META] =
-      flags | (bytes << META_BYTES_SHIFT) | (offset << META_OFFSET_SHIFT)
+    this.#rows[row + ROW_META] = flags | (bytes << META_BYTES_SHIFT) | (offset << META_OFFSET_SHIFT)
   }
 
   // ---------------------------------------------------------------------------------------
