@@ -350,11 +350,11 @@ function memoryOf(host: Host): Memory {
   for (const pool of host.core.pools.all()) {
     for (let object = pool.objects[0]!; object !== NONE; object = store.objectPoolNext[object]!) {
       for (let slot = store.objectChain[object]!; slot !== NONE; slot = store.chainNext[slot]!) {
-        const flags = store.slotFlags[slot]!
+        const flags = store.slotFlags(slot)
         let kind = flags & SLOT_KIND_MASK
-        let bytes = store.slotBytes[slot]!
+        let bytes = store.slotBytes(slot)
         if ((flags & SLOT_CONTENT) !== 0) {
-          const id = store.slotFrame[slot]!
+          const id = store.slotFrame(slot)
           kind = contents!.kind[id]!
           bytes = contents!.bytes[id]!
           if (seenContents.has(id)) {

@@ -212,8 +212,8 @@ export class ChangeLog implements ChangeHook {
   #writeRecord(pool: Pool, slot: number, data: Uint8Array, at: number): boolean {
     const core = this.#core
     const store = core.store
-    const object = store.slotObject[slot]!
-    writeHeader(data, at, pool.poolId, store.slotIndex[slot]!, store.objectOid, object * 6, 1)
+    const object = store.slotObject(slot)
+    writeHeader(data, at, pool.poolId, store.slotIndex(slot), store.objectOid, object * 6, 1)
     if (core.loadInto(slot, data, at + PAGE_RECORD_HEADER_BYTES)) return true
     core.counters.corruptPages++
     return false

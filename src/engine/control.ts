@@ -324,13 +324,13 @@ export class Control {
     pool.gets++
     pool.foundGets++
     client.succPersistentGets++
-    const object = store.slotObject[slot]!
+    const object = store.slotObject(slot)
     writeHandle(
       version,
       data,
       dataOffset,
       pool.poolId,
-      store.slotIndex[slot]!,
+      store.slotIndex(slot),
       store.objectOid,
       object * 6,
     )

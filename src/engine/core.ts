@@ -222,7 +222,7 @@ export class Core {
     const counters = this.counters
     const owner = pool.owner
     if (pool.persistent) {
-      store.slotFlags[slot]! |= SLOT_PERSISTENT
+      store.setSlotFlags(slot, store.slotFlags(slot) | SLOT_PERSISTENT)
       listAppend(store.listPrev, store.listNext, pool.persistentList, slot)
     } else {
       listAppend(store.listPrev, store.listNext, this.globalLru, slot)
@@ -277,7 +277,7 @@ export class Core {
       pool.dupPutsFlushed++
       return rc
     }
-    if (pool.shared) this.store.objectLastClient[this.store.slotObject[slot]!] = owner.id
+    if (pool.shared) this.store.objectLastClient[this.store.slotObject(slot)] = owner.id
     pool.dupPutsReplaced++
     pool.goodPuts++
     if (pool.persistent) owner.succPersistentPuts++
@@ -393,9 +393,9 @@ export class Core {
   /** Removes a page completely: lists, data, index, and its object when it was the last. */
   removePage(pool: Pool, slot: number): void {
     const store = this.store
-    const object = store.slotObject[slot]!
+    const object = store.slotObject(slot)
     const owner = pool.owner
-    if ((store.slotFlags[slot]! & SLOT_PERSISTENT) !== 0) {
+    if ((store.slotFlags(slot) & SLOT_PERSISTENT) !== 0) {
       if (pool.saveCursor === slot) pool.saveCursor = store.listPrev[slot]!
       listUnlink(store.listPrev, store.listNext, pool.persistentList, slot)
       if (owner.liveMigrating && !pool.destroying) this.#logChange(pool, slot)
@@ -436,6 +436,6 @@ export class Core {
     const hook = this.changeLog
     if (hook === null) return
     const store = this.store
-    hook.pageChanged(pool, store.objectOid, store.slotObject[slot]! * 6, store.slotIndex[slot]!)
+    hook.pageChanged(pool, store.objectOid, store.slotObject(slot) * 6, store.slotIndex(slot))
   }
 }

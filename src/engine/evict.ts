@@ -131,7 +131,7 @@ export class Eviction {
       slot = this.#firstEligible(store.listNext, state.globalLru[0]!, spared)
     }
     if (slot === NONE) return false
-    const pool = state.pools.byGid(store.objectPool[store.slotObject[slot]!]!)
+    const pool = state.pools.byGid(store.objectPool[store.slotObject(slot)]!)
     assert(!pool.persistent, 'Eviction chose a persistent page')
     if (state.onEvict !== null) state.onEvict(pool, slot)
     state.removePage(pool, slot)
@@ -247,7 +247,7 @@ export class Eviction {
     let slot = head
     for (; slot !== NONE && this.#looks > 0; this.#looks--) {
       const following = next[slot]!
-      const object = store.slotObject[slot]!
+      const object = store.slotObject(slot)
       const pool = state.pools.byGid(store.objectPool[object]!)
       if (object !== spared && !pool.destroying) {
         if (!this.#takesSecondChance(pool, slot)) return slot
@@ -265,13 +265,13 @@ export class Eviction {
   #takesSecondChance(pool: Pool, slot: number): boolean {
     const state = this.#state
     const store = state.store
-    const flags = store.slotFlags[slot]!
+    const flags = store.slotFlags(slot)
     const contents = state.contents
     if ((flags & SLOT_CONTENT) === 0 || (flags & SLOT_SECOND_CHANCE) !== 0 || contents === null) {
       return false
     }
-    if (contents.refs[store.slotFrame[slot]!]! < 2) return false
-    store.slotFlags[slot] = flags | SLOT_SECOND_CHANCE
+    if (contents.refs[store.slotFrame(slot)]! < 2) return false
+    store.setSlotFlags(slot, flags | SLOT_SECOND_CHANCE)
     listUnlink(store.listPrev, store.listNext, state.globalLru, slot)
     listAppend(store.listPrev, store.listNext, state.globalLru, slot)
     listUnlink(store.clientPrev, store.clientNext, pool.owner.lru, slot)

@@ -65,7 +65,7 @@ export function checkInvariants(engine: { readonly core: Core }): void {
   check(store.slots.inUse === pageTotal, 'slots in use equal pages')
   check(store.objects.inUse === objectTotal, 'objects in use equal objects')
   for (let slot = 0; slot < store.slots.highWater; slot++) {
-    const used = (store.slotFlags[slot]! & SLOT_USED) !== 0
+    const used = (store.slotFlags(slot) & SLOT_USED) !== 0
     check(used === seenSlots.has(slot), `slot ${slot} used flag matches reachability`)
   }
   const global = walkList(store.listPrev, store.listNext, core.globalLru, capacity, 'global LRU')
@@ -87,7 +87,7 @@ export function checkInvariants(engine: { readonly core: Core }): void {
     )
     check(own.length === client.ephemeralCount, `client ${client.id} LRU length`)
     for (const slot of own) {
-      const pool = core.pools.byGid(store.objectPool[store.slotObject[slot]!]!)
+      const pool = core.pools.byGid(store.objectPool[store.slotObject(slot)]!)
       check(pool.owner === client, `client ${client.id} LRU holds a page of a pool it does not own`)
     }
     ephemeralTotal += own.length
@@ -156,10 +156,10 @@ function checkPool(
       check(store.chainPrev[slot] === before, `object ${object} chain back link`)
       check(!seenSlots.has(slot), `slot ${slot} reachable twice`)
       seenSlots.add(slot)
-      check((store.slotFlags[slot]! & SLOT_USED) !== 0, `slot ${slot} in a chain is free`)
-      check(store.slotObject[slot] === object, `slot ${slot} object`)
-      check(store.pageLookup(object, store.slotIndex[slot]!) === slot, `slot ${slot} findable`)
-      const persistent = (store.slotFlags[slot]! & SLOT_PERSISTENT) !== 0
+      check((store.slotFlags(slot) & SLOT_USED) !== 0, `slot ${slot} in a chain is free`)
+      check(store.slotObject(slot) === object, `slot ${slot} object`)
+      check(store.pageLookup(object, store.slotIndex(slot)) === slot, `slot ${slot} findable`)
+      const persistent = (store.slotFlags(slot) & SLOT_PERSISTENT) !== 0
       check(persistent === pool.persistent, `slot ${slot} persistence matches its pool`)
       checkPayload(core, slot, seenFrames)
       count++
@@ -191,8 +191,8 @@ function checkPool(
  */
 function checkPayload(core: Core, slot: number, seenFrames: Set<number>): void {
   const store = core.store
-  const flags = store.slotFlags[slot]!
-  const frame = store.slotFrame[slot]!
+  const flags = store.slotFlags(slot)
+  const frame = store.slotFrame(slot)
   if ((flags & SLOT_CONTENT) !== 0) {
     const contents = core.contents
     check(contents !== null, `slot ${slot} is deduplicated without dedup`)
@@ -203,8 +203,8 @@ function checkPayload(core: Core, slot: number, seenFrames: Set<number>): void {
   checkStored(
     core,
     frame,
-    store.slotOffset[slot]!,
-    store.slotBytes[slot]!,
+    store.slotOffset(slot),
+    store.slotBytes(slot),
     flags & SLOT_KIND_MASK,
     seenFrames,
     `slot ${slot}`,

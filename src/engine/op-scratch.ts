@@ -10,7 +10,9 @@ import {
   TMEM_AUTH,
   TMEM_CONTROL,
   TMEM_NEW_POOL,
+  TMEM_READ,
   TMEM_RESTORE_NEW,
+  TMEM_WRITE,
 } from '../abi/constants.js'
 import {
   OP_CMD,
@@ -88,9 +90,11 @@ export function readOpBytes(
   } else {
     readOid(s.oid, bytes, offset + layout.genOid, layout.oidWords)
     s.index = readU32LE(bytes, offset + layout.genIndex)
-    s.tmemOffset = readU32LE(bytes, offset + layout.genTmemOffset)
-    s.pfnOffset = readU32LE(bytes, offset + layout.genPfnOffset)
-    s.len = readU32LE(bytes, offset + layout.genLen)
+    // The window is READ's and WRITE's alone: other commands skip three words of decode.
+    const ranged = s.cmd === TMEM_READ || s.cmd === TMEM_WRITE
+    s.tmemOffset = ranged ? readU32LE(bytes, offset + layout.genTmemOffset) : 0
+    s.pfnOffset = ranged ? readU32LE(bytes, offset + layout.genPfnOffset) : 0
+    s.len = ranged ? readU32LE(bytes, offset + layout.genLen) : 0
     s.cmfn = withCmfn ? readU64(bytes, offset + layout.genCmfn) : 0n
   }
   return true
@@ -101,7 +105,16 @@ function readU64(bytes: Uint8Array, at: number): bigint {
 }
 
 function readOid(oid: Uint32Array, bytes: Uint8Array, at: number, words: number): void {
-  for (let i = 0; i < 6; i++) oid[i] = i < words * 2 ? readU32LE(bytes, at + 4 * i) : 0
+  oid[0] = readU32LE(bytes, at)
+  oid[1] = readU32LE(bytes, at + 4)
+  if (words === 1) {
+    oid[2] = oid[3] = oid[4] = oid[5] = 0
+    return
+  }
+  oid[2] = readU32LE(bytes, at + 8)
+  oid[3] = readU32LE(bytes, at + 12)
+  oid[4] = readU32LE(bytes, at + 16)
+  oid[5] = readU32LE(bytes, at + 20)
 }
 
 /** Fills `s` from a decoded op; returns 0, or -EFAULT for a malformed op object. */

@@ -151,9 +151,10 @@ export class Placement {
   }
 
   /**
-   * A duplicate put's new data for `slot`: in place for a plain page on the plain path, else
-   * the old payload is released and the new one stored. False when there was no room (the
-   * slot then holds no payload and must be removed).
+   * A duplicate put's new data for `slot`: in place for a plain page on the plain path; kept
+   * when it repeats the shared content the slot already points at; else the old payload is
+   * released and the new one stored. False when there was no room (the slot then holds no
+   * payload and must be removed).
    */
   replace(
     caller: Client,
@@ -166,38 +167,60 @@ export class Placement {
     out: StoredPage,
   ): boolean {
     const store = this.#state.store
-    const flags = store.slotFlags[slot]!
+    const flags = store.slotFlags(slot)
     if (!this.isDense(pool) && (flags & (SLOT_KIND_MASK | SLOT_CONTENT)) === 0) {
-      this.#fillFrame(store.slotFrame[slot]!, source, sourceOffset, fill, window)
+      this.#fillFrame(store.slotFrame(slot), source, sourceOffset, fill, window)
       return true
     }
+    if (fill === FILL_COPY && source !== null && this.#repeatsContent(slot, source, sourceOffset))
+      return true
     this.releaseSlot(pool.owner, slot)
     // Until the new payload is in, the slot holds none (a fill word releases nothing).
-    store.slotFlags[slot] =
-      (flags & ~(SLOT_KIND_MASK | SLOT_CONTENT | SLOT_SECOND_CHANCE)) | SLOT_FILLED
-    store.slotFrame[slot] = 0
-    store.slotBytes[slot] = 0
-    const spared = store.slotObject[slot]!
+    const kept = flags & ~(SLOT_KIND_MASK | SLOT_CONTENT | SLOT_SECOND_CHANCE)
+    store.setSlotPayload(slot, 0, 0, 0, kept | SLOT_FILLED)
+    const spared = store.slotObject(slot)
     if (!this.store(caller, pool, spared, source, sourceOffset, fill, window, false, out))
       return false
     this.apply(slot, SLOT_PERSISTENT | SLOT_USED, out)
     return true
   }
 
+  /**
+   * A duplicate put of the very bytes of the plain shared content `slot` points at: the
+   * outcome release-then-store would reach (the same descriptor found again, one more
+   * `dedupPuts`, the second chance cleared) without the scratch copy, fingerprint and lookup.
+   * Only while another page shares the content: a sole owner's page goes the long way, which
+   * may store it in another form (compression turned on since, say). A changed page usually
+   * differs early, so the compare that fails costs little.
+   */
+  #repeatsContent(slot: number, source: Uint8Array, sourceOffset: number): boolean {
+    const { store, contents, frames, counters } = this.#state
+    const flags = store.slotFlags(slot)
+    if ((flags & SLOT_CONTENT) === 0 || contents === null) return false
+    const id = store.slotFrame(slot)
+    if (contents.kind[id] !== 0 || contents.refs[id]! < 2) return false
+    const frame = contents.frame[id]!
+    const at = frames.frameOffset(frame)
+    const arena = frames.arenaOf(frame)
+    if (arena.compare(source, sourceOffset, sourceOffset + PAGE_SIZE, at, at + PAGE_SIZE) !== 0)
+      return false
+    counters.dedupPuts++
+    store.setSlotFlags(slot, flags & ~SLOT_SECOND_CHANCE)
+    return true
+  }
+
   /** Writes a stored payload into a slot, keeping the slot's flags in `keep`. */
   apply(slot: number, keep: number, stored: StoredPage): void {
     const store = this.#state.store
-    store.slotFrame[slot] = stored.frame
-    store.slotOffset[slot] = stored.offset
-    store.slotBytes[slot] = stored.bytes
-    store.slotFlags[slot] = (store.slotFlags[slot]! & keep) | stored.flags
+    const flags = (store.slotFlags(slot) & keep) | stored.flags
+    store.setSlotPayload(slot, stored.frame, stored.offset, stored.bytes, flags)
   }
 
   /** Writes a slot's page into `target[targetOffset]`; false when storage fails its check. */
   loadInto(slot: number, target: Uint8Array, targetOffset: number): boolean {
     const { store, payloads, contents } = this.#state
-    const flags = store.slotFlags[slot]!
-    const frame = store.slotFrame[slot]!
+    const flags = store.slotFlags(slot)
+    const frame = store.slotFrame(slot)
     if ((flags & SLOT_CONTENT) !== 0) {
       assert(contents !== null, 'Placement content slot without dedup')
       return payloads.load(
@@ -215,8 +238,8 @@ export class Placement {
     if (kind === 0) return payloads.load(frame, 0, PAGE_SIZE, 0, target, targetOffset)
     return payloads.load(
       frame,
-      store.slotOffset[slot]!,
-      store.slotBytes[slot]!,
+      store.slotOffset(slot),
+      store.slotBytes(slot),
       kind,
       target,
       targetOffset,
@@ -228,10 +251,10 @@ export class Placement {
     const store = this.#state.store
     this.release(
       owner,
-      store.slotFrame[slot]!,
-      store.slotOffset[slot]!,
-      store.slotBytes[slot]!,
-      store.slotFlags[slot]!,
+      store.slotFrame(slot),
+      store.slotOffset(slot),
+      store.slotBytes(slot),
+      store.slotFlags(slot),
     )
   }
 

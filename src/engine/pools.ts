@@ -164,14 +164,14 @@ export class Pools {
     const store = core.store
     const previous = pool.owner
     for (let slot = core.globalLru[0]!; slot !== NONE; slot = store.listNext[slot]!) {
-      if (store.objectPool[store.slotObject[slot]!] !== pool.gid) continue
+      if (store.objectPool[store.slotObject(slot)] !== pool.gid) continue
       listUnlink(store.clientPrev, store.clientNext, previous.lru, slot)
       listAppend(store.clientPrev, store.clientNext, heir.lru, slot)
       previous.ephemeralCount--
       if (++heir.ephemeralCount > heir.ephemeralMax) heir.ephemeralMax = heir.ephemeralCount
-      if ((store.slotFlags[slot]! & (SLOT_KIND_MASK | SLOT_CONTENT)) === SLOT_COMPRESSED) {
+      if ((store.slotFlags(slot) & (SLOT_KIND_MASK | SLOT_CONTENT)) === SLOT_COMPRESSED) {
         // The stored bytes include the chunk's check; `cb` counts codec bytes only.
-        const bytes = store.slotBytes[slot]! - CHECK_BYTES
+        const bytes = store.slotBytes(slot) - CHECK_BYTES
         previous.compressedPages--
         previous.compressedBytes -= bytes
         heir.compressedPages++

@@ -1,8 +1,13 @@
 /**
- * The engine's data structures, all typed-array columns sized once at construction:
+ * The engine's data structures, all typed arrays sized once at construction:
  *
- *  - page slots (Xen's page descriptor, "pgp"): object, index, data frame, flags and three
- *    pairs of intrusive links —
+ *  - page slots (Xen's page descriptor, "pgp"). What a get or a put reads is one 16-byte row
+ *    per slot in a single Uint32Array, so that it lies on one cache line:
+ *
+ *      row word:  0 object   1 index   2 frame   3 flags | bytes << 7 | offset << 20
+ *
+ *    (flags 7 bits, payload bytes 0..4096 in 13 bits, sub-page offset 0..4095 in 12 bits).
+ *    Colder fields stay in columns: the age stamp and three pairs of intrusive links —
  *      list:   the global ephemeral LRU, or the pool's persistent list (put order);
  *      client: the owning client's ephemeral LRU;
  *      chain:  the object's pages, so FLUSH_OBJECT needs no scan;
@@ -12,14 +17,21 @@
  *    slot and (pool, oid) -> object. Entries are stored as id + 1 so that 0 means empty and a
  *    fresh table needs no fill; deletion shifts later entries back (no tombstones), so a probe
  *    never walks further than the cluster it is in. Tables are at least twice the capacity,
- *    so the load factor stays at or below one half.
+ *    so the load factor stays at or below one half. A page table entry is two words, the
+ *    slot + 1 and the 32-bit hash of its key: a probe passes over other keys' entries
+ *    without reading their slot rows, and a delete finds home buckets without them.
+ *
+ * On a large store every 4 KiB page copied pushes metadata out of the cache, so each
+ * separate array a get reads is a miss to memory; with this layout a get reads the page
+ * table entry and one slot row (docs/architecture.md "Store layout").
  *
  * Ids come from a bump counter and then from a free stack, so memory that was never used is
  * never touched (the OS keeps it unmapped). Nothing here allocates after construction.
  */
 import { assert } from '../util/assert.js'
+import { IdAllocator, NONE } from './ids.js'
 
-export const NONE = 0xffffffff
+export { NONE }
 
 /** Flags of a slot. */
 export const SLOT_USED = 1
@@ -70,52 +82,22 @@ export function listUnlink(prev: Uint32Array, next: Uint32Array, head: ListHead,
   next[id] = NONE
 }
 
-class IdAllocator {
-  readonly capacity: number
-  #bump = 0
-  readonly #free: Uint32Array
-  #freeCount = 0
-  inUse = 0
-
-  constructor(capacity: number) {
-    this.capacity = capacity
-    this.#free = new Uint32Array(capacity)
-  }
-
-  alloc(): number {
-    if (this.#freeCount > 0) {
-      this.inUse++
-      return this.#free[--this.#freeCount]!
-    }
-    if (this.#bump >= this.capacity) return NONE
-    this.inUse++
-    return this.#bump++
-  }
-
-  release(id: number): void {
-    assert(id < this.#bump, 'Id release of an id never handed out')
-    assert(this.inUse > 0, 'Id release with nothing in use')
-    this.#free[this.#freeCount++] = id
-    this.inUse--
-  }
-
-  /** Ids handed out at least once (the range the invariant checker walks). */
-  get highWater(): number {
-    return this.#bump
-  }
-}
+/** Words per slot row and the word of each field (see the header). */
+const ROW = 4
+const ROW_OBJECT = 0
+const ROW_INDEX = 1
+const ROW_FRAME = 2
+const ROW_META = 3
+const META_FLAGS = 0x7f
+const META_BYTES_SHIFT = 7
+const META_BYTES_MASK = 0x1fff
+const META_OFFSET_SHIFT = 20
 
 export class Store {
   // Page slots.
   readonly slots: IdAllocator
-  readonly slotObject: Uint32Array
-  readonly slotIndex: Uint32Array
-  readonly slotFrame: Uint32Array
-  /** Bytes of page payload actually stored (4096 plain; less when compressed or tze). */
-  readonly slotBytes: Uint16Array
-  /** Offset of a sub-page payload inside its frame. */
-  readonly slotOffset: Uint16Array
-  readonly slotFlags: Uint8Array
+  /** The hot slot fields, ROW words per slot. */
+  readonly #rows: Uint32Array
   /**
    * Age of an ephemeral page: when it last reached the tail of the global LRU. Increases
    * along the global LRU, so it orders pages of different clients (see evict.ts).
@@ -127,6 +109,7 @@ export class Store {
   readonly clientNext: Uint32Array
   readonly chainPrev: Uint32Array
   readonly chainNext: Uint32Array
+  /** Two words per bucket: slot + 1 (0 = empty) and the key's 32-bit hash. */
   readonly #pageTable: Uint32Array
   readonly #pageMask: number
 
@@ -145,9 +128,7 @@ export class Store {
   /** Longest probe seen, for the benchmark and the invariant checker. */
   probeMax = 0
 
-  // Home buckets of stored entries, bound once so that deletes allocate nothing.
-  readonly #pageHome = (slot: number): number =>
-    this.#pageHash(this.slotObject[slot]!, this.slotIndex[slot]!)
+  // Home buckets of stored objects, bound once so that deletes allocate nothing.
   readonly #objectHome = (object: number): number =>
     this.#objectHash(this.objectPool[object]!, this.objectOid, object * 6)
 
@@ -155,12 +136,7 @@ export class Store {
     assert(slotCapacity > 0 && slotCapacity < NONE, 'Store slot capacity out of range')
     assert(objectCapacity > 0 && objectCapacity < NONE, 'Store object capacity out of range')
     this.slots = new IdAllocator(slotCapacity)
-    this.slotObject = new Uint32Array(slotCapacity)
-    this.slotIndex = new Uint32Array(slotCapacity)
-    this.slotFrame = new Uint32Array(slotCapacity)
-    this.slotBytes = new Uint16Array(slotCapacity)
-    this.slotOffset = new Uint16Array(slotCapacity)
-    this.slotFlags = new Uint8Array(slotCapacity)
+    this.#rows = new Uint32Array(slotCapacity * ROW)
     this.slotStamp = new Uint32Array(slotCapacity)
     this.listPrev = new Uint32Array(slotCapacity)
     this.listNext = new Uint32Array(slotCapacity)
@@ -169,7 +145,7 @@ export class Store {
     this.chainPrev = new Uint32Array(slotCapacity)
     this.chainNext = new Uint32Array(slotCapacity)
     const pageTableSize = nextPowerOfTwo(slotCapacity * 2)
-    this.#pageTable = new Uint32Array(pageTableSize)
+    this.#pageTable = new Uint32Array(pageTableSize * 2)
     this.#pageMask = pageTableSize - 1
 
     this.objects = new IdAllocator(objectCapacity)
@@ -262,25 +238,76 @@ export class Store {
   }
 
   // ---------------------------------------------------------------------------------------
+  // Slot fields, read and written through these small methods (V8 inlines them).
+
+  slotObject(slot: number): number {
+    return this.#rows[slot * ROW + ROW_OBJECT]!
+  }
+
+  slotIndex(slot: number): number {
+    return this.#rows[slot * ROW + ROW_INDEX]!
+  }
+
+  /** The data frame; a fill word for SLOT_FILLED, a content id for SLOT_CONTENT. */
+  slotFrame(slot: number): number {
+    return this.#rows[slot * ROW + ROW_FRAME]!
+  }
+
+  slotFlags(slot: number): number {
+    return this.#rows[slot * ROW + ROW_META]! & META_FLAGS
+  }
+
+  /** Bytes of page payload actually stored (4096 plain; less when compressed or tze). */
+  slotBytes(slot: number): number {
+    return (this.#rows[slot * ROW + ROW_META]! >>> META_BYTES_SHIFT) & META_BYTES_MASK
+  }
+
+  /** Offset of a sub-page payload inside its frame. */
+  slotOffset(slot: number): number {
+    return this.#rows[slot * ROW + ROW_META]! >>> META_OFFSET_SHIFT
+  }
+
+  setSlotFlags(slot: number, flags: number): void {
+    const at = slot * ROW + ROW_META
+    this.#rows[at] = (this.#rows[at]! & ~META_FLAGS) | flags
+  }
+
+  setSlotFrame(slot: number, frame: number): void {
+    this.#rows[slot * ROW + ROW_FRAME] = frame
+  }
+
+  /** Sets a slot's payload fields and flags at once. */
+  setSlotPayload(slot: number, frame: number, offset: number, bytes: number, flags: number): void {
+    const row = slot * ROW
+    this.#rows[row + ROW_FRAME] = frame
+    this.#rows[row + ROW_META] = flags | (bytes << META_BYTES_SHIFT) | (offset << META_OFFSET_SHIFT)
+  }
+
+  // ---------------------------------------------------------------------------------------
   // Pages: (object, index) -> slot.
 
+  /** The 32-bit hash of a page key; its low bits are the home bucket. */
   #pageHash(object: number, index: number): number {
     let h = Math.imul(object ^ 0x165667b1, 0x9e3779b1) ^ Math.imul(index, 0x85ebca77)
     h ^= h >>> 15
     h = Math.imul(h, 0xc2b2ae3d)
-    return (h ^ (h >>> 13)) & this.#pageMask
+    return (h ^ (h >>> 13)) >>> 0
   }
 
   /** The slot holding page `index` of `object`, or NONE. */
   pageLookup(object: number, index: number): number {
     const table = this.#pageTable
+    const rows = this.#rows
     const mask = this.#pageMask
-    let at = this.#pageHash(object, index)
+    const hash = this.#pageHash(object, index)
+    let at = hash & mask
     for (let probes = 0; probes <= mask; probes++) {
-      const entry = table[at]!
+      const entry = table[at * 2]!
       if (entry === 0) return NONE
-      const slot = entry - 1
-      if (this.slotObject[slot] === object && this.slotIndex[slot] === index) return slot
+      if (table[at * 2 + 1] === hash) {
+        const row = (entry - 1) * ROW
+        if (rows[row + ROW_OBJECT] === object && rows[row + ROW_INDEX] === index) return entry - 1
+      }
       at = (at + 1) & mask
     }
     return NONE
@@ -293,27 +320,29 @@ export class Store {
   pageInsert(object: number, index: number): number {
     const slot = this.slots.alloc()
     if (slot === NONE) return NONE
-    assert(this.slotFlags[slot] === 0, 'Store new slot is in use')
-    this.slotObject[slot] = object
-    this.slotIndex[slot] = index
-    this.slotFrame[slot] = NONE
-    this.slotBytes[slot] = 0
-    this.slotOffset[slot] = 0
-    this.slotFlags[slot] = SLOT_USED
+    const rows = this.#rows
+    const row = slot * ROW
+    assert(rows[row + ROW_META] === 0, 'Store new slot is in use')
+    rows[row + ROW_OBJECT] = object
+    rows[row + ROW_INDEX] = index
+    rows[row + ROW_FRAME] = NONE
+    rows[row + ROW_META] = SLOT_USED
     this.listPrev[slot] = NONE
     this.listNext[slot] = NONE
     this.clientPrev[slot] = NONE
     this.clientNext[slot] = NONE
     const table = this.#pageTable
     const mask = this.#pageMask
-    let at = this.#pageHash(object, index)
+    const hash = this.#pageHash(object, index)
+    let at = hash & mask
     let probes = 0
-    while (table[at] !== 0) {
+    while (table[at * 2] !== 0) {
       at = (at + 1) & mask
       probes++
     }
     if (probes > this.probeMax) this.probeMax = probes
-    table[at] = slot + 1
+    table[at * 2] = slot + 1
+    table[at * 2 + 1] = hash
     const first = this.objectChain[object]!
     this.chainPrev[slot] = NONE
     this.chainNext[slot] = first
@@ -328,10 +357,10 @@ export class Store {
    * already removed it from any LRU or persistent list and released its data.
    */
   pageRemove(slot: number): void {
-    assert((this.slotFlags[slot]! & SLOT_USED) !== 0, 'Store removing a free slot')
+    assert((this.slotFlags(slot) & SLOT_USED) !== 0, 'Store removing a free slot')
     assert(this.listPrev[slot] === NONE && this.listNext[slot] === NONE, 'Store slot still listed')
-    const object = this.slotObject[slot]!
-    tableDelete(this.#pageTable, this.#pageMask, slot, this.#pageHome)
+    const object = this.slotObject(slot)
+    this.#pageTableDelete(slot, this.#pageHash(object, this.slotIndex(slot)))
     const before = this.chainPrev[slot]!
     const after = this.chainNext[slot]!
     if (before === NONE) this.objectChain[object] = after
@@ -339,9 +368,35 @@ export class Store {
     if (after !== NONE) this.chainPrev[after] = before
     assert(this.objectPages[object]! > 0, 'Store object page count underflow')
     this.objectPages[object]!--
-    this.slotFlags[slot] = 0
-    this.slotFrame[slot] = NONE
+    this.setSlotPayload(slot, NONE, 0, 0, 0)
     this.slots.release(slot)
+  }
+
+  /** tableDelete for the page table, whose entries carry their hash (no row reads). */
+  #pageTableDelete(slot: number, hash: number): void {
+    const table = this.#pageTable
+    const mask = this.#pageMask
+    let at = hash & mask
+    let probes = 0
+    while (table[at * 2] !== slot + 1) {
+      assert(table[at * 2] !== 0, 'Store table delete of a missing entry')
+      at = (at + 1) & mask
+      probes++
+      assert(probes <= mask, 'Store table delete ran around the table')
+    }
+    let hole = at
+    let next = (at + 1) & mask
+    while (table[next * 2] !== 0) {
+      const entryHome = table[next * 2 + 1]! & mask
+      // Move the entry into the hole unless its home lies cyclically in (hole, next].
+      if (((hole - entryHome) & mask) < ((next - entryHome) & mask)) {
+        table[hole * 2] = table[next * 2]!
+        table[hole * 2 + 1] = table[next * 2 + 1]!
+        hole = next
+      }
+      next = (next + 1) & mask
+    }
+    table[hole * 2] = 0
   }
 }
 

@@ -41,17 +41,17 @@ export class EvictedPage {
 /** Fills `out` with the victim at `slot` of `pool`. */
 export function describeVictim(core: Core, pool: Pool, slot: number, out: EvictedPage): void {
   const store = core.store
-  const object = store.slotObject[slot]!
+  const object = store.slotObject(slot)
   out.clientId = pool.owner.id
   out.poolId = pool.poolId
   out.oid.set(store.objectOid.subarray(object * 6, object * 6 + 6))
-  out.index = store.slotIndex[slot]!
-  let frame = store.slotFrame[slot]!
-  let offset = store.slotOffset[slot]!
-  let bytes = store.slotBytes[slot]!
-  let kind = store.slotFlags[slot]! & SLOT_KIND_MASK
+  out.index = store.slotIndex(slot)
+  let frame = store.slotFrame(slot)
+  let offset = store.slotOffset(slot)
+  let bytes = store.slotBytes(slot)
+  let kind = store.slotFlags(slot) & SLOT_KIND_MASK
   const contents = core.contents
-  if ((store.slotFlags[slot]! & SLOT_CONTENT) !== 0 && contents !== null) {
+  if ((store.slotFlags(slot) & SLOT_CONTENT) !== 0 && contents !== null) {
     offset = contents.offset[frame]!
     bytes = contents.bytes[frame]!
     kind = contents.kind[frame]!

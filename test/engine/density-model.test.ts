@@ -366,7 +366,7 @@ function compareContentsDense(
           `engine state: ${name} holds object ${key}, which the model does not`,
         )
       for (let slot = store.objectChain[object]!; slot !== NONE; slot = store.chainNext[slot]!) {
-        const index = store.slotIndex[slot]!
+        const index = store.slotIndex(slot)
         const page = modelObject.pages.get(index)
         if (page === undefined)
           throw new ModelMismatch(

@@ -686,10 +686,47 @@ void describe('density: dedup second chance (spec §4.3)', () => {
     assert.equal(b.get(1, pool, 2, 0).rc, 0, 'the single page was evicted')
     const slot = b.slot(1, pool, 1, 0)
     assert.ok(
-      (b.host.core.store.slotFlags[slot]! & 4) !== 0,
+      (b.host.core.store.slotFlags(slot) & 4) !== 0,
       'second chance recorded on the shared page',
     )
     assert.equal(poolSlots(b.host, b.pool(1, pool)).length, 4)
+    b.check()
+  })
+})
+
+void describe('density: a duplicate put of shared content (dedup)', () => {
+  void test('repeating the shared bytes keeps the content; other bytes replace it', () => {
+    // Two pages share one content; page 1/0 is put again with the same bytes, then page
+    // 2/0 with new bytes. The expected counts follow the spec's rule, not the code: every
+    // put whose bytes match a stored content is a dedup put (`Gd`), and a content lives as
+    // long as one page points at it.
+    const b = new Bench({ dedup: true, pages: 8 })
+    const pool = b.newPool(1, FLAGS.ephemeral)
+    const shared = page('dup', 7)
+    const other = page('random', 8)
+    const counters = b.host.core.counters
+    assert.equal(b.put(1, pool, 1, 0, shared), 1)
+    assert.equal(b.put(1, pool, 2, 0, shared), 1)
+    assert.equal(counters.dedupPuts, 1)
+    assert.equal(counters.contentCount, 1)
+    // Second chance set by hand, as eviction would: a new put of the page clears it.
+    const slot = b.slot(1, pool, 1, 0)
+    const store = b.host.core.store
+    store.setSlotFlags(slot, store.slotFlags(slot) | 4)
+    assert.equal(b.put(1, pool, 1, 0, shared.slice()), 1)
+    assert.equal(counters.dedupPuts, 2, 'the repeat is a dedup put')
+    assert.equal(counters.contentCount, 1)
+    assert.equal(store.slotFlags(slot) & 4, 0, 'second chance cleared by the new put')
+    assert.equal(b.host.core.frames.used, 1)
+    b.check()
+    assert.equal(b.put(1, pool, 2, 0, other), 1)
+    assert.equal(counters.dedupPuts, 2, 'new bytes are not a dedup put')
+    assert.equal(counters.contentCount, 2)
+    assert.equal(b.host.core.frames.used, 2)
+    assert.deepEqual(b.get(1, pool, 1, 0).data, shared)
+    assert.deepEqual(b.get(1, pool, 2, 0).data, other)
+    // 1/0 was got (private ephemeral: gone); 2/0 likewise. Nothing is left.
+    assert.equal(counters.contentCount, 0)
     b.check()
   })
 })

@@ -102,13 +102,13 @@ function engineLru(h: Harness): ModelPage[] {
   const store = core.store
   const pages: ModelPage[] = []
   for (let slot = core.globalLru[0]!; slot !== NONE; slot = store.listNext[slot]!) {
-    const object = store.slotObject[slot]!
+    const object = store.slotObject(slot)
     const pool = core.pools.byGid(store.objectPool[object]!)
     pages.push({
       client: pool.owner.id,
       pool: pool.poolId,
       oid: store.objectOid[object * 6]!,
-      index: store.slotIndex[slot]!,
+      index: store.slotIndex(slot),
     })
   }
   return pages

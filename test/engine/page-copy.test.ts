@@ -1,8 +1,8 @@
 /**
  * The engine's page copy (src/engine/page-copy.ts) in both of its modes, against a naive byte
  * loop: whole pages and odd ranges, aligned or not, between separate buffers and within one
- * buffer (which always takes the copyBytes path). The native mode is the one the engine runs
- * whenever the self-test at load passes; on this Node it must.
+ * buffer, overlapping ranges included (both modes move them as memmove does). The native mode
+ * is the one the engine runs whenever the self-test at load passes; on this Node it must.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -80,6 +80,28 @@ for (const mode of ['native', 'wide'] as const) {
       ] as const) {
         assert.throws(() => copyPage(source, sourceStart, target, targetStart, length))
         assert.deepEqual(target, before, `${sourceStart} -> ${targetStart}, ${length}`)
+      }
+    } finally {
+      setPageCopyMode('native')
+    }
+  })
+}
+
+for (const mode of ['native', 'wide'] as const) {
+  void test(`copyPage (${mode}) moves overlapping ranges of one buffer as memmove does`, () => {
+    setPageCopyMode(mode)
+    try {
+      for (const [sourceStart, targetStart, length] of [
+        [0, 8, 4096],
+        [8, 0, 4096],
+        [100, 101, 4000],
+        [4097, 4093, 4096],
+      ] as const) {
+        const one = pattern(16384, 11)
+        const expected = one.slice()
+        naive(one, sourceStart, expected, targetStart, length)
+        copyPage(one, sourceStart, one, targetStart, length)
+        assert.deepEqual(one, expected, `${sourceStart} -> ${targetStart}, ${length} bytes`)
       }
     } finally {
       setPageCopyMode('native')

@@ -40,10 +40,10 @@ function kindName(kind: number): PayloadKind {
 
 export function storedPayload(host: Host, slot: number): StoredPayload {
   const store = host.core.store
-  const flags = store.slotFlags[slot]!
-  let frame = store.slotFrame[slot]!
-  let offset = store.slotOffset[slot]!
-  let bytes = store.slotBytes[slot]!
+  const flags = store.slotFlags(slot)
+  let frame = store.slotFrame(slot)
+  let offset = store.slotOffset(slot)
+  let bytes = store.slotBytes(slot)
   let kind = flags & SLOT_KIND_MASK
   const shared = (flags & SLOT_CONTENT) !== 0
   if (shared) {
@@ -98,12 +98,12 @@ export function checkDensityCounters(host: Host): void {
     const mine = owned.get(pool.owner.id) ?? { pages: 0, bytes: 0 }
     owned.set(pool.owner.id, mine)
     for (const slot of poolSlots(host, pool)) {
-      const flags = store.slotFlags[slot]!
+      const flags = store.slotFlags(slot)
       if ((flags & SLOT_CONTENT) !== 0) {
-        liveContents.add(store.slotFrame[slot]!)
+        liveContents.add(store.slotFrame(slot))
       } else if ((flags & SLOT_KIND_MASK) === SLOT_COMPRESSED) {
         mine.pages++
-        mine.bytes += store.slotBytes[slot]! - CHECK_BYTES
+        mine.bytes += store.slotBytes(slot) - CHECK_BYTES
       }
     }
   }

@@ -107,7 +107,7 @@ export function compareContents(host: Host, pairs: Map<ModelPool, Pool>): void {
         )
       }
       for (let slot = store.objectChain[object]!; slot !== NONE; slot = store.chainNext[slot]!) {
-        const index = store.slotIndex[slot]!
+        const index = store.slotIndex(slot)
         const page = modelObject.pages.get(index)
         if (page === undefined) fail(`${name} holds ${key}/${index}, which the model does not`)
         // Through the engine's own loader: the payload may be compressed, trimmed or shared.

@@ -1,0 +1,130 @@
+// Engine A/B in one process: `node tools/engine-ab.mjs <case> <pages> <reps> <dir>...`.
+//
+// Loads the built engine (dist/) of each worktree given, builds one host per worktree for the
+// same case, and runs them and a bare slab-copy loop in turn, `reps` times, timing each run
+// by the process's CPU time. One process and alternating runs put every contestant under the
+// same load, which on a shared machine moves much less than between separate processes.
+// Prints CPU ns per op (min and median over the runs) and each engine's rate as a share of
+// the loop's (min against min).
+//
+// Cases: get (persistent, random order over `pages` live pages), put (persistent, duplicate
+// puts over `pages` live pages), eph (ephemeral, half the pages fit, every put evicts), dedup
+// (ephemeral with dedup, 256 distinct pages, duplicate puts), hot (one page got over and over:
+// the per-op cost with everything in cache). Ops are aimed as bench/engine.bench.ts aims them
+// (16 objects, index = offset >> 4).
+const [kind, pagesText, repsText, ...dirs] = process.argv.slice(2)
+if (kind === undefined || dirs.length === 0) {
+  console.error('usage: node tools/engine-ab.mjs get|put|eph|dedup|hot <pages> <reps> <dir>...')
+  process.exit(2)
+}
+const PAGE = 4096
+const pages = Number(pagesText)
+const reps = Number(repsText)
+const persistent = kind === 'get' || kind === 'put' || kind === 'hot'
+
+const source = new Uint8Array(256 * PAGE)
+let x = 0x9e3779b9
+for (let i = 0; i < source.length; i += 4) {
+  x ^= x << 13
+  x ^= x >>> 17
+  x ^= x << 5
+  source[i] = x & 255
+  source[i + 1] = (x >>> 8) & 255
+}
+const target = new Uint8Array(PAGE)
+
+function writeU32(bytes, at, value) {
+  bytes[at] = value & 255
+  bytes[at + 1] = (value >>> 8) & 255
+  bytes[at + 2] = (value >>> 16) & 255
+  bytes[at + 3] = value >>> 24
+}
+
+async function engineRun(dir) {
+  const { Host } = await import(`${dir}/dist/src/engine/host.js`)
+  const { encodeOp, poolFlags } = await import(`${dir}/dist/src/abi/codec.js`)
+  const C = await import(`${dir}/dist/src/abi/constants.js`)
+  const { OP_LAYOUT_V1 } = await import(`${dir}/dist/src/abi/layout.js`)
+  const host = new Host({
+    pages: persistent ? pages : pages >> 1,
+    reservePages: 0,
+    dedup: kind === 'dedup',
+  })
+  const creat = { uuid: [0n, 0n], flags: poolFlags({ persistent }), arg1: 0 }
+  const pool = host.opBytes(1, encodeOp({ cmd: C.TMEM_NEW_POOL, poolId: 0, creat }), 0, 1, null, 0)
+  const gen = { oid: [0n, 0n, 0n], index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n }
+  const put = encodeOp({ cmd: C.TMEM_PUT_PAGE, poolId: pool, gen })
+  const get = encodeOp({ cmd: C.TMEM_GET_PAGE, poolId: pool, gen })
+  const aim = (op, offset) => {
+    writeU32(op, OP_LAYOUT_V1.genOid, offset & 15)
+    writeU32(op, OP_LAYOUT_V1.genIndex, offset >>> 4)
+  }
+  let base = 0
+  const fill = (count) => {
+    for (let i = 0; i < count; i++) {
+      aim(put, base + i)
+      const rc = host.opBytes(1, put, 0, 1, source, (i % 256) * PAGE)
+      if (rc !== 1) throw new Error(`put ${base + i} failed with ${rc}`)
+    }
+    if (kind === 'eph') base += count
+  }
+  fill(kind === 'hot' ? 1 : pages)
+  if (kind === 'get') {
+    return () => {
+      for (let i = 0; i < pages; i++) {
+        aim(get, (i * 7919) % pages)
+        if (host.opBytes(1, get, 0, 1, target, 0) !== 1) throw new Error('get missed')
+      }
+    }
+  }
+  if (kind === 'hot') {
+    return () => {
+      for (let i = 0; i < pages; i++) host.opBytes(1, get, 0, 1, target, 0)
+    }
+  }
+  return () => fill(pages)
+}
+
+/** The floor, as in bench/engine.bench.ts: the same copies in and out of one slab. */
+function loopRun() {
+  const slots = kind === 'hot' ? 1 : persistent ? pages : pages >> 1
+  const slab = Buffer.alloc(slots * PAGE)
+  for (let at = 0; at < slab.length; at += PAGE) slab[at] = 1
+  const from = Buffer.from(source.buffer)
+  if (kind === 'get' || kind === 'hot') {
+    return () => {
+      for (let i = 0; i < pages; i++) {
+        const at = ((i * 7919) % slots) * PAGE
+        slab.copy(target, 0, at, at + PAGE)
+      }
+    }
+  }
+  return () => {
+    for (let i = 0; i < pages; i++) {
+      const at = (i % 256) * PAGE
+      from.copy(slab, (i % slots) * PAGE, at, at + PAGE)
+    }
+  }
+}
+
+const names = ['loop', ...dirs.map((dir) => dir.replace(/\/+$/, '').split('/').pop())]
+const runs = [loopRun()]
+for (const dir of dirs) runs.push(await engineRun(dir))
+const times = runs.map(() => [])
+for (let r = 0; r < reps; r++) {
+  runs.forEach((run, k) => {
+    const started = process.cpuUsage()
+    run()
+    const used = process.cpuUsage(started)
+    times[k].push(((used.user + used.system) * 1000) / pages)
+  })
+}
+const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1]
+const loopMin = Math.min(...times[0])
+names.forEach((name, k) => {
+  const min = Math.min(...times[k])
+  console.log(
+    `${kind} ${pages} ${name}: CPU ns/op min ${min.toFixed(0)}, median ` +
+      `${median(times[k]).toFixed(0)}, rate / loop ${(loopMin / min).toFixed(2)}x`,
+  )
+})
