@@ -23,6 +23,9 @@ import {
   TMEMC_REMOTE_EXPORT,
   TMEMC_REMOTE_PAGES,
   TMEMC_REMOTE_RELEASE,
+  TMEMC_SET_REMOTE,
+  TMEMC_SET_REMOTE_QUOTA,
+  parsePolicy,
 } from '../remote/policy.js'
 import { apply } from './live-apply.js'
 import type { Migration } from './live-state.js'
@@ -34,6 +37,26 @@ interface ExportPool {
   pool: number
   persistent: boolean
   pages: unknown[]
+}
+
+/**
+ * In the shell: the client's remote policy and quota on the target, as weight and cap are
+ * (read from the source's STATS, where its tier adds them). Nothing when the source has no
+ * tier; a target without one answers the subops -EINVAL, which is ignored (it keeps every
+ * page local, and copied remote pages land in its memory).
+ */
+export async function copyRemotePolicy(m: Migration): Promise<void> {
+  const page = await m.within('source', 'STATS', m.source.statsPage({ form: 'id', id: m.sourceId }))
+  const client = page.host.clients.find((entry) => entry.id === m.sourceId) as
+    Record<string, unknown> | undefined
+  const name = client?.['remotePolicy']
+  const policy = typeof name === 'string' ? parsePolicy(name) : -1
+  if (policy < 0) return
+  if ((await m.ctrl('target', TMEMC_SET_REMOTE, m.targetId, 0, policy)) < 0) return
+  const quota = client?.['remoteQuotaBytes']
+  if (typeof quota === 'number' && Number.isSafeInteger(quota) && quota > 0) {
+    await m.ctrl('target', TMEMC_SET_REMOTE_QUOTA, m.targetId, 0, Math.ceil(quota / PAGE_SIZE))
+  }
 }
 
 /** In the frozen window: hands the remote pages over, or copies them into the stream. */

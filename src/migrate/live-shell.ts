@@ -34,6 +34,7 @@ import {
   SESSION_LOOKUP,
   emptySession,
 } from '../protocol/session-frame.js'
+import { copyRemotePolicy } from './live-remote.js'
 import type { Migration } from './live-state.js'
 
 export async function shell(m: Migration): Promise<void> {
@@ -57,6 +58,7 @@ export async function shell(m: Migration): Promise<void> {
     )
     await setOnTarget(m, TMEMC_SET_WEIGHT, weight === -2 ? 0xffffffff : weight >>> 0, 'SET_WEIGHT')
     if (cap >= 0 && cap <= 100) await setOnTarget(m, TMEMC_SET_CAP, cap, 'SET_CAP')
+    await copyRemotePolicy(m)
   }
   await syncPools(m)
   for (const pool of m.pools.values()) m.pagesTotal += pool.pages

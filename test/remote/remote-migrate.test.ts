@@ -14,7 +14,13 @@ import { controlOp } from '../../src/abi/codec.js'
 import { migrateClient } from '../../src/migrate/live.js'
 import { networkChannel } from '../../src/migrate/net.js'
 import { CONTROL_DATA_BYTES_MAX } from '../../src/protocol/frame.js'
-import { TMEMC_REMOTE_ADOPT, TMEMC_REMOTE_EXPORT } from '../../src/remote/policy.js'
+import {
+  POLICY_EPHEMERAL,
+  TMEMC_REMOTE_ADOPT,
+  TMEMC_REMOTE_EXPORT,
+  TMEMC_SET_REMOTE,
+  TMEMC_SET_REMOTE_QUOTA,
+} from '../../src/remote/policy.js'
 import type { RemoteSection } from '../../src/remote/mod.js'
 import { type DaemonHandle, startDaemon, waitFor } from '../helpers/daemon.js'
 import { clusterUnavailable, startCluster, type TestCluster } from '../helpers/redis-cluster.js'
@@ -50,6 +56,35 @@ async function counts(daemon: DaemonHandle): Promise<Counts> {
         result.remotePages += (pool as typeof pool & { remotePages?: number }).remotePages ?? 0
       }
     return result
+  } finally {
+    await control.close()
+  }
+}
+
+/** The remote policy and quota STATS shows for the client named `name`. */
+async function remoteSettings(
+  daemon: DaemonHandle,
+  name: string,
+): Promise<{ id: number; policy: unknown; quota: unknown }> {
+  const control = await connectControl({ path: daemon.controlPath })
+  try {
+    const stats = await control.stats()
+    const session = stats.sessions.find((entry) => entry.name === name && !entry.moved)
+    assert.ok(session !== undefined, `client ${name} has a session`)
+    const client = stats.host.clients.find((entry) => entry.id === session.id)
+    assert.ok(client !== undefined, `client ${name} listed`)
+    const extra = client as typeof client & Record<string, unknown>
+    return { id: client.id, policy: extra['remotePolicy'], quota: extra['remoteQuotaBytes'] }
+  } finally {
+    await control.close()
+  }
+}
+
+/** A TMEMC_SET_REMOTE(_QUOTA) subop on one client, through the control socket. */
+async function setRemote(daemon: DaemonHandle, id: number, subop: number, value: number) {
+  const control = await connectControl({ path: daemon.controlPath })
+  try {
+    assert.equal((await control.control(controlOp(subop, id, 0, value))).rc, 0)
   } finally {
     await control.close()
   }
@@ -137,6 +172,10 @@ void describe(
         assert.ok(before.remotePages >= oracle.size - 256, 'most pages are remote')
         const keysBefore = await keys('{tmem:mig-a:*')
         assert.ok(keysBefore.matching > 0)
+        // Settings that differ from the target's defaults (policy all, no quota) travel too.
+        const { id } = await remoteSettings(a, 'same')
+        await setRemote(a, id, TMEMC_SET_REMOTE_QUOTA, 5000)
+        await setRemote(a, id, TMEMC_SET_REMOTE, POLICY_EPHEMERAL)
 
         const result = await migrateClient({
           source: { path: a.controlPath },
@@ -146,6 +185,9 @@ void describe(
         assert.ok(result.pages < oracle.size, 'the remote pages did not travel in the stream')
         await readAll(client, pool, oracle) // the client followed to b
         assert.equal(client.address.includes(b.dir), true)
+        const moved = await remoteSettings(b, 'same')
+        assert.equal(moved.policy, 'ephemeral', 'the remote policy travelled')
+        assert.equal(moved.quota, 5000 * 4096, 'the remote quota travelled')
 
         await drained(a)
         await drained(b)
