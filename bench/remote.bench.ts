@@ -32,7 +32,7 @@ import { cpuSeconds } from './peers/servers.js'
 
 const LOCAL_PAGES = 1024
 const WINDOW = 64
-const ROUNDS = 3
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3)
 const TIMEOUT_MS = 1000
 const TMEM_BIN = fileURLToPath(new URL('../src/cli/tmem.js', import.meta.url))
 
@@ -67,8 +67,11 @@ interface Served {
   pid: number
   client: TmemClient
   control: TmemControlClient
-  /** Runs `work` and returns its result with the daemon's CPU microseconds per op. */
-  measure(ops: number, work: () => Promise<number>): Promise<{ rate: number; cpuUs: number }>
+  /**
+   * Runs `work` and returns its result with the daemon's CPU microseconds per op, and with
+   * `loop`, the daemon's event-loop delay over the run (idle seconds before and after).
+   */
+  measure(ops: number, work: () => Promise<number>, loop?: boolean): Promise<Sample>
   stats(): Promise<DaemonStats>
   close(): Promise<void>
 }
@@ -109,10 +112,12 @@ async function serve(cluster: TestCluster | null): Promise<Served> {
     client,
     control,
     stats,
-    measure: async (ops, work) => {
+    measure: async (ops, work, loop = false) => {
+      const delays = loop ? await watchLoop(stats) : null
       const before = cpuSeconds(pid)
       const result = await work()
-      return { rate: result, cpuUs: ((cpuSeconds(pid) - before) * 1e6) / ops }
+      const cpuUs = ((cpuSeconds(pid) - before) * 1e6) / ops
+      return { rate: result, cpuUs, ...(delays === null ? {} : { loop: await delays() }) }
     },
     close: async () => {
       await client.close()
@@ -153,59 +158,117 @@ interface Loop {
   p99Ms: number
 }
 
-function loopOf(stats: DaemonStats): Loop {
-  const loop = stats.daemon.eventLoop
-  return { maxMs: loop?.maxMs ?? NaN, p99Ms: loop?.p99Ms ?? NaN }
+/**
+ * Watches the daemon's event-loop delay: the daemon reports each full second's largest delay
+ * and 99th percentile (STATS daemon.eventLoop); polled four times a second from an idle second
+ * before the run to a second after it, so every second of the run is seen. The result's
+ * function ends the watch and returns the largest of each.
+ */
+async function watchLoop(stats: () => Promise<DaemonStats>): Promise<() => Promise<Loop>> {
+  const seen: Loop = { maxMs: 0, p99Ms: 0 }
+  const look = async (): Promise<void> => {
+    const loop = (await stats()).daemon.eventLoop
+    seen.maxMs = Math.max(seen.maxMs, loop?.lastSecondMaxMs ?? NaN)
+    seen.p99Ms = Math.max(seen.p99Ms, loop?.lastSecondP99Ms ?? NaN)
+  }
+  await turn(1100)
+  let watching = true
+  const poller = (async () => {
+    while (watching) {
+      await look()
+      await turn(250)
+    }
+  })()
+  return async () => {
+    await turn(1100)
+    watching = false
+    await poller
+    await look()
+    return seen
+  }
 }
 
 interface Sample {
   rate: number
   cpuUs: number
+  loop?: Loop
 }
 
 function mid(samples: Sample[]): Sample {
-  return { rate: median(samples.map((s) => s.rate)), cpuUs: median(samples.map((s) => s.cpuUs)) }
+  const loops = samples.flatMap((s) => (s.loop === undefined ? [] : [s.loop]))
+  return {
+    rate: median(samples.map((s) => s.rate)),
+    cpuUs: median(samples.map((s) => s.cpuUs)),
+    ...(loops.length === 0 ? {} : { loop: worst(loops) }),
+  }
 }
 
-async function persistentPool(cluster: TestCluster): Promise<Record<string, Sample | Loop>> {
+/**
+ * Warms the daemon's code paths up (its JIT) with the run's own ops on a pool destroyed
+ * after, so the measured run starts on compiled code as the direct client's later rounds do.
+ */
+async function warmUp(s: Served, persistent: boolean, count: number): Promise<void> {
+  const pool = await s.client.newPool({ persistent })
+  await rate(count, (i) => s.client.put(pool, i >> 4, i & 15, page(i)))
+  await rate(count, (i) => s.client.get(pool, i >> 4, i & 15))
+  await s.client.destroyPool(pool)
+  while ((remoteOf(await s.stats())?.queued ?? 0) > 0) await turn(5)
+}
+
+async function persistentPool(cluster: TestCluster): Promise<Record<string, Sample>> {
   const count = LOCAL_PAGES * 4
   const put: Sample[] = []
   const get: Sample[] = []
-  const loops: Loop[] = []
-  const directPut: number[] = []
-  const directGet: number[] = []
+  const directPut: Sample[] = []
+  const directGet: Sample[] = []
   // The tier's own client options (remote/cluster.ts), auto-pipelining included.
   const direct = new Cluster(parseRemoteUrl(cluster.url), {
     enableAutoPipelining: true,
     enableOfflineQueue: false,
     slotsRefreshTimeout: TIMEOUT_MS,
-    redisOptions: { commandTimeout: TIMEOUT_MS, connectTimeout: TIMEOUT_MS, maxRetriesPerRequest: 1 },
+    redisOptions: {
+      commandTimeout: TIMEOUT_MS,
+      connectTimeout: TIMEOUT_MS,
+      maxRetriesPerRequest: 1,
+    },
   })
   await new Promise<void>((resolve) => direct.once('ready', () => resolve()))
   for (let round = 0; round < ROUNDS; round++) {
     const s = await serve(cluster)
+    await warmUp(s, true, count)
     const pool = await s.client.newPool({ persistent: true })
-    put.push(
-      await s.measure(count, () => rate(count, (i) => s.client.put(pool, i >> 4, i & 15, page(i)))),
-    )
-    get.push(await s.measure(count, () => rate(count, (i) => s.client.get(pool, i >> 4, i & 15))))
-    loops.push(loopOf(await s.stats()))
+    const putAll = (): Promise<number> =>
+      rate(count, (i) => s.client.put(pool, i >> 4, i & 15, page(i)))
+    put.push(await s.measure(count, putAll, true))
+    const getAll = (): Promise<number> => rate(count, (i) => s.client.get(pool, i >> 4, i & 15))
+    get.push(await s.measure(count, getAll, true))
     await s.close()
     const key = (i: number): string => `{bench:direct:${round}:${i >> 4}}`
     directPut.push(
-      await rate(count, (i) => direct.hset(key(i), String(i & 15), Buffer.from(page(i)))),
+      await here(count, () =>
+        rate(count, (i) => direct.hset(key(i), String(i & 15), Buffer.from(page(i)))),
+      ),
     )
-    directGet.push(await rate(count, (i) => direct.hgetBuffer(key(i), String(i & 15))))
+    directGet.push(
+      await here(count, () => rate(count, (i) => direct.hgetBuffer(key(i), String(i & 15)))),
+    )
     for (let i = 0; i < count; i += 16) await direct.del(key(i))
   }
   await direct.quit()
   return {
     put: mid(put),
     get: mid(get),
-    directPut: { rate: median(directPut), cpuUs: NaN },
-    directGet: { rate: median(directGet), cpuUs: NaN },
-    loop: worst(loops),
+    directPut: mid(directPut),
+    directGet: mid(directGet),
   }
+}
+
+/** `work`'s result with this process's CPU microseconds per op (the direct client's). */
+async function here(ops: number, work: () => Promise<number>): Promise<Sample> {
+  const before = process.cpuUsage()
+  const result = await work()
+  const used = process.cpuUsage(before)
+  return { rate: result, cpuUs: (used.user + used.system) / ops }
 }
 
 function worst(loops: Loop[]): Loop {
@@ -224,6 +287,7 @@ async function localHits(cluster: TestCluster): Promise<Record<string, Sample>> 
       ['without', null],
     ] as const) {
       const s = await serve(on)
+      await warmUp(s, true, count)
       const pool = await s.client.newPool({ persistent: true })
       await rate(count, (i) => s.client.put(pool, i >> 4, i & 15, page(i)))
       result[name]!.push(
@@ -241,7 +305,6 @@ interface Ephemeral {
   hitRate: number
   put: Sample
   get: Sample
-  loop: Loop
 }
 
 async function ephemeralHits(cluster: TestCluster): Promise<Record<string, Ephemeral>> {
@@ -254,26 +317,27 @@ async function ephemeralHits(cluster: TestCluster): Promise<Record<string, Ephem
     const runs: Ephemeral[] = []
     for (let round = 0; round < ROUNDS; round++) {
       const s = await serve(on)
+      await warmUp(s, false, count)
       const pool = await s.client.newPool()
-      const put = await s.measure(count, async () => {
+      const putAll = async (): Promise<number> => {
         const r = await rate(count, (i) => s.client.put(pool, i >> 4, i & 15, page(i)))
         while ((remoteOf(await s.stats())?.queued ?? 0) > 0) await turn(5)
         return r
-      })
+      }
+      const put = await s.measure(count, putAll, true)
       let hits = 0
-      const get = await s.measure(count, () =>
+      const getAll = (): Promise<number> =>
         rate(count, async (i) => {
           if ((await s.client.get(pool, i >> 4, i & 15)) !== null) hits++
-        }),
-      )
-      runs.push({ hitRate: hits / count, put, get, loop: loopOf(await s.stats()) })
+        })
+      const get = await s.measure(count, getAll, true)
+      runs.push({ hitRate: hits / count, put, get })
       await s.close()
     }
     out[name] = {
       hitRate: median(runs.map((r) => r.hitRate)),
       put: mid(runs.map((r) => r.put)),
       get: mid(runs.map((r) => r.get)),
-      loop: worst(runs.map((r) => r.loop)),
     }
   }
   return out
@@ -281,20 +345,24 @@ async function ephemeralHits(cluster: TestCluster): Promise<Record<string, Ephem
 
 const k = (n: number): string => `${(n / 1000).toFixed(1)} k/s`
 const us = (s: Sample): string => `${s.cpuUs.toFixed(1)} µs CPU/op`
-const ms = (l: Loop): string => `max ${l.maxMs.toFixed(1)} ms, p99 ${l.p99Ms.toFixed(2)} ms`
+const ms = (s: Sample): string =>
+  s.loop === undefined
+    ? ''
+    : `, loop max ${s.loop.maxMs.toFixed(1)} ms p99 ${s.loop.p99Ms.toFixed(1)} ms`
 
 function report(
-  persistent: Record<string, Sample | Loop>,
+  persistent: Record<string, Sample>,
   local: Record<string, Sample>,
   ephemeral: Record<string, Ephemeral>,
 ): void {
   const p = persistent as { put: Sample; get: Sample; directPut: Sample; directGet: Sample }
-  const pl = persistent['loop'] as Loop
   const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}x`
   console.log(
-    `persistent 4x budget: put ${k(p.put.rate)} (${us(p.put)}) vs ioredis ${k(p.directPut.rate)}` +
-      ` = ${ratio(p.put.rate, p.directPut.rate)}; get ${k(p.get.rate)} (${us(p.get)}) vs ` +
-      `${k(p.directGet.rate)} = ${ratio(p.get.rate, p.directGet.rate)}; daemon loop ${ms(pl)}`,
+    `persistent 4x budget: put ${k(p.put.rate)} (${us(p.put)}${ms(p.put)}) vs ioredis ${k(p.directPut.rate)}` +
+      ` (client ${us(p.directPut)})` +
+      ` = ${ratio(p.put.rate, p.directPut.rate)}; get ${k(p.get.rate)} (${us(p.get)}${ms(p.get)})` +
+      ` vs ${k(p.directGet.rate)} (client ${us(p.directGet)}) = ` +
+      `${ratio(p.get.rate, p.directGet.rate)}`,
   )
   const lw = local['withTier']!
   const lo = local['without']!
@@ -307,9 +375,9 @@ function report(
   console.log(
     `ephemeral 3x memory: hit rate ${(ew.hitRate * 100).toFixed(1)} % vs ` +
       `${(eo.hitRate * 100).toFixed(1)} % without = ${ratio(ew.hitRate, eo.hitRate)}; ` +
-      `put ${k(ew.put.rate)} (${us(ew.put)}) vs ${k(eo.put.rate)} (${us(eo.put)}); ` +
-      `get ${k(ew.get.rate)} (${us(ew.get)}) vs ${k(eo.get.rate)} (${us(eo.get)}); ` +
-      `daemon loop with the tier ${ms(ew.loop)}, without ${ms(eo.loop)}`,
+      `with the tier put ${k(ew.put.rate)} (${us(ew.put)}${ms(ew.put)}), ` +
+      `get ${k(ew.get.rate)} (${us(ew.get)}${ms(ew.get)}); without put ${k(eo.put.rate)} ` +
+      `(${us(eo.put)}${ms(eo.put)}), get ${k(eo.get.rate)} (${us(eo.get)}${ms(eo.get)})`,
   )
 }
 

@@ -253,13 +253,14 @@ const checkShm = object({
   sleeps: num,
 })
 
-/** The daemon's event-loop delay since it started listening (server/event-loop.ts). */
+/** The daemon's event-loop delay (server/event-loop.ts). */
 const checkEventLoop = object({
   resolutionMs: num,
-  samples: num,
+  /** The largest since the daemon started listening. */
   maxMs: num,
-  p99Ms: num,
-  meanMs: num,
+  /** The largest and the 99th percentile in the last full second. */
+  lastSecondMaxMs: num,
+  lastSecondP99Ms: num,
 })
 
 const checkDaemon = object({
