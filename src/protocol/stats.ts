@@ -261,6 +261,9 @@ const checkEventLoop = object({
   /** The largest and the 99th percentile in the last full second. */
   lastSecondMaxMs: num,
   lastSecondP99Ms: num,
+  /** With TMEM_LOOP_CPU=1: the same delays counted in the process's CPU time. */
+  busyMaxMs: optional(num),
+  lastSecondBusyMaxMs: optional(num),
 })
 
 const checkDaemon = object({

@@ -184,7 +184,7 @@ export class Connection implements SessionHolder {
     if (this.sendUsed + frame.length > this.send.length) return false
     this.send.set(frame, this.sendUsed)
     this.sendUsed += frame.length
-    if (!this.#paused) this.#flush()
+    if (!this.#paused || this.#held) this.#flush()
     return true
   }
 
