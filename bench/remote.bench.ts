@@ -26,6 +26,7 @@ import { Cluster } from 'ioredis'
 import { connect, type TmemClient } from '../src/client/client.js'
 import { connectControl, type TmemControlClient } from '../src/client/control.js'
 import type { DaemonStats } from '../src/protocol/stats.js'
+import type { BusySection } from '../src/server/event-loop.js'
 import { parseRemoteUrl } from '../src/remote/mod.js'
 import { startCluster, type TestCluster } from '../test/helpers/redis-cluster.js'
 import { cpuSeconds } from './peers/servers.js'
@@ -173,7 +174,8 @@ interface Loop {
 async function watchLoop(stats: () => Promise<DaemonStats>): Promise<() => Promise<Loop>> {
   const seen: Loop = { maxMs: 0, p99Ms: 0, busyMs: 0 }
   const look = async (): Promise<void> => {
-    const loop = (await stats()).daemon.eventLoop
+    const loop = (await stats()).daemon.eventLoop as
+      (NonNullable<DaemonStats['daemon']['eventLoop']> & BusySection) | undefined
     seen.maxMs = Math.max(seen.maxMs, loop?.lastSecondMaxMs ?? NaN)
     seen.p99Ms = Math.max(seen.p99Ms, loop?.lastSecondP99Ms ?? NaN)
     seen.busyMs = Math.max(seen.busyMs, loop?.lastSecondBusyMaxMs ?? NaN)

@@ -23,6 +23,12 @@ import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks'
 import type { EventLoopSection } from '../protocol/stats.js'
 
 export const LOOP_RESOLUTION_MS_DEFAULT = 10
+
+/** With TMEM_LOOP_CPU=1, the delays counted in CPU time (absent otherwise). */
+export interface BusySection {
+  busyMaxMs?: number
+  lastSecondBusyMaxMs?: number
+}
 const WINDOW_MS = 1000
 
 export class EventLoopDelay {
@@ -54,14 +60,17 @@ export class EventLoopDelay {
     this.#busy?.stop()
   }
 
-  section(): EventLoopSection {
+  section(): EventLoopSection & BusySection {
+    const busy: BusySection =
+      this.#busy === null
+        ? {}
+        : { busyMaxMs: this.#busy.maxMs(), lastSecondBusyMaxMs: this.#busy.lastMs }
     return {
       resolutionMs: this.resolutionMs,
       maxMs: Math.max(this.#maxMs, this.#delayMs(this.#histogram.max)),
       lastSecondMaxMs: this.#lastMaxMs,
       lastSecondP99Ms: this.#lastP99Ms,
-      busyMaxMs: this.#busy?.maxMs(),
-      lastSecondBusyMaxMs: this.#busy?.lastMs,
+      ...busy,
     }
   }
 
