@@ -1,32 +1,41 @@
 /**
  * `npm run bench:remote`: the remote tier (docs/remote.md) against a Redis Cluster on loopback
- * (3 masters, 3 replicas, started here as the tests do), with the daemon in this process so
- * the event-loop delay it measures is the daemon's (the client's work is in it too: an upper
- * bound). Same-run ratios; the machine is shared.
+ * (3 masters, 3 replicas, started here as the tests do). The daemon runs in its own process
+ * (`node dist/src/cli/tmem.js daemon --remote redis-cluster://...`, a fresh one per case and
+ * round); the load (the tmem client, and the ioredis Cluster client of the direct runs, both
+ * with auto-pipelining and the tier's other options) runs in this process. The daemon measures
+ * its own event-loop delay (STATS `daemon.eventLoop`, 1 ms resolution here) and its CPU comes
+ * from /proc/<pid>/stat, so neither counts the load's work. Same-run ratios; the machine is
+ * shared.
  *
  * 1. Persistent pool 4x the local budget (1024 pages local, 4096 put): put and get rates
  *    through the daemon, and the same pages through ioredis Cluster directly (HSET/HGET of
  *    4 KiB values in one hash per object), both with 64 ops in flight.
  * 2. Local hits: a persistent pool that fits in memory, read back, with the tier and without.
  * 3. Ephemeral working set 3x local memory, put then read once: hit rate with the tier and
- *    without, and the largest event-loop delay during the run with the tier.
+ *    without, and the daemon's largest event-loop delay over its whole run.
+ *
+ * BENCH_CPU_PROF=DIR writes a V8 CPU profile of every daemon into DIR (node --cpu-prof).
  */
+import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
 import { Cluster } from 'ioredis'
-import pino from 'pino'
 import { connect, type TmemClient } from '../src/client/client.js'
-import { Host } from '../src/engine/host.js'
-import { parseRemoteUrl, RemoteStore, RemoteTier } from '../src/remote/mod.js'
-import { Daemon } from '../src/server/daemon.js'
-import type { HostLike } from '../src/server/host-like.js'
+import { connectControl, type TmemControlClient } from '../src/client/control.js'
+import type { DaemonStats } from '../src/protocol/stats.js'
+import type { BusySection } from '../src/server/event-loop.js'
+import { parseRemoteUrl } from '../src/remote/mod.js'
 import { startCluster, type TestCluster } from '../test/helpers/redis-cluster.js'
+import { cpuSeconds } from './peers/servers.js'
 
 const LOCAL_PAGES = 1024
 const WINDOW = 64
-const ROUNDS = 3
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3)
+const TIMEOUT_MS = 1000
+const TMEM_BIN = fileURLToPath(new URL('../src/cli/tmem.js', import.meta.url))
 
 function page(n: number): Uint8Array {
   const bytes = new Uint8Array(4096)
@@ -56,131 +65,336 @@ function median(values: number[]): number {
 }
 
 interface Served {
+  pid: number
   client: TmemClient
-  tier: RemoteTier | null
+  control: TmemControlClient
+  /**
+   * Runs `work` and returns its result with the daemon's CPU microseconds per op, and with
+   * `loop`, the daemon's event-loop delay over the run (idle seconds before and after).
+   */
+  measure(ops: number, work: () => Promise<number>, loop?: boolean): Promise<Sample>
+  stats(): Promise<DaemonStats>
   close(): Promise<void>
 }
 
 let served = 0
 
+/** A daemon in its own process, with the tier when `cluster` is given; its client here. */
 async function serve(cluster: TestCluster | null): Promise<Served> {
   const dir = mkdtempSync(join(tmpdir(), 'tmem-bench-remote-'))
-  const log = pino({ level: 'silent' })
-  const host = new Host({ pages: LOCAL_PAGES })
-  let tier: RemoteTier | null = null
-  if (cluster !== null) {
-    const store = new RemoteStore({ seeds: parseRemoteUrl(cluster.url), timeoutMs: 1000, log })
-    await store.ready(5000)
-    tier = new RemoteTier(host, {
-      store,
-      hostId: `bench${served++}`,
-      replicas: 0,
-      defaultPolicy: 2,
-      queueMax: 8192,
-      log,
-    })
-  }
-  const target: HostLike = tier ?? host
-  const daemon = await Daemon.start(
-    target,
-    {
-      socketPath: join(dir, 'c.sock'),
-      controlSocketPath: null,
-      listen: null,
-      controlListen: null,
-      tokenFile: null,
-      metrics: null,
-      graceMs: 0,
-      acceptV0: false,
-      sharedMemory: false,
-      connectionCountMax: 16,
-      controlConnectionCountMax: 4,
-    },
-    log,
-  )
+  const profile = process.env['BENCH_CPU_PROF']
+  const args = [
+    ...(profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profile]),
+    TMEM_BIN,
+    'daemon',
+    ...['--socket', join(dir, 'c.sock'), '--control-socket', join(dir, 'ctl.sock')],
+    ...['--memory', `${LOCAL_PAGES * 4}K`, '--grace', '0', '--log-level', 'warn'],
+    '--no-shm',
+    ...(cluster === null
+      ? []
+      : [
+          ...['--remote', cluster.url, '--remote-timeout', `${TIMEOUT_MS}ms`],
+          ...['--remote-queue', '8192', '--remote-host-id', `bench${served++}`],
+        ]),
+  ]
+  const nice = process.env['BENCH_NICE']
+  const command = nice === undefined ? process.execPath : 'nice'
+  const argv = nice === undefined ? args : ['-n', nice, process.execPath, ...args]
+  const child = spawn(command, argv, {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, TMEM_LOOP_RESOLUTION_MS: '1', TMEM_LOOP_CPU: '1' },
+  })
+  await listening(child)
+  const pid = child.pid!
   const client = await connect({ path: join(dir, 'c.sock') }, { sharedMemory: false })
+  const control = await connectControl({ path: join(dir, 'ctl.sock') })
+  const stats = (): Promise<DaemonStats> => control.stats()
+  if (cluster !== null) while (remoteOf(await stats())?.health !== 'up') await turn(20)
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   return {
+    pid,
     client,
-    tier,
+    control,
+    stats,
+    measure: async (ops, work, loop = false) => {
+      const delays = loop ? await watchLoop(stats) : null
+      const before = cpuSeconds(pid)
+      const client = await here(ops, work)
+      const cpuUs = ((cpuSeconds(pid) - before) * 1e6) / ops
+      const watched = delays === null ? {} : { loop: await delays() }
+      return { rate: client.rate, cpuUs, clientUs: client.cpuUs, ...watched }
+    },
     close: async () => {
       await client.close()
-      await daemon.close()
-      await tier?.close()
+      await control.close()
+      child.kill('SIGTERM')
+      await exited
       rmSync(dir, { recursive: true, force: true })
     },
   }
 }
 
-async function persistentPool(cluster: TestCluster): Promise<Record<string, number>> {
+function listening(child: ChildProcess): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let out = ''
+    child.stdout?.setEncoding('utf8').on('data', (text: string) => {
+      out += text
+      if (out.includes('clients')) resolve()
+    })
+    child.once('exit', (code) => reject(new Error(`The daemon exited (${code}): ${out}`)))
+  })
+}
+
+function turn(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+interface RemotePart {
+  health: string
+  queued: number
+}
+
+function remoteOf(stats: DaemonStats): RemotePart | undefined {
+  return (stats.host as unknown as { remote?: RemotePart }).remote
+}
+
+interface Loop {
+  maxMs: number
+  p99Ms: number
+  /** The largest delay counted in the daemon's CPU time (not the OS's scheduling). */
+  busyMs: number
+}
+
+/**
+ * Watches the daemon's event-loop delay: the daemon reports each full second's largest delay
+ * and 99th percentile (STATS daemon.eventLoop); polled four times a second from an idle second
+ * before the run to a second after it, so every second of the run is seen. The result's
+ * function ends the watch and returns the largest of each.
+ */
+async function watchLoop(stats: () => Promise<DaemonStats>): Promise<() => Promise<Loop>> {
+  const seen: Loop = { maxMs: 0, p99Ms: 0, busyMs: 0 }
+  const look = async (): Promise<void> => {
+    const loop = (await stats()).daemon.eventLoop as
+      (NonNullable<DaemonStats['daemon']['eventLoop']> & BusySection) | undefined
+    seen.maxMs = Math.max(seen.maxMs, loop?.lastSecondMaxMs ?? NaN)
+    seen.p99Ms = Math.max(seen.p99Ms, loop?.lastSecondP99Ms ?? NaN)
+    seen.busyMs = Math.max(seen.busyMs, loop?.lastSecondBusyMaxMs ?? NaN)
+  }
+  await turn(1100)
+  let watching = true
+  const poller = (async () => {
+    while (watching) {
+      await look()
+      await turn(250)
+    }
+  })()
+  return async () => {
+    await turn(1100)
+    watching = false
+    await poller
+    await look()
+    return seen
+  }
+}
+
+interface Sample {
+  rate: number
+  /** CPU µs per op of the daemon (the direct runs: of this process, the ioredis client). */
+  cpuUs: number
+  /** Through the daemon: CPU µs per op of this process (the tmem client). */
+  clientUs?: number
+  loop?: Loop
+}
+
+function mid(samples: Sample[]): Sample {
+  const loops = samples.flatMap((s) => (s.loop === undefined ? [] : [s.loop]))
+  return {
+    rate: median(samples.map((s) => s.rate)),
+    cpuUs: median(samples.map((s) => s.cpuUs)),
+    clientUs: median(samples.map((s) => s.clientUs ?? NaN)),
+    ...(loops.length === 0 ? {} : { loop: worst(loops) }),
+  }
+}
+
+/**
+ * Warms the daemon's code paths up (its JIT) with the run's own ops on a pool destroyed
+ * after, so the measured run starts on compiled code as the direct client's later rounds do.
+ */
+async function warmUp(s: Served, persistent: boolean, count: number): Promise<void> {
+  const pool = await s.client.newPool({ persistent })
+  await rate(count, (i) => s.client.put(pool, i >> 4, i & 15, page(i)))
+  await rate(count, (i) => s.client.get(pool, i >> 4, i & 15))
+  await s.client.destroyPool(pool)
+  while ((remoteOf(await s.stats())?.queued ?? 0) > 0) await turn(5)
+}
+
+async function persistentPool(cluster: TestCluster): Promise<Record<string, Sample>> {
   const count = LOCAL_PAGES * 4
-  const tierPut: number[] = []
-  const tierGet: number[] = []
-  const directPut: number[] = []
-  const directGet: number[] = []
-  const direct = new Cluster(parseRemoteUrl(cluster.url), { enableAutoPipelining: true })
+  const put: Sample[] = []
+  const get: Sample[] = []
+  const directPut: Sample[] = []
+  const directGet: Sample[] = []
+  // The tier's own client options (remote/cluster.ts), auto-pipelining included.
+  const direct = new Cluster(parseRemoteUrl(cluster.url), {
+    enableAutoPipelining: true,
+    enableOfflineQueue: false,
+    slotsRefreshTimeout: TIMEOUT_MS,
+    redisOptions: {
+      commandTimeout: TIMEOUT_MS,
+      connectTimeout: TIMEOUT_MS,
+      maxRetriesPerRequest: 1,
+    },
+  })
+  await new Promise<void>((resolve) => direct.once('ready', () => resolve()))
   for (let round = 0; round < ROUNDS; round++) {
     const s = await serve(cluster)
+    await warmUp(s, true, count)
     const pool = await s.client.newPool({ persistent: true })
-    tierPut.push(await rate(count, (i) => s.client.put(pool, i >> 4, i & 15, page(i))))
-    tierGet.push(await rate(count, (i) => s.client.get(pool, i >> 4, i & 15)))
+    const putAll = (): Promise<number> =>
+      rate(count, (i) => s.client.put(pool, i >> 4, i & 15, page(i)))
+    put.push(await s.measure(count, putAll, true))
+    const getAll = (): Promise<number> => rate(count, (i) => s.client.get(pool, i >> 4, i & 15))
+    get.push(await s.measure(count, getAll, true))
     await s.close()
     const key = (i: number): string => `{bench:direct:${round}:${i >> 4}}`
     directPut.push(
-      await rate(count, (i) => direct.hset(key(i), String(i & 15), Buffer.from(page(i)))),
+      await here(count, () =>
+        rate(count, (i) => direct.hset(key(i), String(i & 15), Buffer.from(page(i)))),
+      ),
     )
-    directGet.push(await rate(count, (i) => direct.hgetBuffer(key(i), String(i & 15))))
+    directGet.push(
+      await here(count, () => rate(count, (i) => direct.hgetBuffer(key(i), String(i & 15)))),
+    )
     for (let i = 0; i < count; i += 16) await direct.del(key(i))
   }
   await direct.quit()
   return {
-    tierPut: median(tierPut),
-    tierGet: median(tierGet),
-    directPut: median(directPut),
-    directGet: median(directGet),
+    put: mid(put),
+    get: mid(get),
+    directPut: mid(directPut),
+    directGet: mid(directGet),
   }
 }
 
-async function localHits(cluster: TestCluster): Promise<Record<string, number>> {
+/** `work`'s result with this process's CPU microseconds per op (the direct client's). */
+async function here(ops: number, work: () => Promise<number>): Promise<Sample> {
+  const before = process.cpuUsage()
+  const result = await work()
+  const used = process.cpuUsage(before)
+  return { rate: result, cpuUs: (used.user + used.system) / ops }
+}
+
+function worst(loops: Loop[]): Loop {
+  return {
+    maxMs: Math.max(...loops.map((l) => l.maxMs)),
+    p99Ms: Math.max(...loops.map((l) => l.p99Ms)),
+    busyMs: Math.max(...loops.map((l) => l.busyMs)),
+  }
+}
+
+async function localHits(cluster: TestCluster): Promise<Record<string, Sample>> {
   const count = LOCAL_PAGES / 2
-  const result: Record<string, number[]> = { withTier: [], without: [] }
+  const result: Record<string, Sample[]> = { withTier: [], without: [] }
   for (let round = 0; round < ROUNDS; round++) {
     for (const [name, on] of [
       ['withTier', cluster],
       ['without', null],
     ] as const) {
       const s = await serve(on)
+      await warmUp(s, true, count)
       const pool = await s.client.newPool({ persistent: true })
       await rate(count, (i) => s.client.put(pool, i >> 4, i & 15, page(i)))
-      result[name]!.push(await rate(count * 8, (i) => s.client.get(pool, (i % count) >> 4, i & 15)))
+      result[name]!.push(
+        await s.measure(count * 8, () =>
+          rate(count * 8, (i) => s.client.get(pool, (i % count) >> 4, i & 15)),
+        ),
+      )
       await s.close()
     }
   }
-  return { withTier: median(result['withTier']!), without: median(result['without']!) }
+  return { withTier: mid(result['withTier']!), without: mid(result['without']!) }
 }
 
-async function ephemeralHits(cluster: TestCluster): Promise<Record<string, number>> {
+interface Ephemeral {
+  hitRate: number
+  put: Sample
+  get: Sample
+}
+
+async function ephemeralHits(cluster: TestCluster): Promise<Record<string, Ephemeral>> {
   const count = LOCAL_PAGES * 3
-  const out: Record<string, number> = {}
+  const out: Record<string, Ephemeral> = {}
   for (const [name, on] of [
     ['withTier', cluster],
     ['without', null],
   ] as const) {
-    const s = await serve(on)
-    const pool = await s.client.newPool()
-    const delay = monitorEventLoopDelay({ resolution: 1 })
-    delay.enable()
-    await rate(count, (i) => s.client.put(pool, i >> 4, i & 15, page(i)))
-    while ((s.tier?.queue.length ?? 0) > 0) await new Promise((resolve) => setImmediate(resolve))
-    let hits = 0
-    await rate(count, async (i) => {
-      if ((await s.client.get(pool, i >> 4, i & 15)) !== null) hits++
-    })
-    delay.disable()
-    out[`${name}HitRate`] = hits / count
-    out[`${name}MaxDelayMs`] = delay.max / 1e6
-    await s.close()
+    const runs: Ephemeral[] = []
+    for (let round = 0; round < ROUNDS; round++) {
+      const s = await serve(on)
+      await warmUp(s, false, count)
+      const pool = await s.client.newPool()
+      const putAll = async (): Promise<number> => {
+        const r = await rate(count, (i) => s.client.put(pool, i >> 4, i & 15, page(i)))
+        while ((remoteOf(await s.stats())?.queued ?? 0) > 0) await turn(5)
+        return r
+      }
+      const put = await s.measure(count, putAll, true)
+      let hits = 0
+      const getAll = (): Promise<number> =>
+        rate(count, async (i) => {
+          if ((await s.client.get(pool, i >> 4, i & 15)) !== null) hits++
+        })
+      const get = await s.measure(count, getAll, true)
+      runs.push({ hitRate: hits / count, put, get })
+      await s.close()
+    }
+    out[name] = {
+      hitRate: median(runs.map((r) => r.hitRate)),
+      put: mid(runs.map((r) => r.put)),
+      get: mid(runs.map((r) => r.get)),
+    }
   }
   return out
+}
+
+const k = (n: number): string => `${(n / 1000).toFixed(1)} k/s`
+const us = (s: Sample): string =>
+  `${s.cpuUs.toFixed(1)}${Number.isNaN(s.clientUs) ? '' : ` + client ${s.clientUs!.toFixed(1)}`} µs CPU/op`
+const ms = (s: Sample): string =>
+  s.loop === undefined
+    ? ''
+    : `, loop max ${s.loop.maxMs.toFixed(1)} ms p99 ${s.loop.p99Ms.toFixed(1)} ms` +
+      ` busy max ${s.loop.busyMs.toFixed(1)} ms`
+
+function report(
+  persistent: Record<string, Sample>,
+  local: Record<string, Sample>,
+  ephemeral: Record<string, Ephemeral>,
+): void {
+  const p = persistent as { put: Sample; get: Sample; directPut: Sample; directGet: Sample }
+  const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}x`
+  console.log(
+    `persistent 4x budget: put ${k(p.put.rate)} (${us(p.put)}${ms(p.put)}) vs ioredis ${k(p.directPut.rate)}` +
+      ` (client ${us(p.directPut)})` +
+      ` = ${ratio(p.put.rate, p.directPut.rate)}; get ${k(p.get.rate)} (${us(p.get)}${ms(p.get)})` +
+      ` vs ${k(p.directGet.rate)} (client ${us(p.directGet)}) = ` +
+      `${ratio(p.get.rate, p.directGet.rate)}`,
+  )
+  const lw = local['withTier']!
+  const lo = local['without']!
+  console.log(
+    `local hits: ${k(lw.rate)} (${us(lw)}) with the tier vs ${k(lo.rate)} (${us(lo)}) ` +
+      `without = ${ratio(lw.rate, lo.rate)}`,
+  )
+  const ew = ephemeral['withTier']!
+  const eo = ephemeral['without']!
+  console.log(
+    `ephemeral 3x memory: hit rate ${(ew.hitRate * 100).toFixed(1)} % vs ` +
+      `${(eo.hitRate * 100).toFixed(1)} % without = ${ratio(ew.hitRate, eo.hitRate)}; ` +
+      `with the tier put ${k(ew.put.rate)} (${us(ew.put)}${ms(ew.put)}), ` +
+      `get ${k(ew.get.rate)} (${us(ew.get)}${ms(ew.get)}); without put ${k(eo.put.rate)} ` +
+      `(${us(eo.put)}${ms(eo.put)}), get ${k(eo.get.rate)} (${us(eo.get)}${ms(eo.get)})`,
+  )
 }
 
 async function main(): Promise<void> {
@@ -189,28 +403,18 @@ async function main(): Promise<void> {
     console.log('bench:remote needs redis-server and redis-cli (apt-get install redis-server)')
     return
   }
+  const load = loadavg().map((n) => n.toFixed(2))
   try {
     const persistent = await persistentPool(cluster)
     const local = await localHits(cluster)
     const ephemeral = await ephemeralHits(cluster)
-    const k = (n: number): string => `${(n / 1000).toFixed(1)} k/s`
-    console.log(`remote tier, node ${process.version}, ${new Date().toISOString()}`)
     console.log(
-      `persistent 4x budget: put ${k(persistent.tierPut!)} vs ioredis ${k(persistent.directPut!)} ` +
-        `(${(persistent.tierPut! / persistent.directPut!).toFixed(2)}x); get ${k(persistent.tierGet!)} ` +
-        `vs ${k(persistent.directGet!)} (${(persistent.tierGet! / persistent.directGet!).toFixed(2)}x)`,
+      `remote tier, node ${process.version}, ${new Date().toISOString()}, load ` +
+        `${load.join(' ')} before, ${loadavg()
+          .map((n) => n.toFixed(2))
+          .join(' ')} after`,
     )
-    console.log(
-      `local hits: ${k(local.withTier!)} with the tier vs ${k(local.without!)} without ` +
-        `(${(local.withTier! / local.without!).toFixed(2)}x)`,
-    )
-    console.log(
-      `ephemeral 3x memory: hit rate ${(ephemeral.withTierHitRate! * 100).toFixed(1)} % vs ` +
-        `${(ephemeral.withoutHitRate! * 100).toFixed(1)} % without ` +
-        `(${(ephemeral.withTierHitRate! / ephemeral.withoutHitRate!).toFixed(2)}x); ` +
-        `max event-loop delay ${ephemeral.withTierMaxDelayMs!.toFixed(1)} ms with the tier, ` +
-        `${ephemeral.withoutMaxDelayMs!.toFixed(1)} ms without`,
-    )
+    report(persistent, local, ephemeral)
   } finally {
     await cluster.stop()
   }

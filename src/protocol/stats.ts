@@ -253,6 +253,18 @@ const checkShm = object({
   sleeps: num,
 })
 
+/** The daemon's event-loop delay (server/event-loop.ts). */
+const checkEventLoop = object({
+  resolutionMs: num,
+  /** The largest since the daemon started listening. */
+  maxMs: num,
+  /** The largest and the 99th percentile in the last full second. */
+  lastSecondMaxMs: num,
+  lastSecondP99Ms: num,
+  // With TMEM_LOOP_CPU=1 also busyMaxMs and lastSecondBusyMaxMs (the same gaps counted in the
+  // process's CPU time): passed through unchecked, as fields a newer daemon adds are.
+})
+
 const checkDaemon = object({
   pid: num,
   uptimeMs: num,
@@ -304,6 +316,10 @@ const checkDaemon = object({
   framesRejectedByReason: record(num),
   /** Shared-memory regions and rings; absent from daemons before issue 12's counters. */
   shm: optional(checkShm),
+  /** Event-loop delay; absent from daemons before issue 14's. */
+  eventLoop: optional(checkEventLoop),
+  /** Ops answered late (remote tier) not answered yet; absent before issue 14. */
+  deferredOps: optional(num),
 })
 
 const checkSession = object({
@@ -360,6 +376,7 @@ export type DaemonSection = ReturnType<typeof checkDaemon>
 export type SessionStats = ReturnType<typeof checkSession>
 /** The daemon's shared-memory section (`daemon.shm`). */
 export type ShmSection = ReturnType<typeof checkShm>
+export type EventLoopSection = ReturnType<typeof checkEventLoop>
 /** The whole STATS reply body. */
 export type DaemonStats = ReturnType<typeof checkStats>
 

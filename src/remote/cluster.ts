@@ -43,10 +43,12 @@ export class RemoteStore {
   readonly #log: Logger
   #failures = 0
   #closed = false
+  readonly #deadlines: Deadlines
 
   constructor(options: RemoteStoreOptions) {
     this.#timeoutMs = options.timeoutMs
     this.#log = options.log
+    this.#deadlines = new Deadlines(options.timeoutMs, (error) => this.#failed(error))
     this.#cluster = new Cluster(options.seeds, {
       enableAutoPipelining: true,
       enableOfflineQueue: false,
@@ -132,6 +134,7 @@ export class RemoteStore {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#deadlines.stop()
     try {
       await this.#deadline(this.#cluster.quit(), this.#timeoutMs)
     } catch {
@@ -152,18 +155,33 @@ export class RemoteStore {
     )
   }
 
-  async #call<T>(command: Promise<T>): Promise<T> {
-    try {
-      const result = await this.#deadline(command, this.#timeoutMs)
-      this.calls.ok++
-      this.#succeeded()
-      return result
-    } catch (error) {
-      this.calls.failed++
-      if (error instanceof DeadlineError) this.calls.timedOut++
-      if (++this.#failures >= FAILURES_DOWN) this.#down((error as Error).message)
-      throw error
-    }
+  /** The command's result, or its failure, or a DeadlineError once its deadline passed. */
+  #call<T>(command: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const waiting = this.#deadlines.add(reject)
+      command.then(
+        (value) => {
+          if (waiting.done) return
+          waiting.done = true
+          this.calls.ok++
+          this.#succeeded()
+          resolve(value)
+        },
+        (error: unknown) => {
+          if (waiting.done) return
+          waiting.done = true
+          const failure = error instanceof Error ? error : new Error(String(error))
+          this.#failed(failure)
+          reject(failure)
+        },
+      )
+    })
+  }
+
+  #failed(error: unknown): void {
+    this.calls.failed++
+    if (error instanceof DeadlineError) this.calls.timedOut++
+    if (++this.#failures >= FAILURES_DOWN) this.#down((error as Error).message)
   }
 
   #deadline<T>(promise: Promise<T>, ms: number): Promise<T> {
@@ -187,6 +205,78 @@ export class RemoteStore {
     if (this.health === 'down' || this.#closed) return
     this.health = 'down'
     this.#log.warn({ reason }, 'remote cluster down: serving local memory only')
+  }
+}
+
+/** A call waiting for its answer (or its deadline). */
+interface Waiting {
+  readonly expiresAt: number
+  readonly reject: (error: Error) => void
+  done: boolean
+}
+
+/**
+ * The deadlines of the calls in flight. Every call has the same deadline, so they expire in
+ * the order they were made: one list, oldest first, and one timer that sweeps it every tenth
+ * of the deadline while calls are in flight (instead of a timer and a race per call). A call
+ * fails between its deadline and a tenth of it later.
+ */
+class Deadlines {
+  readonly #ms: number
+  readonly #period: number
+  readonly #onExpired: (error: DeadlineError) => void
+  #list: Waiting[] = []
+  #head = 0
+  #timer: NodeJS.Timeout | null = null
+  #stopped = false
+
+  constructor(ms: number, onExpired: (error: DeadlineError) => void) {
+    this.#ms = ms
+    this.#period = Math.max(1, Math.ceil(ms / 10))
+    this.#onExpired = onExpired
+  }
+
+  add(reject: (error: Error) => void): Waiting {
+    const waiting: Waiting = { expiresAt: performance.now() + this.#ms, reject, done: false }
+    this.#list.push(waiting)
+    if (this.#timer === null && !this.#stopped) {
+      this.#timer = setInterval(() => this.#sweep(), this.#period)
+      this.#timer.unref()
+    }
+    return waiting
+  }
+
+  /** Fails every call whose deadline passed; stops the timer when none is left. */
+  #sweep(): void {
+    const now = performance.now()
+    const list = this.#list
+    let head = this.#head
+    while (head < list.length) {
+      const waiting = list[head]!
+      if (!waiting.done && waiting.expiresAt > now) break
+      head++
+      if (waiting.done) continue
+      waiting.done = true
+      const error = new DeadlineError(this.#ms)
+      this.#onExpired(error)
+      waiting.reject(error)
+    }
+    if (head === list.length) {
+      this.#list = []
+      this.#head = 0
+      this.stop(false)
+    } else if (head > 1024 && head * 2 > list.length) {
+      this.#list = list.slice(head)
+      this.#head = 0
+    } else {
+      this.#head = head
+    }
+  }
+
+  stop(forGood = true): void {
+    if (forGood) this.#stopped = true
+    if (this.#timer !== null) clearInterval(this.#timer)
+    this.#timer = null
   }
 }
 

@@ -41,6 +41,7 @@ import {
   writeU32LE,
 } from '../protocol/frame.js'
 import { encodeMoved } from '../protocol/session-frame.js'
+import { DEFERRED_PER_CONNECTION_MAX } from './deferred-ops.js'
 import type { MovedTo, Session, SessionHolder } from './session.js'
 
 export type Endpoint = 'client' | 'control'
@@ -92,6 +93,8 @@ export class Connection implements SessionHolder {
   /** The send buffer being filled, and how much of it is used. */
   send: Buffer
   sendUsed = 0
+  /** Ops answered late (deferred-ops.ts) not answered yet; at the bound, reading stops. */
+  deferred = 0
 
   readonly #handler: ConnectionHandler
   readonly #reader: FrameReader
@@ -105,6 +108,15 @@ export class Connection implements SessionHolder {
   #frames = 0
   #stallMark = -1
   #paused = false
+  /** Parsing stopped because `deferred` reached its bound (see releaseHold). */
+  #held = false
+  /** A flush of late replies is scheduled for the end of this turn. */
+  #lateFlush = false
+  readonly #flushLate = (): void => {
+    this.#lateFlush = false
+    // Also while held: only the parser stops then, never replies.
+    if (!this.#closing && this.sendUsed > 0) this.#flush()
+  }
   #closing = false
   #closed = false
 
@@ -172,8 +184,36 @@ export class Connection implements SessionHolder {
     if (this.sendUsed + frame.length > this.send.length) return false
     this.send.set(frame, this.sendUsed)
     this.sendUsed += frame.length
-    if (!this.#paused) this.#flush()
+    if (!this.#paused || this.#held) this.#flush()
     return true
+  }
+
+  /**
+   * Room for a late reply of `bytes` at `sendUsed` (writing the current buffer out first when
+   * it is full); false when there is none now (both buffers busy, or closing).
+   */
+  lateRoom(bytes: number): boolean {
+    if (this.#closing) return false
+    if (this.sendUsed + bytes <= this.send.length) return true
+    return this.#flush() && this.sendUsed + bytes <= this.send.length
+  }
+
+  /**
+   * A late reply of `bytes` was written at `sendUsed`: it leaves with the others made in this
+   * turn, in one write at the end of the turn (or with the parser's next write, if sooner).
+   */
+  sendLate(bytes: number): void {
+    this.sendUsed += bytes
+    if (this.#lateFlush) return
+    this.#lateFlush = true
+    setImmediate(this.#flushLate)
+  }
+
+  /** Fewer ops wait on the network: a connection held at the bound parses and reads again. */
+  releaseHold(): void {
+    if (!this.#held || this.#closing) return
+    this.#held = false
+    if (this.#paused) this.#pump()
   }
 
   /** The client moved to another daemon: the MOVED notice after pending replies, then close. */
@@ -260,6 +300,13 @@ export class Connection implements SessionHolder {
   #pump(): void {
     const reader = this.#reader
     while (!this.#closing) {
+      if (this.deferred >= DEFERRED_PER_CONNECTION_MAX) {
+        // Too many ops wait on the network: read no more until some are answered.
+        this.#held = true
+        this.#flush()
+        this.#pause()
+        return
+      }
       if (this.sendUsed + this.replyBytesMax > this.send.length && !this.#flush()) {
         this.#pause()
         return

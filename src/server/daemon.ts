@@ -37,6 +37,7 @@ import { SessionTable } from './sessions.js'
 import { FRAME_IDLE_TIMEOUT_MS } from './client-limits.js'
 import { CLIENT_SIZES, CONTROL_SIZES } from './endpoint-sizes.js'
 import { isListening, listen } from './listen.js'
+import { EventLoopDelay } from './event-loop.js'
 
 export interface DaemonConfig {
   /** Unix socket for clients, or null for none. */
@@ -107,6 +108,7 @@ export class Daemon {
   readonly #createdFiles: string[] = []
   #metricsServer: HttpServer | null = null
   #idleSweep: NodeJS.Timeout | null = null
+  readonly #loopDelay = new EventLoopDelay()
   #serial = 0
   #clientConnections = 0
   #controlConnections = 0
@@ -172,6 +174,7 @@ export class Daemon {
       config.frameIdleTimeoutMs ?? FRAME_IDLE_TIMEOUT_MS,
     )
     this.#idleSweep.unref()
+    this.#loopDelay.start()
     if (config.socketPath !== null) {
       await this.#listenUnix('client', config.socketPath, 0o660)
       this.addresses.socketPath = config.socketPath
@@ -230,6 +233,8 @@ export class Daemon {
       ...this.sessions.counters,
       framesRejectedByReason: rejects,
       shm: this.dispatcher.shm.stats(),
+      eventLoop: this.#loopDelay.section(),
+      deferredOps: this.dispatcher.deferredOps,
     }
   }
 
@@ -286,6 +291,7 @@ export class Daemon {
     if (this.#closed) return
     this.#closed = true
     if (this.#idleSweep !== null) clearInterval(this.#idleSweep)
+    this.#loopDelay.stop()
     this.dispatcher.shuttingDown = true
     const closing = this.#servers.map(
       (server) => new Promise<void>((resolve) => server.close(() => resolve())),

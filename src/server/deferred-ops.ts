@@ -6,7 +6,16 @@
  * same page in order is the host's part: the tier defers a later op that touches what a
  * pending one touches.
  *
- * Only this path allocates per op (the late reply frame): it runs only when a page is remote.
+ * Late replies are written into the connection's send buffer like any other reply, and the
+ * buffer leaves once per event-loop turn (`Connection.sendLate`): replies that settle together
+ * (one pipeline's worth from the cluster) share one socket write.
+ *
+ * Bound: a connection holds at most DEFERRED_PER_CONNECTION_MAX ops waiting on the network.
+ * At the bound the connection stops parsing frames and reading its socket (the client's
+ * further requests wait in its socket buffer and then in the client), and it starts again
+ * once no more than DEFERRED_RESUME_AT remain; replies flow all the while. So a client that
+ * floods ops that go remote holds a bounded amount of the daemon's memory, whatever the
+ * cluster's speed: the deadline of every remote call makes each of them settle.
  */
 import type { Logger } from 'pino'
 import { EFAULT, PAGE_SIZE } from '../abi/constants.js'
@@ -21,10 +30,15 @@ import {
 import type { Connection } from './connection.js'
 import type { HostLike } from './host-like.js'
 
+/** Ops of one connection waiting on the network at most; reading stops at this many. */
+export const DEFERRED_PER_CONNECTION_MAX = 256
+/** Reading starts again once no more than this many are waiting. */
+export const DEFERRED_RESUME_AT = 192
+
 export class DeferredOps {
   readonly #host: HostLike
   readonly #log: Logger
-  /** Deferred ops not answered yet (a gauge for tests and metrics). */
+  /** Deferred ops not answered yet, over every connection (a gauge for tests and metrics). */
   pending = 0
 
   constructor(host: HostLike, log: Logger) {
@@ -40,28 +54,36 @@ export class DeferredOps {
       return
     }
     this.pending++
+    conn.deferred++
     host.takeDeferred().then(
-      (reply) => {
-        this.pending--
-        this.#answer(conn, requestId, reply)
-      },
+      (reply) => this.#settled(conn, requestId, reply),
       (error: unknown) => {
-        this.pending--
         this.#log.error({ err: error, conn: conn.serial }, 'deferred op failed')
-        this.#answer(conn, requestId, { rc: -EFAULT, page: null })
+        this.#settled(conn, requestId, { rc: -EFAULT, page: null })
       },
     )
+  }
+
+  #settled(conn: Connection, requestId: number, reply: DeferredReply): void {
+    this.pending--
+    conn.deferred--
+    this.#answer(conn, requestId, reply)
+    if (conn.deferred <= DEFERRED_RESUME_AT) conn.releaseHold()
   }
 
   #answer(conn: Connection, requestId: number, reply: DeferredReply): void {
     if (!conn.isOpen) return
     const page = reply.rc === 1 ? reply.page : null
     const payloadBytes = RC_BYTES + (page === null ? 0 : PAGE_SIZE)
-    const frame = Buffer.alloc(FRAME_HEADER_BYTES + payloadBytes)
-    writeFrameHeader(frame, 0, KIND_OP_REPLY, requestId, payloadBytes)
-    writeU32LE(frame, FRAME_HEADER_BYTES, reply.rc)
-    if (page !== null) frame.set(page.subarray(0, PAGE_SIZE), FRAME_HEADER_BYTES + RC_BYTES)
-    // After the replies already made; straight to the socket when both buffers are busy.
-    if (!conn.sendFrame(frame)) conn.socket.write(frame)
+    const frameBytes = FRAME_HEADER_BYTES + payloadBytes
+    // In the send buffer when it has room; else (both buffers busy) a frame of its own.
+    const inBuffer = conn.lateRoom(frameBytes)
+    const frame = inBuffer ? conn.send : Buffer.allocUnsafe(frameBytes)
+    const at = inBuffer ? conn.sendUsed : 0
+    writeFrameHeader(frame, at, KIND_OP_REPLY, requestId, payloadBytes)
+    writeU32LE(frame, at + FRAME_HEADER_BYTES, reply.rc)
+    if (page !== null) frame.set(page.subarray(0, PAGE_SIZE), at + FRAME_HEADER_BYTES + RC_BYTES)
+    if (inBuffer) conn.sendLate(frameBytes)
+    else conn.socket.write(frame)
   }
 }

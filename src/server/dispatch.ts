@@ -115,6 +115,11 @@ export class Dispatcher implements ConnectionHandler {
     this.commands = new ControlCommands(log)
   }
 
+  /** Ops answered late (remote tier) and not answered yet, over every connection. */
+  get deferredOps(): number {
+    return this.#deferred.pending
+  }
+
   onFrame(conn: Connection, reader: FrameReader): void {
     this.counters.framesReceived++
     const kind = reader.kind
