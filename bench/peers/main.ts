@@ -171,7 +171,8 @@ async function main(): Promise<void> {
     )
   }
   const kinds = wanted.filter((kind) => !missing.includes(kind))
-  if (!kinds.includes('tmem')) fail('tmem must be among --only')
+  if (!kinds.includes('tmem') && !kinds.includes('tmem-shm'))
+    fail('tmem or tmem-shm must be among --only')
   const loadBefore = loadAverage()
   log(`bench:peers: load average ${loadBefore}; ${cpus().length} CPUs`)
 
@@ -222,7 +223,7 @@ async function main(): Promise<void> {
   // The profile is taken in a pass of its own, after the measurement: the sampling profiler
   // costs the daemon about 1 us of CPU per operation, which the measured figures must not carry.
   let profilePath: string | null = null
-  if (profileDir !== undefined) {
+  if (profileDir !== undefined && kinds.includes('tmem')) {
     mkdirSync(profileDir, { recursive: true })
     log('bench:peers: profile pass: a fresh tmem daemon under node --cpu-prof, each case once')
     const server = await startServer('tmem', { cpuProfileDir: profileDir })
