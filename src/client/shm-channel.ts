@@ -33,6 +33,7 @@ import {
   RING_BROKEN,
   type ShmViews,
   SubmissionProducer,
+  zeroShort,
 } from '../protocol/shm-ring.js'
 
 /** Who hears how an op ended; `tag` is the caller's number for the op (a batch index). */
@@ -238,11 +239,14 @@ export class ShmChannel {
     const at = this.#sq.next()
     copyBytes(op, opAt, bytes, at, this.#layout.bytes)
     const cmfnAt = at + this.#layout.genCmfn
-    bytes.fill(0, cmfnAt, cmfnAt + 8)
+    zeroShort(bytes, cmfnAt, cmfnAt + 8)
     if (frame >= 0) {
       bytes[cmfnAt] = frame & 0xff
       bytes[cmfnAt + 1] = frame >>> 8
-      if (page !== null) copyBytes(page, pageAt, bytes, this.#frameAt(frame), PAGE_SIZE)
+      // A whole caller's page goes by TypedArray set (the builtin memcpy, no checks in JS).
+      if (page !== null && pageAt === 0 && page.length === PAGE_SIZE)
+        bytes.set(page, this.#frameAt(frame))
+      else if (page !== null) copyBytes(page, pageAt, bytes, this.#frameAt(frame), PAGE_SIZE)
     }
     copyBytes(bytes, at, this.#slotOps, slot * SQE_BYTES, SQE_BYTES)
     this.#slotFrame[slot] = frame
