@@ -33,6 +33,8 @@ import {
   RING_BROKEN,
   type ShmViews,
   SubmissionProducer,
+  copyShort,
+  copyWords,
   zeroShort,
 } from '../protocol/shm-ring.js'
 
@@ -95,6 +97,7 @@ export function newShmChannelCounters(): ShmChannelCounters {
 /** Bits of a request id below the generation: slots are at most 4096. */
 const SLOT_BITS = 12
 const SLOT_MASK = (1 << SLOT_BITS) - 1
+const SQE_WORDS = SQE_BYTES >>> 2
 
 export class ShmChannel {
   readonly geometry: ShmGeometry
@@ -116,6 +119,7 @@ export class ShmChannel {
   readonly #slotSequence: Float64Array
   readonly #slotWaiter: (ShmWaiter | null)[]
   readonly #slotOps: Uint8Array
+  readonly #slotWords: Int32Array
   readonly #freeSlots: Uint32Array
   #freeSlotCount: number
   readonly #freeFrames: Uint32Array
@@ -162,6 +166,7 @@ export class ShmChannel {
     this.#slotSequence = new Float64Array(slots)
     this.#slotWaiter = new Array<ShmWaiter | null>(slots).fill(null)
     this.#slotOps = new Uint8Array(slots * SQE_BYTES)
+    this.#slotWords = new Int32Array(this.#slotOps.buffer)
     this.#freeSlots = new Uint32Array(slots)
     for (let i = 0; i < slots; i++) this.#freeSlots[i] = slots - 1 - i
     this.#freeSlotCount = slots
@@ -237,7 +242,7 @@ export class ShmChannel {
     const frame = needsFrame ? this.#freeFrames[--this.#freeFrameCount]! : -1
     const bytes = this.views.bytes
     const at = this.#sq.next()
-    copyBytes(op, opAt, bytes, at, this.#layout.bytes)
+    copyShort(op, opAt, bytes, at, this.#layout.bytes)
     const cmfnAt = at + this.#layout.genCmfn
     zeroShort(bytes, cmfnAt, cmfnAt + 8)
     if (frame >= 0) {
@@ -248,7 +253,7 @@ export class ShmChannel {
         bytes.set(page, this.#frameAt(frame))
       else if (page !== null) copyBytes(page, pageAt, bytes, this.#frameAt(frame), PAGE_SIZE)
     }
-    copyBytes(bytes, at, this.#slotOps, slot * SQE_BYTES, SQE_BYTES)
+    copyWords(this.views.words, at >>> 2, this.#slotWords, slot * SQE_WORDS, SQE_WORDS)
     this.#slotFrame[slot] = frame
     this.#slotTag[slot] = tag
     this.#slotWaiter[slot] = waiter
