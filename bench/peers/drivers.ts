@@ -17,6 +17,10 @@
  *   chunk (a reply split across chunks is copied once), writes of one tick corked into one.
  * - `--peer-clients npm`: ioredis (`set`, `getBuffer`) and memjs (binary protocol), both
  *   pipelining, to rerun the comparison above.
+ *
+ * Batches (`putMany`, `getMany`, for the `b` cases): tmem's batch API; Redis MSET/MGET and
+ * memcached's quiet meta batches (batch.ts); ioredis `mset`/`mgetBuffer`; memjs, which has no
+ * multi-get, pipelines single requests.
  */
 import { type Socket, connect as netConnect } from 'node:net'
 import { type TmemClient, connect as tmemConnect } from '../../src/client/client.js'
