@@ -17,16 +17,38 @@
  *   chunk (a reply split across chunks is copied once), writes of one tick corked into one.
  * - `--peer-clients npm`: ioredis (`set`, `getBuffer`) and memjs (binary protocol), both
  *   pipelining, to rerun the comparison above.
+ *
+ * Batches (`putMany`, `getMany`, for the `b` cases): tmem's batch API; Redis MSET/MGET and
+ * memcached's quiet meta batches (batch.ts); ioredis `mset`/`mgetBuffer`; memjs, which has no
+ * multi-get, pipelines single requests.
  */
 import { type Socket, connect as netConnect } from 'node:net'
 import { type TmemClient, connect as tmemConnect } from '../../src/client/client.js'
 import { HOST, type ServerKind } from './servers.js'
 import { PAGE } from './corpus.js'
+import {
+  MemcachedGetMany,
+  MemcachedPutMany,
+  RedisGetMany,
+  RedisPutMany,
+  type Waiter,
+  memcachedGetManyRequest,
+  memcachedPutManyRequest,
+  redisMgetRequest,
+  redisMsetRequest,
+} from './batch.js'
 
 export interface Conn {
   put(key: number, page: Uint8Array): Promise<void>
   /** True when the page came back equal to `expect`. `scratch` is the caller's, one per lane. */
   get(key: number, expect: Uint8Array, scratch: Uint8Array): Promise<boolean>
+  /** Stores `pages[i]` under `keys[i]`, all in one request (a batch); rejects unless all stored. */
+  putMany(keys: Uint32Array, pages: readonly Uint8Array[]): Promise<void>
+  /**
+   * Reads `keys` in one request; resolves with how many came back byte for byte equal to
+   * `expects[i]`. `scratch` (the caller's, one per lane) holds `keys.length` pages.
+   */
+  getMany(keys: Uint32Array, expects: readonly Uint8Array[], scratch: Uint8Array): Promise<number>
   close(): Promise<void>
 }
 
@@ -57,11 +79,14 @@ export function driverFor(
       }
     case 'redis':
       return peerClients === 'raw'
-        ? { label: 'raw RESP SET/GET driver', open: () => RawConn.open(port, REDIS) }
+        ? { label: 'raw RESP SET/GET (MSET/MGET) driver', open: () => RawConn.open(port, REDIS) }
         : { label: 'ioredis (set/getBuffer)', open: () => openIoredis(port) }
     case 'memcached':
       return peerClients === 'raw'
-        ? { label: 'raw meta-protocol ms/mg driver', open: () => RawConn.open(port, MEMCACHED) }
+        ? {
+            label: 'raw meta-protocol ms/mg (quiet-mode batches) driver',
+            open: () => RawConn.open(port, MEMCACHED),
+          }
         : { label: 'memjs (binary protocol)', open: () => openMemjs(port) }
   }
 }
@@ -104,6 +129,33 @@ class TmemConn implements Conn {
     return page !== null && Buffer.compare(page, expect) === 0
   }
 
+  /** The library's batch: over shared memory one ring fill; over a socket, a pipeline of puts. */
+  async putMany(keys: Uint32Array, pages: readonly Uint8Array[]): Promise<void> {
+    const entries = Array.from(keys, (key, i) => ({
+      oid: key >>> 10,
+      index: key & 1023,
+      page: pages[i]!,
+    }))
+    const stored = await this.#client.putMany(this.#pool, entries)
+    const missed = stored.indexOf(false)
+    if (missed >= 0) throw new Error(`tmem put of key ${keys[missed]} was not stored`)
+  }
+
+  async getMany(
+    keys: Uint32Array,
+    expects: readonly Uint8Array[],
+    scratch: Uint8Array,
+  ): Promise<number> {
+    const wanted = Array.from(keys, (key) => ({ oid: key >>> 10, index: key & 1023 }))
+    const pages = await this.#client.getMany(this.#pool, wanted, scratch)
+    let good = 0
+    for (let i = 0; i < pages.length; i++) {
+      const page = pages[i]
+      if (page !== null && page !== undefined && Buffer.compare(page, expects[i]!) === 0) good++
+    }
+    return good
+  }
+
   close(): Promise<void> {
     return this.#client.close()
   }
@@ -115,6 +167,14 @@ class TmemConn implements Conn {
 interface Protocol {
   setRequest(key: number, page: Uint8Array): Buffer
   getRequest(key: number): Buffer
+  putManyRequest(keys: Uint32Array, pages: readonly Uint8Array[]): Buffer
+  getManyRequest(keys: Uint32Array): Buffer
+  putManyWaiter(resolve: () => void, reject: (error: Error) => void): Waiter
+  getManyWaiter(
+    expects: readonly Uint8Array[],
+    resolve: (good: number) => void,
+    reject: (error: Error) => void,
+  ): Waiter
   /** Length of the whole reply at `offset`, or -1 while its first line is incomplete. */
   measure(bytes: Uint8Array, offset: number, end: number): number
   /** Offset of the value inside a complete reply, or -1 for a miss; throws on an error reply. */
@@ -173,6 +233,10 @@ const REDIS: Protocol = {
     const name = `p:${key}`
     return requestBuffer(`*2\r\n$3\r\nGET\r\n$${name.length}\r\n${name}\r\n`, null)
   },
+  putManyRequest: redisMsetRequest,
+  getManyRequest: redisMgetRequest,
+  putManyWaiter: (resolve, reject) => new RedisPutMany(resolve, reject),
+  getManyWaiter: (expects, resolve, reject) => new RedisGetMany(expects, resolve, reject),
   measure: (bytes, offset, end) => {
     const next = lineEnd(bytes, offset, end)
     if (next < 0) return -1
@@ -196,6 +260,10 @@ const REDIS: Protocol = {
 const MEMCACHED: Protocol = {
   setRequest: (key, page) => requestBuffer(`ms p:${key} ${PAGE}\r\n`, page),
   getRequest: (key) => requestBuffer(`mg p:${key} v\r\n`, null),
+  putManyRequest: memcachedPutManyRequest,
+  getManyRequest: memcachedGetManyRequest,
+  putManyWaiter: (resolve, reject) => new MemcachedPutMany(resolve, reject),
+  getManyWaiter: (expects, resolve, reject) => new MemcachedGetMany(expects, resolve, reject),
   measure: (bytes, offset, end) => {
     const next = lineEnd(bytes, offset, end)
     if (next < 0) return -1
@@ -234,10 +302,43 @@ function parseDecimal(bytes: Uint8Array, from: number, to: number): number {
   return sign * value
 }
 
-interface Waiter {
-  expect: Uint8Array | null
-  resolve: (ok: boolean) => void
-  reject: (error: Error) => void
+/** A single SET/GET (`ms`/`mg`): one reply unit. */
+class OneReply implements Waiter {
+  readonly #protocol: Protocol
+  readonly #expect: Uint8Array | null
+  readonly #resolve: (ok: boolean) => void
+  readonly reject: (error: Error) => void
+
+  constructor(
+    protocol: Protocol,
+    expect: Uint8Array | null,
+    resolve: (ok: boolean) => void,
+    reject: (error: Error) => void,
+  ) {
+    this.#protocol = protocol
+    this.#expect = expect
+    this.#resolve = resolve
+    this.reject = reject
+  }
+
+  unit(bytes: Uint8Array, offset: number, length: number): boolean {
+    if (this.#expect === null) {
+      this.#protocol.checkStored(bytes, offset, length)
+      this.#resolve(true)
+      return true
+    }
+    const valueAt = this.#protocol.valueAt(bytes, offset, length)
+    const valueBytes = offset + length - 2 - valueAt
+    this.#resolve(
+      valueAt >= 0 &&
+        valueBytes === PAGE &&
+        Buffer.compare(
+          Buffer.from(bytes.buffer, bytes.byteOffset + valueAt, PAGE),
+          this.#expect,
+        ) === 0,
+    )
+    return true
+  }
 }
 
 /** Largest reply: a value line, the page, CRLF. */
@@ -276,17 +377,33 @@ class RawConn implements Conn {
 
   put(key: number, page: Uint8Array): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#send(this.#protocol.setRequest(key, page), {
-        expect: null,
-        resolve: () => resolve(),
-        reject,
-      })
+      const request = this.#protocol.setRequest(key, page)
+      this.#send(request, new OneReply(this.#protocol, null, () => resolve(), reject))
     })
   }
 
   get(key: number, expect: Uint8Array, _scratch: Uint8Array): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
-      this.#send(this.#protocol.getRequest(key), { expect, resolve, reject })
+      const request = this.#protocol.getRequest(key)
+      this.#send(request, new OneReply(this.#protocol, expect, resolve, reject))
+    })
+  }
+
+  putMany(keys: Uint32Array, pages: readonly Uint8Array[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const request = this.#protocol.putManyRequest(keys, pages)
+      this.#send(request, this.#protocol.putManyWaiter(resolve, reject))
+    })
+  }
+
+  getMany(
+    keys: Uint32Array,
+    expects: readonly Uint8Array[],
+    _scratch: Uint8Array,
+  ): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const request = this.#protocol.getManyRequest(keys)
+      this.#send(request, this.#protocol.getManyWaiter(expects, resolve, reject))
     })
   }
 
@@ -361,26 +478,13 @@ class RawConn implements Conn {
       this.#fail(new Error('Reply without a request'))
       return
     }
-    this.#waiters[this.#head++] = undefined as unknown as Waiter
+    let done = true
     try {
-      if (waiter.expect === null) {
-        this.#protocol.checkStored(bytes, offset, length)
-        waiter.resolve(true)
-        return
-      }
-      const valueAt = this.#protocol.valueAt(bytes, offset, length)
-      const valueBytes = offset + length - 2 - valueAt
-      waiter.resolve(
-        valueAt >= 0 &&
-          valueBytes === PAGE &&
-          Buffer.compare(
-            Buffer.from(bytes.buffer, bytes.byteOffset + valueAt, PAGE),
-            waiter.expect,
-          ) === 0,
-      )
+      done = waiter.unit(bytes, offset, length)
     } catch (error) {
       waiter.reject(error as Error)
     }
+    if (done) this.#waiters[this.#head++] = undefined as unknown as Waiter
   }
 
   #fail(error: Error): void {
@@ -409,6 +513,19 @@ async function openIoredis(port: number): Promise<Conn> {
       const value = await redis.getBuffer(`p:${key}`)
       return value !== null && Buffer.compare(value, expect) === 0
     },
+    putMany: async (keys, pages) => {
+      const args: (string | Buffer)[] = []
+      keys.forEach((key, i) => {
+        const page = pages[i]!
+        args.push(`p:${key}`, Buffer.from(page.buffer, page.byteOffset, PAGE))
+      })
+      const reply = await redis.mset(...args)
+      if (reply !== 'OK') throw new Error('Redis MSET did not answer OK')
+    },
+    getMany: async (keys, expects) => {
+      const values = await redis.mgetBuffer(...Array.from(keys, (key) => `p:${key}`))
+      return values.filter((v, i) => v !== null && Buffer.compare(v, expects[i]!) === 0).length
+    },
     close: async () => {
       await redis.quit()
     },
@@ -432,6 +549,23 @@ async function openMemjs(port: number): Promise<Conn> {
     get: async (key, expect) => {
       const { value } = await client.get(`p:${key}`)
       return value !== null && Buffer.compare(value, expect) === 0
+    },
+    // memjs has no multi-set or multi-get: a batch is its requests pipelined.
+    putMany: async (keys, pages) => {
+      const stored = await Promise.all(
+        Array.from(keys, (key, i) =>
+          client.set(`p:${key}`, Buffer.from(pages[i]!.buffer, pages[i]!.byteOffset, PAGE), {
+            expires: 0,
+          }),
+        ),
+      )
+      if (stored.includes(false)) throw new Error('memcached set was not stored')
+    },
+    getMany: async (keys, expects) => {
+      const values = await Promise.all(Array.from(keys, (key) => client.get(`p:${key}`)))
+      return values.filter(
+        ({ value }, i) => value !== null && Buffer.compare(value, expects[i]!) === 0,
+      ).length
     },
     close: () => {
       client.close()

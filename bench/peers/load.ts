@@ -5,8 +5,12 @@
  * Connection j owns the keys `order[i]` with `i % connections == j` (tmem pools are private
  * to a connection, so every server gets the same partition), visited in a seeded random order.
  *
+ * With `batch` > 1 a lane's request is a batch of that many pages (`putMany`/`getMany`: Redis
+ * MSET/MGET, memcached quiet `ms`/`mg` + `mn`, tmem's batch API); ops are then pages, and the
+ * latency is the batch's.
+ *
  * A trial runs for a fixed time; only operations that complete before the deadline count, and
- * each one's latency (issue to reply, performance.now) is recorded. The server's CPU time
+ * each request's latency (issue to reply, performance.now) is recorded. The server's CPU time
  * (/proc/<pid>/stat, all threads) and this process's CPU time are read around the trial.
  */
 import type { Corpus } from './corpus.js'
@@ -17,6 +21,7 @@ import { cpuSeconds } from './servers.js'
 export type Op = 'put' | 'get'
 
 export interface TrialResult {
+  /** Pages put or got (one per request, `batch` per batch). */
   ops: number
   seconds: number
   opsPerSecond: number
@@ -77,9 +82,15 @@ export async function preload(
   )
 }
 
+/** How the lanes of a trial issue: `depth` lanes per connection, `batch` pages per request. */
+export interface Shape {
+  depth: number
+  batch: number
+}
+
 export async function trial(
   conns: Conn[],
-  depth: number,
+  shape: Shape,
   op: Op,
   workload: Workload,
   corpus: Corpus,
@@ -87,11 +98,19 @@ export async function trial(
   serverPid: number,
 ): Promise<TrialResult> {
   let count = 0
+  let ops = 0
   let badReads = 0
+  const { depth, batch } = shape
   const cpu0 = cpuSeconds(serverPid)
   const client0 = process.cpuUsage()
   const start = performance.now()
   const deadline = start + milliseconds
+  const record = (issued: number, pages: number): void => {
+    const done = performance.now()
+    if (done > deadline) return
+    ops += pages
+    if (count < LATENCY_CAPACITY) latencies[count++] = done - issued
+  }
   const lane = async (conn: Conn, j: number): Promise<void> => {
     const scratch = new Uint8Array(PAGE)
     while (true) {
@@ -101,19 +120,35 @@ export async function trial(
       const page = corpus.page(key)
       if (op === 'put') await conn.put(key, page)
       else if (!(await conn.get(key, page, scratch))) badReads++
-      const done = performance.now()
-      if (done <= deadline && count < LATENCY_CAPACITY) latencies[count++] = done - issued
+      record(issued, 1)
     }
   }
-  await Promise.all(conns.flatMap((conn, j) => Array.from({ length: depth }, () => lane(conn, j))))
+  const batchLane = async (conn: Conn, j: number): Promise<void> => {
+    const scratch = new Uint8Array(PAGE * batch)
+    const keys = new Uint32Array(batch)
+    const pages: Uint8Array[] = new Array<Uint8Array>(batch)
+    while (true) {
+      const issued = performance.now()
+      if (issued >= deadline) return
+      for (let i = 0; i < batch; i++) {
+        keys[i] = workload.next(j)
+        pages[i] = corpus.page(keys[i]!)
+      }
+      if (op === 'put') await conn.putMany(keys, pages)
+      else badReads += batch - (await conn.getMany(keys, pages, scratch))
+      record(issued, batch)
+    }
+  }
+  const run = batch > 1 ? batchLane : lane
+  await Promise.all(conns.flatMap((conn, j) => Array.from({ length: depth }, () => run(conn, j))))
   const client = process.cpuUsage(client0)
   const serverCpuSeconds = cpuSeconds(serverPid) - cpu0
   const seconds = milliseconds / 1000
   const sorted = latencies.subarray(0, count).sort()
   return {
-    ops: count,
+    ops,
     seconds,
-    opsPerSecond: count / seconds,
+    opsPerSecond: ops / seconds,
     p50us: percentile(sorted, 0.5) * 1000,
     p99us: percentile(sorted, 0.99) * 1000,
     serverCpuSeconds,

@@ -129,6 +129,12 @@ function decodeResult(
  */
 function copyPage(bytes: Uint8Array, pageAt: number, into: Uint8Array | undefined): Uint8Array {
   if (into === undefined) return bytes.slice(pageAt, pageAt + PAGE_SIZE)
+  if (pageAt === 0 && bytes.length === PAGE_SIZE) {
+    // A frame view (shm-channel.ts): TypedArray set is the builtin memcpy, with none of
+    // Buffer.prototype.copy's argument checks.
+    into.set(bytes)
+    return into
+  }
   copyBytes(bytes, pageAt, into, 0, PAGE_SIZE)
   return into
 }

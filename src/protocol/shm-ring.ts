@@ -27,7 +27,6 @@
  */
 import { type OpLayout } from '../abi/layout.js'
 import { assert } from '../util/assert.js'
-import { copyBytes } from '../util/bytes.js'
 import { readU32LE, writeU32LE } from '../util/le.js'
 import {
   CQE_BYTES,
@@ -170,7 +169,12 @@ export class SubmissionConsumer extends RingConsumer {
   /** Copies the next entry (64 bytes) into `into` at 0 and consumes it. */
   take(into: Uint8Array): void {
     assert(into.length >= SQE_BYTES, 'Entry copy too small')
-    copyBytes(this.views.bytes, this.next(), into, 0, SQE_BYTES)
+    copyShort(this.views.bytes, this.next(), into, 0, SQE_BYTES)
+  }
+
+  /** `take` into the word view of the copy (`into[0..16)`): the daemon's way, per op. */
+  takeWords(into: Int32Array): void {
+    copyWords(this.views.words, this.next() >>> 2, into, 0, SQE_BYTES >>> 2)
   }
 }
 
@@ -235,6 +239,40 @@ export class CompletionProducer extends RingProducer {
     writeU32LE(this.views.bytes, at + CQE_RC, rc >>> 0)
     this.tail = (this.tail + 1) >>> 0
   }
+}
+
+/**
+ * Copies `words` i32 words between two word views: for the 64-byte entries, where `copyBytes`
+ * (two `.buffer` reads, each a call into the runtime, then its wide-view lookup) cost 250-400 ns
+ * against about 20 here (measured on a mapped region, 2026-12-07).
+ */
+export function copyWords(
+  source: Int32Array,
+  sourceWord: number,
+  target: Int32Array,
+  targetWord: number,
+  words: number,
+): void {
+  for (let i = 0; i < words; i++) target[targetWord + i] = source[sourceWord + i]!
+}
+
+/** Copies a few dozen bytes (an op) with a plain loop, for the same reason as `copyWords`. */
+export function copyShort(
+  source: Uint8Array,
+  sourceAt: number,
+  target: Uint8Array,
+  targetAt: number,
+  length: number,
+): void {
+  for (let i = 0; i < length; i++) target[targetAt + i] = source[sourceAt + i]!
+}
+
+/**
+ * Zeroes `bytes[from, to)` for a few bytes (a cmfn): a plain loop, where `fill` is a call into
+ * the runtime (measured: 16 ns for 8 bytes against 41; from about 32 bytes on, `fill` wins).
+ */
+export function zeroShort(bytes: Uint8Array, from: number, to: number): void {
+  for (let at = from; at < to; at++) bytes[at] = 0
 }
 
 /** Client side of the submission ring: ops are written straight into their slots. */

@@ -79,6 +79,8 @@ export class ShmServeRing {
   readonly #execute: ShmExecute
   /** The private copy of the entry being served; allocated once. */
   readonly #entry = new Uint8Array(SQE_BYTES)
+  /** The same copy as words, which `takeWords` fills. */
+  readonly #entryWords = new Int32Array(this.#entry.buffer)
 
   constructor(views: ShmViews, geometry: ShmGeometry, execute: ShmExecute, start = 0) {
     this.#geometry = geometry
@@ -102,7 +104,7 @@ export class ShmServeRing {
     if (room === 0 && this.submissions.hasWork()) this.counters.ringFull++
     const entry = this.#entry
     for (let i = 0; i < count; i++) {
-      this.submissions.take(entry)
+      this.submissions.takeWords(this.#entryWords)
       this.completions.post(sqeRequestId(entry), this.#serve(entry))
     }
     this.submissions.end()
