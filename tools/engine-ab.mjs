@@ -10,11 +10,15 @@
 // Cases: get (persistent, random order over `pages` live pages), put (persistent, duplicate
 // puts over `pages` live pages), eph (ephemeral, half the pages fit, every put evicts), dedup
 // (ephemeral with dedup, 256 distinct pages, duplicate puts), hot (one page got over and over:
-// the per-op cost with everything in cache). Ops are aimed as bench/engine.bench.ts aims them
+// the per-op cost with everything in cache), dedup2 (the bench's dedup case: each run builds a
+// fresh dedup host, untimed, then times two passes over `pages` keys of 256 distinct pages,
+// new puts then duplicates; ns per put). Ops are aimed as bench/engine.bench.ts aims them
 // (16 objects, index = offset >> 4).
 const [kind, pagesText, repsText, ...dirs] = process.argv.slice(2)
 if (kind === undefined || dirs.length === 0) {
-  console.error('usage: node tools/engine-ab.mjs get|put|eph|dedup|hot <pages> <reps> <dir>...')
+  console.error(
+    'usage: node tools/engine-ab.mjs get|put|eph|dedup|dedup2|hot <pages> <reps> <dir>...',
+  )
   process.exit(2)
 }
 const PAGE = 4096
@@ -45,16 +49,21 @@ async function engineRun(dir) {
   const { encodeOp, poolFlags } = await import(`${dir}/dist/src/abi/codec.js`)
   const C = await import(`${dir}/dist/src/abi/constants.js`)
   const { OP_LAYOUT_V1 } = await import(`${dir}/dist/src/abi/layout.js`)
-  const host = new Host({
-    pages: persistent ? pages : pages >> 1,
-    reservePages: 0,
-    dedup: kind === 'dedup',
-  })
-  const creat = { uuid: [0n, 0n], flags: poolFlags({ persistent }), arg1: 0 }
-  const pool = host.opBytes(1, encodeOp({ cmd: C.TMEM_NEW_POOL, poolId: 0, creat }), 0, 1, null, 0)
-  const gen = { oid: [0n, 0n, 0n], index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n }
-  const put = encodeOp({ cmd: C.TMEM_PUT_PAGE, poolId: pool, gen })
-  const get = encodeOp({ cmd: C.TMEM_GET_PAGE, poolId: pool, gen })
+  let host, put, get
+  const setup = () => {
+    host = new Host({
+      pages: persistent ? pages : pages >> 1,
+      reservePages: 0,
+      dedup: kind === 'dedup' || kind === 'dedup2',
+    })
+    const creat = { uuid: [0n, 0n], flags: poolFlags({ persistent }), arg1: 0 }
+    const newPool = encodeOp({ cmd: C.TMEM_NEW_POOL, poolId: 0, creat })
+    const pool = host.opBytes(1, newPool, 0, 1, null, 0)
+    const gen = { oid: [0n, 0n, 0n], index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n }
+    put = encodeOp({ cmd: C.TMEM_PUT_PAGE, poolId: pool, gen })
+    get = encodeOp({ cmd: C.TMEM_GET_PAGE, poolId: pool, gen })
+  }
+  setup()
   const aim = (op, offset) => {
     writeU32(op, OP_LAYOUT_V1.genOid, offset & 15)
     writeU32(op, OP_LAYOUT_V1.genIndex, offset >>> 4)
@@ -67,6 +76,15 @@ async function engineRun(dir) {
       if (rc !== 1) throw new Error(`put ${base + i} failed with ${rc}`)
     }
     if (kind === 'eph') base += count
+  }
+  if (kind === 'dedup2') {
+    const run = () => {
+      fill(pages)
+      fill(pages)
+    }
+    run.setup = setup
+    run.ops = 2 * pages
+    return run
   }
   fill(kind === 'hot' ? 1 : pages)
   if (kind === 'get') {
@@ -113,10 +131,11 @@ for (const dir of dirs) runs.push(await engineRun(dir))
 const times = runs.map(() => [])
 for (let r = 0; r < reps; r++) {
   runs.forEach((run, k) => {
+    if (run.setup !== undefined) run.setup()
     const started = process.cpuUsage()
     run()
     const used = process.cpuUsage(started)
-    times[k].push(((used.user + used.system) * 1000) / pages)
+    times[k].push(((used.user + used.system) * 1000) / (run.ops ?? pages))
   })
 }
 const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1]

@@ -199,6 +199,42 @@ export function fingerprintPage(_page: Uint8Array, words: Int32Array): number {
   return h >>> 0
 }
 
+/** Words of a page `fingerprintSample` reads: four of every 32 (see `sampledWord`). */
+export const SAMPLE_WORDS = 128
+
+/** Whether word `word` (0..1023) of a page is one `fingerprintSample` reads. */
+export function sampledWord(word: number): boolean {
+  const offset = word & 31
+  return offset === 0 || offset === 1 || offset === 13 || offset === 22
+}
+
+/**
+ * A 32-bit fingerprint of a sample of the page: words 0, 1, 13 and 22 of every 32-word
+ * block (128 of the 1024, the first two of each 128 bytes so that headers count), about an
+ * eighth of `fingerprintPage`. Only for the dedup table, which confirms every match with a
+ * full byte compare and bounds how many pages may share one sample (dedup.ts): two pages
+ * that differ only outside the sample share a fingerprint. Chunk checks use the full one.
+ */
+export function fingerprintSample(words: Int32Array): number {
+  let a = 0x9e3779b1 | 0
+  let b = 0x85ebca77 | 0
+  let c = 0xc2b2ae3d | 0
+  let d = 0x27d4eb2f | 0
+  for (let i = 0; i < words.length; i += 32) {
+    a = Math.imul(a ^ words[i]!, 0x01000193)
+    b = Math.imul(b ^ words[i + 1]!, 0x01000193)
+    c = Math.imul(c ^ words[i + 13]!, 0x01000193)
+    d = Math.imul(d ^ words[i + 22]!, 0x01000193)
+    a ^= a >>> 15
+    b ^= b >>> 15
+    c ^= c >>> 15
+    d ^= d >>> 15
+  }
+  let h = Math.imul(a ^ (b >>> 7), 0x9e3779b1) ^ Math.imul(c ^ (d >>> 13), 0x85ebca77)
+  h ^= h >>> 15
+  return h >>> 0
+}
+
 /** Which fingerprint implementation is in use, for the benchmark and the docs. */
 export function fingerprintName(): string {
   return 'js 4-lane multiply-xor (32-bit)'

@@ -20,7 +20,7 @@
 import { PAGE_SIZE } from '../abi/constants.js'
 import { assert } from '../util/assert.js'
 import { registerCopyBuffer } from '../util/bytes.js'
-import { type PageCodec, fingerprintPage } from './codecs.js'
+import { type PageCodec, fingerprintPage, fingerprintSample } from './codecs.js'
 import type { Frames } from './frames.js'
 import { type OpTimer, TIME_COMPRESS, TIME_COPY, TIME_DECOMPRESS } from './model.js'
 import { copyPage } from './page-copy.js'
@@ -72,9 +72,14 @@ export class Payloads {
     this.#words = new Int32Array(scratch, 0, PAGE_SIZE / 4)
   }
 
-  /** The fingerprint of `page`. */
+  /** The fingerprint of `page` (all of it: chunk checks). */
   fingerprint(): number {
     return fingerprintPage(this.page, this.#words)
+  }
+
+  /** The sampled fingerprint of `page` (the dedup table's key, see `fingerprintSample`). */
+  sampleFingerprint(): number {
+    return fingerprintSample(this.#words)
   }
 
   /** If `page` is one 32-bit word repeated, that word; else null is signalled by false. */

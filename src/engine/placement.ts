@@ -14,7 +14,7 @@
 import { PAGE_SIZE } from '../abi/constants.js'
 import { assert } from '../util/assert.js'
 import type { GlobalCounters } from './counters.js'
-import type { Contents } from './dedup.js'
+import { type Contents, SAME_SAMPLE_MAX } from './dedup.js'
 import type { Eviction } from './evict.js'
 import type { Frames } from './frames.js'
 import { type Client, type OpTimer, type Pool, TIME_COPY } from './model.js'
@@ -287,8 +287,10 @@ export class Placement {
   ): boolean {
     const { payloads, contents, counters } = this.#state
     const owner = pool.owner
+    // A page whose sampled fingerprint SAME_SAMPLE_MAX contents already have is stored on
+    // its own, without dedup (dedup.ts).
     if (contents !== null && !pool.persistent) {
-      const fingerprint = payloads.fingerprint()
+      const fingerprint = payloads.sampleFingerprint()
       let id = contents.find(fingerprint, payloads)
       if (id !== NONE) {
         contents.refs[id]!++
@@ -296,6 +298,8 @@ export class Placement {
         out.set(id, 0, 0, SLOT_CONTENT)
         return true
       }
+      if (contents.sameSample >= SAME_SAMPLE_MAX)
+        return this.#storeOwn(caller, owner, spared, fresh, out)
       if (!this.#storePayload(caller, owner, spared, fresh)) return false
       id = contents.add(fingerprint, payloads)
       if (id === NONE) {
@@ -307,6 +311,18 @@ export class Placement {
       out.set(id, 0, 0, SLOT_CONTENT)
       return true
     }
+    return this.#storeOwn(caller, owner, spared, fresh, out)
+  }
+
+  /** Stores the scratch page as a payload of its own (not shared), counting compression. */
+  #storeOwn(
+    caller: Client,
+    owner: Client,
+    spared: number,
+    fresh: boolean,
+    out: StoredPage,
+  ): boolean {
+    const payloads = this.#state.payloads
     if (!this.#storePayload(caller, owner, spared, fresh)) return false
     if (payloads.compressedBytes > 0) {
       owner.compressedPages++
