@@ -54,7 +54,7 @@ function uriFor(exportName: string, socketPath: string): string {
   return `nbd+unix:///${exportName}?socket=${socketPath}`
 }
 
-/** Resolves once `path` exists, rejects if `child` exits first or the deadline passes. */
+/** Resolves once the pid file `path` holds a pid; rejects if `child` exits first or the deadline passes. */
 async function waitForFile(
   path: string,
   child: ChildProcess,
@@ -65,8 +65,9 @@ async function waitForFile(
   let timer: NodeJS.Timeout | null = null
   try {
     await new Promise<void>((resolve, reject) => {
+      // Ready once the pid file holds the pid: it can exist empty for a moment.
       const check = (): void => {
-        if (existsSync(path)) resolve()
+        if (existsSync(path) && /^\d+\s*$/.test(readFileSync(path, 'utf8'))) resolve()
       }
       watcher = watch(join(path, '..'), check)
       timer = setTimeout(
