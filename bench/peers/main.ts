@@ -94,7 +94,7 @@ if (args.help) {
   --no-profile           run the daemon without the profiler
   --no-memory            skip the memory figure
   --no-redis-benchmark   skip the redis-benchmark reference
-  --no-append            do not append to bench/results.md
+  --no-append            do not append to bench/results.md nor write the chart
   --results PATH, --svg PATH   where the markdown section and the chart go
   --quick                1 short trial, 20,000 memory pages: a smoke test, not for the record`)
   process.exit(0)
@@ -277,7 +277,8 @@ async function main(): Promise<void> {
   }
   if (profileDir !== undefined && !keepProfile) rmSync(profileDir, { recursive: true, force: true })
 
-  if (!quick) {
+  // A partial run (--no-append, usually some cases only) leaves the chart of the last full one.
+  if (append && !quick) {
     writeFileSync(args.svg, ratioSvg(report))
     log(`bench:peers: chart written to ${args.svg}`)
   }
