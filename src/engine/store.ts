@@ -18,7 +18,7 @@
  *    fresh table needs no fill; deletion shifts later entries back (no tombstones), so a probe
  *    never walks further than the cluster it is in. Tables are at least twice the capacity,
  *    so the load factor stays at or below one half. A page table entry is two words, the
- *    slot + 1 and the 32-bit hash of its key: a probe passes over other keys' entries
+ *    slot + 1 and the 30-bit hash of its key: a probe passes over other keys' entries
  *    without reading their slot rows, and a delete finds home buckets without them.
  *
  * On a large store every 4 KiB page copied pushes metadata out of the cache, so each
@@ -32,6 +32,9 @@ import { assert } from '../util/assert.js'
 import { IdAllocator, NONE } from './ids.js'
 
 export { NONE }
+
+/** Page hashes keep 30 bits (see `#pageHash`). */
+const HASH_MASK = 0x3fffffff
 
 /** Flags of a slot. */
 export const SLOT_USED = 1
@@ -109,7 +112,7 @@ export class Store {
   readonly clientNext: Uint32Array
   readonly chainPrev: Uint32Array
   readonly chainNext: Uint32Array
-  /** Two words per bucket: slot + 1 (0 = empty) and the key's 32-bit hash. */
+  /** Two words per bucket: slot + 1 (0 = empty) and the key's 30-bit hash. */
   readonly #pageTable: Uint32Array
   readonly #pageMask: number
 
@@ -286,12 +289,16 @@ export class Store {
   // ---------------------------------------------------------------------------------------
   // Pages: (object, index) -> slot.
 
-  /** The 32-bit hash of a page key; its low bits are the home bucket. */
+  /**
+   * The hash of a page key, 30 bits; its low bits are the home bucket. Kept below 2^30 so that
+   * it is a small integer to V8 wherever it travels: a 32-bit value of 2^31 or more is a heap
+   * number when a call returning it is not inlined, and the allocation test caught those.
+   */
   #pageHash(object: number, index: number): number {
     let h = Math.imul(object ^ 0x165667b1, 0x9e3779b1) ^ Math.imul(index, 0x85ebca77)
     h ^= h >>> 15
     h = Math.imul(h, 0xc2b2ae3d)
-    return (h ^ (h >>> 13)) >>> 0
+    return (h ^ (h >>> 13)) & HASH_MASK
   }
 
   /** The slot holding page `index` of `object`, or NONE. */
