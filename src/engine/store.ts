@@ -4,9 +4,9 @@
  *  - page slots (Xen's page descriptor, "pgp"). What a get or a put reads is one 16-byte row
  *    per slot in a single Uint32Array, so that it lies on one cache line:
  *
- *      row word:  0 object   1 index   2 frame   3 flags | bytes << 7 | offset << 20
+ *      row word:  0 object   1 index   2 frame   3 flags | bytes << 7 | (offset / 8) << 20
  *
- *    (flags 7 bits, payload bytes 0..4096 in 13 bits, sub-page offset 0..4095 in 12 bits).
+ *    (flags 7 bits, payload bytes 0..4096 in 13 bits, sub-page offset 0..4088 in eighths, 9 bits).
  *    Colder fields stay in columns: the age stamp and three pairs of intrusive links —
  *      list:   the global ephemeral LRU, or the pool's persistent list (put order);
  *      client: the owning client's ephemeral LRU;
@@ -28,6 +28,7 @@
  * Ids come from a bump counter and then from a free stack, so memory that was never used is
  * never touched (the OS keeps it unmapped). Nothing here allocates after construction.
  */
+import { PAGE_SIZE } from '../abi/constants.js'
 import { assert } from '../util/assert.js'
 import { IdAllocator, NONE } from './ids.js'
 
@@ -95,6 +96,8 @@ const META_FLAGS = 0x7f
 const META_BYTES_SHIFT = 7
 const META_BYTES_MASK = 0x1fff
 const META_OFFSET_SHIFT = 20
+/** Sub-page offsets (multiples of 8, subpages.ts) in eighths: the word stays a V8 small integer. */
+const META_OFFSET_UNIT_SHIFT = 3
 
 export class Store {
   // Page slots.
@@ -267,7 +270,7 @@ export class Store {
 
   /** Offset of a sub-page payload inside its frame. */
   slotOffset(slot: number): number {
-    return this.#rows[slot * ROW + ROW_META]! >>> META_OFFSET_SHIFT
+    return (this.#rows[slot * ROW + ROW_META]! >>> META_OFFSET_SHIFT) << META_OFFSET_UNIT_SHIFT
   }
 
   setSlotFlags(slot: number, flags: number): void {
@@ -281,9 +284,13 @@ export class Store {
 
   /** Sets a slot's payload fields and flags at once. */
   setSlotPayload(slot: number, frame: number, offset: number, bytes: number, flags: number): void {
+    assert((offset & 7) === 0 && offset < PAGE_SIZE, 'Store sub-page offset is a multiple of 8')
     const row = slot * ROW
     this.#rows[row + ROW_FRAME] = frame
-    this.#rows[row + ROW_META] = flags | (bytes << META_BYTES_SHIFT) | (offset << META_OFFSET_SHIFT)
+    this.#rows[row + ROW_META] =
+      flags |
+      (bytes << META_BYTES_SHIFT) |
+      ((offset >>> META_OFFSET_UNIT_SHIFT) << META_OFFSET_SHIFT)
   }
 
   // ---------------------------------------------------------------------------------------
