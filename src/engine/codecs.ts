@@ -180,23 +180,7 @@ export function createCodec(name?: CodecName): PageCodec | null {
  * HeapNumber (16 collections per million calls). `page` is unused; kept for the signature.
  */
 export function fingerprintPage(_page: Uint8Array, words: Int32Array): number {
-  let a = 0x9e3779b1 | 0
-  let b = 0x85ebca77 | 0
-  let c = 0xc2b2ae3d | 0
-  let d = 0x27d4eb2f | 0
-  for (let i = 0; i < words.length; i += 4) {
-    a = Math.imul(a ^ words[i]!, 0x01000193)
-    b = Math.imul(b ^ words[i + 1]!, 0x01000193)
-    c = Math.imul(c ^ words[i + 2]!, 0x01000193)
-    d = Math.imul(d ^ words[i + 3]!, 0x01000193)
-    a ^= a >>> 15
-    b ^= b >>> 15
-    c ^= c >>> 15
-    d ^= d >>> 15
-  }
-  let h = Math.imul(a ^ (b >>> 7), 0x9e3779b1) ^ Math.imul(c ^ (d >>> 13), 0x85ebca77)
-  h ^= h >>> 15
-  return h >>> 0
+  return fingerprintLanes(words, 4, 1, 2, 3)
 }
 
 /** Words of a page `fingerprintSample` reads: four of every 32 (see `sampledWord`). */
@@ -216,15 +200,23 @@ export function sampledWord(word: number): boolean {
  * that differ only outside the sample share a fingerprint. Chunk checks use the full one.
  */
 export function fingerprintSample(words: Int32Array): number {
+  return fingerprintLanes(words, 32, 1, 13, 22)
+}
+
+/**
+ * Four multiply-xor lanes over words `i`, `i + b`, `i + c`, `i + d` of every `step` words,
+ * folded at the end: the whole page with step 4 (1, 2, 3), the sample with step 32.
+ */
+function fingerprintLanes(words: Int32Array, step: number, b1: number, c1: number, d1: number) {
   let a = 0x9e3779b1 | 0
   let b = 0x85ebca77 | 0
   let c = 0xc2b2ae3d | 0
   let d = 0x27d4eb2f | 0
-  for (let i = 0; i < words.length; i += 32) {
+  for (let i = 0; i < words.length; i += step) {
     a = Math.imul(a ^ words[i]!, 0x01000193)
-    b = Math.imul(b ^ words[i + 1]!, 0x01000193)
-    c = Math.imul(c ^ words[i + 13]!, 0x01000193)
-    d = Math.imul(d ^ words[i + 22]!, 0x01000193)
+    b = Math.imul(b ^ words[i + b1]!, 0x01000193)
+    c = Math.imul(c ^ words[i + c1]!, 0x01000193)
+    d = Math.imul(d ^ words[i + d1]!, 0x01000193)
     a ^= a >>> 15
     b ^= b >>> 15
     c ^= c >>> 15

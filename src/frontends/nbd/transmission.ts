@@ -12,6 +12,7 @@
  * only partly written is read, patched and written back. Nothing here allocates per page.
  */
 import { PAGE_SIZE } from '../../abi/constants.js'
+import { copyPage } from '../../engine/page-copy.js'
 import { assert } from '../../util/assert.js'
 import { registerCopyBuffer } from '../../util/bytes.js'
 import type { Export } from './export.js'
@@ -45,21 +46,6 @@ import {
   NBD_STATUS_PAGES_MAX,
   NBD_STRUCTURED_REPLY_MAGIC,
 } from './constants.js'
-
-/**
- * Copies a piece of a page byte by byte: for the pieces of unaligned requests, where a native
- * copy would cost a view object per call on Node 20 (see src/util/bytes.ts).
- */
-export function copySmall(
-  source: Uint8Array,
-  from: number,
-  target: Uint8Array,
-  to: number,
-  n: number,
-): void {
-  assert(n <= PAGE_SIZE, 'A piece of one page')
-  for (let i = 0; i < n; i++) target[to + i] = source[from + i]!
-}
 
 /** One request header, decoded into a reused object. */
 export interface Request {
@@ -396,7 +382,7 @@ export class Transmission {
       this.#gatherPage = page
       this.#gatherStart = inPage
     }
-    copySmall(data, pos, this.#gather, inPage, n)
+    copyPage(data, pos, this.#gather, inPage, n)
     this.#gatherEnd = inPage + n
     if (this.#gatherEnd === PAGE_SIZE || this.#writeLeft === n) {
       const start = this.#gatherStart
@@ -415,7 +401,7 @@ export class Transmission {
     const error = this.#exp.readPage(page, scratch, 0)
     if (error !== 0) return error
     if (source === null) scratch.fill(0, inPage, inPage + n)
-    else copySmall(source, from, scratch, inPage, n)
+    else copyPage(source, from, scratch, inPage, n)
     return this.#exp.writePage(page, scratch, 0)
   }
 
