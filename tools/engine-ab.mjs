@@ -14,6 +14,14 @@
 // fresh dedup host, untimed, then times two passes over `pages` keys of 256 distinct pages,
 // new puts then duplicates; ns per put). Ops are aimed as bench/engine.bench.ts aims them
 // (16 objects, index = offset >> 4).
+//
+// For get, put and hot a third contestant, `floor`, is the least any tmem store must do per
+// op beside the loop's copy: read the ABI op's command, pool, 192-bit object id and index
+// from its bytes, hash the seven key words, probe one open-addressing table, compare the key
+// and copy the page with the engine's own native copy. No LRU, counters, timing, client or
+// pool lookup: what it costs over the loop is the price of finding a page by its name.
+// `floor1` keeps the key inside the bucket (one cache miss per lookup, 64 B of table per
+// page), `floor2` keeps the bucket to one word and the key in a row per slot (two misses).
 const [kind, pagesText, repsText, ...dirs] = process.argv.slice(2)
 if (kind === undefined || dirs.length === 0) {
   console.error(
@@ -125,8 +133,93 @@ function loopRun() {
   }
 }
 
-const names = ['loop', ...dirs.map((dir) => dir.replace(/\/+$/, '').split('/').pop())]
+/** The floor (see the header): decode, one probe, one key compare, the copy. */
+async function floorRun(dir, inline) {
+  const { copyPage } = await import(`${dir}/dist/src/engine/page-copy.js`)
+  const { encodeOp } = await import(`${dir}/dist/src/abi/codec.js`)
+  const C = await import(`${dir}/dist/src/abi/constants.js`)
+  const { OP_LAYOUT_V1: L } = await import(`${dir}/dist/src/abi/layout.js`)
+  const slots = kind === 'hot' ? 1 : pages
+  const mask = (1 << Math.ceil(Math.log2(slots * 2))) - 1
+  // inline: a bucket is [slot + 1, index, oid words 0..5] (one miss per lookup, 64 B of table
+  // per page); else a bucket is [slot + 1] and the key is a row of its own (two misses).
+  const stride = inline ? 8 : 1
+  const buckets = new Uint32Array((mask + 1) * stride)
+  const keys = inline ? buckets : new Uint32Array(slots * 8)
+  const slab = new Uint8Array(slots * PAGE)
+  const gen = { oid: [0n, 0n, 0n], index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n }
+  const op = encodeOp({ cmd: kind === 'put' ? C.TMEM_PUT_PAGE : C.TMEM_GET_PAGE, poolId: 0, gen })
+  const key = new Uint32Array(8)
+  let lastBucket = 0
+  const u32 = (at) => op[at] | (op[at + 1] << 8) | (op[at + 2] << 16) | (op[at + 3] << 24)
+  const find = () => {
+    key[0] = u32(0)
+    key[1] = u32(4)
+    for (let w = 0; w < 6; w++) key[2 + w] = u32(L.genOid + 4 * w)
+    const index = u32(L.genIndex)
+    key[0] = index
+    let h = Math.imul(index ^ 0x9e3779b9, 0x85ebca6b)
+    for (let w = 2; w < 8; w++) h = Math.imul(h ^ key[w], 0xc2b2ae35) ^ (h >>> 15)
+    for (let b = h & mask; ; b = (b + 1) & mask) {
+      const slot = buckets[b * stride] - 1
+      if (slot < 0) {
+        lastBucket = b
+        return -1
+      }
+      const k = inline ? b * 8 + 1 : slot * 8
+      if (
+        keys[k] === index &&
+        keys[k + 1] === key[2] &&
+        keys[k + 2] === key[3] &&
+        keys[k + 3] === key[4] &&
+        keys[k + 4] === key[5] &&
+        keys[k + 5] === key[6] &&
+        keys[k + 6] === key[7]
+      )
+        return slot
+    }
+  }
+  const aim = (offset) => {
+    writeU32(op, L.genOid, offset & 15)
+    writeU32(op, L.genIndex, offset >>> 4)
+  }
+  for (let i = 0; i < slots; i++) {
+    aim(i)
+    if (find() !== -1) throw new Error('floor: duplicate key')
+    const k = inline ? lastBucket * 8 + 1 : i * 8
+    keys[k] = key[0]
+    for (let w = 0; w < 6; w++) keys[k + 1 + w] = key[2 + w]
+    buckets[lastBucket * stride] = i + 1
+    copyPage(source, (i % 256) * PAGE, slab, i * PAGE, PAGE)
+  }
+  if (kind === 'put') {
+    return () => {
+      for (let i = 0; i < pages; i++) {
+        aim(i % slots)
+        const slot = find()
+        if (slot < 0) throw new Error('floor: put missed')
+        copyPage(source, (i % 256) * PAGE, slab, slot * PAGE, PAGE)
+      }
+    }
+  }
+  return () => {
+    for (let i = 0; i < pages; i++) {
+      aim(kind === 'hot' ? 0 : (i * 7919) % pages)
+      const slot = find()
+      if (slot < 0) throw new Error('floor: get missed')
+      copyPage(slab, slot * PAGE, target, 0, PAGE)
+    }
+  }
+}
+
+const floor = kind === 'get' || kind === 'put' || kind === 'hot'
+const names = [
+  'loop',
+  ...(floor ? ['floor1', 'floor2'] : []),
+  ...dirs.map((dir) => dir.replace(/\/+$/, '').split('/').pop()),
+]
 const runs = [loopRun()]
+if (floor) runs.push(await floorRun(dirs[0], true), await floorRun(dirs[0], false))
 for (const dir of dirs) runs.push(await engineRun(dir))
 const times = runs.map(() => [])
 for (let r = 0; r < reps; r++) {
