@@ -20,6 +20,7 @@
 // from its bytes, hash the seven key words, probe one open-addressing table, compare the key
 // and copy the page with the engine's own native copy. No LRU, counters, timing, client or
 // pool lookup: what it costs over the loop is the price of finding a page by its name.
+// For eph the floor is a first-in-first-out evicting store (see evictFloorRun).
 // `floor1` keeps the key inside the bucket (one cache miss per lookup, 64 B of table per
 // page), `floor2` keeps the bucket to one word and the key in a row per slot (two misses).
 const [kind, pagesText, repsText, ...dirs] = process.argv.slice(2)
@@ -212,14 +213,102 @@ async function floorRun(dir, inline) {
   }
 }
 
+/**
+ * The evicting floor (case eph): a minimal store with `pages / 2` frames that evicts first in,
+ * first out. Per put: decode the op, hash the key, probe (a miss), take the victim under the
+ * hand, find its bucket from the hash kept in its row and delete it with a backward shift,
+ * probe again for the new key's empty bucket, write the key row and copy the page. No LRU
+ * lists, counters or per-client accounting.
+ */
+async function evictFloorRun(dir) {
+  const { copyPage } = await import(`${dir}/dist/src/engine/page-copy.js`)
+  const { encodeOp } = await import(`${dir}/dist/src/abi/codec.js`)
+  const C = await import(`${dir}/dist/src/abi/constants.js`)
+  const { OP_LAYOUT_V1: L } = await import(`${dir}/dist/src/abi/layout.js`)
+  const slots = pages >> 1
+  const mask = (1 << Math.ceil(Math.log2(slots * 2))) - 1
+  const buckets = new Uint32Array((mask + 1) * 2) // [slot + 1, hash]
+  const rows = new Uint32Array(slots * 8) // [hash, index, oid words 0..5]
+  const slab = new Uint8Array(slots * PAGE)
+  const gen = { oid: [0n, 0n, 0n], index: 0, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n }
+  const op = encodeOp({ cmd: C.TMEM_PUT_PAGE, poolId: 0, gen })
+  const key = new Uint32Array(8)
+  const u32 = (at) => op[at] | (op[at + 1] << 8) | (op[at + 2] << 16) | (op[at + 3] << 24)
+  let used = 0
+  let hand = 0
+  let base = 0
+  const emptyFor = (h) => {
+    let b = h & mask
+    while (buckets[b * 2] !== 0) b = (b + 1) & mask
+    return b
+  }
+  const remove = (victim) => {
+    const h = rows[victim * 8]
+    let j = h & mask
+    while (buckets[j * 2] !== victim + 1) j = (j + 1) & mask
+    for (let k = (j + 1) & mask; buckets[k * 2] !== 0; k = (k + 1) & mask) {
+      const home = buckets[k * 2 + 1] & mask
+      if (((k - home) & mask) >= ((k - j) & mask)) {
+        buckets[j * 2] = buckets[k * 2]
+        buckets[j * 2 + 1] = buckets[k * 2 + 1]
+        j = k
+      }
+    }
+    buckets[j * 2] = 0
+  }
+  const put = (sourceAt) => {
+    key[0] = u32(0)
+    key[1] = u32(4)
+    for (let w = 0; w < 6; w++) key[2 + w] = u32(L.genOid + 4 * w)
+    const index = u32(L.genIndex)
+    let h = Math.imul(index ^ 0x9e3779b9, 0x85ebca6b)
+    for (let w = 2; w < 8; w++) h = Math.imul(h ^ key[w], 0xc2b2ae35) ^ (h >>> 15)
+    h >>>= 0
+    for (let b = h & mask; buckets[b * 2] !== 0; b = (b + 1) & mask) {
+      if (buckets[b * 2 + 1] !== h) continue
+      const r = (buckets[b * 2] - 1) * 8
+      if (rows[r + 1] === index && rows[r + 2] === key[2] && rows[r + 7] === key[7]) {
+        throw new Error('evict floor: the workload puts new keys only')
+      }
+    }
+    let slot
+    if (used < slots) slot = used++
+    else {
+      slot = hand
+      hand = hand + 1 === slots ? 0 : hand + 1
+      remove(slot)
+    }
+    const b = emptyFor(h)
+    buckets[b * 2] = slot + 1
+    buckets[b * 2 + 1] = h
+    const r = slot * 8
+    rows[r] = h
+    rows[r + 1] = index
+    for (let w = 0; w < 6; w++) rows[r + 2 + w] = key[2 + w]
+    copyPage(source, sourceAt, slab, slot * PAGE, PAGE)
+  }
+  const fill = () => {
+    for (let i = 0; i < pages; i++) {
+      const offset = base + i
+      writeU32(op, L.genOid, offset & 15)
+      writeU32(op, L.genIndex, offset >>> 4)
+      put((i % 256) * PAGE)
+    }
+    base += pages
+  }
+  fill()
+  return fill
+}
+
 const floor = kind === 'get' || kind === 'put' || kind === 'hot'
 const names = [
   'loop',
-  ...(floor ? ['floor1', 'floor2'] : []),
+  ...(floor ? ['floor1', 'floor2'] : kind === 'eph' ? ['floor'] : []),
   ...dirs.map((dir) => dir.replace(/\/+$/, '').split('/').pop()),
 ]
 const runs = [loopRun()]
 if (floor) runs.push(await floorRun(dirs[0], true), await floorRun(dirs[0], false))
+if (kind === 'eph') runs.push(await evictFloorRun(dirs[0]))
 for (const dir of dirs) runs.push(await engineRun(dir))
 const times = runs.map(() => [])
 for (let r = 0; r < reps; r++) {
