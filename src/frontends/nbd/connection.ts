@@ -117,7 +117,7 @@ export class NbdConnection {
     this.#timer = setTimeout(() => this.#fail('no export chosen within 10 s'), HANDSHAKE_TIMEOUT_MS)
     this.#timer.unref()
     if (adopted === null) socket.on('data', (data: Buffer) => this.#input(data))
-    socket.on('drain', () => this.#resume())
+    this.#w.onDrain = () => this.#resume()
     socket.on('error', () => socket.destroy())
     socket.on('close', () => this.#closed())
     writeGreeting(this.#w)
@@ -194,7 +194,7 @@ export class NbdConnection {
       if (
         this.#state === State.RequestHeader &&
         this.#headUsed === 0 &&
-        this.socket.writableLength > SEND_BYTES_HIGH
+        this.#w.inflightBytes > SEND_BYTES_HIGH
       ) {
         // A copy: the receive buffer takes the next read. Rare (a client not reading).
         this.#stash = Buffer.from(data.subarray(pos, end))
