@@ -78,6 +78,11 @@ export class ReplyWriter {
     this.#direct = directWriter(socket, (status) => this.#directDone(status))
   }
 
+  /** True when writes go to the socket's handle directly (false: through Socket#write). */
+  get direct(): boolean {
+    return this.#direct !== null
+  }
+
   /** The current chunk's buffer; valid at [used, used + n) after ensure(n). */
   get buf(): Buffer {
     return this.#current.buf
@@ -256,8 +261,11 @@ export class ReplyWriter {
     this.#pendingCount = 0
     this.#send(this.#current, this.#start, this.used)
     if (cork) this.#socket.uncork()
-    this.#start = this.used
     this.#markChunk = null
+    // When the kernel took everything at once, the next replies start the chunk again, in
+    // cache lines still warm from these, instead of walking through all of it.
+    if (this.#current.inflight === 0) this.used = 0
+    this.#start = this.used
   }
 
   #send(chunk: Chunk, start: number, end: number): void {
