@@ -19,7 +19,8 @@
  * Where the socket's handle allows it (handle-write.ts), a range goes to the handle directly,
  * without `Socket#write`: a reply the kernel takes whole then costs one call and no object;
  * a range it takes in part stays pinned until the handle reports it written. `onDrain` runs
- * whenever the last write handed out is done, whichever way it was made.
+ * when a write finishes and no more than `drainBytes` are still out, whichever way the
+ * writes were made.
  */
 import type { Socket } from 'node:net'
 import { assert } from '../../util/assert.js'
@@ -69,8 +70,9 @@ export class ReplyWriter {
   readonly #waitChunks: Chunk[] = []
   readonly #waitBytes: number[] = []
   #waitHead = 0
-  /** Runs when inflightBytes comes back to 0 after a write that did not finish at once. */
+  /** Runs when inflightBytes comes down to drainBytes or less as a write finishes. */
   onDrain: (() => void) | null = null
+  drainBytes = 0
 
   constructor(socket: Socket) {
     this.#socket = socket
@@ -281,7 +283,7 @@ export class ReplyWriter {
         chunk.inflight--
         this.inflightBytes -= bytes
         this.#recycle(chunk)
-        if (this.inflightBytes === 0) this.onDrain?.()
+        if (this.inflightBytes <= this.drainBytes) this.onDrain?.()
       })
     } else {
       this.#recycle(chunk)
@@ -317,7 +319,7 @@ export class ReplyWriter {
     }
     this.#recycle(chunk)
     if (status < 0) this.#socket.destroy()
-    else if (this.inflightBytes === 0) this.onDrain?.()
+    else if (this.inflightBytes <= this.drainBytes) this.onDrain?.()
   }
 
   #take(): Chunk {
