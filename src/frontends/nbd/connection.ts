@@ -16,9 +16,7 @@
  * the connection stops reading and keeps the rest of the read where it is (the receive buffer
  * is not read into again until that rest is done), then goes on when the writes catch up. So
  * a client that never reads its replies cannot grow our memory, and a deep queue of READs
- * does not run far ahead of the socket: each reply is made just before the kernel copies it,
- * in the same few warm chunks, instead of megabytes of replies being made in one turn and
- * copied out later from memory that has left the cache.
+ * does not run far ahead of the socket.
  */
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
@@ -46,8 +44,13 @@ import {
 import { type Request, Transmission } from './transmission.js'
 import { ReplyWriter } from './writer.js'
 
-/** Reply bytes waiting for the socket above which requests wait (about a socket buffer). */
-export const SEND_BYTES_HIGH = 1024 * 1024
+/**
+ * Reply bytes waiting for the socket above which requests wait: the 4 MiB of reply chunks the
+ * writer keeps for reuse (writer.ts), so that a deep queue of READs cycles through those and
+ * never makes new ones. fio's deepest case here (16 x 64 KiB) stays below it; 256 KiB, about
+ * a socket buffer, made its 64 KiB reads cost more CPU (bench/results.md, 2026-12-07 11:40).
+ */
+export const SEND_BYTES_HIGH = 4 * 1024 * 1024
 
 /**
  * Unsent reply bytes that make a flush before the input batch ends: one reply chunk, so that
