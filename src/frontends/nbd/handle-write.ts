@@ -35,8 +35,9 @@ interface WriteRequest {
 
 function findBinding(): StreamBinding | null {
   try {
-    const binding = (process as unknown as { binding(name: string): Partial<StreamBinding> })
-      .binding('stream_wrap')
+    const binding = (
+      process as unknown as { binding(name: string): Partial<StreamBinding> }
+    ).binding('stream_wrap')
     const { WriteWrap, streamBaseState, kLastWriteWasAsync } = binding
     if (
       typeof WriteWrap !== 'function' ||
