@@ -11,9 +11,12 @@
  * The socket is read in place (Node's `onread`): every read lands in one receive buffer, at
  * the place that puts the next WRITE page 8-byte aligned (#land), and is consumed before the
  * callback returns, so nothing is allocated per read. Replies of one read go out in one socket
- * write (and every FLUSH_BYTES during a long one); while the socket has more than
- * `SEND_BYTES_HIGH` queued, input stops being read (what is left of the read is copied aside),
- * so a client that never reads its replies cannot grow our memory.
+ * write (and every FLUSH_BYTES during a long one). Requests are answered only as fast as the
+ * kernel takes the replies: while more than `SEND_BYTES_HIGH` of them wait for the socket,
+ * the connection stops reading and keeps the rest of the read where it is (the receive buffer
+ * is not read into again until that rest is done), then goes on when the writes catch up. So
+ * a client that never reads its replies cannot grow our memory, and a deep queue of READs
+ * does not run far ahead of the socket.
  */
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
@@ -41,8 +44,13 @@ import {
 import { type Request, Transmission } from './transmission.js'
 import { ReplyWriter } from './writer.js'
 
-/** Queued send bytes above which input pauses (two largest reads and then some). */
-export const SEND_BYTES_HIGH = 80 * 1024 * 1024
+/**
+ * Reply bytes waiting for the socket above which requests wait: the 4 MiB of reply chunks the
+ * writer keeps for reuse (writer.ts), so that a deep queue of READs cycles through those and
+ * never makes new ones. fio's deepest case here (16 x 64 KiB) stays below it; 256 KiB, about
+ * a socket buffer, made its 64 KiB reads cost more CPU (bench/results.md, 2026-12-07 11:40).
+ */
+export const SEND_BYTES_HIGH = 4 * 1024 * 1024
 
 /**
  * Unsent reply bytes that make a flush before the input batch ends: one reply chunk, so that
@@ -92,8 +100,10 @@ export class NbdConnection {
   #optionLength = 0
   #transmission: Transmission | null = null
   readonly #request: Request = { flags: 0, type: 0, cookieHi: 0, cookieLo: 0, offset: 0, length: 0 }
-  /** Input not yet processed while the send side drains. */
-  #stash: Buffer | null = null
+  /** Input not yet processed while the send side drains: #held[#heldPos..#heldEnd). */
+  #held: Buffer | null = null
+  #heldPos = 0
+  #heldEnd = 0
   #timer: NodeJS.Timeout | null
   exportName: string | null = null
 
@@ -117,7 +127,8 @@ export class NbdConnection {
     this.#timer = setTimeout(() => this.#fail('no export chosen within 10 s'), HANDSHAKE_TIMEOUT_MS)
     this.#timer.unref()
     if (adopted === null) socket.on('data', (data: Buffer) => this.#input(data))
-    socket.on('drain', () => this.#resume())
+    this.#w.drainBytes = SEND_BYTES_HIGH
+    this.#w.onDrain = () => this.#resume()
     socket.on('error', () => socket.destroy())
     socket.on('close', () => this.#closed())
     writeGreeting(this.#w)
@@ -138,7 +149,7 @@ export class NbdConnection {
     this.#state = State.Closed
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = null
-    this.#stash = null
+    this.#held = null
   }
 
   #fail(reason: string): void {
@@ -150,9 +161,9 @@ export class NbdConnection {
   /** Read in place: `count` bytes are at the start of #landing. False pauses reading. */
   #onRead(count: number): boolean {
     if (this.#state === State.Closed) return false
-    this.#process(this.#landing, count)
+    this.#process(this.#landing, 0, count)
     this.#land()
-    return this.#stash === null
+    return this.#held === null
   }
 
   /**
@@ -170,34 +181,43 @@ export class NbdConnection {
   }
 
   #input(data: Buffer): void {
-    if (this.#stash !== null) {
+    const held = this.#held
+    if (held !== null) {
       // Only reachable if a data event slips in after pause(): keep order.
-      this.#stash = Buffer.concat([this.#stash, data])
+      this.#held = Buffer.concat([held.subarray(this.#heldPos, this.#heldEnd), data])
+      this.#heldPos = 0
+      this.#heldEnd = this.#held.length
       return
     }
-    this.#process(data, data.length)
+    this.#process(data, 0, data.length)
   }
 
+  /** The replies caught up: the rest of the held read, then reading again. */
   #resume(): void {
-    const stash = this.#stash
-    if (stash === null || this.#state === State.Closed) return
-    this.#stash = null
-    this.#process(stash, stash.length)
+    const held = this.#held
+    if (held === null || this.#state === State.Closed) return
+    this.#held = null
+    this.#process(held, this.#heldPos, this.#heldEnd)
+    if (this.#held !== null) return
+    // The next read was to land where #land said when reading stopped; the alignment it gave
+    // matters to the engine's wide copy only (page-copy.ts), and the bytes are all used now.
     this.#land()
-    if (this.#stash === null) this.socket.resume()
+    this.socket.resume()
   }
 
-  /** Consumes `data[0..end)`. */
-  #process(data: Buffer, end: number): void {
-    let pos = 0
+  /** Consumes `data[start..end)`. */
+  #process(data: Buffer, start: number, end: number): void {
+    let pos = start
     while (pos < end && this.#state !== State.Closed) {
       if (
         this.#state === State.RequestHeader &&
         this.#headUsed === 0 &&
-        this.socket.writableLength > SEND_BYTES_HIGH
+        this.#w.inflightBytes > SEND_BYTES_HIGH
       ) {
-        // A copy: the receive buffer takes the next read. Rare (a client not reading).
-        this.#stash = Buffer.from(data.subarray(pos, end))
+        // Kept in place: no read lands in the receive buffer until these bytes are used.
+        this.#held = data
+        this.#heldPos = pos
+        this.#heldEnd = end
         this.socket.pause()
         break
       }

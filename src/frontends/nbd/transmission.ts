@@ -12,7 +12,7 @@
  * only partly written is read, patched and written back. Nothing here allocates per page.
  */
 import { PAGE_SIZE } from '../../abi/constants.js'
-import { copyPage } from '../../engine/page-copy.js'
+import { copyPage, pageCopyMode } from '../../engine/page-copy.js'
 import { assert } from '../../util/assert.js'
 import { registerCopyBuffer } from '../../util/bytes.js'
 import type { Export } from './export.js'
@@ -86,6 +86,12 @@ export class Transmission {
   #writeAt = 0
   #writeLeft = 0
   #writeError = 0
+  /**
+   * READ pages go to 8-byte aligned places of the reply (the engine's wide copy needs them
+   * there to stay allocation-free); the native copy takes any place, so replies stay
+   * contiguous and a flush is one write.
+   */
+  readonly #alignReads = pageCopyMode() === 'wide'
 
   constructor(w: ReplyWriter, exp: Export, structured: boolean, metaAllocation: boolean) {
     this.#w = w
@@ -224,7 +230,7 @@ export class Transmission {
     // The first whole page's first byte 8-byte aligned: whole pages then land in the reply
     // in place. `lead` bytes of a partial first page come before it.
     const lead = (PAGE_SIZE - (req.offset % PAGE_SIZE)) % PAGE_SIZE
-    w.alignData((this.#structured ? 28 : 16) + Math.min(lead, req.length))
+    if (this.#alignReads) w.alignData((this.#structured ? 28 : 16) + Math.min(lead, req.length))
     if (this.#structured) {
       this.#chunkHeader(req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, 8 + req.length)
       w.u64(req.offset)
@@ -240,7 +246,7 @@ export class Transmission {
       // A whole page lands in the reply in place where the engine's copy stays on its
       // aligned path (simple replies); otherwise it goes through the aligned scratch page.
       if (n === PAGE_SIZE) w.ensure(PAGE_SIZE)
-      const direct = n === PAGE_SIZE && (w.used & 7) === 0
+      const direct = n === PAGE_SIZE && (!this.#alignReads || (w.used & 7) === 0)
       const error = direct
         ? this.#exp.readPage(page, w.buf, w.used)
         : this.#exp.readPage(page, this.#scratch, 0)

@@ -15,10 +15,17 @@
  * copies them on its allocation-free wide path: when the data would start misaligned, the
  * unsent bytes so far become a range of their own and the next range starts a few bytes
  * further on. The socket gets the ranges of one flush() as one corked write (a writev).
+ *
+ * Where the socket's handle allows it (handle-write.ts), a range goes to the handle directly,
+ * without `Socket#write`: a reply the kernel takes whole then costs one call and no object;
+ * a range it takes in part stays pinned until the handle reports it written. `onDrain` runs
+ * when a write finishes and no more than `drainBytes` are still out, whichever way the
+ * writes were made.
  */
 import type { Socket } from 'node:net'
 import { assert } from '../../util/assert.js'
 import { registerCopyBuffer } from '../../util/bytes.js'
+import { type HandleWriter, WRITE_DONE, WRITE_PENDING, directWriter } from './handle-write.js'
 
 export const CHUNK_BYTES = 256 * 1024
 const FREE_CHUNKS_MAX = 16
@@ -57,10 +64,25 @@ export class ReplyWriter {
   #markChunk: Chunk | null = null
   #markStart = 0
   #markUsed = 0
+  /** The socket's handle, written directly; null: through Socket#write. */
+  readonly #direct: HandleWriter | null
+  /** Chunks of pending direct writes and their sizes, oldest at #waitHead (libuv's order). */
+  readonly #waitChunks: Chunk[] = []
+  readonly #waitBytes: number[] = []
+  #waitHead = 0
+  /** Runs when inflightBytes comes down to drainBytes or less as a write finishes. */
+  onDrain: (() => void) | null = null
+  drainBytes = 0
 
   constructor(socket: Socket) {
     this.#socket = socket
     this.#current = this.#take()
+    this.#direct = directWriter(socket, (status) => this.#directDone(status))
+  }
+
+  /** True when writes go to the socket's handle directly (false: through Socket#write). */
+  get direct(): boolean {
+    return this.#direct !== null
   }
 
   /** The current chunk's buffer; valid at [used, used + n) after ensure(n). */
@@ -231,21 +253,29 @@ export class ReplyWriter {
   /** Sends everything written so far. */
   flush(): void {
     const count = this.#pendingCount
-    // Several ranges go out as one writev.
-    if (count > 0) this.#socket.cork()
+    // Several ranges go out as one writev (direct writes are one call each).
+    const cork = count > 0 && this.#direct === null
+    if (cork) this.#socket.cork()
     for (let i = 0; i < count; i++) {
       const range = this.#pending[i]!
       this.#send(range.chunk, range.start, range.end)
     }
     this.#pendingCount = 0
     this.#send(this.#current, this.#start, this.used)
-    if (count > 0) this.#socket.uncork()
-    this.#start = this.used
+    if (cork) this.#socket.uncork()
     this.#markChunk = null
+    // When the kernel took everything at once, the next replies start the chunk again, in
+    // cache lines still warm from these, instead of walking through all of it.
+    if (this.#current.inflight === 0) this.used = 0
+    this.#start = this.used
   }
 
   #send(chunk: Chunk, start: number, end: number): void {
     if (end > start && !this.#socket.destroyed) {
+      if (this.#direct !== null) {
+        this.#sendDirect(this.#direct, chunk, start, end)
+        return
+      }
       chunk.inflight++
       const bytes = end - start
       this.inflightBytes += bytes
@@ -253,10 +283,43 @@ export class ReplyWriter {
         chunk.inflight--
         this.inflightBytes -= bytes
         this.#recycle(chunk)
+        if (this.inflightBytes <= this.drainBytes) this.onDrain?.()
       })
     } else {
       this.#recycle(chunk)
     }
+  }
+
+  #sendDirect(direct: HandleWriter, chunk: Chunk, start: number, end: number): void {
+    const result = direct.write(chunk.buf.subarray(start, end))
+    if (result === WRITE_PENDING) {
+      chunk.inflight++
+      this.inflightBytes += end - start
+      this.#waitChunks.push(chunk)
+      this.#waitBytes.push(end - start)
+      return
+    }
+    // Written, or failed (a peer gone): either way the chunk is free again.
+    if (result !== WRITE_DONE) this.#socket.destroy()
+    this.#recycle(chunk)
+  }
+
+  /** The handle finished the oldest pending direct write (status < 0: it failed). */
+  #directDone(status: number): void {
+    const head = this.#waitHead
+    const chunk = this.#waitChunks[head]
+    if (chunk === undefined) return
+    this.#waitHead = head + 1
+    chunk.inflight--
+    this.inflightBytes -= this.#waitBytes[head]!
+    if (this.#waitHead === this.#waitChunks.length) {
+      this.#waitChunks.length = 0
+      this.#waitBytes.length = 0
+      this.#waitHead = 0
+    }
+    this.#recycle(chunk)
+    if (status < 0) this.#socket.destroy()
+    else if (this.inflightBytes <= this.drainBytes) this.onDrain?.()
   }
 
   #take(): Chunk {
