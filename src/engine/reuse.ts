@@ -119,7 +119,7 @@ export function putOverVictim(
   window: PageWindow,
 ): number {
   const { store, counters, eviction } = books
-  assert(!pool.persistent && mustEvict(books), 'Reuse without need')
+  assert(!pool.persistent, 'Reuse for a persistent pool')
   const victim = eviction.choose(caller, false, object)
   if (victim === NONE) {
     // Counted where the usual way fails: needing a page descriptor, else a frame.
@@ -137,23 +137,18 @@ export function putOverVictim(
   if (books.onEvict !== null) books.onEvict(victimPool, victim)
   detachVictim(books, victimPool, victim)
   counters.evicted++
-  const frame = store.slotFrame(victim)
-  books.placement.fillFrame(frame, source, sourceOffset, fill, window)
+  // mustEvict left an object record free, and the victim may have freed one more.
   if (object === NONE) object = createObject(books, pool, oid)
-  if (object === NONE) {
-    // As the long way fails after storing: the frame and the slot go back.
-    store.slotFree(victim)
-    books.frames.release(frame)
-    counters.failedSubpageAllocs++
-    pool.noMemoryPuts++
-    return -ENOMEM
-  }
+  assert(object !== NONE, 'Reuse found no object record')
   store.pageAttach(victim, object, index)
+  const frame = store.slotFrame(victim)
   store.setSlotPayload(victim, frame, 0, PAGE_SIZE, SLOT_USED)
   linkNewPage(books, pool, victim)
   if (pool.shared) store.objectLastClient[object] = pool.owner.id
   pool.goodPuts++
   counters.goodEphemeralPuts++
+  // The copy comes last, so that it does not push the lines read above out of the cache.
+  books.placement.fillFrame(frame, source, sourceOffset, fill, window)
   return 1
 }
 
