@@ -115,14 +115,16 @@ export class Eviction {
    */
   evict(caller: Client | null, ownOnly: boolean, spared: number): boolean {
     const slot = this.choose(caller, ownOnly, spared)
-    if (slot === NONE) return false
+    if (slot < 0) return false
     this.evictChosen(slot)
     return true
   }
 
   /**
-   * The page `evict` would take, or NONE, counting the attempt. The caller evicts it at once
-   * (`evictChosen`), or takes it over for a new page as an eviction would (reuse.ts).
+   * The page `evict` would take, or -1 (not NONE: a value of 2^31 or more returned from a
+   * call that is not inlined is a heap number, an allocation), counting the attempt. The
+   * caller evicts it at once (`evictChosen`), or takes it over for a new page as an eviction
+   * would (reuse.ts).
    */
   choose(caller: Client | null, ownOnly: boolean, spared: number): number {
     const state = this.#state
@@ -141,7 +143,7 @@ export class Eviction {
       this.#looks = EVICT_SCAN_MAX
       slot = this.#firstEligible(store.listNext, state.globalLru[0]!, spared)
     }
-    return slot
+    return slot === NONE ? -1 : slot
   }
 
   /** Evicts the page `choose` returned: the hook, the removal, the count. */

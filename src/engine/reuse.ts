@@ -121,7 +121,7 @@ export function putOverVictim(
   const { store, counters, eviction } = books
   assert(!pool.persistent, 'Reuse for a persistent pool')
   const victim = eviction.choose(caller, false, object)
-  if (victim === NONE) {
+  if (victim < 0) {
     // Counted where the usual way fails: needing a page descriptor, else a frame.
     if (store.slots.inUse >= store.slots.capacity) counters.failedSubpageAllocs++
     else counters.failedPageAllocs++
