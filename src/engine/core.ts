@@ -41,6 +41,14 @@ import {
   StoredPage,
 } from './placement.js'
 import {
+  createObject,
+  linkNewPage,
+  mustEvict,
+  putOverVictim,
+  removeObjectRecord,
+  REUSE_DECLINED,
+} from './reuse.js'
+import {
   listAppend,
   listUnlink,
   newListHead,
@@ -176,9 +184,28 @@ export class Core {
       pool.noMemoryPuts++
       return -ENOMEM
     }
+    // A put that must evict takes its victim over in place when it can (reuse.ts).
+    if (!pool.persistent && mustEvict(this) && !this.placement.isDense(pool)) {
+      const rc = putOverVictim(
+        this,
+        caller,
+        pool,
+        object,
+        oid,
+        index,
+        source,
+        sourceOffset,
+        fill,
+        window,
+      )
+      if (rc !== REUSE_DECLINED) return rc
+    }
+    if (!this.eviction.ensureDescriptors(caller, object)) {
+      pool.noMemoryPuts++
+      return -ENOMEM
+    }
     const stored = this.#stored
     if (
-      !this.eviction.ensureDescriptors(caller, object) ||
       !this.placement.store(caller, pool, object, source, sourceOffset, fill, window, true, stored)
     ) {
       pool.noMemoryPuts++
@@ -199,40 +226,19 @@ export class Core {
     const owner = pool.owner
     const created = object === NONE
     if (created) {
-      object = store.objectInsert(pool.gid, oid, pool.objects)
+      object = createObject(this, pool, oid)
       if (object === NONE) return this.#failAfterStore(pool, NONE, stored)
-      pool.objectCount++
-      if (pool.objectCount > pool.objectMax) pool.objectMax = pool.objectCount
-      if (++this.counters.objectCount > this.counters.objectMax) this.counters.objectMax++
     }
     const slot = store.pageInsert(object, index)
     if (slot === NONE) return this.#failAfterStore(pool, created ? object : NONE, stored)
     this.placement.apply(slot, SLOT_USED, stored)
-    this.#linkNewPage(pool, slot)
+    linkNewPage(this, pool, slot)
     if (pool.shared) store.objectLastClient[object] = owner.id
     pool.goodPuts++
     if (pool.persistent) owner.succPersistentPuts++
     else this.counters.goodEphemeralPuts++
     if (owner.precopy && pool.persistent) this.#logChange(pool, slot)
     return 1
-  }
-
-  #linkNewPage(pool: Pool, slot: number): void {
-    const store = this.store
-    const counters = this.counters
-    const owner = pool.owner
-    if (pool.persistent) {
-      store.setSlotFlags(slot, store.slotFlags(slot) | SLOT_PERSISTENT)
-      listAppend(store.listPrev, store.listNext, pool.persistentList, slot)
-    } else {
-      listAppend(store.listPrev, store.listNext, this.globalLru, slot)
-      listAppend(store.clientPrev, store.clientNext, owner.lru, slot)
-      this.eviction.stamp(slot)
-      if (++counters.ephemeralCount > counters.ephemeralMax) counters.ephemeralMax++
-      if (++owner.ephemeralCount > owner.ephemeralMax) owner.ephemeralMax++
-    }
-    if (++pool.pageCount > pool.pageMax) pool.pageMax++
-    if (++counters.pageCount > counters.pageMax) counters.pageMax++
   }
 
   /** The duplicate-put rule (docs/semantics.md "Duplicate put"): replace and return 1, or fail and drop the page. */
@@ -290,7 +296,7 @@ export class Core {
     this.counters.failedSubpageAllocs++
     pool.noMemoryPuts++
     this.placement.release(pool.owner, stored.frame, stored.offset, stored.bytes, stored.flags)
-    if (createdObject !== NONE) this.#removeObjectRecord(pool, createdObject)
+    if (createdObject !== NONE) removeObjectRecord(this, pool, createdObject)
     return -ENOMEM
   }
 
@@ -409,7 +415,7 @@ export class Core {
     store.pageRemove(slot)
     pool.pageCount--
     this.counters.pageCount--
-    if (store.objectPages[object] === 0) this.#removeObjectRecord(pool, object)
+    if (store.objectPages[object] === 0) removeObjectRecord(this, pool, object)
   }
 
   /** Removes every page of an object, then the object (FLUSH_OBJECT, pool destruction). */
@@ -423,12 +429,6 @@ export class Core {
       if (last) return
       slot = next
     }
-  }
-
-  #removeObjectRecord(pool: Pool, object: number): void {
-    this.store.objectRemove(object, pool.objects)
-    pool.objectCount--
-    this.counters.objectCount--
   }
 
   /** Tells the change log about a persistent page of a migrating owner. */

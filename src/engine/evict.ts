@@ -114,6 +114,19 @@ export class Eviction {
    * page was evicted.
    */
   evict(caller: Client | null, ownOnly: boolean, spared: number): boolean {
+    const slot = this.choose(caller, ownOnly, spared)
+    if (slot < 0) return false
+    this.evictChosen(slot)
+    return true
+  }
+
+  /**
+   * The page `evict` would take, or -1 (not NONE: a value of 2^31 or more returned from a
+   * call that is not inlined is a heap number, an allocation), counting the attempt. The
+   * caller evicts it at once (`evictChosen`), or takes it over for a new page as an eviction
+   * would (reuse.ts).
+   */
+  choose(caller: Client | null, ownOnly: boolean, spared: number): number {
     const state = this.#state
     const store = state.store
     state.counters.evictAttempts++
@@ -130,13 +143,18 @@ export class Eviction {
       this.#looks = EVICT_SCAN_MAX
       slot = this.#firstEligible(store.listNext, state.globalLru[0]!, spared)
     }
-    if (slot === NONE) return false
+    return slot === NONE ? -1 : slot
+  }
+
+  /** Evicts the page `choose` returned: the hook, the removal, the count. */
+  evictChosen(slot: number): void {
+    const state = this.#state
+    const store = state.store
     const pool = state.pools.byGid(store.objectPool[store.slotObject(slot)]!)
     assert(!pool.persistent, 'Eviction chose a persistent page')
     if (state.onEvict !== null) state.onEvict(pool, slot)
     state.removePage(pool, slot)
     state.counters.evicted++
-    return true
   }
 
   /** Step 2: the oldest eligible page of the clients over their share, or NONE. */

@@ -142,7 +142,7 @@ export class Placement {
     if (!this.isDense(pool)) {
       const frame = this.#eviction.allocFrame(caller, spared)
       if (frame === NONE) return false
-      this.#fillFrame(frame, source, sourceOffset, fill, window)
+      this.fillFrame(frame, source, sourceOffset, fill, window)
       out.set(frame, 0, PAGE_SIZE, 0)
       return true
     }
@@ -169,7 +169,7 @@ export class Placement {
     const store = this.#state.store
     const flags = store.slotFlags(slot)
     if (!this.isDense(pool) && (flags & (SLOT_KIND_MASK | SLOT_CONTENT)) === 0) {
-      this.#fillFrame(store.slotFrame(slot), source, sourceOffset, fill, window)
+      this.fillFrame(store.slotFrame(slot), source, sourceOffset, fill, window)
       return true
     }
     if (fill === FILL_COPY && source !== null && this.#repeatsContent(slot, source, sourceOffset))
@@ -348,7 +348,7 @@ export class Placement {
   }
 
   /** Copies the caller's page (or zeros, or a range) into frame `frame`. */
-  #fillFrame(
+  fillFrame(
     frame: number,
     source: Uint8Array | null,
     sourceOffset: number,

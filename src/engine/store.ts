@@ -31,8 +31,10 @@
 import { PAGE_SIZE } from '../abi/constants.js'
 import { assert } from '../util/assert.js'
 import { IdAllocator, NONE } from './ids.js'
+import { type ListHead, listAppend, listUnlink } from './lists.js'
 
 export { NONE }
+export { type ListHead, listAppend, listUnlink, newListHead } from './lists.js'
 
 /** Page hashes keep 30 bits (see `#pageHash`). */
 const HASH_MASK = 0x3fffffff
@@ -51,39 +53,10 @@ export const SLOT_FILLED = 32
 export const SLOT_CONTENT = 64
 export const SLOT_KIND_MASK = SLOT_COMPRESSED | SLOT_TZE | SLOT_FILLED
 
-/** Head and tail of an intrusive list: a 2-element Uint32Array, [head, tail]. */
-export type ListHead = Uint32Array
-
-export function newListHead(): ListHead {
-  return new Uint32Array([NONE, NONE])
-}
-
 function nextPowerOfTwo(value: number): number {
   let size = 1
   while (size < value) size *= 2
   return size
-}
-
-/** Pushes `id` onto the tail of a list whose links are `prev`/`next`. */
-export function listAppend(prev: Uint32Array, next: Uint32Array, head: ListHead, id: number): void {
-  const tail = head[1]!
-  prev[id] = tail
-  next[id] = NONE
-  if (tail === NONE) head[0] = id
-  else next[tail] = id
-  head[1] = id
-}
-
-/** Removes `id` from a list whose links are `prev`/`next`. */
-export function listUnlink(prev: Uint32Array, next: Uint32Array, head: ListHead, id: number): void {
-  const before = prev[id]!
-  const after = next[id]!
-  if (before === NONE) head[0] = after
-  else next[before] = after
-  if (after === NONE) head[1] = before
-  else prev[after] = before
-  prev[id] = NONE
-  next[id] = NONE
 }
 
 /** Words per slot row and the word of each field (see the header). */
@@ -334,17 +307,27 @@ export class Store {
   pageInsert(object: number, index: number): number {
     const slot = this.slots.alloc()
     if (slot === NONE) return NONE
-    const rows = this.#rows
     const row = slot * ROW
-    assert(rows[row + ROW_META] === 0, 'Store new slot is in use')
-    rows[row + ROW_OBJECT] = object
-    rows[row + ROW_INDEX] = index
-    rows[row + ROW_FRAME] = NONE
-    rows[row + ROW_META] = SLOT_USED
+    assert(this.#rows[row + ROW_META] === 0, 'Store new slot is in use')
+    this.#rows[row + ROW_FRAME] = NONE
+    this.#rows[row + ROW_META] = SLOT_USED
     this.listPrev[slot] = NONE
     this.listNext[slot] = NONE
     this.clientPrev[slot] = NONE
     this.clientNext[slot] = NONE
+    this.pageAttach(slot, object, index)
+    return slot
+  }
+
+  /**
+   * Gives a detached slot (see `pageDetach`) the key (object, index): writes it into the row
+   * and links the slot into the index and at the head of the object's chain. Leaves the
+   * payload fields and the list links as they are. The caller has checked the key is absent.
+   */
+  pageAttach(slot: number, object: number, index: number): void {
+    const row = slot * ROW
+    this.#rows[row + ROW_OBJECT] = object
+    this.#rows[row + ROW_INDEX] = index
     const table = this.#pageTable
     const mask = this.#pageMask
     const hash = this.#pageHash(object, index)
@@ -363,7 +346,6 @@ export class Store {
     if (first !== NONE) this.chainPrev[first] = slot
     this.objectChain[object] = slot
     this.objectPages[object]!++
-    return slot
   }
 
   /**
@@ -371,8 +353,25 @@ export class Store {
    * already removed it from any LRU or persistent list and released its data.
    */
   pageRemove(slot: number): void {
-    assert((this.slotFlags(slot) & SLOT_USED) !== 0, 'Store removing a free slot')
     assert(this.listPrev[slot] === NONE && this.listNext[slot] === NONE, 'Store slot still listed')
+    this.pageDetach(slot)
+    this.slotFree(slot)
+  }
+
+  /** Frees a detached, unlisted slot (see `pageDetach`). */
+  slotFree(slot: number): void {
+    this.setSlotPayload(slot, NONE, 0, 0, 0)
+    this.slots.release(slot)
+  }
+
+  /**
+   * Unlinks a slot from the index and from its object's chain, counting the page off the
+   * object, and keeps everything else: the slot stays taken, with its old key in the row, its
+   * payload and its list links, until `pageAttach` gives it a new key or `pageRemove`'s
+   * caller frees it (an evicting put reuses its victim's slot this way, see reuse.ts).
+   */
+  pageDetach(slot: number): void {
+    assert((this.slotFlags(slot) & SLOT_USED) !== 0, 'Store detaching a free slot')
     const object = this.slotObject(slot)
     this.#pageTableDelete(slot, this.#pageHash(object, this.slotIndex(slot)))
     const before = this.chainPrev[slot]!
@@ -382,8 +381,6 @@ export class Store {
     if (after !== NONE) this.chainPrev[after] = before
     assert(this.objectPages[object]! > 0, 'Store object page count underflow')
     this.objectPages[object]!--
-    this.setSlotPayload(slot, NONE, 0, 0, 0)
-    this.slots.release(slot)
   }
 
   /** tableDelete for the page table, whose entries carry their hash (no row reads). */
