@@ -155,7 +155,13 @@ export class ShmChannel {
     this.#poller = new ShmPoller(
       this.#doorbell,
       { turn: () => this.#turn(), hasWork: () => this.#cq.hasWork() },
-      { onSleep: () => this.counters.sleeps++, expecting: () => this.inFlight > 0 },
+      {
+        onSleep: () => this.counters.sleeps++,
+        expecting: () => this.inFlight > 0,
+        // With ops in flight the client polls for its bound, as the unpipelined case needs
+        // (a client that slept then cost the daemon a kick per op, and the op its latency).
+        adaptive: false,
+      },
     )
     const slots = Math.min(geometry.sqEntries, geometry.cqEntries)
     assert(slots <= SLOT_MASK + 1, 'Too many slots for the request id')
@@ -196,7 +202,7 @@ export class ShmChannel {
   /** The daemon kicked: completions are waiting. */
   kicked(): void {
     this.counters.kicksReceived++
-    this.#poller.kick()
+    this.#poller.wake()
   }
 
   /**
