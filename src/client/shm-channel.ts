@@ -26,6 +26,7 @@ import {
   SHM_WORD_CLIENT_SLEEPING,
   SHM_WORD_DAEMON_SLEEPING,
   SQE_BYTES,
+  SQE_REQUEST_ID,
   type ShmGeometry,
 } from '../protocol/shm-region.js'
 import {
@@ -249,6 +250,8 @@ export class ShmChannel {
     const bytes = this.views.bytes
     const at = this.#sq.next()
     copyShort(op, opAt, bytes, at, this.#layout.bytes)
+    // Every byte before the request id is written: the op, the rest (ABI v0) and the cmfn.
+    zeroShort(bytes, at + this.#layout.bytes, at + SQE_REQUEST_ID)
     const cmfnAt = at + this.#layout.genCmfn
     zeroShort(bytes, cmfnAt, cmfnAt + 8)
     if (frame >= 0) {
