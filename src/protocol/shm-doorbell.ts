@@ -92,10 +92,11 @@ export interface ShmPollerOptions {
    */
   expecting?: () => boolean
   /**
-   * Poll only while polling has been paying (the gap score below); default true. False: poll
-   * whenever the other conditions hold (the client, which polls only with ops in flight).
+   * True when the gap score below decides whether to poll (default: always); false: poll
+   * whenever the other conditions hold (a client with a lone op in flight, whose latency is
+   * its caller's).
    */
-  adaptive?: boolean
+  adaptive?: () => boolean
 }
 
 /** The gap score's scale: 256 when every recent gap ended within the poll bound, 0 when none. */
@@ -131,7 +132,7 @@ export class ShmPoller {
   readonly #onSleep: () => void
   readonly #onBroken: () => void
   readonly #expecting: () => boolean
-  readonly #adaptive: boolean
+  readonly #adaptive: () => boolean
   #scheduled = false
   #running = false
   #stopped = false
@@ -153,7 +154,7 @@ export class ShmPoller {
     this.#onSleep = options.onSleep ?? (() => {})
     this.#onBroken = options.onBroken ?? (() => {})
     this.#expecting = options.expecting ?? (() => false)
-    this.#adaptive = options.adaptive ?? true
+    this.#adaptive = options.adaptive ?? (() => true)
   }
 
   /** True while a turn is scheduled (the side is polling, not sleeping). */
@@ -245,7 +246,7 @@ export class ShmPoller {
   /** Keep polling: something may come, polling has been paying and the bound is not reached. */
   #shouldPoll(now: number): boolean {
     return (
-      (!this.#adaptive || this.#shortGaps >= GAPS_ONE / 2) &&
+      (this.#shortGaps >= GAPS_ONE / 2 || !this.#adaptive()) &&
       now - this.#lastWork < this.#pollMicroseconds &&
       (this.#sinceWake > 1 || this.#expecting())
     )

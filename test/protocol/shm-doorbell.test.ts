@@ -253,7 +253,7 @@ void test('a poller whose ring breaks stops and says so once', async () => {
 })
 
 /** A poller over a fake ring whose clock the test moves; counts turns and sleeps. */
-function fakeSide(options: { expecting?: () => boolean; adaptive?: boolean } = {}): {
+function fakeSide(options: { expecting?: () => boolean; adaptive?: () => boolean } = {}): {
   poller: ShmPoller
   words: Int32Array
   state: { queued: number; served: number; turns: number; emptyTurns: number; now: number }
@@ -337,7 +337,7 @@ void test('an adaptive poller stops polling when the gaps between work outgrow i
 
 void test('after a lone op a poller sleeps at once unless it expects entries', async () => {
   for (const expecting of [false, true]) {
-    const { poller, state, slept } = fakeSide({ expecting: () => expecting, adaptive: false })
+    const { poller, state, slept } = fakeSide({ expecting: () => expecting, adaptive: () => false })
     state.queued = 1
     const sleeping = slept()
     poller.wake()
