@@ -5,17 +5,20 @@
  *
  * Cases, each for both transports: single `put`/`get` calls with `depth` promises in flight,
  * and `putMany`/`getMany` batches of `batch` pages. Each figure is the median of `trials`
- * trials (transports alternate within a trial so a change of machine load hits both alike).
+ * trials (transports alternate within a trial so a change of machine load hits both alike),
+ * after one warm-up trial that is not recorded (BENCH_SHM_WARMUP=0 leaves it out).
  * With BENCH_SHM_SMOKE=1 it runs one small trial (used to check that the bench still runs).
  *
- * Beside the rates it reports CPU per op: the daemon's (from /proc/<pid>/stat, so Linux only;
- * clock ticks, so read it over a whole case) and the load generator's (process.cpuUsage).
+ * Beside the rates it reports CPU per op, the median over the trials: the daemon's (all its
+ * threads, from /proc, so Linux only) and the load generator's (process.cpuUsage).
  * BENCH_SHM_CASES=<substring> runs only the cases whose name contains it, BENCH_SHM_ONLY=shm
  * (or socket) one transport, and BENCH_SHM_PROF=<dir> starts the daemon with
- * `node --cpu-prof --cpu-prof-dir=<dir>` (profile the generator with `node --cpu-prof` itself).
+ * `node --cpu-prof --cpu-prof-dir=<dir>` (profile the generator with `node --cpu-prof` itself),
+ * and BENCH_SHM_NODE_ARGS adds node flags to the daemon's (`--perf-basic-prof` for `perf`).
+ * The daemon's pid is printed (on stderr) so that `perf record -p` can follow it.
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -24,9 +27,11 @@ import { connect, type TmemClient } from '../src/client/client.js'
 const SMOKE = process.env['BENCH_SHM_SMOKE'] === '1'
 const PAGES = SMOKE ? 2000 : 40000
 const TRIALS = SMOKE ? 1 : Number(process.env['BENCH_SHM_TRIALS'] ?? 5)
+const WARMUP = !SMOKE && process.env['BENCH_SHM_WARMUP'] !== '0'
 const CASES = process.env['BENCH_SHM_CASES'] ?? ''
 const ONLY = process.env['BENCH_SHM_ONLY'] ?? ''
 const PROF = process.env['BENCH_SHM_PROF'] ?? ''
+const NODE_ARGS = (process.env['BENCH_SHM_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '')
 const DEPTH = 64
 const UNPIPELINED = PAGES / 10
 const BATCH = 256
@@ -39,12 +44,31 @@ interface Daemon {
   stop: () => Promise<void>
 }
 
+/**
+ * A process's CPU time so far in microseconds: the sum of its threads' run time from
+ * /proc/<pid>/task/<tid>/schedstat (nanoseconds; the clock ticks of /proc/<pid>/stat were too
+ * coarse for a trial of 80 ms), or from /proc/<pid>/stat where schedstat is missing.
+ */
+function threadsCpu(pid: number): number {
+  try {
+    let ns = 0
+    for (const tid of readdirSync(`/proc/${pid}/task`))
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0])
+    return ns / 1000
+  } catch {
+    // utime and stime are fields 14 and 15, after the command name in parentheses.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100
+  }
+}
+
 async function startDaemon(dir: string): Promise<Daemon> {
   const socket = join(dir, 'c.sock')
   const child = spawn(
     process.execPath,
     [
       ...(PROF === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROF}`]),
+      ...NODE_ARGS,
       TMEM,
       'daemon',
       '--socket',
@@ -67,13 +91,10 @@ async function startDaemon(dir: string): Promise<Daemon> {
     child.once('exit', (code) => reject(new Error(`daemon exited (${code})`)))
   })
   const pid = child.pid!
+  if (NODE_ARGS.length > 0) console.error(`daemon pid ${pid}`)
   return {
     socket,
-    cpu: () => {
-      // utime and stime are fields 14 and 15, after the command name in parentheses.
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-      return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100
-    },
+    cpu: () => threadsCpu(pid),
     stop: () =>
       new Promise<void>((resolve) => {
         child.once('exit', () => resolve())
@@ -128,6 +149,40 @@ async function batches(client: TmemClient, pool: number, get: boolean): Promise<
 
 type Transport = 'socket' | 'shm'
 
+/** One case on one transport: rates, CPU per op (each a trial's), kicks summed over trials. */
+interface Cell {
+  rate: number[]
+  daemonCpu: number[]
+  clientCpu: number[]
+  kicks: number[]
+}
+
+const freshCell = (): Cell => ({ rate: [], daemonCpu: [], clientCpu: [], kicks: [0, 0, 0] })
+
+/** Runs one trial of `ops` ops and records its rate, CPU per op and kicks in `cell`. */
+async function measure(
+  cell: Cell,
+  daemon: Daemon,
+  client: TmemClient,
+  ops: number,
+  run: () => Promise<number>,
+): Promise<void> {
+  const daemonBefore = daemon.cpu()
+  const clientBefore = process.cpuUsage()
+  const countersBefore = client.sharedMemory.counters
+  cell.rate.push(await run())
+  const used = process.cpuUsage(clientBefore)
+  cell.daemonCpu.push((daemon.cpu() - daemonBefore) / ops)
+  cell.clientCpu.push((used.user + used.system) / ops)
+  const counters = client.sharedMemory.counters
+  // Builds before the counters (A/B runs against an old build) have none: zeros.
+  if (counters !== undefined && countersBefore !== undefined) {
+    cell.kicks[0]! += counters.kicksSent - countersBefore.kicksSent
+    cell.kicks[1]! += counters.kicksReceived - countersBefore.kicksReceived
+    cell.kicks[2]! += counters.ringFull - countersBefore.ringFull
+  }
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.floor(sorted.length / 2)] ?? 0
@@ -158,55 +213,38 @@ async function main(): Promise<void> {
       ['putMany x 256', batches, false, PAGES],
       ['getMany x 256', batches, true, PAGES],
     ] as const
-    type Cell = Record<
-      Transport,
-      { rate: number[]; daemonCpu: number; clientCpu: number; kicks: number[] }
-    >
-    const results: Record<string, Cell> = {}
+    const results: Record<string, Record<Transport, Cell>> = {}
     const chosen = cases.filter(([name]) => name.includes(CASES))
-    for (let trial = 0; trial < TRIALS; trial++) {
-      for (const [name, run, get] of chosen) {
-        const fresh = (): Cell[Transport] => ({
-          rate: [],
-          daemonCpu: 0,
-          clientCpu: 0,
-          kicks: [0, 0, 0],
-        })
-        const cell = (results[name] ??= { socket: fresh(), shm: fresh() })
+    // Trial -1 is a warm-up, not recorded: the first pass through a case compiles the daemon's
+    // and the client's hot paths (it cost twice the CPU per op of the later ones).
+    for (let trial = WARMUP ? -1 : 0; trial < TRIALS; trial++) {
+      for (const [name, run, get, ops] of chosen) {
+        const cell = (results[name] ??= { socket: freshCell(), shm: freshCell() })
         const order = trial % 2 === 0 ? (['socket', 'shm'] as const) : (['shm', 'socket'] as const)
         for (const transport of order) {
           if (ONLY !== '' && ONLY !== transport) continue
-          const daemonBefore = daemon.cpu()
-          const clientBefore = process.cpuUsage()
-          const countersBefore = clients[transport].sharedMemory.counters
-          cell[transport].rate.push(await run(clients[transport], pools[transport], get))
-          const client = process.cpuUsage(clientBefore)
-          const counters = clients[transport].sharedMemory.counters
-          // Builds before the counters (A/B runs against an old build) have none: zeros.
-          if (counters !== undefined && countersBefore !== undefined) {
-            cell[transport].kicks[0]! += counters.kicksSent - countersBefore.kicksSent
-            cell[transport].kicks[1]! += counters.kicksReceived - countersBefore.kicksReceived
-            cell[transport].kicks[2]! += counters.ringFull - countersBefore.ringFull
-          }
-          cell[transport].daemonCpu += daemon.cpu() - daemonBefore
-          cell[transport].clientCpu += client.user + client.system
+          const target = trial < 0 ? freshCell() : cell[transport]
+          await measure(target, daemon, clients[transport], ops, () =>
+            run(clients[transport], pools[transport], get),
+          )
         }
       }
     }
     console.log(
-      `tmem shared memory vs socket, ${PAGES} pages x ${TRIALS} trials, Node ${process.version}, ${cpus()[0]?.model ?? '?'} (${cpus().length} cores)`,
+      `tmem shared memory vs socket, ${PAGES} pages x ${TRIALS} trials${WARMUP ? ' after a warm-up trial' : ''}, Node ${process.version}, ${cpus()[0]?.model ?? '?'} (${cpus().length} cores)`,
     )
     console.log(
       '| case | socket (ops/s) | shm (ops/s) | shm / socket | daemon CPU us/op socket / shm | client CPU us/op socket / shm | shm kicks to / from daemon, ring full, per 1000 ops |',
     )
     console.log('|---|---|---|---|---|---|---|')
     for (const [name, , , ops] of chosen) {
-      const perOp = (us: number): string => (us / (ops * TRIALS)).toFixed(2)
       const cell = results[name]!
       const socket = median(cell.socket.rate)
       const shm = median(cell.shm.rate)
+      const cpu = (values: number[]): string => median(values).toFixed(2)
+      const kicks = cell.shm.kicks.map((k) => ((k * 1000) / (ops * TRIALS)).toFixed(2))
       console.log(
-        `| ${name} | ${Math.round(socket / 1000)} k | ${Math.round(shm / 1000)} k | ${(shm / socket).toFixed(2)} | ${perOp(cell.socket.daemonCpu)} / ${perOp(cell.shm.daemonCpu)} | ${perOp(cell.socket.clientCpu)} / ${perOp(cell.shm.clientCpu)} | ${cell.shm.kicks.map((k) => perOp(k * 1000)).join(' / ')} |`,
+        `| ${name} | ${Math.round(socket / 1000)} k | ${Math.round(shm / 1000)} k | ${(shm / socket).toFixed(2)} | ${cpu(cell.socket.daemonCpu)} / ${cpu(cell.shm.daemonCpu)} | ${cpu(cell.socket.clientCpu)} / ${cpu(cell.shm.clientCpu)} | ${kicks.join(' / ')} |`,
       )
     }
     await clients.socket.close()

@@ -17,11 +17,12 @@
  *
  * Under load neither side sleeps at once: after the last entry it found, a side keeps polling
  * its ring (one look per event-loop turn, via setImmediate, so other connections are served
- * in between) for `SHM_POLL_MICROSECONDS`; only then does it set its flag. A peer that keeps
- * submitting within that time never pays for a kick. "Under load" is more than one entry
- * since the side last woke: a lone op (one request, one reply) is better served by sleeping at
- * once than by spinning, which costs the CPU the peer needs to answer (bench:peers 1x1). The flag is a hint written by the other
- * side too, so a hostile peer can only cost itself kicks or wake-ups: never another client's.
+ * in between) for up to `SHM_POLL_MICROSECONDS`; only then does it set its flag. A peer that
+ * keeps submitting within that time never pays for a kick. A side polls only while that has
+ * been paying (`ShmPoller` keeps a score of the recent gaps between its turns with work);
+ * when its peer's answers take longer than the bound it sleeps at once. The flag is a hint
+ * written by the other side too, so a hostile peer can only cost itself kicks or wake-ups:
+ * never another client's.
  */
 import { assert } from '../util/assert.js'
 
@@ -90,11 +91,38 @@ export interface ShmPollerOptions {
    * polls for its bound even after a lone op, instead of sleeping and costing the peer a kick.
    */
   expecting?: () => boolean
+  /**
+   * True when the gap score below decides whether to poll (default: always); false: poll
+   * whenever the other conditions hold (a client with a lone op in flight, whose latency is
+   * its caller's).
+   */
+  adaptive?: () => boolean
 }
 
+/** The gap score's scale: 256 when every recent gap ended within the poll bound, 0 when none. */
+const GAPS_ONE = 256
+/** Each new gap moves the score an eighth of the way to 0 or GAPS_ONE. */
+const GAPS_SHIFT = 3
+
 /**
- * Runs one side's turns: at once when kicked, then once per event-loop turn while work keeps
- * coming and for `pollMicroseconds` after it stops, then sleeps (flag set) until `kick()`.
+ * Runs one side's turns: at once when the peer kicks (`wake`), on the next event-loop turn
+ * when this side has news of its own (`kick`), then once per event-loop turn while work keeps
+ * coming; when it stops, polls on for up to `pollMicroseconds` if polling has been paying,
+ * then sleeps (flag set) until kicked.
+ *
+ * Polling after work pays when the peer's next entries come within the bound: a look per
+ * event-loop turn (a `setImmediate` and an `epoll_wait` that returns at once, 2-3 us of CPU)
+ * then replaces a kick (a write on one side, a wake-up and a read on the other). So an
+ * adaptive poller keeps a score of the recent gaps, from the end of one turn with work to the
+ * start of the next (sleeps included): when most of them were longer than the bound (a client
+ * that takes 100 us or more to come back, as one with 64 single ops in flight does while it
+ * resolves them, or one descheduled on a busy machine), it sleeps at once after its work, as
+ * polling would only burn the CPU its peer needs; when most were shorter (a steady stream from
+ * several connections), it polls. Short gaps seen through kicks bring polling back.
+ *
+ * After a lone op since the side woke (one request, one reply) it does not poll unless
+ * `expecting`: sleeping at once serves an unpipelined peer better than spinning, which costs
+ * the CPU the peer needs to answer (bench:peers 1x1).
  */
 export class ShmPoller {
   readonly #doorbell: ShmDoorbell
@@ -104,12 +132,17 @@ export class ShmPoller {
   readonly #onSleep: () => void
   readonly #onBroken: () => void
   readonly #expecting: () => boolean
+  readonly #adaptive: () => boolean
   #scheduled = false
+  #running = false
   #stopped = false
+  /** When the last turn with work ended, or this side last had news: a gap starts there. */
   #lastWork = 0
-  /** `kick` came while a turn was scheduled: count it as work at the next turn. */
+  /** `kick` came while a turn was scheduled or running: a new wait starts at the next turn. */
   #nudged = false
-  /** Entries served since the side last woke: polling pays only when more than one came. */
+  /** How often recent gaps ended within the bound (0..GAPS_ONE, a moving average). */
+  #shortGaps = GAPS_ONE
+  /** Entries served since the side last woke: a lone op does not make it poll (see below). */
   #sinceWake = 0
   readonly #run = (): void => this.#loop()
 
@@ -121,6 +154,7 @@ export class ShmPoller {
     this.#onSleep = options.onSleep ?? (() => {})
     this.#onBroken = options.onBroken ?? (() => {})
     this.#expecting = options.expecting ?? (() => false)
+    this.#adaptive = options.adaptive ?? (() => true)
   }
 
   /** True while a turn is scheduled (the side is polling, not sleeping). */
@@ -128,13 +162,18 @@ export class ShmPoller {
     return this.#scheduled
   }
 
+  /** True while recent gaps say polling pays (the side polls after its work). */
+  get pollingPays(): boolean {
+    return this.#shortGaps >= GAPS_ONE / 2
+  }
+
   /**
-   * The peer kicked (or this side has news of its own): serve soon. While a turn is already
-   * scheduled this only notes the news (no clock read): the side submits once per op.
+   * This side has news of its own (it submitted): serve on the next event-loop turn. While a
+   * turn is already scheduled this only notes the news (no clock read: it comes once per op).
    */
   kick(): void {
     if (this.#stopped) return
-    if (this.#scheduled) {
+    if (this.#scheduled || this.#running) {
       this.#nudged = true
       return
     }
@@ -142,6 +181,21 @@ export class ShmPoller {
     this.#sinceWake = 0
     this.#lastWork = this.#now()
     this.#schedule()
+  }
+
+  /**
+   * The peer kicked: serve now, in the caller's turn (a socket read), which saves the event-
+   * loop turn a scheduled serve would wait for. While a turn is scheduled it only notes it.
+   */
+  wake(): void {
+    if (this.#stopped) return
+    if (this.#scheduled || this.#running) {
+      this.#nudged = true
+      return
+    }
+    this.#doorbell.awake()
+    this.#sinceWake = 0
+    this.#loop()
   }
 
   /** Stops for good (the region is being torn down). */
@@ -158,23 +212,48 @@ export class ShmPoller {
   #loop(): void {
     this.#scheduled = false
     if (this.#stopped) return
-    const handled = this.#turns.turn()
+    const started = this.#now()
+    if (this.#nudged) {
+      this.#nudged = false
+      this.#lastWork = started
+    }
+    this.#running = true
+    let handled: number
+    try {
+      handled = this.#turns.turn()
+    } finally {
+      this.#running = false
+    }
     if (handled < 0) {
       this.#stopped = true
       this.#onBroken()
       return
     }
-    const now = this.#now()
-    if (handled > 0 || this.#nudged) this.#lastWork = now
-    this.#nudged = false
+    let now = started
     this.#sinceWake += handled
-    const busy = this.#sinceWake > 1 || this.#expecting()
-    const underLoad = busy && now - this.#lastWork < this.#pollMicroseconds
-    if (underLoad || this.#turns.hasWork()) {
+    if (handled > 0) {
+      this.#noteGap(started - this.#lastWork)
+      now = this.#lastWork = this.#now()
+    }
+    if (this.#nudged || this.#turns.hasWork() || this.#shouldPoll(now)) {
       this.#schedule()
       return
     }
     if (this.#doorbell.trySleep(this.#turns)) this.#onSleep()
     else this.#schedule()
+  }
+
+  /** Keep polling: something may come, polling has been paying and the bound is not reached. */
+  #shouldPoll(now: number): boolean {
+    return (
+      (this.#shortGaps >= GAPS_ONE / 2 || !this.#adaptive()) &&
+      now - this.#lastWork < this.#pollMicroseconds &&
+      (this.#sinceWake > 1 || this.#expecting())
+    )
+  }
+
+  #noteGap(gap: number): void {
+    const target = gap < this.#pollMicroseconds ? GAPS_ONE : 0
+    this.#shortGaps += (target - this.#shortGaps) >> GAPS_SHIFT
   }
 }

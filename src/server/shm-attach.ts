@@ -178,9 +178,9 @@ export class ShmAttachment {
     this.#fd = -1
   }
 
-  /** The client rang: serve. */
+  /** The client rang: serve now (in the read of its kick). */
   kicked(): void {
-    if (!this.#closed) this.#poller.kick()
+    if (!this.#closed) this.#poller.wake()
   }
 
   /** Stops serving and unmaps (the connection closed, or the client detached). */

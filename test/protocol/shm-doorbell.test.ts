@@ -205,8 +205,9 @@ void test('a poller serves, polls for its bound, sleeps with its flag set, and w
   poller.kick()
   await sleeping
   assert.equal(served, 10)
-  // 3 turns with work, then empty turns until 50 us passed since the last work: 5 of them.
-  assert.equal(turns, 3 + 5)
+  // 3 turns with work (at 0 us), then empty turns while a turn starts less than 50 us after
+  // the last work: those starting at 0, 10, 20, 30 and 40 us poll on, the one at 50 sleeps.
+  assert.equal(turns, 3 + 6)
   assert.equal(Atomics.load(words, SHM_WORD_DAEMON_SLEEPING), 1, 'its flag says it sleeps')
   assert.equal(poller.polling, false)
 
@@ -249,4 +250,100 @@ void test('a poller whose ring breaks stops and says so once', async () => {
   await broken
   await new Promise((resolve) => setImmediate(resolve))
   assert.equal(turns, 1)
+})
+
+/** A poller over a fake ring whose clock the test moves; counts turns and sleeps. */
+function fakeSide(options: { expecting?: () => boolean; adaptive?: () => boolean } = {}): {
+  poller: ShmPoller
+  words: Int32Array
+  state: { queued: number; served: number; turns: number; emptyTurns: number; now: number }
+  slept: () => Promise<void>
+} {
+  const words = new Int32Array(128)
+  const doorbell = new ShmDoorbell(words, SHM_WORD_DAEMON_SLEEPING, SHM_WORD_CLIENT_SLEEPING)
+  const state = { queued: 0, served: 0, turns: 0, emptyTurns: 0, now: 0 }
+  let onSleep: () => void = () => {}
+  const poller = new ShmPoller(
+    doorbell,
+    {
+      turn(): number {
+        state.turns++
+        if (state.queued === 0) {
+          state.emptyTurns++
+          state.now += 10
+        }
+        const n = state.queued
+        state.served += n
+        state.queued = 0
+        return n
+      },
+      hasWork: () => state.queued > 0,
+    },
+    {
+      pollMicroseconds: 50,
+      nowMicroseconds: () => state.now,
+      onSleep: () => onSleep(),
+      ...options,
+    },
+  )
+  const slept = (): Promise<void> =>
+    new Promise((resolve) => {
+      onSleep = resolve
+    })
+  return { poller, words, state, slept }
+}
+
+void test('a kick from the peer is served at once, in the caller, not on a later turn', () => {
+  const { poller, words, state } = fakeSide()
+  Atomics.store(words, SHM_WORD_DAEMON_SLEEPING, 1)
+  state.queued = 5
+  poller.wake()
+  // Served before wake() returned; its flag cleared (it is awake and polls on).
+  assert.equal(state.served, 5)
+  assert.equal(Atomics.load(words, SHM_WORD_DAEMON_SLEEPING), 0)
+  assert.equal(poller.polling, true)
+  poller.stop()
+})
+
+void test('an adaptive poller stops polling when the gaps between work outgrow its bound, and polls again when they shrink', async () => {
+  const { poller, state, slept } = fakeSide()
+  // Each round: the side is kicked with 2 entries after sleeping for `gap` us.
+  const round = async (gap: number): Promise<number> => {
+    state.now += gap
+    state.queued = 2
+    state.emptyTurns = 0
+    const sleeping = slept()
+    poller.wake()
+    await sleeping
+    return state.emptyTurns
+  }
+  // Long gaps (200 us): after a few, the side sleeps at once after its work.
+  const long: number[] = []
+  for (let i = 0; i < 12; i++) long.push(await round(200))
+  assert.equal(long[0], 6, 'it starts out polling for its bound (6 empty turns, as above)')
+  assert.equal(
+    long[11],
+    0,
+    'after a run of long gaps it sleeps right after its work, with no empty turn',
+  )
+  assert.equal(poller.pollingPays, false)
+  // Short gaps (20 us, as a kick right after the side slept): polling comes back.
+  const short: number[] = []
+  for (let i = 0; i < 12; i++) short.push(await round(20))
+  assert.equal(short[11], 6)
+  assert.equal(poller.pollingPays, true)
+  poller.stop()
+})
+
+void test('after a lone op a poller sleeps at once unless it expects entries', async () => {
+  for (const expecting of [false, true]) {
+    const { poller, state, slept } = fakeSide({ expecting: () => expecting, adaptive: () => false })
+    state.queued = 1
+    const sleeping = slept()
+    poller.wake()
+    await sleeping
+    assert.equal(state.served, 1)
+    assert.equal(state.emptyTurns, expecting ? 6 : 0, `expecting ${expecting}`)
+    poller.stop()
+  }
 })
