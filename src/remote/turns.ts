@@ -1,0 +1,134 @@
+/**
+ * How much of each event-loop turn the remote traffic takes (docs/remote.md "Observing"):
+ * the issue's bound "the event loop never blocked more than 5 ms by remote traffic", measured.
+ * Three kinds of work are timed with `performance.now()`:
+ *
+ * - `ops`: the tier's part of a guest op, after the engine answered it (the presence index,
+ *   starting a fetch or an overflow write, queuing deletes), and each demotion of a victim;
+ * - `issue`: making the cluster commands (the queue's batch issue, the joined reads);
+ * - `replies`: a Redis connection's data (ioredis's reply parsing), and everything that runs
+ *   from it until the last of the tier's reply callbacks in that task: ioredis's promise
+ *   plumbing, the tier's calls settling, the ops waiting on them answered.
+ *
+ * The time of a turn is summed until a `setImmediate` armed at its first piece runs (the
+ * loop's check phase, after its I/O callbacks), so the work of the I/O callbacks of one turn
+ * counts as one. It errs high: a piece timed in a check phase counts with the next turn's.
+ * The largest turn of each second, split by kind, is in STATS as `host.remote.turns`.
+ */
+
+export type WorkKind = 'ops' | 'issue' | 'replies'
+
+/** One turn's remote work, in milliseconds. */
+export interface TurnWork {
+  totalMs: number
+  opsMs: number
+  issueMs: number
+  repliesMs: number
+}
+
+/** STATS `host.remote.turns`: the largest turn since start and in the last full second. */
+export interface TurnsSection {
+  maxMs: number
+  lastSecond: TurnWork
+  turns: number
+}
+
+const WINDOW_MS = 1000
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000
+}
+
+function noWork(): TurnWork {
+  return { totalMs: 0, opsMs: 0, issueMs: 0, repliesMs: 0 }
+}
+
+export class TurnMeter {
+  readonly #turn = noWork()
+  #armed = false
+  /** Start of the reply chain now running (a Redis connection's data), or -1. */
+  #mark = -1
+  #window = noWork()
+  #windowStart = performance.now()
+  #last = noWork()
+  #maxMs = 0
+  #turns = 0
+  readonly #close = (): void => this.#closeTurn()
+
+  /** A timestamp for `stop`. */
+  start(): number {
+    return performance.now()
+  }
+
+  /** Counts the time since `started` as `kind` work of this turn. */
+  stop(started: number, kind: WorkKind): void {
+    const ms = performance.now() - started
+    if (kind === 'ops') this.#turn.opsMs += ms
+    else if (kind === 'issue') this.#turn.issueMs += ms
+    else this.#turn.repliesMs += ms
+    this.#arm()
+  }
+
+  /** A Redis connection's data arrived: a reply chain starts. */
+  replyStart(): void {
+    this.#mark = performance.now()
+    this.#arm()
+  }
+
+  /** A reply callback of the tier ended: the chain so far counts as reply work. */
+  replyMark(): void {
+    if (this.#mark < 0) return
+    const now = performance.now()
+    this.#turn.repliesMs += now - this.#mark
+    this.#mark = now
+  }
+
+  /**
+   * The end of one of the tier's reply callbacks, begun at `started`: part of the reply chain
+   * now running, or (settled by a deadline, not a reply) timed on its own.
+   */
+  replyEnd(started: number): void {
+    if (this.#mark < 0) this.stop(started, 'replies')
+    else this.replyMark()
+  }
+
+  section(): TurnsSection {
+    this.#rotate(performance.now())
+    const last = this.#last
+    return {
+      maxMs: round(Math.max(this.#maxMs, this.#window.totalMs)),
+      lastSecond: {
+        totalMs: round(last.totalMs),
+        opsMs: round(last.opsMs),
+        issueMs: round(last.issueMs),
+        repliesMs: round(last.repliesMs),
+      },
+      turns: this.#turns,
+    }
+  }
+
+  #arm(): void {
+    if (this.#armed) return
+    this.#armed = true
+    setImmediate(this.#close)
+  }
+
+  #closeTurn(): void {
+    this.#armed = false
+    this.#mark = -1
+    const turn = this.#turn
+    turn.totalMs = turn.opsMs + turn.issueMs + turn.repliesMs
+    this.#turns++
+    if (turn.totalMs > this.#window.totalMs) this.#window = { ...turn }
+    turn.opsMs = turn.issueMs = turn.repliesMs = turn.totalMs = 0
+    this.#rotate(performance.now())
+  }
+
+  #rotate(now: number): void {
+    if (now - this.#windowStart < WINDOW_MS) return
+    this.#last = this.#window
+    this.#maxMs = Math.max(this.#maxMs, this.#window.totalMs)
+    this.#window = noWork()
+    this.#windowStart = now
+  }
+}
