@@ -79,6 +79,30 @@ export class RemoteStore {
     })
     this.#cluster.on('end', () => this.#down('connection ended'))
     this.#cluster.on('+node', (node: NodeConnection) => this.#watch(node))
+    this.#timeFlushes()
+  }
+
+  /**
+   * Times the writing of each auto-pipeline (ioredis runs it from a setImmediate: the
+   * commands made into RESP and written to the node's socket) as issue work.
+   */
+  #timeFlushes(): void {
+    const cluster = this.#cluster as unknown as { pipeline: (...a: unknown[]) => Flushable }
+    const meter = this.meter
+    const make = cluster.pipeline
+    cluster.pipeline = function (this: unknown, ...a: unknown[]): Flushable {
+      const pipeline = make.apply(this, a)
+      const exec = pipeline.exec
+      pipeline.exec = function (this: unknown, ...b: unknown[]): unknown {
+        const started = meter.start()
+        try {
+          return exec.apply(this, b)
+        } finally {
+          meter.stop(started, 'issue')
+        }
+      }
+      return pipeline
+    }
   }
 
   /**
@@ -352,6 +376,11 @@ class Deadlines {
     if (this.#timer !== null) clearInterval(this.#timer)
     this.#timer = null
   }
+}
+
+/** What the store needs of an ioredis pipeline. */
+interface Flushable {
+  exec: (...a: unknown[]) => unknown
 }
 
 /** What the store needs of an ioredis node connection. */

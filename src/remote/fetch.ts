@@ -9,7 +9,7 @@ import type { Host } from '../engine/host.js'
 import type { DeferredReply } from '../protocol/deferred.js'
 import type { RemoteStore } from './cluster.js'
 import type { RemoteCopies } from './copies.js'
-import { VALUE_HEADER_BYTES, valueKind, valueVersion } from './keys.js'
+import { Slab, VALUE_HEADER_BYTES, valueKind, valueVersion } from './keys.js'
 import { entryVersion, type Presence } from './presence.js'
 import type { RemoteCounters } from './report.js'
 
@@ -20,6 +20,7 @@ export class RemoteFetches {
   readonly #store: RemoteStore
   readonly #counters: RemoteCounters
   readonly #log: Logger
+  readonly #slab = new Slab()
 
   constructor(
     host: Host,
@@ -75,7 +76,7 @@ export class RemoteFetches {
     const entry = this.#presence.get(clientId, poolId, oid, index)
     // Flushed or replaced while the read was on its way: the copy is not the page any more.
     if (entry === 0 || entryVersion(entry) !== version) return this.#miss(persistent)
-    const page = Buffer.allocUnsafe(PAGE_SIZE)
+    const page = this.#slab.take(PAGE_SIZE)
     if (
       value === null ||
       valueVersion(value) !== version ||

@@ -25,7 +25,7 @@ import { type DeferredReply, OP_DEFERRED } from '../protocol/deferred.js'
 import type { HostStats, StatsTotals } from '../protocol/stats.js'
 import type { StatsPass } from '../engine/stats.js'
 import type { RemoteStore } from './cluster.js'
-import { encodeValue, fillWord, isPageCommand, isZeroPage, oidHex } from './keys.js'
+import { encodeValue, fillWord, isPageCommand, isZeroPage, oidHex, Slab } from './keys.js'
 import { ClientPolicies, POLICY_ALL, POLICY_OFF } from './policy.js'
 import { TierControl } from './control.js'
 import { RemoteSaves } from './save.js'
@@ -57,6 +57,7 @@ export class RemoteTier {
   readonly #options: RemoteTierOptions
   readonly #s = new OpScratch()
   readonly #meter: TurnMeter
+  readonly #slab = new Slab()
   readonly #fetches: RemoteFetches
   #version = 0
   #pending: Promise<DeferredReply> | null = null
@@ -304,7 +305,7 @@ export class RemoteTier {
     const key = this.copies.key(clientId, poolId, oid)
     const fresh = presence.pool(clientId, poolId)?.objects.has(oid) !== true
     if (fresh) this.copies.index(clientId, poolId, oid, 'sadd')
-    const value = encodeValue(STORED_PLAIN, version, data, at, at + PAGE_SIZE)
+    const value = encodeValue(this.#slab, STORED_PLAIN, version, data, at, at + PAGE_SIZE)
     const forgets = this.copies.forgets
     this.#pending = new Promise<DeferredReply>((resolve) => {
       this.queue.push({
@@ -385,8 +386,15 @@ export class RemoteTier {
     }
     const value =
       page.kind === STORED_FILLED
-        ? encodeValue(page.kind, version, fillWord(page.fill), 0, 4)
-        : encodeValue(page.kind, version, page.bytes, page.offset, page.offset + page.length)
+        ? encodeValue(this.#slab, page.kind, version, fillWord(page.fill), 0, 4)
+        : encodeValue(
+            this.#slab,
+            page.kind,
+            version,
+            page.bytes,
+            page.offset,
+            page.offset + page.length,
+          )
     const fresh = presence.pool(clientId, poolId)?.objects.has(oid) !== true
     const queued = this.queue.demote({
       kind: 'put',

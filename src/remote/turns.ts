@@ -13,6 +13,9 @@
  * The time of a turn is summed until a `setImmediate` armed at its first piece runs (the
  * loop's check phase, after its I/O callbacks), so the work of the I/O callbacks of one turn
  * counts as one. It errs high: a piece timed in a check phase counts with the next turn's.
+ * Wall-clock pieces include time the OS did not run the daemon; with TMEM_LOOP_CPU=1 (as for
+ * the event loop, server/event-loop.ts) each turn also reads the process's CPU time, and
+ * `cpuMs` bounds the turn's remote work by it.
  * The largest turn of each second, split by kind, is in STATS as `host.remote.turns`.
  */
 
@@ -24,12 +27,22 @@ export interface TurnWork {
   opsMs: number
   issueMs: number
   repliesMs: number
+  /**
+   * `totalMs` or, when smaller, the CPU time the process used from the turn's first remote
+   * piece to its end: wall-clock pieces include time the OS did not run the daemon, and the
+   * remote work cannot have used more CPU than the whole process did meanwhile.
+   */
+  cpuMs: number
 }
 
 /** STATS `host.remote.turns`: the largest turn since start and in the last full second. */
 export interface TurnsSection {
   maxMs: number
+  /** The turn of the last full second with the most remote work (wall-clock). */
   lastSecond: TurnWork
+  /** The largest `cpuMs` of the last full second, and since start. */
+  lastSecondCpuMs: number
+  cpuMaxMs: number
   turns: number
 }
 
@@ -40,10 +53,17 @@ function round(ms: number): number {
 }
 
 function noWork(): TurnWork {
-  return { totalMs: 0, opsMs: 0, issueMs: 0, repliesMs: 0 }
+  return { totalMs: 0, opsMs: 0, issueMs: 0, repliesMs: 0, cpuMs: 0 }
+}
+
+function cpuNowMs(): number {
+  const used = process.cpuUsage()
+  return (used.user + used.system) / 1000
 }
 
 export class TurnMeter {
+  /** Whether turns read the process's CPU time (TMEM_LOOP_CPU=1: a getrusage per turn). */
+  readonly #cpu = process.env['TMEM_LOOP_CPU'] === '1'
   readonly #turn = noWork()
   #armed = false
   /** Start of the reply chain now running (a Redis connection's data), or -1. */
@@ -52,11 +72,16 @@ export class TurnMeter {
   #windowStart = performance.now()
   #last = noWork()
   #maxMs = 0
+  #turnCpuStart = 0
+  #windowCpuMs = 0
+  #lastCpuMs = 0
+  #cpuMaxMs = 0
   #turns = 0
   readonly #close = (): void => this.#closeTurn()
 
   /** A timestamp for `stop`. */
   start(): number {
+    this.#arm()
     return performance.now()
   }
 
@@ -71,8 +96,8 @@ export class TurnMeter {
 
   /** A Redis connection's data arrived: a reply chain starts. */
   replyStart(): void {
-    this.#mark = performance.now()
     this.#arm()
+    this.#mark = performance.now()
   }
 
   /** A reply callback of the tier ended: the chain so far counts as reply work. */
@@ -102,7 +127,10 @@ export class TurnMeter {
         opsMs: round(last.opsMs),
         issueMs: round(last.issueMs),
         repliesMs: round(last.repliesMs),
+        cpuMs: round(last.cpuMs),
       },
+      lastSecondCpuMs: round(this.#lastCpuMs),
+      cpuMaxMs: round(Math.max(this.#cpuMaxMs, this.#windowCpuMs)),
       turns: this.#turns,
     }
   }
@@ -110,6 +138,7 @@ export class TurnMeter {
   #arm(): void {
     if (this.#armed) return
     this.#armed = true
+    if (this.#cpu) this.#turnCpuStart = cpuNowMs()
     setImmediate(this.#close)
   }
 
@@ -118,9 +147,11 @@ export class TurnMeter {
     this.#mark = -1
     const turn = this.#turn
     turn.totalMs = turn.opsMs + turn.issueMs + turn.repliesMs
+    turn.cpuMs = this.#cpu ? Math.min(turn.totalMs, cpuNowMs() - this.#turnCpuStart) : turn.totalMs
     this.#turns++
     if (turn.totalMs > this.#window.totalMs) this.#window = { ...turn }
-    turn.opsMs = turn.issueMs = turn.repliesMs = turn.totalMs = 0
+    if (turn.cpuMs > this.#windowCpuMs) this.#windowCpuMs = turn.cpuMs
+    turn.opsMs = turn.issueMs = turn.repliesMs = turn.totalMs = turn.cpuMs = 0
     this.#rotate(performance.now())
   }
 
@@ -129,6 +160,9 @@ export class TurnMeter {
     this.#last = this.#window
     this.#maxMs = Math.max(this.#maxMs, this.#window.totalMs)
     this.#window = noWork()
+    this.#lastCpuMs = this.#windowCpuMs
+    this.#cpuMaxMs = Math.max(this.#cpuMaxMs, this.#windowCpuMs)
+    this.#windowCpuMs = 0
     this.#windowStart = now
   }
 }
