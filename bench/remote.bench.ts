@@ -323,7 +323,7 @@ function worst(loops: Loop[]): Loop {
 }
 
 function noTurn(): TurnWork {
-  return { totalMs: 0, opsMs: 0, issueMs: 0, repliesMs: 0, cpuMs: 0 }
+  return { totalMs: 0, opsMs: 0, issueMs: 0, repliesMs: 0, cpuMs: 0, gcMs: 0 }
 }
 
 async function localHits(cluster: TestCluster): Promise<Record<string, Sample>> {
@@ -407,7 +407,8 @@ function remoteTurn(t: TurnWork, cpuMs: number): string {
   const f = (n: number): string => n.toFixed(2)
   return (
     ` remote turn max ${f(t.totalMs)} ms (ops ${f(t.opsMs)} issue ${f(t.issueMs)}` +
-    ` replies ${f(t.repliesMs)}; bounded by CPU ${f(t.cpuMs)}), max bounded by CPU ${f(cpuMs)} ms`
+    ` replies ${f(t.repliesMs)}; bounded by CPU ${f(t.cpuMs)}; GC pauses in it ${f(t.gcMs)})` +
+    `, max bounded by CPU ${f(cpuMs)} ms`
   )
 }
 

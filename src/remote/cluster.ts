@@ -200,8 +200,8 @@ export class RemoteStore {
     return this.#call(this.#cluster.del(key))
   }
 
-  sadd(key: string, member: string): Promise<number> {
-    return this.#call(this.#cluster.sadd(key, member))
+  sadd(key: string, members: string[]): Promise<number> {
+    return this.#call(this.#cluster.sadd(key, ...members))
   }
 
   srem(key: string, member: string): Promise<number> {
@@ -231,6 +231,7 @@ export class RemoteStore {
     if (this.#closed) return
     this.#closed = true
     this.#deadlines.stop()
+    this.meter.close()
     try {
       await this.#deadline(this.#cluster.quit(), this.#timeoutMs)
     } catch {

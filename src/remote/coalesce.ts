@@ -10,8 +10,10 @@
  * in the order they were made. Inside one `HSET` a later value of the same field wins, as it
  * would have as a later command. Commands are issued in the order of their first change; a
  * joined change moves earlier only past changes to other keys, which never were ordered with
- * it (they may live on other nodes). `SADD` and `SREM` of the pool indexes are never joined
- * or moved: the index must stay a superset of the objects in the cluster.
+ * it (they may live on other nodes). The `SADD`s to a pool's index join too (each of an
+ * object's overflow writes in flight queues one, as none is listed yet), members once: adding
+ * earlier keeps the index a superset of the objects in the cluster. An `SREM` is never
+ * joined or moved, and closes the open `SADD` of its key like any other change.
  */
 import type { Change } from './queue.js'
 
@@ -27,12 +29,14 @@ export type Command =
       done: ((ok: boolean) => void)[]
     }
   | { kind: 'hdel'; key: string; fields: string[] }
+  | { kind: 'sadd'; key: string; members: string[]; seen: Set<string> }
   | { kind: 'del'; key: string }
-  | { kind: 'sadd' | 'srem'; key: string; member: string }
+  | { kind: 'srem'; key: string; member: string }
 
 /** Pages a command carries (what bounds the work issued in one event-loop turn). */
 export function commandWeight(command: Command): number {
   if (command.kind === 'hset') return command.done.length
+  if (command.kind === 'sadd') return command.members.length
   return command.kind === 'hdel' ? command.fields.length : 1
 }
 
@@ -66,9 +70,19 @@ export function coalesce(batch: readonly Change[]): Command[] {
       const command: Command = { kind: 'hdel', key: change.key, fields: [String(change.index)] }
       open.set(change.key, command)
       commands.push(command)
+    } else if (change.kind === 'sadd') {
+      if (joined?.kind === 'sadd') {
+        if (!joined.seen.has(change.member)) joined.members.push(change.member)
+        joined.seen.add(change.member)
+        continue
+      }
+      const members = [change.member]
+      const command: Command = { kind: 'sadd', key: change.key, members, seen: new Set(members) }
+      open.set(change.key, command)
+      commands.push(command)
     } else {
       if (joined !== undefined) open.delete(change.key)
-      commands.push(change)
+      commands.push(change.kind === 'del' ? change : { ...change, kind: 'srem' })
     }
   }
   return commands

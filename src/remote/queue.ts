@@ -1,10 +1,11 @@
 /**
  * Every change the tier makes in the cluster goes through this one ordered queue
  * (docs/remote.md "Ordering"): demotions of evicted pages, persistent overflow writes, and
- * the deletes of flushes. The queue sends a batch at a time: a batch is issued in order,
- * ISSUE_PER_TURN changes per event-loop turn (ioredis pipelines each turn's commands per
- * node; the bound keeps a turn short), and the next batch starts when it has settled, so two
- * changes to the same page always reach its node in the order they were made.
+ * the deletes of flushes. The queue sends a batch at a time: a batch is joined into commands
+ * (coalesce.ts: one object's writes one HSET, its field deletes one HDEL), issued in order,
+ * commands of about ISSUE_PER_TURN pages per event-loop turn (ioredis pipelines each turn's
+ * commands per node; the bound keeps a turn short), and the next batch starts when it has
+ * settled, so two changes to the same page always reach its node in the order they were made.
  *
  * Demotions are best effort: past `demotionsMax` queued, a new one is dropped (an ephemeral
  * page may always be lost). Writes that answer an op and deletes are never dropped.
@@ -15,7 +16,7 @@ import type { TurnMeter } from './turns.js'
 
 /** Most changes sent in one batch. */
 export const BATCH_MAX = 256
-/** Most changes issued in one event-loop turn (about 20-40 µs of CPU each). */
+/** Pages issued in one event-loop turn (the turn's last command may take it past this). */
 export const ISSUE_PER_TURN = 64
 
 export type Change =
@@ -128,7 +129,7 @@ export class ChangeQueue {
           await store.del(command.key)
           return
         case 'sadd':
-          await store.sadd(command.key, command.member)
+          await store.sadd(command.key, command.members)
           return
         case 'srem':
           await store.srem(command.key, command.member)

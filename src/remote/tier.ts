@@ -148,8 +148,11 @@ export class RemoteTier {
     const s = this.#s
     const host = this.#host
     let rc = host.opBytes(clientId, bytes, offset, version, data, dataOffset)
-    const started = this.#meter.start()
     const remote = this.presence.pool(clientId, s.poolId) !== undefined
+    // A pool with no remote page: nothing to do but overflow a refused put, or forget a pool.
+    if (!remote && s.cmd !== TMEM_DESTROY_POOL && !(s.cmd === TMEM_PUT_PAGE && rc === -ENOMEM))
+      return rc
+    const started = this.#meter.start()
     if (s.cmd === TMEM_PUT_PAGE) rc = this.#afterPut(clientId, rc, data, dataOffset)
     else if (s.cmd === TMEM_GET_PAGE) rc = this.#afterGet(clientId, rc, data, dataOffset)
     else if (s.cmd === TMEM_FLUSH_PAGE && remote)

@@ -19,6 +19,8 @@
  * The largest turn of each second, split by kind, is in STATS as `host.remote.turns`.
  */
 
+import { PerformanceObserver } from 'node:perf_hooks'
+
 export type WorkKind = 'ops' | 'issue' | 'replies'
 
 /** One turn's remote work, in milliseconds. */
@@ -33,6 +35,11 @@ export interface TurnWork {
    * remote work cannot have used more CPU than the whole process did meanwhile.
    */
   cpuMs: number
+  /**
+   * With TMEM_LOOP_CPU=1, the garbage collection pauses that fell between the turn's first
+   * remote piece and its end (they may have hit the turn's other work too: it errs high).
+   */
+  gcMs: number
 }
 
 /** STATS `host.remote.turns`: the largest turn since start and in the last full second. */
@@ -53,7 +60,7 @@ function round(ms: number): number {
 }
 
 function noWork(): TurnWork {
-  return { totalMs: 0, opsMs: 0, issueMs: 0, repliesMs: 0, cpuMs: 0 }
+  return { totalMs: 0, opsMs: 0, issueMs: 0, repliesMs: 0, cpuMs: 0, gcMs: 0 }
 }
 
 function cpuNowMs(): number {
@@ -77,7 +84,28 @@ export class TurnMeter {
   #lastCpuMs = 0
   #cpuMaxMs = 0
   #turns = 0
+  #turnStart = 0
+  /** The span of the window's largest turn, and the recent GC pauses (start, end pairs). */
+  #windowSpan = [0, 0]
+  readonly #pauses: number[] = []
+  readonly #gc: PerformanceObserver | null = null
   readonly #close = (): void => this.#closeTurn()
+
+  constructor() {
+    if (!this.#cpu) return
+    this.#gc = new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) {
+        this.#pauses.push(entry.startTime, entry.startTime + entry.duration)
+      }
+      if (this.#pauses.length > 256) this.#pauses.splice(0, this.#pauses.length - 256)
+    })
+    this.#gc.observe({ entryTypes: ['gc'] })
+  }
+
+  /** Stops watching collections (shutdown). */
+  close(): void {
+    this.#gc?.disconnect()
+  }
 
   /** A timestamp for `stop`. */
   start(): number {
@@ -128,6 +156,7 @@ export class TurnMeter {
         issueMs: round(last.issueMs),
         repliesMs: round(last.repliesMs),
         cpuMs: round(last.cpuMs),
+        gcMs: round(last.gcMs),
       },
       lastSecondCpuMs: round(this.#lastCpuMs),
       cpuMaxMs: round(Math.max(this.#cpuMaxMs, this.#windowCpuMs)),
@@ -138,6 +167,7 @@ export class TurnMeter {
   #arm(): void {
     if (this.#armed) return
     this.#armed = true
+    this.#turnStart = performance.now()
     if (this.#cpu) this.#turnCpuStart = cpuNowMs()
     setImmediate(this.#close)
   }
@@ -149,15 +179,29 @@ export class TurnMeter {
     turn.totalMs = turn.opsMs + turn.issueMs + turn.repliesMs
     turn.cpuMs = this.#cpu ? Math.min(turn.totalMs, cpuNowMs() - this.#turnCpuStart) : turn.totalMs
     this.#turns++
-    if (turn.totalMs > this.#window.totalMs) this.#window = { ...turn }
+    if (turn.totalMs > this.#window.totalMs) {
+      this.#window = { ...turn }
+      this.#windowSpan = [this.#turnStart, performance.now()]
+    }
     if (turn.cpuMs > this.#windowCpuMs) this.#windowCpuMs = turn.cpuMs
     turn.opsMs = turn.issueMs = turn.repliesMs = turn.totalMs = turn.cpuMs = 0
     this.#rotate(performance.now())
   }
 
+  /** Milliseconds of the recorded GC pauses that overlap [from, to]. */
+  #pausedIn(from: number, to: number): number {
+    let ms = 0
+    const pauses = this.#pauses
+    for (let i = 0; i < pauses.length; i += 2) {
+      ms += Math.max(0, Math.min(to, pauses[i + 1]!) - Math.max(from, pauses[i]!))
+    }
+    return ms
+  }
+
   #rotate(now: number): void {
     if (now - this.#windowStart < WINDOW_MS) return
     this.#last = this.#window
+    this.#last.gcMs = this.#pausedIn(this.#windowSpan[0]!, this.#windowSpan[1]!)
     this.#maxMs = Math.max(this.#maxMs, this.#window.totalMs)
     this.#window = noWork()
     this.#lastCpuMs = this.#windowCpuMs
