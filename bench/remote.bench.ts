@@ -4,9 +4,12 @@
  * (`node dist/src/cli/tmem.js daemon --remote redis-cluster://...`, a fresh one per case and
  * round); the load (the tmem client, and the ioredis Cluster client of the direct runs, both
  * with auto-pipelining and the tier's other options) runs in this process. The daemon measures
- * its own event-loop delay (STATS `daemon.eventLoop`, 1 ms resolution here) and its CPU comes
- * from /proc/<pid>/stat, so neither counts the load's work. Same-run ratios; the machine is
- * shared.
+ * its own event-loop delay (STATS `daemon.eventLoop`, 1 ms resolution here), and the remote
+ * work of each turn (STATS `host.remote.turns`); its CPU comes from /proc/<pid>/stat, so
+ * neither counts the load's work. Only the ephemeral runs (where the 5 ms bound is judged)
+ * also count the loop's gaps, GC pauses and the remote turns in CPU time (TMEM_LOOP_CPU=1: a
+ * getrusage a millisecond, about a tenth of the daemon's CPU here, which the throughput runs
+ * must not pay when the direct client does not). Same-run ratios; the machine is shared.
  *
  * 1. Persistent pool 4x the local budget (1024 pages local, 4096 put): put and get rates
  *    through the daemon, and the same pages through ioredis Cluster directly (HSET/HGET of
@@ -15,10 +18,12 @@
  * 3. Ephemeral working set 3x local memory, put then read once: hit rate with the tier and
  *    without, and the daemon's largest event-loop delay over its whole run.
  *
- * BENCH_CPU_PROF=DIR writes a V8 CPU profile of every daemon into DIR (node --cpu-prof).
+ * BENCH_CPU_PROF=DIR writes a V8 CPU profile of every daemon into DIR (node --cpu-prof);
+ * BENCH_NODE_FLAGS adds node flags to the daemons (e.g. --trace-gc), BENCH_DAEMON_OUT=FILE
+ * appends their standard output to FILE.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -28,6 +33,7 @@ import { connectControl, type TmemControlClient } from '../src/client/control.js
 import type { DaemonStats } from '../src/protocol/stats.js'
 import type { BusySection } from '../src/server/event-loop.js'
 import { parseRemoteUrl } from '../src/remote/mod.js'
+import type { TurnsSection, TurnWork } from '../src/remote/turns.js'
 import { startCluster, type TestCluster } from '../test/helpers/redis-cluster.js'
 import { cpuSeconds } from './peers/servers.js'
 
@@ -80,11 +86,13 @@ interface Served {
 let served = 0
 
 /** A daemon in its own process, with the tier when `cluster` is given; its client here. */
-async function serve(cluster: TestCluster | null): Promise<Served> {
+async function serve(cluster: TestCluster | null, cpuWatch = true): Promise<Served> {
   const dir = mkdtempSync(join(tmpdir(), 'tmem-bench-remote-'))
   const profile = process.env['BENCH_CPU_PROF']
+  const flags = process.env['BENCH_NODE_FLAGS']
   const args = [
     ...(profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profile]),
+    ...(flags === undefined ? [] : flags.split(' ')),
     TMEM_BIN,
     'daemon',
     ...['--socket', join(dir, 'c.sock'), '--control-socket', join(dir, 'ctl.sock')],
@@ -102,9 +110,15 @@ async function serve(cluster: TestCluster | null): Promise<Served> {
   const argv = nice === undefined ? args : ['-n', nice, process.execPath, ...args]
   const child = spawn(command, argv, {
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, TMEM_LOOP_RESOLUTION_MS: '1', TMEM_LOOP_CPU: '1' },
+    env: {
+      ...process.env,
+      TMEM_LOOP_RESOLUTION_MS: '1',
+      ...(cpuWatch ? { TMEM_LOOP_CPU: '1' } : {}),
+    },
   })
   await listening(child)
+  const log = process.env['BENCH_DAEMON_OUT']
+  if (log !== undefined) child.stdout?.pipe(createWriteStream(log, { flags: 'a' }))
   const pid = child.pid!
   const client = await connect({ path: join(dir, 'c.sock') }, { sharedMemory: false })
   const control = await connectControl({ path: join(dir, 'ctl.sock') })
@@ -152,6 +166,7 @@ function turn(ms: number): Promise<void> {
 interface RemotePart {
   health: string
   queued: number
+  turns?: TurnsSection
 }
 
 function remoteOf(stats: DaemonStats): RemotePart | undefined {
@@ -163,6 +178,12 @@ interface Loop {
   p99Ms: number
   /** The largest delay counted in the daemon's CPU time (not the OS's scheduling). */
   busyMs: number
+  /** The longest garbage collection pause. */
+  gcMs: number
+  /** The turn with the most remote work (the tier's own timing, STATS host.remote.turns). */
+  remote: TurnWork
+  /** The largest remote work of a turn bounded by the process's CPU time in it. */
+  remoteCpuMs: number
 }
 
 /**
@@ -172,13 +193,19 @@ interface Loop {
  * function ends the watch and returns the largest of each.
  */
 async function watchLoop(stats: () => Promise<DaemonStats>): Promise<() => Promise<Loop>> {
-  const seen: Loop = { maxMs: 0, p99Ms: 0, busyMs: 0 }
+  const seen: Loop = { maxMs: 0, p99Ms: 0, busyMs: 0, gcMs: 0, remote: noTurn(), remoteCpuMs: 0 }
   const look = async (): Promise<void> => {
-    const loop = (await stats()).daemon.eventLoop as
+    const snapshot = await stats()
+    const loop = snapshot.daemon.eventLoop as
       (NonNullable<DaemonStats['daemon']['eventLoop']> & BusySection) | undefined
     seen.maxMs = Math.max(seen.maxMs, loop?.lastSecondMaxMs ?? NaN)
     seen.p99Ms = Math.max(seen.p99Ms, loop?.lastSecondP99Ms ?? NaN)
     seen.busyMs = Math.max(seen.busyMs, loop?.lastSecondBusyMaxMs ?? NaN)
+    seen.gcMs = Math.max(seen.gcMs, loop?.lastSecondGcMaxMs ?? NaN)
+    const turns = remoteOf(snapshot)?.turns
+    if (turns !== undefined && turns.lastSecond.totalMs > seen.remote.totalMs)
+      seen.remote = turns.lastSecond
+    seen.remoteCpuMs = Math.max(seen.remoteCpuMs, turns?.lastSecondCpuMs ?? 0)
   }
   await turn(1100)
   let watching = true
@@ -247,7 +274,7 @@ async function persistentPool(cluster: TestCluster): Promise<Record<string, Samp
   })
   await new Promise<void>((resolve) => direct.once('ready', () => resolve()))
   for (let round = 0; round < ROUNDS; round++) {
-    const s = await serve(cluster)
+    const s = await serve(cluster, false)
     await warmUp(s, true, count)
     const pool = await s.client.newPool({ persistent: true })
     const putAll = (): Promise<number> =>
@@ -289,7 +316,14 @@ function worst(loops: Loop[]): Loop {
     maxMs: Math.max(...loops.map((l) => l.maxMs)),
     p99Ms: Math.max(...loops.map((l) => l.p99Ms)),
     busyMs: Math.max(...loops.map((l) => l.busyMs)),
+    gcMs: Math.max(...loops.map((l) => l.gcMs)),
+    remote: loops.map((l) => l.remote).reduce((a, b) => (b.totalMs > a.totalMs ? b : a)),
+    remoteCpuMs: Math.max(...loops.map((l) => l.remoteCpuMs)),
   }
+}
+
+function noTurn(): TurnWork {
+  return { totalMs: 0, opsMs: 0, issueMs: 0, repliesMs: 0, cpuMs: 0, gcMs: 0 }
 }
 
 async function localHits(cluster: TestCluster): Promise<Record<string, Sample>> {
@@ -300,7 +334,7 @@ async function localHits(cluster: TestCluster): Promise<Record<string, Sample>> 
       ['withTier', cluster],
       ['without', null],
     ] as const) {
-      const s = await serve(on)
+      const s = await serve(on, false)
       await warmUp(s, true, count)
       const pool = await s.client.newPool({ persistent: true })
       await rate(count, (i) => s.client.put(pool, i >> 4, i & 15, page(i)))
@@ -364,7 +398,19 @@ const ms = (s: Sample): string =>
   s.loop === undefined
     ? ''
     : `, loop max ${s.loop.maxMs.toFixed(1)} ms p99 ${s.loop.p99Ms.toFixed(1)} ms` +
-      ` busy max ${s.loop.busyMs.toFixed(1)} ms`
+      ` busy max ${s.loop.busyMs.toFixed(1)} ms gc max ${s.loop.gcMs.toFixed(1)} ms` +
+      remoteTurn(s.loop.remote, s.loop.remoteCpuMs)
+
+/** The largest turn's remote work, split by kind (absent without the tier). */
+function remoteTurn(t: TurnWork, cpuMs: number): string {
+  if (t.totalMs === 0) return ''
+  const f = (n: number): string => n.toFixed(2)
+  return (
+    ` remote turn max ${f(t.totalMs)} ms (ops ${f(t.opsMs)} issue ${f(t.issueMs)}` +
+    ` replies ${f(t.repliesMs)}; bounded by CPU ${f(t.cpuMs)}; GC pauses in it ${f(t.gcMs)})` +
+    `, max bounded by CPU ${f(cpuMs)} ms`
+  )
+}
 
 function report(
   persistent: Record<string, Sample>,

@@ -12,6 +12,7 @@
 import { Cluster } from 'ioredis'
 import type { Logger } from 'pino'
 import type { SeedNode } from './keys.js'
+import { TurnMeter } from './turns.js'
 
 /** Consecutive failed calls after which the cluster is reported down. */
 export const FAILURES_DOWN = 3
@@ -35,9 +36,21 @@ export class RemoteCalls {
   timedOut = 0
 }
 
+/** Reads of one object's hash asked for in the same tick: one HMGET. */
+interface JoinedRead {
+  key: string
+  fields: string[]
+  resolve: ((value: Buffer | null) => void)[]
+  reject: ((error: Error) => void)[]
+}
+
 export class RemoteStore {
   health: RemoteHealth = 'connecting'
   readonly calls = new RemoteCalls()
+  /** The remote work of each event-loop turn (turns.ts). */
+  readonly meter = new TurnMeter()
+  readonly #reads = new Map<string, JoinedRead>()
+  #readsScheduled = false
   readonly #cluster: Cluster
   readonly #timeoutMs: number
   readonly #log: Logger
@@ -65,6 +78,45 @@ export class RemoteStore {
       if (this.health !== 'down') this.#log.warn({ err: error.message }, 'remote cluster error')
     })
     this.#cluster.on('end', () => this.#down('connection ended'))
+    this.#cluster.on('+node', (node: NodeConnection) => this.#watch(node))
+    this.#timeFlushes()
+  }
+
+  /**
+   * Times the writing of each auto-pipeline (ioredis runs it from a setImmediate: the
+   * commands made into RESP and written to the node's socket) as issue work.
+   */
+  #timeFlushes(): void {
+    const cluster = this.#cluster as unknown as { pipeline: (...a: unknown[]) => Flushable }
+    const meter = this.meter
+    const make = cluster.pipeline
+    cluster.pipeline = function (this: unknown, ...a: unknown[]): Flushable {
+      const pipeline = make.apply(this, a)
+      const exec = pipeline.exec
+      pipeline.exec = function (this: unknown, ...b: unknown[]): unknown {
+        const started = meter.start()
+        try {
+          return exec.apply(this, b)
+        } finally {
+          meter.stop(started, 'issue')
+        }
+      }
+      return pipeline
+    }
+  }
+
+  /**
+   * Times each node connection's data (reply parsing and what runs from it) as reply work:
+   * a listener before ioredis's parser (it adds its own with prependListener before it emits
+   * 'connect') and one after it.
+   */
+  #watch(node: NodeConnection): void {
+    const meter = this.meter
+    node.on('connect', () => {
+      const stream = node.stream
+      stream.prependListener('data', () => meter.replyStart())
+      stream.on('data', () => meter.replyMark())
+    })
   }
 
   /** Waits until the cluster answered once or `ms` passed; true when it is up. */
@@ -82,9 +134,12 @@ export class RemoteStore {
     }
   }
 
-  /** HSET of one page, then (when `replicas` > 0) WAIT until that many replicas have it. */
-  async write(key: string, field: number, value: Buffer, replicas: number): Promise<void> {
-    await this.#call(this.#cluster.hset(key, String(field), value))
+  /**
+   * One HSET of `args` (field, value, field, value...: pages of one object), then (when
+   * `replicas` > 0) WAIT until that many replicas have it.
+   */
+  async writeFields(key: string, args: (string | Buffer)[], replicas: number): Promise<void> {
+    await this.#call(this.#cluster.hset(key, ...args))
     if (replicas <= 0) return
     const node = this.#nodeFor(key)
     if (node === null) throw new Error('No node owns the slot of ' + key)
@@ -92,20 +147,61 @@ export class RemoteStore {
     if (acked < replicas) throw new Error(`WAIT: ${acked} of ${replicas} replicas acknowledged`)
   }
 
+  /**
+   * A field of a hash. The reads of one hash asked for in the same tick (the gets of one
+   * socket read, a save's pages) go as one HMGET, issued after the tick.
+   */
   read(key: string, field: number): Promise<Buffer | null> {
-    return this.#call(this.#cluster.hgetBuffer(key, String(field)))
+    return new Promise<Buffer | null>((resolve, reject) => {
+      let joined = this.#reads.get(key)
+      if (joined === undefined) {
+        joined = { key, fields: [], resolve: [], reject: [] }
+        this.#reads.set(key, joined)
+      }
+      joined.fields.push(String(field))
+      joined.resolve.push(resolve)
+      joined.reject.push(reject)
+      if (this.#readsScheduled) return
+      this.#readsScheduled = true
+      process.nextTick(() => this.#issueReads())
+    })
   }
 
-  hdel(key: string, field: number): Promise<number> {
-    return this.#call(this.#cluster.hdel(key, String(field)))
+  #issueReads(): void {
+    this.#readsScheduled = false
+    const started = this.meter.start()
+    for (const joined of this.#reads.values()) this.#readJoined(joined)
+    this.#reads.clear()
+    this.meter.stop(started, 'issue')
+  }
+
+  #readJoined(joined: JoinedRead): void {
+    const fail = (error: Error): void => {
+      for (const reject of joined.reject) reject(error)
+    }
+    if (joined.fields.length === 1) {
+      this.#call(this.#cluster.hgetBuffer(joined.key, joined.fields[0]!)).then(
+        joined.resolve[0],
+        fail,
+      )
+      return
+    }
+    this.#call(this.#cluster.hmgetBuffer(joined.key, ...joined.fields)).then((values) => {
+      for (let i = 0; i < joined.resolve.length; i++) joined.resolve[i]!(values[i] ?? null)
+    }, fail)
+  }
+
+  /** One HDEL of fields of a hash. */
+  hdel(key: string, fields: string[]): Promise<number> {
+    return this.#call(this.#cluster.hdel(key, ...fields))
   }
 
   del(key: string): Promise<number> {
     return this.#call(this.#cluster.del(key))
   }
 
-  sadd(key: string, member: string): Promise<number> {
-    return this.#call(this.#cluster.sadd(key, member))
+  sadd(key: string, members: string[]): Promise<number> {
+    return this.#call(this.#cluster.sadd(key, ...members))
   }
 
   srem(key: string, member: string): Promise<number> {
@@ -135,6 +231,7 @@ export class RemoteStore {
     if (this.#closed) return
     this.#closed = true
     this.#deadlines.stop()
+    this.meter.close()
     try {
       await this.#deadline(this.#cluster.quit(), this.#timeoutMs)
     } catch {
@@ -166,6 +263,7 @@ export class RemoteStore {
           this.calls.ok++
           this.#succeeded()
           resolve(value)
+          this.meter.replyMark()
         },
         (error: unknown) => {
           if (waiting.done) return
@@ -173,6 +271,7 @@ export class RemoteStore {
           const failure = error instanceof Error ? error : new Error(String(error))
           this.#failed(failure)
           reject(failure)
+          this.meter.replyMark()
         },
       )
     })
@@ -277,6 +376,20 @@ class Deadlines {
     if (forGood) this.#stopped = true
     if (this.#timer !== null) clearInterval(this.#timer)
     this.#timer = null
+  }
+}
+
+/** What the store needs of an ioredis pipeline. */
+interface Flushable {
+  exec: (...a: unknown[]) => unknown
+}
+
+/** What the store needs of an ioredis node connection. */
+interface NodeConnection {
+  on(event: 'connect', listener: () => void): unknown
+  readonly stream: {
+    prependListener(event: 'data', l: () => void): unknown
+    on(event: 'data', l: () => void): unknown
   }
 }
 

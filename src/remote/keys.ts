@@ -68,15 +68,42 @@ function ownerOf(space: string, clientId: number): string {
   return space.includes(':') ? space : `${space}:${clientId}`
 }
 
-/** A value: header, then `bytes[start..end]`. */
+/** Bytes of one slab (see Slab). */
+const SLAB_BYTES = 256 * 1024
+
+/**
+ * Buffers carved from 256 KiB slabs: the values sent and the pages fetched. A Buffer of 4 KiB
+ * or more from `Buffer.allocUnsafe` gets an ArrayBuffer of its own, and a flow of them (one
+ * per remote page) makes V8 collect its old space for their external memory far more often
+ * than the same bytes in slabs do. A slab lives until its last view is collected; the views
+ * are short-lived (a queued write, a reply).
+ */
+export class Slab {
+  #slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
+  #used = 0
+
+  take(length: number): Buffer {
+    if (length > SLAB_BYTES / 8) return Buffer.allocUnsafe(length)
+    if (this.#used + length > SLAB_BYTES) {
+      this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
+      this.#used = 0
+    }
+    const view = this.#slab.subarray(this.#used, this.#used + length)
+    this.#used += (length + 7) & ~7
+    return view
+  }
+}
+
+/** A value: header, then `bytes[start..end]`, in a buffer from `slab`. */
 export function encodeValue(
+  slab: Slab,
   kind: number,
   version: number,
   bytes: Uint8Array,
   start: number,
   end: number,
 ): Buffer {
-  const value = Buffer.allocUnsafe(VALUE_HEADER_BYTES + end - start)
+  const value = slab.take(VALUE_HEADER_BYTES + end - start)
   value.writeUInt32LE(kind & 0xff, 0)
   writeU32LE(value, 4, version % 0x100000000)
   writeU32LE(value, 8, Math.floor(version / 0x100000000))

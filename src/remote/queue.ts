@@ -1,19 +1,22 @@
 /**
  * Every change the tier makes in the cluster goes through this one ordered queue
  * (docs/remote.md "Ordering"): demotions of evicted pages, persistent overflow writes, and
- * the deletes of flushes. The queue sends a batch at a time: a batch is issued in order,
- * ISSUE_PER_TURN changes per event-loop turn (ioredis pipelines each turn's commands per
- * node; the bound keeps a turn short), and the next batch starts when it has settled, so two
- * changes to the same page always reach its node in the order they were made.
+ * the deletes of flushes. The queue sends a batch at a time: a batch is joined into commands
+ * (coalesce.ts: one object's writes one HSET, its field deletes one HDEL), issued in order,
+ * commands of about ISSUE_PER_TURN pages per event-loop turn (ioredis pipelines each turn's
+ * commands per node; the bound keeps a turn short), and the next batch starts when it has
+ * settled, so two changes to the same page always reach its node in the order they were made.
  *
  * Demotions are best effort: past `demotionsMax` queued, a new one is dropped (an ephemeral
  * page may always be lost). Writes that answer an op and deletes are never dropped.
  */
 import type { RemoteStore } from './cluster.js'
+import { type Command, coalesce, commandWeight } from './coalesce.js'
+import type { TurnMeter } from './turns.js'
 
 /** Most changes sent in one batch. */
 export const BATCH_MAX = 256
-/** Most changes issued in one event-loop turn (about 20-40 µs of CPU each). */
+/** Pages issued in one event-loop turn (the turn's last command may take it past this). */
 export const ISSUE_PER_TURN = 64
 
 export type Change =
@@ -36,6 +39,7 @@ export type Change =
 export class ChangeQueue {
   readonly #store: RemoteStore
   readonly #demotionsMax: number
+  readonly #meter: TurnMeter
   #queue: Change[] = []
   #demotions = 0
   #sending = false
@@ -46,6 +50,7 @@ export class ChangeQueue {
 
   constructor(store: RemoteStore, demotionsMax: number) {
     this.#store = store
+    this.#meter = store.meter
     this.#demotionsMax = demotionsMax
   }
 
@@ -93,38 +98,51 @@ export class ChangeQueue {
     for (const change of batch) if (change.kind === 'put' && change.demotion) this.#demotions--
     this.batches++
     const settled: Promise<void>[] = []
-    for (let at = 0; at < batch.length; at += ISSUE_PER_TURN) {
-      if (at > 0) await new Promise<void>((resolve) => setImmediate(resolve))
-      const end = Math.min(batch.length, at + ISSUE_PER_TURN)
-      for (let i = at; i < end; i++) settled.push(this.#apply(batch[i]!))
+    let weight = 0
+    for (const command of coalesce(batch)) {
+      if (weight >= ISSUE_PER_TURN) {
+        weight = 0
+        await new Promise<void>((resolve) => setImmediate(resolve))
+      }
+      const started = this.#meter.start()
+      settled.push(this.#apply(command))
+      this.#meter.stop(started, 'issue')
+      weight += commandWeight(command)
     }
     await Promise.all(settled)
     this.#sending = false
     if (this.#queue.length > 0) this.#schedule()
   }
 
-  async #apply(change: Change): Promise<void> {
+  async #apply(command: Command): Promise<void> {
     const store = this.#store
     try {
-      switch (change.kind) {
-        case 'put':
-          await store.write(change.key, change.index, change.value, change.replicas)
-          change.done(true)
+      switch (command.kind) {
+        case 'hset':
+          await store.writeFields(command.key, command.args, command.replicas)
+          this.#settle(command.done, true)
           return
         case 'hdel':
-          await store.hdel(change.key, change.index)
+          await store.hdel(command.key, command.fields)
           return
         case 'del':
-          await store.del(change.key)
+          await store.del(command.key)
           return
         case 'sadd':
-          await store.sadd(change.key, change.member)
+          await store.sadd(command.key, command.members)
           return
         case 'srem':
-          await store.srem(change.key, change.member)
+          await store.srem(command.key, command.member)
       }
     } catch {
-      if (change.kind === 'put') change.done(false)
+      if (command.kind === 'hset') this.#settle(command.done, false)
     }
+  }
+
+  /** Tells each joined write's op (the tier's code, measured as reply work). */
+  #settle(done: ((ok: boolean) => void)[], ok: boolean): void {
+    const started = this.#meter.start()
+    for (const callback of done) callback(ok)
+    this.#meter.replyEnd(started)
   }
 }

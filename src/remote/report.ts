@@ -10,6 +10,7 @@ import type { RemoteCalls, RemoteHealth } from './cluster.js'
 import type { ClientPolicies } from './policy.js'
 import { POLICY_NAMES } from './policy.js'
 import type { Presence } from './presence.js'
+import type { TurnMeter, TurnsSection } from './turns.js'
 import type { ChangeQueue } from './queue.js'
 
 export class RemoteCounters {
@@ -42,6 +43,8 @@ export interface RemoteSection {
   batches: number
   calls: RemoteCalls
   counters: RemoteCounters
+  /** The remote work of the event loop's turns (turns.ts). */
+  turns: TurnsSection
 }
 
 export interface RemoteView {
@@ -49,7 +52,7 @@ export interface RemoteView {
   readonly policies: ClientPolicies
   readonly counters: RemoteCounters
   readonly queue: ChangeQueue
-  readonly store: { health: RemoteHealth; calls: RemoteCalls }
+  readonly store: { health: RemoteHealth; calls: RemoteCalls; meter: TurnMeter }
   readonly hostId: string
 }
 
@@ -86,6 +89,7 @@ export function remoteSection(stats: HostStats, tier: RemoteView): HostStats {
     batches: tier.queue.batches,
     calls: tier.store.calls,
     counters: tier.counters,
+    turns: tier.store.meter.section(),
   }
   ;(stats as HostStats & { remote?: RemoteSection }).remote = section
   return stats

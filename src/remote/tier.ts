@@ -25,15 +25,7 @@ import { type DeferredReply, OP_DEFERRED } from '../protocol/deferred.js'
 import type { HostStats, StatsTotals } from '../protocol/stats.js'
 import type { StatsPass } from '../engine/stats.js'
 import type { RemoteStore } from './cluster.js'
-import {
-  encodeValue,
-  fillWord,
-  isPageCommand,
-  isZeroPage,
-  oidHex,
-  valueKind,
-  valueVersion,
-} from './keys.js'
+import { encodeValue, fillWord, isPageCommand, isZeroPage, oidHex, Slab } from './keys.js'
 import { ClientPolicies, POLICY_ALL, POLICY_OFF } from './policy.js'
 import { TierControl } from './control.js'
 import { RemoteSaves } from './save.js'
@@ -45,6 +37,8 @@ import { copyOp, PendingOps, poolNumber } from './ordering.js'
 import { opLayout } from '../abi/layout.js'
 import { RemoteCounters, remoteSection } from './report.js'
 import type { RemoteTierOptions } from './tier-options.js'
+import type { TurnMeter } from './turns.js'
+import { RemoteFetches } from './fetch.js'
 
 export type { RemoteTierOptions } from './tier-options.js'
 
@@ -62,6 +56,9 @@ export class RemoteTier {
   readonly #store: RemoteStore
   readonly #options: RemoteTierOptions
   readonly #s = new OpScratch()
+  readonly #meter: TurnMeter
+  readonly #slab = new Slab()
+  readonly #fetches: RemoteFetches
   #version = 0
   #pending: Promise<DeferredReply> | null = null
   readonly #waiting = new PendingOps()
@@ -73,9 +70,11 @@ export class RemoteTier {
     this.#host = host
     this.#store = options.store
     this.#options = options
+    this.#meter = options.store.meter
     this.policies = new ClientPolicies(options.defaultPolicy)
     this.queue = new ChangeQueue(options.store, options.queueMax)
     this.copies = new RemoteCopies(this.presence, this.queue, options.hostId)
+    this.#fetches = new RemoteFetches(host, this.copies, this.counters, options.store, options.log)
     const keyOf = (c: number, p: number, oid: string): string => this.copies.key(c, p, oid)
     const saves = new RemoteSaves(this.presence, options.store, host, keyOf)
     const seen = (version: number): void => {
@@ -89,7 +88,11 @@ export class RemoteTier {
       seen,
     )
     this.#control = new TierControl(host, this.policies, this.copies, saves, handovers)
-    host.onEvictEphemeral = (page) => this.#demote(page)
+    host.onEvictEphemeral = (page) => {
+      const started = this.#meter.start()
+      this.#demote(page)
+      this.#meter.stop(started, 'ops')
+    }
   }
 
   get store(): RemoteStore {
@@ -144,24 +147,22 @@ export class RemoteTier {
   ): number {
     const s = this.#s
     const host = this.#host
-    const rc = host.opBytes(clientId, bytes, offset, version, data, dataOffset)
-    switch (s.cmd) {
-      case TMEM_PUT_PAGE:
-        return this.#afterPut(clientId, rc, data, dataOffset)
-      case TMEM_GET_PAGE:
-        return this.#afterGet(clientId, rc, data, dataOffset)
-      case TMEM_FLUSH_PAGE:
-        if (this.presence.pool(clientId, s.poolId) !== undefined)
-          this.copies.forgetPage(clientId, s.poolId, s.index, oidHex(s.oid))
-        return rc
-      case TMEM_FLUSH_OBJECT:
-        if (this.presence.pool(clientId, s.poolId) !== undefined)
-          this.copies.forgetObject(clientId, s.poolId, oidHex(s.oid))
-        return rc
-      default:
-        if (host.poolKind(clientId, s.poolId) < 0) this.copies.forgetPool(clientId, s.poolId)
-        return rc
-    }
+    let rc = host.opBytes(clientId, bytes, offset, version, data, dataOffset)
+    const remote = this.presence.pool(clientId, s.poolId) !== undefined
+    // A pool with no remote page: nothing to do but overflow a refused put, or forget a pool.
+    if (!remote && s.cmd !== TMEM_DESTROY_POOL && !(s.cmd === TMEM_PUT_PAGE && rc === -ENOMEM))
+      return rc
+    const started = this.#meter.start()
+    if (s.cmd === TMEM_PUT_PAGE) rc = this.#afterPut(clientId, rc, data, dataOffset)
+    else if (s.cmd === TMEM_GET_PAGE) rc = this.#afterGet(clientId, rc, data, dataOffset)
+    else if (s.cmd === TMEM_FLUSH_PAGE && remote)
+      this.copies.forgetPage(clientId, s.poolId, s.index, oidHex(s.oid))
+    else if (s.cmd === TMEM_FLUSH_OBJECT && remote)
+      this.copies.forgetObject(clientId, s.poolId, oidHex(s.oid))
+    else if (s.cmd === TMEM_DESTROY_POOL && host.poolKind(clientId, s.poolId) < 0)
+      this.copies.forgetPool(clientId, s.poolId)
+    this.#meter.stop(started, 'ops')
+    return rc
   }
 
   controlBytes(
@@ -307,7 +308,7 @@ export class RemoteTier {
     const key = this.copies.key(clientId, poolId, oid)
     const fresh = presence.pool(clientId, poolId)?.objects.has(oid) !== true
     if (fresh) this.copies.index(clientId, poolId, oid, 'sadd')
-    const value = encodeValue(STORED_PLAIN, version, data, at, at + PAGE_SIZE)
+    const value = encodeValue(this.#slab, STORED_PLAIN, version, data, at, at + PAGE_SIZE)
     const forgets = this.copies.forgets
     this.#pending = new Promise<DeferredReply>((resolve) => {
       this.queue.push({
@@ -352,52 +353,15 @@ export class RemoteTier {
       this.counters.hits++
       return 1
     }
-    this.#pending = this.#fetch(clientId, poolId, oid, s.index, entryVersion(entry), persistent)
+    this.#pending = this.#fetches.fetch(
+      clientId,
+      poolId,
+      oid,
+      s.index,
+      entryVersion(entry),
+      persistent,
+    )
     return OP_DEFERRED
-  }
-
-  /** A remote page for a get: served only at the version the presence index lists. */
-  async #fetch(
-    clientId: number,
-    poolId: number,
-    oid: string,
-    index: number,
-    version: number,
-    persistent: boolean,
-  ): Promise<DeferredReply> {
-    const key = this.copies.key(clientId, poolId, oid)
-    let value: Buffer | null
-    try {
-      value = await this.#store.read(key, index)
-    } catch {
-      this.counters.fetchFailed++
-      return { rc: persistent ? -EFAULT : 0, page: null }
-    }
-    const entry = this.presence.get(clientId, poolId, oid, index)
-    // Flushed or replaced while the read was on its way: the copy is not the page any more.
-    if (entry === 0 || entryVersion(entry) !== version) return this.#miss(persistent)
-    const page = Buffer.allocUnsafe(PAGE_SIZE)
-    if (
-      value === null ||
-      valueVersion(value) !== version ||
-      !this.#host.expandStored(valueKind(value), value, 12, value.length, page)
-    ) {
-      this.counters.stale++
-      if (persistent) {
-        this.#options.log.error({ client: clientId, pool: poolId, key, index }, 'remote page lost')
-        return { rc: -EFAULT, page: null }
-      }
-      this.presence.delete(clientId, poolId, oid, index)
-      return this.#miss(false)
-    }
-    this.counters.hits++
-    if (!persistent) this.copies.forgetPage(clientId, poolId, index, oid)
-    return { rc: 1, page }
-  }
-
-  #miss(persistent: boolean): DeferredReply {
-    this.counters.misses++
-    return { rc: persistent ? -EFAULT : 0, page: null }
   }
 
   // ---------------------------------------------------------------------------------------
@@ -425,8 +389,15 @@ export class RemoteTier {
     }
     const value =
       page.kind === STORED_FILLED
-        ? encodeValue(page.kind, version, fillWord(page.fill), 0, 4)
-        : encodeValue(page.kind, version, page.bytes, page.offset, page.offset + page.length)
+        ? encodeValue(this.#slab, page.kind, version, fillWord(page.fill), 0, 4)
+        : encodeValue(
+            this.#slab,
+            page.kind,
+            version,
+            page.bytes,
+            page.offset,
+            page.offset + page.length,
+          )
     const fresh = presence.pool(clientId, poolId)?.objects.has(oid) !== true
     const queued = this.queue.demote({
       kind: 'put',

@@ -19,15 +19,18 @@
  * in it (`busyMaxMs`, `lastSecondBusyMaxMs`; all threads count, so it errs high). Off by
  * default: it costs a callback and a getrusage per resolution.
  */
-import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks'
+import { type IntervalHistogram, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import type { EventLoopSection } from '../protocol/stats.js'
 
 export const LOOP_RESOLUTION_MS_DEFAULT = 10
 
-/** With TMEM_LOOP_CPU=1, the delays counted in CPU time (absent otherwise). */
+/** With TMEM_LOOP_CPU=1, the delays counted in CPU time and the GC pauses (absent otherwise). */
 export interface BusySection {
   busyMaxMs?: number
   lastSecondBusyMaxMs?: number
+  /** The longest garbage collection pause since start, and in the last full second. */
+  gcMaxMs?: number
+  lastSecondGcMaxMs?: number
 }
 const WINDOW_MS = 1000
 
@@ -64,7 +67,12 @@ export class EventLoopDelay {
     const busy: BusySection =
       this.#busy === null
         ? {}
-        : { busyMaxMs: this.#busy.maxMs(), lastSecondBusyMaxMs: this.#busy.lastMs }
+        : {
+            busyMaxMs: this.#busy.maxMs(),
+            lastSecondBusyMaxMs: this.#busy.lastMs,
+            gcMaxMs: this.#busy.gc.maxMs(),
+            lastSecondGcMaxMs: this.#busy.gc.lastMs,
+          }
     return {
       resolutionMs: this.resolutionMs,
       maxMs: Math.max(this.#maxMs, this.#delayMs(this.#histogram.max)),
@@ -90,8 +98,39 @@ export class EventLoopDelay {
   }
 }
 
+/** The longest garbage collection pause (a `gc` performance observer), per second. */
+class GcWatch {
+  readonly #observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      if (entry.duration > this.#windowMs) this.#windowMs = Math.round(entry.duration * 1000) / 1000
+    }
+  })
+  #windowMs = 0
+  #maxMs = 0
+  lastMs = 0
+
+  start(): void {
+    this.#observer.observe({ entryTypes: ['gc'] })
+  }
+
+  stop(): void {
+    this.#observer.disconnect()
+  }
+
+  maxMs(): number {
+    return Math.max(this.#maxMs, this.#windowMs)
+  }
+
+  window(): void {
+    this.lastMs = this.#windowMs
+    this.#maxMs = Math.max(this.#maxMs, this.#windowMs)
+    this.#windowMs = 0
+  }
+}
+
 /** The longest gap between turns of a timer, counted in the process's CPU time. */
 class BusyWatch {
+  readonly gc = new GcWatch()
   readonly #resolutionMs: number
   #timer: NodeJS.Timeout | null = null
   #wallMs = 0
@@ -109,11 +148,13 @@ class BusyWatch {
     this.#cpuUs = cpuNowUs()
     this.#timer = setInterval(() => this.#tick(), this.#resolutionMs)
     this.#timer.unref()
+    this.gc.start()
   }
 
   stop(): void {
     if (this.#timer !== null) clearInterval(this.#timer)
     this.#timer = null
+    this.gc.stop()
   }
 
   maxMs(): number {
@@ -124,6 +165,7 @@ class BusyWatch {
     this.lastMs = this.#windowMs
     this.#maxMs = Math.max(this.#maxMs, this.#windowMs)
     this.#windowMs = 0
+    this.gc.window()
   }
 
   #tick(): void {

@@ -8,6 +8,7 @@ import { test } from 'node:test'
 import { keySlot } from '../../src/remote/cluster.js'
 import {
   encodeValue,
+  Slab,
   objectKey,
   oidHex,
   parseRemoteUrl,
@@ -40,7 +41,7 @@ void test('key layout: one hash per object, hash-tagged whole; the pool index be
 
 void test('values carry the kind and a 53-bit version before the stored bytes', () => {
   const stored = Uint8Array.from([9, 8, 7, 6, 5])
-  const value = encodeValue(2, 2 ** 40 + 5, stored, 1, 4)
+  const value = encodeValue(new Slab(), 2, 2 ** 40 + 5, stored, 1, 4)
   assert.equal(valueKind(value), 2)
   assert.equal(valueVersion(value), 2 ** 40 + 5)
   assert.deepEqual([...value.subarray(12)], [8, 7, 6])
