@@ -50,8 +50,14 @@ export function clusterUnavailable(): string | null {
 export async function startCluster(): Promise<TestCluster | null> {
   if (clusterUnavailable() !== null) return null
   const dir = mkdtempSync(join(tmpdir(), 'tmem-redis-'))
-  const ports = await freePorts(6)
-  const nodes = await Promise.all(ports.map((port) => startNode(dir, port)))
+  let nodes: ClusterNode[]
+  try {
+    nodes = await startNodes(dir, 6)
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true })
+    throw error
+  }
+  const ports = nodes.map((node) => node.port)
   const cli = async (port: number, ...args: string[]): Promise<string> =>
     (await run('redis-cli', ['-p', String(port), ...args], { timeout: 20_000 })).stdout
   const stop = async (): Promise<void> => {
@@ -168,11 +174,35 @@ async function startNode(dir: string, port: number): Promise<ClusterNode> {
   return { port, process: child, exited }
 }
 
-/** Ports P free for Redis and its cluster bus (P + 10000). */
+/**
+ * Starts `count` servers on free ports. A port found free can be taken before its server
+ * binds it (another test's server or client, running at the same time): then every server of
+ * that try is stopped and the next try uses other ports.
+ */
+async function startNodes(dir: string, count: number): Promise<ClusterNode[]> {
+  for (let attempt = 1; ; attempt++) {
+    const ports = await freePorts(count)
+    const started = await Promise.allSettled(ports.map((port) => startNode(dir, port)))
+    const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
+    if (nodes.length === count) return nodes
+    for (const node of nodes) node.process.kill('SIGKILL')
+    await Promise.all(nodes.map((node) => node.exited))
+    for (const port of ports) rmSync(join(dir, String(port)), { recursive: true, force: true })
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (attempt === START_ATTEMPTS) throw failed?.reason
+  }
+}
+
+const START_ATTEMPTS = 4
+
+/**
+ * Ports P free for Redis and its cluster bus (P + 10000), both below Linux's default range
+ * of ephemeral ports (32768 and up), so that no client socket of a concurrent test takes one.
+ */
 async function freePorts(count: number): Promise<number[]> {
   const ports: number[] = []
   while (ports.length < count) {
-    const port = 20000 + Math.floor(Math.random() * 20000)
+    const port = 10000 + Math.floor(Math.random() * 12000)
     if (ports.includes(port)) continue
     if ((await isFree(port)) && (await isFree(port + 10000))) ports.push(port)
   }
