@@ -172,13 +172,7 @@ export class ShmPoller {
    * turn is already scheduled this only notes the news (no clock read: it comes once per op).
    */
   kick(): void {
-    if (this.#stopped) return
-    if (this.#scheduled || this.#running) {
-      this.#nudged = true
-      return
-    }
-    this.#doorbell.awake()
-    this.#sinceWake = 0
+    if (!this.#wakeUp()) return
     this.#lastWork = this.#now()
     this.#schedule()
   }
@@ -188,14 +182,22 @@ export class ShmPoller {
    * loop turn a scheduled serve would wait for. While a turn is scheduled it only notes it.
    */
   wake(): void {
-    if (this.#stopped) return
+    if (this.#wakeUp()) this.#loop()
+  }
+
+  /**
+   * News for a side: false when it is stopped, or busy already (a turn scheduled or running:
+   * the news is only noted); else the side is marked awake, to be served by the caller.
+   */
+  #wakeUp(): boolean {
+    if (this.#stopped) return false
     if (this.#scheduled || this.#running) {
       this.#nudged = true
-      return
+      return false
     }
     this.#doorbell.awake()
     this.#sinceWake = 0
-    this.#loop()
+    return true
   }
 
   /** Stops for good (the region is being torn down). */

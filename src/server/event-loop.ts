@@ -98,23 +98,14 @@ export class EventLoopDelay {
   }
 }
 
-/** The longest garbage collection pause (a `gc` performance observer), per second. */
-class GcWatch {
-  readonly #observer = new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) {
-      if (entry.duration > this.#windowMs) this.#windowMs = Math.round(entry.duration * 1000) / 1000
-    }
-  })
+/** The largest value noted in the current second, in the last full one and since start (ms). */
+class WindowMax {
   #windowMs = 0
   #maxMs = 0
   lastMs = 0
 
-  start(): void {
-    this.#observer.observe({ entryTypes: ['gc'] })
-  }
-
-  stop(): void {
-    this.#observer.disconnect()
+  note(ms: number): void {
+    if (ms > this.#windowMs) this.#windowMs = Math.round(ms * 1000) / 1000
   }
 
   maxMs(): number {
@@ -128,18 +119,31 @@ class GcWatch {
   }
 }
 
+/** The longest garbage collection pause (a `gc` performance observer), per second. */
+class GcWatch extends WindowMax {
+  readonly #observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) this.note(entry.duration)
+  })
+
+  start(): void {
+    this.#observer.observe({ entryTypes: ['gc'] })
+  }
+
+  stop(): void {
+    this.#observer.disconnect()
+  }
+}
+
 /** The longest gap between turns of a timer, counted in the process's CPU time. */
-class BusyWatch {
+class BusyWatch extends WindowMax {
   readonly gc = new GcWatch()
   readonly #resolutionMs: number
   #timer: NodeJS.Timeout | null = null
   #wallMs = 0
   #cpuUs = 0
-  #windowMs = 0
-  #maxMs = 0
-  lastMs = 0
 
   constructor(resolutionMs: number) {
+    super()
     this.#resolutionMs = resolutionMs
   }
 
@@ -157,14 +161,8 @@ class BusyWatch {
     this.gc.stop()
   }
 
-  maxMs(): number {
-    return Math.max(this.#maxMs, this.#windowMs)
-  }
-
-  window(): void {
-    this.lastMs = this.#windowMs
-    this.#maxMs = Math.max(this.#maxMs, this.#windowMs)
-    this.#windowMs = 0
+  override window(): void {
+    super.window()
     this.gc.window()
   }
 
@@ -173,7 +171,7 @@ class BusyWatch {
     const cpuUs = cpuNowUs()
     const lateMs = wallMs - this.#wallMs - this.#resolutionMs
     const busyMs = Math.min(lateMs, (cpuUs - this.#cpuUs) / 1000)
-    if (busyMs > this.#windowMs) this.#windowMs = Math.round(busyMs * 1000) / 1000
+    this.note(busyMs)
     this.#wallMs = wallMs
     this.#cpuUs = cpuUs
   }
