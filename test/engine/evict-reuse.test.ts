@@ -250,16 +250,8 @@ void test("an evicting put takes the model's victim, keeps every count (random s
             assert.equal(rc, modelRc, `${what}: put result`)
             const gone = lruBefore.filter((p) => !model.pages.includes(p))
             checkVictims(seen, before, gone, what)
-          } else if (step.k === 'get') {
-            const into = new Uint8Array(PAGE)
-            const hit = h.get(step.c, step.pool, step.oid, step.index, into) === 1
-            const want = model.get(key)
-            assert.equal(hit, want !== null, `${what}: get hit`)
-            if (want !== null)
-              assert.ok(Buffer.from(into).equals(page(want.seed)), `${what}: bytes`)
           } else {
-            h.flushPage(step.c, step.pool, step.oid, step.index)
-            model.flush(key)
+            getOrFlush(h, model, step, what)
           }
           if (step.k !== 'put') assert.equal(seen.length, before, `${what}: no eviction`)
           model.heldMax = Math.max(model.heldMax, model.pages.length)
@@ -276,6 +268,21 @@ void test("an evicting put takes the model's victim, keeps every count (random s
     { numRuns: 150 },
   )
 })
+
+/** A get (hit and bytes checked against the model) or a flush, on the engine and the model. */
+function getOrFlush(h: Harness, model: LruModel, step: Step, what: string): void {
+  const key = { client: step.c, pool: step.pool, oid: step.oid, index: step.index }
+  if (step.k === 'get') {
+    const into = new Uint8Array(PAGE)
+    const hit = h.get(step.c, step.pool, step.oid, step.index, into) === 1
+    const want = model.get(key)
+    assert.equal(hit, want !== null, `${what}: get hit`)
+    if (want !== null) assert.ok(Buffer.from(into).equals(page(want.seed)), `${what}: bytes`)
+  } else {
+    h.flushPage(step.c, step.pool, step.oid, step.index)
+    model.flush(key)
+  }
+}
 
 void test('with a compressing client, chunk victims go the usual way (random steps)', () => {
   const clients = 3
@@ -314,16 +321,8 @@ void test('with a compressing client, chunk victims go the usual way (random ste
               )
             }
             seed++
-          } else if (step.k === 'get') {
-            const into = new Uint8Array(PAGE)
-            const hit = h.get(step.c, step.pool, step.oid, step.index, into) === 1
-            const want = model.get(key)
-            assert.equal(hit, want !== null, `${what}: get hit`)
-            if (want !== null)
-              assert.ok(Buffer.from(into).equals(page(want.seed)), `${what}: bytes`)
           } else {
-            h.flushPage(step.c, step.pool, step.oid, step.index)
-            model.flush(key)
+            getOrFlush(h, model, step, what)
           }
           assert.deepEqual(
             engineLru(h),
