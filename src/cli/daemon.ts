@@ -19,6 +19,8 @@ import {
 } from '../server/config.js'
 import { Daemon, type DaemonConfig } from '../server/daemon.js'
 import { formatBytes } from '../util/units.js'
+import { startBusyPoll } from '../util/busy-poll.js'
+import { busyPollBudget, busyPollOption } from './busy-poll.js'
 import {
   CLIENTS_PER_ENDPOINT_MAX,
   DETACHED_CLIENTS_MAX,
@@ -71,6 +73,7 @@ interface DaemonCliOptions extends RemoteCliOptions {
   nbdSocket?: string
   nbdListen?: string
   export?: string[]
+  busyPoll?: string
 }
 
 /** Adds the `daemon` command to the `tmem` program. */
@@ -169,6 +172,7 @@ function limitOptions(): Option[] {
     )
       .env('TMEM_FRAME_IDLE_TIMEOUT')
       .default(`${FRAME_IDLE_TIMEOUT_MS / 1000}s`),
+    busyPollOption(),
     new Option('--log-level <level>', 'log level: fatal, error, warn, info, debug, trace, silent')
       .env('TMEM_LOG_LEVEL')
       .default('info'),
@@ -243,6 +247,7 @@ export function resolveDaemonOptions(
     remote,
     nbd: resolveNbdOptions(options, config.connectionCountMax),
     memoryBytes,
+    busyPollMicroseconds: busyPollBudget(options.busyPoll),
     host: {
       bytes: memoryBytes,
       acceptV0: config.acceptV0,
@@ -311,19 +316,27 @@ export async function runDaemon(options: DaemonCliOptions): Promise<void> {
     await tier?.close()
     return
   }
+  const busyPollOff = startBusyPoll(resolved.busyPollMicroseconds)
   // Signals are handled before "ready" is printed: a supervisor may stop us right after it.
   installShutdown(daemon, log, nbd, async () => await tier?.close())
-  printSummary(daemon, resolved.memoryBytes, nbd)
+  printSummary(daemon, resolved.memoryBytes, nbd, resolved.busyPollMicroseconds, busyPollOff)
   log.info({ addresses: daemon.addresses, pages: host.options.pages }, 'ready')
 }
 
-function printSummary(daemon: Daemon, memoryBytes: number, nbd: NbdServer | null): void {
+function printSummary(
+  daemon: Daemon,
+  memoryBytes: number,
+  nbd: NbdServer | null,
+  busyPollUs: number,
+  busyPollOff: string,
+): void {
   const a = daemon.addresses
   const config = daemon.config
   const lines = [
     `tmem daemon ${packageVersion()}: memory ${formatBytes(memoryBytes)} ` +
       `(${memoryBytes / 4096} pages), grace ${config.graceMs / 1000}s, ABI v1` +
-      (config.acceptV0 ? ' and v0' : ' (v0 refused)'),
+      (config.acceptV0 ? ' and v0' : ' (v0 refused)') +
+      (busyPollOff === '' ? `, busy poll ${busyPollUs} us` : `, busy poll off (${busyPollOff})`),
   ]
   if (a.socketPath !== null) lines.push(`  clients  unix:${a.socketPath}`)
   if (a.listen !== null) lines.push(`  clients  tcp:${formatAddress(a.listen)}`)

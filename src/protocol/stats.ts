@@ -265,6 +265,17 @@ const checkEventLoop = object({
   // process's CPU time): passed through unchecked, as fields a newer daemon adds are.
 })
 
+/** Busy polling of the event loop (util/busy-poll.ts, `--busy-poll`). */
+const checkBusyPoll = object({
+  budgetUs: num,
+  /** Why it is off; '' when on. */
+  off: str,
+  polls: num,
+  hits: num,
+  sleeps: num,
+  score: num,
+})
+
 const checkDaemon = object({
   pid: num,
   uptimeMs: num,
@@ -318,6 +329,8 @@ const checkDaemon = object({
   shm: optional(checkShm),
   /** Event-loop delay; absent from daemons before issue 14's. */
   eventLoop: optional(checkEventLoop),
+  /** Busy polling; absent from daemons before issue 10's. */
+  busyPoll: optional(checkBusyPoll),
   /** Ops answered late (remote tier) not answered yet; absent before issue 14. */
   deferredOps: optional(num),
 })

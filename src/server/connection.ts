@@ -26,6 +26,7 @@
  * accepted socket's handle into a new socket that has it (`adoptInPlace`); where that is not
  * possible it reads chunks, and a frame split across chunks is copied together.
  */
+import { armBusyPoll } from '../util/busy-poll.js'
 import { Socket } from 'node:net'
 import { assert } from '../util/assert.js'
 import {
@@ -283,6 +284,8 @@ export class Connection implements SessionHolder {
     // Paused: the bytes wait in the reader; #written resumes parsing them.
     if (this.#paused) return false
     this.#pump()
+    // The client was just served and may well send again at once.
+    armBusyPoll()
     return !this.#paused
   }
 
@@ -295,6 +298,7 @@ export class Connection implements SessionHolder {
     }
     this.#reader.push(chunk)
     this.#pump()
+    armBusyPoll()
   }
 
   #pump(): void {

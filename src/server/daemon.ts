@@ -38,6 +38,7 @@ import { FRAME_IDLE_TIMEOUT_MS } from './client-limits.js'
 import { CLIENT_SIZES, CONTROL_SIZES } from './endpoint-sizes.js'
 import { isListening, listen } from './listen.js'
 import { EventLoopDelay } from './event-loop.js'
+import { busyPollStats } from '../util/busy-poll.js'
 
 export interface DaemonConfig {
   /** Unix socket for clients, or null for none. */
@@ -234,6 +235,7 @@ export class Daemon {
       framesRejectedByReason: rejects,
       shm: this.dispatcher.shm.stats(),
       eventLoop: this.#loopDelay.section(),
+      busyPoll: busyPollStats(),
       deferredOps: this.dispatcher.deferredOps,
     }
   }

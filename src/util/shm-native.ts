@@ -1,9 +1,8 @@
 /**
- * The loader of `native/shm`, the one native addon of tmem: shared memory for Node.js, which
- * has no mmap. It is built by the package's install script (`node-gyp rebuild`, see
- * binding.gyp); when that build failed or was skipped, or the platform has no memfd, the
- * addon is "unavailable" with a reason, and callers use the socket path instead. Nothing here
- * throws on load.
+ * The loader of `native/shm`, tmem's shared-memory addon (Node.js has no mmap). It is built
+ * by the package's install script (`node-gyp rebuild`, see binding.gyp); when that build
+ * failed or was skipped, or the platform has no memfd, the addon is "unavailable" with a
+ * reason, and callers use the socket path instead. Nothing here throws on load.
  *
  * The addon maps sealed memfd files only in tmem (a file whose size nobody can change, so a
  * mapping never loses pages under it; a read past the end of a truncated mapping would be a
@@ -18,7 +17,7 @@
  * Set `TMEM_SHM=off` in the environment to make the addon unavailable on purpose (tests of
  * the fallback, or a user who wants sockets only).
  */
-import { createRequire } from 'node:module'
+import { type AddonStatus, addonUnavailable, hasFunctions, loadAddon } from './native-addon.js'
 
 export interface ShmNative {
   memfd(name: string, bytes: number): number
@@ -27,12 +26,7 @@ export interface ShmNative {
   sizeOf(fd: number): number
 }
 
-export type ShmNativeStatus =
-  | { readonly available: true; readonly native: ShmNative; readonly reason: '' }
-  | { readonly available: false; readonly native: null; readonly reason: string }
-
-/** Where node-gyp puts the addon, from this file (dist/src/util/shm-native.js). */
-const ADDON_URL = new URL('../../../build/Release/tmem_shm.node', import.meta.url)
+export type ShmNativeStatus = AddonStatus<ShmNative>
 
 let status: ShmNativeStatus | null = null
 
@@ -42,37 +36,13 @@ export function shmNative(): ShmNativeStatus {
   return status
 }
 
-function unavailable(reason: string): ShmNativeStatus {
-  return { available: false, native: null, reason: `unavailable: ${reason}` }
-}
-
 function load(): ShmNativeStatus {
-  if (process.env['TMEM_SHM'] === 'off') return unavailable('TMEM_SHM=off in the environment')
+  if (process.env['TMEM_SHM'] === 'off') return addonUnavailable('TMEM_SHM=off in the environment')
   if (process.platform !== 'linux')
-    return unavailable(`needs Linux (memfd), not ${process.platform}`)
-  let addon: unknown
-  try {
-    addon = createRequire(import.meta.url)(ADDON_URL.pathname)
-  } catch (error) {
-    const code = (error as { code?: string }).code ?? ''
-    if (code === 'MODULE_NOT_FOUND') {
-      return unavailable(
-        'the native addon was not built (npm install runs node-gyp; see binding.gyp)',
-      )
-    }
-    return unavailable(`the native addon did not load: ${(error as Error).message}`)
-  }
-  if (!isShmNative(addon)) return unavailable('the native addon lacks memfd/map/unmap/sizeOf')
-  return { available: true, native: addon, reason: '' }
+    return addonUnavailable(`needs Linux (memfd), not ${process.platform}`)
+  return loadAddon('tmem_shm', isShmNative, 'memfd/map/unmap/sizeOf')
 }
 
 function isShmNative(value: unknown): value is ShmNative {
-  if (typeof value !== 'object' || value === null) return false
-  const record = value as Record<string, unknown>
-  return (
-    typeof record['memfd'] === 'function' &&
-    typeof record['map'] === 'function' &&
-    typeof record['unmap'] === 'function' &&
-    typeof record['sizeOf'] === 'function'
-  )
+  return hasFunctions(value, ['memfd', 'map', 'unmap', 'sizeOf'])
 }

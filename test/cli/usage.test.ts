@@ -65,6 +65,8 @@ void describe('tmem usage and reachability', { timeout: HANG_GUARD_MS }, () => {
       [['list', '--control-listen', '10.0.0.1:7301'], /not a loopback address/],
       [['list', '--control-socket', 'none'], /No control endpoint/],
       [['frobnicate'], /unknown command 'frobnicate'/],
+      [['daemon', '--busy-poll', '5000'], /--busy-poll is at most 1000 microseconds/],
+      [['daemon', '--busy-poll', 'soon'], /--busy-poll must be a whole number of microseconds/],
     ]
     // With a control socket that does not exist: a usage check that ran after connecting would
     // exit 3 instead of 2.

@@ -22,6 +22,7 @@ import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { adoptInPlace } from '../../server/connection.js'
 import { registerCopyBuffer } from '../../util/bytes.js'
+import { armBusyPoll } from '../../util/busy-poll.js'
 import {
   NBD_CMD_WRITE,
   NBD_FLAG_C_FIXED_NEWSTYLE,
@@ -162,6 +163,7 @@ export class NbdConnection {
   #onRead(count: number): boolean {
     if (this.#state === State.Closed) return false
     this.#process(this.#landing, 0, count)
+    armBusyPoll()
     this.#land()
     return this.#held === null
   }

@@ -1,0 +1,27 @@
+/** `tmem daemon --busy-poll`: the option and its check (util/busy-poll.ts does the polling). */
+import { Option } from 'commander'
+import { BUSY_POLL_MICROSECONDS_DEFAULT, BUSY_POLL_MICROSECONDS_MAX } from '../util/busy-poll.js'
+import { UsageError } from './exit.js'
+
+export function busyPollOption(): Option {
+  return new Option(
+    '--busy-poll <microseconds>',
+    'after serving a request, poll this long for the next one before sleeping ' +
+      `(0: off; at most ${BUSY_POLL_MICROSECONDS_MAX}; docs/daemon.md)`,
+  )
+    .env('TMEM_BUSY_POLL')
+    .default(String(BUSY_POLL_MICROSECONDS_DEFAULT))
+}
+
+/** Whole microseconds from 0 (off) to the poller's limit; absent: the default. */
+export function busyPollBudget(value: string | undefined): number {
+  if (value === undefined) return BUSY_POLL_MICROSECONDS_DEFAULT
+  const number = Number(value)
+  if (value.trim() === '' || !Number.isInteger(number) || number < 0) {
+    throw new UsageError(`--busy-poll must be a whole number of microseconds, not "${value}"`)
+  }
+  if (number > BUSY_POLL_MICROSECONDS_MAX) {
+    throw new UsageError(`--busy-poll is at most ${BUSY_POLL_MICROSECONDS_MAX} microseconds`)
+  }
+  return number
+}
