@@ -9,8 +9,8 @@
  * One call:
  *
  *   install() -> Int32Array    installs (once per process) a prepare and a check handle on
- *                              the loop of the calling thread and returns the words shared
- *                              with them (their meaning is the WORD_* indexes below)
+ *                              the loop of the calling thread and returns the memory shared
+ *                              with them (the WORD_* and COUNT_* indexes below)
  *
  * The prepare handle runs right before libuv computes its poll timeout and blocks. When the
  * "armed" word holds a budget (microseconds, set by JavaScript after serving a request) and
@@ -35,13 +35,14 @@
 #include <time.h>
 #include <uv.h>
 
-/* The shared words, as Int32Array indexes. */
-#define WORD_ARMED 0  /* JS: budget in microseconds for the next wait (0: none); native clears */
-#define WORD_SCORE 1  /* native: the score, 0..SCORE_ONE */
-#define WORD_POLLS 2  /* native: waits that polled */
-#define WORD_HITS 3   /* native: polled waits that saw an event within the budget */
-#define WORD_SLEEPS 4 /* native: armed waits that slept at once (score too low) */
-#define WORD_COUNT 8
+/* The shared memory: two int32 words, then counters as float64 (exact up to 2^53, so they
+   never wrap in a daemon's life). Indexes as JavaScript views them. */
+#define WORD_ARMED 0  /* Int32: budget in microseconds for the next wait (0: none); native clears */
+#define WORD_SCORE 1  /* Int32: the score, 0..SCORE_ONE */
+#define COUNT_POLLS 1  /* Float64: waits that polled */
+#define COUNT_HITS 2   /* Float64: polled waits that saw an event within the budget */
+#define COUNT_SLEEPS 3 /* Float64: armed waits that slept at once (score too low) */
+#define SHARED_BYTES 32
 
 /* Largest budget honoured, whatever JavaScript writes: 1 ms. */
 #define BUDGET_MAX_US 1000
@@ -52,6 +53,7 @@ typedef struct {
   uv_prepare_t prepare;
   uv_check_t check;
   int32_t *words;
+  double *counts;
   napi_ref buffer;
   napi_env env; /* the environment (thread) that installed it: the only one it serves */
   uint64_t slept_at_ns; /* a sleep taken while armed: when it started, else 0 */
@@ -84,7 +86,7 @@ static void on_prepare(uv_prepare_t *handle) {
   if (budget > BUDGET_MAX_US) budget = BUDGET_MAX_US;
   uint64_t start = now_ns();
   if (state->words[WORD_SCORE] < SCORE_POLL) {
-    state->words[WORD_SLEEPS]++;
+    state->counts[COUNT_SLEEPS]++;
     state->slept_at_ns = start;
     state->slept_budget_us = budget;
     return;
@@ -93,10 +95,10 @@ static void on_prepare(uv_prepare_t *handle) {
   if (timeout_ms > 0 && (uint64_t)timeout_ms * 1000000u < limit_ns)
     limit_ns = (uint64_t)timeout_ms * 1000000u;
   struct pollfd watch = { .fd = uv_backend_fd(handle->loop), .events = POLLIN, .revents = 0 };
-  state->words[WORD_POLLS]++;
+  state->counts[COUNT_POLLS]++;
   for (;;) {
     if (poll(&watch, 1, 0) > 0) {
-      state->words[WORD_HITS]++;
+      state->counts[COUNT_HITS]++;
       note(state, 1);
       return;
     }
@@ -131,11 +133,12 @@ static napi_value loop_install(napi_env env, napi_callback_info info) {
       return NULL;
     }
     void *data = NULL;
-    if (napi_create_arraybuffer(env, WORD_COUNT * sizeof(int32_t), &data, &buffer) != napi_ok)
+    if (napi_create_arraybuffer(env, SHARED_BYTES, &data, &buffer) != napi_ok)
       return NULL;
     static loop_poll_t state;
     memset(&state, 0, sizeof state);
     state.words = data;
+    state.counts = data;
     state.env = env;
     state.words[WORD_SCORE] = SCORE_ONE;
     /* The ArrayBuffer's memory never moves; the reference keeps it alive for the process. */
@@ -152,7 +155,9 @@ static napi_value loop_install(napi_env env, napi_callback_info info) {
     installed = &state;
   }
   napi_value words;
-  if (napi_create_typedarray(env, napi_int32_array, WORD_COUNT, buffer, 0, &words) != napi_ok)
+  /* The whole buffer as int32 words; JavaScript views the counters as float64 over it. */
+  if (napi_create_typedarray(env, napi_int32_array, SHARED_BYTES / 4, buffer, 0, &words) !=
+      napi_ok)
     return NULL;
   return words;
 }

@@ -22,12 +22,12 @@ export const BUSY_POLL_MICROSECONDS_DEFAULT = 100
 /** Largest budget: the native poller clamps to this too. */
 export const BUSY_POLL_MICROSECONDS_MAX = 1000
 
-/** The words shared with the native poller (native/loop/loop.c, WORD_*). */
+/** The memory shared with the native poller (native/loop/loop.c): Int32 words, Float64 counts. */
 const WORD_ARMED = 0
 const WORD_SCORE = 1
-const WORD_POLLS = 2
-const WORD_HITS = 3
-const WORD_SLEEPS = 4
+const COUNT_POLLS = 1
+const COUNT_HITS = 2
+const COUNT_SLEEPS = 3
 /** The score's scale (native SCORE_ONE). */
 export const BUSY_POLL_SCORE_ONE = 256
 
@@ -51,6 +51,7 @@ export interface BusyPollStats {
 }
 
 let words: Int32Array | null = null
+let counts: Float64Array | null = null
 let budget = 0
 let offReason = 'not started'
 
@@ -87,6 +88,7 @@ export function startBusyPoll(microseconds: number): string {
       return offReason
     }
     words = status.native.install()
+    counts = new Float64Array(words.buffer, words.byteOffset, words.byteLength / 8)
   }
   offReason = ''
   return ''
@@ -108,9 +110,9 @@ export function busyPollStats(): BusyPollStats {
   return {
     budgetUs: budget,
     off: offReason,
-    polls: words?.[WORD_POLLS] ?? 0,
-    hits: words?.[WORD_HITS] ?? 0,
-    sleeps: words?.[WORD_SLEEPS] ?? 0,
+    polls: counts?.[COUNT_POLLS] ?? 0,
+    hits: counts?.[COUNT_HITS] ?? 0,
+    sleeps: counts?.[COUNT_SLEEPS] ?? 0,
     score: words?.[WORD_SCORE] ?? 0,
   }
 }
