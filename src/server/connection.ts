@@ -26,9 +26,9 @@
  * accepted socket's handle into a new socket that has it (`adoptInPlace`); where that is not
  * possible it reads chunks, and a frame split across chunks is copied together.
  */
-import { armBusyPoll } from '../util/busy-poll.js'
 import { Socket } from 'node:net'
 import { assert } from '../util/assert.js'
+import { armBusyPoll } from '../util/busy-poll.js'
 import {
   FRAME_HEADER_BYTES,
   FrameReader,
