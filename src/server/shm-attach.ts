@@ -146,6 +146,9 @@ export class ShmAttachment {
       SHM_WORD_DAEMON_SLEEPING,
       SHM_WORD_CLIENT_SLEEPING,
     )
+    this.serve.afterPublish = () => {
+      if (this.#doorbell.peerNeedsKick()) owner.kickClient()
+    }
     this.#poller = new ShmPoller(
       this.#doorbell,
       {
