@@ -227,46 +227,95 @@ function checkCounters(h: Harness, model: LruModel, budget: number, clients: num
   }
 }
 
-void test("an evicting put takes the model's victim, keeps every count (random steps)", () => {
-  const clients = 2
+/** One random run's engine, model and evictions seen, as the step handlers get them. */
+interface StepRun {
+  h: Harness
+  model: LruModel
+  seen: Seen[]
+  budget: number
+  clients: number
+  /** The next page's seed (its bytes); each put takes one. */
+  seed: number
+}
+
+/**
+ * Random steps on an engine of `clients` clients and a random budget, against the LRU model:
+ * a get or flush goes through `getOrFlush`; a put through `put` (which checks its victims and
+ * updates the model); then `afterStep`, the engine's LRU order against the model's and the
+ * engine's own invariants.
+ */
+function randomSteps(options: {
+  clients: number
+  budgetMin: number
+  numRuns: number
+  prepare?: (h: Harness) => void
+  put: (
+    run: StepRun,
+    step: Step,
+    key: Omit<ModelPage, 'seed'>,
+    before: number,
+    what: string,
+  ) => void
+  afterStep?: (run: StepRun, step: Step, before: number, what: string) => void
+}): void {
   fc.assert(
     fc.property(
-      fc.integer({ min: 3, max: 24 }),
-      fc.array(stepArbitrary(clients), { minLength: 1, maxLength: 300 }),
+      fc.integer({ min: options.budgetMin, max: 24 }),
+      fc.array(stepArbitrary(options.clients), { minLength: 1, maxLength: 300 }),
       (budget, steps) => {
-        const h = setup(budget, clients)
-        const seen = watchEvictions(h)
-        const model = new LruModel()
-        let seed = 1
+        const h = setup(budget, options.clients)
+        options.prepare?.(h)
+        const run: StepRun = {
+          h,
+          model: new LruModel(),
+          seen: watchEvictions(h),
+          budget,
+          clients: options.clients,
+          seed: 1,
+        }
         steps.forEach((step, i) => {
           const what = `step ${i} (${JSON.stringify(step)})`
           const key = { client: step.c, pool: step.pool, oid: step.oid, index: step.index }
-          const before = seen.length
-          const lruBefore = [...model.pages]
+          const before = run.seen.length
           if (step.k === 'put') {
-            const rc = h.put(step.c, step.pool, step.oid, step.index, page(seed))
-            const modelRc = model.put(budget, { ...key, seed })
-            seed++
-            assert.equal(rc, modelRc, `${what}: put result`)
-            const gone = lruBefore.filter((p) => !model.pages.includes(p))
-            checkVictims(seen, before, gone, what)
+            options.put(run, step, key, before, what)
+            run.seed++
           } else {
-            getOrFlush(h, model, step, what)
+            getOrFlush(h, run.model, step, what)
           }
-          if (step.k !== 'put') assert.equal(seen.length, before, `${what}: no eviction`)
-          model.heldMax = Math.max(model.heldMax, model.pages.length)
+          options.afterStep?.(run, step, before, what)
           assert.deepEqual(
             engineLru(h),
-            model.pages.map(({ seed: _, ...k }) => k),
+            run.model.pages.map(({ seed: _, ...k }) => k),
             what,
           )
-          checkCounters(h, model, budget, clients, what)
           h.check()
         })
       },
     ),
-    { numRuns: 150 },
+    { numRuns: options.numRuns },
   )
+}
+
+void test("an evicting put takes the model's victim, keeps every count (random steps)", () => {
+  randomSteps({
+    clients: 2,
+    budgetMin: 3,
+    numRuns: 150,
+    put(run, step, key, before, what) {
+      const lruBefore = [...run.model.pages]
+      const rc = run.h.put(step.c, step.pool, step.oid, step.index, page(run.seed))
+      const modelRc = run.model.put(run.budget, { ...key, seed: run.seed })
+      assert.equal(rc, modelRc, `${what}: put result`)
+      const gone = lruBefore.filter((p) => !run.model.pages.includes(p))
+      checkVictims(run.seen, before, gone, what)
+    },
+    afterStep(run, step, before, what) {
+      if (step.k !== 'put') assert.equal(run.seen.length, before, `${what}: no eviction`)
+      run.model.heldMax = Math.max(run.model.heldMax, run.model.pages.length)
+      checkCounters(run.h, run.model, run.budget, run.clients, what)
+    },
+  })
 })
 
 /** A get (hit and bytes checked against the model) or a flush, on the engine and the model. */
@@ -285,54 +334,32 @@ function getOrFlush(h: Harness, model: LruModel, step: Step, what: string): void
 }
 
 void test('with a compressing client, chunk victims go the usual way (random steps)', () => {
-  const clients = 3
-  fc.assert(
-    fc.property(
-      fc.integer({ min: 4, max: 24 }),
-      fc.array(stepArbitrary(clients), { minLength: 1, maxLength: 300 }),
-      (budget, steps) => {
-        const h = setup(budget, clients)
-        assert.equal(h.ctrl(SUB.SET_COMPRESS, { cliId: 3, arg1: 1 }), 0)
-        const seen = watchEvictions(h)
-        const model = new LruModel()
-        let seed = 1
-        steps.forEach((step, i) => {
-          const what = `step ${i} (${JSON.stringify(step)})`
-          const key = { client: step.c, pool: step.pool, oid: step.oid, index: step.index }
-          const before = seen.length
-          if (step.k === 'put') {
-            const rc = h.put(step.c, step.pool, step.oid, step.index, page(seed))
-            // Each victim is the oldest eligible page when it goes, with its own bytes.
-            for (const victim of seen.slice(before)) {
-              const at = model.victim(step.c, step.pool, step.oid)
-              assert.ok(at >= 0, `${what}: a victim the model has`)
-              checkVictims([victim], 0, [model.pages[at]!], what)
-              model.pages.splice(at, 1)
-            }
-            if (rc === 1) {
-              const at = model.find(key)
-              if (at >= 0) model.pages[at]!.seed = seed
-              else model.pages.push({ ...key, seed })
-            } else {
-              assert.equal(rc, E.NOMEM, `${what}: put result`)
-              assert.ok(
-                model.victim(step.c, step.pool, step.oid) < 0,
-                `${what}: -ENOMEM with a victim left`,
-              )
-            }
-            seed++
-          } else {
-            getOrFlush(h, model, step, what)
-          }
-          assert.deepEqual(
-            engineLru(h),
-            model.pages.map(({ seed: _, ...k }) => k),
-            what,
-          )
-          h.check()
-        })
-      },
-    ),
-    { numRuns: 100 },
-  )
+  randomSteps({
+    clients: 3,
+    budgetMin: 4,
+    numRuns: 100,
+    prepare: (h) => assert.equal(h.ctrl(SUB.SET_COMPRESS, { cliId: 3, arg1: 1 }), 0),
+    put(run, step, key, before, what) {
+      const { h, model, seed } = run
+      const rc = h.put(step.c, step.pool, step.oid, step.index, page(seed))
+      // Each victim is the oldest eligible page when it goes, with its own bytes.
+      for (const victim of run.seen.slice(before)) {
+        const at = model.victim(step.c, step.pool, step.oid)
+        assert.ok(at >= 0, `${what}: a victim the model has`)
+        checkVictims([victim], 0, [model.pages[at]!], what)
+        model.pages.splice(at, 1)
+      }
+      if (rc === 1) {
+        const at = model.find(key)
+        if (at >= 0) model.pages[at]!.seed = seed
+        else model.pages.push({ ...key, seed })
+      } else {
+        assert.equal(rc, E.NOMEM, `${what}: put result`)
+        assert.ok(
+          model.victim(step.c, step.pool, step.oid) < 0,
+          `${what}: -ENOMEM with a victim left`,
+        )
+      }
+    },
+  })
 })
