@@ -5,11 +5,12 @@
  * round); the load (the tmem client, and the ioredis Cluster client of the direct runs, both
  * with auto-pipelining and the tier's other options) runs in this process. The daemon measures
  * its own event-loop delay (STATS `daemon.eventLoop`, 1 ms resolution here), and the remote
- * work of each turn (STATS `host.remote.turns`); its CPU comes from /proc/<pid>/stat, so
- * neither counts the load's work. Only the ephemeral runs (where the 5 ms bound is judged)
- * also count the loop's gaps, GC pauses and the remote turns in CPU time (TMEM_LOOP_CPU=1: a
- * getrusage a millisecond, about a tenth of the daemon's CPU here, which the throughput runs
- * must not pay when the direct client does not). Same-run ratios; the machine is shared.
+ * work of each turn (STATS `host.remote.turns`: by the wall clock, and bounded by the main
+ * thread's CPU time in the turn); its CPU comes from /proc/<pid>/stat, so neither counts the
+ * load's work. Only the ephemeral runs also count the loop's gaps and GC pauses in CPU time
+ * (TMEM_LOOP_CPU=1: a getrusage a millisecond, about a tenth of the daemon's CPU here, which
+ * the throughput runs must not pay when the direct client does not). Same-run ratios; the
+ * machine is shared.
  *
  * 1. Persistent pool 4x the local budget (1024 pages local, 4096 put): put and get rates
  *    through the daemon, and the same pages through ioredis Cluster directly (HSET/HGET of
@@ -182,8 +183,11 @@ interface Loop {
   gcMs: number
   /** The turn with the most remote work (the tier's own timing, STATS host.remote.turns). */
   remote: TurnWork
-  /** The largest remote work of a turn bounded by the process's CPU time in it. */
+  /** The largest remote work of a turn bounded by the main thread's CPU time in it. */
   remoteCpuMs: number
+  /** Work the turn budget left for a later turn: issue stops, paused reply reads. */
+  deferredIssue: number
+  deferredReplies: number
 }
 
 /**
@@ -193,7 +197,10 @@ interface Loop {
  * function ends the watch and returns the largest of each.
  */
 async function watchLoop(stats: () => Promise<DaemonStats>): Promise<() => Promise<Loop>> {
-  const seen: Loop = { maxMs: 0, p99Ms: 0, busyMs: 0, gcMs: 0, remote: noTurn(), remoteCpuMs: 0 }
+  const seen: Loop = {
+    ...{ maxMs: 0, p99Ms: 0, busyMs: 0, gcMs: 0, remote: noTurn(), remoteCpuMs: 0 },
+    ...{ deferredIssue: 0, deferredReplies: 0 },
+  }
   const look = async (): Promise<void> => {
     const snapshot = await stats()
     const loop = snapshot.daemon.eventLoop as
@@ -206,6 +213,8 @@ async function watchLoop(stats: () => Promise<DaemonStats>): Promise<() => Promi
     if (turns !== undefined && turns.lastSecond.totalMs > seen.remote.totalMs)
       seen.remote = turns.lastSecond
     seen.remoteCpuMs = Math.max(seen.remoteCpuMs, turns?.lastSecondCpuMs ?? 0)
+    seen.deferredIssue = turns?.deferredIssue ?? 0
+    seen.deferredReplies = turns?.deferredReplies ?? 0
   }
   await turn(1100)
   let watching = true
@@ -319,6 +328,8 @@ function worst(loops: Loop[]): Loop {
     gcMs: Math.max(...loops.map((l) => l.gcMs)),
     remote: loops.map((l) => l.remote).reduce((a, b) => (b.totalMs > a.totalMs ? b : a)),
     remoteCpuMs: Math.max(...loops.map((l) => l.remoteCpuMs)),
+    deferredIssue: Math.max(...loops.map((l) => l.deferredIssue)),
+    deferredReplies: Math.max(...loops.map((l) => l.deferredReplies)),
   }
 }
 
@@ -399,16 +410,18 @@ const ms = (s: Sample): string =>
     ? ''
     : `, loop max ${s.loop.maxMs.toFixed(1)} ms p99 ${s.loop.p99Ms.toFixed(1)} ms` +
       ` busy max ${s.loop.busyMs.toFixed(1)} ms gc max ${s.loop.gcMs.toFixed(1)} ms` +
-      remoteTurn(s.loop.remote, s.loop.remoteCpuMs)
+      remoteTurn(s.loop)
 
 /** The largest turn's remote work, split by kind (absent without the tier). */
-function remoteTurn(t: TurnWork, cpuMs: number): string {
+function remoteTurn(loop: Loop): string {
+  const t = loop.remote
   if (t.totalMs === 0) return ''
   const f = (n: number): string => n.toFixed(2)
   return (
     ` remote turn max ${f(t.totalMs)} ms (ops ${f(t.opsMs)} issue ${f(t.issueMs)}` +
     ` replies ${f(t.repliesMs)}; bounded by CPU ${f(t.cpuMs)}; GC pauses in it ${f(t.gcMs)})` +
-    `, max bounded by CPU ${f(cpuMs)} ms`
+    `, max bounded by CPU ${f(loop.remoteCpuMs)} ms` +
+    `, deferred: issue ${loop.deferredIssue} replies ${loop.deferredReplies}`
   )
 }
 

@@ -12,6 +12,11 @@
  *                              the loop of the calling thread and returns the memory shared
  *                              with them (the WORD_* and COUNT_* indexes below)
  *
+ *   threadCpuNs() -> number    the calling thread's CPU time in nanoseconds
+ *                              (CLOCK_THREAD_CPUTIME_ID): what a piece of work cost the thread
+ *                              itself, without the time the OS ran something else and without
+ *                              the runtime's helper threads (src/util/thread-cpu.ts)
+ *
  * The prepare handle runs right before libuv computes its poll timeout and blocks. When the
  * "armed" word holds a budget (microseconds, set by JavaScript after serving a request) and
  * the loop is about to wait (no immediate, due timer or watcher change makes this turn's poll
@@ -162,9 +167,21 @@ static napi_value loop_install(napi_env env, napi_callback_info info) {
   return words;
 }
 
+static napi_value loop_thread_cpu_ns(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct timespec now;
+  double ns = -1;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now) == 0)
+    ns = (double)now.tv_sec * 1e9 + (double)now.tv_nsec;
+  napi_value result;
+  if (napi_create_double(env, ns, &result) != napi_ok) return NULL;
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
     { "install", NULL, loop_install, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "threadCpuNs", NULL, loop_thread_cpu_ns, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;

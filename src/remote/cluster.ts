@@ -108,14 +108,25 @@ export class RemoteStore {
   /**
    * Times each node connection's data (reply parsing and what runs from it) as reply work:
    * a listener before ioredis's parser (it adds its own with prependListener before it emits
-   * 'connect') and one after it.
+   * 'connect') and one after it. Once the turn's remote work is over its budget the
+   * connection's further data waits for a later turn (the socket is paused until the loop's
+   * check phase; what the kernel holds stays there, nothing is lost).
    */
   #watch(node: NodeConnection): void {
     const meter = this.meter
     node.on('connect', () => {
       const stream = node.stream
+      const resume = (): void => {
+        stream.resume()
+      }
       stream.prependListener('data', () => meter.replyStart())
-      stream.on('data', () => meter.replyMark())
+      stream.on('data', () => {
+        meter.replyMark()
+        if (!meter.overBudget() || stream.isPaused()) return
+        stream.pause()
+        setImmediate(resume)
+        meter.deferred('replies')
+      })
     })
   }
 
@@ -388,6 +399,9 @@ interface Flushable {
 interface NodeConnection {
   on(event: 'connect', listener: () => void): unknown
   readonly stream: {
+    pause(): void
+    resume(): void
+    isPaused(): boolean
     prependListener(event: 'data', l: () => void): unknown
     on(event: 'data', l: () => void): unknown
   }

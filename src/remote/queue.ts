@@ -3,8 +3,9 @@
  * (docs/remote.md "Ordering"): demotions of evicted pages, persistent overflow writes, and
  * the deletes of flushes. The queue sends a batch at a time: a batch is joined into commands
  * (coalesce.ts: one object's writes one HSET, its field deletes one HDEL), issued in order,
- * commands of about ISSUE_PER_TURN pages per event-loop turn (ioredis pipelines each turn's
- * commands per node; the bound keeps a turn short), and the next batch starts when it has
+ * commands of at most about ISSUE_PER_TURN pages per event-loop turn, and fewer once the turn's
+ * remote work reached its budget (turns.ts TURN_BUDGET_MS; ioredis pipelines each turn's
+ * commands per node; the bounds keep a turn short), and the next batch starts when it has
  * settled, so two changes to the same page always reach its node in the order they were made.
  *
  * Demotions are best effort: past `demotionsMax` queued, a new one is dropped (an ephemeral
@@ -100,7 +101,9 @@ export class ChangeQueue {
     const settled: Promise<void>[] = []
     let weight = 0
     for (const command of coalesce(batch)) {
-      if (weight >= ISSUE_PER_TURN) {
+      const spent = weight > 0 && this.#meter.overBudget()
+      if (weight >= ISSUE_PER_TURN || spent) {
+        if (spent) this.#meter.deferred('issue')
         weight = 0
         await new Promise<void>((resolve) => setImmediate(resolve))
       }

@@ -210,6 +210,11 @@ export class RemoteTier {
     return this.#host.statsPass(max)
   }
 
+  /** The turn's remote work reached its budget (turns.ts): further guest ops can wait. */
+  yieldTurn(): boolean {
+    return this.#meter.overBudget()
+  }
+
   takeDeferred(): Promise<DeferredReply> {
     const pending = this.#pending
     this.#pending = null

@@ -12,14 +12,26 @@
  *
  * The time of a turn is summed until a `setImmediate` armed at its first piece runs (the
  * loop's check phase, after its I/O callbacks), so the work of the I/O callbacks of one turn
- * counts as one. It errs high: a piece timed in a check phase counts with the next turn's.
- * Wall-clock pieces include time the OS did not run the daemon; with TMEM_LOOP_CPU=1 (as for
- * the event loop, server/event-loop.ts) each turn also reads the process's CPU time, and
- * `cpuMs` bounds the turn's remote work by it.
+ * counts as one. It errs high: a piece timed in a check phase counts with the next turn's, and
+ * a piece inside a reply chain counts in both. A piece started inside another (an
+ * auto-pipeline flushed from within an issue) counts only as part of the outer one.
+ *
+ * Pieces are timed by the wall clock, which includes the time the OS ran other processes in
+ * the middle of a piece (on a loaded 2-core machine often several milliseconds). So each turn
+ * also reads the main thread's own CPU clock (util/thread-cpu.ts) at its first piece and at
+ * its end, and `cpuMs` bounds the turn's remote work by the CPU the thread used meanwhile:
+ * the time the loop was really kept from other work, which is what "blocked by remote
+ * traffic" means (it errs high: the thread's other work in that span counts too). Two reads a
+ * turn, not two a piece: a read is a system call that takes the scheduler's run-queue lock,
+ * about 0.5 µs on a quiet machine and far more under load (read around every piece, the clock
+ * took a fifth of the daemon's CPU in bench:remote). Without the native addon, TMEM_LOOP_CPU=1
+ * bounds it by the process's CPU time (which also counts the runtime's helper threads), else
+ * `cpuMs` equals `totalMs`.
  * The largest turn of each second, split by kind, is in STATS as `host.remote.turns`.
  */
 
 import { PerformanceObserver } from 'node:perf_hooks'
+import { threadCpuClock } from '../util/thread-cpu.js'
 
 export type WorkKind = 'ops' | 'issue' | 'replies'
 
@@ -30,9 +42,8 @@ export interface TurnWork {
   issueMs: number
   repliesMs: number
   /**
-   * `totalMs` or, when smaller, the CPU time the process used from the turn's first remote
-   * piece to its end: wall-clock pieces include time the OS did not run the daemon, and the
-   * remote work cannot have used more CPU than the whole process did meanwhile.
+   * `totalMs` or, when smaller, the CPU time the main thread used from the turn's first remote
+   * piece to its end (without the native addon and with TMEM_LOOP_CPU=1, the process's).
    */
   cpuMs: number
   /**
@@ -51,9 +62,24 @@ export interface TurnsSection {
   lastSecondCpuMs: number
   cpuMaxMs: number
   turns: number
+  /**
+   * Work left for a later turn because the turn's remote work reached TURN_BUDGET_MS: the
+   * change queue's issue stopped early (`deferredIssue`), a Redis connection's further replies
+   * were left unread (`deferredReplies`).
+   */
+  deferredIssue: number
+  deferredReplies: number
 }
 
 const WINDOW_MS = 1000
+
+/**
+ * The remote work a turn may do before the work that can wait does (docs/remote.md
+ * "Observing"): past it, the change queue issues its next commands in a later turn and a Redis
+ * connection's replies are read in a later turn. A quarter of the issue's 5 ms bound leaves
+ * room for what cannot wait (a guest op's own part, the chunk of replies being parsed).
+ */
+export const TURN_BUDGET_MS = 1.25
 
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000
@@ -68,13 +94,21 @@ function cpuNowMs(): number {
   return (used.user + used.system) / 1000
 }
 
+/** Deepest nesting of pieces timed (deeper ones are not timed; none nests past 2 today). */
+const DEPTH_MAX = 8
+
 export class TurnMeter {
-  /** Whether turns read the process's CPU time (TMEM_LOOP_CPU=1: a getrusage per turn). */
+  /** Whether GC pauses are recorded (TMEM_LOOP_CPU=1, as for server/event-loop.ts). */
   readonly #cpu = process.env['TMEM_LOOP_CPU'] === '1'
+  /** The CPU clock that bounds a turn: the main thread's, else (TMEM_LOOP_CPU=1) the process's. */
+  readonly #clock = threadCpuClock() ?? (this.#cpu ? cpuNowMs : null)
   readonly #turn = noWork()
   #armed = false
   /** Start of the reply chain now running (a Redis connection's data), or -1. */
   #mark = -1
+  /** The open pieces' starts, innermost last. */
+  readonly #starts = new Float64Array(DEPTH_MAX)
+  #depth = 0
   #window = noWork()
   #windowStart = performance.now()
   #last = noWork()
@@ -84,6 +118,8 @@ export class TurnMeter {
   #lastCpuMs = 0
   #cpuMaxMs = 0
   #turns = 0
+  #deferredIssue = 0
+  #deferredReplies = 0
   #turnStart = 0
   /** The span of the window's largest turn, and the recent GC pauses (start, end pairs). */
   #windowSpan = [0, 0]
@@ -107,19 +143,40 @@ export class TurnMeter {
     this.#gc?.disconnect()
   }
 
-  /** A timestamp for `stop`. */
+  /** Opens a piece; pass the token to `stop` (pieces nest: close the inner one first). */
   start(): number {
     this.#arm()
-    return performance.now()
+    const token = this.#depth
+    if (token < DEPTH_MAX) this.#starts[token] = performance.now()
+    this.#depth = token + 1
+    return token
   }
 
-  /** Counts the time since `started` as `kind` work of this turn. */
-  stop(started: number, kind: WorkKind): void {
-    const ms = performance.now() - started
-    if (kind === 'ops') this.#turn.opsMs += ms
-    else if (kind === 'issue') this.#turn.issueMs += ms
-    else this.#turn.repliesMs += ms
+  /** Counts the piece opened with `token` as `kind` work of this turn. */
+  stop(token: number, kind: WorkKind): void {
+    this.#depth = token
     this.#arm()
+    if (token !== 0) return // inside another piece, which counts it
+    const ms = performance.now() - this.#starts[0]!
+    const turn = this.#turn
+    if (kind === 'ops') turn.opsMs += ms
+    else if (kind === 'issue') turn.issueMs += ms
+    else turn.repliesMs += ms
+  }
+
+  /**
+   * Whether this turn's remote work so far (by the wall clock: it errs on the side of waiting)
+   * reached TURN_BUDGET_MS: work that can wait should wait for a later turn.
+   */
+  overBudget(): boolean {
+    const turn = this.#turn
+    return turn.opsMs + turn.issueMs + turn.repliesMs >= TURN_BUDGET_MS
+  }
+
+  /** Counts work left for a later turn (overBudget said so). */
+  deferred(kind: 'issue' | 'replies'): void {
+    if (kind === 'issue') this.#deferredIssue++
+    else this.#deferredReplies++
   }
 
   /** A Redis connection's data arrived: a reply chain starts. */
@@ -137,12 +194,16 @@ export class TurnMeter {
   }
 
   /**
-   * The end of one of the tier's reply callbacks, begun at `started`: part of the reply chain
+   * The end of one of the tier's reply callbacks, opened with `token`: part of the reply chain
    * now running, or (settled by a deadline, not a reply) timed on its own.
    */
-  replyEnd(started: number): void {
-    if (this.#mark < 0) this.stop(started, 'replies')
-    else this.replyMark()
+  replyEnd(token: number): void {
+    if (this.#mark < 0) {
+      this.stop(token, 'replies')
+      return
+    }
+    this.#depth = token
+    this.replyMark()
   }
 
   section(): TurnsSection {
@@ -161,6 +222,8 @@ export class TurnMeter {
       lastSecondCpuMs: round(this.#lastCpuMs),
       cpuMaxMs: round(Math.max(this.#cpuMaxMs, this.#windowCpuMs)),
       turns: this.#turns,
+      deferredIssue: this.#deferredIssue,
+      deferredReplies: this.#deferredReplies,
     }
   }
 
@@ -168,16 +231,19 @@ export class TurnMeter {
     if (this.#armed) return
     this.#armed = true
     this.#turnStart = performance.now()
-    if (this.#cpu) this.#turnCpuStart = cpuNowMs()
+    if (this.#clock !== null) this.#turnCpuStart = this.#clock()
     setImmediate(this.#close)
   }
 
   #closeTurn(): void {
     this.#armed = false
     this.#mark = -1
+    this.#depth = 0 // pieces are synchronous: none is open across turns (one that threw stays)
     const turn = this.#turn
     turn.totalMs = turn.opsMs + turn.issueMs + turn.repliesMs
-    turn.cpuMs = this.#cpu ? Math.min(turn.totalMs, cpuNowMs() - this.#turnCpuStart) : turn.totalMs
+    const clock = this.#clock
+    turn.cpuMs =
+      clock === null ? turn.totalMs : Math.min(turn.totalMs, clock() - this.#turnCpuStart)
     this.#turns++
     if (turn.totalMs > this.#window.totalMs) {
       this.#window = { ...turn }

@@ -58,6 +58,11 @@ export interface ConnectionHandler {
   onReject(conn: Connection, reason: number): void
   /** The socket is gone (after a reject, a goodbye or the peer leaving). */
   onClose(conn: Connection): void
+  /**
+   * Whether the frames left should wait for a later turn of the event loop (the host's work in
+   * this turn reached its budget). Asked between frames, never before a read's or resume's first.
+   */
+  shouldYield(): boolean
 }
 
 export interface ConnectionSizes {
@@ -109,6 +114,11 @@ export class Connection implements SessionHolder {
   #frames = 0
   #stallMark = -1
   #paused = false
+  #yielding = false // frames left for the loop's check phase (shouldYield), resumed there
+  readonly #afterYield = (): void => {
+    this.#yielding = false
+    if (!this.#closing && this.#paused && !this.#held) this.#pump()
+  }
   /** Parsing stopped because `deferred` reached its bound (see releaseHold). */
   #held = false
   /** A flush of late replies is scheduled for the end of this turn. */
@@ -214,7 +224,7 @@ export class Connection implements SessionHolder {
   releaseHold(): void {
     if (!this.#held || this.#closing) return
     this.#held = false
-    if (this.#paused) this.#pump()
+    if (this.#paused && !this.#yielding) this.#pump()
   }
 
   /** The client moved to another daemon: the MOVED notice after pending replies, then close. */
@@ -303,7 +313,16 @@ export class Connection implements SessionHolder {
 
   #pump(): void {
     const reader = this.#reader
+    const first = this.#frames
     while (!this.#closing) {
+      if (this.#frames !== first && this.#handler.shouldYield()) {
+        // The host's budget for this turn is spent: what is left waits for the check phase.
+        this.#flush()
+        this.#pause()
+        if (!this.#yielding) setImmediate(this.#afterYield)
+        this.#yielding = true
+        return
+      }
       if (this.deferred >= DEFERRED_PER_CONNECTION_MAX) {
         // Too many ops wait on the network: read no more until some are answered.
         this.#held = true
@@ -352,7 +371,7 @@ export class Connection implements SessionHolder {
   #written(index: 0 | 1, _error?: Error | null): void {
     this.#inFlight[index] = false
     if (this.#closing) return
-    if (this.#paused) this.#pump()
+    if (this.#paused && !this.#yielding) this.#pump()
     else if (this.sendUsed > 0) this.#flush()
   }
 

@@ -120,6 +120,10 @@ export class Dispatcher implements ConnectionHandler {
     return this.#deferred.pending
   }
 
+  shouldYield(): boolean {
+    return this.#host.yieldTurn?.() === true
+  }
+
   onFrame(conn: Connection, reader: FrameReader): void {
     this.counters.framesReceived++
     const kind = reader.kind

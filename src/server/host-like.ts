@@ -35,6 +35,12 @@ export interface HostLike {
    * of the op that just returned it. Called once, right after.
    */
   takeDeferred?(): Promise<DeferredReply>
+  /**
+   * True when the host's work in this turn of the event loop reached its budget, so further
+   * ops that can wait should wait for a later turn (the remote tier's turn budget,
+   * remote/turns.ts): a connection then leaves its next frames for the loop's check phase.
+   */
+  yieldTurn?(): boolean
   /** The same snapshot with only the clients of `ids` that exist (one client, a page). */
   statsOf(ids: readonly number[]): HostStats
   /** Host-wide sums over the clients (pools, compression), without a snapshot of each. */

@@ -141,6 +141,10 @@ void describe(
           await fetch(`http://127.0.0.1:${durable.metricsPort}/metrics`)
         ).text()
         assert.match(metrics, /^tmem_remote_up 1$/m)
+        // The turn meter and its budget (docs/remote.md "Observing").
+        assert.match(metrics, /^tmem_remote_turns_cpu_max_ms \d+(\.\d+)?$/m)
+        assert.match(metrics, /^tmem_remote_turns_deferred_issue \d+$/m)
+        assert.match(metrics, /^tmem_remote_turns_deferred_replies \d+$/m)
         assert.match(
           metrics,
           new RegExp(`^tmem_pool_remote_pages\\{[^}]*\\} ${stats.remotePages}$`, 'm'),

@@ -1,0 +1,113 @@
+/**
+ * The remote tier's turn meter (remote/turns.ts): a turn's remote work is the sum of its
+ * pieces, closed when the loop reaches its check phase; each piece is timed by the wall clock
+ * and by the main thread's CPU clock, so a piece during which the thread does not run (here it
+ * blocks in Atomics.wait, as it would while the OS runs other processes) counts in wall time
+ * but not in CPU time, and a piece that computes counts in both. A piece inside another counts
+ * once; a piece that throws does not disturb later turns.
+ *
+ * The independent oracle is the clock the test reads itself around each piece (the meter's
+ * figures must fit inside it) and what the thread did (blocked or spun).
+ *
+ * Needs the native addon's thread clock; where it is not built the CPU checks are skipped with
+ * the loader's reason, except under CI (CI=true), whose `npm ci` builds it: there they fail.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { TURN_BUDGET_MS, TurnMeter } from '../../src/remote/turns.js'
+import { threadClockReason, threadCpuClock } from '../../src/util/thread-cpu.js'
+
+const clock = threadCpuClock()
+const reason = clock === null ? threadClockReason() || 'thread clock unavailable' : ''
+const skip = reason !== '' && process.env['CI'] === undefined ? reason : false
+
+const blocker = new Int32Array(new SharedArrayBuffer(4))
+
+/** Blocks the thread for `ms` without using CPU. */
+function block(ms: number): void {
+  Atomics.wait(blocker, 0, 0, ms)
+}
+
+/** Computes for `ms` of wall time. */
+function spin(ms: number): number {
+  const end = performance.now() + ms
+  let x = 0
+  while (performance.now() < end) x = (x * 31 + 7) % 1000003
+  return x
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
+/** Runs `work` as one piece of kind 'issue' in a turn of its own; the meter's section after. */
+async function onePiece(
+  work: () => void,
+  meter = new TurnMeter(),
+): Promise<{ wallMs: number; meter: TurnMeter }> {
+  await nextTurn()
+  const before = performance.now()
+  const token = meter.start()
+  work()
+  meter.stop(token, 'issue')
+  const wallMs = performance.now() - before
+  await nextTurn()
+  return { wallMs, meter }
+}
+
+void test('a blocked piece counts in wall time, not in thread CPU time', { skip }, async () => {
+  const { wallMs, meter } = await onePiece(() => block(30))
+  const section = meter.section()
+  meter.close()
+  assert.equal(section.turns, 1)
+  assert.ok(section.maxMs >= 29 && section.maxMs <= wallMs, `wall ${section.maxMs} in ${wallMs}`)
+  assert.ok(section.cpuMaxMs < 10, `a thread blocked 30 ms used ${section.cpuMaxMs} ms of CPU`)
+})
+
+void test('a computing piece counts in both, CPU no more than wall', { skip }, async () => {
+  const cpuBefore = clock!()
+  const { wallMs, meter } = await onePiece(() => spin(20))
+  const cpuSpent = clock!() - cpuBefore
+  const section = meter.section()
+  meter.close()
+  assert.ok(section.maxMs >= 20 && section.maxMs <= wallMs)
+  assert.ok(section.cpuMaxMs > 0 && section.cpuMaxMs <= section.maxMs + 0.1)
+  assert.ok(section.cpuMaxMs <= cpuSpent, `${section.cpuMaxMs} of the ${cpuSpent} ms spent`)
+})
+
+void test('pieces of one turn add up; a piece inside another counts once', { skip }, async () => {
+  const meter = new TurnMeter()
+  await nextTurn()
+  const before = performance.now()
+  const outer = meter.start()
+  block(10)
+  const inner = meter.start()
+  block(10)
+  meter.stop(inner, 'issue')
+  meter.stop(outer, 'issue')
+  const ops = meter.start()
+  block(10)
+  meter.stop(ops, 'ops')
+  const wallMs = performance.now() - before
+  assert.ok(wallMs >= TURN_BUDGET_MS && meter.overBudget()) // 30 ms of the 1.25 ms budget
+  await nextTurn()
+  assert.equal(meter.overBudget(), false) // a new turn, a new budget
+  // A later turn of its own, smaller: the largest stays the first.
+  const later = meter.start()
+  block(2)
+  meter.stop(later, 'replies')
+  await nextTurn()
+  const section = meter.section()
+  meter.close()
+  assert.equal(section.turns, 2)
+  assert.ok(section.maxMs >= 30 && section.maxMs <= wallMs, `${section.maxMs} of ${wallMs}`)
+})
+
+void test('a piece that threw leaves the next turns timed', { skip }, async () => {
+  const thrown = new TurnMeter()
+  thrown.start() // never stopped: its work threw
+  const { wallMs, meter } = await onePiece(() => block(20), thrown)
+  const section = meter.section()
+  meter.close()
+  assert.ok(section.maxMs >= 20 && section.maxMs <= wallMs, `${section.maxMs} of ${wallMs}`)
+})
