@@ -22,9 +22,10 @@
  * its end, and `cpuMs` bounds the turn's remote work by the CPU the thread used meanwhile:
  * the time the loop was really kept from other work, which is what "blocked by remote
  * traffic" means (it errs high: the thread's other work in that span counts too). Two reads a
- * turn, not two a piece: a read is a system call that takes the scheduler's run-queue lock,
- * about 0.5 µs on a quiet machine and far more under load (read around every piece, the clock
- * took a fifth of the daemon's CPU in bench:remote). Without the native addon, TMEM_LOOP_CPU=1
+ * turn, not two a piece: a read is a system call (0.25-0.5 µs here), and around every piece
+ * (two or more per op) V8's profile put a fifth of the daemon's samples in it, some of that
+ * likely sampling skid at the call's return; at two a turn a bench case makes fewer than
+ * 20,000 reads. Without the native addon, TMEM_LOOP_CPU=1
  * bounds it by the process's CPU time (which also counts the runtime's helper threads), else
  * `cpuMs` equals `totalMs`.
  * The largest turn of each second, split by kind, is in STATS as `host.remote.turns`.
