@@ -15,6 +15,7 @@ import {
   RemoteStore,
   RemoteTier,
   type SeedNode,
+  TURN_BUDGET_MS,
 } from '../remote/mod.js'
 import { UsageError } from './exit.js'
 
@@ -25,6 +26,7 @@ export interface RemoteCliOptions {
   remoteTimeout?: string
   remoteQueue?: string
   remoteHostId?: string
+  remoteTurnBudget?: string
 }
 
 export interface RemoteConfig {
@@ -34,6 +36,7 @@ export interface RemoteConfig {
   timeoutMs: number
   queueMax: number
   hostId: string
+  turnBudgetMs: number
 }
 
 export function remoteOptions(): Option[] {
@@ -58,6 +61,12 @@ export function remoteOptions(): Option[] {
       '--remote-host-id <id>',
       "this daemon's namespace in the cluster (default: random per start)",
     ).env('TMEM_REMOTE_HOST_ID'),
+    new Option(
+      '--remote-turn-budget <us>',
+      'remote work per event-loop turn before the rest waits for the next (µs; 0: the least)',
+    )
+      .env('TMEM_REMOTE_TURN_BUDGET')
+      .default(String(TURN_BUDGET_MS * 1000)),
   ]
 }
 
@@ -85,7 +94,11 @@ export function resolveRemoteOptions(options: RemoteCliOptions): RemoteConfig | 
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(hostId))
     throw new UsageError('--remote-host-id: 1 to 64 letters, digits, "_", "." or "-"')
   const replicas = durability === 'replica' ? 1 : 0
-  return { seeds, replicas, defaultPolicy, timeoutMs, queueMax, hostId }
+  const budgetUs = Number(options.remoteTurnBudget ?? TURN_BUDGET_MS * 1000)
+  if (!Number.isInteger(budgetUs) || budgetUs < 0 || budgetUs > 1_000_000)
+    throw new UsageError('--remote-turn-budget must be a whole number of µs from 0 to 1000000')
+  const turnBudgetMs = budgetUs / 1000
+  return { seeds, replicas, defaultPolicy, timeoutMs, queueMax, hostId, turnBudgetMs }
 }
 
 /** Connects (waiting at most a few deadlines) and wraps the host. */
@@ -94,7 +107,12 @@ export async function startRemoteTier(
   config: RemoteConfig,
   log: Logger,
 ): Promise<RemoteTier> {
-  const store = new RemoteStore({ seeds: config.seeds, timeoutMs: config.timeoutMs, log })
+  const store = new RemoteStore({
+    seeds: config.seeds,
+    timeoutMs: config.timeoutMs,
+    turnBudgetMs: config.turnBudgetMs,
+    log,
+  })
   const up = await store.ready(config.timeoutMs * 4)
   log.info(
     { seeds: config.seeds, hostId: config.hostId, up },

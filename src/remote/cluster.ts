@@ -26,6 +26,8 @@ export interface RemoteStoreOptions {
   seeds: SeedNode[]
   /** Deadline of each remote call, in milliseconds. */
   timeoutMs: number
+  /** The remote work of a turn before the work that can wait waits (turns.ts TURN_BUDGET_MS). */
+  turnBudgetMs?: number
   log: Logger
 }
 
@@ -48,7 +50,7 @@ export class RemoteStore {
   health: RemoteHealth = 'connecting'
   readonly calls = new RemoteCalls()
   /** The remote work of each event-loop turn (turns.ts). */
-  readonly meter = new TurnMeter()
+  readonly meter: TurnMeter
   readonly #reads = new Map<string, JoinedRead>()
   #readsScheduled = false
   readonly #cluster: Cluster
@@ -60,6 +62,7 @@ export class RemoteStore {
 
   constructor(options: RemoteStoreOptions) {
     this.#timeoutMs = options.timeoutMs
+    this.meter = new TurnMeter(options.turnBudgetMs)
     this.#log = options.log
     this.#deadlines = new Deadlines(options.timeoutMs, (error) => this.#failed(error))
     this.#cluster = new Cluster(options.seeds, {

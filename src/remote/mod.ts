@@ -14,4 +14,5 @@ export {
   parsePolicy,
 } from './policy.js'
 export type { RemoteSection } from './report.js'
+export { TURN_BUDGET_MS } from './turns.js'
 export { RemoteTier, type RemoteTierOptions } from './tier.js'

@@ -76,9 +76,10 @@ const WINDOW_MS = 1000
 
 /**
  * The remote work a turn may do before the work that can wait does (docs/remote.md
- * "Observing"): past it, the change queue issues its next commands in a later turn and a Redis
- * connection's replies are read in a later turn. A quarter of the issue's 5 ms bound leaves
- * room for what cannot wait (a guest op's own part, the chunk of replies being parsed).
+ * "Observing"; `--remote-turn-budget` sets it): past it, the change queue issues its next
+ * commands in a later turn, a Redis connection's replies are read in a later turn, and a client
+ * connection's next frames wait too. A quarter of the issue's 5 ms bound leaves room for what
+ * cannot wait (a guest op's own part, the chunk of replies being parsed).
  */
 export const TURN_BUDGET_MS = 1.25
 
@@ -121,6 +122,7 @@ export class TurnMeter {
   #turns = 0
   #deferredIssue = 0
   #deferredReplies = 0
+  readonly #budgetMs: number
   #turnStart = 0
   /** The span of the window's largest turn, and the recent GC pauses (start, end pairs). */
   #windowSpan = [0, 0]
@@ -128,7 +130,9 @@ export class TurnMeter {
   readonly #gc: PerformanceObserver | null = null
   readonly #close = (): void => this.#closeTurn()
 
-  constructor() {
+  /** `budgetMs`: see TURN_BUDGET_MS; 0 leaves everything that can wait for a later turn. */
+  constructor(budgetMs = TURN_BUDGET_MS) {
+    this.#budgetMs = budgetMs
     if (!this.#cpu) return
     this.#gc = new PerformanceObserver((list) => {
       for (const entry of list.getEntries()) {
@@ -167,11 +171,13 @@ export class TurnMeter {
 
   /**
    * Whether this turn's remote work so far (by the wall clock: it errs on the side of waiting)
-   * reached TURN_BUDGET_MS: work that can wait should wait for a later turn.
+   * reached the budget: work that can wait should wait for a later turn. With a budget of 0,
+   * true once any remote work was done in the turn.
    */
   overBudget(): boolean {
     const turn = this.#turn
-    return turn.opsMs + turn.issueMs + turn.repliesMs >= TURN_BUDGET_MS
+    const spent = turn.opsMs + turn.issueMs + turn.repliesMs
+    return this.#budgetMs === 0 ? this.#armed : spent >= this.#budgetMs
   }
 
   /** Counts work left for a later turn (overBudget said so). */

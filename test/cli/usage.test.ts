@@ -67,6 +67,14 @@ void describe('tmem usage and reachability', { timeout: HANG_GUARD_MS }, () => {
       [['frobnicate'], /unknown command 'frobnicate'/],
       [['daemon', '--busy-poll', '5000'], /--busy-poll is at most 1000 microseconds/],
       [['daemon', '--busy-poll', 'soon'], /--busy-poll must be a whole number of microseconds/],
+      [
+        ['daemon', '--remote', 'redis-cluster://127.0.0.1:1', '--remote-turn-budget', '1.5'],
+        /--remote-turn-budget must be a whole number of µs from 0 to 1000000/,
+      ],
+      [
+        ['daemon', '--remote', 'redis-cluster://127.0.0.1:1', '--remote-turn-budget', '2000000'],
+        /--remote-turn-budget must be a whole number of µs from 0 to 1000000/,
+      ],
     ]
     // With a control socket that does not exist: a usage check that ran after connecting would
     // exit 3 instead of 2.

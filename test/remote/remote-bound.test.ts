@@ -108,5 +108,39 @@ void describe(
         assert.deepEqual(back, oracle.get(i), `page ${i}`)
       }
     })
+
+    void test('with a turn budget of 0, everything that can wait waits, and nothing is lost', async () => {
+      // Every turn that did remote work defers the rest: one command issued per turn, a Redis
+      // connection paused after each read, a client's next frame left for the check phase.
+      const strict = await startDaemon({
+        args: ['--memory', '1M', '--remote', cluster.url, '--remote-turn-budget', '0'],
+      })
+      const strictControl = await connectControl({ path: strict.controlPath })
+      const client = await connect({ path: strict.socketPath }, { sharedMemory: false })
+      try {
+        const remoteOf = async (): Promise<RemoteSection> => {
+          const stats = await strictControl.stats()
+          return (stats.host as typeof stats.host & { remote: RemoteSection }).remote
+        }
+        await waitFor(async () => (await remoteOf()).up)
+        const pool = await client.newPool({ persistent: true })
+        const pages = Array.from({ length: 600 }, (_, i) => lcgPage(i * 104729 + 3))
+        // 600 pages against 256 of local memory: most overflow, all in flight at once.
+        const put = await Promise.all(
+          pages.map((page, i) => client.put(pool, i >> 4, i & 15, page)),
+        )
+        assert.deepEqual(put, new Array<boolean>(pages.length).fill(true))
+        const back = await Promise.all(pages.map((_, i) => client.get(pool, i >> 4, i & 15)))
+        back.forEach((page, i) => assert.deepEqual(page, pages[i], `page ${i}`))
+        const remote = await remoteOf()
+        assert.ok(remote.persistentPages > 0, 'some pages overflowed')
+        assert.ok(remote.turns.deferredIssue > 0, `issue deferred ${remote.turns.deferredIssue}`)
+        assert.ok(remote.turns.deferredReplies > 0, `replies ${remote.turns.deferredReplies}`)
+      } finally {
+        await client.close()
+        await strictControl.close()
+        await strict.stop()
+      }
+    })
   },
 )
