@@ -22,10 +22,11 @@
  * its end, and `cpuMs` bounds the turn's remote work by the CPU the thread used meanwhile:
  * the time the loop was really kept from other work, which is what "blocked by remote
  * traffic" means (it errs high: the thread's other work in that span counts too). Two reads a
- * turn, not two a piece: a read is a system call (0.25-0.5 µs here), and around every piece
- * (two or more per op) V8's profile put a fifth of the daemon's samples in it, some of that
- * likely sampling skid at the call's return; at two a turn a bench case makes fewer than
- * 20,000 reads. Without the native addon, TMEM_LOOP_CPU=1
+ * turn, not two a piece: a read is a system call (0.25-0.5 µs here); around every piece that
+ * is two or more per op, about 2 % of the daemon's CPU at bench rates, while at two a turn a
+ * whole bench case makes fewer than 20,000 reads. (V8's CPU profile over-counts the call: in
+ * an in-process check, reads costing 0.09 % of the CPU drew 3.2 % of the samples.) Without the
+ * native addon, TMEM_LOOP_CPU=1
  * bounds it by the process's CPU time (which also counts the runtime's helper threads), else
  * `cpuMs` equals `totalMs`.
  * The largest turn of each second, split by kind, is in STATS as `host.remote.turns`.
