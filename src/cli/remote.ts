@@ -94,8 +94,9 @@ export function resolveRemoteOptions(options: RemoteCliOptions): RemoteConfig | 
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(hostId))
     throw new UsageError('--remote-host-id: 1 to 64 letters, digits, "_", "." or "-"')
   const replicas = durability === 'replica' ? 1 : 0
-  const budgetUs = Number(options.remoteTurnBudget ?? TURN_BUDGET_MS * 1000)
-  if (!Number.isInteger(budgetUs) || budgetUs < 0 || budgetUs > 1_000_000)
+  const budgetText = (options.remoteTurnBudget ?? String(TURN_BUDGET_MS * 1000)).trim()
+  const budgetUs = /^\d{1,7}$/.test(budgetText) ? Number(budgetText) : -1
+  if (budgetUs < 0 || budgetUs > 1_000_000)
     throw new UsageError('--remote-turn-budget must be a whole number of µs from 0 to 1000000')
   const turnBudgetMs = budgetUs / 1000
   return { seeds, replicas, defaultPolicy, timeoutMs, queueMax, hostId, turnBudgetMs }
