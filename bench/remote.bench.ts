@@ -204,8 +204,14 @@ interface Loop {
  */
 async function watchLoop(stats: () => Promise<DaemonStats>): Promise<() => Promise<Loop>> {
   const seen: Loop = {
-    ...{ maxMs: 0, p99Ms: 0, busyMs: 0, gcMs: 0, remote: noTurn(), remoteCpuMs: 0 },
-    ...{ deferredIssue: 0, deferredReplies: 0 },
+    maxMs: 0,
+    p99Ms: 0,
+    busyMs: 0,
+    gcMs: 0,
+    remote: noTurn(),
+    remoteCpuMs: 0,
+    deferredIssue: 0,
+    deferredReplies: 0,
   }
   const look = async (): Promise<void> => {
     const snapshot = await stats()

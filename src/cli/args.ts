@@ -230,6 +230,27 @@ export function parseU32(text: string): number {
   return value
 }
 
+/**
+ * A daemon option's whole number from `min` to `max`, written in digits (`--busy-poll`,
+ * `--remote-turn-budget`, `--remote-queue`); anything else is a usage error that names the
+ * option and its unit.
+ */
+export function wholeNumberOption(
+  text: string,
+  name: string,
+  unit: string,
+  min: number,
+  max: number,
+): number {
+  const digits = text.trim()
+  if (!/^\d{1,15}$/.test(digits))
+    throw new UsageError(`${name} must be a whole number of ${unit}, not "${text}"`)
+  const value = Number(digits)
+  if (value < min) throw new UsageError(`${name} is at least ${min} ${unit}`)
+  if (value > max) throw new UsageError(`${name} is at most ${max} ${unit}`)
+  return value
+}
+
 /** Commander argument parser for a switch: 0/1, on/off, true/false, yes/no. */
 export function parseOnOff(text: string): boolean {
   const value = text.trim().toLowerCase()

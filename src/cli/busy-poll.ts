@@ -1,7 +1,7 @@
 /** `tmem daemon --busy-poll`: the option and its check (util/busy-poll.ts does the polling). */
 import { Option } from 'commander'
 import { BUSY_POLL_MICROSECONDS_DEFAULT, BUSY_POLL_MICROSECONDS_MAX } from '../util/busy-poll.js'
-import { UsageError } from './exit.js'
+import { wholeNumberOption } from './args.js'
 
 export function busyPollOption(): Option {
   return new Option(
@@ -16,12 +16,5 @@ export function busyPollOption(): Option {
 /** Whole microseconds from 0 (off) to the poller's limit; absent: the default. */
 export function busyPollBudget(value: string | undefined): number {
   if (value === undefined) return BUSY_POLL_MICROSECONDS_DEFAULT
-  const number = Number(value)
-  if (value.trim() === '' || !Number.isInteger(number) || number < 0) {
-    throw new UsageError(`--busy-poll must be a whole number of microseconds, not "${value}"`)
-  }
-  if (number > BUSY_POLL_MICROSECONDS_MAX) {
-    throw new UsageError(`--busy-poll is at most ${BUSY_POLL_MICROSECONDS_MAX} microseconds`)
-  }
-  return number
+  return wholeNumberOption(value, '--busy-poll', 'microseconds', 0, BUSY_POLL_MICROSECONDS_MAX)
 }

@@ -17,6 +17,7 @@ import {
   type SeedNode,
   TURN_BUDGET_MS,
 } from '../remote/mod.js'
+import { wholeNumberOption } from './args.js'
 import { UsageError } from './exit.js'
 
 export interface RemoteCliOptions {
@@ -86,18 +87,25 @@ export function resolveRemoteOptions(options: RemoteCliOptions): RemoteConfig | 
     throw new UsageError('--remote-durability must be primary or replica')
   const defaultPolicy = parsePolicy(options.remotePolicy ?? 'all')
   if (defaultPolicy < 0) throw new UsageError('--remote-policy must be off, ephemeral or all')
-  const queueMax = Number(options.remoteQueue ?? '4096')
-  if (!Number.isInteger(queueMax) || queueMax < 0)
-    throw new UsageError('--remote-queue must be a whole number of pages')
+  const queueMax = wholeNumberOption(
+    options.remoteQueue ?? '4096',
+    '--remote-queue',
+    'pages',
+    0,
+    2 ** 31,
+  )
   if (timeoutMs < 1) throw new UsageError('--remote-timeout must be longer than 0')
   const hostId = options.remoteHostId ?? randomBytes(6).toString('hex')
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(hostId))
     throw new UsageError('--remote-host-id: 1 to 64 letters, digits, "_", "." or "-"')
   const replicas = durability === 'replica' ? 1 : 0
-  const budgetText = (options.remoteTurnBudget ?? String(TURN_BUDGET_MS * 1000)).trim()
-  const budgetUs = /^\d{1,7}$/.test(budgetText) ? Number(budgetText) : -1
-  if (budgetUs < 0 || budgetUs > 1_000_000)
-    throw new UsageError('--remote-turn-budget must be a whole number of µs from 0 to 1000000')
+  const budgetUs = wholeNumberOption(
+    options.remoteTurnBudget ?? String(TURN_BUDGET_MS * 1000),
+    '--remote-turn-budget',
+    'microseconds',
+    0,
+    1_000_000,
+  )
   const turnBudgetMs = budgetUs / 1000
   return { seeds, replicas, defaultPolicy, timeoutMs, queueMax, hostId, turnBudgetMs }
 }

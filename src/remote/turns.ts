@@ -97,9 +97,6 @@ function cpuNowMs(): number {
   return (used.user + used.system) / 1000
 }
 
-/** Deepest nesting of pieces timed (deeper ones are not timed; none nests past 2 today). */
-const DEPTH_MAX = 8
-
 export class TurnMeter {
   /** Whether GC pauses are recorded (TMEM_LOOP_CPU=1, as for server/event-loop.ts). */
   readonly #cpu = process.env['TMEM_LOOP_CPU'] === '1'
@@ -109,9 +106,9 @@ export class TurnMeter {
   #armed = false
   /** Start of the reply chain now running (a Redis connection's data), or -1. */
   #mark = -1
-  /** The open pieces' starts, innermost last. */
-  readonly #starts = new Float64Array(DEPTH_MAX)
+  /** Pieces open now (they nest), and when the outermost began. */
   #depth = 0
+  #outerStart = 0
   #window = noWork()
   #windowStart = performance.now()
   #last = noWork()
@@ -152,9 +149,8 @@ export class TurnMeter {
   /** Opens a piece; pass the token to `stop` (pieces nest: close the inner one first). */
   start(): number {
     this.#arm()
-    const token = this.#depth
-    if (token < DEPTH_MAX) this.#starts[token] = performance.now()
-    this.#depth = token + 1
+    const token = this.#depth++
+    if (token === 0) this.#outerStart = performance.now()
     return token
   }
 
@@ -163,7 +159,7 @@ export class TurnMeter {
     this.#depth = token
     this.#arm()
     if (token !== 0) return // inside another piece, which counts it
-    const ms = performance.now() - this.#starts[0]!
+    const ms = performance.now() - this.#outerStart
     const turn = this.#turn
     if (kind === 'ops') turn.opsMs += ms
     else if (kind === 'issue') turn.issueMs += ms

@@ -15,7 +15,8 @@
  * built, not Linux, a worker thread) every call here is a no-op and the loop sleeps as usual.
  */
 import { isMainThread } from 'node:worker_threads'
-import { type AddonStatus, addonUnavailable, hasFunctions, loadAddon } from './native-addon.js'
+import { type LoopNative, loopNative } from './loop-native.js'
+import { type AddonStatus, addonUnavailable } from './native-addon.js'
 
 /** Default poll budget of the daemon (`--busy-poll`), in microseconds. */
 export const BUSY_POLL_MICROSECONDS_DEFAULT = 100
@@ -30,10 +31,6 @@ const COUNT_HITS = 2
 const COUNT_SLEEPS = 3
 /** The score's scale (native SCORE_ONE). */
 export const BUSY_POLL_SCORE_ONE = 256
-
-interface LoopNative {
-  install(): Int32Array
-}
 
 /** What STATS reports (`daemon.busyPoll`). */
 export interface BusyPollStats {
@@ -55,14 +52,9 @@ let counts: Float64Array | null = null
 let budget = 0
 let offReason = 'not started'
 
-function isLoopNative(value: unknown): value is LoopNative {
-  return hasFunctions(value, ['install'])
-}
-
 function loadLoop(): AddonStatus<LoopNative> {
-  if (process.platform !== 'linux') return addonUnavailable(`needs Linux, not ${process.platform}`)
   if (!isMainThread) return addonUnavailable('polls the main thread only')
-  return loadAddon('tmem_loop', isLoopNative, 'install')
+  return loopNative()
 }
 
 /**

@@ -69,11 +69,11 @@ void describe('tmem usage and reachability', { timeout: HANG_GUARD_MS }, () => {
       [['daemon', '--busy-poll', 'soon'], /--busy-poll must be a whole number of microseconds/],
       [
         ['daemon', '--remote', 'redis-cluster://127.0.0.1:1', '--remote-turn-budget', '1.5'],
-        /--remote-turn-budget must be a whole number of µs from 0 to 1000000/,
+        /--remote-turn-budget must be a whole number of microseconds, not "1.5"/,
       ],
       [
         ['daemon', '--remote', 'redis-cluster://127.0.0.1:1', '--remote-turn-budget', '2000000'],
-        /--remote-turn-budget must be a whole number of µs from 0 to 1000000/,
+        /--remote-turn-budget is at most 1000000 microseconds/,
       ],
     ]
     // With a control socket that does not exist: a usage check that ran after connecting would
