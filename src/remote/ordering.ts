@@ -5,6 +5,7 @@
  * pending one touches: a page op waits for the pending ops on the same page, and a pool-wide
  * op (FLUSH_OBJECT, DESTROY_POOL) for every pending op of the pool, as later page ops of the
  * pool wait for it. Ops on other pages go ahead: many remote pages can be in flight at once.
+ * Pages are named per pool: two clients' pools may hold an object of the same oid.
  */
 
 /** The number naming a client's pool. */
@@ -12,10 +13,18 @@ export function poolNumber(clientId: number, poolId: number): number {
   return clientId * 64 + poolId
 }
 
+/** One pool's pending ops. */
+interface PoolPending {
+  /** Every pending op of the pool. */
+  all: Set<Promise<undefined>>
+  /** The latest pending op of each page (`<oid>:<index>`): a page's names are per pool. */
+  pages: Map<string, Promise<undefined>>
+  /** The latest pending pool-wide op. */
+  barrier: Promise<undefined> | null
+}
+
 export class PendingOps {
-  readonly #pages = new Map<string, Promise<unknown>>()
-  readonly #pools = new Map<number, Set<Promise<unknown>>>()
-  readonly #barriers = new Map<number, Promise<unknown>>()
+  readonly #pools = new Map<number, PoolPending>()
 
   /** True when no op is pending: nothing needs checking. */
   get idle(): boolean {
@@ -29,38 +38,40 @@ export class PendingOps {
 
   /** What an op must wait for: on `page` of `pool`, or the whole pool when `page` is null. */
   waitsFor(pool: number, page: string | null): Promise<unknown>[] {
+    const pending = this.#pools.get(pool)
+    if (pending === undefined) return []
+    if (page === null) return [...pending.all]
     const waits: Promise<unknown>[] = []
-    const barrier = this.#barriers.get(pool)
-    if (barrier !== undefined) waits.push(barrier)
-    if (page === null) waits.push(...(this.#pools.get(pool) ?? []))
-    else {
-      const pending = this.#pages.get(page)
-      if (pending !== undefined) waits.push(pending)
-    }
+    if (pending.barrier !== null) waits.push(pending.barrier)
+    const onPage = pending.pages.get(page)
+    if (onPage !== undefined) waits.push(onPage)
     return waits
   }
 
-  /** Notes a pending op until `done` settles. */
+  /**
+   * Notes a pending op until `done` settles. What waiters get is a promise that settles with
+   * it and never rejects; the op is forgotten as it settles (one reaction per op: this runs
+   * for every op that goes to the cluster).
+   */
   track(pool: number, page: string | null, done: Promise<unknown>): void {
-    const settled = done.then(
-      () => undefined,
-      () => undefined,
-    )
-    let set = this.#pools.get(pool)
-    if (set === undefined) {
-      set = new Set()
-      this.#pools.set(pool, set)
+    let pending = this.#pools.get(pool)
+    if (pending === undefined) {
+      pending = { all: new Set(), pages: new Map(), barrier: null }
+      this.#pools.set(pool, pending)
     }
-    set.add(settled)
-    if (page === null) this.#barriers.set(pool, settled)
-    else this.#pages.set(page, settled)
-    void settled.then(() => {
-      set.delete(settled)
-      if (set.size === 0 && this.#pools.get(pool) === set) this.#pools.delete(pool)
+    const record = pending
+    const forget = (): undefined => {
+      record.all.delete(settled)
       if (page === null) {
-        if (this.#barriers.get(pool) === settled) this.#barriers.delete(pool)
-      } else if (this.#pages.get(page) === settled) this.#pages.delete(page)
-    })
+        if (record.barrier === settled) record.barrier = null
+      } else if (record.pages.get(page) === settled) record.pages.delete(page)
+      if (record.all.size === 0 && this.#pools.get(pool) === record) this.#pools.delete(pool)
+      return undefined
+    }
+    const settled = done.then(forget, forget)
+    record.all.add(settled)
+    if (page === null) record.barrier = settled
+    else record.pages.set(page, settled)
   }
 }
 

@@ -65,6 +65,8 @@ export class RemoteTier {
   readonly #control: TierControl
   /** Set while a chained op runs: it already waited its turn. */
   #replaying = false
+  /** The oid of the op in the scratch as text, made at most once per op (#oidText). */
+  #oid: string | null = null
 
   constructor(host: Host, options: RemoteTierOptions) {
     this.#host = host
@@ -123,15 +125,19 @@ export class RemoteTier {
     ) {
       return host.opBytes(clientId, bytes, offset, version, data, dataOffset)
     }
+    this.#oid = null
     const pending = this.#waiting
+    let page: string | null | undefined
     if (!this.#replaying && !pending.idle && pending.busy(poolNumber(clientId, s.poolId))) {
-      const waits = pending.waitsFor(poolNumber(clientId, s.poolId), this.#pageName())
+      page = this.#pageName()
+      const waits = pending.waitsFor(poolNumber(clientId, s.poolId), page)
       if (waits.length > 0)
         return this.#chain(waits, clientId, bytes, offset, version, data, dataOffset)
     }
     const rc = this.#run(clientId, bytes, offset, version, data, dataOffset)
     if (rc === OP_DEFERRED && !this.#replaying && this.#pending !== null) {
-      pending.track(poolNumber(clientId, s.poolId), this.#pageName(), this.#pending)
+      page ??= this.#pageName()
+      pending.track(poolNumber(clientId, s.poolId), page, this.#pending)
     }
     return rc
   }
@@ -156,9 +162,9 @@ export class RemoteTier {
     if (s.cmd === TMEM_PUT_PAGE) rc = this.#afterPut(clientId, rc, data, dataOffset)
     else if (s.cmd === TMEM_GET_PAGE) rc = this.#afterGet(clientId, rc, data, dataOffset)
     else if (s.cmd === TMEM_FLUSH_PAGE && remote)
-      this.copies.forgetPage(clientId, s.poolId, s.index, oidHex(s.oid))
+      this.copies.forgetPage(clientId, s.poolId, s.index, this.#oidText())
     else if (s.cmd === TMEM_FLUSH_OBJECT && remote)
-      this.copies.forgetObject(clientId, s.poolId, oidHex(s.oid))
+      this.copies.forgetObject(clientId, s.poolId, this.#oidText())
     else if (s.cmd === TMEM_DESTROY_POOL && host.poolKind(clientId, s.poolId) < 0)
       this.copies.forgetPool(clientId, s.poolId)
     this.#meter.stop(started, 'ops')
@@ -232,7 +238,13 @@ export class RemoteTier {
   #pageName(): string | null {
     const s = this.#s
     if (s.cmd === TMEM_FLUSH_OBJECT || s.cmd === TMEM_DESTROY_POOL) return null
-    return `${oidHex(s.oid)}:${s.index}`
+    return `${this.#oidText()}:${s.index}`
+  }
+
+  /** The oid of the op in the scratch as text (the presence index's and the keys' name). */
+  #oidText(): string {
+    this.#oid ??= oidHex(this.#s.oid)
+    return this.#oid
   }
 
   /** An op that must wait for pending ones: copied, and run when they have settled. */
@@ -281,7 +293,7 @@ export class RemoteTier {
       this.policies.policy(clientId) === POLICY_ALL &&
       this.#store.health !== 'down'
     if (pool === undefined && !overflow) return rc
-    const oid = oidHex(s.oid)
+    const oid = this.#oidText()
     if (!overflow) {
       // The local copy (or none, when the put failed) is now the page: drop the remote one.
       this.copies.forgetPage(clientId, s.poolId, s.index, oid)
@@ -347,7 +359,7 @@ export class RemoteTier {
     const s = this.#s
     const poolId = s.poolId
     if (this.presence.pool(clientId, poolId) === undefined) return rc
-    const oid = oidHex(s.oid)
+    const oid = this.#oidText()
     const entry = this.presence.get(clientId, poolId, oid, s.index)
     if (entry === 0) return rc
     const persistent = (this.#host.poolKind(clientId, poolId) & KIND_PERSISTENT) !== 0

@@ -34,6 +34,12 @@ void test('key layout: one hash per object, hash-tagged whole; the pool index be
     oidHex(oid),
     'feedf00d' + '00000000' + '00000000' + '00000001' + '88776655' + '44332211',
   )
+  // Against the oid as one 192-bit number, for words of every size.
+  for (let n = 0; n < 200; n++) {
+    const words = new Uint32Array(6).map((_, i) => ((n * 2654435761) >>> (i * 5)) >>> (n % 32))
+    const value = words.reduce((sum, word, i) => sum | (BigInt(word) << BigInt(32 * i)), 0n)
+    assert.equal(oidHex(words), value.toString(16).padStart(48, '0'))
+  }
   const key = objectKey('h1', 3, 2, oidHex(oid))
   assert.equal(key, `{tmem:h1:3:2:${oidHex(oid)}}`)
   assert.equal(poolIndexKey('h1', 3, 2), '{tmem:h1:3:2}:objects')
