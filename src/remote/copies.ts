@@ -4,6 +4,7 @@
  * deletes go through the ordered change queue (docs/remote.md "Presence and versions").
  */
 import { objectKey, poolIndexKey } from './keys.js'
+import { poolNumber } from './ordering.js'
 import { entryBytes, type PoolPresence, type Presence } from './presence.js'
 import type { ChangeQueue } from './queue.js'
 
@@ -11,8 +12,18 @@ export class RemoteCopies {
   readonly presence: Presence
   readonly queue: ChangeQueue
   readonly #hostId: string
-  /** Counts pools forgotten, so a write that lands after its pool went is taken back. */
-  forgets = 0
+  /**
+   * Writes that may have to be taken back: an overflow write lands after it was queued, and
+   * if its pool or its client was forgotten meanwhile its page must not be listed (and its
+   * field is deleted). Each forget takes a stamp from `#forgets`; a write notes the stamp
+   * when it starts (`beginWrite`) and compares at the end (`endWrite`) with the stamps of its
+   * own pool and client only (another client's pool going is no reason to drop a page). The
+   * maps are emptied whenever no such write is on its way, so they stay small.
+   */
+  #forgets = 0
+  #writes = 0
+  readonly #poolForgotAt = new Map<number, number>()
+  readonly #clientForgotAt = new Map<number, number>()
 
   constructor(presence: Presence, queue: ChangeQueue, hostId: string) {
     this.presence = presence
@@ -39,8 +50,26 @@ export class RemoteCopies {
     this.index(clientId, poolId, oid, 'srem')
   }
 
+  /** An overflow write starts: the stamp to hand to `endWrite`. */
+  beginWrite(): number {
+    this.#writes++
+    return this.#forgets
+  }
+
+  /** The write that began at `stamp` ended: true when its pool or client went meanwhile. */
+  endWrite(clientId: number, poolId: number, stamp: number): boolean {
+    const forgotten =
+      (this.#poolForgotAt.get(poolNumber(clientId, poolId)) ?? -1) > stamp ||
+      (this.#clientForgotAt.get(clientId) ?? -1) > stamp
+    if (--this.#writes === 0) {
+      this.#poolForgotAt.clear()
+      this.#clientForgotAt.clear()
+    }
+    return forgotten
+  }
+
   forgetPool(clientId: number, poolId: number): void {
-    this.forgets++
+    if (this.#writes > 0) this.#poolForgotAt.set(poolNumber(clientId, poolId), ++this.#forgets)
     const pool = this.presence.deletePool(clientId, poolId)
     if (pool === undefined || pool.borrowed) return
     for (const oid of pool.objects.keys()) {
@@ -51,6 +80,8 @@ export class RemoteCopies {
 
   /** Drops a client's remote pages: all of them, or (a control flush) the ephemeral ones. */
   forgetClient(clientId: number, persistentToo: boolean): void {
+    // Its pools not listed yet (their first writes on their way) are gone too.
+    if (persistentToo && this.#writes > 0) this.#clientForgotAt.set(clientId, ++this.#forgets)
     const pools = [...this.presence.pools()].filter((pool) => pool.clientId === clientId)
     for (const pool of pools) {
       if (persistentToo || !pool.persistent) this.forgetPool(clientId, pool.poolId)

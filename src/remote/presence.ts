@@ -9,6 +9,8 @@
  * here only and never sent). Pages are grouped by pool, then object (oid hex), then index.
  */
 
+import { poolNumber } from './ordering.js'
+
 const BYTES_SPAN = 8192
 
 /** The remote pages of one pool. */
@@ -48,7 +50,7 @@ export class Presence {
   readonly #clientBytes = new Map<number, number>()
 
   #id(clientId: number, poolId: number): number {
-    return clientId * 64 + poolId
+    return poolNumber(clientId, poolId)
   }
 
   pool(clientId: number, poolId: number): PoolPresence | undefined {

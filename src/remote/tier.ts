@@ -326,7 +326,7 @@ export class RemoteTier {
     const fresh = presence.pool(clientId, poolId)?.objects.has(oid) !== true
     if (fresh) this.copies.index(clientId, poolId, oid, 'sadd')
     const value = encodeValue(this.#slab, STORED_PLAIN, version, data, at, at + PAGE_SIZE)
-    const forgets = this.copies.forgets
+    const stamp = this.copies.beginWrite()
     this.#pending = new Promise<DeferredReply>((resolve) => {
       this.queue.push({
         kind: 'put',
@@ -336,7 +336,7 @@ export class RemoteTier {
         replicas: this.#options.replicas,
         demotion: false,
         done: (ok) => {
-          if (ok && forgets !== this.copies.forgets) {
+          if (this.copies.endWrite(clientId, poolId, stamp) && ok) {
             // Its pool or client went while the write was on its way: take it back out.
             this.copies.deleteField(clientId, poolId, oid, index)
           } else if (ok) {
