@@ -14,7 +14,10 @@
  *
  * 1. Persistent pool 4x the local budget (4096 pages local, 16,384 put): put and get rates
  *    through the daemon, and the same pages through ioredis Cluster directly (HSET/HGET of
- *    4 KiB values in one hash per object), both with 64 ops in flight.
+ *    4 KiB values in one hash per object), both with 64 ops in flight. Here the Redis
+ *    servers' CPU is read too, and each path's CPU per page over all its processes (daemon,
+ *    client, servers) is printed: the machine's two cores run all of them, so when they are
+ *    the bound that sum caps the ratio of the rates (the "CPU-bound ceiling").
  * 2. Local hits: a persistent pool that fits in memory (2048 pages), each page read 32 times,
  *    with the tier and without.
  * 3. Ephemeral working set 3x local memory, put then read once: hit rate with the tier and
@@ -251,6 +254,8 @@ interface Sample {
   cpuUs: number
   /** Through the daemon: CPU µs per op of this process (the tmem client). */
   clientUs?: number
+  /** CPU µs per op of the six Redis servers (the persistent case only). */
+  clusterUs?: number
   loop?: Loop
 }
 
@@ -260,6 +265,7 @@ function mid(samples: Sample[]): Sample {
     rate: median(samples.map((s) => s.rate)),
     cpuUs: median(samples.map((s) => s.cpuUs)),
     clientUs: median(samples.map((s) => s.clientUs ?? NaN)),
+    clusterUs: median(samples.map((s) => s.clusterUs ?? NaN)),
     ...(loops.length === 0 ? {} : { loop: worst(loops) }),
   }
 }
@@ -300,19 +306,17 @@ async function persistentPool(cluster: TestCluster): Promise<Record<string, Samp
     const pool = await s.client.newPool({ persistent: true })
     const putAll = (): Promise<number> =>
       rate(count, (i) => s.client.put(pool, i >> 4, i & 15, page(i)))
-    put.push(await s.measure(count, putAll, true))
+    put.push(await withCluster(cluster, count, () => s.measure(count, putAll, true)))
     const getAll = (): Promise<number> => rate(count, (i) => s.client.get(pool, i >> 4, i & 15))
-    get.push(await s.measure(count, getAll, true))
+    get.push(await withCluster(cluster, count, () => s.measure(count, getAll, true)))
     await s.close()
     const key = (i: number): string => `{bench:direct:${round}:${i >> 4}}`
-    directPut.push(
-      await here(count, () =>
-        rate(count, (i) => direct.hset(key(i), String(i & 15), Buffer.from(page(i)))),
-      ),
-    )
-    directGet.push(
-      await here(count, () => rate(count, (i) => direct.hgetBuffer(key(i), String(i & 15)))),
-    )
+    const putDirect = (): Promise<number> =>
+      rate(count, (i) => direct.hset(key(i), String(i & 15), Buffer.from(page(i))))
+    directPut.push(await withCluster(cluster, count, () => here(count, putDirect)))
+    const getDirect = (): Promise<number> =>
+      rate(count, (i) => direct.hgetBuffer(key(i), String(i & 15)))
+    directGet.push(await withCluster(cluster, count, () => here(count, getDirect)))
     for (let i = 0; i < count; i += 16) await direct.del(key(i))
   }
   await direct.quit()
@@ -322,6 +326,19 @@ async function persistentPool(cluster: TestCluster): Promise<Record<string, Samp
     directPut: mid(directPut),
     directGet: mid(directGet),
   }
+}
+
+/** `measure`'s sample with the Redis servers' CPU microseconds per op added (`clusterUs`). */
+async function withCluster(
+  cluster: TestCluster,
+  ops: number,
+  measure: () => Promise<Sample>,
+): Promise<Sample> {
+  const cpu = (): number =>
+    cluster.nodes.reduce((sum, node) => sum + cpuSeconds(node.process.pid ?? 0), 0)
+  const before = cpu()
+  const sample = await measure()
+  return { ...sample, clusterUs: ((cpu() - before) * 1e6) / ops }
 }
 
 /** `work`'s result with this process's CPU microseconds per op (the direct client's). */
@@ -451,6 +468,19 @@ function report(
       ` = ${ratio(p.put.rate, p.directPut.rate)}; get ${k(p.get.rate)} (${us(p.get)}${ms(p.get)})` +
       ` vs ${k(p.directGet.rate)} (client ${us(p.directGet)}) = ` +
       `${ratio(p.get.rate, p.directGet.rate)}`,
+  )
+  // Every process on this 2-core machine is on the path: when the cores are the bound, the
+  // rates can differ by no more than the CPU each path spends on a page, all processes summed.
+  const all = (x: Sample): number =>
+    x.cpuUs + (Number.isNaN(x.clientUs) ? 0 : x.clientUs!) + x.clusterUs!
+  const line = (op: string, tier: Sample, direct: Sample): string =>
+    `${op} ${all(tier).toFixed(1)} µs (daemon ${tier.cpuUs.toFixed(1)}, client ` +
+    `${tier.clientUs!.toFixed(1)}, Redis ${tier.clusterUs!.toFixed(1)}) vs direct ` +
+    `${all(direct).toFixed(1)} µs (client ${direct.cpuUs.toFixed(1)}, Redis ` +
+    `${direct.clusterUs!.toFixed(1)}): CPU-bound ceiling ${ratio(all(direct), all(tier))}`
+  console.log(
+    `CPU per page, all processes: ${line('put', p.put, p.directPut)}; ` +
+      line('get', p.get, p.directGet),
   )
   const lw = local['withTier']!
   const lo = local['without']!
