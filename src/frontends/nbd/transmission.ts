@@ -57,16 +57,20 @@ export interface Request {
   length: number
 }
 
-/** Flags each command takes (DF also needs structured replies). */
+/**
+ * Flags each command takes (DF also needs structured replies). FUA is on every one: proto.md
+ * says a server that advertises SEND_FUA "MUST accept all commands with this bit set (even by
+ * ignoring the bit)"; READ, CACHE and BLOCK_STATUS write nothing, and FLUSH syncs anyway.
+ */
 const ALLOWED_FLAGS: readonly number[] = [
-  /* READ */ NBD_CMD_FLAG_DF,
+  /* READ */ NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_DF,
   /* WRITE */ NBD_CMD_FLAG_FUA,
   /* DISC */ 0,
-  /* FLUSH */ 0,
+  /* FLUSH */ NBD_CMD_FLAG_FUA,
   /* TRIM */ NBD_CMD_FLAG_FUA,
-  /* CACHE */ 0,
+  /* CACHE */ NBD_CMD_FLAG_FUA,
   /* WRITE_ZEROES */ NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO,
-  /* BLOCK_STATUS */ NBD_CMD_FLAG_REQ_ONE,
+  /* BLOCK_STATUS */ NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE,
 ]
 
 export class Transmission {
