@@ -34,7 +34,6 @@ import {
   NBD_EINVAL,
   NBD_ENOSPC,
   NBD_ENOTSUP,
-  NBD_EOVERFLOW,
   NBD_EPERM,
   NBD_META_ID_BASE_ALLOCATION,
   NBD_PAYLOAD_BYTES_MAX,
@@ -167,7 +166,9 @@ export class Transmission {
       (req.type === NBD_CMD_READ || req.type === NBD_CMD_WRITE) &&
       req.length > NBD_PAYLOAD_BYTES_MAX
     ) {
-      return NBD_EOVERFLOW
+      // Above the maximum block size we state: proto.md asks for EINVAL here, and says
+      // EOVERFLOW is for a READ with DF that cannot be sent in one chunk (ours always can).
+      return NBD_EINVAL
     }
     if (req.length === 0) return NBD_EINVAL
     if (req.offset + req.length > this.#exp.size) {
