@@ -8,6 +8,8 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -28,6 +30,20 @@ import {
   request,
   simpleReply,
 } from './naive.js'
+import { missing, uri } from './tools.js'
+
+const execFileAsync = promisify(execFile)
+
+/** Merges adjacent extents of the same kind. */
+function merge(extents: [number, number, boolean][]): [number, number, boolean][] {
+  const out: [number, number, boolean][] = []
+  for (const [offset, length, data] of extents) {
+    const last = out[out.length - 1]
+    if (last !== undefined && last[2] === data && last[0] + last[1] === offset) last[1] += length
+    else out.push([offset, length, data])
+  }
+  return out
+}
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -382,6 +398,41 @@ void describe('BLOCK_STATUS and metadata contexts', { timeout: 30_000 }, () => {
     assert.deepEqual(one, [[4096, 3]], 'REQ_ONE: page 4, a hole')
     await blockStatus(client, 1, 6 * 4096 + 512, 1024, REQ_ONE)
     client.close()
+  })
+
+  // libnbd and QEMU check what a server sends (chunk lengths, extents within the request,
+  // progress): their maps of the whole 128 MiB export, past the pages one reply looks at, must
+  // be the page model. Run asynchronously, since the server is in this process.
+  void test('nbdinfo --map and qemu-img map walk the big export to the page model', async (t) => {
+    const absent = missing('nbdinfo', 'qemu-img')
+    if (absent !== false) {
+      t.skip(absent)
+      return
+    }
+    const expected: [number, number, boolean][] = []
+    for (let page = 0; page < BIG_BYTES / 4096; page++) {
+      const data = written.has(page)
+      const last = expected[expected.length - 1]
+      if (last !== undefined && last[2] === data) last[1] += 4096
+      else expected.push([page * 4096, 4096, data])
+    }
+    const target = uri(socketPath, 'big')
+    const nbdinfo = JSON.parse(
+      (await execFileAsync('nbdinfo', ['--map', '--json', target])).stdout,
+    ) as { offset: number; length: number; type: number }[]
+    assert.deepEqual(
+      merge(nbdinfo.map((e) => [e.offset, e.length, e.type === 0] as [number, number, boolean])),
+      expected,
+      'nbdinfo --map',
+    )
+    const qemu = JSON.parse(
+      (await execFileAsync('qemu-img', ['map', '-f', 'raw', '--output=json', target])).stdout,
+    ) as { start: number; length: number; data: boolean; zero: boolean }[]
+    assert.deepEqual(
+      merge(qemu.map((e) => [e.start, e.length, e.data] as [number, number, boolean])),
+      expected,
+      'qemu-img map',
+    )
   })
 
   // "base: - the server MUST ignore this form during NBD_OPT_SET_META_CONTEXT, and MUST
