@@ -611,6 +611,40 @@ void describe('disconnects (proto.md "NBD_CMD_DISC")', { timeout: 30_000 }, () =
     await client.closed
   })
 
+  void test('DISC behind 24 MiB of READ replies (more than the socket and the send limit hold)', async () => {
+    const pattern = Buffer.alloc(MiB)
+    for (let i = 0; i < MiB; i++) pattern[i] = (i * 7 + 3) & 255
+    for (const structured of [false, true]) {
+      const client = await openExport(socketPath, 'big', structured)
+      let c = ++cookie
+      client.write(request(WRITE, 0, c, 64 * MiB, MiB, pattern))
+      await expectBytes(client, simpleReply(0, c), 'write 1 MiB')
+      const first = cookie + 1
+      const batch: Buffer[] = []
+      for (let i = 0; i < 24; i++) batch.push(request(READ, 0, ++cookie, 64 * MiB, MiB))
+      batch.push(request(DISC, 0, ++cookie, 0, 0))
+      client.write(Buffer.concat(batch))
+      for (let i = 0; i < 24; i++) {
+        c = first + i
+        // An OFFSET_DATA chunk's header and offset (its length counts the data), or a
+        // simple reply's header; the data follows either.
+        const head = structured
+          ? new NaiveBE()
+              .u32(0x668e33ef)
+              .u16(1)
+              .u16(1)
+              .u64(c)
+              .u32(8 + MiB)
+              .u64(64 * MiB)
+              .buffer()
+          : simpleReply(0, c)
+        await expectBytes(client, head, `reply ${i} header`)
+        assert.ok((await client.read(MiB)).equals(pattern), `reply ${i} data`)
+      }
+      await client.closed
+    }
+  })
+
   void test('a WRITE cut off mid-payload harms no other page and no other connection', async () => {
     const victim = await openExport(socketPath, 'disk', false)
     let c = ++cookie
