@@ -289,6 +289,9 @@ function metaContext(
   data: Buffer,
 ): OptionOutcome {
   const set = option === NBD_OPT_SET_META_CONTEXT
+  // proto.md: SET "replaces all previously-set metadata contexts (including when this
+  // command fails)": an earlier selection must not survive any of the refusals below.
+  if (set) state.metaExport = null
   const fields = new Fields(data)
   const name = fields.text(fields.u32())
   const count = fields.u32()
@@ -303,7 +306,7 @@ function metaContext(
   const matches =
     queries.some((query) => query === NBD_META_BASE_ALLOCATION) ||
     (!set && (count === 0 || queries.includes(NBD_META_NAMESPACE_BASE)))
-  if (set) state.metaExport = matches ? view.name : null
+  if (set && matches) state.metaExport = view.name
   if (matches) {
     const text = Buffer.from(NBD_META_BASE_ALLOCATION, 'utf8')
     replyHeader(w, option, NBD_REP_META_CONTEXT, 4 + text.length)

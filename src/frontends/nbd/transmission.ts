@@ -34,7 +34,6 @@ import {
   NBD_EINVAL,
   NBD_ENOSPC,
   NBD_ENOTSUP,
-  NBD_EOVERFLOW,
   NBD_EPERM,
   NBD_META_ID_BASE_ALLOCATION,
   NBD_PAYLOAD_BYTES_MAX,
@@ -57,16 +56,20 @@ export interface Request {
   length: number
 }
 
-/** Flags each command takes (DF also needs structured replies). */
+/**
+ * Flags each command takes (DF also needs structured replies). FUA is on every one: proto.md
+ * says a server that advertises SEND_FUA "MUST accept all commands with this bit set (even by
+ * ignoring the bit)"; READ, CACHE and BLOCK_STATUS write nothing, and FLUSH syncs anyway.
+ */
 const ALLOWED_FLAGS: readonly number[] = [
-  /* READ */ NBD_CMD_FLAG_DF,
+  /* READ */ NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_DF,
   /* WRITE */ NBD_CMD_FLAG_FUA,
   /* DISC */ 0,
-  /* FLUSH */ 0,
+  /* FLUSH */ NBD_CMD_FLAG_FUA,
   /* TRIM */ NBD_CMD_FLAG_FUA,
-  /* CACHE */ 0,
+  /* CACHE */ NBD_CMD_FLAG_FUA,
   /* WRITE_ZEROES */ NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO,
-  /* BLOCK_STATUS */ NBD_CMD_FLAG_REQ_ONE,
+  /* BLOCK_STATUS */ NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE,
 ]
 
 export class Transmission {
@@ -163,7 +166,9 @@ export class Transmission {
       (req.type === NBD_CMD_READ || req.type === NBD_CMD_WRITE) &&
       req.length > NBD_PAYLOAD_BYTES_MAX
     ) {
-      return NBD_EOVERFLOW
+      // Above the maximum block size we state: proto.md asks for EINVAL here, and says
+      // EOVERFLOW is for a READ with DF that cannot be sent in one chunk (ours always can).
+      return NBD_EINVAL
     }
     if (req.length === 0) return NBD_EINVAL
     if (req.offset + req.length > this.#exp.size) {

@@ -319,11 +319,11 @@ void describe('transmission', { timeout: 20_000 }, () => {
       client,
       request(0, 0, c, 0, 32 * MiB + 1),
       c,
-      75,
-      'read over the maximum: EOVERFLOW',
+      22,
+      'read over the maximum: EINVAL',
     )
     c = ++cookie
-    await expectError(client, request(0, 1, c, 0, 512), c, 22, 'FUA on a read: EINVAL')
+    await expectError(client, request(0, 2, c, 0, 512), c, 22, 'NO_HOLE on a read: EINVAL')
     c = ++cookie
     await expectError(client, request(0, 0x40, c, 0, 512), c, 22, 'unknown flag: EINVAL')
     c = ++cookie
