@@ -32,6 +32,7 @@ import {
 import {
   CompletionConsumer,
   RING_BROKEN,
+  SHM_OPS_PER_TURN_MAX,
   type ShmViews,
   SubmissionProducer,
   copyShort,
@@ -134,6 +135,12 @@ export class ShmChannel {
   #sequence = 0
   #published = true
   #detached = false
+  /**
+   * The daemon broke the ring (an impossible cursor, a completion for no op in flight): from
+   * then on nothing more is read from it and nothing submitted, whatever it writes next, until
+   * the connection closes and `detach` hands the ops back for the socket.
+   */
+  #daemonBroke = false
 
   constructor(
     views: ShmViews,
@@ -239,7 +246,7 @@ export class ShmChannel {
     waiter: ShmWaiter,
     tag: number,
   ): boolean {
-    if (this.#detached) return false
+    if (this.#detached || this.#daemonBroke) return false
     const room = this.#sq.room()
     if (room === RING_BROKEN) {
       this.#broken('the daemon published an impossible submission head')
@@ -291,7 +298,10 @@ export class ShmChannel {
    */
   detach(): { orphans: ShmOrphan[]; pumps: ShmPump[] } {
     if (this.#detached) return { orphans: [], pumps: [] }
-    this.#drainCompletions(Number.MAX_SAFE_INTEGER)
+    // At most the ops in flight can complete; a daemon that keeps posting more (another
+    // process, writing while this loop reads) is stopped by the first bad one, and the turn
+    // count bounds the loop whatever the ring says.
+    this.#drainCompletions(Math.ceil(this.#slots / SHM_OPS_PER_TURN_MAX) + 1)
     this.#detached = true
     this.#poller.stop()
     const inFlight: number[] = []
@@ -359,6 +369,7 @@ export class ShmChannel {
   /** Reads up to `turns` turns of completions; returns how many, or RING_BROKEN. */
   #drainCompletions(turns: number): number {
     let handled = 0
+    if (this.#daemonBroke) return RING_BROKEN
     for (let turn = 0; turn < turns; turn++) {
       const count = this.#cq.begin()
       if (count === RING_BROKEN) {
@@ -368,7 +379,8 @@ export class ShmChannel {
       if (count === 0) break
       for (let i = 0; i < count; i++) {
         this.#cq.take()
-        this.#complete(this.#cq.requestId, this.#cq.rc)
+        // A bad completion breaks the ring: the entries after it are not believed either.
+        if (!this.#complete(this.#cq.requestId, this.#cq.rc)) return RING_BROKEN
       }
       this.#cq.end()
       handled += count
@@ -382,7 +394,8 @@ export class ShmChannel {
     return handled
   }
 
-  #complete(requestId: number, rc: number): void {
+  /** Hands a completion to its op's waiter; false (the ring broken) when no op was in flight. */
+  #complete(requestId: number, rc: number): boolean {
     const slot = requestId & SLOT_MASK
     const waiter = slot < this.#slots ? this.#slotWaiter[slot] : null
     if (
@@ -392,7 +405,7 @@ export class ShmChannel {
     ) {
       this.badCompletions++
       this.#broken(`a completion for request ${requestId}, which is not in flight`)
-      return
+      return false
     }
     const frame = this.#slotFrame[slot]!
     const tag = this.#slotTag[slot]!
@@ -405,6 +418,7 @@ export class ShmChannel {
     } finally {
       if (frame >= 0) this.#freeFrames[this.#freeFrameCount++] = frame
     }
+    return true
   }
 
   #kick(): void {
@@ -413,7 +427,8 @@ export class ShmChannel {
   }
 
   #broken(why: string): void {
-    if (this.#detached) return
+    if (this.#detached || this.#daemonBroke) return
+    this.#daemonBroke = true
     this.#onBroken(why)
   }
 }
