@@ -1,5 +1,5 @@
 /*
- * tmem_shm: shared memory for Node.js, which has no mmap of its own. Four calls and nothing
+ * tmem_shm: shared memory for Node.js, which has no mmap of its own. Five calls and nothing
  * else:
  *
  *   memfd(name, bytes) -> fd     an anonymous shared-memory file of `bytes` bytes whose size
@@ -12,6 +12,10 @@
  *                                JavaScript can touch the memory again); the pages are unmapped
  *                                when V8 releases the detached memory, at once or at the next GC
  *   sizeOf(fd) -> number         the file's size (fstat), to check a file before mapping it
+ *   seals(fd) -> number          the file's seals (F_GET_SEALS: F_SEAL_SEAL 1, SHRINK 2, GROW 4,
+ *                                WRITE 8); EINVAL for a file that cannot be sealed (not a
+ *                                memfd). The client maps the daemon's region only when its
+ *                                size is sealed, so a daemon cannot SIGBUS it either
  *
  * Errors throw an Error whose `code` is the errno name (`ENOMEM`, `EINVAL`, ...).
  */
@@ -167,12 +171,26 @@ static napi_value shm_size_of(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value shm_seals(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int64_t fd = 0;
+  if (argc < 1 || !int_argument(env, argv[0], 0, INT32_MAX, &fd)) return NULL;
+  int seals = fcntl((int)fd, F_GET_SEALS);
+  if (seals < 0) return throw_errno(env, errno, "seals");
+  napi_value result;
+  napi_create_int32(env, seals, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
     { "memfd", NULL, shm_memfd, NULL, NULL, NULL, napi_enumerable, NULL },
     { "map", NULL, shm_map, NULL, NULL, NULL, napi_enumerable, NULL },
     { "unmap", NULL, shm_unmap, NULL, NULL, NULL, napi_enumerable, NULL },
     { "sizeOf", NULL, shm_size_of, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "seals", NULL, shm_seals, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;

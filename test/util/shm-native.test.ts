@@ -82,6 +82,8 @@ void test("two processes mapping one sealed memfd see each other's writes", { sk
   const fd = native.memfd('tmem-test', size)
   try {
     assert.equal(native.sizeOf(fd), size)
+    // Sealed against shrinking, growing and further seals (F_SEAL_SHRINK 2 | GROW 4 | SEAL 1).
+    assert.equal(native.seals(fd), 2 | 4 | 1)
     const buffer = native.map(fd, size)
     await exercise(`/proc/${process.pid}/fd/${fd}`, buffer, size)
     // The size is sealed: neither the creator nor a process that opened it can shrink it.
@@ -106,6 +108,9 @@ void test("two processes mapping one /dev/shm file see each other's writes", { s
   const fd = openSync(path, 'wx+', 0o600)
   try {
     ftruncateSync(fd, size)
+    // A tmpfs file made by open() cannot be sealed (it reports F_SEAL_SEAL alone), so its size
+    // can always change: the client refuses such a region (shm-attach.ts).
+    assert.equal(native.seals(fd) & 2, 0)
     const buffer = native.map(fd, size)
     await exercise(path, buffer, size)
     native.unmap(buffer)
