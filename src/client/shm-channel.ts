@@ -141,6 +141,8 @@ export class ShmChannel {
    * the connection closes and `detach` hands the ops back for the socket.
    */
   #daemonBroke = false
+  /** `whenIdle` resolvers: settled by the completion that empties the slots, or by detach. */
+  readonly #idle: (() => void)[] = []
 
   constructor(
     views: ShmViews,
@@ -209,6 +211,15 @@ export class ShmChannel {
   /** Ops in flight. */
   get inFlight(): number {
     return this.#slots - this.#freeSlotCount
+  }
+
+  /**
+   * Resolves once no op is in flight or the channel is detached. It waits on completions and
+   * never polls, so a daemon that stops answering costs the waiting client no CPU.
+   */
+  whenIdle(): Promise<void> {
+    if (this.inFlight === 0 || this.#detached) return Promise.resolve()
+    return new Promise((resolve) => this.#idle.push(resolve))
   }
 
   /** The daemon kicked: completions are waiting. */
@@ -304,6 +315,7 @@ export class ShmChannel {
     this.#drainCompletions(Math.ceil(this.#slots / SHM_OPS_PER_TURN_MAX) + 1)
     this.#detached = true
     this.#poller.stop()
+    for (const resolve of this.#idle.splice(0)) resolve()
     const inFlight: number[] = []
     for (let slot = 0; slot < this.#slots; slot++)
       if (this.#slotWaiter[slot] !== null) inFlight.push(slot)
@@ -412,6 +424,8 @@ export class ShmChannel {
     this.#slotWaiter[slot] = null
     this.#slotGeneration[slot] = (this.#slotGeneration[slot] + 1) & 0xfffff
     this.#freeSlots[this.#freeSlotCount++] = slot
+    if (this.#idle.length > 0 && this.#freeSlotCount === this.#slots)
+      for (const resolve of this.#idle.splice(0)) resolve()
     try {
       if (frame >= 0) waiter.shmDone(tag, rc, this.#frameViews[frame]!, 0)
       else waiter.shmDone(tag, rc, this.views.bytes, -1)

@@ -141,6 +141,28 @@ void test('after a bad completion the client trusts nothing more in the ring', a
   assert.equal(orphans.length, 1)
 })
 
+void test('waiting for the ops in flight ends on their completion, or on detach', async () => {
+  const s = setup()
+  const heard = submitFlush(s)
+  assert.ok(heard.submitted)
+  let idle = false
+  void s.channel.whenIdle().then(() => (idle = true))
+  // The daemon answers nothing for a while: the wait goes on (and costs no polling).
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(idle, false)
+  post(s, submittedId(s, 0), 0)
+  s.channel.kicked()
+  await s.channel.whenIdle()
+  assert.deepEqual(heard.done, [0])
+  await Promise.resolve()
+  assert.equal(idle, true)
+  // A daemon that never answers: detach ends the wait (the op goes back for the socket).
+  assert.ok(submitFlush(s).submitted)
+  const stuck = s.channel.whenIdle()
+  assert.equal(s.channel.detach().orphans.length, 1)
+  await stuck
+})
+
 const status = shmNative()
 const skip = !status.available && process.env['CI'] === undefined ? status.reason : false
 
