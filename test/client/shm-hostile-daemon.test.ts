@@ -141,6 +141,19 @@ void test('after a bad completion the client trusts nothing more in the ring', a
   assert.equal(orphans.length, 1)
 })
 
+void test('a completion naming the slot of an op in flight with another generation is refused', async () => {
+  const s = setup()
+  const heard = submitFlush(s)
+  assert.ok(heard.submitted)
+  const id = submittedId(s, 0)
+  // Same slot (the low 12 bits, docs: "a slot number and a generation"), next generation.
+  post(s, (id + (1 << 12)) >>> 0, 1)
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(s.breaches.length, 1)
+  assert.deepEqual(heard.done, [])
+  assert.equal(s.channel.detach().orphans.length, 1)
+})
+
 void test('waiting for the ops in flight ends on their completion, or on detach', async () => {
   const s = setup()
   const heard = submitFlush(s)
