@@ -13,8 +13,9 @@
  *  - `unmap(buffer)`: detaches the ArrayBuffer (its views become empty); V8 then releases the
  *    memory, which unmaps it.
  *  - `sizeOf(fd)`: the file's size.
- *  - `seals(fd)`: the file's seals (`SHM_SEAL_SHRINK` ...); throws EINVAL for a file that
- *    cannot be sealed. The client checks the daemon's region with it before mapping.
+ *  - `seals(fd)`: the seals of a plain shared-memory file (`SHM_SEAL_SHRINK` ...); throws
+ *    EINVAL for any other file (hugetlbfs included: its faults can SIGBUS). The client checks
+ *    the daemon's region with it before mapping.
  *
  * Set `TMEM_SHM=off` in the environment to make the addon unavailable on purpose (tests of
  * the fallback, or a user who wants sockets only).

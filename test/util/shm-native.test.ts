@@ -10,7 +10,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { type ChildProcess, fork, spawnSync } from 'node:child_process'
-import { closeSync, ftruncateSync, openSync, rmSync } from 'node:fs'
+import { closeSync, ftruncateSync, openSync, rmSync, statfsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { shmNative } from '../../src/util/shm-native.js'
 import { pattern } from '../helpers/shm-child.js'
@@ -130,6 +130,17 @@ void test('the addon refuses bad arguments with errors, not crashes', { skip }, 
     assert.throws(() => native.memfd('x', 0), RangeError)
     assert.throws(() => native.map(0x7fff_fff0, 4096), { code: 'EBADF' })
     assert.throws(() => native.unmap(new Uint8Array(4) as unknown as ArrayBuffer), TypeError)
+    // A file that is not shared memory (this script, unless the repository is on tmpfs,
+    // 0x01021994) has no seals to report: EINVAL, so the client would not map it.
+    const script = new URL(import.meta.url)
+    if (statfsSync(script).type !== 0x01021994) {
+      const plain = openSync(script, 'r')
+      try {
+        assert.throws(() => native.seals(plain), { code: 'EINVAL' })
+      } finally {
+        closeSync(plain)
+      }
+    }
   } finally {
     closeSync(fd)
   }
