@@ -1,5 +1,5 @@
 /*
- * tmem_shm: shared memory for Node.js, which has no mmap of its own. Four calls and nothing
+ * tmem_shm: shared memory for Node.js, which has no mmap of its own. Five calls and nothing
  * else:
  *
  *   memfd(name, bytes) -> fd     an anonymous shared-memory file of `bytes` bytes whose size
@@ -12,6 +12,12 @@
  *                                JavaScript can touch the memory again); the pages are unmapped
  *                                when V8 releases the detached memory, at once or at the next GC
  *   sizeOf(fd) -> number         the file's size (fstat), to check a file before mapping it
+ *   seals(fd) -> number          the file's seals (F_GET_SEALS: F_SEAL_SEAL 1, SHRINK 2, GROW 4,
+ *                                WRITE 8) when it is plain shared memory (tmpfs: a memfd or a
+ *                                /dev/shm file); EINVAL for any other file, a hugetlbfs memfd
+ *                                included (a fault in it is a SIGBUS once the huge page pool
+ *                                runs dry). The client maps the daemon's region only when this
+ *                                says its size is sealed, so a daemon cannot SIGBUS it either
  *
  * Errors throw an Error whose `code` is the errno name (`ENOMEM`, `EINVAL`, ...).
  */
@@ -24,7 +30,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
+
+/* linux/magic.h: the filesystem of memfd and /dev/shm files (not of hugetlbfs memfds). */
+#define TMPFS_MAGIC 0x01021994
 
 /* Largest mapping we make: 1 GiB (the daemon's own limit is far below). */
 #define SHM_MAP_BYTES_MAX ((size_t)1 << 30)
@@ -167,12 +177,29 @@ static napi_value shm_size_of(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value shm_seals(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int64_t fd = 0;
+  if (argc < 1 || !int_argument(env, argv[0], 0, INT32_MAX, &fd)) return NULL;
+  struct statfs filesystem;
+  if (fstatfs((int)fd, &filesystem) != 0) return throw_errno(env, errno, "fstatfs");
+  if (filesystem.f_type != TMPFS_MAGIC) return throw_errno(env, EINVAL, "seals: not shared memory");
+  int seals = fcntl((int)fd, F_GET_SEALS);
+  if (seals < 0) return throw_errno(env, errno, "seals");
+  napi_value result;
+  napi_create_int32(env, seals, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
     { "memfd", NULL, shm_memfd, NULL, NULL, NULL, napi_enumerable, NULL },
     { "map", NULL, shm_map, NULL, NULL, NULL, napi_enumerable, NULL },
     { "unmap", NULL, shm_unmap, NULL, NULL, NULL, napi_enumerable, NULL },
     { "sizeOf", NULL, shm_size_of, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "seals", NULL, shm_seals, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;

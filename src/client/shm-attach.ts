@@ -1,8 +1,8 @@
 /**
  * Setting up a client's shared-memory region (docs/protocol.md, "Shared memory"), over the
  * connection's own requests: after a hello that offers it (flag HELLO_FLAG_SHM, Unix sockets
- * only), ATTACH with the sizes, open `/proc/<daemon pid>/fd/<fd>` from the reply, map it,
- * check its header against the sizes, say MAPPED. Any step that fails leaves the client on the
+ * only), ATTACH with the sizes, open `/proc/<daemon pid>/fd/<fd>` from the reply, check that
+ * its size is sealed, map it, check its header against the sizes, say MAPPED. Any step that fails leaves the client on the
  * socket path, with the reason kept for `client.sharedMemory`; nothing here throws at the
  * caller but a connection failure.
  */
@@ -21,7 +21,7 @@ import {
 import { type ShmGeometry, checkShmHeader, shmGeometry } from '../protocol/shm-region.js'
 import { shmViews } from '../protocol/shm-ring.js'
 import { FRAME_HEADER_BYTES, writeFrameHeader } from '../protocol/frame.js'
-import { shmNative } from '../util/shm-native.js'
+import { SHM_SEAL_SHRINK, type ShmNative, shmNative } from '../util/shm-native.js'
 import { ShmChannel } from './shm-channel.js'
 
 /** Region sizes a client asks for (each ring's entries, frames). */
@@ -70,6 +70,15 @@ function askShm(link: ShmAttachLink, cmd: number, geometry: ShmGeometry | null):
   })
 }
 
+/** True when `fd` is a memfd whose size cannot shrink. */
+function sizeSealed(native: ShmNative, fd: number): boolean {
+  try {
+    return (native.seals(fd) & SHM_SEAL_SHRINK) !== 0
+  } catch {
+    return false // not a sealable file at all (not a memfd)
+  }
+}
+
 /**
  * Attaches a region of `options`' sizes, or says why not. `kickDaemon` sends an SHM_KICK frame;
  * `onBroken` is told when the daemon breaks the ring protocol.
@@ -99,6 +108,11 @@ export async function attachSharedMemory(
   try {
     const fd = openSync(`/proc/${reply.pid}/fd/${reply.fd}`, 'r+')
     try {
+      // Only a file whose size nobody can shrink: a daemon (or anyone) truncating the file
+      // under the mapping would make the client's next touch of it a SIGBUS, fatal to the
+      // process. Seals are never lifted, so the check holds for the mapping's life.
+      if (!sizeSealed(native.native, fd))
+        throw new Error('its size is not sealed (a truncated mapping would be a SIGBUS)')
       buffer = native.native.map(fd, geometry.regionBytes)
     } finally {
       closeSync(fd)

@@ -32,6 +32,7 @@ import {
 import {
   CompletionConsumer,
   RING_BROKEN,
+  SHM_OPS_PER_TURN_MAX,
   type ShmViews,
   SubmissionProducer,
   copyShort,
@@ -134,6 +135,14 @@ export class ShmChannel {
   #sequence = 0
   #published = true
   #detached = false
+  /**
+   * The daemon broke the ring (an impossible cursor, a completion for no op in flight): from
+   * then on nothing more is read from it and nothing submitted, whatever it writes next, until
+   * the connection closes and `detach` hands the ops back for the socket.
+   */
+  #daemonBroke = false
+  /** `whenIdle` resolvers: settled by the completion that empties the slots, or by detach. */
+  readonly #idle: (() => void)[] = []
 
   constructor(
     views: ShmViews,
@@ -204,6 +213,15 @@ export class ShmChannel {
     return this.#slots - this.#freeSlotCount
   }
 
+  /**
+   * Resolves once no op is in flight or the channel is detached. It waits on completions and
+   * never polls, so a daemon that stops answering costs the waiting client no CPU.
+   */
+  whenIdle(): Promise<void> {
+    if (this.inFlight === 0 || this.#detached) return Promise.resolve()
+    return new Promise((resolve) => this.#idle.push(resolve))
+  }
+
   /** The daemon kicked: completions are waiting. */
   kicked(): void {
     this.counters.kicksReceived++
@@ -239,7 +257,7 @@ export class ShmChannel {
     waiter: ShmWaiter,
     tag: number,
   ): boolean {
-    if (this.#detached) return false
+    if (this.#detached || this.#daemonBroke) return false
     const room = this.#sq.room()
     if (room === RING_BROKEN) {
       this.#broken('the daemon published an impossible submission head')
@@ -291,9 +309,13 @@ export class ShmChannel {
    */
   detach(): { orphans: ShmOrphan[]; pumps: ShmPump[] } {
     if (this.#detached) return { orphans: [], pumps: [] }
-    this.#drainCompletions(Number.MAX_SAFE_INTEGER)
+    // At most the ops in flight can complete; a daemon that keeps posting more (another
+    // process, writing while this loop reads) is stopped by the first bad one, and the turn
+    // count bounds the loop whatever the ring says.
+    this.#drainCompletions(Math.ceil(this.#slots / SHM_OPS_PER_TURN_MAX) + 1)
     this.#detached = true
     this.#poller.stop()
+    for (const resolve of this.#idle.splice(0)) resolve()
     const inFlight: number[] = []
     for (let slot = 0; slot < this.#slots; slot++)
       if (this.#slotWaiter[slot] !== null) inFlight.push(slot)
@@ -359,6 +381,7 @@ export class ShmChannel {
   /** Reads up to `turns` turns of completions; returns how many, or RING_BROKEN. */
   #drainCompletions(turns: number): number {
     let handled = 0
+    if (this.#daemonBroke) return RING_BROKEN
     for (let turn = 0; turn < turns; turn++) {
       const count = this.#cq.begin()
       if (count === RING_BROKEN) {
@@ -368,7 +391,8 @@ export class ShmChannel {
       if (count === 0) break
       for (let i = 0; i < count; i++) {
         this.#cq.take()
-        this.#complete(this.#cq.requestId, this.#cq.rc)
+        // A bad completion breaks the ring: the entries after it are not believed either.
+        if (!this.#complete(this.#cq.requestId, this.#cq.rc)) return RING_BROKEN
       }
       this.#cq.end()
       handled += count
@@ -382,7 +406,8 @@ export class ShmChannel {
     return handled
   }
 
-  #complete(requestId: number, rc: number): void {
+  /** Hands a completion to its op's waiter; false (the ring broken) when no op was in flight. */
+  #complete(requestId: number, rc: number): boolean {
     const slot = requestId & SLOT_MASK
     const waiter = slot < this.#slots ? this.#slotWaiter[slot] : null
     if (
@@ -392,19 +417,22 @@ export class ShmChannel {
     ) {
       this.badCompletions++
       this.#broken(`a completion for request ${requestId}, which is not in flight`)
-      return
+      return false
     }
     const frame = this.#slotFrame[slot]!
     const tag = this.#slotTag[slot]!
     this.#slotWaiter[slot] = null
     this.#slotGeneration[slot] = (this.#slotGeneration[slot] + 1) & 0xfffff
     this.#freeSlots[this.#freeSlotCount++] = slot
+    if (this.#idle.length > 0 && this.#freeSlotCount === this.#slots)
+      for (const resolve of this.#idle.splice(0)) resolve()
     try {
       if (frame >= 0) waiter.shmDone(tag, rc, this.#frameViews[frame]!, 0)
       else waiter.shmDone(tag, rc, this.views.bytes, -1)
     } finally {
       if (frame >= 0) this.#freeFrames[this.#freeFrameCount++] = frame
     }
+    return true
   }
 
   #kick(): void {
@@ -413,7 +441,8 @@ export class ShmChannel {
   }
 
   #broken(why: string): void {
-    if (this.#detached) return
+    if (this.#detached || this.#daemonBroke) return
+    this.#daemonBroke = true
     this.#onBroken(why)
   }
 }

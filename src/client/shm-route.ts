@@ -92,8 +92,9 @@ export class ShmRoute {
   async drain(): Promise<void> {
     const channel = this.#channel
     if (channel === null) return
-    while (channel.inFlight > 0 && !channel.detached)
-      await new Promise((resolve) => setImmediate(resolve))
+    // Waits on completions, not by polling once per event-loop turn: a daemon that stops
+    // answering would have kept the closing client's CPU at 100% for as long as it waited.
+    while (channel.inFlight > 0 && !channel.detached) await channel.whenIdle()
   }
 
   async #attachOnce(): Promise<void> {

@@ -6,13 +6,16 @@
  *
  * The addon maps sealed memfd files only in tmem (a file whose size nobody can change, so a
  * mapping never loses pages under it; a read past the end of a truncated mapping would be a
- * SIGBUS that kills the process). Its four calls:
+ * SIGBUS that kills the process). Its five calls:
  *
  *  - `memfd(name, bytes)`: a new anonymous file of `bytes` bytes, size sealed; its fd.
  *  - `map(fd, bytes)`: an ArrayBuffer whose memory is a shared mapping of the file.
  *  - `unmap(buffer)`: detaches the ArrayBuffer (its views become empty); V8 then releases the
  *    memory, which unmaps it.
  *  - `sizeOf(fd)`: the file's size.
+ *  - `seals(fd)`: the seals of a plain shared-memory file (`SHM_SEAL_SHRINK` ...); throws
+ *    EINVAL for any other file (hugetlbfs included: its faults can SIGBUS). The client checks
+ *    the daemon's region with it before mapping.
  *
  * Set `TMEM_SHM=off` in the environment to make the addon unavailable on purpose (tests of
  * the fallback, or a user who wants sockets only).
@@ -24,7 +27,11 @@ export interface ShmNative {
   map(fd: number, bytes: number): ArrayBuffer
   unmap(buffer: ArrayBuffer): void
   sizeOf(fd: number): number
+  seals(fd: number): number
 }
+
+/** Seal bits of `seals(fd)` (linux/fcntl.h). */
+export const SHM_SEAL_SHRINK = 0x2
 
 export type ShmNativeStatus = AddonStatus<ShmNative>
 
@@ -40,9 +47,9 @@ function load(): ShmNativeStatus {
   if (process.env['TMEM_SHM'] === 'off') return addonUnavailable('TMEM_SHM=off in the environment')
   if (process.platform !== 'linux')
     return addonUnavailable(`needs Linux (memfd), not ${process.platform}`)
-  return loadAddon('tmem_shm', isShmNative, 'memfd/map/unmap/sizeOf')
+  return loadAddon('tmem_shm', isShmNative, 'memfd/map/unmap/sizeOf/seals')
 }
 
 function isShmNative(value: unknown): value is ShmNative {
-  return hasFunctions(value, ['memfd', 'map', 'unmap', 'sizeOf'])
+  return hasFunctions(value, ['memfd', 'map', 'unmap', 'sizeOf', 'seals'])
 }

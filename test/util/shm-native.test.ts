@@ -10,7 +10,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { type ChildProcess, fork, spawnSync } from 'node:child_process'
-import { closeSync, ftruncateSync, openSync, rmSync } from 'node:fs'
+import { closeSync, ftruncateSync, openSync, rmSync, statfsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { shmNative } from '../../src/util/shm-native.js'
 import { pattern } from '../helpers/shm-child.js'
@@ -82,6 +82,8 @@ void test("two processes mapping one sealed memfd see each other's writes", { sk
   const fd = native.memfd('tmem-test', size)
   try {
     assert.equal(native.sizeOf(fd), size)
+    // Sealed against shrinking, growing and further seals (F_SEAL_SHRINK 2 | GROW 4 | SEAL 1).
+    assert.equal(native.seals(fd), 2 | 4 | 1)
     const buffer = native.map(fd, size)
     await exercise(`/proc/${process.pid}/fd/${fd}`, buffer, size)
     // The size is sealed: neither the creator nor a process that opened it can shrink it.
@@ -106,6 +108,9 @@ void test("two processes mapping one /dev/shm file see each other's writes", { s
   const fd = openSync(path, 'wx+', 0o600)
   try {
     ftruncateSync(fd, size)
+    // A tmpfs file made by open() cannot be sealed (it reports F_SEAL_SEAL alone), so its size
+    // can always change: the client refuses such a region (shm-attach.ts).
+    assert.equal(native.seals(fd) & 2, 0)
     const buffer = native.map(fd, size)
     await exercise(path, buffer, size)
     native.unmap(buffer)
@@ -125,6 +130,17 @@ void test('the addon refuses bad arguments with errors, not crashes', { skip }, 
     assert.throws(() => native.memfd('x', 0), RangeError)
     assert.throws(() => native.map(0x7fff_fff0, 4096), { code: 'EBADF' })
     assert.throws(() => native.unmap(new Uint8Array(4) as unknown as ArrayBuffer), TypeError)
+    // A file that is not shared memory (this script, unless the repository is on tmpfs,
+    // 0x01021994) has no seals to report: EINVAL, so the client would not map it.
+    const script = new URL(import.meta.url)
+    if (statfsSync(script).type !== 0x01021994) {
+      const plain = openSync(script, 'r')
+      try {
+        assert.throws(() => native.seals(plain), { code: 'EINVAL' })
+      } finally {
+        closeSync(plain)
+      }
+    }
   } finally {
     closeSync(fd)
   }
