@@ -300,6 +300,8 @@ export class RemoteTier {
       return rc
     }
     if (!this.policies.hasRoom(clientId, presence.clientBytes(clientId), PAGE_SIZE)) {
+      // Refused: the page it replaces goes too (docs/semantics.md "Duplicate put").
+      this.copies.forgetPage(clientId, s.poolId, s.index, oid)
       this.counters.quotaRefused++
       return rc
     }
