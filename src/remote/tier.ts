@@ -16,7 +16,10 @@ import {
   TMEM_FLUSH_OBJECT,
   TMEM_FLUSH_PAGE,
   TMEM_GET_PAGE,
+  TMEM_NEW_PAGE,
   TMEM_PUT_PAGE,
+  TMEM_READ,
+  TMEM_WRITE,
 } from '../abi/constants.js'
 import type { Host } from '../engine/host.js'
 import { OpScratch, readOpBytes } from '../engine/op-scratch.js'
@@ -41,6 +44,14 @@ import type { TurnMeter } from './turns.js'
 import { RemoteFetches } from './fetch.js'
 
 export type { RemoteTierOptions } from './tier-options.js'
+
+/**
+ * A flush, or a legacy put (NEW_PAGE, WRITE: never sent remote) that replaced the page or
+ * failed and dropped it (docs/semantics.md "Duplicate put"): a remote copy is not the page.
+ */
+function replacesPage(cmd: number): boolean {
+  return cmd === TMEM_FLUSH_PAGE || cmd === TMEM_WRITE || cmd === TMEM_NEW_PAGE
+}
 
 /** Pool kinds as `Host.poolKind` reports them. */
 const KIND_PERSISTENT = 1
@@ -161,7 +172,7 @@ export class RemoteTier {
     const started = this.#meter.start()
     if (s.cmd === TMEM_PUT_PAGE) rc = this.#afterPut(clientId, rc, data, dataOffset)
     else if (s.cmd === TMEM_GET_PAGE) rc = this.#afterGet(clientId, rc, data, dataOffset)
-    else if (s.cmd === TMEM_FLUSH_PAGE && remote)
+    else if (replacesPage(s.cmd) && remote)
       this.copies.forgetPage(clientId, s.poolId, s.index, this.#oidText())
     else if (s.cmd === TMEM_FLUSH_OBJECT && remote)
       this.copies.forgetObject(clientId, s.poolId, this.#oidText())
@@ -259,6 +270,8 @@ export class RemoteTier {
   ): number {
     const s = this.#s
     const get = s.cmd === TMEM_GET_PAGE
+    // A get's page starts fresh; a READ fills part of its frame, so it starts from a copy.
+    const reads = get || s.cmd === TMEM_READ
     const { op, page } = copyOp(bytes, offset, opLayout(version).bytes, data, dataOffset, get)
     const reply = Promise.all(waits).then(() => {
       this.#replaying = true
@@ -269,7 +282,7 @@ export class RemoteTier {
         this.#replaying = false
       }
       if (rc === OP_DEFERRED) return this.takeDeferred()
-      return { rc, page: get && rc === 1 ? page : null }
+      return { rc, page: reads && rc === 1 ? page : null }
     })
     this.#waiting.track(poolNumber(clientId, s.poolId), this.#pageName(), reply)
     this.#pending = reply

@@ -26,8 +26,11 @@ import {
   TMEM_FLUSH_OBJECT,
   TMEM_FLUSH_PAGE,
   TMEM_GET_PAGE,
+  TMEM_NEW_PAGE,
   TMEM_NEW_POOL,
   TMEM_PUT_PAGE,
+  TMEM_READ,
+  TMEM_WRITE,
   TMEMC_FLUSH,
 } from '../../src/abi/constants.js'
 import { Host } from '../../src/engine/host.js'
@@ -191,6 +194,8 @@ interface ModelOp {
   key: string
   bytes: Uint8Array | null
   readFailuresAtIssue: number
+  /** READ and WRITE: tmem offset, frame offset, length. */
+  range: [number, number, number]
   rc: number | null
   got: Uint8Array | null
 }
@@ -284,8 +289,11 @@ class Run {
     const oid = this.random(OIDS)
     const index = this.random(INDEXES)
     const what = this.random(100)
-    if (what < 45) this.pageOp(pool, TMEM_PUT_PAGE, oid, index)
-    else if (what < 85) this.pageOp(pool, TMEM_GET_PAGE, oid, index)
+    if (what < 40) this.pageOp(pool, TMEM_PUT_PAGE, oid, index)
+    else if (what < 75) this.pageOp(pool, TMEM_GET_PAGE, oid, index)
+    else if (what < 78) this.pageOp(pool, TMEM_WRITE, oid, index)
+    else if (what < 80) this.pageOp(pool, TMEM_NEW_PAGE, oid, index)
+    else if (what < 85) this.pageOp(pool, TMEM_READ, oid, index)
     else if (what < 93) this.pageOp(pool, TMEM_FLUSH_PAGE, oid, index)
     else if (what < 97) this.pageOp(pool, TMEM_FLUSH_OBJECT, oid, 0)
     else {
@@ -329,6 +337,13 @@ class Run {
     assert.ok(this.tier.controlBytes(this.recv, 8, 1, null, 0, 0) >= 0)
   }
 
+  /** A READ's or WRITE's offsets and length: often the whole page. */
+  #range(): [number, number, number] {
+    if (this.random(2) === 0) return [0, 0, 4096]
+    const len = 1 + this.random(4096)
+    return [this.random(4097 - len), this.random(4097 - len), len]
+  }
+
   #page(): Uint8Array {
     const kind = this.random(12)
     if (kind === 0) return new Uint8Array(4096)
@@ -340,7 +355,17 @@ class Run {
     const page =
       cmd === TMEM_FLUSH_OBJECT ? `${oid}` : cmd === TMEM_DESTROY_POOL ? '' : `${oid}:${index}`
     const key = `{tmem:h:${pool.clientId}:${pool.poolId}:${oid.toString(16).padStart(48, '0')}}`
-    const bytes = cmd === TMEM_PUT_PAGE ? this.#page() : null
+    const partial = cmd === TMEM_WRITE || cmd === TMEM_READ
+    const range = partial ? this.#range() : ([0, 0, 0] as [number, number, number])
+    const [tmemOffset, pfnOffset, len] = range
+    // What the op sends (a put's or WRITE's frame), and what the page is once it succeeded.
+    const frame = cmd === TMEM_PUT_PAGE || cmd === TMEM_WRITE ? this.#page() : null
+    let bytes: Uint8Array | null = cmd === TMEM_PUT_PAGE ? frame : null
+    if (cmd === TMEM_NEW_PAGE) bytes = new Uint8Array(4096)
+    if (cmd === TMEM_WRITE) {
+      bytes = new Uint8Array(4096)
+      bytes.set(frame!.subarray(pfnOffset, pfnOffset + len), tmemOffset)
+    }
     const op: ModelOp = {
       step: this.step,
       cmd,
@@ -348,32 +373,32 @@ class Run {
       key,
       bytes,
       readFailuresAtIssue: this.cluster.readFailure(key),
+      range,
       rc: null,
       got: null,
     }
     pool.ops.push(op)
-    const name = ['', '', 'destroy pool', '', 'put', 'get', 'flush', 'flush object']
+    const name = ['', '', 'destroy pool', 'new page', 'put', 'get', 'flush', 'flush object']
+    name.push('read', 'write')
     this.note(
       `client ${pool.clientId} pool ${pool.poolId} ${name[cmd]} ${page}` +
-        (bytes === null ? '' : ` (${bytes[0]},${bytes[1]})`),
+        (bytes === null ? '' : ` (${bytes[0]},${bytes[1]})`) +
+        (partial ? ` [${range.join(',')}]` : ''),
     )
+    const gen = { oid: [BigInt(oid), 0n, 0n] as [bigint, bigint, bigint], index, cmfn: 0n }
     encodeOpInto(
-      {
-        cmd,
-        poolId: pool.poolId,
-        gen: { oid: [BigInt(oid), 0n, 0n], index, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n },
-      },
+      { cmd, poolId: pool.poolId, gen: { ...gen, tmemOffset, pfnOffset, len } },
       1,
       this.recv,
       8,
     )
-    const get = cmd === TMEM_GET_PAGE
+    const get = cmd === TMEM_GET_PAGE || cmd === TMEM_READ
     let rc: number
     if (get) {
       this.send.fill(0, 100, 4196)
       rc = this.tier.opBytes(pool.clientId, this.recv, 8, 1, this.send, 100)
-    } else if (bytes !== null) {
-      this.data.set(bytes, 100)
+    } else if (frame !== null) {
+      this.data.set(frame, 100)
       rc = this.tier.opBytes(pool.clientId, this.recv, 8, 1, this.data, 100)
     } else {
       rc = this.tier.opBytes(pool.clientId, this.recv, 8, 1, null, 0)
@@ -415,7 +440,21 @@ class Run {
         ` (history: ${pool.history.filter((h) => h.includes(op.page)).join('; ')})`
       const have = pool.pages.get(op.page)
       switch (op.cmd) {
+        case TMEM_READ: {
+          if (rc !== 1) break // a remote page is not read (docs/remote.md): a miss
+          const [tmemOffset, pfnOffset, len] = op.range
+          assert.ok(have !== undefined, `${where}: READ found a page the model says is absent`)
+          const part = op.got!.subarray(pfnOffset, pfnOffset + len)
+          assert.ok(
+            Buffer.from(part).equals(have.subarray(tmemOffset, tmemOffset + len)),
+            `${where}: READ returned other bytes`,
+          )
+          if (!pool.persistent) pool.pages.delete(op.page)
+          break
+        }
         case TMEM_PUT_PAGE:
+        case TMEM_WRITE:
+        case TMEM_NEW_PAGE:
           if (rc === 1) pool.pages.set(op.page, op.bytes!)
           else pool.pages.delete(op.page)
           assert.ok(rc === 1 || rc < 0, `${where}: put answered ${rc}`)
@@ -532,7 +571,8 @@ async function runSeed(seed: number, steps: number, pages: number): Promise<void
 }
 
 void test('the remote tier agrees with the model (seeded random ops, held cluster calls)', async () => {
-  for (const seed of [1, 2, 3, 4, 5, 6]) await runSeed(seed, 3000, 6)
+  // Local memory of 4, 6 or 10 pages: mostly remote, or about half of it.
+  for (let seed = 1; seed <= 9; seed++) await runSeed(seed, 3000, [4, 6, 10][seed % 3]!)
 })
 
 // -----------------------------------------------------------------------------------------
@@ -571,16 +611,17 @@ function smallTier(pages: number): {
       {
         cmd,
         poolId,
-        gen: { oid: [7n, 0n, 0n], index, tmemOffset: 0, pfnOffset: 0, len: 0, cmfn: 0n },
+        gen: { oid: [7n, 0n, 0n], index, tmemOffset: 0, pfnOffset: 0, len: 4096, cmfn: 0n },
       },
       1,
       bytes,
       0,
     )
-    const data = cmd === TMEM_GET_PAGE ? new Uint8Array(4096) : (page ?? null)
+    const get = cmd === TMEM_GET_PAGE || cmd === TMEM_READ
+    const data = get ? new Uint8Array(4096) : (page ?? null)
     const rc = tier.opBytes(clientId, bytes, 0, 1, data, 0)
     if (rc === OP_DEFERRED) return tier.takeDeferred()
-    return { rc, page: rc === 1 && cmd === TMEM_GET_PAGE ? data : null }
+    return { rc, page: rc === 1 && get ? data : null }
   }
   return { cluster, tier, op }
 }
@@ -620,6 +661,46 @@ void test('a persistent put refused by the quota drops the remote page it replac
     const reply = await get
     assert.ok(reply.rc === 0 || reply.rc === -EEMPTY, `get after the failed put: rc ${reply.rc}`)
     assert.equal(tier.presence.pool(1, pool), undefined, 'nothing listed')
+  } finally {
+    await cluster.store.close()
+  }
+})
+
+void test('a WRITE that fails drops the remote page it replaces', async () => {
+  const { cluster, tier, op } = smallTier(4)
+  try {
+    const pool = newPool(tier, 1, true)
+    for (let i = 0; i < 4; i++)
+      assert.equal((await op(1, TMEM_PUT_PAGE, pool, i, lcgPage(i))).rc, 1)
+    const put = op(1, TMEM_PUT_PAGE, pool, 4, lcgPage(40))
+    await answerAll(cluster)
+    assert.equal((await put).rc, 1, 'the fifth page is in the cluster')
+    // A WRITE is a put the tier never sends: local memory is full, so it fails.
+    assert.ok((await op(1, TMEM_WRITE, pool, 4, lcgPage(41))).rc < 0)
+    const get = op(1, TMEM_GET_PAGE, pool, 4)
+    await answerAll(cluster)
+    const reply = await get
+    assert.ok(reply.rc === 0 || reply.rc === -EEMPTY, `get after the failed WRITE: rc ${reply.rc}`)
+  } finally {
+    await cluster.store.close()
+  }
+})
+
+void test('a READ waits for a pending FLUSH_OBJECT of its object', async () => {
+  const { cluster, tier, op } = smallTier(4)
+  try {
+    const pool = newPool(tier, 1, true)
+    for (let i = 0; i < 4; i++)
+      assert.equal((await op(1, TMEM_PUT_PAGE, pool, i, lcgPage(i))).rc, 1)
+    // An overflow write on its way; the flush waits for it, and the READ after the flush.
+    const put = op(1, TMEM_PUT_PAGE, pool, 4, lcgPage(40))
+    const flush = op(1, TMEM_FLUSH_OBJECT, pool, 0)
+    const read = op(1, TMEM_READ, pool, 0)
+    await answerAll(cluster)
+    assert.equal((await put).rc, 1)
+    assert.equal((await flush).rc, 1)
+    const reply = await read
+    assert.ok(reply.rc === 0 || reply.rc === -EEMPTY, `READ after the flush: rc ${reply.rc}`)
   } finally {
     await cluster.store.close()
   }
