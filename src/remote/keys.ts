@@ -157,6 +157,14 @@ export function isPageCommand(bytes: Uint8Array, offset: number): boolean {
   )
 }
 
+/**
+ * A flush, or a legacy put (NEW_PAGE, WRITE: never sent remote) that replaced the page or
+ * failed and dropped it (docs/semantics.md "Duplicate put"): a remote copy is not the page.
+ */
+export function replacesPage(cmd: number): boolean {
+  return cmd === TMEM_FLUSH_PAGE || cmd === TMEM_WRITE || cmd === TMEM_NEW_PAGE
+}
+
 export function isZeroPage(data: Uint8Array, at: number): boolean {
   for (let i = at; i < at + PAGE_SIZE; i++) if (data[i] !== 0) return false
   return true

@@ -9,17 +9,15 @@
 import {
   EEMPTY,
   EFAULT,
+  ENODEV,
   ENOMEM,
   PAGE_SIZE,
   TMEM_CONTROL,
   TMEM_DESTROY_POOL,
   TMEM_FLUSH_OBJECT,
-  TMEM_FLUSH_PAGE,
   TMEM_GET_PAGE,
-  TMEM_NEW_PAGE,
   TMEM_PUT_PAGE,
   TMEM_READ,
-  TMEM_WRITE,
 } from '../abi/constants.js'
 import type { Host } from '../engine/host.js'
 import { OpScratch, readOpBytes } from '../engine/op-scratch.js'
@@ -28,7 +26,15 @@ import { type DeferredReply, OP_DEFERRED } from '../protocol/deferred.js'
 import type { HostStats, StatsTotals } from '../protocol/stats.js'
 import type { StatsPass } from '../engine/stats.js'
 import type { RemoteStore } from './cluster.js'
-import { encodeValue, fillWord, isPageCommand, isZeroPage, oidHex, Slab } from './keys.js'
+import {
+  encodeValue,
+  fillWord,
+  isPageCommand,
+  isZeroPage,
+  oidHex,
+  replacesPage,
+  Slab,
+} from './keys.js'
 import { ClientPolicies, POLICY_ALL, POLICY_OFF } from './policy.js'
 import { TierControl } from './control.js'
 import { RemoteSaves } from './save.js'
@@ -44,14 +50,6 @@ import type { TurnMeter } from './turns.js'
 import { RemoteFetches } from './fetch.js'
 
 export type { RemoteTierOptions } from './tier-options.js'
-
-/**
- * A flush, or a legacy put (NEW_PAGE, WRITE: never sent remote) that replaced the page or
- * failed and dropped it (docs/semantics.md "Duplicate put"): a remote copy is not the page.
- */
-function replacesPage(cmd: number): boolean {
-  return cmd === TMEM_FLUSH_PAGE || cmd === TMEM_WRITE || cmd === TMEM_NEW_PAGE
-}
 
 /** Pool kinds as `Host.poolKind` reports them. */
 const KIND_PERSISTENT = 1
@@ -273,7 +271,9 @@ export class RemoteTier {
     // A get's page starts fresh; a READ fills part of its frame, so it starts from a copy.
     const reads = get || s.cmd === TMEM_READ
     const { op, page } = copyOp(bytes, offset, opLayout(version).bytes, data, dataOffset, get)
-    const reply = Promise.all(waits).then(() => {
+    const reply = Promise.all(waits).then((): DeferredReply | Promise<DeferredReply> => {
+      // Its client was destroyed meanwhile: run, the op would bring it back into the engine.
+      if (!this.#host.hasClient(clientId)) return { rc: -ENODEV, page: null }
       this.#replaying = true
       let rc: number
       try {

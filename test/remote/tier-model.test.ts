@@ -213,8 +213,8 @@ interface ModelPool {
   history: string[]
 }
 
-const OIDS = 2
-const INDEXES = 3
+const OIDS = 3
+const INDEXES = 4
 const CLIENTS = [1, 2, 3]
 
 class Run {
@@ -281,7 +281,10 @@ class Run {
     const clientId = CLIENTS[this.random(CLIENTS.length)]!
     const pools = this.pools.get(clientId)
     if (pools === null || pools === undefined) {
-      if ((this.inFlight.get(clientId) ?? 0) === 0) this.#newClient(clientId)
+      if ((this.inFlight.get(clientId) ?? 0) > 0) return
+      // Its ops that waited for others were answered without bringing it back.
+      assert.equal(this.tier.hasClient(clientId), false, `client ${clientId} came back`)
+      this.#newClient(clientId)
       return
     }
     const slot = this.random(2)
@@ -290,12 +293,12 @@ class Run {
     const index = this.random(INDEXES)
     const what = this.random(100)
     if (what < 40) this.pageOp(pool, TMEM_PUT_PAGE, oid, index)
-    else if (what < 75) this.pageOp(pool, TMEM_GET_PAGE, oid, index)
-    else if (what < 78) this.pageOp(pool, TMEM_WRITE, oid, index)
-    else if (what < 80) this.pageOp(pool, TMEM_NEW_PAGE, oid, index)
-    else if (what < 85) this.pageOp(pool, TMEM_READ, oid, index)
-    else if (what < 93) this.pageOp(pool, TMEM_FLUSH_PAGE, oid, index)
-    else if (what < 97) this.pageOp(pool, TMEM_FLUSH_OBJECT, oid, 0)
+    else if (what < 80) this.pageOp(pool, TMEM_GET_PAGE, oid, index)
+    else if (what < 83) this.pageOp(pool, TMEM_WRITE, oid, index)
+    else if (what < 85) this.pageOp(pool, TMEM_NEW_PAGE, oid, index)
+    else if (what < 89) this.pageOp(pool, TMEM_READ, oid, index)
+    else if (what < 96) this.pageOp(pool, TMEM_FLUSH_PAGE, oid, index)
+    else if (what < 99) this.pageOp(pool, TMEM_FLUSH_OBJECT, oid, 0)
     else {
       this.pageOp(pool, TMEM_DESTROY_POOL, 0, 0)
       pool.live = false
@@ -541,12 +544,12 @@ async function runSeed(seed: number, steps: number, pages: number): Promise<void
   const run = new Run(seed, pages)
   try {
     for (run.step = 0; run.step < steps; run.step++) {
-      const what = run.random(100)
-      if (what < 55) run.guestOp()
-      else if (what < 85) run.cluster.event(run.random)
-      else if (what < 86) run.destroyClient()
-      else if (what < 87) run.controlFlush()
-      else if (what < 88) {
+      const what = run.random(1000)
+      if (what < 550) run.guestOp()
+      else if (what < 850) run.cluster.event(run.random)
+      else if (what < 852) run.destroyClient()
+      else if (what < 855) run.controlFlush()
+      else if (what < 858) {
         run.cluster.store.health = run.cluster.store.health === 'up' ? 'down' : 'up'
         run.note(`cluster ${run.cluster.store.health}`)
       } else await turn()
@@ -701,6 +704,24 @@ void test('a READ waits for a pending FLUSH_OBJECT of its object', async () => {
     assert.equal((await flush).rc, 1)
     const reply = await read
     assert.ok(reply.rc === 0 || reply.rc === -EEMPTY, `READ after the flush: rc ${reply.rc}`)
+  } finally {
+    await cluster.store.close()
+  }
+})
+
+void test('an op waiting when its client is destroyed does not bring the client back', async () => {
+  const { cluster, tier, op } = smallTier(4)
+  try {
+    const pool = newPool(tier, 1, true)
+    for (let i = 0; i < 4; i++)
+      assert.equal((await op(1, TMEM_PUT_PAGE, pool, i, lcgPage(i))).rc, 1)
+    const put = op(1, TMEM_PUT_PAGE, pool, 4, lcgPage(40))
+    const get = op(1, TMEM_GET_PAGE, pool, 4) // waits for the put
+    assert.equal(tier.destroyClient(1), true)
+    await answerAll(cluster)
+    await put
+    assert.notEqual((await get).rc, 1)
+    assert.equal(tier.hasClient(1), false, 'client 1 stays destroyed')
   } finally {
     await cluster.store.close()
   }
