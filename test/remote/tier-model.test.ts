@@ -32,11 +32,19 @@ import {
   TMEM_READ,
   TMEM_WRITE,
   TMEMC_FLUSH,
+  TMEMC_SET_COMPRESS,
 } from '../../src/abi/constants.js'
 import { Host } from '../../src/engine/host.js'
 import { type DeferredReply, OP_DEFERRED } from '../../src/protocol/deferred.js'
 import { RemoteStore } from '../../src/remote/cluster.js'
-import { POLICY_ALL, POLICY_EPHEMERAL } from '../../src/remote/policy.js'
+import { valueVersion } from '../../src/remote/keys.js'
+import { entryBytes, entryVersion } from '../../src/remote/presence.js'
+import {
+  POLICY_ALL,
+  POLICY_EPHEMERAL,
+  TMEMC_SET_REMOTE,
+  TMEMC_SET_REMOTE_QUOTA,
+} from '../../src/remote/policy.js'
 import { RemoteTier } from '../../src/remote/tier.js'
 import { lcgPage } from '../helpers/remote-pages.js'
 
@@ -323,21 +331,37 @@ class Run {
     if (clientId === 3) this.tier.policies.setPolicy(3, POLICY_EPHEMERAL)
   }
 
-  /** TMEMC_FLUSH (of every client: the engine's only form): ephemeral pages may go. */
-  controlFlush(): void {
-    const cliId = 0xffff
-    this.note('control flush')
-    encodeOpInto(
-      {
-        cmd: TMEM_CONTROL,
-        poolId: 0,
-        ctrl: { subop: TMEMC_FLUSH, cliId, arg1: 8, arg2: 0, oid: [0n, 0n, 0n], buf: 0n },
-      },
-      1,
-      this.recv,
-      8,
-    )
-    assert.ok(this.tier.controlBytes(this.recv, 8, 1, null, 0, 0) >= 0)
+  /** A control subop through the tier, as the daemon's control endpoint runs it. */
+  control(subop: number, cliId: number, arg1: number): number {
+    const ctrl = { subop, cliId, arg1, arg2: 0, oid: [0n, 0n, 0n] as [bigint, bigint, bigint] }
+    encodeOpInto({ cmd: TMEM_CONTROL, poolId: 0, ctrl: { ...ctrl, buf: 0n } }, 1, this.recv, 8)
+    return this.tier.controlBytes(this.recv, 8, 1, null, 0, 0)
+  }
+
+  /**
+   * A control op the model need not follow: TMEMC_FLUSH (of every client, the engine's only
+   * form: ephemeral pages may go), or client 1's remote policy between all and ephemeral, or
+   * client 2's quota, or client 1's compression.
+   */
+  controlOp(): void {
+    const what = this.random(4)
+    const alive = (id: number): boolean => this.pools.get(id) !== null
+    if (what === 0) {
+      this.note('control flush')
+      assert.ok(this.control(TMEMC_FLUSH, 0xffff, 8) >= 0)
+    } else if (what === 1 && alive(1)) {
+      const policy = this.random(2) === 0 ? POLICY_ALL : POLICY_EPHEMERAL
+      this.note(`client 1 remote policy ${policy}`)
+      assert.equal(this.control(TMEMC_SET_REMOTE, 1, policy), 0)
+    } else if (what === 2 && alive(2)) {
+      const pages = this.random(6)
+      this.note(`client 2 remote quota ${pages}`)
+      assert.equal(this.control(TMEMC_SET_REMOTE_QUOTA, 2, pages), 0)
+    } else if (what === 3 && alive(1)) {
+      const on = this.random(2)
+      this.note(`client 1 compression ${on}`)
+      assert.ok(this.control(TMEMC_SET_COMPRESS, 1, on) >= 0)
+    }
   }
 
   /** A READ's or WRITE's offsets and length: often the whole page. */
@@ -498,7 +522,12 @@ class Run {
         `presence lists client ${listed.clientId} pool ${listed.poolId}, which is gone`,
       )
       for (const [oidHex, object] of listed.objects) {
-        for (const index of object.keys()) {
+        const key = this.tier.copies.key(listed.clientId, listed.poolId, oidHex)
+        for (const [index, entry] of object) {
+          // Every call answered: a listed page's value is in the cluster at its version.
+          const value = this.cluster.hashes.get(key)?.get(String(index))
+          if (entryBytes(entry) > 0)
+            assert.equal(value && valueVersion(value), entryVersion(entry), `${key} ${index}`)
           const page = `${parseInt(oidHex, 16)}:${index}`
           assert.ok(
             pool.pages.has(page),
@@ -548,8 +577,8 @@ async function runSeed(seed: number, steps: number, pages: number): Promise<void
       if (what < 550) run.guestOp()
       else if (what < 850) run.cluster.event(run.random)
       else if (what < 852) run.destroyClient()
-      else if (what < 855) run.controlFlush()
-      else if (what < 858) {
+      else if (what < 860) run.controlOp()
+      else if (what < 863) {
         run.cluster.store.health = run.cluster.store.health === 'up' ? 'down' : 'up'
         run.note(`cluster ${run.cluster.store.health}`)
       } else await turn()
