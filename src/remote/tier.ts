@@ -272,7 +272,7 @@ export class RemoteTier {
     const reads = get || s.cmd === TMEM_READ
     const { op, page } = copyOp(bytes, offset, opLayout(version).bytes, data, dataOffset, get)
     const reply = Promise.all(waits).then((): DeferredReply | Promise<DeferredReply> => {
-      // Its client was destroyed meanwhile: run, the op would bring it back into the engine.
+      // Its client was destroyed meanwhile: run, the op would make the engine create it anew.
       if (!this.#host.hasClient(clientId)) return { rc: -ENODEV, page: null }
       this.#replaying = true
       let rc: number
