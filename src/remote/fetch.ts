@@ -87,7 +87,9 @@ export class RemoteFetches {
         this.#log.error({ client: clientId, pool: poolId, key, index }, 'remote page lost')
         return { rc: -EFAULT, page: null }
       }
-      this.#presence.delete(clientId, poolId, oid, index)
+      // Its write may still be on its way (queued behind a batch; this read did not wait):
+      // the delete goes through the queue after it, so the value does not stay behind.
+      this.#copies.forgetPage(clientId, poolId, index, oid)
       return this.#miss(false)
     }
     this.#counters.hits++

@@ -13,7 +13,10 @@ import {
   TMEM_FLUSH_OBJECT,
   TMEM_FLUSH_PAGE,
   TMEM_GET_PAGE,
+  TMEM_NEW_PAGE,
   TMEM_PUT_PAGE,
+  TMEM_READ,
+  TMEM_WRITE,
 } from '../abi/constants.js'
 import { readU32LE, writeU32LE } from '../util/le.js'
 
@@ -134,17 +137,32 @@ export function valueKind(value: Uint8Array): number {
   return value[0] ?? -1
 }
 
-/** Whether the op at `bytes[offset]` is one the tier looks at (read before any decoding). */
+/**
+ * Whether the op at `bytes[offset]` is one the tier looks at (read before any decoding). The
+ * legacy NEW_PAGE, WRITE and READ are: they are kept in order with a pending op on their page
+ * (ordering.ts), and a legacy put replaces the page, so its remote copy must go.
+ */
 export function isPageCommand(bytes: Uint8Array, offset: number): boolean {
   if (!(offset >= 0 && offset + 4 <= bytes.length)) return false
   const cmd = readU32LE(bytes, offset)
   return (
     cmd === TMEM_PUT_PAGE ||
+    cmd === TMEM_NEW_PAGE ||
+    cmd === TMEM_WRITE ||
+    cmd === TMEM_READ ||
     cmd === TMEM_GET_PAGE ||
     cmd === TMEM_FLUSH_PAGE ||
     cmd === TMEM_FLUSH_OBJECT ||
     cmd === TMEM_DESTROY_POOL
   )
+}
+
+/**
+ * A flush, or a legacy put (NEW_PAGE, WRITE: never sent remote) that replaced the page or
+ * failed and dropped it (docs/semantics.md "Duplicate put"): a remote copy is not the page.
+ */
+export function replacesPage(cmd: number): boolean {
+  return cmd === TMEM_FLUSH_PAGE || cmd === TMEM_WRITE || cmd === TMEM_NEW_PAGE
 }
 
 export function isZeroPage(data: Uint8Array, at: number): boolean {

@@ -9,14 +9,15 @@
 import {
   EEMPTY,
   EFAULT,
+  ENODEV,
   ENOMEM,
   PAGE_SIZE,
   TMEM_CONTROL,
   TMEM_DESTROY_POOL,
   TMEM_FLUSH_OBJECT,
-  TMEM_FLUSH_PAGE,
   TMEM_GET_PAGE,
   TMEM_PUT_PAGE,
+  TMEM_READ,
 } from '../abi/constants.js'
 import type { Host } from '../engine/host.js'
 import { OpScratch, readOpBytes } from '../engine/op-scratch.js'
@@ -25,7 +26,15 @@ import { type DeferredReply, OP_DEFERRED } from '../protocol/deferred.js'
 import type { HostStats, StatsTotals } from '../protocol/stats.js'
 import type { StatsPass } from '../engine/stats.js'
 import type { RemoteStore } from './cluster.js'
-import { encodeValue, fillWord, isPageCommand, isZeroPage, oidHex, Slab } from './keys.js'
+import {
+  encodeValue,
+  fillWord,
+  isPageCommand,
+  isZeroPage,
+  oidHex,
+  replacesPage,
+  Slab,
+} from './keys.js'
 import { ClientPolicies, POLICY_ALL, POLICY_OFF } from './policy.js'
 import { TierControl } from './control.js'
 import { RemoteSaves } from './save.js'
@@ -161,7 +170,7 @@ export class RemoteTier {
     const started = this.#meter.start()
     if (s.cmd === TMEM_PUT_PAGE) rc = this.#afterPut(clientId, rc, data, dataOffset)
     else if (s.cmd === TMEM_GET_PAGE) rc = this.#afterGet(clientId, rc, data, dataOffset)
-    else if (s.cmd === TMEM_FLUSH_PAGE && remote)
+    else if (replacesPage(s.cmd) && remote)
       this.copies.forgetPage(clientId, s.poolId, s.index, this.#oidText())
     else if (s.cmd === TMEM_FLUSH_OBJECT && remote)
       this.copies.forgetObject(clientId, s.poolId, this.#oidText())
@@ -259,8 +268,12 @@ export class RemoteTier {
   ): number {
     const s = this.#s
     const get = s.cmd === TMEM_GET_PAGE
+    // A get's page starts fresh; a READ fills part of its frame, so it starts from a copy.
+    const reads = get || s.cmd === TMEM_READ
     const { op, page } = copyOp(bytes, offset, opLayout(version).bytes, data, dataOffset, get)
-    const reply = Promise.all(waits).then(() => {
+    const reply = Promise.all(waits).then((): DeferredReply | Promise<DeferredReply> => {
+      // Its client was destroyed meanwhile: run, the op would make the engine create it anew.
+      if (!this.#host.hasClient(clientId)) return { rc: -ENODEV, page: null }
       this.#replaying = true
       let rc: number
       try {
@@ -269,7 +282,7 @@ export class RemoteTier {
         this.#replaying = false
       }
       if (rc === OP_DEFERRED) return this.takeDeferred()
-      return { rc, page: get && rc === 1 ? page : null }
+      return { rc, page: reads && rc === 1 ? page : null }
     })
     this.#waiting.track(poolNumber(clientId, s.poolId), this.#pageName(), reply)
     this.#pending = reply
@@ -300,6 +313,8 @@ export class RemoteTier {
       return rc
     }
     if (!this.policies.hasRoom(clientId, presence.clientBytes(clientId), PAGE_SIZE)) {
+      // Refused: the page it replaces goes too (docs/semantics.md "Duplicate put").
+      this.copies.forgetPage(clientId, s.poolId, s.index, oid)
       this.counters.quotaRefused++
       return rc
     }
