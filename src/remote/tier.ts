@@ -88,16 +88,9 @@ export class RemoteTier {
     this.#fetches = new RemoteFetches(host, this.copies, this.counters, options.store, options.log)
     const keyOf = (c: number, p: number, oid: string): string => this.copies.key(c, p, oid)
     const saves = new RemoteSaves(this.presence, options.store, host, keyOf)
-    const seen = (version: number): void => {
-      if (version > this.#version) this.#version = version
-    }
-    const handovers = new RemoteHandover(
-      this.presence,
-      this.queue,
-      options.store,
-      options.hostId,
-      seen,
-    )
+    const seen = (version: number): void => void (this.#version = Math.max(this.#version, version))
+    const { presence, queue } = this
+    const handovers = new RemoteHandover(presence, queue, options.store, options.hostId, seen)
     this.#control = new TierControl(host, this.policies, this.copies, saves, handovers)
     host.onEvictEphemeral = (page) => {
       const started = this.#meter.start()
@@ -312,7 +305,9 @@ export class RemoteTier {
       this.copies.forgetPage(clientId, s.poolId, s.index, oid)
       return rc
     }
-    if (!this.policies.hasRoom(clientId, presence.clientBytes(clientId), PAGE_SIZE)) {
+    // A rewrite frees the bytes of the copy it replaces: a client at its quota may rewrite.
+    const replaced = entryBytes(presence.get(clientId, s.poolId, oid, s.index))
+    if (!this.policies.hasRoom(clientId, presence.clientBytes(clientId) - replaced, PAGE_SIZE)) {
       // Refused: the page it replaces goes too (docs/semantics.md "Duplicate put").
       this.copies.forgetPage(clientId, s.poolId, s.index, oid)
       this.counters.quotaRefused++
@@ -350,18 +345,18 @@ export class RemoteTier {
         value,
         replicas: this.#options.replicas,
         demotion: false,
-        done: (ok) => {
-          if (this.copies.endWrite(clientId, poolId, stamp) && ok) {
-            // Its pool or client went while the write was on its way: take it back out.
-            this.copies.deleteField(clientId, poolId, oid, index)
-          } else if (ok) {
-            presence.set(clientId, poolId, true, oid, index, version, value.length)
-            this.counters.persistentPuts++
-          } else {
-            // A failed put drops the page it replaces (docs/semantics.md "Duplicate put").
-            this.copies.forgetPage(clientId, poolId, index, oid)
-            this.counters.persistentRefused++
-          }
+        done: (written) => {
+          // Its pool or client went (or its policy became off) while the write was on its
+          // way: take it back out, and the put failed (the client, if alive, must not count
+          // on a page that is not kept).
+          const takenBack = this.copies.endWrite(clientId, poolId, stamp) && written
+          if (takenBack) this.copies.deleteField(clientId, poolId, oid, index)
+          const ok = written && !takenBack
+          if (ok) presence.set(clientId, poolId, true, oid, index, version, value.length)
+          // A failed put drops the page it replaces (docs/semantics.md "Duplicate put").
+          else this.copies.forgetPage(clientId, poolId, index, oid)
+          if (ok) this.counters.persistentPuts++
+          else this.counters.persistentRefused++
           resolve({ rc: ok ? 1 : -ENOMEM, page: null })
         },
       })

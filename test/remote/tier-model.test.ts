@@ -20,6 +20,7 @@ import pino from 'pino'
 import { encodeOpInto, poolFlags } from '../../src/abi/codec.js'
 import {
   EEMPTY,
+  ENOMEM,
   EFAULT,
   TMEM_CONTROL,
   TMEM_DESTROY_POOL,
@@ -42,6 +43,7 @@ import { entryBytes, entryVersion } from '../../src/remote/presence.js'
 import {
   POLICY_ALL,
   POLICY_EPHEMERAL,
+  POLICY_OFF,
   TMEMC_SET_REMOTE,
   TMEMC_SET_REMOTE_QUOTA,
 } from '../../src/remote/policy.js'
@@ -703,35 +705,83 @@ async function answerAll(cluster: HeldCluster): Promise<void> {
   }
 }
 
-void test('a persistent put refused by the quota drops the remote page it replaces', async () => {
-  const { cluster, tier, op } = smallTier(4)
+/**
+ * Runs `body` on a tier with four pages of local memory and a persistent pool of client 1
+ * whose pages 0-3 fill them (so its next page overflows), then closes the held store.
+ */
+async function withFullPool(
+  body: (t: ReturnType<typeof smallTier> & { pool: number }) => Promise<void>,
+): Promise<void> {
+  const t = smallTier(4)
   try {
-    const pool = newPool(tier, 1, true)
-    // Room for one remote page (a value is 12 bytes more than a page): the second is refused.
-    tier.policies.setQuota(1, 2)
+    const pool = newPool(t.tier, 1, true)
     for (let i = 0; i < 4; i++)
-      assert.equal((await op(1, TMEM_PUT_PAGE, pool, i, lcgPage(i))).rc, 1)
-    const put = op(1, TMEM_PUT_PAGE, pool, 4, lcgPage(40))
+      assert.equal((await t.op(1, TMEM_PUT_PAGE, pool, i, lcgPage(i))).rc, 1)
+    await body({ ...t, pool })
+  } finally {
+    await t.cluster.store.close()
+  }
+}
+
+void test('a persistent put refused by the quota drops the remote page it replaces', async () => {
+  await withFullPool(async ({ cluster, tier, op, pool }) => {
+    // Room for two remote pages (a value is 12 bytes more than a page).
+    tier.policies.setQuota(1, 3)
+    const puts = [
+      op(1, TMEM_PUT_PAGE, pool, 4, lcgPage(40)),
+      op(1, TMEM_PUT_PAGE, pool, 5, lcgPage(50)),
+    ]
     await answerAll(cluster)
-    assert.equal((await put).rc, 1, 'the fifth page is in the cluster')
+    for (const put of puts) assert.equal((await put).rc, 1, 'pages 4 and 5 are in the cluster')
+    // The quota goes down to two pages' bytes: rewriting page 4 would leave 8204 in use.
+    tier.policies.setQuota(1, 2)
     assert.equal((await op(1, TMEM_PUT_PAGE, pool, 4, lcgPage(41))).rc < 0, true, 'over quota')
     // The failed duplicate put removed the page (docs/semantics.md "Duplicate put").
     const get = op(1, TMEM_GET_PAGE, pool, 4)
     await answerAll(cluster)
     const reply = await get
     assert.ok(reply.rc === 0 || reply.rc === -EEMPTY, `get after the failed put: rc ${reply.rc}`)
-    assert.equal(tier.presence.pool(1, pool), undefined, 'nothing listed')
-  } finally {
-    await cluster.store.close()
-  }
+    const other = op(1, TMEM_GET_PAGE, pool, 5)
+    await answerAll(cluster)
+    assert.deepEqual(Uint8Array.from((await other).page!), lcgPage(50), 'page 5 is still there')
+  })
+})
+
+void test('a client at its quota may rewrite its remote pages (the old copy frees its bytes)', async () => {
+  await withFullPool(async ({ cluster, tier, op, pool }) => {
+    tier.policies.setQuota(1, 2)
+    for (const seed of [40, 41, 42]) {
+      const put = op(1, TMEM_PUT_PAGE, pool, 4, lcgPage(seed))
+      await answerAll(cluster)
+      assert.equal((await put).rc, 1, `rewrite ${seed}`)
+    }
+    const get = op(1, TMEM_GET_PAGE, pool, 4)
+    await answerAll(cluster)
+    assert.deepEqual(Uint8Array.from((await get).page!), lcgPage(42))
+  })
+})
+
+void test('an overflow write taken back by policy off answers the put -ENOMEM', async () => {
+  await withFullPool(async ({ cluster, tier, op, pool }) => {
+    const put = op(1, TMEM_PUT_PAGE, pool, 4, lcgPage(40))
+    await turn()
+    // The operator turns the tier off for client 1 while the write is on its way.
+    const bytes = new Uint8Array(64)
+    const ctrl = { subop: TMEMC_SET_REMOTE, cliId: 1, arg1: POLICY_OFF, arg2: 0, buf: 0n }
+    const oid: [bigint, bigint, bigint] = [0n, 0n, 0n]
+    encodeOpInto({ cmd: TMEM_CONTROL, poolId: 0, ctrl: { ...ctrl, oid } }, 1, bytes, 0)
+    assert.equal(tier.controlBytes(bytes, 0, 1, null, 0, 0), 0)
+    await answerAll(cluster)
+    assert.equal((await put).rc, -ENOMEM, 'not kept, so not acknowledged')
+    const get = op(1, TMEM_GET_PAGE, pool, 4)
+    await answerAll(cluster)
+    const reply = await get
+    assert.ok(reply.rc === 0 || reply.rc === -EEMPTY, `get: rc ${reply.rc}`)
+  })
 })
 
 void test('a WRITE that fails drops the remote page it replaces', async () => {
-  const { cluster, tier, op } = smallTier(4)
-  try {
-    const pool = newPool(tier, 1, true)
-    for (let i = 0; i < 4; i++)
-      assert.equal((await op(1, TMEM_PUT_PAGE, pool, i, lcgPage(i))).rc, 1)
+  await withFullPool(async ({ cluster, op, pool }) => {
     const put = op(1, TMEM_PUT_PAGE, pool, 4, lcgPage(40))
     await answerAll(cluster)
     assert.equal((await put).rc, 1, 'the fifth page is in the cluster')
@@ -741,17 +791,11 @@ void test('a WRITE that fails drops the remote page it replaces', async () => {
     await answerAll(cluster)
     const reply = await get
     assert.ok(reply.rc === 0 || reply.rc === -EEMPTY, `get after the failed WRITE: rc ${reply.rc}`)
-  } finally {
-    await cluster.store.close()
-  }
+  })
 })
 
 void test('a READ waits for a pending FLUSH_OBJECT of its object', async () => {
-  const { cluster, tier, op } = smallTier(4)
-  try {
-    const pool = newPool(tier, 1, true)
-    for (let i = 0; i < 4; i++)
-      assert.equal((await op(1, TMEM_PUT_PAGE, pool, i, lcgPage(i))).rc, 1)
+  await withFullPool(async ({ cluster, op, pool }) => {
     // An overflow write on its way; the flush waits for it, and the READ after the flush.
     const put = op(1, TMEM_PUT_PAGE, pool, 4, lcgPage(40))
     const flush = op(1, TMEM_FLUSH_OBJECT, pool, 0)
@@ -761,17 +805,11 @@ void test('a READ waits for a pending FLUSH_OBJECT of its object', async () => {
     assert.equal((await flush).rc, 1)
     const reply = await read
     assert.ok(reply.rc === 0 || reply.rc === -EEMPTY, `READ after the flush: rc ${reply.rc}`)
-  } finally {
-    await cluster.store.close()
-  }
+  })
 })
 
 void test('an op waiting when its client is destroyed does not bring the client back', async () => {
-  const { cluster, tier, op } = smallTier(4)
-  try {
-    const pool = newPool(tier, 1, true)
-    for (let i = 0; i < 4; i++)
-      assert.equal((await op(1, TMEM_PUT_PAGE, pool, i, lcgPage(i))).rc, 1)
+  await withFullPool(async ({ cluster, tier, op, pool }) => {
     const put = op(1, TMEM_PUT_PAGE, pool, 4, lcgPage(40))
     const get = op(1, TMEM_GET_PAGE, pool, 4) // waits for the put
     assert.equal(tier.destroyClient(1), true)
@@ -779,9 +817,7 @@ void test('an op waiting when its client is destroyed does not bring the client 
     await put
     assert.notEqual((await get).rc, 1)
     assert.equal(tier.hasClient(1), false, 'client 1 stays destroyed')
-  } finally {
-    await cluster.store.close()
-  }
+  })
 })
 
 void test('a get that reads a demoted page before its write landed leaves nothing behind', async () => {
