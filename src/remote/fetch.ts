@@ -12,6 +12,7 @@ import type { RemoteCopies } from './copies.js'
 import { Slab, VALUE_HEADER_BYTES, valueKind, valueVersion } from './keys.js'
 import { entryVersion, type Presence } from './presence.js'
 import type { RemoteCounters } from './report.js'
+import { UnsentValues } from './unsent.js'
 
 export class RemoteFetches {
   readonly #host: Host
@@ -21,6 +22,8 @@ export class RemoteFetches {
   readonly #counters: RemoteCounters
   readonly #log: Logger
   readonly #slab = new Slab()
+  /** Demotions on their way to the cluster (unsent.ts), filled by the tier. */
+  readonly unsent = new UnsentValues()
 
   constructor(
     host: Host,
@@ -47,9 +50,11 @@ export class RemoteFetches {
     persistent: boolean,
   ): Promise<DeferredReply> {
     const key = this.#copies.key(clientId, poolId, oid)
-    let value: Buffer | null
+    // Demoted a moment ago and not written yet: the queued value is the page (its version is
+    // checked like the cluster's), and no read can overtake the write.
+    let value = this.unsent.get(key, index)
     try {
-      value = await this.#store.read(key, index)
+      value ??= await this.#store.read(key, index)
     } catch {
       this.#counters.fetchFailed++
       return { rc: persistent ? -EFAULT : 0, page: null }

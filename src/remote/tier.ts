@@ -426,18 +426,22 @@ export class RemoteTier {
             page.offset + page.length,
           )
     const fresh = presence.pool(clientId, poolId)?.objects.has(oid) !== true
+    const key = this.copies.key(clientId, poolId, oid)
+    const unsent = this.#fetches.unsent
     const queued = this.queue.demote({
       kind: 'put',
-      key: this.copies.key(clientId, poolId, oid),
+      key,
       index,
       value,
       replicas: 0,
       demotion: true,
       done: (ok) => {
+        unsent.settled(key, index, value)
         if (!ok) presence.deleteIfVersion(clientId, poolId, oid, index, version)
       },
     })
     if (!queued) return
+    unsent.add(key, index, value)
     if (fresh) this.copies.index(clientId, poolId, oid, 'sadd')
     presence.set(clientId, poolId, false, oid, index, version, value.length)
     this.counters.demoted++
