@@ -164,12 +164,21 @@ static napi_value shm_unmap(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value shm_size_of(napi_env env, napi_callback_info info) {
+/*
+ * The descriptor a one-argument call takes (sizeOf, seals); 0 and a thrown RangeError when the
+ * argument is missing or not one.
+ */
+static int fd_argument(napi_env env, napi_callback_info info, int64_t *fd) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  /* A missing argument reads as undefined, which int_argument refuses. */
+  return int_argument(env, argv[0], 0, INT32_MAX, fd);
+}
+
+static napi_value shm_size_of(napi_env env, napi_callback_info info) {
   int64_t fd = 0;
-  if (argc < 1 || !int_argument(env, argv[0], 0, INT32_MAX, &fd)) return NULL;
+  if (!fd_argument(env, info, &fd)) return NULL;
   struct stat status;
   if (fstat((int)fd, &status) != 0) return throw_errno(env, errno, "fstat");
   napi_value result;
@@ -178,11 +187,8 @@ static napi_value shm_size_of(napi_env env, napi_callback_info info) {
 }
 
 static napi_value shm_seals(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int64_t fd = 0;
-  if (argc < 1 || !int_argument(env, argv[0], 0, INT32_MAX, &fd)) return NULL;
+  if (!fd_argument(env, info, &fd)) return NULL;
   struct statfs filesystem;
   if (fstatfs((int)fd, &filesystem) != 0) return throw_errno(env, errno, "fstatfs");
   if (filesystem.f_type != TMPFS_MAGIC) return throw_errno(env, EINVAL, "seals: not shared memory");

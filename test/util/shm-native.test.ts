@@ -130,6 +130,11 @@ void test('the addon refuses bad arguments with errors, not crashes', { skip }, 
     assert.throws(() => native.memfd('x', 0), RangeError)
     assert.throws(() => native.map(0x7fff_fff0, 4096), { code: 'EBADF' })
     assert.throws(() => native.unmap(new Uint8Array(4) as unknown as ArrayBuffer), TypeError)
+    // A descriptor missing or out of range is refused, not read as fd 0 or ignored.
+    const call = native as unknown as { sizeOf(): number; seals(): number }
+    assert.throws(() => call.sizeOf(), RangeError)
+    assert.throws(() => call.seals(), RangeError)
+    assert.throws(() => native.seals(-1), RangeError)
     // A file that is not shared memory (this script, unless the repository is on tmpfs,
     // 0x01021994) has no seals to report: EINVAL, so the client would not map it.
     const script = new URL(import.meta.url)
