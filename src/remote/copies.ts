@@ -4,8 +4,7 @@
  * deletes go through the ordered change queue (docs/remote.md "Presence and versions").
  */
 import { objectKey, poolIndexKey } from './keys.js'
-import { poolNumber } from './ordering.js'
-import { entryBytes, type PoolPresence, type Presence } from './presence.js'
+import { entryBytes, poolNumber, type PoolPresence, type Presence } from './presence.js'
 import type { ChangeQueue } from './queue.js'
 
 export class RemoteCopies {

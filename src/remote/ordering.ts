@@ -8,11 +8,6 @@
  * Pages are named per pool: two clients' pools may hold an object of the same oid.
  */
 
-/** The number naming a client's pool. */
-export function poolNumber(clientId: number, poolId: number): number {
-  return clientId * 64 + poolId
-}
-
 /** One pool's pending ops. */
 interface PoolPending {
   /** Every pending op of the pool. */

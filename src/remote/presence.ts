@@ -9,9 +9,12 @@
  * here only and never sent). Pages are grouped by pool, then object (oid hex), then index.
  */
 
-import { poolNumber } from './ordering.js'
-
 const BYTES_SPAN = 8192
+
+/** The number naming a client's pool (the index's key; ordering.ts and copies.ts use it too). */
+export function poolNumber(clientId: number, poolId: number): number {
+  return clientId * 64 + poolId
+}
 
 /** The remote pages of one pool. */
 export class PoolPresence {

@@ -7,7 +7,8 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { PendingOps, poolNumber } from '../../src/remote/ordering.js'
+import { PendingOps } from '../../src/remote/ordering.js'
+import { poolNumber } from '../../src/remote/presence.js'
 
 interface ModelOp {
   pool: number
