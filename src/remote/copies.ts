@@ -17,7 +17,9 @@ export class RemoteCopies {
    * field is deleted). Each forget takes a stamp from `#forgets`; a write notes the stamp
    * when it starts (`beginWrite`) and compares at the end (`endWrite`) with the stamps of its
    * own pool and client only (another client's pool going is no reason to drop a page). The
-   * maps are emptied whenever no such write is on its way, so they stay small.
+   * maps are emptied whenever no such write is on its way; under writes that never stop they
+   * hold at most one entry per client id and per client pool forgotten meanwhile, a bound set
+   * by the ids (a forget stamps the entry it finds again).
    */
   #forgets = 0
   #writes = 0
