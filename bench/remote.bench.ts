@@ -29,6 +29,9 @@
  * the first batches, a collection or a scheduling hiccup then moved a round by a third), and
  * five rounds are run by default (BENCH_ROUNDS).
  *
+ * The tmem client maps a shared-memory region, as local clients do by default (docs/protocol.md,
+ * "Shared memory"); BENCH_SOCKET=1 sends its ops over the Unix socket instead.
+ *
  * BENCH_CPU_PROF=DIR writes a V8 CPU profile of every daemon into DIR (node --cpu-prof);
  * BENCH_NODE_FLAGS adds node flags to the daemons (e.g. --trace-gc), BENCH_DAEMON_OUT=FILE
  * appends their standard output to FILE.
@@ -53,6 +56,8 @@ const LOCAL_READS = 32
 const WINDOW = 64
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 5)
 const TIMEOUT_MS = 1000
+/** BENCH_SOCKET=1: the tmem client talks over the socket only (no shared-memory region). */
+const SOCKET_ONLY = process.env['BENCH_SOCKET'] === '1'
 const TMEM_BIN = fileURLToPath(new URL('../src/cli/tmem.js', import.meta.url))
 
 function page(n: number): Uint8Array {
@@ -109,7 +114,7 @@ async function serve(cluster: TestCluster | null, cpuWatch = true): Promise<Serv
     'daemon',
     ...['--socket', join(dir, 'c.sock'), '--control-socket', join(dir, 'ctl.sock')],
     ...['--memory', `${LOCAL_PAGES * 4}K`, '--grace', '0', '--log-level', 'warn'],
-    '--no-shm',
+    ...(SOCKET_ONLY ? ['--no-shm'] : []),
     ...(cluster === null
       ? []
       : [
@@ -132,7 +137,9 @@ async function serve(cluster: TestCluster | null, cpuWatch = true): Promise<Serv
   const log = process.env['BENCH_DAEMON_OUT']
   if (log !== undefined) child.stdout?.pipe(createWriteStream(log, { flags: 'a' }))
   const pid = child.pid!
-  const client = await connect({ path: join(dir, 'c.sock') }, { sharedMemory: false })
+  const client = await connect({ path: join(dir, 'c.sock') }, { sharedMemory: !SOCKET_ONLY })
+  if (!SOCKET_ONLY && !client.sharedMemory.active)
+    throw new Error(`No shared memory: ${client.sharedMemory.reason} (BENCH_SOCKET=1 skips it)`)
   const control = await connectControl({ path: join(dir, 'ctl.sock') })
   const stats = (): Promise<DaemonStats> => control.stats()
   if (cluster !== null) while (remoteOf(await stats())?.health !== 'up') await turn(20)
@@ -516,7 +523,7 @@ async function main(): Promise<void> {
       `remote tier, node ${process.version}, ${new Date().toISOString()}, load ` +
         `${load.join(' ')} before, ${loadavg()
           .map((n) => n.toFixed(2))
-          .join(' ')} after`,
+          .join(' ')} after, tmem client over ${SOCKET_ONLY ? 'the socket' : 'shared memory'}`,
     )
     report(persistent, local, ephemeral)
   } finally {

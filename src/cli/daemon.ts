@@ -240,8 +240,6 @@ export function resolveDaemonOptions(
     throw new UsageError('The daemon needs a client endpoint: --socket or --listen')
   }
   const remote = resolveRemoteOptions(options)
-  // Remote ops answer late; the shared-memory rings answer in place (docs/remote.md).
-  if (remote !== null) config.sharedMemory = false
   return {
     config,
     remote,

@@ -14,6 +14,12 @@
  * A turn never takes more entries than the completion ring has room for, so a client that
  * stops reading completions stops being served (and costs nothing: the turn finds no room,
  * the side sleeps). A cursor that cannot be right makes the turn return RING_BROKEN.
+ *
+ * An op the host answers later (OP_DEFERRED, protocol/deferred.ts: the remote tier's gets of
+ * remote pages and its overflow puts) keeps a completion slot: the ring counts it as owed,
+ * takes that many fewer entries per turn, and `complete` posts it when the answer comes. So
+ * the ring never holds more unanswered ops than it has completion slots, which bounds what a
+ * client can have waiting on the network.
  */
 import {
   EFAULT,
@@ -27,6 +33,7 @@ import {
 import { type OpLayout, opLayout } from '../abi/layout.js'
 import { readU32LE } from '../util/le.js'
 import { PAGE_SIZE } from '../abi/constants.js'
+import { OP_DEFERRED } from './deferred.js'
 import { SQE_BYTES, type ShmGeometry } from './shm-region.js'
 import {
   CompletionProducer,
@@ -82,6 +89,13 @@ export const SHM_PUBLISH_EVERY = 16
 export class ShmServeRing {
   /** Called after each publish inside a turn (the end's is the caller's): kick a sleeping peer. */
   afterPublish: (() => void) | null = null
+  /**
+   * The op just run answered OP_DEFERRED: the server takes its answer from the host and calls
+   * `complete` with it. Without one, such an op completes with -EFAULT.
+   */
+  onDeferred: ((requestId: number, frameAt: number) => void) | null = null
+  /** True when the host wants the rest of a turn left for later (its turn budget). */
+  shouldYield: (() => boolean) | null = null
   readonly counters: ShmServeCounters = { ops: 0, badReserved: 0, badFrame: 0, ringFull: 0 }
   readonly submissions: SubmissionConsumer
   readonly completions: CompletionProducer
@@ -92,6 +106,10 @@ export class ShmServeRing {
   readonly #entry = new Uint8Array(SQE_BYTES)
   /** The same copy as words, which `takeWords` fills. */
   readonly #entryWords = new Int32Array(this.#entry.buffer)
+  /** The frame offset of the op `#serve` ran last, or -1. */
+  #frameAt = -1
+  /** Completions owed to deferred ops: their slots stay free until `complete`. */
+  #owed = 0
 
   constructor(views: ShmViews, geometry: ShmGeometry, execute: ShmExecute, start = 0) {
     this.#geometry = geometry
@@ -103,21 +121,44 @@ export class ShmServeRing {
 
   /** True when a turn would run something: entries queued and room for their completions. */
   hasWork(): boolean {
-    return this.submissions.hasWork() && this.completions.room() !== 0
+    if (!this.submissions.hasWork()) return false
+    const room = this.completions.room()
+    return room === RING_BROKEN || room > this.#owed
+  }
+
+  /** Deferred ops not completed yet. */
+  get owed(): number {
+    return this.#owed
+  }
+
+  /** Posts and publishes the completion of a deferred op (`onDeferred` named it). */
+  complete(requestId: number, rc: number): void {
+    this.#owed--
+    this.completions.post(requestId, rc)
+    this.completions.publish()
   }
 
   /** Serves one turn; returns the entries served, or RING_BROKEN. */
   turn(): number {
-    const room = this.completions.room()
-    if (room === RING_BROKEN) return RING_BROKEN
-    const count = this.submissions.begin(room)
+    const free = this.completions.room()
+    if (free === RING_BROKEN) return RING_BROKEN
+    // The client may have moved its head back (hostile): then nothing is taken.
+    const room = Math.max(0, free - this.#owed)
+    let count = this.submissions.begin(room)
     if (count === RING_BROKEN) return RING_BROKEN
     if (room === 0 && this.submissions.hasWork()) this.counters.ringFull++
     const entry = this.#entry
     for (let i = 1; i <= count; i++) {
       this.submissions.takeWords(this.#entryWords)
-      this.completions.post(sqeRequestId(entry), this.#serve(entry))
-      if (i % SHM_PUBLISH_EVERY === 0 && i < count) {
+      const rc = this.#serve(entry)
+      if (rc !== OP_DEFERRED) this.completions.post(sqeRequestId(entry), rc)
+      else if (this.onDeferred === null) this.completions.post(sqeRequestId(entry), -EFAULT)
+      else {
+        this.#owed++
+        this.onDeferred(sqeRequestId(entry), this.#frameAt)
+      }
+      if (i < count && this.shouldYield?.() === true) count = i
+      else if (i % SHM_PUBLISH_EVERY === 0 && i < count) {
         this.completions.publish()
         this.afterPublish?.()
       }
@@ -133,6 +174,7 @@ export class ShmServeRing {
       return -EINVAL
     }
     let frameAt = -1
+    this.#frameAt = -1
     if (isPageCommand(readU32LE(entry, 0))) {
       const frame = sqeFrame(entry, this.#layout, this.#geometry)
       if (frame < 0) {
@@ -140,6 +182,7 @@ export class ShmServeRing {
         return -EFAULT
       }
       frameAt = this.#geometry.framesOffset + frame * PAGE_SIZE
+      this.#frameAt = frameAt
     }
     this.counters.ops++
     return this.#execute(entry, frameAt)

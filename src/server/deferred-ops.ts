@@ -48,27 +48,37 @@ export class DeferredOps {
 
   /** The host deferred the op just run: answer it when its promise settles. */
   start(conn: Connection, requestId: number): void {
+    conn.deferred++
+    this.later(conn.serial, (reply) => {
+      conn.deferred--
+      this.#answer(conn, requestId, reply)
+      if (conn.deferred <= DEFERRED_RESUME_AT) conn.releaseHold()
+    })
+  }
+
+  /**
+   * The host deferred the op just run: `answer` gets its reply when the promise settles
+   * (-EFAULT if it fails). The shared-memory rings answer this way (shm-attach.ts); their
+   * bound is the completion slots they keep for such ops.
+   */
+  later(conn: number, answer: (reply: DeferredReply) => void): void {
     const host = this.#host
     if (host.takeDeferred === undefined) {
-      this.#answer(conn, requestId, { rc: -EFAULT, page: null })
+      answer({ rc: -EFAULT, page: null })
       return
     }
     this.pending++
-    conn.deferred++
     host.takeDeferred().then(
-      (reply) => this.#settled(conn, requestId, reply),
+      (reply) => {
+        this.pending--
+        answer(reply)
+      },
       (error: unknown) => {
-        this.#log.error({ err: error, conn: conn.serial }, 'deferred op failed')
-        this.#settled(conn, requestId, { rc: -EFAULT, page: null })
+        this.#log.error({ err: error, conn }, 'deferred op failed')
+        this.pending--
+        answer({ rc: -EFAULT, page: null })
       },
     )
-  }
-
-  #settled(conn: Connection, requestId: number, reply: DeferredReply): void {
-    this.pending--
-    conn.deferred--
-    this.#answer(conn, requestId, reply)
-    if (conn.deferred <= DEFERRED_RESUME_AT) conn.releaseHold()
   }
 
   #answer(conn: Connection, requestId: number, reply: DeferredReply): void {

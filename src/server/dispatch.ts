@@ -103,7 +103,10 @@ export class Dispatcher implements ConnectionHandler {
       this.counters,
       options.acceptV0,
     )
-    this.shm = new ShmService(host, options.sharedMemory ?? true)
+    this.#deferred = new DeferredOps(host, log)
+    this.shm = new ShmService(host, options.sharedMemory ?? true, (conn, answer) =>
+      this.#deferred.later(conn, answer),
+    )
     this.#controlOps = new ControlOps(host, log, this.counters)
     this.#helloHandler = new HelloHandler(sessions, log, this.counters, {
       acceptV0: options.acceptV0,
@@ -111,7 +114,6 @@ export class Dispatcher implements ConnectionHandler {
       shm: this.shm,
       shuttingDown: () => this.shuttingDown,
     })
-    this.#deferred = new DeferredOps(host, log)
     this.commands = new ControlCommands(log)
   }
 

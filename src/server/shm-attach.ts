@@ -11,17 +11,20 @@
  *
  * Serving: a `ShmServeRing` turn per event-loop turn while work comes (`ShmPoller`), each op
  * run by `host.opBytes` with the op bytes copied out of the ring and the frame as the page, so
- * a put's page is copied once (frame to pool) and a get's once (pool to frame). A kick from
- * the client (an SHM_KICK frame) wakes the poller; the daemon kicks a sleeping client with an
- * SHM_KICK notice. A ring whose cursors turn impossible closes the connection, like a
- * malformed frame; it harms no other client, whose regions and pages are their own.
+ * a put's page is copied once (frame to pool) and a get's once (pool to frame). An op the host
+ * answers later (the remote tier) completes when its reply comes: a get's page is then copied
+ * into its frame, and the ring keeps a completion slot for it meanwhile (shm-serve.ts). A
+ * kick from the client (an SHM_KICK frame) wakes the poller; the daemon kicks a sleeping
+ * client with an SHM_KICK notice. A ring whose cursors turn impossible closes the connection,
+ * like a malformed frame; it harms no other client, whose regions and pages are their own.
  *
  * Limits: `framesMax` frames per region (default 4096, 16 MiB) and `bytesMax` for all regions
  * together (default 256 MiB); an ATTACH beyond them gets -ENOSPC, outside the protocol's limits
  * -EINVAL.
  */
 import { closeSync } from 'node:fs'
-import { EINVAL, ENOMEM, ENOSPC } from '../abi/constants.js'
+import { EINVAL, ENOMEM, ENOSPC, PAGE_SIZE } from '../abi/constants.js'
+import type { DeferredReply } from '../protocol/deferred.js'
 import { ShmDoorbell, ShmPoller } from '../protocol/shm-doorbell.js'
 import {
   SHM_FRAMES_MAX,
@@ -31,10 +34,10 @@ import {
   shmGeometry,
   writeShmHeader,
 } from '../protocol/shm-region.js'
-import { shmViews } from '../protocol/shm-ring.js'
+import { type ShmViews, shmViews } from '../protocol/shm-ring.js'
 import { ShmServeRing } from '../protocol/shm-serve.js'
 import type { ShmRequest } from '../protocol/shm-frame.js'
-import { registerCopyBuffer } from '../util/bytes.js'
+import { copyBytes, registerCopyBuffer } from '../util/bytes.js'
 import type { ShmNative } from '../util/shm-native.js'
 import type { HostLike } from './host-like.js'
 
@@ -63,6 +66,11 @@ export interface ShmOwner {
   kickClient(): void
   /** The ring is broken: close the connection with this reason. */
   broken(why: string): void
+  /**
+   * The host deferred the op just run: `answer` gets its reply (shm-service.ts). Without it,
+   * such an op completes with -EFAULT.
+   */
+  defer?(answer: (reply: DeferredReply) => void): void
 }
 
 export class ShmAttachment {
@@ -75,6 +83,8 @@ export class ShmAttachment {
   readonly #buffer: ArrayBuffer
   readonly #poller: ShmPoller
   readonly #doorbell: ShmDoorbell
+  readonly #views: ShmViews
+  readonly #owner: ShmOwner
   #fd: number
   #closed = false
 
@@ -131,6 +141,8 @@ export class ShmAttachment {
     this.#fd = fd
     this.#buffer = buffer
     const views = shmViews(buffer, geometry.regionBytes)
+    this.#views = views
+    this.#owner = owner
     registerCopyBuffer(buffer)
     writeShmHeader(views.bytes, geometry)
     budget.used += geometry.regionBytes
@@ -149,6 +161,10 @@ export class ShmAttachment {
     this.serve.afterPublish = () => {
       if (this.#doorbell.peerNeedsKick()) owner.kickClient()
     }
+    if (owner.defer !== undefined)
+      this.serve.onDeferred = (requestId, frameAt) =>
+        owner.defer?.((reply) => this.#answerLate(requestId, frameAt, reply))
+    if (host.yieldTurn !== undefined) this.serve.shouldYield = () => host.yieldTurn!()
     this.#poller = new ShmPoller(
       this.#doorbell,
       {
@@ -167,6 +183,30 @@ export class ShmAttachment {
         onSleep: () => this.sleeps++,
       },
     )
+  }
+
+  /**
+   * A deferred op's reply: a get's page into its frame (which the client keeps for the op
+   * until its completion), then the completion, and a kick if the client sleeps. Nothing
+   * once the region is closed.
+   */
+  #answerLate(requestId: number, frameAt: number, reply: DeferredReply): void {
+    if (this.#closed) return
+    if (reply.rc === 1 && reply.page !== null && frameAt >= 0)
+      copyBytes(reply.page, 0, this.#views.bytes, frameAt, PAGE_SIZE)
+    this.serve.complete(requestId, reply.rc)
+    // One kick for all the replies that settle in this turn (a pipeline's worth from the
+    // cluster), not one socket write per reply: checked once they have all been posted.
+    if (!this.#kickDue) {
+      this.#kickDue = true
+      setImmediate(this.#kickLate)
+    }
+  }
+
+  #kickDue = false
+  readonly #kickLate = (): void => {
+    this.#kickDue = false
+    if (!this.#closed && this.#doorbell.peerNeedsKick()) this.#owner.kickClient()
   }
 
   /** The descriptor the client opens (through /proc), until it says MAPPED; -1 after. */

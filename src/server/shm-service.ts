@@ -7,7 +7,8 @@
  * loaded and the daemon was not started with `--no-shm`. A client that asks without the offer,
  * or before it has a session, gets rc -EPERM; bad sizes -EINVAL; over the limits -ENOSPC.
  */
-import { EINVAL, EPERM } from '../abi/constants.js'
+import { EFAULT, EINVAL, EPERM } from '../abi/constants.js'
+import type { DeferredReply } from '../protocol/deferred.js'
 import {
   FRAME_HEADER_BYTES,
   type FrameReader,
@@ -31,6 +32,17 @@ import { shmNative, type ShmNative } from '../util/shm-native.js'
 import type { Connection } from './connection.js'
 import type { HostLike } from './host-like.js'
 import { ShmAttachment, ShmBudget } from './shm-attach.js'
+
+/**
+ * Takes the reply of an op the host just deferred and hands it to `answer` when it settles
+ * (DeferredOps.later); `conn` names the connection in logs.
+ */
+export type ShmDefer = (conn: number, answer: (reply: DeferredReply) => void) => void
+
+/** For a service whose host never defers: such an op would complete with -EFAULT. */
+function deferUnsupported(_conn: number, answer: (reply: DeferredReply) => void): void {
+  answer({ rc: -EFAULT, page: null })
+}
 
 const KICK_NOTICE = new Uint8Array(FRAME_HEADER_BYTES)
 writeFrameHeader(KICK_NOTICE, 0, KIND_SHM_KICK_NOTICE, 0, 0)
@@ -96,11 +108,18 @@ export class ShmService {
   readonly unavailable: string
   readonly #native: ShmNative | null
   readonly #host: HostLike
+  readonly #defer: ShmDefer
   readonly #regions = new Map<Connection, ShmAttachment>()
   readonly #retired: RetiredTotals = { opsServed: 0, opsRefused: 0, ringFull: 0, sleeps: 0 }
 
-  constructor(host: HostLike, enabled: boolean, budget = new ShmBudget()) {
+  constructor(
+    host: HostLike,
+    enabled: boolean,
+    defer: ShmDefer = deferUnsupported,
+    budget = new ShmBudget(),
+  ) {
     this.#host = host
+    this.#defer = defer
     this.budget = budget
     const status = shmNative()
     this.#native = enabled ? status.native : null
@@ -177,6 +196,7 @@ export class ShmService {
       {
         clientId: () => conn.session?.id ?? -1,
         abiVersion: conn.abiVersion,
+        defer: (answer) => this.#defer(conn.serial, answer),
         kickClient: () => {
           this.counters.kicksSent++
           // Both send buffers busy (rare: this connection carries no replies in bulk): once more

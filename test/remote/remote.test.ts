@@ -223,6 +223,64 @@ void describe(
       }
     })
 
+    void test('a client over shared memory: remote puts and gets answer through the ring', async () => {
+      const client = await connect({ path: durable.socketPath }, { name: 'shm1' })
+      try {
+        assert.equal(client.sharedMemory.active, true, client.sharedMemory.reason)
+        const pool = await client.newPool({ persistent: true })
+        const oracle = new Map<string, Uint8Array>()
+        // 3x the memory, in batches (no promise per page) and in single ops, mixed.
+        for (let oid = 0; oid < 48; oid++) {
+          const entries = Array.from({ length: 16 }, (_, index) => ({
+            oid,
+            index,
+            page: page(oid, index, 3),
+          }))
+          for (const entry of entries) oracle.set(`${oid}:${entry.index}`, entry.page)
+          const stored =
+            oid % 2 === 0
+              ? await client.putMany(pool, entries)
+              : await Promise.all(entries.map((e) => client.put(pool, e.oid, e.index, e.page)))
+          assert.deepEqual(stored, new Array<boolean>(16).fill(true), `object ${oid}`)
+        }
+        const { pools } = await remoteStats(durable)
+        const stats = pools.find((p) => p.poolId === pool)!
+        assert.equal(stats.pages + stats.remotePages, 48 * 16)
+        assert.ok(stats.remotePages >= 48 * 16 - LOCAL_PAGES, 'most pages went remote')
+        for (let oid = 0; oid < 48; oid += 2) {
+          const keys = Array.from({ length: 16 }, (_, index) => ({ oid, index }))
+          const got = await client.getMany(pool, keys)
+          for (let index = 0; index < 16; index++)
+            assert.deepEqual(got[index], oracle.get(`${oid}:${index}`), `page ${oid}:${index}`)
+        }
+        for (let oid = 1; oid < 48; oid += 2)
+          for (let index = 0; index < 16; index += 5)
+            assert.deepEqual(await client.get(pool, oid, index), oracle.get(`${oid}:${index}`))
+        // Ops on one remote page keep their order through the ring too.
+        const replies = await Promise.all([
+          client.put(pool, 40, 1, page(40, 1, 4)),
+          client.get(pool, 40, 1),
+          client.flushPage(pool, 40, 1),
+          client.get(pool, 40, 1),
+        ])
+        assert.equal(replies[0], true)
+        assert.deepEqual(replies[1], page(40, 1, 4))
+        assert.equal(replies[3], null)
+        assert.equal(client.sharedMemory.active, true, 'still on the ring')
+        // The ring carried the ops (the daemon counts what its regions served).
+        const control = await connectControl({ path: durable.controlPath })
+        try {
+          const served = (await control.stats()).daemon.shm?.opsServed ?? 0
+          assert.ok(served >= 48 * 16 + 24 * 16 + 24 * 4, `${served} ops served from rings`)
+        } finally {
+          await control.close()
+        }
+        await client.destroyPool(pool)
+      } finally {
+        await client.close()
+      }
+    })
+
     void test('ephemeral working set 3x memory: every page gets its second chance', async () => {
       const hits = async (daemon: DaemonHandle): Promise<number> => {
         const client = await open(daemon, 'e1')
