@@ -27,6 +27,8 @@ import { checkShmHeader, shmGeometry } from '../../src/protocol/shm-region.js'
 import { shmViews } from '../../src/protocol/shm-ring.js'
 import { SHM_ATTACH } from '../../src/protocol/shm-frame.js'
 import { ShmAttachment, ShmBudget, type ShmOwner } from '../../src/server/shm-attach.js'
+import type { HostLike } from '../../src/server/host-like.js'
+import { type DeferredReply, OP_DEFERRED } from '../../src/protocol/deferred.js'
 import { shmNative } from '../../src/util/shm-native.js'
 
 const status = shmNative()
@@ -54,7 +56,13 @@ interface Pair {
   run: (op: TmemOp, put: Uint8Array | null) => Promise<{ rc: number; page: Uint8Array | null }>
 }
 
-function pair(sizes: { sq: number; cq: number; frames: number }): Pair {
+/** What a test may put around the engine: a host that defers ops, and how replies come. */
+interface Around {
+  wrap: (host: Host) => HostLike
+  defer: NonNullable<ShmOwner['defer']>
+}
+
+function pair(sizes: { sq: number; cq: number; frames: number }, around?: Around): Pair {
   const native = status.native!
   const host = new Host({ pages: 256 })
   const clientId = 1
@@ -67,9 +75,11 @@ function pair(sizes: { sq: number; cq: number; frames: number }): Pair {
     broken: (why) => {
       broken = why
     },
+    ...(around === undefined ? {} : { defer: around.defer }),
   }
   const budget = new ShmBudget()
-  const made = ShmAttachment.create(native, budget, host, owner, {
+  const served = around === undefined ? host : around.wrap(host)
+  const made = ShmAttachment.create(native, budget, served, owner, {
     cmd: SHM_ATTACH,
     sqEntries: sizes.sq,
     cqEntries: sizes.cq,
@@ -218,4 +228,100 @@ void test("an attach outside the protocol's or the daemon's limits is refused", 
   assert.equal(attach(16, 16, 64), -ENOSPC, 'over the daemon-wide budget')
   first.close()
   assert.ok(attach(16, 16, 64) instanceof ShmAttachment, 'room again after a close')
+})
+
+/**
+ * A host that answers every GET_PAGE later, as the remote tier answers a get of a remote page:
+ * the engine's answer is taken at once (into a page of its own) and handed over when the test
+ * releases it, in whatever order the test picks.
+ */
+function deferringGets(held: (() => void)[]): Around {
+  let next: Promise<DeferredReply> | null = null
+  return {
+    wrap: (host) =>
+      new Proxy(host, {
+        get(target, name, receiver) {
+          if (name === 'takeDeferred') return () => next!
+          if (name !== 'opBytes') return Reflect.get(target, name, receiver) as unknown
+          return (
+            id: number,
+            bytes: Uint8Array,
+            at: number,
+            abi: 0 | 1,
+            data: Uint8Array | null,
+            dataAt: number,
+          ): number => {
+            if (new DataView(bytes.buffer, bytes.byteOffset).getUint32(at, true) !== TMEM_GET_PAGE)
+              return target.opBytes(id, bytes, at, abi, data, dataAt)
+            const own = new Uint8Array(4096)
+            const rc = target.opBytes(id, bytes, at, abi, own, 0)
+            next = new Promise((resolve) => held.push(() => resolve({ rc, page: own })))
+            return OP_DEFERRED
+          }
+        },
+      }) as HostLike,
+    defer: (answer) => {
+      void next!.then(answer)
+    },
+  }
+}
+
+void test(
+  'gets answered later complete out of order with their pages in their frames',
+  { skip },
+  async () => {
+    const held: (() => void)[] = []
+    const { channel, attachment, run } = pair({ sq: 8, cq: 8, frames: 8 }, deferringGets(held))
+    const flags = poolFlags({ persistent: true, version: 1 })
+    const pool = (
+      await run({ cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n], flags, arg1: 0 } }, null)
+    ).rc
+    for (let i = 0; i < 12; i++)
+      assert.equal((await run(genOp(TMEM_PUT_PAGE, pool, 1n, i), page(i))).rc, 1)
+    let seed = 99
+    for (let round = 0; round < 10; round++) {
+      // More gets than the completion ring has slots: the ones past it wait in the client.
+      const gets = Array.from({ length: 12 }, (_, i) =>
+        run(genOp(TMEM_GET_PAGE, pool, 1n, i), null),
+      )
+      let answered = 0
+      while (answered < 12) {
+        await new Promise((resolve) => setImmediate(resolve))
+        // The ring never owes more answers than it has completion slots.
+        assert.ok(attachment.serve.owed <= 8, `${attachment.serve.owed} owed`)
+        if (held.length === 0) continue
+        seed = (seed * 1103515245 + 12345) >>> 0
+        held.splice((seed >>> 8) % held.length, 1)[0]!()
+        answered++
+      }
+      const replies = await Promise.all(gets)
+      replies.forEach((reply, i) => {
+        assert.equal(reply.rc, 1)
+        assert.deepEqual(reply.page, page(i), `page ${i}, round ${round}`)
+      })
+    }
+    assert.equal(channel.inFlight, 0)
+    assert.equal(attachment.serve.owed, 0)
+    attachment.close()
+  },
+)
+
+void test('an answer that comes after its region closed is dropped', { skip }, async () => {
+  const held: (() => void)[] = []
+  const { attachment, budget, run } = pair({ sq: 8, cq: 8, frames: 4 }, deferringGets(held))
+  const flags = poolFlags({ persistent: true, version: 1 })
+  const pool = (
+    await run({ cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n], flags, arg1: 0 } }, null)
+  ).rc
+  assert.equal((await run(genOp(TMEM_PUT_PAGE, pool, 2n, 0), page(7))).rc, 1)
+  void run(genOp(TMEM_GET_PAGE, pool, 2n, 0), null)
+  while (held.length === 0) await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(attachment.serve.owed, 1)
+  // The region goes (its client closed): the mapping is gone, and the late answer must not
+  // touch it (a write there would fault the daemon).
+  attachment.close()
+  assert.equal(budget.used, 0)
+  held[0]!()
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(attachment.serve.owed, 1, 'nothing was posted')
 })
