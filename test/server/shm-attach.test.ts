@@ -259,7 +259,7 @@ function deferringGets(held: (() => void)[]): Around {
             return OP_DEFERRED
           }
         },
-      }) as HostLike,
+      }),
     defer: (answer) => {
       void next!.then(answer)
     },
