@@ -9,7 +9,8 @@ import { after, before, describe, test } from 'node:test'
 import { connect, type TmemClient } from '../../src/client/client.js'
 import { connectControl } from '../../src/client/control.js'
 import type { RemoteSection } from '../../src/remote/mod.js'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { type DaemonHandle, startDaemon, TMEM_BIN, waitFor } from '../helpers/daemon.js'
 import { clusterUnavailable, startCluster, type TestCluster } from '../helpers/redis-cluster.js'
 import { lcgPage } from '../helpers/remote-pages.js'
@@ -18,6 +19,8 @@ const unavailable = clusterUnavailable()
 if (unavailable !== null) console.log(`# remote tier tests skipped: ${unavailable}`)
 
 const LOCAL_PAGES = 256
+/** A client process that puts batches over shared memory until it is killed. */
+const SHM_CHILD = fileURLToPath(new URL('../helpers/shm-client-child.js', import.meta.url))
 
 /** A page no other (oid, index, version) has: 1024 words from a small LCG. */
 function page(oid: number, index: number, version = 1): Uint8Array {
@@ -279,6 +282,47 @@ void describe(
       } finally {
         await client.close()
       }
+    })
+
+    void test('a shared-memory client killed while its puts wait on the cluster harms only itself', async () => {
+      const child = spawn(process.execPath, [SHM_CHILD, durable.socketPath], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      })
+      let out = ''
+      await new Promise<void>((resolve) => {
+        child.stdout.setEncoding('utf8').on('data', (text: string) => {
+          out += text
+          // Batches of 500 pages into 256 pages of memory: from the first, puts go remote.
+          if (/batch 2\n/.test(out)) resolve()
+        })
+      })
+      assert.match(out, /^ready \d+ true\n/)
+      child.kill('SIGKILL')
+      await new Promise((resolve) => child.once('exit', resolve))
+      // Its answers still on their way are dropped with its region; the daemon goes on.
+      const control = await connectControl({ path: durable.controlPath })
+      try {
+        await waitFor(async () => (await control.stats()).daemon.deferredOps === 0)
+      } finally {
+        await control.close()
+      }
+      const next = await connect({ path: durable.socketPath }, { name: 'after-kill' })
+      try {
+        assert.equal(next.sharedMemory.active, true)
+        const pool = await next.newPool({ persistent: true })
+        const entries = Array.from({ length: 400 }, (_, index) => ({
+          oid: 5,
+          index,
+          page: page(5, index, 9),
+        }))
+        assert.ok((await next.putMany(pool, entries)).every((ok) => ok))
+        const got = await next.getMany(pool, entries)
+        got.forEach((bytes, index) => assert.deepEqual(bytes, page(5, index, 9), `page ${index}`))
+        await next.destroyPool(pool)
+      } finally {
+        await next.close()
+      }
+      assert.equal(durable.process.exitCode, null, 'the daemon is still running')
     })
 
     void test('ephemeral working set 3x memory: every page gets its second chance', async () => {
