@@ -11,10 +11,8 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
 import { connect as netConnect, type Socket } from 'node:net'
-import { fileURLToPath } from 'node:url'
 import { connect, type TmemClient } from '../../src/client/client.js'
 import { connectControl, type TmemControlClient } from '../../src/client/control.js'
 import type { DaemonSection } from '../../src/protocol/stats.js'
@@ -38,11 +36,11 @@ import {
 } from '../../src/protocol/shm-frame.js'
 import { shmNative } from '../../src/util/shm-native.js'
 import { type DaemonHandle, startDaemon } from '../helpers/daemon.js'
+import { killShmClientMidBatch } from '../helpers/doomed-client.js'
 
 const status = shmNative()
 const skip = !status.available && process.env['CI'] === undefined ? status.reason : false
 const SEED = Number(process.env['TMEM_SEED'] ?? Date.now() % 0x7fffffff)
-const CHILD = fileURLToPath(new URL('../helpers/shm-client-child.js', import.meta.url))
 
 function prng(seed: number): (n: number) => number {
   let state = seed >>> 0 || 1
@@ -303,19 +301,8 @@ void describe(`client over shared memory (seed ${SEED})`, { skip, timeout: 120_0
   })
 
   void test('a client killed with SIGKILL mid-batch harms only itself', async () => {
-    const child = spawn(process.execPath, [CHILD, daemon.socketPath], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    let out = ''
-    await new Promise<void>((resolve) => {
-      child.stdout.setEncoding('utf8').on('data', (text: string) => {
-        out += text
-        if (/batch 2\n/.test(out)) resolve()
-      })
-    })
+    const out = await killShmClientMidBatch(daemon.socketPath)
     assert.match(out, /^ready \d+ true\n/)
-    child.kill('SIGKILL')
-    await new Promise((resolve) => child.once('exit', resolve))
     await victimIntact()
     // The region's budget came back: a new client attaches and works.
     const next = await connect({ path: daemon.socketPath }, { name: 'after-kill' })

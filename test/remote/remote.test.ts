@@ -9,18 +9,16 @@ import { after, before, describe, test } from 'node:test'
 import { connect, type TmemClient } from '../../src/client/client.js'
 import { connectControl } from '../../src/client/control.js'
 import type { RemoteSection } from '../../src/remote/mod.js'
-import { execFileSync, spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import { execFileSync } from 'node:child_process'
 import { type DaemonHandle, startDaemon, TMEM_BIN, waitFor } from '../helpers/daemon.js'
 import { clusterUnavailable, startCluster, type TestCluster } from '../helpers/redis-cluster.js'
 import { lcgPage } from '../helpers/remote-pages.js'
+import { killShmClientMidBatch } from '../helpers/doomed-client.js'
 
 const unavailable = clusterUnavailable()
 if (unavailable !== null) console.log(`# remote tier tests skipped: ${unavailable}`)
 
 const LOCAL_PAGES = 256
-/** A client process that puts batches over shared memory until it is killed. */
-const SHM_CHILD = fileURLToPath(new URL('../helpers/shm-client-child.js', import.meta.url))
 
 /** A page no other (oid, index, version) has: 1024 words from a small LCG. */
 function page(oid: number, index: number, version = 1): Uint8Array {
@@ -285,20 +283,9 @@ void describe(
     })
 
     void test('a shared-memory client killed while its puts wait on the cluster harms only itself', async () => {
-      const child = spawn(process.execPath, [SHM_CHILD, durable.socketPath], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      })
-      let out = ''
-      await new Promise<void>((resolve) => {
-        child.stdout.setEncoding('utf8').on('data', (text: string) => {
-          out += text
-          // Batches of 500 pages into 256 pages of memory: from the first, puts go remote.
-          if (/batch 2\n/.test(out)) resolve()
-        })
-      })
+      // Batches of 500 pages into 256 pages of memory: from the first, puts go remote.
+      const out = await killShmClientMidBatch(durable.socketPath)
       assert.match(out, /^ready \d+ true\n/)
-      child.kill('SIGKILL')
-      await new Promise((resolve) => child.once('exit', resolve))
       // Its answers still on their way are dropped with its region; the daemon goes on.
       const control = await connectControl({ path: durable.controlPath })
       try {
