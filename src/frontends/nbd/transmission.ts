@@ -254,9 +254,11 @@ export class Transmission {
       const direct = n === PAGE_SIZE && (!this.#alignReads || (w.used & 7) === 0)
       const room = Math.floor((CHUNK_BYTES - w.used) / PAGE_SIZE)
       const count = direct ? Math.min(Math.floor((end - at) / PAGE_SIZE), RUN_PAGES, room) : 1
-      const error = direct
-        ? this.#exp.readPages(page, count, w.buf, w.used)
-        : this.#exp.readPage(page, this.#scratch, 0)
+      const error = !direct
+        ? this.#exp.readPage(page, this.#scratch, 0)
+        : count === 1
+          ? this.#exp.readPage(page, w.buf, w.used)
+          : this.#exp.readPages(page, count, w.buf, w.used)
       if (error !== 0) {
         w.rollback()
         this.#error(req, error)
@@ -390,7 +392,10 @@ export class Transmission {
 
   #writePiece(data: Uint8Array, pos: number, page: number, inPage: number, n: number): void {
     if (n >= PAGE_SIZE) {
-      this.#writeError = this.#exp.writePages(page, n / PAGE_SIZE, data, pos)
+      this.#writeError =
+        n === PAGE_SIZE
+          ? this.#exp.writePage(page, data, pos)
+          : this.#exp.writePages(page, n / PAGE_SIZE, data, pos)
       return
     }
     if (this.#gatherPage !== page) {
