@@ -173,6 +173,33 @@ export class Host {
   }
 
   /**
+   * opBytes on pages index .. index + count - 1 of the op (page i at `data[dataOffset + 4096
+   * i]`), each counted, checked and run as its own call, its return code in `results[i]`;
+   * the op is decoded once (the NBD frontend's multi-page requests). Allocates nothing.
+   */
+  opPagesBytes(
+    clientId: number,
+    bytes: Uint8Array,
+    offset: number,
+    version: 0 | 1,
+    count: number,
+    data: Uint8Array | null,
+    dataOffset: number,
+    results: Int32Array,
+  ): void {
+    const rc = !isAbiVersion(version) ? -EINVAL : this.#read(bytes, offset, version) ? 0 : -EFAULT
+    const first = this.#scratch.index
+    for (let i = 0; i < Math.min(count, results.length); i++) {
+      this.core.counters.totalOps++
+      this.#scratch.index = first + i
+      results[i] =
+        rc !== 0 || first + i > 0xffffffff
+          ? this.#fail(rc || -EINVAL)
+          : this.#guest(clientId, version, bufferArgument(data), dataOffset + i * PAGE_SIZE)
+    }
+  }
+
+  /**
    * The privileged entry: TMEM_CONTROL, TMEM_AUTH and TMEM_RESTORE_NEW. `data` is the tool
    * buffer (LIST text, save records, restore pages). Guest commands here return -EPERM.
    */

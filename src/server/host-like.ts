@@ -16,6 +16,17 @@ export interface HostLike {
     data: Uint8Array | null,
     dataOffset: number,
   ): number
+  /** opBytes on `count` pages in a row from the op's index, return codes in `results`. */
+  opPagesBytes?(
+    clientId: number,
+    bytes: Uint8Array,
+    offset: number,
+    version: 0 | 1,
+    count: number,
+    data: Uint8Array | null,
+    dataOffset: number,
+    results: Int32Array,
+  ): void
   /** The privileged entry: TMEM_CONTROL, TMEM_AUTH, TMEM_RESTORE_NEW. */
   controlBytes(
     bytes: Uint8Array,

@@ -45,6 +45,9 @@ import { type ExportSpec, clientNameOf } from './spec.js'
 import { PageBitmap } from './bitmap.js'
 import type { ExportView } from './handshake.js'
 
+/** Most pages one readPages or writePages call takes (one engine call for a swap export). */
+export const RUN_PAGES = 32
+
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE)
 registerCopyBuffer(ZERO_PAGE.buffer)
 
@@ -56,6 +59,8 @@ export class Export implements SessionHolder, ExportView {
   readonly #sessions: SessionTable
   readonly #log: Logger
   readonly #op = new Uint8Array(TMEM_OP_BYTES_V1)
+  /** The engine's return code of each page of a run (readPages, writePages). */
+  readonly #results = new Int32Array(RUN_PAGES)
   readonly #oid: Oid
   /** swap + backing: which pages live in the file (a page is in tmem or the file, never both). */
   readonly #inFile: PageBitmap | null
@@ -221,13 +226,78 @@ export class Export implements SessionHolder, ExportView {
       return 0
     }
     if (rc < 0 && rc !== -EEMPTY) return NBD_EIO
-    if (this.spec.mode === 'swap' && (this.#inFile === null || !this.#inFile.has(index))) {
-      target.fill(0, at, at + PAGE_SIZE)
+    if (this.spec.mode === 'swap') return this.#swapMiss(index, target, at)
+    const error = this.#readFile(index, target, at)
+    if (error === 0) this.#call(TMEM_PUT_PAGE, index, target, at)
+    return error
+  }
+
+  /** A swap page tmem does not hold: in the file if marked so, else never written (zeros). */
+  #swapMiss(index: number, target: Uint8Array, at: number): number {
+    if (this.#inFile !== null && this.#inFile.has(index)) return this.#readFile(index, target, at)
+    target.fill(0, at, at + PAGE_SIZE)
+    return 0
+  }
+
+  /**
+   * Pages `first` .. `first + count - 1` (count <= RUN_PAGES) into `target[at..]`, page i at
+   * `at + 4096 i`; 0 or an NBD error. A swap export asks the engine for all of them in one
+   * call, then serves its misses as readPage would; a cache export goes page by page.
+   */
+  readPages(first: number, count: number, target: Uint8Array, at: number): number {
+    assert(count <= RUN_PAGES && first + count <= this.pages, 'A run of pages in the export')
+    if (!this.#runs(TMEM_GET_PAGE, first, count, target, at)) {
+      for (let i = 0; i < count; i++) {
+        const error = this.readPage(first + i, target, at + i * PAGE_SIZE)
+        if (error !== 0) return error
+      }
       return 0
     }
-    const error = this.#readFile(index, target, at)
-    if (error === 0 && this.spec.mode === 'cache') this.#call(TMEM_PUT_PAGE, index, target, at)
-    return error
+    const results = this.#results
+    for (let i = 0; i < count; i++) {
+      const rc = results[i]!
+      if (rc === 1) continue
+      if (rc < 0 && rc !== -EEMPTY) return NBD_EIO
+      const error = this.#swapMiss(first + i, target, at + i * PAGE_SIZE)
+      if (error !== 0) return error
+    }
+    return 0
+  }
+
+  /** writePage for pages `first` .. `first + count - 1` from `source[at..]` (see readPages). */
+  writePages(first: number, count: number, source: Uint8Array, at: number): number {
+    assert(count <= RUN_PAGES && first + count <= this.pages, 'A run of pages in the export')
+    if (!this.#runs(TMEM_PUT_PAGE, first, count, source, at)) {
+      for (let i = 0; i < count; i++) {
+        const error = this.writePage(first + i, source, at + i * PAGE_SIZE)
+        if (error !== 0) return error
+      }
+      return 0
+    }
+    const results = this.#results
+    for (let i = 0; i < count; i++) {
+      if (results[i] === 1) {
+        this.#inFile?.clear(first + i)
+        continue
+      }
+      const error = this.#spill(first + i, source, at + i * PAGE_SIZE)
+      if (error !== 0) return error
+    }
+    return 0
+  }
+
+  /**
+   * A swap export with an engine that takes runs: `cmd` on every page of the run, return
+   * codes in #results; true. False (nothing done) where the run goes page by page.
+   */
+  #runs(cmd: number, first: number, count: number, data: Uint8Array, at: number): boolean {
+    const host = this.#host
+    if (this.spec.mode !== 'swap' || host.opPagesBytes === undefined) return false
+    const op = this.#op
+    writeU32LE(op, OP_CMD, cmd)
+    writeU32LE(op, OP_LAYOUT_V1.genIndex, first)
+    host.opPagesBytes(this.#session?.id ?? 0, op, 0, 1, count, data, at, this.#results)
+    return true
   }
 
   /** Writes page `index` from `source[at..+4096]`; 0 or an NBD error. */
@@ -248,6 +318,11 @@ export class Export implements SessionHolder, ExportView {
       this.#inFile?.clear(index)
       return 0
     }
+    return this.#spill(index, source, at)
+  }
+
+  /** A swap page tmem refused: to the backing file, its tmem copy flushed; else ENOSPC. */
+  #spill(index: number, source: Uint8Array, at: number): number {
     if (this.#fd === null || this.#inFile === null) return NBD_ENOSPC
     const error = this.#writeFile(index, source, at)
     if (error !== 0) return error

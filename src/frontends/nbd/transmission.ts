@@ -15,8 +15,8 @@ import { PAGE_SIZE } from '../../abi/constants.js'
 import { copyPage, pageCopyMode } from '../../engine/page-copy.js'
 import { assert } from '../../util/assert.js'
 import { registerCopyBuffer } from '../../util/bytes.js'
-import type { Export } from './export.js'
-import type { ReplyWriter } from './writer.js'
+import { type Export, RUN_PAGES } from './export.js'
+import { CHUNK_BYTES, type ReplyWriter } from './writer.js'
 import {
   NBD_CMD_BLOCK_STATUS,
   NBD_CMD_CACHE,
@@ -248,22 +248,26 @@ export class Transmission {
       const page = Math.floor(at / PAGE_SIZE)
       const inPage = at - page * PAGE_SIZE
       const n = Math.min(PAGE_SIZE - inPage, end - at)
-      // A whole page lands in the reply in place where the engine's copy stays on its
-      // aligned path (simple replies); otherwise it goes through the aligned scratch page.
+      // Whole pages land in the reply in place where the engine's copy stays on its aligned
+      // path, as many as the chunk holds in one engine call; others go through the scratch.
       if (n === PAGE_SIZE) w.ensure(PAGE_SIZE)
       const direct = n === PAGE_SIZE && (!this.#alignReads || (w.used & 7) === 0)
-      const error = direct
-        ? this.#exp.readPage(page, w.buf, w.used)
-        : this.#exp.readPage(page, this.#scratch, 0)
+      const room = Math.floor((CHUNK_BYTES - w.used) / PAGE_SIZE)
+      const count = direct ? Math.min(Math.floor((end - at) / PAGE_SIZE), RUN_PAGES, room) : 1
+      const error = !direct
+        ? this.#exp.readPage(page, this.#scratch, 0)
+        : count === 1
+          ? this.#exp.readPage(page, w.buf, w.used)
+          : this.#exp.readPages(page, count, w.buf, w.used)
       if (error !== 0) {
         w.rollback()
         this.#error(req, error)
         return
       }
-      if (direct) w.used += PAGE_SIZE
+      if (direct) w.used += count * PAGE_SIZE
       else if (n === PAGE_SIZE) w.page(this.#scratchWords, this.#scratch)
       else w.bytes(this.#scratch, inPage, inPage + n)
-      at += n
+      at += direct ? count * PAGE_SIZE : n
     }
   }
 
@@ -374,7 +378,9 @@ export class Transmission {
       const at = this.#writeAt
       const page = Math.floor(at / PAGE_SIZE)
       const inPage = at - page * PAGE_SIZE
-      const n = Math.min(PAGE_SIZE - inPage, this.#writeLeft, end - pos)
+      let n = Math.min(PAGE_SIZE - inPage, this.#writeLeft, end - pos)
+      // Whole pages at hand go to the engine as one run.
+      if (n === PAGE_SIZE) n = pagesIn(Math.min(this.#writeLeft, end - pos)) * PAGE_SIZE
       if (this.#writeError === 0) this.#writePiece(data, pos, page, inPage, n)
       this.#writeAt += n
       this.#writeLeft -= n
@@ -385,8 +391,11 @@ export class Transmission {
   }
 
   #writePiece(data: Uint8Array, pos: number, page: number, inPage: number, n: number): void {
-    if (n === PAGE_SIZE) {
-      this.#writeError = this.#exp.writePage(page, data, pos)
+    if (n >= PAGE_SIZE) {
+      this.#writeError =
+        n === PAGE_SIZE
+          ? this.#exp.writePage(page, data, pos)
+          : this.#exp.writePages(page, n / PAGE_SIZE, data, pos)
       return
     }
     if (this.#gatherPage !== page) {
@@ -425,4 +434,9 @@ export class Transmission {
     if (error === 0) this.#simple(req, 0)
     else this.#error(req, error)
   }
+}
+
+/** Whole pages in `bytes`, at most a run. */
+function pagesIn(bytes: number): number {
+  return Math.min(Math.floor(bytes / PAGE_SIZE), RUN_PAGES)
 }
