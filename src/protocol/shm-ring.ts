@@ -100,6 +100,8 @@ class RingConsumer {
   readonly #ring: RingPlace
   readonly #mask: number
   #head = 0
+  /** The head as last stored in the region; -1 (no u32) until the first `end` stores it. */
+  #publishedHead = -1
   #left = 0
 
   constructor(views: ShmViews, ring: RingPlace, start: number) {
@@ -114,9 +116,15 @@ class RingConsumer {
     return Atomics.load(this.views.words, this.#ring.tailWord) >>> 0 !== this.#head
   }
 
-  /** Publishes the head: the producer may reuse the slots taken. */
+  /**
+   * Publishes the head: the producer may reuse the slots taken. A turn that took nothing
+   * stores nothing: the store would take the line holding the head away from the producer's
+   * cache (it reads the head before each submission) for no news.
+   */
   end(): void {
     this.#left = 0
+    if (this.#head === this.#publishedHead) return
+    this.#publishedHead = this.#head
     Atomics.store(this.views.words, this.#ring.headWord, this.#head | 0)
   }
 
