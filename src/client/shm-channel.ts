@@ -35,7 +35,7 @@ import {
   type ShmViews,
   SubmissionProducer,
 } from '../protocol/shm-ring.js'
-import { composeEntry } from './shm-entry.js'
+import { EntryCopies } from './shm-entry.js'
 
 /** Who hears how an op ended; `tag` is the caller's number for the op (a batch index). */
 export interface ShmWaiter {
@@ -117,8 +117,7 @@ export class ShmChannel {
   readonly #slotTag: Float64Array
   readonly #slotSequence: Float64Array
   readonly #slotWaiter: (ShmWaiter | null)[]
-  readonly #slotOps: Uint8Array
-  readonly #slotWords: Int32Array
+  readonly #slotOps: EntryCopies
   readonly #freeSlots: Uint32Array
   #freeSlotCount: number
   readonly #freeFrames: Uint32Array
@@ -182,8 +181,7 @@ export class ShmChannel {
     this.#slotTag = new Float64Array(slots)
     this.#slotSequence = new Float64Array(slots)
     this.#slotWaiter = new Array<ShmWaiter | null>(slots).fill(null)
-    this.#slotOps = new Uint8Array(slots * SQE_BYTES)
-    this.#slotWords = new Int32Array(this.#slotOps.buffer)
+    this.#slotOps = new EntryCopies(slots, this.#layout)
     this.#freeSlots = new Uint32Array(slots)
     for (let i = 0; i < slots; i++) this.#freeSlots[i] = slots - 1 - i
     this.#freeSlotCount = slots
@@ -269,14 +267,14 @@ export class ShmChannel {
     // The entry is made in the slot's private copy (kept for a re-send after a detach), then
     // goes into the ring as sixteen word stores.
     const id = ((this.#slotGeneration[slot]! << SLOT_BITS) | slot) >>> 0
-    composeEntry(this.#slotOps, slot * SQE_BYTES, this.#layout, op, opAt, frame, id)
+    this.#slotOps.compose(slot, op, opAt, frame, id)
     if (page !== null && frame >= 0) {
       const bytes = this.views.bytes
       // A whole caller's page goes by TypedArray set (the builtin memcpy, no checks in JS).
       if (pageAt === 0 && page.length === PAGE_SIZE) bytes.set(page, this.#frameAt(frame))
       else copyBytes(page, pageAt, bytes, this.#frameAt(frame), PAGE_SIZE)
     }
-    this.#sq.pushWords(this.#slotWords, slot * SQE_WORDS)
+    this.#sq.pushWords(this.#slotOps.words, slot * SQE_WORDS)
     this.#slotFrame[slot] = frame
     this.#slotTag[slot] = tag
     this.#slotWaiter[slot] = waiter
@@ -318,7 +316,7 @@ export class ShmChannel {
 
   #orphan(slot: number): ShmOrphan {
     const frame = this.#slotFrame[slot]!
-    const op = this.#slotOps.slice(slot * SQE_BYTES, slot * SQE_BYTES + this.#layout.bytes)
+    const op = this.#slotOps.bytes.slice(slot * SQE_BYTES, slot * SQE_BYTES + this.#layout.bytes)
     const page =
       frame >= 0
         ? this.views.bytes.slice(this.#frameAt(frame), this.#frameAt(frame) + PAGE_SIZE)

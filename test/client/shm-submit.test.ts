@@ -49,8 +49,13 @@ function expectedEntry(abi: 0 | 1, op: Uint8Array, frame: number, requestId: num
 
 const silent: ShmWaiter = { shmDone: () => {}, shmFailed: () => {} }
 
-for (const abi of [1, 0] as const) {
-  void test(`v${abi}: each entry is written whole, as the layout says, whatever the slot held`, () => {
+for (const [abi, opAt] of [
+  [1, 0],
+  [0, 0],
+  [1, 1],
+  [0, 3],
+] as const) {
+  void test(`v${abi}, op at ${opAt}: each entry is written whole, as the layout says`, () => {
     const geometry = shmGeometry(abi, 8, 8, 4)
     const bytes = new Uint8Array(geometry.regionBytes)
     writeShmHeader(bytes, geometry)
@@ -64,15 +69,17 @@ for (const abi of [1, 0] as const) {
     const page = new Uint8Array(4096)
     for (let i = 0; i < page.length; i++) page[i] = (i * 7 + 3) & 0xff
     // The caller's op carries a cmfn of its own and dirty bytes past the op: the ring gets
-    // neither (the cmfn is the frame's; a v0 entry is zero from 40 to 56).
-    const scratch = new Uint8Array(64).fill(0x55)
+    // neither (the cmfn is the frame's; a v0 entry is zero from 40 to 56). One scratch is
+    // rewritten for the second op, as the client library does.
+    const scratch = new Uint8Array(64 + opAt)
     const put = handOp(abi, PUT_PAGE, 3, 0x1234, 77)
-    scratch.set(put.subarray(0, abi === 1 ? 48 : 32))
-    assert.ok(channel.trySubmit(scratch, 0, page, 0, true, silent, 0))
+    scratch.fill(0x55)
+    scratch.set(put.subarray(0, abi === 1 ? 48 : 32), opAt)
+    assert.ok(channel.trySubmit(scratch, opAt, page, 0, true, silent, 0))
     const flush = handOp(abi, FLUSH_PAGE, 3, 0x99, 5)
-    const flushScratch = new Uint8Array(64).fill(0x55)
-    flushScratch.set(flush.subarray(0, abi === 1 ? 48 : 32))
-    assert.ok(channel.trySubmit(flushScratch, 0, null, 0, false, silent, 1))
+    scratch.fill(0x55)
+    scratch.set(flush.subarray(0, abi === 1 ? 48 : 32), opAt)
+    assert.ok(channel.trySubmit(scratch, opAt, null, 0, false, silent, 1))
 
     const first = [...bytes.subarray(SQ_OFFSET, SQ_OFFSET + 64)]
     const second = [...bytes.subarray(SQ_OFFSET + 64, SQ_OFFSET + 128)]
