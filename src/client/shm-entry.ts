@@ -37,7 +37,8 @@ export class EntryCopies {
     if (source !== null) copyWords(source, opAt >>> 2, this.words, at >>> 2, opBytes >>> 2)
     else copyShort(op, opAt, this.bytes, at, opBytes)
     const words = this.words
-    for (let word = (at + opBytes) >>> 2; word < (at + SQE_REQUEST_ID) >>> 2; word++) words[word] = 0
+    for (let word = (at + opBytes) >>> 2; word < (at + SQE_REQUEST_ID) >>> 2; word++)
+      words[word] = 0
     const cmfnAt = at + this.#layout.genCmfn
     writeU32LE(this.bytes, cmfnAt, frame >= 0 ? frame : 0)
     writeU32LE(this.bytes, cmfnAt + 4, 0)
