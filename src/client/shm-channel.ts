@@ -26,7 +26,6 @@ import {
   SHM_WORD_CLIENT_SLEEPING,
   SHM_WORD_DAEMON_SLEEPING,
   SQE_BYTES,
-  SQE_REQUEST_ID,
   type ShmGeometry,
 } from '../protocol/shm-region.js'
 import {
@@ -35,10 +34,8 @@ import {
   SHM_OPS_PER_TURN_MAX,
   type ShmViews,
   SubmissionProducer,
-  copyShort,
-  copyWords,
-  zeroShort,
 } from '../protocol/shm-ring.js'
+import { EntryCopies } from './shm-entry.js'
 
 /** Who hears how an op ended; `tag` is the caller's number for the op (a batch index). */
 export interface ShmWaiter {
@@ -120,8 +117,7 @@ export class ShmChannel {
   readonly #slotTag: Float64Array
   readonly #slotSequence: Float64Array
   readonly #slotWaiter: (ShmWaiter | null)[]
-  readonly #slotOps: Uint8Array
-  readonly #slotWords: Int32Array
+  readonly #slotOps: EntryCopies
   readonly #freeSlots: Uint32Array
   #freeSlotCount: number
   readonly #freeFrames: Uint32Array
@@ -185,8 +181,7 @@ export class ShmChannel {
     this.#slotTag = new Float64Array(slots)
     this.#slotSequence = new Float64Array(slots)
     this.#slotWaiter = new Array<ShmWaiter | null>(slots).fill(null)
-    this.#slotOps = new Uint8Array(slots * SQE_BYTES)
-    this.#slotWords = new Int32Array(this.#slotOps.buffer)
+    this.#slotOps = new EntryCopies(slots, this.#layout)
     this.#freeSlots = new Uint32Array(slots)
     for (let i = 0; i < slots; i++) this.#freeSlots[i] = slots - 1 - i
     this.#freeSlotCount = slots
@@ -269,27 +264,21 @@ export class ShmChannel {
     }
     const slot = this.#freeSlots[--this.#freeSlotCount]!
     const frame = needsFrame ? this.#freeFrames[--this.#freeFrameCount]! : -1
-    const bytes = this.views.bytes
-    const at = this.#sq.next()
-    copyShort(op, opAt, bytes, at, this.#layout.bytes)
-    // Every byte before the request id is written: the op, the rest (ABI v0) and the cmfn.
-    zeroShort(bytes, at + this.#layout.bytes, at + SQE_REQUEST_ID)
-    const cmfnAt = at + this.#layout.genCmfn
-    zeroShort(bytes, cmfnAt, cmfnAt + 8)
-    if (frame >= 0) {
-      bytes[cmfnAt] = frame & 0xff
-      bytes[cmfnAt + 1] = frame >>> 8
+    // The entry is made in the slot's private copy (kept for a re-send after a detach), then
+    // goes into the ring as sixteen word stores.
+    const id = ((this.#slotGeneration[slot]! << SLOT_BITS) | slot) >>> 0
+    this.#slotOps.compose(slot, op, opAt, frame, id)
+    if (page !== null && frame >= 0) {
+      const bytes = this.views.bytes
       // A whole caller's page goes by TypedArray set (the builtin memcpy, no checks in JS).
-      if (page !== null && pageAt === 0 && page.length === PAGE_SIZE)
-        bytes.set(page, this.#frameAt(frame))
-      else if (page !== null) copyBytes(page, pageAt, bytes, this.#frameAt(frame), PAGE_SIZE)
+      if (pageAt === 0 && page.length === PAGE_SIZE) bytes.set(page, this.#frameAt(frame))
+      else copyBytes(page, pageAt, bytes, this.#frameAt(frame), PAGE_SIZE)
     }
-    copyWords(this.views.words, at >>> 2, this.#slotWords, slot * SQE_WORDS, SQE_WORDS)
+    this.#sq.pushWords(this.#slotOps.words, slot * SQE_WORDS)
     this.#slotFrame[slot] = frame
     this.#slotTag[slot] = tag
     this.#slotWaiter[slot] = waiter
     this.#slotSequence[slot] = this.#sequence++
-    this.#sq.push(((this.#slotGeneration[slot]! << SLOT_BITS) | slot) >>> 0)
     this.counters.ops++
     this.#published = false
     this.#schedulePublish()
@@ -327,7 +316,7 @@ export class ShmChannel {
 
   #orphan(slot: number): ShmOrphan {
     const frame = this.#slotFrame[slot]!
-    const op = this.#slotOps.slice(slot * SQE_BYTES, slot * SQE_BYTES + this.#layout.bytes)
+    const op = this.#slotOps.bytes.slice(slot * SQE_BYTES, slot * SQE_BYTES + this.#layout.bytes)
     const page =
       frame >= 0
         ? this.views.bytes.slice(this.#frameAt(frame), this.#frameAt(frame) + PAGE_SIZE)

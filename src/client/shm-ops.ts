@@ -152,12 +152,30 @@ export function shmCall<T>(
   poolId: number,
   into?: Uint8Array,
 ): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const waiter = new OneOp(resolve as (value: unknown) => void, reject, result, cmd, poolId, into)
-    if (channel.trySubmit(op, 0, page, 0, needsFrame(cmd), waiter, 0)) return
+  // The executor is one shared function, not a closure made per op: it leaves the settle
+  // functions where the line after it picks them up.
+  const promise = new Promise<T>(captureSettle)
+  const waiter = new OneOp(capturedResolve, capturedReject, result, cmd, poolId, into)
+  capturedResolve = capturedReject = settleNothing
+  try {
+    if (channel.trySubmit(op, 0, page, 0, needsFrame(cmd), waiter, 0)) return promise
     waiter.hold(op, page)
     channel.enqueue(waiter)
-  })
+  } catch (error) {
+    waiter.shmFailed(0, error as Error)
+  }
+  return promise
+}
+
+function settleNothing(): void {}
+
+let capturedResolve: (value: unknown) => void = settleNothing
+let capturedReject: (error: Error) => void = settleNothing
+
+/** The executor of every `shmCall` promise (the Promise constructor runs it at once). */
+function captureSettle<T>(resolve: (value: T) => void, reject: (error: Error) => void): void {
+  capturedResolve = resolve as (value: unknown) => void
+  capturedReject = reject
 }
 
 /** Writes the op of batch entry `i` into `target[0..]`. */

@@ -63,8 +63,14 @@ export class ShmDoorbell {
     Atomics.store(this.#words, this.#mine, 0)
   }
 
-  /** After a publish: true (once per sleep) when the peer sleeps and must be kicked. */
+  /**
+   * After a publish: true (once per sleep) when the peer sleeps and must be kicked. The flag
+   * is loaded first (a sequentially consistent load is all Dekker's argument needs) and
+   * exchanged only when it says the peer sleeps: the exchange would take the flag's cache
+   * line from the peer's core at every publish, asleep or not.
+   */
   peerNeedsKick(): boolean {
+    if (Atomics.load(this.#words, this.#peer) !== 1) return false
     return Atomics.compareExchange(this.#words, this.#peer, 1, 0) === 1
   }
 }

@@ -340,3 +340,34 @@ void test('geometry outside the limits is refused with a sentence', () => {
   assert.throws(() => shmGeometry(1, 16, 16, 0), /Frame count/)
   assert.throws(() => shmGeometry(1, 16, 16, 16385), /Frame count/)
 })
+
+void test('a consumer stores its head when it took entries, and only then', () => {
+  const geometry = shmGeometry(1, 8, 8, 2)
+  const views = region(geometry)
+  const producer = new SubmissionProducer(views, geometry)
+  const consumer = new SubmissionConsumer(views, geometry)
+  const sqHead = (): Uint8Array => views.bytes.subarray(128, 132)
+  consumer.end()
+  assert.deepEqual(sqHead(), naive().u32le(0).done(4), 'the first end stores the start')
+  // A marker in the head word (docs/protocol.md: sqHead at 128): a turn that takes nothing
+  // must leave it alone.
+  views.bytes.set(naive().u32le(0x7777).done(4), 128)
+  assert.equal(consumer.begin(8), 0)
+  consumer.end()
+  assert.deepEqual(sqHead(), naive().u32le(0x7777).done(4), 'an empty turn stores nothing')
+  for (let i = 0; i < 2; i++) {
+    views.bytes.set(opBytes(i), producer.next())
+    producer.push(i)
+  }
+  producer.publish()
+  assert.equal(consumer.begin(8), 2)
+  const copy = new Uint8Array(64)
+  consumer.take(copy)
+  consumer.take(copy)
+  consumer.end()
+  assert.deepEqual(sqHead(), naive().u32le(2).done(4), 'a turn that took two stores 2')
+  views.bytes.set(naive().u32le(0x7777).done(4), 128)
+  assert.equal(consumer.begin(8), 0)
+  consumer.end()
+  assert.deepEqual(sqHead(), naive().u32le(0x7777).done(4))
+})
