@@ -61,7 +61,7 @@ export interface ShmServeCounters {
   badFrame: number
   /**
    * Turns that found entries queued and no room in the completion ring (the client is not
-   * reading its completions): nothing was taken.
+   * reading its completions): nothing was taken. Slots kept for deferred ops do not count.
    */
   ringFull: number
 }
@@ -146,7 +146,7 @@ export class ShmServeRing {
     const room = Math.max(0, free - this.#owed)
     let count = this.submissions.begin(room)
     if (count === RING_BROKEN) return RING_BROKEN
-    if (room === 0 && this.submissions.hasWork()) this.counters.ringFull++
+    if (free === 0 && this.submissions.hasWork()) this.counters.ringFull++
     const entry = this.#entry
     for (let i = 1; i <= count; i++) {
       this.submissions.takeWords(this.#entryWords)
