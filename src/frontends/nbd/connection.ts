@@ -107,6 +107,8 @@ export class NbdConnection {
   #heldEnd = 0
   #timer: NodeJS.Timeout | null
   exportName: string | null = null
+  /** Shutting down: reads are discarded, not stopped (see shutdown). */
+  #draining = false
 
   constructor(serial: number, accepted: Socket, exports: ExportTable, log: Logger) {
     this.serial = serial
@@ -146,6 +148,31 @@ export class NbdConnection {
     this.socket.destroy()
   }
 
+  /**
+   * Daemon shutdown (NBD's proto.md: a server that shuts down SHOULD finish what it already
+   * answered): no further request is read, the replies already made go out, then the
+   * connection ends; after `graceMs` (a client that stopped reading) it is destroyed.
+   * Requests read and not yet run (held while replies backed up) get no reply.
+   */
+  shutdown(graceMs: number): Promise<void> {
+    if (this.socket.destroyed) return Promise.resolve()
+    this.#state = State.Closed
+    this.#held = null
+    // Reading goes on, discarding, so the client's end of the stream is seen and the socket
+    // closes as soon as both sides are done.
+    this.#draining = true
+    this.socket.resume()
+    this.#w.flush()
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.socket.destroy(), graceMs)
+      this.socket.once('close', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+      this.socket.end()
+    })
+  }
+
   #closed(): void {
     this.#state = State.Closed
     if (this.#timer !== null) clearTimeout(this.#timer)
@@ -161,7 +188,7 @@ export class NbdConnection {
 
   /** Read in place: `count` bytes are at the start of #landing. False pauses reading. */
   #onRead(count: number): boolean {
-    if (this.#state === State.Closed) return false
+    if (this.#state === State.Closed) return this.#draining
     this.#process(this.#landing, 0, count)
     armBusyPoll()
     this.#land()

@@ -33,6 +33,9 @@ export interface NbdAddresses {
   listen: TcpAddress | null
 }
 
+/** How long a connection's replies may take to go out at shutdown before it is cut. */
+export const SHUTDOWN_GRACE_MS = 2000
+
 export class NbdServer implements ExportTable {
   readonly #host: HostLike
   readonly #sessions: SessionTable
@@ -130,14 +133,17 @@ export class NbdServer implements ExportTable {
     return [...this.#exports.values()]
   }
 
-  /** Stops listening and closes every connection and backing file; tmem keeps the pages. */
+  /**
+   * Stops listening and closes every connection (its replies already made go out first, for
+   * at most SHUTDOWN_GRACE_MS) and backing file; tmem keeps the pages.
+   */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
     const closing = this.#servers.map(
       (server) => new Promise<void>((resolve) => server.close(() => resolve())),
     )
-    for (const conn of this.#connections) conn.close()
+    await Promise.all([...this.#connections].map((conn) => conn.shutdown(SHUTDOWN_GRACE_MS)))
     await Promise.all(closing)
     for (const exp of this.#exports.values()) exp.close(false)
     for (const path of this.#createdFiles) {
