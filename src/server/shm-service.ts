@@ -7,7 +7,7 @@
  * loaded and the daemon was not started with `--no-shm`. A client that asks without the offer,
  * or before it has a session, gets rc -EPERM; bad sizes -EINVAL; over the limits -ENOSPC.
  */
-import { EFAULT, EINVAL, EPERM } from '../abi/constants.js'
+import { EINVAL, EPERM } from '../abi/constants.js'
 import type { DeferredReply } from '../protocol/deferred.js'
 import {
   FRAME_HEADER_BYTES,
@@ -35,14 +35,10 @@ import { ShmAttachment, ShmBudget } from './shm-attach.js'
 
 /**
  * Takes the reply of an op the host just deferred and hands it to `answer` when it settles
- * (DeferredOps.later); `conn` names the connection in logs.
+ * (DeferredOps.later, which also answers -EFAULT for a host that never defers); `conn` names
+ * the connection in logs.
  */
 export type ShmDefer = (conn: number, answer: (reply: DeferredReply) => void) => void
-
-/** For a service whose host never defers: such an op would complete with -EFAULT. */
-function deferUnsupported(_conn: number, answer: (reply: DeferredReply) => void): void {
-  answer({ rc: -EFAULT, page: null })
-}
 
 const KICK_NOTICE = new Uint8Array(FRAME_HEADER_BYTES)
 writeFrameHeader(KICK_NOTICE, 0, KIND_SHM_KICK_NOTICE, 0, 0)
@@ -112,12 +108,7 @@ export class ShmService {
   readonly #regions = new Map<Connection, ShmAttachment>()
   readonly #retired: RetiredTotals = { opsServed: 0, opsRefused: 0, ringFull: 0, sleeps: 0 }
 
-  constructor(
-    host: HostLike,
-    enabled: boolean,
-    defer: ShmDefer = deferUnsupported,
-    budget = new ShmBudget(),
-  ) {
+  constructor(host: HostLike, enabled: boolean, defer: ShmDefer, budget = new ShmBudget()) {
     this.#host = host
     this.#defer = defer
     this.budget = budget

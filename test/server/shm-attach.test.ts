@@ -139,18 +139,23 @@ function pair(sizes: { sq: number; cq: number; frames: number }, around?: Around
   return { host, channel: made2, attachment, budget, run }
 }
 
+/** A new persistent pool through the region; its id (a failure fails the test). */
+async function persistentPool(run: Pair['run']): Promise<number> {
+  const flags = poolFlags({ persistent: true, version: 1 })
+  const created = await run(
+    { cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n], flags, arg1: 0 } },
+    null,
+  )
+  assert.ok(created.rc >= 0, `new pool rc ${created.rc}`)
+  return created.rc
+}
+
 void test(
   'ops through a shared region match a Map model of a persistent pool',
   { skip },
   async () => {
     const { channel, attachment, budget, run } = pair({ sq: 8, cq: 8, frames: 4 })
-    const flags = poolFlags({ persistent: true, version: 1 })
-    const created = await run(
-      { cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n], flags, arg1: 0 } },
-      null,
-    )
-    assert.ok(created.rc >= 0, `new pool rc ${created.rc}`)
-    const pool = created.rc
+    const pool = await persistentPool(run)
     const model = new Map<string, number>()
     let seed = 12345
     const random = (n: number): number => {
@@ -272,10 +277,7 @@ void test(
   async () => {
     const held: (() => void)[] = []
     const { channel, attachment, run } = pair({ sq: 8, cq: 8, frames: 8 }, deferringGets(held))
-    const flags = poolFlags({ persistent: true, version: 1 })
-    const pool = (
-      await run({ cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n], flags, arg1: 0 } }, null)
-    ).rc
+    const pool = await persistentPool(run)
     for (let i = 0; i < 12; i++)
       assert.equal((await run(genOp(TMEM_PUT_PAGE, pool, 1n, i), page(i))).rc, 1)
     let seed = 99
@@ -309,10 +311,7 @@ void test(
 void test('an answer that comes after its region closed is dropped', { skip }, async () => {
   const held: (() => void)[] = []
   const { attachment, budget, run } = pair({ sq: 8, cq: 8, frames: 4 }, deferringGets(held))
-  const flags = poolFlags({ persistent: true, version: 1 })
-  const pool = (
-    await run({ cmd: TMEM_NEW_POOL, poolId: 0, creat: { uuid: [0n, 0n], flags, arg1: 0 } }, null)
-  ).rc
+  const pool = await persistentPool(run)
   assert.equal((await run(genOp(TMEM_PUT_PAGE, pool, 2n, 0), page(7))).rc, 1)
   void run(genOp(TMEM_GET_PAGE, pool, 2n, 0), null)
   while (held.length === 0) await new Promise((resolve) => setImmediate(resolve))

@@ -246,13 +246,8 @@ export class Export implements SessionHolder, ExportView {
    */
   readPages(first: number, count: number, target: Uint8Array, at: number): number {
     assert(count <= RUN_PAGES && first + count <= this.pages, 'A run of pages in the export')
-    if (!this.#runs(TMEM_GET_PAGE, first, count, target, at)) {
-      for (let i = 0; i < count; i++) {
-        const error = this.readPage(first + i, target, at + i * PAGE_SIZE)
-        if (error !== 0) return error
-      }
-      return 0
-    }
+    if (!this.#runs(TMEM_GET_PAGE, first, count, target, at))
+      return this.#pageByPage(false, first, count, target, at)
     const results = this.#results
     for (let i = 0; i < count; i++) {
       const rc = results[i]!
@@ -267,13 +262,8 @@ export class Export implements SessionHolder, ExportView {
   /** writePage for pages `first` .. `first + count - 1` from `source[at..]` (see readPages). */
   writePages(first: number, count: number, source: Uint8Array, at: number): number {
     assert(count <= RUN_PAGES && first + count <= this.pages, 'A run of pages in the export')
-    if (!this.#runs(TMEM_PUT_PAGE, first, count, source, at)) {
-      for (let i = 0; i < count; i++) {
-        const error = this.writePage(first + i, source, at + i * PAGE_SIZE)
-        if (error !== 0) return error
-      }
-      return 0
-    }
+    if (!this.#runs(TMEM_PUT_PAGE, first, count, source, at))
+      return this.#pageByPage(true, first, count, source, at)
     const results = this.#results
     for (let i = 0; i < count; i++) {
       if (results[i] === 1) {
@@ -281,6 +271,18 @@ export class Export implements SessionHolder, ExportView {
         continue
       }
       const error = this.#spill(first + i, source, at + i * PAGE_SIZE)
+      if (error !== 0) return error
+    }
+    return 0
+  }
+
+  /** writePage or readPage on each page of a run in turn; the first error stops it. */
+  #pageByPage(write: boolean, first: number, count: number, bytes: Uint8Array, at: number): number {
+    for (let i = 0; i < count; i++) {
+      const pageAt = at + i * PAGE_SIZE
+      const error = write
+        ? this.writePage(first + i, bytes, pageAt)
+        : this.readPage(first + i, bytes, pageAt)
       if (error !== 0) return error
     }
     return 0
