@@ -93,6 +93,8 @@ export async function startServer(
         ...(options.cpuProfileDir === undefined
           ? []
           : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir]),
+        // For A/B runs of node flags (e.g. `--max-semi-space-size=8`); none by default.
+        ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter((word) => word !== ''),
         TMEM_BIN,
         'daemon',
         '--socket',
@@ -109,6 +111,8 @@ export async function startServer(
         '0',
         '--log-level',
         'warn',
+        // For A/B runs of daemon options (e.g. `--busy-poll 0`); empty by default.
+        ...(process.env.BENCH_TMEM_ARGS ?? '').split(' ').filter((word) => word !== ''),
       ]
       version = `tmem ${readVersion()} on Node ${process.version}`
       break
