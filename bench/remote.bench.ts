@@ -45,6 +45,7 @@ import { Cluster } from 'ioredis'
 import { connect, type TmemClient } from '../src/client/client.js'
 import { connectControl, type TmemControlClient } from '../src/client/control.js'
 import type { DaemonStats } from '../src/protocol/stats.js'
+import { DAEMON_NODE_FLAGS } from '../src/cli/node-flags.js'
 import type { BusySection } from '../src/server/event-loop.js'
 import { parseRemoteUrl } from '../src/remote/mod.js'
 import type { TurnsSection, TurnWork } from '../src/remote/turns.js'
@@ -109,6 +110,7 @@ async function serve(cluster: TestCluster | null, cpuWatch = true): Promise<Serv
   const flags = process.env['BENCH_NODE_FLAGS']
   const args = [
     ...(profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profile]),
+    ...DAEMON_NODE_FLAGS,
     ...(flags === undefined ? [] : flags.split(' ')),
     TMEM_BIN,
     'daemon',

@@ -22,6 +22,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { DAEMON_NODE_FLAGS } from '../src/cli/node-flags.js'
 import { connect, type TmemClient } from '../src/client/client.js'
 
 const SMOKE = process.env['BENCH_SHM_SMOKE'] === '1'
@@ -68,6 +69,7 @@ async function startDaemon(dir: string): Promise<Daemon> {
     process.execPath,
     [
       ...(PROF === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROF}`]),
+      ...DAEMON_NODE_FLAGS,
       ...NODE_ARGS,
       TMEM,
       'daemon',

@@ -12,6 +12,7 @@ import { createServer, connect as netConnect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js'
 
 /** `tmem-shm`: the same daemon, its client on the Unix socket with a shared-memory region. */
 export type ServerKind = 'tmem' | 'tmem-shm' | 'redis' | 'memcached'
@@ -93,7 +94,8 @@ export async function startServer(
         ...(options.cpuProfileDir === undefined
           ? []
           : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir]),
-        // For A/B runs of node flags (e.g. `--max-semi-space-size=8`); none by default.
+        ...DAEMON_NODE_FLAGS,
+        // For A/B runs of node flags (a later flag wins: `--max-semi-space-size=16`).
         ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter((word) => word !== ''),
         TMEM_BIN,
         'daemon',

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 /**
  * The `tmem` command. Each verb registers itself from the COMMANDS table below: `daemon` runs
  * the host; the xl-style verbs (list, freeze, thaw, destroy, flush, set, shared-auth,

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js'
 
 /** dist/src/cli/tmem.js, found from this compiled file (dist/test/helpers/daemon.js). */
 export const TMEM_BIN = fileURLToPath(new URL('../../src/cli/tmem.js', import.meta.url))
@@ -47,6 +48,7 @@ export async function startDaemon(options: StartOptions = {}): Promise<DaemonHan
   const socketPath = join(dir, 'c.sock')
   const controlPath = join(dir, 'k.sock')
   const args = [
+    ...DAEMON_NODE_FLAGS,
     ...(options.nodeArgs ?? []),
     TMEM_BIN,
     'daemon',
