@@ -33,8 +33,9 @@
  * "Shared memory"); BENCH_SOCKET=1 sends its ops over the Unix socket instead.
  *
  * BENCH_CPU_PROF=DIR writes a V8 CPU profile of every daemon into DIR (node --cpu-prof);
- * BENCH_NODE_FLAGS adds node flags to the daemons (e.g. --trace-gc), BENCH_DAEMON_OUT=FILE
- * appends their standard output to FILE.
+ * BENCH_NODE_FLAGS adds node flags to the daemons (e.g. --trace-gc), BENCH_TMEM_ARGS daemon
+ * options (`--remote-turn-budget 600`), BENCH_DAEMON_OUT=FILE appends their standard output to
+ * FILE.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createWriteStream, mkdtempSync, rmSync } from 'node:fs'
@@ -117,6 +118,8 @@ async function serve(cluster: TestCluster | null, cpuWatch = true): Promise<Serv
     ...['--socket', join(dir, 'c.sock'), '--control-socket', join(dir, 'ctl.sock')],
     ...['--memory', `${LOCAL_PAGES * 4}K`, '--grace', '0', '--log-level', 'warn'],
     ...(SOCKET_ONLY ? ['--no-shm'] : []),
+    // For A/B runs of daemon options (`--remote-turn-budget 600`); none by default.
+    ...(process.env['BENCH_TMEM_ARGS'] ?? '').split(' ').filter((word) => word !== ''),
     ...(cluster === null
       ? []
       : [

@@ -20,7 +20,7 @@ import {
 import { Daemon, type DaemonConfig } from '../server/daemon.js'
 import { formatBytes } from '../util/units.js'
 import { startBusyPoll } from '../util/busy-poll.js'
-import { youngGenerationHint } from './node-flags.js'
+import { heapFlagsHint } from './node-flags.js'
 import { busyPollBudget, busyPollOption } from './busy-poll.js'
 import {
   CLIENTS_PER_ENDPOINT_MAX,
@@ -293,7 +293,7 @@ export async function runDaemon(options: DaemonCliOptions): Promise<void> {
   let daemon: Daemon
   let nbd: NbdServer | null = null
   const tier = resolved.remote === null ? null : await startRemoteTier(host, resolved.remote, log)
-  const hint = tier === null ? '' : youngGenerationHint()
+  const hint = tier === null ? '' : heapFlagsHint()
   if (hint !== '') log.warn(hint)
   try {
     daemon = await Daemon.start(tier ?? host, resolved.config, log)

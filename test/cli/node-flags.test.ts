@@ -1,21 +1,26 @@
 /**
  * The daemon's Node flags (src/cli/node-flags.ts): every place that starts node for a daemon
- * gives the same young-generation bound (the `tmem` command's first line, `npm start`), the
- * bound really holds V8's young generation at 2 MiB a semi-space, and the daemon's hint fires
- * only when the flag was given nowhere.
+ * gives the same ones (the `tmem` command's first line, `npm start`), the young-generation
+ * bound really holds V8's young generation at 2 MiB a semi-space, node takes them all, and the
+ * daemon's hint fires only when one was given nowhere.
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { DAEMON_NODE_FLAGS, youngGenerationHint } from '../../src/cli/node-flags.js'
+import { DAEMON_NODE_FLAGS, heapFlagsHint } from '../../src/cli/node-flags.js'
 import { TMEM_BIN } from '../helpers/daemon.js'
 
 const PACKAGE = new URL('../../../package.json', import.meta.url)
 
 void describe('daemon node flags', () => {
-  void test('the flags are the young-generation bound of docs/remote.md: 2 MiB a semi-space', () => {
+  void test('the flags are those of docs/daemon.md: 2 MiB semi-spaces', () => {
     assert.deepEqual([...DAEMON_NODE_FLAGS], ['--max-semi-space-size=2'])
+  })
+
+  void test('node takes them (an unknown V8 flag would stop the daemon at start)', () => {
+    const out = spawnSync(process.execPath, [...DAEMON_NODE_FLAGS, '-e', 'process.exit(7)'])
+    assert.equal(out.status, 7, String(out.stderr))
   })
 
   void test('the tmem command starts node with them (its first line)', () => {
@@ -50,15 +55,15 @@ void describe('daemon node flags', () => {
     assert.ok(run([]) > 4 * 1024 * 1024)
   })
 
-  void test('the hint is empty when the flag is on the command line or in NODE_OPTIONS', () => {
-    assert.equal(youngGenerationHint(['--max-semi-space-size=2'], ''), '')
-    assert.equal(youngGenerationHint(['--max_semi_space_size=8'], ''), '')
-    assert.equal(youngGenerationHint([], '--max-old-space-size=512 --max-semi-space-size=2'), '')
+  void test('the hint is empty when every flag is on the command line or in NODE_OPTIONS', () => {
+    assert.equal(heapFlagsHint(['--max-semi-space-size=2'], ''), '')
+    assert.equal(heapFlagsHint(['--cpu-prof', '--max_semi_space_size=8'], ''), '')
+    assert.equal(heapFlagsHint([], '--max-old-space-size=512 --max-semi-space-size=2'), '')
   })
 
-  void test('the hint says how to give the flag when it is missing', () => {
-    const hint = youngGenerationHint(['--cpu-prof'], '--max-old-space-size=512')
-    assert.match(hint, /--max-semi-space-size=2/)
-    assert.match(hint, /NODE_OPTIONS/)
+  void test('the hint names the missing flag and how to give it', () => {
+    const hint = heapFlagsHint(['--cpu-prof', '--max-semi-space=2'], '--max-old-space-size=512')
+    assert.match(hint, /without --max-semi-space-size=2:/)
+    assert.match(hint, /give node --max-semi-space-size=2 before the script/)
   })
 })
