@@ -208,6 +208,8 @@ interface Loop {
   remote: TurnWork
   /** The largest remote work of a turn bounded by the main thread's CPU time in it. */
   remoteCpuMs: number
+  /** GC pauses in the span of that turn (TMEM_LOOP_CPU=1 only). */
+  remoteCpuGcMs: number
   /** Work the turn budget left for a later turn: issue stops, paused reply reads. */
   deferredIssue: number
   deferredReplies: number
@@ -227,6 +229,7 @@ async function watchLoop(stats: () => Promise<DaemonStats>): Promise<() => Promi
     gcMs: 0,
     remote: noTurn(),
     remoteCpuMs: 0,
+    remoteCpuGcMs: 0,
     deferredIssue: 0,
     deferredReplies: 0,
   }
@@ -241,7 +244,10 @@ async function watchLoop(stats: () => Promise<DaemonStats>): Promise<() => Promi
     const turns = remoteOf(snapshot)?.turns
     if (turns !== undefined && turns.lastSecond.totalMs > seen.remote.totalMs)
       seen.remote = turns.lastSecond
-    seen.remoteCpuMs = Math.max(seen.remoteCpuMs, turns?.lastSecondCpuMs ?? 0)
+    if (turns !== undefined && turns.lastSecondCpuMs > seen.remoteCpuMs) {
+      seen.remoteCpuMs = turns.lastSecondCpuMs
+      seen.remoteCpuGcMs = turns.lastSecondCpuGcMs
+    }
     seen.deferredIssue = turns?.deferredIssue ?? 0
     seen.deferredReplies = turns?.deferredReplies ?? 0
   }
@@ -370,7 +376,9 @@ function worst(loops: Loop[]): Loop {
     busyMs: Math.max(...loops.map((l) => l.busyMs)),
     gcMs: Math.max(...loops.map((l) => l.gcMs)),
     remote: loops.map((l) => l.remote).reduce((a, b) => (b.totalMs > a.totalMs ? b : a)),
-    remoteCpuMs: Math.max(...loops.map((l) => l.remoteCpuMs)),
+    ...loops
+      .map((l) => ({ remoteCpuMs: l.remoteCpuMs, remoteCpuGcMs: l.remoteCpuGcMs }))
+      .reduce((a, b) => (b.remoteCpuMs > a.remoteCpuMs ? b : a)),
     deferredIssue: Math.max(...loops.map((l) => l.deferredIssue)),
     deferredReplies: Math.max(...loops.map((l) => l.deferredReplies)),
   }
@@ -464,7 +472,7 @@ function remoteTurn(loop: Loop): string {
   return (
     ` remote turn max ${f(t.totalMs)} ms (ops ${f(t.opsMs)} issue ${f(t.issueMs)}` +
     ` replies ${f(t.repliesMs)}; bounded by CPU ${f(t.cpuMs)}; GC pauses in it ${f(t.gcMs)})` +
-    `, max bounded by CPU ${f(loop.remoteCpuMs)} ms` +
+    `, max bounded by CPU ${f(loop.remoteCpuMs)} ms (GC pauses in it ${f(loop.remoteCpuGcMs)})` +
     `, deferred: issue ${loop.deferredIssue} replies ${loop.deferredReplies}`
   )
 }

@@ -62,6 +62,11 @@ export interface TurnsSection {
   lastSecond: TurnWork
   /** The largest `cpuMs` of the last full second, and since start. */
   lastSecondCpuMs: number
+  /**
+   * With TMEM_LOOP_CPU=1, the garbage collection pauses that fell in the span of the last full
+   * second's largest `cpuMs` turn (the part of it that was the collector, not remote work).
+   */
+  lastSecondCpuGcMs: number
   cpuMaxMs: number
   turns: number
   /**
@@ -116,14 +121,16 @@ export class TurnMeter {
   #turnCpuStart = 0
   #windowCpuMs = 0
   #lastCpuMs = 0
+  #lastCpuGcMs = 0
   #cpuMaxMs = 0
   #turns = 0
   #deferredIssue = 0
   #deferredReplies = 0
   readonly #budgetMs: number
   #turnStart = 0
-  /** The span of the window's largest turn, and the recent GC pauses (start, end pairs). */
+  /** The spans of the window's largest turns (wall, CPU), and the recent GC pauses (start, end pairs). */
   #windowSpan = [0, 0]
+  #windowCpuSpan = [0, 0]
   readonly #pauses: number[] = []
   readonly #gc: PerformanceObserver | null = null
   readonly #close = (): void => this.#closeTurn()
@@ -224,6 +231,7 @@ export class TurnMeter {
         gcMs: round(last.gcMs),
       },
       lastSecondCpuMs: round(this.#lastCpuMs),
+      lastSecondCpuGcMs: round(this.#lastCpuGcMs),
       cpuMaxMs: round(Math.max(this.#cpuMaxMs, this.#windowCpuMs)),
       turns: this.#turns,
       deferredIssue: this.#deferredIssue,
@@ -253,7 +261,10 @@ export class TurnMeter {
       this.#window = { ...turn }
       this.#windowSpan = [this.#turnStart, performance.now()]
     }
-    if (turn.cpuMs > this.#windowCpuMs) this.#windowCpuMs = turn.cpuMs
+    if (turn.cpuMs > this.#windowCpuMs) {
+      this.#windowCpuMs = turn.cpuMs
+      this.#windowCpuSpan = [this.#turnStart, performance.now()]
+    }
     turn.opsMs = turn.issueMs = turn.repliesMs = turn.totalMs = turn.cpuMs = 0
     this.#rotate(performance.now())
   }
@@ -275,6 +286,7 @@ export class TurnMeter {
     this.#maxMs = Math.max(this.#maxMs, this.#window.totalMs)
     this.#window = noWork()
     this.#lastCpuMs = this.#windowCpuMs
+    this.#lastCpuGcMs = this.#pausedIn(this.#windowCpuSpan[0]!, this.#windowCpuSpan[1]!)
     this.#cpuMaxMs = Math.max(this.#cpuMaxMs, this.#windowCpuMs)
     this.#windowCpuMs = 0
     this.#windowStart = now

@@ -13,6 +13,7 @@
  * the loader's reason, except under CI (CI=true), whose `npm ci` builds it: there they fail.
  */
 import { test } from 'node:test'
+import { PerformanceObserver } from 'node:perf_hooks'
 import assert from 'node:assert/strict'
 import { TURN_BUDGET_MS, TurnMeter } from '../../src/remote/turns.js'
 import { threadClockReason, threadCpuClock } from '../../src/util/thread-cpu.js'
@@ -111,3 +112,39 @@ void test('a piece that threw leaves the next turns timed', { skip }, async () =
   meter.close()
   assert.ok(section.maxMs >= 20 && section.maxMs <= wallMs, `${section.maxMs} of ${wallMs}`)
 })
+
+void test(
+  'the largest CPU turn of a second reports the GC pauses in its span',
+  { skip },
+  async () => {
+    const saved = process.env['TMEM_LOOP_CPU']
+    process.env['TMEM_LOOP_CPU'] = '1' // the meter watches collections only then
+    const meter = new TurnMeter()
+    if (saved === undefined) delete process.env['TMEM_LOOP_CPU']
+    else process.env['TMEM_LOOP_CPU'] = saved
+    // The test's own record of the collections (the oracle), from before the turn to after it.
+    const seen: [number, number][] = []
+    const observer = new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) seen.push([entry.startTime, entry.duration])
+    })
+    observer.observe({ entryTypes: ['gc'] })
+    const before = performance.now()
+    let keep: number[] = []
+    await onePiece(() => {
+      // About 150 MB of short-lived arrays: young-generation collections, several of them.
+      for (let i = 0; i < 1_000_000; i++) keep = new Array<number>(16).fill(i)
+    }, meter)
+    const after = performance.now()
+    await new Promise((resolve) => setTimeout(resolve, 1100)) // the second ends; entries arrive
+    const section = meter.section()
+    meter.close()
+    observer.disconnect()
+    const ownMs = seen
+      .filter(([start, ms]) => start >= before && start + ms <= after)
+      .reduce((sum, [, ms]) => sum + ms, 0)
+    assert.ok(keep.length === 16 && ownMs > 0, 'the churn collected')
+    assert.ok(section.lastSecondCpuGcMs > 0, 'the turn saw the collections')
+    assert.ok(section.lastSecondCpuGcMs <= ownMs + 0.01, `${section.lastSecondCpuGcMs} of ${ownMs}`)
+    assert.ok(section.lastSecondCpuGcMs <= section.lastSecondCpuMs + 0.01)
+  },
+)
