@@ -3,7 +3,6 @@
  * startup summary on stdout, structured logs (pino, JSON) on stderr, and graceful shutdown on
  * SIGINT/SIGTERM. Everything has an embedded default, so `tmem daemon` alone serves clients.
  */
-import { readFileSync } from 'node:fs'
 import { type Command, Option } from 'commander'
 import { pino, type Logger } from 'pino'
 import { Host } from '../engine/host.js'
@@ -21,6 +20,7 @@ import { Daemon, type DaemonConfig } from '../server/daemon.js'
 import { formatBytes } from '../util/units.js'
 import { startBusyPoll } from '../util/busy-poll.js'
 import { heapFlagsHint } from './node-flags.js'
+import { packageVersion } from './version.js'
 import { busyPollBudget, busyPollOption } from './busy-poll.js'
 import {
   CLIENTS_PER_ENDPOINT_MAX,
@@ -434,14 +434,5 @@ function usage<T>(parse: () => T): T {
   } catch (error) {
     if (error instanceof RangeError) throw new UsageError(error.message)
     throw error
-  }
-}
-
-function packageVersion(): string {
-  try {
-    const text = readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')
-    return (JSON.parse(text) as { version?: string }).version ?? '?'
-  } catch {
-    return '?'
   }
 }

@@ -20,6 +20,7 @@ import { registerMigrateCommand } from './migrate.js'
 import { registerRestoreCommand, registerSaveCommand } from './save.js'
 import { registerSetCommand } from './set.js'
 import { registerSharedAuthCommand } from './shared-auth.js'
+import { packageVersion } from './version.js'
 
 /** One verb: adds its subcommand (options, help, action) to the program. */
 export interface CommandSpec {
@@ -52,6 +53,7 @@ export const COMMANDS: readonly CommandSpec[] = [
 export function buildProgram(): Command {
   const program = new Command('tmem')
     .description('Transcendent Memory (tmem) host and control tool')
+    .version(packageVersion(), '-V, --version', 'print the version of tmem')
     .showHelpAfterError()
     .exitOverride()
   for (const command of COMMANDS) command.register(program)

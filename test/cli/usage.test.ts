@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { type Server, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -44,6 +44,16 @@ void describe('tmem usage and reachability', { timeout: HANG_GUARD_MS }, () => {
       assert.match(top.stdout, new RegExp(`\\n {2}${verb} `), `tmem --help lists ${verb}`)
     assert.match(results[VERBS.indexOf('destroy')]!.stdout, /only thaws/)
     assert.match(results[VERBS.indexOf('shared-auth')]!.stdout, /1 = authorise, 0 = revoke/)
+  })
+
+  void test('tmem --version and -V print the version of package.json', async () => {
+    const pkg = new URL('../../../package.json', import.meta.url)
+    const { version } = JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }
+    for (const flag of ['--version', '-V']) {
+      const result = await runTmem([flag])
+      assert.equal(result.code, 0, result.stderr)
+      assert.equal(result.stdout, `${version}\n`)
+    }
   })
 
   void test('usage errors exit 2 without touching the daemon', async () => {
