@@ -14,6 +14,7 @@ import assert from 'node:assert/strict'
 import { Host, type TmemOp } from '../../src/index.js'
 import type { ChangeLog } from '../../src/engine/changelog.js'
 import { checkInvariants } from '../../src/engine/invariants.js'
+import { xorshift32 } from '../helpers/prng.js'
 
 const PAGE = 4096
 // Numbers typed from docs/abi.md and docs/migration.md, not imported from the engine.
@@ -56,17 +57,6 @@ function batchBytes(buffer: Uint8Array, count: number): number {
   return at
 }
 
-/** A deterministic stream of numbers (xorshift), so a failure replays. */
-function random(seed: number): () => number {
-  let x = seed
-  return () => {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    return (x >>> 0) / 0x100000000
-  }
-}
-
 void test('a tiny change-log ceiling: every last write arrives, the log stays under it', () => {
   const source = new Host({ pages: 512, reservePages: 0 })
   const target = new Host({ pages: 512, reservePages: 0 })
@@ -100,7 +90,7 @@ void test('a tiny change-log ceiling: every last write arrives, the log stays un
       )
     return count
   }
-  const next = random(0x5eed)
+  const next = xorshift32(0x5eed)
   let changesSinceDrain = 0
   let mostBetweenDrains = 0
   const writer = (ops: number): void => {

@@ -16,6 +16,7 @@ import { OP_DEFERRED } from '../../src/protocol/deferred.js'
 import { shmGeometry, writeShmHeader } from '../../src/protocol/shm-region.js'
 import { shmViews } from '../../src/protocol/shm-ring.js'
 import { ShmServeRing } from '../../src/protocol/shm-serve.js'
+import { xorshift32 } from '../helpers/prng.js'
 
 const SQ_TAIL = 64
 const SQ_HEAD = 128
@@ -24,16 +25,6 @@ const CQ_HEAD = 256
 const CMFN_V1 = 48
 const FRAMES = 4
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    return (x >>> 0) / 2 ** 32
-  }
-}
-
 /** The rc an op answered at once carries (a fixed function of its id, for the oracle). */
 function immediateRc(id: number): number {
   return (id % 5) - 2
@@ -41,7 +32,7 @@ function immediateRc(id: number): number {
 
 void test('deferred ops keep their completion slots; every request completes once', () => {
   for (let seed = 1; seed <= 60; seed++) {
-    const random = rng(seed)
+    const random = xorshift32(seed)
     const sqEntries = 16
     const cqEntries = random() < 0.5 ? 8 : 16
     const geometry = shmGeometry(1, sqEntries, cqEntries, FRAMES)

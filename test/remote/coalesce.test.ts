@@ -8,20 +8,9 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { type Command, coalesce } from '../../src/remote/coalesce.js'
 import type { Change } from '../../src/remote/queue.js'
+import { xorshift32 } from '../helpers/prng.js'
 
 type Model = Map<string, Map<string, string>>
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x / 2 ** 32
-  }
-}
 
 /** One change on its own, as a single-command client would send it. */
 function applyChange(model: Model, change: Change): void {
@@ -72,7 +61,7 @@ function randomBatch(next: () => number, length: number, acks: number[]): Change
 }
 
 void test('joined commands leave the cluster as the changes one by one would', () => {
-  const next = rng(14)
+  const next = xorshift32(14)
   for (let round = 0; round < 500; round++) {
     const acks: number[] = []
     const batch = randomBatch(next, 1 + Math.floor(next() * 40), acks)

@@ -42,19 +42,9 @@ import {
 } from '../../src/protocol/frame.js'
 import { encodeHello } from '../../src/protocol/hello.js'
 import { type DaemonHandle, startDaemon, waitFor } from '../helpers/daemon.js'
+import { xorshift32 } from '../helpers/prng.js'
 
 const SEED = Number(process.env['TMEM_SEED'] ?? Date.now() % 0x7fffffff)
-
-/** xorshift32: deterministic for a seed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0 || 1
-  return () => {
-    state ^= state << 13
-    state ^= state >>> 17
-    state ^= state << 5
-    return (state >>> 0) / 0x1_0000_0000
-  }
-}
 
 function frame(kind: number, requestId: number, payload: Uint8Array): Uint8Array {
   const bytes = new Uint8Array(16 + payload.length)
@@ -179,7 +169,7 @@ void describe(`hostile input (seed ${SEED})`, { timeout: 60_000 }, () => {
   })
 
   void test('random bytes: each connection closed, each counted once', async () => {
-    const random = prng(SEED)
+    const random = xorshift32(SEED)
     for (let round = 0; round < 40; round++) {
       const length = 1 + Math.floor(random() * 300)
       const bytes = new Uint8Array(length)

@@ -33,20 +33,17 @@ import { Export } from '../../../src/frontends/nbd/export.js'
 import { parseExportSpec } from '../../../src/frontends/nbd/spec.js'
 import { type Request, Transmission } from '../../../src/frontends/nbd/transmission.js'
 import { ReplyWriter } from '../../../src/frontends/nbd/writer.js'
+import { xorshift32 } from '../../helpers/prng.js'
 
 const SEED = Number(process.env['TMEM_SEED'] ?? Date.now() % 0x7fffffff)
 const PAGE = 4096
 const KiB = 1024
 const MiB = 1024 * 1024
 
+/** Whole numbers below `below`, from `seed` (test/helpers/prng.ts). */
 function xorshift(seed: number): (below: number) => number {
-  let state = seed || 1
-  return (below) => {
-    state ^= state << 13
-    state ^= state >>> 17
-    state ^= state << 5
-    return (state >>> 0) % below
-  }
+  const next = xorshift32(seed)
+  return (below) => Math.floor(next() * below)
 }
 
 function counterClock(): () => number {
