@@ -206,10 +206,12 @@ interface Loop {
   gcMs: number
   /** The turn with the most remote work (the tier's own timing, STATS host.remote.turns). */
   remote: TurnWork
-  /** The largest remote work of a turn bounded by the main thread's CPU time in it. */
-  remoteCpuMs: number
-  /** GC pauses in the span of that turn (TMEM_LOOP_CPU=1 only). */
-  remoteCpuGcMs: number
+  /**
+   * The turn with the largest remote work bounded by the main thread's CPU time in it
+   * (`cpuMs`), its work by kind by the wall clock, and the GC pauses in its span (`gcMs`,
+   * TMEM_LOOP_CPU=1 only).
+   */
+  remoteCpu: TurnWork
   /** Work the turn budget left for a later turn: issue stops, paused reply reads. */
   deferredIssue: number
   deferredReplies: number
@@ -228,8 +230,7 @@ async function watchLoop(stats: () => Promise<DaemonStats>): Promise<() => Promi
     busyMs: 0,
     gcMs: 0,
     remote: noTurn(),
-    remoteCpuMs: 0,
-    remoteCpuGcMs: 0,
+    remoteCpu: noTurn(),
     deferredIssue: 0,
     deferredReplies: 0,
   }
@@ -244,10 +245,8 @@ async function watchLoop(stats: () => Promise<DaemonStats>): Promise<() => Promi
     const turns = remoteOf(snapshot)?.turns
     if (turns !== undefined && turns.lastSecond.totalMs > seen.remote.totalMs)
       seen.remote = turns.lastSecond
-    if (turns !== undefined && turns.lastSecondCpuMs > seen.remoteCpuMs) {
-      seen.remoteCpuMs = turns.lastSecondCpuMs
-      seen.remoteCpuGcMs = turns.lastSecondCpuGcMs
-    }
+    if (turns !== undefined && turns.lastSecondCpuTurn.cpuMs > seen.remoteCpu.cpuMs)
+      seen.remoteCpu = turns.lastSecondCpuTurn
     seen.deferredIssue = turns?.deferredIssue ?? 0
     seen.deferredReplies = turns?.deferredReplies ?? 0
   }
@@ -376,9 +375,7 @@ function worst(loops: Loop[]): Loop {
     busyMs: Math.max(...loops.map((l) => l.busyMs)),
     gcMs: Math.max(...loops.map((l) => l.gcMs)),
     remote: loops.map((l) => l.remote).reduce((a, b) => (b.totalMs > a.totalMs ? b : a)),
-    ...loops
-      .map((l) => ({ remoteCpuMs: l.remoteCpuMs, remoteCpuGcMs: l.remoteCpuGcMs }))
-      .reduce((a, b) => (b.remoteCpuMs > a.remoteCpuMs ? b : a)),
+    remoteCpu: loops.map((l) => l.remoteCpu).reduce((a, b) => (b.cpuMs > a.cpuMs ? b : a)),
     deferredIssue: Math.max(...loops.map((l) => l.deferredIssue)),
     deferredReplies: Math.max(...loops.map((l) => l.deferredReplies)),
   }
@@ -467,12 +464,14 @@ const ms = (s: Sample): string =>
 /** The largest turn's remote work, split by kind (absent without the tier). */
 function remoteTurn(loop: Loop): string {
   const t = loop.remote
+  const c = loop.remoteCpu
   if (t.totalMs === 0) return ''
   const f = (n: number): string => n.toFixed(2)
   return (
     ` remote turn max ${f(t.totalMs)} ms (ops ${f(t.opsMs)} issue ${f(t.issueMs)}` +
     ` replies ${f(t.repliesMs)}; bounded by CPU ${f(t.cpuMs)}; GC pauses in it ${f(t.gcMs)})` +
-    `, max bounded by CPU ${f(loop.remoteCpuMs)} ms (GC pauses in it ${f(loop.remoteCpuGcMs)})` +
+    `, max bounded by CPU ${f(c.cpuMs)} ms (ops ${f(c.opsMs)} issue ${f(c.issueMs)}` +
+    ` replies ${f(c.repliesMs)}; GC pauses in it ${f(c.gcMs)})` +
     `, deferred: issue ${loop.deferredIssue} replies ${loop.deferredReplies}`
   )
 }

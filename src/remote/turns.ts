@@ -67,6 +67,8 @@ export interface TurnsSection {
    * second's largest `cpuMs` turn (the part of it that was the collector, not remote work).
    */
   lastSecondCpuGcMs: number
+  /** That turn's wall-clock work by kind (what its CPU went to). */
+  lastSecondCpuTurn: TurnWork
   cpuMaxMs: number
   turns: number
   /**
@@ -91,6 +93,17 @@ export const TURN_BUDGET_MS = 1.25
 
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000
+}
+
+function rounded(work: TurnWork): TurnWork {
+  return {
+    totalMs: round(work.totalMs),
+    opsMs: round(work.opsMs),
+    issueMs: round(work.issueMs),
+    repliesMs: round(work.repliesMs),
+    cpuMs: round(work.cpuMs),
+    gcMs: round(work.gcMs),
+  }
 }
 
 function noWork(): TurnWork {
@@ -120,6 +133,8 @@ export class TurnMeter {
   #maxMs = 0
   #turnCpuStart = 0
   #windowCpuMs = 0
+  #windowCpuTurn = noWork()
+  #lastCpuTurn = noWork()
   #lastCpuMs = 0
   #lastCpuGcMs = 0
   #cpuMaxMs = 0
@@ -222,16 +237,10 @@ export class TurnMeter {
     const last = this.#last
     return {
       maxMs: round(Math.max(this.#maxMs, this.#window.totalMs)),
-      lastSecond: {
-        totalMs: round(last.totalMs),
-        opsMs: round(last.opsMs),
-        issueMs: round(last.issueMs),
-        repliesMs: round(last.repliesMs),
-        cpuMs: round(last.cpuMs),
-        gcMs: round(last.gcMs),
-      },
+      lastSecond: rounded(last),
       lastSecondCpuMs: round(this.#lastCpuMs),
       lastSecondCpuGcMs: round(this.#lastCpuGcMs),
+      lastSecondCpuTurn: rounded(this.#lastCpuTurn),
       cpuMaxMs: round(Math.max(this.#cpuMaxMs, this.#windowCpuMs)),
       turns: this.#turns,
       deferredIssue: this.#deferredIssue,
@@ -263,6 +272,7 @@ export class TurnMeter {
     }
     if (turn.cpuMs > this.#windowCpuMs) {
       this.#windowCpuMs = turn.cpuMs
+      this.#windowCpuTurn = { ...turn }
       this.#windowCpuSpan = [this.#turnStart, performance.now()]
     }
     turn.opsMs = turn.issueMs = turn.repliesMs = turn.totalMs = turn.cpuMs = 0
@@ -287,6 +297,9 @@ export class TurnMeter {
     this.#window = noWork()
     this.#lastCpuMs = this.#windowCpuMs
     this.#lastCpuGcMs = this.#pausedIn(this.#windowCpuSpan[0]!, this.#windowCpuSpan[1]!)
+    this.#lastCpuTurn = this.#windowCpuTurn
+    this.#lastCpuTurn.gcMs = this.#lastCpuGcMs
+    this.#windowCpuTurn = noWork()
     this.#cpuMaxMs = Math.max(this.#cpuMaxMs, this.#windowCpuMs)
     this.#windowCpuMs = 0
     this.#windowStart = now

@@ -148,3 +148,35 @@ void test(
     assert.ok(section.lastSecondCpuGcMs <= section.lastSecondCpuMs + 0.01)
   },
 )
+
+void test(
+  "the CPU-largest turn of a second is reported with its own work by kind, not the wall-largest one's",
+  { skip },
+  async () => {
+    const meter = new TurnMeter()
+    // Turn 1: an issue piece that blocks 40 ms (the wall-largest, little CPU).
+    await onePiece(() => block(40), meter)
+    // Turn 2: an ops piece that computes 15 ms (the CPU-largest), then a small issue piece.
+    await nextTurn()
+    const ops = meter.start()
+    spin(15)
+    meter.stop(ops, 'ops')
+    const issue = meter.start()
+    spin(1)
+    meter.stop(issue, 'issue')
+    await nextTurn()
+    await new Promise((resolve) => setTimeout(resolve, 1100)) // the second ends
+    const section = meter.section()
+    meter.close()
+    assert.ok(
+      section.lastSecond.issueMs >= 39,
+      `wall-largest: ${JSON.stringify(section.lastSecond)}`,
+    )
+    const cpuTurn = section.lastSecondCpuTurn
+    assert.ok(cpuTurn.opsMs >= 15 && cpuTurn.opsMs < 39, `ops ${cpuTurn.opsMs}`)
+    assert.ok(cpuTurn.issueMs >= 1 && cpuTurn.issueMs < 15, `issue ${cpuTurn.issueMs}`)
+    assert.equal(cpuTurn.repliesMs, 0)
+    assert.equal(cpuTurn.cpuMs, section.lastSecondCpuMs)
+    assert.ok(cpuTurn.cpuMs > 10 && cpuTurn.cpuMs <= cpuTurn.totalMs + 0.01, `${cpuTurn.cpuMs}`)
+  },
+)
