@@ -19,7 +19,7 @@
  * export opens a new client on its next request (its file keeps the truth); a swap export
  * answers EIO from then on, because the guest's swapped pages are gone.
  */
-import { closeSync, constants, fstatSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs'
+import { closeSync, constants, fstatSync, fsyncSync, openSync } from 'node:fs'
 import type { Logger } from 'pino'
 import {
   EEMPTY,
@@ -41,6 +41,7 @@ import type { HostLike } from '../../server/host-like.js'
 import type { MovedTo, Session, SessionHolder } from '../../server/session.js'
 import type { SessionTable } from '../../server/sessions.js'
 import { NBD_EIO, NBD_ENOSPC, NBD_STATE_HOLE, NBD_STATE_ZERO } from './constants.js'
+import { readFilePage, writeFilePage } from './backing-file.js'
 import { type ExportSpec, clientNameOf } from './spec.js'
 import { PageBitmap } from './bitmap.js'
 import type { ExportView } from './handshake.js'
@@ -384,33 +385,16 @@ export class Export implements SessionHolder, ExportView {
 
   #readFile(index: number, target: Uint8Array, at: number): number {
     if (this.#fd === null) return NBD_EIO
-    try {
-      let done = 0
-      while (done < PAGE_SIZE) {
-        const n = readSync(this.#fd, target, at + done, PAGE_SIZE - done, index * PAGE_SIZE + done)
-        if (n === 0) break
-        done += n
-      }
-      if (done < PAGE_SIZE) target.fill(0, at + done, at + PAGE_SIZE)
-      return 0
-    } catch (error) {
-      this.#log.error({ export: this.spec.name, err: error }, 'nbd backing file read failed')
-      return NBD_EIO
-    }
+    return readFilePage(this.#fd, index, target, at, (err) =>
+      this.#log.error({ export: this.spec.name, err }, 'nbd backing file read failed'),
+    )
   }
 
   #writeFile(index: number, source: Uint8Array, at: number): number {
     if (this.#fd === null) return NBD_EIO
-    try {
-      let done = 0
-      while (done < PAGE_SIZE) {
-        done += writeSync(this.#fd, source, at + done, PAGE_SIZE - done, index * PAGE_SIZE + done)
-      }
-      return 0
-    } catch (error) {
-      this.#log.error({ export: this.spec.name, err: error }, 'nbd backing file write failed')
-      return (error as NodeJS.ErrnoException).code === 'ENOSPC' ? NBD_ENOSPC : NBD_EIO
-    }
+    return writeFilePage(this.#fd, index, source, at, (err) =>
+      this.#log.error({ export: this.spec.name, err }, 'nbd backing file write failed'),
+    )
   }
 
   /** A listing line's worth of facts. */
