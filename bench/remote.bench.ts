@@ -124,7 +124,7 @@ async function serve(cluster: TestCluster | null, cpuWatch = true): Promise<Serv
       ? []
       : [
           ...['--remote', cluster.url, '--remote-timeout', `${TIMEOUT_MS}ms`],
-          ...['--remote-queue', '8192', '--remote-host-id', `bench${served++}`],
+          ...['--remote-host-id', `bench${served++}`],
         ]),
   ]
   const nice = process.env['BENCH_NICE']
