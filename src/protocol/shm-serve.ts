@@ -38,6 +38,7 @@ import { SQE_BYTES, type ShmGeometry } from './shm-region.js'
 import {
   CompletionProducer,
   RING_BROKEN,
+  SHM_OPS_PER_TURN_MAX,
   type ShmViews,
   SubmissionConsumer,
   sqeFrame,
@@ -138,12 +139,27 @@ export class ShmServeRing {
     this.completions.publish()
   }
 
-  /** Serves one turn; returns the entries served, or RING_BROKEN. */
+  /**
+   * Serves one turn; returns the entries served, or RING_BROKEN. Entries the client submitted
+   * while the turn ran are served in it too, up to SHM_OPS_PER_TURN_MAX in all.
+   */
   turn(): number {
+    let served = 0
+    while (served < SHM_OPS_PER_TURN_MAX) {
+      const count = this.#batch(SHM_OPS_PER_TURN_MAX - served)
+      if (count === RING_BROKEN) return RING_BROKEN
+      served += count
+      if (count === 0 || this.shouldYield?.() === true || !this.hasWork()) break
+    }
+    return served
+  }
+
+  /** Serves the entries queued now, at most `most`; their number, or RING_BROKEN. */
+  #batch(most: number): number {
     const free = this.completions.room()
     if (free === RING_BROKEN) return RING_BROKEN
     // The client may have moved its head back (hostile): then nothing is taken.
-    const room = Math.max(0, free - this.#owed)
+    const room = Math.max(0, Math.min(most, free - this.#owed))
     let count = this.submissions.begin(room)
     if (count === RING_BROKEN) return RING_BROKEN
     if (free === 0 && this.submissions.hasWork()) this.counters.ringFull++

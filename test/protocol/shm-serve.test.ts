@@ -53,3 +53,46 @@ void test('completions are published every 16 entries within a turn, and at its 
     }
   }
 })
+
+void test('a turn serves what the client submits while it runs, 256 entries at most', () => {
+  // A ring of 512 entries; 10 queued at first, and each op the daemon runs makes the client
+  // (played by the op itself) submit one more, until 600 were submitted in all.
+  const geometry = shmGeometry(1, 512, 512, 1)
+  const bytes = new Uint8Array(geometry.regionBytes)
+  writeShmHeader(bytes, geometry)
+  const view = new DataView(bytes.buffer)
+  let submitted = 0
+  const submit = (): void => {
+    const at = geometry.sqOffset + (submitted % 512) * 64
+    view.setUint32(at, TMEM_FLUSH_PAGE, true)
+    view.setUint32(at + 56, submitted, true)
+    submitted++
+    view.setUint32(SQ_TAIL, submitted, true)
+  }
+  for (let i = 0; i < 10; i++) submit()
+  const served: number[] = []
+  const serve = new ShmServeRing(shmViews(bytes.buffer, geometry.regionBytes), geometry, (e) => {
+    served.push(new DataView(e.buffer, e.byteOffset).getUint32(56, true))
+    if (submitted < 600) submit()
+    return 0
+  })
+  // The documented bound (docs/protocol.md "Shared memory": 256 entries a turn).
+  assert.equal(serve.turn(), 256, 'the first turn: the 10 queued and 246 submitted meanwhile')
+  assert.deepEqual(
+    served,
+    Array.from({ length: 256 }, (_, i) => i),
+    'in submission order',
+  )
+  assert.equal(u32(bytes, CQ_TAIL), 256, 'all of them published')
+  // The client takes its completions (cqHead at 256), so the ring has room again.
+  view.setUint32(256, 256, true)
+  assert.equal(serve.turn(), 256, 'the second turn')
+  view.setUint32(256, 512, true)
+  assert.equal(serve.turn(), 600 - 512, 'the third: what is left, then nothing more came')
+  assert.equal(served.length, 600)
+  // A turn the host asks to end early (its turn budget) stops after the batch it is in.
+  serve.shouldYield = () => true
+  view.setUint32(256, 600, true)
+  for (let i = 0; i < 5; i++) submit()
+  assert.equal(serve.turn(), 1, 'a yielding host: one entry, then the turn ends')
+})
