@@ -132,11 +132,9 @@ export class TurnMeter {
   #last = noWork()
   #maxMs = 0
   #turnCpuStart = 0
-  #windowCpuMs = 0
+  /** The window's largest `cpuMs` turn, and the last full second's (its `gcMs` filled in). */
   #windowCpuTurn = noWork()
   #lastCpuTurn = noWork()
-  #lastCpuMs = 0
-  #lastCpuGcMs = 0
   #cpuMaxMs = 0
   #turns = 0
   #deferredIssue = 0
@@ -238,10 +236,10 @@ export class TurnMeter {
     return {
       maxMs: round(Math.max(this.#maxMs, this.#window.totalMs)),
       lastSecond: rounded(last),
-      lastSecondCpuMs: round(this.#lastCpuMs),
-      lastSecondCpuGcMs: round(this.#lastCpuGcMs),
+      lastSecondCpuMs: round(this.#lastCpuTurn.cpuMs),
+      lastSecondCpuGcMs: round(this.#lastCpuTurn.gcMs),
       lastSecondCpuTurn: rounded(this.#lastCpuTurn),
-      cpuMaxMs: round(Math.max(this.#cpuMaxMs, this.#windowCpuMs)),
+      cpuMaxMs: round(Math.max(this.#cpuMaxMs, this.#windowCpuTurn.cpuMs)),
       turns: this.#turns,
       deferredIssue: this.#deferredIssue,
       deferredReplies: this.#deferredReplies,
@@ -270,8 +268,7 @@ export class TurnMeter {
       this.#window = { ...turn }
       this.#windowSpan = [this.#turnStart, performance.now()]
     }
-    if (turn.cpuMs > this.#windowCpuMs) {
-      this.#windowCpuMs = turn.cpuMs
+    if (turn.cpuMs > this.#windowCpuTurn.cpuMs) {
       this.#windowCpuTurn = { ...turn }
       this.#windowCpuSpan = [this.#turnStart, performance.now()]
     }
@@ -295,13 +292,10 @@ export class TurnMeter {
     this.#last.gcMs = this.#pausedIn(this.#windowSpan[0]!, this.#windowSpan[1]!)
     this.#maxMs = Math.max(this.#maxMs, this.#window.totalMs)
     this.#window = noWork()
-    this.#lastCpuMs = this.#windowCpuMs
-    this.#lastCpuGcMs = this.#pausedIn(this.#windowCpuSpan[0]!, this.#windowCpuSpan[1]!)
     this.#lastCpuTurn = this.#windowCpuTurn
-    this.#lastCpuTurn.gcMs = this.#lastCpuGcMs
+    this.#lastCpuTurn.gcMs = this.#pausedIn(this.#windowCpuSpan[0]!, this.#windowCpuSpan[1]!)
+    this.#cpuMaxMs = Math.max(this.#cpuMaxMs, this.#windowCpuTurn.cpuMs)
     this.#windowCpuTurn = noWork()
-    this.#cpuMaxMs = Math.max(this.#cpuMaxMs, this.#windowCpuMs)
-    this.#windowCpuMs = 0
     this.#windowStart = now
   }
 }

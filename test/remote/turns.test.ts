@@ -177,6 +177,7 @@ void test(
     assert.ok(cpuTurn.issueMs >= 1 && cpuTurn.issueMs < 15, `issue ${cpuTurn.issueMs}`)
     assert.equal(cpuTurn.repliesMs, 0)
     assert.equal(cpuTurn.cpuMs, section.lastSecondCpuMs)
-    assert.ok(cpuTurn.cpuMs > 10 && cpuTurn.cpuMs <= cpuTurn.totalMs + 0.01, `${cpuTurn.cpuMs}`)
+    // Its CPU is what the OS let the spin have (less on a loaded machine), never more than its wall time.
+    assert.ok(cpuTurn.cpuMs > 0 && cpuTurn.cpuMs <= cpuTurn.totalMs + 0.01, `${cpuTurn.cpuMs}`)
   },
 )
